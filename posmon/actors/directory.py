@@ -1,0 +1,106 @@
+"""The position directory: finds, or creates on first need, the actor of a (symbol, side).
+
+It owns each actor's inbox and price slot, so both outlive the actor's
+restarts: a supervised restart picks up the same inbox and nothing queued for
+the actor is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from posmon.actors.messages import Notice
+from posmon.actors.position import ActorConfig, ActorLinks, PositionActor
+from posmon.actors.price_router import Subscribe
+from posmon.actors.price_slot import PriceSlot
+from posmon.actors.supervisor import RestartPolicy, supervise
+from posmon.domain.orders import Side
+from posmon.metrics import Metrics
+from posmon.store.store import Store
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, Side]
+
+
+@dataclass(slots=True)
+class _Entry:
+    send: trio.MemorySendChannel[Any]
+    slot: PriceSlot
+    actor: PositionActor | None = None
+
+
+class PositionDirectory:
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        config_for: Callable[[str, Side], ActorConfig],
+        *,
+        router: trio.MemorySendChannel[Any],
+        gateway: trio.MemorySendChannel[Any],
+        notices: trio.MemorySendChannel[Notice],
+        store: Store,
+        metrics: Metrics,
+        clock: Callable[[], float],
+        policy: RestartPolicy,
+    ) -> None:
+        self._nursery = nursery
+        self._config_for = config_for
+        self._router = router
+        self._gateway = gateway
+        self._notices = notices
+        self._store = store
+        self._metrics = metrics
+        self._clock = clock
+        self._policy = policy
+        self._actors: dict[Key, _Entry] = {}
+
+    def __contains__(self, key: Key) -> bool:
+        return key in self._actors
+
+    def keys(self) -> list[Key]:
+        return list(self._actors)
+
+    def actor(self, symbol: str, side: Side) -> PositionActor | None:
+        """The current incarnation (for status and tests); None before the first start."""
+        entry = self._actors.get((symbol, side))
+        return entry.actor if entry else None
+
+    def inbox(self, symbol: str, side: Side) -> trio.MemorySendChannel[Any]:
+        """The actor's inbox, starting the actor if this (symbol, side) has none yet."""
+        key = (symbol, side)
+        entry = self._actors.get(key)
+        if entry is None:
+            entry = self._spawn(key)
+        return entry.send
+
+    def broadcast(self, message: Any) -> None:
+        for entry in self._actors.values():
+            entry.send.send_nowait(message)
+
+    def _spawn(self, key: Key) -> _Entry:
+        symbol, side = key
+        cfg = self._config_for(symbol, side)
+        # Unbounded: the gateway replies into inboxes, and a full inbox must never stall the gateway.
+        send, recv = trio.open_memory_channel[Any](math.inf)
+        entry = _Entry(send, PriceSlot(send))
+        self._actors[key] = entry
+        self._router.send_nowait(Subscribe(symbol, entry.slot))
+        links = ActorLinks(inbox=recv, self_send=send, slot=entry.slot, gateway=self._gateway,
+                           notices=self._notices, store=self._store, metrics=self._metrics, clock=self._clock)
+
+        def make_run() -> Callable[..., Any]:
+            entry.actor = PositionActor(cfg, links)
+            return entry.actor.run
+
+        name = f"position:{cfg.venue}:{symbol}:{side.value}"
+        self._nursery.start_soon(supervise, name, make_run, self._policy, self._metrics)
+        self._metrics.set("position_actors", len(self._actors))
+        log.debug("started %s", name)
+        return entry

@@ -1,0 +1,312 @@
+"""The order gateway: the only code that makes trading REST calls for an account.
+
+Requests queue by priority (exits first) and age; consecutive placements are
+packed into the venue's batch call, cancels of one symbol into one batch
+cancel. Every call is paced by token buckets sized from the venue's published
+limits. A timeout or 5xx is "outcome unknown": the gateway looks each order up
+by its client order id before it resends anything, so nothing is doubled.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import trio
+
+from posmon.actors.messages import (
+    AccountSnapshot,
+    Action,
+    CancelOrders,
+    FetchAccount,
+    GatewayRequest,
+    OrderResult,
+    OrderResults,
+    PlaceOrders,
+    QueryOrders,
+)
+from posmon.domain.orders import OrderRequest, OrderState
+from posmon.exchange.errors import Banned, OrderNotFound, OutcomeUnknown, RateLimited, Rejected, VenueError
+from posmon.exchange.venue import Venue
+from posmon.metrics import Metrics
+from posmon.ratelimit import TokenBucket
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(slots=True, eq=False)  # identity-hashed: it borrows a CapacityLimiter token
+class _Job:
+    """One REST call's worth of requests."""
+
+    requests: list[GatewayRequest]
+    weight: int
+    order_count: int = 0
+
+
+@dataclass(slots=True)
+class GatewayPolicy:
+    request_timeout: float = 10.0
+    max_attempts: int = 5
+    backoff_base: float = 0.2
+    backoff_max: float = 5.0
+    max_in_flight: int = 4
+
+
+@dataclass(order=True, slots=True)
+class _Queued:
+    priority: int
+    seq: int
+    request: GatewayRequest = field(compare=False)
+
+
+class OrderGateway:
+    def __init__(self, venue: Venue, inbox: trio.MemoryReceiveChannel[GatewayRequest], metrics: Metrics,
+                 policy: GatewayPolicy | None = None) -> None:
+        self.venue = venue
+        self.inbox = inbox
+        self.metrics = metrics
+        self.policy = policy or GatewayPolicy()
+        now = trio.current_time()
+        self._weight = TokenBucket.for_limit(venue.limits.weight_per_minute, now)
+        self._orders = TokenBucket.for_limit(venue.limits.orders_per_minute, now)
+        self._queue: list[_Queued] = []
+        self._seq = itertools.count()
+        self._arrived = trio.Event()
+        self._limiter = trio.CapacityLimiter(self.policy.max_in_flight)
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._collect)
+            task_status.started()
+            await self._dispatch(nursery)
+
+    # --- queueing -----------------------------------------------------------------------------------------
+
+    async def _collect(self) -> None:
+        async for request in self.inbox:
+            heapq.heappush(self._queue, _Queued(int(request.priority), next(self._seq), request))
+            self.metrics.set("gateway_queue_depth", len(self._queue), venue=self.venue.name)
+            self._arrived.set()
+
+    async def _dispatch(self, nursery: trio.Nursery) -> None:
+        while True:
+            if not self._queue:
+                self._arrived = trio.Event()
+                await self._arrived.wait()
+                continue
+            job = self._next_job()
+            await self._pace(job.weight, job.order_count)
+            await self._limiter.acquire_on_behalf_of(job)
+            nursery.start_soon(self._execute, job)
+
+    def _next_job(self) -> _Job:
+        limits = self.venue.limits
+        head = heapq.heappop(self._queue).request
+        if isinstance(head, PlaceOrders):
+            group, count = [head], len(head.orders)
+            while self._queue and isinstance(nxt := self._queue[0].request, PlaceOrders) \
+                    and count + len(nxt.orders) <= limits.max_batch_place:
+                group.append(heapq.heappop(self._queue).request)
+                count += len(nxt.orders)
+            weight = limits.place_weight if count == 1 else limits.batch_place_weight
+            return _Job(group, weight, count)
+        if isinstance(head, CancelOrders):
+            group, count = [head], len(head.client_ids)
+            while self._queue and isinstance(nxt := self._queue[0].request, CancelOrders) \
+                    and nxt.symbol == head.symbol and count + len(nxt.client_ids) <= limits.max_batch_cancel:
+                group.append(heapq.heappop(self._queue).request)
+                count += len(nxt.client_ids)
+            return _Job(group, limits.cancel_weight if count == 1 else limits.batch_cancel_weight)
+        if isinstance(head, QueryOrders):
+            return _Job([head], limits.query_weight * max(1, len(head.client_ids)))
+        return _Job([head], limits.positions_weight + limits.open_orders_weight)
+
+    async def _pace(self, weight: int, orders: int) -> None:
+        while True:
+            now = trio.current_time()
+            wait = max(self._weight.wait_time(weight, now), self._orders.wait_time(orders, now) if orders else 0.0)
+            if wait <= 0:
+                self._weight.take(weight, now)
+                if orders:
+                    self._orders.take(orders, now)
+                return
+            self.metrics.inc("gateway_paced", venue=self.venue.name)
+            await trio.sleep(wait)
+
+    # --- execution ----------------------------------------------------------------------------------------
+
+    async def _execute(self, job: _Job) -> None:
+        try:
+            head = job.requests[0]
+            if isinstance(head, PlaceOrders):
+                orders = [o for r in job.requests for o in r.orders]  # type: ignore[union-attr]
+                results = await self._place(orders)
+                for r in job.requests:
+                    await self._reply(r, OrderResults(tuple(results[o.client_id] for o in r.orders)))  # type: ignore[union-attr]
+            elif isinstance(head, CancelOrders):
+                ids = [c for r in job.requests for c in r.client_ids]  # type: ignore[union-attr]
+                results = await self._cancel(head.symbol, ids)
+                for r in job.requests:
+                    await self._reply(r, OrderResults(tuple(results[c] for c in r.client_ids)))  # type: ignore[union-attr]
+            elif isinstance(head, QueryOrders):
+                found = await self._lookup(head.symbol, list(head.client_ids))
+                await self._reply(head, OrderResults(tuple(
+                    OrderResult(c, Action.QUERY, state=s, error=None if s is not None or u else OrderNotFound(
+                        "no such order", code=-2013, request="query"))
+                    for c, (s, u) in found.items())))
+            else:
+                assert isinstance(head, FetchAccount)
+                await self._reply(head, await self._fetch_account(head.symbol))
+        finally:
+            self._limiter.release_on_behalf_of(job)
+
+    async def _reply(self, request: GatewayRequest, message: Any) -> None:
+        try:
+            await request.reply_to.send(message)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            log.warning("gateway: requester of %s is gone; result dropped", type(request).__name__)
+
+    async def _call(self, name: str, fn: Callable[[], Awaitable[T]]) -> T:
+        """One venue call under the request timeout; a timeout is an unknown outcome, a 429 pauses pacing."""
+        self.metrics.inc("rest_calls", venue=self.venue.name, call=name)
+        try:
+            with trio.fail_after(self.policy.request_timeout):
+                return await fn()
+        except trio.TooSlowError as exc:
+            raise OutcomeUnknown("no answer within the request timeout", request=name) from exc
+        except RateLimited as exc:
+            kind = "banned" if isinstance(exc, Banned) else "rate_limited"
+            self.metrics.inc("gateway_throttled", venue=self.venue.name, kind=kind)
+            log.warning("gateway: %s on %s; pausing trading calls for %.1fs", kind, name, exc.retry_after)
+            self._weight.pause(trio.current_time() + exc.retry_after)
+            raise
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self.policy.backoff_max, self.policy.backoff_base * 2**attempt)
+
+    async def _lookup(self, symbol: str, client_ids: list[str]) -> dict[str, tuple[OrderState | None, bool]]:
+        """Each id -> (state, still_unknown): (state, False) found, (None, False) never seen, (None, True) unknown."""
+        out: dict[str, tuple[OrderState | None, bool]] = {}
+        for cid in client_ids:
+            await self._pace(self.venue.limits.query_weight, 0)
+            try:
+                out[cid] = (await self._call("query_order", lambda c=cid: self.venue.query_order(symbol, c)), False)
+            except OrderNotFound:
+                out[cid] = (None, False)
+            except (OutcomeUnknown, RateLimited) as exc:
+                log.warning("gateway: lookup of %s failed (%s); outcome still unknown", cid, exc)
+                out[cid] = (None, True)
+        return out
+
+    async def _place(self, orders: list[OrderRequest]) -> dict[str, OrderResult]:
+        results: dict[str, OrderResult] = {}
+        to_send, unresolved = list(orders), []
+        for attempt in range(self.policy.max_attempts):
+            if unresolved:
+                # Before anything is resent, find out whether the earlier attempt took effect.
+                found: dict[str, tuple[OrderState | None, bool]] = {}
+                for o in unresolved:
+                    found.update(await self._lookup(o.symbol, [o.client_id]))
+                still = []
+                for o in unresolved:
+                    state, unknown = found[o.client_id]
+                    if state is not None:
+                        results[o.client_id] = OrderResult(o.client_id, Action.PLACE, state=state)
+                    elif unknown:
+                        still.append(o)
+                    else:
+                        to_send.append(o)
+                unresolved = still
+            if to_send:
+                batch, to_send = to_send, []
+                if attempt:
+                    await self._pace(self.venue.limits.batch_place_weight if len(batch) > 1
+                                     else self.venue.limits.place_weight, len(batch))
+                try:
+                    answers = await self._call("place_orders", lambda b=batch: self.venue.place_orders(b))
+                except (OutcomeUnknown, Banned) as exc:
+                    log.warning("gateway: placing %s: %s; will look the orders up before resending",
+                                [o.client_id for o in batch], exc)
+                    unresolved.extend(batch)
+                except RateLimited:
+                    to_send = batch  # not executed: safe to resend once the pause is over
+                except Rejected as exc:
+                    for o in batch:
+                        results[o.client_id] = OrderResult(o.client_id, Action.PLACE, error=exc)
+                else:
+                    for o, answer in zip(batch, answers, strict=True):
+                        if isinstance(answer, VenueError):
+                            self.metrics.inc("orders", venue=self.venue.name, type=o.type.value, result="rejected")
+                            results[o.client_id] = OrderResult(o.client_id, Action.PLACE, error=answer)
+                        else:
+                            self.metrics.inc("orders", venue=self.venue.name, type=o.type.value, result="placed")
+                            results[o.client_id] = OrderResult(o.client_id, Action.PLACE, state=answer)
+            if not unresolved and not to_send:
+                break
+            await trio.sleep(self._backoff(attempt))
+        for o in [*unresolved, *to_send]:
+            log.error("gateway: outcome of %s still unknown after %d attempts", o.client_id, self.policy.max_attempts)
+            self.metrics.inc("orders", venue=self.venue.name, type=o.type.value, result="unknown")
+            results[o.client_id] = OrderResult(o.client_id, Action.PLACE)
+        return results
+
+    async def _cancel(self, symbol: str, client_ids: list[str]) -> dict[str, OrderResult]:
+        results: dict[str, OrderResult] = {}
+        todo = list(client_ids)
+        for attempt in range(self.policy.max_attempts):
+            if attempt:
+                await self._pace(self.venue.limits.batch_cancel_weight, 0)
+            gone: list[str] = []
+            try:
+                answers = await self._call("cancel_orders", lambda t=todo: self.venue.cancel_orders(symbol, t))
+            except (OutcomeUnknown, RateLimited) as exc:
+                log.warning("gateway: cancelling %s: %s; will look the orders up", todo, exc)
+                gone = list(todo)
+            except Rejected as exc:
+                for cid in todo:
+                    results[cid] = OrderResult(cid, Action.CANCEL, error=exc)
+                todo = []
+            else:
+                for cid, answer in zip(todo, answers, strict=True):
+                    if isinstance(answer, OrderNotFound):
+                        gone.append(cid)  # already filled, canceled or never placed: find out which
+                    elif isinstance(answer, VenueError):
+                        results[cid] = OrderResult(cid, Action.CANCEL, error=answer)
+                    else:
+                        results[cid] = OrderResult(cid, Action.CANCEL, state=answer)
+                todo = []
+            for cid, (state, unknown) in (await self._lookup(symbol, gone)).items():
+                if unknown or (state is not None and not state.status.is_final):
+                    todo.append(cid)  # still open (or unknown): cancel again
+                elif state is None:
+                    results[cid] = OrderResult(cid, Action.CANCEL, error=OrderNotFound(
+                        "order was never placed", code=-2011, request="cancel"))
+                else:
+                    results[cid] = OrderResult(cid, Action.CANCEL, state=state)
+            if not todo:
+                break
+            await trio.sleep(self._backoff(attempt))
+        for cid in todo:
+            log.error("gateway: cancel of %s still unconfirmed after %d attempts", cid, self.policy.max_attempts)
+            results[cid] = OrderResult(cid, Action.CANCEL)
+        return results
+
+    async def _fetch_account(self, symbol: str | None) -> AccountSnapshot:
+        last: VenueError | None = None
+        for attempt in range(self.policy.max_attempts):
+            try:
+                positions = await self._call("positions", self.venue.positions)
+                orders = await self._call("open_orders", lambda: self.venue.open_orders(symbol))
+            except VenueError as exc:
+                last = exc
+                await trio.sleep(self._backoff(attempt))
+                continue
+            if symbol is not None:
+                positions = [p for p in positions if p.symbol == symbol]
+            return AccountSnapshot(tuple(positions), tuple(orders))
+        return AccountSnapshot((), (), error=last)

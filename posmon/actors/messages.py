@@ -1,0 +1,134 @@
+"""Messages between the actors: small frozen records named for what happened or what is wanted."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from posmon.domain.orders import OrderRequest, OrderState, PositionState
+from posmon.exchange.errors import VenueError
+
+
+class Priority(enum.IntEnum):
+    """Gateway queue order: exits before protection before housekeeping; FIFO within a class."""
+
+    EXIT = 0
+    PROTECT = 1
+    HOUSEKEEPING = 2
+
+
+# --- to the order gateway ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceOrders:
+    """Place these orders together (one batch call where the venue allows); results go to ``reply_to``."""
+
+    orders: tuple[OrderRequest, ...]
+    reply_to: trio.MemorySendChannel[Any]
+    priority: Priority = Priority.PROTECT
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOrders:
+    """Cancel these orders of one symbol; each result carries the order's final state."""
+
+    symbol: str
+    client_ids: tuple[str, ...]
+    reply_to: trio.MemorySendChannel[Any]
+    priority: Priority = Priority.PROTECT
+
+
+@dataclass(frozen=True, slots=True)
+class QueryOrders:
+    symbol: str
+    client_ids: tuple[str, ...]
+    reply_to: trio.MemorySendChannel[Any]
+    priority: Priority = Priority.PROTECT
+
+
+@dataclass(frozen=True, slots=True)
+class FetchAccount:
+    """Positions and open orders (of one symbol, or all) for reconciliation."""
+
+    symbol: str | None
+    reply_to: trio.MemorySendChannel[Any]
+    priority: Priority = Priority.PROTECT
+
+
+GatewayRequest = PlaceOrders | CancelOrders | QueryOrders | FetchAccount
+
+
+# --- from the order gateway -------------------------------------------------------------------------------
+
+
+class Action(enum.StrEnum):
+    PLACE = "place"
+    CANCEL = "cancel"
+    QUERY = "query"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderResult:
+    """The outcome for one order: its state on the exchange, a final rejection, or (neither) still unknown.
+
+    A query that finds no such order answers ``state=None`` with an ``OrderNotFound`` error.
+    """
+
+    client_id: str
+    action: Action
+    state: OrderState | None = None
+    error: VenueError | None = None
+
+    @property
+    def unknown(self) -> bool:
+        return self.state is None and self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderResults:
+    results: tuple[OrderResult, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSnapshot:
+    positions: tuple[PositionState, ...]
+    open_orders: tuple[OrderState, ...]
+    error: VenueError | None = None
+
+
+# --- to a position actor ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PriceWake:
+    """A new mark is waiting in the actor's price slot (at most one such token is queued)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reconcile:
+    """Compare the store with the exchange (after a private-stream reconnect or on request)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CloseTranches:
+    """Close tranches now at market (all of the position when ``tranche_ids`` is empty)."""
+
+    tranche_ids: tuple[int, ...] = ()
+    reason: str = "MANUAL"
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something an operator may want to see: a tranche opened, an exit taken, a failure to protect."""
+
+    kind: str
+    venue: str
+    symbol: str
+    side: str
+    text: str
+    needs_human: bool = False
+    data: dict[str, Any] = field(default_factory=dict)

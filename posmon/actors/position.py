@@ -1,0 +1,615 @@
+"""The position actor: sole owner of one (venue, symbol, side)'s tranches and their orders.
+
+Everything reaches it as a message in its inbox (fills and order updates from
+the user stream, results from the gateway, commands, price wake-ups), so it
+needs no locks. For each message it decides with the pure domain functions,
+writes the decision to the store, and only then sends intents to the gateway.
+
+On the exchange each tranche keeps a reduce-only TP limit and a stop-market SL
+for its whole quantity. A changed tranche gets its new pair placed before the
+old pair is cancelled (no unprotected gap). A mark through a tranche's TP (or
+past its hold time) closes it: its TP and SL are cancelled first (so a TP that
+fills meanwhile cannot be doubled by the market close), then the rest is
+closed at market.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Any
+
+import trio
+
+from posmon.actors.messages import (
+    AccountSnapshot,
+    Action,
+    CancelOrders,
+    CloseTranches,
+    FetchAccount,
+    Notice,
+    OrderResult,
+    OrderResults,
+    PlaceOrders,
+    PriceWake,
+    Priority,
+    QueryOrders,
+    Reconcile,
+)
+from posmon.actors.price_slot import PriceSlot
+from posmon.domain.orders import OrderState, OrderStatus, Purpose, Side, SymbolRules, WorkingType
+from posmon.domain.protection import (
+    LocalState,
+    OrderRecord,
+    close_order,
+    parse_client_order_id,
+    protection_orders,
+    replacement_order,
+)
+from posmon.domain.tranche import (
+    EntryDecision,
+    ExitReason,
+    Risk,
+    Tranche,
+    apply_entry_fill,
+    apply_reduction,
+    average_entry,
+    realized_pnl,
+)
+from posmon.domain.triggers import TriggerBook
+from posmon.exchange.errors import OrderNotFound, VenueError
+from posmon.exchange.events import OrderUpdate
+from posmon.metrics import Metrics
+from posmon.store.store import Changes, Event, Store
+
+log = logging.getLogger(__name__)
+
+WOULD_TRIGGER_IMMEDIATELY = -2021
+
+
+@dataclass(frozen=True, slots=True)
+class ActorConfig:
+    """Everything a position actor is told at birth; identical across restarts."""
+
+    venue: str
+    symbol: str
+    side: Side
+    rules: SymbolRules
+    risk: Risk
+    instant_tp: bool
+    working_type: WorkingType
+    hedge_mode: bool
+    prefix: str
+    protection_failure_action: str = "alert"
+    reply_timeout: float = 60.0
+    retry_seconds: float = 5.0
+    reconcile_grace: float = 2.0
+
+
+@dataclass(slots=True)
+class ActorLinks:
+    """The channels and shared services an actor talks through (they outlive its restarts)."""
+
+    inbox: trio.MemoryReceiveChannel[Any]
+    self_send: trio.MemorySendChannel[Any]
+    slot: PriceSlot
+    gateway: trio.MemorySendChannel[Any]
+    notices: trio.MemorySendChannel[Notice]
+    store: Store
+    metrics: Metrics
+    clock: Callable[[], float]
+
+
+class PositionActor:
+    def __init__(self, cfg: ActorConfig, links: ActorLinks) -> None:
+        self.cfg = cfg
+        self.links = links
+        self.store = links.store
+        self.tranches: dict[int, Tranche] = {}
+        self.orders: dict[str, OrderRecord] = {}
+        self.book = TriggerBook(cfg.side, take_profit=cfg.instant_tp, stop_loss=False,
+                                timeout=cfg.risk.max_hold_seconds > 0)
+        self.mark: Decimal | None = None
+        self._merged_into: dict[int, int] = {}
+        self._retry_at: float | None = None
+        self._confirm_at: float | None = None
+        self._pending_diff: Decimal | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return f"{self.cfg.venue}:{self.cfg.symbol}:{self.cfg.side.value}"
+
+    def _load(self) -> None:
+        """Rebuild this actor's state from the store (at start and after every restart)."""
+        c = self.cfg
+        for t in self.store.open_tranches(c.venue, c.symbol, c.side):
+            self.tranches[t.id] = t
+            if not t.closing:
+                self.book.add(t)
+        for rec in self.store.active_orders(self._owned_tranche_ids()):
+            self.orders[rec.client_id] = rec
+
+    def _owned_tranche_ids(self) -> list[int]:
+        """Open tranches plus closed ones of this key that still have active orders (e.g. merged away)."""
+        rows = self.store.db.execute(
+            "SELECT DISTINCT o.tranche_id FROM orders o JOIN tranches t ON t.id = o.tranche_id "
+            "WHERE o.state != 'DONE' AND t.venue = ? AND t.symbol = ? AND t.side = ?",
+            [self.cfg.venue, self.cfg.symbol, self.cfg.side.value],
+        ).fetchall()
+        return sorted({*self.tranches, *(r[0] for r in rows)})
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self._load()
+        task_status.started()
+        await self._reconcile()
+        while True:
+            wake = self._next_wake()
+            msg = None
+            with trio.move_on_after(max(0.0, wake - self.links.clock()) if wake < math.inf else math.inf):
+                msg = await self.links.inbox.receive()
+            if msg is not None:
+                await self._handle(msg)
+            await self._on_clock()
+            if self.links.slot.latest is not None:
+                self._on_price()
+
+    def _next_wake(self) -> float:
+        times = [t for t in (self.book.next_deadline(), self._retry_at, self._confirm_at) if t is not None]
+        return min(times, default=math.inf)
+
+    async def _handle(self, msg: Any) -> None:
+        if isinstance(msg, PriceWake):
+            self._on_price()
+        elif isinstance(msg, OrderUpdate):
+            self._on_order_update(msg)
+        elif isinstance(msg, OrderResults):
+            for r in msg.results:
+                self._on_result(r)
+        elif isinstance(msg, Reconcile):
+            await self._reconcile()
+        elif isinstance(msg, CloseTranches):
+            ids = msg.tranche_ids or tuple(self.tranches)
+            for tid in ids:
+                if (t := self.tranches.get(tid)) is not None and not t.closing:
+                    self._start_close(t, msg.reason)
+        else:
+            log.error("%s: unexpected message %r ignored", self.name, msg)
+
+    async def _on_clock(self) -> None:
+        now = self.links.clock()
+        if self.book.next_deadline() is not None:
+            for tid, reason in list(self.book.pop_triggered(None, now)):
+                self._start_close(self.tranches[tid], reason)
+        if self._retry_at is not None and now >= self._retry_at:
+            self._retry_at = None
+            self._ensure_protected()
+        if self._confirm_at is not None and now >= self._confirm_at:
+            self._confirm_at = None
+            await self._reconcile()
+
+    # --- prices -------------------------------------------------------------------------------------------
+
+    def _on_price(self) -> None:
+        mark = self.links.slot.take()
+        if mark is None:
+            return
+        self.mark = mark.price
+        if not self.book:
+            return
+        for tid, reason in list(self.book.pop_triggered(mark.price, self.links.clock())):
+            self.links.metrics.inc("exits_triggered", venue=self.cfg.venue, reason=reason.value)
+            self._start_close(self.tranches[tid], reason)
+
+    # --- order updates from the user stream ----------------------------------------------------------------
+
+    def _on_order_update(self, u: OrderUpdate) -> None:
+        if u.client_id in self.orders:
+            price = u.last_price if u.exec_type == "TRADE" else u.avg_price
+            self._observe(u.client_id, u.status, u.filled_qty, price, u.order_id)
+            return
+        if parse_client_order_id(self.cfg.prefix, u.client_id) is not None:
+            # One of ours we no longer track: a leftover of a closed tranche. Never let it act on the position.
+            if not u.status.is_final:
+                log.warning("%s: cancelling orphan order %s", self.name, u.client_id)
+                self._send(CancelOrders(self.cfg.symbol, (u.client_id,), self.links.self_send, Priority.EXIT))
+            elif u.is_fill:
+                log.warning("%s: fill of untracked order %s; reconciling", self.name, u.client_id)
+                self._confirm_at = self.links.clock()
+            return
+        if not u.is_fill:
+            return
+        if u.side == self.cfg.side.opening_order_side and not u.reduce_only:
+            self._on_entry_fill(u.last_qty, u.last_price, source=u.client_id)
+        else:
+            self._on_external_reduction(u.last_qty, source=u.client_id)
+
+    # --- entries ------------------------------------------------------------------------------------------
+
+    def _on_entry_fill(self, qty: Decimal, price: Decimal, *, source: str) -> None:
+        c = self.cfg
+        live = [t for t in self.tranches.values() if not t.closing]
+        decision = apply_entry_fill(
+            live, qty=qty, price=price, now=self.links.clock(), risk=c.risk, rules=c.rules,
+            new_id=self.store.allocate_tranche_id(), venue=c.venue, symbol=c.symbol, side=c.side,
+        )
+        kinds = {t.id: ("tranche_opened" if t.id not in self.tranches else "tranche_extended")
+                 for t in decision.changed}
+        self._apply_decision(decision, events=[
+            self._event(kinds[t.id], t, qty=qty, price=price, source=source, entry=t.entry, total_qty=t.qty,
+                        tp=t.tp, sl=t.sl) for t in decision.changed
+        ])
+        for t in decision.changed:
+            self._notice(kinds[t.id], t, f"tranche {t.index} {t.qty} @ {t.entry} TP {t.tp} SL {t.sl}")
+
+    def _on_external_reduction(self, qty: Decimal, *, source: str) -> None:
+        live = [t for t in self.tranches.values() if not t.closing]
+        if not live:
+            return
+        decision = apply_reduction(live, qty, self.cfg.rules)
+        log.info("%s: %s closed %s outside posmon; shrinking tranches", self.name, source, qty)
+        self._apply_decision(decision, events=[self._event("external_reduction", None, qty=qty, source=source)],
+                             removed_reason="EXTERNAL")
+
+    def _apply_decision(self, decision: EntryDecision, *, events: list[Event],
+                        removed_reason: str = "MERGED") -> None:
+        """Persist changed tranches with fresh TP/SL (placed before the old ones go), close removed ones."""
+        changes = Changes(events=events)
+        to_place: list[tuple[OrderRecord, OrderRecord]] = []
+        now = self.links.clock()
+        for t in decision.changed:
+            t, tp, sl = protection_orders(t, prefix=self.cfg.prefix, working_type=self.cfg.working_type,
+                                          hedge_mode=self.cfg.hedge_mode)
+            self.tranches[t.id] = t
+            self.book.add(t)
+            changes.tranches.append(t)
+            changes.orders += [tp, sl]
+            to_place.append((tp, sl))
+        survivor = decision.changed[0].id if decision.changed else None
+        for t in decision.removed:
+            self.tranches.pop(t.id, None)
+            self.book.discard(t.id)
+            changes.closed.append((t.id, removed_reason, now))
+            if survivor is not None and removed_reason == "MERGED":
+                self._merged_into[t.id] = survivor  # its orders go once the survivor is protected
+            else:
+                self._cancel(self._orders_of(t.id), Priority.EXIT, changes)
+        self.store.apply(changes)
+        for tp, sl in to_place:
+            self.orders[tp.client_id] = tp
+            self.orders[sl.client_id] = sl
+            self._send(PlaceOrders((tp.request, sl.request), self.links.self_send, Priority.PROTECT))
+
+    # --- what the exchange says about our orders --------------------------------------------------------
+
+    def _on_result(self, r: OrderResult) -> None:
+        rec = self.orders.get(r.client_id)
+        if rec is None:
+            return
+        if r.state is not None:
+            s = r.state
+            self._observe(r.client_id, s.status, s.filled_qty, s.avg_price, s.order_id)
+        elif r.error is not None:
+            self._on_error(rec, r.action, r.error)
+        else:
+            log.error("%s: %s of %s has an unknown outcome; will reconcile", self.name, r.action, r.client_id)
+            self._retry_at = self.links.clock() + self.cfg.retry_seconds
+            self._confirm_at = self.links.clock() + self.cfg.retry_seconds
+
+    def _observe(self, cid: str, status: OrderStatus, filled: Decimal, price: Decimal, order_id: str) -> None:
+        """Fold an order's exchange state into ours; fills are applied once, by their cumulative quantity."""
+        rec = self.orders.get(cid)
+        if rec is None:
+            return
+        changes = Changes()
+        delta = filled - rec.filled_qty
+        if status.is_final:
+            new_state = LocalState.DONE
+        elif rec.state is LocalState.PENDING:
+            new_state = LocalState.LIVE
+        else:
+            new_state = rec.state
+        rec = replace(rec, state=new_state, filled_qty=max(filled, rec.filled_qty), exchange_id=order_id,
+                      final_status=status if status.is_final else None)
+        self._track(rec, changes)
+        if delta > 0:
+            self._apply_own_fill(rec, delta, price, changes)
+        self.store.apply(changes)
+        self._after_change(rec, was_canceling=status in (OrderStatus.CANCELED, OrderStatus.EXPIRED))
+
+    def _track(self, rec: OrderRecord, changes: Changes) -> None:
+        changes.orders.append(rec)
+        if rec.active:
+            self.orders[rec.client_id] = rec
+        else:
+            self.orders.pop(rec.client_id, None)
+
+    def _apply_own_fill(self, rec: OrderRecord, qty: Decimal, price: Decimal, changes: Changes) -> None:
+        tid = self._merged_into.get(rec.tranche_id, rec.tranche_id)
+        t = self.tranches.get(tid)
+        if t is None:
+            log.warning("%s: fill of %s for a tranche already gone; reconciling", self.name, rec.client_id)
+            self._confirm_at = self.links.clock()
+            return
+        qty = min(qty, t.qty)
+        pnl = realized_pnl(t.side, t.entry, price, qty)
+        t = replace(t, qty=t.qty - qty, realized_pnl=t.realized_pnl + pnl)
+        reason = t.closing or {Purpose.TP: "TP", Purpose.SL: "SL"}.get(rec.purpose, "CLOSE")
+        changes.events.append(self._event("fill", t, client_id=rec.client_id, purpose=rec.purpose.value,
+                                          qty=qty, price=price, pnl=pnl))
+        if t.qty <= 0:
+            self._finish(t, reason, changes)
+            return
+        self.tranches[t.id] = t
+        changes.tranches.append(t)
+        if not t.closing:
+            self.book.add(t)
+            # A partial TP/SL fill: resize the other leg so the stop never covers more or less than is held.
+            for sib in self._orders_of(t.id):
+                if sib.purpose in (Purpose.TP, Purpose.SL) and sib.client_id != rec.client_id \
+                        and sib.state is not LocalState.CANCELING:
+                    t, new = replacement_order(t, sib, prefix=self.cfg.prefix, hedge_mode=self.cfg.hedge_mode)
+                    self.tranches[t.id] = t
+                    changes.tranches.append(t)
+                    self._track(new, changes)
+                    self._send(PlaceOrders((new.request,), self.links.self_send, Priority.PROTECT))
+
+    def _finish(self, t: Tranche, reason: str, changes: Changes) -> None:
+        """The tranche is flat: record it, cancel whatever still rests for it (siblings first, urgently)."""
+        now = self.links.clock()
+        self.tranches.pop(t.id, None)
+        self.book.discard(t.id)
+        changes.tranches.append(t)
+        changes.closed.append((t.id, reason, now))
+        changes.events.append(self._event("tranche_closed", t, reason=reason, pnl=t.realized_pnl, entry=t.entry))
+        self._cancel(self._orders_of(t.id), Priority.EXIT, changes)
+        self.links.metrics.inc("tranches_closed", venue=self.cfg.venue, reason=reason)
+        self._notice("exit", t, f"tranche {t.index} closed by {reason}, realized PnL {t.realized_pnl}",
+                     reason=reason, pnl=str(t.realized_pnl))
+
+    def _after_change(self, rec: OrderRecord, *, was_canceling: bool) -> None:
+        """Follow-ups once an order's state moved: retire stale orders, continue closes, restore lost protection."""
+        t = self.tranches.get(self._merged_into.get(rec.tranche_id, rec.tranche_id))
+        if t is None:
+            return
+        if t.closing:
+            self._continue_close(t)
+            return
+        if rec.state is LocalState.LIVE:
+            self._cancel_stale(t)
+        elif rec.state is LocalState.DONE and rec.purpose in (Purpose.TP, Purpose.SL) and was_canceling \
+                and rec.final_status is not OrderStatus.FILLED and self._is_current(rec, t):
+            log.warning("%s: %s of tranche %s was cancelled on the exchange; re-protecting",
+                        self.name, rec.client_id, t.index)
+            self._ensure_protected()
+
+    def _on_error(self, rec: OrderRecord, action: Action, err: VenueError) -> None:
+        t = self.tranches.get(self._merged_into.get(rec.tranche_id, rec.tranche_id))
+        changes = Changes(events=[self._event("order_error", t, client_id=rec.client_id, action=action.value,
+                                              code=err.code, msg=err.msg)])
+        if action is Action.CANCEL:
+            if isinstance(err, OrderNotFound):  # never reached the exchange: nothing to cancel
+                self._track(replace(rec, state=LocalState.DONE, final_status=OrderStatus.CANCELED), changes)
+                self.store.apply(changes)
+                if t is not None and t.closing:
+                    self._continue_close(t)
+                return
+            self.store.apply(changes)
+            self._retry_at = self.links.clock() + self.cfg.retry_seconds
+            return
+        self._track(replace(rec, state=LocalState.DONE, final_status=OrderStatus.REJECTED), changes)
+        self.store.apply(changes)
+        self.links.metrics.inc("orders_rejected", venue=self.cfg.venue, purpose=rec.purpose.value)
+        if t is None:
+            return
+        if rec.purpose is Purpose.SL and err.code == WOULD_TRIGGER_IMMEDIATELY and not t.closing:
+            log.warning("%s: mark already through the stop of tranche %s; closing it", self.name, t.index)
+            self._start_close(t, ExitReason.SL.value)
+            return
+        self._notice("protection_failed" if rec.purpose is not Purpose.CLOSE else "close_failed", t,
+                     f"{rec.purpose.name} order {rec.client_id} rejected: {err}", needs_human=True)
+        self.links.metrics.inc("protection_failures", venue=self.cfg.venue)
+        if rec.purpose is not Purpose.CLOSE and self.cfg.protection_failure_action == "close" and not t.closing:
+            self._start_close(t, "PROTECTION_FAILED")
+        else:
+            self._retry_at = self.links.clock() + self.cfg.retry_seconds
+
+    # --- protection ---------------------------------------------------------------------------------------
+
+    def _orders_of(self, tranche_id: int) -> list[OrderRecord]:
+        return [o for o in self.orders.values() if o.tranche_id == tranche_id]
+
+    def _current(self, t: Tranche, purpose: Purpose) -> OrderRecord | None:
+        """The newest active order of a purpose: the one that protects the tranche now."""
+        mine = [o for o in self._orders_of(t.id) if o.purpose is purpose and o.state is not LocalState.CANCELING]
+        return max(mine, key=lambda o: parse_client_order_id(self.cfg.prefix, o.client_id)[2], default=None)
+
+    def _is_current(self, rec: OrderRecord, t: Tranche) -> bool:
+        cur = self._current(t, rec.purpose)
+        return cur is None or cur.client_id == rec.client_id
+
+    def _cancel_stale(self, t: Tranche) -> None:
+        """Once the current TP and SL are live, cancel older ones (and those of tranches merged into this one)."""
+        tp, sl = self._current(t, Purpose.TP), self._current(t, Purpose.SL)
+        if tp is None or sl is None or LocalState.PENDING in (tp.state, sl.state):
+            return
+        merged = [m for m, into in self._merged_into.items() if into == t.id]
+        stale = [o for o in self.orders.values()
+                 if (o.tranche_id == t.id and o.purpose in (Purpose.TP, Purpose.SL)
+                     and o.client_id not in (tp.client_id, sl.client_id)) or o.tranche_id in merged]
+        stale = [o for o in stale if o.state is not LocalState.CANCELING]
+        if stale:
+            changes = Changes()
+            self._cancel(stale, Priority.PROTECT, changes)
+            self.store.apply(changes)
+
+    def _ensure_protected(self) -> None:
+        """Every held tranche has a TP and an SL for exactly its quantity, placed or on its way."""
+        for t in list(self.tranches.values()):
+            if t.closing:
+                self._continue_close(t)
+                continue
+            missing = []
+            for purpose in (Purpose.TP, Purpose.SL):
+                cur = self._current(t, purpose)
+                if cur is None or cur.request.qty - cur.filled_qty != t.qty:
+                    missing.append(purpose)
+            if not missing:
+                self._cancel_stale(t)
+                continue
+            t2, tp, sl = protection_orders(t, prefix=self.cfg.prefix, working_type=self.cfg.working_type,
+                                           hedge_mode=self.cfg.hedge_mode)
+            new = [o for o in (tp, sl) if o.purpose in missing]
+            self.tranches[t.id] = t2
+            changes = Changes(tranches=[t2], orders=list(new),
+                              events=[self._event("protection_placed", t2, purposes=[p.name for p in missing])])
+            self.store.apply(changes)
+            for o in new:
+                self.orders[o.client_id] = o
+            self._send(PlaceOrders(tuple(o.request for o in new), self.links.self_send, Priority.PROTECT))
+
+    def _cancel(self, recs: Iterable[OrderRecord], priority: Priority, changes: Changes) -> None:
+        """Mark orders CANCELING (persisted with ``changes``) and ask the gateway to cancel them."""
+        ids = []
+        for o in recs:
+            if o.state is LocalState.DONE:
+                continue
+            self._track(replace(o, state=LocalState.CANCELING), changes)
+            ids.append(o.client_id)
+        if ids:
+            self._send(CancelOrders(self.cfg.symbol, tuple(ids), self.links.self_send, priority))
+
+    # --- exits --------------------------------------------------------------------------------------------
+
+    def _start_close(self, t: Tranche, reason: str) -> None:
+        t = replace(t, closing=reason)
+        self.tranches[t.id] = t
+        self.book.discard(t.id)
+        changes = Changes(tranches=[t], events=[self._event("close_started", t, reason=reason, mark=self.mark)])
+        legs = [o for o in self._orders_of(t.id) if o.purpose in (Purpose.TP, Purpose.SL)]
+        # Cancel the resting legs first: a TP filling while a market close is in flight would close twice.
+        self._cancel(legs, Priority.EXIT, changes)
+        self.store.apply(changes)
+        log.info("%s: closing tranche %s (%s) at mark %s", self.name, t.index, reason, self.mark)
+        if not legs:
+            self._continue_close(t)
+
+    def _continue_close(self, t: Tranche) -> None:
+        """Once no TP/SL leg is left resting, close what remains at market (once)."""
+        mine = self._orders_of(t.id)
+        if any(o.purpose in (Purpose.TP, Purpose.SL) for o in mine):
+            return
+        if any(o.purpose is Purpose.CLOSE for o in mine):
+            return
+        t, rec = close_order(t, t.qty, prefix=self.cfg.prefix, hedge_mode=self.cfg.hedge_mode)
+        self.tranches[t.id] = t
+        self.orders[rec.client_id] = rec
+        self.store.apply(Changes(tranches=[t], orders=[rec],
+                                 events=[self._event("close_sent", t, client_id=rec.client_id, qty=t.qty)]))
+        self._send(PlaceOrders((rec.request,), self.links.self_send, Priority.EXIT))
+
+    # --- reconciliation -----------------------------------------------------------------------------------
+
+    async def _ask(self, request_factory: Callable[[trio.MemorySendChannel[Any]], Any]) -> Any:
+        send, recv = trio.open_memory_channel[Any](1)
+        async with send, recv:
+            await self.links.gateway.send(request_factory(send))
+            with trio.fail_after(self.cfg.reply_timeout):
+                return await recv.receive()
+
+    async def _reconcile(self) -> None:
+        """Make the store and the exchange agree: own orders' fates, orphans, position size, protection."""
+        symbol = self.cfg.symbol
+        if self.orders:
+            ids = tuple(self.orders)
+            answer: OrderResults = await self._ask(lambda ch: QueryOrders(symbol, ids, ch))
+            for r in answer.results:
+                rec = self.orders.get(r.client_id)
+                if rec is None:
+                    continue
+                if r.state is not None:
+                    self._observe(r.client_id, r.state.status, r.state.filled_qty, r.state.avg_price,
+                                  r.state.order_id)
+                    if (rec := self.orders.get(r.client_id)) is not None and rec.state is LocalState.CANCELING:
+                        self._send(CancelOrders(symbol, (rec.client_id,), self.links.self_send, Priority.EXIT))
+                elif isinstance(r.error, OrderNotFound):
+                    self._on_never_placed(rec)
+        snap: AccountSnapshot = await self._ask(lambda ch: FetchAccount(symbol, ch))
+        if snap.error is not None:
+            log.error("%s: cannot reconcile: %s; retrying", self.name, snap.error)
+            self._confirm_at = self.links.clock() + self.cfg.retry_seconds
+            return
+        self._cancel_orphans(snap.open_orders)
+        self._check_position_size(snap)
+        self._ensure_protected()
+
+    def _on_never_placed(self, rec: OrderRecord) -> None:
+        """The exchange never saw this order: a decided-but-unsent intent. Drop it; protection is re-derived."""
+        changes = Changes()
+        self._track(replace(rec, state=LocalState.DONE, final_status=OrderStatus.CANCELED), changes)
+        self.store.apply(changes)
+
+    def _cancel_orphans(self, open_orders: Iterable[OrderState]) -> None:
+        mine = [o for o in open_orders
+                if parse_client_order_id(self.cfg.prefix, o.client_id) is not None
+                and o.side == self.cfg.side.closing_order_side
+                and o.position_side in (self.cfg.side.value, "BOTH")
+                and o.client_id not in self.orders]
+        if mine:
+            log.warning("%s: cancelling %d orphan orders %s", self.name, len(mine), [o.client_id for o in mine])
+            self.links.metrics.inc("orphans_cancelled", len(mine), venue=self.cfg.venue)
+            self._send(CancelOrders(self.cfg.symbol, tuple(o.client_id for o in mine), self.links.self_send,
+                                    Priority.HOUSEKEEPING))
+
+    def _check_position_size(self, snap: AccountSnapshot) -> None:
+        """Adopt or shrink only when the same gap shows in two snapshots: a fill may still be in flight."""
+        pos = next((p for p in snap.positions if p.side is self.cfg.side), None)
+        held = pos.qty if pos else Decimal(0)
+        tracked = sum((t.qty for t in self.tranches.values()), Decimal(0))
+        diff = held - tracked
+        if diff == 0:
+            self._pending_diff = None
+            return
+        if self._pending_diff is None or (self._pending_diff > 0) != (diff > 0):
+            self._pending_diff = diff
+            self._confirm_at = self.links.clock() + self.cfg.reconcile_grace
+            return
+        self._pending_diff = None
+        if diff > 0:
+            assert pos is not None
+            # The missing part's price is implied by the exchange's average entry.
+            known = [(t.qty, t.entry) for t in self.tranches.values()]
+            price = (pos.entry_price * held - (average_entry(known) * tracked if known else 0)) / diff
+            if price <= 0:
+                price = self.mark or pos.entry_price
+            price = price.quantize(self.cfg.rules.tick_size)
+            log.warning("%s: exchange holds %s more than the tranches; adopting it @ %s", self.name, diff, price)
+            self._on_entry_fill(diff, price, source="reconcile")
+        else:
+            self._on_external_reduction(-diff, source="reconcile")
+
+    # --- plumbing -----------------------------------------------------------------------------------------
+
+    def _send(self, request: Any) -> None:
+        try:
+            self.links.gateway.send_nowait(request)
+        except trio.WouldBlock:
+            # The gateway queue is full: never block the tick path; the periodic retry re-derives the intent.
+            log.error("%s: gateway queue full; %s deferred", self.name, type(request).__name__)
+            self._retry_at = self.links.clock() + self.cfg.retry_seconds
+
+    def _event(self, kind: str, t: Tranche | None, **data: Any) -> Event:
+        return Event(kind=kind, venue=self.cfg.venue, symbol=self.cfg.symbol, side=self.cfg.side.value,
+                     tranche_id=t.id if t else None, data={k: str(v) if isinstance(v, Decimal) else v
+                                                           for k, v in data.items()})
+
+    def _notice(self, kind: str, t: Tranche, text: str, *, needs_human: bool = False, **data: Any) -> None:
+        try:
+            self.links.notices.send_nowait(Notice(kind, self.cfg.venue, self.cfg.symbol, self.cfg.side.value,
+                                                  text, needs_human, {"tranche_id": t.id, **data}))
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            log.warning("%s: notice dropped: %s", self.name, text)

@@ -1,0 +1,125 @@
+"""The price router: one per venue, owns the mark-price stream and fans prices out.
+
+Each frame is parsed once; the newest mark per symbol goes into the price slot
+of every position actor of that symbol. A malformed frame is counted and
+skipped. A stream that goes quiet for ``stale_after`` seconds or drops is
+reconnected with backoff and jitter, and REST mark prices are polled meanwhile
+so exits keep working while the stream is down.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import trio
+
+from posmon.actors.price_slot import PriceSlot
+from posmon.exchange.errors import VenueError
+from posmon.exchange.events import MalformedMessage, MarkPrice
+from posmon.exchange.venue import StreamClosed, Venue
+from posmon.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    symbol: str
+    slot: PriceSlot
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    symbol: str
+    slot: PriceSlot
+
+
+class PriceRouter:
+    def __init__(self, venue: Venue, control: trio.MemoryReceiveChannel[Subscribe | Unsubscribe], metrics: Metrics,
+                 *, symbols: Sequence[str], stale_after: float = 10.0, poll_interval: float = 1.0,
+                 backoff_max: float = 30.0, rng: random.Random | None = None) -> None:
+        self.venue = venue
+        self.control = control
+        self.metrics = metrics
+        self.symbols = list(symbols)
+        self.stale_after = stale_after
+        self.poll_interval = poll_interval
+        self.backoff_max = backoff_max
+        self._rng = rng or random.Random()
+        self._slots: dict[str, list[PriceSlot]] = defaultdict(list)
+        self.latest: dict[str, MarkPrice] = {}
+        self.last_frame_at: float | None = None
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._serve_control)
+            task_status.started()
+            await self._stream_forever()
+
+    async def _serve_control(self) -> None:
+        async for msg in self.control:
+            if isinstance(msg, Subscribe):
+                self._slots[msg.symbol].append(msg.slot)
+                if (mark := self.latest.get(msg.symbol)) is not None:
+                    msg.slot.put(mark, trio.current_time())
+            elif msg.slot in self._slots.get(msg.symbol, ()):
+                self._slots[msg.symbol].remove(msg.slot)
+
+    async def _stream_forever(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                async with self.venue.connect_prices(self.symbols) as stream:
+                    log.info("price stream of %s connected", self.venue.name)
+                    self.metrics.set("price_stream_up", 1, venue=self.venue.name)
+                    backoff = 0.5
+                    while True:
+                        frame = None
+                        with trio.move_on_after(self.stale_after):
+                            frame = await stream.receive()
+                        if frame is None:
+                            self.metrics.inc("price_stream_stale", venue=self.venue.name)
+                            log.warning("price stream of %s silent for %.0fs; reconnecting",
+                                        self.venue.name, self.stale_after)
+                            break
+                        self.on_frame(frame)
+            except (StreamClosed, OSError, VenueError) as exc:
+                log.warning("price stream of %s dropped (%s); reconnecting", self.venue.name, exc)
+            self.metrics.set("price_stream_up", 0, venue=self.venue.name)
+            self.metrics.inc("price_stream_reconnects", venue=self.venue.name)
+            await self._poll_for(backoff * (0.5 + self._rng.random()))
+            backoff = min(backoff * 2, self.backoff_max)
+
+    async def _poll_for(self, seconds: float) -> None:
+        """REST mark prices until ``seconds`` have passed: exits must not wait for the stream."""
+        with trio.move_on_after(seconds):
+            while True:
+                try:
+                    for mark in await self.venue.mark_prices():
+                        self._deliver(mark, trio.current_time())
+                except VenueError as exc:
+                    log.warning("REST mark prices of %s failed: %s", self.venue.name, exc)
+                await trio.sleep(self.poll_interval)
+
+    def on_frame(self, frame: bytes) -> None:
+        now = trio.current_time()
+        self.last_frame_at = now
+        self.metrics.set("price_last_frame", now, venue=self.venue.name)
+        try:
+            marks = self.venue.parse_price_frame(frame)
+        except MalformedMessage as exc:
+            self.metrics.inc("price_frames_dropped", venue=self.venue.name)
+            log.warning("dropped a malformed price frame from %s: %s", self.venue.name, exc)
+            return
+        self.metrics.inc("price_frames", venue=self.venue.name)
+        for mark in marks:
+            self._deliver(mark, now)
+
+    def _deliver(self, mark: MarkPrice, now: float) -> None:
+        self.latest[mark.symbol] = mark
+        for slot in self._slots.get(mark.symbol, ()):
+            slot.put(mark, now)

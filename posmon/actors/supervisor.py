@@ -1,0 +1,74 @@
+"""One-for-one supervision: a failed actor is restarted with backoff, within a restart budget.
+
+An actor rebuilds its state from the store when it starts, so a restart loses
+nothing that was decided. If an actor keeps failing, the budget runs out and
+the daemon stops loudly: a monitor that silently stopped watching positions
+would be worse than one that is visibly down.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from posmon.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+ActorRun = Callable[..., Awaitable[Any]]
+
+
+class RestartBudgetExhausted(Exception):
+    """An actor failed more often than its restart budget allows; the daemon must stop."""
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    budget: int = 5  # restarts allowed within ``window`` seconds
+    window: float = 60.0
+    backoff: float = 0.5  # first delay; doubles with each restart still inside the window
+    backoff_max: float = 30.0
+
+
+async def supervise(
+    name: str,
+    make_run: Callable[[], ActorRun],
+    policy: RestartPolicy,
+    metrics: Metrics,
+    *,
+    on_restart: Callable[[], None] | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run ``make_run()`` (a fresh actor each time) until it returns, restarting it when it raises."""
+    recent: deque[float] = deque()
+    started = False
+    while True:
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(make_run())
+                if not started:
+                    started = True
+                    task_status.started()
+            return
+        except Exception as exc:
+            now = trio.current_time()
+            recent.append(now)
+            while recent and recent[0] < now - policy.window:
+                recent.popleft()
+            metrics.inc("actor_restarts", actor=name.split(":")[0])
+            if len(recent) > policy.budget:
+                log.critical("actor %s failed %d times in %.0fs; restart budget exhausted, stopping the daemon",
+                             name, len(recent), policy.window)
+                metrics.inc("restart_budget_exhausted", actor=name.split(":")[0])
+                raise RestartBudgetExhausted(f"actor {name} exceeded its restart budget") from exc
+            delay = min(policy.backoff_max, policy.backoff * 2 ** (len(recent) - 1))
+            log.error("actor %s failed (%r); restart %d/%d in %.1fs", name, exc, len(recent), policy.budget, delay,
+                      exc_info=exc)
+            await trio.sleep(delay)
+            if on_restart is not None:
+                on_restart()

@@ -1,0 +1,110 @@
+"""The user stream: the account's order and position events, routed to their position actors.
+
+Routing is by (symbol, position side) in hedge mode; in one-way mode our own
+orders are routed by the tranche their client id names, other programs' fills
+by the side they open. After every reconnect the actors reconcile against REST
+(events sent while disconnected are gone) and positions nobody watches yet get
+an actor, which adopts them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import trio
+
+from posmon.actors.directory import PositionDirectory
+from posmon.actors.messages import AccountSnapshot, FetchAccount, Priority, Reconcile
+from posmon.domain.orders import OrderSide, Side
+from posmon.domain.protection import parse_client_order_id
+from posmon.exchange.errors import VenueError
+from posmon.exchange.events import MalformedMessage, OrderUpdate
+from posmon.exchange.venue import StreamClosed, Venue
+from posmon.metrics import Metrics
+from posmon.store.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class UserStream:
+    def __init__(self, venue: Venue, directory: PositionDirectory, gateway: trio.MemorySendChannel[Any],
+                 store: Store, metrics: Metrics, *, hedge_mode: bool, prefix: str,
+                 reply_timeout: float = 60.0, backoff_max: float = 30.0) -> None:
+        self.venue = venue
+        self.directory = directory
+        self.gateway = gateway
+        self.store = store
+        self.metrics = metrics
+        self.hedge_mode = hedge_mode
+        self.prefix = prefix
+        self.reply_timeout = reply_timeout
+        self.backoff_max = backoff_max
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        backoff = 0.5
+        started = False
+        while True:
+            try:
+                async with self.venue.connect_user_stream() as stream:
+                    log.info("user stream of %s connected", self.venue.name)
+                    self.metrics.set("user_stream_up", 1, venue=self.venue.name)
+                    if started:
+                        self.directory.broadcast(Reconcile())
+                    await self.discover_positions()
+                    if not started:
+                        started = True
+                        task_status.started()
+                    backoff = 0.5
+                    while True:
+                        await self.on_frame(await stream.receive())
+            except (StreamClosed, OSError, VenueError) as exc:
+                log.warning("user stream of %s dropped (%s); reconnecting and reconciling", self.venue.name, exc)
+            self.metrics.set("user_stream_up", 0, venue=self.venue.name)
+            self.metrics.inc("user_stream_reconnects", venue=self.venue.name)
+            await trio.sleep(backoff)
+            backoff = min(backoff * 2, self.backoff_max)
+
+    async def discover_positions(self) -> None:
+        """Give every open position on the exchange an actor; a new actor adopts what it finds."""
+        send, recv = trio.open_memory_channel[AccountSnapshot](1)
+        async with send, recv:
+            await self.gateway.send(FetchAccount(None, send, Priority.PROTECT))
+            with trio.fail_after(self.reply_timeout):
+                snap = await recv.receive()
+        if snap.error is not None:
+            log.error("cannot list positions of %s: %s", self.venue.name, snap.error)
+            return
+        for p in snap.positions:
+            if (p.symbol, p.side) not in self.directory:
+                log.info("found a %s %s position of %s not yet watched; protecting it", p.symbol, p.side, p.qty)
+                self.directory.inbox(p.symbol, p.side)
+
+    async def on_frame(self, frame: bytes) -> None:
+        try:
+            events = self.venue.parse_user_frame(frame)
+        except MalformedMessage as exc:
+            self.metrics.inc("user_frames_dropped", venue=self.venue.name)
+            log.warning("dropped a malformed user-stream frame from %s: %s", self.venue.name, exc)
+            return
+        self.metrics.inc("user_frames", venue=self.venue.name)
+        for event in events:
+            if isinstance(event, OrderUpdate):
+                side = self._route(event)
+                if side is not None:
+                    await self.directory.inbox(event.symbol, side).send(event)
+
+    def _route(self, u: OrderUpdate) -> Side | None:
+        if u.position_side in ("LONG", "SHORT"):
+            return Side(u.position_side)
+        own = parse_client_order_id(self.prefix, u.client_id)
+        if own is not None:
+            return self.store.tranche_side(own[0])
+        if not u.is_fill:
+            return None  # another program's order: only its fills matter
+        opening = Side.LONG if u.side is OrderSide.BUY else Side.SHORT
+        if u.reduce_only:
+            return Side.SHORT if opening is Side.LONG else Side.LONG
+        return opening
+
+

@@ -1,0 +1,438 @@
+"""Configuration: a TOML file plus ``POSMON_*`` environment overrides, validated into frozen settings.
+
+The daemon guards real positions, so a typo must stop it at start-up instead of silently running with a
+default: every value is type- and range-checked, and unknown sections, keys and ``POSMON_`` variables are
+errors. Each field is declared once in a table (name, kind, default, allowed values) that drives parsing of
+both TOML values and environment strings, so the two paths cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from decimal import Decimal, InvalidOperation
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+__all__ = [
+    "CONFIG_ENV",
+    "ConfigError",
+    "DaemonSettings",
+    "RiskSettings",
+    "Settings",
+    "SimSettings",
+    "load_settings",
+]
+
+CONFIG_ENV = "POSMON_CONFIG"
+ENV_PREFIX = "POSMON_"
+DEFAULT_CONFIG_FILE = "config.toml"
+PACKAGED_CONFIG = "default_config.toml"
+# Later work owns these venue sections; their POSMON_ variables are not ours to reject.
+_FOREIGN_ENV_PREFIXES = ("POSMON_ASTER_", "POSMON_LIGHTER_")
+_FREE_FORM_SECTIONS = ("aster", "lighter")
+
+Venue = Literal["sim", "aster", "lighter"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+WorkingType = Literal["MARK_PRICE", "CONTRACT_PRICE"]
+ProtectionFailureAction = Literal["alert", "close"]
+
+
+class ConfigError(Exception):
+    """Any invalid configuration; the message names the key, the offending value and what is allowed."""
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonSettings:
+    """``[daemon]``: which venue to watch and how the process itself behaves."""
+
+    venue: Venue
+    store: str
+    hedge_mode: bool
+    client_id_prefix: str
+    log_level: LogLevel
+    stale_stream_seconds: float
+    request_timeout_seconds: float
+    restart_budget: int
+    restart_window_seconds: float
+    restart_backoff_seconds: float
+    protection_failure_action: ProtectionFailureAction
+
+
+@dataclass(frozen=True, slots=True)
+class RiskSettings:
+    """``[risk]`` (or a merged ``[risk.symbols.<SYMBOL>]``): how each tranche is protected."""
+
+    tp_pct: Decimal
+    sl_pct: Decimal
+    tranche_pnl_increment_pct: Decimal
+    max_tranches_per_symbol_side: int
+    instant_tp_enabled: bool
+    working_type: WorkingType
+    max_hold_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class SimSettings:
+    """``[sim]``: the built-in simulated exchange, so the daemon runs with no keys."""
+
+    symbols: tuple[str, ...]
+    tick_seconds: float
+    trader_enabled: bool
+    trader_interval_seconds: float
+    seed: int
+    recording: str
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the daemon is configured with; ``source`` says where it was read from (for the start-up log)."""
+
+    daemon: DaemonSettings
+    risk: RiskSettings
+    risk_symbols: Mapping[str, RiskSettings]
+    sim: SimSettings
+    aster: dict[str, Any]
+    lighter: dict[str, Any]
+    source: str
+
+    def risk_for(self, symbol: str) -> RiskSettings:
+        """The risk settings for ``symbol``: its override section merged over ``[risk]``, else ``[risk]``."""
+        return self.risk_symbols.get(symbol, self.risk)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Field tables
+
+_Kind = Literal["str", "bool", "int", "float", "decimal", "symbols"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    """One key: how to parse it, its default, and the check plus the words that explain it to a user."""
+
+    name: str
+    kind: _Kind
+    default: Any
+    allowed: str
+    ok: Callable[[Any], bool]
+
+
+def _any(_value: Any) -> bool:
+    return True
+
+
+def _one_of(name: str, default: str, *choices: str) -> _Field:
+    listed = ", ".join(repr(c) for c in choices)
+    return _Field(name, "str", default, f"expected one of {listed}", lambda v: v in choices)
+
+
+def _number(
+    name: str, kind: _Kind, default: Any, *, gt: int | None = None, ge: int | None = None, lt: int | None = None,
+) -> _Field:
+    limits = [(op, bound) for op, bound in ((">", gt), (">=", ge), ("<", lt)) if bound is not None]
+    noun = "an integer" if kind == "int" else "a number"
+    allowed = f"expected {noun} " + " and ".join(f"{op} {bound}" for op, bound in limits)
+
+    def ok(v: Any) -> bool:
+        return (gt is None or v > gt) and (ge is None or v >= ge) and (lt is None or v < lt)
+
+    return _Field(name, kind, default, allowed, ok)
+
+
+def _boolean(name: str, default: bool) -> _Field:
+    return _Field(name, "bool", default, "expected a boolean (true or false)", _any)
+
+
+def _text(name: str, default: str) -> _Field:
+    return _Field(name, "str", default, "expected a non-empty string", lambda v: v != "")
+
+
+_SYMBOL_RE = re.compile(r"[A-Z0-9][A-Z0-9._-]*")
+_PREFIX_RE = re.compile(r"[A-Za-z0-9]{1,8}")
+
+
+def _symbols_ok(v: tuple[str, ...]) -> bool:
+    return bool(v) and len(set(v)) == len(v) and all(_SYMBOL_RE.fullmatch(s) for s in v)
+
+
+_DAEMON_FIELDS: tuple[_Field, ...] = (
+    _one_of("venue", "sim", "sim", "aster", "lighter"),
+    _text("store", "var/posmon.sqlite"),
+    _boolean("hedge_mode", True),
+    _Field("client_id_prefix", "str", "pm", "expected 1 to 8 ASCII letters or digits",
+           lambda v: _PREFIX_RE.fullmatch(v) is not None),
+    _one_of("log_level", "INFO", "DEBUG", "INFO", "WARNING", "ERROR"),
+    _number("stale_stream_seconds", "float", 10.0, gt=0),
+    _number("request_timeout_seconds", "float", 10.0, gt=0),
+    _number("restart_budget", "int", 5, ge=1),
+    _number("restart_window_seconds", "float", 60.0, gt=0),
+    _number("restart_backoff_seconds", "float", 0.5, ge=0),
+    _one_of("protection_failure_action", "alert", "alert", "close"),
+)
+
+_RISK_FIELDS: tuple[_Field, ...] = (
+    _number("tp_pct", "decimal", Decimal("1.0"), gt=0),
+    _number("sl_pct", "decimal", Decimal("10.0"), gt=0, lt=100),
+    _number("tranche_pnl_increment_pct", "decimal", Decimal("5.0"), gt=0),
+    _number("max_tranches_per_symbol_side", "int", 5, ge=1),
+    _boolean("instant_tp_enabled", True),
+    _one_of("working_type", "MARK_PRICE", "MARK_PRICE", "CONTRACT_PRICE"),
+    _number("max_hold_seconds", "int", 0, ge=0),
+)
+
+_SIM_FIELDS: tuple[_Field, ...] = (
+    _Field("symbols", "symbols", ("BTCUSDT", "ETHUSDT", "XRPUSDT"),
+           "expected a non-empty list of unique upper-case symbols such as 'BTCUSDT'", _symbols_ok),
+    _number("tick_seconds", "float", 0.5, gt=0),
+    _boolean("trader_enabled", True),
+    _number("trader_interval_seconds", "float", 5.0, gt=0),
+    _Field("seed", "int", 7, "expected an integer", _any),
+    _text("recording", "XRP_USDT_USDT-5m-futures.json"),
+)
+
+# Section name -> fields; these are the sections whose keys are typed and can be overridden from the environment.
+_TYPED_SECTIONS: Mapping[str, tuple[_Field, ...]] = MappingProxyType(
+    {"daemon": _DAEMON_FIELDS, "risk": _RISK_FIELDS, "sim": _SIM_FIELDS}
+)
+_ALL_SECTIONS = (*_TYPED_SECTIONS, *_FREE_FORM_SECTIONS)
+_RISK_SYMBOLS_KEY = "symbols"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Parsing one value
+
+
+def _finite_decimal(d: Decimal) -> Decimal:
+    if not d.is_finite():
+        raise ValueError("not finite")
+    return d
+
+
+def _from_toml(kind: _Kind, v: Any) -> Any:
+    """A TOML value of the right type, normalised (floats never survive into Decimal fields); else ValueError."""
+    if kind == "str" and isinstance(v, str):
+        return v
+    if kind == "bool" and isinstance(v, bool):
+        return v
+    if kind == "int" and isinstance(v, int) and not isinstance(v, bool):
+        return v
+    if kind == "float" and isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+        return float(v)
+    if kind == "decimal" and not isinstance(v, bool):
+        if isinstance(v, int):
+            return Decimal(v)
+        if isinstance(v, float):
+            return _finite_decimal(Decimal(str(v)))
+        if isinstance(v, str):
+            return _parse_decimal(v)
+    if kind == "symbols" and isinstance(v, list) and all(isinstance(s, str) for s in v):
+        return tuple(v)
+    raise ValueError(f"wrong type for {kind}")
+
+
+def _parse_decimal(s: str) -> Decimal:
+    try:
+        return _finite_decimal(Decimal(s.strip()))
+    except InvalidOperation as exc:
+        raise ValueError("not a number") from exc
+
+
+_ENV_BOOLS: Mapping[str, bool] = MappingProxyType(
+    {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+)
+
+
+def _from_env(kind: _Kind, s: str) -> Any:
+    """An environment string parsed per the field's kind; else ValueError."""
+    match kind:
+        case "str":
+            return s
+        case "bool":
+            try:
+                return _ENV_BOOLS[s.strip().lower()]
+            except KeyError:
+                raise ValueError("not a boolean") from None
+        case "int":
+            return int(s)
+        case "float":
+            f = float(s)
+            if not math.isfinite(f):
+                raise ValueError("not finite")
+            return f
+        case "decimal":
+            return _parse_decimal(s)
+        case "symbols":
+            return tuple(part.strip() for part in s.split(","))
+    raise AssertionError(kind)
+
+
+def _allowed(field: _Field, from_env: bool) -> str:
+    if from_env and field.kind == "bool":
+        return "expected a boolean (true/false, 1/0 or yes/no)"
+    if from_env and field.kind == "symbols":
+        return field.allowed.replace("a non-empty list", "a non-empty comma-separated list")
+    return field.allowed
+
+
+def _convert(field: _Field, raw: Any, where: str, *, from_env: bool = False) -> Any:
+    """Parse and check one value, raising ConfigError that names ``where``, ``raw`` and what is allowed."""
+    try:
+        value = _from_env(field.kind, raw) if from_env else _from_toml(field.kind, raw)
+        good = field.ok(value)
+    except ValueError:
+        good = False
+    if not good:
+        raise ConfigError(f"{where}: invalid value {raw!r}; {_allowed(field, from_env)}")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sections
+
+
+def _quoted(names: Any) -> str:
+    return ", ".join(repr(n) for n in names)
+
+
+def _parse_table(table: Mapping[str, Any], spec: tuple[_Field, ...], where: str, *, skip: str = "") -> dict[str, Any]:
+    """Validated values of the keys present in ``table``; any key not in ``spec`` is an error."""
+    by_name = {f.name: f for f in spec}
+    out: dict[str, Any] = {}
+    for key, raw in table.items():
+        if key == skip:
+            continue
+        field = by_name.get(key)
+        if field is None:
+            allowed = _quoted([*by_name, *([skip] if skip else [])])
+            raise ConfigError(f"{where}.{key}: unknown key (value {raw!r}); allowed keys: {allowed}")
+        out[key] = _convert(field, raw, f"{where}.{key}")
+    return out
+
+
+def _apply_env(values: dict[str, dict[str, Any]], env: Mapping[str, str]) -> None:
+    """Override file values with ``POSMON_<SECTION>_<KEY>``; an unrecognised ``POSMON_`` name is an error."""
+    known = {
+        f"{ENV_PREFIX}{section}_{field.name}".upper(): (section, field)
+        for section, spec in _TYPED_SECTIONS.items()
+        for field in spec
+    }
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV or name.startswith(_FOREIGN_ENV_PREFIXES):
+            continue
+        hit = known.get(name)
+        if hit is None:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ConfigError(
+                f"{name}: unknown environment override (value {env[name]!r}); {hint}"
+                f"expected POSMON_<SECTION>_<KEY> naming a key of [daemon], [risk] or [sim], or {CONFIG_ENV}"
+            )
+        section, field = hit
+        values[section][field.name] = _convert(field, env[name], name, from_env=True)
+
+
+def _venue_symbols(daemon: DaemonSettings, sim: SimSettings, tables: Mapping[str, dict[str, Any]]) -> tuple[
+    str, tuple[str, ...] | None
+]:
+    """Where the active venue lists its symbols, and the list; None when that venue does not list them (yet)."""
+    if daemon.venue == "sim":
+        return "sim.symbols", sim.symbols
+    listed = tables[daemon.venue].get("symbols")
+    if isinstance(listed, list) and all(isinstance(s, str) for s in listed):
+        return f"{daemon.venue}.symbols", tuple(listed)
+    return f"{daemon.venue}.symbols", None
+
+
+def _risk_symbols(
+    raw: Any, base: RiskSettings, where_listed: str, listed: tuple[str, ...] | None,
+) -> Mapping[str, RiskSettings]:
+    """``[risk.symbols.<SYMBOL>]`` tables merged over ``base``; only symbols the active venue trades are allowed."""
+    where = f"risk.{_RISK_SYMBOLS_KEY}"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: invalid value {raw!r}; expected a table of [{where}.<SYMBOL>] tables")
+    merged: dict[str, RiskSettings] = {}
+    for symbol, table in raw.items():
+        at = f"{where}.{symbol}"
+        if listed is not None and symbol not in listed:
+            raise ConfigError(
+                f"{at}: unknown symbol section (value {table!r}); "
+                f"expected a symbol listed in {where_listed}: {_quoted(listed)}"
+            )
+        if not isinstance(table, dict):
+            raise ConfigError(f"{at}: invalid value {table!r}; expected a table of risk keys")
+        merged[symbol] = replace(base, **_parse_table(table, _RISK_FIELDS, at))
+    return MappingProxyType(merged)
+
+
+def _build(raw: Mapping[str, Any], env: Mapping[str, str], source: str) -> Settings:
+    for name, table in raw.items():
+        if name not in _ALL_SECTIONS:
+            raise ConfigError(f"{name}: unknown section; allowed sections: {_quoted(_ALL_SECTIONS)}")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{name}: invalid value {table!r}; expected a table ([{name}])")
+    values = {section: {f.name: f.default for f in spec} for section, spec in _TYPED_SECTIONS.items()}
+    for section, spec in _TYPED_SECTIONS.items():
+        skip = _RISK_SYMBOLS_KEY if section == "risk" else ""
+        values[section].update(_parse_table(raw.get(section, {}), spec, section, skip=skip))
+    _apply_env(values, env)
+    daemon = DaemonSettings(**values["daemon"])
+    risk = RiskSettings(**values["risk"])
+    sim = SimSettings(**values["sim"])
+    free = {name: dict(raw.get(name, {})) for name in _FREE_FORM_SECTIONS}
+    where_listed, listed = _venue_symbols(daemon, sim, free)
+    risk_symbols = _risk_symbols(raw.get("risk", {}).get(_RISK_SYMBOLS_KEY, {}), risk, where_listed, listed)
+    return Settings(daemon=daemon, risk=risk, risk_symbols=risk_symbols, sim=sim,
+                    aster=free["aster"], lighter=free["lighter"], source=source)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loading
+
+
+def _read_file(path: Path, named_by: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{named_by}: config file {str(path)!r} not found; expected an existing TOML file") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{named_by}: cannot read config file {str(path)!r}: {exc}") from exc
+
+
+def _read_config(path: str | Path | None, env: Mapping[str, str]) -> tuple[str, str]:
+    """(text, source): the explicit path, else $POSMON_CONFIG, else ./config.toml, else the packaged defaults."""
+    if path is not None:
+        return _read_file(Path(path), "config path"), str(path)
+    if CONFIG_ENV in env:
+        named = env[CONFIG_ENV]
+        if not named:
+            raise ConfigError(f"{CONFIG_ENV}: invalid value {named!r}; expected a path to a TOML file")
+        return _read_file(Path(named), CONFIG_ENV), named
+    local = Path(DEFAULT_CONFIG_FILE)
+    if local.is_file():
+        return _read_file(local, "config path"), str(local)
+    packaged = resources.files("posmon").joinpath(PACKAGED_CONFIG)
+    return packaged.read_text(encoding="utf-8"), f"<packaged {PACKAGED_CONFIG}>"
+
+
+def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read, validate and return the settings; raises ConfigError on the first problem found.
+
+    ``env`` defaults to ``os.environ``; pass a mapping in tests so nothing global is touched. Environment
+    overrides beat the file's ``[daemon]``/``[risk]``/``[sim]`` values; a ``[risk.symbols.<SYMBOL>]`` value
+    still beats an overridden ``[risk]`` default because it is the more specific setting.
+    """
+    env = os.environ if env is None else env
+    text, source = _read_config(path, env)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: TOML syntax error: {exc}") from exc
+    return _build(raw, env, source)

@@ -1,0 +1,126 @@
+"""Assembles the actors for one venue account and runs them in one supervised nursery.
+
+Start order matters: the gateway first (everything else talks to it), then the
+price router, the notifier, an actor for every (symbol, side) the store still
+holds tranches for, and last the user stream, which discovers positions nobody
+watches yet. Stopping the daemon cancels the nursery: nothing is sent on the
+way out, and the store already holds every decision.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from posmon.actors.directory import PositionDirectory
+from posmon.actors.gateway import GatewayPolicy, OrderGateway
+from posmon.actors.messages import Notice, Reconcile
+from posmon.actors.notifier import Notifier
+from posmon.actors.position import ActorConfig
+from posmon.actors.price_router import PriceRouter
+from posmon.actors.supervisor import RestartPolicy, supervise
+from posmon.actors.user_stream import UserStream
+from posmon.config import Settings
+from posmon.domain.orders import Side, SymbolRules, WorkingType
+from posmon.domain.tranche import Risk
+from posmon.exchange.venue import Venue
+from posmon.metrics import Metrics
+from posmon.store.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def risk_of(settings: Settings, symbol: str) -> Risk:
+    r = settings.risk_for(symbol)
+    return Risk(tp_pct=r.tp_pct, sl_pct=r.sl_pct, tranche_pnl_increment_pct=r.tranche_pnl_increment_pct,
+                max_tranches=r.max_tranches_per_symbol_side, max_hold_seconds=r.max_hold_seconds)
+
+
+@dataclass(slots=True)
+class Daemon:
+    """The running daemon's parts, for status, control and tests."""
+
+    settings: Settings
+    venue: Venue
+    store: Store
+    metrics: Metrics
+    rules: dict[str, SymbolRules] = field(default_factory=dict)
+    directory: PositionDirectory | None = None
+    router: PriceRouter | None = None
+    gateway: trio.MemorySendChannel[Any] | None = None
+    cancel_scope: trio.CancelScope | None = None
+
+    def stop(self) -> None:
+        if self.cancel_scope is not None:
+            self.cancel_scope.cancel()
+
+
+async def run_daemon(
+    settings: Settings,
+    venue: Venue,
+    store: Store,
+    *,
+    metrics: Metrics | None = None,
+    clock: Callable[[], float] = time.time,
+    notice_listeners: Sequence[trio.MemorySendChannel[Notice]] = (),
+    task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run until cancelled (or until an actor exhausts its restart budget, which raises)."""
+    d = settings.daemon
+    metrics = metrics or Metrics()
+    daemon = Daemon(settings, venue, store, metrics)
+    daemon.rules = await venue.load_rules()
+    policy = RestartPolicy(budget=d.restart_budget, window=d.restart_window_seconds,
+                           backoff=d.restart_backoff_seconds)
+    gw_send, gw_recv = trio.open_memory_channel[Any](math.inf)
+    router_send, router_recv = trio.open_memory_channel[Any](math.inf)
+    notice_send, notice_recv = trio.open_memory_channel[Notice](10_000)
+    daemon.gateway = gw_send
+    symbols = sorted(daemon.rules)
+
+    def config_for(symbol: str, side: Side) -> ActorConfig:
+        if symbol not in daemon.rules:
+            raise KeyError(f"{venue.name} does not list {symbol}")
+        r = settings.risk_for(symbol)
+        return ActorConfig(
+            venue=venue.name, symbol=symbol, side=side, rules=daemon.rules[symbol], risk=risk_of(settings, symbol),
+            instant_tp=r.instant_tp_enabled, working_type=WorkingType(r.working_type), hedge_mode=d.hedge_mode,
+            prefix=d.client_id_prefix, protection_failure_action=d.protection_failure_action,
+            reply_timeout=d.request_timeout_seconds * 6,
+        )
+
+    with trio.CancelScope() as scope:
+        daemon.cancel_scope = scope
+        async with trio.open_nursery() as nursery:
+            directory = PositionDirectory(nursery, config_for, router=router_send, gateway=gw_send,
+                                          notices=notice_send, store=store, metrics=metrics, clock=clock,
+                                          policy=policy)
+            daemon.directory = directory
+            gw_policy = GatewayPolicy(request_timeout=d.request_timeout_seconds)
+            # Requests queued in a crashed gateway are lost with it: the actors reconcile to re-derive them.
+            await nursery.start(lambda task_status: supervise(
+                "gateway", lambda: OrderGateway(venue, gw_recv, metrics, gw_policy).run, policy, metrics,
+                on_restart=lambda: directory.broadcast(Reconcile()), task_status=task_status))
+
+            def make_router() -> Callable[..., Any]:
+                daemon.router = PriceRouter(venue, router_recv, metrics, symbols=symbols,
+                                            stale_after=d.stale_stream_seconds)
+                return daemon.router.run
+
+            await nursery.start(supervise, "price_router", make_router, policy, metrics)
+            await nursery.start(supervise, "notifier", lambda: Notifier(notice_recv, list(notice_listeners)).run,
+                                policy, metrics)
+            for symbol, side in store.position_keys(venue.name):
+                directory.inbox(symbol, side)
+            user_stream = UserStream(venue, directory, gw_send, store, metrics, hedge_mode=d.hedge_mode,
+                                     prefix=d.client_id_prefix, reply_timeout=d.request_timeout_seconds * 6)
+            await nursery.start(supervise, "user_stream", lambda: user_stream.run, policy, metrics)
+            log.info("posmon watching %s on %s (%d symbols, %d positions restored)", venue.name,
+                     settings.source if hasattr(settings, "source") else "", len(symbols), len(directory.keys()))
+            task_status.started(daemon)

@@ -1,0 +1,92 @@
+"""Trigger levels kept ordered so a tick that triggers nothing costs one comparison per kind.
+
+A linear scan over tranches per tick does not scale (10,000 tranches on one
+symbol would make every tick 10,000 comparisons). Each exit kind keeps a heap
+with the nearest level at the front; removals are lazy (an entry is stale when
+its tranche's generation moved on) and the heaps are compacted when stale
+entries outnumber live ones.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from decimal import Decimal
+
+from posmon.domain.orders import Side
+from posmon.domain.tranche import ExitReason, Tranche
+
+
+class TriggerBook:
+    """The emulated exits of one (symbol, side): which tranches does a mark price trigger?"""
+
+    __slots__ = ("_deadlines", "_gen", "_next_gen", "_side", "_sl", "_sl_heap", "_timeout", "_tp", "_tp_heap")
+
+    def __init__(self, side: Side, *, take_profit: bool, stop_loss: bool, timeout: bool) -> None:
+        self._side = side
+        self._tp = take_profit
+        self._sl = stop_loss
+        self._timeout = timeout
+        # Heap keys are oriented so that "triggered" always reads key <= oriented mark.
+        self._tp_heap: list[tuple[Decimal, int, int]] = []
+        self._sl_heap: list[tuple[Decimal, int, int]] = []
+        self._deadlines: list[tuple[float, int, int]] = []
+        self._gen: dict[int, int] = {}
+        self._next_gen = 0
+
+    def __len__(self) -> int:
+        return len(self._gen)
+
+    def __contains__(self, tranche_id: int) -> bool:
+        return tranche_id in self._gen
+
+    def add(self, t: Tranche) -> None:
+        """Insert or replace a tranche's levels."""
+        self._next_gen += 1
+        gen = self._next_gen
+        self._gen[t.id] = gen
+        # LONG: TP triggers when mark >= tp, SL when mark <= sl. SHORT mirrors both.
+        s = self._side.sign
+        if self._tp:
+            heapq.heappush(self._tp_heap, (s * t.tp, t.id, gen))
+        if self._sl:
+            heapq.heappush(self._sl_heap, (-s * t.sl, t.id, gen))
+        if self._timeout and t.deadline is not None:
+            heapq.heappush(self._deadlines, (t.deadline, t.id, gen))
+        self._maybe_compact()
+
+    def discard(self, tranche_id: int) -> None:
+        self._gen.pop(tranche_id, None)
+
+    def next_deadline(self) -> float | None:
+        """The earliest live hold deadline, so the actor can wake without a tick."""
+        self._prune(self._deadlines)
+        return self._deadlines[0][0] if self._deadlines else None
+
+    def pop_triggered(self, mark: Decimal | None, now: float) -> Iterator[tuple[int, ExitReason]]:
+        """Yield and remove every tranche ``mark`` (or the clock) triggers; nearest levels first."""
+        if mark is not None:
+            s = self._side.sign
+            yield from self._pop(self._tp_heap, s * mark, ExitReason.TP)
+            yield from self._pop(self._sl_heap, -s * mark, ExitReason.SL)
+        yield from self._pop(self._deadlines, now, ExitReason.TIMEOUT)
+
+    def _pop(self, heap: list, level: Decimal | float, reason: ExitReason) -> Iterator[tuple[int, ExitReason]]:
+        while heap and heap[0][0] <= level:
+            _, tid, gen = heapq.heappop(heap)
+            if self._gen.get(tid) == gen:
+                del self._gen[tid]
+                yield tid, reason
+
+    def _prune(self, heap: list) -> None:
+        while heap and self._gen.get(heap[0][1]) != heap[0][2]:
+            heapq.heappop(heap)
+
+    def _maybe_compact(self) -> None:
+        live = len(self._gen)
+        for name in ("_tp_heap", "_sl_heap", "_deadlines"):
+            heap = getattr(self, name)
+            if len(heap) > 2 * live + 64:
+                kept = [e for e in heap if self._gen.get(e[1]) == e[2]]
+                heapq.heapify(kept)
+                setattr(self, name, kept)

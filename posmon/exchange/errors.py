@@ -1,0 +1,42 @@
+"""Venue errors: one hierarchy, each carrying what the gateway needs to decide.
+
+The gateway's policy depends only on the class: ``Rejected`` is final for that
+request, ``OutcomeUnknown`` must be resolved by querying the client order id
+before anything is resent, ``RateLimited``/``Banned`` pause trading calls.
+"""
+
+from __future__ import annotations
+
+
+class VenueError(Exception):
+    """Base class: ``code`` and ``msg`` are the venue's own, ``request`` names the call."""
+
+    def __init__(self, msg: str, *, code: int | None = None, request: str = "") -> None:
+        super().__init__(f"{request}: {msg} (code {code})" if request else f"{msg} (code {code})")
+        self.code = code
+        self.msg = msg
+        self.request = request
+
+
+class Rejected(VenueError):
+    """The venue refused the request; it had no effect."""
+
+
+class OrderNotFound(Rejected):
+    """Cancel or query of an order the venue does not know (or no longer has open)."""
+
+
+class OutcomeUnknown(VenueError):
+    """Timeout, dropped connection or 5xx: the request may or may not have taken effect."""
+
+
+class RateLimited(VenueError):
+    """429: back off for ``retry_after`` seconds; the request was not executed."""
+
+    def __init__(self, msg: str, *, retry_after: float, code: int | None = None, request: str = "") -> None:
+        super().__init__(msg, code=code, request=request)
+        self.retry_after = retry_after
+
+
+class Banned(RateLimited):
+    """418: no trading call until the ban ends."""

@@ -1,0 +1,65 @@
+"""What a venue's streams tell the daemon, already parsed into typed messages.
+
+Each adapter turns its wire frames into these; the actors never see a venue's
+JSON. A frame that cannot be parsed raises ``MalformedMessage`` so the reader
+can count it and skip it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from posmon.domain.orders import OrderSide, OrderStatus, OrderType, PositionState
+
+
+class MalformedMessage(ValueError):
+    """A stream frame that is not what the venue's protocol says; counted and skipped."""
+
+
+@dataclass(frozen=True, slots=True)
+class MarkPrice:
+    symbol: str
+    price: Decimal
+    time: float  # venue event time, epoch seconds
+
+
+@dataclass(frozen=True, slots=True)
+class OrderUpdate:
+    """An order changed on the exchange (Binance ORDER_TRADE_UPDATE semantics).
+
+    ``exec_type`` is NEW / TRADE / CANCELED / EXPIRED / CALCULATED; on TRADE,
+    ``last_qty`` at ``last_price`` is the fill this update reports.
+    """
+
+    symbol: str
+    client_id: str
+    order_id: str
+    side: OrderSide
+    position_side: str
+    type: OrderType
+    status: OrderStatus
+    exec_type: str
+    qty: Decimal
+    filled_qty: Decimal
+    last_qty: Decimal
+    last_price: Decimal
+    avg_price: Decimal
+    reduce_only: bool
+    realized_pnl: Decimal
+    time: float
+
+    @property
+    def is_fill(self) -> bool:
+        return self.exec_type == "TRADE" and self.last_qty > 0
+
+
+@dataclass(frozen=True, slots=True)
+class PositionUpdate:
+    """The account's position in a symbol/side after a change (ACCOUNT_UPDATE)."""
+
+    position: PositionState
+    time: float
+
+
+UserEvent = OrderUpdate | PositionUpdate

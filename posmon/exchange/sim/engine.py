@@ -1,0 +1,264 @@
+"""A pure matching engine: orders, triggers, fills and positions of one simulated account.
+
+No I/O, no trio, time comes in as a float: so every rule of the venue that the
+daemon relies on (triggers, reduce-only clamping, realized PnL, error codes) can
+be tested exhaustively and replayed deterministically. Fills are complete at one
+price, the mark, because the sim has no order book.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from posmon.domain.orders import (
+    OrderRequest,
+    OrderSide,
+    OrderState,
+    OrderStatus,
+    OrderType,
+    PositionState,
+    Side,
+    SymbolRules,
+)
+from posmon.exchange.errors import OrderNotFound, Rejected
+from posmon.exchange.events import OrderUpdate, PositionUpdate
+from posmon.exchange.sim import validation as v
+
+ZERO = Decimal(0)
+
+EngineEvent = OrderUpdate | PositionUpdate
+
+
+@dataclass(slots=True)
+class _Order:
+    """The engine's mutable record of one accepted order."""
+
+    request: OrderRequest
+    order_id: str
+    status: OrderStatus = OrderStatus.NEW
+    filled_qty: Decimal = ZERO
+    avg_price: Decimal = ZERO
+
+    def state(self) -> OrderState:
+        r = self.request
+        return OrderState(
+            client_id=r.client_id,
+            order_id=self.order_id,
+            symbol=r.symbol,
+            side=r.side,
+            position_side=r.position_side,
+            type=r.type,
+            status=self.status,
+            qty=r.qty,
+            filled_qty=self.filled_qty,
+            avg_price=self.avg_price,
+            price=r.price,
+            stop_price=r.stop_price,
+            reduce_only=r.reduce_only,
+        )
+
+
+class MatchingEngine:
+    """One account on a venue with one price per symbol (the mark).
+
+    Hedge mode keeps a LONG and a SHORT position per symbol; one-way mode keeps a
+    signed net position (stored as at most one LONG or SHORT entry). Closing
+    fills are clamped to the open quantity, so no order ever flips a hedge-mode
+    position or a one-way position through a reduce-only order.
+    """
+
+    def __init__(self, rules: Mapping[str, SymbolRules], *, hedge_mode: bool = True) -> None:
+        self.rules: dict[str, SymbolRules] = dict(rules)
+        self.hedge_mode = hedge_mode
+        self._ids = itertools.count(1)
+        self._orders: dict[str, _Order] = {}  # every accepted order, by client id
+        self._open: dict[str, dict[str, _Order]] = {}  # symbol -> client id -> resting order, in placement order
+        self._positions: dict[tuple[str, Side], PositionState] = {}
+        self._marks: dict[str, Decimal] = {}
+        self._realized: dict[str, Decimal] = {}
+        self._events: list[EngineEvent] = []
+
+    # ---- orders -------------------------------------------------------------------------------------------------
+
+    def place(self, order: OrderRequest, now: float) -> OrderState:
+        """Accept (NEW), then fill at once if the order is marketable; returns the state after that."""
+        if order.client_id in self._orders:
+            raise Rejected(f"ClientOrderId is duplicated: {order.client_id!r}.", code=v.DUPLICATE_CLIENT_ID)
+        mark = self._marks.get(order.symbol)
+        v.check_order(order, self.rules, mark, hedge_mode=self.hedge_mode)
+        record = _Order(order, str(next(self._ids)))
+        self._orders[order.client_id] = record
+        self._emit_order(record, "NEW", now)
+        if order.type is OrderType.MARKET:
+            assert mark is not None  # validation rejects a market order without a mark
+            self._execute(record, mark, now)
+        elif order.type is OrderType.LIMIT and mark is not None and v.limit_crosses(order, mark):
+            self._execute(record, mark, now)
+        else:
+            self._open.setdefault(order.symbol, {})[order.client_id] = record
+        return record.state()
+
+    def cancel(self, symbol: str, client_id: str, now: float) -> OrderState:
+        """Cancel a resting order; ``OrderNotFound`` (-2011) when it is unknown or no longer open."""
+        record = self._open.get(symbol, {}).pop(client_id, None)
+        if record is None:
+            raise OrderNotFound(f"Unknown order sent: {symbol} {client_id!r} is not open.", code=v.UNKNOWN_ORDER)
+        record.status = OrderStatus.CANCELED
+        self._emit_order(record, "CANCELED", now)
+        return record.state()
+
+    def query(self, symbol: str, client_id: str) -> OrderState:
+        """Any order ever accepted, final or not; ``OrderNotFound`` (-2013) if never seen."""
+        record = self._orders.get(client_id)
+        if record is None or record.request.symbol != symbol:
+            raise OrderNotFound(f"Order does not exist: {symbol} {client_id!r}.", code=v.NO_SUCH_ORDER)
+        return record.state()
+
+    def open_orders(self, symbol: str | None = None) -> list[OrderState]:
+        """Resting orders (of one symbol or all), oldest first."""
+        if symbol is not None:
+            return [r.state() for r in self._open.get(symbol, {}).values()]
+        records = [r for book in self._open.values() for r in book.values()]
+        records.sort(key=lambda r: int(r.order_id))
+        return [r.state() for r in records]
+
+    # ---- positions and prices -----------------------------------------------------------------------------------
+
+    def positions(self) -> list[PositionState]:
+        """Every non-zero position."""
+        return list(self._positions.values())
+
+    def position(self, symbol: str, side: Side) -> PositionState | None:
+        return self._positions.get((symbol, side))
+
+    def realized_pnl(self, symbol: str) -> Decimal:
+        """Sum of the realized PnL of every closing fill in ``symbol``."""
+        return self._realized.get(symbol, ZERO)
+
+    def mark(self, symbol: str) -> Decimal | None:
+        return self._marks.get(symbol)
+
+    def set_mark(self, symbol: str, price: Decimal, now: float) -> None:
+        """Move the mark and fill every resting order of the symbol it triggers, oldest first."""
+        if symbol not in self.rules:
+            raise Rejected(f"Invalid symbol {symbol!r}.", code=v.BAD_SYMBOL)
+        if price <= 0:
+            raise ValueError(f"mark price must be positive, got {price}")
+        self._marks[symbol] = price
+        book = self._open.get(symbol)
+        if not book:
+            return
+        for client_id, record in list(book.items()):
+            fill_price = _fill_price(record.request, price)
+            if fill_price is not None:
+                del book[client_id]
+                self._execute(record, fill_price, now)
+
+    def drain_events(self) -> list[EngineEvent]:
+        """The user-stream events since the last drain, oldest first."""
+        events, self._events = self._events, []
+        return events
+
+    # ---- internals ----------------------------------------------------------------------------------------------
+
+    def _split(self, request: OrderRequest, qty: Decimal) -> tuple[Side | None, Decimal, Side | None, Decimal]:
+        """(side closed, qty closed, side opened, qty opened) if ``qty`` of ``request`` filled now."""
+        symbol = request.symbol
+        if self.hedge_mode:
+            side = Side(request.position_side)
+            if request.side is side.opening_order_side:
+                return None, ZERO, side, qty
+            held = self._positions.get((symbol, side))
+            return side, min(qty, held.qty if held else ZERO), None, ZERO
+        opens = Side.LONG if request.side is OrderSide.BUY else Side.SHORT
+        held_side = Side.SHORT if opens is Side.LONG else Side.LONG
+        held = self._positions.get((symbol, held_side))
+        close = min(qty, held.qty) if held else ZERO
+        rest = ZERO if request.reduce_only else qty - close
+        return held_side, close, opens, rest
+
+    def _execute(self, record: _Order, price: Decimal, now: float) -> None:
+        """Fill what the position allows at ``price``; expire the rest (reduce-only / closing clamp)."""
+        request = record.request
+        closed_side, close_qty, opened_side, open_qty = self._split(request, request.qty - record.filled_qty)
+        fill = close_qty + open_qty
+        if fill == 0:
+            record.status = OrderStatus.EXPIRED
+            self._emit_order(record, "EXPIRED", now)
+            return
+        symbol = request.symbol
+        pnl = ZERO
+        changed: list[PositionState] = []
+        if close_qty and closed_side is not None:
+            closing = self._positions[(symbol, closed_side)]
+            pnl = closed_side.sign * (price - closing.entry_price) * close_qty
+            changed.append(self._set_position(symbol, closed_side, closing.qty - close_qty, closing.entry_price))
+            self._realized[symbol] = self._realized.get(symbol, ZERO) + pnl
+        if open_qty and opened_side is not None:
+            held = self._positions.get((symbol, opened_side))
+            old_qty, old_entry = (held.qty, held.entry_price) if held else (ZERO, ZERO)
+            new_qty = old_qty + open_qty
+            entry = (old_qty * old_entry + open_qty * price) / new_qty
+            changed.append(self._set_position(symbol, opened_side, new_qty, entry))
+        record.avg_price = (record.avg_price * record.filled_qty + price * fill) / (record.filled_qty + fill)
+        record.filled_qty += fill
+        complete = record.filled_qty == request.qty
+        record.status = OrderStatus.FILLED if complete else OrderStatus.PARTIALLY_FILLED
+        self._emit_order(record, "TRADE", now, last_qty=fill, last_price=price, realized_pnl=pnl)
+        self._events.extend(PositionUpdate(position, now) for position in changed)
+        if not complete:
+            record.status = OrderStatus.EXPIRED
+            self._emit_order(record, "EXPIRED", now)
+
+    def _set_position(self, symbol: str, side: Side, qty: Decimal, entry: Decimal) -> PositionState:
+        if qty == 0:
+            self._positions.pop((symbol, side), None)
+            return PositionState(symbol, side, ZERO, ZERO)
+        position = PositionState(symbol, side, qty, entry)
+        self._positions[(symbol, side)] = position
+        return position
+
+    def _emit_order(
+        self,
+        record: _Order,
+        exec_type: str,
+        now: float,
+        *,
+        last_qty: Decimal = ZERO,
+        last_price: Decimal = ZERO,
+        realized_pnl: Decimal = ZERO,
+    ) -> None:
+        r = record.request
+        self._events.append(
+            OrderUpdate(
+                symbol=r.symbol,
+                client_id=r.client_id,
+                order_id=record.order_id,
+                side=r.side,
+                position_side=r.position_side,
+                type=r.type,
+                status=record.status,
+                exec_type=exec_type,
+                qty=r.qty,
+                filled_qty=record.filled_qty,
+                last_qty=last_qty,
+                last_price=last_price,
+                avg_price=record.avg_price,
+                reduce_only=r.reduce_only,
+                realized_pnl=realized_pnl,
+                time=now,
+            )
+        )
+
+
+def _fill_price(request: OrderRequest, mark: Decimal) -> Decimal | None:
+    """The price a resting order fills at when the mark moves to ``mark``, or None if it stays."""
+    if request.type is OrderType.LIMIT:
+        assert request.price is not None
+        return request.price if v.limit_crosses(request, mark) else None
+    if request.type is OrderType.MARKET:
+        return mark
+    return mark if v.would_trigger(request, mark) else None

@@ -1,0 +1,96 @@
+"""The one interface every venue adapter implements.
+
+The actors only ever talk to a ``Venue``: the order gateway makes the REST
+calls, the price router and the user stream read the frame streams and hand
+each frame to the venue's parser. An adapter is a thin protocol translator;
+policy (retries, pacing, idempotency) lives in the gateway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+from posmon.domain.orders import OrderRequest, OrderState, PositionState, SymbolRules
+from posmon.exchange.errors import VenueError
+from posmon.exchange.events import MarkPrice, UserEvent
+
+
+class StreamClosed(Exception):
+    """The venue closed a frame stream (or the connection dropped); reconnect."""
+
+
+class FrameStream(Protocol):
+    """A connected websocket-like stream of raw frames."""
+
+    async def receive(self) -> bytes:
+        """The next frame; raises ``StreamClosed`` when the stream ends."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """A venue's published trading limits and the weight of each call the gateway makes."""
+
+    weight_per_minute: int
+    orders_per_minute: int
+    place_weight: int = 1
+    batch_place_weight: int = 5
+    cancel_weight: int = 1
+    batch_cancel_weight: int = 1
+    query_weight: int = 1
+    open_orders_weight: int = 40
+    positions_weight: int = 5
+    max_batch_place: int = 5
+    max_batch_cancel: int = 10
+
+
+PlaceResult = OrderState | VenueError
+
+
+class Venue(Protocol):
+    """A trading account on one exchange."""
+
+    name: str
+    limits: RateLimits
+
+    async def load_rules(self) -> dict[str, SymbolRules]: ...
+
+    async def place_orders(self, orders: Sequence[OrderRequest]) -> list[PlaceResult]:
+        """One REST call (batch when more than one); a result per order, in order.
+
+        Raises ``OutcomeUnknown`` / ``RateLimited`` for the call as a whole.
+        """
+        ...
+
+    async def cancel_orders(self, symbol: str, client_ids: Sequence[str]) -> list[PlaceResult]:
+        """One REST call; per order either its final state or ``OrderNotFound``."""
+        ...
+
+    async def query_order(self, symbol: str, client_id: str) -> OrderState:
+        """Raises ``OrderNotFound`` when the venue never saw that client order id."""
+        ...
+
+    async def open_orders(self, symbol: str | None = None) -> list[OrderState]: ...
+
+    async def positions(self) -> list[PositionState]:
+        """Every non-zero position of the account."""
+        ...
+
+    async def mark_prices(self) -> list[MarkPrice]:
+        """REST snapshot of mark prices, used while the price stream is down."""
+        ...
+
+    def connect_prices(self, symbols: Sequence[str]) -> AbstractAsyncContextManager[FrameStream]: ...
+
+    def connect_user_stream(self) -> AbstractAsyncContextManager[FrameStream]: ...
+
+    def parse_price_frame(self, frame: bytes) -> list[MarkPrice]:
+        """Raises ``MalformedMessage``; an empty list for frames that carry no price (acks, pings)."""
+        ...
+
+    def parse_user_frame(self, frame: bytes) -> list[UserEvent]:
+        """Raises ``MalformedMessage``; an empty list for frames with nothing for posmon."""
+        ...

@@ -1,0 +1,58 @@
+"""Schema and migrations: each migration is applied once, in order, inside one transaction.
+
+``PRAGMA user_version`` holds the schema version so a newer posmon can upgrade
+an older store in place and an older posmon refuses a store it does not know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlite_utils import Database
+
+from posmon.store.errors import StoreError
+
+
+def _v1(db: Database) -> None:
+    db["tranches"].create(
+        {
+            "id": int, "venue": str, "symbol": str, "side": str, "idx": int, "entry": str, "qty": str,
+            "tp": str, "sl": str, "opened_at": float, "deadline": float, "seq": int, "realized_pnl": str,
+            "status": str, "close_reason": str, "closed_at": float,
+        },
+        pk="id", not_null={"venue", "symbol", "side", "entry", "qty", "tp", "sl", "status"},
+    )
+    db["tranches"].create_index(["status", "venue", "symbol", "side"])
+    db["orders"].create(
+        {
+            "client_id": str, "tranche_id": int, "venue": str, "symbol": str, "purpose": str, "side": str,
+            "position_side": str, "type": str, "qty": str, "price": str, "stop_price": str, "reduce_only": int,
+            "working_type": str, "state": str, "filled_qty": str, "exchange_id": str, "final_status": str,
+            "updated_at": float,
+        },
+        pk="client_id", foreign_keys=[("tranche_id", "tranches", "id")],
+    )
+    db["orders"].create_index(["tranche_id"])
+    db["orders"].create_index(["state"])
+    db["events"].create(
+        {"id": int, "ts": float, "venue": str, "symbol": str, "side": str, "tranche_id": int, "kind": str,
+         "data": str},
+        pk="id",
+    )
+    db["events"].create_index(["kind"])
+    db["meta"].create({"key": str, "value": str}, pk="key")
+    db["meta"].insert({"key": "next_tranche_id", "value": "1"})
+
+
+MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(db: Database) -> None:
+    current = db.execute("PRAGMA user_version").fetchone()[0]
+    if current > SCHEMA_VERSION:
+        raise StoreError(f"store schema version {current} is newer than this posmon supports ({SCHEMA_VERSION})")
+    for version in range(current, SCHEMA_VERSION):
+        with db.conn:
+            MIGRATIONS[version](db)
+            db.execute(f"PRAGMA user_version = {version + 1}")

@@ -1,0 +1,216 @@
+"""The daemon's memory: tranches, the orders that protect them, and an append-only journal.
+
+Every decision is written here (one transaction) before the orders it causes
+are sent, so after a crash recovery can tell "decided, maybe sent" (PENDING)
+from "never decided". Calls are synchronous and short: SQLite in WAL mode with
+synchronous=NORMAL commits without an fsync, so writing inline keeps a tick's
+decision-to-order path free of thread hops; only checkpoints touch the disk.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlite_utils import Database
+
+from posmon.domain.orders import OrderRequest, OrderSide, OrderStatus, OrderType, Purpose, Side, WorkingType
+from posmon.domain.protection import LocalState, OrderRecord
+from posmon.domain.tranche import Tranche
+from posmon.store.errors import StoreError
+from posmon.store.schema import migrate
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One journal entry."""
+
+    kind: str
+    venue: str
+    symbol: str
+    side: str
+    tranche_id: int | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Changes:
+    """Everything one decision writes, committed atomically by ``Store.apply``."""
+
+    tranches: list[Tranche] = field(default_factory=list)
+    closed: list[tuple[int, str, float]] = field(default_factory=list)  # (tranche id, reason, time)
+    orders: list[OrderRecord] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.tranches or self.closed or self.orders or self.events)
+
+
+def _dec(v: str | None) -> Decimal | None:
+    return None if v is None else Decimal(v)
+
+
+def _tranche_row(t: Tranche) -> dict[str, Any]:
+    return {
+        "id": t.id, "venue": t.venue, "symbol": t.symbol, "side": t.side.value, "idx": t.index,
+        "entry": str(t.entry), "qty": str(t.qty), "tp": str(t.tp), "sl": str(t.sl), "opened_at": t.opened_at,
+        "deadline": t.deadline, "seq": t.seq, "realized_pnl": str(t.realized_pnl),
+        "status": "closing" if t.closing else "open", "close_reason": t.closing,
+    }
+
+
+def _tranche(row: dict[str, Any]) -> Tranche:
+    return Tranche(
+        id=row["id"], venue=row["venue"], symbol=row["symbol"], side=Side(row["side"]), index=row["idx"],
+        entry=Decimal(row["entry"]), qty=Decimal(row["qty"]), tp=Decimal(row["tp"]), sl=Decimal(row["sl"]),
+        opened_at=row["opened_at"], deadline=row["deadline"], seq=row["seq"],
+        realized_pnl=Decimal(row["realized_pnl"]),
+        closing=row["close_reason"] if row["status"] == "closing" else None,
+    )
+
+
+def _order_row(venue: str, o: OrderRecord, now: float) -> dict[str, Any]:
+    r = o.request
+    return {
+        "client_id": r.client_id, "tranche_id": o.tranche_id, "venue": venue, "symbol": r.symbol,
+        "purpose": o.purpose.value, "side": r.side.value, "position_side": r.position_side, "type": r.type.value,
+        "qty": str(r.qty), "price": None if r.price is None else str(r.price),
+        "stop_price": None if r.stop_price is None else str(r.stop_price), "reduce_only": int(r.reduce_only),
+        "working_type": r.working_type.value, "state": o.state.value, "filled_qty": str(o.filled_qty),
+        "exchange_id": o.exchange_id, "final_status": None if o.final_status is None else o.final_status.value,
+        "updated_at": now,
+    }
+
+
+def _order(row: dict[str, Any]) -> OrderRecord:
+    req = OrderRequest(
+        client_id=row["client_id"], symbol=row["symbol"], side=OrderSide(row["side"]),
+        position_side=row["position_side"], type=OrderType(row["type"]), qty=Decimal(row["qty"]),
+        price=_dec(row["price"]), stop_price=_dec(row["stop_price"]), reduce_only=bool(row["reduce_only"]),
+        working_type=WorkingType(row["working_type"]),
+    )
+    return OrderRecord(
+        request=req, tranche_id=row["tranche_id"], purpose=Purpose(row["purpose"]), state=LocalState(row["state"]),
+        filled_qty=Decimal(row["filled_qty"]), exchange_id=row["exchange_id"] or "",
+        final_status=None if row["final_status"] is None else OrderStatus(row["final_status"]),
+    )
+
+
+class Store:
+    """SQLite store of one daemon (one file per account set; never shared by two live daemons)."""
+
+    def __init__(self, db: Database, *, clock=time.time) -> None:
+        self.db = db
+        self._clock = clock
+
+    @classmethod
+    def open(cls, path: str | Path, *, clock=time.time) -> Store:
+        try:
+            if str(path) != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            db = Database(conn)
+            db.enable_wal() if str(path) != ":memory:" else None
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("PRAGMA foreign_keys = ON")
+            migrate(db)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open store {path}: {exc}") from exc
+        return cls(db, clock=clock)
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    # --- writes -------------------------------------------------------------------------------------------
+
+    def allocate_tranche_id(self) -> int:
+        """A fresh tranche id, committed at once so no two decisions ever share one."""
+        with self.db.conn:
+            (value,) = self.db.execute("SELECT value FROM meta WHERE key = 'next_tranche_id'").fetchone()
+            self.db.execute("UPDATE meta SET value = ? WHERE key = 'next_tranche_id'", [str(int(value) + 1)])
+        return int(value)
+
+    def apply(self, changes: Changes) -> None:
+        """Write one decision atomically."""
+        if not changes:
+            return
+        now = self._clock()
+        with self.db.conn:
+            if changes.tranches:
+                self.db["tranches"].upsert_all([_tranche_row(t) for t in changes.tranches], pk="id")
+            for tid, reason, at in changes.closed:
+                self.db.execute(
+                    "UPDATE tranches SET status = 'closed', close_reason = ?, closed_at = ? WHERE id = ?",
+                    [reason, at, tid],
+                )
+            if changes.orders:
+                venue = {t.id: t.venue for t in changes.tranches}
+                rows = []
+                for o in changes.orders:
+                    v = venue.get(o.tranche_id) or self._venue_of(o.tranche_id)
+                    rows.append(_order_row(v, o, now))
+                self.db["orders"].upsert_all(rows, pk="client_id")
+            if changes.events:
+                self.db["events"].insert_all(
+                    {"ts": now, "venue": e.venue, "symbol": e.symbol, "side": e.side, "tranche_id": e.tranche_id,
+                     "kind": e.kind, "data": orjson.dumps(e.data, default=str).decode()}
+                    for e in changes.events
+                )
+
+    def _venue_of(self, tranche_id: int) -> str:
+        row = self.db.execute("SELECT venue FROM tranches WHERE id = ?", [tranche_id]).fetchone()
+        if row is None:
+            raise StoreError(f"order for unknown tranche {tranche_id}")
+        return row[0]
+
+    # --- reads --------------------------------------------------------------------------------------------
+
+    def open_tranches(self, venue: str | None = None, symbol: str | None = None,
+                      side: Side | None = None) -> list[Tranche]:
+        where, args = ["status != 'closed'"], []
+        for col, val in (("venue", venue), ("symbol", symbol), ("side", side and side.value)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                args.append(val)
+        rows = self.db["tranches"].rows_where(" AND ".join(where), args, order_by="id")
+        return [_tranche(r) for r in rows]
+
+    def active_orders(self, tranche_ids: Sequence[int]) -> list[OrderRecord]:
+        if not tranche_ids:
+            return []
+        marks = ",".join("?" * len(tranche_ids))
+        rows = self.db["orders"].rows_where(
+            f"state != 'DONE' AND tranche_id IN ({marks})", list(tranche_ids), order_by="rowid")
+        return [_order(r) for r in rows]
+
+    def order(self, client_id: str) -> OrderRecord | None:
+        rows = list(self.db["orders"].rows_where("client_id = ?", [client_id]))
+        return _order(rows[0]) if rows else None
+
+    def position_keys(self, venue: str) -> list[tuple[str, Side]]:
+        rows = self.db.execute(
+            "SELECT DISTINCT symbol, side FROM tranches WHERE status != 'closed' AND venue = ? ORDER BY symbol, side",
+            [venue],
+        ).fetchall()
+        return [(s, Side(side)) for s, side in rows]
+
+    def tranche_side(self, tranche_id: int) -> Side | None:
+        row = self.db.execute("SELECT side FROM tranches WHERE id = ?", [tranche_id]).fetchone()
+        return None if row is None else Side(row[0])
+
+    def closed_tranches(self, venue: str | None = None) -> list[dict[str, Any]]:
+        where, args = "status = 'closed'", []
+        if venue is not None:
+            where += " AND venue = ?"
+            args.append(venue)
+        return list(self.db["tranches"].rows_where(where, args, order_by="closed_at"))
+
+    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
+        rows = self.db["events"].rows_where("kind = ?" if kind else None, [kind] if kind else [], order_by="id")
+        return [{**r, "data": orjson.loads(r["data"])} for r in rows]

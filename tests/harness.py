@@ -1,0 +1,113 @@
+"""A daemon wired to an in-process simulated exchange, for end-to-end tests.
+
+Tests run under trio's MockClock with autojump: ``settle()`` waits until every
+task is blocked (the daemon has done all it can) without moving the clock;
+``trio.sleep(n)`` in a test moves the clock deterministically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import trio
+import trio.testing
+
+from posmon.config import Settings, load_settings
+from posmon.daemon import Daemon, run_daemon
+from posmon.domain.orders import OrderState, Side
+from posmon.exchange.sim.exchange import SimExchange
+from posmon.exchange.sim.markets import rules_for
+from posmon.exchange.sim.venue import SimVenue
+from posmon.metrics import Metrics
+from posmon.store.store import Store
+
+D = Decimal
+
+
+def make_settings(tmp_path: Path, *, symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT"), **risk: Any) -> Settings:
+    risk_lines = "\n".join(f"{k} = {v!r}".replace("'", '"') if not isinstance(v, bool) else f"{k} = {str(v).lower()}"
+                           for k, v in {"tp_pct": 1.0, "sl_pct": 50.0, **risk}.items())
+    text = f"""
+[daemon]
+venue = "sim"
+store = "{tmp_path / 'posmon.sqlite'}"
+restart_backoff_seconds = 0.5
+
+[risk]
+{risk_lines}
+
+[sim]
+symbols = {list(symbols)!r}
+trader_enabled = false
+""".replace("'", '"')
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return load_settings(path, env={})
+
+
+def _plain(d: Decimal | None) -> str:
+    return format(d.normalize(), "f") if d is not None else ""
+
+
+def trio_clock() -> float:
+    return trio.current_time()
+
+
+async def settle() -> None:
+    """Let the daemon run until it is idle (all tasks blocked) without advancing the clock."""
+    await trio.testing.wait_all_tasks_blocked()
+
+
+@dataclass
+class Harness:
+    settings: Settings
+    exchange: SimExchange
+    venue: SimVenue
+    store: Store
+    metrics: Metrics
+    daemon: Daemon
+
+    def orders(self, symbol: str = "BTCUSDT") -> list[OrderState]:
+        return sorted(self.exchange.engine.open_orders(symbol), key=lambda o: o.client_id)
+
+    def resting(self, symbol: str = "BTCUSDT") -> set[tuple[str, str, str, str]]:
+        """(type, side, qty, trigger price) of every open order, normalised for comparison."""
+        return {(o.type.value, o.side.value, _plain(o.qty), _plain(o.price if o.price is not None else o.stop_price))
+                for o in self.exchange.engine.open_orders(symbol)}
+
+    async def entry(self, symbol: str, side: Side, qty: str, price: str) -> None:
+        """Another program opens/extends a position at ``price`` (mark moved there first)."""
+        self.exchange.set_mark(symbol, D(price))
+        self.exchange.external_entry(symbol, side, D(qty))
+        await settle()
+
+    async def mark(self, symbol: str, price: str) -> None:
+        self.exchange.set_mark(symbol, D(price))
+        await settle()
+
+
+def new_exchange(settings: Settings) -> SimExchange:
+    return SimExchange(rules_for(settings.sim.symbols), hedge_mode=settings.daemon.hedge_mode, clock=trio_clock)
+
+
+@asynccontextmanager
+async def running(settings: Settings, exchange: SimExchange | None = None, *,
+                  venue: SimVenue | None = None) -> AsyncIterator[Harness]:
+    exchange = exchange or new_exchange(settings)
+    venue = venue or SimVenue(exchange)
+    store = Store.open(settings.daemon.store, clock=trio_clock)
+    metrics = Metrics()
+    try:
+        async with trio.open_nursery() as nursery:
+            daemon = await nursery.start(lambda task_status: run_daemon(
+                settings, venue, store, metrics=metrics, clock=trio_clock, task_status=task_status))
+            await settle()
+            yield Harness(settings, exchange, venue, store, metrics, daemon)
+            nursery.cancel_scope.cancel()
+    finally:
+        store.close()
