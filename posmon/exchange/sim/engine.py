@@ -141,8 +141,13 @@ class MatchingEngine:
     def mark(self, symbol: str) -> Decimal | None:
         return self._marks.get(symbol)
 
-    def set_mark(self, symbol: str, price: Decimal, now: float) -> None:
-        """Move the mark and fill every resting order of the symbol it triggers, oldest first."""
+    def set_mark(self, symbol: str, price: Decimal, now: float, *, trade: bool = True) -> None:
+        """Move the mark and fill every resting order of the symbol it triggers, oldest first.
+
+        ``trade=False`` moves only the mark: resting limits do not fill (the book did not
+        trade there), as when a spike in the mark runs through a TP limit that never trades.
+        Stop triggers follow the mark either way.
+        """
         if symbol not in self.rules:
             raise Rejected(f"Invalid symbol {symbol!r}.", code=v.BAD_SYMBOL)
         if price <= 0:
@@ -152,6 +157,8 @@ class MatchingEngine:
         if not book:
             return
         for client_id, record in list(book.items()):
+            if not trade and record.request.type is OrderType.LIMIT:
+                continue
             fill_price = _fill_price(record.request, price)
             if fill_price is not None:
                 del book[client_id]

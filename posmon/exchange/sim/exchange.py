@@ -90,14 +90,17 @@ class SimExchange:
 
     # ---- driving the market -------------------------------------------------------------------------------------
 
-    def set_marks(self, prices: Mapping[str, Decimal]) -> None:
-        """Move marks, publish one price frame with all of them, then the user events the moves caused."""
+    def set_marks(self, prices: Mapping[str, Decimal], *, trade: bool = True) -> None:
+        """Move marks, publish one price frame with all of them, then the user events the moves caused.
+
+        ``trade=False``: only the mark moves; resting limit orders do not fill.
+        """
         unknown = [s for s in prices if s not in self.engine.rules]
         if unknown:
             raise Rejected(f"Invalid symbols {unknown}.", code=-1121)
         now = self.clock()
         for symbol, price in prices.items():
-            self.engine.set_mark(symbol, price, now)
+            self.engine.set_mark(symbol, price, now, trade=trade)
             self._mark_times[symbol] = now
         if prices and not self.prices_stalled:
             self._publish(self._price_subscribers, wire.encode_mark_prices(prices, _ms(now)))

@@ -1,0 +1,15 @@
+"""Logging set-up for the headless daemon: one line per event on stderr."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+
+def configure(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        force=True,
+    )
