@@ -147,6 +147,8 @@ class PositionActor:
         self._load()
         task_status.started()
         await self._reconcile()
+        # A predecessor may have died holding the slot's wake-up token: look at the slot now, which re-arms it.
+        self._on_price()
         while True:
             wake = self._next_wake()
             msg = None
