@@ -76,29 +76,29 @@ class OrderGateway:
         self._orders = TokenBucket.for_limit(venue.limits.orders_per_minute, now)
         self._queue: list[_Queued] = []
         self._seq = itertools.count()
-        self._arrived = trio.Event()
         self._limiter = trio.CapacityLimiter(self.policy.max_in_flight)
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._collect)
             task_status.started()
             await self._dispatch(nursery)
 
     # --- queueing -----------------------------------------------------------------------------------------
 
-    async def _collect(self) -> None:
-        async for request in self.inbox:
-            heapq.heappush(self._queue, _Queued(int(request.priority), next(self._seq), request))
-            self.metrics.set("gateway_queue_depth", len(self._queue), venue=self.venue.name)
-            self._arrived.set()
+    def _push(self, request: GatewayRequest) -> None:
+        heapq.heappush(self._queue, _Queued(int(request.priority), next(self._seq), request))
 
     async def _dispatch(self, nursery: trio.Nursery) -> None:
         while True:
             if not self._queue:
-                self._arrived = trio.Event()
-                await self._arrived.wait()
-                continue
+                self._push(await self.inbox.receive())
+            # Take everything already waiting, so a burst is batched and ordered by priority, not arrival.
+            while True:
+                try:
+                    self._push(self.inbox.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            self.metrics.set("gateway_queue_depth", len(self._queue), venue=self.venue.name)
             job = self._next_job()
             await self._pace(job.weight, job.order_count)
             await self._limiter.acquire_on_behalf_of(job)
