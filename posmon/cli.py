@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"posmon: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    configure(settings.daemon.log_level)
+    # The demo narrates on stdout; its log shows only what needs attention.
+    configure(settings.daemon.log_level if args.command == "run" else "WARNING")
     try:
         if args.command == "run":
             trio.run(run_main, settings)

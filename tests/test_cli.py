@@ -1,0 +1,68 @@
+"""The ``posmon`` command as an operator uses it: bad config, run + signal, demo."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import trio
+
+from posmon.cli import EXIT_CONFIG, main
+from posmon.store.store import Store
+
+
+def test_bad_config_stops_startup_naming_the_key(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[risk]\ntp_pct = "lots"\n')
+    assert main(["--config", str(bad), "run"]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "risk.tp_pct" in err and "'lots'" in err
+
+
+def test_bad_environment_override_stops_startup(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("POSMON_RISK_SL_PCT", "150")
+    monkeypatch.setenv("POSMON_DAEMON_STORE", str(tmp_path / "x.sqlite"))
+    assert main(["run"]) == EXIT_CONFIG
+    assert "POSMON_RISK_SL_PCT" in capsys.readouterr().err
+    assert not (tmp_path / "x.sqlite").exists()  # nothing started
+
+
+async def _read_until(stream: trio.abc.ReceiveStream, marker: bytes, seen: bytearray) -> None:
+    while marker not in seen:
+        chunk = await stream.receive_some()
+        if not chunk:
+            raise AssertionError(f"process ended before {marker!r}; output:\n{seen.decode()}")
+        seen.extend(chunk)
+
+
+async def test_run_protects_positions_and_stops_cleanly_on_sigterm(tmp_path):
+    store_path = tmp_path / "run.sqlite"
+    env = {**os.environ, "POSMON_DAEMON_STORE": str(store_path), "POSMON_SIM_TICK_SECONDS": "0.05",
+           "POSMON_SIM_TRADER_INTERVAL_SECONDS": "0.1"}
+    seen = bytearray()
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            proc = await nursery.start(lambda task_status: trio.run_process(
+                [sys.executable, "-m", "posmon.cli", "run"], env=env, stderr=subprocess.PIPE, check=False,
+                task_status=task_status))
+            await _read_until(proc.stderr, b"tranche 0", seen)  # another program's entry got a tranche
+            proc.send_signal(signal.SIGTERM)
+            await _read_until(proc.stderr, b"posmon stopped", seen)
+            async for chunk in proc.stderr:
+                seen.extend(chunk)
+    assert proc.returncode == 0, seen.decode()
+    assert b"SIGTERM" in seen
+    store = Store.open(store_path)
+    try:
+        assert store.open_tranches() or store.closed_tranches()
+        assert all(e["data"]["reason"] != "SHUTDOWN" for e in store.events("close_started"))
+    finally:
+        store.close()
+
+
+async def test_demo_prints_protection_exits_and_pnl(tmp_path):
+    result = await trio.run_process([sys.executable, "-m", "posmon.cli", "demo", "--seconds", "4"],
+                                    capture_stdout=True, capture_stderr=True, cwd=tmp_path, check=False)
+    out = result.stdout.decode()
+    assert result.returncode == 0, result.stderr.decode()
+    assert "tranche_opened" in out and "posmon demo summary" in out and "realized PnL" in out
