@@ -1,5 +1,6 @@
 """The ``posmon`` command as an operator uses it: bad config, run + signal, demo."""
 
+import functools
 import os
 import signal
 import subprocess
@@ -42,9 +43,9 @@ async def test_run_protects_positions_and_stops_cleanly_on_sigterm(tmp_path):
     seen = bytearray()
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
-            proc = await nursery.start(lambda task_status: trio.run_process(
-                [sys.executable, "-m", "posmon.cli", "run"], env=env, stderr=subprocess.PIPE, check=False,
-                task_status=task_status))
+            proc = await nursery.start(functools.partial(
+                trio.run_process, [sys.executable, "-m", "posmon.cli", "run"], env=env, stderr=subprocess.PIPE,
+                check=False))
             await _read_until(proc.stderr, b"tranche 0", seen)  # another program's entry got a tranche
             proc.send_signal(signal.SIGTERM)
             await _read_until(proc.stderr, b"posmon stopped", seen)
