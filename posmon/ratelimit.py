@@ -1,8 +1,11 @@
 """Token buckets sized from a venue's per-minute limits.
 
-Venues count weight in one-minute windows. A bucket holding ``burst`` tokens
-and refilling ``rate`` per second can spend at most burst + 60 * rate in any
-60 s, so ``for_limit`` keeps that sum under the published limit with a margin.
+Venues count weight in one-minute windows. A bucket holding ``capacity`` tokens
+and refilling ``rate`` per second can spend at most capacity + 60 * rate in any
+60 s, so ``for_limit`` keeps that sum within the published limit (with a safety
+margin where the limit allows one). The bucket must hold the heaviest single
+call, else that call could never be paced correctly: ``for_limit`` is told the
+heaviest call's weight and refuses a limit it cannot fit into.
 """
 
 from __future__ import annotations
@@ -19,10 +22,15 @@ class TokenBucket:
     paused_until: float = 0.0
 
     @classmethod
-    def for_limit(cls, per_minute: int, now: float, *, burst_fraction: float = 0.2,
+    def for_limit(cls, per_minute: float, now: float, *, max_weight: float = 1.0, burst_fraction: float = 0.2,
                   safety: float = 0.95) -> TokenBucket:
-        capacity = max(1.0, per_minute * burst_fraction)
-        rate = max(per_minute * safety - capacity, 1.0) / 60.0
+        if max_weight >= per_minute and per_minute > 1:
+            raise ValueError(f"a call of weight {max_weight} cannot be paced under a limit of {per_minute}/min")
+        budget = max(per_minute * safety, min(max_weight, per_minute))
+        capacity = max(1.0, per_minute * burst_fraction, max_weight)
+        capacity = min(capacity, budget)
+        # capacity + 60 * rate <= per_minute, and the rate stays positive even when the margin is all used.
+        rate = max(budget - capacity, per_minute - budget, 0.0) / 60.0 or per_minute / 60.0
         return cls(capacity=capacity, rate=rate, tokens=capacity, updated=now)
 
     def _refill(self, now: float) -> None:
@@ -32,16 +40,17 @@ class TokenBucket:
 
     def wait_time(self, weight: float, now: float) -> float:
         """Seconds until ``weight`` tokens can be taken (0 when they can be taken now)."""
+        if weight > self.capacity:
+            raise ValueError(f"weight {weight} exceeds the bucket's capacity {self.capacity}")
         if now < self.paused_until:
             return self.paused_until - now
         self._refill(now)
-        need = min(weight, self.capacity)
-        return 0.0 if self.tokens >= need else (need - self.tokens) / self.rate
+        return 0.0 if self.tokens >= weight else (weight - self.tokens) / self.rate
 
     def take(self, weight: float, now: float) -> None:
-        """Spend ``weight`` tokens (call after ``wait_time`` said 0); a call heavier than the bucket empties it."""
+        """Spend ``weight`` tokens (call after ``wait_time`` said 0)."""
         self._refill(now)
-        self.tokens -= min(weight, self.capacity)
+        self.tokens -= weight
 
     def pause(self, until: float) -> None:
         """No tokens until ``until`` (a 429's Retry-After or a 418 ban)."""

@@ -213,7 +213,7 @@ ops = st.lists(
 flag_sets = st.fixed_dictionaries({"take_profit": st.booleans(), "stop_loss": st.booleans(), "timeout": st.booleans()})
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)
 @given(st.sampled_from(Side), flag_sets, ops, st.lists(st.tuples(st.one_of(st.none(), prices), st.integers(0, 100)),
                                                        min_size=1, max_size=4))
 def test_pop_triggered_matches_a_brute_force_scan(side, flags, operations, ticks):

@@ -95,3 +95,23 @@ async def test_hold_time_closes_a_tranche_at_market(tmp_path, autojump_clock):
         assert closed(h) == {0: ("TIMEOUT", D("10"))}
         assert h.exchange.engine.position("BTCUSDT", Side.LONG) is None
         assert_protected_and_no_orphans(h)
+
+
+async def test_close_that_finds_no_position_does_not_loop_and_is_reconciled(tmp_path, autojump_clock):
+    from posmon.domain.orders import OrderRequest, OrderSide, OrderType
+
+    async with running(make_settings(tmp_path)) as h:
+        await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")
+        # Someone flattens the position and posmon never hears of it (the event is lost).
+        h.exchange.engine.place(OrderRequest("manual-1", "BTCUSDT", OrderSide.SELL, "LONG", OrderType.MARKET,
+                                             D("0.1")), 0.0)
+        h.exchange.engine.drain_events()
+        h.exchange.set_marks({"BTCUSDT": D("45500")}, trade=False)  # instant close: nothing left to close
+        await trio.sleep(60)
+        await settle()
+
+        closes = [o for o in h.exchange.engine.open_orders()]
+        assert closes == []
+        assert h.exchange.calls["place_orders"] <= 3  # a bounded number of close attempts, not a loop
+        assert closed(h) == {0: ("EXTERNAL", D("0"))}
+        assert_protected_and_no_orphans(h)

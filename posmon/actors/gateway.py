@@ -72,8 +72,11 @@ class OrderGateway:
         self.metrics = metrics
         self.policy = policy or GatewayPolicy()
         now = trio.current_time()
-        self._weight = TokenBucket.for_limit(venue.limits.weight_per_minute, now)
-        self._orders = TokenBucket.for_limit(venue.limits.orders_per_minute, now)
+        lim = venue.limits
+        heaviest = max(lim.batch_place_weight, lim.place_weight, lim.batch_cancel_weight, lim.cancel_weight,
+                       lim.query_weight, lim.positions_weight + lim.open_orders_weight)
+        self._weight = TokenBucket.for_limit(lim.weight_per_minute, now, max_weight=heaviest)
+        self._orders = TokenBucket.for_limit(lim.orders_per_minute, now, max_weight=lim.max_batch_place)
         self._queue: list[_Queued] = []
         self._seq = itertools.count()
         self._limiter = trio.CapacityLimiter(self.policy.max_in_flight)
@@ -123,10 +126,12 @@ class OrderGateway:
                 count += len(nxt.client_ids)
             return _Job(group, limits.cancel_weight if count == 1 else limits.batch_cancel_weight)
         if isinstance(head, QueryOrders):
-            return _Job([head], limits.query_weight * max(1, len(head.client_ids)))
+            return _Job([head], 0)  # each lookup is paced on its own
         return _Job([head], limits.positions_weight + limits.open_orders_weight)
 
     async def _pace(self, weight: int, orders: int) -> None:
+        if weight <= 0 and orders <= 0:
+            return
         while True:
             now = trio.current_time()
             wait = max(self._weight.wait_time(weight, now), self._orders.wait_time(orders, now) if orders else 0.0)

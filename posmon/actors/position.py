@@ -117,6 +117,8 @@ class PositionActor:
         self._retry_at: float | None = None
         self._confirm_at: float | None = None
         self._pending_diff: Decimal | None = None
+        self._close_attempts: dict[int, int] = {}
+        self._close_hold: dict[int, float] = {}  # no new close order for the tranche before this time
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
@@ -249,10 +251,9 @@ class PositionActor:
             self._notice(kinds[t.id], t, f"tranche {t.index} {t.qty} @ {t.entry} TP {t.tp} SL {t.sl}")
 
     def _on_external_reduction(self, qty: Decimal, *, source: str) -> None:
-        live = [t for t in self.tranches.values() if not t.closing]
-        if not live:
+        if not self.tranches:
             return
-        decision = apply_reduction(live, qty, self.cfg.rules)
+        decision = apply_reduction(list(self.tranches.values()), qty, self.cfg.rules)
         log.info("%s: %s closed %s outside posmon; shrinking tranches", self.name, source, qty)
         self._apply_decision(decision, events=[self._event("external_reduction", None, qty=qty, source=source)],
                              removed_reason="EXTERNAL")
@@ -264,6 +265,10 @@ class PositionActor:
         to_place: list[tuple[OrderRecord, OrderRecord]] = []
         now = self.links.clock()
         for t in decision.changed:
+            if t.closing:  # a close is under way: only the quantity changes
+                self.tranches[t.id] = t
+                changes.tranches.append(t)
+                continue
             t, tp, sl = protection_orders(t, prefix=self.cfg.prefix, working_type=self.cfg.working_type,
                                           hedge_mode=self.cfg.hedge_mode)
             self.tranches[t.id] = t
@@ -276,6 +281,9 @@ class PositionActor:
             self.tranches.pop(t.id, None)
             self.book.discard(t.id)
             changes.closed.append((t.id, removed_reason, now))
+            if removed_reason != "MERGED":
+                self._notice("exit", t, f"tranche {t.index} ({t.qty}) was closed outside posmon",
+                             reason=removed_reason)
             if survivor is not None and removed_reason == "MERGED":
                 self._merged_into[t.id] = survivor  # its orders go once the survivor is protected
             else:
@@ -379,6 +387,8 @@ class PositionActor:
         if t is None:
             return
         if t.closing:
+            if rec.purpose is Purpose.CLOSE and rec.state is LocalState.DONE:
+                self._close_fell_short(t, f"close order {rec.client_id} ended {rec.final_status}")
             self._continue_close(t)
             return
         if rec.state is LocalState.LIVE:
@@ -412,10 +422,13 @@ class PositionActor:
             log.warning("%s: mark already through the stop of tranche %s; closing it", self.name, t.index)
             self._start_close(t, ExitReason.SL.value)
             return
-        self._notice("protection_failed" if rec.purpose is not Purpose.CLOSE else "close_failed", t,
-                     f"{rec.purpose.name} order {rec.client_id} rejected: {err}", needs_human=True)
+        if rec.purpose is Purpose.CLOSE:
+            self._close_fell_short(t, f"close order {rec.client_id} rejected: {err}")
+            return
+        self._notice("protection_failed", t, f"{rec.purpose.name} order {rec.client_id} rejected: {err}",
+                     needs_human=True)
         self.links.metrics.inc("protection_failures", venue=self.cfg.venue)
-        if rec.purpose is not Purpose.CLOSE and self.cfg.protection_failure_action == "close" and not t.closing:
+        if self.cfg.protection_failure_action == "close" and not t.closing:
             self._start_close(t, "PROTECTION_FAILED")
         else:
             self._retry_at = self.links.clock() + self.cfg.retry_seconds
@@ -500,12 +513,32 @@ class PositionActor:
         if not legs:
             self._continue_close(t)
 
+    def _close_fell_short(self, t: Tranche, why: str) -> None:
+        """A close order ended with the tranche still open: learn the real position before trying again.
+
+        Re-sending at once could loop (a reduce-only close against a position that is already gone
+        expires every time); instead reconcile now and allow the next close only after a growing pause.
+        """
+        n = self._close_attempts.get(t.id, 0) + 1
+        self._close_attempts[t.id] = n
+        now = self.links.clock()
+        self._close_hold[t.id] = now + self.cfg.retry_seconds * n
+        self._confirm_at = now
+        log.warning("%s: %s; tranche %s still holds %s (attempt %d)", self.name, why, t.index, t.qty, n)
+        if n >= 3:
+            self._notice("close_failed", t, f"tranche {t.index} still open after {n} close attempts: {why}",
+                         needs_human=True)
+
     def _continue_close(self, t: Tranche) -> None:
-        """Once no TP/SL leg is left resting, close what remains at market (once)."""
+        """Once no TP/SL leg is left resting, close what remains at market (once at a time)."""
         mine = self._orders_of(t.id)
         if any(o.purpose in (Purpose.TP, Purpose.SL) for o in mine):
             return
         if any(o.purpose is Purpose.CLOSE for o in mine):
+            return
+        hold = self._close_hold.get(t.id)
+        if hold is not None and self.links.clock() < hold:
+            self._retry_at = hold if self._retry_at is None else min(self._retry_at, hold)
             return
         t, rec = close_order(t, t.qty, prefix=self.cfg.prefix, hedge_mode=self.cfg.hedge_mode)
         self.tranches[t.id] = t

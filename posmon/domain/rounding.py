@@ -6,17 +6,21 @@ round is a risk decision, so callers always say it explicitly.
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
 
 
 def round_down(value: Decimal, increment: Decimal) -> Decimal:
     """The largest multiple of ``increment`` that is <= ``value``."""
-    return ((value / increment).to_integral_value(rounding=ROUND_FLOOR) * increment).quantize(increment)
+    with localcontext() as ctx:
+        ctx.prec = 80  # the quotient must be exact before it is floored
+        return ((value / increment).to_integral_value(rounding=ROUND_FLOOR) * increment).quantize(increment)
 
 
 def round_up(value: Decimal, increment: Decimal) -> Decimal:
     """The smallest multiple of ``increment`` that is >= ``value``."""
-    return ((value / increment).to_integral_value(rounding=ROUND_CEILING) * increment).quantize(increment)
+    with localcontext() as ctx:
+        ctx.prec = 80
+        return ((value / increment).to_integral_value(rounding=ROUND_CEILING) * increment).quantize(increment)
 
 
 def round_toward(value: Decimal, increment: Decimal, target: Decimal) -> Decimal:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from posmon.domain.orders import Side, SymbolRules
-from posmon.domain.rounding import quantize_qty, round_toward
+from posmon.domain.rounding import quantize_qty, round_down, round_toward, round_up
 
 HUNDRED = Decimal(100)
 
@@ -91,7 +91,13 @@ def exit_prices(side: Side, entry: Decimal, risk: Risk, rules: SymbolRules) -> t
     tp = entry * (HUNDRED + side.sign * risk.tp_pct) / HUNDRED
     sl = entry * (HUNDRED - side.sign * risk.sl_pct) / HUNDRED
     tick = rules.tick_size
-    return round_toward(tp, tick, entry), round_toward(sl, tick, entry)
+    tp, sl = round_toward(tp, tick, entry), round_toward(sl, tick, entry)
+    # Never at or past the entry: a distance under one tick becomes one tick (an off-tick average
+    # entry could otherwise round a TP to a loss, or a stop onto the entry).
+    above, below = round_down(entry, tick) + tick, round_up(entry, tick) - tick
+    if side is Side.LONG:
+        return max(tp, above), max(min(sl, below), tick)
+    return min(tp, below), max(sl, above)
 
 
 def _deadline(opened_at: float, risk: Risk) -> float | None:
@@ -158,9 +164,11 @@ def _merge_least_losing(
     merged = _repriced(keep, entry, keep.qty + drop.qty, risk, rules)
     deadlines = [d for d in (keep.deadline, drop.deadline) if d is not None]
     merged = replace(merged, deadline=min(deadlines) if deadlines else None)
-    # A tranche that only existed inside this decision (the fresh one) has no orders to cancel.
-    removed = () if drop.id == opened.id else (drop,)
-    return EntryDecision(changed=(merged,), removed=removed)
+    # A tranche that only existed inside this decision (the fresh one) has no orders to cancel;
+    # when two older tranches merge, the fresh one stays and needs its own protection.
+    if opened.id in (keep.id, drop.id):
+        return EntryDecision(changed=(merged,), removed=() if drop.id == opened.id else (drop,))
+    return EntryDecision(changed=(merged, opened), removed=(drop,))
 
 
 def apply_reduction(tranches: Sequence[Tranche], qty: Decimal, rules: SymbolRules) -> EntryDecision:

@@ -53,6 +53,12 @@ def migrate(db: Database) -> None:
     if current > SCHEMA_VERSION:
         raise StoreError(f"store schema version {current} is newer than this posmon supports ({SCHEMA_VERSION})")
     for version in range(current, SCHEMA_VERSION):
-        with db.conn:
+        # DDL is transactional in SQLite: a migration that fails half-way leaves the previous version intact.
+        db.conn.execute("BEGIN IMMEDIATE")
+        try:
             MIGRATIONS[version](db)
-            db.execute(f"PRAGMA user_version = {version + 1}")
+            db.conn.execute(f"PRAGMA user_version = {version + 1}")
+        except BaseException:
+            db.conn.execute("ROLLBACK")
+            raise
+        db.conn.execute("COMMIT")

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -50,6 +51,16 @@ class Changes:
 
     def __bool__(self) -> bool:
         return bool(self.tranches or self.closed or self.orders or self.events)
+
+
+def _upsert(conn: sqlite3.Connection, table: str, pk: str, rows: list[dict[str, Any]]) -> None:
+    cols = list(rows[0])
+    updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c != pk)
+    conn.executemany(
+        f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+        f"ON CONFLICT({pk}) DO UPDATE SET {updates}",
+        [[r[c] for c in cols] for r in rows],
+    )
 
 
 def _dec(v: str | None) -> Decimal | None:
@@ -119,9 +130,13 @@ class Store:
             db.enable_wal() if str(path) != ":memory:" else None
             db.execute("PRAGMA synchronous = NORMAL")
             db.execute("PRAGMA foreign_keys = ON")
-            migrate(db)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open store {path}: {exc}") from exc
+        try:
+            migrate(db)
+        except (sqlite3.Error, StoreError) as exc:
+            conn.close()
+            raise exc if isinstance(exc, StoreError) else StoreError(f"cannot migrate store {path}: {exc}") from exc
         return cls(db, clock=clock)
 
     def close(self) -> None:
@@ -129,11 +144,27 @@ class Store:
 
     # --- writes -------------------------------------------------------------------------------------------
 
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE .. COMMIT, or ROLLBACK on any error: one decision is written whole or not at all.
+
+        Writes inside go through plain ``execute``/``executemany``: sqlite-utils' bulk helpers commit on
+        their own, which would split a decision.
+        """
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
     def allocate_tranche_id(self) -> int:
         """A fresh tranche id, committed at once so no two decisions ever share one."""
-        with self.db.conn:
-            (value,) = self.db.execute("SELECT value FROM meta WHERE key = 'next_tranche_id'").fetchone()
-            self.db.execute("UPDATE meta SET value = ? WHERE key = 'next_tranche_id'", [str(int(value) + 1)])
+        with self._transaction() as conn:
+            (value,) = conn.execute("SELECT value FROM meta WHERE key = 'next_tranche_id'").fetchone()
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'next_tranche_id'", [str(int(value) + 1)])
         return int(value)
 
     def apply(self, changes: Changes) -> None:
@@ -141,26 +172,24 @@ class Store:
         if not changes:
             return
         now = self._clock()
-        with self.db.conn:
+        with self._transaction() as conn:
             if changes.tranches:
-                self.db["tranches"].upsert_all([_tranche_row(t) for t in changes.tranches], pk="id")
-            for tid, reason, at in changes.closed:
-                self.db.execute(
+                _upsert(conn, "tranches", "id", [_tranche_row(t) for t in changes.tranches])
+            if changes.closed:
+                conn.executemany(
                     "UPDATE tranches SET status = 'closed', close_reason = ?, closed_at = ? WHERE id = ?",
-                    [reason, at, tid],
+                    [(reason, at, tid) for tid, reason, at in changes.closed],
                 )
             if changes.orders:
                 venue = {t.id: t.venue for t in changes.tranches}
-                rows = []
-                for o in changes.orders:
-                    v = venue.get(o.tranche_id) or self._venue_of(o.tranche_id)
-                    rows.append(_order_row(v, o, now))
-                self.db["orders"].upsert_all(rows, pk="client_id")
+                rows = [_order_row(venue.get(o.tranche_id) or self._venue_of(o.tranche_id), o, now)
+                        for o in changes.orders]
+                _upsert(conn, "orders", "client_id", rows)
             if changes.events:
-                self.db["events"].insert_all(
-                    {"ts": now, "venue": e.venue, "symbol": e.symbol, "side": e.side, "tranche_id": e.tranche_id,
-                     "kind": e.kind, "data": orjson.dumps(e.data, default=str).decode()}
-                    for e in changes.events
+                conn.executemany(
+                    "INSERT INTO events (ts, venue, symbol, side, tranche_id, kind, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(now, e.venue, e.symbol, e.side, e.tranche_id, e.kind,
+                      orjson.dumps(e.data, default=str).decode()) for e in changes.events],
                 )
 
     def _venue_of(self, tranche_id: int) -> str:
