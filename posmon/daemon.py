@@ -121,6 +121,6 @@ async def run_daemon(
             user_stream = UserStream(venue, directory, gw_send, store, metrics, hedge_mode=d.hedge_mode,
                                      prefix=d.client_id_prefix, reply_timeout=d.request_timeout_seconds * 6)
             await nursery.start(supervise, "user_stream", lambda: user_stream.run, policy, metrics)
-            log.info("posmon watching %s on %s (%d symbols, %d positions restored)", venue.name,
-                     settings.source if hasattr(settings, "source") else "", len(symbols), len(directory.keys()))
+            log.info("posmon watching %s with %s (%d symbols, %d position keys)", venue.name, settings.source,
+                     len(symbols), len(directory.keys()))
             task_status.started(daemon)

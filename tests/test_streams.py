@@ -54,3 +54,25 @@ async def test_entry_while_user_stream_down_is_adopted_after_reconnect(tmp_path,
         [t] = h.store.open_tranches()
         assert (t.symbol, t.side, t.qty, t.entry) == ("ETHUSDT", Side.LONG, D("2"), D("3000"))
         assert_protected_and_no_orphans(h)
+
+
+async def test_malformed_and_unroutable_user_events_are_counted_and_skipped(tmp_path, autojump_clock):
+    from posmon.domain.orders import OrderSide, OrderStatus, OrderType
+    from posmon.exchange.events import OrderUpdate
+    from posmon.exchange.sim.wire import encode_user_event
+
+    async with running(make_settings(tmp_path)) as h:
+        h.exchange.publish_raw_user_frame(b'{"e":"ORDER_TRADE_UPDATE","E":1,"o":{"s":"BTCUSDT"}}')
+        h.exchange.publish_raw_user_frame(b"\x00garbage")
+        foreign = OrderUpdate(symbol="FOOUSDT", client_id="ext-9", order_id="9", side=OrderSide.BUY,
+                              position_side="LONG", type=OrderType.MARKET, status=OrderStatus.FILLED,
+                              exec_type="TRADE", qty=D("1"), filled_qty=D("1"), last_qty=D("1"),
+                              last_price=D("10"), avg_price=D("10"), reduce_only=False, realized_pnl=D("0"), time=1.0)
+        h.exchange.publish_raw_user_frame(encode_user_event(foreign, 1000))
+        await settle()
+        assert h.metrics.get("user_frames_dropped", venue="sim") == 2
+        assert h.metrics.get("user_events_unroutable", venue="sim") == 1
+
+        await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")  # still working
+        assert_protected_and_no_orphans(h)
+        assert len(h.orders()) == 2

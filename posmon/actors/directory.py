@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 Key = tuple[str, Side]
 
 
+class UnknownSymbol(KeyError):
+    """The venue does not list this symbol, so posmon cannot round or place anything for it."""
+
+
 @dataclass(slots=True)
 class _Entry:
     send: trio.MemorySendChannel[Any]
@@ -86,7 +90,10 @@ class PositionDirectory:
 
     def _spawn(self, key: Key) -> _Entry:
         symbol, side = key
-        cfg = self._config_for(symbol, side)
+        try:
+            cfg = self._config_for(symbol, side)
+        except KeyError as exc:
+            raise UnknownSymbol(symbol) from exc
         # Unbounded: the gateway replies into inboxes, and a full inbox must never stall the gateway.
         send, recv = trio.open_memory_channel[Any](math.inf)
         entry = _Entry(send, PriceSlot(send))

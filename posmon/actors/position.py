@@ -138,12 +138,8 @@ class PositionActor:
 
     def _owned_tranche_ids(self) -> list[int]:
         """Open tranches plus closed ones of this key that still have active orders (e.g. merged away)."""
-        rows = self.store.db.execute(
-            "SELECT DISTINCT o.tranche_id FROM orders o JOIN tranches t ON t.id = o.tranche_id "
-            "WHERE o.state != 'DONE' AND t.venue = ? AND t.symbol = ? AND t.side = ?",
-            [self.cfg.venue, self.cfg.symbol, self.cfg.side.value],
-        ).fetchall()
-        return sorted({*self.tranches, *(r[0] for r in rows)})
+        c = self.cfg
+        return sorted({*self.tranches, *self.store.tranches_with_active_orders(c.venue, c.symbol, c.side)})
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self._load()

@@ -14,7 +14,7 @@ from typing import Any
 
 import trio
 
-from posmon.actors.directory import PositionDirectory
+from posmon.actors.directory import PositionDirectory, UnknownSymbol
 from posmon.actors.messages import AccountSnapshot, FetchAccount, Priority, Reconcile
 from posmon.domain.orders import OrderSide, Side
 from posmon.domain.protection import parse_client_order_id
@@ -78,7 +78,11 @@ class UserStream:
         for p in snap.positions:
             if (p.symbol, p.side) not in self.directory:
                 log.info("found a %s %s position of %s not yet watched; protecting it", p.symbol, p.side, p.qty)
-                self.directory.inbox(p.symbol, p.side)
+                try:
+                    self.directory.inbox(p.symbol, p.side)
+                except UnknownSymbol:
+                    log.error("NEEDS A HUMAN: %s %s position on %s has no trading rules; not protected",
+                              p.symbol, p.side.value, self.venue.name)
 
     async def on_frame(self, frame: bytes) -> None:
         try:
@@ -91,8 +95,16 @@ class UserStream:
         for event in events:
             if isinstance(event, OrderUpdate):
                 side = self._route(event)
-                if side is not None:
-                    await self.directory.inbox(event.symbol, side).send(event)
+                if side is None:
+                    continue
+                try:
+                    inbox = self.directory.inbox(event.symbol, side)
+                except UnknownSymbol:
+                    self.metrics.inc("user_events_unroutable", venue=self.venue.name)
+                    log.error("NEEDS A HUMAN: %s %s on %s, a symbol posmon has no trading rules for; not protected",
+                              event.symbol, side.value, self.venue.name)
+                    continue
+                await inbox.send(event)
 
     def _route(self, u: OrderUpdate) -> Side | None:
         if u.position_side in ("LONG", "SHORT"):

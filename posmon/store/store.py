@@ -218,6 +218,14 @@ class Store:
             f"state != 'DONE' AND tranche_id IN ({marks})", list(tranche_ids), order_by="rowid")
         return [_order(r) for r in rows]
 
+    def tranches_with_active_orders(self, venue: str, symbol: str, side: Side) -> list[int]:
+        rows = self.db.execute(
+            "SELECT DISTINCT o.tranche_id FROM orders o JOIN tranches t ON t.id = o.tranche_id "
+            "WHERE o.state != 'DONE' AND t.venue = ? AND t.symbol = ? AND t.side = ?",
+            [venue, symbol, side.value],
+        ).fetchall()
+        return [r[0] for r in rows]
+
     def order(self, client_id: str) -> OrderRecord | None:
         rows = list(self.db["orders"].rows_where("client_id = ?", [client_id]))
         return _order(rows[0]) if rows else None
