@@ -1,7 +1,6 @@
 """Client order ids and the TP/SL/close orders built for a tranche."""
 
 import re
-from dataclasses import replace
 from decimal import Decimal as D
 
 import pytest
@@ -15,7 +14,6 @@ from posmon.domain.protection import (
     close_order,
     parse_client_order_id,
     protection_orders,
-    replacement_order,
 )
 from posmon.domain.tranche import Tranche
 
@@ -111,20 +109,6 @@ def test_protection_orders_are_deterministic_for_a_retry():
     a = protection_orders(t, prefix="pm", working_type=WorkingType.MARK_PRICE, hedge_mode=False)
     b = protection_orders(t, prefix="pm", working_type=WorkingType.MARK_PRICE, hedge_mode=False)
     assert a == b
-
-
-def test_replacement_order_resizes_the_same_kind_with_a_new_id():
-    t = tranche()
-    t, tp, _ = protection_orders(t, prefix="pm", working_type=WorkingType.MARK_PRICE, hedge_mode=True)
-    smaller = replace(t, qty=D("0.100"))
-    t3, new = replacement_order(smaller, tp, prefix="pm", hedge_mode=True)
-    assert t3.seq == 2
-    assert new.purpose is Purpose.TP and new.tranche_id == 42
-    assert new.request.qty == D("0.100")
-    assert (new.request.type, new.request.price, new.request.side) == (tp.request.type, tp.request.price,
-                                                                       tp.request.side)
-    assert new.client_id != tp.client_id
-    assert parse_client_order_id("pm", new.client_id) == (42, Purpose.TP, 2)
 
 
 # --- close ---------------------------------------------------------------------------------------------------

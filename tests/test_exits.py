@@ -115,3 +115,22 @@ async def test_close_that_finds_no_position_does_not_loop_and_is_reconciled(tmp_
         assert h.exchange.calls["place_orders"] <= 3  # a bounded number of close attempts, not a loop
         assert closed(h) == {0: ("EXTERNAL", D("0"))}
         assert_protected_and_no_orphans(h)
+
+
+async def test_partial_tp_fill_resizes_the_stop_and_the_rest_exits_later(tmp_path, autojump_clock):
+    async with running(make_settings(tmp_path, instant_tp_enabled=False)) as h:
+        await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")
+        tp = next(o for o in h.orders() if o.type.value == "LIMIT")
+        h.exchange.trade_partially("BTCUSDT", tp.client_id, D("0.04"))
+        await settle()
+
+        [t0] = h.store.open_tranches()
+        assert t0.qty == D("0.06")
+        # The TP keeps resting for its open 0.06; the stop now covers exactly 0.06.
+        assert h.resting() == {("LIMIT", "SELL", "0.1", "45450"), ("STOP_MARKET", "SELL", "0.06", "22500")}
+        assert_protected_and_no_orphans(h)
+
+        await h.mark("BTCUSDT", "45460")
+        assert closed(h) == {0: ("TP", D("45"))}  # 0.04 + 0.06 at 45450
+        assert h.orders() == []
+        assert_protected_and_no_orphans(h)

@@ -47,7 +47,6 @@ from posmon.domain.protection import (
     close_order,
     parse_client_order_id,
     protection_orders,
-    replacement_order,
 )
 from posmon.domain.tranche import (
     EntryDecision,
@@ -325,7 +324,11 @@ class PositionActor:
         if delta > 0:
             self._apply_own_fill(rec, delta, price, changes)
         self.store.apply(changes)
-        self._after_change(rec, was_canceling=status in (OrderStatus.CANCELED, OrderStatus.EXPIRED))
+        if delta > 0:
+            # A partial fill leaves legs sized for the old quantity: resize them (new ones first, then the
+            # old ones go), so a stop never covers more or less than is held.
+            self._ensure_protected()
+        self._after_change(rec, ended_unfilled=status in (OrderStatus.CANCELED, OrderStatus.EXPIRED))
 
     def _track(self, rec: OrderRecord, changes: Changes) -> None:
         changes.orders.append(rec)
@@ -354,15 +357,6 @@ class PositionActor:
         changes.tranches.append(t)
         if not t.closing:
             self.book.add(t)
-            # A partial TP/SL fill: resize the other leg so the stop never covers more or less than is held.
-            for sib in self._orders_of(t.id):
-                if sib.purpose in (Purpose.TP, Purpose.SL) and sib.client_id != rec.client_id \
-                        and sib.state is not LocalState.CANCELING:
-                    t, new = replacement_order(t, sib, prefix=self.cfg.prefix, hedge_mode=self.cfg.hedge_mode)
-                    self.tranches[t.id] = t
-                    changes.tranches.append(t)
-                    self._track(new, changes)
-                    self._send(PlaceOrders((new.request,), self.links.self_send, Priority.PROTECT))
 
     def _finish(self, t: Tranche, reason: str, changes: Changes) -> None:
         """The tranche is flat: record it, cancel whatever still rests for it (siblings first, urgently)."""
@@ -377,7 +371,7 @@ class PositionActor:
         self._notice("exit", t, f"tranche {t.index} closed by {reason}, realized PnL {t.realized_pnl}",
                      reason=reason, pnl=str(t.realized_pnl))
 
-    def _after_change(self, rec: OrderRecord, *, was_canceling: bool) -> None:
+    def _after_change(self, rec: OrderRecord, *, ended_unfilled: bool) -> None:
         """Follow-ups once an order's state moved: retire stale orders, continue closes, restore lost protection."""
         t = self.tranches.get(self._merged_into.get(rec.tranche_id, rec.tranche_id))
         if t is None:
@@ -389,7 +383,7 @@ class PositionActor:
             return
         if rec.state is LocalState.LIVE:
             self._cancel_stale(t)
-        elif rec.state is LocalState.DONE and rec.purpose in (Purpose.TP, Purpose.SL) and was_canceling \
+        elif rec.state is LocalState.DONE and rec.purpose in (Purpose.TP, Purpose.SL) and ended_unfilled \
                 and rec.final_status is not OrderStatus.FILLED and self._is_current(rec, t):
             log.warning("%s: %s of tranche %s was cancelled on the exchange; re-protecting",
                         self.name, rec.client_id, t.index)

@@ -81,14 +81,6 @@ def protection_orders(
     return (replace(t, seq=seq), OrderRecord(tp, t.id, Purpose.TP), OrderRecord(sl, t.id, Purpose.SL))
 
 
-def replacement_order(t: Tranche, old: OrderRecord, *, prefix: str, hedge_mode: bool) -> tuple[Tranche, OrderRecord]:
-    """The same TP or SL as ``old`` for the tranche's current quantity (after a partial fill)."""
-    seq = t.seq + 1
-    req = replace(old.request, client_id=client_order_id(prefix, t.id, old.purpose, seq), qty=t.qty,
-                  position_side=_position_side(t, hedge_mode))
-    return replace(t, seq=seq), OrderRecord(req, t.id, old.purpose)
-
-
 def close_order(t: Tranche, qty: Decimal, *, prefix: str, hedge_mode: bool) -> tuple[Tranche, OrderRecord]:
     """A reduce-only market order closing ``qty`` of the tranche."""
     seq = t.seq + 1

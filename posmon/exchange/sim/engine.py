@@ -187,10 +187,26 @@ class MatchingEngine:
         rest = ZERO if request.reduce_only else qty - close
         return held_side, close, opens, rest
 
-    def _execute(self, record: _Order, price: Decimal, now: float) -> None:
-        """Fill what the position allows at ``price``; expire the rest (reduce-only / closing clamp)."""
+    def trade_partially(self, symbol: str, client_id: str, qty: Decimal, now: float) -> OrderState:
+        """A resting LIMIT trades ``qty`` at its price and keeps resting for the rest (a thin book)."""
+        record = self._open.get(symbol, {}).get(client_id)
+        if record is None or record.request.type is not OrderType.LIMIT:
+            raise OrderNotFound(f"no resting limit order {client_id!r}", code=v.UNKNOWN_ORDER)
+        if not ZERO < qty < record.request.qty - record.filled_qty:
+            raise ValueError(f"a partial trade must be below the open quantity, got {qty}")
+        assert record.request.price is not None
+        self._execute(record, record.request.price, now, qty=qty, keep_open=True)
+        return record.state()
+
+    def _execute(self, record: _Order, price: Decimal, now: float, *, qty: Decimal | None = None,
+                 keep_open: bool = False) -> None:
+        """Fill what the position allows at ``price``; expire the rest (reduce-only / closing clamp).
+
+        ``qty``/``keep_open``: trade only that much and leave the order resting (``trade_partially``).
+        """
         request = record.request
-        closed_side, close_qty, opened_side, open_qty = self._split(request, request.qty - record.filled_qty)
+        want = request.qty - record.filled_qty if qty is None else qty
+        closed_side, close_qty, opened_side, open_qty = self._split(request, want)
         fill = close_qty + open_qty
         if fill == 0:
             record.status = OrderStatus.EXPIRED
@@ -216,7 +232,8 @@ class MatchingEngine:
         record.status = OrderStatus.FILLED if complete else OrderStatus.PARTIALLY_FILLED
         self._emit_order(record, "TRADE", now, last_qty=fill, last_price=price, realized_pnl=pnl)
         self._events.extend(PositionUpdate(position, now) for position in changed)
-        if not complete:
+        if not complete and not (keep_open and fill == want):
+            self._open.get(symbol, {}).pop(request.client_id, None)
             record.status = OrderStatus.EXPIRED
             self._emit_order(record, "EXPIRED", now)
 

@@ -121,6 +121,13 @@ class SimExchange:
             self.set_marks({s: paths[s][i % n] for s, n in lengths.items() if loop or i < n})
             await trio.sleep(interval)
 
+    def trade_partially(self, symbol: str, client_id: str, qty: Decimal) -> OrderState:
+        """A resting limit order trades only ``qty`` (the book was thin there) and keeps resting."""
+        try:
+            return self.engine.trade_partially(symbol, client_id, qty, self.clock())
+        finally:
+            self._flush_events()
+
     # ---- another program on the same account ------------------------------------------------------------------
 
     def external_entry(self, symbol: str, side: Side, qty: Decimal, *, client_id: str | None = None) -> OrderState:
