@@ -26,6 +26,30 @@ class OrderNotFound(Rejected):
     """Cancel or query of an order the venue does not know (or no longer has open)."""
 
 
+class PrecisionRejected(Rejected):
+    """Price or quantity off the venue's tick/step (or too precise): refresh the rules, re-round, retry."""
+
+
+class WouldTriggerImmediately(Rejected):
+    """A stop whose trigger the market is already through; the position needs closing instead."""
+
+
+class GiveUp(Rejected):
+    """Refused for a reason no retry fixes (margin, reduce-only conflict): alert the operator."""
+
+
+class AuthRejected(Rejected):
+    """Bad signature, key or permissions: never retried blindly; the operator must fix credentials."""
+
+
+class ClockSkew(Rejected):
+    """Timestamp outside the venue's receive window: re-sync the clock offset, then retry."""
+
+
+class NonceExpired(Rejected):
+    """A signed nonce outside the venue's window or already used: retry with a fresh nonce."""
+
+
 class OutcomeUnknown(VenueError):
     """Timeout, dropped connection or 5xx: the request may or may not have taken effect."""
 

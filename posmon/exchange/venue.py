@@ -58,6 +58,10 @@ class Venue(Protocol):
 
     async def load_rules(self) -> dict[str, SymbolRules]: ...
 
+    async def sync_time(self) -> None:
+        """Re-measure the venue clock offset used for signed timestamps (after a ``ClockSkew``)."""
+        ...
+
     async def place_orders(self, orders: Sequence[OrderRequest]) -> list[PlaceResult]:
         """One REST call (batch when more than one); a result per order, in order.
 

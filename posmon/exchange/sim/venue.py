@@ -59,6 +59,10 @@ class SimVenue:
         else:
             await trio.lowlevel.checkpoint()
 
+    async def sync_time(self) -> None:
+        """The simulator shares our clock: nothing to re-sync."""
+        await self._io()
+
     async def load_rules(self) -> dict[str, SymbolRules]:
         await self._io()
         return self.exchange.load_rules()
