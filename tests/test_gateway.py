@@ -7,7 +7,7 @@ import trio
 from posmon.actors.gateway import GatewayPolicy, OrderGateway
 from posmon.actors.messages import Action, CancelOrders, OrderResults, PlaceOrders, Priority
 from posmon.domain.orders import OrderRequest, OrderSide, OrderStatus, OrderType, Side
-from posmon.exchange.errors import Rejected
+from posmon.exchange.errors import WouldTriggerImmediately
 from posmon.exchange.sim.exchange import SimExchange
 from posmon.exchange.sim.markets import rules_for
 from posmon.exchange.sim.venue import SimVenue
@@ -160,10 +160,29 @@ async def test_outcome_still_unknown_after_all_attempts_is_reported_unknown(nurs
     assert len([1 for _, kind, _ in venue.log if kind == "place"]) == 1  # never resent blindly
 
 
-async def test_rejection_is_final_and_carries_the_venue_code(nursery, autojump_clock):
+async def test_precision_refusal_is_re_rounded_in_the_safe_direction_and_placed(nursery, autojump_clock):
+    exchange, _venue, gateway, inbox, reply, replies = setup()
+    tp_sell = tp("pm-1-T1", price="46000.05")  # off the 0.1 tick
+    stop = OrderRequest("pm-1-S1", "BTCUSDT", OrderSide.SELL, "LONG", OrderType.STOP_MARKET, D("0.0015"),
+                        stop_price=D("22500.01"))
+    inbox.send_nowait(PlaceOrders((tp_sell, stop), reply))
+    await nursery.start(gateway.run)
+    await trio.sleep(5)
+    [msg] = drain(replies)
+    by_id = {r.client_id: r for r in msg.results}
+    assert by_id["pm-1-T1"].state.price == D("46000.0")  # a closing SELL limit rounds down
+    assert by_id["pm-1-S1"].state.stop_price == D("22500.1")  # a SELL stop rounds up, toward the entry
+    assert by_id["pm-1-S1"].state.qty == D("0.001")  # quantities round down
+    assert by_id["pm-1-T1"].sent.price == D("46000.0")
+    assert len(exchange.engine.open_orders("BTCUSDT")) == 2
+
+
+async def test_other_refusals_are_final_and_carry_the_venue_code(nursery, autojump_clock):
     _exchange, _venue, gateway, inbox, reply, replies = setup()
-    inbox.send_nowait(PlaceOrders((tp("pm-1-T1", price="46000.05"),), reply))  # off the 0.1 tick
+    stop = OrderRequest("pm-1-S1", "BTCUSDT", OrderSide.SELL, "LONG", OrderType.STOP_MARKET, D("0.001"),
+                        stop_price=D("45100"))  # a SELL stop above the mark would trigger at once
+    inbox.send_nowait(PlaceOrders((stop,), reply))
     await nursery.start(gateway.run)
     await settle()
     [msg] = drain(replies)
-    assert isinstance(msg.results[0].error, Rejected) and msg.results[0].error.code == -4014
+    assert isinstance(msg.results[0].error, WouldTriggerImmediately) and msg.results[0].error.code == -2021

@@ -29,8 +29,19 @@ from posmon.actors.messages import (
     PlaceOrders,
     QueryOrders,
 )
-from posmon.domain.orders import OrderRequest, OrderState
-from posmon.exchange.errors import Banned, OrderNotFound, OutcomeUnknown, RateLimited, Rejected, VenueError
+from posmon.domain.orders import OrderRequest, OrderState, SymbolRules
+from posmon.domain.protection import reround_exit
+from posmon.exchange.errors import (
+    Banned,
+    ClockSkew,
+    NonceExpired,
+    OrderNotFound,
+    OutcomeUnknown,
+    PrecisionRejected,
+    RateLimited,
+    Rejected,
+    VenueError,
+)
 from posmon.exchange.venue import Venue
 from posmon.metrics import Metrics
 from posmon.ratelimit import TokenBucket
@@ -80,6 +91,7 @@ class OrderGateway:
         self._queue: list[_Queued] = []
         self._seq = itertools.count()
         self._limiter = trio.CapacityLimiter(self.policy.max_in_flight)
+        self._rules: dict[str, SymbolRules] = {}
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -203,25 +215,32 @@ class OrderGateway:
                 out[cid] = (await self._call("query_order", lambda c=cid: self.venue.query_order(symbol, c)), False)
             except OrderNotFound:
                 out[cid] = (None, False)
-            except (OutcomeUnknown, RateLimited) as exc:
+            except (OutcomeUnknown, RateLimited, ClockSkew, NonceExpired) as exc:
                 log.warning("gateway: lookup of %s failed (%s); outcome still unknown", cid, exc)
+                if isinstance(exc, ClockSkew):
+                    await self._sync_time()
                 out[cid] = (None, True)
         return out
 
     async def _place(self, orders: list[OrderRequest]) -> dict[str, OrderResult]:
+        """Place ``orders`` (one call per attempt) until each has a known outcome or attempts run out.
+
+        Unknown outcomes are looked up by client order id before anything is resent; refusals that a
+        retry can fix (precision after a rules change, clock skew, a stale nonce, a 429/418 pause) are
+        retried; every other refusal is final and goes back to the actor.
+        """
         results: dict[str, OrderResult] = {}
+        sent = {o.client_id: o for o in orders}  # what was last sent for each id (re-rounding may change it)
+        rerounded: set[str] = set()
         to_send, unresolved = list(orders), []
         for attempt in range(self.policy.max_attempts):
             if unresolved:
-                # Before anything is resent, find out whether the earlier attempt took effect.
-                found: dict[str, tuple[OrderState | None, bool]] = {}
-                for o in unresolved:
-                    found.update(await self._lookup(o.symbol, [o.client_id]))
                 still = []
                 for o in unresolved:
-                    state, unknown = found[o.client_id]
+                    # Before anything is resent, find out whether the earlier attempt took effect.
+                    state, unknown = (await self._lookup(o.symbol, [o.client_id]))[o.client_id]
                     if state is not None:
-                        results[o.client_id] = OrderResult(o.client_id, Action.PLACE, state=state)
+                        results[o.client_id] = OrderResult(o.client_id, Action.PLACE, state=state, sent=o)
                     elif unknown:
                         still.append(o)
                     else:
@@ -234,31 +253,67 @@ class OrderGateway:
                                      else self.venue.limits.place_weight, len(batch))
                 try:
                     answers = await self._call("place_orders", lambda b=batch: self.venue.place_orders(b))
-                except (OutcomeUnknown, Banned) as exc:
+                except OutcomeUnknown as exc:
                     log.warning("gateway: placing %s: %s; will look the orders up before resending",
                                 [o.client_id for o in batch], exc)
                     unresolved.extend(batch)
-                except RateLimited:
-                    to_send = batch  # not executed: safe to resend once the pause is over
+                except (RateLimited, NonceExpired):
+                    to_send = batch  # not executed: safe to resend (after the pause / with a fresh nonce)
+                except ClockSkew as exc:
+                    log.warning("gateway: %s; re-syncing the clock before resending", exc)
+                    await self._sync_time()
+                    to_send = batch
                 except Rejected as exc:
                     for o in batch:
-                        results[o.client_id] = OrderResult(o.client_id, Action.PLACE, error=exc)
+                        results[o.client_id] = self._refused(o, exc)
                 else:
                     for o, answer in zip(batch, answers, strict=True):
+                        if isinstance(answer, PrecisionRejected) and o.client_id not in rerounded:
+                            fixed = await self._reround(o)
+                            if fixed is not None:
+                                rerounded.add(o.client_id)
+                                sent[o.client_id] = fixed
+                                to_send.append(fixed)
+                                continue
                         if isinstance(answer, VenueError):
-                            self.metrics.inc("orders", venue=self.venue.name, type=o.type.value, result="rejected")
-                            results[o.client_id] = OrderResult(o.client_id, Action.PLACE, error=answer)
+                            results[o.client_id] = self._refused(o, answer)
                         else:
                             self.metrics.inc("orders", venue=self.venue.name, type=o.type.value, result="placed")
-                            results[o.client_id] = OrderResult(o.client_id, Action.PLACE, state=answer)
+                            results[o.client_id] = OrderResult(o.client_id, Action.PLACE, state=answer, sent=o)
             if not unresolved and not to_send:
                 break
             await trio.sleep(self._backoff(attempt))
         for o in [*unresolved, *to_send]:
             log.error("gateway: outcome of %s still unknown after %d attempts", o.client_id, self.policy.max_attempts)
             self.metrics.inc("orders", venue=self.venue.name, type=o.type.value, result="unknown")
-            results[o.client_id] = OrderResult(o.client_id, Action.PLACE)
+            results[o.client_id] = OrderResult(o.client_id, Action.PLACE, sent=sent[o.client_id])
         return results
+
+    def _refused(self, order: OrderRequest, error: VenueError) -> OrderResult:
+        self.metrics.inc("orders", venue=self.venue.name, type=order.type.value, result="rejected")
+        return OrderResult(order.client_id, Action.PLACE, error=error, sent=order)
+
+    async def _reround(self, order: OrderRequest) -> OrderRequest | None:
+        """The order on the venue's current grid (rules re-read once per refusal), or None if nothing changes."""
+        try:
+            self._rules = await self._call("load_rules", self.venue.load_rules)
+        except VenueError as exc:
+            log.warning("gateway: cannot refresh trading rules: %s", exc)
+        rules = self._rules.get(order.symbol)
+        if rules is None:
+            return None
+        fixed = reround_exit(order, rules)
+        if fixed == order or fixed.qty <= 0:
+            return None
+        log.warning("gateway: %s refused for precision; re-rounded to price %s stop %s qty %s", order.client_id,
+                    fixed.price, fixed.stop_price, fixed.qty)
+        return fixed
+
+    async def _sync_time(self) -> None:
+        try:
+            await self._call("sync_time", self.venue.sync_time)
+        except VenueError as exc:
+            log.warning("gateway: clock re-sync failed: %s", exc)
 
     async def _cancel(self, symbol: str, client_ids: list[str]) -> dict[str, OrderResult]:
         results: dict[str, OrderResult] = {}
@@ -272,6 +327,11 @@ class OrderGateway:
             except (OutcomeUnknown, RateLimited) as exc:
                 log.warning("gateway: cancelling %s: %s; will look the orders up", todo, exc)
                 gone = list(todo)
+            except (ClockSkew, NonceExpired) as exc:
+                if isinstance(exc, ClockSkew):
+                    await self._sync_time()
+                await trio.sleep(self._backoff(attempt))
+                continue  # refused before it ran: send the same cancels again
             except Rejected as exc:
                 for cid in todo:
                     results[cid] = OrderResult(cid, Action.CANCEL, error=exc)
@@ -309,6 +369,8 @@ class OrderGateway:
                 orders = await self._call("open_orders", lambda: self.venue.open_orders(symbol))
             except VenueError as exc:
                 last = exc
+                if isinstance(exc, ClockSkew):
+                    await self._sync_time()
                 await trio.sleep(self._backoff(attempt))
                 continue
             if symbol is not None:

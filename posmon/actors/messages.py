@@ -82,6 +82,7 @@ class OrderResult:
     action: Action
     state: OrderState | None = None
     error: VenueError | None = None
+    sent: OrderRequest | None = None  # the placement as finally sent (a re-rounded retry differs from the ask)
 
     @property
     def unknown(self) -> bool:

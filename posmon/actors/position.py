@@ -59,14 +59,12 @@ from posmon.domain.tranche import (
     realized_pnl,
 )
 from posmon.domain.triggers import TriggerBook
-from posmon.exchange.errors import OrderNotFound, VenueError
+from posmon.exchange.errors import OrderNotFound, VenueError, WouldTriggerImmediately
 from posmon.exchange.events import OrderUpdate
 from posmon.metrics import Metrics
 from posmon.store.store import Changes, Event, Store
 
 log = logging.getLogger(__name__)
-
-WOULD_TRIGGER_IMMEDIATELY = -2021
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +293,12 @@ class PositionActor:
         rec = self.orders.get(r.client_id)
         if rec is None:
             return
+        if r.sent is not None and r.sent != rec.request:
+            # The gateway re-rounded the order onto a changed grid: remember what is really on the exchange.
+            rec = replace(rec, request=r.sent)
+            changes = Changes()
+            self._track(rec, changes)
+            self.store.apply(changes)
         if r.state is not None:
             s = r.state
             self._observe(r.client_id, s.status, s.filled_qty, s.avg_price, s.order_id)
@@ -408,7 +412,7 @@ class PositionActor:
         self.links.metrics.inc("orders_rejected", venue=self.cfg.venue, purpose=rec.purpose.value)
         if t is None:
             return
-        if rec.purpose is Purpose.SL and err.code == WOULD_TRIGGER_IMMEDIATELY and not t.closing:
+        if rec.purpose is Purpose.SL and isinstance(err, WouldTriggerImmediately) and not t.closing:
             log.warning("%s: mark already through the stop of tranche %s; closing it", self.name, t.index)
             self._start_close(t, ExitReason.SL.value)
             return

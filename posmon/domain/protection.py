@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from posmon.domain.orders import OrderRequest, OrderStatus, OrderType, Purpose, WorkingType
+from posmon.domain.orders import OrderRequest, OrderSide, OrderStatus, OrderType, Purpose, SymbolRules, WorkingType
+from posmon.domain.rounding import quantize_qty, round_down, round_up
 from posmon.domain.tranche import Tranche
 
 _CID = re.compile(r"^(?P<prefix>[A-Za-z0-9]+)-(?P<tid>\d+)-(?P<purpose>[ETSC])(?P<seq>\d+)$")
@@ -88,3 +89,16 @@ def close_order(t: Tranche, qty: Decimal, *, prefix: str, hedge_mode: bool) -> t
                        side=t.side.closing_order_side, position_side=_position_side(t, hedge_mode),
                        type=OrderType.MARKET, qty=qty, reduce_only=not hedge_mode)
     return replace(t, seq=seq), OrderRecord(req, t.id, Purpose.CLOSE)
+
+
+def reround_exit(order: OrderRequest, rules: SymbolRules) -> OrderRequest:
+    """Put a refused exit back on the venue's (possibly changed) grid, in the safe direction.
+
+    A closing limit moves toward the market side that fills it sooner (SELL down, BUY up); a stop moves
+    toward the entry so it never risks more (SELL stop up, BUY stop down); quantities round down.
+    """
+    sell = order.side is OrderSide.SELL
+    tick = rules.tick_size
+    price = None if order.price is None else (round_down if sell else round_up)(order.price, tick)
+    stop = None if order.stop_price is None else (round_up if sell else round_down)(order.stop_price, tick)
+    return replace(order, price=price, stop_price=stop, qty=quantize_qty(order.qty, rules.step_size))

@@ -64,3 +64,26 @@ class RateLimited(VenueError):
 
 class Banned(RateLimited):
     """418: no trading call until the ban ends."""
+
+
+# Binance-family codes (Aster and the simulator share them) and what the gateway must make of each.
+_CODE_CLASSES: dict[int, type[Rejected]] = {
+    -1021: ClockSkew,
+    -1022: AuthRejected,
+    -2014: AuthRejected,
+    -2015: AuthRejected,
+    -4225: NonceExpired,
+    -1111: PrecisionRejected,
+    -4014: PrecisionRejected,
+    -4023: PrecisionRejected,
+    -2011: OrderNotFound,
+    -2013: OrderNotFound,
+    -2019: GiveUp,
+    -2022: GiveUp,
+    -2021: WouldTriggerImmediately,
+}
+
+
+def rejection(msg: str, *, code: int, request: str = "") -> Rejected:
+    """The typed refusal for a venue error code (plain ``Rejected`` for codes with no special handling)."""
+    return _CODE_CLASSES.get(code, Rejected)(msg, code=code, request=request)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 
 from posmon.domain.orders import OrderRequest, OrderSide, OrderType, Side, SymbolRules
-from posmon.exchange.errors import Rejected
+from posmon.exchange.errors import rejection
 
 CLIENT_ID_PATTERN = re.compile(r"[\.A-Z\:/a-z0-9_-]{1,36}")
 
@@ -72,52 +72,52 @@ def check_order(
 ) -> None:
     """Raise ``Rejected`` with the code Binance would give; return quietly for a valid order."""
     if not CLIENT_ID_PATTERN.fullmatch(order.client_id):
-        raise Rejected(
+        raise rejection(
             f"Illegal characters found in parameter 'newClientOrderId'; legal range is "
             f"'^[\\.A-Z\\:/a-z0-9_-]{{1,36}}$': {order.client_id!r}",
             code=ILLEGAL_CHARS,
         )
     symbol_rules = rules.get(order.symbol)
     if symbol_rules is None:
-        raise Rejected(f"Invalid symbol {order.symbol!r}.", code=BAD_SYMBOL)
+        raise rejection(f"Invalid symbol {order.symbol!r}.", code=BAD_SYMBOL)
     allowed_sides = ("LONG", "SHORT") if hedge_mode else ("BOTH",)
     if order.position_side not in allowed_sides:
-        raise Rejected(
+        raise rejection(
             f"Order's position side {order.position_side!r} does not match user's setting.",
             code=POSITION_SIDE_MISMATCH,
         )
     _check_params(order)
     if order.qty <= 0:
-        raise Rejected("Quantity less than or equal to zero.", code=BAD_QTY)
+        raise rejection("Quantity less than or equal to zero.", code=BAD_QTY)
     if order.qty < symbol_rules.min_qty:
-        raise Rejected(f"Quantity {order.qty} less than min qty {symbol_rules.min_qty}.", code=BAD_QTY)
+        raise rejection(f"Quantity {order.qty} less than min qty {symbol_rules.min_qty}.", code=BAD_QTY)
     if not is_multiple(order.qty, symbol_rules.step_size):
-        raise Rejected(f"Quantity {order.qty} not increased by step size {symbol_rules.step_size}.", code=BAD_STEP)
+        raise rejection(f"Quantity {order.qty} not increased by step size {symbol_rules.step_size}.", code=BAD_STEP)
     for label, value in (("Price", order.price), ("Stop price", order.stop_price)):
         if value is None:
             continue
         if value <= 0:
-            raise Rejected(f"{label} {value} less than or equal to zero.", code=PRICE_TOO_LOW)
+            raise rejection(f"{label} {value} less than or equal to zero.", code=PRICE_TOO_LOW)
         if not is_multiple(value, symbol_rules.tick_size):
-            raise Rejected(f"{label} {value} not increased by tick size {symbol_rules.tick_size}.", code=BAD_TICK)
+            raise rejection(f"{label} {value} not increased by tick size {symbol_rules.tick_size}.", code=BAD_TICK)
     closing = order.reduce_only
     if hedge_mode:
         opening = is_opening(order)
         if order.reduce_only and opening:
-            raise Rejected(
+            raise rejection(
                 "ReduceOnly Order is rejected: the order's side opens its position.", code=REDUCE_ONLY_REJECTED
             )
         closing = not opening
     if order.type is OrderType.MARKET and mark is None:
-        raise Rejected(f"No mark price for {order.symbol} yet: a market order cannot fill.", code=NEW_ORDER_REJECTED)
+        raise rejection(f"No mark price for {order.symbol} yet: a market order cannot fill.", code=NEW_ORDER_REJECTED)
     reference = order.price or order.stop_price or mark
     if not closing and reference is not None and order.qty * reference < symbol_rules.min_notional:
-        raise Rejected(
+        raise rejection(
             f"Order's notional must be no smaller than {symbol_rules.min_notional} (unless you choose reduce only).",
             code=NOTIONAL_TOO_SMALL,
         )
     if order.stop_price is not None and mark is not None and would_trigger(order, mark):
-        raise Rejected(f"Order would immediately trigger (mark {mark}, stop {order.stop_price}).", code=WOULD_TRIGGER)
+        raise rejection(f"Order would immediately trigger (mark {mark}, stop {order.stop_price}).", code=WOULD_TRIGGER)
 
 
 def _check_params(order: OrderRequest) -> None:
@@ -126,8 +126,8 @@ def _check_params(order: OrderRequest) -> None:
     needs_stop = order.type in (OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET)
     for name, value, needed in (("price", order.price, needs_price), ("stopPrice", order.stop_price, needs_stop)):
         if needed and value is None:
-            raise Rejected(
+            raise rejection(
                 f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.", code=MANDATORY_PARAM
             )
         if not needed and value is not None:
-            raise Rejected(f"Parameter '{name}' sent when not required by {order.type}.", code=PARAM_NOT_REQUIRED)
+            raise rejection(f"Parameter '{name}' sent when not required by {order.type}.", code=PARAM_NOT_REQUIRED)
