@@ -106,7 +106,8 @@ class PositionActor:
         self.links = links
         self.store = links.store
         self.tranches: dict[int, Tranche] = {}
-        self.orders: dict[str, OrderRecord] = {}
+        self.orders: dict[str, OrderRecord] = {}  # every active order, by client id
+        self._orders_by_tranche: dict[int, dict[str, OrderRecord]] = {}  # the same, per tranche (no scans)
         self.book = TriggerBook(cfg.side, take_profit=cfg.instant_tp, stop_loss=False,
                                 timeout=cfg.risk.max_hold_seconds > 0)
         self.mark: Decimal | None = None
@@ -131,7 +132,7 @@ class PositionActor:
             if not t.closing:
                 self.book.add(t)
         for rec in self.store.active_orders(self._owned_tranche_ids()):
-            self.orders[rec.client_id] = rec
+            self._remember(rec)
 
     def _owned_tranche_ids(self) -> list[int]:
         """Open tranches plus closed ones of this key that still have active orders (e.g. merged away)."""
@@ -283,8 +284,8 @@ class PositionActor:
                 self._cancel(self._orders_of(t.id), Priority.EXIT, changes)
         self.store.apply(changes)
         for tp, sl in to_place:
-            self.orders[tp.client_id] = tp
-            self.orders[sl.client_id] = sl
+            self._remember(tp)
+            self._remember(sl)
             self._send(PlaceOrders((tp.request, sl.request), self.links.self_send, Priority.PROTECT))
 
     # --- what the exchange says about our orders --------------------------------------------------------
@@ -337,9 +338,22 @@ class PositionActor:
     def _track(self, rec: OrderRecord, changes: Changes) -> None:
         changes.orders.append(rec)
         if rec.active:
-            self.orders[rec.client_id] = rec
+            self._remember(rec)
         else:
-            self.orders.pop(rec.client_id, None)
+            self._forget(rec)
+
+    def _remember(self, rec: OrderRecord) -> None:
+        self.orders[rec.client_id] = rec
+        self._orders_by_tranche.setdefault(rec.tranche_id, {})[rec.client_id] = rec
+
+    def _forget(self, rec: OrderRecord) -> None:
+        self.orders.pop(rec.client_id, None)
+        mine = self._orders_by_tranche.get(rec.tranche_id)
+        if mine is not None:
+            mine.pop(rec.client_id, None)
+            if not mine:
+                del self._orders_by_tranche[rec.tranche_id]
+                self._merged_into.pop(rec.tranche_id, None)  # a merged-away tranche is done once its orders are
 
     def _apply_own_fill(self, rec: OrderRecord, qty: Decimal, price: Decimal, changes: Changes) -> None:
         tid = self._merged_into.get(rec.tranche_id, rec.tranche_id)
@@ -430,7 +444,7 @@ class PositionActor:
     # --- protection ---------------------------------------------------------------------------------------
 
     def _orders_of(self, tranche_id: int) -> list[OrderRecord]:
-        return [o for o in self.orders.values() if o.tranche_id == tranche_id]
+        return list(self._orders_by_tranche.get(tranche_id, {}).values())
 
     def _current(self, t: Tranche, purpose: Purpose) -> OrderRecord | None:
         """The newest active order of a purpose: the one that protects the tranche now."""
@@ -447,9 +461,9 @@ class PositionActor:
         if tp is None or sl is None or LocalState.PENDING in (tp.state, sl.state):
             return
         merged = [m for m, into in self._merged_into.items() if into == t.id]
-        stale = [o for o in self.orders.values()
-                 if (o.tranche_id == t.id and o.purpose in (Purpose.TP, Purpose.SL)
-                     and o.client_id not in (tp.client_id, sl.client_id)) or o.tranche_id in merged]
+        stale = [o for o in self._orders_of(t.id)
+                 if o.purpose in (Purpose.TP, Purpose.SL) and o.client_id not in (tp.client_id, sl.client_id)]
+        stale += [o for m in merged for o in self._orders_of(m)]
         stale = [o for o in stale if o.state is not LocalState.CANCELING]
         if stale:
             changes = Changes()
@@ -478,7 +492,7 @@ class PositionActor:
                               events=[self._event("protection_placed", t2, purposes=[p.name for p in missing])])
             self.store.apply(changes)
             for o in new:
-                self.orders[o.client_id] = o
+                self._remember(o)
             self._send(PlaceOrders(tuple(o.request for o in new), self.links.self_send, Priority.PROTECT))
 
     def _cancel(self, recs: Iterable[OrderRecord], priority: Priority, changes: Changes) -> None:
@@ -536,7 +550,7 @@ class PositionActor:
             return
         t, rec = close_order(t, t.qty, prefix=self.cfg.prefix, hedge_mode=self.cfg.hedge_mode)
         self.tranches[t.id] = t
-        self.orders[rec.client_id] = rec
+        self._remember(rec)
         self.store.apply(Changes(tranches=[t], orders=[rec],
                                  events=[self._event("close_sent", t, client_id=rec.client_id, qty=t.qty)]))
         self._send(PlaceOrders((rec.request,), self.links.self_send, Priority.EXIT))
