@@ -346,7 +346,8 @@ def _venue_symbols(daemon: DaemonSettings, sim: SimSettings, tables: Mapping[str
     if daemon.venue == "sim":
         return "sim.symbols", sim.symbols
     listed = tables[daemon.venue].get("symbols")
-    if isinstance(listed, list) and all(isinstance(s, str) for s in listed):
+    # An empty list means "every symbol the venue lists", which only the venue knows: nothing to check here.
+    if isinstance(listed, list) and listed and all(isinstance(s, str) for s in listed):
         return f"{daemon.venue}.symbols", tuple(listed)
     return f"{daemon.venue}.symbols", None
 

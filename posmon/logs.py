@@ -13,3 +13,6 @@ def configure(level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         force=True,
     )
+    # httpx logs every request line at INFO, and signed query strings carry signatures and wallet addresses.
+    for noisy in ("httpx", "httpcore", "hypercorn.access", "trio-websocket"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

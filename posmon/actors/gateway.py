@@ -139,7 +139,8 @@ class OrderGateway:
             return _Job(group, limits.cancel_weight if count == 1 else limits.batch_cancel_weight)
         if isinstance(head, QueryOrders):
             return _Job([head], 0)  # each lookup is paced on its own
-        return _Job([head], limits.positions_weight + limits.open_orders_weight)
+        orders_weight = limits.open_orders_weight if head.symbol is None else limits.open_orders_symbol_weight
+        return _Job([head], limits.positions_weight + orders_weight)
 
     async def _pace(self, weight: int, orders: int) -> None:
         if weight <= 0 and orders <= 0:

@@ -51,7 +51,8 @@ class OrderUpdate:
 
     @property
     def is_fill(self) -> bool:
-        return self.exec_type == "TRADE" and self.last_qty > 0
+        # CALCULATED is a liquidation or ADL fill: it moves the position like any trade.
+        return self.exec_type in ("TRADE", "CALCULATED") and self.last_qty > 0
 
 
 @dataclass(frozen=True, slots=True)

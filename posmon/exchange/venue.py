@@ -41,7 +41,8 @@ class RateLimits:
     cancel_weight: int = 1
     batch_cancel_weight: int = 1
     query_weight: int = 1
-    open_orders_weight: int = 40
+    open_orders_weight: int = 40  # without a symbol
+    open_orders_symbol_weight: int = 1
     positions_weight: int = 5
     max_batch_place: int = 5
     max_batch_cancel: int = 10

@@ -1,0 +1,497 @@
+"""Aster JSON <-> posmon's domain types: REST answers, order parameters and websocket frames.
+
+Pure functions, no I/O. Numbers travel as decimal strings and become ``Decimal`` straight from the string;
+going out they are written plainly (never scientific notation, never through float). Anything that is not
+what the protocol says raises ``MalformedMessage`` naming the field and the value, so a reader can count and
+skip a bad frame and the REST client can report an unreadable answer as an unknown outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+import orjson
+
+from posmon.domain.orders import (
+    OrderRequest,
+    OrderSide,
+    OrderState,
+    OrderStatus,
+    OrderType,
+    PositionState,
+    Side,
+    SymbolRules,
+)
+from posmon.exchange.events import MalformedMessage, MarkPrice, OrderUpdate, PositionUpdate, UserEvent
+from posmon.exchange.venue import RateLimits
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "ExchangeInfo",
+    "batch_orders_param",
+    "client_ids_param",
+    "error_body",
+    "is_listen_key_expired",
+    "load_json",
+    "order_params",
+    "parse_exchange_info",
+    "parse_mark_prices",
+    "parse_order",
+    "parse_orders",
+    "parse_positions",
+    "parse_price_frame",
+    "parse_rate_limits",
+    "parse_user_frame",
+    "plain",
+]
+
+# The doc's limits and weights; used only when exchangeInfo publishes no usable rateLimits entry.
+DEFAULT_LIMITS = RateLimits(
+    weight_per_minute=2400, orders_per_minute=1200, place_weight=1, batch_place_weight=5, cancel_weight=1,
+    batch_cancel_weight=1, query_weight=1, open_orders_weight=40, positions_weight=5, max_batch_place=5,
+    max_batch_cancel=10,
+)
+_INTERVAL_SECONDS: Mapping[str, int] = MappingProxyType(
+    {"SECOND": 1, "TEN_SECONDS": 10, "MINUTE": 60, "HOUR": 3600, "DAY": 86400})
+
+EXEC_TYPES = frozenset({"NEW", "TRADE", "CANCELED", "EXPIRED", "CALCULATED", "AMENDMENT"})
+# posmon's OrderType names only what posmon places. Other programs' orders (and liquidations) still reach
+# the position actors, so their types map onto the posmon type that executes alike.
+_FOREIGN_TYPES: Mapping[str, OrderType] = MappingProxyType({
+    "STOP": OrderType.LIMIT,
+    "TAKE_PROFIT": OrderType.LIMIT,
+    "TRAILING_STOP_MARKET": OrderType.MARKET,
+    "LIQUIDATION": OrderType.MARKET,
+})
+# Liquidation statuses of the user stream: the order is live, its fills follow.
+_FOREIGN_STATUSES: Mapping[str, OrderStatus] = MappingProxyType({
+    "NEW_INSURANCE": OrderStatus.NEW,
+    "NEW_ADL": OrderStatus.NEW,
+})
+_POSITION_SIDES = ("BOTH", "LONG", "SHORT")
+
+_E = TypeVar("_E", OrderSide, OrderType, OrderStatus)
+
+
+# ---- outgoing -------------------------------------------------------------------------------------------------
+
+
+def plain(value: Decimal) -> str:
+    """A Decimal as the venue wants it: plain notation, no trailing zeros (``1E+1`` -> ``10``, ``0.10`` -> ``0.1``).
+
+    Trailing zeros are dropped because the venue judges precision by the digits it receives (-1111).
+    """
+    if not value.is_finite():
+        raise ValueError(f"cannot send a non-finite number: {value}")
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
+def order_params(order: OrderRequest) -> list[tuple[str, str]]:
+    """The wire parameters of one order, only those that apply to its type (the venue rejects others: -1106).
+
+    LIMIT: GTC, quantity, price. MARKET: quantity. STOP_MARKET / TAKE_PROFIT_MARKET: quantity, stopPrice,
+    workingType (no timeInForce: these take GTC only, which is the default). ``reduceOnly`` only in one-way
+    mode (positionSide BOTH); in hedge mode the position side already closes.
+    """
+    params = [("symbol", order.symbol), ("side", order.side.value), ("positionSide", order.position_side),
+              ("type", order.type.value)]
+    match order.type:
+        case OrderType.LIMIT:
+            params += [("timeInForce", "GTC"), ("quantity", plain(order.qty)),
+                       ("price", plain(_required(order.price, order, "price")))]
+        case OrderType.MARKET:
+            params.append(("quantity", plain(order.qty)))
+        case OrderType.STOP_MARKET | OrderType.TAKE_PROFIT_MARKET:
+            params += [("quantity", plain(order.qty)),
+                       ("stopPrice", plain(_required(order.stop_price, order, "stop_price"))),
+                       ("workingType", order.working_type.value)]
+    if order.reduce_only and order.position_side == "BOTH":
+        params.append(("reduceOnly", "true"))
+    params.append(("newClientOrderId", order.client_id))
+    return params
+
+
+def _required(value: Decimal | None, order: OrderRequest, name: str) -> Decimal:
+    if value is None:
+        raise ValueError(f"{order.type.value} order {order.client_id} has no {name}")
+    return value
+
+
+def batch_orders_param(orders: Sequence[OrderRequest]) -> str:
+    """``batchOrders``: a compact JSON array of the orders' parameter objects, every value a string."""
+    return orjson.dumps([dict(order_params(o)) for o in orders]).decode()
+
+
+def client_ids_param(client_ids: Iterable[str]) -> str:
+    """``origClientOrderIdList``: ``["a","b"]`` with no spaces (the signer percent-encodes the quotes)."""
+    return orjson.dumps(list(client_ids)).decode()
+
+
+# ---- REST answers ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeInfo:
+    """The trading rules of every usable symbol, the account's limits, and what was left out and why."""
+
+    rules: dict[str, SymbolRules]
+    limits: RateLimits
+    limits_published: bool
+    skipped: Mapping[str, str]
+
+
+def load_json(body: bytes, what: str) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedMessage(f"{what} is not JSON ({exc}): {body[:200]!r}") from exc
+
+
+def error_body(data: Any) -> tuple[int, str] | None:
+    """``(code, msg)`` of a Binance error object; None for anything else (a success ``{"code": 200}`` included)."""
+    if not isinstance(data, dict) or "code" not in data or "msg" not in data:
+        return None
+    code = data["code"]
+    if isinstance(code, str):
+        try:
+            code = int(code)
+        except ValueError:
+            return None
+    if isinstance(code, bool) or not isinstance(code, int) or code >= 0:
+        return None
+    return code, str(data["msg"])
+
+
+def parse_exchange_info(data: Any) -> ExchangeInfo:
+    info = _obj(data, "exchangeInfo")
+    symbols = _field(info, "symbols")
+    if not isinstance(symbols, list):
+        raise MalformedMessage(f"exchangeInfo 'symbols' is not a list: {symbols!r:.200}")
+    rules: dict[str, SymbolRules] = {}
+    skipped: dict[str, str] = {}
+    for item in symbols:
+        entry = _obj(item, "exchangeInfo symbol")
+        symbol = _str(entry, "symbol")
+        try:
+            rules[symbol] = _symbol_rules(symbol, entry)
+        except MalformedMessage as exc:
+            skipped[symbol] = str(exc)
+    published = info.get("rateLimits")
+    limits = parse_rate_limits(published if published is not None else [])
+    return ExchangeInfo(rules, limits or DEFAULT_LIMITS, limits is not None, MappingProxyType(skipped))
+
+
+def _symbol_rules(symbol: str, entry: dict[str, Any]) -> SymbolRules:
+    """Tick, step, min qty and min notional from the filters (never from pricePrecision/quantityPrecision)."""
+    filters = _field(entry, "filters")
+    if not isinstance(filters, list):
+        raise MalformedMessage(f"{symbol}: 'filters' is not a list: {filters!r:.200}")
+    by_type = {f.get("filterType"): f for f in filters if isinstance(f, dict)}
+    price_filter = by_type.get("PRICE_FILTER")
+    lot_size = by_type.get("LOT_SIZE")
+    if price_filter is None or lot_size is None:
+        raise MalformedMessage(f"{symbol}: no PRICE_FILTER/LOT_SIZE filter, so no tick/step to round to")
+    tick = _decimal(price_filter, "tickSize")
+    step = _decimal(lot_size, "stepSize")
+    if tick <= 0 or step <= 0:
+        raise MalformedMessage(f"{symbol}: tickSize {tick} / stepSize {step} is not positive")
+    min_notional = Decimal(0)
+    notional_filter = by_type.get("MIN_NOTIONAL")
+    if notional_filter is not None:
+        key = "notional" if "notional" in notional_filter else "minNotional"
+        min_notional = _decimal(notional_filter, key)
+    return SymbolRules(symbol=symbol, tick_size=tick, step_size=step, min_qty=_decimal(lot_size, "minQty"),
+                       min_notional=min_notional)
+
+
+def parse_rate_limits(items: Any, base: RateLimits = DEFAULT_LIMITS) -> RateLimits | None:
+    """Per-minute REQUEST_WEIGHT and ORDERS limits; None when the venue publishes neither.
+
+    Windows of a minute or less are scaled to a minute and the strictest wins (the gateway paces per minute);
+    longer windows (hour, day) are sustained caps the per-minute pacing cannot express, so they are ignored.
+    """
+    if not isinstance(items, list):
+        raise MalformedMessage(f"exchangeInfo 'rateLimits' is not a list: {items!r:.200}")
+    per_minute: dict[str, int] = {}
+    for item in items:
+        entry = _obj(item, "rateLimits entry")
+        kind = entry.get("rateLimitType")
+        if kind not in ("REQUEST_WEIGHT", "ORDERS"):
+            continue
+        interval = _INTERVAL_SECONDS.get(entry.get("interval"))  # type: ignore[arg-type]
+        num = entry.get("intervalNum", 1)
+        limit = entry.get("limit")
+        if interval is None or isinstance(num, bool) or not isinstance(num, int) or num < 1 \
+                or isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise MalformedMessage(f"rateLimits entry not understood: {entry!r:.200}")
+        window = interval * num
+        if window > 60:
+            continue
+        scaled = limit * 60 // window
+        per_minute[kind] = min(per_minute.get(kind, scaled), scaled)
+    if not per_minute:
+        return None
+    return RateLimits(
+        weight_per_minute=per_minute.get("REQUEST_WEIGHT", base.weight_per_minute),
+        orders_per_minute=per_minute.get("ORDERS", base.orders_per_minute),
+        place_weight=base.place_weight, batch_place_weight=base.batch_place_weight,
+        cancel_weight=base.cancel_weight, batch_cancel_weight=base.batch_cancel_weight,
+        query_weight=base.query_weight, open_orders_weight=base.open_orders_weight,
+        positions_weight=base.positions_weight, max_batch_place=base.max_batch_place,
+        max_batch_cancel=base.max_batch_cancel,
+    )
+
+
+def parse_order(data: Any) -> OrderState:
+    """An order object (new order, query, cancel, open orders): zero price/stopPrice mean "none"."""
+    o = _obj(data, "order")
+    price = _decimal(o, "price") if "price" in o else Decimal(0)
+    stop = _decimal(o, "stopPrice") if "stopPrice" in o else Decimal(0)
+    reduce_only = o.get("reduceOnly", False)
+    if not isinstance(reduce_only, bool):
+        raise MalformedMessage(f"field 'reduceOnly' is not a boolean: {reduce_only!r}")
+    return OrderState(
+        client_id=_str(o, "clientOrderId"),
+        order_id=_order_id(o, "orderId"),
+        symbol=_str(o, "symbol"),
+        side=_enum(OrderSide, o, "side"),
+        position_side=_position_side(o, "positionSide", default="BOTH"),
+        type=_order_type(o, "type"),
+        status=_status(o, "status"),
+        qty=_decimal(o, "origQty"),
+        filled_qty=_decimal(o, "executedQty") if "executedQty" in o else Decimal(0),
+        avg_price=_decimal(o, "avgPrice") if "avgPrice" in o else Decimal(0),
+        price=price if price != 0 else None,
+        stop_price=stop if stop != 0 else None,
+        reduce_only=reduce_only,
+    )
+
+
+def parse_orders(data: Any) -> list[OrderState]:
+    if not isinstance(data, list):
+        raise MalformedMessage(f"open orders answer is not a list: {data!r:.200}")
+    return [parse_order(item) for item in data]
+
+
+def parse_positions(data: Any) -> list[PositionState]:
+    """positionRisk entries with a non-zero amount; a negative amount is a SHORT in one-way (BOTH) mode."""
+    if not isinstance(data, list):
+        raise MalformedMessage(f"positionRisk answer is not a list: {data!r:.200}")
+    out = []
+    for item in data:
+        p = _obj(item, "positionRisk entry")
+        amount = _decimal(p, "positionAmt")
+        if amount == 0:
+            continue
+        ps = _position_side(p, "positionSide", default="BOTH")
+        side = (Side.LONG if amount > 0 else Side.SHORT) if ps == "BOTH" else Side(ps)
+        out.append(PositionState(symbol=_str(p, "symbol"), side=side, qty=abs(amount),
+                                 entry_price=_decimal(p, "entryPrice")))
+    return out
+
+
+def parse_mark_prices(data: Any) -> list[MarkPrice]:
+    """premiumIndex (one object or the all-symbols array); symbols without a mark yet ("0") are left out."""
+    items = data if isinstance(data, list) else [data]
+    out = []
+    for item in items:
+        entry = _obj(item, "premiumIndex entry")
+        price = _decimal(entry, "markPrice")
+        if price < 0:
+            raise MalformedMessage(f"negative mark price {price} for {entry.get('symbol')!r}")
+        if price > 0:
+            out.append(MarkPrice(symbol=_str(entry, "symbol"), price=price, time=_ms(entry, "time") / 1000))
+    return out
+
+
+# ---- websocket frames -----------------------------------------------------------------------------------------
+
+
+def parse_price_frame(frame: bytes) -> list[MarkPrice]:
+    """``markPriceUpdate`` objects from a raw, array (``!markPrice@arr``) or combined-stream frame; [] for acks."""
+    data = _unwrap(load_json(frame, "price frame"))
+    if isinstance(data, dict) and "id" in data and "result" in data:
+        return []
+    if isinstance(data, dict) and "code" in data and "e" not in data:
+        raise MalformedMessage(f"price stream answered with an error: {data!r:.200}")
+    items = data if isinstance(data, list) else [data]
+    out = []
+    for item in items:
+        entry = _obj(item, "mark price entry")
+        if entry.get("e") != "markPriceUpdate":
+            raise MalformedMessage(f"not a markPriceUpdate: {entry!r:.200}")
+        price = _decimal(entry, "p")
+        if price < 0:
+            raise MalformedMessage(f"negative mark price {price} for {entry.get('s')!r}")
+        if price > 0:
+            out.append(MarkPrice(symbol=_str(entry, "s"), price=price, time=_ms(entry, "E") / 1000))
+    return out
+
+
+def parse_user_frame(frame: bytes) -> list[UserEvent]:
+    """Order and position events; [] for events posmon does not use (listenKeyExpired is seen by the stream)."""
+    data = _obj(_unwrap(load_json(frame, "user frame")), "user event")
+    kind = data.get("e")
+    if kind == "ORDER_TRADE_UPDATE":
+        return [_order_update(data)]
+    if kind == "ACCOUNT_UPDATE":
+        time = _ms(data, "E") / 1000
+        account = _obj(_field(data, "a"), "ACCOUNT_UPDATE 'a'")
+        entries = account.get("P", [])  # a crossed funding fee comes with balances only
+        if not isinstance(entries, list):
+            raise MalformedMessage(f"ACCOUNT_UPDATE 'a.P' is not a list: {entries!r:.200}")
+        return [u for entry in entries for u in _position_updates(_obj(entry, "ACCOUNT_UPDATE position"), time)]
+    if not isinstance(kind, str) or not kind:
+        raise MalformedMessage(f"user event without an 'e' string: {data!r:.200}")
+    return []  # listenKeyExpired, MARGIN_CALL, ACCOUNT_CONFIG_UPDATE, announcement, ...
+
+
+def is_listen_key_expired(frame: bytes) -> bool:
+    """Whether a user-stream frame is ``listenKeyExpired`` (cheap substring test before parsing)."""
+    if b"listenKeyExpired" not in frame:
+        return False
+    try:
+        data = _unwrap(orjson.loads(frame))
+    except (orjson.JSONDecodeError, MalformedMessage):
+        return False
+    return isinstance(data, dict) and data.get("e") == "listenKeyExpired"
+
+
+def _order_update(data: dict[str, Any]) -> OrderUpdate:
+    o = _obj(_field(data, "o"), "ORDER_TRADE_UPDATE 'o'")
+    exec_type = _str(o, "x")
+    if exec_type not in EXEC_TYPES:
+        raise MalformedMessage(f"unknown execution type 'x' {exec_type!r}")
+    reduce_only = o.get("R", False)
+    if not isinstance(reduce_only, bool):
+        raise MalformedMessage(f"reduce-only 'R' is not a boolean: {reduce_only!r}")
+    return OrderUpdate(
+        symbol=_str(o, "s"),
+        client_id=_str(o, "c"),
+        order_id=_order_id(o, "i"),
+        side=_enum(OrderSide, o, "S"),
+        position_side=_position_side(o, "ps", default="BOTH"),
+        type=_order_type(o, "o"),
+        status=_status(o, "X"),
+        exec_type=exec_type,
+        qty=_decimal(o, "q"),
+        filled_qty=_decimal(o, "z"),
+        last_qty=_decimal(o, "l"),
+        last_price=_decimal(o, "L"),
+        avg_price=_decimal(o, "ap"),
+        reduce_only=reduce_only,
+        realized_pnl=_decimal(o, "rp") if "rp" in o else Decimal(0),
+        time=_ms(data, "E") / 1000,
+    )
+
+
+def _position_updates(entry: dict[str, Any], time: float) -> list[PositionUpdate]:
+    """One update per entry; a flat one-way (BOTH) position is flat on both sides, so it gives two."""
+    symbol = _str(entry, "s")
+    amount = _decimal(entry, "pa")
+    entry_price = _decimal(entry, "ep")
+    ps = _position_side(entry, "ps", default=None)
+    if ps == "BOTH":
+        if amount == 0:
+            return [PositionUpdate(PositionState(symbol, side, Decimal(0), Decimal(0)), time) for side in Side]
+        side = Side.LONG if amount > 0 else Side.SHORT
+    else:
+        side = Side(ps)
+    return [PositionUpdate(PositionState(symbol, side, abs(amount), entry_price), time)]
+
+
+# ---- field helpers --------------------------------------------------------------------------------------------
+
+
+def _unwrap(data: Any) -> Any:
+    """Strip the combined-stream envelope ``{"stream": ..., "data": ...}``."""
+    if isinstance(data, dict) and "stream" in data:
+        if "data" not in data:
+            raise MalformedMessage(f"combined-stream frame without 'data': {data!r:.200}")
+        return data["data"]
+    return data
+
+
+def _obj(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise MalformedMessage(f"{what} is not a JSON object: {value!r:.200}")
+    return value
+
+
+def _field(obj: dict[str, Any], key: str) -> Any:
+    try:
+        return obj[key]
+    except KeyError:
+        raise MalformedMessage(f"missing field {key!r} in {obj!r:.200}") from None
+
+
+def _str(obj: dict[str, Any], key: str) -> str:
+    value = _field(obj, key)
+    if not isinstance(value, str) or not value:
+        raise MalformedMessage(f"field {key!r} is not a non-empty string: {value!r}")
+    return value
+
+
+def _decimal(obj: dict[str, Any], key: str) -> Decimal:
+    text = _field(obj, key)
+    if not isinstance(text, str):
+        raise MalformedMessage(f"field {key!r} is not a decimal string: {text!r}")
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise MalformedMessage(f"field {key!r} is not a decimal number: {text!r}") from None
+    if not value.is_finite():
+        raise MalformedMessage(f"field {key!r} is not a finite number: {text!r}")
+    return value
+
+
+def _ms(obj: dict[str, Any], key: str) -> int:
+    value = _field(obj, key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise MalformedMessage(f"field {key!r} is not a millisecond timestamp: {value!r}")
+    return value
+
+
+def _order_id(obj: dict[str, Any], key: str) -> str:
+    value = _field(obj, key)
+    if isinstance(value, bool) or not isinstance(value, int | str) or value == "":
+        raise MalformedMessage(f"order id {key!r} is neither an integer nor a string: {value!r}")
+    return str(value)
+
+
+def _enum(cls: type[_E], obj: dict[str, Any], key: str) -> _E:
+    value = _str(obj, key)
+    try:
+        return cls(value)
+    except ValueError:
+        raise MalformedMessage(f"field {key!r} has unknown {cls.__name__} {value!r}") from None
+
+
+def _order_type(obj: dict[str, Any], key: str) -> OrderType:
+    value = _str(obj, key)
+    if value in _FOREIGN_TYPES:
+        return _FOREIGN_TYPES[value]
+    return _enum(OrderType, obj, key)
+
+
+def _status(obj: dict[str, Any], key: str) -> OrderStatus:
+    value = _str(obj, key)
+    if value in _FOREIGN_STATUSES:
+        return _FOREIGN_STATUSES[value]
+    return _enum(OrderStatus, obj, key)
+
+
+def _position_side(obj: dict[str, Any], key: str, *, default: str | None) -> str:
+    if key not in obj and default is not None:
+        return default
+    value = _str(obj, key)
+    if value not in _POSITION_SIDES:
+        raise MalformedMessage(f"unknown position side {key!r} {value!r}")
+    return value

@@ -1,0 +1,226 @@
+"""``[aster]`` settings: the TOML table plus ``POSMON_ASTER_<KEY>`` overrides, validated into one frozen object.
+
+The adapter signs real orders with these credentials, so a typo must stop the daemon at start-up with a
+message naming the key (or the environment variable), the offending value and what is allowed. Secrets are
+never echoed: errors show them as ``'***'`` and they are left out of ``repr``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from posmon.config import ConfigError
+
+__all__ = ["ENV_PREFIX", "MAINNET_REST_URL", "MAINNET_WS_URL", "AsterSettings"]
+
+ENV_PREFIX = "POSMON_ASTER_"
+SECTION = "aster"
+MAINNET_REST_URL = "https://fapi.asterdex.com"
+MAINNET_WS_URL = "wss://fstream.asterdex.com"
+# A listenKey lives 60 minutes after its last keepalive; the keepalive must come sooner.
+LISTEN_KEY_LIFETIME_SECONDS = 3600
+
+Auth = Literal["v1", "v3"]
+MarkStream = Literal["all", "symbols"]
+_Kind = Literal["str", "int", "float", "symbols"]
+
+_ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
+_PRIVATE_KEY_RE = re.compile(r"(0x)?[0-9a-fA-F]{64}")
+_SYMBOL_RE = re.compile(r"[A-Z0-9][A-Z0-9._-]*")
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    """One key of the table: how to parse it, whether it is secret, and the check plus the words explaining it."""
+
+    name: str
+    kind: _Kind
+    allowed: str
+    ok: Callable[[Any], bool]
+    secret: bool = False
+
+
+def _url(schemes: tuple[str, ...], *, empty_ok: bool = False) -> Callable[[Any], bool]:
+    def ok(v: Any) -> bool:
+        return (empty_ok and v == "") or (isinstance(v, str) and v.startswith(schemes) and "://" in v
+                                          and len(v) > v.index("://") + 3 and not v.endswith("/"))
+    return ok
+
+
+def _symbols_ok(v: tuple[str, ...]) -> bool:
+    return len(set(v)) == len(v) and all(_SYMBOL_RE.fullmatch(s) for s in v)
+
+
+_KEYS: tuple[_Key, ...] = (
+    _Key("rest_url", "str", "expected an http:// or https:// base URL without a trailing slash",
+         _url(("http://", "https://"))),
+    _Key("ws_url", "str", "expected a ws:// or wss:// base URL without a trailing slash, or '' for the embedded "
+         "simulator", _url(("ws://", "wss://"), empty_ok=True)),
+    _Key("api_key", "str", "expected a non-empty API key string", lambda v: v != "", secret=True),
+    _Key("api_secret", "str", "expected a non-empty API secret string", lambda v: v != "", secret=True),
+    _Key("signer", "str", "expected an address: 0x followed by 40 hex digits",
+         lambda v: _ADDRESS_RE.fullmatch(v) is not None),
+    _Key("signer_private_key", "str", "expected a private key: 64 hex digits, optionally 0x-prefixed",
+         lambda v: _PRIVATE_KEY_RE.fullmatch(v) is not None, secret=True),
+    _Key("user", "str", "expected an address: 0x followed by 40 hex digits",
+         lambda v: _ADDRESS_RE.fullmatch(v) is not None),
+    _Key("auth", "str", "expected one of 'v1', 'v3'", lambda v: v in ("v1", "v3")),
+    _Key("chain_id", "int", "expected an integer >= 1", lambda v: v >= 1),
+    _Key("recv_window_ms", "int", "expected an integer >= 1 and <= 60000", lambda v: 1 <= v <= 60_000),
+    _Key("symbols", "symbols", "expected a list of unique upper-case symbols such as 'BTCUSDT' (empty: every "
+         "symbol the venue lists)", _symbols_ok),
+    _Key("mark_stream", "str", "expected one of 'all', 'symbols'", lambda v: v in ("all", "symbols")),
+    _Key("listen_key_keepalive_seconds", "float",
+         f"expected a number > 0 and < {LISTEN_KEY_LIFETIME_SECONDS} (a listenKey expires "
+         f"{LISTEN_KEY_LIFETIME_SECONDS // 60} minutes after its last keepalive)",
+         lambda v: 0 < v < LISTEN_KEY_LIFETIME_SECONDS),
+    _Key("request_timeout_seconds", "float", "expected a number > 0", lambda v: v > 0),
+)
+_BY_NAME: Mapping[str, _Key] = {k.name: k for k in _KEYS}
+
+
+@dataclass(frozen=True, slots=True)
+class AsterSettings:
+    """How to reach and authenticate with Aster; secrets are excluded from ``repr``/``str``."""
+
+    rest_url: str = MAINNET_REST_URL
+    ws_url: str = MAINNET_WS_URL
+    auth: Auth = "v1"
+    api_key: str = field(default="", repr=False)
+    api_secret: str = field(default="", repr=False)
+    signer: str = ""
+    signer_private_key: str = field(default="", repr=False)
+    user: str = ""
+    chain_id: int = 1666
+    recv_window_ms: int = 5000
+    symbols: tuple[str, ...] = ()
+    mark_stream: MarkStream = "all"
+    listen_key_keepalive_seconds: float = 1800.0
+    request_timeout_seconds: float = 10.0
+
+    @classmethod
+    def from_config(cls, table: Mapping[str, Any], env: Mapping[str, str]) -> AsterSettings:
+        """Validate ``[aster]`` and the ``POSMON_ASTER_*`` variables; raises ``ConfigError`` on the first problem."""
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{SECTION}: invalid value {table!r}; expected a table ([{SECTION}])")
+        values: dict[str, Any] = {}
+        for name, raw in table.items():
+            key = _BY_NAME.get(name)
+            if key is None:
+                shown = "***" if _looks_secret(name) else raw if not isinstance(raw, dict) else "{...}"
+                raise ConfigError(f"{SECTION}.{name}: unknown key (value {shown!r}); allowed keys: "
+                                  + ", ".join(repr(k.name) for k in _KEYS))
+            values[name] = _convert(key, raw, f"{SECTION}.{name}", from_env=False)
+        from_env: set[str] = set()
+        for var in sorted(env):
+            if not var.startswith(ENV_PREFIX):
+                continue
+            key = _BY_NAME.get(var[len(ENV_PREFIX):].lower())
+            if key is None or var != var.upper():
+                known = ", ".join(f"{ENV_PREFIX}{k.name.upper()}" for k in _KEYS)
+                raise ConfigError(f"{var}: unknown environment override (value {_shown_env(var, env[var])!r}); "
+                                  f"expected one of {known}")
+            values[key.name] = _convert(key, env[var], var, from_env=True)
+            from_env.add(key.name)
+        return _build(values, from_env)
+
+
+def _looks_secret(name: str) -> bool:
+    """An unknown key may be a misspelt secret: never echo a value whose name smells like one."""
+    return any(part in name.lower() for part in ("sec", "key", "priv", "pass", "token", "pk", "seed", "mnemonic"))
+
+
+def _shown_env(var: str, raw: str) -> str:
+    key = _BY_NAME.get(var[len(ENV_PREFIX):].lower())
+    return "***" if (key.secret if key is not None else _looks_secret(var)) else raw
+
+
+def _where(name: str, from_env: set[str]) -> str:
+    return f"{ENV_PREFIX}{name.upper()}" if name in from_env else f"{SECTION}.{name}"
+
+
+def _build(values: dict[str, Any], from_env: set[str]) -> AsterSettings:
+    """Apply the defaults that depend on other keys, then check the chosen auth has its credentials."""
+    auth: Auth = values.get("auth") or ("v3" if values.get("signer_private_key") else "v1")
+    values["auth"] = auth
+    if auth == "v1":
+        for name in ("api_key", "api_secret"):
+            if not values.get(name):
+                raise ConfigError(
+                    f"{_where(name, from_env)}: missing (value ''); auth 'v1' needs {SECTION}.api_key and "
+                    f"{SECTION}.api_secret (or {ENV_PREFIX}API_KEY / {ENV_PREFIX}API_SECRET); "
+                    f"for wallet signing set {SECTION}.signer_private_key and {SECTION}.user instead")
+    else:
+        for name in ("signer_private_key", "user"):
+            if not values.get(name):
+                raise ConfigError(
+                    f"{_where(name, from_env)}: missing (value ''); auth 'v3' needs {SECTION}.signer_private_key "
+                    f"(the API wallet's key) and {SECTION}.user (the main wallet address); {SECTION}.signer "
+                    f"defaults to the key's address")
+        derived = _address_of(values["signer_private_key"])
+        signer = values.get("signer") or derived
+        if signer.lower() != derived.lower():
+            raise ConfigError(
+                f"{_where('signer', from_env)}: invalid value {signer!r}; expected the address of "
+                f"{SECTION}.signer_private_key ({derived}) or leave it unset")
+        values["signer"] = signer
+    return AsterSettings(**values)
+
+
+def _address_of(private_key: str) -> str:
+    """The checksummed address of a private key (validated by the key's pattern before we get here)."""
+    from eth_account import Account  # deferred: only v3 configurations pay for importing eth-account
+
+    try:
+        return str(Account.from_key(private_key).address)
+    except Exception as exc:  # e.g. zero or >= curve order: the pattern cannot catch those
+        raise ConfigError(f"{SECTION}.signer_private_key: invalid value '***'; not a valid secp256k1 private key "
+                          f"({type(exc).__name__})") from None
+
+
+def _convert(key: _Key, raw: Any, where: str, *, from_env: bool) -> Any:
+    """Parse and check one value; the error names ``where``, the value (``'***'`` for secrets) and what is allowed."""
+    try:
+        value = _from_env(key.kind, raw) if from_env else _from_toml(key.kind, raw)
+        good = key.ok(value)
+    except ValueError:
+        good = False
+    if not good:
+        shown = "***" if key.secret else raw
+        allowed = key.allowed
+        if from_env and key.kind == "symbols":
+            allowed = allowed.replace("a list", "a comma-separated list")
+        raise ConfigError(f"{where}: invalid value {shown!r}; {allowed}")
+    return value
+
+
+def _from_toml(kind: _Kind, v: Any) -> Any:
+    if kind == "str" and isinstance(v, str):
+        return v
+    if kind == "int" and isinstance(v, int) and not isinstance(v, bool):
+        return v
+    if kind == "float" and isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+        return float(v)
+    if kind == "symbols" and isinstance(v, list) and all(isinstance(s, str) for s in v):
+        return tuple(v)
+    raise ValueError(f"wrong type for {kind}")
+
+
+def _from_env(kind: _Kind, s: str) -> Any:
+    match kind:
+        case "str":
+            return s
+        case "int":
+            return int(s.strip())
+        case "float":
+            f = float(s)
+            if not math.isfinite(f):
+                raise ValueError("not finite")
+            return f
+        case "symbols":
+            return tuple(part.strip() for part in s.split(",")) if s.strip() else ()
+    raise AssertionError(kind)
