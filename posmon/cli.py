@@ -12,10 +12,10 @@ import trio
 from posmon.actors.supervisor import RestartBudgetExhausted
 from posmon.config import ConfigError, Settings, load_settings
 from posmon.daemon import run_daemon
-from posmon.exchange.sim.session import start_sim_venue
 from posmon.logs import configure
 from posmon.store.errors import StoreError
 from posmon.store.store import Store
+from posmon.venues import open_venue
 
 log = logging.getLogger("posmon")
 
@@ -38,11 +38,8 @@ async def run_main(settings: Settings) -> None:
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(_stop_on_signals, nursery.cancel_scope)
-            if settings.daemon.venue != "sim":
-                raise ConfigError(f"daemon.venue: {settings.daemon.venue!r} is not available in this build yet; "
-                                  "expected 'sim'")
-            venue = await start_sim_venue(settings, nursery)
-            await nursery.start(run_daemon, settings, venue, store)
+            async with open_venue(settings, nursery) as venue:
+                await run_daemon(settings, venue, store)
     finally:
         store.close()
     log.info("posmon stopped")

@@ -345,10 +345,13 @@ def _venue_symbols(daemon: DaemonSettings, sim: SimSettings, tables: Mapping[str
     """Where the active venue lists its symbols, and the list; None when that venue does not list them (yet)."""
     if daemon.venue == "sim":
         return "sim.symbols", sim.symbols
-    listed = tables[daemon.venue].get("symbols")
-    # An empty list means "every symbol the venue lists", which only the venue knows: nothing to check here.
+    table = tables[daemon.venue]
+    listed = table.get("symbols")
     if isinstance(listed, list) and listed and all(isinstance(s, str) for s in listed):
         return f"{daemon.venue}.symbols", tuple(listed)
+    if table.get("rest_url") == "" and table.get("ws_url") == "":
+        return "sim.symbols", sim.symbols  # the embedded simulator lists the [sim] symbols
+    # An empty list means "every symbol the venue lists", which only the venue knows: nothing to check here.
     return f"{daemon.venue}.symbols", None
 
 

@@ -43,8 +43,15 @@ def test_testnet_table_with_every_key() -> None:
         714, ("BTCUSDT", "ETHUSDT"), "symbols", 900.0)
 
 
-def test_empty_ws_url_is_allowed_for_the_embedded_simulator() -> None:
-    assert AsterSettings.from_config({**V1, "ws_url": ""}, {}).ws_url == ""
+def test_empty_urls_select_the_embedded_simulator() -> None:
+    s = AsterSettings.from_config({**V1, "rest_url": "", "ws_url": ""}, {})
+    assert s.embedded and (s.rest_url, s.ws_url) == ("", "")
+    assert not AsterSettings.from_config(V1, {}).embedded
+
+
+def test_only_one_empty_url_is_an_error_naming_it() -> None:
+    with pytest.raises(ConfigError, match=r"aster\.ws_url: invalid value ''; leave both"):
+        AsterSettings.from_config({**V1, "ws_url": ""}, {})
 
 
 def test_environment_overrides_the_table() -> None:

@@ -18,7 +18,7 @@ from tests.test_aster_sim_helpers import D, make_exchange, running
 
 def make_ccxt(rest: str) -> Any:
     exchange = ccxt.aster({"privateKey": DEFAULT_SIGNER_PRIVATE_KEY, "options": {"builderFee": False},
-                           "timeout": 10_000})
+                           "enableRateLimit": False, "timeout": 10_000})
     exchange.urls["api"] = {"fapiPublic": f"{rest}/fapi", "fapiPrivate": f"{rest}/fapi",
                             "sapiPublic": f"{rest}/api", "sapiPrivate": f"{rest}/api"}
     return exchange

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import httpx
 import orjson
+import pytest
+import trio
 
 from posmon.domain.orders import Side
-from posmon.exchange.aster_sim import AsterSim
+from posmon.exchange.aster_sim import AsterSim, RateLimitConfig
 from tests.test_aster_sim_helpers import (
     D,
     ManualClock,
@@ -34,7 +36,8 @@ async def test_v1_signed_limit_order_round_trip_rests_then_fills_on_the_book():
         assert (order["timeInForce"], order["type"], order["positionSide"]) == ("GTC", "LIMIT", "LONG")
         assert order["reduceOnly"] is False and order["workingType"] == "CONTRACT_PRICE"
 
-        by_id = await client.signed("GET", "/fapi/v1/order", [("symbol", "BTCUSDT"), ("orderId", str(order["orderId"]))])
+        by_id = await client.signed("GET", "/fapi/v1/order", [("symbol", "BTCUSDT"),
+                                                               ("orderId", str(order["orderId"]))])
         assert body(by_id)["clientOrderId"] == "tp-1"
         open_now = await client.signed("GET", "/fapi/v1/openOrders", [("symbol", "BTCUSDT")])
         assert [o["clientOrderId"] for o in body(open_now)] == ["tp-1"]
@@ -84,7 +87,8 @@ async def test_market_order_ack_shows_new_but_the_order_filled():
                   ("quantity", "0.100"), ("newClientOrderId", "e-1")]
         ack = body(await client.signed("POST", "/fapi/v1/order", params))
         assert (ack["status"], ack["executedQty"]) == ("NEW", "0")
-        result = body(await client.signed("GET", "/fapi/v1/order", [("symbol", "ETHUSDT"), ("origClientOrderId", "e-1")]))
+        query = [("symbol", "ETHUSDT"), ("origClientOrderId", "e-1")]
+        result = body(await client.signed("GET", "/fapi/v1/order", query))
         assert (result["status"], result["avgPrice"], result["cumQuote"]) == ("FILLED", "3000.00", "300")
     assert exchange.engine.position("ETHUSDT", Side.SHORT).qty == D("0.1")
 
@@ -163,8 +167,6 @@ async def test_cancel_all_open_orders_answers_the_string_code_200():
 
 async def test_exchange_info_publishes_filters_and_the_configured_rate_limits():
     clock = ManualClock()
-    from posmon.exchange.aster_sim import RateLimitConfig
-
     sim = AsterSim(make_exchange(clock=clock), limits=RateLimitConfig(weight_per_minute=600, orders_per_minute=50))
     async with running(sim) as (rest, _ws), httpx.AsyncClient(base_url=rest) as http:
         info = body(await http.get("/fapi/v1/exchangeInfo"))
@@ -215,7 +217,7 @@ async def test_order_rules_refuse_with_the_venue_codes():
                            ("type", "STOP_MARKET"), ("quantity", "0.010"), ("stopPrice", "46000")]) == -2021
         post_only = [(k, "GTX" if k == "timeInForce" else v) for k, v in limit_order("46000", side="BUY")]
         assert await code(post_only) == -5022  # would take at once
-        assert await code(limit_order() + [("symbol", "BTCUSDT")]) == -1101
+        assert await code([*limit_order(), ("symbol", "BTCUSDT")]) == -1101
         assert await code([(k, "XRPUSDT" if k == "symbol" else v) for k, v in limit_order()]) == -1121
     assert exchange.engine.open_orders() == []
 
@@ -249,8 +251,6 @@ async def test_exchange_level_outcome_unknown_maps_to_503_and_delay_fault_still_
         response = await client.signed("POST", "/fapi/v1/order", limit_order(newClientOrderId="x-1"))
         assert (response.status_code, body(response)["code"]) == (503, -1007)
         assert exchange.engine.query("BTCUSDT", "x-1").status.value == "NEW"
-        import trio
-
         start = trio.current_time()
         delayed = await http.get("/fapi/v1/time")
         assert delayed.status_code == 200 and trio.current_time() - start >= 30.0
@@ -285,3 +285,38 @@ async def test_premium_index_and_leverage_bracket_answer_the_venue_shapes():
         brackets = body(await V3Client(http, clock).signed("GET", "/fapi/v3/leverageBracket"))
         assert {b["symbol"] for b in brackets} == {"BTCUSDT", "ETHUSDT"}
         assert body(await http.get("/api/v3/exchangeInfo"))["symbols"] == []
+
+
+async def test_ioc_limit_that_cannot_trade_expires_and_a_crossing_one_fills():
+    clock = ManualClock()
+    exchange = make_exchange(clock=clock)
+    async with running(AsterSim(exchange)) as (rest, _ws), httpx.AsyncClient(base_url=rest) as http:
+        client = V1Client(http, clock)
+        resting = [(k, "IOC" if k == "timeInForce" else v) for k, v in limit_order("44000")]
+        expired = body(await client.signed("POST", "/fapi/v1/order", [*resting, ("newOrderRespType", "RESULT")]))
+        assert (expired["status"], expired["timeInForce"], expired["executedQty"]) == ("EXPIRED", "IOC", "0")
+        crossing = [(k, "IOC" if k == "timeInForce" else v) for k, v in limit_order("45100")]
+        filled = body(await client.signed("POST", "/fapi/v1/order", [*crossing, ("newOrderRespType", "RESULT")]))
+        assert (filled["status"], filled["avgPrice"]) == ("FILLED", "45000.0")
+    assert exchange.engine.open_orders() == []
+
+
+async def test_stalled_request_that_executed_leaves_the_client_timing_out_with_the_order_placed(autojump_clock):
+    exchange = make_exchange()
+    sim = AsterSim(exchange)
+    sim.stall_next("/fapi/v1/order", method="POST", after_execute=True)
+    sim.stall_next("/fapi/v1/openOrders")
+    async with running(sim) as (rest, _ws), httpx.AsyncClient(base_url=rest, timeout=5) as http:
+        client = V1Client(http, sim.now)
+        with pytest.raises(httpx.ReadTimeout):
+            await client.signed("POST", "/fapi/v1/order", limit_order(newClientOrderId="ghost"))
+        assert exchange.engine.query("BTCUSDT", "ghost").status.value == "NEW"
+
+        async def release_soon() -> None:
+            await trio.sleep(1)
+            sim.release_stalled()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(release_soon)
+            held = await client.signed("GET", "/fapi/v1/openOrders")
+        assert [o["clientOrderId"] for o in body(held)] == ["ghost"]

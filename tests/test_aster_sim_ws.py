@@ -62,7 +62,7 @@ async def test_raw_all_market_array_stream_and_live_subscribe_unsubscribe():
             exchange.set_marks({"BTCUSDT": D("45100")})
             assert [u["s"] for u in await receive(ws)] == ["BTCUSDT"]
         async with open_websocket_url(f"{ws_url}/ws") as ws:
-            await ws.send_message(orjson.dumps({"method": "SUBSCRIBE", "params": ["btcusdt@markPrice"], "id": 1}).decode())
+            await ws.send_message('{"method":"SUBSCRIBE","params":["btcusdt@markPrice"],"id":1}')
             assert await receive(ws) == {"result": None, "id": 1}
             await ws.send_message('{"method":"LIST_SUBSCRIPTIONS","id":2}')
             assert await receive(ws) == {"result": ["btcusdt@markPrice"], "id": 2}
@@ -144,7 +144,7 @@ async def test_forced_expiry_and_dropped_websockets_make_clients_reconnect():
         key = body(await V1Client(http, clock).keyed("POST", "/fapi/v1/listenKey"))["listenKey"]
         async with open_websocket_url(f"{ws_url}/ws/{key}") as user, \
                 open_websocket_url(f"{ws_url}/ws/btcusdt@markPrice") as prices:
-            await wait_for(lambda: sim.counters.ws_open == 2)
+            assert sim.counters.ws_open == 2
             assert sim.expire_listen_key() == [key]
             assert (await receive(user))["e"] == "listenKeyExpired"
             assert sim.drop_websockets() >= 1
@@ -182,8 +182,32 @@ async def receive_within(ws: Any, seconds: float) -> Any:
         return orjson.loads(await ws.get_message())
 
 
-async def wait_for(condition: Any) -> None:
-    """Let the server catch up (loopback handshakes finish in a few scheduler rounds)."""
-    with trio.fail_after(5):
-        while not condition():
-            await trio.sleep(0.001)
+async def test_a_client_sending_more_than_ten_messages_a_second_is_dropped():
+    async with running(AsterSim(make_exchange(clock=ManualClock()))) as (_rest, ws_url), \
+            open_websocket_url(f"{ws_url}/ws") as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            for n in range(12):
+                await ws.send_message(orjson.dumps({"method": "LIST_SUBSCRIPTIONS", "id": n}).decode())
+            for _ in range(12):
+                await receive(ws)
+        assert closed.value.reason.code == 1008
+
+
+async def test_exchange_level_stream_drop_closes_the_websockets_and_malformed_frames_pass_through():
+    exchange = make_exchange(clock=ManualClock())
+    async with running(AsterSim(exchange)) as (_rest, ws_url), \
+            open_websocket_url(f"{ws_url}/ws/btcusdt@markPrice") as ws:
+        exchange.publish_raw_price_frame(b"{not json")
+        with trio.fail_after(5):
+            assert await ws.get_message() == "{not json"
+        exchange.drop_streams()
+        with pytest.raises(ConnectionClosed):
+            await receive(ws)
+
+
+def test_server_pings_follow_the_configured_interval():
+    from posmon.exchange.aster_sim.server import hypercorn_config
+
+    assert hypercorn_config(AsterSim(make_exchange()), "127.0.0.1", 0).websocket_ping_interval == 300.0
+    quick = AsterSim(make_exchange(), ws=WsConfig(ping_interval=0.5))
+    assert hypercorn_config(quick, "127.0.0.1", 0).websocket_ping_interval == 0.5

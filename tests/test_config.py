@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from posmon.config import ConfigError, DaemonSettings, RiskSettings, Settings, SimSettings, load_settings
+from posmon.exchange.aster.settings import AsterSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REPO_CONFIG = REPO_ROOT / "config.toml"
 PACKAGED_CONFIG = REPO_ROOT / "posmon" / "default_config.toml"
 
 EXPECTED_DAEMON = DaemonSettings(
-    venue="sim", store="var/posmon.sqlite", hedge_mode=True, client_id_prefix="pm", log_level="INFO",
+    venue="aster", store="var/posmon.sqlite", hedge_mode=True, client_id_prefix="pm", log_level="INFO",
     stale_stream_seconds=10.0, request_timeout_seconds=10.0, restart_budget=5, restart_window_seconds=60.0,
     restart_backoff_seconds=0.5, protection_failure_action="alert",
 )
@@ -50,7 +51,8 @@ def assert_defaults(s: Settings) -> None:
     assert s.daemon == EXPECTED_DAEMON
     assert s.risk == EXPECTED_RISK
     assert s.sim == EXPECTED_SIM
-    assert s.aster == {} and s.lighter == {}
+    assert s.aster["rest_url"] == "" and s.aster["ws_url"] == "" and s.aster["auth"] == "v3"
+    assert s.lighter == {}
     assert dict(s.risk_symbols) == {"XRPUSDT": dataclasses.replace(EXPECTED_RISK, tp_pct=Decimal("1.5"))}
 
 
@@ -63,15 +65,18 @@ def test_repo_config_loads_documented_defaults() -> None:
 
 def test_repo_config_lists_every_key() -> None:
     raw = tomllib.loads(REPO_CONFIG.read_text(encoding="utf-8"))
-    assert set(raw) == {"daemon", "risk", "sim"}
+    assert set(raw) == {"daemon", "risk", "sim", "aster"}
     assert set(raw["daemon"]) == {f.name for f in dataclasses.fields(DaemonSettings)}
+    assert set(raw["aster"]) <= {f.name for f in dataclasses.fields(AsterSettings)}
     assert set(raw["risk"]) == {f.name for f in dataclasses.fields(RiskSettings)} | {"symbols"}
     assert set(raw["sim"]) == {f.name for f in dataclasses.fields(SimSettings)}
 
 
-def test_empty_file_gets_the_same_defaults_as_repo_config(tmp_path: Path) -> None:
+def test_empty_file_gets_the_same_defaults_as_repo_config_but_the_network_free_venue(tmp_path: Path) -> None:
     s = load_text(tmp_path, "")
-    assert (s.daemon, s.risk, s.sim) == (EXPECTED_DAEMON, EXPECTED_RISK, EXPECTED_SIM)
+    # Without an [aster] table there is nothing to trade over the network: the in-process simulator.
+    assert (s.daemon, s.risk, s.sim) == (dataclasses.replace(EXPECTED_DAEMON, venue="sim"), EXPECTED_RISK,
+                                         EXPECTED_SIM)
     assert dict(s.risk_symbols) == {}
 
 

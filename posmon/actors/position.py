@@ -242,7 +242,7 @@ class PositionActor:
                         tp=t.tp, sl=t.sl) for t in decision.changed
         ])
         for t in decision.changed:
-            self._notice(kinds[t.id], t, f"tranche {t.index} {t.qty} @ {t.entry} TP {t.tp} SL {t.sl}")
+            self._notice(kinds[t.id], t, f"tranche {t.index} {t.qty} @ {self._shown(t.entry)} TP {t.tp} SL {t.sl}")
 
     def _on_external_reduction(self, qty: Decimal, *, source: str) -> None:
         if not self.tranches:
@@ -649,6 +649,10 @@ class PositionActor:
         return Event(kind=kind, venue=self.cfg.venue, symbol=self.cfg.symbol, side=self.cfg.side.value,
                      tranche_id=t.id if t else None, data={k: str(v) if isinstance(v, Decimal) else v
                                                            for k, v in data.items()})
+
+    def _shown(self, price: Decimal) -> Decimal:
+        """An average entry for people: two digits finer than the tick (the exact value stays in the store)."""
+        return price.quantize(self.cfg.rules.tick_size / 100).normalize()
 
     def _notice(self, kind: str, t: Tranche, text: str, *, needs_human: bool = False, **data: Any) -> None:
         try:

@@ -56,8 +56,8 @@ def _symbols_ok(v: tuple[str, ...]) -> bool:
 
 
 _KEYS: tuple[_Key, ...] = (
-    _Key("rest_url", "str", "expected an http:// or https:// base URL without a trailing slash",
-         _url(("http://", "https://"))),
+    _Key("rest_url", "str", "expected an http:// or https:// base URL without a trailing slash, or '' for the "
+         "embedded simulator", _url(("http://", "https://"), empty_ok=True)),
     _Key("ws_url", "str", "expected a ws:// or wss:// base URL without a trailing slash, or '' for the embedded "
          "simulator", _url(("ws://", "wss://"), empty_ok=True)),
     _Key("api_key", "str", "expected a non-empty API key string", lambda v: v != "", secret=True),
@@ -101,6 +101,11 @@ class AsterSettings:
     mark_stream: MarkStream = "all"
     listen_key_keepalive_seconds: float = 1800.0
     request_timeout_seconds: float = 10.0
+
+    @property
+    def embedded(self) -> bool:
+        """No URLs: posmon starts the Aster-protocol simulator on loopback and trades it."""
+        return self.rest_url == "" and self.ws_url == ""
 
     @classmethod
     def from_config(cls, table: Mapping[str, Any], env: Mapping[str, str]) -> AsterSettings:
@@ -168,6 +173,10 @@ def _build(values: dict[str, Any], from_env: set[str]) -> AsterSettings:
                 f"{_where('signer', from_env)}: invalid value {signer!r}; expected the address of "
                 f"{SECTION}.signer_private_key ({derived}) or leave it unset")
         values["signer"] = signer
+    if (values.get("rest_url") == "") != (values.get("ws_url") == ""):
+        name = "rest_url" if values.get("rest_url") == "" else "ws_url"
+        raise ConfigError(f"{_where(name, from_env)}: invalid value ''; leave both {SECTION}.rest_url and "
+                          f"{SECTION}.ws_url empty for the embedded simulator, or set both")
     return AsterSettings(**values)
 
 

@@ -102,7 +102,7 @@ def spot_exchange_info(ctx: Ctx) -> dict[str, Any]:
 
 def premium_index(ctx: Ctx) -> Any:
     sim = ctx.sim
-    symbol = _symbol(sim, ctx.values, required=False)
+    symbol = _optional_symbol(sim, ctx.values)
     marks = {m.symbol: m for m in sim.exchange.mark_prices()}
     now_ms = sim.now_ms()
 
@@ -121,7 +121,7 @@ def premium_index(ctx: Ctx) -> Any:
 def funding_rate(ctx: Ctx) -> list[dict[str, Any]]:
     """Funding history: the simulator funds at a constant rate every 8 hours."""
     sim = ctx.sim
-    symbol = _symbol(sim, ctx.values, required=False)
+    symbol = _optional_symbol(sim, ctx.values)
     limit = p.integer(ctx.values, "limit") or 100
     if not 1 <= limit <= 1000:
         raise invalid("limit")
@@ -236,7 +236,7 @@ def open_order(ctx: Ctx) -> dict[str, Any]:
 
 def open_orders(ctx: Ctx) -> list[dict[str, Any]]:
     sim = ctx.sim
-    symbol = _symbol(sim, ctx.values, required=False)
+    symbol = _optional_symbol(sim, ctx.values)
     return [_order_json(sim, state) for state in sim.exchange.open_orders(symbol)]
 
 
@@ -246,7 +246,7 @@ def open_orders(ctx: Ctx) -> list[dict[str, Any]]:
 def position_risk(ctx: Ctx) -> list[dict[str, Any]]:
     """Every symbol's position (zero ones too, as the single-account endpoint does): LONG+SHORT or BOTH."""
     sim = ctx.sim
-    symbol = _symbol(sim, ctx.values, required=False)
+    symbol = _optional_symbol(sim, ctx.values)
     held = {(pos.symbol, pos.side): pos for pos in sim.exchange.positions()}
     engine = sim.exchange.engine
     rows = []
@@ -287,7 +287,7 @@ def change_position_mode(ctx: Ctx) -> dict[str, Any]:
 
 def leverage_bracket(ctx: Ctx) -> Any:
     sim = ctx.sim
-    symbol = _symbol(sim, ctx.values, required=False)
+    symbol = _optional_symbol(sim, ctx.values)
 
     def entry(name: str) -> dict[str, Any]:
         return {"symbol": name, "brackets": [
@@ -355,11 +355,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 # ---- helpers ------------------------------------------------------------------------------------------------------
 
 
-def _symbol(sim: AsterSim, values: Mapping[str, str], *, required: bool = True) -> Any:
-    symbol = p.required(values, "symbol") if required else p.text(values, "symbol")
-    if symbol is not None and symbol not in sim.filters:
+def _symbol(sim: AsterSim, values: Mapping[str, str]) -> str:
+    symbol = p.required(values, "symbol")
+    if symbol not in sim.filters:
         raise ApiError(e.BAD_SYMBOL)
     return symbol
+
+
+def _optional_symbol(sim: AsterSim, values: Mapping[str, str]) -> str | None:
+    return _symbol(sim, values) if p.text(values, "symbol") is not None else None
 
 
 def _resolve(sim: AsterSim, values: Mapping[str, str], unknown: int) -> str:

@@ -65,12 +65,14 @@ class AsterSim:
         ws: WsConfig | None = None,
         listen_key_ttl: float = 3600.0,
         chain_id: int = MAINNET_CHAIN_ID,
+        nonce_window_seconds: float = 60.0,
         clock: Callable[[], float] | None = None,
         seed: int | str = 0,
     ) -> None:
         self.exchange = exchange
         self.clock: Callable[[], float] = clock if clock is not None else exchange.clock
-        self.auth = Authenticator(api_keys, api_wallets, self.clock, chain_id=chain_id)
+        self.auth = Authenticator(api_keys, api_wallets, self.clock, chain_id=chain_id,
+                                  nonce_window_seconds=nonce_window_seconds)
         self.limits = limits if limits is not None else RateLimitConfig()
         self.counters = SimCounters()
         self.limiter = RateLimiter(self.limits, self.counters)

@@ -47,18 +47,16 @@ async def _serve(sim: AsterSim, websocket: WebSocket, names: list[str], *, combi
     if len(keys) > 1 or any(not sim.listen_keys.is_live(k) for k in keys):
         await _deny(websocket, -1125, "This listenKey does not exist.")
         return
-    # Subscribe before accepting: whatever is published once the client holds an open socket reaches it.
+    # Subscribe and register before accepting: once the client holds an open socket, whatever is published
+    # reaches it and ``drop_websockets`` sees it.
     connection = Connection(sim, websocket, [n for n in names if n not in keys], keys[0] if keys else None,
                             combined=combined)
-    try:
-        await websocket.accept()
-    except BaseException:
-        connection.close_channels()
-        raise
     sim.attach(connection)
     try:
+        await websocket.accept()
         await connection.run()
     finally:
+        connection.close_channels()
         sim.detach(connection)
     if websocket.application_state is WebSocketState.CONNECTED and not connection.client_gone:
         await websocket.close(connection.close_code)
@@ -102,12 +100,6 @@ class Connection:
         self._scope.cancel()
 
     async def run(self) -> None:
-        try:
-            await self._run()
-        finally:
-            self.close_channels()
-
-    async def _run(self) -> None:
         with self._scope:
             with trio.move_on_after(self.sim.ws.max_connection_age) as age:
                 async with trio.open_nursery() as nursery:

@@ -1,0 +1,67 @@
+"""Opening the configured venue: the in-process simulator, or Aster over its real protocol.
+
+With ``venue = "aster"`` and no URLs, the Aster-protocol simulator is started on 127.0.0.1 first and the
+adapter trades it over real HTTP and websockets, so the default run exercises the code a live account uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+
+import trio
+
+from posmon.config import ConfigError, Settings
+from posmon.exchange.venue import Venue
+
+log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def open_venue(settings: Settings, nursery: trio.Nursery, *, env: Mapping[str, str] | None = None,
+                     clock: Callable[[], float] = time.time) -> AsyncIterator[Venue]:
+    """The venue the daemon trades, with any embedded simulator running in ``nursery``."""
+    env = os.environ if env is None else env
+    venue = settings.daemon.venue
+    if venue == "sim":
+        from posmon.exchange.sim.session import start_sim_venue
+
+        yield await start_sim_venue(settings, nursery)
+    elif venue == "aster":
+        from posmon.exchange.aster.settings import AsterSettings
+        from posmon.exchange.aster.venue import AsterVenue
+
+        aster = AsterSettings.from_config(settings.aster, env)  # a bad value stops here, before any network
+        if aster.embedded:
+            rest_url, ws_url = await start_embedded_aster(settings, nursery, clock=clock)
+            log.info("aster: no URLs configured; trading the embedded Aster-protocol simulator at %s", rest_url)
+            aster = dataclasses.replace(aster, rest_url=rest_url, ws_url=ws_url)
+        async with AsterVenue.open(aster, clock=clock) as opened:
+            await _check_position_mode(opened, settings.daemon.hedge_mode)
+            yield opened
+    else:
+        raise ConfigError(f"daemon.venue: {venue!r} is not available in this build yet; expected 'sim' or 'aster'")
+
+
+async def _check_position_mode(venue: Venue, hedge_mode: bool) -> None:
+    """Refuse to run when the account's position mode is not the one the configuration describes."""
+    actual = await venue.position_mode()  # type: ignore[attr-defined]
+    if actual != hedge_mode:
+        want, have = ("hedge", "one-way") if hedge_mode else ("one-way", "hedge")
+        raise ConfigError(f"daemon.hedge_mode: invalid value {hedge_mode!r}; the account is in {have} mode, not "
+                          f"{want} mode (change daemon.hedge_mode or the account's position mode)")
+
+
+async def start_embedded_aster(settings: Settings, nursery: trio.Nursery, *,
+                               clock: Callable[[], float] = time.time) -> tuple[str, str]:
+    """Start the replaying simulated exchange behind the Aster protocol; returns its (REST, websocket) URLs."""
+    from posmon.exchange.aster_sim.server import serve_aster_sim
+    from posmon.exchange.aster_sim.sim import AsterSim
+    from posmon.exchange.sim.session import start_replay
+
+    exchange = start_replay(settings, nursery, clock=clock)
+    return await nursery.start(serve_aster_sim, AsterSim(exchange))
