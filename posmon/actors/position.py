@@ -650,9 +650,9 @@ class PositionActor:
                      tranche_id=t.id if t else None, data={k: str(v) if isinstance(v, Decimal) else v
                                                            for k, v in data.items()})
 
-    def _shown(self, price: Decimal) -> Decimal:
+    def _shown(self, price: Decimal) -> str:
         """An average entry for people: two digits finer than the tick (the exact value stays in the store)."""
-        return price.quantize(self.cfg.rules.tick_size / 100).normalize()
+        return format(price.quantize(self.cfg.rules.tick_size / 100).normalize(), "f")
 
     def _notice(self, kind: str, t: Tranche, text: str, *, needs_human: bool = False, **data: Any) -> None:
         try:
