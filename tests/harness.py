@@ -67,10 +67,11 @@ async def settle() -> None:
 class Harness:
     settings: Settings
     exchange: SimExchange
-    venue: SimVenue
+    venue: Any
     store: Store
     metrics: Metrics
     daemon: Daemon
+    aster: Any = None  # the AsterSim when the daemon trades over the Aster protocol
 
     def orders(self, symbol: str = "BTCUSDT") -> list[OrderState]:
         return sorted(self.exchange.engine.open_orders(symbol), key=lambda o: o.client_id)
@@ -98,8 +99,41 @@ def new_exchange(settings: Settings) -> SimExchange:
 @asynccontextmanager
 async def running(settings: Settings, exchange: SimExchange | None = None, *,
                   venue: SimVenue | None = None) -> AsyncIterator[Harness]:
+    """The daemon on the in-process simulated venue."""
     exchange = exchange or new_exchange(settings)
-    venue = venue or SimVenue(exchange)
+    async with _daemon(settings, exchange, venue or SimVenue(exchange)) as h:
+        yield h
+
+
+@asynccontextmanager
+async def running_aster(settings: Settings, exchange: SimExchange | None = None, *, auth: str = "v3",
+                        sim_options: dict[str, Any] | None = None) -> AsyncIterator[Harness]:
+    """The daemon trading the Aster-protocol simulator over loopback HTTP and websockets."""
+    from posmon.exchange.aster.settings import AsterSettings
+    from posmon.exchange.aster.venue import AsterVenue
+    from posmon.exchange.aster_sim import credentials as cred
+    from posmon.exchange.aster_sim.server import serve_aster_sim
+    from posmon.exchange.aster_sim.sim import AsterSim
+
+    exchange = exchange or new_exchange(settings)
+    sim = AsterSim(exchange, clock=trio_clock, **(sim_options or {}))
+    async with trio.open_nursery() as nursery:
+        rest_url, ws_url = await nursery.start(serve_aster_sim, sim)
+        table: dict[str, Any] = {"rest_url": rest_url, "ws_url": ws_url, "auth": auth}
+        if auth == "v3":
+            table |= {"signer_private_key": cred.DEFAULT_SIGNER_PRIVATE_KEY, "user": cred.DEFAULT_USER_ADDRESS}
+        else:
+            table |= {"api_key": cred.DEFAULT_API_KEY, "api_secret": cred.DEFAULT_API_SECRET}
+        aster = AsterSettings.from_config(table, {})
+        async with (AsterVenue.open(aster, clock=trio_clock, sign_in_thread=False) as venue,
+                    _daemon(settings, exchange, venue) as h):
+            h.aster = sim
+            yield h
+        nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def _daemon(settings: Settings, exchange: SimExchange, venue: Any) -> AsyncIterator[Harness]:
     store = Store.open(settings.daemon.store, clock=trio_clock)
     metrics = Metrics()
     try:

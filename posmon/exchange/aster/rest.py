@@ -88,8 +88,9 @@ class AsterRest:
     """Typed calls to the Aster REST API; create with ``async with AsterRest.open(settings) as rest``."""
 
     def __init__(self, settings: AsterSettings, client: httpx.AsyncClient, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, sign_in_thread: bool = True) -> None:
         self.settings = settings
+        self._sign_in_thread = sign_in_thread
         self.clock = ServerClock(clock)
         self.usage = UsageGauge()
         self._client = client
@@ -104,12 +105,16 @@ class AsterRest:
     @classmethod
     @asynccontextmanager
     async def open(cls, settings: AsterSettings, *, transport: httpx.AsyncBaseTransport | None = None,
-                   clock: Callable[[], float] = time.time) -> AsyncIterator[AsterRest]:
-        """One connection pool for the venue's lifetime, closed on exit; ``transport`` is for tests."""
+                   clock: Callable[[], float] = time.time, sign_in_thread: bool = True) -> AsyncIterator[AsterRest]:
+        """One connection pool for the venue's lifetime, closed on exit; ``transport`` is for tests.
+
+        ``sign_in_thread=False`` signs on the trio thread: for tests on trio's MockClock, which would
+        otherwise jump time while a worker thread signs.
+        """
         async with httpx.AsyncClient(base_url=settings.rest_url, transport=transport,
                                      timeout=httpx.Timeout(settings.request_timeout_seconds),
                                      headers={"User-Agent": USER_AGENT}) as client:
-            yield cls(settings, client, clock=clock)
+            yield cls(settings, client, clock=clock, sign_in_thread=sign_in_thread)
 
     # --- market data -------------------------------------------------------------------------------------
 
@@ -266,8 +271,11 @@ class AsterRest:
         if security is Security.NONE:
             return SignedRequest(encode_params(params), b"")
         sign = self._signer.sign if security is Security.SIGNED else self._signer.unsigned
-        if self._v3:  # secp256k1 signing is CPU work: keep it off the trio thread
-            return await trio.to_thread.run_sync(functools.partial(sign, params, in_body=in_body))
+        if self._v3 and self._sign_in_thread:
+            # secp256k1 signing is CPU work: keep it off the trio thread. The nonce reads the clock,
+            # which belongs to the trio thread, so it is taken here.
+            nonce = self._signer.next_nonce()
+            return await trio.to_thread.run_sync(functools.partial(sign, params, in_body=in_body, nonce=nonce))
         return sign(params, in_body=in_body)
 
     async def _send(self, method: str, path: str, prepared: SignedRequest, request: str) -> Any:

@@ -196,11 +196,12 @@ class Eip712Signer:
             "message": {"msg": msg},
         }
 
-    def sign(self, params: Params, *, in_body: bool) -> SignedRequest:
-        msg = encode_params([*params, ("nonce", str(self.next_nonce())), ("user", self.user),
-                             ("signer", self.signer)])
+    def sign(self, params: Params, *, in_body: bool, nonce: int | None = None) -> SignedRequest:
+        """``nonce`` taken beforehand (``next_nonce``) lets the signing itself run on a worker thread."""
+        nonce = self.next_nonce() if nonce is None else nonce
+        msg = encode_params([*params, ("nonce", str(nonce)), ("user", self.user), ("signer", self.signer)])
         return _place(f"{msg}&signature={self.signature(msg)}", _EMPTY_HEADERS, in_body)
 
-    def unsigned(self, params: Params, *, in_body: bool) -> SignedRequest:
+    def unsigned(self, params: Params, *, in_body: bool, nonce: int | None = None) -> SignedRequest:
         """v3 has no key-only calls: everything that identifies the account is signed."""
-        return self.sign(params, in_body=in_body)
+        return self.sign(params, in_body=in_body, nonce=nonce)

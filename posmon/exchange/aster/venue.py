@@ -49,8 +49,8 @@ class AsterVenue:
     @classmethod
     @asynccontextmanager
     async def open(cls, settings: AsterSettings, *, transport: httpx.AsyncBaseTransport | None = None,
-                   clock: Callable[[], float] = time.time,
-                   connect: Connector | None = None) -> AsyncIterator[AsterVenue]:
+                   clock: Callable[[], float] = time.time, connect: Connector | None = None,
+                   sign_in_thread: bool = True) -> AsyncIterator[AsterVenue]:
         """Measure the clock offset and load rules and limits, then yield; the HTTP client closes on exit.
 
         ``transport`` and ``connect`` replace the network in tests.
@@ -58,7 +58,7 @@ class AsterVenue:
         if not settings.ws_url:
             raise ConfigError("aster.ws_url: invalid value ''; the embedded simulator must fill in its websocket "
                               "URL before the venue opens (expected a ws:// or wss:// base URL)")
-        async with AsterRest.open(settings, transport=transport, clock=clock) as rest:
+        async with AsterRest.open(settings, transport=transport, clock=clock, sign_in_thread=sign_in_thread) as rest:
             venue = cls(settings, rest, connect=connect)
             await venue.sync_time()
             await venue.load_rules()

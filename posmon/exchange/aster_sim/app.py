@@ -21,7 +21,8 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from posmon.exchange.aster_sim import errors as e
 from posmon.exchange.aster_sim import streams
-from posmon.exchange.aster_sim.endpoints import ENDPOINTS, Ctx, Endpoint
+from posmon.exchange.aster_sim.context import Ctx
+from posmon.exchange.aster_sim.endpoints import ENDPOINTS, Endpoint
 from posmon.exchange.aster_sim.errors import ApiError, from_venue_error
 from posmon.exchange.aster_sim.faults import HttpFault
 from posmon.exchange.aster_sim.params import parse_params

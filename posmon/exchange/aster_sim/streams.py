@@ -69,7 +69,7 @@ async def _deny(websocket: WebSocket, code: int, msg: str) -> None:
 
 
 class Connection:
-    """One accepted websocket: its subscriptions, its tasks, and how it ended."""
+    """One websocket connection: its subscriptions, its tasks, and how it ended."""
 
     def __init__(self, sim: AsterSim, websocket: WebSocket, streams: list[str], listen_key: str | None, *,
                  combined: bool) -> None:
@@ -91,11 +91,7 @@ class Connection:
             self._user.close()
 
     def drop(self, code: int) -> None:
-        """Close from the server side (``AsterSim.drop_websockets``)."""
-        self.close_code = code
-        self._scope.cancel()
-
-    def _end(self, code: int) -> None:
+        """Close from the server side with ``code`` (``AsterSim.drop_websockets`` and the tasks below)."""
         self.close_code = code
         self._scope.cancel()
 
@@ -133,7 +129,7 @@ class Connection:
             while self._incoming and self._incoming[0] <= now - 1.0:
                 self._incoming.popleft()
             if len(self._incoming) > self.sim.ws.max_incoming_per_second:
-                self._end(CLOSE_POLICY)  # the venue drops a connection sending over 10 messages a second
+                self.drop(CLOSE_POLICY)  # the venue drops a connection sending over 10 messages a second
                 return
             text = message.get("text")
             if text is None:
@@ -195,7 +191,7 @@ class Connection:
         async for frame in self._prices:
             if self.subscriptions:
                 await self._send_prices(frame)
-        self._end(CLOSE_GOING_AWAY)  # SimExchange.drop_streams: the venue dropped the connection
+        self.drop(CLOSE_GOING_AWAY)  # SimExchange.drop_streams: the venue dropped the connection
 
     async def _send_prices(self, frame: bytes) -> None:
         updates = frames.mark_updates(frame)
@@ -224,7 +220,7 @@ class Connection:
                 await self._send(frame)
             else:
                 await self._send_data(key, event)
-        self._end(CLOSE_GOING_AWAY)
+        self.drop(CLOSE_GOING_AWAY)
 
     async def _watch_key(self, key: str) -> None:
         """End the stream when its key expires (``listenKeyExpired`` first) or is deleted."""
@@ -233,10 +229,10 @@ class Connection:
             state, expires = keys.status(key)
             if state == "expired":
                 await self._send_data(key, {"e": "listenKeyExpired", "E": self.sim.now_ms()})
-                self._end(CLOSE_NORMAL)
+                self.drop(CLOSE_NORMAL)
                 return
             if state != "live":
-                self._end(CLOSE_NORMAL)
+                self.drop(CLOSE_NORMAL)
                 return
             changed = keys.changed
             wait = min(max(expires - self.sim.now(), 0.0), self.sim.ws.recheck_interval)
