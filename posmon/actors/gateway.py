@@ -71,6 +71,7 @@ class GatewayPolicy:
 @dataclass(order=True, slots=True)
 class _Queued:
     priority: int
+    since: float  # placements: when their exposure began; everything else 0 (arrival order via seq)
     seq: int
     request: GatewayRequest = field(compare=False)
 
@@ -101,7 +102,8 @@ class OrderGateway:
     # --- queueing -----------------------------------------------------------------------------------------
 
     def _push(self, request: GatewayRequest) -> None:
-        heapq.heappush(self._queue, _Queued(int(request.priority), next(self._seq), request))
+        since = request.since if isinstance(request, PlaceOrders) else 0.0
+        heapq.heappush(self._queue, _Queued(int(request.priority), since, next(self._seq), request))
 
     async def _dispatch(self, nursery: trio.Nursery) -> None:
         while True:

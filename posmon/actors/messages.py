@@ -30,6 +30,7 @@ class PlaceOrders:
     orders: tuple[OrderRequest, ...]
     reply_to: trio.MemorySendChannel[Any]
     priority: Priority = Priority.PROTECT
+    since: float = 0.0  # when the exposure these orders cover began: older exposures are served first
 
 
 @dataclass(frozen=True, slots=True)

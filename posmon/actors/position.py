@@ -222,13 +222,14 @@ class PositionActor:
         if not u.is_fill:
             return
         if u.side == self.cfg.side.opening_order_side and not u.reduce_only:
-            self._on_entry_fill(u.last_qty, u.last_price, source=u.client_id)
+            self._on_entry_fill(u.last_qty, u.last_price, source=u.client_id, at=u.time)
         else:
             self._on_external_reduction(u.last_qty, source=u.client_id)
 
     # --- entries ------------------------------------------------------------------------------------------
 
-    def _on_entry_fill(self, qty: Decimal, price: Decimal, *, source: str) -> None:
+    def _on_entry_fill(self, qty: Decimal, price: Decimal, *, source: str, at: float | None = None) -> None:
+        """``at``: when the fill happened (the venue's time), so the oldest exposure is protected first."""
         c = self.cfg
         live = [t for t in self.tranches.values() if not t.closing]
         decision = apply_entry_fill(
@@ -237,7 +238,7 @@ class PositionActor:
         )
         kinds = {t.id: ("tranche_opened" if t.id not in self.tranches else "tranche_extended")
                  for t in decision.changed}
-        self._apply_decision(decision, events=[
+        self._apply_decision(decision, since=at, events=[
             self._event(kinds[t.id], t, qty=qty, price=price, source=source, entry=t.entry, total_qty=t.qty,
                         tp=t.tp, sl=t.sl) for t in decision.changed
         ])
@@ -252,8 +253,8 @@ class PositionActor:
         self._apply_decision(decision, events=[self._event("external_reduction", None, qty=qty, source=source)],
                              removed_reason="EXTERNAL")
 
-    def _apply_decision(self, decision: EntryDecision, *, events: list[Event],
-                        removed_reason: str = "MERGED") -> None:
+    def _apply_decision(self, decision: EntryDecision, *, events: list[Event], removed_reason: str = "MERGED",
+                        since: float | None = None) -> None:
         """Persist changed tranches with fresh TP/SL (placed before the old ones go), close removed ones."""
         changes = Changes(events=events)
         to_place: list[tuple[OrderRecord, OrderRecord]] = []
@@ -286,7 +287,8 @@ class PositionActor:
         for tp, sl in to_place:
             self._remember(tp)
             self._remember(sl)
-            self._send(PlaceOrders((tp.request, sl.request), self.links.self_send, Priority.PROTECT))
+            self._send(PlaceOrders((tp.request, sl.request), self.links.self_send, Priority.PROTECT,
+                                   since=self.links.clock() if since is None else since))
 
     # --- what the exchange says about our orders --------------------------------------------------------
 
@@ -493,7 +495,8 @@ class PositionActor:
             self.store.apply(changes)
             for o in new:
                 self._remember(o)
-            self._send(PlaceOrders(tuple(o.request for o in new), self.links.self_send, Priority.PROTECT))
+            self._send(PlaceOrders(tuple(o.request for o in new), self.links.self_send, Priority.PROTECT,
+                                   since=self.links.clock()))
 
     def _cancel(self, recs: Iterable[OrderRecord], priority: Priority, changes: Changes) -> None:
         """Mark orders CANCELING (persisted with ``changes``) and ask the gateway to cancel them."""
@@ -553,7 +556,7 @@ class PositionActor:
         self._remember(rec)
         self.store.apply(Changes(tranches=[t], orders=[rec],
                                  events=[self._event("close_sent", t, client_id=rec.client_id, qty=t.qty)]))
-        self._send(PlaceOrders((rec.request,), self.links.self_send, Priority.EXIT))
+        self._send(PlaceOrders((rec.request,), self.links.self_send, Priority.EXIT, since=self.links.clock()))
 
     # --- reconciliation -----------------------------------------------------------------------------------
 
