@@ -220,7 +220,7 @@ class OrderGateway:
                 out[cid] = (None, False)
             except (OutcomeUnknown, RateLimited, ClockSkew, NonceExpired) as exc:
                 log.warning("gateway: lookup of %s failed (%s); outcome still unknown", cid, exc)
-                if isinstance(exc, ClockSkew):
+                if isinstance(exc, ClockSkew | NonceExpired):
                     await self._sync_time()
                 out[cid] = (None, True)
         return out
@@ -260,9 +260,10 @@ class OrderGateway:
                     log.warning("gateway: placing %s: %s; will look the orders up before resending",
                                 [o.client_id for o in batch], exc)
                     unresolved.extend(batch)
-                except (RateLimited, NonceExpired):
-                    to_send = batch  # not executed: safe to resend (after the pause / with a fresh nonce)
-                except ClockSkew as exc:
+                except RateLimited:
+                    to_send = batch  # not executed: safe to resend once the pause is over
+                except (ClockSkew, NonceExpired) as exc:
+                    # Refused before it ran; a stale timestamp or nonce means our clock offset drifted.
                     log.warning("gateway: %s; re-syncing the clock before resending", exc)
                     await self._sync_time()
                     to_send = batch
@@ -330,9 +331,8 @@ class OrderGateway:
             except (OutcomeUnknown, RateLimited) as exc:
                 log.warning("gateway: cancelling %s: %s; will look the orders up", todo, exc)
                 gone = list(todo)
-            except (ClockSkew, NonceExpired) as exc:
-                if isinstance(exc, ClockSkew):
-                    await self._sync_time()
+            except (ClockSkew, NonceExpired):
+                await self._sync_time()
                 await trio.sleep(self._backoff(attempt))
                 continue  # refused before it ran: send the same cancels again
             except Rejected as exc:
@@ -372,7 +372,7 @@ class OrderGateway:
                 orders = await self._call("open_orders", lambda: self.venue.open_orders(symbol))
             except VenueError as exc:
                 last = exc
-                if isinstance(exc, ClockSkew):
+                if isinstance(exc, ClockSkew | NonceExpired):
                     await self._sync_time()
                 await trio.sleep(self._backoff(attempt))
                 continue
