@@ -105,7 +105,7 @@ async def run_daemon(
             gw_policy = GatewayPolicy(request_timeout=d.request_timeout_seconds)
             # Requests queued in a crashed gateway are lost with it: the actors reconcile to re-derive them.
             await nursery.start(lambda task_status: supervise(
-                "gateway", lambda: OrderGateway(venue, gw_recv, metrics, gw_policy).run, policy, metrics,
+                "gateway", lambda: OrderGateway(venue, gw_recv, metrics, gw_policy, clock=clock).run, policy, metrics,
                 on_restart=lambda: directory.broadcast(Reconcile()), task_status=task_status))
 
             def make_router() -> Callable[..., Any]:

@@ -45,7 +45,9 @@ class TokenBucket:
         if now < self.paused_until:
             return self.paused_until - now
         self._refill(now)
-        return 0.0 if self.tokens >= weight else (weight - self.tokens) / self.rate
+        short = weight - self.tokens
+        # A float residue after sleeping exactly the computed wait must not cost another (tiny) sleep.
+        return 0.0 if short <= 1e-9 * max(1.0, weight) else short / self.rate
 
     def take(self, weight: float, now: float) -> None:
         """Spend ``weight`` tokens (call after ``wait_time`` said 0)."""

@@ -7,6 +7,7 @@ the actor is lost.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable
@@ -76,22 +77,27 @@ class PositionDirectory:
         entry = self._actors.get((symbol, side))
         return entry.actor if entry else None
 
-    def inbox(self, symbol: str, side: Side) -> trio.MemorySendChannel[Any]:
-        """The actor's inbox, starting the actor if this (symbol, side) has none yet."""
+    def inbox(self, symbol: str, side: Side, *, reconcile: bool = True) -> trio.MemorySendChannel[Any]:
+        """The actor's inbox, starting the actor if this (symbol, side) has none yet.
+
+        ``reconcile=False``: the caller is delivering a live fill for a key posmon has never held, so the new
+        actor need not ask the exchange before acting on it (a burst of new keys would otherwise queue a
+        reconcile per key ahead of their protection).
+        """
         key = (symbol, side)
         entry = self._actors.get(key)
         if entry is None:
-            entry = self._spawn(key)
+            entry = self._spawn(key, reconcile=reconcile)
         return entry.send
 
     def broadcast(self, message: Any) -> None:
         for entry in self._actors.values():
             entry.send.send_nowait(message)
 
-    def _spawn(self, key: Key) -> _Entry:
+    def _spawn(self, key: Key, *, reconcile: bool) -> _Entry:
         symbol, side = key
         try:
-            cfg = self._config_for(symbol, side)
+            cfg = dataclasses.replace(self._config_for(symbol, side), reconcile_on_start=reconcile)
         except KeyError as exc:
             raise UnknownSymbol(symbol) from exc
         # Unbounded: the gateway replies into inboxes, and a full inbox must never stall the gateway.
@@ -103,7 +109,9 @@ class PositionDirectory:
                            notices=self._notices, store=self._store, metrics=self._metrics, clock=self._clock)
 
         def make_run() -> Callable[..., Any]:
-            entry.actor = PositionActor(cfg, links)
+            # Only the first incarnation may skip the start-up reconcile; a restarted one always reconciles.
+            first = entry.actor is None
+            entry.actor = PositionActor(cfg if first else dataclasses.replace(cfg, reconcile_on_start=True), links)
             return entry.actor.run
 
         name = f"position:{cfg.venue}:{symbol}:{side.value}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -71,18 +72,19 @@ class GatewayPolicy:
 @dataclass(order=True, slots=True)
 class _Queued:
     priority: int
-    since: float  # placements: when their exposure began; everything else 0 (arrival order via seq)
+    since: float  # placements: when their exposure began; everything else when it arrived
     seq: int
     request: GatewayRequest = field(compare=False)
 
 
 class OrderGateway:
     def __init__(self, venue: Venue, inbox: trio.MemoryReceiveChannel[GatewayRequest], metrics: Metrics,
-                 policy: GatewayPolicy | None = None) -> None:
+                 policy: GatewayPolicy | None = None, *, clock: Callable[[], float] = time.time) -> None:
         self.venue = venue
         self.inbox = inbox
         self.metrics = metrics
         self.policy = policy or GatewayPolicy()
+        self._clock = clock  # the actors' clock: placements carry since-times on it
         now = trio.current_time()
         lim = venue.limits
         heaviest = max(lim.batch_place_weight, lim.place_weight, lim.batch_cancel_weight, lim.cancel_weight,
@@ -102,7 +104,8 @@ class OrderGateway:
     # --- queueing -----------------------------------------------------------------------------------------
 
     def _push(self, request: GatewayRequest) -> None:
-        since = request.since if isinstance(request, PlaceOrders) else 0.0
+        # Placements say when their exposure began; anything else queues by when it arrived.
+        since = request.since if isinstance(request, PlaceOrders) and request.since else self._clock()
         heapq.heappush(self._queue, _Queued(int(request.priority), since, next(self._seq), request))
 
     async def _dispatch(self, nursery: trio.Nursery) -> None:
@@ -368,7 +371,7 @@ class OrderGateway:
         last: VenueError | None = None
         for attempt in range(self.policy.max_attempts):
             try:
-                positions = await self._call("positions", self.venue.positions)
+                positions = await self._call("positions", lambda: self.venue.positions(symbol))
                 orders = await self._call("open_orders", lambda: self.venue.open_orders(symbol))
             except VenueError as exc:
                 last = exc

@@ -67,6 +67,10 @@ from posmon.store.store import Changes, Event, Store
 log = logging.getLogger(__name__)
 
 
+class _NoAnswer(Exception):
+    """The gateway did not answer a reconcile query in time."""
+
+
 @dataclass(frozen=True, slots=True)
 class ActorConfig:
     """Everything a position actor is told at birth; identical across restarts."""
@@ -84,6 +88,9 @@ class ActorConfig:
     reply_timeout: float = 60.0
     retry_seconds: float = 5.0
     reconcile_grace: float = 2.0
+    # A key first seen in a live fill needs no start-up reconcile: the fill itself is the news. Restored
+    # keys, discovered positions and restarts (which reload state) reconcile before acting.
+    reconcile_on_start: bool = True
 
 
 @dataclass(slots=True)
@@ -142,7 +149,8 @@ class PositionActor:
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self._load()
         task_status.started()
-        await self._reconcile()
+        if self.tranches or self.orders or self.cfg.reconcile_on_start:
+            await self._reconcile()
         # A predecessor may have died holding the slot's wake-up token: look at the slot now, which re-arms it.
         self._on_price()
         while True:
@@ -561,18 +569,37 @@ class PositionActor:
     # --- reconciliation -----------------------------------------------------------------------------------
 
     async def _ask(self, request_factory: Callable[[trio.MemorySendChannel[Any]], Any]) -> Any:
+        """A gateway request whose answer the actor waits for; None when none came within the reply timeout."""
         send, recv = trio.open_memory_channel[Any](1)
         async with send, recv:
             await self.links.gateway.send(request_factory(send))
-            with trio.fail_after(self.cfg.reply_timeout):
+            with trio.move_on_after(self.cfg.reply_timeout):
                 return await recv.receive()
+        return None
 
     async def _reconcile(self) -> None:
-        """Make the store and the exchange agree: own orders' fates, orphans, position size, protection."""
+        """Make the store and the exchange agree: own orders' fates, orphans, position size, protection.
+
+        A reconcile that cannot get its answers in time (the gateway is pacing a burst) is retried later
+        rather than failing the actor: the actor keeps handling fills and prices meanwhile.
+        """
+        try:
+            await self._reconcile_once()
+        except _NoAnswer:
+            log.warning("%s: reconcile got no answer within %.0fs; retrying later", self.name, self.cfg.reply_timeout)
+            self._confirm_at = self.links.clock() + self.cfg.retry_seconds
+
+    async def _answer(self, request_factory: Callable[[trio.MemorySendChannel[Any]], Any]) -> Any:
+        answer = await self._ask(request_factory)
+        if answer is None:
+            raise _NoAnswer
+        return answer
+
+    async def _reconcile_once(self) -> None:
         symbol = self.cfg.symbol
         if self.orders:
             ids = tuple(self.orders)
-            answer: OrderResults = await self._ask(lambda ch: QueryOrders(symbol, ids, ch))
+            answer: OrderResults = await self._answer(lambda ch: QueryOrders(symbol, ids, ch))
             for r in answer.results:
                 rec = self.orders.get(r.client_id)
                 if rec is None:
@@ -584,7 +611,7 @@ class PositionActor:
                         self._send(CancelOrders(symbol, (rec.client_id,), self.links.self_send, Priority.EXIT))
                 elif isinstance(r.error, OrderNotFound):
                     self._on_never_placed(rec)
-        snap: AccountSnapshot = await self._ask(lambda ch: FetchAccount(symbol, ch))
+        snap: AccountSnapshot = await self._answer(lambda ch: FetchAccount(symbol, ch))
         if snap.error is not None:
             log.error("%s: cannot reconcile: %s; retrying", self.name, snap.error)
             self._confirm_at = self.links.clock() + self.cfg.retry_seconds

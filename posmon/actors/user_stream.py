@@ -98,7 +98,7 @@ class UserStream:
                 if side is None:
                     continue
                 try:
-                    inbox = self.directory.inbox(event.symbol, side)
+                    inbox = self.directory.inbox(event.symbol, side, reconcile=not event.is_fill)
                 except UnknownSymbol:
                     self.metrics.inc("user_events_unroutable", venue=self.venue.name)
                     log.error("NEEDS A HUMAN: %s %s on %s, a symbol posmon has no trading rules for; not protected",
@@ -107,13 +107,13 @@ class UserStream:
                 await inbox.send(event)
 
     def _route(self, u: OrderUpdate) -> Side | None:
+        own = parse_client_order_id(self.prefix, u.client_id)
+        if own is None and not u.is_fill:
+            return None  # another program's order: only its fills matter
         if u.position_side in ("LONG", "SHORT"):
             return Side(u.position_side)
-        own = parse_client_order_id(self.prefix, u.client_id)
         if own is not None:
             return self.store.tranche_side(own[0])
-        if not u.is_fill:
-            return None  # another program's order: only its fills matter
         opening = Side.LONG if u.side is OrderSide.BUY else Side.SHORT
         if u.reduce_only:
             return Side.SHORT if opening is Side.LONG else Side.LONG

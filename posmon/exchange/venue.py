@@ -80,8 +80,8 @@ class Venue(Protocol):
 
     async def open_orders(self, symbol: str | None = None) -> list[OrderState]: ...
 
-    async def positions(self) -> list[PositionState]:
-        """Every non-zero position of the account."""
+    async def positions(self, symbol: str | None = None) -> list[PositionState]:
+        """Every non-zero position of the account (of one symbol when given)."""
         ...
 
     async def mark_prices(self) -> list[MarkPrice]:

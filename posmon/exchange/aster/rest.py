@@ -181,9 +181,9 @@ class AsterRest:
 
     # --- account -----------------------------------------------------------------------------------------
 
-    async def position_risk(self) -> list[PositionState]:
-        """Every non-zero position (v2 path with v1 auth, v3 path with v3 auth)."""
-        data = await self._call("GET", self._positions_path)
+    async def position_risk(self, symbol: str | None = None) -> list[PositionState]:
+        """Every non-zero position, or one symbol's (v2 path with v1 auth, v3 path with v3 auth)."""
+        data = await self._call("GET", self._positions_path, [("symbol", symbol)] if symbol else ())
         return self._parsed(codec.parse_positions, data, f"GET {self._positions_path}")
 
     async def position_mode(self) -> bool:

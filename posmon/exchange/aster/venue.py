@@ -125,8 +125,8 @@ class AsterVenue:
     async def open_orders(self, symbol: str | None = None) -> list[OrderState]:
         return await self.rest.open_orders(symbol)
 
-    async def positions(self) -> list[PositionState]:
-        return await self.rest.position_risk()
+    async def positions(self, symbol: str | None = None) -> list[PositionState]:
+        return await self.rest.position_risk(symbol)
 
     async def mark_prices(self) -> list[MarkPrice]:
         marks = await self.rest.premium_index()

@@ -96,9 +96,9 @@ class SimVenue:
         await self._io()
         return self.exchange.open_orders(symbol)
 
-    async def positions(self) -> list[PositionState]:
+    async def positions(self, symbol: str | None = None) -> list[PositionState]:
         await self._io()
-        return self.exchange.positions()
+        return [p for p in self.exchange.positions() if symbol is None or p.symbol == symbol]
 
     async def mark_prices(self) -> list[MarkPrice]:
         await self._io()
