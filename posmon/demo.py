@@ -20,9 +20,10 @@ from posmon.actors.messages import Notice
 from posmon.config import Settings
 from posmon.daemon import run_daemon
 from posmon.domain.orders import Side
+from posmon.exchange.sim.exchange import SimExchange
 from posmon.exchange.sim.session import build_exchange, replay_paths
-from posmon.exchange.sim.venue import SimVenue
 from posmon.store.store import Store
+from posmon.venues import open_venue
 
 DEMO_RISK = {"tp_pct": Decimal("0.8"), "sl_pct": Decimal("3"), "tranche_pnl_increment_pct": Decimal("1.5"),
              "max_hold_seconds": 12}
@@ -42,24 +43,31 @@ async def _narrate(notices: trio.MemoryReceiveChannel[Notice], started: float) -
         print(f"{time.monotonic() - started:6.1f}s{flag}{n.symbol:<9} {n.side:<5} {n.kind:<17} {n.text}", flush=True)
 
 
-def _summary(store: Store, venue: SimVenue) -> str:
+def _how(settings: Settings) -> str:
+    if settings.daemon.venue == "aster":
+        return "the embedded Aster-protocol simulator, over HTTP and websockets on 127.0.0.1"
+    return "the simulated exchange, in-process"
+
+
+def _summary(store: Store, exchange: SimExchange, venue: str) -> str:
     lines = ["", "=== posmon demo summary ==="]
-    open_orders = venue.exchange.engine.open_orders()
+    open_orders = exchange.engine.open_orders()
     lines.append(f"{'symbol':<9} {'side':<5} {'tr':>2} {'qty':>10} {'entry':>12} {'TP':>12} {'SL':>12}  protected")
-    for t in store.open_tranches("sim"):
+    for t in store.open_tranches(venue):
         ids = {o.client_id.split("-")[2][0] for o in open_orders if o.client_id.startswith(f"pm-{t.id}-")}
         prot = "TP+SL on exchange" if {"T", "S"} <= ids else ("closing" if t.closing else f"partial {sorted(ids)}")
         lines.append(f"{t.symbol:<9} {t.side.value:<5} {t.index:>2} {t.qty:>10} {t.entry:>12} {t.tp:>12} {t.sl:>12}"
                      f"  {prot}")
-    closed = store.closed_tranches("sim")
+    closed = store.closed_tranches(venue)
     reasons = Counter(r["close_reason"] for r in closed)
     pnl = sum((Decimal(r["realized_pnl"]) for r in closed), Decimal(0))
     lines.append(f"exits: {dict(reasons) or 'none'}")
     for r in closed:
+        entry = format(Decimal(r["entry"]).quantize(Decimal("0.000001")).normalize(), "f")
         lines.append(f"  {r['symbol']:<9} {r['side']:<5} tranche {r['idx']} {r['close_reason']:<8} "
-                     f"entry {r['entry']} pnl {Decimal(r['realized_pnl']):+.4f}")
+                     f"entry {entry} pnl {Decimal(r['realized_pnl']):+.4f}")
     lines.append(f"realized PnL: {pnl:+.4f} USDT over {len(closed)} closed tranches")
-    lines.append(f"REST calls: {dict(venue.exchange.calls)}")
+    lines.append(f"calls the exchange served: {dict(exchange.calls)}")
     return "\n".join(lines)
 
 
@@ -69,14 +77,14 @@ async def run_demo(settings: Settings, seconds: float = 20.0) -> None:
         exchange = build_exchange(settings)
         paths = replay_paths(settings)
         exchange.set_marks({s: p[0] for s, p in paths.items()})
-        venue = SimVenue(exchange)
         store = Store.open(settings.daemon.store)
         started = time.monotonic()
         print(f"posmon demo: replaying {settings.sim.recording} over {', '.join(settings.sim.symbols)} "
               f"for {seconds:.0f}s (TP {DEMO_RISK['tp_pct']}%, SL {DEMO_RISK['sl_pct']}%, "
               f"new tranche at -{DEMO_RISK['tranche_pnl_increment_pct']}%, max hold {DEMO_RISK['max_hold_seconds']}s)")
         try:
-            async with trio.open_nursery() as nursery:
+            async with trio.open_nursery() as nursery, open_venue(settings, nursery, exchange=exchange) as venue:
+                print(f"posmon demo: trading {venue.name} ({_how(settings)})")
                 listen_send, listen_recv = trio.open_memory_channel[Notice](1000)
                 nursery.start_soon(_narrate, listen_recv, started)
                 await nursery.start(lambda task_status: run_daemon(
@@ -90,6 +98,6 @@ async def run_demo(settings: Settings, seconds: float = 20.0) -> None:
                                    Decimal(500))
                 await trio.sleep(seconds)
                 nursery.cancel_scope.cancel()
-            print(_summary(store, venue))
+            print(_summary(store, exchange, venue.name))
         finally:
             store.close()

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 import trio
 
 from posmon.config import ConfigError, Settings
+from posmon.exchange.sim.exchange import SimExchange
 from posmon.exchange.venue import Venue
 
 log = logging.getLogger(__name__)
@@ -23,21 +24,28 @@ log = logging.getLogger(__name__)
 
 @asynccontextmanager
 async def open_venue(settings: Settings, nursery: trio.Nursery, *, env: Mapping[str, str] | None = None,
-                     clock: Callable[[], float] = time.time) -> AsyncIterator[Venue]:
-    """The venue the daemon trades, with any embedded simulator running in ``nursery``."""
+                     clock: Callable[[], float] = time.time, exchange: SimExchange | None = None,
+                     ) -> AsyncIterator[Venue]:
+    """The venue the daemon trades, with any embedded simulator running in ``nursery``.
+
+    ``exchange``: a simulated exchange the caller drives itself (the demo); otherwise one replaying the
+    configured recording is started when the configuration asks for a simulator.
+    """
     env = os.environ if env is None else env
     venue = settings.daemon.venue
     if venue == "sim":
-        from posmon.exchange.sim.session import start_sim_venue
+        from posmon.exchange.sim.session import start_replay
+        from posmon.exchange.sim.venue import SimVenue
 
-        yield await start_sim_venue(settings, nursery)
+        await trio.lowlevel.checkpoint()
+        yield SimVenue(exchange or start_replay(settings, nursery, clock=clock))
     elif venue == "aster":
         from posmon.exchange.aster.settings import AsterSettings
         from posmon.exchange.aster.venue import AsterVenue
 
         aster = AsterSettings.from_config(settings.aster, env)  # a bad value stops here, before any network
         if aster.embedded:
-            rest_url, ws_url = await start_embedded_aster(settings, nursery, clock=clock)
+            rest_url, ws_url = await start_embedded_aster(settings, nursery, clock=clock, exchange=exchange)
             log.info("aster: no URLs configured; trading the embedded Aster-protocol simulator at %s", rest_url)
             aster = dataclasses.replace(aster, rest_url=rest_url, ws_url=ws_url)
         async with AsterVenue.open(aster, clock=clock) as opened:
@@ -56,12 +64,15 @@ async def _check_position_mode(venue: Venue, hedge_mode: bool) -> None:
                           f"{want} mode (change daemon.hedge_mode or the account's position mode)")
 
 
-async def start_embedded_aster(settings: Settings, nursery: trio.Nursery, *,
-                               clock: Callable[[], float] = time.time) -> tuple[str, str]:
-    """Start the replaying simulated exchange behind the Aster protocol; returns its (REST, websocket) URLs."""
+async def start_embedded_aster(settings: Settings, nursery: trio.Nursery, *, clock: Callable[[], float] = time.time,
+                               exchange: SimExchange | None = None) -> tuple[str, str]:
+    """Serve a simulated exchange (by default one replaying the recording) over the Aster protocol on loopback.
+
+    Returns its (REST, websocket) base URLs.
+    """
     from posmon.exchange.aster_sim.server import serve_aster_sim
     from posmon.exchange.aster_sim.sim import AsterSim
     from posmon.exchange.sim.session import start_replay
 
-    exchange = start_replay(settings, nursery, clock=clock)
+    exchange = exchange or start_replay(settings, nursery, clock=clock)
     return await nursery.start(serve_aster_sim, AsterSim(exchange))

@@ -396,7 +396,7 @@ class PositionActor:
         changes.events.append(self._event("tranche_closed", t, reason=reason, pnl=t.realized_pnl, entry=t.entry))
         self._cancel(self._orders_of(t.id), Priority.EXIT, changes)
         self.links.metrics.inc("tranches_closed", venue=self.cfg.venue, reason=reason)
-        self._notice("exit", t, f"tranche {t.index} closed by {reason}, realized PnL {t.realized_pnl}",
+        self._notice("exit", t, f"tranche {t.index} closed by {reason}, realized PnL {t.realized_pnl:.4f}",
                      reason=reason, pnl=str(t.realized_pnl))
 
     def _after_change(self, rec: OrderRecord, *, ended_unfilled: bool) -> None:

@@ -16,7 +16,6 @@ from posmon.config import Settings
 from posmon.exchange.sim.exchange import SimExchange
 from posmon.exchange.sim.markets import price_levels, rules_for
 from posmon.exchange.sim.paths import candles_to_ticks, fan_out, load_candles
-from posmon.exchange.sim.venue import SimVenue
 
 
 def build_exchange(settings: Settings, *, clock: Callable[[], float] = time.time) -> SimExchange:
@@ -44,8 +43,3 @@ def start_replay(settings: Settings, nursery: trio.Nursery, *, tick_seconds: flo
     return exchange
 
 
-async def start_sim_venue(settings: Settings, nursery: trio.Nursery, *, tick_seconds: float | None = None,
-                          trader: bool | None = None) -> SimVenue:
-    """The in-process venue over a replaying simulated exchange."""
-    await trio.lowlevel.checkpoint()
-    return SimVenue(start_replay(settings, nursery, tick_seconds=tick_seconds, trader=trader))
