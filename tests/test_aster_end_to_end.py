@@ -46,3 +46,20 @@ async def test_instant_close_over_the_aster_protocol(tmp_path, autojump_clock, s
         assert h.resting() == before
         assert h.exchange.engine.position("BTCUSDT", side).qty == D("0.1")
         assert_protected_and_no_orphans(h)
+
+
+@pytest.mark.parametrize("auth", ["v3", "v1"])
+async def test_secrets_never_reach_the_logs(tmp_path, autojump_clock, caplog, auth):
+    import logging
+
+    from posmon.exchange.aster_sim import credentials as cred
+
+    with caplog.at_level(logging.DEBUG):
+        async with running_aster(make_settings(tmp_path), auth=auth) as h:
+            await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")
+            h.aster.expire_listen_key()
+            await h.mark("BTCUSDT", "45500")
+    text = "\n".join(r.getMessage() for r in caplog.records) + repr(h.venue) + repr(h.venue.settings)
+    assert "tranche 0" in text  # the log did see the scenario
+    for secret in (cred.DEFAULT_SIGNER_PRIVATE_KEY, cred.DEFAULT_SIGNER_PRIVATE_KEY[2:], cred.DEFAULT_API_SECRET):
+        assert secret not in text
