@@ -67,8 +67,9 @@ class Banned(RateLimited):
 
 
 # Binance-family codes (Aster and the simulator share them) and what the gateway must make of each.
-_CODE_CLASSES: dict[int, type[Rejected]] = {
+CODE_CLASSES: dict[int, type[Rejected]] = {
     -1021: ClockSkew,
+    -1002: AuthRejected,
     -1022: AuthRejected,
     -2014: AuthRejected,
     -2015: AuthRejected,
@@ -86,4 +87,4 @@ _CODE_CLASSES: dict[int, type[Rejected]] = {
 
 def rejection(msg: str, *, code: int, request: str = "") -> Rejected:
     """The typed refusal for a venue error code (plain ``Rejected`` for codes with no special handling)."""
-    return _CODE_CLASSES.get(code, Rejected)(msg, code=code, request=request)
+    return CODE_CLASSES.get(code, Rejected)(msg, code=code, request=request)

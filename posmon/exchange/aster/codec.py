@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -26,6 +26,7 @@ from posmon.domain.orders import (
     Side,
     SymbolRules,
 )
+from posmon.exchange import fields
 from posmon.exchange.events import MalformedMessage, MarkPrice, OrderUpdate, PositionUpdate, UserEvent
 from posmon.exchange.venue import RateLimits
 
@@ -170,15 +171,15 @@ def error_body(data: Any) -> tuple[int, str] | None:
 
 
 def parse_exchange_info(data: Any) -> ExchangeInfo:
-    info = _obj(data, "exchangeInfo")
-    symbols = _field(info, "symbols")
+    info = fields.as_object(data, "exchangeInfo")
+    symbols = fields.required(info, "symbols")
     if not isinstance(symbols, list):
         raise MalformedMessage(f"exchangeInfo 'symbols' is not a list: {symbols!r:.200}")
     rules: dict[str, SymbolRules] = {}
     skipped: dict[str, str] = {}
     for item in symbols:
-        entry = _obj(item, "exchangeInfo symbol")
-        symbol = _str(entry, "symbol")
+        entry = fields.as_object(item, "exchangeInfo symbol")
+        symbol = fields.text(entry, "symbol")
         try:
             rules[symbol] = _symbol_rules(symbol, entry)
         except MalformedMessage as exc:
@@ -190,7 +191,7 @@ def parse_exchange_info(data: Any) -> ExchangeInfo:
 
 def _symbol_rules(symbol: str, entry: dict[str, Any]) -> SymbolRules:
     """Tick, step, min qty and min notional from the filters (never from pricePrecision/quantityPrecision)."""
-    filters = _field(entry, "filters")
+    filters = fields.required(entry, "filters")
     if not isinstance(filters, list):
         raise MalformedMessage(f"{symbol}: 'filters' is not a list: {filters!r:.200}")
     by_type = {f.get("filterType"): f for f in filters if isinstance(f, dict)}
@@ -198,16 +199,16 @@ def _symbol_rules(symbol: str, entry: dict[str, Any]) -> SymbolRules:
     lot_size = by_type.get("LOT_SIZE")
     if price_filter is None or lot_size is None:
         raise MalformedMessage(f"{symbol}: no PRICE_FILTER/LOT_SIZE filter, so no tick/step to round to")
-    tick = _decimal(price_filter, "tickSize")
-    step = _decimal(lot_size, "stepSize")
+    tick = fields.decimal(price_filter, "tickSize")
+    step = fields.decimal(lot_size, "stepSize")
     if tick <= 0 or step <= 0:
         raise MalformedMessage(f"{symbol}: tickSize {tick} / stepSize {step} is not positive")
     min_notional = Decimal(0)
     notional_filter = by_type.get("MIN_NOTIONAL")
     if notional_filter is not None:
         key = "notional" if "notional" in notional_filter else "minNotional"
-        min_notional = _decimal(notional_filter, key)
-    return SymbolRules(symbol=symbol, tick_size=tick, step_size=step, min_qty=_decimal(lot_size, "minQty"),
+        min_notional = fields.decimal(notional_filter, key)
+    return SymbolRules(symbol=symbol, tick_size=tick, step_size=step, min_qty=fields.decimal(lot_size, "minQty"),
                        min_notional=min_notional)
 
 
@@ -221,7 +222,7 @@ def parse_rate_limits(items: Any, base: RateLimits = DEFAULT_LIMITS) -> RateLimi
         raise MalformedMessage(f"exchangeInfo 'rateLimits' is not a list: {items!r:.200}")
     per_minute: dict[str, int] = {}
     for item in items:
-        entry = _obj(item, "rateLimits entry")
+        entry = fields.as_object(item, "rateLimits entry")
         kind = entry.get("rateLimitType")
         if kind not in ("REQUEST_WEIGHT", "ORDERS"):
             continue
@@ -251,23 +252,23 @@ def parse_rate_limits(items: Any, base: RateLimits = DEFAULT_LIMITS) -> RateLimi
 
 def parse_order(data: Any) -> OrderState:
     """An order object (new order, query, cancel, open orders): zero price/stopPrice mean "none"."""
-    o = _obj(data, "order")
-    price = _decimal(o, "price") if "price" in o else Decimal(0)
-    stop = _decimal(o, "stopPrice") if "stopPrice" in o else Decimal(0)
+    o = fields.as_object(data, "order")
+    price = fields.decimal(o, "price") if "price" in o else Decimal(0)
+    stop = fields.decimal(o, "stopPrice") if "stopPrice" in o else Decimal(0)
     reduce_only = o.get("reduceOnly", False)
     if not isinstance(reduce_only, bool):
         raise MalformedMessage(f"field 'reduceOnly' is not a boolean: {reduce_only!r}")
     return OrderState(
-        client_id=_str(o, "clientOrderId"),
+        client_id=fields.text(o, "clientOrderId"),
         order_id=_order_id(o, "orderId"),
-        symbol=_str(o, "symbol"),
+        symbol=fields.text(o, "symbol"),
         side=_enum(OrderSide, o, "side"),
         position_side=_position_side(o, "positionSide", default="BOTH"),
         type=_order_type(o, "type"),
         status=_status(o, "status"),
-        qty=_decimal(o, "origQty"),
-        filled_qty=_decimal(o, "executedQty") if "executedQty" in o else Decimal(0),
-        avg_price=_decimal(o, "avgPrice") if "avgPrice" in o else Decimal(0),
+        qty=fields.decimal(o, "origQty"),
+        filled_qty=fields.decimal(o, "executedQty") if "executedQty" in o else Decimal(0),
+        avg_price=fields.decimal(o, "avgPrice") if "avgPrice" in o else Decimal(0),
         price=price if price != 0 else None,
         stop_price=stop if stop != 0 else None,
         reduce_only=reduce_only,
@@ -286,14 +287,14 @@ def parse_positions(data: Any) -> list[PositionState]:
         raise MalformedMessage(f"positionRisk answer is not a list: {data!r:.200}")
     out = []
     for item in data:
-        p = _obj(item, "positionRisk entry")
-        amount = _decimal(p, "positionAmt")
+        p = fields.as_object(item, "positionRisk entry")
+        amount = fields.decimal(p, "positionAmt")
         if amount == 0:
             continue
         ps = _position_side(p, "positionSide", default="BOTH")
         side = (Side.LONG if amount > 0 else Side.SHORT) if ps == "BOTH" else Side(ps)
-        out.append(PositionState(symbol=_str(p, "symbol"), side=side, qty=abs(amount),
-                                 entry_price=_decimal(p, "entryPrice")))
+        out.append(PositionState(symbol=fields.text(p, "symbol"), side=side, qty=abs(amount),
+                                 entry_price=fields.decimal(p, "entryPrice")))
     return out
 
 
@@ -302,12 +303,13 @@ def parse_mark_prices(data: Any) -> list[MarkPrice]:
     items = data if isinstance(data, list) else [data]
     out = []
     for item in items:
-        entry = _obj(item, "premiumIndex entry")
-        price = _decimal(entry, "markPrice")
+        entry = fields.as_object(item, "premiumIndex entry")
+        price = fields.decimal(entry, "markPrice")
         if price < 0:
             raise MalformedMessage(f"negative mark price {price} for {entry.get('symbol')!r}")
         if price > 0:
-            out.append(MarkPrice(symbol=_str(entry, "symbol"), price=price, time=_ms(entry, "time") / 1000))
+            out.append(MarkPrice(symbol=fields.text(entry, "symbol"), price=price,
+                                 time=fields.millis(entry, "time") / 1000))
     return out
 
 
@@ -316,7 +318,7 @@ def parse_mark_prices(data: Any) -> list[MarkPrice]:
 
 def parse_price_frame(frame: bytes) -> list[MarkPrice]:
     """``markPriceUpdate`` objects from a raw, array (``!markPrice@arr``) or combined-stream frame; [] for acks."""
-    data = _unwrap(load_json(frame, "price frame"))
+    data = fields.unwrap(load_json(frame, "price frame"))
     if isinstance(data, dict) and "id" in data and "result" in data:
         return []
     if isinstance(data, dict) and "code" in data and "e" not in data:
@@ -324,30 +326,31 @@ def parse_price_frame(frame: bytes) -> list[MarkPrice]:
     items = data if isinstance(data, list) else [data]
     out = []
     for item in items:
-        entry = _obj(item, "mark price entry")
+        entry = fields.as_object(item, "mark price entry")
         if entry.get("e") != "markPriceUpdate":
             raise MalformedMessage(f"not a markPriceUpdate: {entry!r:.200}")
-        price = _decimal(entry, "p")
+        price = fields.decimal(entry, "p")
         if price < 0:
             raise MalformedMessage(f"negative mark price {price} for {entry.get('s')!r}")
         if price > 0:
-            out.append(MarkPrice(symbol=_str(entry, "s"), price=price, time=_ms(entry, "E") / 1000))
+            out.append(MarkPrice(symbol=fields.text(entry, "s"), price=price, time=fields.millis(entry, "E") / 1000))
     return out
 
 
 def parse_user_frame(frame: bytes) -> list[UserEvent]:
     """Order and position events; [] for events posmon does not use (listenKeyExpired is seen by the stream)."""
-    data = _obj(_unwrap(load_json(frame, "user frame")), "user event")
+    data = fields.as_object(fields.unwrap(load_json(frame, "user frame")), "user event")
     kind = data.get("e")
     if kind == "ORDER_TRADE_UPDATE":
         return [_order_update(data)]
     if kind == "ACCOUNT_UPDATE":
-        time = _ms(data, "E") / 1000
-        account = _obj(_field(data, "a"), "ACCOUNT_UPDATE 'a'")
+        time = fields.millis(data, "E") / 1000
+        account = fields.as_object(fields.required(data, "a"), "ACCOUNT_UPDATE 'a'")
         entries = account.get("P", [])  # a crossed funding fee comes with balances only
         if not isinstance(entries, list):
             raise MalformedMessage(f"ACCOUNT_UPDATE 'a.P' is not a list: {entries!r:.200}")
-        return [u for entry in entries for u in _position_updates(_obj(entry, "ACCOUNT_UPDATE position"), time)]
+        return [u for entry in entries
+                for u in _position_updates(fields.as_object(entry, "ACCOUNT_UPDATE position"), time)]
     if not isinstance(kind, str) or not kind:
         raise MalformedMessage(f"user event without an 'e' string: {data!r:.200}")
     return []  # listenKeyExpired, MARGIN_CALL, ACCOUNT_CONFIG_UPDATE, announcement, ...
@@ -358,45 +361,45 @@ def is_listen_key_expired(frame: bytes) -> bool:
     if b"listenKeyExpired" not in frame:
         return False
     try:
-        data = _unwrap(orjson.loads(frame))
+        data = fields.unwrap(orjson.loads(frame))
     except (orjson.JSONDecodeError, MalformedMessage):
         return False
     return isinstance(data, dict) and data.get("e") == "listenKeyExpired"
 
 
 def _order_update(data: dict[str, Any]) -> OrderUpdate:
-    o = _obj(_field(data, "o"), "ORDER_TRADE_UPDATE 'o'")
-    exec_type = _str(o, "x")
+    o = fields.as_object(fields.required(data, "o"), "ORDER_TRADE_UPDATE 'o'")
+    exec_type = fields.text(o, "x")
     if exec_type not in EXEC_TYPES:
         raise MalformedMessage(f"unknown execution type 'x' {exec_type!r}")
     reduce_only = o.get("R", False)
     if not isinstance(reduce_only, bool):
         raise MalformedMessage(f"reduce-only 'R' is not a boolean: {reduce_only!r}")
     return OrderUpdate(
-        symbol=_str(o, "s"),
-        client_id=_str(o, "c"),
+        symbol=fields.text(o, "s"),
+        client_id=fields.text(o, "c"),
         order_id=_order_id(o, "i"),
         side=_enum(OrderSide, o, "S"),
         position_side=_position_side(o, "ps", default="BOTH"),
         type=_order_type(o, "o"),
         status=_status(o, "X"),
         exec_type=exec_type,
-        qty=_decimal(o, "q"),
-        filled_qty=_decimal(o, "z"),
-        last_qty=_decimal(o, "l"),
-        last_price=_decimal(o, "L"),
-        avg_price=_decimal(o, "ap"),
+        qty=fields.decimal(o, "q"),
+        filled_qty=fields.decimal(o, "z"),
+        last_qty=fields.decimal(o, "l"),
+        last_price=fields.decimal(o, "L"),
+        avg_price=fields.decimal(o, "ap"),
         reduce_only=reduce_only,
-        realized_pnl=_decimal(o, "rp") if "rp" in o else Decimal(0),
-        time=_ms(data, "E") / 1000,
+        realized_pnl=fields.decimal(o, "rp") if "rp" in o else Decimal(0),
+        time=fields.millis(data, "E") / 1000,
     )
 
 
 def _position_updates(entry: dict[str, Any], time: float) -> list[PositionUpdate]:
     """One update per entry; a flat one-way (BOTH) position is flat on both sides, so it gives two."""
-    symbol = _str(entry, "s")
-    amount = _decimal(entry, "pa")
-    entry_price = _decimal(entry, "ep")
+    symbol = fields.text(entry, "s")
+    amount = fields.decimal(entry, "pa")
+    entry_price = fields.decimal(entry, "ep")
     ps = _position_side(entry, "ps", default=None)
     if ps == "BOTH":
         if amount == 0:
@@ -410,64 +413,27 @@ def _position_updates(entry: dict[str, Any], time: float) -> list[PositionUpdate
 # ---- field helpers --------------------------------------------------------------------------------------------
 
 
-def _unwrap(data: Any) -> Any:
-    """Strip the combined-stream envelope ``{"stream": ..., "data": ...}``."""
-    if isinstance(data, dict) and "stream" in data:
-        if "data" not in data:
-            raise MalformedMessage(f"combined-stream frame without 'data': {data!r:.200}")
-        return data["data"]
-    return data
 
 
-def _obj(value: Any, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise MalformedMessage(f"{what} is not a JSON object: {value!r:.200}")
-    return value
 
 
-def _field(obj: dict[str, Any], key: str) -> Any:
-    try:
-        return obj[key]
-    except KeyError:
-        raise MalformedMessage(f"missing field {key!r} in {obj!r:.200}") from None
 
 
-def _str(obj: dict[str, Any], key: str) -> str:
-    value = _field(obj, key)
-    if not isinstance(value, str) or not value:
-        raise MalformedMessage(f"field {key!r} is not a non-empty string: {value!r}")
-    return value
 
 
-def _decimal(obj: dict[str, Any], key: str) -> Decimal:
-    text = _field(obj, key)
-    if not isinstance(text, str):
-        raise MalformedMessage(f"field {key!r} is not a decimal string: {text!r}")
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise MalformedMessage(f"field {key!r} is not a decimal number: {text!r}") from None
-    if not value.is_finite():
-        raise MalformedMessage(f"field {key!r} is not a finite number: {text!r}")
-    return value
 
 
-def _ms(obj: dict[str, Any], key: str) -> int:
-    value = _field(obj, key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise MalformedMessage(f"field {key!r} is not a millisecond timestamp: {value!r}")
-    return value
 
 
 def _order_id(obj: dict[str, Any], key: str) -> str:
-    value = _field(obj, key)
+    value = fields.required(obj, key)
     if isinstance(value, bool) or not isinstance(value, int | str) or value == "":
         raise MalformedMessage(f"order id {key!r} is neither an integer nor a string: {value!r}")
     return str(value)
 
 
 def _enum(cls: type[_E], obj: dict[str, Any], key: str) -> _E:
-    value = _str(obj, key)
+    value = fields.text(obj, key)
     try:
         return cls(value)
     except ValueError:
@@ -475,14 +441,14 @@ def _enum(cls: type[_E], obj: dict[str, Any], key: str) -> _E:
 
 
 def _order_type(obj: dict[str, Any], key: str) -> OrderType:
-    value = _str(obj, key)
+    value = fields.text(obj, key)
     if value in _FOREIGN_TYPES:
         return _FOREIGN_TYPES[value]
     return _enum(OrderType, obj, key)
 
 
 def _status(obj: dict[str, Any], key: str) -> OrderStatus:
-    value = _str(obj, key)
+    value = fields.text(obj, key)
     if value in _FOREIGN_STATUSES:
         return _FOREIGN_STATUSES[value]
     return _enum(OrderStatus, obj, key)
@@ -491,7 +457,7 @@ def _status(obj: dict[str, Any], key: str) -> OrderStatus:
 def _position_side(obj: dict[str, Any], key: str, *, default: str | None) -> str:
     if key not in obj and default is not None:
         return default
-    value = _str(obj, key)
+    value = fields.text(obj, key)
     if value not in _POSITION_SIDES:
         raise MalformedMessage(f"unknown position side {key!r} {value!r}")
     return value

@@ -12,18 +12,12 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from posmon.exchange.errors import (
-    AuthRejected,
+    CODE_CLASSES,
     Banned,
-    ClockSkew,
-    GiveUp,
-    NonceExpired,
-    OrderNotFound,
     OutcomeUnknown,
-    PrecisionRejected,
     RateLimited,
     Rejected,
     VenueError,
-    WouldTriggerImmediately,
 )
 
 __all__ = ["BAN_RETRY_AFTER", "RATE_LIMIT_RETRY_AFTER", "error_for", "retry_after_seconds"]
@@ -33,22 +27,7 @@ __all__ = ["BAN_RETRY_AFTER", "RATE_LIMIT_RETRY_AFTER", "error_for", "retry_afte
 RATE_LIMIT_RETRY_AFTER = 5.0
 BAN_RETRY_AFTER = 120.0
 
-_BY_CODE: Mapping[int, type[Rejected]] = MappingProxyType({
-    -1021: ClockSkew,
-    -1002: AuthRejected,
-    -1022: AuthRejected,
-    -2014: AuthRejected,
-    -2015: AuthRejected,
-    -4225: NonceExpired,
-    -1111: PrecisionRejected,
-    -4014: PrecisionRejected,
-    -4023: PrecisionRejected,
-    -2011: OrderNotFound,
-    -2013: OrderNotFound,
-    -2019: GiveUp,
-    -2022: GiveUp,
-    -2021: WouldTriggerImmediately,
-})
+_BY_CODE: Mapping[int, type[Rejected]] = MappingProxyType(CODE_CLASSES)  # the Binance-family codes
 _RATE_LIMIT_CODES = frozenset({-1003, -1015})
 # -1001 DISCONNECTED, -1006 UNEXPECTED_RESP, -1007 TIMEOUT: the venue itself says the outcome is unknown.
 _UNKNOWN_OUTCOME_CODES = frozenset({-1001, -1006, -1007})

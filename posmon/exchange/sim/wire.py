@@ -8,12 +8,13 @@ are decimal strings on the wire and become Decimal straight from the string.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import orjson
 
 from posmon.domain.orders import OrderSide, OrderStatus, OrderType, PositionState, Side
+from posmon.exchange import fields
 from posmon.exchange.events import MalformedMessage, MarkPrice, OrderUpdate, PositionUpdate, UserEvent
 
 EXEC_TYPES = frozenset({"NEW", "TRADE", "CANCELED", "EXPIRED", "CALCULATED", "AMENDMENT"})
@@ -87,26 +88,27 @@ def encode_user_event(
 
 def parse_mark_prices(frame: bytes) -> list[MarkPrice]:
     """Mark prices of a raw or combined-stream frame; [] for subscription acks."""
-    data = _unwrap(_load(frame))
+    data = fields.unwrap(_load(frame))
     if isinstance(data, dict) and "result" in data and "id" in data:
         return []
     items = data if isinstance(data, list) else [data]
-    return [_mark_price(_obj(item, "mark price entry")) for item in items]
+    return [_mark_price(fields.as_object(item, "mark price entry")) for item in items]
 
 
 def parse_user_event(frame: bytes) -> list[UserEvent]:
     """Typed events of a user-data frame; [] for events posmon does not use."""
-    data = _obj(_unwrap(_load(frame)), "user event")
+    data = fields.as_object(fields.unwrap(_load(frame)), "user event")
     kind = data.get("e")
     if kind == "ORDER_TRADE_UPDATE":
         return [_order_update(data)]
     if kind == "ACCOUNT_UPDATE":
-        time = _ms(data, "E") / 1000
-        account = _obj(_field(data, "a"), "ACCOUNT_UPDATE 'a'")
-        entries = _field(account, "P")
+        time = fields.millis(data, "E") / 1000
+        account = fields.as_object(fields.required(data, "a"), "ACCOUNT_UPDATE 'a'")
+        entries = fields.required(account, "P")
         if not isinstance(entries, list):
             raise MalformedMessage(f"ACCOUNT_UPDATE 'a.P' is not a list: {entries!r}")
-        return [update for entry in entries for update in _position_updates(_obj(entry, "position entry"), time)]
+        return [update for entry in entries
+                for update in _position_updates(fields.as_object(entry, "position entry"), time)]
     if not isinstance(kind, str):
         raise MalformedMessage(f"user event without an 'e' string: {data!r:.200}")
     return []  # listenKeyExpired (the reader reconnects on its own schedule), MARGIN_CALL, ...
@@ -115,48 +117,48 @@ def parse_user_event(frame: bytes) -> list[UserEvent]:
 def _mark_price(item: dict[str, Any]) -> MarkPrice:
     if item.get("e") != "markPriceUpdate":
         raise MalformedMessage(f"not a markPriceUpdate: {item!r:.200}")
-    price = _decimal(item, "p")
+    price = fields.decimal(item, "p")
     if price <= 0:
         raise MalformedMessage(f"non-positive mark price {price} for {item.get('s')!r}")
-    return MarkPrice(symbol=_str(item, "s"), price=price, time=_ms(item, "E") / 1000)
+    return MarkPrice(symbol=fields.text(item, "s"), price=price, time=fields.millis(item, "E") / 1000)
 
 
 def _order_update(data: dict[str, Any]) -> OrderUpdate:
-    o = _obj(_field(data, "o"), "ORDER_TRADE_UPDATE 'o'")
-    exec_type = _str(o, "x")
+    o = fields.as_object(fields.required(data, "o"), "ORDER_TRADE_UPDATE 'o'")
+    exec_type = fields.text(o, "x")
     if exec_type not in EXEC_TYPES:
         raise MalformedMessage(f"unknown execution type 'x' {exec_type!r}")
-    order_id = _field(o, "i")
+    order_id = fields.required(o, "i")
     if isinstance(order_id, bool) or not isinstance(order_id, int | str):
         raise MalformedMessage(f"order id 'i' is neither integer nor string: {order_id!r}")
-    reduce_only = _field(o, "R")
+    reduce_only = fields.required(o, "R")
     if not isinstance(reduce_only, bool):
         raise MalformedMessage(f"reduce-only 'R' is not a boolean: {reduce_only!r}")
     return OrderUpdate(
-        symbol=_str(o, "s"),
-        client_id=_str(o, "c"),
+        symbol=fields.text(o, "s"),
+        client_id=fields.text(o, "c"),
         order_id=str(order_id),
         side=_enum(OrderSide, o, "S"),
         position_side=_position_side(o),
         type=_enum(OrderType, o, "o"),
         status=_enum(OrderStatus, o, "X"),
         exec_type=exec_type,
-        qty=_decimal(o, "q"),
-        filled_qty=_decimal(o, "z"),
-        last_qty=_decimal(o, "l"),
-        last_price=_decimal(o, "L"),
-        avg_price=_decimal(o, "ap"),
+        qty=fields.decimal(o, "q"),
+        filled_qty=fields.decimal(o, "z"),
+        last_qty=fields.decimal(o, "l"),
+        last_price=fields.decimal(o, "L"),
+        avg_price=fields.decimal(o, "ap"),
         reduce_only=reduce_only,
-        realized_pnl=_decimal(o, "rp"),
-        time=_ms(data, "E") / 1000,
+        realized_pnl=fields.decimal(o, "rp"),
+        time=fields.millis(data, "E") / 1000,
     )
 
 
 def _position_updates(entry: dict[str, Any], time: float) -> list[PositionUpdate]:
     """One update per entry; a flat one-way (BOTH) position is flat on both sides, so it gives two."""
-    symbol = _str(entry, "s")
-    amount = _decimal(entry, "pa")
-    entry_price = _decimal(entry, "ep")
+    symbol = fields.text(entry, "s")
+    amount = fields.decimal(entry, "pa")
+    entry_price = fields.decimal(entry, "ep")
     ps = _position_side(entry)
     if ps == "BOTH":
         if amount == 0:
@@ -174,57 +176,20 @@ def _load(frame: bytes) -> Any:
         raise MalformedMessage(f"frame is not JSON ({exc}): {frame[:200]!r}") from exc
 
 
-def _unwrap(data: Any) -> Any:
-    """Strip the combined-stream envelope ``{"stream": ..., "data": ...}``."""
-    if isinstance(data, dict) and "stream" in data:
-        if "data" not in data:
-            raise MalformedMessage(f"combined-stream frame without 'data': {data!r:.200}")
-        return data["data"]
-    return data
 
 
-def _obj(value: Any, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise MalformedMessage(f"{what} is not a JSON object: {value!r:.200}")
-    return value
 
 
-def _field(obj: dict[str, Any], key: str) -> Any:
-    try:
-        return obj[key]
-    except KeyError:
-        raise MalformedMessage(f"missing field {key!r} in {obj!r:.200}") from None
 
 
-def _str(obj: dict[str, Any], key: str) -> str:
-    value = _field(obj, key)
-    if not isinstance(value, str) or not value:
-        raise MalformedMessage(f"field {key!r} is not a non-empty string: {value!r}")
-    return value
 
 
-def _decimal(obj: dict[str, Any], key: str) -> Decimal:
-    text = _field(obj, key)
-    if not isinstance(text, str):
-        raise MalformedMessage(f"field {key!r} is not a decimal string: {text!r}")
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise MalformedMessage(f"field {key!r} is not a decimal number: {text!r}") from None
-    if not value.is_finite():
-        raise MalformedMessage(f"field {key!r} is not a finite number: {text!r}")
-    return value
 
 
-def _ms(obj: dict[str, Any], key: str) -> int:
-    value = _field(obj, key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise MalformedMessage(f"field {key!r} is not a millisecond timestamp: {value!r}")
-    return value
 
 
 def _enum(cls: type[_E], obj: dict[str, Any], key: str) -> _E:
-    value = _str(obj, key)
+    value = fields.text(obj, key)
     try:
         return cls(value)
     except ValueError:
@@ -232,7 +197,7 @@ def _enum(cls: type[_E], obj: dict[str, Any], key: str) -> _E:
 
 
 def _position_side(obj: dict[str, Any]) -> str:
-    value = _str(obj, "ps")
+    value = fields.text(obj, "ps")
     if value not in ("LONG", "SHORT", "BOTH"):
         raise MalformedMessage(f"unknown position side 'ps' {value!r}")
     return value
