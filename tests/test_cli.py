@@ -67,3 +67,11 @@ async def test_demo_prints_protection_exits_and_pnl(tmp_path):
     out = result.stdout.decode()
     assert result.returncode == 0, result.stderr.decode()
     assert "tranche_opened" in out and "posmon demo summary" in out and "realized PnL" in out
+
+
+def test_bad_aster_setting_stops_startup_before_any_network(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("POSMON_ASTER_AUTH", "v9")
+    monkeypatch.setenv("POSMON_DAEMON_STORE", str(tmp_path / "x.sqlite"))
+    assert main(["run"]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "POSMON_ASTER_AUTH" in err and "'v9'" in err and "'v1', 'v3'" in err
