@@ -10,6 +10,7 @@ import trio
 import trio.testing
 
 from posmon.domain.orders import OrderRequest, OrderSide, OrderState, OrderStatus, OrderType, PositionState, Side
+from posmon.exchange.aster import codec
 from posmon.exchange.errors import OrderNotFound, OutcomeUnknown, RateLimited, Rejected
 from posmon.exchange.events import MalformedMessage, MarkPrice, OrderUpdate, PositionUpdate
 from posmon.exchange.sim import wire
@@ -156,7 +157,7 @@ def test_short_position_is_negative_on_the_wire() -> None:
     event = PositionUpdate(PositionState("XRPUSDT", Side.SHORT, D("12.5"), D("1.0123")), 1.0)
     frame = wire.encode_user_event(event, 1000)
     assert orjson.loads(frame)["a"]["P"] == [{"s": "XRPUSDT", "pa": "-12.5", "ep": "1.0123", "ps": "SHORT"}]
-    assert wire.parse_user_event(frame) == [event]
+    assert codec.parse_user_frame(frame) == [event]
 
 
 def test_order_update_survives_encoding_exactly() -> None:
@@ -179,7 +180,7 @@ def test_order_update_survives_encoding_exactly() -> None:
         time=1_700_000_000.123,
     )
     frame = wire.encode_user_event(event, 1_700_000_000_123, stop_price=D("44100"))
-    assert wire.parse_user_event(frame) == [event]
+    assert codec.parse_user_frame(frame) == [event]
     body = orjson.loads(frame)
     assert body["e"] == "ORDER_TRADE_UPDATE"
     assert (body["o"]["sp"], body["o"]["p"], body["o"]["i"], body["o"]["R"]) == ("44100", "0", 42, True)
@@ -201,7 +202,7 @@ def test_order_update_survives_encoding_exactly() -> None:
     ],
 )
 def test_price_frame_shapes(frame: bytes, expected: list[MarkPrice]) -> None:
-    assert wire.parse_mark_prices(frame) == expected
+    assert codec.parse_price_frame(frame) == expected
 
 
 @pytest.mark.parametrize(
@@ -214,7 +215,7 @@ def test_price_frame_shapes(frame: bytes, expected: list[MarkPrice]) -> None:
     ],
 )
 def test_user_frames_with_nothing_for_posmon(frame: bytes) -> None:
-    assert wire.parse_user_event(frame) == []
+    assert codec.parse_user_frame(frame) == []
 
 
 # ---- malformed frames ---------------------------------------------------------------------------------------------
@@ -228,8 +229,7 @@ def test_user_frames_with_nothing_for_posmon(frame: bytes) -> None:
         (b'{"e":"markPriceUpdate","E":1,"s":"BTCUSDT","p":45000.5}', "not a decimal string"),
         (b'{"e":"markPriceUpdate","E":1,"s":"BTCUSDT","p":"abc"}', "not a decimal"),
         (b'{"e":"markPriceUpdate","E":1,"s":"BTCUSDT","p":"NaN"}', "finite"),
-        (b'{"e":"markPriceUpdate","E":1,"s":"BTCUSDT","p":"0"}', "non-positive"),
-        (b'{"e":"markPriceUpdate","E":1,"s":"BTCUSDT","p":"-1"}', "non-positive"),
+        (b'{"e":"markPriceUpdate","E":1,"s":"BTCUSDT","p":"-1"}', "negative"),
         (b'{"e":"markPriceUpdate","E":"1","s":"BTCUSDT","p":"1"}', "'E'"),
         (b'{"e":"markPriceUpdate","E":1,"s":"","p":"1"}', "'s'"),
         (b'{"e":"bookTicker","E":1}', "not a markPriceUpdate"),
@@ -309,7 +309,7 @@ async def test_malformed_user_frames_raise_malformed_message(frame: bytes, says:
 
 
 def test_the_unmodified_trade_update_used_above_parses() -> None:
-    assert len(wire.parse_user_event(_trade_update())) == 1
+    assert len(codec.parse_user_frame(_trade_update())) == 1
 
 
 # ---- REST calls, counters, batch limits -----------------------------------------------------------------------------
@@ -470,7 +470,7 @@ async def test_replay_steps_paths_on_the_interval_and_loops(autojump_clock: trio
     paths = {"BTCUSDT": [D(1), D(2), D(3)], "XRPUSDT": [D("0.5"), D("0.6")]}
     with trio.move_on_after(4.5):  # ticks at t = 0, 1, 2, 3, 4
         await exchange.replay(paths, 1.0)
-    seen = [(m.time, m.symbol, m.price) for f in pending(prices) for m in wire.parse_mark_prices(f)]
+    seen = [(m.time, m.symbol, m.price) for f in pending(prices) for m in codec.parse_price_frame(f)]
     btc = [(float(t), "BTCUSDT", D(p)) for t, p in enumerate([1, 2, 3, 1, 2])]
     assert [s for s in seen if s[1] == "BTCUSDT"] == btc
     assert [s[2] for s in seen if s[1] == "XRPUSDT"] == [D("0.5"), D("0.6"), D("0.5"), D("0.6"), D("0.5")]
@@ -480,7 +480,7 @@ async def test_replay_without_loop_ends_with_the_longest_path(autojump_clock: tr
     exchange = SimExchange(rules_for(SYMBOLS), clock=trio.current_time)
     prices = exchange.open_price_stream()
     await exchange.replay({"BTCUSDT": [D(1), D(2), D(3)], "XRPUSDT": [D("0.5")]}, 1.0, loop=False)
-    frames = [wire.parse_mark_prices(f) for f in pending(prices)]
+    frames = [codec.parse_price_frame(f) for f in pending(prices)]
     assert [[m.symbol for m in f] for f in frames] == [["BTCUSDT", "XRPUSDT"], ["BTCUSDT"], ["BTCUSDT"]]
     assert exchange.engine.mark("BTCUSDT") == D(3)
 
@@ -536,3 +536,8 @@ def _known(exchange: SimExchange, symbol: str, client_id: str) -> bool:
     except OrderNotFound:
         return False
     return True
+
+
+def test_a_zero_mark_is_no_price_and_is_skipped():
+    # Aster reports "0" for a symbol without a mark yet: nothing to act on, but not a malformed frame either.
+    assert codec.parse_price_frame(b'{"e":"markPriceUpdate","E":1,"s":"BTCUSDT","p":"0"}') == []

@@ -13,9 +13,9 @@ from contextlib import asynccontextmanager
 import trio
 
 from posmon.domain.orders import OrderRequest, OrderState, PositionState, SymbolRules
+from posmon.exchange.aster import codec
 from posmon.exchange.errors import Rejected
 from posmon.exchange.events import MarkPrice, UserEvent
-from posmon.exchange.sim import wire
 from posmon.exchange.sim.exchange import SimExchange
 from posmon.exchange.sim.validation import BAD_BATCH_SIZE
 from posmon.exchange.venue import FrameStream, PlaceResult, RateLimits, StreamClosed
@@ -124,7 +124,7 @@ class SimVenue:
             channel.close()
 
     def parse_price_frame(self, frame: bytes) -> list[MarkPrice]:
-        return wire.parse_mark_prices(frame)
+        return codec.parse_price_frame(frame)
 
     def parse_user_frame(self, frame: bytes) -> list[UserEvent]:
-        return wire.parse_user_event(frame)
+        return codec.parse_user_frame(frame)
