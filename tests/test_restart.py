@@ -24,12 +24,14 @@ async def test_restart_on_same_store_keeps_tranches_and_orders_without_duplicate
         await h.entry("ETHUSDT", Side.SHORT, "1", "3000")
         before = snapshot(h)
         sent = exchange.orders_sent
+        queries = exchange.calls["query_order"]
 
     async with running(settings, exchange) as h:
         await trio.sleep(3)  # past the reconcile grace period
         await settle()
         assert snapshot(h) == before
         assert exchange.orders_sent == sent  # nothing re-placed
+        assert exchange.calls["query_order"] == queries  # resting orders are known from the open-orders list
         assert_protected_and_no_orphans(h)
         # And the restarted daemon still acts: tranche 1's TP runs through.
         h.exchange.set_marks({"BTCUSDT": D("42800")}, trade=False)

@@ -597,28 +597,37 @@ class PositionActor:
 
     async def _reconcile_once(self) -> None:
         symbol = self.cfg.symbol
-        if self.orders:
-            ids = tuple(self.orders)
-            answer: OrderResults = await self._answer(lambda ch: QueryOrders(symbol, ids, ch))
-            for r in answer.results:
-                rec = self.orders.get(r.client_id)
-                if rec is None:
-                    continue
-                if r.state is not None:
-                    self._observe(r.client_id, r.state.status, r.state.filled_qty, r.state.avg_price,
-                                  r.state.order_id)
-                    if (rec := self.orders.get(r.client_id)) is not None and rec.state is LocalState.CANCELING:
-                        self._send(CancelOrders(symbol, (rec.client_id,), self.links.self_send, Priority.EXIT))
-                elif isinstance(r.error, OrderNotFound):
-                    self._on_never_placed(rec)
         snap: AccountSnapshot = await self._answer(lambda ch: FetchAccount(symbol, ch))
         if snap.error is not None:
             log.error("%s: cannot reconcile: %s; retrying", self.name, snap.error)
             self._confirm_at = self.links.clock() + self.cfg.retry_seconds
             return
+        # Orders the open-orders list shows need no lookup of their own; only the others (filled, cancelled,
+        # never placed) are queried one by one by client id.
+        still_open = {o.client_id: o for o in snap.open_orders}
+        for cid in [c for c in self.orders if c in still_open]:
+            self._settle_known(cid, still_open[cid])
+        missing = tuple(c for c in self.orders if c not in still_open)
+        if missing:
+            answer: OrderResults = await self._answer(lambda ch: QueryOrders(symbol, missing, ch))
+            for r in answer.results:
+                rec = self.orders.get(r.client_id)
+                if rec is None:
+                    continue
+                if r.state is not None:
+                    self._settle_known(r.client_id, r.state)
+                elif isinstance(r.error, OrderNotFound):
+                    self._on_never_placed(rec)
         self._cancel_orphans(snap.open_orders)
         self._check_position_size(snap)
         self._ensure_protected()
+
+    def _settle_known(self, cid: str, state: OrderState) -> None:
+        """Fold in what the exchange says of one of our orders; a cancel asked for but still open goes again."""
+        self._observe(cid, state.status, state.filled_qty, state.avg_price, state.order_id)
+        rec = self.orders.get(cid)
+        if rec is not None and rec.state is LocalState.CANCELING:
+            self._send(CancelOrders(self.cfg.symbol, (cid,), self.links.self_send, Priority.EXIT))
 
     def _on_never_placed(self, rec: OrderRecord) -> None:
         """The exchange never saw this order: a decided-but-unsent intent. Drop it; protection is re-derived."""

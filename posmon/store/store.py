@@ -219,9 +219,13 @@ class Store:
         return [_order(r) for r in rows]
 
     def tranches_with_active_orders(self, venue: str, symbol: str, side: Side) -> list[int]:
+        """Closed tranches of one key whose orders are not all done yet (e.g. merged away mid-replacement).
+
+        Starts from the tranches index so that loading thousands of actors does not scan every order each time.
+        """
         rows = self.db.execute(
-            "SELECT DISTINCT o.tranche_id FROM orders o JOIN tranches t ON t.id = o.tranche_id "
-            "WHERE o.state != 'DONE' AND t.venue = ? AND t.symbol = ? AND t.side = ?",
+            "SELECT DISTINCT t.id FROM tranches t JOIN orders o ON o.tranche_id = t.id "
+            "WHERE t.status = 'closed' AND t.venue = ? AND t.symbol = ? AND t.side = ? AND o.state != 'DONE'",
             [venue, symbol, side.value],
         ).fetchall()
         return [r[0] for r in rows]
