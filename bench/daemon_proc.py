@@ -1,0 +1,209 @@
+"""The daemon process: the real posmon daemon, started the way ``posmon run`` starts it, plus a few observers.
+
+``python -m bench.daemon_proc CONFIG EXPECTED_TRANCHES`` opens the store, opens the venue with ``open_venue``
+(the configuration names the simulator's URLs, so this is the live-account code path: ``AsterVenue`` over
+HTTP and websockets) and runs ``run_daemon``. What is added, all outside posmon:
+
+- the venue is wrapped so that each mark-price frame's arrival at the price router is timestamped
+  (``time.monotonic_ns()`` when ``parse_price_frame`` is called, keyed by the frame's event time ``E``);
+- the store is wrapped to count each actor's load, and a watcher reports start-up milestones as events on
+  stdout: store opened, venue opened, every tranche loaded, daemon started (``run_daemon`` is up, the user
+  stream included) and every actor *watching* (it has finished its start-up reconcile and taken a mark price;
+  until then it acts on no tick), with a progress event every second;
+- the gateway's calls to the venue (``cancel_orders`` / ``place_orders``) are timestamped too, so a trigger's
+  latency splits into frame -> router, router -> gateway call (decide, persist, queue) and gateway call -> request
+  received by the simulator (signing, HTTP client, loopback, server);
+- garbage-collector pauses are timed (``gc.callbacks``);
+- a ``frames`` command returns those timestamps and pauses, ``metrics`` the daemon's own counters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from bench.proto import ChildChannel
+from posmon.config import load_settings
+from posmon.daemon import Daemon, run_daemon
+from posmon.exchange.events import MarkPrice
+from posmon.logs import configure
+from posmon.metrics import Metrics
+from posmon.store.store import Store
+from posmon.venues import open_venue
+
+
+class TimedVenue:
+    """Delegates everything to the real venue; records when each price frame reaches the router."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.name = inner.name
+        self.frames: list[tuple[int, int]] = []  # (E ms of the frame's first entry, arrival ns)
+        self.frame_count = 0
+        self.calls: list[tuple[int, str, list[str]]] = []  # (ns, "cancel" | "place", client ids): gateway -> venue
+
+    @property
+    def limits(self) -> Any:
+        return self._inner.limits
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._inner, attr)
+
+    def parse_price_frame(self, frame: bytes) -> list[MarkPrice]:
+        t = time.monotonic_ns()
+        marks = self._inner.parse_price_frame(frame)
+        if marks:
+            self.frames.append((round(marks[0].time * 1000), t))
+            self.frame_count += 1
+        return marks
+
+    async def cancel_orders(self, symbol: str, client_ids: Sequence[str]) -> Any:
+        self.calls.append((time.monotonic_ns(), "cancel", list(client_ids)))
+        return await self._inner.cancel_orders(symbol, client_ids)
+
+    async def place_orders(self, orders: Sequence[Any]) -> Any:
+        self.calls.append((time.monotonic_ns(), "place", [o.client_id for o in orders]))
+        return await self._inner.place_orders(orders)
+
+
+class GcClock:
+    """Garbage-collector pauses (``gc.callbacks``): a long-lived heap of tranches makes full collections slow."""
+
+    def __init__(self) -> None:
+        self._start = 0
+        self.pauses: list[tuple[int, int]] = []  # (generation, ns)
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._start = time.monotonic_ns()
+        else:
+            self.pauses.append((info["generation"], time.monotonic_ns() - self._start))
+
+    def take(self) -> dict[str, Any]:
+        pauses, self.pauses = self.pauses, []
+        out: dict[str, Any] = {}
+        for gen in (0, 1, 2):
+            ns = [p for g, p in pauses if g == gen]
+            out[f"gen{gen}"] = {"count": len(ns), "total_ms": round(sum(ns) / 1e6, 2),
+                                "max_ms": round(max(ns, default=0) / 1e6, 2)}
+        return out
+
+
+class CountingStore(Store):
+    """The daemon's store, counting each actor's load (``open_tranches`` of one key) for start-up progress."""
+
+    def __init__(self, db: Any) -> None:
+        super().__init__(db)
+        self.loads = 0
+        self.loaded = 0
+
+    def open_tranches(self, venue: str | None = None, symbol: str | None = None, side: Any = None) -> list[Any]:
+        out = super().open_tranches(venue, symbol, side)
+        if symbol is not None and side is not None:
+            self.loads += 1
+            self.loaded += len(out)
+        return out
+
+
+@dataclass
+class Observed:
+    store: CountingStore
+    metrics: Metrics
+    gc: GcClock
+    timed: TimedVenue | None = None
+    daemon: Daemon | None = None
+
+    def actors(self) -> list[Any]:
+        directory = self.daemon.directory if self.daemon is not None else None
+        if directory is None:
+            return []
+        return [a for s, side in list(directory.keys()) if (a := directory.actor(s, side)) is not None]
+
+
+async def watch_startup(channel: ChildChannel, obs: Observed, expected_tranches: int) -> None:
+    """Progress every second; events when every tranche is loaded and when every actor is watching prices.
+
+    Loading is counted by the store wrapper (it runs before ``run_daemon`` reports started); *watching* (every
+    actor reconciled and holding a mark) can be read only once ``run_daemon`` has handed over its actors, which it
+    does after the user stream is up, so that event is never earlier than ``daemon_started``.
+    """
+    loaded_sent = False
+    last_progress = 0.0
+    while True:
+        store = obs.store
+        if not loaded_sent and store.loaded >= expected_tranches:
+            channel.event("actors_loaded", actors=store.loads, tranches=store.loaded)
+            loaded_sent = True
+        actors = obs.actors()
+        watching = sum(1 for a in actors if a.mark is not None)
+        now = time.monotonic()
+        if now - last_progress >= 1.0:
+            channel.event("progress", loads=store.loads, loaded=store.loaded, actors=len(actors), watching=watching,
+                          frames=obs.timed.frame_count if obs.timed is not None else 0)
+            last_progress = now
+        if loaded_sent and actors and watching == len(actors):
+            channel.event("all_watching", actors=len(actors), tranches=sum(len(a.tranches) for a in actors))
+            return
+        await trio.sleep(0.05)
+
+
+async def serve_commands(channel: ChildChannel, obs: Observed, scope: trio.CancelScope) -> None:
+    async for msg in channel.commands():
+        ident, cmd = msg.get("id"), msg.get("cmd")
+        if cmd == "frames":
+            timed = obs.timed
+            frames, calls = (timed.frames, timed.calls) if timed is not None else ([], [])
+            if timed is not None:
+                timed.frames, timed.calls = [], []
+            channel.send({"id": ident, "frames": frames, "calls": calls, "gc": obs.gc.take()})
+        elif cmd == "metrics":
+            counters = {f"{name}{dict(labels)}": v for (name, labels), v in obs.metrics.counters.items()}
+            held = sum(len(a.tranches) for a in obs.actors()) if obs.daemon is not None else obs.store.loaded
+            channel.send({"id": ident, "counters": counters, "tranches": held, "started": obs.daemon is not None})
+        elif cmd == "stop":
+            channel.send({"id": ident})
+            scope.cancel()
+            return
+        else:
+            channel.send({"id": ident, "error": f"unknown command {cmd!r}"})
+
+
+async def main(config: str, expected_tranches: int) -> None:
+    channel = ChildChannel()
+    channel.event("process_started")
+    settings = load_settings(config, env={})
+    configure(settings.daemon.log_level)
+    opened = Store.open(settings.daemon.store)
+    store = CountingStore(opened.db)
+    channel.event("store_opened")
+    obs = Observed(store, Metrics(), GcClock())
+    gc.callbacks.append(obs.gc)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve_commands, channel, obs, nursery.cancel_scope)
+            nursery.start_soon(watch_startup, channel, obs, expected_tranches)
+            async with open_venue(settings, nursery) as venue:
+                channel.event("venue_opened")
+                obs.timed = TimedVenue(venue)
+                obs.daemon = await nursery.start(lambda task_status: run_daemon(
+                    settings, obs.timed, store, metrics=obs.metrics, task_status=task_status))  # type: ignore[arg-type]
+                channel.event("daemon_started", keys=len(obs.actors()))
+                await trio.sleep_forever()
+    finally:
+        store.close()
+
+
+def run(argv: Sequence[str]) -> None:
+    with contextlib.suppress(KeyboardInterrupt):
+        trio.run(main, argv[0], int(argv[1]))
+
+
+if __name__ == "__main__":
+    run(sys.argv[1:])
