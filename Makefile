@@ -6,10 +6,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run demo test lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# Lighter's signer is the Go library inside lighter-sdk; only that part is used (no aiohttp client), and the
+	# SDK pins urllib3<2.1, which ccxt's pin contradicts, so it is installed without its dependencies.
+	$(BIN)/python -m pip install --quiet --no-deps 'lighter-sdk==1.1.8'
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -14,7 +14,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
@@ -35,9 +35,10 @@ CONFIG_ENV = "POSMON_CONFIG"
 ENV_PREFIX = "POSMON_"
 DEFAULT_CONFIG_FILE = "config.toml"
 PACKAGED_CONFIG = "default_config.toml"
-# Later work owns these venue sections; their POSMON_ variables are not ours to reject.
-_FOREIGN_ENV_PREFIXES = ("POSMON_ASTER_", "POSMON_LIGHTER_")
-_FREE_FORM_SECTIONS = ("aster", "lighter")
+# These sections are validated by the module that owns them (the venue adapters, the HTTP API, the
+# notifiers), each naming its own keys; their POSMON_ variables are not ours to reject.
+_FOREIGN_ENV_PREFIXES = ("POSMON_ASTER_", "POSMON_LIGHTER_", "POSMON_API_", "POSMON_NOTIFY_")
+_FREE_FORM_SECTIONS = ("aster", "lighter", "api", "notify")
 
 Venue = Literal["sim", "aster", "lighter"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -102,6 +103,8 @@ class Settings:
     aster: dict[str, Any]
     lighter: dict[str, Any]
     source: str
+    api: dict[str, Any] = field(default_factory=dict)
+    notify: dict[str, Any] = field(default_factory=dict)
 
     def risk_for(self, symbol: str) -> RiskSettings:
         """The risk settings for ``symbol``: its override section merged over ``[risk]``, else ``[risk]``."""
@@ -394,7 +397,8 @@ def _build(raw: Mapping[str, Any], env: Mapping[str, str], source: str) -> Setti
     where_listed, listed = _venue_symbols(daemon, sim, free)
     risk_symbols = _risk_symbols(raw.get("risk", {}).get(_RISK_SYMBOLS_KEY, {}), risk, where_listed, listed)
     return Settings(daemon=daemon, risk=risk, risk_symbols=risk_symbols, sim=sim,
-                    aster=free["aster"], lighter=free["lighter"], source=source)
+                    aster=free["aster"], lighter=free["lighter"], api=free["api"], notify=free["notify"],
+                    source=source)
 
 
 # ---------------------------------------------------------------------------------------------------------------
