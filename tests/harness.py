@@ -98,10 +98,10 @@ def new_exchange(settings: Settings) -> SimExchange:
 
 @asynccontextmanager
 async def running(settings: Settings, exchange: SimExchange | None = None, *,
-                  venue: SimVenue | None = None) -> AsyncIterator[Harness]:
-    """The daemon on the in-process simulated venue."""
+                  venue: SimVenue | None = None, notices: Any = None) -> AsyncIterator[Harness]:
+    """The daemon on the in-process simulated venue; ``notices``: a channel that receives every operator notice."""
     exchange = exchange or new_exchange(settings)
-    async with _daemon(settings, exchange, venue or SimVenue(exchange)) as h:
+    async with _daemon(settings, exchange, venue or SimVenue(exchange), notices=notices) as h:
         yield h
 
 
@@ -133,13 +133,15 @@ async def running_aster(settings: Settings, exchange: SimExchange | None = None,
 
 
 @asynccontextmanager
-async def _daemon(settings: Settings, exchange: SimExchange, venue: Any) -> AsyncIterator[Harness]:
+async def _daemon(settings: Settings, exchange: SimExchange, venue: Any, *, notices: Any = None,
+                  ) -> AsyncIterator[Harness]:
     store = Store.open(settings.daemon.store, clock=trio_clock)
     metrics = Metrics()
     try:
         async with trio.open_nursery() as nursery:
             daemon = await nursery.start(lambda task_status: run_daemon(
-                settings, venue, store, metrics=metrics, clock=trio_clock, task_status=task_status))
+                settings, venue, store, metrics=metrics, clock=trio_clock,
+                notice_listeners=[notices] if notices is not None else (), task_status=task_status))
             await settle()
             yield Harness(settings, exchange, venue, store, metrics, daemon)
             nursery.cancel_scope.cancel()

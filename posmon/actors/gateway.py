@@ -72,6 +72,7 @@ class GatewayPolicy:
 @dataclass(order=True, slots=True)
 class _Queued:
     priority: int
+    rank: float  # within a priority, lower first (an exit further through its stop outranks the others)
     since: float  # placements: when their exposure began; everything else when it arrived
     seq: int
     request: GatewayRequest = field(compare=False)
@@ -106,7 +107,8 @@ class OrderGateway:
     def _push(self, request: GatewayRequest) -> None:
         # Placements say when their exposure began; anything else queues by when it arrived.
         since = request.since if isinstance(request, PlaceOrders) and request.since else self._clock()
-        heapq.heappush(self._queue, _Queued(int(request.priority), since, next(self._seq), request))
+        rank = request.rank if isinstance(request, PlaceOrders) else 0.0
+        heapq.heappush(self._queue, _Queued(int(request.priority), rank, since, next(self._seq), request))
 
     async def _dispatch(self, nursery: trio.Nursery) -> None:
         while True:

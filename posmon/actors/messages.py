@@ -31,6 +31,8 @@ class PlaceOrders:
     reply_to: trio.MemorySendChannel[Any]
     priority: Priority = Priority.PROTECT
     since: float = 0.0  # when the exposure these orders cover began: older exposures are served first
+    rank: float = 0.0  # within a priority, lower goes first (exits: the tranche furthest through its stop)
+    tick_at: float | None = None  # trio time of the price frame that caused this (tick-to-order latency)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,7 @@ class CancelOrders:
     client_ids: tuple[str, ...]
     reply_to: trio.MemorySendChannel[Any]
     priority: Priority = Priority.PROTECT
+    tick_at: float | None = None  # trio time of the price frame that caused this (tick-to-order latency)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +124,33 @@ class CloseTranches:
 
     tranche_ids: tuple[int, ...] = ()
     reason: str = "MANUAL"
+
+
+@dataclass(frozen=True, slots=True)
+class OpenEntry:
+    """Place an entry at market for a new tranche with its own risk (the operator's open command).
+
+    ``entry`` carries the client id ``<prefix>-<tranche_id>-E1``; its fills become tranche ``tranche_id``
+    protected at ``risk``. ``reply_to`` gets an ``EntryOutcome`` once the entry is filled or has ended.
+    """
+
+    entry: OrderRequest
+    tranche_id: int
+    risk: Any  # posmon.domain.tranche.Risk
+    reply_to: trio.MemorySendChannel[Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EntryOutcome:
+    tranche: Any  # posmon.domain.tranche.Tranche once filled, else None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StopMonitoring:
+    """Forget every tranche of this key without closing the position; cancel posmon's resting orders."""
+
+    reply_to: trio.MemorySendChannel[Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

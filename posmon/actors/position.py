@@ -44,7 +44,9 @@ from posmon.domain.orders import OrderState, OrderStatus, Purpose, Side, SymbolR
 from posmon.domain.protection import (
     LocalState,
     OrderRecord,
+    bounded_close_order,
     close_order,
+    close_slippage_pct,
     parse_client_order_id,
     protection_orders,
 )
@@ -91,6 +93,14 @@ class ActorConfig:
     # A key first seen in a live fill needs no start-up reconcile: the fill itself is the news. Restored
     # keys, discovered positions and restarts (which reload state) reconcile before acting.
     reconcile_on_start: bool = True
+    # Venues whose conditional orders cannot be trusted (Lighter): no resting TP/SL; posmon watches TP, SL
+    # and the hold time itself and closes with reduce-only market orders bounded to a worst price that
+    # starts ``close_slippage_pct`` through the mark and widens by ``close_slippage_step_pct`` per unfilled
+    # attempt up to ``close_slippage_max_pct`` (then a human is told, and it keeps trying at the maximum).
+    emulated_exits: bool = False
+    close_slippage_pct: Decimal = Decimal("0.5")
+    close_slippage_step_pct: Decimal = Decimal("0.5")
+    close_slippage_max_pct: Decimal = Decimal("3")
 
 
 @dataclass(slots=True)
@@ -115,8 +125,8 @@ class PositionActor:
         self.tranches: dict[int, Tranche] = {}
         self.orders: dict[str, OrderRecord] = {}  # every active order, by client id
         self._orders_by_tranche: dict[int, dict[str, OrderRecord]] = {}  # the same, per tranche (no scans)
-        self.book = TriggerBook(cfg.side, take_profit=cfg.instant_tp, stop_loss=False,
-                                timeout=cfg.risk.max_hold_seconds > 0)
+        self.book = TriggerBook(cfg.side, take_profit=cfg.instant_tp or cfg.emulated_exits,
+                                stop_loss=cfg.emulated_exits, timeout=cfg.risk.max_hold_seconds > 0)
         self.mark: Decimal | None = None
         self._merged_into: dict[int, int] = {}
         self._retry_at: float | None = None
@@ -124,6 +134,8 @@ class PositionActor:
         self._pending_diff: Decimal | None = None
         self._close_attempts: dict[int, int] = {}
         self._close_hold: dict[int, float] = {}  # no new close order for the tranche before this time
+        self._tick_at: float | None = None  # trio time of the frame behind the current decision
+        self._entries: dict[str, tuple[int, Risk, Any]] = {}  # entry client id -> (tranche id, risk, reply)
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
@@ -201,15 +213,20 @@ class PositionActor:
     # --- prices -------------------------------------------------------------------------------------------
 
     def _on_price(self) -> None:
+        received_at = self.links.slot.received_at
         mark = self.links.slot.take()
         if mark is None:
             return
         self.mark = mark.price
         if not self.book:
             return
-        for tid, reason in list(self.book.pop_triggered(mark.price, self.links.clock())):
-            self.links.metrics.inc("exits_triggered", venue=self.cfg.venue, reason=reason.value)
-            self._start_close(self.tranches[tid], reason)
+        self._tick_at = received_at
+        try:
+            for tid, reason in list(self.book.pop_triggered(mark.price, self.links.clock())):
+                self.links.metrics.inc("exits_triggered", venue=self.cfg.venue, reason=reason.value)
+                self._start_close(self.tranches[tid], reason)
+        finally:
+            self._tick_at = None
 
     # --- order updates from the user stream ----------------------------------------------------------------
 
@@ -272,6 +289,11 @@ class PositionActor:
                 self.tranches[t.id] = t
                 changes.tranches.append(t)
                 continue
+            if self.cfg.emulated_exits:  # posmon itself watches TP, SL and the hold time
+                self.tranches[t.id] = t
+                self.book.add(t)
+                changes.tranches.append(t)
+                continue
             t, tp, sl = protection_orders(t, prefix=self.cfg.prefix, working_type=self.cfg.working_type,
                                           hedge_mode=self.cfg.hedge_mode)
             self.tranches[t.id] = t
@@ -287,7 +309,7 @@ class PositionActor:
             if removed_reason != "MERGED":
                 self._notice("exit", t, f"tranche {t.index} ({t.qty}) was closed outside posmon",
                              reason=removed_reason)
-            if survivor is not None and removed_reason == "MERGED":
+            if survivor is not None and removed_reason == "MERGED" and not self.cfg.emulated_exits:
                 self._merged_into[t.id] = survivor  # its orders go once the survivor is protected
             else:
                 self._cancel(self._orders_of(t.id), Priority.EXIT, changes)
@@ -486,6 +508,15 @@ class PositionActor:
             if t.closing:
                 self._continue_close(t)
                 continue
+            if self.cfg.emulated_exits:
+                self.book.add(t)
+                legs = [o for o in self._orders_of(t.id)
+                        if o.purpose in (Purpose.TP, Purpose.SL) and o.state is not LocalState.CANCELING]
+                if legs:  # resting legs would fire natively; posmon holds the exits itself here
+                    changes = Changes()
+                    self._cancel(legs, Priority.PROTECT, changes)
+                    self.store.apply(changes)
+                continue
             missing = []
             for purpose in (Purpose.TP, Purpose.SL):
                 cur = self._current(t, purpose)
@@ -515,7 +546,7 @@ class PositionActor:
             self._track(replace(o, state=LocalState.CANCELING), changes)
             ids.append(o.client_id)
         if ids:
-            self._send(CancelOrders(self.cfg.symbol, tuple(ids), self.links.self_send, priority))
+            self._send(CancelOrders(self.cfg.symbol, tuple(ids), self.links.self_send, priority, tick_at=self._tick_at))
 
     # --- exits --------------------------------------------------------------------------------------------
 
@@ -541,12 +572,39 @@ class PositionActor:
         n = self._close_attempts.get(t.id, 0) + 1
         self._close_attempts[t.id] = n
         now = self.links.clock()
+        if self.cfg.emulated_exits:
+            self._bounded_close_fell_short(t, why, n)
+            return
         self._close_hold[t.id] = now + self.cfg.retry_seconds * n
         self._confirm_at = now
         log.warning("%s: %s; tranche %s still holds %s (attempt %d)", self.name, why, t.index, t.qty, n)
         if n >= 3:
             self._notice("close_failed", t, f"tranche {t.index} still open after {n} close attempts: {why}",
                          needs_human=True)
+
+    def _slippage(self, attempt: int) -> Decimal:
+        c = self.cfg
+        return close_slippage_pct(attempt, first=c.close_slippage_pct, step=c.close_slippage_step_pct,
+                                  most=c.close_slippage_max_pct)
+
+    def _bounded_close_fell_short(self, t: Tranche, why: str, n: int) -> None:
+        """An emulated exit's bounded close did not fill: widen the bound at once, up to the cap.
+
+        At the cap the operator is told (the market moved further than the allowed slippage) and the close
+        is retried at the cap after a pause, with a reconcile in between: never an unbounded close, never a
+        silently open position.
+        """
+        at_cap = self._slippage(n - 1) >= self.cfg.close_slippage_max_pct
+        log.warning("%s: %s; tranche %s still holds %s; next close %s%% through the mark", self.name, why,
+                    t.index, t.qty, self._slippage(n))
+        if at_cap:
+            now = self.links.clock()
+            self._close_hold[t.id] = now + self.cfg.retry_seconds
+            self._confirm_at = now
+            self._notice("close_failed", t, f"tranche {t.index} ({t.qty}) not closed within the "
+                         f"{self.cfg.close_slippage_max_pct}% slippage cap: {why}; retrying at the cap",
+                         needs_human=True)
+            self.links.metrics.inc("close_slippage_exhausted", venue=self.cfg.venue)
 
     def _continue_close(self, t: Tranche) -> None:
         """Once no TP/SL leg is left resting, close what remains at market (once at a time)."""
@@ -559,12 +617,26 @@ class PositionActor:
         if hold is not None and self.links.clock() < hold:
             self._retry_at = hold if self._retry_at is None else min(self._retry_at, hold)
             return
-        t, rec = close_order(t, t.qty, prefix=self.cfg.prefix, hedge_mode=self.cfg.hedge_mode)
+        rank = 0.0
+        if self.cfg.emulated_exits:
+            if self.mark is None:  # no price to bound the close by yet: try again shortly
+                hold = self.links.clock() + self.cfg.retry_seconds
+                self._retry_at = hold if self._retry_at is None else min(self._retry_at, hold)
+                return
+            attempt = self._close_attempts.get(t.id, 0)
+            t, rec = bounded_close_order(t, t.qty, prefix=self.cfg.prefix, hedge_mode=self.cfg.hedge_mode,
+                                         mark=self.mark, slippage_pct=self._slippage(attempt), rules=self.cfg.rules)
+            # The tranche furthest through its stop goes first when many close at once.
+            rank = -float(t.side.sign * (t.sl - self.mark) / t.entry)
+        else:
+            t, rec = close_order(t, t.qty, prefix=self.cfg.prefix, hedge_mode=self.cfg.hedge_mode)
         self.tranches[t.id] = t
         self._remember(rec)
         self.store.apply(Changes(tranches=[t], orders=[rec],
-                                 events=[self._event("close_sent", t, client_id=rec.client_id, qty=t.qty)]))
-        self._send(PlaceOrders((rec.request,), self.links.self_send, Priority.EXIT, since=self.links.clock()))
+                                 events=[self._event("close_sent", t, client_id=rec.client_id, qty=t.qty,
+                                                     worst_price=rec.request.price)]))
+        self._send(PlaceOrders((rec.request,), self.links.self_send, Priority.EXIT, since=self.links.clock(),
+                               rank=rank, tick_at=self._tick_at))
 
     # --- reconciliation -----------------------------------------------------------------------------------
 

@@ -91,6 +91,29 @@ def close_order(t: Tranche, qty: Decimal, *, prefix: str, hedge_mode: bool) -> t
     return replace(t, seq=seq), OrderRecord(req, t.id, Purpose.CLOSE)
 
 
+def close_slippage_pct(attempt: int, *, first: Decimal, step: Decimal, most: Decimal) -> Decimal:
+    """How far through the mark the ``attempt``-th (0-based) bounded close may fill: widening, never unbounded."""
+    return min(first + step * attempt, most)
+
+
+def bounded_close_order(
+    t: Tranche, qty: Decimal, *, prefix: str, hedge_mode: bool, mark: Decimal, slippage_pct: Decimal,
+    rules: SymbolRules,
+) -> tuple[Tranche, OrderRecord]:
+    """A reduce-only market order closing ``qty`` that fills no worse than ``slippage_pct`` through ``mark``.
+
+    For venues whose market orders need a worst acceptable price (Lighter): a SELL may fill down to
+    mark * (1 - s), a BUY up to mark * (1 + s); rounded outward to the tick so the bound is never tighter
+    than asked.
+    """
+    t, rec = close_order(t, qty, prefix=prefix, hedge_mode=hedge_mode)
+    sell = rec.request.side is OrderSide.SELL
+    factor = (Decimal(100) - slippage_pct if sell else Decimal(100) + slippage_pct) / Decimal(100)
+    worst = (round_down if sell else round_up)(mark * factor, rules.tick_size)
+    worst = max(worst, rules.tick_size)
+    return t, replace(rec, request=replace(rec.request, price=worst))
+
+
 def reround_exit(order: OrderRequest, rules: SymbolRules) -> OrderRequest:
     """Put a refused exit back on the venue's (possibly changed) grid, in the safe direction.
 

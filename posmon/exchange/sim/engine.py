@@ -70,9 +70,13 @@ class MatchingEngine:
     position or a one-way position through a reduce-only order.
     """
 
-    def __init__(self, rules: Mapping[str, SymbolRules], *, hedge_mode: bool = True) -> None:
+    def __init__(self, rules: Mapping[str, SymbolRules], *, hedge_mode: bool = True,
+                 bounded_market: bool = False) -> None:
         self.rules: dict[str, SymbolRules] = dict(rules)
         self.hedge_mode = hedge_mode
+        # Lighter-style market orders: ``price`` is the worst acceptable fill; what cannot fill within it expires.
+        self.bounded_market = bounded_market
+        self._impact: dict[str, Decimal] = {}  # symbol -> % a market order fills through the mark (thin book)
         self._ids = itertools.count(1)
         self._orders: dict[str, _Order] = {}  # every accepted order, by client id
         self._open: dict[str, dict[str, _Order]] = {}  # symbol -> client id -> resting order, in placement order
@@ -88,18 +92,35 @@ class MatchingEngine:
         if order.client_id in self._orders:
             raise Rejected(f"ClientOrderId is duplicated: {order.client_id!r}.", code=v.DUPLICATE_CLIENT_ID)
         mark = self._marks.get(order.symbol)
-        v.check_order(order, self.rules, mark, hedge_mode=self.hedge_mode)
+        v.check_order(order, self.rules, mark, hedge_mode=self.hedge_mode, bounded_market=self.bounded_market)
         record = _Order(order, str(next(self._ids)))
         self._orders[order.client_id] = record
         self._emit_order(record, "NEW", now)
         if order.type is OrderType.MARKET:
             assert mark is not None  # validation rejects a market order without a mark
-            self._execute(record, mark, now)
+            price = self._market_fill_price(order, mark)
+            if self.bounded_market and order.price is not None and \
+                    (price > order.price if order.side is OrderSide.BUY else price < order.price):
+                record.status = OrderStatus.EXPIRED  # nothing fills within the bound: IOC, so it ends here
+                self._emit_order(record, "EXPIRED", now)
+            else:
+                self._execute(record, price, now)
         elif order.type is OrderType.LIMIT and mark is not None and v.limit_crosses(order, mark):
             self._execute(record, mark, now)
         else:
             self._open.setdefault(order.symbol, {})[order.client_id] = record
         return record.state()
+
+    def set_market_impact(self, symbol: str, pct: Decimal) -> None:
+        """Make the book thin: market orders fill ``pct`` % through the mark (against the taker)."""
+        self._impact[symbol] = pct
+
+    def _market_fill_price(self, order: OrderRequest, mark: Decimal) -> Decimal:
+        impact = self._impact.get(order.symbol)
+        if not impact:
+            return mark
+        sign = 1 if order.side is OrderSide.BUY else -1
+        return (mark * (100 + sign * impact) / 100).quantize(self.rules[order.symbol].tick_size)
 
     def cancel(self, symbol: str, client_id: str, now: float) -> OrderState:
         """Cancel a resting order; ``OrderNotFound`` (-2011) when it is unknown or no longer open."""

@@ -42,8 +42,9 @@ class SimExchange:
         *,
         hedge_mode: bool = True,
         clock: Callable[[], float] = time.time,
+        bounded_market: bool = False,
     ) -> None:
-        self.engine = MatchingEngine(rules, hedge_mode=hedge_mode)
+        self.engine = MatchingEngine(rules, hedge_mode=hedge_mode, bounded_market=bounded_market)
         self.hedge_mode = hedge_mode
         self.clock = clock
         self.faults = CallFaults()

@@ -69,6 +69,7 @@ def check_order(
     mark: Decimal | None,
     *,
     hedge_mode: bool,
+    bounded_market: bool = False,
 ) -> None:
     """Raise ``Rejected`` with the code Binance would give; return quietly for a valid order."""
     if not CLIENT_ID_PATTERN.fullmatch(order.client_id):
@@ -86,7 +87,7 @@ def check_order(
             f"Order's position side {order.position_side!r} does not match user's setting.",
             code=POSITION_SIDE_MISMATCH,
         )
-    _check_params(order)
+    _check_params(order, bounded_market=bounded_market)
     if order.qty <= 0:
         raise rejection("Quantity less than or equal to zero.", code=BAD_QTY)
     if order.qty < symbol_rules.min_qty:
@@ -110,7 +111,7 @@ def check_order(
         closing = not opening
     if order.type is OrderType.MARKET and mark is None:
         raise rejection(f"No mark price for {order.symbol} yet: a market order cannot fill.", code=NEW_ORDER_REJECTED)
-    reference = order.price or order.stop_price or mark
+    reference = mark if order.type is OrderType.MARKET else (order.price or order.stop_price or mark)
     if not closing and reference is not None and order.qty * reference < symbol_rules.min_notional:
         raise rejection(
             f"Order's notional must be no smaller than {symbol_rules.min_notional} (unless you choose reduce only).",
@@ -120,14 +121,18 @@ def check_order(
         raise rejection(f"Order would immediately trigger (mark {mark}, stop {order.stop_price}).", code=WOULD_TRIGGER)
 
 
-def _check_params(order: OrderRequest) -> None:
-    """Each type takes exactly its own price fields (-1102 missing, -1106 not required, as since 2026-10-08)."""
+def _check_params(order: OrderRequest, *, bounded_market: bool = False) -> None:
+    """Each type takes exactly its own price fields (-1102 missing, -1106 not required, as since 2026-10-08).
+
+    ``bounded_market``: Lighter-style market orders, whose price (when given) is the worst acceptable one.
+    """
     needs_price = order.type is OrderType.LIMIT
+    may_price = needs_price or (bounded_market and order.type is OrderType.MARKET)
     needs_stop = order.type in (OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET)
     for name, value, needed in (("price", order.price, needs_price), ("stopPrice", order.stop_price, needs_stop)):
         if needed and value is None:
             raise rejection(
                 f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.", code=MANDATORY_PARAM
             )
-        if not needed and value is not None:
+        if not needed and value is not None and not (name == "price" and may_price):
             raise rejection(f"Parameter '{name}' sent when not required by {order.type}.", code=PARAM_NOT_REQUIRED)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from decimal import Decimal
 
 import trio
 
@@ -46,8 +47,15 @@ class SimVenue:
         limits: RateLimits | None = None,
         name: str = "sim",
         latency: float = 0.0,
+        emulated_exits: bool = False,
+        close_slippage: tuple[Decimal, Decimal, Decimal] | None = None,
     ) -> None:
+        """``emulated_exits``: behave like Lighter (posmon holds TP/SL itself, closes with bounded market
+        orders; the exchange should then be built with ``bounded_market=True``)."""
         self.exchange = exchange
+        self.emulated_exits = emulated_exits
+        if close_slippage is not None:
+            self.close_slippage = close_slippage
         self.limits = limits if limits is not None else DEFAULT_LIMITS
         self.name = name
         self.latency = latency
