@@ -73,7 +73,7 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("orders", "counter", "Orders sent to the venue by order type and result (placed, rejected, unknown)",
                ("venue", "type", "result")),
     MetricSpec("tick_to_order_seconds", "histogram", "Seconds from the price tick that triggered an order to the "
-               "venue's answer", _V),
+               "order leaving for the venue", _V),
     MetricSpec("rest_calls", "counter", "REST calls made to the venue, by call", ("venue", "call")),
     MetricSpec("gateway_queue_depth", "gauge", "Requests waiting in the order gateway", _V),
     MetricSpec("gateway_paced", "counter", "Requests delayed to stay inside the venue's rate limits", _V),

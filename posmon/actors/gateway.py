@@ -165,7 +165,16 @@ class OrderGateway:
 
     # --- execution ----------------------------------------------------------------------------------------
 
+    def _observe_tick_latency(self, job: _Job) -> None:
+        """Tick-to-order: from the price frame's arrival to this request leaving for the venue."""
+        now = trio.current_time()
+        for r in job.requests:
+            tick_at = getattr(r, "tick_at", None)
+            if tick_at is not None:
+                self.metrics.observe("tick_to_order_seconds", now - tick_at, venue=self.venue.name)
+
     async def _execute(self, job: _Job) -> None:
+        self._observe_tick_latency(job)
         try:
             head = job.requests[0]
             if isinstance(head, PlaceOrders):
