@@ -13,14 +13,17 @@ HTTP and websockets) and runs ``run_daemon``. What is added, all outside posmon:
 - the gateway's calls to the venue (``cancel_orders`` / ``place_orders``) are timestamped too, so a trigger's
   latency splits into frame -> router, router -> gateway call (decide, persist, queue) and gateway call -> request
   received by the simulator (signing, HTTP client, loopback, server);
-- garbage-collector pauses are timed (``gc.callbacks``);
-- a ``frames`` command returns those timestamps and pauses, ``metrics`` the daemon's own counters.
+- garbage-collector pauses are timed (``gc.callbacks``); with ``BENCH_GC_FREEZE=1`` (the runner's ``--gc-freeze``
+  experiment) the heap is frozen (``gc.freeze()``) once every actor is watching;
+- a ``frames`` command returns those timestamps and pauses, ``metrics`` the daemon's own counters; when the runner
+  goes away (stdin closes) the process stops.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -149,12 +152,24 @@ async def watch_startup(channel: ChildChannel, obs: Observed, expected_tranches:
                           frames=obs.timed.frame_count if obs.timed is not None else 0)
             last_progress = now
         if loaded_sent and actors and watching == len(actors):
+            channel.event("progress", loads=store.loads, loaded=store.loaded, actors=len(actors), watching=watching,
+                          frames=obs.timed.frame_count if obs.timed is not None else 0)
             channel.event("all_watching", actors=len(actors), tranches=sum(len(a.tranches) for a in actors))
+            if os.environ.get("BENCH_GC_FREEZE") == "1":  # the runner's --gc-freeze experiment, never by default
+                gc.collect()
+                gc.freeze()
+                channel.event("gc_frozen", objects=gc.get_freeze_count())
             return
         await trio.sleep(0.05)
 
 
 async def serve_commands(channel: ChildChannel, obs: Observed, scope: trio.CancelScope) -> None:
+    """Answer the runner; when it is gone (stdin closed) stop, so no daemon outlives its benchmark."""
+    await _serve(channel, obs, scope)
+    scope.cancel()
+
+
+async def _serve(channel: ChildChannel, obs: Observed, scope: trio.CancelScope) -> None:
     async for msg in channel.commands():
         ident, cmd = msg.get("id"), msg.get("cmd")
         if cmd == "frames":

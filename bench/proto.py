@@ -8,6 +8,7 @@ blocks on a full pipe.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -162,6 +163,41 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds a process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (every core; user, nice, system, irq, softirq, steal)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / _TICK
+
+
+class Interference:
+    """How much CPU processes other than the benchmark's used during a phase (the machine is shared).
+
+    ``others_cpu_pct``: the machine's busy CPU minus what the daemon, the simulator and the runner used, in % of one
+    core; with 2 cores, 100 means another program kept one core busy the whole time. ``loadavg`` is the 1-minute
+    load average when the phase began (it counts the benchmark's own processes too).
+    """
+
+    def __init__(self, pids: Sequence[int]) -> None:
+        self.pids = list(pids)
+        self.load = os.getloadavg()[0]
+        self.t0 = time.monotonic()
+        self.busy0 = busy_cpu_seconds()
+        self.ours0 = self._ours()
+
+    def _ours(self) -> float:
+        total = sum(t for t in os.times()[:2])  # the runner itself (its reader threads included)
+        for pid in self.pids:
+            with contextlib.suppress(OSError):  # it has exited
+                total += cpu_seconds(pid)
+        return total
+
+    def result(self) -> dict[str, float]:
+        wall = max(1e-9, time.monotonic() - self.t0)
+        others = (busy_cpu_seconds() - self.busy0) - (self._ours() - self.ours0)
+        return {"loadavg_1m": round(self.load, 2), "others_cpu_pct": round(max(0.0, 100 * others / wall), 1)}
 
 
 def memory_kib(pid: int) -> dict[str, int]:

@@ -31,7 +31,8 @@ def table(out: dict[str, Any]) -> str:
     m = out["machine"]
     lines = [f"posmon benchmark ({out['kind']}) - commit {out['git_commit'][:12]}, {m['cpu_count']} cores, "
              f"Python {m['python']}, {out['started_at'][:19]}Z, {out.get('duration_s', '?')} s"
-             + ("  [PROFILED: py-spy attached]" if out.get("profiled") else ""),
+             + ("  [PROFILED: py-spy attached]" if out.get("profiled") else "")
+             + (f"  [EXPERIMENT: {out['experiment']}]" if out.get("experiment") else ""),
              "daemon and Aster-protocol simulator in separate processes over 127.0.0.1; v3 auth; simulator rate "
              "limits 1e9/min (no pacing); tranches seeded into the store", ""]
 

@@ -32,7 +32,7 @@ from typing import Any
 
 from bench import analysis, report
 from bench.plan import Plan, PlanSpec, Window, build_plan, next_tranche_id
-from bench.proto import ROOT, Child, cpu_seconds, memory_kib
+from bench.proto import ROOT, Child, Interference, cpu_seconds, memory_kib
 from posmon.exchange.aster_sim import credentials as cred
 from posmon.store.store import Changes, Store
 
@@ -44,7 +44,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 HANDSHAKE_TIMEOUT = 120.0
 SLOW, FAST = "1hz", "10hz"
 STUCK_AFTER_S = 30.0
-QUIET_S = 3.0  # start-up is over when the daemon has sent no REST request for this long
+MAX_LAG_GROWTH_MS = 50.0  # a rate is kept up with while the frame lag grows less than this over the run
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +69,9 @@ class Sizes:
     drain_s: float  # after the last frame of a run, before collecting
     slow_rate: float = 1.0
     fast_rate: float = 10.0
+    quiet_s: float = 3.0  # start-up is over when the daemon has sent no REST request for this long
+    settle_quiet_s: float = 0.5  # a REST-call scenario is over after this long without a request
+    bisect_steps: int = 2  # throughput: bisections between the last rate kept up with and the first failing one
 
 
 FULL = Sizes("full", symbols=1000, idle_per_side=5, slow_steps=140, slow_triggers=1120, fast_steps=560,
@@ -76,10 +79,11 @@ FULL = Sizes("full", symbols=1000, idle_per_side=5, slow_steps=140, slow_trigger
              rates=(5_000, 10_000, 20_000, 30_000, 40_000, 60_000, 80_000, 100_000, 150_000),
              rate_seconds=8.0, probes_per_second=2.0, big_idle_per_side=50, startup_cap_s=300.0,
              big_startup_cap_s=150.0, idle_seconds=10.0, rest_repeats=5, drain_s=2.0)
-SMOKE = Sizes("smoke", symbols=20, idle_per_side=2, slow_steps=3, slow_triggers=12, fast_steps=10, fast_triggers=10,
-              probes=10, spare=2, rates=(2_000, 4_000), rate_seconds=1.0, probes_per_second=2.0,
-              big_idle_per_side=10, startup_cap_s=60.0, big_startup_cap_s=30.0, idle_seconds=1.0, rest_repeats=1,
-              drain_s=0.5)
+# Toy sizes: every phase runs and every figure is written, in about 10 s; the values say nothing about targets.
+SMOKE = Sizes("smoke", symbols=20, idle_per_side=2, slow_steps=1, slow_triggers=6, fast_steps=5, fast_triggers=5,
+              probes=10, spare=2, rates=(4_000,), rate_seconds=0.5, probes_per_second=4.0,
+              big_idle_per_side=10, startup_cap_s=60.0, big_startup_cap_s=30.0, idle_seconds=0.5, rest_repeats=1,
+              drain_s=0.25, quiet_s=0.5, settle_quiet_s=0.25, bisect_steps=0)
 
 # What the specification's starting point (a 5-second polling loop, TP and SL placed and cancelled with separate
 # calls) spends, per event; see README.md.
@@ -193,20 +197,26 @@ class Profiler:
 class World:
     """A simulator process with a plan, the matching store, and (once started) the daemon on it."""
 
-    def __init__(self, name: str, spec: PlanSpec, work: Path, *, handshake_timeout: float | None = None) -> None:
+    def __init__(self, name: str, spec: PlanSpec, work: Path, *, handshake_timeout: float | None = None,
+                 daemon_env: dict[str, str] | None = None) -> None:
         self.name = name
         self.handshake_timeout = handshake_timeout
+        self.daemon_env = daemon_env or {}
         self.spec = spec
         self.work = work / name
         self.work.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         self.sim = Child(f"sim-{name}", ["-m", "bench.sim_server"], self.work / "sim.log")
-        self.urls = self.sim.call("init", spec=spec.to_json(), timeout=600)
-        self.plan = build_plan(spec)
-        if self.plan.fingerprint() != self.urls["fingerprint"]:
-            raise RuntimeError("the simulator and the runner built different plans")
-        self.store_path = self.work / "posmon.sqlite"
-        store_s = seed_store(self.store_path, self.plan)
+        try:
+            self.urls = self.sim.call("init", spec=spec.to_json(), timeout=600)
+            self.plan = build_plan(spec)
+            if self.plan.fingerprint() != self.urls["fingerprint"]:
+                raise RuntimeError("the simulator and the runner built different plans")
+            self.store_path = self.work / "posmon.sqlite"
+            store_s = seed_store(self.store_path, self.plan)
+        except BaseException:
+            self.sim.close()
+            raise
         self.config = self.work / "config.toml"
         write_config(self.config, self.store_path, self.urls, spec.max_per_key, handshake_timeout)
         self.setup = {"symbols": len(self.plan.symbols), "tranches": len(self.plan.tranches),
@@ -222,18 +232,21 @@ class World:
     def counters(self) -> dict[str, int]:
         return self.sim.call("counters")["requests"]
 
-    def start_daemon(self, cap: float, profiler: Profiler, *, lookup_rate: float | None = None) -> dict[str, Any]:
+    def start_daemon(self, cap: float, profiler: Profiler, *, quiet_s: float,
+                     lookup_rate: float | None = None) -> dict[str, Any]:
         """Start the daemon on the seeded store and follow its start-up until it has *recovered*.
 
         Recovered: ``run_daemon`` is up (the user stream included), every actor is watching prices, and no REST
-        request has come for ``QUIET_S`` seconds (the start-up reconcile, its retries included, is over); the
+        request has come for ``quiet_s`` seconds (the start-up reconcile, its retries included, is over); the
         figure is the time of the last start-up request. After ``cap`` seconds it gives up and projects the rest
         from the progress so far (store loads per second; order lookups at ``lookup_rate`` if given).
         """
         before = self.counters()
         self.daemon = d = Child(f"daemon-{self.name}", ["-m", "bench.daemon_proc", str(self.config),
-                                                        str(len(self.plan.tranches))], self.work / "daemon.log")
+                                                        str(len(self.plan.tranches))], self.work / "daemon.log",
+                                env=self.daemon_env)
         spy = profiler.start(f"startup_{self.name}", d.pid, cap)
+        others = Interference([d.pid, self.sim.pid])
         lookups_total, keys = len(self.plan.orders), self.keys
         t_spawn = d.spawned_ns / 1e9  # the runner's time.monotonic() is the same clock
         reconciled_at = stuck_at = recovered_at = None
@@ -263,7 +276,7 @@ class World:
                 stuck_at = now
                 log(f"{self.name}: no price frame reached the daemon's router {STUCK_AFTER_S:.0f}s after the venue "
                     "opened: its price stream is stuck")
-            quiet = now - last_change >= QUIET_S
+            quiet = now - last_change >= quiet_s
             started, watching = d.wait_event("daemon_started", 0), d.wait_event("all_watching", 0)
             if quiet and started and (watching or stuck_at is not None):
                 # With a hung price stream no actor will ever watch: what can be measured is the REST recovery.
@@ -282,6 +295,9 @@ class World:
         elapsed = time.monotonic() - t_spawn
         progress = d.events_named("progress")
         last = progress[-1] if progress else {}
+        loaded = d.events_named("actors_loaded")  # exact counts; the progress events come once a second
+        if loaded:
+            last = {**last, "loads": loaded[0]["actors"], "loaded": loaded[0]["tranches"]}
         out: dict[str, Any] = {
             "tranches": len(self.plan.tranches), "position_keys": keys,
             "process_started_s": at("process_started"), "store_opened_s": at("store_opened"),
@@ -298,6 +314,7 @@ class World:
             "order_lookups": done, "order_lookups_needed": lookups_total,
             "order_lookups_per_s": round(done / elapsed, 1) if done else None,
             "requests": req,
+            "machine_load": others.result(),
         }
         if recovered_at is None:
             out["gave_up_after_s"] = round(elapsed, 1)
@@ -333,9 +350,11 @@ def latency_run(w: World, window: str, rate: float, drain: float, profiler: Prof
     cpu0, t0 = cpu_seconds(w.daemon.pid), time.monotonic()
     sim_cpu0 = cpu_seconds(w.sim.pid)
     spy = profiler.start(f"latency_{window}", w.daemon.pid, (last - first + 1) / rate)
+    others = Interference([w.daemon.pid, w.sim.pid])
     res = w.sim.call("steps", first=first, last=last, rate=rate, engine=True, timeout=(last - first) / rate + 120)
     cpu1, t1 = cpu_seconds(w.daemon.pid), time.monotonic()
     sim_cpu1 = cpu_seconds(w.sim.pid)
+    load = others.result()
     time.sleep(drain)
     Profiler.stop(spy)
     data = w.sim.call("collect")
@@ -347,7 +366,7 @@ def latency_run(w: World, window: str, rate: float, drain: float, profiler: Prof
                updates_per_s=rate * len(w.plan.symbols), duration_s=round(t1 - t0, 2),
                daemon_cpu_pct=round(100 * (cpu1 - cpu0) / (t1 - t0), 1),
                sim_cpu_pct=round(100 * (sim_cpu1 - sim_cpu0) / (t1 - t0), 1),
-               schedule_slip_max_ms=round(res["slip_max_s"] * 1000, 1), gets=data["gets"])
+               schedule_slip_max_ms=round(res["slip_max_s"] * 1000, 1), gets=data["gets"], machine_load=load)
     return out
 
 
@@ -355,12 +374,14 @@ def idle_cpu(w: World, seconds: float) -> dict[str, Any]:
     """CPU use while the 1 Hz stream runs and nothing triggers."""
     assert w.daemon is not None
     before = w.counters()
+    others = Interference([w.daemon.pid, w.sim.pid])
     cpu0, t0 = cpu_seconds(w.daemon.pid), time.monotonic()
     time.sleep(seconds)
     cpu1, t1 = cpu_seconds(w.daemon.pid), time.monotonic()
     calls = analysis.calls(before, w.counters())
     return {"seconds": round(t1 - t0, 1), "daemon_cpu_pct": round(100 * (cpu1 - cpu0) / (t1 - t0), 2),
-            "requests": calls, "requests_per_hour": round(sum(calls.values()) * 3600 / (t1 - t0), 1)}
+            "requests": calls, "requests_per_hour": round(sum(calls.values()) * 3600 / (t1 - t0), 1),
+            "machine_load": others.result()}
 
 
 def throughput(w: World, sizes: Sizes, profiler: Profiler) -> dict[str, Any]:
@@ -383,11 +404,13 @@ def throughput(w: World, sizes: Sizes, profiler: Profiler) -> dict[str, Any]:
             schedule[(i + 1) * every] = probes.pop(0)
         w.daemon.call("frames")
         w.sim.call("record", on=True)
+        others = Interference([w.daemon.pid, w.sim.pid])
         cpu0, t0 = cpu_seconds(w.daemon.pid), time.monotonic()
         spy = profiler.start(f"throughput_{rate}", w.daemon.pid, frames / fps)
         res = w.sim.call("rate", fps=fps, frames=frames, probes={str(f): t for f, t in schedule.items()},
                          timeout=frames / fps + 120)
         cpu1, t1 = cpu_seconds(w.daemon.pid), time.monotonic()
+        load = others.result()
         time.sleep(sizes.drain_s)
         Profiler.stop(spy)
         # A daemon that fell behind is still working through the backlog: let it catch up before the next level.
@@ -406,37 +429,45 @@ def throughput(w: World, sizes: Sizes, profiler: Profiler) -> dict[str, Any]:
         sim_limited = res["publish_seconds"] > planned_s * 1.1 + 0.05
         interval_ms = 1000 / fps
         keeps_up = (growth["received"] == growth["frames"] and growth["growth_ms"] is not None
-                    and growth["growth_ms"] < max(50.0, 2 * interval_ms) and (growth["lag"]["p99_ms"] or 0) < 1000)
+                    and growth["growth_ms"] < MAX_LAG_GROWTH_MS
+                    and growth["lag"]["p50_ms"] < max(MAX_LAG_GROWTH_MS, interval_ms)
+                    and growth["lag"]["p99_ms"] < 1000)
         return {"updates_per_s": rate, "frames_per_s": round(fps, 2), "symbols_per_frame": n, "frames": frames,
                 "keeps_up": keeps_up, "sim_limited": sim_limited, "daemon_cpu_pct": round(100 * (cpu1 - cpu0) /
                                                                                           (t1 - t0), 1),
                 "frame_lag": growth, "probe_tick_to_order": probe["tick_to_order"], "probe_missing": probe["missing"],
                 "publish_seconds": round(res["publish_seconds"], 3), "planned_seconds": round(planned_s, 3),
-                "caught_up_after_s": backlog_s, "gc_pauses": gc_pauses}
+                "caught_up_after_s": backlog_s, "gc_pauses": gc_pauses, "machine_load": load}
 
     for rate in sizes.rates:
         level = run_level(rate)
         levels.append(level)
         log(f"throughput {rate}/s: keeps up={level['keeps_up']} lag growth={level['frame_lag'].get('growth_ms')}ms "
-            f"cpu={level['daemon_cpu_pct']}% sim_limited={level['sim_limited']}")
+            f"cpu={level['daemon_cpu_pct']}% sim_limited={level['sim_limited']} load={level['machine_load']}")
         if level["keeps_up"] and not level["sim_limited"]:
             best = rate
         else:
             first_fail = rate
             break
-    if best is not None and first_fail is not None and sizes.name == "full" and not levels[-1]["sim_limited"]:
-        mid = (best + first_fail) // 2
+    for _ in range(sizes.bisect_steps):  # bisect between the last rate kept up with and the first not
+        if best is None or first_fail is None or levels[-1]["sim_limited"] or first_fail - best <= 2_000:
+            break
+        mid = (best + first_fail) // 2 // 500 * 500
         level = run_level(mid)
         levels.append(level)
-        log(f"throughput {mid}/s: keeps up={level['keeps_up']} lag growth={level['frame_lag'].get('growth_ms')}ms")
+        log(f"throughput {mid}/s: keeps up={level['keeps_up']} lag growth={level['frame_lag'].get('growth_ms')}ms "
+            f"cpu={level['daemon_cpu_pct']}% load={level['machine_load']}")
         if level["keeps_up"]:
             best = mid
+        else:
+            first_fail = mid
     return {"max_updates_per_s": best, "first_failing_updates_per_s": first_fail,
             "limited_by_simulator": bool(levels and levels[-1]["sim_limited"]), "levels": levels}
 
 
-def _settle(w: World, symbol: str, done: Callable[[dict[str, Any]], bool], timeout: float = 15.0) -> bool:
-    """Wait until the book of ``symbol`` satisfies ``done`` and no request has come for half a second."""
+def _settle(w: World, symbol: str, done: Callable[[dict[str, Any]], bool], quiet_s: float,
+            timeout: float = 15.0) -> bool:
+    """Wait until the book of ``symbol`` satisfies ``done`` and no request has come for ``quiet_s`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if done(w.sim.call("book", symbol=symbol)):
@@ -445,7 +476,7 @@ def _settle(w: World, symbol: str, done: Callable[[dict[str, Any]], bool], timeo
     else:
         return False
     last, quiet_since = w.counters(), time.monotonic()
-    while time.monotonic() - quiet_since < 0.5:
+    while time.monotonic() - quiet_since < quiet_s:
         time.sleep(0.05)
         now = w.counters()
         if now != last:
@@ -453,7 +484,7 @@ def _settle(w: World, symbol: str, done: Callable[[dict[str, Any]], bool], timeo
     return True
 
 
-def rest_calls(w: World, repeats: int) -> dict[str, Any]:
+def rest_calls(w: World, repeats: int, quiet_s: float) -> dict[str, Any]:
     """Requests per protected fill, tranche update, instant close and exchange-side TP fill."""
     samples: dict[str, list[dict[str, int]]] = {k: [] for k in ("protected_fill", "tranche_update", "instant_close",
                                                                 "tp_fill")}
@@ -462,7 +493,7 @@ def rest_calls(w: World, repeats: int) -> dict[str, Any]:
     def measure(kind: str, act: Callable[[], None], symbol: str, done: Callable[[dict[str, Any]], bool]) -> None:
         before = w.counters()
         act()
-        if not _settle(w, symbol, done):
+        if not _settle(w, symbol, done, quiet_s):
             failures.append(kind)
         samples[kind].append(analysis.calls(before, w.counters()))
 
@@ -522,76 +553,108 @@ def rest_comparison(per_event: dict[str, Any], idle_per_hour: float) -> dict[str
 # ---- the whole run -----------------------------------------------------------------------------------------------
 
 
-def run(sizes: Sizes, *, profile: bool = False, results_dir: Path = RESULTS, keep: bool = False) -> Path:
+PHASES = ("latency", "throughput", "rest", "large_store")
+
+
+def run(sizes: Sizes, *, profile: bool = False, results_dir: Path = RESULTS, keep: bool = False,
+        gc_freeze: bool = False, phases: tuple[str, ...] = PHASES, large_handshake_timeout: float | None = None,
+        ) -> Path:
+    """One benchmark run: the working set's start-up and memory always, then ``phases``; writes and returns the JSON.
+
+    ``gc_freeze`` is an experiment (the daemon's heap frozen after start-up), never the default.
+    ``large_handshake_timeout``: the large store's ``[aster] request_timeout_seconds`` (default: posmon's 10 s).
+    The work directory (stores, logs) is removed at the end, whatever happens, unless ``keep``.
+    """
     started = dt.datetime.now(dt.UTC)
     commit = git_commit()
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     work = Path(tempfile.mkdtemp(prefix="posmon-bench-"))
+    try:
+        return _run(sizes, work, started, commit, stamp, profile=profile, results_dir=results_dir,
+                    gc_freeze=gc_freeze, phases=phases, large_handshake_timeout=large_handshake_timeout)
+    finally:
+        if keep:
+            print(f"work dir (stores, logs): {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(sizes: Sizes, work: Path, started: dt.datetime, commit: str, stamp: str, *, profile: bool,
+         results_dir: Path, gc_freeze: bool, phases: tuple[str, ...], large_handshake_timeout: float | None) -> Path:
     profiler = Profiler(results_dir / "profiles" / f"{stamp}-{commit[:12]}" if profile else None)
+    daemon_env = {"BENCH_GC_FREEZE": "1"} if gc_freeze else None
     out: dict[str, Any] = {"schema": 1, "kind": sizes.name, "started_at": started.isoformat(), "git_commit": commit,
-                           "machine": machine(), "sizes": asdict(sizes), "profiled": profile,
+                           "machine": machine(), "sizes": asdict(sizes), "phases": list(phases), "profiled": profile,
+                           "experiment": "gc.freeze() in the daemon once every actor watches" if gc_freeze else None,
                            "method": {"auth": "v3 (EIP-712, the default)", "transport": "HTTP + websockets on "
                                       "127.0.0.1, simulator and daemon in separate processes",
                                       "rate_limits": "simulator publishes 1e9 weight/orders per minute: neither its "
                                       "429s nor the gateway's token buckets pace the runs",
                                       "tranches": "seeded directly into the store and onto the exchange",
-                    "websocket_handshake_timeout_s": {"working_set": HANDSHAKE_TIMEOUT, "large_store": 10.0}}}
+                                      "websocket_handshake_timeout_s": {
+                                          "working_set": HANDSHAKE_TIMEOUT,
+                                          "large_store": large_handshake_timeout or 10.0}}}
     t_start = time.monotonic()
-    log(f"{sizes.name} run, commit {commit[:12]}, work dir {work}")
+    log(f"{sizes.name} run, commit {commit[:12]}, phases {','.join(phases)}, work dir {work}, "
+        f"load average {os.getloadavg()[0]:.2f}")
     spec = PlanSpec(symbols=sizes.symbols, idle_per_side=sizes.idle_per_side,
                     windows=(Window(SLOW, sizes.slow_steps, sizes.slow_triggers),
                              Window(FAST, sizes.fast_steps, sizes.fast_triggers)),
                     probes=sizes.probes, spare_symbols=sizes.spare)
-    w = World("working_set", spec, work, handshake_timeout=HANDSHAKE_TIMEOUT)
+    w = World("working_set", spec, work, handshake_timeout=HANDSHAKE_TIMEOUT, daemon_env=daemon_env)
     try:
         out["setup"] = {"working_set": w.setup}
         log(f"working set seeded: {w.setup}")
-        startup = w.start_daemon(sizes.startup_cap_s, profiler)
+        startup = w.start_daemon(sizes.startup_cap_s, profiler, quiet_s=sizes.quiet_s)
         log(f"working-set daemon: {startup}")
         out["startup"] = {"working_set": startup}
         if not startup["finished"]:
             raise RuntimeError("the daemon never started watching prices; see the logs in " + str(w.work))
         assert w.daemon is not None
         held = w.daemon.call("metrics")["tranches"]
-        mem_ws = {**memory_kib(w.daemon.pid), "when_loaded": startup["memory_kib_when_loaded"],
-                  "tranches_loaded": startup["tranches_loaded"]}
+        out["memory"] = {"working_set": {"tranches": held, **memory_kib(w.daemon.pid),
+                                         "when_loaded": startup["memory_kib_when_loaded"],
+                                         "tranches_loaded": startup["tranches_loaded"]}}
         idle = idle_cpu(w, sizes.idle_seconds)
         log(f"idle 1 Hz: {idle}")
-        out["latency"] = {}
-        for window, rate in ((SLOW, sizes.slow_rate), (FAST, sizes.fast_rate)):
-            res = latency_run(w, window, rate, sizes.drain_s, profiler)
-            out["latency"][window] = res
-            log(f"latency {window}: {res['tick_to_order']} missing={res['missing']} cpu={res['daemon_cpu_pct']}%")
-        out["throughput"] = throughput(w, sizes, profiler)
-        out["throughput"]["cpu_at_1hz_pct"] = out["latency"][SLOW]["daemon_cpu_pct"]
-        out["throughput"]["cpu_at_1hz_idle_pct"] = idle["daemon_cpu_pct"]
-        rest = rest_calls(w, sizes.rest_repeats)
-        out["rest"] = {**rest, **rest_comparison(rest["per_event"], idle["requests_per_hour"]),
-                       "idle": idle}
-        log(f"rest: {out['rest']['comparison']}")
-        out["memory"] = {"working_set": {"tranches": held, **mem_ws}}
+        if "latency" in phases:
+            out["latency"] = {}
+            for window, rate in ((SLOW, sizes.slow_rate), (FAST, sizes.fast_rate)):
+                res = latency_run(w, window, rate, sizes.drain_s, profiler)
+                out["latency"][window] = res
+                log(f"latency {window}: {res['tick_to_order']} missing={res['missing']} cpu={res['daemon_cpu_pct']}% "
+                    f"load={res['machine_load']}")
+        if "throughput" in phases:
+            out["throughput"] = throughput(w, sizes, profiler)
+            out["throughput"]["cpu_at_1hz_pct"] = out.get("latency", {}).get(SLOW, {}).get("daemon_cpu_pct")
+            out["throughput"]["cpu_at_1hz_idle_pct"] = idle["daemon_cpu_pct"]
+        if "rest" in phases:
+            rest = rest_calls(w, sizes.rest_repeats, sizes.settle_quiet_s)
+            out["rest"] = {**rest, **rest_comparison(rest["per_event"], idle["requests_per_hour"]), "idle": idle}
+            log(f"rest: {out['rest']['comparison']}")
         out["working_set_metrics"] = w.daemon.call("metrics")["counters"]
     finally:
         w.stop()
-    big_spec = PlanSpec(symbols=sizes.symbols, idle_per_side=sizes.big_idle_per_side)
-    big = World("large_store", big_spec, work)
-    try:
-        out["setup"]["large_store"] = big.setup
-        log(f"large store seeded: {big.setup}")
-        rate = out["startup"]["working_set"].get("order_lookups_per_s")
-        startup = big.start_daemon(sizes.big_startup_cap_s, profiler, lookup_rate=rate)
-        log(f"large-store daemon: {startup}")
-        out["startup"]["large_store"] = startup
-        assert big.daemon is not None
-        held = big.daemon.call("metrics", timeout=60)["tranches"]
-        out["memory"]["large_store"] = {"tranches": held, **memory_kib(big.daemon.pid),
-                                        "when_loaded": startup["memory_kib_when_loaded"],
-                                        "tranches_loaded": startup["tranches_loaded"],
-                                        "measured_at": "after start-up" if startup["finished"] else
-                                        f"{startup['gave_up_after_s']}s into start-up (still recovering)"}
-    finally:
-        big.stop()
-    out["memory"].update(memory_figures(out["memory"]))
+    if "large_store" in phases:
+        big_spec = PlanSpec(symbols=sizes.symbols, idle_per_side=sizes.big_idle_per_side)
+        big = World("large_store", big_spec, work, handshake_timeout=large_handshake_timeout, daemon_env=daemon_env)
+        try:
+            out["setup"]["large_store"] = big.setup
+            log(f"large store seeded: {big.setup}")
+            rate = out["startup"]["working_set"].get("order_lookups_per_s")
+            startup = big.start_daemon(sizes.big_startup_cap_s, profiler, quiet_s=sizes.quiet_s, lookup_rate=rate)
+            log(f"large-store daemon: {startup}")
+            out["startup"]["large_store"] = startup
+            assert big.daemon is not None
+            held = big.daemon.call("metrics", timeout=60)["tranches"]
+            out["memory"]["large_store"] = {"tranches": held, **memory_kib(big.daemon.pid),
+                                            "when_loaded": startup["memory_kib_when_loaded"],
+                                            "tranches_loaded": startup["tranches_loaded"],
+                                            "measured_at": "after start-up" if startup["finished"] else
+                                            f"{startup['gave_up_after_s']}s into start-up (still recovering)"}
+        finally:
+            big.stop()
+        out["memory"].update(memory_figures(out["memory"]))
     out["targets"] = targets(out)
     out["duration_s"] = round(time.monotonic() - t_start, 1)
     if profile:
@@ -600,15 +663,12 @@ def run(sizes: Sizes, *, profile: bool = False, results_dir: Path = RESULTS, kee
         out["profiles"] = {name: {"file": path, "top": summarize(Path(path))}
                            for name, path in profiler.files.items() if Path(path).exists()}
     results_dir.mkdir(parents=True, exist_ok=True)
-    suffix = "-smoke" if sizes.name == "smoke" else ""
+    suffix = ("-smoke" if sizes.name == "smoke" else "") + ("-gcfreeze" if gc_freeze else "") \
+        + ("" if tuple(phases) == PHASES else "-partial")
     path = results_dir / f"{stamp}-{commit[:12]}{suffix}.json"
     path.write_text(json.dumps(out, indent=2, default=str))
     print(report.table(out))
     print(f"\nresults: {path}")
-    if not keep:
-        shutil.rmtree(work, ignore_errors=True)
-    else:
-        print(f"work dir (stores, logs): {work}")
     return path
 
 
@@ -631,28 +691,35 @@ def memory_figures(m: dict[str, Any]) -> dict[str, Any]:
 
 
 def targets(out: dict[str, Any]) -> dict[str, Any]:
-    lat = out["latency"][SLOW]["tick_to_order"]["p99_ms"]
-    thr = out["throughput"]["max_updates_per_s"]
-    mem = out["memory"].get("kib_per_tranche_marginal", out["memory"]["kib_per_tranche_large_store"])
-    big = out["startup"]["large_store"]
-    start = big["recovered_s"] if big["finished"] else (big.get("projection") or {}).get("recovered_s")
-    fill = out["rest"]["comparison"]["protected_fill"]["posmon"]
-    red = out["rest"]["example_hour"]["reduction_pct"]
+    """Each target's measured value and whether it is met (None: the phase that measures it was not run)."""
 
     def row(value: Any, target: float, ok: bool | None, note: str = "") -> dict[str, Any]:
-        return {"value": value, "target": target, "met": ok, **({"note": note} if note else {})}
+        return {"value": value, "target": target, "met": None if value is None else ok, **({"note": note} if note
+                                                                                          else {})}
 
+    lat = out.get("latency", {}).get(SLOW, {}).get("tick_to_order", {}).get("p99_ms")
+    thr = out.get("throughput", {}).get("max_updates_per_s")
+    mem = out["memory"].get("kib_per_tranche_marginal", out["memory"].get("kib_per_tranche_large_store"))
+    big = out["startup"].get("large_store")
+    start, note = None, ""
+    if big is not None:
+        start = big["recovered_s"] if big["finished"] else (big.get("projection") or {}).get("recovered_s")
+        note = ("cut short; value projected from the progress so far" if not big["finished"] else
+                "REST recovery only: the price stream hung, no actor ever watched prices"
+                if big["recovered_without_prices"] else "")
+    rest = out.get("rest", {})
+    fill = rest.get("comparison", {}).get("protected_fill", {}).get("posmon")
+    red = rest.get("example_hour", {}).get("reduction_pct")
+    t = TARGETS
     return {
-        "p99_tick_to_order_1hz_ms": row(lat, TARGETS["p99_tick_to_order_1hz_ms"],
-                                        None if lat is None else lat < TARGETS["p99_tick_to_order_1hz_ms"]),
-        "updates_per_s": row(thr, TARGETS["updates_per_s"], thr is not None and thr >= TARGETS["updates_per_s"]),
-        "kib_per_idle_tranche": row(mem, TARGETS["kib_per_idle_tranche"], mem < TARGETS["kib_per_idle_tranche"]),
-        "startup_100k_s": row(start, TARGETS["startup_100k_s"], big["finished"] and start is not None
-                              and start < TARGETS["startup_100k_s"],
-                              "cut short; value projected from the progress so far" if not big["finished"] else
-                              "REST recovery only: the price stream hung, no actor ever watched prices"
-                              if big["recovered_without_prices"] else ""),
-        "rest_calls_per_protected_fill": row(fill, TARGETS["rest_calls_per_protected_fill"],
-                                             fill is not None and fill <= TARGETS["rest_calls_per_protected_fill"]),
-        "rest_reduction_pct": row(red, TARGETS["rest_reduction_pct"], red >= TARGETS["rest_reduction_pct"]),
+        "p99_tick_to_order_1hz_ms": row(lat, t["p99_tick_to_order_1hz_ms"],
+                                        lat is not None and lat < t["p99_tick_to_order_1hz_ms"]),
+        "updates_per_s": row(thr, t["updates_per_s"], thr is not None and thr >= t["updates_per_s"]),
+        "kib_per_idle_tranche": row(mem, t["kib_per_idle_tranche"],
+                                    mem is not None and mem < t["kib_per_idle_tranche"]),
+        "startup_100k_s": row(start, t["startup_100k_s"], big is not None and big["finished"] and start is not None
+                              and not big["recovered_without_prices"] and start < t["startup_100k_s"], note),
+        "rest_calls_per_protected_fill": row(fill, t["rest_calls_per_protected_fill"],
+                                             fill is not None and fill <= t["rest_calls_per_protected_fill"]),
+        "rest_reduction_pct": row(red, t["rest_reduction_pct"], red is not None and red >= t["rest_reduction_pct"]),
     }
