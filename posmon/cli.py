@@ -1,15 +1,31 @@
-"""The ``posmon`` command: ``run`` the daemon, or a short scripted ``demo`` on the simulator."""
+"""The ``posmon`` command: ``run`` the daemon, a scripted ``demo``, and operator commands over the HTTP API.
+
+Each sub-command is registered by one function in ``COMMANDS`` and carries its own ``handler(args) -> int``,
+so adding a command is one entry in that tuple.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
+from collections.abc import Callable
 
 import trio
 
 from posmon.actors.supervisor import RestartBudgetExhausted
+from posmon.api.commands import (
+    EXIT_CODES_HELP,
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    Subparsers,
+    add_ops_commands,
+)
+from posmon.api.settings import ApiSettings
 from posmon.config import ConfigError, Settings, load_settings
 from posmon.daemon import run_daemon
 from posmon.logs import configure
@@ -19,7 +35,7 @@ from posmon.venues import open_venue
 
 log = logging.getLogger("posmon")
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+__all__ = ["COMMANDS", "EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "EXIT_UNREACHABLE", "build_parser", "main"]
 
 
 async def _stop_on_signals(scope: trio.CancelScope, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -51,16 +67,12 @@ def _unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="posmon", description="Keeps every open futures position protected.")
-    parser.add_argument("--config", help="configuration file (default: $POSMON_CONFIG or ./config.toml)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="run the daemon headless until SIGINT/SIGTERM")
-    demo = sub.add_parser("demo", help="a short scripted session on the simulated exchange")
-    demo.add_argument("--seconds", type=float, default=20.0, help="how long to replay prices (default 20)")
-    args = parser.parse_args(argv)
+def _run_daemon_command(args: argparse.Namespace) -> int:
+    """``run`` and ``demo``: validate the whole configuration first, so a typo stops start-up before any network."""
     try:
         settings = load_settings(args.config)
+        if args.command == "run":
+            ApiSettings.from_config(settings.api, os.environ)
     except ConfigError as exc:
         print(f"posmon: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -85,6 +97,37 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_FAILED
         raise
     return EXIT_OK
+
+
+def _add_run(sub: Subparsers) -> None:
+    p = sub.add_parser("run", help="run the daemon headless until SIGINT/SIGTERM")
+    p.set_defaults(handler=_run_daemon_command)
+
+
+def _add_demo(sub: Subparsers) -> None:
+    p = sub.add_parser("demo", help="a short scripted session on the simulated exchange")
+    p.add_argument("--seconds", type=float, default=20.0, help="how long to replay prices (default 20)")
+    p.set_defaults(handler=_run_daemon_command)
+
+
+# One registration function per command group: each adds its sub-parsers and sets ``handler``.
+COMMANDS: tuple[Callable[[Subparsers], None], ...] = (_add_run, _add_demo, add_ops_commands)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="posmon", description="Keeps every open futures position protected.",
+                                     epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="configuration file (default: $POSMON_CONFIG or ./config.toml)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for register in COMMANDS:
+        register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
 
 
 if __name__ == "__main__":

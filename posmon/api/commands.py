@@ -1,0 +1,206 @@
+"""The CLI's operator commands (status, open, close, stop, resume): each one request to the daemon's API.
+
+The base URL comes from ``--api`` or the config's ``[api]`` host and port, the token from ``POSMON_API_TOKEN``
+or ``[api] token`` (never from the command line, where ``ps`` would show it). Exit codes tell a script what
+happened without parsing text: see ``EXIT_CODES_HELP``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from posmon.api.client import DEFAULT_TIMEOUT_SECONDS, ApiClient, ApiRefused, ApiUnreachable
+from posmon.api.serialize import to_jsonable
+from posmon.api.settings import TOKEN_ENV, ApiSettings
+from posmon.api.table import render_status
+from posmon.api.validation import MAX_LEVERAGE, parse_side, parse_symbol, parse_tranche_id
+from posmon.config import ConfigError, load_settings
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+EXIT_CODES_HELP = """exit codes:
+  0  done
+  1  the daemon refused the request or the operation failed (the message says why)
+  2  usage or configuration error (including a missing or wrong API token)
+  3  the daemon is unreachable or did not answer in time"""
+
+Subparsers = Any  # argparse's _SubParsersAction is private
+Call = Callable[[ApiClient, argparse.Namespace], dict[str, Any]]
+Render = Callable[[dict[str, Any]], str]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    base_url: str
+    token: str | None
+
+
+# ---- argument types (argparse turns their ArgumentTypeError into a usage error, exit 2) ------------------------
+
+
+def _arg(parse: Callable[[Any], Any]) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
+def _positive_decimal(text: str) -> Decimal:
+    try:
+        d = Decimal(text)
+    except ArithmeticError:
+        raise ValueError(f"{text!r} is not a number") from None
+    if not d.is_finite() or d <= 0:
+        raise ValueError(f"{text!r}: expected a number > 0")
+    return d
+
+
+def _leverage(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_LEVERAGE:
+        raise ValueError(f"{text!r}: expected an integer from 1 to {MAX_LEVERAGE}")
+    return value
+
+
+def _rr(text: str) -> tuple[Decimal, Decimal]:
+    risk, sep, reward = text.partition(":")
+    if not sep:
+        raise ValueError(f"{text!r}: expected RISK:REWARD, e.g. 1:2")
+    return _positive_decimal(risk), _positive_decimal(reward)
+
+
+# ---- the commands -----------------------------------------------------------------------------------------------
+
+
+def _status(client: ApiClient, _args: argparse.Namespace) -> dict[str, Any]:
+    return client.status()
+
+
+def _open(client: ApiClient, args: argparse.Namespace) -> dict[str, Any]:
+    return client.open(args.side, args.symbol, args.size_usd, args.leverage, args.sl_percent, args.rr)
+
+
+def _close(client: ApiClient, args: argparse.Namespace) -> dict[str, Any]:
+    if args.tranche is not None:
+        return client.close_tranche(args.tranche, args.symbol)
+    return client.close_position(args.symbol, args.side)
+
+
+def _stop(client: ApiClient, args: argparse.Namespace) -> dict[str, Any]:
+    return client.stop(args.symbol)
+
+
+def _resume(client: ApiClient, args: argparse.Namespace) -> dict[str, Any]:
+    return client.resume(args.symbol)
+
+
+def _opened(a: dict[str, Any]) -> str:
+    if a.get("entry_price") is None:
+        return (f"{a['side']} {a['symbol']}: entry placed (tranche {a['tranche_id']}, qty {a['qty']}), not filled "
+                f"yet; posmon protects it once it fills")
+    return (f"{a['side']} {a['symbol']}: filled {a['qty']} at {a['entry_price']} (tranche {a['tranche_id']})\n"
+            f"  TP {a['tp']} ({a['tp_percent']} %)   SL {a['sl']} ({a['sl_percent']} %)")
+
+
+def _closing(a: dict[str, Any]) -> str:
+    return "\n".join(f"closing {c['symbol']} {c['side']}: tranche(s) {', '.join(map(str, c['tranche_ids']))}"
+                     for c in a.get("closing", []))
+
+
+def _stopped(a: dict[str, Any]) -> str:
+    ids = ", ".join(map(str, a.get("tranche_ids", []))) or "none"
+    return f"stopped monitoring {a['symbol']} (tranches {ids}); its position stays open and unprotected by posmon"
+
+
+def _resumed(a: dict[str, Any]) -> str:
+    return f"monitoring {a['symbol']} again; its position is adopted at the next reconcile"
+
+
+# ---- wiring -----------------------------------------------------------------------------------------------------
+
+
+def add_ops_commands(sub: Subparsers) -> None:
+    """Register status/open/close/stop/resume on the ``posmon`` sub-command parser."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--api", metavar="URL", help="the daemon's API base URL (default: from the config's [api] "
+                        "host and port, e.g. http://127.0.0.1:8787)")
+    common.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS, metavar="SECONDS",
+                        help=f"how long to wait for the daemon's answer (default {DEFAULT_TIMEOUT_SECONDS:g})")
+    common.add_argument("--json", action="store_true", help="print the daemon's JSON answer instead of text")
+
+    def add(name: str, help_: str, call: Call, render: Render) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_, parents=[common], epilog=EXIT_CODES_HELP,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(handler=run_ops_command, call=call, render=render)
+        return p
+
+    add("status", "show the running daemon's tranches and stream health", _status, render_status)
+
+    p = add("open", "open a position at market and protect it (SL, and TP at RR times the SL distance)", _open,
+            _opened)
+    p.add_argument("side", type=str.upper, choices=["LONG", "SHORT"], help="long or short")
+    p.add_argument("symbol", type=_arg(parse_symbol), help="symbol, e.g. BTCUSDT")
+    p.add_argument("--size-usd", type=_arg(_positive_decimal), required=True, help="notional in USD")
+    p.add_argument("--leverage", type=_arg(_leverage), required=True, help=f"1 to {MAX_LEVERAGE}")
+    p.add_argument("--sl-percent", type=_arg(_positive_decimal), required=True,
+                   help="stop-loss distance from the entry in percent")
+    p.add_argument("--rr", type=_arg(_rr), required=True, metavar="RISK:REWARD",
+                   help="risk:reward, e.g. 1:2 puts the TP at twice the SL distance")
+
+    p = add("close", "close a symbol's tranches now (all, one side, or one tranche)", _close, _closing)
+    p.add_argument("symbol", type=_arg(parse_symbol), help="symbol, e.g. BTCUSDT")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--side", type=_arg(parse_side), help="close only this side: LONG or SHORT")
+    which.add_argument("--tranche", type=_arg(parse_tranche_id), metavar="ID", help="close only this tranche")
+
+    p = add("stop", "stop monitoring a symbol (or Lighter market id) without closing it", _stop, _stopped)
+    p.add_argument("symbol", type=_arg(parse_symbol), help="symbol or Lighter market id")
+    p = add("resume", "resume monitoring a symbol stopped with 'posmon stop'", _resume, _resumed)
+    p.add_argument("symbol", type=_arg(parse_symbol), help="symbol or Lighter market id")
+
+
+def resolve_target(args: argparse.Namespace, env: Mapping[str, str]) -> Target:
+    """``--api`` and ``POSMON_API_TOKEN`` when given; the rest from the configuration (read only if needed)."""
+    if args.api and TOKEN_ENV in env:
+        return Target(args.api, env[TOKEN_ENV] or None)
+    settings = load_settings(args.config, env)
+    api = ApiSettings.from_config(settings.api, env)
+    return Target(args.api or api.client_url, api.token or None)
+
+
+def run_ops_command(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
+    """One request to the daemon; prints the answer (text or ``--json``) and returns the exit code."""
+    env = os.environ if env is None else env
+    try:
+        target = resolve_target(args, env)
+    except ConfigError as exc:
+        print(f"posmon: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        with ApiClient(target.base_url, target.token, timeout=args.timeout) as client:
+            answer = args.call(client, args)
+    except ApiUnreachable as exc:
+        print(f"posmon: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except ApiRefused as exc:
+        field = f" [{exc.field}]" if exc.field else ""
+        print(f"posmon: the daemon refused (HTTP {exc.status}){field}: {exc}", file=sys.stderr)
+        if exc.status == 401:
+            print(f"posmon: set {TOKEN_ENV} or [api] token to the daemon's token", file=sys.stderr)
+            return EXIT_CONFIG
+        return EXIT_FAILED
+    print(json.dumps(to_jsonable(answer), indent=2) if args.json else args.render(answer))
+    return EXIT_OK

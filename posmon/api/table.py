@@ -1,0 +1,66 @@
+"""The status answer as text an operator reads at a glance: header, stream health, one row per tranche."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def _utc(ts: Any) -> str:
+    if not isinstance(ts, int | float):
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
+
+
+def duration(seconds: Any) -> str:
+    """``3725`` -> ``1h02m05s``; None -> ``-``."""
+    if not isinstance(seconds, int | float):
+        return "-"
+    total = max(0, round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m{secs:02d}s"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def grid(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = [headers, *rows]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines)
+
+
+_COLUMNS = ("ID", "SYMBOL", "SIDE", "QTY", "ENTRY", "MARK", "TP", "SL", "uPnL", "OPENED (UTC)", "REMAINING",
+            "EXITS", "STATE")
+
+
+def render_status(status: Mapping[str, Any]) -> str:
+    state = "running" if status.get("running") else "NOT RUNNING"
+    out = [f"posmon on {status.get('venue', '?')}: {state} since {_utc(status.get('started_at'))} UTC", ""]
+    streams = status.get("streams") or []
+    for s in streams:
+        age = s.get("last_frame_age_seconds")
+        seen = "no frame yet" if age is None else f"last frame {age:.1f} s ago"
+        out.append(f"stream {s.get('name', '?'):<6} {'up' if s.get('up') else 'DOWN':<4}  {seen}")
+    if streams:
+        out.append("")
+    tranches = status.get("tranches") or []
+    if tranches:
+        rows = [[_cell(t.get("id")), _cell(t.get("symbol")), _cell(t.get("side")), _cell(t.get("qty")),
+                 _cell(t.get("entry")), _cell(t.get("mark")), _cell(t.get("tp")), _cell(t.get("sl")),
+                 _cell(t.get("unrealized_pnl")), _utc(t.get("opened_at")),
+                 duration(t.get("remaining_seconds")) if t.get("max_hold_seconds") else "no limit",
+                 _cell(t.get("exits")), f"closing ({t['closing']})" if t.get("closing") else "open"]
+                for t in tranches]
+        out.append(grid(_COLUMNS, rows))
+    else:
+        out.append("no open tranches")
+    unmonitored = status.get("unmonitored") or []
+    if unmonitored:
+        out += ["", "not monitored (stopped by the operator): " + ", ".join(map(str, unmonitored))]
+    return "\n".join(out)

@@ -1,0 +1,199 @@
+"""Request bodies and path parameters to typed requests, or a ``BadRequest`` naming the offending field.
+
+Validation happens entirely before the control object is called, so a malformed request never reaches an
+exchange. Numbers are parsed into ``Decimal`` exactly (JSON floats never pass through binary floating point),
+and one table per body drives both parsing and the OpenAPI schema so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from posmon.api.errors import BadRequest
+from posmon.control import OpenRequest
+from posmon.domain.orders import Side
+
+MAX_LEVERAGE = 125
+# Decimals beyond this many powers of ten either way are typos (or attacks on arithmetic), never intents.
+_MAX_MAGNITUDE = 18
+_SYMBOL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
+_DECIMAL_RE = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+_TRANCHE_ID_RE = re.compile(r"[0-9]{1,18}")
+
+
+@dataclass(frozen=True, slots=True)
+class BodyField:
+    """One key of a JSON body: its parser (raising ``ValueError`` with what is expected) and its schema."""
+
+    name: str
+    parse: Callable[[Any], Any]
+    schema: Mapping[str, Any]
+    required: bool = True
+
+
+# ---- values ----------------------------------------------------------------------------------------------------
+
+
+def _decimal(v: Any) -> Decimal:
+    if isinstance(v, bool):
+        raise ValueError("expected a number, not a boolean")
+    if isinstance(v, int):
+        d = Decimal(v)
+    elif isinstance(v, Decimal):
+        d = v
+    elif isinstance(v, str) and _DECIMAL_RE.fullmatch(v):
+        d = Decimal(v)
+    else:
+        raise ValueError("expected a number (or a decimal string)")
+    if not d.is_finite() or (d != 0 and abs(d.adjusted()) > _MAX_MAGNITUDE):
+        raise ValueError(f"expected a finite number between 1e-{_MAX_MAGNITUDE} and 1e{_MAX_MAGNITUDE}")
+    return d
+
+
+def parse_symbol(v: Any) -> str:
+    """A venue symbol (``BTCUSDT``) or a Lighter market id (``7``), upper-cased as posmon's config writes them."""
+    if not isinstance(v, str) or not _SYMBOL_RE.fullmatch(v):
+        raise ValueError("expected a symbol such as 'BTCUSDT' or a market id such as '7' (letters, digits, "
+                         "'.', '_' or '-', at most 40 characters)")
+    return v.upper()
+
+
+def parse_side(v: Any) -> Side:
+    if isinstance(v, str) and v.upper() in Side.__members__:
+        return Side[v.upper()]
+    raise ValueError("expected 'LONG' or 'SHORT'")
+
+
+def parse_tranche_id(v: Any) -> int:
+    if isinstance(v, str) and _TRANCHE_ID_RE.fullmatch(v):
+        return int(v)
+    raise ValueError("expected a tranche id: a non-negative integer")
+
+
+def _size_usd(v: Any) -> Decimal:
+    d = _decimal(v)
+    if d <= 0:
+        raise ValueError("expected a number > 0")
+    return d
+
+
+def _leverage(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(f"expected an integer from 1 to {MAX_LEVERAGE}")
+    if not 1 <= v <= MAX_LEVERAGE:
+        raise ValueError(f"expected an integer from 1 to {MAX_LEVERAGE}")
+    return v
+
+
+def _sl_percent(v: Any) -> Decimal:
+    d = _decimal(v)
+    if not 0 < d < 100:
+        raise ValueError("expected a number > 0 and < 100")
+    return d
+
+
+def _rr_ratio(v: Any) -> tuple[Decimal, Decimal]:
+    expected = "expected [risk, reward]: two numbers > 0, e.g. [1, 2]"
+    if not isinstance(v, list) or len(v) != 2:
+        raise ValueError(expected)
+    risk, reward = (_decimal(x) for x in v)
+    if risk <= 0 or reward <= 0:
+        raise ValueError(expected)
+    return risk, reward
+
+
+_NUMBER_SCHEMA: Mapping[str, Any] = {"oneOf": [{"type": "number"}, {"type": "string", "pattern": _DECIMAL_RE.pattern}]}
+
+ORDER_FIELDS: tuple[BodyField, ...] = (
+    BodyField("symbol", parse_symbol, {"type": "string", "pattern": _SYMBOL_RE.pattern, "example": "BTCUSDT",
+                                       "description": "venue symbol (upper-cased)"}),
+    BodyField("size_usd", _size_usd, {**_NUMBER_SCHEMA, "description": "notional in USD, > 0", "example": 100}),
+    BodyField("leverage", _leverage, {"type": "integer", "minimum": 1, "maximum": MAX_LEVERAGE, "example": 5}),
+    BodyField("sl_percent", _sl_percent, {**_NUMBER_SCHEMA, "description": "stop-loss distance from the entry in "
+                                          "percent, > 0 and < 100", "example": 3}),
+    BodyField("rr_ratio", _rr_ratio, {"type": "array", "minItems": 2, "maxItems": 2, "items": _NUMBER_SCHEMA,
+                                      "description": "[risk, reward]: TP distance = sl_percent * reward / risk",
+                                      "example": [1, 2]}),
+)
+POSITION_CLOSE_FIELDS: tuple[BodyField, ...] = (
+    BodyField("side", parse_side, {"type": "string", "enum": ["LONG", "SHORT"],
+                                   "description": "close only this side (default: both)"}, required=False),
+)
+TRANCHE_CLOSE_FIELDS: tuple[BodyField, ...] = (
+    BodyField("symbol", parse_symbol, {"type": "string", "pattern": _SYMBOL_RE.pattern,
+                                       "description": "the tranche's symbol (default: looked up in the status)"},
+              required=False),
+)
+
+
+# ---- bodies ----------------------------------------------------------------------------------------------------
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise BadRequest(f"duplicate field {key!r}", field=key)
+        out[key] = value
+    return out
+
+
+def decode_json(raw: bytes, *, optional: bool = False) -> dict[str, Any]:
+    """The JSON object in ``raw`` with every non-integer number as an exact ``Decimal``; 400 if it is not one."""
+    if optional and not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw, parse_float=Decimal, parse_constant=_no_constants, object_pairs_hook=_unique_keys)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"malformed JSON body: {exc}", field="body", status=400) from None
+    except RecursionError:
+        raise BadRequest("malformed JSON body: nested too deeply", field="body", status=400) from None
+    if not isinstance(value, dict):
+        raise BadRequest(f"expected a JSON object, got {type(value).__name__}", field="body", status=400)
+    return value
+
+
+def parse_fields(body: Mapping[str, Any], spec: tuple[BodyField, ...]) -> dict[str, Any]:
+    """Each field of ``spec`` parsed (missing optional ones left out); unknown and missing fields are refused."""
+    known = [f.name for f in spec]
+    for key in body:
+        if key not in known:
+            allowed = ", ".join(repr(n) for n in known) or "none"
+            raise BadRequest(f"unknown field {key!r}; allowed fields: {allowed}", field=key)
+    out: dict[str, Any] = {}
+    for f in spec:
+        if f.name not in body:
+            if f.required:
+                raise BadRequest(f"missing field {f.name!r}", field=f.name)
+            continue
+        out[f.name] = parse_value(f.name, f.parse, body[f.name])
+    return out
+
+
+def parse_value(name: str, parse: Callable[[Any], Any], raw: Any) -> Any:
+    """``parse(raw)``, its ``ValueError`` turned into a 422 naming ``name`` and showing the value."""
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        shown = _shown(raw)
+        raise BadRequest(f"invalid {name} {shown}: {exc}", field=name) from None
+
+
+def _shown(raw: Any) -> str:
+    text = json.dumps(raw, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def parse_order(body: Mapping[str, Any], side: Side) -> OpenRequest:
+    v = parse_fields(body, ORDER_FIELDS)
+    return OpenRequest(symbol=v["symbol"], side=side, size_usd=v["size_usd"], leverage=v["leverage"],
+                       sl_pct=v["sl_percent"], rr_ratio=v["rr_ratio"])

@@ -1,0 +1,110 @@
+"""A fake ``Control`` that records every call, and a helper serving an app on a real loopback port.
+
+Shared by the API and CLI tests (the module has no tests of its own). The fake answers like a daemon with
+two BTCUSDT tranches; ``refuse`` makes its next call raise a ``ControlError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import trio
+from starlette.applications import Starlette
+
+from posmon.api import ApiSettings, serve_api
+from posmon.control import (
+    CloseResult,
+    ControlError,
+    OpenRequest,
+    OpenResult,
+    StatusReport,
+    StopResult,
+    StreamView,
+    TrancheView,
+)
+from posmon.domain.orders import Side
+
+NOW = 1_700_000_000.0
+TOKEN = "s3cret-token-0123456789"
+
+
+def tranche(id_: int, side: Side = Side.LONG, symbol: str = "BTCUSDT") -> TrancheView:
+    return TrancheView(
+        id=id_, venue="aster", symbol=symbol, side=side, index=id_ - 1, entry=Decimal("60000.1"), qty=Decimal("0.002"),
+        tp=Decimal("63600.106"), sl=Decimal("58200.097"), opened_at=NOW - 120, max_hold_seconds=3600,
+        timeout_at=NOW + 3480, remaining_seconds=3480.0, mark=Decimal("60100"), unrealized_pnl=Decimal("0.1998"),
+        closing=None, exits="exchange")
+
+
+@dataclass
+class FakeControl:
+    """Implements the ``Control`` protocol; ``calls`` lists ``(method, args)`` in order."""
+
+    calls: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+    running: bool = True
+    tranches: list[TrancheView] = field(default_factory=lambda: [tranche(1), tranche(2, Side.SHORT)])
+    refusal: ControlError | None = None
+    fill: bool = True
+    status_hangs: bool = False
+
+    def refuse(self, message: str, field: str | None = None, status: int = 422) -> None:
+        self.refusal = ControlError(message, field=field, status=status)
+
+    def _record(self, name: str, *args: Any) -> None:
+        self.calls.append((name, args))
+        if self.refusal is not None:
+            refusal, self.refusal = self.refusal, None
+            raise refusal
+
+    def mutations(self) -> list[tuple[str, tuple[Any, ...]]]:
+        return [c for c in self.calls if c[0] != "status"]
+
+    async def status(self) -> StatusReport:
+        self._record("status")
+        if self.status_hangs:
+            await trio.sleep_forever()
+        return StatusReport(
+            running=self.running, venue="aster", started_at=NOW - 3600,
+            streams=[StreamView("price", True, 0.4), StreamView("user", False, None)],
+            tranches=list(self.tranches), unmonitored=["ETHUSDT"], extra={"note": Decimal("1.5")})
+
+    async def open_position(self, request: OpenRequest) -> OpenResult:
+        self._record("open_position", request)
+        entry = Decimal("100") if self.fill else None
+        tp = entry * (1 + request.tp_pct / 100) if entry is not None else None
+        sl = entry * (1 - request.sl_pct / 100) if entry is not None else None
+        if request.side is Side.SHORT and entry is not None:
+            tp, sl = entry * (1 - request.tp_pct / 100), entry * (1 + request.sl_pct / 100)
+        return OpenResult(symbol=request.symbol, side=request.side, tranche_id=7, client_id="pm-7-e",
+                          qty=Decimal("0.5"), entry_price=entry, tp=tp, sl=sl,
+                          status="FILLED" if entry is not None else "PENDING")
+
+    async def close(self, symbol: str, side: Side | None = None, tranche_id: int | None = None) -> list[CloseResult]:
+        self._record("close", symbol, side, tranche_id)
+        hits = [t for t in self.tranches if t.symbol == symbol and side in (None, t.side)
+                and tranche_id in (None, t.id)]
+        by_side: dict[Side, list[int]] = {}
+        for t in hits:
+            by_side.setdefault(t.side, []).append(t.id)
+        return [CloseResult(symbol, s, ids) for s, ids in by_side.items()]
+
+    async def stop_monitoring(self, symbol: str) -> StopResult:
+        self._record("stop_monitoring", symbol)
+        return StopResult(symbol, [t.id for t in self.tranches if t.symbol == symbol])
+
+    async def resume_monitoring(self, symbol: str) -> None:
+        self._record("resume_monitoring", symbol)
+
+
+@asynccontextmanager
+async def served(app: Starlette, *, token: str = "") -> AsyncIterator[str]:
+    """``app`` on 127.0.0.1 and a free port for the duration; yields its base URL."""
+    async with trio.open_nursery() as nursery:
+        url = await nursery.start(serve_api, app, ApiSettings(host="127.0.0.1", port=0, token=token))
+        assert url is not None
+        yield url
+        nursery.cancel_scope.cancel()
