@@ -33,6 +33,9 @@ class RestartPolicy:
     window: float = 60.0
     backoff: float = 0.5  # first delay; doubles with each restart still inside the window
     backoff_max: float = 30.0
+    # Awaited with the actor's name and error once its budget is exhausted, before the daemon stops: every other
+    # task is still alive then, so the operator's notification can get out (posmon.notify bounds the wait).
+    on_exhausted: Callable[[str, BaseException], Awaitable[None]] | None = None
 
 
 async def supervise(
@@ -65,6 +68,8 @@ async def supervise(
                 log.critical("actor %s failed %d times in %.0fs; restart budget exhausted, stopping the daemon",
                              name, len(recent), policy.window)
                 metrics.inc("restart_budget_exhausted", actor=name.split(":")[0])
+                if policy.on_exhausted is not None:
+                    await policy.on_exhausted(name, exc)
                 raise RestartBudgetExhausted(f"actor {name} exceeded its restart budget") from exc
             delay = min(policy.backoff_max, policy.backoff * 2 ** (len(recent) - 1))
             log.error("actor %s failed (%r); restart %d/%d in %.1fs", name, exc, len(recent), policy.budget, delay,
