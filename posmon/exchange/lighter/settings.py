@@ -1,0 +1,239 @@
+"""``[lighter]`` settings: the TOML table plus ``POSMON_LIGHTER_<KEY>`` overrides, validated into one frozen object.
+
+The adapter signs real orders with the API key, so a typo must stop the daemon at start-up with a message
+naming the key (or the environment variable), the offending value and what is allowed. The API private key
+is never echoed: errors show it as ``'***'`` and it is left out of ``repr``.
+
+Both URLs empty means "embedded": posmon starts the Lighter-protocol simulator on loopback and fills in
+its URLs (and, when not configured, its account) before the venue opens.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+from posmon.config import ConfigError
+
+__all__ = ["ENV_PREFIX", "MAINNET_REST_URL", "MAINNET_WS_URL", "LighterSettings"]
+
+ENV_PREFIX = "POSMON_LIGHTER_"
+SECTION = "lighter"
+MAINNET_REST_URL = "https://mainnet.zklighter.elliot.ai"
+MAINNET_WS_URL = "wss://mainnet.zklighter.elliot.ai"
+MAX_AUTH_TOKEN_SECONDS = 8 * 3600  # Lighter refuses auth tokens whose deadline is further away
+WS_SILENCE_LIMIT_SECONDS = 120.0  # the server drops a connection that sent nothing for 2 minutes
+
+Tier = Literal["standard", "premium"]
+_Kind = Literal["str", "int", "float", "decimal", "bool", "symbols"]
+
+_HEX_KEY_RE = re.compile(r"(0x)?(?:[0-9a-fA-F]{2}){32,64}")
+_SYMBOL_RE = re.compile(r"[A-Z0-9][A-Z0-9._-]*")
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    """One key of the table: how to parse it, whether it is secret, and the check plus the words explaining it."""
+
+    name: str
+    kind: _Kind
+    allowed: str
+    ok: Callable[[Any], bool]
+    secret: bool = False
+
+
+def _url(schemes: tuple[str, ...]) -> Callable[[Any], bool]:
+    def ok(v: Any) -> bool:
+        return v == "" or (isinstance(v, str) and v.startswith(schemes) and "://" in v
+                           and len(v) > v.index("://") + 3 and not v.endswith("/"))
+    return ok
+
+
+def _symbols_ok(v: tuple[str, ...]) -> bool:
+    return len(set(v)) == len(v) and all(_SYMBOL_RE.fullmatch(s) for s in v)
+
+
+_KEYS: tuple[_Key, ...] = (
+    _Key("rest_url", "str", "expected an http:// or https:// base URL without a trailing slash (e.g. "
+         f"{MAINNET_REST_URL!r}), or '' for the embedded simulator", _url(("http://", "https://"))),
+    _Key("ws_url", "str", "expected a ws:// or wss:// base URL without a trailing slash (e.g. "
+         f"{MAINNET_WS_URL!r}; '/stream' is added), or '' for the embedded simulator", _url(("ws://", "wss://"))),
+    _Key("account_index", "int", "expected the account's index, an integer >= 0", lambda v: v >= 0),
+    _Key("api_key_index", "int", "expected an API key index, an integer from 0 to 254", lambda v: 0 <= v <= 254),
+    _Key("api_private_key", "str", "expected the API key's private key: 64 to 128 hex digits, optionally "
+         "0x-prefixed", lambda v: _HEX_KEY_RE.fullmatch(v) is not None, secret=True),
+    _Key("chain_id", "int", "expected an integer >= 1 (304 mainnet, 300 testnet)", lambda v: v >= 1),
+    _Key("symbols", "symbols", "expected a list of unique Lighter market symbols such as 'BTC' (empty: every "
+         "active market)", _symbols_ok),
+    _Key("close_slippage_pct", "decimal", "expected a percentage > 0 and <= 50: the first bound of a close's "
+         "worst price through the mark", lambda v: 0 < v <= 50),
+    _Key("close_slippage_step_pct", "decimal", "expected a percentage > 0 and <= 50: how much each retry of an "
+         "unfilled close widens the bound", lambda v: 0 < v <= 50),
+    _Key("close_slippage_max_pct", "decimal", "expected a percentage > 0 and <= 50: the widest bound before the "
+         "operator is alerted", lambda v: 0 < v <= 50),
+    _Key("tier", "str", "expected one of 'standard', 'premium' (the account's Lighter tier: its rate limits)",
+         lambda v: v in ("standard", "premium")),
+    _Key("native_conditional_orders", "bool", "expected true or false (Lighter's own stop/take-profit orders; "
+         "off by default: posmon holds the exits itself)", lambda v: isinstance(v, bool)),
+    _Key("request_timeout_seconds", "float", "expected a number > 0", lambda v: v > 0),
+    _Key("auth_token_seconds", "float", f"expected a number >= 60 and <= {MAX_AUTH_TOKEN_SECONDS} (lifetime of "
+         "the auth tokens for private reads and the orders stream)", lambda v: 60 <= v <= MAX_AUTH_TOKEN_SECONDS),
+    _Key("ws_ping_seconds", "float", f"expected a number > 0 and < {WS_SILENCE_LIMIT_SECONDS:.0f} (the server "
+         "closes a connection that sent nothing for 2 minutes)", lambda v: 0 < v < WS_SILENCE_LIMIT_SECONDS),
+)
+_BY_NAME: Mapping[str, _Key] = {k.name: k for k in _KEYS}
+
+
+@dataclass(frozen=True, slots=True)
+class LighterSettings:
+    """How to reach and sign for a Lighter account; the private key is excluded from ``repr``/``str``."""
+
+    rest_url: str = MAINNET_REST_URL
+    ws_url: str = MAINNET_WS_URL
+    account_index: int | None = None
+    api_key_index: int = 3
+    api_private_key: str = field(default="", repr=False)
+    chain_id: int = 304
+    symbols: tuple[str, ...] = ()
+    close_slippage_pct: Decimal = Decimal("1.0")
+    close_slippage_step_pct: Decimal = Decimal("1.0")
+    close_slippage_max_pct: Decimal = Decimal("5.0")
+    tier: Tier = "standard"
+    native_conditional_orders: bool = False
+    request_timeout_seconds: float = 10.0
+    auth_token_seconds: float = 3600.0
+    ws_ping_seconds: float = 60.0
+
+    @property
+    def embedded(self) -> bool:
+        """No URLs: posmon starts the Lighter-protocol simulator on loopback and trades it."""
+        return self.rest_url == "" and self.ws_url == ""
+
+    @property
+    def stream_url(self) -> str:
+        """The websocket endpoint: ``<ws_url>/stream`` (a ``ws_url`` already ending in ``/stream`` is kept)."""
+        return self.ws_url if self.ws_url.endswith("/stream") else f"{self.ws_url}/stream"
+
+    @classmethod
+    def from_config(cls, table: Mapping[str, Any], env: Mapping[str, str]) -> LighterSettings:
+        """Validate ``[lighter]`` and ``POSMON_LIGHTER_*``; raises ``ConfigError`` on the first problem."""
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{SECTION}: invalid value {table!r}; expected a table ([{SECTION}])")
+        values: dict[str, Any] = {}
+        for name, raw in table.items():
+            key = _BY_NAME.get(name)
+            if key is None:
+                shown = "***" if _looks_secret(name) else raw if not isinstance(raw, dict) else "{...}"
+                raise ConfigError(f"{SECTION}.{name}: unknown key (value {shown!r}); allowed keys: "
+                                  + ", ".join(repr(k.name) for k in _KEYS))
+            values[name] = _convert(key, raw, f"{SECTION}.{name}", from_env=False)
+        from_env: set[str] = set()
+        for var in sorted(env):
+            if not var.startswith(ENV_PREFIX):
+                continue
+            key = _BY_NAME.get(var[len(ENV_PREFIX):].lower())
+            if key is None or var != var.upper():
+                known = ", ".join(f"{ENV_PREFIX}{k.name.upper()}" for k in _KEYS)
+                shown = "***" if (key.secret if key is not None else _looks_secret(var)) else env[var]
+                raise ConfigError(f"{var}: unknown environment override (value {shown!r}); expected one of {known}")
+            values[key.name] = _convert(key, env[var], var, from_env=True)
+            from_env.add(key.name)
+        return _build(values, from_env)
+
+
+def _looks_secret(name: str) -> bool:
+    """An unknown key may be a misspelt secret: never echo a value whose name smells like one."""
+    return any(part in name.lower() for part in ("sec", "key", "priv", "pass", "token", "pk", "seed", "mnemonic"))
+
+
+def _where(name: str, from_env: set[str]) -> str:
+    return f"{ENV_PREFIX}{name.upper()}" if name in from_env else f"{SECTION}.{name}"
+
+
+def _build(values: dict[str, Any], from_env: set[str]) -> LighterSettings:
+    """Cross-key checks: both URLs or neither, credentials for a live account, an ordered slippage ladder."""
+    if (values.get("rest_url") == "") != (values.get("ws_url") == ""):
+        name = "rest_url" if values.get("rest_url") == "" else "ws_url"
+        raise ConfigError(f"{_where(name, from_env)}: invalid value ''; leave both {SECTION}.rest_url and "
+                          f"{SECTION}.ws_url empty for the embedded simulator, or set both")
+    settings = LighterSettings(**values)
+    if not settings.embedded:
+        if settings.account_index is None:
+            raise ConfigError(f"{SECTION}.account_index: missing; a live Lighter account needs its index "
+                              f"({SECTION}.account_index or {ENV_PREFIX}ACCOUNT_INDEX)")
+        if not settings.api_private_key:
+            raise ConfigError(f"{SECTION}.api_private_key: missing (value ''); a live Lighter account needs the "
+                              f"API key's private key (put it in {ENV_PREFIX}API_PRIVATE_KEY, not in the file)")
+    if settings.close_slippage_max_pct < settings.close_slippage_pct:
+        raise ConfigError(
+            f"{_where('close_slippage_max_pct', from_env)}: invalid value {settings.close_slippage_max_pct}; "
+            f"expected a percentage >= {SECTION}.close_slippage_pct ({settings.close_slippage_pct})")
+    return settings
+
+
+def _convert(key: _Key, raw: Any, where: str, *, from_env: bool) -> Any:
+    """Parse and check one value; the error names ``where``, the value (``'***'`` for secrets) and what is allowed."""
+    try:
+        value = _from_env(key.kind, raw) if from_env else _from_toml(key.kind, raw)
+        good = key.ok(value)
+    except (ValueError, ArithmeticError):
+        good = False
+    if not good:
+        shown = "***" if key.secret else raw
+        allowed = key.allowed
+        if from_env and key.kind == "symbols":
+            allowed = allowed.replace("a list", "a comma-separated list")
+        raise ConfigError(f"{where}: invalid value {shown!r}; {allowed}")
+    return value
+
+
+def _decimal(v: Any) -> Decimal:
+    d = Decimal(str(v))
+    if not d.is_finite():
+        raise ValueError("not finite")
+    return d
+
+
+def _from_toml(kind: _Kind, v: Any) -> Any:
+    if kind == "str" and isinstance(v, str):
+        return v
+    if kind == "int" and isinstance(v, int) and not isinstance(v, bool):
+        return v
+    if kind == "float" and isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+        return float(v)
+    if kind == "decimal" and isinstance(v, int | float | str) and not isinstance(v, bool):
+        return _decimal(v)  # str(float) is the shortest text that reads back as that float: 1.0 -> "1.0"
+    if kind == "bool" and isinstance(v, bool):
+        return v
+    if kind == "symbols" and isinstance(v, list) and all(isinstance(s, str) for s in v):
+        return tuple(v)
+    raise ValueError(f"wrong type for {kind}")
+
+
+def _from_env(kind: _Kind, s: str) -> Any:
+    match kind:
+        case "str":
+            return s
+        case "int":
+            return int(s.strip())
+        case "float":
+            f = float(s)
+            if not math.isfinite(f):
+                raise ValueError("not finite")
+            return f
+        case "decimal":
+            return _decimal(s.strip())
+        case "bool":
+            low = s.strip().lower()
+            if low in ("true", "1", "yes", "on"):
+                return True
+            if low in ("false", "0", "no", "off"):
+                return False
+            raise ValueError("not a boolean")
+        case "symbols":
+            return tuple(part.strip() for part in s.split(",")) if s.strip() else ()
+    raise AssertionError(kind)
