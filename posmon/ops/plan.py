@@ -38,6 +38,7 @@ class PlanContext:
     now: float
     new_id: Callable[[], int]  # the store's allocator, or a provisional counter for a dry run
     emulated_exits: bool = False
+    taken: Callable[[str], bool] = lambda _cid: False  # a client id the store already knows (venues refuse reuse)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,7 @@ class _Planner:
         self.tranches: dict[int, Tranche] = {t.id: t for t in book.tranches}
         self.positions: dict[tuple[str, Side], PositionState] = {(p.symbol, p.side): p for p in account.positions}
         self.resting: dict[int, list[tuple[Purpose, OrderState]]] = defaultdict(list)
+        self.resting_ids = {o.client_id for o in account.open_orders}
         for o in account.open_orders:
             parsed = parse_client_order_id(ctx.prefix, o.client_id)
             if parsed is not None and parsed[1] is not Purpose.ENTRY:
@@ -186,8 +188,9 @@ class _Planner:
             need = {Purpose.TP, Purpose.SL} if tid in self.fresh else wrong.get(tid, set())
             if t.closing or not need:
                 continue
-            t, tp, sl = protection_orders(t, prefix=self.ctx.prefix, working_type=self.ctx.working_type_of(t.symbol),
-                                          hedge_mode=self.ctx.hedge_mode)
+            t, tp, sl = self._legs(t)
+            while any(o.client_id in self.resting_ids or self.ctx.taken(o.client_id) for o in (tp, sl)):
+                t, tp, sl = self._legs(t)  # a seq the store lags behind: never reuse a client id
             self._keep(t)
             new = tuple(o for o in (tp, sl) if o.purpose in need)
             self.plan.place.append(new)
@@ -201,6 +204,10 @@ class _Planner:
             for purpose, o in self.resting.get(tid, []):
                 if purpose in need:
                     self._cancel(t.symbol, t.side, o.client_id, tid, f"replaced {purpose.name}", after=after)
+
+    def _legs(self, t: Tranche) -> tuple[Tranche, OrderRecord, OrderRecord]:
+        return protection_orders(t, prefix=self.ctx.prefix, working_type=self.ctx.working_type_of(t.symbol),
+                                 hedge_mode=self.ctx.hedge_mode)
 
     def _merged_cancels(self) -> None:
         """A merged-away tranche's legs go once the survivor's new legs are live."""
