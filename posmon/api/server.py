@@ -46,28 +46,26 @@ async def serve_api(
         task_status.started(None)
         return
     logging.getLogger("hypercorn.error").setLevel(logging.WARNING)
-    async with trio.open_nursery() as nursery:
-        try:
+    listening = False
+    try:
+        async with trio.open_nursery() as nursery:
             binds: list[str] = await nursery.start(partial(serve, app, hypercorn_config(settings), mode="asgi"))
-        except OSError as exc:
-            raise ConfigError(_bind_error(settings, exc)) from exc
-        except BaseExceptionGroup as group:
-            matched, _rest = group.split(OSError)
-            if matched is None:
-                raise
-            raise ConfigError(_bind_error(settings, _first(matched))) from group
-        url = binds[0]
-        log.info("control API listening on %s (%s)", url,
-                 "bearer token required" if settings.token else "no token: loopback only")
-        task_status.started(url)
+            url = binds[0]
+            log.info("control API listening on %s (%s)", url,
+                     "bearer token required" if settings.token else "no token: loopback only")
+            listening = True
+            task_status.started(url)
+    except BaseException as exc:
+        bind_error = None if listening else _bind_error(exc)
+        if bind_error is None:
+            raise
+        raise ConfigError(f"api.port: cannot listen on {settings.host}:{settings.port} ({bind_error}); expected a "
+                          "free port on a local address (set [api] host/port or POSMON_API_HOST/POSMON_API_PORT)"
+                          ) from exc
 
 
-def _first(group: BaseException) -> BaseException:
-    while isinstance(group, BaseExceptionGroup):
-        group = group.exceptions[0]
-    return group
-
-
-def _bind_error(settings: ApiSettings, exc: BaseException) -> str:
-    return (f"api.port: cannot listen on {settings.host}:{settings.port} ({exc}); expected a free port on a local "
-            f"address (set [api] host/port or POSMON_API_HOST/POSMON_API_PORT)")
+def _bind_error(exc: BaseException) -> OSError | None:
+    """The ``OSError`` behind a failure to start (hypercorn raises it inside nested exception groups)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, OSError) else None

@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 
+def _seconds(value: Any) -> float | None:
+    """Times and durations arrive as JSON numbers (parsed into ``Decimal`` by the client)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return None
+    return float(value)
+
+
 def _utc(ts: Any) -> str:
-    if not isinstance(ts, int | float):
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
+    seconds = _seconds(ts)
+    return "-" if seconds is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
 
 
 def duration(seconds: Any) -> str:
     """``3725`` -> ``1h02m05s``; None -> ``-``."""
-    if not isinstance(seconds, int | float):
+    value = _seconds(seconds)
+    if value is None:
         return "-"
-    total = max(0, round(seconds))
+    total = max(0, round(value))
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:
@@ -44,7 +52,7 @@ def render_status(status: Mapping[str, Any]) -> str:
     out = [f"posmon on {status.get('venue', '?')}: {state} since {_utc(status.get('started_at'))} UTC", ""]
     streams = status.get("streams") or []
     for s in streams:
-        age = s.get("last_frame_age_seconds")
+        age = _seconds(s.get("last_frame_age_seconds"))
         seen = "no frame yet" if age is None else f"last frame {age:.1f} s ago"
         out.append(f"stream {s.get('name', '?'):<6} {'up' if s.get('up') else 'DOWN':<4}  {seen}")
     if streams:
