@@ -1,1 +1,33 @@
-"""Lighter-protocol simulator: REST and websocket on loopback over the core matching engine."""
+"""Lighter-protocol simulator: REST and websocket on loopback over the core matching engine.
+
+```python
+exchange = build_exchange()                      # one-way SimExchange listing ETH (0), BTC (1), DOGE (3)
+sim = LighterSim(exchange)                       # default account/key from credentials.py
+rest_url, ws_url = await nursery.start(serve_lighter_sim, sim)   # http://127.0.0.1:P, ws://127.0.0.1:P/stream
+```
+"""
+
+from posmon.exchange.lighter_sim.limits import PREMIUM, STANDARD, UNLIMITED, Tier
+from posmon.exchange.lighter_sim.markets import BTC, DEFAULT_MARKETS, DOGE, ETH, LighterMarket
+from posmon.exchange.lighter_sim.server import serve_lighter_sim
+from posmon.exchange.lighter_sim.session import build_exchange, start_embedded_lighter, start_replay
+from posmon.exchange.lighter_sim.sim import LighterSim, SimCounters, WsConfig
+
+__all__ = [
+    "BTC",
+    "DEFAULT_MARKETS",
+    "DOGE",
+    "ETH",
+    "PREMIUM",
+    "STANDARD",
+    "UNLIMITED",
+    "LighterMarket",
+    "LighterSim",
+    "SimCounters",
+    "Tier",
+    "WsConfig",
+    "build_exchange",
+    "serve_lighter_sim",
+    "start_embedded_lighter",
+    "start_replay",
+]
