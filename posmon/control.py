@@ -8,11 +8,20 @@ writer of its tranches.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
-from posmon.domain.orders import Side
+import trio
+
+from posmon.actors.messages import CloseTranches, OpenEntry, ResumeMonitoring, StopMonitoring
+from posmon.domain.orders import OrderRequest, OrderType, Purpose, Side
+from posmon.domain.protection import client_order_id
+from posmon.domain.rounding import quantize_qty, round_down, round_up
+from posmon.domain.tranche import realized_pnl
 
 
 class ControlError(Exception):
@@ -129,3 +138,149 @@ class Control(Protocol):
     async def resume_monitoring(self, symbol: str) -> None:
         """Undo ``stop_monitoring``: the position is adopted again at the next reconcile."""
         ...
+
+
+class DaemonControl:
+    """``Control`` over a running daemon: answers from the store and the router, changes through the actors."""
+
+    def __init__(self, daemon: Any, *, clock: Callable[[], float], entry_timeout: float = 30.0,
+                 reply_timeout: float = 30.0) -> None:
+        self._d = daemon  # posmon.daemon.Daemon (not imported: it imports this module)
+        self._clock = clock
+        self._entry_timeout = entry_timeout
+        self._reply_timeout = reply_timeout
+        self.started_at = clock()
+
+    # --- reading ------------------------------------------------------------------------------------------
+
+    async def status(self) -> StatusReport:
+        d = self._d
+        await trio.lowlevel.checkpoint()
+        now, trio_now = self._clock(), trio.current_time()
+        router = d.router
+        marks = router.latest if router is not None else {}
+        last = router.last_frame_at if router is not None else None
+        emulated = "emulated" if getattr(d.venue, "emulated_exits", False) else "exchange"
+        views = []
+        for t in d.store.open_tranches(d.venue.name):
+            mark = marks.get(t.symbol)
+            price = mark.price if mark is not None else None
+            views.append(TrancheView(
+                id=t.id, venue=t.venue, symbol=t.symbol, side=t.side, index=t.index, entry=t.entry, qty=t.qty,
+                tp=t.tp, sl=t.sl, opened_at=t.opened_at,
+                max_hold_seconds=int(t.deadline - t.opened_at) if t.deadline is not None else 0,
+                timeout_at=t.deadline, remaining_seconds=max(0.0, t.deadline - now) if t.deadline else None,
+                mark=price, unrealized_pnl=realized_pnl(t.side, t.entry, price, t.qty) if price else None,
+                closing=t.closing, exits=emulated))
+        name = d.venue.name
+        streams = [
+            StreamView("price", bool(d.metrics.get("price_stream_up", venue=name)),
+                       None if last is None else max(0.0, trio_now - last)),
+            StreamView("user", bool(d.metrics.get("user_stream_up", venue=name)), None),
+        ]
+        return StatusReport(running=d.cancel_scope is not None and not d.cancel_scope.cancel_called, venue=name,
+                            started_at=self.started_at, streams=streams, tranches=views,
+                            unmonitored=sorted(d.directory.unmonitored) if d.directory else [])
+
+    # --- acting -------------------------------------------------------------------------------------------
+
+    def _symbol(self, given: str) -> str:
+        """A listed symbol for ``given`` (a symbol, or a venue's own market id such as Lighter's)."""
+        d = self._d
+        if given in d.rules:
+            return given
+        resolve = getattr(d.venue, "symbol_for", None)
+        if resolve is not None:
+            with contextlib.suppress(Exception):
+                symbol = resolve(given)
+                if symbol in d.rules:
+                    return symbol
+        raise ControlError(f"{given!r} is not a symbol {d.venue.name} lists", field="symbol", status=404)
+
+    async def open_position(self, request: OpenRequest) -> OpenResult:
+        d = self._d
+        symbol = self._symbol(request.symbol)
+        rules = d.rules[symbol]
+        mark = d.router.latest.get(symbol) if d.router is not None else None
+        if mark is None:
+            raise ControlError(f"no mark price for {symbol} yet; try again shortly", field="symbol", status=503)
+        notional = request.size_usd * request.leverage  # size_usd is the margin; leverage scales it
+        qty = quantize_qty(notional / mark.price, rules.step_size)
+        if qty <= 0 or qty < rules.min_qty or qty * mark.price < rules.min_notional:
+            raise ControlError(
+                f"size_usd {request.size_usd} x leverage {request.leverage} = {qty} {symbol} at {mark.price}, "
+                f"below the venue's minimum (qty {rules.min_qty}, notional {rules.min_notional})", field="size_usd")
+        base = d.risk_of(symbol)
+        risk = dataclasses.replace(base, tp_pct=request.tp_pct, sl_pct=request.sl_pct)
+        hedge = bool(getattr(d.venue, "hedge_mode", d.settings.daemon.hedge_mode))
+        price = None
+        if getattr(d.venue, "emulated_exits", False):  # market orders there need a worst acceptable price
+            first = getattr(d.venue, "close_slippage", (Decimal("0.5"),))[0]
+            sign = request.side.sign
+            price = (round_up if sign > 0 else round_down)(mark.price * (100 + sign * first) / 100, rules.tick_size)
+        tid = d.store.allocate_tranche_id()
+        entry = OrderRequest(client_id=client_order_id(d.settings.daemon.client_id_prefix, tid, Purpose.ENTRY, 1),
+                             symbol=symbol, side=request.side.opening_order_side,
+                             position_side=request.side.value if hedge else "BOTH", type=OrderType.MARKET, qty=qty,
+                             price=price)
+        if symbol in d.directory.unmonitored:  # an explicit open means: watch it again
+            await self.resume_monitoring(symbol)
+        send, recv = trio.open_memory_channel[Any](1)
+        async with send, recv:
+            await d.directory.inbox(symbol, request.side).send(OpenEntry(entry, tid, risk, send))
+            outcome = None
+            with trio.move_on_after(self._entry_timeout):
+                outcome = await recv.receive()
+        if outcome is None:
+            return OpenResult(symbol, request.side, tid, entry.client_id, qty, None, None, None, "PENDING")
+        if outcome.error is not None or outcome.tranche is None:
+            raise ControlError(outcome.error or "entry ended without a fill", status=502)
+        t = outcome.tranche
+        return OpenResult(symbol, request.side, tid, entry.client_id, t.qty, t.entry, t.tp, t.sl, "FILLED")
+
+    async def close(self, symbol: str, side: Side | None = None, tranche_id: int | None = None) -> list[CloseResult]:
+        d = self._d
+        symbol = self._symbol(symbol)
+        held = d.store.open_tranches(d.venue.name, symbol)
+        if tranche_id is not None:
+            held = [t for t in held if t.id == tranche_id]
+            if not held:
+                raise ControlError(f"no open tranche {tranche_id} of {symbol}", field="tranche_id", status=404)
+        results = []
+        for s in (side,) if side is not None else tuple(Side):
+            ids = tuple(t.id for t in held if t.side is s)
+            if not ids:
+                continue
+            await d.directory.inbox(symbol, s).send(CloseTranches(ids if tranche_id is not None else (), "MANUAL"))
+            results.append(CloseResult(symbol, s, list(ids)))
+        if not results:
+            raise ControlError(f"posmon holds no open tranche of {symbol}" + (f" {side.value}" if side else ""),
+                               field="symbol", status=404)
+        return results
+
+    async def stop_monitoring(self, symbol: str) -> StopResult:
+        d = self._d
+        symbol = self._symbol(symbol)
+        d.store.set_monitored(d.venue.name, symbol, False)
+        d.directory.unmonitored.add(symbol)
+        stopped: list[int] = []
+        for side in Side:
+            if (symbol, side) not in d.directory:
+                continue
+            send, recv = trio.open_memory_channel[Any](1)
+            async with send, recv:
+                await d.directory.inbox(symbol, side).send(StopMonitoring(send))
+                with trio.move_on_after(self._reply_timeout):
+                    stopped += await recv.receive()
+        return StopResult(symbol, sorted(stopped))
+
+    async def resume_monitoring(self, symbol: str) -> None:
+        d = self._d
+        symbol = self._symbol(symbol)
+        d.store.set_monitored(d.venue.name, symbol, True)
+        d.directory.unmonitored.discard(symbol)
+        for side in Side:
+            known = (symbol, side) in d.directory
+            inbox = d.directory.inbox(symbol, side)  # a new actor reconciles at start and adopts what it finds
+            if known:
+                await inbox.send(ResumeMonitoring())

@@ -27,6 +27,7 @@ from posmon.actors.price_router import PriceRouter
 from posmon.actors.supervisor import RestartPolicy, supervise
 from posmon.actors.user_stream import UserStream
 from posmon.config import Settings
+from posmon.control import DaemonControl
 from posmon.domain.orders import Side, SymbolRules, WorkingType
 from posmon.domain.tranche import Risk
 from posmon.exchange.venue import Venue
@@ -55,6 +56,10 @@ class Daemon:
     router: PriceRouter | None = None
     gateway: trio.MemorySendChannel[Any] | None = None
     cancel_scope: trio.CancelScope | None = None
+    control: DaemonControl | None = None
+
+    def risk_of(self, symbol: str) -> Risk:
+        return risk_of(self.settings, symbol)
 
     def stop(self) -> None:
         if self.cancel_scope is not None:
@@ -75,6 +80,7 @@ async def run_daemon(
     d = settings.daemon
     metrics = metrics or Metrics()
     daemon = Daemon(settings, venue, store, metrics)
+    daemon.control = DaemonControl(daemon, clock=clock, reply_timeout=d.request_timeout_seconds * 3)
     daemon.rules = await venue.load_rules()
     policy = RestartPolicy(budget=d.restart_budget, window=d.restart_window_seconds,
                            backoff=d.restart_backoff_seconds)
@@ -105,7 +111,7 @@ async def run_daemon(
         async with trio.open_nursery() as nursery:
             directory = PositionDirectory(nursery, config_for, router=router_send, gateway=gw_send,
                                           notices=notice_send, store=store, metrics=metrics, clock=clock,
-                                          policy=policy)
+                                          policy=policy, unmonitored=store.unmonitored(venue.name))
             daemon.directory = directory
             gw_policy = GatewayPolicy(request_timeout=d.request_timeout_seconds)
             # Requests queued in a crashed gateway are lost with it: the actors reconcile to re-derive them.

@@ -4,29 +4,14 @@ Runs on the in-process simulator in one-way mode with Lighter-style market order
 acceptable fill; what cannot fill within it expires), so the rules are tested apart from the protocol.
 """
 
-import dataclasses
 from decimal import Decimal as D
 
 import trio
 
 from posmon.actors.messages import Notice
 from posmon.domain.orders import Side
-from posmon.exchange.sim.exchange import SimExchange
-from posmon.exchange.sim.markets import rules_for
-from posmon.exchange.sim.venue import SimVenue
-from tests.harness import make_settings, running, settle, trio_clock
-
-SLIPPAGE = (D("0.5"), D("0.5"), D("1.5"))  # first bound, widening step, cap (percent through the mark)
-
-
-def one_way(tmp_path, **risk):
-    s = make_settings(tmp_path, **risk)
-    return dataclasses.replace(s, daemon=dataclasses.replace(s.daemon, hedge_mode=False))
-
-
-def lighter_like(settings):
-    exchange = SimExchange(rules_for(settings.sim.symbols), hedge_mode=False, clock=trio_clock, bounded_market=True)
-    return exchange, SimVenue(exchange, emulated_exits=True, close_slippage=SLIPPAGE)
+from tests.emulated import lighter_like, one_way
+from tests.harness import running, settle
 
 
 def closed(h, symbol="BTCUSDT"):

@@ -54,6 +54,7 @@ class PositionDirectory:
         metrics: Metrics,
         clock: Callable[[], float],
         policy: RestartPolicy,
+        unmonitored: set[str] | None = None,
     ) -> None:
         self._nursery = nursery
         self._config_for = config_for
@@ -65,6 +66,8 @@ class PositionDirectory:
         self._clock = clock
         self._policy = policy
         self._actors: dict[Key, _Entry] = {}
+        # Symbols the operator stopped monitoring (mirrors the store): no actor is started for them.
+        self.unmonitored: set[str] = set(unmonitored or ())
 
     def __contains__(self, key: Key) -> bool:
         return key in self._actors

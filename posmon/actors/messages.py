@@ -154,6 +154,11 @@ class StopMonitoring:
 
 
 @dataclass(frozen=True, slots=True)
+class ResumeMonitoring:
+    """Undo ``StopMonitoring``: reconcile and adopt the position again."""
+
+
+@dataclass(frozen=True, slots=True)
 class Notice:
     """Something an operator may want to see: a tranche opened, an exit taken, a failure to protect."""
 

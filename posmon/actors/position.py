@@ -15,6 +15,7 @@ closed at market.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Callable, Iterable
@@ -29,8 +30,10 @@ from posmon.actors.messages import (
     Action,
     CancelOrders,
     CloseTranches,
+    EntryOutcome,
     FetchAccount,
     Notice,
+    OpenEntry,
     OrderResult,
     OrderResults,
     PlaceOrders,
@@ -38,6 +41,8 @@ from posmon.actors.messages import (
     Priority,
     QueryOrders,
     Reconcile,
+    ResumeMonitoring,
+    StopMonitoring,
 )
 from posmon.actors.price_slot import PriceSlot
 from posmon.domain.orders import OrderState, OrderStatus, Purpose, Side, SymbolRules, WorkingType
@@ -58,15 +63,24 @@ from posmon.domain.tranche import (
     apply_entry_fill,
     apply_reduction,
     average_entry,
+    extend_tranche,
+    new_tranche,
     realized_pnl,
 )
 from posmon.domain.triggers import TriggerBook
 from posmon.exchange.errors import OrderNotFound, VenueError, WouldTriggerImmediately
 from posmon.exchange.events import OrderUpdate
 from posmon.metrics import Metrics
-from posmon.store.store import Changes, Event, Store
+from posmon.store.store import Changes, Event, PendingEntry, Store
 
 log = logging.getLogger(__name__)
+
+
+def _reply(channel: trio.MemorySendChannel[Any] | None, answer: Any) -> None:
+    """Answer a waiting requester without ever blocking (it may have given up and closed its channel)."""
+    if channel is not None:
+        with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            channel.send_nowait(answer)
 
 
 class _NoAnswer(Exception):
@@ -135,7 +149,10 @@ class PositionActor:
         self._close_attempts: dict[int, int] = {}
         self._close_hold: dict[int, float] = {}  # no new close order for the tranche before this time
         self._tick_at: float | None = None  # trio time of the frame behind the current decision
-        self._entries: dict[str, tuple[int, Risk, Any]] = {}  # entry client id -> (tranche id, risk, reply)
+        self._entries: dict[str, PendingEntry] = {}  # operator entries not yet ended, by client id
+        self._entry_replies: dict[str, trio.MemorySendChannel[Any]] = {}
+        self._entry_seen: dict[str, Decimal] = {}  # cumulative filled quantity already applied, per entry
+        self.stopped = False  # the operator stopped monitoring this symbol: hold nothing, adopt nothing
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
@@ -152,6 +169,9 @@ class PositionActor:
                 self.book.add(t)
         for rec in self.store.active_orders(self._owned_tranche_ids()):
             self._remember(rec)
+        for e in self.store.pending_entries(c.venue, c.symbol, c.side):
+            self._entries[e.client_id] = e
+        self.stopped = c.symbol in self.store.unmonitored(c.venue)
 
     def _owned_tranche_ids(self) -> list[int]:
         """Open tranches plus closed ones of this key that still have active orders (e.g. merged away)."""
@@ -189,6 +209,13 @@ class PositionActor:
             for r in msg.results:
                 self._on_result(r)
         elif isinstance(msg, Reconcile):
+            await self._reconcile()
+        elif isinstance(msg, OpenEntry):
+            self._open_entry(msg)
+        elif isinstance(msg, StopMonitoring):
+            self._stop_monitoring(msg)
+        elif isinstance(msg, ResumeMonitoring):
+            self.stopped = False
             await self._reconcile()
         elif isinstance(msg, CloseTranches):
             ids = msg.tranche_ids or tuple(self.tranches)
@@ -231,11 +258,20 @@ class PositionActor:
     # --- order updates from the user stream ----------------------------------------------------------------
 
     def _on_order_update(self, u: OrderUpdate) -> None:
+        if u.client_id in self._entries:
+            price = u.last_price if u.exec_type == "TRADE" else u.avg_price
+            self._on_operator_entry(u.client_id, u.status, u.filled_qty, price)
+            return
+        if self.stopped:
+            return
         if u.client_id in self.orders:
             price = u.last_price if u.exec_type == "TRADE" else u.avg_price
             self._observe(u.client_id, u.status, u.filled_qty, price, u.order_id)
             return
-        if parse_client_order_id(self.cfg.prefix, u.client_id) is not None:
+        own = parse_client_order_id(self.cfg.prefix, u.client_id)
+        if own is not None and own[1] is Purpose.ENTRY:
+            return  # an operator entry already settled (its fills were applied from the placement answer)
+        if own is not None:
             # One of ours we no longer track: a leftover of a closed tranche. Never let it act on the position.
             if not u.status.is_final:
                 log.warning("%s: cancelling orphan order %s", self.name, u.client_id)
@@ -252,6 +288,74 @@ class PositionActor:
             self._on_external_reduction(u.last_qty, source=u.client_id)
 
     # --- entries ------------------------------------------------------------------------------------------
+
+    def _open_entry(self, msg: OpenEntry) -> None:
+        """Decide (persist the entry and the risk its tranche will get), then send the entry order."""
+        c = self.cfg
+        e = PendingEntry(msg.entry.client_id, msg.tranche_id, c.venue, c.symbol, c.side, msg.entry.qty, msg.risk)
+        self.store.add_entry(e)
+        self._entries[e.client_id] = e
+        if msg.reply_to is not None:
+            self._entry_replies[e.client_id] = msg.reply_to
+        self.stopped = False
+        log.info("%s: operator entry %s for %s", self.name, e.client_id, e.qty)
+        self._send(PlaceOrders((msg.entry,), self.links.self_send, Priority.PROTECT, since=self.links.clock()))
+
+    def _on_operator_entry(self, cid: str, status: OrderStatus, filled: Decimal, price: Decimal) -> None:
+        """A fill of an operator entry grows its own tranche, protected at the entry's risk.
+
+        ``filled`` is cumulative (placement answers and stream updates may both report the same fill): only
+        what exceeds the tranche's quantity so far is new.
+        """
+        e = self._entries[cid]
+        held_qty = self.tranches[e.tranche_id].qty if e.tranche_id in self.tranches else Decimal(0)
+        fill_qty = filled - self._entry_seen.get(cid, held_qty)
+        if fill_qty > 0:
+            self._entry_seen[cid] = filled
+            held = self.tranches.get(e.tranche_id)
+            c = self.cfg
+            if held is None:
+                index = max((t.index for t in self.tranches.values()), default=-1) + 1
+                t = new_tranche(id=e.tranche_id, venue=c.venue, symbol=c.symbol, side=c.side, index=index,
+                                qty=fill_qty, price=price, now=self.links.clock(), risk=e.risk, rules=c.rules)
+                kind = "tranche_opened"
+            else:
+                t = extend_tranche(held, qty=fill_qty, price=price, risk=e.risk, rules=c.rules)
+                kind = "tranche_extended"
+            self._apply_decision(EntryDecision(changed=(t,)), events=[
+                self._event(kind, t, qty=fill_qty, price=price, source=cid, entry=t.entry, total_qty=t.qty,
+                            tp=t.tp, sl=t.sl)])
+            self._notice(kind, t, f"tranche {t.index} {t.qty} @ {self._shown(t.entry)} TP {t.tp} SL {t.sl}")
+        if status.is_final:
+            self._end_entry(cid, status)
+
+    def _end_entry(self, cid: str, status: OrderStatus, error: str | None = None) -> None:
+        e = self._entries.pop(cid)
+        self._entry_seen.pop(cid, None)
+        self.store.end_entry(cid, status.value)
+        t = self.tranches.get(e.tranche_id)
+        if t is None and error is None:
+            error = f"entry {cid} ended {status.value} without a fill"
+        _reply(self._entry_replies.pop(cid, None), EntryOutcome(t, error))
+
+    def _stop_monitoring(self, msg: StopMonitoring) -> None:
+        """Forget every tranche without closing the position; posmon's resting orders for them are cancelled."""
+        now = self.links.clock()
+        changes = Changes(events=[self._event("monitoring_stopped", None, tranches=sorted(self.tranches))])
+        stopped = sorted(self.tranches)
+        for tid in stopped:
+            t = self.tranches.pop(tid)
+            self.book.discard(tid)
+            changes.closed.append((tid, "UNMONITORED", now))
+            changes.tranches.append(t)
+        self._cancel([o for o in self.orders.values() if o.purpose is not Purpose.ENTRY], Priority.HOUSEKEEPING,
+                     changes)
+        self.store.apply(changes)
+        self.stopped = True
+        self._pending_diff = None
+        log.warning("%s: monitoring stopped by the operator; %d tranches forgotten, position left open",
+                    self.name, len(stopped))
+        _reply(msg.reply_to, stopped)
 
     def _on_entry_fill(self, qty: Decimal, price: Decimal, *, source: str, at: float | None = None) -> None:
         """``at``: when the fill happened (the venue's time), so the oldest exposure is protected first."""
@@ -323,6 +427,12 @@ class PositionActor:
     # --- what the exchange says about our orders --------------------------------------------------------
 
     def _on_result(self, r: OrderResult) -> None:
+        if r.client_id in self._entries:
+            if r.state is not None:
+                self._on_operator_entry(r.client_id, r.state.status, r.state.filled_qty, r.state.avg_price)
+            elif r.error is not None:
+                self._end_entry(r.client_id, OrderStatus.REJECTED, error=f"entry refused: {r.error}")
+            return  # unknown: the gateway looked it up already; the stream or a reconcile settles it
         rec = self.orders.get(r.client_id)
         if rec is None:
             return
@@ -691,6 +801,8 @@ class PositionActor:
                 elif isinstance(r.error, OrderNotFound):
                     self._on_never_placed(rec)
         self._cancel_orphans(snap.open_orders)
+        if self.stopped:
+            return  # the operator owns this symbol now: adopt nothing, protect nothing
         self._check_position_size(snap)
         self._ensure_protected()
 

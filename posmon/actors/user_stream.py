@@ -16,7 +16,7 @@ import trio
 
 from posmon.actors.directory import PositionDirectory, UnknownSymbol
 from posmon.actors.messages import AccountSnapshot, FetchAccount, Priority, Reconcile
-from posmon.domain.orders import OrderSide, Side
+from posmon.domain.orders import OrderSide, Purpose, Side
 from posmon.domain.protection import parse_client_order_id
 from posmon.exchange.errors import VenueError
 from posmon.exchange.events import MalformedMessage, OrderUpdate
@@ -76,6 +76,8 @@ class UserStream:
             log.error("cannot list positions of %s: %s", self.venue.name, snap.error)
             return
         for p in snap.positions:
+            if p.symbol in self.directory.unmonitored:
+                continue
             if (p.symbol, p.side) not in self.directory:
                 log.info("found a %s %s position of %s not yet watched; protecting it", p.symbol, p.side, p.qty)
                 try:
@@ -97,6 +99,8 @@ class UserStream:
                 side = self._route(event)
                 if side is None:
                     continue
+                if event.symbol in self.directory.unmonitored and (event.symbol, side) not in self.directory:
+                    continue  # the operator stopped monitoring it: start nothing for it
                 try:
                     inbox = self.directory.inbox(event.symbol, side, reconcile=not event.is_fill)
                 except UnknownSymbol:
@@ -113,7 +117,10 @@ class UserStream:
         if u.position_side in ("LONG", "SHORT"):
             return Side(u.position_side)
         if own is not None:
-            return self.store.tranche_side(own[0])
+            side = self.store.tranche_side(own[0])
+            if side is None and own[1] is Purpose.ENTRY:  # an operator entry's first fill: no tranche yet
+                return Side.LONG if u.side is OrderSide.BUY else Side.SHORT
+            return side
         opening = Side.LONG if u.side is OrderSide.BUY else Side.SHORT
         if u.reduce_only:
             return Side.SHORT if opening is Side.LONG else Side.LONG

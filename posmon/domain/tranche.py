@@ -109,6 +109,11 @@ def _repriced(t: Tranche, entry: Decimal, qty: Decimal, risk: Risk, rules: Symbo
     return replace(t, entry=entry, qty=qty, tp=tp, sl=sl)
 
 
+def extend_tranche(t: Tranche, *, qty: Decimal, price: Decimal, risk: Risk, rules: SymbolRules) -> Tranche:
+    """``t`` grown by a fill of ``qty`` at ``price``: averaged entry, exits re-derived at ``risk``."""
+    return _repriced(t, average_entry([(t.qty, t.entry), (qty, price)]), t.qty + qty, risk, rules)
+
+
 def new_tranche(
     *, id: int, venue: str, symbol: str, side: Side, index: int, qty: Decimal, price: Decimal,
     now: float, risk: Risk, rules: SymbolRules,

@@ -44,7 +44,19 @@ def _v1(db: Database) -> None:
     db["meta"].insert({"key": "next_tranche_id", "value": "1"})
 
 
-MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1,)
+def _v2(db: Database) -> None:
+    # Operator-opened entries: the risk their tranche gets once the entry fills (decided before it is sent).
+    db["entries"].create(
+        {"client_id": str, "tranche_id": int, "venue": str, "symbol": str, "side": str, "qty": str,
+         "tp_pct": str, "sl_pct": str, "max_hold_seconds": int, "state": str, "created_at": float},
+        pk="client_id",
+    )
+    db["entries"].create_index(["state", "venue", "symbol", "side"])
+    # Symbols the operator stopped monitoring: never re-adopted until resumed.
+    db["unmonitored"].create({"venue": str, "symbol": str, "since": float}, pk=("venue", "symbol"))
+
+
+MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1, _v2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -23,7 +23,7 @@ from sqlite_utils import Database
 
 from posmon.domain.orders import OrderRequest, OrderSide, OrderStatus, OrderType, Purpose, Side, WorkingType
 from posmon.domain.protection import LocalState, OrderRecord
-from posmon.domain.tranche import Tranche
+from posmon.domain.tranche import Risk, Tranche
 from posmon.store.errors import StoreError
 from posmon.store.schema import migrate
 
@@ -38,6 +38,19 @@ class Event:
     side: str
     tranche_id: int | None = None
     data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEntry:
+    """An entry the operator asked for: its fills become tranche ``tranche_id`` protected at ``risk``."""
+
+    client_id: str
+    tranche_id: int
+    venue: str
+    symbol: str
+    side: Side
+    qty: Decimal
+    risk: Risk
 
 
 @dataclass(slots=True)
@@ -251,6 +264,40 @@ class Store:
             where += " AND venue = ?"
             args.append(venue)
         return list(self.db["tranches"].rows_where(where, args, order_by="closed_at"))
+
+    # --- operator entries and unmonitored symbols ---------------------------------------------------------
+
+    def add_entry(self, entry: PendingEntry) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO entries (client_id, tranche_id, venue, symbol, side, qty, tp_pct, sl_pct, "
+                "max_hold_seconds, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', ?)",
+                [entry.client_id, entry.tranche_id, entry.venue, entry.symbol, entry.side.value, str(entry.qty),
+                 str(entry.risk.tp_pct), str(entry.risk.sl_pct), entry.risk.max_hold_seconds, self._clock()])
+
+    def end_entry(self, client_id: str, state: str) -> None:
+        with self._transaction() as conn:
+            conn.execute("UPDATE entries SET state = ? WHERE client_id = ?", [state, client_id])
+
+    def pending_entries(self, venue: str, symbol: str, side: Side) -> list[PendingEntry]:
+        rows = self.db.execute(
+            "SELECT client_id, tranche_id, qty, tp_pct, sl_pct, max_hold_seconds FROM entries "
+            "WHERE state = 'PENDING' AND venue = ? AND symbol = ? AND side = ?", [venue, symbol, side.value],
+        ).fetchall()
+        return [PendingEntry(cid, tid, venue, symbol, side, Decimal(qty),
+                             Risk(tp_pct=Decimal(tp), sl_pct=Decimal(sl), max_hold_seconds=hold))
+                for cid, tid, qty, tp, sl, hold in rows]
+
+    def set_monitored(self, venue: str, symbol: str, monitored: bool) -> None:
+        with self._transaction() as conn:
+            if monitored:
+                conn.execute("DELETE FROM unmonitored WHERE venue = ? AND symbol = ?", [venue, symbol])
+            else:
+                conn.execute("INSERT OR IGNORE INTO unmonitored (venue, symbol, since) VALUES (?, ?, ?)",
+                             [venue, symbol, self._clock()])
+
+    def unmonitored(self, venue: str) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT symbol FROM unmonitored WHERE venue = ?", [venue])}
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         rows = self.db["events"].rows_where("kind = ?" if kind else None, [kind] if kind else [], order_by="id")

@@ -1,0 +1,132 @@
+"""The operator's control surface on a running daemon: open, status, close, stop and resume monitoring."""
+
+import dataclasses
+from decimal import Decimal as D
+
+import pytest
+import trio
+
+from posmon.actors.messages import Reconcile
+from posmon.control import ControlError, OpenRequest
+from posmon.domain.orders import Side
+from tests.emulated import lighter_like, one_way
+from tests.harness import make_settings, running, settle
+from tests.scenario import assert_protected_and_no_orphans
+
+
+def open_request(side=Side.LONG, **kw):
+    fields = {"symbol": "BTCUSDT", "side": side, "size_usd": D(900), "leverage": 5, "sl_pct": D(3),
+              "rr_ratio": (D(1), D(2))} | kw
+    return OpenRequest(**fields)
+
+
+async def test_open_long_places_the_entry_and_protects_it_at_sl_3_and_tp_6_percent(tmp_path, autojump_clock):
+    async with running(make_settings(tmp_path)) as h:
+        await h.mark("BTCUSDT", "45000")
+        result = await h.daemon.control.open_position(open_request())
+        await settle()
+
+        assert result.status == "FILLED"
+        assert (result.qty, result.entry_price) == (D("0.1"), D("45000"))  # 900 USD x 5 at 45,000
+        assert (result.sl, result.tp) == (D("43650"), D("47700"))  # 3 % below, 6 % above the fill
+        assert h.exchange.engine.position("BTCUSDT", Side.LONG).qty == D("0.1")
+        assert h.resting() == {("LIMIT", "SELL", "0.1", "47700"), ("STOP_MARKET", "SELL", "0.1", "43650")}
+        assert_protected_and_no_orphans(h)
+
+
+async def test_open_short_on_emulated_exits_venue_books_sl_and_tp_without_resting_orders(tmp_path, autojump_clock):
+    settings = one_way(tmp_path)
+    exchange, venue = lighter_like(settings)
+    async with running(settings, exchange, venue=venue) as h:
+        await h.mark("BTCUSDT", "45000")
+        result = await h.daemon.control.open_position(open_request(Side.SHORT))
+        await settle()
+
+        assert (result.sl, result.tp) == (D("46350"), D("42300"))
+        assert h.orders() == []
+        await h.mark("BTCUSDT", "42290")
+        assert h.exchange.engine.position("BTCUSDT", Side.SHORT) is None
+        assert [r["close_reason"] for r in h.store.closed_tranches("sim")] == ["TP"]
+
+
+async def test_open_refuses_unknown_symbol_and_a_size_below_the_minimum_and_sends_nothing(tmp_path, autojump_clock):
+    async with running(make_settings(tmp_path)) as h:
+        await h.mark("BTCUSDT", "45000")
+        sent = h.exchange.orders_sent
+        with pytest.raises(ControlError) as unknown:
+            await h.daemon.control.open_position(open_request(symbol="NOPEUSDT"))
+        assert (unknown.value.field, unknown.value.status) == ("symbol", 404)
+        with pytest.raises(ControlError) as tiny:
+            await h.daemon.control.open_position(open_request(size_usd=D("0.01"), leverage=1))
+        assert tiny.value.field == "size_usd"
+        assert h.exchange.orders_sent == sent
+
+
+async def test_status_lists_every_tranche_with_its_exits_timeout_and_unrealized_pnl(tmp_path, autojump_clock):
+    settings = make_settings(tmp_path, max_hold_seconds=600)
+    async with running(settings) as h:
+        await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")
+        await trio.sleep(100)
+        await h.mark("BTCUSDT", "45100")
+        report = await h.daemon.control.status()
+
+        [t] = report.tranches
+        assert (t.symbol, t.side, t.entry, t.qty, t.tp, t.sl) == ("BTCUSDT", Side.LONG, D(45000), D("0.1"),
+                                                                   D(45450), D(22500))
+        assert t.max_hold_seconds == 600 and t.remaining_seconds == pytest.approx(500)
+        assert t.unrealized_pnl == D("10.0")
+        assert report.running and report.venue == "sim"
+        assert {s.name for s in report.streams} == {"price", "user"}
+
+
+async def test_close_now_closes_the_position_at_market(tmp_path, autojump_clock):
+    async with running(make_settings(tmp_path)) as h:
+        await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")
+        [result] = await h.daemon.control.close("BTCUSDT")
+        await settle()
+
+        assert result.side is Side.LONG and len(result.tranche_ids) == 1
+        assert h.exchange.engine.position("BTCUSDT", Side.LONG) is None
+        assert h.orders() == []
+        assert [r["close_reason"] for r in h.store.closed_tranches("sim")] == ["MANUAL"]
+
+
+async def test_stop_monitoring_forgets_without_closing_and_the_position_is_not_readopted(tmp_path, autojump_clock):
+    async with running(make_settings(tmp_path)) as h:
+        await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")
+        result = await h.daemon.control.stop_monitoring("BTCUSDT")
+        await settle()
+
+        assert len(result.tranche_ids) == 1
+        assert h.orders() == []  # posmon's TP and SL are gone ...
+        assert h.exchange.engine.position("BTCUSDT", Side.LONG).qty == D("0.1")  # ... the position is not
+        assert h.store.open_tranches("sim") == []
+
+        # Another fill and reconciles (as after a stream reconnect) later, it is still left alone.
+        await h.entry("BTCUSDT", Side.LONG, "0.05", "45000")
+        for _ in range(2):
+            h.daemon.directory.broadcast(Reconcile())
+            await trio.sleep(5)
+            await settle()
+        assert h.store.open_tranches("sim") == [] and h.orders() == []
+
+        await h.daemon.control.resume_monitoring("BTCUSDT")
+        await trio.sleep(10)  # adoption waits for the gap to show in two snapshots
+        await settle()
+        assert sum(t.qty for t in h.store.open_tranches("sim")) == D("0.15")
+        assert_protected_and_no_orphans(h)
+
+
+async def test_stopped_symbol_stays_unmonitored_across_a_restart(tmp_path, autojump_clock):
+    settings = make_settings(tmp_path)
+    exchange = None
+    async with running(settings) as h:
+        exchange = h.exchange
+        await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")
+        await h.daemon.control.stop_monitoring("BTCUSDT")
+        await settle()
+    async with running(dataclasses.replace(settings), exchange) as h:
+        await trio.sleep(30)
+        await settle()
+        assert h.store.open_tranches("sim") == [] and h.orders() == []
+        assert (await h.daemon.control.status()).unmonitored == ["BTCUSDT"]
