@@ -346,7 +346,7 @@ async def test_dry_run_and_verify_do_not_create_a_missing_store(tmp_path, autoju
     async with ops(settings, exchange) as o:
         assert await o.verify() == EXIT_OK
         assert await o.protect(dry_run=True) == EXIT_OK
-    assert not Path(settings.daemon.store).exists()
+    assert not await trio.Path(settings.daemon.store).exists()
 
 
 async def test_placement_with_unknown_outcome_is_looked_up_not_resent(tmp_path, autojump_clock):

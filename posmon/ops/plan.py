@@ -113,7 +113,7 @@ class _Planner:
                 self._close(self.tranches[g.tranche_id], "EXTERNAL", "the exchange holds no position")
         for g in gaps:
             if g.kind in (GapKind.ORPHAN_ORDER, GapKind.STALE_LEG) and g.client_id:
-                self._cancel(g.symbol, g.side, g.client_id, g.tranche_id, g.detail)
+                self._cancel(g.symbol, g.side, g.client_id, g.tranche_id, g.detail.split(": ", 1)[-1])
             elif g.kind is GapKind.CLOSING_STUCK and g.tranche_id in self.tranches:
                 self._step("skip", g.symbol, g.side, f"{g.detail}: left to the daemon, which continues the close "
                            "at start-up", g.tranche_id)
