@@ -188,7 +188,8 @@ class Metrics:
     # --- reading (tests, status, the watchdog) ------------------------------------------------------------
 
     def get(self, name: str, **labels: object) -> float:
-        """A metric's value for one label set (0 if never touched); with no labels, the sum over label sets.
+        """A metric's value for one label set (0 if never touched); given only some labels (or none), the sum
+        over the label sets that match them.
 
         A counter or gauge gives its value, a histogram its number of observations, a timestamp the time
         it was last set (not the age).
@@ -202,7 +203,8 @@ class Metrics:
             stamps = self._stamps[name]
             return stamps.get(_key(name, labels), 0) if labels else sum(stamps.values())
         wanted = {k: str(v) for k, v in labels.items()}
-        return sum(value for sample_labels, value in self._samples(spec) if not labels or sample_labels == wanted)
+        return sum(value for sample_labels, value in self._samples(spec)
+                   if all(sample_labels.get(k) == v for k, v in wanted.items()))
 
     def _samples(self, spec: MetricSpec) -> Iterator[tuple[dict[str, str], float]]:
         suffix = {"counter": "_total", "histogram": "_count"}.get(spec.kind, "")

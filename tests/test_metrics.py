@@ -51,6 +51,10 @@ def test_get_reads_one_label_set_or_sums_a_counter_over_label_sets() -> None:
     assert m.get("gateway_queue_depth", venue="sim") == 7
     assert m.get("position_actors") == 3
     assert m.counters[("actor_restarts", (("actor", "gateway"),))] == 2
+    m.inc("orders", venue="aster", type="LIMIT", result="placed")
+    m.inc("orders", venue="aster", type="STOP_MARKET", result="placed")
+    m.inc("orders", venue="aster", type="STOP_MARKET", result="rejected")
+    assert m.get("orders", result="placed") == 2 and m.get("orders", type="STOP_MARKET") == 2
 
 
 async def test_last_frame_age_is_computed_at_scrape_time(autojump_clock: trio.testing.MockClock) -> None:

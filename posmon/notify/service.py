@@ -78,6 +78,8 @@ class NotifyService:
     async def restart_budget_exhausted(self, actor: str, error: BaseException) -> None:
         """The supervisor's ``on_exhausted`` hook: tell the operator before the daemon stops."""
         self.metrics.inc("notices", kind="restart_budget_exhausted")
+        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:  # the actor's own error
+            error = error.exceptions[0]
         await self.deliver_now(Notice("restart_budget_exhausted", "", "", "", f"actor {actor} exhausted its restart "
                                       f"budget ({type(error).__name__}: {error}); the daemon is stopping", True,
                                       {"actor": actor, "error": repr(error)}))
