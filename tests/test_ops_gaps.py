@@ -206,3 +206,8 @@ def test_plan_places_before_cancelling_and_never_reuses_a_client_id():
     (cancel,) = plan.cancels
     assert (cancel.client_id, cancel.after) == ("pm-1-S1", ("pm-1-S3",))
     assert plan.changes.tranches[0].seq == 3
+
+
+def test_a_symbol_the_operator_stopped_monitoring_is_not_a_gap():
+    book = Book([], [], frozenset({"BTCUSDT"}))
+    assert find_gaps(book, Account([pos()], []), prefix="pm", hedge_mode=True) == []

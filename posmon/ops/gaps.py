@@ -8,6 +8,8 @@ It applies the daemon's own start-up reconciliation rules (``PositionActor._reco
   prices (``_ensure_protected``; "current" = the newest seq the store knows and has not asked to cancel);
 - a resting order with posmon's prefix that the store does not hold as an active order of an open
   tranche is an orphan (``_cancel_orphans``), and so is an older leg superseded by a newer one;
+- a symbol the operator stopped monitoring (the store's ``unmonitored``) is the operator's: its positions
+  are not posmon's to cover (the daemon never re-adopts them);
 - where posmon emulates exits itself (Lighter) no TP/SL may rest at all, and each tranche needs its TP,
   SL (and deadline, with a hold limit) set.
 
@@ -85,6 +87,7 @@ class Book:
 
     tranches: Sequence[Tranche]
     orders: Sequence[OrderRecord]
+    unmonitored: frozenset[str] = frozenset()  # symbols the operator stopped monitoring
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +129,8 @@ def find_gaps(
             orphans.append(_order_gap(GapKind.ORPHAN_ORDER, o, t, purpose, why))
         elif purpose is not Purpose.CLOSE:
             legs[(tid, purpose)].append((seq, o))
-    gaps = _position_gaps(book.tranches, account.positions)
+    positions = [p for p in account.positions if p.symbol not in book.unmonitored]
+    gaps = _position_gaps(book.tranches, positions)
     for t in sorted(book.tranches, key=lambda t: t.id):
         if t.closing:
             gaps.append(Gap(GapKind.CLOSING_STUCK, t.symbol, t.side, f"tranche {t.index} ({_plain(t.qty)}) has been "

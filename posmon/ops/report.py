@@ -34,6 +34,8 @@ def gap_lines(gaps: list[Gap]) -> list[str]:
 
 def render_verify(venue: str, snap: Snapshot, *, hedge_mode: bool, in_use: bool) -> str:
     lines = [f"posmon verify: {summary(venue, snap, hedge_mode=hedge_mode)}"]
+    if snap.book.unmonitored:
+        lines.append(f"not monitored (operator's choice): {', '.join(sorted(snap.book.unmonitored))}")
     if in_use:
         lines.append("note: a daemon holds this store; gaps it is repairing right now may show here")
     lines += gap_lines(snap.gaps)
@@ -68,6 +70,7 @@ def outcome_lines(out: Outcome) -> list[str]:
 def verify_json(venue: str, snap: Snapshot, *, in_use: bool) -> dict[str, Any]:
     return {"venue": venue, "clean": not snap.gaps, "daemon_running": in_use,
             "positions": len(snap.account.positions), "open_tranches": len(snap.book.tranches),
+            "unmonitored": sorted(snap.book.unmonitored),
             "gaps": [g.to_json() for g in snap.gaps]}
 
 

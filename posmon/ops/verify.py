@@ -28,7 +28,7 @@ def load_book(store: Store, venue: str) -> Book:
     rows = store.db.execute("SELECT DISTINCT tranche_id FROM orders WHERE venue = ? AND state != 'DONE'",
                             [venue]).fetchall()
     ids = sorted({t.id for t in tranches} | {r[0] for r in rows})
-    return Book(tranches, store.active_orders(ids))
+    return Book(tranches, store.active_orders(ids), frozenset(store.unmonitored(venue)))
 
 
 async def fetch_account(venue: Venue, request_timeout: float) -> Account:
