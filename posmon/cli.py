@@ -49,13 +49,14 @@ async def _stop_on_signals(scope: trio.CancelScope, task_status: trio.TaskStatus
             return
 
 
-async def run_main(settings: Settings) -> None:
+async def run_main(settings: Settings, api: ApiSettings | None = None) -> None:
+    """The daemon until SIGINT/SIGTERM; ``api`` (validated before any network) serves the operator API."""
     store = Store.open(settings.daemon.store)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(_stop_on_signals, nursery.cancel_scope)
             async with open_venue(settings, nursery) as venue:
-                await run_daemon(settings, venue, store)
+                await run_daemon(settings, venue, store, api=api)
     finally:
         store.close()
     log.info("posmon stopped")
@@ -71,8 +72,7 @@ def _run_daemon_command(args: argparse.Namespace) -> int:
     """``run`` and ``demo``: validate the whole configuration first, so a typo stops start-up before any network."""
     try:
         settings = load_settings(args.config)
-        if args.command == "run":
-            ApiSettings.from_config(settings.api, os.environ)
+        api = ApiSettings.from_config(settings.api, os.environ) if args.command == "run" else None
     except ConfigError as exc:
         print(f"posmon: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -80,7 +80,7 @@ def _run_daemon_command(args: argparse.Namespace) -> int:
     configure(settings.daemon.log_level if args.command == "run" else "WARNING")
     try:
         if args.command == "run":
-            trio.run(run_main, settings)
+            trio.run(run_main, settings, api)
         else:
             from posmon.demo import run_demo
 

@@ -26,12 +26,15 @@ from posmon.actors.position import ActorConfig
 from posmon.actors.price_router import PriceRouter
 from posmon.actors.supervisor import RestartPolicy, supervise
 from posmon.actors.user_stream import UserStream
+from posmon.api.app import create_app
+from posmon.api.server import serve_api
+from posmon.api.settings import ApiSettings
 from posmon.config import Settings
 from posmon.control import DaemonControl
 from posmon.domain.orders import Side, SymbolRules, WorkingType
 from posmon.domain.tranche import Risk
 from posmon.exchange.venue import Venue
-from posmon.metrics import Metrics
+from posmon.metrics import Metrics, render
 from posmon.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -57,6 +60,7 @@ class Daemon:
     gateway: trio.MemorySendChannel[Any] | None = None
     cancel_scope: trio.CancelScope | None = None
     control: DaemonControl | None = None
+    api_url: str | None = None  # where the operator API listens, when it is served
 
     def risk_of(self, symbol: str) -> Risk:
         return risk_of(self.settings, symbol)
@@ -74,9 +78,13 @@ async def run_daemon(
     metrics: Metrics | None = None,
     clock: Callable[[], float] = time.time,
     notice_listeners: Sequence[trio.MemorySendChannel[Notice]] = (),
+    api: ApiSettings | None = None,
     task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run until cancelled (or until an actor exhausts its restart budget, which raises)."""
+    """Run until cancelled (or until an actor exhausts its restart budget, which raises).
+
+    ``api``: serve the operator HTTP API (status, open, close, stop, /metrics) with these settings.
+    """
     d = settings.daemon
     metrics = metrics or Metrics()
     daemon = Daemon(settings, venue, store, metrics)
@@ -134,4 +142,8 @@ async def run_daemon(
             await nursery.start(supervise, "user_stream", lambda: user_stream.run, policy, metrics)
             log.info("posmon watching %s with %s (%d symbols, %d position keys)", venue.name, settings.source,
                      len(symbols), len(directory.keys()))
+            if api is not None and api.enabled:
+                app = create_app(daemon.control, metrics_render=lambda: render(metrics), token=api.token or None,
+                                 health_timeout_seconds=api.health_timeout_seconds)
+                daemon.api_url = await nursery.start(serve_api, app, api)
             task_status.started(daemon)
