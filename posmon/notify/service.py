@@ -27,9 +27,13 @@ log = logging.getLogger(__name__)
 
 class NotifyService:
     def __init__(self, settings: NotifySettings, metrics: Metrics, *,
+                 notices: trio.MemorySendChannel[Notice] | None = None, venues: Sequence[str] = (),
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
+        """``notices`` (the notifier's inbox) and ``venues``: watch these venues' price streams and report there."""
         self.settings = settings
         self.metrics = metrics
+        self._notices = notices
+        self._venues = list(venues)
         self._transport = transport
         s = settings
         delivery = Delivery(kinds=frozenset(s.kinds), queue_size=s.queue_size, min_interval=s.min_interval_seconds,
@@ -42,9 +46,8 @@ class NotifyService:
             senders.append(WebhookSender(s.webhook_url, s.webhook_headers))
         self.channels = [Channel(sender, delivery, metrics, s.secrets) for sender in senders]
 
-    async def run(self, notices: trio.MemorySendChannel[Notice] | None = None, venues: Sequence[str] = (),
-                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the channels and, given the notifier's inbox and the venues, the stream watchdog; until cancelled."""
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the channels and (given the notifier's inbox and venues) the stream watchdog, until cancelled."""
         s = self.settings
         if self.channels:
             log.info("notifications: %s for %s", ", ".join(f"{c.name} ({c.sender.shown_url})" for c in self.channels),
@@ -55,8 +58,8 @@ class NotifyService:
                         trio.open_nursery() as nursery):
                 for channel in self.channels:
                     await nursery.start(channel.run, client)
-                if notices is not None and venues:
-                    await nursery.start(StreamWatchdog(self.metrics, notices, venues,
+                if self._notices is not None and self._venues:
+                    await nursery.start(StreamWatchdog(self.metrics, self._notices, self._venues,
                                                        down_after=s.stream_down_seconds).run)
                 task_status.started()
 
