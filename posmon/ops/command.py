@@ -70,7 +70,7 @@ async def _guarded(run: Callable[[], Any], err: TextIO) -> int:
     except BaseException as group:  # nurseries wrap what we map below; anything else is re-raised
         exc = _unwrap(group)
         if isinstance(exc, ConfigError | StoreError | AuthRejected):
-            print(f"posmon: {'configuration' if isinstance(exc, ConfigError) else 'error'}: {exc}", file=err)
+            print(f"posmon: {'configuration error' if isinstance(exc, ConfigError) else 'error'}: {exc}", file=err)
             return EXIT_CONFIG
         if isinstance(exc, StoreLocked):
             print(f"posmon: {exc}; stop the daemon before running protect", file=err)
@@ -85,9 +85,11 @@ def _emit(out: TextIO, as_json: bool, text: str, doc: dict[str, Any]) -> None:
     print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() if as_json else text, file=out)
 
 
-async def verify_command(settings: Settings, *, as_json: bool = False, out: TextIO = sys.stdout,
-                         err: TextIO = sys.stderr, opener: VenueOpener = open_venue) -> int:
+async def verify_command(settings: Settings, *, as_json: bool = False, out: TextIO | None = None,
+                         err: TextIO | None = None, opener: VenueOpener = open_venue) -> int:
     """Compare the exchange with the store and report; 0 clean, 1 on any gap."""
+    out, err = out or sys.stdout, err or sys.stderr
+
     async def run() -> int:
         in_use = store_in_use(settings.daemon.store)
         async with _session(settings, opener, write=False) as (venue, store):
@@ -100,9 +102,11 @@ async def verify_command(settings: Settings, *, as_json: bool = False, out: Text
 
 
 async def protect_command(settings: Settings, *, dry_run: bool = False, as_json: bool = False,
-                          out: TextIO = sys.stdout, err: TextIO = sys.stderr, opener: VenueOpener = open_venue,
+                          out: TextIO | None = None, err: TextIO | None = None, opener: VenueOpener = open_venue,
                           clock: Callable[[], float] = time.time, confirm_seconds: float = 2.0) -> int:
     """Repair every gap (adopt, protect, cancel orphans, close empty tranches); ``dry_run`` changes nothing."""
+    out, err = out or sys.stdout, err or sys.stderr
+
     async def run() -> int:
         lock = nullcontext() if dry_run else hold_store_lock(settings.daemon.store)
         with lock:

@@ -1,0 +1,50 @@
+"""The ``verify`` and ``protect`` sub-commands, registered into ``posmon/cli.py``'s ``COMMANDS``."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from typing import Any
+
+import trio
+
+from posmon.config import ConfigError, load_settings
+from posmon.logs import configure
+from posmon.ops.command import EXIT_CONFIG, protect_command, verify_command
+
+EXIT_HELP = """exit codes:
+  0  clean (protect: clean after the repair)
+  1  gaps found (protect: gaps left, or a dry run with something to do)
+  2  configuration or store error
+  3  exchange unreachable
+  4  the store is held by another process (a running daemon): protect refused"""
+
+
+def _handler(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"posmon: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure("WARNING")  # the report is the output; the log shows only what needs attention
+    if args.command == "verify":
+        return trio.run(functools.partial(verify_command, settings, as_json=args.json))
+    return trio.run(functools.partial(protect_command, settings, dry_run=args.dry_run, as_json=args.json))
+
+
+def add_verify_protect(sub: Any) -> None:
+    """``posmon verify [--json]`` and ``posmon protect [--dry-run] [--json]``."""
+    v = sub.add_parser("verify", help="compare the exchange with the store; non-zero on any gap",
+                       description="Every position covered by tranches that add up, every tranche protected, "
+                       "no orphan orders. Read-only.", epilog=EXIT_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    v.add_argument("--json", action="store_true", help="print a JSON document instead of the report")
+    v.set_defaults(handler=_handler)
+    p = sub.add_parser("protect", help="adopt unknown positions, place missing protection, cancel orphans",
+                       description="Repairs what verify finds. Writes the store and trades the account: never run "
+                       "it while the daemon runs on the same store/account (it refuses when the store is locked).",
+                       epilog=EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dry-run", action="store_true", help="print the plan; change neither the store nor the exchange")
+    p.add_argument("--json", action="store_true", help="print a JSON document instead of the report")
+    p.set_defaults(handler=_handler)

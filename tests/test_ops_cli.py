@@ -1,0 +1,62 @@
+"""``posmon verify`` / ``posmon protect`` through the real command line: parsing, settings, exit codes."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+from posmon.cli import main
+from posmon.exchange.aster_sim import credentials as cred
+
+V1 = f'auth = "v1"\napi_key = "{cred.DEFAULT_API_KEY}"\napi_secret = "{cred.DEFAULT_API_SECRET}"'
+
+
+EMBEDDED = f'rest_url = ""\nws_url = ""\n{V1}'  # no URLs: the embedded Aster-protocol simulator
+
+
+def _config(tmp_path, aster: str = EMBEDDED) -> str:
+    path = tmp_path / "config.toml"
+    path.write_text(f"""
+[daemon]
+venue = "aster"
+store = "{tmp_path / 'posmon.sqlite'}"
+request_timeout_seconds = 2.0
+
+[sim]
+symbols = ["BTCUSDT"]
+trader_enabled = false
+
+[aster]
+{aster}
+""")
+    return str(path)
+
+
+def test_verify_on_the_embedded_simulator_is_clean_and_creates_no_store(tmp_path, capsys):
+    assert main(["--config", _config(tmp_path), "verify", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["clean"] and doc["venue"] == "aster" and doc["gaps"] == []
+    assert not (tmp_path / "posmon.sqlite").exists()
+
+
+def test_protect_dry_run_on_the_embedded_simulator_has_nothing_to_do(tmp_path, capsys):
+    assert main(["--config", _config(tmp_path), "protect", "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    assert "nothing to do" in captured.out and "stop the daemon first" in captured.err
+
+
+def test_bad_configuration_exits_2(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[risk]\ntp_pct = "lots"\n')
+    assert main(["--config", str(bad), "verify"]) == 2
+    assert "risk.tp_pct" in capsys.readouterr().err
+    assert main(["--config", _config(tmp_path, 'auth = "v9"'), "protect"]) == 2
+
+
+def test_unreachable_exchange_exits_3(tmp_path, capsys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again below: nobody listens there
+    aster = f'rest_url = "http://127.0.0.1:{port}"\nws_url = "ws://127.0.0.1:{port}"\n{V1}'
+    assert main(["--config", _config(tmp_path, aster), "verify"]) == 3
+    assert "exchange unreachable" in capsys.readouterr().err
