@@ -29,6 +29,7 @@ from posmon.api.settings import ApiSettings
 from posmon.config import ConfigError, Settings, load_settings
 from posmon.daemon import run_daemon
 from posmon.logs import configure
+from posmon.ops.cli import add_verify_protect
 from posmon.store.errors import StoreError
 from posmon.store.store import Store
 from posmon.venues import open_venue
@@ -111,7 +112,7 @@ def _add_demo(sub: Subparsers) -> None:
 
 
 # One registration function per command group: each adds its sub-parsers and sets ``handler``.
-COMMANDS: tuple[Callable[[Subparsers], None], ...] = (_add_run, _add_demo, add_ops_commands)
+COMMANDS: tuple[Callable[[Subparsers], None], ...] = (_add_run, _add_demo, add_ops_commands, add_verify_protect)
 
 
 def build_parser() -> argparse.ArgumentParser:

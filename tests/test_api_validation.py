@@ -111,6 +111,12 @@ async def test_numbers_are_parsed_exactly_never_through_binary_floats():
     assert r.json()["tp_percent"] == "0.9"
 
 
+async def test_tp_percent_is_answered_without_trailing_zeros():
+    async with client(FakeControl()) as c:
+        r = await c.post("/api/orders/long", json={**GOOD, "sl_percent": 3, "rr_ratio": [3, 1]})
+    assert (r.json()["sl_percent"], r.json()["tp_percent"]) == ("3", "1")
+
+
 @pytest.mark.parametrize(("method", "path", "body", "status", "field"), [
     ("POST", "/api/monitor/stop/BTC%20USDT", b"", 422, "symbol"),
     ("POST", "/api/monitor/stop/BTCUSDT", b'{"force": true}', 422, "force"),

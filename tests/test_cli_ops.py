@@ -4,8 +4,10 @@ The CLI is synchronous (one request, then exit), so each command runs in a worke
 loop serves the API on a loopback port.
 """
 
+import dataclasses
 import json
 import socket
+from decimal import Decimal
 
 import pytest
 import trio
@@ -13,7 +15,7 @@ import trio
 from posmon.api import create_app
 from posmon.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, main
 from posmon.domain.orders import Side
-from tests.test_api_fakes import TOKEN, FakeControl, served
+from tests.test_api_fakes import NOW, TOKEN, FakeControl, served, tranche
 
 
 @pytest.fixture(autouse=True)
@@ -48,11 +50,22 @@ async def test_status_prints_a_table_of_tranches_and_stream_health(capsys):
     assert "not monitored (stopped by the operator): ETHUSDT" in out
 
 
+async def test_status_shows_long_averages_to_ten_digits_and_pnl_to_four_places(capsys):
+    averaged = dataclasses.replace(tranche(3, symbol="ETHUSDT"), entry=Decimal("2998.1320000000000000000000001"),
+                                   qty=Decimal("0.020"), unrealized_pnl=Decimal("-4.45203000000000000000001"))
+    async with served(app_for(FakeControl(tranches=[averaged]))) as url:
+        code = await posmon("status", "--api", url)
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("3 "))
+    assert code == EXIT_OK
+    assert row.split()[3:5] == ["0.020", "2998.132"] and row.split()[8] == "-4.4520"
+
+
 async def test_status_json_prints_the_daemons_answer(capsys):
     async with served(app_for(FakeControl())) as url:
         code = await posmon("status", "--api", url, "--json")
     answer = json.loads(capsys.readouterr().out)
     assert code == EXIT_OK and answer["tranches"][0]["entry"] == "60000.1" and answer["running"] is True
+    assert answer["tranches"][0]["opened_at"] == NOW - 120  # numbers stay numbers
 
 
 async def test_open_sends_exact_values_and_prints_entry_and_exits(capsys):

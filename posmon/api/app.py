@@ -176,7 +176,7 @@ class _Api:
         payload: dict[str, Any] = {"symbol": result.symbol, "side": result.side, "status": result.status,
                                    "tranche_id": result.tranche_id, "client_id": result.client_id, "qty": result.qty,
                                    "entry_price": result.entry_price, "tp": result.tp, "sl": result.sl,
-                                   "sl_percent": order.sl_pct, "tp_percent": order.tp_pct}
+                                   "sl_percent": order.sl_pct, "tp_percent": order.tp_pct.normalize()}
         # 202: the entry is placed but not filled yet, so its exits are not placed either.
         return json_response(payload, 200 if result.entry_price is not None else 202)
 

@@ -17,7 +17,6 @@ from decimal import Decimal
 from typing import Any
 
 from posmon.api.client import DEFAULT_TIMEOUT_SECONDS, ApiClient, ApiRefused, ApiUnreachable
-from posmon.api.serialize import to_jsonable
 from posmon.api.settings import TOKEN_ENV, ApiSettings
 from posmon.api.table import render_status
 from posmon.api.validation import MAX_LEVERAGE, parse_side, parse_symbol, parse_tranche_id
@@ -129,6 +128,13 @@ def _resumed(a: dict[str, Any]) -> str:
     return f"monitoring {a['symbol']} again; its position is adopted at the next reconcile"
 
 
+def _json_number(value: Any) -> float:
+    """JSON numbers were parsed into ``Decimal``; they were the daemon's floats (times, ages), so print them so."""
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
 # ---- wiring -----------------------------------------------------------------------------------------------------
 
 
@@ -202,5 +208,5 @@ def run_ops_command(args: argparse.Namespace, env: Mapping[str, str] | None = No
             print(f"posmon: set {TOKEN_ENV} or [api] token to the daemon's token", file=sys.stderr)
             return EXIT_CONFIG
         return EXIT_FAILED
-    print(json.dumps(to_jsonable(answer), indent=2) if args.json else args.render(answer))
+    print(json.dumps(answer, indent=2, default=_json_number) if args.json else args.render(answer))
     return EXIT_OK

@@ -37,6 +37,23 @@ def _cell(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+def _num(value: Any, *, places: int | None = None, significant: int = 10) -> str:
+    """A decimal string made readable: averages carry 28 digits, an operator needs ten (``--json`` keeps all)."""
+    try:
+        d = Decimal(str(value))
+    except ArithmeticError:
+        return _cell(value)
+    if value is None or not d.is_finite():
+        return _cell(value)
+    if places is not None:
+        d = d.quantize(Decimal(1).scaleb(-places)) + 0  # + 0: no "-0.0000"
+        return format(d, "f")
+    if not d or d.adjusted() - d.as_tuple().exponent < significant:
+        return str(value)  # short enough: as the daemon wrote it (tick-formatted)
+    text = format(round(d, max(0, significant - 1 - d.adjusted())), "f")  # integer digits are never rounded
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def grid(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     lines = [headers, *rows]
@@ -59,9 +76,9 @@ def render_status(status: Mapping[str, Any]) -> str:
         out.append("")
     tranches = status.get("tranches") or []
     if tranches:
-        rows = [[_cell(t.get("id")), _cell(t.get("symbol")), _cell(t.get("side")), _cell(t.get("qty")),
-                 _cell(t.get("entry")), _cell(t.get("mark")), _cell(t.get("tp")), _cell(t.get("sl")),
-                 _cell(t.get("unrealized_pnl")), _utc(t.get("opened_at")),
+        rows = [[_cell(t.get("id")), _cell(t.get("symbol")), _cell(t.get("side")), _num(t.get("qty")),
+                 _num(t.get("entry")), _num(t.get("mark")), _num(t.get("tp")), _num(t.get("sl")),
+                 _num(t.get("unrealized_pnl"), places=4), _utc(t.get("opened_at")),
                  duration(t.get("remaining_seconds")) if t.get("max_hold_seconds") else "no limit",
                  _cell(t.get("exits")), f"closing ({t['closing']})" if t.get("closing") else "open"]
                 for t in tranches]
