@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import trio
@@ -35,6 +36,7 @@ from posmon.domain.orders import Side, SymbolRules, WorkingType
 from posmon.domain.tranche import Risk
 from posmon.exchange.venue import Venue
 from posmon.metrics import Metrics, render
+from posmon.notify import NotifyService, NotifySettings
 from posmon.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -95,8 +97,15 @@ async def run_daemon(
     gw_send, gw_recv = trio.open_memory_channel[Any](math.inf)
     router_send, router_recv = trio.open_memory_channel[Any](math.inf)
     notice_send, notice_recv = trio.open_memory_channel[Notice](10_000)
+    # Telegram/webhook channels and the stream watchdog from [notify]; an actor exhausting its restart budget
+    # hands its notice straight to the channels and waits (bounded) for it to go out before the daemon stops.
+    notify = NotifyService(NotifySettings.from_config(settings.notify, os.environ), metrics, notices=notice_send,
+                           venues=[venue.name])
+    policy = replace(policy, on_exhausted=notify.restart_budget_exhausted)
     daemon.gateway = gw_send
     symbols = sorted(daemon.rules)
+    # A venue with only one position mode (Lighter: one-way) says so; otherwise the configuration does.
+    hedge_mode = bool(getattr(venue, "hedge_mode", d.hedge_mode))
 
     def config_for(symbol: str, side: Side) -> ActorConfig:
         if symbol not in daemon.rules:
@@ -109,7 +118,7 @@ async def run_daemon(
                           strict=True)) if slippage else {}
         return ActorConfig(
             venue=venue.name, symbol=symbol, side=side, rules=daemon.rules[symbol], risk=risk_of(settings, symbol),
-            instant_tp=r.instant_tp_enabled, working_type=WorkingType(r.working_type), hedge_mode=d.hedge_mode,
+            instant_tp=r.instant_tp_enabled, working_type=WorkingType(r.working_type), hedge_mode=hedge_mode,
             prefix=d.client_id_prefix, protection_failure_action=d.protection_failure_action,
             reply_timeout=d.request_timeout_seconds * 6, emulated_exits=emulated, **bounds,
         )
@@ -133,11 +142,12 @@ async def run_daemon(
                 return daemon.router.run
 
             await nursery.start(supervise, "price_router", make_router, policy, metrics)
-            await nursery.start(supervise, "notifier", lambda: Notifier(notice_recv, list(notice_listeners)).run,
-                                policy, metrics)
+            await nursery.start(supervise, "notify", lambda: notify.run, policy, metrics)
+            await nursery.start(supervise, "notifier", lambda: Notifier(
+                notice_recv, list(notice_listeners), sinks=[notify], metrics=metrics).run, policy, metrics)
             for symbol, side in store.position_keys(venue.name):
                 directory.inbox(symbol, side)
-            user_stream = UserStream(venue, directory, gw_send, store, metrics, hedge_mode=d.hedge_mode,
+            user_stream = UserStream(venue, directory, gw_send, store, metrics, hedge_mode=hedge_mode,
                                      prefix=d.client_id_prefix, reply_timeout=d.request_timeout_seconds * 6)
             await nursery.start(supervise, "user_stream", lambda: user_stream.run, policy, metrics)
             log.info("posmon watching %s with %s (%d symbols, %d position keys)", venue.name, settings.source,

@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 import trio
 
@@ -51,8 +52,20 @@ async def open_venue(settings: Settings, nursery: trio.Nursery, *, env: Mapping[
         async with AsterVenue.open(aster, clock=clock) as opened:
             await _check_position_mode(opened, settings.daemon.hedge_mode)
             yield opened
+    elif venue == "lighter":
+        from posmon.exchange.lighter.settings import LighterSettings
+        from posmon.exchange.lighter.venue import LighterVenue
+
+        lighter = LighterSettings.from_config(settings.lighter, env)  # a bad value stops here, before any network
+        if lighter.embedded:
+            lighter = await start_embedded_lighter(settings, lighter, nursery, clock=clock)
+            log.info("lighter: no URLs configured; trading the embedded Lighter-protocol simulator at %s",
+                     lighter.rest_url)
+        async with LighterVenue.open(lighter, client_id_prefix=settings.daemon.client_id_prefix,
+                                     clock=clock) as opened:
+            yield opened
     else:
-        raise ConfigError(f"daemon.venue: {venue!r} is not available in this build yet; expected 'sim' or 'aster'")
+        raise ConfigError(f"daemon.venue: {venue!r} is not available; expected 'sim', 'aster' or 'lighter'")
 
 
 async def _check_position_mode(venue: Venue, hedge_mode: bool) -> None:
@@ -62,6 +75,23 @@ async def _check_position_mode(venue: Venue, hedge_mode: bool) -> None:
         want, have = ("hedge", "one-way") if hedge_mode else ("one-way", "hedge")
         raise ConfigError(f"daemon.hedge_mode: invalid value {hedge_mode!r}; the account is in {have} mode, not "
                           f"{want} mode (change daemon.hedge_mode or the account's position mode)")
+
+
+async def start_embedded_lighter(settings: Settings, lighter: Any, nursery: trio.Nursery, *,
+                                 clock: Callable[[], float] = time.time) -> Any:
+    """Serve the Lighter-protocol simulator (replaying the recording) on loopback; the settings pointed at it.
+
+    Keys left empty take the simulator's made-up account and API key (never real ones).
+    """
+    from posmon.exchange.lighter_sim import credentials as cred
+    from posmon.exchange.lighter_sim.session import start_embedded_lighter as serve
+
+    _, rest_url, ws_url = await serve(nursery, tick_seconds=settings.sim.tick_seconds, seed=settings.sim.seed,
+                                      clock=clock)
+    if lighter.api_private_key:  # the operator's own key against the simulator: keep what was configured
+        return dataclasses.replace(lighter, rest_url=rest_url, ws_url=ws_url)
+    return dataclasses.replace(lighter, rest_url=rest_url, ws_url=ws_url, account_index=cred.DEFAULT_ACCOUNT_INDEX,
+                               api_key_index=cred.DEFAULT_API_KEY_INDEX, api_private_key=cred.DEFAULT_API_PRIVATE_KEY)
 
 
 async def start_embedded_aster(settings: Settings, nursery: trio.Nursery, *, clock: Callable[[], float] = time.time,
