@@ -60,3 +60,25 @@ def test_unreachable_exchange_exits_3(tmp_path, capsys):
     aster = f'rest_url = "http://127.0.0.1:{port}"\nws_url = "ws://127.0.0.1:{port}"\n{V1}'
     assert main(["--config", _config(tmp_path, aster), "verify"]) == 3
     assert "exchange unreachable" in capsys.readouterr().err
+
+
+def test_verify_and_dry_run_on_the_embedded_lighter_simulator(tmp_path, capsys):
+    """Lighter: emulated exits, one-way; a fresh account is clean (no posmon TP/SL may rest there)."""
+    path = tmp_path / "lighter.toml"
+    path.write_text(f"""
+[daemon]
+venue = "lighter"
+store = "{tmp_path / 'posmon.sqlite'}"
+hedge_mode = false
+
+[sim]
+symbols = ["BTCUSDT"]
+trader_enabled = false
+
+[lighter]
+rest_url = ""
+ws_url = ""
+""")
+    assert main(["--config", str(path), "verify", "--json"]) == 0, capsys.readouterr()
+    assert json.loads(capsys.readouterr().out)["venue"] == "lighter"
+    assert main(["--config", str(path), "protect", "--dry-run"]) == 0
