@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
 from pathlib import Path
 
 from bench.runner import FULL, PHASES, RESULTS, SMOKE, run
@@ -26,7 +27,14 @@ def _phases(text: str) -> tuple[str, ...]:
     return tuple(p for p in PHASES if p in chosen)
 
 
+def _stop(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the runner's cleanup (children stopped, work dir removed)
+
+
 def main() -> None:
+    # A runner started in the background (``nohup ... &``) ignores SIGINT: make SIGINT and SIGTERM clean up.
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="the seconds-long version CI runs (toy sizes)")

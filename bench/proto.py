@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import queue
-import signal
 import subprocess
 import sys
 import threading
@@ -142,14 +141,21 @@ class Child:
             return [e for e in self.events if e["event"] == name]
 
     def close(self, timeout: float = 10.0) -> int | None:
-        """Ask it to stop (SIGINT, then SIGKILL after ``timeout``); returns its exit code."""
+        """Stop it: close its stdin (children stop on end of input), then SIGTERM, then SIGKILL; its exit code.
+
+        Not SIGINT: a runner started in the background by a shell ignores SIGINT, and its children inherit that.
+        """
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            with contextlib.suppress(OSError):
+                assert self.proc.stdin is not None
+                self.proc.stdin.close()
+            for stop in (lambda: None, self.proc.terminate, self.proc.kill):
+                stop()
+                try:
+                    self.proc.wait(timeout / 2)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
         self._log.close()
         return self.proc.returncode
 

@@ -51,7 +51,7 @@ class Recorder:
         self.on = False
         self.mark_connections = 0
         self.writes: list[tuple[int, int, int]] = []  # (E, t before the send, t after it)
-        self.requests: list[tuple[int, str, str, bytes]] = []  # (t, method, path, query + body)
+        self.requests: list[list[Any]] = []  # [t, method, path, query + body]
         self.gets = 0
 
     def reset(self) -> None:
@@ -91,12 +91,13 @@ def instrument(app: Any, rec: Recorder) -> Any:
                     chunks.append(message.get("body", b""))
                 return message
 
-            rec.requests.append((t, method, scope["path"], b""))
-            index = len(rec.requests) - 1
+            # Recorded on arrival, its body filled in once read (the list may be collected and reset meanwhile).
+            row: list[Any] = [t, method, scope["path"], b""]
+            rec.requests.append(row)
             try:
                 await app(scope, receive_body, send)
             finally:
-                rec.requests[index] = (t, method, scope["path"], b"".join(chunks))
+                row[3] = b"".join(chunks)
         elif kind == "websocket" and "markPrice" in scope.get("path", ""):
             rec.mark_connections += 1
             log.info("mark-price websocket opened: %s", scope.get("path"))
