@@ -52,7 +52,7 @@ def assert_defaults(s: Settings) -> None:
     assert s.risk == EXPECTED_RISK
     assert s.sim == EXPECTED_SIM
     assert s.aster["rest_url"] == "" and s.aster["ws_url"] == "" and s.aster["auth"] == "v3"
-    assert s.lighter == {}
+    assert s.lighter["rest_url"] == "" and s.lighter["ws_url"] == "" and s.lighter["tier"] == "standard"
     assert dict(s.risk_symbols) == {"XRPUSDT": dataclasses.replace(EXPECTED_RISK, tp_pct=Decimal("1.5"))}
 
 
@@ -65,7 +65,7 @@ def test_repo_config_loads_documented_defaults() -> None:
 
 def test_repo_config_lists_every_key() -> None:
     raw = tomllib.loads(REPO_CONFIG.read_text(encoding="utf-8"))
-    assert set(raw) == {"daemon", "risk", "sim", "aster"}
+    assert set(raw) == {"daemon", "risk", "sim", "aster", "lighter"}
     assert set(raw["daemon"]) == {f.name for f in dataclasses.fields(DaemonSettings)}
     assert set(raw["aster"]) <= {f.name for f in dataclasses.fields(AsterSettings)}
     assert set(raw["risk"]) == {f.name for f in dataclasses.fields(RiskSettings)} | {"symbols"}

@@ -91,6 +91,9 @@ class LighterVenue:
     def __init__(self, settings: LighterSettings, rest: LighterRest, *, client_id_prefix: str = "pm",
                  clock: Callable[[], float] = time.time, connect: Connector | None = None) -> None:
         self.settings = settings
+        # The bounded close's worst price: first bound, widening step, cap (percent through the mark).
+        self.close_slippage = (settings.close_slippage_pct, settings.close_slippage_step_pct,
+                               settings.close_slippage_max_pct)
         self.rest = rest
         self.limits: RateLimits = LIMITS[settings.tier]
         self.markets = MarketTable.of([])
