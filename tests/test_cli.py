@@ -39,7 +39,7 @@ async def _read_until(stream: trio.abc.ReceiveStream, marker: bytes, seen: bytea
 async def test_run_protects_positions_and_stops_cleanly_on_sigterm(tmp_path):
     store_path = tmp_path / "run.sqlite"
     env = {**os.environ, "POSMON_DAEMON_STORE": str(store_path), "POSMON_SIM_TICK_SECONDS": "0.05",
-           "POSMON_SIM_TRADER_INTERVAL_SECONDS": "0.1"}
+           "POSMON_SIM_TRADER_INTERVAL_SECONDS": "0.1", "POSMON_API_PORT": "0"}  # any free port: runs may overlap
     seen = bytearray()
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
