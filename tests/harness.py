@@ -72,6 +72,7 @@ class Harness:
     metrics: Metrics
     daemon: Daemon
     aster: Any = None  # the AsterSim when the daemon trades over the Aster protocol
+    lighter: Any = None  # the LighterSim when the daemon trades over the Lighter protocol
 
     def orders(self, symbol: str = "BTCUSDT") -> list[OrderState]:
         return sorted(self.exchange.engine.open_orders(symbol), key=lambda o: o.client_id)
@@ -128,6 +129,41 @@ async def running_aster(settings: Settings, exchange: SimExchange | None = None,
         async with (AsterVenue.open(aster, clock=trio_clock, sign_in_thread=False) as venue,
                     _daemon(settings, exchange, venue) as h):
             h.aster = sim
+            yield h
+        nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def running_lighter(settings: Settings, exchange: SimExchange | None = None, *,
+                          sim_options: dict[str, Any] | None = None, notices: Any = None,
+                          lighter_options: dict[str, Any] | None = None) -> AsyncIterator[Harness]:
+    """The daemon trading the Lighter-protocol simulator over loopback HTTP and websockets.
+
+    Transactions are signed by lighter-sdk's Go signer with the simulator's made-up key; the simulator's
+    clocks follow trio's (MockClock jumps move its auth-token and expiry checks too). ``exchange``: a
+    one-way ``SimExchange`` on the Lighter markets (``lighter_sim.build_exchange``), ETH, BTC and DOGE by
+    default; ``lighter_options``: extra ``[lighter]`` keys (e.g. the slippage ladder).
+    """
+    from posmon.exchange.lighter.settings import LighterSettings
+    from posmon.exchange.lighter.signer import LighterSigner
+    from posmon.exchange.lighter.venue import LighterVenue
+    from posmon.exchange.lighter_sim import LighterSim, build_exchange, serve_lighter_sim
+    from posmon.exchange.lighter_sim import credentials as cred
+
+    exchange = exchange or build_exchange(clock=trio_clock)
+    sim = LighterSim(exchange, **{"clock": trio_clock, "tx_clock": trio_clock, **(sim_options or {})})
+    async with trio.open_nursery() as nursery:
+        rest_url, ws_url = await nursery.start(serve_lighter_sim, sim)  # also runs the sim's background tasks
+        table: dict[str, Any] = {"rest_url": rest_url, "ws_url": ws_url, "account_index": cred.DEFAULT_ACCOUNT_INDEX,
+                                 "api_key_index": cred.DEFAULT_API_KEY_INDEX, "chain_id": cred.DEFAULT_CHAIN_ID,
+                                 "api_private_key": cred.DEFAULT_API_PRIVATE_KEY, **(lighter_options or {})}
+        lighter = LighterSettings.from_config(table, {})
+        signer = LighterSigner(url=rest_url, private_key=lighter.api_private_key, chain_id=lighter.chain_id,
+                               api_key_index=lighter.api_key_index, account_index=cred.DEFAULT_ACCOUNT_INDEX)
+        async with (LighterVenue.open(lighter, signer=signer, client_id_prefix=settings.daemon.client_id_prefix,
+                                      clock=trio_clock, sign_in_thread=False) as venue,
+                    _daemon(settings, exchange, venue, notices=notices) as h):
+            h.lighter = sim
             yield h
         nursery.cancel_scope.cancel()
 
