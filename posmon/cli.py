@@ -30,6 +30,7 @@ from posmon.config import ConfigError, Settings, load_settings
 from posmon.daemon import run_daemon
 from posmon.logs import configure
 from posmon.ops.cli import add_verify_protect
+from posmon.ops.lock import StoreLocked, hold_store_lock
 from posmon.store.errors import StoreError
 from posmon.store.store import Store
 from posmon.venues import open_venue
@@ -51,15 +52,20 @@ async def _stop_on_signals(scope: trio.CancelScope, task_status: trio.TaskStatus
 
 
 async def run_main(settings: Settings, api: ApiSettings | None = None) -> None:
-    """The daemon until SIGINT/SIGTERM; ``api`` (validated before any network) serves the operator API."""
-    store = Store.open(settings.daemon.store)
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(_stop_on_signals, nursery.cancel_scope)
-            async with open_venue(settings, nursery) as venue:
-                await run_daemon(settings, venue, store, api=api)
-    finally:
-        store.close()
+    """The daemon until SIGINT/SIGTERM; ``api`` (validated before any network) serves the operator API.
+
+    The store's lock is held for the whole run: a second daemon (or ``posmon protect``) on the same store and
+    account would be a second writer and a second order sender.
+    """
+    with hold_store_lock(settings.daemon.store):
+        store = Store.open(settings.daemon.store)
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(_stop_on_signals, nursery.cancel_scope)
+                async with open_venue(settings, nursery) as venue:
+                    await run_daemon(settings, venue, store, api=api)
+        finally:
+            store.close()
     log.info("posmon stopped")
 
 
@@ -93,6 +99,9 @@ def _run_daemon_command(args: argparse.Namespace) -> int:
         if isinstance(exc, ConfigError):
             print(f"posmon: configuration error: {exc}", file=sys.stderr)
             return EXIT_CONFIG
+        if isinstance(exc, StoreLocked):
+            print(f"posmon: {exc}; not starting a second daemon on the same store", file=sys.stderr)
+            return EXIT_FAILED
         if isinstance(exc, RestartBudgetExhausted | StoreError):
             log.critical("posmon stopped: %s", exc)
             return EXIT_FAILED
