@@ -169,8 +169,13 @@ class LighterVenue:
         return dict(active)
 
     async def sync_time(self) -> None:
-        """Lighter signs no timestamps; what drifts is the nonce, so fetch it again."""
-        await self.nonces.refresh()
+        """Lighter signs no timestamps; what drifts is the nonce, so fetch it again.
+
+        Under the send lock: a fetch answered while another send is in flight would hand out that send's
+        nonce a second time (a needless 21104 for the next transaction).
+        """
+        async with self._send_lock:
+            await self.nonces.refresh()
 
     async def position_mode(self) -> bool:
         """Always one-way (False): Lighter keeps one position per market."""
