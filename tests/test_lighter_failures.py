@@ -125,3 +125,58 @@ async def test_nonce_refused_in_the_middle_of_a_burst_loses_and_doubles_no_order
         assert {s: position(h, s) for s in ("BTC", "ETH", "DOGE")} == {
             "BTC": tracked["BTC"], "ETH": 0, "DOGE": tracked["DOGE"]}
         assert h.lighter.account.open_orders() == []
+
+
+# 50 tranches on the simulator's three markets, each entered 0.6 % further from the first (a new tranche each
+# time: tranche_pnl_increment_pct 0.5), all through their stops (20 % away) after one price frame.
+BURST = {"BTC": (Side.LONG, "45000", "0.01", 17, "32000"), "ETH": (Side.SHORT, "3000", "0.1", 17, "4000"),
+         "DOGE": (Side.LONG, "0.2", "100", 16, "0.14")}
+
+
+async def test_fifty_exits_under_standard_limits_go_in_one_batch_deepest_through_its_stop_first(
+        tmp_path, autojump_clock):
+    from posmon.exchange.lighter_sim import STANDARD
+
+    settings = make_settings(tmp_path, tp_pct=1.0, sl_pct=20.0, tranche_pnl_increment_pct=0.5,
+                             max_tranches_per_symbol_side=20)
+    async with running_lighter(settings, sim_options={"tier": STANDARD}, lighter_options={"tier": "standard"}) as h:
+        for symbol, (side, first, qty, n, _) in BURST.items():
+            tick = h.venue.rules[symbol].tick_size
+            for k in range(n):
+                price = (D(first) * (1 - side.sign * D("0.006") * k)).quantize(tick)
+                await external(h, symbol, side, qty, str(price))
+        tranches = {t.id: t for t in h.store.open_tranches("lighter")}
+        assert len(tranches) == 50
+        assert h.lighter.account.open_orders() == []
+        log = TxLog(h.lighter)
+        requests_before = sum(h.lighter.counters.requests.values())
+
+        start = trio.current_time()
+        h.exchange.set_marks({s: D(crash) for s, (*_, crash) in BURST.items()})
+        await trio.sleep(120)
+        await settle()
+
+        assert h.store.open_tranches("lighter") == []
+        assert {s: position(h, s) for s in BURST} == {"BTC": 0, "ETH": 0, "DOGE": 0}
+        closed_at = [r["closed_at"] for r in h.store.closed_tranches("lighter")]
+        took = max(closed_at) - start
+        sends = [c for c in log.calls if c.code == 200]
+        batches = [c for c in sends if c.batch]
+        # All 50 closes in one sendTxBatch (one of the 60 requests a minute), none refused, none doubled.
+        assert [len(c.txs) for c in log.calls] == [50] and batches == sends
+        assert h.lighter.counters.requests["POST /api/v1/sendTxBatch"] == 1
+        assert h.lighter.counters.requests["POST /api/v1/sendTx"] == 0
+        assert h.lighter.counters.http_429 == 0
+        assert Counter(cid_of(tx) for tx in log.orders()) == Counter(f"pm-{tid}-C1" for tid in tranches)
+        # The tranche furthest through its stop (relative to its entry) is first in the batch.
+        marks = {s: D(crash) for s, (*_, crash) in BURST.items()}
+
+        def depth(tid: int) -> D:
+            t = tranches[tid]
+            return t.side.sign * (t.sl - marks[t.symbol]) / t.entry
+
+        order = [int(cid_of(tx).split("-")[1]) for tx in batches[0].txs]
+        assert order == sorted(tranches, key=depth, reverse=True)
+        assert took < 2.0, took  # one request, Standard's 300 ms taker delay, the account stream's confirmation
+        print(f"\n50 closes under Standard: {took:.3f}s on the mock clock, {len(batches)} sendTxBatch of "
+              f"{len(batches[0].txs)} txs, {sum(h.lighter.counters.requests.values()) - requests_before} requests")
