@@ -29,6 +29,7 @@ from posmon.api.settings import ApiSettings
 from posmon.config import ConfigError, Settings, load_settings
 from posmon.daemon import run_daemon
 from posmon.logs import configure
+from posmon.notify import NotifySettings
 from posmon.ops.cli import add_verify_protect
 from posmon.ops.lock import StoreLocked, hold_store_lock
 from posmon.store.errors import StoreError
@@ -80,11 +81,12 @@ def _run_daemon_command(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.config)
         api = ApiSettings.from_config(settings.api, os.environ) if args.command == "run" else None
+        notify = NotifySettings.from_config(settings.notify, os.environ)
     except ConfigError as exc:
         print(f"posmon: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     # The demo narrates on stdout; its log shows only what needs attention.
-    configure(settings.daemon.log_level if args.command == "run" else "WARNING")
+    configure(settings.daemon.log_level if args.command == "run" else "WARNING", json_lines=notify.json_logs)
     try:
         if args.command == "run":
             trio.run(run_main, settings, api)

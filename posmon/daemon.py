@@ -72,6 +72,16 @@ class Daemon:
             self.cancel_scope.cancel()
 
 
+async def _publish_book_gauges(directory: PositionDirectory, metrics: Metrics, venue: str,
+                               every: float = 5.0) -> None:
+    """Open tranches and unprotected positions, read from the actors' own state (no I/O) every few seconds."""
+    while True:
+        actors = directory.actors()
+        metrics.set("open_tranches", sum(len(a.tranches) for a in actors), venue=venue)
+        metrics.set("unprotected_positions", sum(a.unprotected() for a in actors), venue=venue)
+        await trio.sleep(every)
+
+
 async def run_daemon(
     settings: Settings,
     venue: Venue,
@@ -150,6 +160,7 @@ async def run_daemon(
             user_stream = UserStream(venue, directory, gw_send, store, metrics, hedge_mode=hedge_mode,
                                      prefix=d.client_id_prefix, reply_timeout=d.request_timeout_seconds * 6)
             await nursery.start(supervise, "user_stream", lambda: user_stream.run, policy, metrics)
+            nursery.start_soon(_publish_book_gauges, directory, metrics, venue.name)
             log.info("posmon watching %s with %s (%d symbols, %d position keys)", venue.name, settings.source,
                      len(symbols), len(directory.keys()))
             if api is not None and api.enabled:

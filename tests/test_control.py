@@ -130,3 +130,16 @@ async def test_stopped_symbol_stays_unmonitored_across_a_restart(tmp_path, autoj
         await settle()
         assert h.store.open_tranches("sim") == [] and h.orders() == []
         assert (await h.daemon.control.status()).unmonitored == ["BTCUSDT"]
+
+
+async def test_book_gauges_count_open_tranches_and_unprotected_positions(tmp_path, autojump_clock):
+    async with running(make_settings(tmp_path)) as h:
+        await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")
+        await h.entry("ETHUSDT", Side.SHORT, "1", "3000")
+        await trio.sleep(6)
+        assert h.metrics.get("open_tranches", venue="sim") == 2
+        assert h.metrics.get("unprotected_positions", venue="sim") == 0
+
+        await h.daemon.control.close("ETHUSDT")
+        await trio.sleep(6)
+        assert h.metrics.get("open_tranches", venue="sim") == 1

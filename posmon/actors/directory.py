@@ -93,6 +93,10 @@ class PositionDirectory:
             entry = self._spawn(key, reconcile=reconcile)
         return entry.send
 
+    def actors(self) -> list[PositionActor]:
+        """Every current incarnation (for gauges and status)."""
+        return [e.actor for e in self._actors.values() if e.actor is not None]
+
     def broadcast(self, message: Any) -> None:
         for entry in self._actors.values():
             entry.send.send_nowait(message)

@@ -159,6 +159,8 @@ class OrderGateway:
                 self._weight.take(weight, now)
                 if orders:
                     self._orders.take(orders, now)
+                self.metrics.set("rate_limit_headroom", self._weight.tokens / self._weight.capacity,
+                                 venue=self.venue.name)
                 return
             self.metrics.inc("gateway_paced", venue=self.venue.name)
             await trio.sleep(wait)

@@ -196,6 +196,19 @@ class PositionActor:
             if self.links.slot.latest is not None:
                 self._on_price()
 
+    def unprotected(self) -> bool:
+        """Whether some held tranche lacks a live TP or SL right now (emulated exits are always armed)."""
+        if self.cfg.emulated_exits:
+            return False
+        for t in self.tranches.values():
+            if t.closing:
+                continue
+            for purpose in (Purpose.TP, Purpose.SL):
+                cur = self._current(t, purpose)
+                if cur is None or cur.state is not LocalState.LIVE:
+                    return True
+        return False
+
     def _next_wake(self) -> float:
         times = [t for t in (self.book.next_deadline(), self._retry_at, self._confirm_at) if t is not None]
         return min(times, default=math.inf)
