@@ -152,6 +152,7 @@ class PositionActor:
         self._entries: dict[str, PendingEntry] = {}  # operator entries not yet ended, by client id
         self._entry_replies: dict[str, trio.MemorySendChannel[Any]] = {}
         self._entry_seen: dict[str, Decimal] = {}  # cumulative filled quantity already applied, per entry
+        self._cap_tries: dict[int, int] = {}  # unfilled closes at the slippage cap, per tranche
         self.stopped = False  # the operator stopped monitoring this symbol: hold nothing, adopt nothing
 
     # --- lifecycle ----------------------------------------------------------------------------------------
@@ -286,6 +287,8 @@ class PositionActor:
             return  # an operator entry already settled (its fills were applied from the placement answer)
         if own is not None:
             # One of ours we no longer track: a leftover of a closed tranche. Never let it act on the position.
+            if not u.status.is_final and self._known_final(u.client_id):
+                return  # a late "NEW" of an order whose end we already saw (the placement answer came first)
             if not u.status.is_final:
                 log.warning("%s: cancelling orphan order %s", self.name, u.client_id)
                 self._send(CancelOrders(self.cfg.symbol, (u.client_id,), self.links.self_send, Priority.EXIT))
@@ -299,6 +302,11 @@ class PositionActor:
             self._on_entry_fill(u.last_qty, u.last_price, source=u.client_id, at=u.time)
         else:
             self._on_external_reduction(u.last_qty, source=u.client_id)
+
+    def _known_final(self, cid: str) -> bool:
+        rec = self.store.order(cid)
+        return rec is not None and rec.state is LocalState.DONE and rec.final_status is not None \
+            and rec.final_status is not OrderStatus.CANCELED
 
     # --- entries ------------------------------------------------------------------------------------------
 
@@ -534,6 +542,8 @@ class PositionActor:
     def _finish(self, t: Tranche, reason: str, changes: Changes) -> None:
         """The tranche is flat: record it, cancel whatever still rests for it (siblings first, urgently)."""
         now = self.links.clock()
+        for per_tranche in (self._close_attempts, self._close_hold, self._cap_tries):
+            per_tranche.pop(t.id, None)
         self.tranches.pop(t.id, None)
         self.book.discard(t.id)
         changes.tranches.append(t)
@@ -713,17 +723,22 @@ class PositionActor:
     def _bounded_close_fell_short(self, t: Tranche, why: str, n: int) -> None:
         """An emulated exit's bounded close did not fill: widen the bound at once, up to the cap.
 
-        At the cap the operator is told (the market moved further than the allowed slippage) and the close
-        is retried at the cap after a pause, with a reconcile in between: never an unbounded close, never a
-        silently open position.
+        At the cap the operator is told once (the market moved further than the allowed slippage) and the
+        close is retried at the cap after a doubling pause (at most two minutes, so a Standard-tier request
+        budget is not spent on it), with a reconcile in between: never an unbounded close, never a silently
+        open position.
         """
         at_cap = self._slippage(n - 1) >= self.cfg.close_slippage_max_pct
         log.warning("%s: %s; tranche %s still holds %s; next close %s%% through the mark", self.name, why,
                     t.index, t.qty, self._slippage(n))
         if at_cap:
             now = self.links.clock()
-            self._close_hold[t.id] = now + self.cfg.retry_seconds
+            tries = self._cap_tries.get(t.id, 0) + 1
+            self._cap_tries[t.id] = tries
+            self._close_hold[t.id] = now + min(self.cfg.retry_seconds * 2 ** (tries - 1), 120.0)
             self._confirm_at = now
+            if tries > 1:
+                return
             self._notice("close_failed", t, f"tranche {t.index} ({t.qty}) not closed within the "
                          f"{self.cfg.close_slippage_max_pct}% slippage cap: {why}; retrying at the cap",
                          needs_human=True)
