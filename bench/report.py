@@ -27,6 +27,12 @@ def _grid(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     return lines
 
 
+def _others(phase: dict[str, Any]) -> str:
+    """CPU other programs used during the phase (% of one core): above ~30 on 2 cores the figure is suspect."""
+    load = phase.get("machine_load")
+    return "-" if not load else f"{load['others_cpu_pct']:g}%"
+
+
 def table(out: dict[str, Any]) -> str:
     m = out["machine"]
     lines = [f"posmon benchmark ({out['kind']}) - commit {out['git_commit'][:12]}, {m['cpu_count']} cores, "
@@ -34,7 +40,8 @@ def table(out: dict[str, Any]) -> str:
              + ("  [PROFILED: py-spy attached]" if out.get("profiled") else "")
              + (f"  [EXPERIMENT: {out['experiment']}]" if out.get("experiment") else ""),
              "daemon and Aster-protocol simulator in separate processes over 127.0.0.1; v3 auth; simulator rate "
-             "limits 1e9/min (no pacing); tranches seeded into the store", ""]
+             "limits 1e9/min (no pacing); tranches seeded into the store; 'others CPU': what other programs used "
+             "during the phase (% of one core)", ""]
 
     lat = out.get("latency", {})
     lines.append("Tick-to-order: trigger frame written by the simulator -> cancel (batch DELETE) received")
@@ -43,9 +50,9 @@ def table(out: dict[str, Any]) -> str:
         t, c = r["tick_to_order"], r["tick_to_close"]
         rows.append([f"{name}: {r['rate_hz']:g} Hz x {r['symbols_per_frame']} symbols", t["count"], t["p50_ms"],
                      t["p99_ms"], t["max_ms"], c["p50_ms"], c["p99_ms"], r["triggers_per_frame"]["mean"],
-                     r["missing"], f"{r['daemon_cpu_pct']}%"])
+                     r["missing"], f"{r['daemon_cpu_pct']}%", _others(r)])
     lines += _grid(["load", "triggers", "p50 ms", "p99 ms", "max ms", "close p50", "close p99", "per frame",
-                    "missing", "daemon CPU"], rows)
+                    "missing", "daemon CPU", "others CPU"], rows)
     for name, r in lat.items():
         f = r["first_trigger_of_each_frame"]
         lines.append(f"  {name}: first trigger of each frame p50 {_f(f['p50_ms'])} / p99 {_f(f['p99_ms'])} ms")
@@ -68,9 +75,9 @@ def table(out: dict[str, Any]) -> str:
             rows.append([lv["updates_per_s"], lv["frames_per_s"], lv["keeps_up"], g.get("lag", {}).get("p50_ms"),
                          g.get("lag", {}).get("p99_ms"), g.get("growth_ms"), lv["probe_tick_to_order"]["p50_ms"],
                          lv["probe_tick_to_order"]["max_ms"], f"{lv['daemon_cpu_pct']}%",
-                         "yes" if lv["sim_limited"] else ""])
+                         "yes" if lv["sim_limited"] else "", _others(lv)])
         lines += _grid(["updates/s", "frames/s", "keeps up", "lag p50", "lag p99", "growth ms", "probe p50",
-                        "probe max", "daemon CPU", "sim-limited"], rows)
+                        "probe max", "daemon CPU", "sim-limited", "others CPU"], rows)
         lines.append(f"  highest rate kept up with: {_f(thr['max_updates_per_s'])} updates/s; daemon CPU at the 1 Hz "
                      f"load {thr['cpu_at_1hz_pct']}% of a core "
                      f"(stream only, no triggers: {thr['cpu_at_1hz_idle_pct']}%)")
@@ -92,7 +99,7 @@ def table(out: dict[str, Any]) -> str:
     st = out.get("startup")
     if st:
         lines.append("Start-up recovery from the store (seconds after the process was spawned; recovered = daemon up, "
-                     "every actor watching, no REST request for 3 s)")
+                     f"every actor watching, no REST request for {out['sizes'].get('quiet_s', 3):g} s)")
         rows = []
         for name, r in st.items():
             note = []
@@ -106,9 +113,9 @@ def table(out: dict[str, Any]) -> str:
                             f"{_f(p.get('recovered_s'), 0)}s")
             rows.append([name, r["tranches"], r["venue_opened_s"], r["actors_loaded_s"], r["daemon_started_s"],
                          r["all_watching_s"], r["recovered_s"],
-                         f"{r['order_lookups']:,}/{r['order_lookups_needed']:,}", "; ".join(note)])
+                         f"{r['order_lookups']:,}/{r['order_lookups_needed']:,}", _others(r), "; ".join(note)])
         lines += _grid(["", "tranches", "venue open", "all loaded", "daemon up", "watching", "recovered",
-                        "order lookups", "note"], rows)
+                        "order lookups", "others CPU", "note"], rows)
         lines.append("")
 
     rest = out.get("rest")
