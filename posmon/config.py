@@ -9,17 +9,18 @@ both TOML values and environment strings, so the two paths cannot drift apart.
 from __future__ import annotations
 
 import difflib
-import math
 import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
+
+from posmon.settings_fields import ConfigError, KeySpec, Kind, convert, parse_table
 
 __all__ = [
     "CONFIG_ENV",
@@ -44,10 +45,6 @@ Venue = Literal["sim", "aster", "lighter"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 WorkingType = Literal["MARK_PRICE", "CONTRACT_PRICE"]
 ProtectionFailureAction = Literal["alert", "close"]
-
-
-class ConfigError(Exception):
-    """Any invalid configuration; the message names the key, the offending value and what is allowed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,32 +111,23 @@ class Settings:
 # ---------------------------------------------------------------------------------------------------------------
 # Field tables
 
-_Kind = Literal["str", "bool", "int", "float", "decimal", "symbols"]
-
-
-@dataclass(frozen=True, slots=True)
-class _Field:
+def _field(name: str, kind: Kind, default: Any, allowed: str, ok: Callable[[Any], bool]) -> KeySpec:
     """One key: how to parse it, its default, and the check plus the words that explain it to a user."""
-
-    name: str
-    kind: _Kind
-    default: Any
-    allowed: str
-    ok: Callable[[Any], bool]
+    return KeySpec(name, kind, allowed, ok, default=default)
 
 
 def _any(_value: Any) -> bool:
     return True
 
 
-def _one_of(name: str, default: str, *choices: str) -> _Field:
+def _one_of(name: str, default: str, *choices: str) -> KeySpec:
     listed = ", ".join(repr(c) for c in choices)
-    return _Field(name, "str", default, f"expected one of {listed}", lambda v: v in choices)
+    return _field(name, "str", default, f"expected one of {listed}", lambda v: v in choices)
 
 
 def _number(
-    name: str, kind: _Kind, default: Any, *, gt: int | None = None, ge: int | None = None, lt: int | None = None,
-) -> _Field:
+    name: str, kind: Kind, default: Any, *, gt: int | None = None, ge: int | None = None, lt: int | None = None,
+) -> KeySpec:
     limits = [(op, bound) for op, bound in ((">", gt), (">=", ge), ("<", lt)) if bound is not None]
     noun = "an integer" if kind == "int" else "a number"
     allowed = f"expected {noun} " + " and ".join(f"{op} {bound}" for op, bound in limits)
@@ -147,15 +135,15 @@ def _number(
     def ok(v: Any) -> bool:
         return (gt is None or v > gt) and (ge is None or v >= ge) and (lt is None or v < lt)
 
-    return _Field(name, kind, default, allowed, ok)
+    return _field(name, kind, default, allowed, ok)
 
 
-def _boolean(name: str, default: bool) -> _Field:
-    return _Field(name, "bool", default, "expected a boolean (true or false)", _any)
+def _boolean(name: str, default: bool) -> KeySpec:
+    return _field(name, "bool", default, "expected a boolean (true or false)", _any)
 
 
-def _text(name: str, default: str) -> _Field:
-    return _Field(name, "str", default, "expected a non-empty string", lambda v: v != "")
+def _text(name: str, default: str) -> KeySpec:
+    return _field(name, "str", default, "expected a non-empty string", lambda v: v != "")
 
 
 _SYMBOL_RE = re.compile(r"[A-Z0-9][A-Z0-9._-]*")
@@ -166,11 +154,11 @@ def _symbols_ok(v: tuple[str, ...]) -> bool:
     return bool(v) and len(set(v)) == len(v) and all(_SYMBOL_RE.fullmatch(s) for s in v)
 
 
-_DAEMON_FIELDS: tuple[_Field, ...] = (
+_DAEMON_FIELDS: tuple[KeySpec, ...] = (
     _one_of("venue", "sim", "sim", "aster", "lighter"),
     _text("store", "var/posmon.sqlite"),
     _boolean("hedge_mode", True),
-    _Field("client_id_prefix", "str", "pm", "expected 1 to 8 ASCII letters or digits",
+    _field("client_id_prefix", "str", "pm", "expected 1 to 8 ASCII letters or digits",
            lambda v: _PREFIX_RE.fullmatch(v) is not None),
     _one_of("log_level", "INFO", "DEBUG", "INFO", "WARNING", "ERROR"),
     _number("stale_stream_seconds", "float", 10.0, gt=0),
@@ -181,7 +169,7 @@ _DAEMON_FIELDS: tuple[_Field, ...] = (
     _one_of("protection_failure_action", "alert", "alert", "close"),
 )
 
-_RISK_FIELDS: tuple[_Field, ...] = (
+_RISK_FIELDS: tuple[KeySpec, ...] = (
     _number("tp_pct", "decimal", Decimal("1.0"), gt=0),
     _number("sl_pct", "decimal", Decimal("10.0"), gt=0, lt=100),
     _number("tranche_pnl_increment_pct", "decimal", Decimal("5.0"), gt=0),
@@ -191,110 +179,22 @@ _RISK_FIELDS: tuple[_Field, ...] = (
     _number("max_hold_seconds", "int", 0, ge=0),
 )
 
-_SIM_FIELDS: tuple[_Field, ...] = (
-    _Field("symbols", "symbols", ("BTCUSDT", "ETHUSDT", "XRPUSDT"),
+_SIM_FIELDS: tuple[KeySpec, ...] = (
+    _field("symbols", "symbols", ("BTCUSDT", "ETHUSDT", "XRPUSDT"),
            "expected a non-empty list of unique upper-case symbols such as 'BTCUSDT'", _symbols_ok),
     _number("tick_seconds", "float", 0.5, gt=0),
     _boolean("trader_enabled", True),
     _number("trader_interval_seconds", "float", 5.0, gt=0),
-    _Field("seed", "int", 7, "expected an integer", _any),
+    _field("seed", "int", 7, "expected an integer", _any),
     _text("recording", "XRP_USDT_USDT-5m-futures.json"),
 )
 
 # Section name -> fields; these are the sections whose keys are typed and can be overridden from the environment.
-_TYPED_SECTIONS: Mapping[str, tuple[_Field, ...]] = MappingProxyType(
+_TYPED_SECTIONS: Mapping[str, tuple[KeySpec, ...]] = MappingProxyType(
     {"daemon": _DAEMON_FIELDS, "risk": _RISK_FIELDS, "sim": _SIM_FIELDS}
 )
 _ALL_SECTIONS = (*_TYPED_SECTIONS, *_FREE_FORM_SECTIONS)
 _RISK_SYMBOLS_KEY = "symbols"
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Parsing one value
-
-
-def _finite_decimal(d: Decimal) -> Decimal:
-    if not d.is_finite():
-        raise ValueError("not finite")
-    return d
-
-
-def _from_toml(kind: _Kind, v: Any) -> Any:
-    """A TOML value of the right type, normalised (floats never survive into Decimal fields); else ValueError."""
-    if kind == "str" and isinstance(v, str):
-        return v
-    if kind == "bool" and isinstance(v, bool):
-        return v
-    if kind == "int" and isinstance(v, int) and not isinstance(v, bool):
-        return v
-    if kind == "float" and isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
-        return float(v)
-    if kind == "decimal" and not isinstance(v, bool):
-        if isinstance(v, int):
-            return Decimal(v)
-        if isinstance(v, float):
-            return _finite_decimal(Decimal(str(v)))
-        if isinstance(v, str):
-            return _parse_decimal(v)
-    if kind == "symbols" and isinstance(v, list) and all(isinstance(s, str) for s in v):
-        return tuple(v)
-    raise ValueError(f"wrong type for {kind}")
-
-
-def _parse_decimal(s: str) -> Decimal:
-    try:
-        return _finite_decimal(Decimal(s.strip()))
-    except InvalidOperation as exc:
-        raise ValueError("not a number") from exc
-
-
-_ENV_BOOLS: Mapping[str, bool] = MappingProxyType(
-    {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-)
-
-
-def _from_env(kind: _Kind, s: str) -> Any:
-    """An environment string parsed per the field's kind; else ValueError."""
-    match kind:
-        case "str":
-            return s
-        case "bool":
-            try:
-                return _ENV_BOOLS[s.strip().lower()]
-            except KeyError:
-                raise ValueError("not a boolean") from None
-        case "int":
-            return int(s)
-        case "float":
-            f = float(s)
-            if not math.isfinite(f):
-                raise ValueError("not finite")
-            return f
-        case "decimal":
-            return _parse_decimal(s)
-        case "symbols":
-            return tuple(part.strip() for part in s.split(","))
-    raise AssertionError(kind)
-
-
-def _allowed(field: _Field, from_env: bool) -> str:
-    if from_env and field.kind == "bool":
-        return "expected a boolean (true/false, 1/0 or yes/no)"
-    if from_env and field.kind == "symbols":
-        return field.allowed.replace("a non-empty list", "a non-empty comma-separated list")
-    return field.allowed
-
-
-def _convert(field: _Field, raw: Any, where: str, *, from_env: bool = False) -> Any:
-    """Parse and check one value, raising ConfigError that names ``where``, ``raw`` and what is allowed."""
-    try:
-        value = _from_env(field.kind, raw) if from_env else _from_toml(field.kind, raw)
-        good = field.ok(value)
-    except ValueError:
-        good = False
-    if not good:
-        raise ConfigError(f"{where}: invalid value {raw!r}; {_allowed(field, from_env)}")
-    return value
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -303,21 +203,6 @@ def _convert(field: _Field, raw: Any, where: str, *, from_env: bool = False) -> 
 
 def _quoted(names: Any) -> str:
     return ", ".join(repr(n) for n in names)
-
-
-def _parse_table(table: Mapping[str, Any], spec: tuple[_Field, ...], where: str, *, skip: str = "") -> dict[str, Any]:
-    """Validated values of the keys present in ``table``; any key not in ``spec`` is an error."""
-    by_name = {f.name: f for f in spec}
-    out: dict[str, Any] = {}
-    for key, raw in table.items():
-        if key == skip:
-            continue
-        field = by_name.get(key)
-        if field is None:
-            allowed = _quoted([*by_name, *([skip] if skip else [])])
-            raise ConfigError(f"{where}.{key}: unknown key (value {raw!r}); allowed keys: {allowed}")
-        out[key] = _convert(field, raw, f"{where}.{key}")
-    return out
 
 
 def _apply_env(values: dict[str, dict[str, Any]], env: Mapping[str, str]) -> None:
@@ -339,7 +224,7 @@ def _apply_env(values: dict[str, dict[str, Any]], env: Mapping[str, str]) -> Non
                 f"expected POSMON_<SECTION>_<KEY> naming a key of [daemon], [risk] or [sim], or {CONFIG_ENV}"
             )
         section, field = hit
-        values[section][field.name] = _convert(field, env[name], name, from_env=True)
+        values[section][field.name] = convert(field, env[name], name, from_env=True)
 
 
 def _venue_symbols(daemon: DaemonSettings, sim: SimSettings, tables: Mapping[str, dict[str, Any]]) -> tuple[
@@ -375,7 +260,7 @@ def _risk_symbols(
             )
         if not isinstance(table, dict):
             raise ConfigError(f"{at}: invalid value {table!r}; expected a table of risk keys")
-        merged[symbol] = replace(base, **_parse_table(table, _RISK_FIELDS, at))
+        merged[symbol] = replace(base, **parse_table(table, _RISK_FIELDS, at))
     return MappingProxyType(merged)
 
 
@@ -388,7 +273,7 @@ def _build(raw: Mapping[str, Any], env: Mapping[str, str], source: str) -> Setti
     values = {section: {f.name: f.default for f in spec} for section, spec in _TYPED_SECTIONS.items()}
     for section, spec in _TYPED_SECTIONS.items():
         skip = _RISK_SYMBOLS_KEY if section == "risk" else ""
-        values[section].update(_parse_table(raw.get(section, {}), spec, section, skip=skip))
+        values[section].update(parse_table(raw.get(section, {}), spec, section, skip=skip))
     _apply_env(values, env)
     daemon = DaemonSettings(**values["daemon"])
     risk = RiskSettings(**values["risk"])

@@ -7,13 +7,12 @@ never echoed: errors show them as ``'***'`` and they are left out of ``repr``.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from posmon.config import ConfigError
+from posmon.settings_fields import ConfigError, KeySpec, Style, parse_section
 
 __all__ = ["ENV_PREFIX", "MAINNET_REST_URL", "MAINNET_WS_URL", "AsterSettings"]
 
@@ -26,22 +25,16 @@ LISTEN_KEY_LIFETIME_SECONDS = 3600
 
 Auth = Literal["v1", "v3"]
 MarkStream = Literal["all", "symbols"]
-_Kind = Literal["str", "int", "float", "symbols"]
 
 _ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
 _PRIVATE_KEY_RE = re.compile(r"(0x)?[0-9a-fA-F]{64}")
 _SYMBOL_RE = re.compile(r"[A-Z0-9][A-Z0-9._-]*")
 
 
-@dataclass(frozen=True, slots=True)
-class _Key:
-    """One key of the table: how to parse it, whether it is secret, and the check plus the words explaining it."""
-
-    name: str
-    kind: _Kind
-    allowed: str
-    ok: Callable[[Any], bool]
-    secret: bool = False
+_Key = KeySpec
+# An unknown key may be a misspelt secret: never echo a value whose name smells like one.
+_STYLE = Style(secret_hints=("sec", "key", "priv", "pass", "token", "pk", "seed", "mnemonic"), elide_tables=True,
+               env_secret_by_key=True)
 
 
 def _url(schemes: tuple[str, ...], *, empty_ok: bool = False) -> Callable[[Any], bool]:
@@ -80,7 +73,6 @@ _KEYS: tuple[_Key, ...] = (
          lambda v: 0 < v < LISTEN_KEY_LIFETIME_SECONDS),
     _Key("request_timeout_seconds", "float", "expected a number > 0", lambda v: v > 0),
 )
-_BY_NAME: Mapping[str, _Key] = {k.name: k for k in _KEYS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,45 +102,15 @@ class AsterSettings:
     @classmethod
     def from_config(cls, table: Mapping[str, Any], env: Mapping[str, str]) -> AsterSettings:
         """Validate ``[aster]`` and the ``POSMON_ASTER_*`` variables; raises ``ConfigError`` on the first problem."""
-        if not isinstance(table, Mapping):
-            raise ConfigError(f"{SECTION}: invalid value {table!r}; expected a table ([{SECTION}])")
-        values: dict[str, Any] = {}
-        for name, raw in table.items():
-            key = _BY_NAME.get(name)
-            if key is None:
-                shown = "***" if _looks_secret(name) else raw if not isinstance(raw, dict) else "{...}"
-                raise ConfigError(f"{SECTION}.{name}: unknown key (value {shown!r}); allowed keys: "
-                                  + ", ".join(repr(k.name) for k in _KEYS))
-            values[name] = _convert(key, raw, f"{SECTION}.{name}", from_env=False)
-        from_env: set[str] = set()
-        for var in sorted(env):
-            if not var.startswith(ENV_PREFIX):
-                continue
-            key = _BY_NAME.get(var[len(ENV_PREFIX):].lower())
-            if key is None or var != var.upper():
-                known = ", ".join(f"{ENV_PREFIX}{k.name.upper()}" for k in _KEYS)
-                raise ConfigError(f"{var}: unknown environment override (value {_shown_env(var, env[var])!r}); "
-                                  f"expected one of {known}")
-            values[key.name] = _convert(key, env[var], var, from_env=True)
-            from_env.add(key.name)
-        return _build(values, from_env)
+        values, where = parse_section(table, env, _KEYS, SECTION, ENV_PREFIX, style=_STYLE)
+        return _build(values, where)
 
 
-def _looks_secret(name: str) -> bool:
-    """An unknown key may be a misspelt secret: never echo a value whose name smells like one."""
-    return any(part in name.lower() for part in ("sec", "key", "priv", "pass", "token", "pk", "seed", "mnemonic"))
+def _where(name: str, where: Mapping[str, str]) -> str:
+    return where.get(name, f"{SECTION}.{name}")
 
 
-def _shown_env(var: str, raw: str) -> str:
-    key = _BY_NAME.get(var[len(ENV_PREFIX):].lower())
-    return "***" if (key.secret if key is not None else _looks_secret(var)) else raw
-
-
-def _where(name: str, from_env: set[str]) -> str:
-    return f"{ENV_PREFIX}{name.upper()}" if name in from_env else f"{SECTION}.{name}"
-
-
-def _build(values: dict[str, Any], from_env: set[str]) -> AsterSettings:
+def _build(values: dict[str, Any], where: Mapping[str, str]) -> AsterSettings:
     """Apply the defaults that depend on other keys, then check the chosen auth has its credentials."""
     auth: Auth = values.get("auth") or ("v3" if values.get("signer_private_key") else "v1")
     values["auth"] = auth
@@ -156,26 +118,26 @@ def _build(values: dict[str, Any], from_env: set[str]) -> AsterSettings:
         for name in ("api_key", "api_secret"):
             if not values.get(name):
                 raise ConfigError(
-                    f"{_where(name, from_env)}: missing (value ''); auth 'v1' needs {SECTION}.api_key and "
+                    f"{_where(name, where)}: missing (value ''); auth 'v1' needs {SECTION}.api_key and "
                     f"{SECTION}.api_secret (or {ENV_PREFIX}API_KEY / {ENV_PREFIX}API_SECRET); "
                     f"for wallet signing set {SECTION}.signer_private_key and {SECTION}.user instead")
     else:
         for name in ("signer_private_key", "user"):
             if not values.get(name):
                 raise ConfigError(
-                    f"{_where(name, from_env)}: missing (value ''); auth 'v3' needs {SECTION}.signer_private_key "
+                    f"{_where(name, where)}: missing (value ''); auth 'v3' needs {SECTION}.signer_private_key "
                     f"(the API wallet's key) and {SECTION}.user (the main wallet address); {SECTION}.signer "
                     f"defaults to the key's address")
         derived = _address_of(values["signer_private_key"])
         signer = values.get("signer") or derived
         if signer.lower() != derived.lower():
             raise ConfigError(
-                f"{_where('signer', from_env)}: invalid value {signer!r}; expected the address of "
+                f"{_where('signer', where)}: invalid value {signer!r}; expected the address of "
                 f"{SECTION}.signer_private_key ({derived}) or leave it unset")
         values["signer"] = signer
     if (values.get("rest_url") == "") != (values.get("ws_url") == ""):
         name = "rest_url" if values.get("rest_url") == "" else "ws_url"
-        raise ConfigError(f"{_where(name, from_env)}: invalid value ''; leave both {SECTION}.rest_url and "
+        raise ConfigError(f"{_where(name, where)}: invalid value ''; leave both {SECTION}.rest_url and "
                           f"{SECTION}.ws_url empty for the embedded simulator, or set both")
     return AsterSettings(**values)
 
@@ -189,47 +151,3 @@ def _address_of(private_key: str) -> str:
     except Exception as exc:  # e.g. zero or >= curve order: the pattern cannot catch those
         raise ConfigError(f"{SECTION}.signer_private_key: invalid value '***'; not a valid secp256k1 private key "
                           f"({type(exc).__name__})") from None
-
-
-def _convert(key: _Key, raw: Any, where: str, *, from_env: bool) -> Any:
-    """Parse and check one value; the error names ``where``, the value (``'***'`` for secrets) and what is allowed."""
-    try:
-        value = _from_env(key.kind, raw) if from_env else _from_toml(key.kind, raw)
-        good = key.ok(value)
-    except ValueError:
-        good = False
-    if not good:
-        shown = "***" if key.secret else raw
-        allowed = key.allowed
-        if from_env and key.kind == "symbols":
-            allowed = allowed.replace("a list", "a comma-separated list")
-        raise ConfigError(f"{where}: invalid value {shown!r}; {allowed}")
-    return value
-
-
-def _from_toml(kind: _Kind, v: Any) -> Any:
-    if kind == "str" and isinstance(v, str):
-        return v
-    if kind == "int" and isinstance(v, int) and not isinstance(v, bool):
-        return v
-    if kind == "float" and isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
-        return float(v)
-    if kind == "symbols" and isinstance(v, list) and all(isinstance(s, str) for s in v):
-        return tuple(v)
-    raise ValueError(f"wrong type for {kind}")
-
-
-def _from_env(kind: _Kind, s: str) -> Any:
-    match kind:
-        case "str":
-            return s
-        case "int":
-            return int(s.strip())
-        case "float":
-            f = float(s)
-            if not math.isfinite(f):
-                raise ValueError("not finite")
-            return f
-        case "symbols":
-            return tuple(part.strip() for part in s.split(",")) if s.strip() else ()
-    raise AssertionError(kind)
