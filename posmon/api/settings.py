@@ -8,12 +8,11 @@ is a secret: errors show it as ``'***'`` and it is left out of ``repr``.
 from __future__ import annotations
 
 import ipaddress
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from posmon.config import ConfigError
+from posmon.settings_fields import ConfigError, KeySpec, Style, parse_section
 
 __all__ = ["ENV_PREFIX", "MIN_TOKEN_LENGTH", "TOKEN_ENV", "ApiSettings", "is_loopback"]
 
@@ -22,16 +21,9 @@ ENV_PREFIX = "POSMON_API_"
 TOKEN_ENV = "POSMON_API_TOKEN"
 MIN_TOKEN_LENGTH = 16
 
-_Kind = Literal["str", "bool", "int", "float"]
-
-
-@dataclass(frozen=True, slots=True)
-class _Key:
-    name: str
-    kind: _Kind
-    allowed: str
-    ok: Callable[[Any], bool]
-    secret: bool = False
+_Key = KeySpec
+# An unknown key or variable may be a misspelt token: never echo a value whose name smells like a secret.
+_STYLE = Style(secret_hints=("tok", "sec", "key", "pass", "auth"))
 
 
 def _token_ok(v: str) -> bool:
@@ -47,8 +39,6 @@ _KEYS: tuple[_Key, ...] = (
          "without spaces", _token_ok, secret=True),
     _Key("health_timeout_seconds", "float", "expected a number > 0", lambda v: v > 0),
 )
-_BY_NAME: Mapping[str, _Key] = {k.name: k for k in _KEYS}
-_ENV_BOOLS: Mapping[str, bool] = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 def is_loopback(host: str) -> bool:
@@ -84,27 +74,7 @@ class ApiSettings:
     @classmethod
     def from_config(cls, section: Mapping[str, Any], env: Mapping[str, str]) -> ApiSettings:
         """Validate ``[api]`` and the ``POSMON_API_*`` variables; raises ``ConfigError`` on the first problem."""
-        if not isinstance(section, Mapping):
-            raise ConfigError(f"{SECTION}: invalid value {section!r}; expected a table ([{SECTION}])")
-        values: dict[str, Any] = {}
-        where: dict[str, str] = {}
-        for name, raw in section.items():
-            key = _BY_NAME.get(name)
-            if key is None:
-                raise ConfigError(f"{SECTION}.{name}: unknown key (value {_shown(name, raw)!r}); allowed keys: "
-                                  + ", ".join(repr(k.name) for k in _KEYS))
-            where[name] = f"{SECTION}.{name}"
-            values[name] = _convert(key, raw, where[name], from_env=False)
-        for var in sorted(env):
-            if not var.startswith(ENV_PREFIX):
-                continue
-            key = _BY_NAME.get(var[len(ENV_PREFIX):].lower())
-            if key is None or var != var.upper():
-                known = ", ".join(f"{ENV_PREFIX}{k.name.upper()}" for k in _KEYS)
-                raise ConfigError(f"{var}: unknown environment override (value {_shown(var, env[var])!r}); "
-                                  f"expected one of {known}")
-            where[key.name] = var
-            values[key.name] = _convert(key, env[var], var, from_env=True)
+        values, where = parse_section(section, env, _KEYS, SECTION, ENV_PREFIX, style=_STYLE)
         settings = cls(**values)
         if settings.enabled and not settings.loopback and not settings.token:
             raise ConfigError(
@@ -112,53 +82,3 @@ class ApiSettings:
                 f"can open and close positions, so listening beyond loopback needs {SECTION}.token (or "
                 f"{TOKEN_ENV}); expected a loopback host such as '127.0.0.1', or set a token")
         return settings
-
-
-def _shown(name: str, raw: Any) -> Any:
-    """An unknown key may be a misspelt token: never echo a value whose name smells like a secret."""
-    lowered = name.lower()
-    return "***" if any(p in lowered for p in ("tok", "sec", "key", "pass", "auth")) else raw
-
-
-def _convert(key: _Key, raw: Any, where: str, *, from_env: bool) -> Any:
-    try:
-        value = _from_env(key.kind, raw) if from_env else _from_toml(key.kind, raw)
-        good = key.ok(value)
-    except ValueError:
-        good = False
-    if not good:
-        shown = "***" if key.secret else raw
-        allowed = "expected a boolean (true/false, 1/0 or yes/no)" if from_env and key.kind == "bool" else key.allowed
-        raise ConfigError(f"{where}: invalid value {shown!r}; {allowed}")
-    return value
-
-
-def _from_toml(kind: _Kind, v: Any) -> Any:
-    if kind == "str" and isinstance(v, str):
-        return v
-    if kind == "bool" and isinstance(v, bool):
-        return v
-    if kind == "int" and isinstance(v, int) and not isinstance(v, bool):
-        return v
-    if kind == "float" and isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
-        return float(v)
-    raise ValueError(f"wrong type for {kind}")
-
-
-def _from_env(kind: _Kind, s: str) -> Any:
-    match kind:
-        case "str":
-            return s
-        case "bool":
-            try:
-                return _ENV_BOOLS[s.strip().lower()]
-            except KeyError:
-                raise ValueError("not a boolean") from None
-        case "int":
-            return int(s)
-        case "float":
-            f = float(s)
-            if not math.isfinite(f):
-                raise ValueError("not finite")
-            return f
-    raise AssertionError(kind)

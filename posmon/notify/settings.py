@@ -8,13 +8,11 @@ as ``'***'`` and they are left out of ``repr``.
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from posmon.config import ConfigError
+from posmon.settings_fields import ConfigError, KeySpec, Style, parse_section
 
 __all__ = ["DEFAULT_KINDS", "ENV_PREFIX", "KINDS", "TELEGRAM_API_URL", "NotifySettings"]
 
@@ -27,17 +25,11 @@ KINDS = ("tranche_opened", "tranche_extended", "exit", "protection_failed", "clo
 DEFAULT_KINDS = ("exit", "protection_failed", "close_failed", "stream_down", "stream_restored",
                  "restart_budget_exhausted")
 
-_Kind = Literal["str", "bool", "int", "float", "kinds", "headers"]
-_ENV_BOOLS: Mapping[str, bool] = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-
-
-@dataclass(frozen=True, slots=True)
-class _Key:
-    name: str
-    kind: _Kind
-    allowed: str
-    ok: Callable[[Any], bool]
-    secret: bool = False
+_Key = KeySpec
+# An unknown key or variable may be a misspelt secret: never echo a value whose name smells like one. A bare TOML
+# integer is read as a string (a numeric chat id written without quotes).
+_STYLE = Style(secret_hints=("tok", "sec", "key", "pass", "auth", "url", "head", "hook"), elide_tables=True,
+               toml_int_as_str=True)
 
 
 def _http_url(v: str, *, empty_ok: bool) -> bool:
@@ -56,7 +48,7 @@ _KEYS: tuple[_Key, ...] = (
          lambda v: _http_url(v, empty_ok=True), secret=True),
     _Key("webhook_headers", "headers", "expected a table of header names to string values (environment: a JSON "
          "object)", lambda v: all(k and k.isascii() and ":" not in k and " " not in k for k in v), secret=True),
-    _Key("kinds", "kinds", "expected a list of notice kinds from " + ", ".join(repr(k) for k in KINDS)
+    _Key("kinds", "names", "expected a list of notice kinds from " + ", ".join(repr(k) for k in KINDS)
          + " (environment: comma-separated)", lambda v: len(set(v)) == len(v) and all(k in KINDS for k in v)),
     _Key("min_interval_seconds", "float", "expected a number >= 0 (seconds between two messages of a channel)",
          lambda v: v >= 0),
@@ -72,7 +64,6 @@ _KEYS: tuple[_Key, ...] = (
          "last notice to go out)", lambda v: v >= 0),
     _Key("json_logs", "bool", "expected a boolean (true or false)", lambda v: True),
 )
-_BY_NAME: Mapping[str, _Key] = {k.name: k for k in _KEYS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,27 +102,7 @@ class NotifySettings:
     @classmethod
     def from_config(cls, section: Mapping[str, Any], env: Mapping[str, str]) -> NotifySettings:
         """Validate ``[notify]`` and the ``POSMON_NOTIFY_*`` variables; raises ``ConfigError`` on the first problem."""
-        if not isinstance(section, Mapping):
-            raise ConfigError(f"{SECTION}: invalid value {section!r}; expected a table ([{SECTION}])")
-        values: dict[str, Any] = {}
-        where: dict[str, str] = {}
-        for name, raw in section.items():
-            key = _BY_NAME.get(name)
-            if key is None:
-                raise ConfigError(f"{SECTION}.{name}: unknown key (value {_shown(name, raw)!r}); allowed keys: "
-                                  + ", ".join(repr(k.name) for k in _KEYS))
-            where[name] = f"{SECTION}.{name}"
-            values[name] = _convert(key, raw, where[name], from_env=False)
-        for var in sorted(env):
-            if not var.startswith(ENV_PREFIX):
-                continue
-            key = _BY_NAME.get(var[len(ENV_PREFIX):].lower())
-            if key is None or var != var.upper():
-                known = ", ".join(f"{ENV_PREFIX}{k.name.upper()}" for k in _KEYS)
-                raise ConfigError(f"{var}: unknown environment override (value {_shown(var, env[var])!r}); "
-                                  f"expected one of {known}")
-            where[key.name] = var
-            values[key.name] = _convert(key, env[var], var, from_env=True)
+        values, where = parse_section(section, env, _KEYS, SECTION, ENV_PREFIX, style=_STYLE)
         settings = cls(**values)
         if bool(settings.telegram_bot_token) != bool(settings.telegram_chat_id):
             missing = "telegram_chat_id" if settings.telegram_bot_token else "telegram_bot_token"
@@ -145,67 +116,3 @@ class NotifySettings:
                               f"invalid value {settings.retry_backoff_max_seconds!r}; expected a number >= "
                               f"retry_backoff_seconds ({settings.retry_backoff_seconds!r})")
         return settings
-
-
-def _shown(name: str, raw: Any) -> Any:
-    """An unknown key may be a misspelt secret: never echo a value whose name smells like one."""
-    lowered = name.lower()
-    hidden = any(p in lowered for p in ("tok", "sec", "key", "pass", "auth", "url", "head", "hook"))
-    return "***" if hidden else raw if not isinstance(raw, dict) else "{...}"
-
-
-def _convert(key: _Key, raw: Any, where: str, *, from_env: bool) -> Any:
-    try:
-        value = _from_env(key.kind, raw) if from_env else _from_toml(key.kind, raw)
-        good = key.ok(value)
-    except ValueError:
-        good = False
-    if not good:
-        shown = "***" if key.secret else raw
-        allowed = "expected a boolean (true/false, 1/0 or yes/no)" if from_env and key.kind == "bool" else key.allowed
-        raise ConfigError(f"{where}: invalid value {shown!r}; {allowed}")
-    return value
-
-
-def _from_toml(kind: _Kind, v: Any) -> Any:
-    if kind == "str" and isinstance(v, str):
-        return v
-    if kind == "str" and isinstance(v, int) and not isinstance(v, bool):  # a numeric chat id written bare
-        return str(v)
-    if kind == "bool" and isinstance(v, bool):
-        return v
-    if kind == "int" and isinstance(v, int) and not isinstance(v, bool):
-        return v
-    if kind == "float" and isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
-        return float(v)
-    if kind == "kinds" and isinstance(v, list) and all(isinstance(k, str) for k in v):
-        return tuple(v)
-    if kind == "headers" and isinstance(v, Mapping) and all(isinstance(x, str) for x in (*v.keys(), *v.values())):
-        return dict(v)
-    raise ValueError(f"wrong type for {kind}")
-
-
-def _from_env(kind: _Kind, s: str) -> Any:
-    match kind:
-        case "str":
-            return s
-        case "bool":
-            try:
-                return _ENV_BOOLS[s.strip().lower()]
-            except KeyError:
-                raise ValueError("not a boolean") from None
-        case "int":
-            return int(s)
-        case "float":
-            f = float(s)
-            if not math.isfinite(f):
-                raise ValueError("not finite")
-            return f
-        case "kinds":
-            return tuple(k.strip() for k in s.split(",") if k.strip())
-        case "headers":
-            try:
-                return _from_toml("headers", json.loads(s))
-            except json.JSONDecodeError:
-                raise ValueError("not JSON") from None
-    raise AssertionError(kind)

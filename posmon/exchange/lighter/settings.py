@@ -10,14 +10,13 @@ its URLs (and, when not configured, its account) before the venue opens.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
-from posmon.config import ConfigError
+from posmon.settings_fields import ENV_BOOLS, ConfigError, KeySpec, Style, parse_section
 
 __all__ = ["ENV_PREFIX", "MAINNET_REST_URL", "MAINNET_WS_URL", "LighterSettings"]
 
@@ -29,21 +28,17 @@ MAX_AUTH_TOKEN_SECONDS = 8 * 3600  # Lighter refuses auth tokens whose deadline 
 WS_SILENCE_LIMIT_SECONDS = 120.0  # the server drops a connection that sent nothing for 2 minutes
 
 Tier = Literal["standard", "premium"]
-_Kind = Literal["str", "int", "float", "decimal", "bool", "symbols"]
 
 _HEX_KEY_RE = re.compile(r"(0x)?(?:[0-9a-fA-F]{2}){32,64}")
 _SYMBOL_RE = re.compile(r"[A-Z0-9][A-Z0-9._-]*")
 
 
-@dataclass(frozen=True, slots=True)
-class _Key:
-    """One key of the table: how to parse it, whether it is secret, and the check plus the words explaining it."""
-
-    name: str
-    kind: _Kind
-    allowed: str
-    ok: Callable[[Any], bool]
-    secret: bool = False
+_Key = KeySpec
+# An unknown key may be a misspelt secret: never echo a value whose name smells like one. Booleans also read
+# on/off from the environment, and a bad one is explained by the key's own words.
+_STYLE = Style(secret_hints=("sec", "key", "priv", "pass", "token", "pk", "seed", "mnemonic"), elide_tables=True,
+               env_secret_by_key=True, env_bools={**ENV_BOOLS, "on": True, "off": False}, env_bool_allowed=None,
+               errors=(ValueError, ArithmeticError))
 
 
 def _url(schemes: tuple[str, ...]) -> Callable[[Any], bool]:
@@ -85,7 +80,6 @@ _KEYS: tuple[_Key, ...] = (
     _Key("ws_ping_seconds", "float", f"expected a number > 0 and < {WS_SILENCE_LIMIT_SECONDS:.0f} (the server "
          "closes a connection that sent nothing for 2 minutes)", lambda v: 0 < v < WS_SILENCE_LIMIT_SECONDS),
 )
-_BY_NAME: Mapping[str, _Key] = {k.name: k for k in _KEYS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,44 +115,19 @@ class LighterSettings:
     @classmethod
     def from_config(cls, table: Mapping[str, Any], env: Mapping[str, str]) -> LighterSettings:
         """Validate ``[lighter]`` and ``POSMON_LIGHTER_*``; raises ``ConfigError`` on the first problem."""
-        if not isinstance(table, Mapping):
-            raise ConfigError(f"{SECTION}: invalid value {table!r}; expected a table ([{SECTION}])")
-        values: dict[str, Any] = {}
-        for name, raw in table.items():
-            key = _BY_NAME.get(name)
-            if key is None:
-                shown = "***" if _looks_secret(name) else raw if not isinstance(raw, dict) else "{...}"
-                raise ConfigError(f"{SECTION}.{name}: unknown key (value {shown!r}); allowed keys: "
-                                  + ", ".join(repr(k.name) for k in _KEYS))
-            values[name] = _convert(key, raw, f"{SECTION}.{name}", from_env=False)
-        from_env: set[str] = set()
-        for var in sorted(env):
-            if not var.startswith(ENV_PREFIX):
-                continue
-            key = _BY_NAME.get(var[len(ENV_PREFIX):].lower())
-            if key is None or var != var.upper():
-                known = ", ".join(f"{ENV_PREFIX}{k.name.upper()}" for k in _KEYS)
-                shown = "***" if (key.secret if key is not None else _looks_secret(var)) else env[var]
-                raise ConfigError(f"{var}: unknown environment override (value {shown!r}); expected one of {known}")
-            values[key.name] = _convert(key, env[var], var, from_env=True)
-            from_env.add(key.name)
-        return _build(values, from_env)
+        values, where = parse_section(table, env, _KEYS, SECTION, ENV_PREFIX, style=_STYLE)
+        return _build(values, where)
 
 
-def _looks_secret(name: str) -> bool:
-    """An unknown key may be a misspelt secret: never echo a value whose name smells like one."""
-    return any(part in name.lower() for part in ("sec", "key", "priv", "pass", "token", "pk", "seed", "mnemonic"))
+def _where(name: str, where: Mapping[str, str]) -> str:
+    return where.get(name, f"{SECTION}.{name}")
 
 
-def _where(name: str, from_env: set[str]) -> str:
-    return f"{ENV_PREFIX}{name.upper()}" if name in from_env else f"{SECTION}.{name}"
-
-
-def _build(values: dict[str, Any], from_env: set[str]) -> LighterSettings:
+def _build(values: dict[str, Any], where: Mapping[str, str]) -> LighterSettings:
     """Cross-key checks: both URLs or neither, credentials for a live account, an ordered slippage ladder."""
     if (values.get("rest_url") == "") != (values.get("ws_url") == ""):
         name = "rest_url" if values.get("rest_url") == "" else "ws_url"
-        raise ConfigError(f"{_where(name, from_env)}: invalid value ''; leave both {SECTION}.rest_url and "
+        raise ConfigError(f"{_where(name, where)}: invalid value ''; leave both {SECTION}.rest_url and "
                           f"{SECTION}.ws_url empty for the embedded simulator, or set both")
     settings = LighterSettings(**values)
     if not settings.embedded:
@@ -170,70 +139,6 @@ def _build(values: dict[str, Any], from_env: set[str]) -> LighterSettings:
                               f"API key's private key (put it in {ENV_PREFIX}API_PRIVATE_KEY, not in the file)")
     if settings.close_slippage_max_pct < settings.close_slippage_pct:
         raise ConfigError(
-            f"{_where('close_slippage_max_pct', from_env)}: invalid value {settings.close_slippage_max_pct}; "
+            f"{_where('close_slippage_max_pct', where)}: invalid value {settings.close_slippage_max_pct}; "
             f"expected a percentage >= {SECTION}.close_slippage_pct ({settings.close_slippage_pct})")
     return settings
-
-
-def _convert(key: _Key, raw: Any, where: str, *, from_env: bool) -> Any:
-    """Parse and check one value; the error names ``where``, the value (``'***'`` for secrets) and what is allowed."""
-    try:
-        value = _from_env(key.kind, raw) if from_env else _from_toml(key.kind, raw)
-        good = key.ok(value)
-    except (ValueError, ArithmeticError):
-        good = False
-    if not good:
-        shown = "***" if key.secret else raw
-        allowed = key.allowed
-        if from_env and key.kind == "symbols":
-            allowed = allowed.replace("a list", "a comma-separated list")
-        raise ConfigError(f"{where}: invalid value {shown!r}; {allowed}")
-    return value
-
-
-def _decimal(v: Any) -> Decimal:
-    d = Decimal(str(v))
-    if not d.is_finite():
-        raise ValueError("not finite")
-    return d
-
-
-def _from_toml(kind: _Kind, v: Any) -> Any:
-    if kind == "str" and isinstance(v, str):
-        return v
-    if kind == "int" and isinstance(v, int) and not isinstance(v, bool):
-        return v
-    if kind == "float" and isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
-        return float(v)
-    if kind == "decimal" and isinstance(v, int | float | str) and not isinstance(v, bool):
-        return _decimal(v)  # str(float) is the shortest text that reads back as that float: 1.0 -> "1.0"
-    if kind == "bool" and isinstance(v, bool):
-        return v
-    if kind == "symbols" and isinstance(v, list) and all(isinstance(s, str) for s in v):
-        return tuple(v)
-    raise ValueError(f"wrong type for {kind}")
-
-
-def _from_env(kind: _Kind, s: str) -> Any:
-    match kind:
-        case "str":
-            return s
-        case "int":
-            return int(s.strip())
-        case "float":
-            f = float(s)
-            if not math.isfinite(f):
-                raise ValueError("not finite")
-            return f
-        case "decimal":
-            return _decimal(s.strip())
-        case "bool":
-            low = s.strip().lower()
-            if low in ("true", "1", "yes", "on"):
-                return True
-            if low in ("false", "0", "no", "off"):
-                return False
-            raise ValueError("not a boolean")
-        case "symbols":
-            return tuple(part.strip() for part in s.split(",")) if s.strip() else ()
-    raise AssertionError(kind)
