@@ -14,19 +14,13 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
+from posmon.exchange import sim_hypercorn
 from posmon.exchange.aster_sim.app import create_app
 from posmon.exchange.aster_sim.sim import AsterSim
 
 
 def hypercorn_config(sim: AsterSim, host: str, port: int) -> Config:
-    config = Config()
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    config.websocket_ping_interval = sim.ws.ping_interval
-    config.keep_alive_timeout = 75.0  # like the venue's load balancers: clients reuse connections
-    config.graceful_timeout = 1.0
-    config.accesslog = None
-    config.loglevel = "WARNING"
-    return config
+    return sim_hypercorn.hypercorn_config(host, port, websocket_ping_interval=sim.ws.ping_interval)
 
 
 async def serve_aster_sim(

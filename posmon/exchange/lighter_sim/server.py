@@ -14,19 +14,14 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
+from posmon.exchange import sim_hypercorn
 from posmon.exchange.lighter_sim.app import create_app
 from posmon.exchange.lighter_sim.sim import LighterSim
 
 
 def hypercorn_config(host: str, port: int) -> Config:
-    config = Config()
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    config.websocket_ping_interval = None  # Lighter pings in JSON ({"type":"ping"}), see streams.py
-    config.keep_alive_timeout = 75.0
-    config.graceful_timeout = 1.0
-    config.accesslog = None
-    config.loglevel = "WARNING"
-    return config
+    # Lighter pings in JSON ({"type":"ping"}), see streams.py: no websocket-level pings.
+    return sim_hypercorn.hypercorn_config(host, port, websocket_ping_interval=None)
 
 
 async def serve_lighter_sim(
