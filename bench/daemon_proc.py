@@ -15,6 +15,7 @@ HTTP and websockets) and runs ``run_daemon``. What is added, all outside posmon:
   received by the simulator (signing, HTTP client, loopback, server);
 - garbage-collector pauses are timed (``gc.callbacks``); with ``BENCH_GC_FREEZE=1`` (the runner's ``--gc-freeze``
   experiment) the heap is frozen (``gc.freeze()``) once every actor is watching;
+- with ``BENCH_WAKE_ON_CROSS=1`` (``--wake-on-cross``) price wake-ups are gated (``gate_price_wakeups``);
 - a ``frames`` command returns those timestamps and pauses, ``metrics`` the daemon's own counters; when the runner
   goes away (stdin closes) the process stops.
 """
@@ -28,6 +29,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import trio
@@ -74,6 +76,57 @@ class TimedVenue:
     async def place_orders(self, orders: Sequence[Any]) -> Any:
         self.calls.append((time.monotonic_ns(), "place", [o.client_id for o in orders]))
         return await self._inner.place_orders(orders)
+
+
+def gate_price_wakeups() -> None:
+    """Experiment (``BENCH_WAKE_ON_CROSS=1``): a mark wakes a position actor only when it reaches its nearest TP.
+
+    What posmon does: the router puts every symbol's mark into the slot of each actor of the symbol, and the slot
+    wakes the actor, so a 1,008-symbol frame schedules 2,000 actor tasks that nearly all find nothing to do. Here
+    the slot keeps the newest mark either way but sends the wake-up only when ``side.sign * mark`` reaches the
+    actor's nearest oriented TP (the front of its ``TriggerBook`` heap, refreshed after every message the actor
+    handles; a stale front is lower, so it can only wake the actor more often). Before the actor has a mark, and
+    with no gate set, every price wakes it as before. A prototype of the proposed fix, applied from outside.
+    """
+    import posmon.actors.directory as directory
+    from posmon.actors.position import PositionActor
+    from posmon.actors.price_slot import PriceSlot
+
+    class GatedSlot(PriceSlot):
+        __slots__ = ("gate", "sign")
+
+        def __init__(self, inbox: Any) -> None:
+            super().__init__(inbox)
+            self.gate: Any = None  # oriented level; None: every price wakes the actor
+            self.sign = 1
+
+        def put(self, mark: MarkPrice, received_at: float) -> None:
+            gate = self.gate
+            if gate is not None and self.sign * mark.price < gate:
+                self.latest, self.received_at = mark, received_at  # taken whenever the actor next looks
+                return
+            PriceSlot.put(self, mark, received_at)
+
+    def regate(actor: Any) -> None:
+        slot = actor.links.slot
+        if isinstance(slot, GatedSlot) and actor.mark is not None:
+            heap = actor.book._tp_heap
+            slot.sign = actor.cfg.side.sign
+            slot.gate = heap[0][0] if heap else Decimal("Infinity")
+
+    on_price, handle = PositionActor._on_price, PositionActor._handle
+
+    def gated_on_price(self: Any) -> None:
+        on_price(self)
+        regate(self)
+
+    async def gated_handle(self: Any, msg: Any) -> None:
+        await handle(self, msg)
+        regate(self)
+
+    PositionActor._on_price = gated_on_price  # type: ignore[method-assign]
+    PositionActor._handle = gated_handle  # type: ignore[method-assign]
+    directory.PriceSlot = GatedSlot  # type: ignore[misc]
 
 
 class GcClock:
@@ -193,6 +246,8 @@ async def _serve(channel: ChildChannel, obs: Observed, scope: trio.CancelScope) 
 async def main(config: str, expected_tranches: int) -> None:
     channel = ChildChannel()
     channel.event("process_started")
+    if os.environ.get("BENCH_WAKE_ON_CROSS") == "1":  # the runner's --wake-on-cross experiment, never by default
+        gate_price_wakeups()
     settings = load_settings(config, env={})
     configure(settings.daemon.log_level)
     opened = Store.open(settings.daemon.store)

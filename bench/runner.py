@@ -554,14 +554,21 @@ def rest_comparison(per_event: dict[str, Any], idle_per_hour: float) -> dict[str
 
 
 PHASES = ("latency", "throughput", "rest", "large_store")
+# Experiments, never the default: each is a change to the daemon made from outside posmon, in bench/daemon_proc.py,
+# to measure what a proposed fix would buy. name -> (environment variable for the daemon process, what it does)
+EXPERIMENTS = {
+    "gc-freeze": ("BENCH_GC_FREEZE", "gc.freeze() in the daemon once every actor watches"),
+    "wake-on-cross": ("BENCH_WAKE_ON_CROSS", "a mark price wakes a position actor only when it reaches the actor's "
+                      "nearest TP (the slot compares; the actor is not scheduled for prices that trigger nothing)"),
+}
 
 
 def run(sizes: Sizes, *, profile: bool = False, results_dir: Path = RESULTS, keep: bool = False,
-        gc_freeze: bool = False, phases: tuple[str, ...] = PHASES, large_handshake_timeout: float | None = None,
-        ) -> Path:
+        experiments: tuple[str, ...] = (), phases: tuple[str, ...] = PHASES,
+        large_handshake_timeout: float | None = None) -> Path:
     """One benchmark run: the working set's start-up and memory always, then ``phases``; writes and returns the JSON.
 
-    ``gc_freeze`` is an experiment (the daemon's heap frozen after start-up), never the default.
+    ``experiments``: names from ``EXPERIMENTS`` (changes to the daemon to measure a proposed fix), never default.
     ``large_handshake_timeout``: the large store's ``[aster] request_timeout_seconds`` (default: posmon's 10 s).
     The work directory (stores, logs) is removed at the end, whatever happens, unless ``keep``.
     """
@@ -571,7 +578,7 @@ def run(sizes: Sizes, *, profile: bool = False, results_dir: Path = RESULTS, kee
     work = Path(tempfile.mkdtemp(prefix="posmon-bench-"))
     try:
         return _run(sizes, work, started, commit, stamp, profile=profile, results_dir=results_dir,
-                    gc_freeze=gc_freeze, phases=phases, large_handshake_timeout=large_handshake_timeout)
+                    experiments=experiments, phases=phases, large_handshake_timeout=large_handshake_timeout)
     finally:
         if keep:
             print(f"work dir (stores, logs): {work}")
@@ -580,12 +587,13 @@ def run(sizes: Sizes, *, profile: bool = False, results_dir: Path = RESULTS, kee
 
 
 def _run(sizes: Sizes, work: Path, started: dt.datetime, commit: str, stamp: str, *, profile: bool,
-         results_dir: Path, gc_freeze: bool, phases: tuple[str, ...], large_handshake_timeout: float | None) -> Path:
+         results_dir: Path, experiments: tuple[str, ...], phases: tuple[str, ...],
+         large_handshake_timeout: float | None) -> Path:
     profiler = Profiler(results_dir / "profiles" / f"{stamp}-{commit[:12]}" if profile else None)
-    daemon_env = {"BENCH_GC_FREEZE": "1"} if gc_freeze else None
+    daemon_env = {EXPERIMENTS[name][0]: "1" for name in experiments}
     out: dict[str, Any] = {"schema": 1, "kind": sizes.name, "started_at": started.isoformat(), "git_commit": commit,
                            "machine": machine(), "sizes": asdict(sizes), "phases": list(phases), "profiled": profile,
-                           "experiment": "gc.freeze() in the daemon once every actor watches" if gc_freeze else None,
+                           "experiment": "; ".join(EXPERIMENTS[name][1] for name in experiments) or None,
                            "method": {"auth": "v3 (EIP-712, the default)", "transport": "HTTP + websockets on "
                                       "127.0.0.1, simulator and daemon in separate processes",
                                       "rate_limits": "simulator publishes 1e9 weight/orders per minute: neither its "
@@ -663,7 +671,7 @@ def _run(sizes: Sizes, work: Path, started: dt.datetime, commit: str, stamp: str
         out["profiles"] = {name: {"file": path, "top": summarize(Path(path))}
                            for name, path in profiler.files.items() if Path(path).exists()}
     results_dir.mkdir(parents=True, exist_ok=True)
-    suffix = ("-smoke" if sizes.name == "smoke" else "") + ("-gcfreeze" if gc_freeze else "") \
+    suffix = ("-smoke" if sizes.name == "smoke" else "") + "".join(f"-{name}" for name in experiments) \
         + ("" if tuple(phases) == PHASES else "-partial")
     path = results_dir / f"{stamp}-{commit[:12]}{suffix}.json"
     path.write_text(json.dumps(out, indent=2, default=str))
