@@ -21,7 +21,7 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/posmon demo
 
-# The benchmark (bench/README.md): about 10 minutes on 2 cores; BENCH_ARGS="--smoke" for the seconds-long version.
+# The benchmark (bench/README.md): about 7 minutes on 2 cores; BENCH_ARGS="--smoke" for the seconds-long version.
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 

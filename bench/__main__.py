@@ -1,4 +1,4 @@
-"""``python -m bench`` (full, about 10 minutes on 2 cores) or ``python -m bench --smoke`` (about 12 seconds).
+"""``python -m bench`` (full, about 7 minutes on 2 cores) or ``python -m bench --smoke`` (about 12 seconds).
 
 Sizes default to the issue's (1,000 symbols, 10,000 idle tranches, 100,000 in the large store); the flags below
 change them, e.g. ``--symbols 200 --large-per-side 10`` for a quicker look, or ``--phases latency`` to re-run one
