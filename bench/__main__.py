@@ -48,6 +48,11 @@ def main() -> None:
     parser.add_argument("--wake-on-cross", action="store_true",
                         help="experiment, not the benchmark: a price wakes a position actor only when it reaches the "
                              "actor's nearest TP, to show what waking every actor on every frame costs")
+    parser.add_argument("--indexed-load", action="store_true",
+                        help="experiment, not the benchmark: actors load their tranches with a condition the index "
+                             "answers (status IN ('open', 'closing'))")
+    parser.add_argument("--shared-snapshot", action="store_true",
+                        help="experiment, not the benchmark: start-up reconciles share one account-wide snapshot")
     parser.add_argument("--phases", type=_phases, default=PHASES,
                         help=f"comma-separated subset of {','.join(PHASES)} (default: all); the working set's "
                              "start-up and memory are always measured")
@@ -71,8 +76,10 @@ def main() -> None:
                                  ("fast_triggers", args.triggers), ("rates", args.rates),
                                  ("rate_seconds", args.rate_seconds)) if v is not None}
     run(dataclasses.replace(base, **changes), profile=args.profile, results_dir=args.results, keep=args.keep,
-        experiments=tuple(name for name, on in (("gc-freeze", args.gc_freeze), ("wake-on-cross", args.wake_on_cross))
-                          if on), phases=args.phases, large_handshake_timeout=args.large_handshake_timeout)
+        experiments=tuple(name for name, on in (("gc-freeze", args.gc_freeze), ("wake-on-cross", args.wake_on_cross),
+                                                ("indexed-load", args.indexed_load),
+                                                ("shared-snapshot", args.shared_snapshot)) if on),
+        phases=args.phases, large_handshake_timeout=args.large_handshake_timeout)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ HTTP and websockets) and runs ``run_daemon``. What is added, all outside posmon:
   received by the simulator (signing, HTTP client, loopback, server);
 - garbage-collector pauses are timed (``gc.callbacks``); with ``BENCH_GC_FREEZE=1`` (the runner's ``--gc-freeze``
   experiment) the heap is frozen (``gc.freeze()``) once every actor is watching;
-- with ``BENCH_WAKE_ON_CROSS=1`` (``--wake-on-cross``) price wake-ups are gated (``gate_price_wakeups``);
+- with ``BENCH_WAKE_ON_CROSS=1`` (``--wake-on-cross``) price wake-ups are gated (``gate_price_wakeups``); with
+  ``BENCH_INDEXED_LOAD=1`` (``--indexed-load``) actors load their tranches with ``status IN ('open', 'closing')``;
+  with ``BENCH_SHARED_SNAPSHOT=1`` (``--shared-snapshot``) the start-up reconciles share one account snapshot;
 - a ``frames`` command returns those timestamps and pauses, ``metrics`` the daemon's own counters; when the runner
   goes away (stdin closes) the process stops.
 """
@@ -40,16 +42,21 @@ from posmon.daemon import Daemon, run_daemon
 from posmon.exchange.events import MarkPrice
 from posmon.logs import configure
 from posmon.metrics import Metrics
-from posmon.store.store import Store
+from posmon.store.store import Store, _tranche
 from posmon.venues import open_venue
 
 
 class TimedVenue:
     """Delegates everything to the real venue; records when each price frame reaches the router."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, *, shared_snapshot: bool = False) -> None:
         self._inner = inner
         self.name = inner.name
+        # --shared-snapshot experiment: while the daemon starts, per-symbol account reads are answered from one
+        # account-wide snapshot (2 REST calls instead of 2 per position key); off once every actor watches.
+        self.shared_snapshot = shared_snapshot
+        self._snapshot: tuple[list[Any], list[Any]] | None = None
+        self._snapshot_lock = trio.Lock()
         self.frames: list[tuple[int, int]] = []  # (E ms of the frame's first entry, arrival ns)
         self.frame_count = 0
         self.calls: list[tuple[int, str, list[str]]] = []  # (ns, "cancel" | "place", client ids): gateway -> venue
@@ -68,6 +75,22 @@ class TimedVenue:
             self.frames.append((round(marks[0].time * 1000), t))
             self.frame_count += 1
         return marks
+
+    async def _account(self) -> tuple[list[Any], list[Any]]:
+        async with self._snapshot_lock:
+            if self._snapshot is None:
+                self._snapshot = (await self._inner.positions(None), await self._inner.open_orders(None))
+            return self._snapshot
+
+    async def positions(self, symbol: str | None = None) -> Any:
+        if self.shared_snapshot and symbol is not None:
+            return [p for p in (await self._account())[0] if p.symbol == symbol]
+        return await self._inner.positions(symbol)
+
+    async def open_orders(self, symbol: str | None = None) -> Any:
+        if self.shared_snapshot and symbol is not None:
+            return [o for o in (await self._account())[1] if o.symbol == symbol]
+        return await self._inner.open_orders(symbol)
 
     async def cancel_orders(self, symbol: str, client_ids: Sequence[str]) -> Any:
         self.calls.append((time.monotonic_ns(), "cancel", list(client_ids)))
@@ -157,11 +180,18 @@ class CountingStore(Store):
 
     def __init__(self, db: Any) -> None:
         super().__init__(db)
+        self.indexed = os.environ.get("BENCH_INDEXED_LOAD") == "1"
         self.loads = 0
         self.loaded = 0
 
     def open_tranches(self, venue: str | None = None, symbol: str | None = None, side: Any = None) -> list[Any]:
-        out = super().open_tranches(venue, symbol, side)
+        if self.indexed and venue is not None and symbol is not None and side is not None:
+            # --indexed-load experiment: the same rows, by a condition SQLite can answer from the tranches index
+            rows = self.db.query("SELECT * FROM tranches WHERE status IN ('open', 'closing') AND venue = ? AND "
+                                 "symbol = ? AND side = ? ORDER BY id", [venue, symbol, side.value])
+            out = [_tranche(r) for r in rows]
+        else:
+            out = super().open_tranches(venue, symbol, side)
         if symbol is not None and side is not None:
             self.loads += 1
             self.loaded += len(out)
@@ -208,6 +238,8 @@ async def watch_startup(channel: ChildChannel, obs: Observed, expected_tranches:
             channel.event("progress", loads=store.loads, loaded=store.loaded, actors=len(actors), watching=watching,
                           frames=obs.timed.frame_count if obs.timed is not None else 0)
             channel.event("all_watching", actors=len(actors), tranches=sum(len(a.tranches) for a in actors))
+            if obs.timed is not None:
+                obs.timed.shared_snapshot = False  # the --shared-snapshot experiment covers start-up only
             if os.environ.get("BENCH_GC_FREEZE") == "1":  # the runner's --gc-freeze experiment, never by default
                 gc.collect()
                 gc.freeze()
@@ -261,7 +293,7 @@ async def main(config: str, expected_tranches: int) -> None:
             nursery.start_soon(watch_startup, channel, obs, expected_tranches)
             async with open_venue(settings, nursery) as venue:
                 channel.event("venue_opened")
-                obs.timed = TimedVenue(venue)
+                obs.timed = TimedVenue(venue, shared_snapshot=os.environ.get("BENCH_SHARED_SNAPSHOT") == "1")
                 obs.daemon = await nursery.start(lambda task_status: run_daemon(
                     settings, obs.timed, store, metrics=obs.metrics, task_status=task_status))  # type: ignore[arg-type]
                 channel.event("daemon_started", keys=len(obs.actors()))

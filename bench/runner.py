@@ -568,6 +568,10 @@ EXPERIMENTS = {
     "gc-freeze": ("BENCH_GC_FREEZE", "gc.freeze() in the daemon once every actor watches"),
     "wake-on-cross": ("BENCH_WAKE_ON_CROSS", "a mark price wakes a position actor only when it reaches the actor's "
                       "nearest TP (the slot compares; the actor is not scheduled for prices that trigger nothing)"),
+    "indexed-load": ("BENCH_INDEXED_LOAD", "actors load their tranches with status IN ('open', 'closing'), which "
+                     "the tranches index answers, instead of status != 'closed', which scans the table"),
+    "shared-snapshot": ("BENCH_SHARED_SNAPSHOT", "during start-up the actors' per-symbol account reads are answered "
+                        "from one account-wide positionRisk + openOrders"),
 }
 
 
