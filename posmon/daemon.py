@@ -74,11 +74,19 @@ class Daemon:
 
 async def _publish_book_gauges(directory: PositionDirectory, metrics: Metrics, venue: str,
                                every: float = 5.0) -> None:
-    """Open tranches and unprotected positions, read from the actors' own state (no I/O) every few seconds."""
+    """Open tranches and unprotected positions, read from the actors' own state (no I/O) every few seconds.
+
+    Yields to the scheduler every few hundred actors, so a large book never stalls price handling.
+    """
     while True:
-        actors = directory.actors()
-        metrics.set("open_tranches", sum(len(a.tranches) for a in actors), venue=venue)
-        metrics.set("unprotected_positions", sum(a.unprotected() for a in actors), venue=venue)
+        tranches = unprotected = 0
+        for i, actor in enumerate(directory.actors(), 1):
+            tranches += len(actor.tranches)
+            unprotected += actor.unprotected()
+            if i % 200 == 0:
+                await trio.lowlevel.checkpoint()
+        metrics.set("open_tranches", tranches, venue=venue)
+        metrics.set("unprotected_positions", unprotected, venue=venue)
         await trio.sleep(every)
 
 

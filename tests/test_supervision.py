@@ -32,7 +32,9 @@ async def test_position_actor_that_raises_is_restarted_and_keeps_protection(
 
         monkeypatch.setattr(PositionActor, "_on_price", on_price_bug)
         with caplog.at_level(logging.ERROR, logger="posmon.actors.supervisor"):
-            await h.mark("BTCUSDT", "42500")
+            # The mark runs through tranche 1's TP: the actor crashes on that tick before acting on it.
+            h.exchange.set_marks({"BTCUSDT": D("42800")}, trade=False)
+            await settle()
             await trio.sleep(1)  # the restart backoff
             await settle()
 
@@ -42,14 +44,11 @@ async def test_position_actor_that_raises_is_restarted_and_keeps_protection(
         assert h.metrics.get("actor_restarts", actor="position") == 1
         assert any("position:sim:BTCUSDT:LONG failed" in r.getMessage() and "injected bug" in r.getMessage()
                    for r in caplog.records)
-        assert {o.client_id for o in h.orders()} == orders_before  # same protection, nothing re-placed
-        assert sorted(second.tranches) == sorted(first.tranches)
-        assert_protected_and_no_orphans(h)
-
-        # The new incarnation acts on the next tick: tranche 1's TP runs through.
-        h.exchange.set_marks({"BTCUSDT": D("42800")}, trade=False)
-        await settle()
+        # The new incarnation rebuilt the same book and acted on the tick its predecessor died on.
+        assert sorted(second.tranches) == sorted(first.tranches)[:1]
         assert [t.index for t in h.store.open_tranches("sim", "BTCUSDT", Side.LONG)] == [0]
+        tranche0 = {c for c in orders_before if c.startswith(f"pm-{min(first.tranches)}-")}
+        assert {o.client_id for o in h.orders()} == tranche0  # tranche 0's protection untouched, nothing re-placed
         assert_protected_and_no_orphans(h)
 
 
@@ -62,7 +61,7 @@ async def test_exhausted_restart_budget_stops_the_daemon_loudly(tmp_path, autoju
             await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")
             monkeypatch.setattr(PositionActor, "_on_price", always_broken)
             for i in range(20):
-                h.exchange.set_mark("BTCUSDT", D(45000 + i))
+                h.exchange.set_mark("BTCUSDT", D(45450 + i))  # through the TP: the actor is woken
                 await trio.sleep(5)
     assert info.group_contains(RestartBudgetExhausted)
 

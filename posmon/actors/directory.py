@@ -109,7 +109,7 @@ class PositionDirectory:
             raise UnknownSymbol(symbol) from exc
         # Unbounded: the gateway replies into inboxes, and a full inbox must never stall the gateway.
         send, recv = trio.open_memory_channel[Any](math.inf)
-        entry = _Entry(send, PriceSlot(send))
+        entry = _Entry(send, PriceSlot(send, side.sign))
         self._actors[key] = entry
         self._router.send_nowait(Subscribe(symbol, entry.slot))
         links = ActorLinks(inbox=recv, self_send=send, slot=entry.slot, gateway=self._gateway,

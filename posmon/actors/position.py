@@ -141,7 +141,6 @@ class PositionActor:
         self._orders_by_tranche: dict[int, dict[str, OrderRecord]] = {}  # the same, per tranche (no scans)
         self.book = TriggerBook(cfg.side, take_profit=cfg.instant_tp or cfg.emulated_exits,
                                 stop_loss=cfg.emulated_exits, timeout=cfg.risk.max_hold_seconds > 0)
-        self.mark: Decimal | None = None
         self._merged_into: dict[int, int] = {}
         self._retry_at: float | None = None
         self._confirm_at: float | None = None
@@ -156,6 +155,12 @@ class PositionActor:
         self.stopped = False  # the operator stopped monitoring this symbol: hold nothing, adopt nothing
 
     # --- lifecycle ----------------------------------------------------------------------------------------
+
+    @property
+    def mark(self) -> Decimal | None:
+        """The newest mark price of the symbol, whether or not it woke this actor."""
+        last = self.links.slot.last
+        return last.price if last is not None else None
 
     @property
     def name(self) -> str:
@@ -196,6 +201,9 @@ class PositionActor:
             await self._on_clock()
             if self.links.slot.latest is not None:
                 self._on_price()
+            # Only a mark that reaches the nearest TP or SL wakes this actor again (hold deadlines and
+            # retries wake it by the clock).
+            self.links.slot.gate = self.book.price_gates()
 
     def unprotected(self) -> bool:
         """Whether some held tranche lacks a live TP or SL right now (emulated exits are always armed)."""
@@ -204,10 +212,9 @@ class PositionActor:
         for t in self.tranches.values():
             if t.closing:
                 continue
-            for purpose in (Purpose.TP, Purpose.SL):
-                cur = self._current(t, purpose)
-                if cur is None or cur.state is not LocalState.LIVE:
-                    return True
+            live = {o.purpose for o in self._orders_by_tranche.get(t.id, {}).values() if o.state is LocalState.LIVE}
+            if Purpose.TP not in live or Purpose.SL not in live:
+                return True
         return False
 
     def _next_wake(self) -> float:
@@ -258,7 +265,6 @@ class PositionActor:
         mark = self.links.slot.take()
         if mark is None:
             return
-        self.mark = mark.price
         if not self.book:
             return
         self._tick_at = received_at

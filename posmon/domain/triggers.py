@@ -63,6 +63,14 @@ class TriggerBook:
         self._prune(self._deadlines)
         return self._deadlines[0][0] if self._deadlines else None
 
+    def price_gates(self) -> tuple[Decimal | None, Decimal | None]:
+        """The nearest TP and SL levels, oriented like the heaps: a mark can trigger something only when
+        ``sign * mark >= tp_gate`` or ``-sign * mark >= sl_gate`` (None: no such exit held).
+
+        A stale front entry is nearer than the live one, so it can only cause a spare wake-up, never a missed one.
+        """
+        return (self._tp_heap[0][0] if self._tp_heap else None, self._sl_heap[0][0] if self._sl_heap else None)
+
     def pop_triggered(self, mark: Decimal | None, now: float) -> Iterator[tuple[int, ExitReason]]:
         """Yield and remove every tranche ``mark`` (or the clock) triggers; nearest levels first."""
         if mark is not None:
