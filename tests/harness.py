@@ -177,7 +177,8 @@ async def _daemon(settings: Settings, exchange: SimExchange, venue: Any, *, noti
         async with trio.open_nursery() as nursery:
             daemon = await nursery.start(lambda task_status: run_daemon(
                 settings, venue, store, metrics=metrics, clock=trio_clock,
-                notice_listeners=[notices] if notices is not None else (), task_status=task_status))
+                notice_listeners=[notices] if notices is not None else (), freeze_heap=False,
+                task_status=task_status))
             await settle()
             yield Harness(settings, exchange, venue, store, metrics, daemon)
             nursery.cancel_scope.cancel()

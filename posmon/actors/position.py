@@ -153,6 +153,7 @@ class PositionActor:
         self._entry_seen: dict[str, Decimal] = {}  # cumulative filled quantity already applied, per entry
         self._cap_tries: dict[int, int] = {}  # unfilled closes at the slippage cap, per tranche
         self.stopped = False  # the operator stopped monitoring this symbol: hold nothing, adopt nothing
+        self.ready = trio.Event()  # set once the start-up reconcile is done and the actor acts on ticks
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
@@ -189,6 +190,7 @@ class PositionActor:
         task_status.started()
         if self.tranches or self.orders or self.cfg.reconcile_on_start:
             await self._reconcile()
+        self.ready.set()
         # A predecessor may have died holding the slot's wake-up token: look at the slot now, which re-arms it.
         self._on_price()
         while True:
