@@ -186,3 +186,53 @@ async def test_other_refusals_are_final_and_carry_the_venue_code(nursery, autoju
     await settle()
     [msg] = drain(replies)
     assert isinstance(msg.results[0].error, WouldTriggerImmediately) and msg.results[0].error.code == -2021
+
+
+async def test_many_waiting_account_snapshots_are_served_by_one_whole_account_fetch(nursery, autojump_clock):
+    from posmon.actors.messages import FetchAccount
+
+    exchange, venue, gateway, inbox, _reply, _replies = setup()
+    exchange.external_entry("ETHUSDT", Side.SHORT, D("2"))
+    calls = []
+    real_positions, real_open = venue.positions, venue.open_orders
+
+    async def positions(symbol=None):
+        calls.append(("positions", symbol))
+        return await real_positions(symbol)
+
+    async def open_orders(symbol=None):
+        calls.append(("open_orders", symbol))
+        return await real_open(symbol)
+
+    venue.positions, venue.open_orders = positions, open_orders
+    answers = []
+    for i in range(40):  # 40 actors reconciling at start-up: 40 x 6 weight > one whole-account fetch (45)
+        send, recv = trio.open_memory_channel(1)
+        inbox.send_nowait(FetchAccount(SYMBOLS[i % 2], send))
+        answers.append((SYMBOLS[i % 2], recv))
+    await nursery.start(gateway.run)
+    await settle()
+
+    assert calls == [("positions", None), ("open_orders", None)]
+    for symbol, recv in answers:
+        snap = recv.receive_nowait()
+        assert [p.symbol for p in snap.positions] == [symbol]  # each actor sees only its symbol
+
+
+async def test_a_few_account_snapshots_stay_per_symbol(nursery, autojump_clock):
+    from posmon.actors.messages import FetchAccount
+
+    _exchange, venue, gateway, inbox, _reply, _replies = setup()
+    calls = []
+    real_positions = venue.positions
+
+    async def positions(symbol=None):
+        calls.append(symbol)
+        return await real_positions(symbol)
+
+    venue.positions = positions
+    send, recv = trio.open_memory_channel(1)
+    inbox.send_nowait(FetchAccount("BTCUSDT", send))
+    await nursery.start(gateway.run)
+    await settle()
+    assert calls == ["BTCUSDT"] and [p.symbol for p in recv.receive_nowait().positions] == ["BTCUSDT"]

@@ -146,8 +146,24 @@ class OrderGateway:
             return _Job(group, limits.cancel_weight if count == 1 else limits.batch_cancel_weight)
         if isinstance(head, QueryOrders):
             return _Job([head], 0)  # each lookup is paced on its own
-        orders_weight = limits.open_orders_weight if head.symbol is None else limits.open_orders_symbol_weight
-        return _Job([head], limits.positions_weight + orders_weight)
+        return self._account_job(head)
+
+    def _account_job(self, head: FetchAccount) -> _Job:
+        """Per-symbol snapshots, or one whole-account snapshot for every waiting request when that is cheaper.
+
+        At start-up every restored actor asks for its symbol's positions and open orders: 2,000 actors would be
+        4,000 calls (12,000 weight on Aster); one whole-account snapshot, sliced per symbol, costs 45.
+        """
+        limits = self.venue.limits
+        whole = limits.positions_weight + limits.open_orders_weight
+        if head.symbol is None:
+            return _Job([head], whole)
+        waiting = [q for q in self._queue if isinstance(q.request, FetchAccount)]
+        if (len(waiting) + 1) * (limits.positions_weight + limits.open_orders_symbol_weight) <= whole:
+            return _Job([head], limits.positions_weight + limits.open_orders_symbol_weight)
+        self._queue = [q for q in self._queue if not isinstance(q.request, FetchAccount)]
+        heapq.heapify(self._queue)
+        return _Job([head, *(q.request for q in waiting)], whole)
 
     async def _pace(self, weight: int, orders: int) -> None:
         if weight <= 0 and orders <= 0:
@@ -197,7 +213,12 @@ class OrderGateway:
                     for c, (s, u) in found.items())))
             else:
                 assert isinstance(head, FetchAccount)
-                await self._reply(head, await self._fetch_account(head.symbol))
+                if len(job.requests) == 1:
+                    await self._reply(head, await self._fetch_account(head.symbol))
+                else:
+                    snapshot = await self._fetch_account(None)
+                    for r in job.requests:
+                        await self._reply(r, snapshot.of(r.symbol))  # type: ignore[union-attr]
         finally:
             self._limiter.release_on_behalf_of(job)
 

@@ -104,6 +104,13 @@ class AccountSnapshot:
     open_orders: tuple[OrderState, ...]
     error: VenueError | None = None
 
+    def of(self, symbol: str | None) -> AccountSnapshot:
+        """The part of a whole-account snapshot that concerns ``symbol`` (all of it for None)."""
+        if symbol is None:
+            return self
+        return AccountSnapshot(tuple(p for p in self.positions if p.symbol == symbol),
+                               tuple(o for o in self.open_orders if o.symbol == symbol), self.error)
+
 
 # --- to a position actor ----------------------------------------------------------------------------------
 
