@@ -55,7 +55,7 @@ class TimedVenue:
         # --shared-snapshot experiment: while the daemon starts, per-symbol account reads are answered from one
         # account-wide snapshot (2 REST calls instead of 2 per position key); off once every actor watches.
         self.shared_snapshot = shared_snapshot
-        self._snapshot: tuple[list[Any], list[Any]] | None = None
+        self._snapshot: tuple[dict[str, list[Any]], dict[str, list[Any]]] | None = None  # by symbol
         self._snapshot_lock = trio.Lock()
         self.frames: list[tuple[int, int]] = []  # (E ms of the frame's first entry, arrival ns)
         self.frame_count = 0
@@ -76,20 +76,26 @@ class TimedVenue:
             self.frame_count += 1
         return marks
 
-    async def _account(self) -> tuple[list[Any], list[Any]]:
+    async def _account(self) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
         async with self._snapshot_lock:
             if self._snapshot is None:
-                self._snapshot = (await self._inner.positions(None), await self._inner.open_orders(None))
+                positions: dict[str, list[Any]] = {}
+                orders: dict[str, list[Any]] = {}
+                for p in await self._inner.positions(None):
+                    positions.setdefault(p.symbol, []).append(p)
+                for o in await self._inner.open_orders(None):
+                    orders.setdefault(o.symbol, []).append(o)
+                self._snapshot = (positions, orders)
             return self._snapshot
 
     async def positions(self, symbol: str | None = None) -> Any:
         if self.shared_snapshot and symbol is not None:
-            return [p for p in (await self._account())[0] if p.symbol == symbol]
+            return list((await self._account())[0].get(symbol, ()))
         return await self._inner.positions(symbol)
 
     async def open_orders(self, symbol: str | None = None) -> Any:
         if self.shared_snapshot and symbol is not None:
-            return [o for o in (await self._account())[1] if o.symbol == symbol]
+            return list((await self._account())[1].get(symbol, ()))
         return await self._inner.open_orders(symbol)
 
     async def cancel_orders(self, symbol: str, client_ids: Sequence[str]) -> Any:
