@@ -483,19 +483,21 @@ class PositionActor:
 
     def _observe(self, cid: str, status: OrderStatus, filled: Decimal, price: Decimal, order_id: str) -> None:
         """Fold an order's exchange state into ours; fills are applied once, by their cumulative quantity."""
-        rec = self.orders.get(cid)
-        if rec is None:
+        old = self.orders.get(cid)
+        if old is None:
             return
         changes = Changes()
-        delta = filled - rec.filled_qty
+        delta = filled - old.filled_qty
         if status.is_final:
             new_state = LocalState.DONE
-        elif rec.state is LocalState.PENDING:
+        elif old.state is LocalState.PENDING:
             new_state = LocalState.LIVE
         else:
-            new_state = rec.state
-        rec = replace(rec, state=new_state, filled_qty=max(filled, rec.filled_qty), exchange_id=order_id,
+            new_state = old.state
+        rec = replace(old, state=new_state, filled_qty=max(filled, old.filled_qty), exchange_id=order_id,
                       final_status=status if status.is_final else None)
+        if rec == old:
+            return  # nothing new (a restart's reconcile re-reads every live order): no write, no follow-up
         self._track(rec, changes)
         if delta > 0:
             self._apply_own_fill(rec, delta, price, changes)
