@@ -9,7 +9,9 @@ decision-to-order path free of thread hops; only checkpoints touch the disk.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -77,7 +79,14 @@ def _upsert(conn: sqlite3.Connection, table: str, pk: str, rows: list[dict[str, 
 
 
 def _dec(v: str | None) -> Decimal | None:
-    return None if v is None else Decimal(v)
+    return None if v is None else _decimal(v)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _decimal(text: str) -> Decimal:
+    """One shared (immutable) Decimal per distinct stored value: a tranche's qty, TP and SL reappear in its
+    orders, and 0 everywhere, so loading 100,000 tranches keeps a fraction of the objects."""
+    return Decimal(text)
 
 
 def _tranche_row(t: Tranche) -> dict[str, Any]:
@@ -91,10 +100,11 @@ def _tranche_row(t: Tranche) -> dict[str, Any]:
 
 def _tranche(row: dict[str, Any]) -> Tranche:
     return Tranche(
-        id=row["id"], venue=row["venue"], symbol=row["symbol"], side=Side(row["side"]), index=row["idx"],
-        entry=Decimal(row["entry"]), qty=Decimal(row["qty"]), tp=Decimal(row["tp"]), sl=Decimal(row["sl"]),
+        id=row["id"], venue=sys.intern(row["venue"]), symbol=sys.intern(row["symbol"]), side=Side(row["side"]),
+        index=row["idx"],
+        entry=_decimal(row["entry"]), qty=_decimal(row["qty"]), tp=_decimal(row["tp"]), sl=_decimal(row["sl"]),
         opened_at=row["opened_at"], deadline=row["deadline"], seq=row["seq"],
-        realized_pnl=Decimal(row["realized_pnl"]),
+        realized_pnl=_decimal(row["realized_pnl"]),
         closing=row["close_reason"] if row["status"] == "closing" else None,
     )
 
@@ -114,14 +124,14 @@ def _order_row(venue: str, o: OrderRecord, now: float) -> dict[str, Any]:
 
 def _order(row: dict[str, Any]) -> OrderRecord:
     req = OrderRequest(
-        client_id=row["client_id"], symbol=row["symbol"], side=OrderSide(row["side"]),
-        position_side=row["position_side"], type=OrderType(row["type"]), qty=Decimal(row["qty"]),
+        client_id=row["client_id"], symbol=sys.intern(row["symbol"]), side=OrderSide(row["side"]),
+        position_side=sys.intern(row["position_side"]), type=OrderType(row["type"]), qty=_decimal(row["qty"]),
         price=_dec(row["price"]), stop_price=_dec(row["stop_price"]), reduce_only=bool(row["reduce_only"]),
         working_type=WorkingType(row["working_type"]),
     )
     return OrderRecord(
         request=req, tranche_id=row["tranche_id"], purpose=Purpose(row["purpose"]), state=LocalState(row["state"]),
-        filled_qty=Decimal(row["filled_qty"]), exchange_id=row["exchange_id"] or "",
+        filled_qty=_decimal(row["filled_qty"]), exchange_id=row["exchange_id"] or "",
         final_status=None if row["final_status"] is None else OrderStatus(row["final_status"]),
     )
 
