@@ -49,7 +49,9 @@ async def open_venue(settings: Settings, nursery: trio.Nursery, *, env: Mapping[
             rest_url, ws_url = await start_embedded_aster(settings, nursery, clock=clock, exchange=exchange)
             log.info("aster: no URLs configured; trading the embedded Aster-protocol simulator at %s", rest_url)
             aster = dataclasses.replace(aster, rest_url=rest_url, ws_url=ws_url)
-        async with AsterVenue.open(aster, clock=clock) as opened:
+        # Aster's signatures take ~0.1 ms (HMAC, or the constant-folded EIP-712 digest): cheaper on the trio
+        # thread than the hop to a worker thread and back (bench: ~4.5 ms from gateway call to request).
+        async with AsterVenue.open(aster, clock=clock, sign_in_thread=False) as opened:
             await _check_position_mode(opened, settings.daemon.hedge_mode)
             yield opened
     elif venue == "lighter":
