@@ -635,6 +635,8 @@ def _run(sizes: Sizes, work: Path, started: dt.datetime, commit: str, stamp: str
         out["memory"] = {"working_set": {"tranches": held, **memory_kib(w.daemon.pid),
                                          "when_loaded": startup["memory_kib_when_loaded"],
                                          "tranches_loaded": startup["tranches_loaded"]}}
+        if sizes.name != "smoke":
+            time.sleep(sizes.quiet_s)  # let the end of start-up (a last reconcile, a collection) pass first
         idle = idle_cpu(w, sizes.idle_seconds)
         out["idle_1hz"] = idle
         log(f"idle 1 Hz: {idle}")
