@@ -52,8 +52,8 @@ class TimedVenue:
     def __init__(self, inner: Any, *, shared_snapshot: bool = False) -> None:
         self._inner = inner
         self.name = inner.name
-        # --shared-snapshot experiment: while the daemon starts, per-symbol account reads are answered from one
-        # account-wide snapshot (2 REST calls instead of 2 per position key); off once every actor watches.
+        # --shared-snapshot experiment: while the daemon starts, account reads (per symbol or whole) are answered
+        # from one account-wide snapshot (2 REST calls in all); off once every actor watches.
         self.shared_snapshot = shared_snapshot
         self._snapshot: tuple[dict[str, list[Any]], dict[str, list[Any]]] | None = None  # by symbol
         self._snapshot_lock = trio.Lock()
@@ -89,13 +89,17 @@ class TimedVenue:
             return self._snapshot
 
     async def positions(self, symbol: str | None = None) -> Any:
-        if self.shared_snapshot and symbol is not None:
-            return list((await self._account())[0].get(symbol, ()))
+        if self.shared_snapshot:
+            by_symbol = (await self._account())[0]
+            return list(by_symbol.get(symbol, ())) if symbol is not None else [p for ps in by_symbol.values()
+                                                                                 for p in ps]
         return await self._inner.positions(symbol)
 
     async def open_orders(self, symbol: str | None = None) -> Any:
-        if self.shared_snapshot and symbol is not None:
-            return list((await self._account())[1].get(symbol, ()))
+        if self.shared_snapshot:
+            by_symbol = (await self._account())[1]
+            return list(by_symbol.get(symbol, ())) if symbol is not None else [o for os_ in by_symbol.values()
+                                                                                 for o in os_]
         return await self._inner.open_orders(symbol)
 
     async def cancel_orders(self, symbol: str, client_ids: Sequence[str]) -> Any:
@@ -117,9 +121,16 @@ def gate_price_wakeups() -> None:
     handles; a stale front is lower, so it can only wake the actor more often). Before the actor has a mark, and
     with no gate set, every price wakes it as before. A prototype of the proposed fix, applied from outside.
     """
+    import inspect
+
     import posmon.actors.directory as directory
     from posmon.actors.position import PositionActor
     from posmon.actors.price_slot import PriceSlot
+
+    if len(inspect.signature(PriceSlot.__init__).parameters) > 2:  # PriceSlot(inbox, sign): posmon gates itself
+        print("--wake-on-cross: this posmon already wakes actors only on a crossing (2ad38c6); not applied",
+              file=sys.stderr)
+        return
 
     class GatedSlot(PriceSlot):
         __slots__ = ("gate", "sign")
