@@ -22,7 +22,7 @@ import trio
 
 from posmon.actors.directory import PositionDirectory
 from posmon.actors.gateway import GatewayPolicy, OrderGateway
-from posmon.actors.messages import Notice, Reconcile
+from posmon.actors.messages import AccountSnapshot, FetchAccount, Notice, Reconcile
 from posmon.actors.notifier import Notifier
 from posmon.actors.position import ActorConfig
 from posmon.actors.price_router import PriceRouter
@@ -85,6 +85,20 @@ async def _freeze_after_startup(directory: PositionDirectory, limit: float = 600
     gc.collect()
     gc.freeze()
     log.info("start-up done: %d long-lived objects moved out of the collector's generations", gc.get_freeze_count())
+
+
+async def _account_snapshot(gateway: trio.MemorySendChannel[Any], reply_within: float) -> AccountSnapshot | None:
+    """One whole-account read for every restored actor's start-up reconcile (None: each actor reads its own).
+
+    2,000 restored keys would otherwise each read their symbol (4,000 signed calls, 12,000 weight on Aster).
+    """
+    send, recv = trio.open_memory_channel[AccountSnapshot](1)
+    async with send, recv:
+        await gateway.send(FetchAccount(None, send))
+        with trio.move_on_after(reply_within):
+            snap = await recv.receive()
+            return snap if snap.error is None else None
+    return None
 
 
 async def _publish_book_gauges(directory: PositionDirectory, metrics: Metrics, venue: str,
@@ -180,8 +194,10 @@ async def run_daemon(
             await nursery.start(supervise, "notify", lambda: notify.run, policy, metrics)
             await nursery.start(supervise, "notifier", lambda: Notifier(
                 notice_recv, list(notice_listeners), sinks=[notify], metrics=metrics).run, policy, metrics)
-            for symbol, side in store.position_keys(venue.name):
-                directory.inbox(symbol, side)
+            keys = store.position_keys(venue.name)
+            startup = await _account_snapshot(gw_send, d.request_timeout_seconds * 6) if keys else None
+            for symbol, side in keys:
+                directory.inbox(symbol, side, snapshot=startup.of(symbol) if startup is not None else None)
             user_stream = UserStream(venue, directory, gw_send, store, metrics, hedge_mode=hedge_mode,
                                      prefix=d.client_id_prefix, reply_timeout=d.request_timeout_seconds * 6)
             await nursery.start(supervise, "user_stream", lambda: user_stream.run, policy, metrics)

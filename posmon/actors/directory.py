@@ -16,7 +16,7 @@ from typing import Any
 
 import trio
 
-from posmon.actors.messages import Notice
+from posmon.actors.messages import AccountSnapshot, Notice
 from posmon.actors.position import ActorConfig, ActorLinks, PositionActor
 from posmon.actors.price_router import Subscribe
 from posmon.actors.price_slot import PriceSlot
@@ -80,7 +80,8 @@ class PositionDirectory:
         entry = self._actors.get((symbol, side))
         return entry.actor if entry else None
 
-    def inbox(self, symbol: str, side: Side, *, reconcile: bool = True) -> trio.MemorySendChannel[Any]:
+    def inbox(self, symbol: str, side: Side, *, reconcile: bool = True,
+              snapshot: AccountSnapshot | None = None) -> trio.MemorySendChannel[Any]:
         """The actor's inbox, starting the actor if this (symbol, side) has none yet.
 
         ``reconcile=False``: the caller is delivering a live fill for a key posmon has never held, so the new
@@ -90,7 +91,7 @@ class PositionDirectory:
         key = (symbol, side)
         entry = self._actors.get(key)
         if entry is None:
-            entry = self._spawn(key, reconcile=reconcile)
+            entry = self._spawn(key, reconcile=reconcile, snapshot=snapshot)
         return entry.send
 
     def actors(self) -> list[PositionActor]:
@@ -101,7 +102,7 @@ class PositionDirectory:
         for entry in self._actors.values():
             entry.send.send_nowait(message)
 
-    def _spawn(self, key: Key, *, reconcile: bool) -> _Entry:
+    def _spawn(self, key: Key, *, reconcile: bool, snapshot: AccountSnapshot | None = None) -> _Entry:
         symbol, side = key
         try:
             cfg = dataclasses.replace(self._config_for(symbol, side), reconcile_on_start=reconcile)
@@ -118,7 +119,9 @@ class PositionDirectory:
         def make_run() -> Callable[..., Any]:
             # Only the first incarnation may skip the start-up reconcile; a restarted one always reconciles.
             first = entry.actor is None
-            entry.actor = PositionActor(cfg if first else dataclasses.replace(cfg, reconcile_on_start=True), links)
+            # Only the first incarnation may use the start-up snapshot: a restarted one reads afresh.
+            entry.actor = PositionActor(cfg if first else dataclasses.replace(cfg, reconcile_on_start=True), links,
+                                        snapshot=snapshot if first else None)
             return entry.actor.run
 
         name = f"position:{cfg.venue}:{symbol}:{side.value}"

@@ -132,8 +132,11 @@ class ActorLinks:
 
 
 class PositionActor:
-    def __init__(self, cfg: ActorConfig, links: ActorLinks) -> None:
+    def __init__(self, cfg: ActorConfig, links: ActorLinks, *, snapshot: AccountSnapshot | None = None) -> None:
+        """``snapshot``: this symbol's slice of an account snapshot the daemon took at start-up, used for the
+        start-up reconcile instead of asking the exchange again (one read for every restored actor)."""
         self.cfg = cfg
+        self._startup_snapshot = snapshot
         self.links = links
         self.store = links.store
         self.tranches: dict[int, Tranche] = {}
@@ -189,7 +192,8 @@ class PositionActor:
         self._load()
         task_status.started()
         if self.tranches or self.orders or self.cfg.reconcile_on_start:
-            await self._reconcile()
+            snapshot, self._startup_snapshot = self._startup_snapshot, None
+            await self._reconcile(snapshot)
         self.ready.set()
         # A predecessor may have died holding the slot's wake-up token: look at the slot now, which re-arms it.
         self._on_price()
@@ -797,14 +801,14 @@ class PositionActor:
                 return await recv.receive()
         return None
 
-    async def _reconcile(self) -> None:
+    async def _reconcile(self, snapshot: AccountSnapshot | None = None) -> None:
         """Make the store and the exchange agree: own orders' fates, orphans, position size, protection.
 
         A reconcile that cannot get its answers in time (the gateway is pacing a burst) is retried later
         rather than failing the actor: the actor keeps handling fills and prices meanwhile.
         """
         try:
-            await self._reconcile_once()
+            await self._reconcile_once(snapshot)
         except _NoAnswer:
             log.warning("%s: reconcile got no answer within %.0fs; retrying later", self.name, self.cfg.reply_timeout)
             self._confirm_at = self.links.clock() + self.cfg.retry_seconds
@@ -815,9 +819,10 @@ class PositionActor:
             raise _NoAnswer
         return answer
 
-    async def _reconcile_once(self) -> None:
+    async def _reconcile_once(self, snap: AccountSnapshot | None = None) -> None:
         symbol = self.cfg.symbol
-        snap: AccountSnapshot = await self._answer(lambda ch: FetchAccount(symbol, ch))
+        if snap is None:
+            snap = await self._answer(lambda ch: FetchAccount(symbol, ch))
         if snap.error is not None:
             log.error("%s: cannot reconcile: %s; retrying", self.name, snap.error)
             self._confirm_at = self.links.clock() + self.cfg.retry_seconds
