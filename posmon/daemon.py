@@ -196,8 +196,10 @@ async def run_daemon(
                 notice_recv, list(notice_listeners), sinks=[notify], metrics=metrics).run, policy, metrics)
             keys = store.position_keys(venue.name)
             startup = await _account_snapshot(gw_send, d.request_timeout_seconds * 6) if keys else None
+            split = startup.by_symbol() if startup is not None else {}
             for symbol, side in keys:
-                directory.inbox(symbol, side, snapshot=startup.of(symbol) if startup is not None else None)
+                directory.inbox(symbol, side, snapshot=startup.of(symbol, split) if startup is not None else None)
+            del startup, split  # each actor keeps only its slice, until its start-up reconcile has used it
             user_stream = UserStream(venue, directory, gw_send, store, metrics, hedge_mode=hedge_mode,
                                      prefix=d.client_id_prefix, reply_timeout=d.request_timeout_seconds * 6)
             await nursery.start(supervise, "user_stream", lambda: user_stream.run, policy, metrics)

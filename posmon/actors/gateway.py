@@ -217,8 +217,9 @@ class OrderGateway:
                     await self._reply(head, await self._fetch_account(head.symbol))
                 else:
                     snapshot = await self._fetch_account(None)
+                    split = snapshot.by_symbol()
                     for r in job.requests:
-                        await self._reply(r, snapshot.of(r.symbol))  # type: ignore[union-attr]
+                        await self._reply(r, snapshot.of(r.symbol, split))  # type: ignore[union-attr]
         finally:
             self._limiter.release_on_behalf_of(job)
 

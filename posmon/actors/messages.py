@@ -104,12 +104,23 @@ class AccountSnapshot:
     open_orders: tuple[OrderState, ...]
     error: VenueError | None = None
 
-    def of(self, symbol: str | None) -> AccountSnapshot:
+    def by_symbol(self) -> dict[str, AccountSnapshot]:
+        """A whole-account snapshot split per symbol in one pass (slicing it per actor would be quadratic)."""
+        positions: dict[str, list[PositionState]] = {}
+        orders: dict[str, list[OrderState]] = {}
+        for p in self.positions:
+            positions.setdefault(p.symbol, []).append(p)
+        for o in self.open_orders:
+            orders.setdefault(o.symbol, []).append(o)
+        return {s: AccountSnapshot(tuple(positions.get(s, ())), tuple(orders.get(s, ())), self.error)
+                for s in positions.keys() | orders.keys()}
+
+    def of(self, symbol: str | None, split: dict[str, AccountSnapshot] | None = None) -> AccountSnapshot:
         """The part of a whole-account snapshot that concerns ``symbol`` (all of it for None)."""
         if symbol is None:
             return self
-        return AccountSnapshot(tuple(p for p in self.positions if p.symbol == symbol),
-                               tuple(o for o in self.open_orders if o.symbol == symbol), self.error)
+        split = self.by_symbol() if split is None else split
+        return split.get(symbol) or AccountSnapshot((), (), self.error)
 
 
 # --- to a position actor ----------------------------------------------------------------------------------
