@@ -15,16 +15,16 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Protocol
+from contextlib import asynccontextmanager
 
 import trio
-from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
+from trio_websocket import ConnectionClosed
 
 from posmon.exchange.aster.codec import is_listen_key_expired
 from posmon.exchange.aster.rest import AsterRest
 from posmon.exchange.errors import OutcomeUnknown, RateLimited, VenueError
 from posmon.exchange.venue import FrameStream, StreamClosed
+from posmon.exchange.websocket import Connector, WebSocketLike, open_websocket
 
 __all__ = [
     "ALL_MARKS_STREAM",
@@ -44,29 +44,6 @@ log = logging.getLogger(__name__)
 ALL_MARKS_STREAM = "!markPrice@arr@1s"
 MAX_STREAMS_PER_CONNECTION = 200
 KEEPALIVE_RETRY_SECONDS = 60.0  # after a failed keepalive; the key still has most of its 60 minutes
-MAX_MESSAGE_SIZE = 16 * 2**20  # the all-symbols mark array grows with every listing
-
-
-class WebSocketLike(Protocol):
-    """The part of ``trio_websocket.WebSocketConnection`` the streams use."""
-
-    async def get_message(self) -> str | bytes: ...
-
-    async def aclose(self, code: int = 1000, reason: str | None = None) -> None: ...
-
-
-Connector = Callable[[str], AbstractAsyncContextManager[WebSocketLike]]
-
-
-@asynccontextmanager
-async def open_websocket(url: str, *, handshake_seconds: float, what: str) -> AsyncIterator[WebSocketLike]:
-    """A trio-websocket connection whose connect/handshake failures surface as ``StreamClosed``."""
-    try:
-        async with open_websocket_url(url, connect_timeout=handshake_seconds, disconnect_timeout=handshake_seconds,
-                                      max_message_size=MAX_MESSAGE_SIZE) as ws:
-            yield ws
-    except (HandshakeError, OSError) as exc:
-        raise StreamClosed(f"{what}: websocket failed ({type(exc).__name__}: {exc})") from exc
 
 
 class WebSocketFrames:

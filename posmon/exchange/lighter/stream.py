@@ -15,48 +15,23 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Protocol
+from contextlib import asynccontextmanager
 
 import orjson
 import trio
-from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
+from trio_websocket import ConnectionClosed
 
 from posmon.exchange.events import MalformedMessage
 from posmon.exchange.lighter.codec import frame_type, load_json
 from posmon.exchange.venue import FrameStream, StreamClosed
+from posmon.exchange.websocket import Connector, WebSocketLike, open_websocket
 
 __all__ = ["Connector", "LighterFrames", "WebSocketLike", "open_lighter_stream", "open_websocket"]
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_SIZE = 16 * 2**20  # market_stats/all grows with every listing
 PING = orjson.dumps({"type": "ping"}).decode()
 PONG = orjson.dumps({"type": "pong"}).decode()
-
-
-class WebSocketLike(Protocol):
-    """The part of ``trio_websocket.WebSocketConnection`` the streams use."""
-
-    async def get_message(self) -> str | bytes: ...
-
-    async def send_message(self, message: str | bytes) -> None: ...
-
-    async def aclose(self, code: int = 1000, reason: str | None = None) -> None: ...
-
-
-Connector = Callable[[str], AbstractAsyncContextManager[WebSocketLike]]
-
-
-@asynccontextmanager
-async def open_websocket(url: str, *, handshake_seconds: float, what: str) -> AsyncIterator[WebSocketLike]:
-    """A trio-websocket connection whose connect/handshake failures surface as ``StreamClosed``."""
-    try:
-        async with open_websocket_url(url, connect_timeout=handshake_seconds, disconnect_timeout=handshake_seconds,
-                                      max_message_size=MAX_MESSAGE_SIZE) as ws:
-            yield ws
-    except (HandshakeError, OSError) as exc:
-        raise StreamClosed(f"{what}: websocket failed ({type(exc).__name__}: {exc})") from exc
 
 
 class LighterFrames:
