@@ -87,15 +87,8 @@ class OrderIndex:
 
     def sync(self) -> None:
         """Read every user-stream frame published so far (synchronously; the channel is unbounded)."""
-        while True:
-            try:
-                frame = self._tap.receive_nowait()
-            except trio.WouldBlock:
-                return
-            except (trio.EndOfChannel, trio.ClosedResourceError, trio.BrokenResourceError):
-                # ``SimExchange.drop_streams`` closed every subscriber, the tap too: listen again.
-                self._tap = self._exchange.open_user_stream()
-                return
+        self._tap, frames = self._exchange.user_frames_since(self._tap)
+        for frame in frames:
             self._observe(frame)
 
     def _observe(self, frame: bytes) -> None:

@@ -115,14 +115,8 @@ class Account:
 
     def sync(self) -> None:
         """Read every engine frame published so far (synchronously; the tap is unbounded)."""
-        while True:
-            try:
-                frame = self._tap.receive_nowait()
-            except trio.WouldBlock:
-                return
-            except (trio.EndOfChannel, trio.ClosedResourceError, trio.BrokenResourceError):
-                self._tap = self.exchange.open_user_stream()  # drop_streams closed it: listen again
-                return
+        self._tap, frames = self.exchange.user_frames_since(self._tap)
+        for frame in frames:
             self._observe(frame)
 
     def _observe(self, frame: bytes) -> None:

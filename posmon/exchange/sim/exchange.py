@@ -66,6 +66,22 @@ class SimExchange:
         """A new subscriber to the account's user-data stream."""
         return self._subscribe(self._user_subscribers)
 
+    def user_frames_since(self, tap: trio.MemoryReceiveChannel[bytes],
+                          ) -> tuple[trio.MemoryReceiveChannel[bytes], list[bytes]]:
+        """Every user-stream frame ``tap`` has not read yet, and the tap to read from next time.
+
+        For a protocol simulator that keeps its own view of the account: ``drop_streams`` closes every subscriber,
+        its tap too, so a closed tap is replaced by a new subscription.
+        """
+        frames: list[bytes] = []
+        while True:
+            try:
+                frames.append(tap.receive_nowait())
+            except trio.WouldBlock:
+                return tap, frames
+            except (trio.EndOfChannel, trio.ClosedResourceError, trio.BrokenResourceError):
+                return self.open_user_stream(), frames
+
     def publish_raw_price_frame(self, data: bytes) -> None:
         """Send arbitrary bytes to price subscribers (malformed-frame tests); ignores the stall."""
         self._publish(self._price_subscribers, data)
