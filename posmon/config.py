@@ -20,7 +20,16 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from posmon.settings_fields import ConfigError, KeySpec, Kind, convert, parse_table
+from posmon.settings_fields import (
+    ConfigError,
+    KeySpec,
+    Kind,
+    convert,
+    numeric,
+    parse_table,
+    shown,
+    shown_unknown,
+)
 
 __all__ = [
     "CONFIG_ENV",
@@ -57,6 +66,7 @@ class DaemonSettings:
     client_id_prefix: str
     log_level: LogLevel
     stale_stream_seconds: float
+    reconcile_interval_seconds: float
     request_timeout_seconds: float
     restart_budget: int
     restart_window_seconds: float
@@ -116,6 +126,13 @@ def _field(name: str, kind: Kind, default: Any, allowed: str, ok: Callable[[Any]
     return KeySpec(name, kind, allowed, ok, default=default)
 
 
+# Ranges a trader would set; beyond them a value is a typo (or an attack) that would fail later, inside an actor.
+HOUR = 3600
+DAY = 24 * HOUR
+YEAR = 365 * DAY
+INT64_MAX = 2**63 - 1
+
+
 def _any(_value: Any) -> bool:
     return True
 
@@ -124,18 +141,6 @@ def _one_of(name: str, default: str, *choices: str) -> KeySpec:
     listed = ", ".join(repr(c) for c in choices)
     return _field(name, "str", default, f"expected one of {listed}", lambda v: v in choices)
 
-
-def _number(
-    name: str, kind: Kind, default: Any, *, gt: int | None = None, ge: int | None = None, lt: int | None = None,
-) -> KeySpec:
-    limits = [(op, bound) for op, bound in ((">", gt), (">=", ge), ("<", lt)) if bound is not None]
-    noun = "an integer" if kind == "int" else "a number"
-    allowed = f"expected {noun} " + " and ".join(f"{op} {bound}" for op, bound in limits)
-
-    def ok(v: Any) -> bool:
-        return (gt is None or v > gt) and (ge is None or v >= ge) and (lt is None or v < lt)
-
-    return _field(name, kind, default, allowed, ok)
 
 
 def _boolean(name: str, default: bool) -> KeySpec:
@@ -161,31 +166,36 @@ _DAEMON_FIELDS: tuple[KeySpec, ...] = (
     _field("client_id_prefix", "str", "pm", "expected 1 to 8 ASCII letters or digits",
            lambda v: _PREFIX_RE.fullmatch(v) is not None),
     _one_of("log_level", "INFO", "DEBUG", "INFO", "WARNING", "ERROR"),
-    _number("stale_stream_seconds", "float", 10.0, gt=0),
-    _number("request_timeout_seconds", "float", 10.0, gt=0),
-    _number("restart_budget", "int", 5, ge=1),
-    _number("restart_window_seconds", "float", 60.0, gt=0),
-    _number("restart_backoff_seconds", "float", 0.5, ge=0),
+    # Three missed frames of the mark stream, which ticks every second (was 10: an instant close came 8.6 s late).
+    numeric("stale_stream_seconds", "float", gt=0, le=HOUR, default=3.0),
+    numeric("reconcile_interval_seconds", "float", ge=0, le=DAY, default=60.0, note=" (0: no periodic reconcile)"),
+    numeric("request_timeout_seconds", "float", gt=0, le=600, default=10.0),
+    numeric("restart_budget", "int", ge=1, le=1000, default=5),
+    numeric("restart_window_seconds", "float", gt=0, le=DAY, default=60.0),
+    numeric("restart_backoff_seconds", "float", ge=0, le=HOUR, default=0.5),
     _one_of("protection_failure_action", "alert", "alert", "close"),
 )
 
 _RISK_FIELDS: tuple[KeySpec, ...] = (
-    _number("tp_pct", "decimal", Decimal("1.0"), gt=0),
-    _number("sl_pct", "decimal", Decimal("10.0"), gt=0, lt=100),
-    _number("tranche_pnl_increment_pct", "decimal", Decimal("5.0"), gt=0),
-    _number("max_tranches_per_symbol_side", "int", 5, ge=1),
+    # A SHORT's TP lies tp_pct below its entry: it must stay above zero, so tp_pct < 100 for both sides.
+    numeric("tp_pct", "decimal", gt=0, lt=100, default=Decimal("1.0"), note=" (a SHORT's TP must stay above 0)"),
+    numeric("sl_pct", "decimal", gt=0, lt=100, default=Decimal("10.0")),
+    # A LONG's PnL cannot fall below -100 %: a larger increment would never open a tranche.
+    numeric("tranche_pnl_increment_pct", "decimal", gt=0, le=100, default=Decimal("5.0")),
+    numeric("max_tranches_per_symbol_side", "int", ge=1, le=1000, default=5),
     _boolean("instant_tp_enabled", True),
     _one_of("working_type", "MARK_PRICE", "MARK_PRICE", "CONTRACT_PRICE"),
-    _number("max_hold_seconds", "int", 0, ge=0),
+    numeric("max_hold_seconds", "int", ge=0, le=YEAR, default=0, note=" (0: no limit; at most 365 days)"),
 )
 
 _SIM_FIELDS: tuple[KeySpec, ...] = (
     _field("symbols", "symbols", ("BTCUSDT", "ETHUSDT", "XRPUSDT"),
            "expected a non-empty list of unique upper-case symbols such as 'BTCUSDT'", _symbols_ok),
-    _number("tick_seconds", "float", 0.5, gt=0),
+    numeric("tick_seconds", "float", gt=0, le=HOUR, default=0.5),
     _boolean("trader_enabled", True),
-    _number("trader_interval_seconds", "float", 5.0, gt=0),
-    _field("seed", "int", 7, "expected an integer", _any),
+    numeric("trader_interval_seconds", "float", gt=0, le=DAY, default=5.0),
+    # The simulated trader's random seed: named like a secret, but never one.
+    numeric("seed", "int", ge=-INT64_MAX - 1, le=INT64_MAX, default=7, public=True),
     _text("recording", "XRP_USDT_USDT-5m-futures.json"),
 )
 
@@ -220,7 +230,7 @@ def _apply_env(values: dict[str, dict[str, Any]], env: Mapping[str, str]) -> Non
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"did you mean {close[0]}? " if close else ""
             raise ConfigError(
-                f"{name}: unknown environment override (value {env[name]!r}); {hint}"
+                f"{name}: unknown environment override (value {shown_unknown(name, env[name])}); {hint}"
                 f"expected POSMON_<SECTION>_<KEY> naming a key of [daemon], [risk] or [sim], or {CONFIG_ENV}"
             )
         section, field = hit
@@ -249,17 +259,17 @@ def _risk_symbols(
     """``[risk.symbols.<SYMBOL>]`` tables merged over ``base``; only symbols the active venue trades are allowed."""
     where = f"risk.{_RISK_SYMBOLS_KEY}"
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: invalid value {raw!r}; expected a table of [{where}.<SYMBOL>] tables")
+        raise ConfigError(f"{where}: invalid value {shown(where, raw)}; expected a table of [{where}.<SYMBOL>] tables")
     merged: dict[str, RiskSettings] = {}
     for symbol, table in raw.items():
         at = f"{where}.{symbol}"
         if listed is not None and symbol not in listed:
             raise ConfigError(
-                f"{at}: unknown symbol section (value {table!r}); "
+                f"{at}: unknown symbol section (value {shown(at, table)}); "
                 f"expected a symbol listed in {where_listed}: {_quoted(listed)}"
             )
         if not isinstance(table, dict):
-            raise ConfigError(f"{at}: invalid value {table!r}; expected a table of risk keys")
+            raise ConfigError(f"{at}: invalid value {shown(at, table)}; expected a table of risk keys")
         merged[symbol] = replace(base, **parse_table(table, _RISK_FIELDS, at))
     return MappingProxyType(merged)
 
@@ -269,7 +279,7 @@ def _build(raw: Mapping[str, Any], env: Mapping[str, str], source: str) -> Setti
         if name not in _ALL_SECTIONS:
             raise ConfigError(f"{name}: unknown section; allowed sections: {_quoted(_ALL_SECTIONS)}")
         if not isinstance(table, dict):
-            raise ConfigError(f"{name}: invalid value {table!r}; expected a table ([{name}])")
+            raise ConfigError(f"{name}: invalid value {shown(name, table)}; expected a table ([{name}])")
     values = {section: {f.name: f.default for f in spec} for section, spec in _TYPED_SECTIONS.items()}
     for section, spec in _TYPED_SECTIONS.items():
         skip = _RISK_SYMBOLS_KEY if section == "risk" else ""
@@ -328,4 +338,23 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: TOML syntax error: {exc}") from exc
+    except ValueError as exc:  # tomllib's int() of an integer longer than Python converts (4,300 digits)
+        raise ConfigError(f"{source}: {_long_integer_at(text)}; expected a number within its key's range") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{source}: TOML nested too deeply; expected a flat table of keys") from exc
     return _build(raw, env, source)
+
+
+_LONG_INTEGER_RE = re.compile(r"^[ \t]*([^\s=#\[]+)[ \t]*=[ \t]*[-+]?\d[\d_]{4299,}", re.MULTILINE)
+_TABLE_HEADER_RE = re.compile(r"^[ \t]*\[+[ \t]*([^\]\s]+)[ \t]*\]", re.MULTILINE)
+
+
+def _long_integer_at(text: str) -> str:
+    """The key of the integer too long to read and its line, as far as a look at the text can tell."""
+    match = _LONG_INTEGER_RE.search(text)
+    if match is None:
+        return "an integer too long to read (more than 4300 digits)"
+    headers = list(_TABLE_HEADER_RE.finditer(text, 0, match.start()))
+    key = f"{headers[-1].group(1)}.{match.group(1)}" if headers else match.group(1)
+    line = text.count("\n", 0, match.start(1)) + 1
+    return f"{key} (line {line}): invalid value <an integer of more than 4300 digits>"

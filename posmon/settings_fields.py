@@ -2,9 +2,12 @@
 
 Each section (``posmon.config``'s typed sections, ``[aster]``, ``[lighter]``, ``[api]``, ``[notify]``) declares its
 keys once as ``KeySpec`` rows; this module turns TOML values and environment strings into checked values and
-raises ``ConfigError`` naming the key (or variable), the value (``'***'`` for secrets) and what is allowed. The
-sections differ in a few details that users already see (which names look secret, which strings are booleans...);
-a ``Style`` carries those per section so that no message or accepted value changes.
+raises ``ConfigError`` naming the key (or variable), the value and what is allowed, on one line. Every number has
+a range (``Bounds``) that its message states, so an absurd magnitude stops start-up instead of an actor later.
+One rule (``looks_secret``) decides, for every section, which values are never echoed: a key declared secret, or
+any key or variable, known or not, whose name looks like a secret's; those show as ``'***'``. The sections differ
+in a few details that users already see (extra secret hints, which strings are booleans...); a ``Style`` carries
+those per section.
 """
 
 from __future__ import annotations
@@ -20,22 +23,94 @@ from typing import Any, Literal
 __all__ = [
     "ENV_BOOLS",
     "ENV_BOOL_ALLOWED",
+    "SECRET_WORDS",
+    "Bounds",
     "ConfigError",
     "KeySpec",
     "Kind",
     "Style",
     "convert",
+    "display",
     "env_value",
+    "looks_secret",
+    "numeric",
     "parse_env",
     "parse_section",
     "parse_table",
+    "shown",
     "shown_unknown",
     "toml_value",
 ]
 
 
+def one_line(text: str) -> str:
+    """``text`` with every unprintable character (newline, tab, NUL, U+2028...) written as its escape."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class ConfigError(Exception):
-    """Any invalid configuration; the message names the key, the offending value and what is allowed."""
+    """Any invalid configuration; the one-line message names the key, the offending value and what is allowed.
+
+    The message is made printable here (a TOML key or a variable may hold a newline), so that whoever prints
+    it, anywhere, prints one line.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(str(message)))
+
+
+# Any key or variable whose lower-cased name contains one of these has its value masked in every error, whether
+# the key is known or not (an unknown key may be a misspelt secret: ``POSMON_ASTERAPI_SECRET``).
+SECRET_WORDS: tuple[str, ...] = (
+    "secret", "token", "key", "pass", "pwd", "priv", "pk", "seed", "mnemonic", "sig", "auth", "cred", "bearer",
+    "cookie", "session", "jwt", "hmac",
+)
+MASK = "***"
+MASK_TEXT = repr(MASK)
+
+
+def looks_secret(name: str, extra: tuple[str, ...] = ()) -> bool:
+    """Whether a key or variable named ``name`` may hold a secret (the shared rule, plus a section's ``extra``)."""
+    lowered = name.lower()
+    return any(word in lowered for word in (*SECRET_WORDS, *extra))
+
+
+_MAX_SHOWN = 80  # characters of a value's repr in a message
+
+
+def display(value: Any) -> str:
+    """``repr(value)`` fit for a one-line message: an integer too long to print and long texts are abbreviated."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        digits = int(value.bit_length() * math.log10(2)) + 1  # str() of a 5,000-digit integer raises ValueError
+        return f"<an integer of about {digits} digits>"
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):
+        return f"<a {type(value).__name__} too large to show>"
+    if len(text) > _MAX_SHOWN:
+        text = f"{text[:_MAX_SHOWN - 20]}... ({len(text)} characters)"
+    return one_line(text)
+
+
+def _masked(value: Any, extra: tuple[str, ...]) -> Any:
+    """A table with every entry under a secret-looking name masked, at any depth."""
+    if isinstance(value, Mapping):
+        return {k: MASK if looks_secret(str(k), extra) else _masked(v, extra) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v, extra) for v in value]
+    return value
+
+
+def shown(name: str, raw: Any, *, secret: bool = False, extra: tuple[str, ...] = (), elide_tables: bool = False,
+          ) -> str:
+    """How an error shows the value of ``name``: ``'***'`` when secret or secret-looking, else ``display``."""
+    if secret or looks_secret(name, extra):
+        return repr(MASK)
+    if isinstance(raw, Mapping) and elide_tables:
+        return "{...}"
+    return display(_masked(raw, extra))
 
 
 # str/bool/int/float/decimal: scalars; symbols: a list (environment: comma-separated, blank means none);
@@ -43,9 +118,44 @@ class ConfigError(Exception):
 Kind = Literal["str", "bool", "int", "float", "decimal", "symbols", "names", "headers"]
 
 
+Number = int | float | Decimal
+
+
+def _bound_text(n: Number) -> str:
+    if isinstance(n, int) and n > 2**32 and (n + 1).bit_count() == 1:
+        return f"2**{n.bit_length()}-1"  # a venue's integer width reads better than its 20 to 78 digits
+    return str(n)
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """The range a number must lie in: ``low < v`` (or ``<=``) and ``v < high`` (or ``<=``); NaN never does."""
+
+    low: Number
+    high: Number
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, v: Any) -> bool:
+        above = v > self.low if self.low_open else v >= self.low
+        below = v < self.high if self.high_open else v <= self.high
+        return bool(above and below)
+
+    def text(self, integers: bool = False) -> str:
+        """``'from 0 to 254'`` (integers), ``'> 0 and < 100'``, ``'>= 0 and <= 86400'``: the range in words."""
+        if integers and not (self.low_open or self.high_open):
+            return f"from {_bound_text(self.low)} to {_bound_text(self.high)}"
+        return (f"{'>' if self.low_open else '>='} {_bound_text(self.low)} and "
+                f"{'<' if self.high_open else '<='} {_bound_text(self.high)}")
+
+
 @dataclass(frozen=True, slots=True)
 class KeySpec:
-    """One key: how to parse it, the check plus the words that explain it, whether it is secret, its default."""
+    """One key: how to parse it, the check plus the words that explain it, whether it is secret, its default.
+
+    ``public``: the value is never a secret though the name looks like one (``api_key_index``, ``sim.seed``), so
+    an error may show it. ``bounds``: a number's range (already part of ``ok`` and ``allowed``).
+    """
 
     name: str
     kind: Kind
@@ -53,6 +163,28 @@ class KeySpec:
     ok: Callable[[Any], bool]
     secret: bool = False
     default: Any = None
+    public: bool = False
+    bounds: Bounds | None = None
+
+    @property
+    def masked(self) -> bool:
+        """Whether errors hide this key's value: declared secret, or named like one and not declared public."""
+        return self.secret or (not self.public and looks_secret(self.name))
+
+
+def numeric(
+    name: str, kind: Literal["int", "float", "decimal"], *, gt: Number | None = None, ge: Number | None = None,
+    lt: Number | None = None, le: Number | None = None, note: str = "", default: Any = None, public: bool = False,
+    noun: str = "",
+) -> KeySpec:
+    """A number with both ends of its range stated: ``expected a number > 0 and <= 600`` plus ``note``."""
+    if (gt is None) == (ge is None) or (lt is None) == (le is None):
+        raise AssertionError(f"{name}: a number needs exactly one lower and one upper bound")
+    bounds = Bounds(ge if gt is None else gt, le if lt is None else lt,  # type: ignore[arg-type]
+                    low_open=gt is not None, high_open=lt is not None)
+    what = noun or ("an integer" if kind == "int" else "a number")
+    return KeySpec(name, kind, f"expected {what} {bounds.text(kind == 'int')}{note}", bounds.__contains__, default=default,
+                   public=public, bounds=bounds)
 
 
 ENV_BOOLS: Mapping[str, bool] = MappingProxyType(
@@ -65,19 +197,19 @@ ENV_BOOL_ALLOWED = "expected a boolean (true/false, 1/0 or yes/no)"
 class Style:
     """What differs between sections, kept as it was so that every message and accepted value stays the same."""
 
-    # An unknown key or variable whose (lower-cased) name contains one of these has its value shown as '***'.
+    # Beyond ``SECRET_WORDS``: an unknown key or variable whose (lower-cased) name contains one of these has its
+    # value shown as '***'.
     secret_hints: tuple[str, ...] = ()
     # An unknown key whose value is a table shows it as '{...}'.
     elide_tables: bool = False
-    # A mis-cased variable naming a known key is masked by that key's secret flag (else by ``secret_hints``).
-    env_secret_by_key: bool = False
     # The environment strings read as booleans, and the "allowed" text for a bad one (None: the key's own text).
     env_bools: Mapping[str, bool] = field(default_factory=lambda: ENV_BOOLS)
     env_bool_allowed: str | None = ENV_BOOL_ALLOWED
     # A bare TOML integer given for a string key is taken as its decimal text (a numeric chat id).
     toml_int_as_str: bool = False
-    # What a failed parse or check may raise (beyond these, the exception propagates).
-    errors: tuple[type[Exception], ...] = (ValueError,)
+    # What a failed parse or check may raise (beyond these, the exception propagates): a huge TOML integer for a
+    # float key raises OverflowError, a Decimal out of the context's range an ArithmeticError.
+    errors: tuple[type[Exception], ...] = (ValueError, ArithmeticError, TypeError)
 
 
 DEFAULT_STYLE = Style()
@@ -164,16 +296,14 @@ def convert(key: KeySpec, raw: Any, where: str, *, from_env: bool = False, style
     except style.errors:
         good = False
     if not good:
-        shown = "***" if key.secret else raw
-        raise ConfigError(f"{where}: invalid value {shown!r}; {_allowed(key, from_env, style)}")
+        value_text = MASK_TEXT if key.masked else display(raw)
+        raise ConfigError(f"{where}: invalid value {value_text}; {_allowed(key, from_env, style)}")
     return value
 
 
-def shown_unknown(name: str, raw: Any, style: Style = DEFAULT_STYLE) -> Any:
+def shown_unknown(name: str, raw: Any, style: Style = DEFAULT_STYLE) -> str:
     """An unknown key may be a misspelt secret: never echo a value whose name smells like one."""
-    if any(hint in name.lower() for hint in style.secret_hints):
-        return "***"
-    return "{...}" if style.elide_tables and isinstance(raw, dict) else raw
+    return shown(name, raw, extra=style.secret_hints, elide_tables=style.elide_tables)
 
 
 def parse_table(
@@ -188,7 +318,7 @@ def parse_table(
         key = by_name.get(name)
         if key is None:
             allowed = ", ".join(repr(n) for n in [*by_name, *([skip] if skip else [])])
-            raise ConfigError(f"{section}.{name}: unknown key (value {shown_unknown(name, raw, style)!r}); "
+            raise ConfigError(f"{section}.{name}: unknown key (value {shown_unknown(name, raw, style)}); "
                               f"allowed keys: {allowed}")
         out[name] = convert(key, raw, f"{section}.{name}", style=style)
     return out
@@ -206,12 +336,9 @@ def parse_env(
             continue
         key = by_name.get(var[len(env_prefix):].lower())
         if key is None or var != var.upper():
-            if style.env_secret_by_key and key is not None:
-                shown = "***" if key.secret else env[var]
-            else:
-                shown = shown_unknown(var, env[var], style)
+            value_text = MASK_TEXT if key is not None and key.masked else shown_unknown(var, env[var], style)
             known = ", ".join(f"{env_prefix}{k.name.upper()}" for k in keys)
-            raise ConfigError(f"{var}: unknown environment override (value {shown!r}); expected one of {known}")
+            raise ConfigError(f"{var}: unknown environment override (value {value_text}); expected one of {known}")
         values[key.name] = convert(key, env[var], var, from_env=True, style=style)
         where[key.name] = var
     return values, where
@@ -223,7 +350,7 @@ def parse_section(
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """``[section]`` then its variables (which win): the values set, and where each was set (key or variable)."""
     if not isinstance(table, Mapping):
-        raise ConfigError(f"{section}: invalid value {table!r}; expected a table ([{section}])")
+        raise ConfigError(f"{section}: invalid value {shown(section, table)}; expected a table ([{section}])")
     values = parse_table(table, keys, section, style=style)
     where = {name: f"{section}.{name}" for name in values}
     env_values, env_where = parse_env(env, keys, env_prefix, style=style)

@@ -18,7 +18,7 @@ PACKAGED_CONFIG = REPO_ROOT / "posmon" / "default_config.toml"
 
 EXPECTED_DAEMON = DaemonSettings(
     venue="aster", store="var/posmon.sqlite", hedge_mode=True, client_id_prefix="pm", log_level="INFO",
-    stale_stream_seconds=10.0, request_timeout_seconds=10.0, restart_budget=5, restart_window_seconds=60.0,
+    stale_stream_seconds=3.0, reconcile_interval_seconds=60.0, request_timeout_seconds=10.0, restart_budget=5, restart_window_seconds=60.0,
     restart_backoff_seconds=0.5, protection_failure_action="alert",
 )
 EXPECTED_RISK = RiskSettings(
@@ -208,7 +208,7 @@ def test_every_documented_key_can_be_overridden_from_env() -> None:
             text = ",".join(value) if isinstance(value, list) else str(value).lower() if isinstance(value, bool) \
                 else str(value)
             env[f"POSMON_{section}_{key}".upper()] = text
-    assert len(env) == 24
+    assert len(env) == 25
     assert_defaults(load_settings(REPO_CONFIG, env=env))
 
 
@@ -240,8 +240,8 @@ def test_explicit_path_beats_posmon_config(tmp_path: Path) -> None:
     ("[risk]\ntp_pct = nan", ["risk.tp_pct", "nan", "expected a number > 0"]),
     ("[daemon]\nhedge_mode = 1", ["daemon.hedge_mode", "1", "expected a boolean (true or false)"]),
     ('[daemon]\nhedge_mode = "yes"', ["daemon.hedge_mode", "'yes'", "expected a boolean (true or false)"]),
-    ("[daemon]\nrestart_budget = true", ["daemon.restart_budget", "True", "expected an integer >= 1"]),
-    ("[daemon]\nrestart_budget = 2.5", ["daemon.restart_budget", "2.5", "expected an integer >= 1"]),
+    ("[daemon]\nrestart_budget = true", ["daemon.restart_budget", "True", "expected an integer from 1 to 1000"]),
+    ("[daemon]\nrestart_budget = 2.5", ["daemon.restart_budget", "2.5", "expected an integer from 1 to 1000"]),
     ('[daemon]\nstale_stream_seconds = "5"', ["daemon.stale_stream_seconds", "'5'", "expected a number > 0"]),
     ("[daemon]\nstore = 5", ["daemon.store", "5", "expected a non-empty string"]),
     ('[sim]\nseed = "7"', ["sim.seed", "'7'", "expected an integer"]),
@@ -250,8 +250,8 @@ def test_explicit_path_beats_posmon_config(tmp_path: Path) -> None:
     ("[risk]\ntp_pct = 0", ["risk.tp_pct", "0", "expected a number > 0"]),
     ("[risk]\nsl_pct = 100", ["risk.sl_pct", "100", "expected a number > 0 and < 100"]),
     ("[risk]\nsl_pct = -1.5", ["risk.sl_pct", "-1.5", "expected a number > 0 and < 100"]),
-    ("[risk]\nmax_tranches_per_symbol_side = 0", ["risk.max_tranches_per_symbol_side", "0", ">= 1"]),
-    ("[risk]\nmax_hold_seconds = -1", ["risk.max_hold_seconds", "-1", "expected an integer >= 0"]),
+    ("[risk]\nmax_tranches_per_symbol_side = 0", ["risk.max_tranches_per_symbol_side", "0", "from 1 to 1000"]),
+    ("[risk]\nmax_hold_seconds = -1", ["risk.max_hold_seconds", "-1", "expected an integer from 0 to 31536000"]),
     ("[daemon]\nrestart_backoff_seconds = -0.1", ["daemon.restart_backoff_seconds", "-0.1", "number >= 0"]),
     ("[daemon]\nrequest_timeout_seconds = 0", ["daemon.request_timeout_seconds", "0", "expected a number > 0"]),
     ("[sim]\ntick_seconds = -1", ["sim.tick_seconds", "-1", "expected a number > 0"]),
@@ -291,8 +291,8 @@ def test_bad_file_value_is_rejected_with_key_value_and_allowed(tmp_path: Path, t
     ("POSMON_RISK_TP_PCT", "-1", "expected a number > 0"),
     ("POSMON_RISK_TP_PCT", "Infinity", "expected a number > 0"),
     ("POSMON_DAEMON_HEDGE_MODE", "maybe", "expected a boolean (true/false, 1/0 or yes/no)"),
-    ("POSMON_DAEMON_RESTART_BUDGET", "2.5", "expected an integer >= 1"),
-    ("POSMON_DAEMON_RESTART_BUDGET", "0", "expected an integer >= 1"),
+    ("POSMON_DAEMON_RESTART_BUDGET", "2.5", "expected an integer from 1 to 1000"),
+    ("POSMON_DAEMON_RESTART_BUDGET", "0", "expected an integer from 1 to 1000"),
     ("POSMON_DAEMON_STALE_STREAM_SECONDS", "soon", "expected a number > 0"),
     ("POSMON_SIM_SYMBOLS", "BTCUSDT,,ETHUSDT", "comma-separated list of unique upper-case symbols"),
     ("POSMON_RISK_WORKING_TYPE", "mark_price", "expected one of 'MARK_PRICE', 'CONTRACT_PRICE'"),

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from posmon.settings_fields import ConfigError, KeySpec, Style, parse_section
+from posmon.settings_fields import ConfigError, KeySpec, Style, numeric, parse_section
 
 __all__ = ["ENV_PREFIX", "MIN_TOKEN_LENGTH", "TOKEN_ENV", "ApiSettings", "is_loopback"]
 
@@ -23,7 +23,7 @@ MIN_TOKEN_LENGTH = 16
 
 _Key = KeySpec
 # An unknown key or variable may be a misspelt token: never echo a value whose name smells like a secret.
-_STYLE = Style(secret_hints=("tok", "sec", "key", "pass", "auth"))
+_STYLE = Style(secret_hints=("tok", "sec"))
 
 
 def _token_ok(v: str) -> bool:
@@ -34,10 +34,10 @@ _KEYS: tuple[_Key, ...] = (
     _Key("enabled", "bool", "expected a boolean (true or false)", lambda v: True),
     _Key("host", "str", "expected an IP address or host name to listen on, e.g. '127.0.0.1' or '0.0.0.0'",
          lambda v: v != "" and v.strip() == v and " " not in v),
-    _Key("port", "int", "expected an integer from 0 to 65535 (0: any free port)", lambda v: 0 <= v <= 65535),
+    numeric("port", "int", ge=0, le=65535, note=" (0: any free port)"),
     _Key("token", "str", f"expected '' (no token) or at least {MIN_TOKEN_LENGTH} printable ASCII characters "
          "without spaces", _token_ok, secret=True),
-    _Key("health_timeout_seconds", "float", "expected a number > 0", lambda v: v > 0),
+    numeric("health_timeout_seconds", "float", gt=0, le=600),
 )
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from posmon.settings_fields import ConfigError, KeySpec, Style, parse_section
+from posmon.settings_fields import ConfigError, KeySpec, Style, numeric, parse_section
 
 __all__ = ["DEFAULT_KINDS", "ENV_PREFIX", "KINDS", "TELEGRAM_API_URL", "NotifySettings"]
 
@@ -28,7 +28,7 @@ DEFAULT_KINDS = ("exit", "protection_failed", "close_failed", "stream_down", "st
 _Key = KeySpec
 # An unknown key or variable may be a misspelt secret: never echo a value whose name smells like one. A bare TOML
 # integer is read as a string (a numeric chat id written without quotes).
-_STYLE = Style(secret_hints=("tok", "sec", "key", "pass", "auth", "url", "head", "hook"), elide_tables=True,
+_STYLE = Style(secret_hints=("tok", "sec", "url", "head", "hook"), elide_tables=True,
                toml_int_as_str=True)
 
 
@@ -50,18 +50,15 @@ _KEYS: tuple[_Key, ...] = (
          "object)", lambda v: all(k and k.isascii() and ":" not in k and " " not in k for k in v), secret=True),
     _Key("kinds", "names", "expected a list of notice kinds from " + ", ".join(repr(k) for k in KINDS)
          + " (environment: comma-separated)", lambda v: len(set(v)) == len(v) and all(k in KINDS for k in v)),
-    _Key("min_interval_seconds", "float", "expected a number >= 0 (seconds between two messages of a channel)",
-         lambda v: v >= 0),
-    _Key("max_retries", "int", "expected an integer from 0 to 100", lambda v: 0 <= v <= 100),
-    _Key("retry_backoff_seconds", "float", "expected a number > 0 (first retry delay; doubles each retry)",
-         lambda v: v > 0),
-    _Key("retry_backoff_max_seconds", "float", "expected a number > 0 (longest retry delay)", lambda v: v > 0),
-    _Key("queue_size", "int", "expected an integer from 1 to 100000", lambda v: 1 <= v <= 100_000),
-    _Key("timeout_seconds", "float", "expected a number > 0 (per request)", lambda v: v > 0),
-    _Key("stream_down_seconds", "float", "expected a number > 0 (price-stream silence that raises a notice)",
-         lambda v: v > 0),
-    _Key("final_flush_seconds", "float", "expected a number >= 0 (how long a stopping daemon waits for its "
-         "last notice to go out)", lambda v: v >= 0),
+    numeric("min_interval_seconds", "float", ge=0, le=3600, note=" (seconds between two messages of a channel)"),
+    numeric("max_retries", "int", ge=0, le=100),
+    numeric("retry_backoff_seconds", "float", gt=0, le=3600, note=" (first retry delay; doubles each retry)"),
+    numeric("retry_backoff_max_seconds", "float", gt=0, le=86400, note=" (longest retry delay)"),
+    numeric("queue_size", "int", ge=1, le=100_000),
+    numeric("timeout_seconds", "float", gt=0, le=600, note=" (per request)"),
+    numeric("stream_down_seconds", "float", gt=0, le=86400, note=" (price-stream silence that raises a notice)"),
+    numeric("final_flush_seconds", "float", ge=0, le=600,
+            note=" (how long a stopping daemon waits for its last notice to go out)"),
     _Key("json_logs", "bool", "expected a boolean (true or false)", lambda v: True),
 )
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from posmon.settings_fields import ConfigError, KeySpec, Style, parse_section
+from posmon.settings_fields import ConfigError, KeySpec, Style, numeric, parse_section
 
 __all__ = ["ENV_PREFIX", "MAINNET_REST_URL", "MAINNET_WS_URL", "AsterSettings"]
 
@@ -33,8 +33,9 @@ _SYMBOL_RE = re.compile(r"[A-Z0-9][A-Z0-9._-]*")
 
 _Key = KeySpec
 # An unknown key may be a misspelt secret: never echo a value whose name smells like one.
-_STYLE = Style(secret_hints=("sec", "key", "priv", "pass", "token", "pk", "seed", "mnemonic"), elide_tables=True,
-               env_secret_by_key=True)
+_STYLE = Style(secret_hints=("sec",), elide_tables=True)
+# The EIP-712 domain's chainId is a uint256 (the signer writes it as 32 bytes).
+UINT256_MAX = 2**256 - 1
 
 
 def _url(schemes: tuple[str, ...], *, empty_ok: bool = False) -> Callable[[Any], bool]:
@@ -56,22 +57,20 @@ _KEYS: tuple[_Key, ...] = (
     _Key("api_key", "str", "expected a non-empty API key string", lambda v: v != "", secret=True),
     _Key("api_secret", "str", "expected a non-empty API secret string", lambda v: v != "", secret=True),
     _Key("signer", "str", "expected an address: 0x followed by 40 hex digits",
-         lambda v: _ADDRESS_RE.fullmatch(v) is not None),
+         lambda v: _ADDRESS_RE.fullmatch(v) is not None, public=True),
     _Key("signer_private_key", "str", "expected a private key: 64 hex digits, optionally 0x-prefixed",
          lambda v: _PRIVATE_KEY_RE.fullmatch(v) is not None, secret=True),
     _Key("user", "str", "expected an address: 0x followed by 40 hex digits",
          lambda v: _ADDRESS_RE.fullmatch(v) is not None),
-    _Key("auth", "str", "expected one of 'v1', 'v3'", lambda v: v in ("v1", "v3")),
-    _Key("chain_id", "int", "expected an integer >= 1", lambda v: v >= 1),
-    _Key("recv_window_ms", "int", "expected an integer >= 1 and <= 60000", lambda v: 1 <= v <= 60_000),
+    _Key("auth", "str", "expected one of 'v1', 'v3'", lambda v: v in ("v1", "v3"), public=True),
+    numeric("chain_id", "int", ge=1, le=UINT256_MAX, note=" (EIP-712 uint256; 1666 mainnet, 714 testnet)"),
+    numeric("recv_window_ms", "int", ge=1, le=60_000),
     _Key("symbols", "symbols", "expected a list of unique upper-case symbols such as 'BTCUSDT' (empty: every "
          "symbol the venue lists)", _symbols_ok),
     _Key("mark_stream", "str", "expected one of 'all', 'symbols'", lambda v: v in ("all", "symbols")),
-    _Key("listen_key_keepalive_seconds", "float",
-         f"expected a number > 0 and < {LISTEN_KEY_LIFETIME_SECONDS} (a listenKey expires "
-         f"{LISTEN_KEY_LIFETIME_SECONDS // 60} minutes after its last keepalive)",
-         lambda v: 0 < v < LISTEN_KEY_LIFETIME_SECONDS),
-    _Key("request_timeout_seconds", "float", "expected a number > 0", lambda v: v > 0),
+    numeric("listen_key_keepalive_seconds", "float", gt=0, lt=LISTEN_KEY_LIFETIME_SECONDS, public=True,
+            note=f" (a listenKey expires {LISTEN_KEY_LIFETIME_SECONDS // 60} minutes after its last keepalive)"),
+    numeric("request_timeout_seconds", "float", gt=0, le=600),
 )
 
 

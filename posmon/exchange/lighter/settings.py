@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
-from posmon.settings_fields import ENV_BOOLS, ConfigError, KeySpec, Style, parse_section
+from posmon.settings_fields import ENV_BOOLS, ConfigError, KeySpec, Style, numeric, parse_section
 
 __all__ = ["ENV_PREFIX", "MAINNET_REST_URL", "MAINNET_WS_URL", "LighterSettings"]
 
@@ -36,9 +36,11 @@ _SYMBOL_RE = re.compile(r"[A-Z0-9][A-Z0-9._-]*")
 _Key = KeySpec
 # An unknown key may be a misspelt secret: never echo a value whose name smells like one. Booleans also read
 # on/off from the environment, and a bad one is explained by the key's own words.
-_STYLE = Style(secret_hints=("sec", "key", "priv", "pass", "token", "pk", "seed", "mnemonic"), elide_tables=True,
-               env_secret_by_key=True, env_bools={**ENV_BOOLS, "on": True, "off": False}, env_bool_allowed=None,
-               errors=(ValueError, ArithmeticError))
+_STYLE = Style(secret_hints=("sec",), elide_tables=True, env_bools={**ENV_BOOLS, "on": True, "off": False},
+               env_bool_allowed=None)
+# The signer takes the account index as a C long long and the chain id as a C int (posmon/exchange/lighter/signer.py).
+INT64_MAX = 2**63 - 1
+INT32_MAX = 2**31 - 1
 
 
 def _url(schemes: tuple[str, ...]) -> Callable[[Any], bool]:
@@ -57,28 +59,28 @@ _KEYS: tuple[_Key, ...] = (
          f"{MAINNET_REST_URL!r}), or '' for the embedded simulator", _url(("http://", "https://"))),
     _Key("ws_url", "str", "expected a ws:// or wss:// base URL without a trailing slash (e.g. "
          f"{MAINNET_WS_URL!r}; '/stream' is added), or '' for the embedded simulator", _url(("ws://", "wss://"))),
-    _Key("account_index", "int", "expected the account's index, an integer >= 0", lambda v: v >= 0),
-    _Key("api_key_index", "int", "expected an API key index, an integer from 0 to 254", lambda v: 0 <= v <= 254),
+    numeric("account_index", "int", ge=0, le=INT64_MAX, noun="the account's index, an integer"),
+    numeric("api_key_index", "int", ge=0, le=254, noun="an API key index, an integer", public=True),
     _Key("api_private_key", "str", "expected the API key's private key: 64 to 128 hex digits, optionally "
          "0x-prefixed", lambda v: _HEX_KEY_RE.fullmatch(v) is not None, secret=True),
-    _Key("chain_id", "int", "expected an integer >= 1 (304 mainnet, 300 testnet)", lambda v: v >= 1),
+    numeric("chain_id", "int", ge=1, le=INT32_MAX, note=" (304 mainnet, 300 testnet)"),
     _Key("symbols", "symbols", "expected a list of unique Lighter market symbols such as 'BTC' (empty: every "
          "active market)", _symbols_ok),
-    _Key("close_slippage_pct", "decimal", "expected a percentage > 0 and <= 50: the first bound of a close's "
-         "worst price through the mark", lambda v: 0 < v <= 50),
-    _Key("close_slippage_step_pct", "decimal", "expected a percentage > 0 and <= 50: how much each retry of an "
-         "unfilled close widens the bound", lambda v: 0 < v <= 50),
-    _Key("close_slippage_max_pct", "decimal", "expected a percentage > 0 and <= 50: the widest bound before the "
-         "operator is alerted", lambda v: 0 < v <= 50),
+    numeric("close_slippage_pct", "decimal", gt=0, le=50, noun="a percentage",
+            note=": the first bound of a close's worst price through the mark"),
+    numeric("close_slippage_step_pct", "decimal", gt=0, le=50, noun="a percentage",
+            note=": how much each retry of an unfilled close widens the bound"),
+    numeric("close_slippage_max_pct", "decimal", gt=0, le=50, noun="a percentage",
+            note=": the widest bound before the operator is alerted"),
     _Key("tier", "str", "expected one of 'standard', 'premium' (the account's Lighter tier: its rate limits)",
          lambda v: v in ("standard", "premium")),
     _Key("native_conditional_orders", "bool", "expected true or false (Lighter's own stop/take-profit orders; "
          "off by default: posmon holds the exits itself)", lambda v: isinstance(v, bool)),
-    _Key("request_timeout_seconds", "float", "expected a number > 0", lambda v: v > 0),
-    _Key("auth_token_seconds", "float", f"expected a number >= 60 and <= {MAX_AUTH_TOKEN_SECONDS} (lifetime of "
-         "the auth tokens for private reads and the orders stream)", lambda v: 60 <= v <= MAX_AUTH_TOKEN_SECONDS),
-    _Key("ws_ping_seconds", "float", f"expected a number > 0 and < {WS_SILENCE_LIMIT_SECONDS:.0f} (the server "
-         "closes a connection that sent nothing for 2 minutes)", lambda v: 0 < v < WS_SILENCE_LIMIT_SECONDS),
+    numeric("request_timeout_seconds", "float", gt=0, le=600),
+    numeric("auth_token_seconds", "float", ge=60, le=MAX_AUTH_TOKEN_SECONDS, public=True,
+            note=" (lifetime of the auth tokens for private reads and the orders stream)"),
+    numeric("ws_ping_seconds", "float", gt=0, lt=int(WS_SILENCE_LIMIT_SECONDS),
+            note=" (the server closes a connection that sent nothing for 2 minutes)"),
 )
 
 
