@@ -6,6 +6,8 @@ an older store in place and an older posmon refuses a store it does not know.
 
 from __future__ import annotations
 
+import functools
+import sqlite3
 from collections.abc import Callable
 
 from sqlite_utils import Database
@@ -60,10 +62,19 @@ MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1, _v2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def migrate(db: Database) -> None:
+def migrate(db: Database, *, name: str = "store") -> None:
+    """Bring the store to ``SCHEMA_VERSION``; refuses a newer store and a foreign database at version 0."""
     current = db.execute("PRAGMA user_version").fetchone()[0]
     if current > SCHEMA_VERSION:
-        raise StoreError(f"store schema version {current} is newer than this posmon supports ({SCHEMA_VERSION})")
+        raise StoreError(f"{name}: schema version {current} is newer than this posmon supports ({SCHEMA_VERSION}); "
+                         "run the posmon that wrote it, or upgrade posmon")
+    if current == 0:
+        # Version 0 is an empty file: a database that already holds tables belongs to another application, and
+        # posmon must not write its own tables into it.
+        foreign = _table_columns(db.conn)
+        if foreign:
+            raise StoreError(f"{name}: not a posmon store (no posmon schema version, but it holds tables "
+                             f"{', '.join(sorted(foreign))}); point daemon.store at posmon's own file")
     for version in range(current, SCHEMA_VERSION):
         # DDL is transactional in SQLite: a migration that fails half-way leaves the previous version intact.
         db.conn.execute("BEGIN IMMEDIATE")
@@ -71,6 +82,41 @@ def migrate(db: Database) -> None:
             MIGRATIONS[version](db)
             db.conn.execute(f"PRAGMA user_version = {version + 1}")
         except BaseException:
-            db.conn.execute("ROLLBACK")
+            if db.conn.in_transaction:  # SQLite may have rolled back already (a full disk, an I/O error)
+                db.conn.execute("ROLLBACK")
             raise
         db.conn.execute("COMMIT")
+
+
+def _table_columns(conn: sqlite3.Connection) -> dict[str, set[str]]:
+    names = [r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+    return {n: {r[1] for r in conn.execute(f"PRAGMA table_info({_quoted(n)})")} for n in names}
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@functools.cache
+def expected_columns() -> dict[str, frozenset[str]]:
+    """The tables and columns the migrations create (built once, in memory), to check an opened store against."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        migrate(Database(conn))
+        return {t: frozenset(cols) for t, cols in _table_columns(conn).items()}
+    finally:
+        conn.close()
+
+
+def schema_problems(conn: sqlite3.Connection) -> list[str]:
+    """What a store at ``SCHEMA_VERSION`` lacks: a file of another application can carry the same user_version."""
+    have = _table_columns(conn)
+    expected = expected_columns()
+    problems = []
+    if absent := sorted(set(expected) - set(have)):
+        problems.append(f"it lacks table(s) {', '.join(absent)}")
+    for table, cols in sorted(expected.items()):
+        if table in have and (missing := sorted(cols - have[table])):
+            problems.append(f"table {table} lacks column(s) {', '.join(missing)}")
+    return problems

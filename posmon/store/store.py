@@ -5,29 +5,76 @@ are sent, so after a crash recovery can tell "decided, maybe sent" (PENDING)
 from "never decided". Calls are synchronous and short: SQLite in WAL mode with
 synchronous=NORMAL commits without an fsync, so writing inline keeps a tick's
 decision-to-order path free of thread hops; only checkpoints touch the disk.
+
+Another process holding the write lock must not freeze the event loop: the busy timeout is short
+(``BUSY_TIMEOUT_SECONDS``), the synchronous writes then raise ``StoreBusy``, and ``apply_async`` /
+``allocate_tranche_id_async`` wait for the lock in short tries that yield to trio. Opening checks what the
+daemon is about to trust: the file is writable, not corrupt (``PRAGMA quick_check``), posmon's own schema and
+not newer; each failure is one ``StoreError`` line naming the file.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import os
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
+import trio
 from sqlite_utils import Database
 
 from posmon.domain.orders import OrderRequest, OrderSide, OrderStatus, OrderType, Purpose, Side, WorkingType
 from posmon.domain.protection import LocalState, OrderRecord
 from posmon.domain.tranche import Risk, Tranche
-from posmon.store.errors import StoreError
-from posmon.store.schema import migrate
+from posmon.store.errors import StoreBusy, StoreError
+from posmon.store.schema import SCHEMA_VERSION, migrate, schema_problems
+
+log = logging.getLogger(__name__)
+
+# How long one SQLite call may wait for another process's lock while holding the event loop.
+BUSY_TIMEOUT_SECONDS = 0.1
+# How long opening waits for a store another process holds locked before giving up (logged once).
+OPEN_WAIT_SECONDS = 5.0
+# Between two tries of an async write on a locked store; and how often a long wait is logged again.
+_RETRY_MIN, _RETRY_MAX, _LOG_EVERY = 0.05, 1.0, 10.0
+
+# Below this much free space the WAL (up to ~4 MB between checkpoints) cannot be trusted to grow.
+MIN_FREE_BYTES = 4 << 20
+
+_T = TypeVar("_T")
+
+
+def describe(path: str | Path, exc: sqlite3.Error, doing: str) -> StoreError:
+    """One line saying what is wrong with the store file and what to do, by SQLite's error code."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc)
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in text:
+        return StoreBusy(f"store {path} is locked by another process (a write transaction is open); {doing} "
+                         "waits for it, then stops: find and end that process (fuser/lsof on the file)")
+    if name.startswith("SQLITE_READONLY") or "readonly" in text:
+        return StoreError(f"store {path} is read-only ({text}); posmon must write it: make the file and its "
+                          "directory writable (and the filesystem mounted read-write)")
+    if name.startswith("SQLITE_FULL") or "disk is full" in text:
+        return StoreError(f"store {path}: the disk is full ({text}) while trying to {doing}; free space and "
+                          "start again")
+    if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
+        return StoreError(f"store {path} cannot be opened ({text}): check that its directory exists and is "
+                          "writable (posmon also creates the -wal and -shm files beside it)")
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in text or "not a database" in text:
+        return StoreError(f"store {path} is corrupt or not an SQLite database ({text}); restore it from a "
+                          "backup or move it aside")
+    if name.startswith("SQLITE_IOERR"):
+        return StoreError(f"store {path}: I/O error while trying to {doing} ({text}): a full or failing disk?")
+    return StoreError(f"store {path}: cannot {doing}: {text}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +113,48 @@ class Changes:
 
     def __bool__(self) -> bool:
         return bool(self.tranches or self.closed or self.orders or self.events)
+
+
+def _check_location(path: Path) -> None:
+    """Problems SQLite would report late or obscurely: a directory in the way, no room for the WAL."""
+    if path.is_dir():
+        raise StoreError(f"store {path} is a directory; daemon.store must name a file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fs = os.statvfs(path.parent)
+    except OSError as exc:
+        raise StoreError(f"store {path}: cannot create or read its directory ({exc.strerror or exc})") from exc
+    free = fs.f_bavail * fs.f_frsize
+    if free < MIN_FREE_BYTES:
+        raise StoreError(f"store {path}: the disk is full ({free // 1024} KiB free in {path.parent}; posmon needs "
+                         f"at least {MIN_FREE_BYTES >> 20} MiB for the store's log); free space and start again")
+
+
+def _prepare(db: Database, path: str | Path, *, memory: bool) -> None:
+    """Settings, a write probe, an integrity check, migrations and a schema check: raises on the first problem."""
+    conn = db.conn
+    if not memory:
+        db.enable_wal()
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    # A write probe rolled back: a read-only file or filesystem, or another process's write lock, shows here,
+    # before the daemon starts, not on the first decision.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        conn.execute(f"PRAGMA user_version = {version}")
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+    # The header can be intact while pages behind it are not; a few reported problems are enough to refuse.
+    problems = [" ".join(str(r[0]).split()) for r in conn.execute("PRAGMA quick_check(3)")]
+    if problems != ["ok"]:
+        raise StoreError(f"store {path} is corrupt (PRAGMA quick_check: {'; '.join(problems)}); restore it from a "
+                         "backup or move it aside")
+    migrate(db, name=f"store {path}")
+    if missing := schema_problems(conn):
+        raise StoreError(f"store {path} is not a posmon store (schema version {SCHEMA_VERSION}, but "
+                         f"{'; '.join(missing)}); point daemon.store at posmon's own file")
 
 
 def _upsert(conn: sqlite3.Connection, table: str, pk: str, rows: list[dict[str, Any]]) -> None:
@@ -139,28 +228,51 @@ def _order(row: dict[str, Any]) -> OrderRecord:
 class Store:
     """SQLite store of one daemon (one file per account set; never shared by two live daemons)."""
 
-    def __init__(self, db: Database, *, clock=time.time) -> None:
+    def __init__(self, db: Database, *, clock=time.time, path: str | Path = ":memory:") -> None:
         self.db = db
         self._clock = clock
+        self.path = str(path)
+        #: ``time.monotonic()`` when a write first found the store locked by another process; None while writable.
+        self.busy_since: float | None = None
+        self._busy_logged_at = 0.0
 
     @classmethod
-    def open(cls, path: str | Path, *, clock=time.time) -> Store:
-        try:
-            if str(path) != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-            db = Database(conn)
-            db.enable_wal() if str(path) != ":memory:" else None
-            db.execute("PRAGMA synchronous = NORMAL")
-            db.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open store {path}: {exc}") from exc
-        try:
-            migrate(db)
-        except (sqlite3.Error, StoreError) as exc:
-            conn.close()
-            raise exc if isinstance(exc, StoreError) else StoreError(f"cannot migrate store {path}: {exc}") from exc
-        return cls(db, clock=clock)
+    def open(cls, path: str | Path, *, clock=time.time, busy_timeout: float = BUSY_TIMEOUT_SECONDS,
+             open_wait: float = OPEN_WAIT_SECONDS) -> Store:
+        """Open (creating or migrating) the store, or raise one ``StoreError`` line naming the file.
+
+        A store another process holds locked is retried for ``open_wait`` seconds (logged once), then
+        ``StoreBusy``: the daemon stops with a message instead of hanging on its first write.
+        """
+        memory = str(path) == ":memory:"
+        if not memory:
+            _check_location(Path(path))
+        deadline = time.monotonic() + open_wait
+        waiting = False
+        while True:
+            conn: sqlite3.Connection | None = None
+            try:
+                conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
+                                       timeout=busy_timeout)
+                db = Database(conn)
+                _prepare(db, path, memory=memory)
+                return cls(db, clock=clock, path=path)
+            except sqlite3.Error as exc:
+                if conn is not None:
+                    conn.close()
+                error = describe(path, exc, "open it")
+                if isinstance(error, StoreBusy) and time.monotonic() < deadline:
+                    if not waiting:
+                        log.warning("store %s is locked by another process; waiting up to %.0f s for it", path,
+                                    open_wait)
+                        waiting = True
+                    time.sleep(_RETRY_MIN)  # nothing else runs yet: the daemon starts only on an open store
+                    continue
+                raise error from exc
+            except BaseException:
+                if conn is not None:
+                    conn.close()
+                raise
 
     def close(self) -> None:
         self.db.conn.close()
@@ -172,16 +284,52 @@ class Store:
         """BEGIN IMMEDIATE .. COMMIT, or ROLLBACK on any error: one decision is written whole or not at all.
 
         Writes inside go through plain ``execute``/``executemany``: sqlite-utils' bulk helpers commit on
-        their own, which would split a decision.
+        their own, which would split a decision. SQLite errors come out as one-line ``StoreError``s
+        (``StoreBusy`` when another process holds the lock beyond the short busy timeout).
         """
         conn = self.db.conn
-        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from exc
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise self._failed(exc) from exc
             raise
-        conn.execute("COMMIT")
+        if self.busy_since is not None:
+            log.warning("store %s is writable again after %.1f s", self.path, time.monotonic() - self.busy_since)
+            self.busy_since = None
+
+    def _failed(self, exc: sqlite3.Error) -> StoreError:
+        error = describe(self.path, exc, "write")
+        if isinstance(error, StoreBusy):
+            now = time.monotonic()
+            if self.busy_since is None:
+                self.busy_since = now
+            if now - self._busy_logged_at >= _LOG_EVERY:
+                self._busy_logged_at = now
+                log.warning("%s (locked for %.1f s)", error, now - self.busy_since)
+        return error
+
+    @property
+    def busy_seconds(self) -> float:
+        """How long writes have found the store locked by another process (0 while writable): for health."""
+        return 0.0 if self.busy_since is None else time.monotonic() - self.busy_since
+
+    async def _until_written(self, write: Callable[[], _T]) -> _T:
+        """Run one synchronous write, retrying while another process holds the lock; trio runs in between."""
+        delay = _RETRY_MIN
+        while True:
+            try:
+                return write()
+            except StoreBusy:
+                await trio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX)
 
     def allocate_tranche_id(self) -> int:
         """A fresh tranche id, committed at once so no two decisions ever share one."""
@@ -190,8 +338,20 @@ class Store:
             conn.execute("UPDATE meta SET value = ? WHERE key = 'next_tranche_id'", [str(int(value) + 1)])
         return int(value)
 
+    async def allocate_tranche_id_async(self) -> int:
+        """``allocate_tranche_id`` that waits (yielding to trio) while another process holds the store locked."""
+        return await self._until_written(self.allocate_tranche_id)
+
+    async def apply_async(self, changes: Changes) -> None:
+        """``apply`` that waits (yielding to trio) while another process holds the store locked.
+
+        The decision is still written before the caller goes on to send its orders; only the wait moves off
+        the event loop. Other errors (disk full, read-only) raise at once, as from ``apply``.
+        """
+        await self._until_written(functools.partial(self.apply, changes))
+
     def apply(self, changes: Changes) -> None:
-        """Write one decision atomically."""
+        """Write one decision atomically (``StoreBusy`` after ``BUSY_TIMEOUT_SECONDS`` on a locked store)."""
         if not changes:
             return
         now = self._clock()
@@ -259,9 +419,19 @@ class Store:
         return _order(rows[0]) if rows else None
 
     def position_keys(self, venue: str) -> list[tuple[str, Side]]:
+        """Every (symbol, side) an actor must be restored for: open tranches, and closed tranches whose orders
+        are not all done (a sibling cancel persisted as CANCELING on a side that went flat must still go out).
+
+        Both halves start from the (status, venue, ...) index: closed tranches are joined to their orders only
+        through ``orders(tranche_id)``, never by scanning the whole order table.
+        """
         rows = self.db.execute(
-            "SELECT DISTINCT symbol, side FROM tranches WHERE status != 'closed' AND venue = ? ORDER BY symbol, side",
-            [venue],
+            "SELECT symbol, side FROM tranches WHERE status IN ('open', 'closing') AND venue = ? "
+            "UNION "
+            "SELECT t.symbol, t.side FROM tranches t WHERE t.status = 'closed' AND t.venue = ? AND EXISTS "
+            "(SELECT 1 FROM orders o WHERE o.tranche_id = t.id AND o.state != 'DONE') "
+            "ORDER BY 1, 2",
+            [venue, venue],
         ).fetchall()
         return [(s, Side(side)) for s, side in rows]
 
