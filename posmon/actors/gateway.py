@@ -5,6 +5,11 @@ packed into the venue's batch call, cancels of one symbol into one batch
 cancel. Every call is paced by token buckets sized from the venue's published
 limits. A timeout or 5xx is "outcome unknown": the gateway looks each order up
 by its client order id before it resends anything, so nothing is doubled.
+
+What must survive the gateway actor's restart lives in a ``GatewayState`` the daemon creates once and hands to
+every incarnation (as the directory keeps the actors' inboxes): requests not yet sent are sent by the next
+incarnation, and requests in flight when it crashed are answered at once as outcome-unknown, so their requesters
+look them up by client order id instead of waiting out their reply timeout.
 """
 
 from __future__ import annotations
@@ -53,11 +58,15 @@ T = TypeVar("T")
 
 @dataclass(slots=True, eq=False)  # identity-hashed: it borrows a CapacityLimiter token
 class _Job:
-    """One REST call's worth of requests."""
+    """One REST call's worth of requests (``queued``: their queue entries, to requeue them if never sent)."""
 
-    requests: list[GatewayRequest]
+    queued: list[_Queued]
     weight: int
     order_count: int = 0
+
+    @property
+    def requests(self) -> list[GatewayRequest]:
+        return [q.request for q in self.queued]
 
 
 @dataclass(slots=True)
@@ -78,29 +87,73 @@ class _Queued:
     request: GatewayRequest = field(compare=False)
 
 
+class GatewayState:
+    """What outlives one gateway incarnation: its queue, what it took but never sent, what is in flight, its budgets.
+
+    Create one per venue account and pass it to every ``OrderGateway`` the supervisor starts.
+    """
+
+    def __init__(self) -> None:
+        self.queue: list[_Queued] = []  # a heap
+        self.seq = itertools.count()
+        self.unsent: set[_Job] = set()  # taken off the queue, waiting for pacing or a call slot: nothing sent yet
+        self.in_flight: dict[int, GatewayRequest] = {}  # id(request) -> sent (or being sent), not yet answered
+        self.weight: TokenBucket | None = None  # the rate budgets: a restart must not grant a fresh burst
+        self.orders: TokenBucket | None = None
+        self.rules: dict[str, SymbolRules] = {}
+
+
 class OrderGateway:
     def __init__(self, venue: Venue, inbox: trio.MemoryReceiveChannel[GatewayRequest], metrics: Metrics,
-                 policy: GatewayPolicy | None = None, *, clock: Callable[[], float] = time.time) -> None:
+                 policy: GatewayPolicy | None = None, *, clock: Callable[[], float] = time.time,
+                 state: GatewayState | None = None) -> None:
+        """``state``: shared by every incarnation so a restart loses nothing queued (None: this one only)."""
         self.venue = venue
         self.inbox = inbox
         self.metrics = metrics
         self.policy = policy or GatewayPolicy()
         self._clock = clock  # the actors' clock: placements carry since-times on it
+        self.state = state if state is not None else GatewayState()
         now = trio.current_time()
         lim = venue.limits
         heaviest = max(lim.batch_place_weight, lim.place_weight, lim.batch_cancel_weight, lim.cancel_weight,
                        lim.query_weight, lim.positions_weight + lim.open_orders_weight)
-        self._weight = TokenBucket.for_limit(lim.weight_per_minute, now, max_weight=heaviest)
-        self._orders = TokenBucket.for_limit(lim.orders_per_minute, now, max_weight=lim.max_batch_place)
-        self._queue: list[_Queued] = []
-        self._seq = itertools.count()
+        if self.state.weight is None or self.state.orders is None:
+            self.state.weight = TokenBucket.for_limit(lim.weight_per_minute, now, max_weight=heaviest)
+            self.state.orders = TokenBucket.for_limit(lim.orders_per_minute, now, max_weight=lim.max_batch_place)
+        self._weight: TokenBucket = self.state.weight
+        self._orders: TokenBucket = self.state.orders
+        self._queue = self.state.queue  # the same list: only ever changed in place
         self._limiter = trio.CapacityLimiter(self.policy.max_in_flight)
-        self._rules: dict[str, SymbolRules] = {}
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self._recover()
         async with trio.open_nursery() as nursery:
             task_status.started()
             await self._dispatch(nursery)
+
+    def _recover(self) -> None:
+        """Take over what a crashed incarnation left: unsent requests queue again, in-flight ones answer unknown.
+
+        An in-flight request may or may not have reached the venue; resending it could double an order, and
+        waiting for it would hold its requester until its reply timeout. Its requester gets an outcome-unknown
+        answer now and looks the orders up by client order id (a query or snapshot answer is simply asked again).
+        """
+        s = self.state
+        for job in s.unsent:
+            for q in job.queued:
+                heapq.heappush(self._queue, q)
+        requeued = sum(len(job.queued) for job in s.unsent)
+        s.unsent.clear()
+        lost = list(s.in_flight.values())
+        s.in_flight.clear()
+        for request in lost:
+            self._reply_nowait(request, _unknown_answer(request))
+            for o in request.orders if isinstance(request, PlaceOrders) else ():
+                self.metrics.inc("orders", venue=self.venue.name, type=o.type.value, result="unknown")
+        if requeued or lost or self._queue:
+            log.warning("gateway: restarted with %d requests queued (%d taken but unsent); %d in flight answered "
+                        "outcome-unknown, for their requesters to look up", len(self._queue), requeued, len(lost))
 
     # --- queueing -----------------------------------------------------------------------------------------
 
@@ -108,7 +161,7 @@ class OrderGateway:
         # Placements say when their exposure began; anything else queues by when it arrived.
         since = request.since if isinstance(request, PlaceOrders) and request.since else self._clock()
         rank = request.rank if isinstance(request, PlaceOrders) else 0.0
-        heapq.heappush(self._queue, _Queued(int(request.priority), rank, since, next(self._seq), request))
+        heapq.heappush(self._queue, _Queued(int(request.priority), rank, since, next(self.state.seq), request))
 
     async def _dispatch(self, nursery: trio.Nursery) -> None:
         while True:
@@ -122,33 +175,35 @@ class OrderGateway:
                     break
             self.metrics.set("gateway_queue_depth", len(self._queue), venue=self.venue.name)
             job = self._next_job()
+            self.state.unsent.add(job)
             await self._pace(job.weight, job.order_count)
             await self._limiter.acquire_on_behalf_of(job)
             nursery.start_soon(self._execute, job)
 
     def _next_job(self) -> _Job:
         limits = self.venue.limits
-        head = heapq.heappop(self._queue).request
+        first = heapq.heappop(self._queue)
+        head = first.request
         if isinstance(head, PlaceOrders):
-            group, count = [head], len(head.orders)
+            group, count = [first], len(head.orders)
             while self._queue and isinstance(nxt := self._queue[0].request, PlaceOrders) \
                     and count + len(nxt.orders) <= limits.max_batch_place:
-                group.append(heapq.heappop(self._queue).request)
+                group.append(heapq.heappop(self._queue))
                 count += len(nxt.orders)
             weight = limits.place_weight if count == 1 else limits.batch_place_weight
             return _Job(group, weight, count)
         if isinstance(head, CancelOrders):
-            group, count = [head], len(head.client_ids)
+            group, count = [first], len(head.client_ids)
             while self._queue and isinstance(nxt := self._queue[0].request, CancelOrders) \
                     and nxt.symbol == head.symbol and count + len(nxt.client_ids) <= limits.max_batch_cancel:
-                group.append(heapq.heappop(self._queue).request)
+                group.append(heapq.heappop(self._queue))
                 count += len(nxt.client_ids)
             return _Job(group, limits.cancel_weight if count == 1 else limits.batch_cancel_weight)
         if isinstance(head, QueryOrders):
-            return _Job([head], 0)  # each lookup is paced on its own
-        return self._account_job(head)
+            return _Job([first], 0)  # each lookup is paced on its own
+        return self._account_job(first)
 
-    def _account_job(self, head: FetchAccount) -> _Job:
+    def _account_job(self, first: _Queued) -> _Job:
         """Per-symbol snapshots, or one whole-account snapshot for every waiting request when that is cheaper.
 
         At start-up every restored actor asks for its symbol's positions and open orders: 2,000 actors would be
@@ -156,14 +211,14 @@ class OrderGateway:
         """
         limits = self.venue.limits
         whole = limits.positions_weight + limits.open_orders_weight
-        if head.symbol is None:
-            return _Job([head], whole)
+        if first.request.symbol is None:  # type: ignore[union-attr]
+            return _Job([first], whole)
         waiting = [q for q in self._queue if isinstance(q.request, FetchAccount)]
         if (len(waiting) + 1) * (limits.positions_weight + limits.open_orders_symbol_weight) <= whole:
-            return _Job([head], limits.positions_weight + limits.open_orders_symbol_weight)
-        self._queue = [q for q in self._queue if not isinstance(q.request, FetchAccount)]
+            return _Job([first], limits.positions_weight + limits.open_orders_symbol_weight)
+        self._queue[:] = [q for q in self._queue if not isinstance(q.request, FetchAccount)]
         heapq.heapify(self._queue)
-        return _Job([head, *(q.request for q in waiting)], whole)
+        return _Job([first, *waiting], whole)
 
     async def _pace(self, weight: int, orders: int) -> None:
         if weight <= 0 and orders <= 0:
@@ -192,6 +247,11 @@ class OrderGateway:
                 self.metrics.observe("tick_to_order_seconds", now - tick_at, venue=self.venue.name)
 
     async def _execute(self, job: _Job) -> None:
+        # A gateway already dying (another call crashed it) sends nothing more: the job stays unsent, for the next.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        # From here on the call may reach the venue: a crash leaves these requests' outcome unknown.
+        self.state.unsent.discard(job)
+        self.state.in_flight.update((id(r), r) for r in job.requests)
         self._observe_tick_latency(job)
         try:
             head = job.requests[0]
@@ -224,9 +284,16 @@ class OrderGateway:
             self._limiter.release_on_behalf_of(job)
 
     async def _reply(self, request: GatewayRequest, message: Any) -> None:
+        self.state.in_flight.pop(id(request), None)
         try:
             await request.reply_to.send(message)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
+            log.warning("gateway: requester of %s is gone; result dropped", type(request).__name__)
+
+    def _reply_nowait(self, request: GatewayRequest, message: Any) -> None:
+        try:
+            request.reply_to.send_nowait(message)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.WouldBlock):
             log.warning("gateway: requester of %s is gone; result dropped", type(request).__name__)
 
     async def _call(self, name: str, fn: Callable[[], Awaitable[T]]) -> T:
@@ -338,10 +405,10 @@ class OrderGateway:
     async def _reround(self, order: OrderRequest) -> OrderRequest | None:
         """The order on the venue's current grid (rules re-read once per refusal), or None if nothing changes."""
         try:
-            self._rules = await self._call("load_rules", self.venue.load_rules)
+            self.state.rules = await self._call("load_rules", self.venue.load_rules)
         except VenueError as exc:
             log.warning("gateway: cannot refresh trading rules: %s", exc)
-        rules = self._rules.get(order.symbol)
+        rules = self.state.rules.get(order.symbol)
         if rules is None:
             return None
         fixed = reround_exit(order, rules)
@@ -418,3 +485,15 @@ class OrderGateway:
                 positions = [p for p in positions if p.symbol == symbol]
             return AccountSnapshot(tuple(positions), tuple(orders))
         return AccountSnapshot((), (), error=last)
+
+
+def _unknown_answer(request: GatewayRequest) -> Any:
+    """What a request's requester hears when the gateway died with it in flight: every outcome unknown."""
+    if isinstance(request, PlaceOrders):
+        return OrderResults(tuple(OrderResult(o.client_id, Action.PLACE, sent=o) for o in request.orders))
+    if isinstance(request, CancelOrders):
+        return OrderResults(tuple(OrderResult(c, Action.CANCEL) for c in request.client_ids))
+    if isinstance(request, QueryOrders):
+        return OrderResults(tuple(OrderResult(c, Action.QUERY) for c in request.client_ids))
+    return AccountSnapshot((), (), error=OutcomeUnknown("the gateway restarted before the answer came",
+                                                        request="account snapshot"))

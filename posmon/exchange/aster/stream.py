@@ -24,7 +24,7 @@ from posmon.exchange.aster.codec import is_listen_key_expired
 from posmon.exchange.aster.rest import AsterRest
 from posmon.exchange.errors import OutcomeUnknown, RateLimited, VenueError
 from posmon.exchange.venue import FrameStream, StreamClosed
-from posmon.exchange.websocket import Connector, WebSocketLike, open_websocket
+from posmon.exchange.websocket import Connector, WebSocketLike, open_websocket, opening
 
 __all__ = [
     "ALL_MARKS_STREAM",
@@ -104,7 +104,8 @@ async def open_mark_price_stream(ws_url: str, mode: str, symbols: Sequence[str],
     path = mark_price_path(mode, symbols)
     opener = connect or functools.partial(open_websocket, handshake_seconds=handshake_seconds,
                                           what="aster mark-price stream")
-    async with opener(ws_url + path) as ws:
+    async with opening(handshake_seconds, "aster mark-price stream") as opened, opener(ws_url + path) as ws:
+        opened.done()
         log.info("aster: mark-price stream connected (%s)", path if len(path) < 120 else f"{len(symbols)} symbols")
         yield WebSocketFrames(ws, "aster mark-price stream")
 
@@ -117,7 +118,8 @@ async def open_user_data_stream(rest: AsterRest, ws_url: str, *, keepalive_secon
     key = await rest.create_listen_key()
     opener = connect or functools.partial(open_websocket, handshake_seconds=handshake_seconds,
                                           what="aster user-data stream")
-    async with opener(f"{ws_url}/ws/{key}") as ws:
+    async with opening(handshake_seconds, "aster user-data stream") as opened, opener(f"{ws_url}/ws/{key}") as ws:
+        opened.done()
         log.info("aster: user-data stream connected")
         frames = UserDataFrames(ws)
         async with _running(functools.partial(_keep_alive, rest, keepalive_seconds, frames)):

@@ -24,7 +24,7 @@ from trio_websocket import ConnectionClosed
 from posmon.exchange.events import MalformedMessage
 from posmon.exchange.lighter.codec import frame_type, load_json
 from posmon.exchange.venue import FrameStream, StreamClosed
-from posmon.exchange.websocket import Connector, WebSocketLike, open_websocket
+from posmon.exchange.websocket import Connector, WebSocketLike, open_websocket, opening
 
 __all__ = ["Connector", "LighterFrames", "WebSocketLike", "open_lighter_stream", "open_websocket"]
 
@@ -81,18 +81,19 @@ async def open_lighter_stream(url: str, channels: Sequence[str], *, what: str, h
                               connect: Connector | None = None) -> AsyncIterator[FrameStream]:
     """Connect, wait for ``connected``, subscribe to ``channels``, keep pinging; ``end_at`` (epoch) ends it."""
     opener = connect or functools.partial(open_websocket, handshake_seconds=handshake_seconds, what=what)
-    async with opener(url) as ws:
+    # One deadline for the whole open: connect, handshake, the server's greeting and our subscriptions.
+    async with opening(handshake_seconds, what) as opened, opener(url) as ws:
         frames = LighterFrames(ws, what)
-        with trio.move_on_after(handshake_seconds) as waited:
-            while (kind := _type_of(await frames.receive())) != "connected":
-                log.debug("%s: %r before 'connected'", what, kind)
-        if waited.cancelled_caught:
-            raise StreamClosed(f"{what}: no 'connected' greeting within {handshake_seconds}s")
+        opened.waiting_for = "no 'connected' greeting"
+        while (kind := _type_of(await frames.receive())) != "connected":
+            log.debug("%s: %r before 'connected'", what, kind)
+        opened.waiting_for = "subscribing"
         for channel in channels:
             message = {"type": "subscribe", "channel": channel}
             if auth is not None:
                 message["auth"] = auth
             await frames.send(orjson.dumps(message).decode())
+        opened.done()
         log.info("lighter: %s connected (%s)", what, ", ".join(channels))
         tasks: list[Callable[[], Awaitable[None]]] = [functools.partial(_keep_pinging, frames, ping_seconds)]
         if end_at is not None and clock is not None:
