@@ -95,6 +95,11 @@ async def _misbehave(sim: AsterSim, fault: HttpFault, request: Request) -> None:
             raise _ClientGone
     elif fault.kind == "fail":
         raise ApiError(e.TIMEOUT, status=503)
+    elif fault.kind == "reject":
+        message = "Too many requests; please use the websocket for live updates." if fault.status == 429 else \
+            "Way too many requests; IP banned until further notice."
+        raise ApiError(e.TOO_MANY_REQUESTS, message, status=fault.status,
+                       headers={"Retry-After": str(max(1, math.ceil(fault.seconds)))})
 
 
 async def _hold(release: trio.Event, request: Request) -> bool:

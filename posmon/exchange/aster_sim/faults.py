@@ -1,4 +1,4 @@
-"""Scripted failures of HTTP requests, by path: delays, stalls and 503s before or after execution.
+"""Scripted failures of HTTP requests, by path: delays, stalls, 503s before or after execution, 429/418.
 
 ``SimExchange`` can already fail its calls; these act one layer out, where a real
 client meets them: the request is slow, never answered, or answered 503 although
@@ -17,9 +17,10 @@ import trio
 class HttpFault:
     """One scripted misbehaviour of a request."""
 
-    kind: str  # "delay" | "stall" | "fail"
-    seconds: float = 0.0
+    kind: str  # "delay" | "stall" | "fail" | "reject"
+    seconds: float = 0.0  # delay; for "reject" the Retry-After
     after_execute: bool = False
+    status: int = 503  # "reject": 429 (rate limited) or 418 (IP banned)
 
 
 class HttpFaults:

@@ -114,6 +114,13 @@ class AsterSim:
         """The next ``n`` requests of ``path`` answer 503 / -1007; with ``after_execute`` they took effect first."""
         self.http_faults.add(path, HttpFault("fail", after_execute=after_execute), n, method)
 
+    def reject_next(self, path: str, status: int = 429, n: int = 1, *, method: str | None = None,
+                    retry_after: float = 1.0) -> None:
+        """The next ``n`` requests of ``path`` are refused unexecuted: 429 (rate limited) or 418 (IP banned)."""
+        if status not in (418, 429):
+            raise ValueError(f"status must be 418 or 429, got {status}")
+        self.http_faults.add(path, HttpFault("reject", seconds=retry_after, status=status), n, method)
+
     def drop_websockets(self, code: int = 1001) -> int:
         """Close every websocket connection now (clients must reconnect); returns how many."""
         connections = list(self._connections)

@@ -19,7 +19,7 @@ import orjson
 import trio
 
 from posmon.exchange.lighter_sim.markets import LighterMarket
-from posmon.exchange.lighter_sim.records import ZERO, OrderRecord, TradeRecord
+from posmon.exchange.lighter_sim.records import ORDER_TYPE_LIQUIDATION, ZERO, OrderRecord, TradeRecord
 from posmon.exchange.lighter_sim.txs import MIN_ORDER_INDEX
 from posmon.exchange.sim.exchange import SimExchange
 
@@ -145,7 +145,7 @@ class Account:
             record = self._external(engine_id, market, o, time_ms)
         exec_type, status = o.get("x"), o.get("X")
         record.updated_ms = time_ms
-        if exec_type == "TRADE":
+        if exec_type in ("TRADE", "CALCULATED"):  # CALCULATED: the venue's liquidation / ADL closed it
             qty, price = Decimal(o.get("l", "0")), Decimal(o.get("L", "0"))
             before = self._signed.get(market.symbol, ZERO)
             record.filled_base += qty
@@ -154,7 +154,7 @@ class Account:
             record.filled_quote += qty * price
             trade = TradeRecord(next(self._trade_ids), record, qty, price, record.rested, time_ms,
                                 _hash(f"trade:{record.order_index}:{record.filled_base}"),
-                                next(self._counter_indexes), before)  # fmt: skip
+                                next(self._counter_indexes), before, _trade_kind(o))  # fmt: skip
             self.trades.append(trade)
             self.changes.trades.append(trade)
             self.changes.markets.add(market.market_id)
@@ -176,7 +176,8 @@ class Account:
         record = OrderRecord(
             order_index=self.new_order_index(), client_order_index=0, market=market,
             account_index=self.account_index, is_ask=o.get("S") == "SELL",
-            order_type=1 if o.get("o") == "MARKET" else 0, time_in_force=0 if o.get("o") == "MARKET" else 1,
+            order_type=ORDER_TYPE_LIQUIDATION if o.get("o") == "LIQUIDATION" else 1 if o.get("o") == "MARKET" else 0,
+            time_in_force=0 if o.get("o") in ("MARKET", "LIQUIDATION") else 1,
             reduce_only=bool(o.get("R")), base_amount=Decimal(o.get("q", "0")), price=price, order_expiry=0,
             nonce=0, created_ms=time_ms, engine_id=engine_id,
         )  # fmt: skip
@@ -199,6 +200,13 @@ class Account:
     def take_changes(self) -> Changes:
         changes, self.changes = self.changes, Changes()
         return changes
+
+
+def _trade_kind(o: dict) -> str:
+    """Lighter's trade type: the venue's own closes are liquidations or deleverages (ADL)."""
+    if o.get("x") != "CALCULATED":
+        return "trade"
+    return "deleverage" if str(o.get("c", "")).startswith("adl") else "liquidation"
 
 
 def _hash(text: str) -> str:

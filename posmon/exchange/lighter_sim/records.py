@@ -15,7 +15,8 @@ from posmon.domain.orders import PositionState, Side
 from posmon.exchange.lighter_sim.markets import LighterMarket
 
 ZERO = Decimal(0)
-ORDER_TYPES = {0: "limit", 1: "market"}
+ORDER_TYPES = {0: "limit", 1: "market", 8: "liquidation"}
+ORDER_TYPE_LIQUIDATION = 8
 TIME_IN_FORCE = {0: "immediate-or-cancel", 1: "good-till-time", 2: "post-only"}
 OPEN_STATUSES = frozenset({"open", "pending", "in-progress"})
 
@@ -109,6 +110,7 @@ class TradeRecord:
     tx_hash: str
     counter_order_index: int
     position_before: Decimal = field(default=ZERO)  # signed
+    kind: str = "trade"  # "liquidation" / "deleverage": the venue closed the position itself
 
     def to_json(self) -> dict[str, Any]:
         o, m = self.order, self.order.market
@@ -122,7 +124,7 @@ class TradeRecord:
         return {
             "trade_id": self.trade_id,
             "tx_hash": self.tx_hash,
-            "type": "trade",
+            "type": self.kind,
             "market_id": m.market_id,
             "size": m.size_str(self.size),
             "price": m.price_str(self.price),

@@ -185,6 +185,29 @@ class LighterSim:
         self.flush()
         return self.account.by_engine_id[state.client_id]
 
+    def silent_position(self, symbol: str, side: Side, size: Decimal, *, frame: bool = True) -> None:
+        """The position becomes ``size`` on ``side`` with no order or trade: only ``account_all``'s position
+        says so (``frame``), or nothing at all."""
+        for other in (Side.LONG, Side.SHORT):
+            if other is not side and self.exchange.engine.position(symbol, other) is not None:
+                self.exchange.silent_position(symbol, other, Decimal(0), frame=frame)
+        self.exchange.silent_position(symbol, side, size, frame=frame)
+        if frame:
+            self.flush()
+        else:
+            self.account.sync()
+            self.account.take_changes()  # read, but nobody is told
+
+    def liquidate(self, symbol: str, size: Decimal | None = None, *, adl: bool = False) -> Decimal:
+        """The venue closes ``size`` (default all) of the position: a liquidation or deleverage trade."""
+        closed = Decimal(0)
+        for side in (Side.LONG, Side.SHORT):
+            if self.exchange.engine.position(symbol, side) is not None:
+                client_id = f"{'adl' if adl else 'liq'}-{next(self._tx_seq)}"
+                closed = self.exchange.liquidate(symbol, side, size, adl=adl, client_id=client_id)
+        self.flush()
+        return closed
+
     def set_nonce(self, api_key_index: int, nonce: int) -> None:
         """Move a key's next nonce (as if another process had used the key)."""
         self._check_key(self.account_index, api_key_index)

@@ -9,7 +9,7 @@ price, the mark, because the sim has no order book.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -30,6 +30,23 @@ from posmon.exchange.sim import validation as v
 ZERO = Decimal(0)
 
 EngineEvent = OrderUpdate | PositionUpdate
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One fill as the account saw it: which order, and the signed position of its side before and after.
+
+    A chaos campaign's evidence for "no order executed twice" and "no reduce-only close went past zero": the
+    position is per (symbol, position side) in hedge mode, the symbol's net position in one-way mode.
+    """
+
+    client_id: str
+    symbol: str
+    position_side: str
+    reduce_only: bool
+    qty: Decimal
+    before: Decimal
+    after: Decimal
 
 
 @dataclass(slots=True)
@@ -84,6 +101,7 @@ class MatchingEngine:
         self._marks: dict[str, Decimal] = {}
         self._realized: dict[str, Decimal] = {}
         self._events: list[EngineEvent] = []
+        self.fill_listener: Callable[[Fill], None] | None = None  # told of every fill (chaos invariants)
 
     # ---- orders -------------------------------------------------------------------------------------------------
 
@@ -162,6 +180,38 @@ class MatchingEngine:
     def mark(self, symbol: str) -> Decimal | None:
         return self._marks.get(symbol)
 
+    def adjust_position(self, symbol: str, side: Side, qty: Decimal, now: float, *, emit: bool = True,
+                        ) -> PositionState:
+        """Set ``side``'s position to ``qty`` with no order at all (a liquidation, ADL, a close elsewhere).
+
+        Growth enters at the mark (averaged into the entry), a shrink realizes PnL at the mark. ``emit``: the
+        account's position frame goes out (ACCOUNT_UPDATE only); without it nothing tells the client.
+        """
+        if symbol not in self.rules:
+            raise Rejected(f"Invalid symbol {symbol!r}.", code=v.BAD_SYMBOL)
+        if qty < 0:
+            raise ValueError(f"a position quantity is >= 0, got {qty}")
+        other = Side.SHORT if side is Side.LONG else Side.LONG
+        if not self.hedge_mode and qty > 0 and (symbol, other) in self._positions:
+            raise ValueError(f"one-way mode: {symbol} holds the other side; flatten it first")
+        held = self._positions.get((symbol, side))
+        old_qty, old_entry = (held.qty, held.entry_price) if held else (ZERO, ZERO)
+        mark = self._marks.get(symbol, old_entry)
+        entry = old_entry
+        if qty > old_qty:
+            entry = (old_qty * old_entry + (qty - old_qty) * mark) / qty
+        elif qty < old_qty:
+            pnl = side.sign * (mark - old_entry) * (old_qty - qty)
+            self._realized[symbol] = self._realized.get(symbol, ZERO) + pnl
+        position = self._set_position(symbol, side, qty, entry)
+        if emit:
+            self._events.append(PositionUpdate(position, now))
+        return position
+
+    def next_order_id(self) -> str:
+        """A fresh venue order id, for orders the venue itself executes (liquidations)."""
+        return str(next(self._ids))
+
     def set_mark(self, symbol: str, price: Decimal, now: float, *, trade: bool = True) -> None:
         """Move the mark and fill every resting order of the symbol it triggers, oldest first.
 
@@ -234,6 +284,7 @@ class MatchingEngine:
             self._emit_order(record, "EXPIRED", now)
             return
         symbol = request.symbol
+        before = self._signed(symbol, request.position_side) if self.fill_listener is not None else ZERO
         pnl = ZERO
         changed: list[PositionState] = []
         if close_qty and closed_side is not None:
@@ -253,10 +304,23 @@ class MatchingEngine:
         record.status = OrderStatus.FILLED if complete else OrderStatus.PARTIALLY_FILLED
         self._emit_order(record, "TRADE", now, last_qty=fill, last_price=price, realized_pnl=pnl)
         self._events.extend(PositionUpdate(position, now) for position in changed)
+        if self.fill_listener is not None:
+            self.fill_listener(Fill(request.client_id, symbol, request.position_side, request.reduce_only, fill,
+                                    before, self._signed(symbol, request.position_side)))
         if not complete and not (keep_open and fill == want):
             self._open.get(symbol, {}).pop(request.client_id, None)
             record.status = OrderStatus.EXPIRED
             self._emit_order(record, "EXPIRED", now)
+
+    def _signed(self, symbol: str, position_side: str) -> Decimal:
+        """The signed position an order of ``position_side`` acts on (the net one in one-way mode)."""
+        sides = (Side(position_side),) if self.hedge_mode and position_side != "BOTH" else (Side.LONG, Side.SHORT)
+        total = ZERO
+        for side in sides:
+            held = self._positions.get((symbol, side))
+            if held is not None:
+                total += side.sign * held.qty
+        return total
 
     def _set_position(self, symbol: str, side: Side, qty: Decimal, entry: Decimal) -> PositionState:
         if qty == 0:

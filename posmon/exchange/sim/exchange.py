@@ -197,6 +197,45 @@ class SimExchange:
             except Rejected:
                 continue
 
+    def silent_position(self, symbol: str, side: Side, qty: Decimal, *, frame: bool = True) -> PositionState:
+        """The position becomes ``qty`` with no order update: only the account's position frame says so
+        (``frame``), or nothing at all (a frame lost, a change made where no stream reports it)."""
+        try:
+            return self.engine.adjust_position(symbol, side, qty, self.clock(), emit=frame)
+        finally:
+            self._flush_events()
+
+    def liquidate(self, symbol: str, side: Side, qty: Decimal | None = None, *, adl: bool = False,
+                  client_id: str | None = None, cancel_orders: bool = False) -> Decimal:
+        """The venue closes ``qty`` (default all) of the position at the mark: a liquidation or an ADL.
+
+        The client sees the venue's own order (``autoclose-<ms>`` / ``adl_autoclose``, type LIQUIDATION, exec
+        type CALCULATED), then the position frame. ``cancel_orders``: first the side's resting orders are
+        cancelled, as a liquidation does. Returns the quantity closed (0 when the side was flat).
+        """
+        held = self.engine.position(symbol, side)
+        if held is None:
+            return Decimal(0)
+        close = held.qty if qty is None else min(qty, held.qty)
+        now = self.clock()
+        if cancel_orders:
+            position_side = side.value if self.hedge_mode else "BOTH"
+            for order in self.engine.open_orders(symbol):
+                if order.position_side == position_side and order.side is side.closing_order_side:
+                    self.engine.cancel(symbol, order.client_id, now)
+            self._flush_events()
+        mark = self.engine.mark(symbol) or held.entry_price
+        pnl = side.sign * (mark - held.entry_price) * close
+        if client_id is None:
+            client_id = "adl_autoclose" if adl else f"autoclose-{_ms(now)}"
+        self.engine.adjust_position(symbol, side, held.qty - close, now, emit=True)
+        order_id = int(self.engine.next_order_id())
+        self._publish(self._user_subscribers, wire.encode_forced_close(
+            symbol, side, close, mark, client_id=client_id, order_id=order_id, time_ms=_ms(now), realized_pnl=pnl,
+            hedge_mode=self.hedge_mode))
+        self._flush_events()
+        return close
+
     # ---- the venue's REST surface -------------------------------------------------------------------------------
 
     def load_rules(self) -> dict[str, SymbolRules]:

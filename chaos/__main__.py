@@ -1,0 +1,154 @@
+"""``python -m chaos --runs N --seed S [--venue aster|lighter|both] [--smoke]``: the campaign, its table and JSON.
+
+Run ``i`` (0-based) uses seed ``S + i``; a failing run prints ``--seed <its seed> --runs 1 --venue <venue>``,
+which replays exactly its random choices. Results go to ``chaos/results/chaos-<time>.json`` (git-ignored) and
+failing runs' directories (config, store, daemon log) to ``chaos/results/runs/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import trio
+
+from chaos.invariants import INVARIANTS
+from chaos.run import Options, RunResult, one_run, venue_for
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SMOKE_RUNS = 4
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m chaos", description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=int, default=20, help="number of runs (default 20)")
+    p.add_argument("--seed", type=int, default=None, help="first run's seed (default: from the clock)")
+    p.add_argument("--venue", choices=("aster", "lighter", "both"), default="both",
+                   help="simulator to run against; both alternates by seed (default)")
+    p.add_argument("--duration", type=float, default=6.0, help="seconds of trading and faults per run (default 6)")
+    p.add_argument("--settle", type=float, default=30.0, help="seconds the daemon gets to settle (default 30)")
+    p.add_argument("--smoke", action="store_true", help=f"CI smoke: {SMOKE_RUNS} short runs over both venues")
+    p.add_argument("--out", type=Path, default=None, help="JSON file to write (default chaos/results/...)")
+    p.add_argument("--quiet", action="store_true", help="no line per run")
+    args = p.parse_args(argv)
+    if args.runs < 1:
+        p.error(f"--runs: expected a number >= 1, got {args.runs}")
+    if args.duration <= 0 or args.settle <= 0:
+        p.error("--duration and --settle must be > 0")
+    if args.smoke:
+        args.runs, args.venue, args.duration = SMOKE_RUNS, "both", min(args.duration, 4.0)
+    if args.seed is None:
+        args.seed = int(time.time()) % 1_000_000
+    return args
+
+
+def percentiles(values: list[float]) -> dict[str, float | int | None]:
+    if not values:
+        return {"count": 0, "p50": None, "p90": None, "p99": None, "max": None}
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+    return {"count": len(values), "mean": round(statistics.fmean(values), 3), "p50": at(0.5), "p90": at(0.9),
+            "p99": at(0.99), "max": round(ordered[-1], 3)}
+
+
+def summarize(results: list[RunResult], args: argparse.Namespace, wall: float) -> dict[str, Any]:
+    faults: Counter[str] = Counter()
+    workload: Counter[str] = Counter()
+    violations: Counter[str] = Counter({name: 0 for name in INVARIANTS})
+    by_venue: dict[str, dict[str, int]] = {}
+    for r in results:
+        faults.update(r.faults)
+        workload.update(r.workload)
+        for v in {v.invariant for v in r.violations}:
+            violations[v] += 1
+        row = by_venue.setdefault(r.venue, {"runs": 0, "kills": 0, "failed_runs": 0})
+        row["runs"] += 1
+        row["kills"] += r.kills
+        row["failed_runs"] += 0 if r.ok else 1
+    protect = [t for r in results for t in r.protect_times]
+    settle = [r.settle_seconds for r in results if r.settle_seconds is not None]
+    return {
+        "seed": args.seed, "venue": args.venue, "runs": len(results), "duration_s": args.duration,
+        "wall_s": round(wall, 1),
+        "kills": sum(r.kills for r in results), "daemon_starts": sum(r.starts for r in results),
+        "faults": sum(faults.values()), "faults_by_kind": dict(sorted(faults.items())),
+        "workload": dict(sorted(workload.items())),
+        "failed_runs": sum(1 for r in results if not r.ok),
+        "violations_by_invariant": dict(violations),
+        "invariants_checked": list(INVARIANTS),
+        "time_to_protect_s": percentiles(protect),
+        "settle_s": percentiles(settle),
+        "by_venue": by_venue,
+        "failing_seeds": [{"seed": r.seed, "venue": r.venue, "replay": replay(r),
+                           "invariants": sorted({v.invariant for v in r.violations}), "kept": r.kept}
+                          for r in results if not r.ok],
+        "seeds": [r.seed for r in results],
+        "results": [r.to_json() for r in results],
+    }
+
+
+def replay(r: RunResult) -> str:
+    return f"python -m chaos --seed {r.seed} --runs 1 --venue {r.venue}"
+
+
+def table(s: dict[str, Any]) -> str:
+    lines = [f"chaos: {s['runs']} runs (seed {s['seed']}, venue {s['venue']}, {s['duration_s']} s each), "
+             f"wall {s['wall_s']} s"]
+    rows: list[tuple[str, str]] = [("runs", str(s["runs"])), ("failed runs", str(s["failed_runs"])),
+                                   ("SIGKILLs", str(s["kills"])), ("daemon starts", str(s["daemon_starts"])),
+                                   ("faults", str(s["faults"]))]
+    rows += [(f"  fault {k}", str(v)) for k, v in s["faults_by_kind"].items()]
+    rows += [(f"  workload {k}", str(v)) for k, v in s["workload"].items()]
+    rows += [(f"violations {k}", str(v)) for k, v in s["violations_by_invariant"].items()]
+    for name, key in (("time to protect (s)", "time_to_protect_s"), ("settle (s)", "settle_s")):
+        p = s[key]
+        rows.append((name, f"n={p['count']} p50={p['p50']} p90={p['p90']} p99={p['p99']} max={p['max']}"))
+    for venue, row in sorted(s["by_venue"].items()):
+        rows.append((f"venue {venue}", f"{row['runs']} runs, {row['kills']} kills, {row['failed_runs']} failed"))
+    width = max(len(k) for k, _ in rows)
+    lines += [f"  {k:<{width}}  {v}" for k, v in rows]
+    for f in s["failing_seeds"]:
+        lines.append(f"  FAILED seed {f['seed']} ({f['venue']}): {', '.join(f['invariants'])}; replay: {f['replay']}")
+    return "\n".join(lines)
+
+
+async def campaign(args: argparse.Namespace) -> list[RunResult]:
+    opts = Options(duration=args.duration, settle_timeout=args.settle, keep=RESULTS / "runs")
+    results = []
+    for i in range(args.runs):
+        seed = args.seed + i
+        r = await one_run(seed, args.venue, opts)
+        results.append(r)
+        if not args.quiet:
+            status = "ok" if r.ok else "FAILED " + "; ".join(f"{v.invariant}: {v.detail}" for v in r.violations[:4])
+            print(f"[{i + 1}/{args.runs}] seed {seed} {venue_for(seed, args.venue)}: {r.kills} kills, "
+                  f"{sum(r.faults.values())} faults, {r.wall_seconds:.1f} s: {status}", flush=True)
+            if not r.ok:
+                print(f"    replay: {replay(r)}" + (f"; kept in {r.kept}" if r.kept else ""), flush=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    t0 = time.monotonic()
+    results = trio.run(campaign, args)
+    summary = summarize(results, args, time.monotonic() - t0)
+    out = args.out or RESULTS / f"chaos-{time.strftime('%Y%m%d-%H%M%S')}-seed{args.seed}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+    print(table(summary))
+    print(f"JSON: {out}")
+    return 0 if summary["failed_runs"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""The invariants a run must end with, read from the venue (the simulator's account), the store and the log.
+
+State invariants hold once the daemon has settled (the campaign polls them until they hold twice in a row, or
+the settle time runs out); history invariants are read from every fill the venue executed during the run.
+
+- ``covered``: every open position is protected exactly. Aster: each of the position's open tranches has one
+  resting TP and one resting SL of its own, each for the tranche's quantity. Lighter (exits are emulated): each
+  open tranche holds its TP and SL prices.
+- ``store_matches_venue``: the store's open tranches of each (symbol, side) sum to the venue's position, and a
+  flat side has none.
+- ``no_orphan_order``: no posmon order (client id prefix) rests that is not an open tranche's current exit
+  (Lighter: none rests at all; its exits are market orders).
+- ``no_double_execution``: no posmon client order id traded under two venue orders, nor beyond its quantity.
+- ``no_close_past_zero``: no posmon fill grew a position or flipped it (reduce-only never goes past zero).
+- ``daemon_alive``: the daemon process is running at the end (the campaign's own kills are restarted).
+- ``no_traceback``: no traceback in the daemon's log.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from chaos.venues import FillLog, Venue
+from posmon.domain.orders import Side
+
+STATE_INVARIANTS = ("covered", "store_matches_venue", "no_orphan_order")
+HISTORY_INVARIANTS = ("no_double_execution", "no_close_past_zero")
+PROCESS_INVARIANTS = ("daemon_alive", "no_traceback")
+INVARIANTS = STATE_INVARIANTS + HISTORY_INVARIANTS + PROCESS_INVARIANTS
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    invariant: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoreTranche:
+    id: int
+    symbol: str
+    side: Side
+    qty: Decimal
+    tp: str
+    sl: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoreView:
+    tranches: list[StoreTranche]
+    orders: list[dict[str, Any]]  # active (not DONE) orders
+
+
+def _dec(text: Any) -> Decimal:
+    try:
+        return Decimal(str(text))
+    except (InvalidOperation, ValueError):
+        return ZERO
+
+
+def read_store(path: Path) -> StoreView | None:
+    """The store's open tranches and active orders, read-only; None while it does not exist or is locked."""
+    if not path.exists():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+    except sqlite3.Error:
+        return None
+    try:
+        conn.row_factory = sqlite3.Row
+        rows = conn.execute("SELECT id, symbol, side, qty, tp, sl, status FROM tranches "
+                            "WHERE status IN ('open', 'closing') ORDER BY id").fetchall()
+        tranches = [StoreTranche(r["id"], r["symbol"], Side(r["side"]), _dec(r["qty"]), r["tp"] or "", r["sl"] or "",
+                                 r["status"]) for r in rows]
+        orders = [dict(r) for r in conn.execute("SELECT client_id, tranche_id, purpose, qty, state FROM orders "
+                                                "WHERE state != 'DONE'").fetchall()]
+        return StoreView(tranches, orders)
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+
+
+def check_state(venue: Venue, store: StoreView | None) -> list[Violation]:
+    """``covered``, ``store_matches_venue`` and ``no_orphan_order`` against the venue's account right now."""
+    out: list[Violation] = []
+    positions = venue.positions()
+    resting = venue.resting()
+    if store is None:
+        if positions:
+            out.append(Violation("store_matches_venue", f"store unreadable with positions {_fmt(positions)}"))
+        return out
+    by_key: dict[tuple[str, Side], list[StoreTranche]] = defaultdict(list)
+    for t in store.tranches:
+        by_key[(t.symbol, t.side)].append(t)
+    for key in sorted(set(positions) | set(by_key)):
+        qty = positions.get(key, ZERO)
+        held = sum((t.qty for t in by_key.get(key, ())), ZERO)
+        if held != qty:
+            out.append(Violation("store_matches_venue", f"{key[0]} {key[1].value}: venue {qty}, store tranches "
+                                 f"{held} ({', '.join(f'#{t.id} {t.qty} {t.status}' for t in by_key.get(key, []))})"))
+    open_ids = {t.id: t for t in store.tranches}
+    legs: dict[tuple[int, str], list[Any]] = defaultdict(list)
+    for order in resting:
+        tranche = open_ids.get(order.tranche_id) if order.tranche_id is not None else None
+        if venue.hedge and tranche is not None and order.purpose in ("T", "S") and tranche.side == order.side:
+            legs[(tranche.id, order.purpose)].append(order)
+            continue
+        what = "no open tranche" if tranche is None else f"purpose {order.purpose} of #{tranche.id}"
+        out.append(Violation("no_orphan_order", f"{order.client_id} {order.symbol} qty {order.qty} rests: {what}"))
+    for (symbol, side), qty in sorted(positions.items()):
+        for t in by_key.get((symbol, side), ()):
+            if not venue.hedge:
+                if not t.tp or not t.sl:
+                    out.append(Violation("covered", f"{symbol} {side.value} #{t.id}: exits tp={t.tp!r} sl={t.sl!r}"))
+                continue
+            for purpose, label in (("T", "TP"), ("S", "SL")):
+                orders = legs.get((t.id, purpose), [])
+                if len(orders) != 1:
+                    out.append(Violation("covered", f"{symbol} {side.value} #{t.id} qty {t.qty}: {len(orders)} "
+                                         f"resting {label} ({', '.join(o.client_id for o in orders) or 'none'})"))
+                elif orders[0].qty != t.qty:
+                    out.append(Violation("covered", f"{symbol} {side.value} #{t.id}: {label} {orders[0].client_id} "
+                                         f"for {orders[0].qty}, tranche {t.qty}"))
+        if not by_key.get((symbol, side)):
+            out.append(Violation("covered", f"{symbol} {side.value} {qty}: no open tranche, unprotected"))
+    if venue.hedge:
+        for (tranche_id, _purpose), orders in legs.items():
+            if tranche_id in open_ids and (open_ids[tranche_id].symbol, open_ids[tranche_id].side) not in positions:
+                out.append(Violation("no_orphan_order", f"{', '.join(o.client_id for o in orders)}: exit of "
+                                     f"#{tranche_id} rests on a flat side"))
+    return out
+
+
+def check_history(log: FillLog) -> list[Violation]:
+    """``no_double_execution`` and ``no_close_past_zero`` from every posmon fill of the run."""
+    out: list[Violation] = []
+    for client_id, orders in sorted(log.executed_by_client.items()):
+        if len(orders) > 1:
+            out.append(Violation("no_double_execution", f"{client_id} traded as {len(orders)} venue orders "
+                                 f"{sorted(orders)}"))
+    totals: Counter[str] = Counter()
+    for fill in log.fills:
+        totals[fill.client_id] += 1
+        grew = abs(fill.after) > abs(fill.before)
+        flipped = fill.after != 0 and fill.before != 0 and (fill.after > 0) != (fill.before > 0)
+        opened = fill.before == 0 and fill.after != 0
+        if grew or flipped or opened:
+            out.append(Violation("no_close_past_zero", f"{fill.client_id} {fill.symbol} {fill.position_side} "
+                                 f"filled {fill.qty}: position {fill.before} -> {fill.after}"
+                                 f"{' (reduce-only)' if fill.reduce_only else ''}"))
+    return out
+
+
+def check_log(text: str) -> list[Violation]:
+    if "Traceback (most recent call last)" not in text:
+        return []
+    i = text.index("Traceback (most recent call last)")
+    tail = text[i:i + 4000].splitlines()
+    last = next((line for line in tail[1:] if line and not line.startswith((" ", "Traceback", "+", "|"))), "")
+    return [Violation("no_traceback", f"traceback in the daemon log: {last[:200]}")]
+
+
+def _fmt(positions: dict[tuple[str, Side], Decimal]) -> str:
+    return ", ".join(f"{s} {side.value} {q}" for (s, side), q in sorted(positions.items()))

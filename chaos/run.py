@@ -1,0 +1,441 @@
+"""One run of the campaign: a simulator, the real daemon as a process, a random schedule, settling, invariants.
+
+Every random choice of a run is drawn up front from its seed into a ``Schedule`` (workload, marks, faults,
+kills, restart delays), so ``--seed S --runs 1`` replays the same choices; only the daemon's timing differs.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import ROUND_FLOOR, Decimal
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from chaos.invariants import Violation, check_history, check_log, check_state, read_store
+from chaos.venues import VENUES, Venue
+from posmon.domain.orders import Side
+
+ROOT = Path(__file__).resolve().parent.parent
+MARK_STEP_S = 0.25
+
+
+@dataclass(frozen=True)
+class Options:
+    duration: float = 6.0  # seconds of chaos per run
+    settle_timeout: float = 30.0  # seconds the daemon gets to reach every state invariant afterwards
+    start_timeout: float = 30.0  # seconds a (re)started daemon gets to connect its streams
+    keep: Path | None = None  # where failing runs' directories (config, store, log) are kept
+    reconcile_interval: float = 2.0  # [daemon] reconcile_interval_seconds, when this posmon has the key
+
+
+@dataclass(frozen=True)
+class Action:
+    t: float
+    kind: str  # "marks" | "entry" | "silent" | "liquidate" | "fault"
+    args: dict[str, Any]
+
+
+@dataclass
+class Schedule:
+    seed: int
+    venue: str
+    pre_entries: list[dict[str, Any]]
+    actions: list[Action]
+    kills: list[tuple[float, float, float]]  # (at, extra wait once alive, restart delay)
+    instant_tp: bool
+
+
+@dataclass
+class RunResult:
+    seed: int
+    venue: str
+    kills: int = 0
+    starts: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+    workload: Counter[str] = field(default_factory=Counter)
+    violations: list[Violation] = field(default_factory=list)
+    protect_times: list[float] = field(default_factory=list)
+    settle_seconds: float | None = None
+    wall_seconds: float = 0.0
+    kept: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seed": self.seed, "venue": self.venue, "ok": self.ok, "kills": self.kills, "starts": self.starts,
+                "faults": dict(self.faults), "workload": dict(self.workload),
+                "violations": [{"invariant": v.invariant, "detail": v.detail} for v in self.violations],
+                "protect_times_s": [round(t, 3) for t in self.protect_times],
+                "settle_s": None if self.settle_seconds is None else round(self.settle_seconds, 3),
+                "wall_s": round(self.wall_seconds, 2), "kept": self.kept}
+
+
+def venue_for(seed: int, venue: str) -> str:
+    """``both`` alternates by seed, so a replayed seed picks the same venue."""
+    return ("aster", "lighter")[seed % 2] if venue == "both" else venue
+
+
+def plan(seed: int, venue: Venue, opts: Options) -> Schedule:
+    rng = random.Random(seed)
+    d = opts.duration
+    symbols = list(venue.symbols)
+    actions: list[Action] = []
+    offsets = {s: 0.0 for s in symbols}
+    steps = int(d / MARK_STEP_S)
+    for i in range(1, steps + 1):
+        prices = {}
+        for s in symbols:
+            o = offsets[s] * 0.92 + rng.gauss(0, 0.3)
+            if rng.random() < 0.06:
+                o += rng.choice((-1, 1)) * rng.uniform(1.2, 2.6)  # through TPs (1 %) and SLs (2 %)
+            offsets[s] = max(-4.0, min(4.0, o))
+            prices[s] = offsets[s]
+        actions.append(Action(i * MARK_STEP_S, "marks", {"offsets": prices}))
+    for _ in range(rng.randint(3, 6)):
+        actions.append(Action(rng.uniform(0, d), "entry", {"symbol": rng.choice(symbols),
+                                                           "side": rng.choice(("LONG", "SHORT")),
+                                                           "notional": rng.randint(40, 200)}))
+    for _ in range(rng.choice((0, 1, 1, 2))):
+        actions.append(Action(rng.uniform(0, d), "silent", {
+            "symbol": rng.choice(symbols), "side": rng.choice(("LONG", "SHORT")),
+            "how": rng.choice(("appear", "grow", "shrink", "vanish")), "factor": rng.uniform(0.2, 0.8),
+            "notional": rng.randint(40, 200), "frame": rng.random() < 0.6}))
+    if rng.random() < 0.4:
+        actions.append(Action(rng.uniform(0, d), "liquidate", {
+            "symbol": rng.choice(symbols), "side": rng.choice(("LONG", "SHORT")), "adl": rng.random() < 0.4,
+            "partial": rng.random() < 0.4, "factor": rng.uniform(0.2, 0.8)}))
+    for i in range(rng.randint(2, 5)):
+        actions.append(Action(rng.uniform(0, d), "fault", {"kind": rng.choice(venue.fault_kinds),
+                                                           "seed": f"{seed}-fault-{i}"}))
+    actions.sort(key=lambda a: a.t)
+    kills = sorted((rng.uniform(0.2, d), rng.uniform(0.0, 0.6), rng.uniform(0.0, 1.0))
+                   for _ in range(rng.choice((1, 2, 2, 3))))
+    pre = [{"symbol": rng.choice(symbols), "side": rng.choice(("LONG", "SHORT")), "notional": rng.randint(40, 200)}
+           for _ in range(rng.choice((0, 0, 1, 2)))]
+    return Schedule(seed, venue.name, pre, actions, kills, instant_tp=rng.random() < 0.5)
+
+
+def _has_reconcile_key() -> bool:
+    try:
+        return "reconcile_interval_seconds" in (ROOT / "posmon" / "config.py").read_text()
+    except OSError:
+        return False
+
+
+def write_config(path: Path, store: Path, venue: Venue, rest_url: str, ws_url: str, schedule: Schedule,
+                 opts: Options) -> None:
+    reconcile = f"reconcile_interval_seconds = {opts.reconcile_interval}\n" if _has_reconcile_key() else ""
+    path.write_text(f"""[daemon]
+venue = "{venue.name}"
+store = "{store}"
+hedge_mode = {str(venue.hedge).lower()}
+log_level = "INFO"
+stale_stream_seconds = 3.0
+request_timeout_seconds = 2.0
+restart_backoff_seconds = 0.2
+restart_budget = 50
+{reconcile}
+[risk]
+tp_pct = 1.0
+sl_pct = 2.0
+instant_tp_enabled = {str(schedule.instant_tp).lower()}
+
+[api]
+enabled = false
+
+{venue.config(rest_url, ws_url)}""")
+
+
+def _daemon_command(config: Path) -> list[str]:
+    script = Path(sys.executable).parent / "posmon"
+    if script.exists():
+        return [str(script), "--config", str(config), "run"]
+    return [sys.executable, "-c", "import sys; from posmon.cli import main; sys.exit(main())", "--config",
+            str(config), "run"]
+
+
+class Daemon:
+    """``posmon run`` as a child process, its output appended to one log across restarts."""
+
+    def __init__(self, config: Path, log: Path, env: dict[str, str]) -> None:
+        self.config, self.log, self.env = config, log, env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        self.kills = 0
+        self.died: list[str] = []  # exits the campaign did not cause
+
+    def start(self) -> None:
+        self.starts += 1
+        with self.log.open("ab") as out:
+            out.write(f"\n=== chaos: daemon start #{self.starts} at {time.time():.3f} ===\n".encode())
+            out.flush()
+            self.proc = subprocess.Popen(_daemon_command(self.config), stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=self.env, cwd=self.log.parent)
+
+    def alive(self) -> bool:
+        if self.proc is None:
+            return False
+        code = self.proc.poll()
+        if code is not None and self.proc is not None:
+            self.died.append(f"daemon start #{self.starts} exited by itself with code {code}")
+            self.proc = None
+        return code is None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+            self.kills += 1
+            with self.log.open("ab") as out:
+                out.write(f"\n=== chaos: SIGKILL at {time.time():.3f} ===\n".encode())
+        self.proc = None
+
+    async def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            with trio.move_on_after(8):
+                while self.proc.poll() is None:  # noqa: ASYNC110 (a child process: nothing to wait on)
+                    await trio.sleep(0.05)
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+def _quantize(qty: Decimal, step: Decimal) -> Decimal:
+    return (qty / step).to_integral_value(ROUND_FLOOR) * step
+
+
+def _price(venue: Venue, symbol: str, offset_pct: float) -> Decimal:
+    base, tick = venue.base_price(symbol), venue.tick(symbol)
+    return (base * (1 + Decimal(str(round(offset_pct, 4))) / 100) / tick).to_integral_value() * tick
+
+
+class Runner:
+    """Runs one schedule; the campaign makes one per run."""
+
+    def __init__(self, schedule: Schedule, venue: Venue, opts: Options) -> None:
+        self.schedule, self.venue, self.opts = schedule, venue, opts
+        self.result = RunResult(schedule.seed, venue.name)
+        self.work = Path(tempfile.mkdtemp(prefix=f"chaos-{schedule.seed}-"))
+        self.store = self.work / "posmon.sqlite"
+        self.log = self.work / "daemon.log"
+        self.daemon: Daemon | None = None
+        self.unprotected_since: float | None = None
+        self.marks: dict[str, Decimal] = {s: venue.base_price(s) for s in venue.symbols}
+        self.chaos_over = False
+
+    # ---- the run ------------------------------------------------------------------------------------------------
+
+    async def run(self) -> RunResult:
+        t0 = time.monotonic()
+        try:
+            async with trio.open_nursery() as nursery:
+                rest_url, ws_url = await self.venue.serve(nursery)
+                config = self.work / "config.toml"
+                write_config(config, self.store, self.venue, rest_url, ws_url, self.schedule, self.opts)
+                env = {k: v for k, v in os.environ.items() if not k.startswith("POSMON_")}
+                env.update(self.venue.env())
+                self.daemon = Daemon(config, self.log, env)
+                await self._run(nursery)
+                nursery.cancel_scope.cancel()
+        finally:
+            if self.daemon is not None:
+                self.daemon.kill()
+        self.result.wall_seconds = time.monotonic() - t0
+        self._finish()
+        return self.result
+
+    async def _run(self, nursery: trio.Nursery) -> None:
+        venue, daemon = self.venue, self.daemon
+        assert daemon is not None
+        for entry in self.schedule.pre_entries:
+            venue.entry(entry["symbol"], Side(entry["side"]), Decimal(entry["notional"]))
+            self.result.workload["entry_before_start"] += 1
+        nursery.start_soon(self._heartbeat)
+        daemon.start()
+        if not await self._wait_connected():
+            return
+        if self.schedule.pre_entries:
+            self._changed()
+        nursery.start_soon(self._monitor)
+        async with trio.open_nursery() as chaos:
+            chaos.start_soon(self._kills)
+            await self._workload(chaos)
+            chaos.cancel_scope.cancel()
+        self.chaos_over = True
+        venue.clear_faults()
+        if not daemon.alive() and not daemon.died:
+            daemon.start()
+        await self._settle()
+        self.result.violations += check_history(venue.fill_log)
+        if not daemon.alive():
+            self.result.violations.append(Violation("daemon_alive", "; ".join(daemon.died) or "not running"))
+        await daemon.stop()
+
+    async def _wait_connected(self) -> bool:
+        """Until the (re)started daemon holds its streams; a daemon that cannot start is a violation."""
+        daemon = self.daemon
+        assert daemon is not None
+        with trio.move_on_after(self.opts.start_timeout):
+            while not (daemon.alive() and self.venue.connected()):
+                if daemon.died:
+                    break
+                await trio.sleep(0.05)
+            else:
+                return True
+        if daemon.alive() and self.venue.connected():
+            return True
+        self.result.violations.append(Violation("daemon_alive", "; ".join(daemon.died) or
+                                                f"not connected {self.opts.start_timeout:.0f} s after start"))
+        return False
+
+    async def _heartbeat(self) -> None:
+        """The current marks again every half second, so quiet streams are not taken for dead ones."""
+        while True:
+            await trio.sleep(0.5)
+            self.venue.set_marks(dict(self.marks))
+
+    async def _workload(self, nursery: trio.Nursery) -> None:
+        start = trio.current_time()
+        for action in self.schedule.actions:
+            await trio.sleep_until(start + action.t)
+            self._apply(action, nursery)
+        await trio.sleep_until(start + self.opts.duration)
+
+    def _apply(self, action: Action, nursery: trio.Nursery) -> None:
+        venue, a, counts = self.venue, action.args, self.result.workload
+        if action.kind == "marks":
+            self.marks = {s: _price(venue, s, o) for s, o in a["offsets"].items()}
+            venue.set_marks(dict(self.marks))
+            return
+        if action.kind == "fault":
+            venue.inject(a["kind"], random.Random(a["seed"]), nursery)
+            self.result.faults[a["kind"]] += 1
+            return
+        symbol, side = a["symbol"], Side(a["side"])
+        if action.kind == "entry":
+            if venue.entry(symbol, side, Decimal(a["notional"])):
+                counts["entry"] += 1
+                self._changed()
+        elif action.kind == "silent":
+            step = venue.exchange.engine.rules[symbol].step_size
+            held = venue.exchange.engine.position(symbol, side)
+            qty = held.qty if held is not None else Decimal(0)
+            how = a["how"]
+            if how == "appear" or (qty == 0 and how == "grow"):
+                if qty == 0:
+                    new = venue.exchange.entry_qty(symbol, Decimal(a["notional"])) or Decimal(0)
+                else:
+                    new = qty + _quantize(qty * Decimal(str(a["factor"])), step)
+                how = "appear" if qty == 0 else "grow"
+            elif qty == 0:
+                return  # nothing to shrink or remove
+            elif how == "grow":
+                new = qty + max(step, _quantize(qty * Decimal(str(a["factor"])), step))
+            elif how == "shrink":
+                new = max(step, _quantize(qty * Decimal(str(a["factor"])), step))
+                if new >= qty:
+                    return
+            else:
+                new = Decimal(0)
+            venue.silent(symbol, side, new, frame=a["frame"])
+            counts[f"silent_{how}_{'frame' if a['frame'] else 'no_frame'}"] += 1
+            self._changed()
+        elif action.kind == "liquidate":
+            held = venue.exchange.engine.position(symbol, side)
+            if held is None:
+                return
+            qty = None
+            if a["partial"]:
+                step = venue.exchange.engine.rules[symbol].step_size
+                qty = max(step, _quantize(held.qty * Decimal(str(a["factor"])), step))
+            if venue.liquidate(symbol, side, qty, adl=a["adl"]):
+                counts["adl" if a["adl"] else "liquidation"] += 1
+                self._changed()
+
+    def _changed(self) -> None:
+        if self.unprotected_since is None:
+            self.unprotected_since = trio.current_time()
+
+    async def _kills(self) -> None:
+        daemon = self.daemon
+        assert daemon is not None
+        start = trio.current_time()
+        for at, extra, restart_delay in self.schedule.kills:
+            await trio.sleep_until(start + at)
+            while not daemon.alive():
+                if daemon.died:
+                    return
+                await trio.sleep(0.05)
+            await trio.sleep(extra)
+            daemon.kill()
+            await trio.sleep(restart_delay)
+            daemon.start()
+
+    async def _monitor(self) -> None:
+        """Time from a change of the account (workload) to every position protected again."""
+        while not self.chaos_over:
+            await trio.sleep(0.2)
+            self._check_protected()
+
+    def _check_protected(self) -> bool:
+        ok = not check_state(self.venue, read_store(self.store))
+        if ok and self.unprotected_since is not None:
+            self.result.protect_times.append(trio.current_time() - self.unprotected_since)
+            self.unprotected_since = None
+        return ok
+
+    async def _settle(self) -> None:
+        start = trio.current_time()
+        passes = 0
+        deadline = start + self.opts.settle_timeout
+        while trio.current_time() < deadline:
+            await trio.sleep(0.25)
+            daemon = self.daemon
+            if daemon is not None and not daemon.alive() and daemon.died:
+                break
+            if self._check_protected():
+                passes += 1
+                if passes >= 2:
+                    self.result.settle_seconds = trio.current_time() - start
+                    return
+            else:
+                passes = 0
+        self.result.violations += check_state(self.venue, read_store(self.store))
+
+    def _finish(self) -> None:
+        daemon = self.daemon
+        if daemon is not None:
+            self.result.kills, self.result.starts = daemon.kills, daemon.starts
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            text = ""
+        self.result.violations += check_log(text)
+        if self.result.violations and self.opts.keep is not None:
+            dest = self.opts.keep / f"{self.venue.name}-seed-{self.schedule.seed}"
+            shutil.rmtree(dest, ignore_errors=True)
+            shutil.copytree(self.work, dest, ignore=shutil.ignore_patterns("*.lock"))
+            self.result.kept = str(dest)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+async def one_run(seed: int, venue_name: str, opts: Options) -> RunResult:
+    venue = VENUES[venue_for(seed, venue_name)]()
+    return await Runner(plan(seed, venue, opts), venue, opts).run()
