@@ -4,13 +4,18 @@ The HTTP API and (through it) the CLI call these; they never reach into actors
 themselves. Each request that changes something is handed to the position
 actor that owns the (symbol, side) as a message, so the actor stays the only
 writer of its tranches.
+
+A client must not be able to bury an actor's ticks and exits under commands: identical stop/resume/close
+commands in flight are coalesced (later ones get the first one's answer), a resume of a symbol that is being
+monitored sends nothing, and beyond ``max_outstanding`` distinct commands in flight the daemon answers 503
+with a Retry-After instead of queueing more.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -18,19 +23,27 @@ from typing import Any, Protocol
 import trio
 
 from posmon.actors.messages import CloseTranches, OpenEntry, ResumeMonitoring, StopMonitoring
-from posmon.domain.orders import OrderRequest, OrderType, Purpose, Side
+from posmon.domain.orders import OrderRequest, OrderType, Purpose, Side, SymbolRules
 from posmon.domain.protection import client_order_id
 from posmon.domain.rounding import quantize_qty, round_down, round_up
-from posmon.domain.tranche import realized_pnl
+from posmon.domain.tranche import Risk, exit_prices, realized_pnl
+
+DEFAULT_MAX_OUTSTANDING = 32  # distinct operator commands in flight; an open may wait its entry_timeout
+BUSY_RETRY_AFTER_SECONDS = 1.0
 
 
 class ControlError(Exception):
-    """A request the daemon refuses; ``field`` names the offending input, ``status`` the HTTP status to answer."""
+    """A request the daemon refuses; ``field`` names the offending input, ``status`` the HTTP status to answer.
 
-    def __init__(self, message: str, *, field: str | None = None, status: int = 422) -> None:
+    ``retry_after``: seconds after which the same request may succeed (a busy daemon), else None.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, status: int = 422,
+                 retry_after: float | None = None) -> None:
         super().__init__(message)
         self.field = field
         self.status = status
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,16 +153,93 @@ class Control(Protocol):
         ...
 
 
+@dataclass(slots=True)
+class _Flight:
+    """One command in flight; identical ones arriving meanwhile wait for ``done`` and share its outcome."""
+
+    done: trio.Event = field(default_factory=trio.Event)
+    result: Any = None
+    error: ControlError | None = None
+
+
+def check_exits(side: Side, mark: Decimal, risk: Risk, rules: SymbolRules) -> None:
+    """Refuse (422) a TP or SL that could never be placed: at or below zero, or outside the venue's price filter.
+
+    Estimated at ``mark`` (the entry fills near it): a SHORT's TP more than 100 % below, or a LONG's TP beyond
+    the venue's maximum price, would leave the filled entry without a TP, its placement refused forever.
+    ``rules.min_price``/``max_price`` are used when the venue's rules carry them (0 or absent: unknown).
+    """
+    if not 0 < risk.sl_pct < 100:
+        raise ControlError(f"sl_percent {risk.sl_pct} puts the SL at or beyond zero; expected > 0 and < 100",
+                           field="sl_percent")
+    if side is Side.SHORT and risk.tp_pct >= 100:
+        raise ControlError(f"TP {risk.tp_pct.normalize():f} % below a SHORT's entry is at or below zero; "
+                           "sl_percent x reward / risk must stay under 100", field="rr_ratio")
+    tp, sl = exit_prices(side, mark, risk, rules)
+    low = getattr(rules, "min_price", None) or Decimal(0)
+    high = getattr(rules, "max_price", None) or None
+    for name, price, fld in (("TP", tp, "rr_ratio"), ("SL", sl, "sl_percent")):
+        if price <= 0 or price < low or (high is not None and price > high):
+            limits = f"{low} to {high}" if high is not None else f"above {max(low, Decimal(0))}"
+            raise ControlError(f"the {name} would be at {price} (mark {mark}), outside the prices {rules.symbol} "
+                               f"accepts ({limits}); nothing was sent", field=fld)
+
+
 class DaemonControl:
     """``Control`` over a running daemon: answers from the store and the router, changes through the actors."""
 
     def __init__(self, daemon: Any, *, clock: Callable[[], float], entry_timeout: float = 30.0,
-                 reply_timeout: float = 30.0) -> None:
+                 reply_timeout: float = 30.0, max_outstanding: int = DEFAULT_MAX_OUTSTANDING) -> None:
         self._d = daemon  # posmon.daemon.Daemon (not imported: it imports this module)
         self._clock = clock
         self._entry_timeout = entry_timeout
         self._reply_timeout = reply_timeout
+        self._max_outstanding = max_outstanding
+        self._outstanding = 0
+        self._flights: dict[Hashable, _Flight] = {}
         self.started_at = clock()
+
+    # --- admission ----------------------------------------------------------------------------------------
+
+    def _admit(self) -> None:
+        if self._outstanding >= self._max_outstanding:
+            raise ControlError(f"the daemon is busy with {self._outstanding} operator commands; retry in "
+                               f"{BUSY_RETRY_AFTER_SECONDS:g} s", status=503, retry_after=BUSY_RETRY_AFTER_SECONDS)
+        self._outstanding += 1
+
+    async def _bounded(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """``call()`` counted against ``max_outstanding`` while it runs."""
+        self._admit()
+        try:
+            return await call()
+        finally:
+            self._outstanding -= 1
+
+    async def _coalesced(self, key: Hashable, call: Callable[[], Awaitable[Any]]) -> Any:
+        """``call()``, unless an identical command (same ``key``) is in flight: then that one's outcome."""
+        flight = self._flights.get(key)
+        if flight is not None:
+            await flight.done.wait()
+            if flight.error is not None:
+                e = flight.error
+                raise ControlError(str(e), field=e.field, status=e.status, retry_after=e.retry_after)
+            return flight.result
+        self._admit()
+        flight = self._flights[key] = _Flight()
+        try:
+            flight.result = await call()
+            return flight.result
+        except ControlError as exc:
+            flight.error = exc
+            raise
+        except BaseException:
+            flight.error = ControlError("an identical command failed or was interrupted; retry", status=503,
+                                        retry_after=BUSY_RETRY_AFTER_SECONDS)
+            raise
+        finally:
+            del self._flights[key]
+            self._outstanding -= 1
+            flight.done.set()
 
     # --- reading ------------------------------------------------------------------------------------------
 
@@ -198,6 +288,9 @@ class DaemonControl:
         raise ControlError(f"{given!r} is not a symbol {d.venue.name} lists", field="symbol", status=404)
 
     async def open_position(self, request: OpenRequest) -> OpenResult:
+        return await self._bounded(lambda: self._open_position(request))  # two opens are two positions: no merging
+
+    async def _open_position(self, request: OpenRequest) -> OpenResult:
         d = self._d
         symbol = self._symbol(request.symbol)
         rules = d.rules[symbol]
@@ -212,6 +305,7 @@ class DaemonControl:
                 f"below the venue's minimum (qty {rules.min_qty}, notional {rules.min_notional})", field="size_usd")
         base = d.risk_of(symbol)
         risk = dataclasses.replace(base, tp_pct=request.tp_pct, sl_pct=request.sl_pct)
+        check_exits(request.side, mark.price, risk, rules)
         hedge = bool(getattr(d.venue, "hedge_mode", d.settings.daemon.hedge_mode))
         price = None
         if getattr(d.venue, "emulated_exits", False):  # market orders there need a worst acceptable price
@@ -224,7 +318,7 @@ class DaemonControl:
                              position_side=request.side.value if hedge else "BOTH", type=OrderType.MARKET, qty=qty,
                              price=price)
         if symbol in d.directory.unmonitored:  # an explicit open means: watch it again
-            await self.resume_monitoring(symbol)
+            await self._resume(symbol)
         send, recv = trio.open_memory_channel[Any](1)
         async with send, recv:
             await d.directory.inbox(symbol, request.side).send(OpenEntry(entry, tid, risk, send))
@@ -239,8 +333,11 @@ class DaemonControl:
         return OpenResult(symbol, request.side, tid, entry.client_id, t.qty, t.entry, t.tp, t.sl, "FILLED")
 
     async def close(self, symbol: str, side: Side | None = None, tranche_id: int | None = None) -> list[CloseResult]:
-        d = self._d
         symbol = self._symbol(symbol)
+        return await self._coalesced(("close", symbol, side, tranche_id), lambda: self._close(symbol, side, tranche_id))
+
+    async def _close(self, symbol: str, side: Side | None, tranche_id: int | None) -> list[CloseResult]:
+        d = self._d
         held = d.store.open_tranches(d.venue.name, symbol)
         if tranche_id is not None:
             held = [t for t in held if t.id == tranche_id]
@@ -251,7 +348,9 @@ class DaemonControl:
             ids = tuple(t.id for t in held if t.side is s)
             if not ids:
                 continue
-            await d.directory.inbox(symbol, s).send(CloseTranches(ids if tranche_id is not None else (), "MANUAL"))
+            if any(not t.closing for t in held if t.side is s):  # all closing already: the actor is on it
+                await d.directory.inbox(symbol, s).send(CloseTranches(ids if tranche_id is not None else (),
+                                                                      "MANUAL"))
             results.append(CloseResult(symbol, s, list(ids)))
         if not results:
             raise ControlError(f"posmon holds no open tranche of {symbol}" + (f" {side.value}" if side else ""),
@@ -259,8 +358,11 @@ class DaemonControl:
         return results
 
     async def stop_monitoring(self, symbol: str) -> StopResult:
-        d = self._d
         symbol = self._symbol(symbol)
+        return await self._coalesced(("stop", symbol), lambda: self._stop(symbol))
+
+    async def _stop(self, symbol: str) -> StopResult:
+        d = self._d
         d.store.set_monitored(d.venue.name, symbol, False)
         d.directory.unmonitored.add(symbol)
         stopped: list[int] = []
@@ -275,12 +377,22 @@ class DaemonControl:
         return StopResult(symbol, sorted(stopped))
 
     async def resume_monitoring(self, symbol: str) -> None:
-        d = self._d
         symbol = self._symbol(symbol)
-        d.store.set_monitored(d.venue.name, symbol, True)
-        d.directory.unmonitored.discard(symbol)
+        await self._coalesced(("resume", symbol), lambda: self._resume(symbol))
+
+    async def _resume(self, symbol: str) -> None:
+        """Only a stopped symbol's actors are told (each then reconciles once); a monitored one needs nothing.
+
+        Sending ``ResumeMonitoring`` to a monitored actor would only queue another full reconcile (two account
+        reads) ahead of its ticks: 300 resumes used to stall a close for tens of seconds.
+        """
+        d = self._d
+        stopped = symbol in d.directory.unmonitored
+        if stopped:
+            d.store.set_monitored(d.venue.name, symbol, True)
+            d.directory.unmonitored.discard(symbol)
         for side in Side:
             known = (symbol, side) in d.directory
             inbox = d.directory.inbox(symbol, side)  # a new actor reconciles at start and adopts what it finds
-            if known:
+            if known and stopped:
                 await inbox.send(ResumeMonitoring())

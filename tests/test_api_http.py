@@ -89,7 +89,7 @@ async def test_a_crash_in_the_control_answers_500_and_the_api_keeps_serving(capl
 
     control.stop_monitoring = broken  # type: ignore[method-assign]
     async with served(app_for(control)) as url, httpx.AsyncClient(base_url=url) as c:
-        r = await c.post("/api/monitor/stop/BTCUSDT")
+        r = await c.post("/api/monitor/stop/BTCUSDT", json={})
         after = await c.get("/api/monitor/status")
     assert r.status_code == 500 and r.json() == {"error": "internal error; see the daemon's log", "field": None}
     assert after.status_code == 200
@@ -100,7 +100,7 @@ async def test_a_crash_in_the_control_answers_500_and_the_api_keeps_serving(capl
 async def test_stop_and_resume_monitoring_by_symbol_or_market_id(symbol):
     control = FakeControl()
     async with served(app_for(control)) as url, httpx.AsyncClient(base_url=url) as c:
-        stopped = await c.post(f"/api/monitor/stop/{symbol.lower()}")
+        stopped = await c.post(f"/api/monitor/stop/{symbol.lower()}", json={})
         resumed = await c.post(f"/api/monitor/resume/{symbol}", json={})
     assert stopped.status_code == 200 and resumed.status_code == 200
     assert stopped.json()["monitoring"] is False and resumed.json() == {"symbol": symbol, "monitoring": True}
@@ -112,9 +112,9 @@ async def test_stop_and_resume_monitoring_by_symbol_or_market_id(symbol):
 async def test_close_a_whole_position_or_one_side():
     control = FakeControl()
     async with served(app_for(control)) as url, httpx.AsyncClient(base_url=url) as c:
-        everything = await c.post("/api/positions/BTCUSDT/close")
+        everything = await c.post("/api/positions/BTCUSDT/close", json={})
         short = await c.post("/api/positions/BTCUSDT/close", json={"side": "short"})
-        long_ = await c.post("/api/positions/BTCUSDT/close?side=LONG")
+        long_ = await c.post("/api/positions/BTCUSDT/close?side=LONG", json={})
     assert everything.status_code == 200
     assert everything.json() == {"closing": [{"symbol": "BTCUSDT", "side": "LONG", "tranche_ids": [1]},
                                              {"symbol": "BTCUSDT", "side": "SHORT", "tranche_ids": [2]}]}
@@ -127,16 +127,16 @@ async def test_close_a_whole_position_or_one_side():
 async def test_closing_a_symbol_with_nothing_open_answers_404():
     control = FakeControl()
     async with served(app_for(control)) as url, httpx.AsyncClient(base_url=url) as c:
-        r = await c.post("/api/positions/ETHUSDT/close")
+        r = await c.post("/api/positions/ETHUSDT/close", json={})
     assert r.status_code == 404 and r.json()["field"] == "symbol"
 
 
 async def test_close_one_tranche_found_in_the_status_or_named_with_its_symbol():
     control = FakeControl()
     async with served(app_for(control)) as url, httpx.AsyncClient(base_url=url) as c:
-        looked_up = await c.post("/api/tranches/2/close")
+        looked_up = await c.post("/api/tranches/2/close", json={})
         named = await c.post("/api/tranches/1/close", json={"symbol": "BTCUSDT"})
-        unknown = await c.post("/api/tranches/99/close")
+        unknown = await c.post("/api/tranches/99/close", json={})
     assert looked_up.json() == {"closing": [{"symbol": "BTCUSDT", "side": "SHORT", "tranche_ids": [2]}]}
     assert named.json() == {"closing": [{"symbol": "BTCUSDT", "side": "LONG", "tranche_ids": [1]}]}
     assert unknown.status_code == 404 and unknown.json()["field"] == "id"

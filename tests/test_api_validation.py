@@ -18,8 +18,10 @@ GOOD = {"symbol": "BTCUSDT", "size_usd": 100, "leverage": 5, "sl_percent": 3, "r
 
 
 def client(control: FakeControl) -> httpx.AsyncClient:
+    """Sends raw bodies labelled as JSON, as every client must (the content type itself is tested elsewhere)."""
     app = create_app(control, metrics_render=None, token=None)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8787",
+                             headers={"Content-Type": "application/json"})
 
 
 def with_(**changes):

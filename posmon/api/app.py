@@ -1,22 +1,37 @@
 """``create_app``: the operator's HTTP API, a thin layer over the daemon's ``Control`` object.
 
-Every request goes through one pipeline: authenticate (everything but ``/health`` when a token is set), parse
-and validate the body and path completely, and only then call the control object; refusals answer
+Every request goes through one pipeline: refuse what a web page elsewhere could send (a ``Host`` that is not
+this API's, a foreign ``Origin`` or ``Sec-Fetch-Site``), authenticate (everything but ``/health`` when a token
+is set), require ``Content-Type: application/json`` on every state-changing request, parse and validate the
+body (read within a time limit) and path completely, and only then call the control object; refusals answer
 ``{"error": ..., "field": ...}``. The log names the method, path, status and client, never a header.
+
+Why the browser checks: with the default (loopback, no token) the API trusts whoever can reach the port, and a
+browser page on any site can reach loopback. A cross-site ``text/plain`` POST needs no CORS preflight, and DNS
+rebinding points a name the attacker owns at 127.0.0.1. Requiring JSON forces a preflight (which this API never
+grants), a foreign ``Origin`` is refused, and the ``Host`` header (which carries the attacker's name under
+rebinding) must name this API: a loopback name, the address the connection arrived on, or ``allowed_hosts``.
+The port in ``Host`` is not compared: an SSH tunnel or a port-forward legitimately changes it, and rebinding is
+defeated by the name alone.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
-from collections.abc import Awaitable, Callable
+import math
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 import trio
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from posmon.api.auth import Unauthorized, check_bearer
 from posmon.api.errors import BadRequest
@@ -39,6 +54,12 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 DEFAULT_HEALTH_TIMEOUT_SECONDS = 5.0
+# A body is a few hundred bytes: one that has not arrived in full by then is never coming (or is an attack on
+# the connection count); the request is answered 408 and its connection freed.
+DEFAULT_BODY_TIMEOUT_SECONDS = 10.0
+JSON_TYPE = "application/json"
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 MetricsRender = Callable[[], tuple[bytes, str]]
 Handler = Callable[[Request], Awaitable[Response]]
@@ -50,13 +71,17 @@ def create_app(
     metrics_render: MetricsRender | None,
     token: str | None,
     health_timeout_seconds: float = DEFAULT_HEALTH_TIMEOUT_SECONDS,
-) -> Starlette:
+    body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS,
+    allowed_hosts: Iterable[str] = (),
+) -> ASGIApp:
     """The ASGI app. ``token`` (None or '' for none) guards every endpoint but ``/health``.
 
     ``metrics_render`` returns ``(body, content_type)`` for ``/metrics`` (404 without it); ``/health`` waits
     at most ``health_timeout_seconds`` for ``control.status()`` so a wedged daemon answers 503, not silence.
+    ``allowed_hosts``: host names (no port) accepted in the ``Host`` header besides loopback names and the
+    address a connection arrived on, e.g. the DNS name remote clients use for a token-protected API.
     """
-    api = _Api(control, metrics_render, health_timeout_seconds)
+    api = _Api(control, metrics_render, health_timeout_seconds, body_timeout_seconds, bearer_required=bool(token))
     guard = _Guard(token.encode() if token else None)
     routes = [
         Route("/health", guard.wrap(api.health, public=True), methods=["GET"]),
@@ -70,7 +95,111 @@ def create_app(
         Route("/api/positions/{symbol}/close", guard.wrap(api.close_position), methods=["POST"]),
         Route("/api/tranches/{id}/close", guard.wrap(api.close_tranche), methods=["POST"]),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: _http_exception})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_exception})
+    app.router.redirect_slashes = False  # a trailing slash is dropped before routing instead (no 307)
+    return _SameOrigin(app, frozenset(_host_name(h) for h in allowed_hosts) | LOOPBACK_NAMES)
+
+
+def _host_name(host: str) -> str:
+    """The lower-cased name of a ``Host`` value (``[::1]:8787`` -> ``::1``, ``Example.COM`` -> ``example.com``)."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    if host.count(":") == 1:
+        return host.partition(":")[0]
+    return host  # a bare IPv6 literal, or a name without a port
+
+
+def _default_port(scheme: str) -> int:
+    return 443 if scheme in ("https", "wss") else 80
+
+
+def _authority(host: str, scheme: str) -> tuple[str, int] | None:
+    """``(name, port)`` of a ``Host`` value, the scheme's default port when none is given; None if malformed."""
+    try:
+        parts = urlsplit(f"{scheme}://{host.strip()}")
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname or parts.username is not None or parts.path or parts.query or parts.fragment:
+        return None
+    return parts.hostname.lower(), port if port is not None else _default_port(scheme)
+
+
+class _SameOrigin:
+    """Refuse (403) what a web page on another site could send, before anything else looks at the request.
+
+    Also drops a single trailing slash from the path, so ``/api/monitor/status/`` answers like
+    ``/api/monitor/status`` rather than with a redirect a client may not follow.
+    """
+
+    def __init__(self, app: ASGIApp, allowed: frozenset[str]) -> None:
+        self.app = app
+        self.allowed = allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if len(path) > 1 and path.endswith("/"):
+            raw: bytes = scope.get("raw_path") or path.encode()
+            scope = {**scope, "path": path.rstrip("/") or "/", "raw_path": raw.rstrip(b"/") or b"/"}
+        refusal = self._refusal(scope, Headers(scope=scope))
+        if refusal is None:
+            await self.app(scope, receive, send)
+            return
+        message, field = refusal
+        client = scope.get("client") or ("?", 0)
+        log.warning("api %s %s -> 403 (client %s): %s; nothing done", scope["method"], scope["path"], client[0],
+                    message)
+        await error_response(message, field, 403)(scope, receive, send)
+
+    def _refusal(self, scope: Scope, headers: Headers) -> tuple[str, str] | None:
+        scheme = scope.get("scheme", "http")
+        host = headers.get("host")
+        authority = _authority(host, scheme) if host else None
+        if authority is None:
+            return "missing or malformed Host header", "Host"
+        server = scope.get("server")
+        local = {_host_name(str(server[0]))} if server else set()
+        if not self._host_ok(authority[0], local):
+            return (f"Host {_shown(authority[0])} is not an address of this API (expected a loopback name, the "
+                    "address it listens on, or a name in api.allowed_hosts)", "Host")
+        origin = headers.get("origin")
+        if origin is not None and not self._same_origin(origin, authority):
+            return f"cross-origin request from {_shown(origin)} refused; only same-origin pages may call this API", \
+                "Origin"
+        site = headers.get("sec-fetch-site")
+        if site is not None and site.lower() not in ("same-origin", "none"):
+            return f"cross-site request (Sec-Fetch-Site: {_shown(site)}) refused", "Sec-Fetch-Site"
+        return None
+
+    def _host_ok(self, name: str, local: set[str]) -> bool:
+        if name in self.allowed or name in local:
+            return True
+        try:
+            return ipaddress.ip_address(name).is_loopback
+        except ValueError:
+            return False
+
+    @staticmethod
+    def _same_origin(origin: str, authority: tuple[str, int]) -> bool:
+        """Whether ``origin`` is this API's own: the name and port of ``Host`` (http, or https behind a proxy)."""
+        try:
+            parts = urlsplit(origin.strip())
+            port = parts.port
+        except ValueError:
+            return False
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+            return False
+        return (parts.hostname.lower(), port if port is not None else _default_port(parts.scheme)) == authority
+
+
+def _shown(value: str) -> str:
+    """A client-supplied value for a log line or an answer: repr'd and cut short."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 async def _http_exception(_request: Request, exc: Exception) -> Response:
@@ -100,6 +229,8 @@ class _Guard:
         try:
             if self._token is not None and not public:
                 check_bearer(request.headers.get("authorization"), self._token)
+            if request.method not in _SAFE_METHODS:
+                _require_json(request.headers.get("content-type"))
             return await handler(request)
         except Unauthorized as exc:
             return error_response(str(exc), exc.field, exc.status, {"WWW-Authenticate": exc.challenge})
@@ -108,23 +239,44 @@ class _Guard:
         except ControlError as exc:
             status = exc.status if 400 <= exc.status <= 599 else 500
             log.info("api %s %s refused by the daemon: %s", request.method, request.url.path, exc)
-            return error_response(str(exc), exc.field, status)
+            headers = {"Retry-After": str(math.ceil(exc.retry_after))} if exc.retry_after is not None else None
+            return error_response(str(exc), exc.field, status, headers)
+        except ClientDisconnect:
+            # Nobody is left to answer; nothing was done. Not an error of the daemon's.
+            log.info("api %s %s: the client disconnected before its body arrived; nothing done", request.method,
+                     request.url.path)
+            return error_response("client disconnected", "body", 400)
         except Exception:
             log.exception("api %s %s failed; answering 500, the daemon keeps running", request.method,
                           request.url.path)
             return error_response("internal error; see the daemon's log", None, 500)
 
 
-async def _read_body(request: Request) -> bytes:
-    """The body, refused with 413 beyond ``MAX_BODY_BYTES`` before it is all buffered."""
+def _require_json(content_type: str | None) -> None:
+    """415 unless ``Content-Type`` is ``application/json`` (parameters such as ``charset`` allowed).
+
+    A browser may send a cross-site ``text/plain`` or form POST without asking first; ``application/json``
+    makes it ask (a CORS preflight), and this API never says yes.
+    """
+    media = (content_type or "").partition(";")[0].strip().lower()
+    if media != JSON_TYPE:
+        shown = _shown(content_type) if content_type else "none"
+        raise BadRequest(f"expected Content-Type: {JSON_TYPE} (got {shown}); send a JSON body, {{}} when empty",
+                         field="Content-Type", status=415)
+
+
+async def _read_body(request: Request, limit_seconds: float) -> bytes:
+    """The body, refused with 413 beyond ``MAX_BODY_BYTES`` before it is all buffered, 408 after ``limit_seconds``."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise BadRequest(f"body larger than {MAX_BODY_BYTES} bytes", field="body", status=413)
-        chunks.append(chunk)
-    return b"".join(chunks)
+    with trio.move_on_after(limit_seconds):
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise BadRequest(f"body larger than {MAX_BODY_BYTES} bytes", field="body", status=413)
+            chunks.append(chunk)
+        return b"".join(chunks)
+    raise BadRequest(f"body not received within {limit_seconds:g} s", field="body", status=408)
 
 
 def _path_symbol(request: Request) -> str:
@@ -134,10 +286,16 @@ def _path_symbol(request: Request) -> str:
 class _Api:
     """The handlers; each validates everything it was sent before it calls the control object."""
 
-    def __init__(self, control: Control, metrics_render: MetricsRender | None, health_timeout: float) -> None:
+    def __init__(self, control: Control, metrics_render: MetricsRender | None, health_timeout: float,
+                 body_timeout: float, *, bearer_required: bool) -> None:
         self._control = control
         self._metrics_render = metrics_render
         self._health_timeout = health_timeout
+        self._body_timeout = body_timeout
+        self._bearer_required = bearer_required
+
+    async def _body(self, request: Request) -> bytes:
+        return await _read_body(request, self._body_timeout)
 
     async def health(self, _request: Request) -> Response:
         """200 while the daemon runs. Public and minimal: it reveals liveness, nothing about positions."""
@@ -159,7 +317,7 @@ class _Api:
         return Response(body, media_type=content_type)
 
     async def openapi(self, _request: Request) -> Response:
-        return json_response(openapi_schema())
+        return json_response(openapi_schema(bearer_required=self._bearer_required))
 
     async def status(self, _request: Request) -> Response:
         return json_response(await self._control.status())
@@ -171,7 +329,7 @@ class _Api:
         return await self._open(request, Side.SHORT)
 
     async def _open(self, request: Request, side: Side) -> Response:
-        order = parse_order(decode_json(await _read_body(request)), side)
+        order = parse_order(decode_json(await self._body(request)), side)
         result = await self._control.open_position(order)
         payload: dict[str, Any] = {"symbol": result.symbol, "side": result.side, "status": result.status,
                                    "tranche_id": result.tranche_id, "client_id": result.client_id, "qty": result.qty,
@@ -182,20 +340,20 @@ class _Api:
 
     async def stop(self, request: Request) -> Response:
         symbol = _path_symbol(request)
-        parse_fields(decode_json(await _read_body(request), optional=True), ())  # an empty or {} body only
+        parse_fields(decode_json(await self._body(request), optional=True), ())  # an empty or {} body only
         result = await self._control.stop_monitoring(symbol)
         return json_response({"symbol": result.symbol, "monitoring": False, "tranche_ids": result.tranche_ids})
 
     async def resume(self, request: Request) -> Response:
         symbol = _path_symbol(request)
-        parse_fields(decode_json(await _read_body(request), optional=True), ())  # an empty or {} body only
+        parse_fields(decode_json(await self._body(request), optional=True), ())  # an empty or {} body only
         await self._control.resume_monitoring(symbol)
         return json_response({"symbol": symbol, "monitoring": True})
 
     async def close_position(self, request: Request) -> Response:
         """Close every tranche of the symbol now, or one side (``{"side": "LONG"}`` or ``?side=LONG``)."""
         symbol = _path_symbol(request)
-        body = parse_fields(decode_json(await _read_body(request), optional=True), POSITION_CLOSE_FIELDS)
+        body = parse_fields(decode_json(await self._body(request), optional=True), POSITION_CLOSE_FIELDS)
         side = body.get("side")
         if "side" in request.query_params:
             query_side = parse_value("side", POSITION_CLOSE_FIELDS[0].parse, request.query_params["side"])
@@ -207,7 +365,7 @@ class _Api:
     async def close_tranche(self, request: Request) -> Response:
         """Close one tranche now; its symbol comes from the body or, when absent, from the status."""
         tranche_id = parse_value("id", parse_tranche_id, request.path_params["id"])
-        body = parse_fields(decode_json(await _read_body(request), optional=True), TRANCHE_CLOSE_FIELDS)
+        body = parse_fields(decode_json(await self._body(request), optional=True), TRANCHE_CLOSE_FIELDS)
         symbol: str | None = body.get("symbol")
         side: Side | None = None
         if symbol is None:

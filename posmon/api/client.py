@@ -64,8 +64,9 @@ class ApiClient:
         return self._call("POST", f"/api/monitor/resume/{_seg(symbol)}")
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A GET has no body; every other request sends JSON (``{}`` when empty): the API demands that type."""
         try:
-            response = self._http.request(method, path, json=body)
+            response = self._http.request(method, path, json=body if body is not None or method == "GET" else {})
         except httpx.TimeoutException as exc:
             raise ApiUnreachable(f"no answer from {self._http.base_url} within the timeout ({type(exc).__name__}); "
                                  "the request may still have been carried out: check 'posmon status'") from None

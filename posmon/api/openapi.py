@@ -1,10 +1,22 @@
-"""The OpenAPI 3.1 document of the control API, built from the same field tables the handlers validate with."""
+"""The OpenAPI 3.1 document of the control API, built from the same field tables the handlers validate with.
+
+What it promises is a subset of what the server accepts (anchored patterns, numeric ranges), so a client
+generated from it does not send values the server then refuses; what a schema cannot say (a SHORT's TP must
+stay above zero, the venue's price filter) is in the descriptions and answers 422 naming the field.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from posmon.api.validation import ORDER_FIELDS, POSITION_CLOSE_FIELDS, TRANCHE_CLOSE_FIELDS, BodyField
+from posmon.api.validation import (
+    ORDER_FIELDS,
+    POSITION_CLOSE_FIELDS,
+    SYMBOL_SCHEMA,
+    TRANCHE_CLOSE_FIELDS,
+    TRANCHE_ID_SCHEMA,
+    BodyField,
+)
 
 _DECIMAL = {"type": "string", "description": "exact decimal"}
 _NULLABLE_DECIMAL = {"type": ["string", "null"], "description": "exact decimal"}
@@ -19,10 +31,21 @@ def _body_schema(fields: tuple[BodyField, ...]) -> dict[str, Any]:
 
 def _refusals(*codes: int) -> dict[str, Any]:
     words = {400: "malformed JSON or not an object", 401: "missing or wrong bearer token",
-             404: "nothing found for the symbol or id", 413: "body too large",
+             403: "a Host that is not this API's, or a cross-origin (browser) request",
+             404: "nothing found for the symbol or id", 408: "the body did not arrive in time",
+             413: "body too large", 415: "Content-Type is not application/json",
              422: "a field is missing, unknown, mistyped or out of range (the answer names it)",
-             500: "internal error", 503: "the daemon could not act now"}
-    return {str(c): {"description": words[c], "content": {"application/json": {"schema": _ERROR}}} for c in codes}
+             500: "internal error", 503: "the daemon could not act now (busy: see Retry-After)"}
+    out = {str(c): {"description": words[c], "content": {"application/json": {"schema": _ERROR}}} for c in codes}
+    if "503" in out:
+        out["503"]["headers"] = {"Retry-After": {"description": "seconds to wait when the daemon is busy",
+                                                 "schema": {"type": "integer", "minimum": 0}}}
+    return out
+
+
+# Every request may be refused for its Host or Origin; every POST also for its Content-Type or a slow body.
+_READ_REFUSALS = (401, 403)
+_WRITE_REFUSALS = (400, 401, 403, 404, 408, 413, 415, 422, 500, 503)
 
 
 def _ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -30,7 +53,7 @@ def _ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _symbol_param() -> dict[str, Any]:
-    return {"name": "symbol", "in": "path", "required": True, "schema": {"type": "string"},
+    return {"name": "symbol", "in": "path", "required": True, "schema": dict(SYMBOL_SCHEMA),
             "description": "venue symbol, or a Lighter market id"}
 
 
@@ -45,11 +68,12 @@ def _order(side: str) -> dict[str, Any]:
         "requestBody": _body("OrderRequest", required=True),
         "responses": {"200": _ok("entry filled; exits placed", {"$ref": "#/components/schemas/OpenResult"}),
                       "202": _ok("entry placed, not filled yet", {"$ref": "#/components/schemas/OpenResult"}),
-                      **_refusals(400, 401, 413, 422, 500, 503)},
+                      **_refusals(*_WRITE_REFUSALS)},
     }}
 
 
-def openapi_schema() -> dict[str, Any]:
+def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
+    """The document; ``bearer_required``: whether this daemon has a token (else the bearer scheme is optional)."""
     tranche = {"type": "object", "properties": {
         "id": {"type": "integer"}, "venue": {"type": "string"}, "symbol": {"type": "string"},
         "side": {"type": "string", "enum": ["LONG", "SHORT"]}, "index": {"type": "integer"},
@@ -66,13 +90,18 @@ def openapi_schema() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "posmon control API", "version": "1",
                  "description": "Operate a running posmon daemon. Every endpoint but /health needs "
-                                "'Authorization: Bearer <token>' when the daemon is configured with a token."},
+                                "'Authorization: Bearer <token>' when the daemon is configured with a token "
+                                "(always when it listens beyond loopback); on loopback without a token none is "
+                                "needed, and this document then declares the bearer scheme optional. Every POST "
+                                "needs 'Content-Type: application/json' (send {} for an empty body); requests "
+                                "whose Host is not this API's or that come from another origin are refused (403)."},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 "OrderRequest": _body_schema(ORDER_FIELDS),
                 "PositionClose": _body_schema(POSITION_CLOSE_FIELDS),
                 "TrancheClose": _body_schema(TRANCHE_CLOSE_FIELDS),
+                "Empty": _body_schema(()),
                 "Error": {"type": "object", "required": ["error", "field"], "properties": {
                     "error": {"type": "string"}, "field": {"type": ["string", "null"]}}},
                 "OpenResult": {"type": "object", "properties": {
@@ -92,42 +121,43 @@ def openapi_schema() -> dict[str, Any]:
                     "extra": {"type": "object"}}},
             },
         },
-        "security": [{"bearer": []}],
+        "security": [{"bearer": []}] if bearer_required else [{}, {"bearer": []}],
         "paths": {
             "/health": {"get": {"summary": "Liveness for container health checks (never needs a token)",
                                 "security": [],
                                 "responses": {"200": _ok("running", {"type": "object"}),
-                                              "503": _ok("stopped or not answering", {"type": "object"})}}},
+                                              "503": _ok("stopped or not answering", {"type": "object"}),
+                                              **_refusals(403)}}},
             "/metrics": {"get": {"summary": "Prometheus text exposition",
                                  "responses": {"200": {"description": "metrics",
                                                        "content": {"text/plain": {"schema": {"type": "string"}}}},
-                                               **_refusals(401, 404)}}},
+                                               **_refusals(*_READ_REFUSALS, 404)}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": _ok("schema", {
-                "type": "object"}), **_refusals(401)}}},
+                "type": "object"}), **_refusals(*_READ_REFUSALS)}}},
             "/api/monitor/status": {"get": {
                 "summary": "Running state, stream health and every monitored tranche",
                 "responses": {"200": _ok("status", {"$ref": "#/components/schemas/Status"}),
-                              **_refusals(401, 500, 503)}}},
+                              **_refusals(*_READ_REFUSALS, 500, 503)}}},
             "/api/orders/long": _order("LONG"),
             "/api/orders/short": _order("SHORT"),
             "/api/monitor/stop/{symbol}": {"post": {
                 "summary": "Stop monitoring a symbol without closing it (its posmon orders are cancelled)",
-                "parameters": [_symbol_param()],
-                "responses": {"200": _ok("stopped", {"type": "object"}), **_refusals(400, 401, 404, 422, 500)}}},
+                "parameters": [_symbol_param()], "requestBody": _body("Empty", required=True),
+                "responses": {"200": _ok("stopped", {"type": "object"}), **_refusals(*_WRITE_REFUSALS)}}},
             "/api/monitor/resume/{symbol}": {"post": {
                 "summary": "Resume monitoring a symbol (adopted again at the next reconcile)",
-                "parameters": [_symbol_param()],
-                "responses": {"200": _ok("resumed", {"type": "object"}), **_refusals(400, 401, 404, 422, 500)}}},
+                "parameters": [_symbol_param()], "requestBody": _body("Empty", required=True),
+                "responses": {"200": _ok("resumed", {"type": "object"}), **_refusals(*_WRITE_REFUSALS)}}},
             "/api/positions/{symbol}/close": {"post": {
                 "summary": "Close every tranche of a symbol now, or one side",
                 "parameters": [_symbol_param(), {"name": "side", "in": "query", "required": False,
                                                  "schema": {"type": "string", "enum": ["LONG", "SHORT"]}}],
-                "requestBody": _body("PositionClose", required=False),
-                "responses": {"200": close, **_refusals(400, 401, 404, 422, 500)}}},
+                "requestBody": _body("PositionClose", required=True),
+                "responses": {"200": close, **_refusals(*_WRITE_REFUSALS)}}},
             "/api/tranches/{id}/close": {"post": {
                 "summary": "Close one tranche now; its symbol is looked up in the status unless given",
-                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
-                "requestBody": _body("TrancheClose", required=False),
-                "responses": {"200": close, **_refusals(400, 401, 404, 422, 500)}}},
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": dict(TRANCHE_ID_SCHEMA)}],
+                "requestBody": _body("TrancheClose", required=True),
+                "responses": {"200": close, **_refusals(*_WRITE_REFUSALS)}}},
         },
     }

@@ -3,6 +3,10 @@
 Hypercorn's access log is off: its lines would carry request details the daemon's own log already states
 without headers, and a header-bearing format could one day print the bearer token. A bind failure (port in
 use, address not local) is a configuration problem, so it is raised as ``ConfigError`` naming ``api.port``.
+
+A client that connects and then sends nothing (no headers, or a body that never comes) is dropped after
+``READ_TIMEOUT_SECONDS`` of silence (the app itself answers 408 to a body not complete within its own limit),
+so idle sockets cannot pile up.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from posmon.config import ConfigError
 
 log = logging.getLogger(__name__)
 
+KEEP_ALIVE_SECONDS = 30.0
+READ_TIMEOUT_SECONDS = 30  # hypercorn applies it to every read, so it must not undercut the keep-alive
+
 
 def hypercorn_config(settings: ApiSettings) -> Config:
     config = Config()
@@ -29,7 +36,8 @@ def hypercorn_config(settings: ApiSettings) -> Config:
     config.errorlog = logging.getLogger("hypercorn.error")
     config.loglevel = "WARNING"
     config.graceful_timeout = 1.0
-    config.keep_alive_timeout = 30.0
+    config.keep_alive_timeout = KEEP_ALIVE_SECONDS
+    config.read_timeout = READ_TIMEOUT_SECONDS
     config.include_server_header = False
     return config
 

@@ -21,9 +21,22 @@ from posmon.domain.orders import Side
 MAX_LEVERAGE = 125
 # Decimals beyond this many powers of ten either way are typos (or attacks on arithmetic), never intents.
 _MAX_MAGNITUDE = 18
-_SYMBOL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
-_DECIMAL_RE = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
-_TRANCHE_ID_RE = re.compile(r"[0-9]{1,18}")
+# reward/risk outside [1/100, 100] is a typo, and a TP 100 times the stop's distance may be past any price the
+# venue accepts (see control.check_exits, which also checks the venue's price filter).
+MIN_RR = Decimal("0.01")
+MAX_RR = Decimal(100)
+MAX_RR_COMPONENT = Decimal(1000)
+# Every pattern is anchored: JSON Schema patterns match anywhere unless they say otherwise, and the server
+# matches whole values.
+_SYMBOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
+_DECIMAL_RE = re.compile(r"^-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?$")
+_TRANCHE_ID_RE = re.compile(r"^[0-9]{1,18}$")
+# What the OpenAPI document promises for numbers sent as strings: a subset of what the parsers accept, so a
+# schema-driven client never sends a value the server refuses (plain notation, at most 8 decimals).
+_POSITIVE_STR = r"^(?:[1-9][0-9]{0,11}(?:\.[0-9]{1,8})?|0\.[0-9]{0,7}[1-9])$"  # > 0 and < 10^12
+_PERCENT_STR = r"^(?:[1-9][0-9]?(?:\.[0-9]{1,8})?|0\.[0-9]{0,7}[1-9])$"  # > 0 and < 100
+_RR_STR = r"^(?:100|[1-9][0-9]?(?:\.[0-9]{1,8})?)$"  # 1 to 100
+_MIN_NUMBER = 1e-8
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,34 +111,49 @@ def _sl_percent(v: Any) -> Decimal:
 
 
 def _rr_ratio(v: Any) -> tuple[Decimal, Decimal]:
-    expected = "expected [risk, reward]: two numbers > 0, e.g. [1, 2]"
+    expected = (f"expected [risk, reward]: two numbers > 0 and <= {MAX_RR_COMPONENT} with reward / risk from {MIN_RR} "
+                f"to {MAX_RR}, e.g. [1, 2]")
     if not isinstance(v, list) or len(v) != 2:
         raise ValueError(expected)
     risk, reward = (_decimal(x) for x in v)
-    if risk <= 0 or reward <= 0:
+    if not (0 < risk <= MAX_RR_COMPONENT and 0 < reward <= MAX_RR_COMPONENT and MIN_RR <= reward / risk <= MAX_RR):
         raise ValueError(expected)
     return risk, reward
 
 
-_NUMBER_SCHEMA: Mapping[str, Any] = {"oneOf": [{"type": "number"}, {"type": "string", "pattern": _DECIMAL_RE.pattern}]}
+def _number_schema(string_pattern: str, **bounds: float) -> Mapping[str, Any]:
+    """A JSON number within ``bounds``, or a decimal string matching ``string_pattern`` (the same range)."""
+    return {"oneOf": [{"type": "number", **bounds}, {"type": "string", "pattern": string_pattern}]}
+
+
+TRANCHE_ID_SCHEMA: Mapping[str, Any] = {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}
+SYMBOL_SCHEMA: Mapping[str, Any] = {"type": "string", "pattern": _SYMBOL_RE.pattern}
 
 ORDER_FIELDS: tuple[BodyField, ...] = (
-    BodyField("symbol", parse_symbol, {"type": "string", "pattern": _SYMBOL_RE.pattern, "example": "BTCUSDT",
+    BodyField("symbol", parse_symbol, {**SYMBOL_SCHEMA, "example": "BTCUSDT",
                                        "description": "venue symbol (upper-cased)"}),
-    BodyField("size_usd", _size_usd, {**_NUMBER_SCHEMA, "description": "notional in USD, > 0", "example": 100}),
+    BodyField("size_usd", _size_usd, {**_number_schema(_POSITIVE_STR, minimum=_MIN_NUMBER, maximum=1e12),
+                                      "description": "margin in USD, > 0 (notional = size_usd * leverage)",
+                                      "example": 100}),
     BodyField("leverage", _leverage, {"type": "integer", "minimum": 1, "maximum": MAX_LEVERAGE, "example": 5}),
-    BodyField("sl_percent", _sl_percent, {**_NUMBER_SCHEMA, "description": "stop-loss distance from the entry in "
-                                          "percent, > 0 and < 100", "example": 3}),
-    BodyField("rr_ratio", _rr_ratio, {"type": "array", "minItems": 2, "maxItems": 2, "items": _NUMBER_SCHEMA,
-                                      "description": "[risk, reward]: TP distance = sl_percent * reward / risk",
-                                      "example": [1, 2]}),
+    BodyField("sl_percent", _sl_percent, {**_number_schema(_PERCENT_STR, minimum=_MIN_NUMBER, exclusiveMaximum=100),
+                                          "description": "stop-loss distance from the entry in percent, > 0 and "
+                                          "< 100", "example": 3}),
+    BodyField("rr_ratio", _rr_ratio, {
+        "type": "array", "minItems": 2, "maxItems": 2, "items": _number_schema(_RR_STR, minimum=1, maximum=100),
+        "description": f"[risk, reward]: TP distance = sl_percent * reward / risk. The server accepts components "
+                       f"> 0 and <= {MAX_RR_COMPONENT} with reward / risk from {MIN_RR} to {MAX_RR} (this schema "
+                       "asks for 1 to 100 each, which keeps to that); a SHORT also needs sl_percent * reward / risk "
+                       "< 100 (its TP above zero), and the TP and SL must lie within the venue's price filter, "
+                       "else 422 naming rr_ratio or sl_percent",
+        "example": [1, 2]}),
 )
 POSITION_CLOSE_FIELDS: tuple[BodyField, ...] = (
     BodyField("side", parse_side, {"type": "string", "enum": ["LONG", "SHORT"],
                                    "description": "close only this side (default: both)"}, required=False),
 )
 TRANCHE_CLOSE_FIELDS: tuple[BodyField, ...] = (
-    BodyField("symbol", parse_symbol, {"type": "string", "pattern": _SYMBOL_RE.pattern,
+    BodyField("symbol", parse_symbol, {**SYMBOL_SCHEMA,
                                        "description": "the tranche's symbol (default: looked up in the status)"},
               required=False),
 )
@@ -195,5 +223,9 @@ def _shown(raw: Any) -> str:
 
 def parse_order(body: Mapping[str, Any], side: Side) -> OpenRequest:
     v = parse_fields(body, ORDER_FIELDS)
-    return OpenRequest(symbol=v["symbol"], side=side, size_usd=v["size_usd"], leverage=v["leverage"],
-                       sl_pct=v["sl_percent"], rr_ratio=v["rr_ratio"])
+    order = OpenRequest(symbol=v["symbol"], side=side, size_usd=v["size_usd"], leverage=v["leverage"],
+                        sl_pct=v["sl_percent"], rr_ratio=v["rr_ratio"])
+    if side is Side.SHORT and order.tp_pct >= 100:
+        raise BadRequest(f"invalid rr_ratio: sl_percent {order.sl_pct} x reward / risk = {order.tp_pct.normalize():f} "
+                         "% puts a SHORT's TP at or below zero; expected a product under 100", field="rr_ratio")
+    return order
