@@ -12,6 +12,8 @@ from decimal import Decimal
 
 from posmon.domain.orders import OrderSide, OrderStatus, OrderType, PositionState
 
+FORCED_KINDS = ("LIQUIDATION", "ADL")  # the values of ``OrderUpdate.forced``
+
 
 class MalformedMessage(ValueError):
     """A stream frame that is not what the venue's protocol says; counted and skipped."""
@@ -48,6 +50,9 @@ class OrderUpdate:
     reduce_only: bool
     realized_pnl: Decimal
     time: float
+    # The venue closed (part of) the position by force: "LIQUIDATION" or "ADL" (auto-deleveraging); None for an
+    # ordinary order. Last and defaulted so every existing constructor keeps working.
+    forced: str | None = None
 
     @property
     def is_fill(self) -> bool:

@@ -174,7 +174,7 @@ def parse_exchange_info(data: Any) -> ExchangeInfo:
     info = fields.as_object(data, "exchangeInfo")
     symbols = fields.required(info, "symbols")
     if not isinstance(symbols, list):
-        raise MalformedMessage(f"exchangeInfo 'symbols' is not a list: {symbols!r:.200}")
+        raise MalformedMessage(f"exchangeInfo 'symbols' is not a list: {fields.show(symbols)}")
     rules: dict[str, SymbolRules] = {}
     skipped: dict[str, str] = {}
     for item in symbols:
@@ -193,7 +193,7 @@ def _symbol_rules(symbol: str, entry: dict[str, Any]) -> SymbolRules:
     """Tick, step, min qty and min notional from the filters (never from pricePrecision/quantityPrecision)."""
     filters = fields.required(entry, "filters")
     if not isinstance(filters, list):
-        raise MalformedMessage(f"{symbol}: 'filters' is not a list: {filters!r:.200}")
+        raise MalformedMessage(f"{symbol}: 'filters' is not a list: {fields.show(filters)}")
     by_type = {f.get("filterType"): f for f in filters if isinstance(f, dict)}
     price_filter = by_type.get("PRICE_FILTER")
     lot_size = by_type.get("LOT_SIZE")
@@ -207,8 +207,8 @@ def _symbol_rules(symbol: str, entry: dict[str, Any]) -> SymbolRules:
     notional_filter = by_type.get("MIN_NOTIONAL")
     if notional_filter is not None:
         key = "notional" if "notional" in notional_filter else "minNotional"
-        min_notional = fields.decimal(notional_filter, key)
-    return SymbolRules(symbol=symbol, tick_size=tick, step_size=step, min_qty=fields.decimal(lot_size, "minQty"),
+        min_notional = fields.non_negative(notional_filter, key)
+    return SymbolRules(symbol=symbol, tick_size=tick, step_size=step, min_qty=fields.non_negative(lot_size, "minQty"),
                        min_notional=min_notional)
 
 
@@ -219,7 +219,7 @@ def parse_rate_limits(items: Any, base: RateLimits = DEFAULT_LIMITS) -> RateLimi
     longer windows (hour, day) are sustained caps the per-minute pacing cannot express, so they are ignored.
     """
     if not isinstance(items, list):
-        raise MalformedMessage(f"exchangeInfo 'rateLimits' is not a list: {items!r:.200}")
+        raise MalformedMessage(f"exchangeInfo 'rateLimits' is not a list: {fields.show(items)}")
     per_minute: dict[str, int] = {}
     for item in items:
         entry = fields.as_object(item, "rateLimits entry")
@@ -231,7 +231,7 @@ def parse_rate_limits(items: Any, base: RateLimits = DEFAULT_LIMITS) -> RateLimi
         limit = entry.get("limit")
         if interval is None or isinstance(num, bool) or not isinstance(num, int) or num < 1 \
                 or isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise MalformedMessage(f"rateLimits entry not understood: {entry!r:.200}")
+            raise MalformedMessage(f"rateLimits entry not understood: {fields.show(entry)}")
         window = interval * num
         if window > 60:
             continue
@@ -253,11 +253,11 @@ def parse_rate_limits(items: Any, base: RateLimits = DEFAULT_LIMITS) -> RateLimi
 def parse_order(data: Any) -> OrderState:
     """An order object (new order, query, cancel, open orders): zero price/stopPrice mean "none"."""
     o = fields.as_object(data, "order")
-    price = fields.decimal(o, "price") if "price" in o else Decimal(0)
-    stop = fields.decimal(o, "stopPrice") if "stopPrice" in o else Decimal(0)
+    price = fields.non_negative(o, "price") if "price" in o else Decimal(0)
+    stop = fields.non_negative(o, "stopPrice") if "stopPrice" in o else Decimal(0)
     reduce_only = o.get("reduceOnly", False)
     if not isinstance(reduce_only, bool):
-        raise MalformedMessage(f"field 'reduceOnly' is not a boolean: {reduce_only!r}")
+        raise MalformedMessage(f"field 'reduceOnly' is not a boolean: {fields.show(reduce_only)}")
     return OrderState(
         client_id=fields.text(o, "clientOrderId"),
         order_id=_order_id(o, "orderId"),
@@ -266,9 +266,9 @@ def parse_order(data: Any) -> OrderState:
         position_side=_position_side(o, "positionSide", default="BOTH"),
         type=_order_type(o, "type"),
         status=_status(o, "status"),
-        qty=fields.decimal(o, "origQty"),
-        filled_qty=fields.decimal(o, "executedQty") if "executedQty" in o else Decimal(0),
-        avg_price=fields.decimal(o, "avgPrice") if "avgPrice" in o else Decimal(0),
+        qty=fields.non_negative(o, "origQty"),
+        filled_qty=fields.non_negative(o, "executedQty") if "executedQty" in o else Decimal(0),
+        avg_price=fields.non_negative(o, "avgPrice") if "avgPrice" in o else Decimal(0),
         price=price if price != 0 else None,
         stop_price=stop if stop != 0 else None,
         reduce_only=reduce_only,
@@ -277,14 +277,14 @@ def parse_order(data: Any) -> OrderState:
 
 def parse_orders(data: Any) -> list[OrderState]:
     if not isinstance(data, list):
-        raise MalformedMessage(f"open orders answer is not a list: {data!r:.200}")
+        raise MalformedMessage(f"open orders answer is not a list: {fields.show(data)}")
     return [parse_order(item) for item in data]
 
 
 def parse_positions(data: Any) -> list[PositionState]:
     """positionRisk entries with a non-zero amount; a negative amount is a SHORT in one-way (BOTH) mode."""
     if not isinstance(data, list):
-        raise MalformedMessage(f"positionRisk answer is not a list: {data!r:.200}")
+        raise MalformedMessage(f"positionRisk answer is not a list: {fields.show(data)}")
     out = []
     for item in data:
         p = fields.as_object(item, "positionRisk entry")
@@ -294,7 +294,7 @@ def parse_positions(data: Any) -> list[PositionState]:
         ps = _position_side(p, "positionSide", default="BOTH")
         side = (Side.LONG if amount > 0 else Side.SHORT) if ps == "BOTH" else Side(ps)
         out.append(PositionState(symbol=fields.text(p, "symbol"), side=side, qty=abs(amount),
-                                 entry_price=fields.decimal(p, "entryPrice")))
+                                 entry_price=fields.non_negative(p, "entryPrice")))
     return out
 
 
@@ -304,9 +304,7 @@ def parse_mark_prices(data: Any) -> list[MarkPrice]:
     out = []
     for item in items:
         entry = fields.as_object(item, "premiumIndex entry")
-        price = fields.decimal(entry, "markPrice")
-        if price < 0:
-            raise MalformedMessage(f"negative mark price {price} for {entry.get('symbol')!r}")
+        price = fields.non_negative(entry, "markPrice")  # "0": no mark yet, left out
         if price > 0:
             out.append(MarkPrice(symbol=fields.text(entry, "symbol"), price=price,
                                  time=fields.millis(entry, "time") / 1000))
@@ -322,16 +320,14 @@ def parse_price_frame(frame: bytes) -> list[MarkPrice]:
     if isinstance(data, dict) and "id" in data and "result" in data:
         return []
     if isinstance(data, dict) and "code" in data and "e" not in data:
-        raise MalformedMessage(f"price stream answered with an error: {data!r:.200}")
+        raise MalformedMessage(f"price stream answered with an error: {fields.show(data)}")
     items = data if isinstance(data, list) else [data]
     out = []
     for item in items:
         entry = fields.as_object(item, "mark price entry")
         if entry.get("e") != "markPriceUpdate":
-            raise MalformedMessage(f"not a markPriceUpdate: {entry!r:.200}")
-        price = fields.decimal(entry, "p")
-        if price < 0:
-            raise MalformedMessage(f"negative mark price {price} for {entry.get('s')!r}")
+            raise MalformedMessage(f"not a markPriceUpdate: {fields.show(entry)}")
+        price = fields.non_negative(entry, "p")  # "0": no mark yet, left out
         if price > 0:
             out.append(MarkPrice(symbol=fields.text(entry, "s"), price=price, time=fields.millis(entry, "E") / 1000))
     return out
@@ -348,11 +344,11 @@ def parse_user_frame(frame: bytes) -> list[UserEvent]:
         account = fields.as_object(fields.required(data, "a"), "ACCOUNT_UPDATE 'a'")
         entries = account.get("P", [])  # a crossed funding fee comes with balances only
         if not isinstance(entries, list):
-            raise MalformedMessage(f"ACCOUNT_UPDATE 'a.P' is not a list: {entries!r:.200}")
+            raise MalformedMessage(f"ACCOUNT_UPDATE 'a.P' is not a list: {fields.show(entries)}")
         return [u for entry in entries
                 for u in _position_updates(fields.as_object(entry, "ACCOUNT_UPDATE position"), time)]
     if not isinstance(kind, str) or not kind:
-        raise MalformedMessage(f"user event without an 'e' string: {data!r:.200}")
+        raise MalformedMessage(f"user event without an 'e' string: {fields.show(data)}")
     return []  # listenKeyExpired, MARGIN_CALL, ACCOUNT_CONFIG_UPDATE, announcement, ...
 
 
@@ -371,35 +367,57 @@ def _order_update(data: dict[str, Any]) -> OrderUpdate:
     o = fields.as_object(fields.required(data, "o"), "ORDER_TRADE_UPDATE 'o'")
     exec_type = fields.text(o, "x")
     if exec_type not in EXEC_TYPES:
-        raise MalformedMessage(f"unknown execution type 'x' {exec_type!r}")
+        raise MalformedMessage(f"unknown execution type 'x' {fields.show(exec_type)}")
     reduce_only = o.get("R", False)
     if not isinstance(reduce_only, bool):
-        raise MalformedMessage(f"reduce-only 'R' is not a boolean: {reduce_only!r}")
+        raise MalformedMessage(f"reduce-only 'R' is not a boolean: {fields.show(reduce_only)}")
+    client_id = fields.text(o, "c")
+    order_type = fields.text(o, "o")
+    status = fields.text(o, "X")
+    last_qty = fields.non_negative(o, "l")
+    last_price = fields.non_negative(o, "L")
+    if last_qty > 0 and last_price == 0:
+        raise MalformedMessage(f"a fill of {last_qty} without a price 'L': {fields.show(o)}")
     return OrderUpdate(
         symbol=fields.text(o, "s"),
-        client_id=fields.text(o, "c"),
+        client_id=client_id,
         order_id=_order_id(o, "i"),
         side=_enum(OrderSide, o, "S"),
         position_side=_position_side(o, "ps", default="BOTH"),
         type=_order_type(o, "o"),
         status=_status(o, "X"),
         exec_type=exec_type,
-        qty=fields.decimal(o, "q"),
-        filled_qty=fields.decimal(o, "z"),
-        last_qty=fields.decimal(o, "l"),
-        last_price=fields.decimal(o, "L"),
-        avg_price=fields.decimal(o, "ap"),
+        qty=fields.non_negative(o, "q"),
+        filled_qty=fields.non_negative(o, "z"),
+        last_qty=last_qty,
+        last_price=last_price,
+        avg_price=fields.non_negative(o, "ap"),
         reduce_only=reduce_only,
         realized_pnl=fields.decimal(o, "rp") if "rp" in o else Decimal(0),
         time=fields.millis(data, "E") / 1000,
+        forced=_forced(client_id, order_type, status, exec_type),
     )
+
+
+def _forced(client_id: str, order_type: str, status: str, exec_type: str) -> str | None:
+    """"ADL" or "LIQUIDATION" for the venue's forced orders (Binance semantics, see docs/aster-api.md), else None.
+
+    ADL: client id ``adl_autoclose`` (any suffix) or status ``NEW_ADL``. Liquidation: client id ``autoclose-...``,
+    order type ``LIQUIDATION``, status ``NEW_INSURANCE``, or a ``CALCULATED`` execution with no ADL marker.
+    """
+    if client_id.startswith("adl_autoclose") or status == "NEW_ADL":
+        return "ADL"
+    if client_id.startswith("autoclose-") or order_type == "LIQUIDATION" or status == "NEW_INSURANCE" \
+            or exec_type == "CALCULATED":
+        return "LIQUIDATION"
+    return None
 
 
 def _position_updates(entry: dict[str, Any], time: float) -> list[PositionUpdate]:
     """One update per entry; a flat one-way (BOTH) position is flat on both sides, so it gives two."""
     symbol = fields.text(entry, "s")
     amount = fields.decimal(entry, "pa")
-    entry_price = fields.decimal(entry, "ep")
+    entry_price = fields.non_negative(entry, "ep")
     ps = _position_side(entry, "ps", default=None)
     if ps == "BOTH":
         if amount == 0:
@@ -413,22 +431,11 @@ def _position_updates(entry: dict[str, Any], time: float) -> list[PositionUpdate
 # ---- field helpers --------------------------------------------------------------------------------------------
 
 
-
-
-
-
-
-
-
-
-
-
-
-
 def _order_id(obj: dict[str, Any], key: str) -> str:
     value = fields.required(obj, key)
-    if isinstance(value, bool) or not isinstance(value, int | str) or value == "":
-        raise MalformedMessage(f"order id {key!r} is neither an integer nor a string: {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | str) or value == "" \
+            or (isinstance(value, str) and len(value) > fields.MAX_TEXT_CHARS):
+        raise MalformedMessage(f"order id {key!r} is neither an integer nor a string: {fields.show(value)}")
     return str(value)
 
 
@@ -437,7 +444,7 @@ def _enum(cls: type[_E], obj: dict[str, Any], key: str) -> _E:
     try:
         return cls(value)
     except ValueError:
-        raise MalformedMessage(f"field {key!r} has unknown {cls.__name__} {value!r}") from None
+        raise MalformedMessage(f"field {key!r} has unknown {cls.__name__} {fields.show(value)}") from None
 
 
 def _order_type(obj: dict[str, Any], key: str) -> OrderType:
@@ -459,5 +466,5 @@ def _position_side(obj: dict[str, Any], key: str, *, default: str | None) -> str
         return default
     value = fields.text(obj, key)
     if value not in _POSITION_SIDES:
-        raise MalformedMessage(f"unknown position side {key!r} {value!r}")
+        raise MalformedMessage(f"unknown position side {key!r} {fields.show(value)}")
     return value

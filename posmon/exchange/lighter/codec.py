@@ -83,6 +83,7 @@ class LighterOrder:
     market_id: int
     filled_quote: Decimal
     time: float | None
+    forced: str | None = None  # "LIQUIDATION" for the venue's liquidation orders (type "liquidation")
 
 
 def parse_order(data: Any, markets: MarketTable, ids: ClientIds) -> LighterOrder | None:
@@ -94,25 +95,28 @@ def parse_order(data: Any, markets: MarketTable, ids: ClientIds) -> LighterOrder
         return None
     order_index = _int(o, "order_index")
     client_index = _int(o, "client_order_index")
-    qty = _decimal(o, "initial_base_amount")
-    filled = _decimal(o, "filled_base_amount")
-    quote = _decimal(o, "filled_quote_amount")
+    qty = _amount(o, "initial_base_amount")
+    filled = _amount(o, "filled_base_amount")
+    quote = _amount(o, "filled_quote_amount")
+    if filled > 0 and quote <= 0:
+        raise MalformedMessage(f"filled {filled} for a quote amount of {quote}: no fill price in {fields.show(o)}")
     is_ask = o.get("is_ask")
     reduce_only = o.get("reduce_only", False)
     if not isinstance(is_ask, bool) or not isinstance(reduce_only, bool):
-        raise MalformedMessage(f"'is_ask'/'reduce_only' are not booleans in {o!r:.200}")
+        raise MalformedMessage(f"'is_ask'/'reduce_only' are not booleans in {fields.show(o)}")
     kind = _word(o, "type")
     if kind not in _TYPES:
-        raise MalformedMessage(f"unknown order type {kind!r}")
-    price = _decimal(o, "price") if "price" in o else Decimal(0)
-    trigger = _decimal(o, "trigger_price") if o.get("trigger_price") not in (None, "") else Decimal(0)
+        raise MalformedMessage(f"unknown order type {fields.show(kind)}")
+    price = _amount(o, "price") if "price" in o else Decimal(0)
+    trigger = _amount(o, "trigger_price") if o.get("trigger_price") not in (None, "") else Decimal(0)
     state = OrderState(
         client_id=ids.client_id(client_index, order_index), order_id=str(order_index), symbol=symbol,
         side=OrderSide.SELL if is_ask else OrderSide.BUY, position_side="BOTH", type=_TYPES[kind],
         status=_status(o, filled), qty=qty, filled_qty=filled,
         avg_price=quote / filled if filled > 0 else Decimal(0), price=price if price > 0 else None,
         stop_price=trigger if trigger > 0 else None, reduce_only=reduce_only)
-    return LighterOrder(state, order_index, client_index, market_id, quote, _order_time(o))
+    return LighterOrder(state, order_index, client_index, market_id, quote, _order_time(o),
+                        "LIQUIDATION" if kind == "liquidation" else None)
 
 
 def parse_orders(data: Any, markets: MarketTable, ids: ClientIds) -> list[LighterOrder]:
@@ -120,7 +124,7 @@ def parse_orders(data: Any, markets: MarketTable, ids: ClientIds) -> list[Lighte
     answer = fields.as_object(data, "orders answer")
     items = fields.required(answer, "orders")
     if not isinstance(items, list):
-        raise MalformedMessage(f"'orders' is not a list: {items!r:.200}")
+        raise MalformedMessage(f"'orders' is not a list: {fields.show(items)}")
     return [o for item in items if (o := parse_order(item, markets, ids)) is not None]
 
 
@@ -134,7 +138,7 @@ def _status(o: dict[str, Any], filled: Decimal) -> OrderStatus:
         # An IOC (market) order's unfilled rest ends as EXPIRED, as on Binance-family venues; so does an expiry.
         ioc = _word(o, "time_in_force") == "immediate-or-cancel" if "time_in_force" in o else False
         return OrderStatus.EXPIRED if ioc or status == "canceled-expired" else OrderStatus.CANCELED
-    raise MalformedMessage(f"unknown order status {status!r}")
+    raise MalformedMessage(f"unknown order status {fields.show(status)}")
 
 
 def _word(o: dict[str, Any], key: str) -> str:
@@ -145,7 +149,7 @@ def _word(o: dict[str, Any], key: str) -> str:
 def _order_time(o: dict[str, Any]) -> float | None:
     for key in ("transaction_time", "updated_at", "timestamp", "created_at"):
         value = o.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= fields.MAX_INT:
             return _epoch_seconds(value)
     return None
 
@@ -176,12 +180,20 @@ class FillTracker:
 
     def update(self, order: LighterOrder) -> tuple[Decimal, Decimal]:
         """``(last_qty, last_price)`` this update adds; (0, 0) when it adds nothing."""
-        base, quote = self._seen.get(order.order_index, (Decimal(0), Decimal(0)))
+        fill = self.peek(order)
         self._remember(order)
+        return fill
+
+    def peek(self, order: LighterOrder) -> tuple[Decimal, Decimal]:
+        """What ``update`` would report, remembering nothing; ``MalformedMessage`` for a fill with no price."""
+        base, quote = self._seen.get(order.order_index, (Decimal(0), Decimal(0)))
         added = order.state.filled_qty - base
         if added <= 0:
             return Decimal(0), Decimal(0)
-        return added, (order.filled_quote - quote) / added
+        paid = order.filled_quote - quote
+        if paid <= 0:
+            raise MalformedMessage(f"order {order.order_index} filled {added} more for a quote amount of {paid}")
+        return added, paid / added
 
     def _remember(self, order: LighterOrder) -> None:
         base, quote = self._seen.pop(order.order_index, (Decimal(0), Decimal(0)))
@@ -200,7 +212,8 @@ def order_update(order: LighterOrder, last_qty: Decimal, last_price: Decimal, ti
     return OrderUpdate(symbol=s.symbol, client_id=s.client_id, order_id=s.order_id, side=s.side,
                        position_side="BOTH", type=s.type, status=s.status, exec_type=exec_type, qty=s.qty,
                        filled_qty=s.filled_qty, last_qty=last_qty, last_price=last_price, avg_price=s.avg_price,
-                       reduce_only=s.reduce_only, realized_pnl=Decimal(0), time=order.time or time)
+                       reduce_only=s.reduce_only, realized_pnl=Decimal(0), time=order.time or time,
+                       forced=order.forced)
 
 
 # ---- positions and prices -------------------------------------------------------------------------------------
@@ -211,15 +224,13 @@ def _position(entry: dict[str, Any], markets: MarketTable) -> list[PositionState
     symbol = markets.symbol_of(_int(entry, "market_id"))
     if symbol is None:
         return []
-    qty = _decimal(entry, "position")
-    if qty < 0:
-        raise MalformedMessage(f"position amount is negative: {qty}")
+    qty = _amount(entry, "position")
     if qty == 0:
         return [PositionState(symbol, side, Decimal(0), Decimal(0)) for side in Side]
     sign = fields.required(entry, "sign")
     if sign not in (1, -1) or isinstance(sign, bool):
-        raise MalformedMessage(f"position 'sign' is not 1 or -1: {sign!r}")
-    entry_price = _decimal(entry, "avg_entry_price")
+        raise MalformedMessage(f"position 'sign' is not 1 or -1: {fields.show(sign)}")
+    entry_price = _amount(entry, "avg_entry_price")
     return [PositionState(symbol, Side.LONG if sign == 1 else Side.SHORT, qty, entry_price)]
 
 
@@ -228,10 +239,8 @@ def parse_account_positions(data: Any, markets: MarketTable) -> list[PositionSta
     answer = fields.as_object(data, "account answer")
     accounts = fields.required(answer, "accounts")
     if not isinstance(accounts, list) or not accounts:
-        raise MalformedMessage(f"'accounts' is not a non-empty list: {accounts!r:.200}")
-    positions = fields.as_object(accounts[0], "account").get("positions") or []
-    if not isinstance(positions, list):
-        raise MalformedMessage(f"'positions' is not a list: {positions!r:.200}")
+        raise MalformedMessage(f"'accounts' is not a non-empty list: {fields.show(accounts)}")
+    positions = fields.as_list(fields.as_object(accounts[0], "account").get("positions") or [], "'positions'")
     return [p for item in positions for p in _position(fields.as_object(item, "position"), markets) if p.qty > 0]
 
 
@@ -240,9 +249,9 @@ def open_order_markets(data: Any) -> list[int]:
     answer = fields.as_object(data, "account answer")
     accounts = fields.required(answer, "accounts")
     if not isinstance(accounts, list) or not accounts:
-        raise MalformedMessage(f"'accounts' is not a non-empty list: {accounts!r:.200}")
+        raise MalformedMessage(f"'accounts' is not a non-empty list: {fields.show(accounts)}")
     out = []
-    for item in fields.as_object(accounts[0], "account").get("positions") or []:
+    for item in fields.as_list(fields.as_object(accounts[0], "account").get("positions") or [], "'positions'"):
         entry = fields.as_object(item, "position")
         counts = [entry.get(k, 0) for k in ("open_order_count", "pending_order_count", "position_tied_order_count")]
         if any(isinstance(c, int) and c > 0 for c in counts):
@@ -255,7 +264,7 @@ def parse_mark_prices(data: Any, markets: MarketTable, now: float) -> list[MarkP
     answer = fields.as_object(data, "orderBookDetails answer")
     items = fields.required(answer, "order_book_details")
     if not isinstance(items, list):
-        raise MalformedMessage(f"'order_book_details' is not a list: {items!r:.200}")
+        raise MalformedMessage(f"'order_book_details' is not a list: {fields.show(items)}")
     out = []
     for item in items:
         entry = fields.as_object(item, "order book detail")
@@ -269,9 +278,7 @@ def parse_mark_prices(data: Any, markets: MarketTable, now: float) -> list[MarkP
 
 def _mark(entry: dict[str, Any], markets: MarketTable, now: float) -> MarkPrice | None:
     symbol = markets.symbol_of(_int(entry, "market_id"))
-    price = _decimal(entry, "mark_price")
-    if price < 0:
-        raise MalformedMessage(f"negative mark price {price} for market {entry.get('market_id')!r}")
+    price = _amount(entry, "mark_price")  # "0": no mark yet, left out
     if symbol is None or price == 0:
         return None
     return MarkPrice(symbol=symbol, price=price, time=now)
@@ -283,13 +290,13 @@ def _mark(entry: dict[str, Any], markets: MarketTable, now: float) -> MarkPrice 
 def frame_type(data: dict[str, Any]) -> str:
     kind = data.get("type")
     if not isinstance(kind, str) or not kind:
-        raise MalformedMessage(f"frame without a 'type' string: {data!r:.200}")
+        raise MalformedMessage(f"frame without a 'type' string: {fields.show(data)}")
     return kind
 
 
 def _frame_time(data: dict[str, Any], now: float) -> float:
     value = data.get("timestamp")
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= fields.MAX_INT:
         return _epoch_seconds(value)
     return now
 
@@ -299,7 +306,7 @@ def parse_price_frame(frame: bytes, markets: MarketTable, now: float) -> list[Ma
     data = fields.as_object(load_json(frame, "price frame"), "price frame")
     kind = frame_type(data)
     if kind == "error" or "error" in data:
-        raise MalformedMessage(f"price stream answered with an error: {data!r:.200}")
+        raise MalformedMessage(f"price stream answered with an error: {fields.show(data)}")
     if kind not in ("update/market_stats", "subscribed/market_stats"):
         return []
     stats = fields.as_object(fields.required(data, "market_stats"), "'market_stats'")
@@ -318,14 +325,14 @@ def parse_user_frame(frame: bytes, markets: MarketTable, ids: ClientIds, fills: 
     data = fields.as_object(load_json(frame, "user frame"), "user frame")
     kind = frame_type(data)
     if kind == "error" or "error" in data:
-        raise MalformedMessage(f"user stream answered with an error: {data!r:.200}")
+        raise MalformedMessage(f"user stream answered with an error: {fields.show(data)}")
     at = _frame_time(data, now)
     if kind in ("update/account_all_orders", "subscribed/account_all_orders"):
         return _order_events(data, markets, ids, fills, at, snapshot=kind.startswith("subscribed/"))
     if kind in ("update/account_all", "subscribed/account_all"):
         positions = data.get("positions") or {}
         if not isinstance(positions, dict):
-            raise MalformedMessage(f"'positions' is not an object keyed by market id: {positions!r:.200}")
+            raise MalformedMessage(f"'positions' is not an object keyed by market id: {fields.show(positions)}")
         return [PositionUpdate(p, at) for entry in positions.values()
                 for p in _position(fields.as_object(entry, "position"), markets)]
     return []
@@ -335,14 +342,17 @@ def _order_events(data: dict[str, Any], markets: MarketTable, ids: ClientIds, fi
                   snapshot: bool) -> list[UserEvent]:
     by_market = data.get("orders") or {}
     if not isinstance(by_market, dict):
-        raise MalformedMessage(f"'orders' is not an object keyed by market id: {by_market!r:.200}")
+        raise MalformedMessage(f"'orders' is not an object keyed by market id: {fields.show(by_market)}")
     parsed: list[LighterOrder] = []
     for items in by_market.values():
         if not isinstance(items, list):
-            raise MalformedMessage(f"orders of a market are not a list: {items!r:.200}")
+            raise MalformedMessage(f"orders of a market are not a list: {fields.show(items)}")
         parsed += [o for item in items if (o := parse_order(item, markets, ids)) is not None]
+    if not snapshot:
+        for order in parsed:  # check the whole frame first: a malformed frame changes no fill baseline
+            fills.peek(order)
     events: list[UserEvent] = []
-    for order in parsed:  # parse the whole frame first: a malformed frame changes no fill baseline
+    for order in parsed:
         if snapshot:
             fills.baseline(order)
             events.append(order_update(order, Decimal(0), Decimal(0), at))
@@ -355,17 +365,11 @@ def _order_events(data: dict[str, Any], markets: MarketTable, ids: ClientIds, fi
 
 
 def _int(obj: dict[str, Any], key: str) -> int:
-    value = fields.required(obj, key)
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise MalformedMessage(f"field {key!r} is not a non-negative integer: {value!r}")
-    return value
+    """Market ids and order indexes: a JSON integer or a string of ASCII digits, within 64 bits."""
+    return fields.integer(obj, key)
 
 
-def _decimal(obj: dict[str, Any], key: str) -> Decimal:
-    value = fields.required(obj, key)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return Decimal(value)
-    return fields.decimal(obj, key)
+def _amount(obj: dict[str, Any], key: str) -> Decimal:
+    """Amounts and prices: unsigned on Lighter (a position's direction is its ``sign``); integers allowed."""
+    return fields.non_negative(obj, key, ints=True)
 
