@@ -78,13 +78,15 @@ def looks_secret(name: str, extra: tuple[str, ...] = ()) -> bool:
 
 
 _MAX_SHOWN = 80  # characters of a value's repr in a message
+_MAX_INT_BITS = 128  # a longer integer (39 digits and more) is shown by its length
 
 
 def display(value: Any) -> str:
     """``repr(value)`` fit for a one-line message: an integer too long to print and long texts are abbreviated."""
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
-        digits = int(value.bit_length() * math.log10(2)) + 1  # str() of a 5,000-digit integer raises ValueError
-        return f"<an integer of about {digits} digits>"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > _MAX_INT_BITS:
+        if value.bit_length() > 14_000:  # str() of an integer over 4,300 digits raises ValueError
+            return f"<an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits>"
+        return f"<an integer of {len(str(abs(value)))} digits>"
     try:
         text = repr(value)
     except (ValueError, RecursionError):
@@ -122,7 +124,7 @@ Number = int | float | Decimal
 
 
 def _bound_text(n: Number) -> str:
-    if isinstance(n, int) and n > 2**32 and (n + 1).bit_count() == 1:
+    if isinstance(n, int) and n > 2**30 and (n + 1).bit_count() == 1:
         return f"2**{n.bit_length()}-1"  # a venue's integer width reads better than its 20 to 78 digits
     return str(n)
 
@@ -183,8 +185,8 @@ def numeric(
     bounds = Bounds(ge if gt is None else gt, le if lt is None else lt,  # type: ignore[arg-type]
                     low_open=gt is not None, high_open=lt is not None)
     what = noun or ("an integer" if kind == "int" else "a number")
-    return KeySpec(name, kind, f"expected {what} {bounds.text(kind == 'int')}{note}", bounds.__contains__, default=default,
-                   public=public, bounds=bounds)
+    allowed = f"expected {what} {bounds.text(kind == 'int')}{note}"
+    return KeySpec(name, kind, allowed, bounds.__contains__, default=default, public=public, bounds=bounds)
 
 
 ENV_BOOLS: Mapping[str, bool] = MappingProxyType(
