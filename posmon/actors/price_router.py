@@ -3,8 +3,11 @@
 Each frame is parsed once; the newest mark per symbol goes into the price slot
 of every position actor of that symbol. A malformed frame is counted and
 skipped. A stream that goes quiet for ``stale_after`` seconds or drops is
-reconnected with backoff and jitter, and REST mark prices are polled meanwhile
-so exits keep working while the stream is down.
+reconnected with backoff and jitter. Whenever the stream is stale or down
+(quiet for ``stale_after``, dropped, or still opening), REST mark prices are
+polled every ``poll_interval`` until it delivers again, so an exit never waits
+more than ``stale_after`` (plus one REST read) for a price, however long the
+stream takes to come back.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ class Unsubscribe:
 
 class PriceRouter:
     def __init__(self, venue: Venue, control: trio.MemoryReceiveChannel[Subscribe | Unsubscribe], metrics: Metrics,
-                 *, symbols: Sequence[str], stale_after: float = 10.0, poll_interval: float = 1.0,
+                 *, symbols: Sequence[str], stale_after: float = 3.0, poll_interval: float = 1.0,
                  backoff_max: float = 30.0, rng: random.Random | None = None) -> None:
         self.venue = venue
         self.control = control
@@ -53,10 +56,15 @@ class PriceRouter:
         self._slots: dict[str, list[PriceSlot]] = defaultdict(list)
         self.latest: dict[str, MarkPrice] = {}
         self.last_frame_at: float | None = None
+        self._alive_at = 0.0  # trio time of the last frame (or of the start): the stream is stale after it
+        self._down = False  # the stream dropped or went stale and has not delivered since
+        self._lost = trio.Event()  # wakes the REST fallback at once when the stream drops
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self._alive_at = trio.current_time()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._serve_control)
+            nursery.start_soon(self._rest_while_stale)
             task_status.started()
             await self._stream_forever()
 
@@ -76,38 +84,52 @@ class PriceRouter:
                 async with self.venue.connect_prices(self.symbols) as stream:
                     log.info("price stream of %s connected", self.venue.name)
                     self.metrics.set("price_stream_up", 1, venue=self.venue.name)
-                    backoff = 0.5
                     while True:
                         frame = None
                         with trio.move_on_after(self.stale_after):
                             frame = await stream.receive()
                         if frame is None:
                             self.metrics.inc("price_stream_stale", venue=self.venue.name)
-                            log.warning("price stream of %s silent for %.0fs; reconnecting",
+                            log.warning("price stream of %s silent for %.0fs; reconnecting (REST marks meanwhile)",
                                         self.venue.name, self.stale_after)
                             break
+                        backoff = 0.5  # reset by a frame, not by a connect: a server that stalls every stream backs off
                         self.on_frame(frame)
             except (StreamClosed, OSError, VenueError) as exc:
-                log.warning("price stream of %s dropped (%s); reconnecting", self.venue.name, exc)
+                log.warning("price stream of %s dropped (%s); reconnecting (REST marks meanwhile)",
+                            self.venue.name, exc)
+            self._down = True
+            self._lost.set()
             self.metrics.set("price_stream_up", 0, venue=self.venue.name)
             self.metrics.inc("price_stream_reconnects", venue=self.venue.name)
-            await self._poll_for(backoff * (0.5 + self._rng.random()))
+            await trio.sleep(backoff * (0.5 + self._rng.random()))
             backoff = min(backoff * 2, self.backoff_max)
 
-    async def _poll_for(self, seconds: float) -> None:
-        """REST mark prices until ``seconds`` have passed: exits must not wait for the stream."""
-        with trio.move_on_after(seconds):
-            while True:
-                try:
-                    for mark in await self.venue.mark_prices():
-                        self._deliver(mark, trio.current_time())
-                except VenueError as exc:
-                    log.warning("REST mark prices of %s failed: %s", self.venue.name, exc)
-                await trio.sleep(self.poll_interval)
+    def stale_in(self, now: float) -> float:
+        """Seconds until the stream counts as stale (0 when it is: down, or silent for ``stale_after``)."""
+        return 0.0 if self._down else max(0.0, self._alive_at + self.stale_after - now)
+
+    async def _rest_while_stale(self) -> None:
+        """Poll REST marks every ``poll_interval`` for as long as the stream is stale, down or reopening."""
+        while True:
+            wait = self.stale_in(trio.current_time())
+            if wait > 0:
+                with trio.move_on_after(wait):
+                    await self._lost.wait()
+                if self._lost.is_set():
+                    self._lost = trio.Event()
+                continue
+            try:
+                for mark in await self.venue.mark_prices():
+                    self._deliver(mark, trio.current_time())
+            except VenueError as exc:
+                log.warning("REST mark prices of %s failed: %s", self.venue.name, exc)
+            await trio.sleep(self.poll_interval)
 
     def on_frame(self, frame: bytes) -> None:
         now = trio.current_time()
-        self.last_frame_at = now
+        self.last_frame_at = self._alive_at = now
+        self._down = False
         self.metrics.set("price_last_frame", now, venue=self.venue.name)
         try:
             marks = self.venue.parse_price_frame(frame)
