@@ -1,0 +1,110 @@
+"""Liquidation and auto-deleveraging in the user streams (issue 10.3, the parsing side).
+
+The position actors close the affected tranches with their own exit reason and a notice when an ``OrderUpdate``
+says the venue closed the position by force (``forced``). These tests pin the wire markers each codec
+recognizes (the simulators emit exactly these):
+
+- Aster (Binance semantics, docs/aster-api.md): ``ORDER_TRADE_UPDATE`` whose client id ``c`` is ``adl_autoclose``
+  or whose status ``X`` is ``NEW_ADL`` is ADL; client id ``autoclose-...``, order type ``o`` ``LIQUIDATION``,
+  status ``NEW_INSURANCE`` or execution type ``x`` ``CALCULATED`` (without an ADL marker) is a liquidation.
+- Lighter (lighter-sdk ``Order.type``): an order of ``type`` ``liquidation`` in ``account_all_orders``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import pytest
+
+from posmon.domain.orders import OrderSide, OrderStatus, OrderType
+from posmon.exchange.aster import codec as aster
+from posmon.exchange.events import OrderUpdate
+from posmon.exchange.lighter import codec as lighter
+from posmon.exchange.lighter.client_ids import ClientIds
+from posmon.exchange.lighter.markets import Market, MarketTable
+
+D = Decimal
+BASE = {"s": "BTCUSDT", "c": "pm-7-S-1", "S": "SELL", "o": "MARKET", "f": "IOC", "q": "0.010", "p": "0",
+        "ap": "59000", "sp": "0", "x": "TRADE", "X": "FILLED", "i": 99, "l": "0.010", "z": "0.010", "L": "59000",
+        "T": 1, "t": 5, "R": True, "wt": "CONTRACT_PRICE", "ot": "MARKET", "ps": "BOTH", "rp": "-3.5"}
+
+
+def aster_update(**o: Any) -> OrderUpdate:
+    [update] = aster.parse_user_frame(orjson.dumps({"e": "ORDER_TRADE_UPDATE", "E": 1700000000000, "T": 1,
+                                                    "o": {**BASE, **o}}))
+    assert isinstance(update, OrderUpdate)
+    return update
+
+
+@pytest.mark.parametrize(("fields", "forced"), [
+    ({"c": "autoclose-1700000000000123", "o": "LIQUIDATION", "ot": "LIQUIDATION", "x": "CALCULATED"}, "LIQUIDATION"),
+    ({"c": "autoclose-1700000000000123"}, "LIQUIDATION"),
+    ({"o": "LIQUIDATION"}, "LIQUIDATION"),
+    ({"x": "CALCULATED"}, "LIQUIDATION"),
+    ({"x": "CALCULATED", "X": "NEW_INSURANCE", "l": "0", "z": "0"}, "LIQUIDATION"),
+    ({"c": "adl_autoclose", "x": "CALCULATED"}, "ADL"),
+    ({"c": "adl_autoclose", "o": "LIQUIDATION", "x": "CALCULATED"}, "ADL"),
+    ({"c": "adl_autoclose-17"}, "ADL"),
+    ({"X": "NEW_ADL", "x": "CALCULATED", "l": "0", "z": "0"}, "ADL"),
+    ({}, None),
+    ({"c": "settlement_autoclose-1"}, None),
+    ({"c": "web_autoclose"}, None),
+])
+def test_aster_forced_orders_are_recognized_from_client_id_type_status_and_exec_type(
+        fields: dict[str, Any], forced: str | None) -> None:
+    assert aster_update(**fields).forced == forced
+
+
+def test_aster_liquidation_fill_still_moves_the_position_like_a_trade() -> None:
+    u = aster_update(c="autoclose-9", o="LIQUIDATION", x="CALCULATED", X="FILLED")
+    assert u.is_fill and (u.last_qty, u.last_price, u.side, u.type) == (D("0.010"), D(59000), OrderSide.SELL,
+                                                                        OrderType.MARKET)
+    assert (u.status, u.realized_pnl) == (OrderStatus.FILLED, D("-3.5"))
+
+
+BTC = Market(market_id=1, symbol="BTC", size_decimals=5, price_decimals=1)
+MARKETS = MarketTable.of([BTC])
+IDS = ClientIds("pm")
+ORDER = {"order_index": 2**48 + 11, "client_order_index": 0, "market_index": 1, "initial_base_amount": "0.02000",
+         "remaining_base_amount": "0.00000", "filled_base_amount": "0.02000", "filled_quote_amount": "1100.000000",
+         "price": "55000.0", "is_ask": True, "type": "liquidation", "time_in_force": "immediate-or-cancel",
+         "reduce_only": True, "trigger_price": "0.0", "status": "filled", "timestamp": 1722337200}
+
+
+def lighter_updates(order: dict[str, Any], kind: str = "update/account_all_orders") -> list[Any]:
+    return lighter.parse_user_frame(orjson.dumps({"type": kind, "orders": {"1": [order]}}), MARKETS, IDS,
+                                    lighter.FillTracker(), 0.0)
+
+
+def test_lighter_liquidation_order_is_a_forced_fill() -> None:
+    (u,) = lighter_updates(ORDER)
+    assert isinstance(u, OrderUpdate)
+    assert u.forced == "LIQUIDATION" and u.is_fill
+    assert (u.client_id, u.symbol, u.side, u.type, u.last_qty, u.last_price) == (
+        f"lighter-{2**48 + 11}", "BTC", OrderSide.SELL, OrderType.MARKET, D("0.02"), D(55000))
+
+
+@pytest.mark.parametrize("kind", ["liquidation", "LIQUIDATION", "Liquidation"])
+def test_lighter_liquidation_type_is_read_in_any_case(kind: str) -> None:
+    (u,) = lighter_updates({**ORDER, "type": kind})
+    assert u.forced == "LIQUIDATION"
+
+
+def test_lighter_snapshot_of_a_liquidation_order_is_marked_but_reports_no_fill() -> None:
+    (u,) = lighter_updates(ORDER, "subscribed/account_all_orders")
+    assert u.forced == "LIQUIDATION" and not u.is_fill
+
+
+@pytest.mark.parametrize("kind", ["market", "limit", "stop-loss", "take-profit", "twap-sub"])
+def test_lighter_ordinary_orders_are_not_forced(kind: str) -> None:
+    (u,) = lighter_updates({**ORDER, "type": kind})
+    assert u.forced is None
+
+
+def test_an_order_update_built_without_forced_is_an_ordinary_order() -> None:
+    u = OrderUpdate(symbol="X", client_id="c", order_id="1", side=OrderSide.BUY, position_side="BOTH",
+                    type=OrderType.MARKET, status=OrderStatus.NEW, exec_type="NEW", qty=D(1), filled_qty=D(0),
+                    last_qty=D(0), last_price=D(0), avg_price=D(0), reduce_only=False, realized_pnl=D(0), time=0.0)
+    assert u.forced is None
