@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 import trio
+import trio.lowlevel
 
 from chaos.invariants import INVARIANTS
 from chaos.run import Options, RunResult, one_run, venue_for
@@ -35,10 +36,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--settle", type=float, default=30.0, help="seconds the daemon gets to settle (default 30)")
     p.add_argument("--smoke", action="store_true", help=f"CI smoke: {SMOKE_RUNS} short runs over both venues")
     p.add_argument("--out", type=Path, default=None, help="JSON file to write (default chaos/results/...)")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1; each run is two processes)")
     p.add_argument("--quiet", action="store_true", help="no line per run")
+    p.add_argument("--keep-all", action="store_true", help="keep every run's directory, not only failing ones")
     args = p.parse_args(argv)
     if args.runs < 1:
         p.error(f"--runs: expected a number >= 1, got {args.runs}")
+    if args.jobs < 1:
+        p.error(f"--jobs: expected a number >= 1, got {args.jobs}")
     if args.duration <= 0 or args.settle <= 0:
         p.error("--duration and --settle must be > 0")
     if args.smoke:
@@ -122,18 +127,27 @@ def table(s: dict[str, Any]) -> str:
 
 
 async def campaign(args: argparse.Namespace) -> list[RunResult]:
-    opts = Options(duration=args.duration, settle_timeout=args.settle, keep=RESULTS / "runs")
-    results = []
-    for i in range(args.runs):
-        seed = args.seed + i
-        r = await one_run(seed, args.venue, opts)
+    opts = Options(duration=args.duration, settle_timeout=args.settle, keep=RESULTS / "runs", keep_all=args.keep_all)
+    results: list[RunResult] = []
+    limiter = trio.CapacityLimiter(args.jobs)
+
+    async def one(i: int) -> None:
+        async with limiter:
+            seed = args.seed + i
+            r = await one_run(seed, args.venue, opts)
         results.append(r)
         if not args.quiet:
             status = "ok" if r.ok else "FAILED " + "; ".join(f"{v.invariant}: {v.detail}" for v in r.violations[:4])
-            print(f"[{i + 1}/{args.runs}] seed {seed} {venue_for(seed, args.venue)}: {r.kills} kills, "
+            print(f"[{len(results)}/{args.runs}] seed {seed} {venue_for(seed, args.venue)}: {r.kills} kills, "
                   f"{sum(r.faults.values())} faults, {r.wall_seconds:.1f} s: {status}", flush=True)
             if not r.ok:
                 print(f"    replay: {replay(r)}" + (f"; kept in {r.kept}" if r.kept else ""), flush=True)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(args.runs):
+            nursery.start_soon(one, i)
+            await trio.lowlevel.checkpoint()  # started in seed order
+    results.sort(key=lambda r: r.seed)
     return results
 
 

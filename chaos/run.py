@@ -37,6 +37,7 @@ class Options:
     start_timeout: float = 30.0  # seconds a (re)started daemon gets to connect its streams
     keep: Path | None = None  # where failing runs' directories (config, store, log) are kept
     reconcile_interval: float = 2.0  # [daemon] reconcile_interval_seconds, when this posmon has the key
+    keep_all: bool = False  # keep passing runs' directories too
 
 
 @dataclass(frozen=True)
@@ -428,7 +429,7 @@ class Runner:
         except OSError:
             text = ""
         self.result.violations += check_log(text)
-        if self.result.violations and self.opts.keep is not None:
+        if (self.result.violations or self.opts.keep_all) and self.opts.keep is not None:
             dest = self.opts.keep / f"{self.venue.name}-seed-{self.schedule.seed}"
             shutil.rmtree(dest, ignore_errors=True)
             shutil.copytree(self.work, dest, ignore=shutil.ignore_patterns("*.lock"))
