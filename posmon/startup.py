@@ -36,6 +36,8 @@ EXIT_STORE = 4
 CONNECT_TIMEOUT_SECONDS = 60.0
 #: Backoff between tries: doubles from the first to the cap (a 429/418's Retry-After is honoured when longer).
 FIRST_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS = 0.5, 15.0
+#: The shortest a try may be given, even when the start-up time is nearly up.
+MIN_TRY_SECONDS = 0.5
 #: Lighter answers 21100 ("account not found") for an account index that is not the key's: a settings error.
 LIGHTER_ACCOUNT_NOT_FOUND = 21100
 
@@ -112,8 +114,9 @@ async def retry_startup(step: Callable[[], Awaitable[_T]], *, venue: str, what: 
     deadline = trio.current_time() + give_up_after
     delay = FIRST_BACKOFF_SECONDS
     for attempt in itertools.count(1):
+        this_try = max(min(per_try, deadline - trio.current_time()), MIN_TRY_SECONDS)
         try:
-            with trio.fail_after(per_try):
+            with trio.fail_after(this_try):
                 return await step()
         except Rejected as exc:
             if _credentials_refused(exc):
@@ -124,7 +127,7 @@ async def retry_startup(step: Callable[[], Awaitable[_T]], *, venue: str, what: 
         except _TRANSIENT as exc:
             last: BaseException = exc
             if isinstance(exc, trio.TooSlowError):
-                last = trio.TooSlowError(f"no answer within {per_try:g} s")
+                last = trio.TooSlowError(f"no answer within {this_try:g} s")
         left = deadline - trio.current_time()
         if not retry or left <= 0:
             raise VenueUnreachable(
