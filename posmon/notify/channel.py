@@ -21,7 +21,7 @@ import trio
 
 from posmon.actors.messages import Notice
 from posmon.metrics import Metrics
-from posmon.notify.redact import redact
+from posmon.notify.redact import snippet
 from posmon.notify.senders import Sender
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class Channel:
         self.name = sender.name
         self.delivery = delivery
         self._metrics = metrics
-        self._secrets = tuple(secrets)
+        self._secrets = (*secrets, *sender.secrets)  # a receiver may echo any part of the URL in an error
         self._queue: deque[tuple[int, Notice]] = deque()
         self._wake = trio.Event()
         self._progress = trio.Event()
@@ -137,13 +137,13 @@ class Channel:
                 response = await client.post(req.url, json=req.json, headers=dict(req.headers),
                                              timeout=self.delivery.timeout)
             except httpx.HTTPError as exc:
-                return False, 0.0, redact(f"{type(exc).__name__} {exc}".strip(), self._secrets)
+                return False, 0.0, snippet(f"{type(exc).__name__} {exc}".strip(), self._secrets)
         if response is None:
             return False, 0.0, f"no answer within {self.delivery.timeout:g}s"
         status = response.status_code
         if 200 <= status < 300:
             return True, None, ""
-        why = f"HTTP {status} {redact(response.text[:200], self._secrets)}".strip()
+        why = f"HTTP {status} {snippet(response.text, self._secrets)}".strip()
         if status in (408, 425, 429) or status >= 500:
             return False, retry_after_of(response), why
         return False, None, why

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from posmon.actors.messages import Notice
 from posmon.notify.format import batch_text, webhook_body
-from posmon.notify.redact import origin
+from posmon.notify.redact import header_secrets, origin, token_secrets, url_secrets
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +24,8 @@ class Request:
 
 class Sender(Protocol):
     name: str  # the channel's label in metrics and logs
-    shown_url: str  # where it posts, safe to log
+    shown_url: str  # where it posts, safe to log: scheme://host:port, never a configured path or query
+    secrets: tuple[str, ...]  # what of its URL must never reach a log line (the channel masks them)
 
     def request(self, batch: Sequence[Notice]) -> Request: ...
 
@@ -37,7 +38,8 @@ class TelegramSender:
     def __init__(self, api_url: str, token: str, chat_id: str) -> None:
         self._url = f"{api_url}/bot{token}/sendMessage"
         self._chat_id = chat_id
-        self.shown_url = f"{api_url}/bot***/sendMessage"
+        self.shown_url = f"{origin(api_url)}/bot***/sendMessage"  # a proxy's base path may carry a secret too
+        self.secrets = token_secrets(token) + url_secrets(api_url)
 
     def request(self, batch: Sequence[Notice]) -> Request:
         return Request(self._url, {"chat_id": self._chat_id, "text": batch_text(batch),
@@ -53,6 +55,7 @@ class WebhookSender:
         self._url = url
         self._headers = dict(headers)
         self.shown_url = origin(url)
+        self.secrets = url_secrets(url) + header_secrets(list(self._headers.values()))
 
     def request(self, batch: Sequence[Notice]) -> Request:
         return Request(self._url, webhook_body(batch), self._headers)

@@ -52,7 +52,7 @@ class NotifyService:
         if self.channels:
             log.info("notifications: %s for %s", ", ".join(f"{c.name} ({c.sender.shown_url})" for c in self.channels),
                      ", ".join(s.kinds))
-        with redacting(s.secrets):
+        with redacting([*s.secrets, *(secret for c in self.channels for secret in c.sender.secrets)]):
             async with (httpx.AsyncClient(transport=self._transport, timeout=s.timeout_seconds,
                                           follow_redirects=False) as client,
                         trio.open_nursery() as nursery):
