@@ -131,30 +131,44 @@ def test_a_write_on_a_store_locked_by_another_process_raises_store_busy_naming_t
         store.close()
 
 
-async def test_apply_async_waits_for_the_lock_while_other_tasks_run(path, caplog):
+def lock_met(store: Store) -> trio.Event:
+    """Set when a write of ``store`` first finds the lock held by another process."""
+    met = trio.Event()
+    failed = store._failed
+
+    def noting(exc: sqlite3.Error) -> StoreError:
+        error = failed(exc)
+        if isinstance(error, StoreBusy):
+            met.set()
+        return error
+
+    store._failed = noting  # type: ignore[method-assign]
+    return met
+
+
+async def test_apply_async_waits_for_the_lock_while_other_tasks_run(path, caplog, autojump_clock):
     make_store(path)
     store = Store.open(path, clock=lambda: NOW)
     caplog.set_level(logging.WARNING, logger="posmon.store.store")
-    written = trio.Event()
-    ticks = 0
+    met = lock_met(store)
+    written, ticked = trio.Event(), trio.Event()
 
     async def decide() -> None:
         await store.apply_async(Changes(tranches=[tranche(7)]))
         written.set()
 
-    async def ticker() -> None:
-        nonlocal ticks
-        while not written.is_set():
-            ticks += 1
+    async def ticker() -> None:  # another actor's work: it must keep running while the write waits
+        await met.wait()
+        for _ in range(5):
             await trio.sleep(0.01)
+        ticked.set()
 
     try:
         with locked_by_another_process(path) as holder:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(decide)
                 nursery.start_soon(ticker)
-                while store.busy_since is None or ticks < 5:  # the write met the lock, and the loop kept running
-                    await trio.sleep(0.01)
+                await ticked.wait()
                 assert not written.is_set() and store.open_tranches() == []
                 release(holder)
                 await written.wait()
@@ -165,20 +179,21 @@ async def test_apply_async_waits_for_the_lock_while_other_tasks_run(path, caplog
         store.close()
 
 
-async def test_allocate_tranche_id_async_waits_for_the_lock(path):
+async def test_allocate_tranche_id_async_waits_for_the_lock(path, autojump_clock):
     make_store(path)
     store = Store.open(path)
+    met = lock_met(store)
+    ids: list[int] = []
+
+    async def allocate() -> None:
+        ids.append(await store.allocate_tranche_id_async())
+
     try:
         with locked_by_another_process(path) as holder:
             async with trio.open_nursery() as nursery:
-                ids: list[int] = []
-
-                async def allocate() -> None:
-                    ids.append(await store.allocate_tranche_id_async())
-
                 nursery.start_soon(allocate)
-                while store.busy_since is None:
-                    await trio.sleep(0.01)
+                await met.wait()
+                assert ids == []
                 release(holder)
         assert ids == [1] and store.allocate_tranche_id() == 2
     finally:
@@ -188,9 +203,8 @@ async def test_allocate_tranche_id_async_waits_for_the_lock(path):
 def test_opening_a_store_locked_by_another_process_says_so_after_a_bounded_wait(path, caplog):
     make_store(path)
     caplog.set_level(logging.WARNING, logger="posmon.store.store")
-    with locked_by_another_process(path):
-        with pytest.raises(StoreBusy, match=f"store {path} is locked by another process"):
-            Store.open(path, open_wait=0.3)
+    with locked_by_another_process(path), pytest.raises(StoreBusy, match=f"store {path} is locked by another"):
+        Store.open(path, open_wait=0.3)
     assert any("waiting up to" in r.getMessage() for r in caplog.records)
 
 
@@ -246,7 +260,7 @@ def test_a_foreign_file_missing_a_column_is_refused(path):
     conn.execute("ALTER TABLE orders DROP COLUMN final_status")
     conn.commit()
     conn.close()
-    with pytest.raises(StoreError, match="table orders lacks column.s. final_status"):
+    with pytest.raises(StoreError, match=r"table orders lacks column\(s\) final_status"):
         Store.open(path)
 
 
@@ -255,7 +269,7 @@ def test_another_applications_database_at_version_0_gets_no_posmon_tables(path):
     conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY)")
     conn.commit()
     conn.close()
-    with pytest.raises(StoreError, match="not a posmon store .* holds tables users"):
+    with pytest.raises(StoreError, match=r"not a posmon store .* holds tables users"):
         Store.open(path)
     conn = sqlite3.connect(path)
     try:
