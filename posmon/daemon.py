@@ -2,13 +2,16 @@
 
 Start order matters: the gateway first (everything else talks to it), then the
 price router, the notifier, an actor for every (symbol, side) the store still
-holds tranches for, and last the user stream, which discovers positions nobody
-watches yet. Stopping the daemon cancels the nursery: nothing is sent on the
-way out, and the store already holds every decision.
+holds tranches or unfinished orders for, the account sweep (a whole-account
+read for every actor on a timer), and last the user stream, which sweeps on
+every connection and so discovers positions nobody watches yet. Stopping the
+daemon cancels the nursery: nothing is sent on the way out, and the store
+already holds every decision.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import math
@@ -26,6 +29,7 @@ from posmon.actors.messages import AccountSnapshot, FetchAccount, Notice, Reconc
 from posmon.actors.notifier import Notifier
 from posmon.actors.position import ActorConfig
 from posmon.actors.price_router import PriceRouter
+from posmon.actors.reconciler import AccountReconciler
 from posmon.actors.supervisor import RestartPolicy, supervise
 from posmon.actors.user_stream import UserStream
 from posmon.api.app import create_app
@@ -64,6 +68,7 @@ class Daemon:
     cancel_scope: trio.CancelScope | None = None
     control: DaemonControl | None = None
     api_url: str | None = None  # where the operator API listens, when it is served
+    reconciler: AccountReconciler | None = None
 
     def risk_of(self, symbol: str) -> Risk:
         return risk_of(self.settings, symbol)
@@ -200,8 +205,13 @@ async def run_daemon(
             for symbol, side in keys:
                 directory.inbox(symbol, side, snapshot=startup.of(symbol, split) if startup is not None else None)
             del startup, split  # each actor keeps only its slice, until its start-up reconcile has used it
-            user_stream = UserStream(venue, directory, gw_send, store, metrics, hedge_mode=hedge_mode,
-                                     prefix=d.client_id_prefix, reply_timeout=d.request_timeout_seconds * 6)
+            reconciler = AccountReconciler(venue.name, directory, gw_send, metrics,
+                                           interval=d.reconcile_interval_seconds,
+                                           reply_timeout=d.request_timeout_seconds * 6, clock=clock)
+            daemon.reconciler = reconciler
+            await nursery.start(supervise, "reconciler", lambda: reconciler.run, policy, metrics)
+            user_stream = UserStream(venue, directory, reconciler, store, metrics, hedge_mode=hedge_mode,
+                                     prefix=d.client_id_prefix)
             await nursery.start(supervise, "user_stream", lambda: user_stream.run, policy, metrics)
             nursery.start_soon(_publish_book_gauges, directory, metrics, venue.name)
             if freeze_heap:
@@ -211,5 +221,8 @@ async def run_daemon(
             if api is not None and api.enabled:
                 app = create_app(daemon.control, metrics_render=lambda: render(metrics), token=api.token or None,
                                  health_timeout_seconds=api.health_timeout_seconds)
-                daemon.api_url = await nursery.start(serve_api, app, api)
+                # Supervised like every actor: a server failure after start-up restarts it (within the budget).
+                daemon.api_url = await nursery.start(functools.partial(
+                    supervise, "api", lambda: functools.partial(serve_api, app, api), policy, metrics,
+                    fail_fast=True))
             task_status.started(daemon)

@@ -89,6 +89,12 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("orders_rejected", "counter", "Orders the venue rejected, by purpose", ("venue", "purpose")),
     MetricSpec("protection_failures", "counter", "Tranches whose protection could not be placed", _V),
     MetricSpec("orphans_cancelled", "counter", "Orphan orders cancelled", _V),
+    MetricSpec("reconcile_sweeps", "counter", "Whole-account reads handed to every position actor, by result",
+               ("venue", "result")),
+    MetricSpec("position_gaps", "counter", "Confirmed differences between the venue's position and the tranches, "
+               "by what was done (adopted, shrunk)", ("venue", "action")),
+    MetricSpec("forced_exits", "counter", "Tranches closed by the venue's liquidation or auto-deleveraging",
+               ("venue", "kind")),
     MetricSpec("close_slippage_exhausted", "counter", "Closes still unfilled at the slippage cap (needs a human)",
                _V),
     # supervision

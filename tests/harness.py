@@ -29,14 +29,22 @@ from posmon.store.store import Store
 D = Decimal
 
 
-def make_settings(tmp_path: Path, *, symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT"), **risk: Any) -> Settings:
-    risk_lines = "\n".join(f"{k} = {v!r}".replace("'", '"') if not isinstance(v, bool) else f"{k} = {str(v).lower()}"
-                           for k, v in {"tp_pct": 1.0, "sl_pct": 50.0, **risk}.items())
+def _toml(v: Any) -> str:
+    return str(v).lower() if isinstance(v, bool) else repr(v).replace("'", '"')
+
+
+def make_settings(tmp_path: Path, *, symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT"),
+                  daemon: dict[str, Any] | None = None, **risk: Any) -> Settings:
+    """A sim-venue configuration; ``daemon``: extra ``[daemon]`` keys, ``risk``: ``[risk]`` keys."""
+    risk_lines = "\n".join(f"{k} = {_toml(v)}" for k, v in {"tp_pct": 1.0, "sl_pct": 50.0, **risk}.items())
     text = f"""
 [daemon]
 venue = "sim"
 store = "{tmp_path / 'posmon.sqlite'}"
 restart_backoff_seconds = 0.5
+# The in-process exchange publishes a mark only when a test sets one (no 1 Hz cadence): not stale in between.
+stale_stream_seconds = 600.0
+{{daemon_lines}}
 
 [risk]
 {risk_lines}
@@ -45,6 +53,7 @@ restart_backoff_seconds = 0.5
 symbols = {list(symbols)!r}
 trader_enabled = false
 """.replace("'", '"')
+    text = text.replace("{daemon_lines}", "\n".join(f"{k} = {_toml(v)}" for k, v in (daemon or {}).items()))
     path = tmp_path / "config.toml"
     path.write_text(text)
     return load_settings(path, env={})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +74,10 @@ class PositionDirectory:
 
     def keys(self) -> list[Key]:
         return list(self._actors)
+
+    def __iter__(self) -> Iterator[Key]:
+        """The keys at this moment (a copy: starting an actor while iterating is allowed)."""
+        return iter(list(self._actors))
 
     def actor(self, symbol: str, side: Side) -> PositionActor | None:
         """The current incarnation (for status and tests); None before the first start."""

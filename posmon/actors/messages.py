@@ -133,7 +133,15 @@ class PriceWake:
 
 @dataclass(frozen=True, slots=True)
 class Reconcile:
-    """Compare the store with the exchange (after a private-stream reconnect or on request)."""
+    """Compare the store with the exchange (after a private-stream connect, on the reconcile timer, on request).
+
+    ``snapshot``: this symbol's slice of a whole-account read made for every actor at once (one read instead of
+    one per actor); ``read_at`` is when that read was asked for (the actor's clock), so an actor that changed its
+    position since can tell the snapshot is older than what it knows. Without a snapshot the actor reads its own.
+    """
+
+    snapshot: AccountSnapshot | None = None
+    read_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

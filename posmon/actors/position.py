@@ -69,7 +69,7 @@ from posmon.domain.tranche import (
 )
 from posmon.domain.triggers import TriggerBook
 from posmon.exchange.errors import OrderNotFound, VenueError, WouldTriggerImmediately
-from posmon.exchange.events import OrderUpdate
+from posmon.exchange.events import OrderUpdate, PositionUpdate
 from posmon.metrics import Metrics
 from posmon.store.store import Changes, Event, PendingEntry, Store
 
@@ -83,8 +83,30 @@ def _reply(channel: trio.MemorySendChannel[Any] | None, answer: Any) -> None:
             channel.send_nowait(answer)
 
 
-class _NoAnswer(Exception):
-    """The gateway did not answer a reconcile query in time."""
+@dataclass(frozen=True, slots=True)
+class _AccountRead:
+    """The answer to a reconcile's account read (None: none came in time), tagged with the reconcile it serves."""
+
+    generation: int
+    snapshot: AccountSnapshot | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Lookups:
+    """The answer to a reconcile's look-ups by client id (None: none came in time)."""
+
+    generation: int
+    answer: OrderResults | None
+
+
+@dataclass(slots=True)
+class _Reconciliation:
+    """One reconcile under way: what it knew when it asked, so it never judges what was sent after."""
+
+    generation: int
+    known: frozenset[str]  # client ids tracked when the read was asked for: only these may be looked up
+    read_at: float | None  # when the account read was asked for (None: unknown, e.g. the start-up snapshot)
+    snapshot: AccountSnapshot | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +126,12 @@ class ActorConfig:
     reply_timeout: float = 60.0
     retry_seconds: float = 5.0
     reconcile_grace: float = 2.0
+    # A position frame that the tranches do not explain is looked at again after this long (an order update
+    # for the same trade usually follows within milliseconds); a gap still there is confirmed by a REST read.
+    position_frame_grace: float = 1.0
+    # A protection order the venue refuses is retried after a doubling pause up to this long (not every
+    # ``retry_seconds`` forever); the operator is told once.
+    rejected_retry_max_seconds: float = 300.0
     # A key first seen in a live fill needs no start-up reconcile: the fill itself is the news. Restored
     # keys, discovered positions and restarts (which reload state) reconcile before acting.
     reconcile_on_start: bool = True
@@ -157,6 +185,17 @@ class PositionActor:
         self._cap_tries: dict[int, int] = {}  # unfilled closes at the slippage cap, per tranche
         self.stopped = False  # the operator stopped monitoring this symbol: hold nothing, adopt nothing
         self.ready = trio.Event()  # set once the start-up reconcile is done and the actor acts on ticks
+        self._nursery: trio.Nursery | None = None  # runs the reconcile's reads, so they never block a tick
+        self._recon: _Reconciliation | None = None  # the reconcile under way
+        self._recon_generation = 0
+        self._recon_again: tuple[AccountSnapshot | None, float | None] | None = None  # asked for meanwhile
+        self._awaiting: set[str] = set()  # placements this incarnation sent whose answer has not come yet
+        self._last_change_at = -math.inf  # when a stream fact last changed the tranches (actor's clock)
+        self._settled_through: float | None = None  # a confirmed gap was settled from a read asked at this time
+        self._frame_qty: Decimal | None = None  # the venue's position as the newest position frame showed it
+        self._frame_check_at: float | None = None
+        # Protection orders the venue refused, per tranche leg: how often, and no new try before when.
+        self._rejections: dict[tuple[int, Purpose], tuple[int, float]] = {}
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
@@ -189,27 +228,41 @@ class PositionActor:
         return sorted({*self.tranches, *self.store.tranches_with_active_orders(c.venue, c.symbol, c.side)})
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Handle messages one at a time; reconcile reads run beside the loop and come back as messages.
+
+        Until the start-up reconcile is done the actor does not act on prices or hold times (its loaded state
+        may be stale: a leg may have filled while the daemon was down); from then on nothing waits behind a
+        reconcile, a command or a read.
+        """
         self._load()
-        task_status.started()
-        if self.tranches or self.orders or self.cfg.reconcile_on_start:
-            snapshot, self._startup_snapshot = self._startup_snapshot, None
-            await self._reconcile(snapshot)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            if self.tranches or self.orders or self.cfg.reconcile_on_start:
+                snapshot, self._startup_snapshot = self._startup_snapshot, None
+                self._request_reconcile(snapshot)
+            else:
+                self._become_ready()
+            while True:
+                wake = self._next_wake()
+                msg = None
+                with trio.move_on_after(max(0.0, wake - self.links.clock()) if wake < math.inf else math.inf):
+                    msg = await self.links.inbox.receive()
+                if msg is not None:
+                    self._handle(msg)
+                self._on_clock()
+                if self.ready.is_set() and self.links.slot.latest is not None:
+                    self._on_price()
+                # Only a mark that reaches the nearest TP or SL wakes this actor again (hold deadlines and
+                # retries wake it by the clock).
+                self.links.slot.gate = self.book.price_gates()
+
+    def _become_ready(self) -> None:
+        if self.ready.is_set():
+            return
         self.ready.set()
         # A predecessor may have died holding the slot's wake-up token: look at the slot now, which re-arms it.
         self._on_price()
-        while True:
-            wake = self._next_wake()
-            msg = None
-            with trio.move_on_after(max(0.0, wake - self.links.clock()) if wake < math.inf else math.inf):
-                msg = await self.links.inbox.receive()
-            if msg is not None:
-                await self._handle(msg)
-            await self._on_clock()
-            if self.links.slot.latest is not None:
-                self._on_price()
-            # Only a mark that reaches the nearest TP or SL wakes this actor again (hold deadlines and
-            # retries wake it by the clock).
-            self.links.slot.gate = self.book.price_gates()
 
     def unprotected(self) -> bool:
         """Whether some held tranche lacks a live TP or SL right now (emulated exits are always armed)."""
@@ -224,26 +277,35 @@ class PositionActor:
         return False
 
     def _next_wake(self) -> float:
-        times = [t for t in (self.book.next_deadline(), self._retry_at, self._confirm_at) if t is not None]
+        deadline = self.book.next_deadline() if self.ready.is_set() else None
+        times = [t for t in (deadline, self._retry_at, self._confirm_at, self._frame_check_at) if t is not None]
         return min(times, default=math.inf)
 
-    async def _handle(self, msg: Any) -> None:
+    def _handle(self, msg: Any) -> None:
         if isinstance(msg, PriceWake):
-            self._on_price()
+            if self.ready.is_set():
+                self._on_price()
         elif isinstance(msg, OrderUpdate):
             self._on_order_update(msg)
+        elif isinstance(msg, PositionUpdate):
+            self._on_position_frame(msg)
         elif isinstance(msg, OrderResults):
             for r in msg.results:
                 self._on_result(r)
+        elif isinstance(msg, _AccountRead):
+            self._on_account_read(msg)
+        elif isinstance(msg, _Lookups):
+            self._on_lookups(msg)
         elif isinstance(msg, Reconcile):
-            await self._reconcile()
+            self._request_reconcile(msg.snapshot, msg.read_at)
         elif isinstance(msg, OpenEntry):
             self._open_entry(msg)
         elif isinstance(msg, StopMonitoring):
             self._stop_monitoring(msg)
         elif isinstance(msg, ResumeMonitoring):
+            # Repeated resumes coalesce: one reconcile under way answers them all, and none blocks a tick.
             self.stopped = False
-            await self._reconcile()
+            self._request_reconcile()
         elif isinstance(msg, CloseTranches):
             ids = msg.tranche_ids or tuple(self.tranches)
             for tid in ids:
@@ -252,17 +314,20 @@ class PositionActor:
         else:
             log.error("%s: unexpected message %r ignored", self.name, msg)
 
-    async def _on_clock(self) -> None:
+    def _on_clock(self) -> None:
         now = self.links.clock()
-        if self.book.next_deadline() is not None:
+        if self.ready.is_set() and self.book.next_deadline() is not None:
             for tid, reason in list(self.book.pop_triggered(None, now)):
                 self._start_close(self.tranches[tid], reason)
         if self._retry_at is not None and now >= self._retry_at:
             self._retry_at = None
             self._ensure_protected()
+        if self._frame_check_at is not None and now >= self._frame_check_at:
+            self._frame_check_at = None
+            self._check_position_frame()
         if self._confirm_at is not None and now >= self._confirm_at:
             self._confirm_at = None
-            await self._reconcile()
+            self._request_reconcile()
 
     # --- prices -------------------------------------------------------------------------------------------
 
@@ -284,6 +349,8 @@ class PositionActor:
     # --- order updates from the user stream ----------------------------------------------------------------
 
     def _on_order_update(self, u: OrderUpdate) -> None:
+        if u.is_fill:
+            self._last_change_at = self.links.clock()
         if u.client_id in self._entries:
             price = u.last_price if u.exec_type == "TRADE" else u.avg_price
             self._on_operator_entry(u.client_id, u.status, u.filled_qty, price)
@@ -304,16 +371,29 @@ class PositionActor:
             if not u.status.is_final:
                 log.warning("%s: cancelling orphan order %s", self.name, u.client_id)
                 self._send(CancelOrders(self.cfg.symbol, (u.client_id,), self.links.self_send, Priority.EXIT))
-            elif u.is_fill:
+            elif u.is_fill and not self._already_counted(u):
                 log.warning("%s: fill of untracked order %s; reconciling", self.name, u.client_id)
                 self._confirm_at = self.links.clock()
             return
         if not u.is_fill:
             return
+        if u.forced is not None:  # the venue's liquidation or auto-deleveraging
+            self._on_external_reduction(u.last_qty, source=u.client_id, price=u.last_price, reason=u.forced)
+            return
+        if self._settled_through is not None and u.time <= self._settled_through:
+            # A late update of a fill that the last confirmed gap already adopted or shrunk: counted once.
+            log.warning("%s: late fill %s of %s at %s is already in the position read at %s; not counted again",
+                        self.name, u.client_id, u.last_qty, u.time, self._settled_through)
+            return
         if u.side == self.cfg.side.opening_order_side and not u.reduce_only:
             self._on_entry_fill(u.last_qty, u.last_price, source=u.client_id, at=u.time)
         else:
-            self._on_external_reduction(u.last_qty, source=u.client_id)
+            self._on_external_reduction(u.last_qty, source=u.client_id, price=u.last_price)
+
+    def _already_counted(self, u: OrderUpdate) -> bool:
+        """A fill of one of our finished orders that its placement answer already reported (no read needed)."""
+        rec = self.store.order(u.client_id)
+        return rec is not None and rec.state is LocalState.DONE and rec.filled_qty >= u.filled_qty
 
     def _known_final(self, cid: str) -> bool:
         rec = self.store.order(cid)
@@ -407,13 +487,38 @@ class PositionActor:
         for t in decision.changed:
             self._notice(kinds[t.id], t, f"tranche {t.index} {t.qty} @ {self._shown(t.entry)} TP {t.tp} SL {t.sl}")
 
-    def _on_external_reduction(self, qty: Decimal, *, source: str) -> None:
+    def _on_external_reduction(self, qty: Decimal, *, source: str, price: Decimal | None,
+                               reason: str = "EXTERNAL") -> None:
+        """The position shrank outside posmon: newest tranches first give up the quantity (``apply_reduction``).
+
+        Their TP/SL are resized (placed anew, the old ones cancelled) or cancelled with the tranche, the realized
+        PnL is recorded at ``price`` (the fill's, or the mark's when only a read showed the change) and the
+        operator is told; a liquidation or auto-deleveraging (``reason``) needs a human.
+        """
         if not self.tranches:
             return
-        decision = apply_reduction(list(self.tranches.values()), qty, self.cfg.rules)
-        log.info("%s: %s closed %s outside posmon; shrinking tranches", self.name, source, qty)
-        self._apply_decision(decision, events=[self._event("external_reduction", None, qty=qty, source=source)],
-                             removed_reason="EXTERNAL")
+        before = dict(self.tranches)
+        decision = apply_reduction(list(before.values()), qty, self.cfg.rules)
+        if price is not None:
+            def booked(t: Tranche, rest: Decimal) -> Tranche:
+                old = before[t.id]
+                return replace(t, realized_pnl=old.realized_pnl + realized_pnl(old.side, old.entry, price,
+                                                                               old.qty - rest))
+            decision = EntryDecision(changed=tuple(booked(t, t.qty) for t in decision.changed),
+                                     removed=tuple(booked(t, Decimal(0)) for t in decision.removed))
+        forced = reason in (ExitReason.LIQUIDATION, ExitReason.ADL)
+        log.log(logging.ERROR if forced else logging.INFO, "%s: %s closed %s outside posmon (%s); shrinking tranches",
+                self.name, source, qty, reason)
+        if forced:
+            self.links.metrics.inc("forced_exits", venue=self.cfg.venue, kind=reason)
+        self._apply_decision(decision, removed_reason=reason, events=[
+            self._event("external_reduction", None, qty=qty, source=source, reason=reason, price=price,
+                        tranches=[t.id for t in (*decision.changed, *decision.removed)])])
+        if decision.changed:
+            shown = ", ".join(f"{t.index}: {before[t.id].qty} -> {t.qty}" for t in decision.changed)
+            self._notice("position_shrunk", decision.changed[0],
+                         f"{reason}: position reduced by {qty} outside posmon; tranches resized ({shown})",
+                         needs_human=forced, reason=reason)
 
     def _apply_decision(self, decision: EntryDecision, *, events: list[Event], removed_reason: str = "MERGED",
                         since: float | None = None) -> None:
@@ -444,8 +549,10 @@ class PositionActor:
             self.book.discard(t.id)
             changes.closed.append((t.id, removed_reason, now))
             if removed_reason != "MERGED":
-                self._notice("exit", t, f"tranche {t.index} ({t.qty}) was closed outside posmon",
-                             reason=removed_reason)
+                changes.tranches.append(t)  # its realized PnL
+                self._notice("exit", t, f"tranche {t.index} ({t.qty}) was closed outside posmon by {removed_reason}"
+                             f", realized PnL {t.realized_pnl:.4f}", reason=removed_reason, pnl=str(t.realized_pnl),
+                             needs_human=removed_reason in (ExitReason.LIQUIDATION, ExitReason.ADL))
             if survivor is not None and removed_reason == "MERGED" and not self.cfg.emulated_exits:
                 self._merged_into[t.id] = survivor  # its orders go once the survivor is protected
             else:
@@ -460,6 +567,10 @@ class PositionActor:
     # --- what the exchange says about our orders --------------------------------------------------------
 
     def _on_result(self, r: OrderResult) -> None:
+        if r.action is Action.PLACE:
+            self._awaiting.discard(r.client_id)
+        if r.state is not None and r.state.filled_qty > 0:
+            self._last_change_at = self.links.clock()
         if r.client_id in self._entries:
             if r.state is not None:
                 self._on_operator_entry(r.client_id, r.state.status, r.state.filled_qty, r.state.avg_price)
@@ -468,6 +579,7 @@ class PositionActor:
             return  # unknown: the gateway looked it up already; the stream or a reconcile settles it
         rec = self.orders.get(r.client_id)
         if rec is None:
+            self._on_untracked_result(r)
             return
         if r.sent is not None and r.sent != rec.request:
             # The gateway re-rounded the order onto a changed grid: remember what is really on the exchange.
@@ -484,6 +596,24 @@ class PositionActor:
             log.error("%s: %s of %s has an unknown outcome; will reconcile", self.name, r.action, r.client_id)
             self._retry_at = self.links.clock() + self.cfg.retry_seconds
             self._confirm_at = self.links.clock() + self.cfg.retry_seconds
+
+    def _on_untracked_result(self, r: OrderResult) -> None:
+        """A placement answered for an order no longer tracked (written off as never placed meanwhile).
+
+        It rests on the exchange although posmon decided without it: cancel it, and re-read the position if
+        it traded.
+        """
+        if r.action is not Action.PLACE or r.state is None or r.state.status.is_final:
+            if r.state is not None and r.state.filled_qty > 0:
+                self._confirm_at = self.links.clock()
+            return
+        if parse_client_order_id(self.cfg.prefix, r.client_id) is None or self._known_final(r.client_id):
+            return  # not ours, or a late "NEW" of an order whose end the stream already reported
+        log.warning("%s: %s was placed after being written off; cancelling it", self.name, r.client_id)
+        self.links.metrics.inc("orphans_cancelled", venue=self.cfg.venue)
+        self._send(CancelOrders(self.cfg.symbol, (r.client_id,), self.links.self_send, Priority.EXIT))
+        if r.state.filled_qty > 0:
+            self._confirm_at = self.links.clock()
 
     def _observe(self, cid: str, status: OrderStatus, filled: Decimal, price: Decimal, order_id: str) -> None:
         """Fold an order's exchange state into ours; fills are applied once, by their cumulative quantity."""
@@ -536,7 +666,13 @@ class PositionActor:
         tid = self._merged_into.get(rec.tranche_id, rec.tranche_id)
         t = self.tranches.get(tid)
         if t is None:
-            log.warning("%s: fill of %s for a tranche already gone; reconciling", self.name, rec.client_id)
+            # Both legs of one tranche filled (possible on venues without native OCO, e.g. while the daemon was
+            # down): the second leg ate other tranches' quantity. The reconcile shrinks and re-protects them.
+            log.error("%s: fill of %s (%s) for tranche %s already closed; reconciling", self.name,
+                      rec.client_id, qty, rec.tranche_id)
+            self._notice("double_exit", None, f"{rec.purpose.name} {rec.client_id} filled {qty} "
+                         f"after its tranche had closed: other tranches' quantity was closed; re-protecting the rest",
+                         needs_human=True, tranche_id=rec.tranche_id)
             self._confirm_at = self.links.clock()
             return
         qty = min(qty, t.qty)
@@ -558,6 +694,8 @@ class PositionActor:
         now = self.links.clock()
         for per_tranche in (self._close_attempts, self._close_hold, self._cap_tries):
             per_tranche.pop(t.id, None)
+        for purpose in (Purpose.TP, Purpose.SL):
+            self._rejections.pop((t.id, purpose), None)
         self.tranches.pop(t.id, None)
         self.book.discard(t.id)
         changes.tranches.append(t)
@@ -612,13 +750,24 @@ class PositionActor:
         if rec.purpose is Purpose.CLOSE:
             self._close_fell_short(t, f"close order {rec.client_id} rejected: {err}")
             return
-        self._notice("protection_failed", t, f"{rec.purpose.name} order {rec.client_id} rejected: {err}",
-                     needs_human=True)
+        # A refusal is the venue's final word on that order (a price outside its filters, an invalid value):
+        # retrying it every few seconds forever changes nothing. The operator is told once, then
+        # protection_failure_action applies: "close" closes the tranche, "alert" retries after a doubling pause.
+        key = (t.id, rec.purpose)
+        n = self._rejections.get(key, (0, 0.0))[0] + 1
         self.links.metrics.inc("protection_failures", venue=self.cfg.venue)
+        if n == 1:
+            self._notice("protection_failed", t, f"{rec.purpose.name} order {rec.client_id} rejected: {err}",
+                         needs_human=True)
         if self.cfg.protection_failure_action == "close" and not t.closing:
             self._start_close(t, "PROTECTION_FAILED")
         else:
-            self._retry_at = self.links.clock() + self.cfg.retry_seconds
+            pause = min(self.cfg.retry_seconds * 2 ** (n - 1), self.cfg.rejected_retry_max_seconds)
+            log.error("%s: %s of tranche %s refused %d times (%s); next try in %.0fs", self.name, rec.purpose.name,
+                      t.index, n, err, pause)
+            retry = self.links.clock() + pause
+            self._rejections[key] = (n, retry)
+            self._retry_at = retry if self._retry_at is None else min(self._retry_at, retry)
 
     # --- protection ---------------------------------------------------------------------------------------
 
@@ -665,8 +814,11 @@ class PositionActor:
                     self.store.apply(changes)
                 continue
             missing = []
+            now = self.links.clock()
             for purpose in (Purpose.TP, Purpose.SL):
                 cur = self._current(t, purpose)
+                if self._rejections.get((t.id, purpose), (0, now))[1] > now:
+                    continue  # refused by the venue: the next try waits for its pause
                 if cur is None or cur.request.qty - cur.filled_qty != t.qty:
                     missing.append(purpose)
             if not missing:
@@ -793,7 +945,7 @@ class PositionActor:
     # --- reconciliation -----------------------------------------------------------------------------------
 
     async def _ask(self, request_factory: Callable[[trio.MemorySendChannel[Any]], Any]) -> Any:
-        """A gateway request whose answer the actor waits for; None when none came within the reply timeout."""
+        """A gateway request whose answer a reconcile task waits for; None when none came within the timeout."""
         send, recv = trio.open_memory_channel[Any](1)
         async with send, recv:
             await self.links.gateway.send(request_factory(send))
@@ -801,53 +953,100 @@ class PositionActor:
                 return await recv.receive()
         return None
 
-    async def _reconcile(self, snapshot: AccountSnapshot | None = None) -> None:
+    async def _read_account(self, generation: int) -> None:
+        snap = await self._ask(lambda ch: FetchAccount(self.cfg.symbol, ch))
+        self.links.self_send.send_nowait(_AccountRead(generation, snap))
+
+    async def _look_up(self, generation: int, client_ids: tuple[str, ...]) -> None:
+        answer = await self._ask(lambda ch: QueryOrders(self.cfg.symbol, client_ids, ch))
+        self.links.self_send.send_nowait(_Lookups(generation, answer))
+
+    def _request_reconcile(self, snapshot: AccountSnapshot | None = None, read_at: float | None = None) -> None:
         """Make the store and the exchange agree: own orders' fates, orphans, position size, protection.
 
-        A reconcile that cannot get its answers in time (the gateway is pacing a burst) is retried later
-        rather than failing the actor: the actor keeps handling fills and prices meanwhile.
+        The reads run beside the actor's loop and their answers come back as messages, so ticks, exits and
+        commands never wait behind them. Requests while one is under way coalesce into one more afterwards
+        (a snapshot offered meanwhile is kept for it, so a sweep costs no extra read).
         """
-        try:
-            await self._reconcile_once(snapshot)
-        except _NoAnswer:
-            log.warning("%s: reconcile got no answer within %.0fs; retrying later", self.name, self.cfg.reply_timeout)
-            self._confirm_at = self.links.clock() + self.cfg.retry_seconds
-
-    async def _answer(self, request_factory: Callable[[trio.MemorySendChannel[Any]], Any]) -> Any:
-        answer = await self._ask(request_factory)
-        if answer is None:
-            raise _NoAnswer
-        return answer
-
-    async def _reconcile_once(self, snap: AccountSnapshot | None = None) -> None:
-        symbol = self.cfg.symbol
-        if snap is None:
-            snap = await self._answer(lambda ch: FetchAccount(symbol, ch))
-        if snap.error is not None:
-            log.error("%s: cannot reconcile: %s; retrying", self.name, snap.error)
-            self._confirm_at = self.links.clock() + self.cfg.retry_seconds
+        if self._recon is not None:
+            if self._recon_again is None or snapshot is not None:
+                self._recon_again = (snapshot, read_at)
             return
-        # Orders the open-orders list shows need no lookup of their own; only the others (filled, cancelled,
-        # never placed) are queried one by one by client id.
+        self._recon_generation += 1
+        gen = self._recon_generation
+        if snapshot is None:
+            read_at = self.links.clock()
+        self._recon = _Reconciliation(gen, frozenset(self.orders), read_at)
+        if snapshot is not None:
+            self._on_account_read(_AccountRead(gen, snapshot))
+        else:
+            assert self._nursery is not None
+            self._nursery.start_soon(self._read_account, gen)
+
+    def _reconcile_failed(self, why: str) -> None:
+        """No answer (the gateway is pacing a burst, the venue is down): try again later, act meanwhile."""
+        log.warning("%s: reconcile failed (%s); retrying in %.0fs", self.name, why, self.cfg.retry_seconds)
+        self._recon = None
+        self._confirm_at = self.links.clock() + self.cfg.retry_seconds
+        self._become_ready()
+
+    def _on_account_read(self, msg: _AccountRead) -> None:
+        r = self._recon
+        if r is None or msg.generation != r.generation:
+            return  # the answer of a reconcile given up on
+        snap = msg.snapshot
+        if snap is None or snap.error is not None:
+            self._reconcile_failed("no answer" if snap is None else str(snap.error))
+            return
+        r.snapshot = snap
         still_open = {o.client_id: o for o in snap.open_orders}
+        # What to look up is fixed before anything is settled: settling may place orders (a resized leg),
+        # and an order whose placement is still on its way must never be looked up and written off.
+        missing = tuple(c for c in sorted(r.known) if c not in still_open and c not in self._awaiting)
         for cid in [c for c in self.orders if c in still_open]:
             self._settle_known(cid, still_open[cid])
-        missing = tuple(c for c in self.orders if c not in still_open)
+        missing = tuple(c for c in missing if c in self.orders)
         if missing:
-            answer: OrderResults = await self._answer(lambda ch: QueryOrders(symbol, missing, ch))
-            for r in answer.results:
-                rec = self.orders.get(r.client_id)
-                if rec is None:
-                    continue
-                if r.state is not None:
-                    self._settle_known(r.client_id, r.state)
-                elif isinstance(r.error, OrderNotFound):
-                    self._on_never_placed(rec)
+            assert self._nursery is not None
+            self._nursery.start_soon(self._look_up, r.generation, missing)
+        else:
+            self._finish_reconcile(r, snap, unknown=False)
+
+    def _on_lookups(self, msg: _Lookups) -> None:
+        r = self._recon
+        if r is None or msg.generation != r.generation or r.snapshot is None:
+            return
+        if msg.answer is None:
+            self._reconcile_failed("order look-ups got no answer")
+            return
+        unknown = False
+        for res in msg.answer.results:
+            rec = self.orders.get(res.client_id)
+            if rec is None:
+                continue
+            if res.state is not None:
+                self._settle_known(res.client_id, res.state)
+            elif isinstance(res.error, OrderNotFound) and res.client_id not in self._awaiting:
+                self._on_never_placed(rec)
+            else:
+                # A look-up that failed (503, timeout) says nothing: like an unknown placement, look again.
+                unknown = True
+        self._finish_reconcile(r, r.snapshot, unknown=unknown)
+
+    def _finish_reconcile(self, r: _Reconciliation, snap: AccountSnapshot, *, unknown: bool) -> None:
         self._cancel_orphans(snap.open_orders)
-        if self.stopped:
-            return  # the operator owns this symbol now: adopt nothing, protect nothing
-        self._check_position_size(snap)
-        self._ensure_protected()
+        if not self.stopped:  # the operator owns a stopped symbol: adopt nothing, protect nothing
+            self._check_position_size(snap, r.read_at)
+            self._ensure_protected()
+        if unknown:
+            log.warning("%s: some orders' fate is still unknown; looking again in %.0fs", self.name,
+                        self.cfg.retry_seconds)
+            self._confirm_at = self.links.clock() + self.cfg.retry_seconds
+        self._recon = None
+        self._become_ready()
+        if self._recon_again is not None:
+            again, self._recon_again = self._recon_again, None
+            self._request_reconcile(*again)
 
     def _settle_known(self, cid: str, state: OrderState) -> None:
         """Fold in what the exchange says of one of our orders; a cancel asked for but still open goes again."""
@@ -857,7 +1056,10 @@ class PositionActor:
             self._send(CancelOrders(self.cfg.symbol, (cid,), self.links.self_send, Priority.EXIT))
 
     def _on_never_placed(self, rec: OrderRecord) -> None:
-        """The exchange never saw this order: a decided-but-unsent intent. Drop it; protection is re-derived."""
+        """The exchange never saw this order: a decided-but-unsent intent. Drop it; protection is re-derived.
+
+        Should it show up after all (a placement answered late), it is cancelled as an orphan.
+        """
         changes = Changes()
         self._track(replace(rec, state=LocalState.DONE, final_status=OrderStatus.CANCELED), changes)
         self.store.apply(changes)
@@ -874,20 +1076,57 @@ class PositionActor:
             self._send(CancelOrders(self.cfg.symbol, tuple(o.client_id for o in mine), self.links.self_send,
                                     Priority.HOUSEKEEPING))
 
-    def _check_position_size(self, snap: AccountSnapshot) -> None:
-        """Adopt or shrink only when the same gap shows in two snapshots: a fill may still be in flight."""
+    def _tracked_qty(self) -> Decimal:
+        return sum((t.qty for t in self.tranches.values()), Decimal(0))
+
+    def _on_position_frame(self, u: PositionUpdate) -> None:
+        """The venue's position after a change: evidence, never acted on alone.
+
+        An order update for the same trade normally follows within milliseconds; only a gap that is still
+        unexplained after ``position_frame_grace`` counts as a first observation, and a REST read confirms it.
+        """
+        if self.stopped or u.position.side is not self.cfg.side:
+            return
+        self._frame_qty = u.position.qty
+        if self._frame_check_at is None:
+            self._frame_check_at = self.links.clock() + self.cfg.position_frame_grace
+
+    def _check_position_frame(self) -> None:
+        if self._frame_qty is None or self.stopped:
+            return
+        diff = self._frame_qty - self._tracked_qty()
+        if diff == 0:
+            return
+        log.warning("%s: the venue's position frame shows %s, the tranches hold %s; confirming with a read",
+                    self.name, self._frame_qty, self._tracked_qty())
+        self._pending_diff = diff
+        self._request_reconcile()
+
+    def _check_position_size(self, snap: AccountSnapshot, read_at: float | None) -> None:
+        """Adopt or shrink only when the same gap shows in two observations: a fill may still be in flight.
+
+        A read asked for before the tranches last changed from the stream cannot confirm anything (it may not
+        include that change): it only asks for a fresh read.
+        """
         pos = next((p for p in snap.positions if p.side is self.cfg.side), None)
         held = pos.qty if pos else Decimal(0)
-        tracked = sum((t.qty for t in self.tranches.values()), Decimal(0))
+        tracked = self._tracked_qty()
         diff = held - tracked
         if diff == 0:
             self._pending_diff = None
             return
+        now = self.links.clock()
+        if read_at is not None and read_at < self._last_change_at:
+            self._confirm_at = now + self.cfg.reconcile_grace
+            return
         if self._pending_diff is None or (self._pending_diff > 0) != (diff > 0):
             self._pending_diff = diff
-            self._confirm_at = self.links.clock() + self.cfg.reconcile_grace
+            self._confirm_at = now + self.cfg.reconcile_grace
             return
         self._pending_diff = None
+        # Stream events older than this read are already in what is adopted or shrunk now (a late update of an
+        # entry must not be counted a second time).
+        self._settled_through = read_at if read_at is not None else now
         if diff > 0:
             assert pos is not None
             # The missing part's price is implied by the exchange's average entry.
@@ -897,13 +1136,18 @@ class PositionActor:
                 price = self.mark or pos.entry_price
             price = price.quantize(self.cfg.rules.tick_size)
             log.warning("%s: exchange holds %s more than the tranches; adopting it @ %s", self.name, diff, price)
+            self.links.metrics.inc("position_gaps", venue=self.cfg.venue, action="adopted")
             self._on_entry_fill(diff, price, source="reconcile")
         else:
-            self._on_external_reduction(-diff, source="reconcile")
+            self.links.metrics.inc("position_gaps", venue=self.cfg.venue, action="shrunk")
+            self._on_external_reduction(-diff, source="reconcile", price=self.mark)
+
 
     # --- plumbing -----------------------------------------------------------------------------------------
 
     def _send(self, request: Any) -> None:
+        if isinstance(request, PlaceOrders):
+            self._awaiting.update(o.client_id for o in request.orders)
         try:
             self.links.gateway.send_nowait(request)
         except trio.WouldBlock:
@@ -920,9 +1164,9 @@ class PositionActor:
         """An average entry for people: two digits finer than the tick (the exact value stays in the store)."""
         return format(price.quantize(self.cfg.rules.tick_size / 100).normalize(), "f")
 
-    def _notice(self, kind: str, t: Tranche, text: str, *, needs_human: bool = False, **data: Any) -> None:
+    def _notice(self, kind: str, t: Tranche | None, text: str, *, needs_human: bool = False, **data: Any) -> None:
         try:
             self.links.notices.send_nowait(Notice(kind, self.cfg.venue, self.cfg.symbol, self.cfg.side.value,
-                                                  text, needs_human, {"tranche_id": t.id, **data}))
+                                                  text, needs_human, {"tranche_id": t.id if t else None, **data}))
         except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
             log.warning("%s: notice dropped: %s", self.name, text)

@@ -45,20 +45,27 @@ async def supervise(
     metrics: Metrics,
     *,
     on_restart: Callable[[], None] | None = None,
+    fail_fast: bool = False,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run ``make_run()`` (a fresh actor each time) until it returns, restarting it when it raises."""
+    """Run ``make_run()`` (a fresh actor each time) until it returns, restarting it when it raises.
+
+    What the first incarnation reports when it has started is reported to the caller. ``fail_fast``: a
+    failure before the first start is not retried but raised, for the caller to report (a port in use).
+    """
     recent: deque[float] = deque()
     started = False
     while True:
         try:
             async with trio.open_nursery() as nursery:
-                await nursery.start(make_run())
+                value = await nursery.start(make_run())
                 if not started:
                     started = True
-                    task_status.started()
+                    task_status.started(value)
             return
         except Exception as exc:
+            if fail_fast and not started:
+                raise
             now = trio.current_time()
             recent.append(now)
             while recent and recent[0] < now - policy.window:

@@ -2,24 +2,27 @@
 
 Routing is by (symbol, position side) in hedge mode; in one-way mode our own
 orders are routed by the tranche their client id names, other programs' fills
-by the side they open. After every reconnect the actors reconcile against REST
-(events sent while disconnected are gone) and positions nobody watches yet get
-an actor, which adopts them.
+by the side they open (a liquidation's by the side it closes). Position frames
+go to the actor of their (symbol, side), started on demand: they are evidence
+of changes no order update describes. After every connection, the first one
+too, one whole-account read is handed to every actor (events sent while
+disconnected are gone) and positions nobody watches yet get an actor, which
+adopts them.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from decimal import Decimal
 
 import trio
 
 from posmon.actors.directory import PositionDirectory, UnknownSymbol
-from posmon.actors.messages import AccountSnapshot, FetchAccount, Priority, Reconcile
-from posmon.domain.orders import OrderSide, Purpose, Side
+from posmon.actors.reconciler import AccountReconciler
+from posmon.domain.orders import OrderSide, PositionState, Purpose, Side
 from posmon.domain.protection import parse_client_order_id
 from posmon.exchange.errors import VenueError
-from posmon.exchange.events import MalformedMessage, OrderUpdate
+from posmon.exchange.events import MalformedMessage, OrderUpdate, PositionUpdate
 from posmon.exchange.venue import StreamClosed, Venue
 from posmon.metrics import Metrics
 from posmon.store.store import Store
@@ -28,17 +31,16 @@ log = logging.getLogger(__name__)
 
 
 class UserStream:
-    def __init__(self, venue: Venue, directory: PositionDirectory, gateway: trio.MemorySendChannel[Any],
+    def __init__(self, venue: Venue, directory: PositionDirectory, reconciler: AccountReconciler,
                  store: Store, metrics: Metrics, *, hedge_mode: bool, prefix: str,
-                 reply_timeout: float = 60.0, backoff_max: float = 30.0) -> None:
+                 backoff_max: float = 30.0) -> None:
         self.venue = venue
         self.directory = directory
-        self.gateway = gateway
+        self.reconciler = reconciler
         self.store = store
         self.metrics = metrics
         self.hedge_mode = hedge_mode
         self.prefix = prefix
-        self.reply_timeout = reply_timeout
         self.backoff_max = backoff_max
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -49,9 +51,9 @@ class UserStream:
                 async with self.venue.connect_user_stream() as stream:
                     log.info("user stream of %s connected", self.venue.name)
                     self.metrics.set("user_stream_up", 1, venue=self.venue.name)
-                    if started:
-                        self.directory.broadcast(Reconcile())
-                    await self.discover_positions()
+                    # Every connection, the first one too: what happened before it (since the start-up
+                    # snapshot, or while disconnected) reaches the actors only through a read.
+                    await self.reconciler.sweep()
                     if not started:
                         started = True
                         task_status.started()
@@ -65,27 +67,6 @@ class UserStream:
             await trio.sleep(backoff)
             backoff = min(backoff * 2, self.backoff_max)
 
-    async def discover_positions(self) -> None:
-        """Give every open position on the exchange an actor; a new actor adopts what it finds."""
-        send, recv = trio.open_memory_channel[AccountSnapshot](1)
-        async with send, recv:
-            await self.gateway.send(FetchAccount(None, send, Priority.PROTECT))
-            with trio.fail_after(self.reply_timeout):
-                snap = await recv.receive()
-        if snap.error is not None:
-            log.error("cannot list positions of %s: %s", self.venue.name, snap.error)
-            return
-        for p in snap.positions:
-            if p.symbol in self.directory.unmonitored:
-                continue
-            if (p.symbol, p.side) not in self.directory:
-                log.info("found a %s %s position of %s not yet watched; protecting it", p.symbol, p.side, p.qty)
-                try:
-                    self.directory.inbox(p.symbol, p.side)
-                except UnknownSymbol:
-                    log.error("NEEDS A HUMAN: %s %s position on %s has no trading rules; not protected",
-                              p.symbol, p.side.value, self.venue.name)
-
     async def on_frame(self, frame: bytes) -> None:
         try:
             events = self.venue.parse_user_frame(frame)
@@ -95,7 +76,9 @@ class UserStream:
             return
         self.metrics.inc("user_frames", venue=self.venue.name)
         for event in events:
-            if isinstance(event, OrderUpdate):
+            if isinstance(event, PositionUpdate):
+                await self._on_position(event)
+            elif isinstance(event, OrderUpdate):
                 side = self._route(event)
                 if side is None:
                     continue
@@ -110,6 +93,31 @@ class UserStream:
                     continue
                 await inbox.send(event)
 
+    async def _on_position(self, u: PositionUpdate) -> None:
+        """Hand a position frame to its actor; an open position nobody watches yet gets one."""
+        p = u.position
+        if p.symbol in self.directory.unmonitored:
+            return
+        frames = [u]
+        if not self.hedge_mode and p.qty > 0:
+            # One-way: a position on one side means none on the other (a flip shows only the new side).
+            other = Side.SHORT if p.side is Side.LONG else Side.LONG
+            frames.append(PositionUpdate(PositionState(p.symbol, other, Decimal(0), Decimal(0)), u.time))
+        for f in frames:
+            key = (f.position.symbol, f.position.side)
+            if key not in self.directory and f.position.qty <= 0:
+                continue
+            try:
+                # A new actor needs no read of its own: the frame is the news, and it is confirmed by a read
+                # only if no order update explains it within the actor's grace.
+                inbox = self.directory.inbox(*key, reconcile=False)
+            except UnknownSymbol:
+                self.metrics.inc("user_events_unroutable", venue=self.venue.name)
+                log.error("NEEDS A HUMAN: %s %s position on %s, a symbol posmon has no trading rules for; "
+                          "not protected", p.symbol, p.side.value, self.venue.name)
+                return
+            await inbox.send(f)
+
     def _route(self, u: OrderUpdate) -> Side | None:
         own = parse_client_order_id(self.prefix, u.client_id)
         if own is None and not u.is_fill:
@@ -122,7 +130,7 @@ class UserStream:
                 return Side.LONG if u.side is OrderSide.BUY else Side.SHORT
             return side
         opening = Side.LONG if u.side is OrderSide.BUY else Side.SHORT
-        if u.reduce_only:
+        if u.reduce_only or u.forced is not None:  # a liquidation or ADL closes the other side
             return Side.SHORT if opening is Side.LONG else Side.LONG
         return opening
 

@@ -21,6 +21,8 @@ class ExitReason(enum.StrEnum):
     TP = "TP"  # the mark ran through the take-profit
     SL = "SL"  # the mark ran through the stop-loss
     TIMEOUT = "TIMEOUT"  # the tranche was held for max_hold_seconds
+    LIQUIDATION = "LIQUIDATION"  # the venue liquidated the position (recognized from its own order updates)
+    ADL = "ADL"  # the venue's auto-deleveraging closed part of the position
 
 
 @dataclass(frozen=True, slots=True)
