@@ -24,8 +24,8 @@ from typing import Any
 import trio
 
 from posmon.actors.directory import PositionDirectory
-from posmon.actors.gateway import GatewayPolicy, OrderGateway
-from posmon.actors.messages import AccountSnapshot, FetchAccount, Notice, Reconcile
+from posmon.actors.gateway import GatewayPolicy, GatewayState, OrderGateway
+from posmon.actors.messages import AccountSnapshot, FetchAccount, Notice
 from posmon.actors.notifier import Notifier
 from posmon.actors.position import ActorConfig
 from posmon.actors.price_router import PriceRouter
@@ -185,10 +185,11 @@ async def run_daemon(
                                           policy=policy, unmonitored=store.unmonitored(venue.name))
             daemon.directory = directory
             gw_policy = GatewayPolicy(request_timeout=d.request_timeout_seconds)
-            # Requests queued in a crashed gateway are lost with it: the actors reconcile to re-derive them.
-            await nursery.start(lambda task_status: supervise(
-                "gateway", lambda: OrderGateway(venue, gw_recv, metrics, gw_policy, clock=clock).run, policy, metrics,
-                on_restart=lambda: directory.broadcast(Reconcile()), task_status=task_status))
+            # The gateway's queue outlives its incarnations: a restart sends what was waiting, and answers what was
+            # in flight as outcome-unknown at once (its requesters look it up), instead of every actor reconciling.
+            gw_state = GatewayState()
+            await nursery.start(supervise, "gateway", lambda: OrderGateway(
+                venue, gw_recv, metrics, gw_policy, clock=clock, state=gw_state).run, policy, metrics)
 
             def make_router() -> Callable[..., Any]:
                 daemon.router = PriceRouter(venue, router_recv, metrics, symbols=symbols,
