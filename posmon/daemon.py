@@ -69,6 +69,7 @@ class Daemon:
     control: DaemonControl | None = None
     api_url: str | None = None  # where the operator API listens, when it is served
     reconciler: AccountReconciler | None = None
+    user_stream: UserStream | None = None
 
     def risk_of(self, symbol: str) -> Risk:
         return risk_of(self.settings, symbol)
@@ -213,6 +214,7 @@ async def run_daemon(
             await nursery.start(supervise, "reconciler", lambda: reconciler.run, policy, metrics)
             user_stream = UserStream(venue, directory, reconciler, store, metrics, hedge_mode=hedge_mode,
                                      prefix=d.client_id_prefix)
+            daemon.user_stream = user_stream
             await nursery.start(supervise, "user_stream", lambda: user_stream.run, policy, metrics)
             nursery.start_soon(_publish_book_gauges, directory, metrics, venue.name)
             if freeze_heap:

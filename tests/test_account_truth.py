@@ -216,3 +216,24 @@ async def test_restored_daemon_sees_a_position_change_made_while_it_was_down(tmp
     async with running(settings, exchange) as h:
         await protected_within(h, 10)
         assert sum(t.qty for t in tranches(h)) == D("0.25")
+
+
+async def test_both_legs_of_a_tranche_filling_while_down_are_detected_and_the_rest_reprotected(tmp_path,
+                                                                                              autojump_clock):
+    """Inherent to venues without native OCO: while the daemon was down a tranche's SL and then its TP filled;
+    the second leg closed another tranche's quantity. The restart says so (a notice that needs a human) and
+    leaves the book agreeing with the position."""
+    settings = make_settings(tmp_path, tp_pct=1.0, sl_pct=10.0, instant_tp_enabled=False)
+    exchange = new_exchange(settings)
+    async with running(settings, exchange) as h:
+        await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")  # tranche 0: TP 45450, SL 40500
+        await h.entry("BTCUSDT", Side.LONG, "0.05", "42700")  # down 5 %: tranche 1
+        assert len(tranches(h)) == 2
+    exchange.set_mark("BTCUSDT", D("40000"))  # tranche 0's SL closes its 0.1
+    exchange.set_mark("BTCUSDT", D("45500"))  # its TP then closes tranche 1's 0.05
+    assert exchange.engine.position("BTCUSDT", Side.LONG) is None
+    send, notices = trio.open_memory_channel[Notice](100)
+    async with running(settings, exchange, notices=send) as h:
+        await protected_within(h, 10)
+        assert tranches(h) == [] and h.orders() == []
+        assert "double_exit" in [n.kind for n in drain(notices) if n.needs_human]

@@ -41,6 +41,7 @@ class UserStream:
         self.metrics = metrics
         self.hedge_mode = hedge_mode
         self.prefix = prefix
+        self.last_frame_at: float | None = None  # trio time of the newest frame (status shows its age)
         self.backoff_max = backoff_max
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -68,6 +69,7 @@ class UserStream:
             backoff = min(backoff * 2, self.backoff_max)
 
     async def on_frame(self, frame: bytes) -> None:
+        self.last_frame_at = trio.current_time()
         try:
             events = self.venue.parse_user_frame(frame)
         except MalformedMessage as exc:
