@@ -24,14 +24,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from posmon.domain.orders import OrderState, PositionState, SymbolRules
 from posmon.exchange import fields
+from posmon.exchange.aster import codec as aster_codec
 from posmon.exchange.aster.settings import AsterSettings
 from posmon.exchange.aster.venue import AsterVenue
 from posmon.exchange.events import FORCED_KINDS, MalformedMessage, MarkPrice, OrderUpdate, PositionUpdate
+from posmon.exchange.lighter import codec as lighter_codec
 from posmon.exchange.lighter.client_ids import ClientIds
 from posmon.exchange.lighter.markets import Market, MarketTable
 from posmon.exchange.lighter.settings import LighterSettings
 from posmon.exchange.lighter.venue import LighterVenue
+from tests.test_aster_adapter_fakes import EXCHANGE_INFO
 
 D = Decimal
 FUZZ = settings(max_examples=400, deadline=None, derandomize=True,
@@ -238,6 +242,20 @@ def check_events(events: list[Any]) -> None:
                 assert (e.last_qty * e.last_price).is_finite()
             assert e.forced in (None, *FORCED_KINDS)
             assert e.client_id and e.symbol and e.time == e.time
+        elif isinstance(e, OrderState):
+            for name in ("qty", "filled_qty", "avg_price"):
+                sane(getattr(e, name), name)
+            for price in (e.price, e.stop_price):
+                if price is not None:
+                    sane(price, "order price", strict=True)
+        elif isinstance(e, PositionState):
+            sane(e.qty, "position qty", strict=True)
+            sane(e.entry_price, "entry price")
+        elif isinstance(e, SymbolRules):
+            sane(e.tick_size, "tick", strict=True)
+            sane(e.step_size, "step", strict=True)
+            sane(e.min_qty, "min qty")
+            sane(e.min_notional, "min notional")
         else:
             assert isinstance(e, PositionUpdate)
             sane(e.position.qty, "position qty")
@@ -294,6 +312,88 @@ def test_lighter_user_frames_give_events_or_malformed(frame: bytes) -> None:
     parsed_or_malformed(lighter_user, frame)
 
 
+# ---- REST answers (the same parsers' siblings: a reconcile must not crash on a corrupt answer either) ------------
+
+ASTER_ORDER_STATE = {"avgPrice": "0.00000", "clientOrderId": "abc", "cumQuote": "0", "executedQty": "0",
+                     "orderId": 1917641, "origQty": "0.40", "origType": "STOP_MARKET", "price": "0",
+                     "reduceOnly": False, "side": "BUY", "positionSide": "SHORT", "status": "NEW", "stopPrice": "9300",
+                     "symbol": "BTCUSDT", "time": 1579276756075, "type": "STOP_MARKET"}
+ASTER_ANSWERS: list[Any] = [
+    {"order": ASTER_ORDER_STATE},
+    {"orders": [ASTER_ORDER_STATE, {**ASTER_ORDER_STATE, "type": "LIMIT", "price": "9000.5", "stopPrice": "0"}]},
+    {"positions": [{"entryPrice": "3000.5", "positionAmt": "-1.250", "symbol": "ETHUSDT", "positionSide": "BOTH"},
+                   {"entryPrice": "6563.665", "positionAmt": "20.000", "symbol": "BTCUSDT", "positionSide": "LONG"}]},
+    {"marks": [{"symbol": "BTCUSDT", "markPrice": "11793.63104562", "indexPrice": "11781.80495970",
+                "time": 1597370495002}]},
+    {"info": EXCHANGE_INFO},
+    {"error": {"code": -2011, "msg": "Unknown order sent."}},
+]
+LIGHTER_ANSWERS: list[Any] = [
+    {"orders": {"code": 200, "orders": [LIGHTER_ORDER, {**LIGHTER_ORDER, "status": "filled", "type": "limit"}]}},
+    {"account": {"code": 200, "total": 1, "accounts": [{"index": 5, "positions": [
+        {"market_id": 1, "symbol": "BTC", "sign": -1, "position": "0.02000", "avg_entry_price": "60000.0",
+         "open_order_count": 1, "pending_order_count": 0}]}]}},
+    {"marks": {"code": 200, "order_book_details": [{"symbol": "BTC", "market_id": 1, "market_type": "perp",
+                                                     "mark_price": "60000.5"}]}},
+]
+
+
+def aster_answer(raw: bytes) -> list[Any]:
+    """The answer's one key names the parser (so a mutation of the key is a frame no parser is asked about)."""
+    data = aster_codec.load_json(raw, "answer")
+    if not isinstance(data, dict) or len(data) != 1:
+        return []
+    [(kind, body)] = data.items()
+    if kind == "order":
+        return [aster_codec.parse_order(body)]
+    if kind == "orders":
+        return list(aster_codec.parse_orders(body))
+    if kind == "positions":
+        return list(aster_codec.parse_positions(body))
+    if kind == "marks":
+        return list(aster_codec.parse_mark_prices(body))
+    if kind == "info":
+        return list(aster_codec.parse_exchange_info(body).rules.values())
+    if kind == "error":
+        aster_codec.error_body(body)
+    return []
+
+
+def lighter_answer(raw: bytes) -> list[Any]:
+    data = lighter_codec.load_json(raw, "answer")
+    if not isinstance(data, dict) or len(data) != 1:
+        return []
+    [(kind, body)] = data.items()
+    ids = ClientIds("pm")
+    if kind == "orders":
+        return [o.state for o in lighter_codec.parse_orders(body, MARKETS, ids)]
+    if kind == "account":
+        lighter_codec.open_order_markets(body)
+        return list(lighter_codec.parse_account_positions(body, MARKETS))
+    if kind == "marks":
+        return list(lighter_codec.parse_mark_prices(body, MARKETS, 1.0e9))
+    return []
+
+
+def test_seed_answers_parse() -> None:
+    assert all(aster_answer(orjson.dumps(a)) for a in ASTER_ANSWERS[:5])
+    assert all(lighter_answer(orjson.dumps(a)) for a in LIGHTER_ANSWERS)
+
+
+@FUZZ
+@given(mutated(ASTER_ANSWERS))
+def test_aster_rest_answers_give_states_or_malformed(answer: bytes) -> None:
+    """400 mutated Aster REST answers (order, open orders, positionRisk, premiumIndex, exchangeInfo, error)."""
+    parsed_or_malformed(aster_answer, answer)
+
+
+@FUZZ
+@given(mutated(LIGHTER_ANSWERS))
+def test_lighter_rest_answers_give_states_or_malformed(answer: bytes) -> None:
+    """400 mutated Lighter REST answers (orders, account, orderBookDetails)."""
+    parsed_or_malformed(lighter_answer, answer)
+
+
 # ---- the frames the issue names ------------------------------------------------------------------------------------
 
 
@@ -343,6 +443,9 @@ ISSUE_FRAMES = [
                  id="lighter-absurd-mark"),
     pytest.param(lambda: lighter_venue().parse_price_frame(lighter_stats(mark_price=10**16)),
                  id="lighter-integer-mark-above-bound"),
+    pytest.param(lambda: aster_codec.parse_exchange_info({**EXCHANGE_INFO, "rateLimits": [
+        {"rateLimitType": "ORDERS", "interval": ["MINUTE"], "intervalNum": 1, "limit": 1}]}),
+        id="aster-rate-limit-interval-list"),
     pytest.param(lambda: lighter_venue().parse_price_frame(b'{"type": "update/market_stats", "market_stats": '
                                                            + b"[" * 3000 + b"]" * 3000 + b"}"), id="lighter-deep"),
 ]
@@ -352,6 +455,12 @@ ISSUE_FRAMES = [
 def test_frames_from_the_issue_are_malformed_not_crashes(parse: Callable[[], object]) -> None:
     with pytest.raises(MalformedMessage):
         parse()
+
+
+def test_a_filter_with_an_unhashable_type_leaves_only_its_symbol_out() -> None:
+    info = aster_codec.parse_exchange_info({**EXCHANGE_INFO, "symbols": [
+        *EXCHANGE_INFO["symbols"], {"symbol": "X", "filters": [{"filterType": ["PRICE_FILTER"]}]}]})
+    assert "PRICE_FILTER" in info.skipped["X"] and "BTCUSDT" in info.rules
 
 
 def test_strict_numbers_refuse_what_decimal_alone_would_take() -> None:

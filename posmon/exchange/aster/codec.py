@@ -167,7 +167,8 @@ def error_body(data: Any) -> tuple[int, str] | None:
             return None
     if isinstance(code, bool) or not isinstance(code, int) or code >= 0:
         return None
-    return code, str(data["msg"])
+    msg = data["msg"]
+    return code, msg[:1000] if isinstance(msg, str) else fields.show(msg)
 
 
 def parse_exchange_info(data: Any) -> ExchangeInfo:
@@ -194,7 +195,7 @@ def _symbol_rules(symbol: str, entry: dict[str, Any]) -> SymbolRules:
     filters = fields.required(entry, "filters")
     if not isinstance(filters, list):
         raise MalformedMessage(f"{symbol}: 'filters' is not a list: {fields.show(filters)}")
-    by_type = {f.get("filterType"): f for f in filters if isinstance(f, dict)}
+    by_type = {f.get("filterType"): f for f in filters if isinstance(f, dict) and isinstance(f.get("filterType"), str)}
     price_filter = by_type.get("PRICE_FILTER")
     lot_size = by_type.get("LOT_SIZE")
     if price_filter is None or lot_size is None:
@@ -226,11 +227,13 @@ def parse_rate_limits(items: Any, base: RateLimits = DEFAULT_LIMITS) -> RateLimi
         kind = entry.get("rateLimitType")
         if kind not in ("REQUEST_WEIGHT", "ORDERS"):
             continue
-        interval = _INTERVAL_SECONDS.get(entry.get("interval"))  # type: ignore[arg-type]
+        named = entry.get("interval")
+        interval = _INTERVAL_SECONDS.get(named) if isinstance(named, str) else None
         num = entry.get("intervalNum", 1)
         limit = entry.get("limit")
         if interval is None or isinstance(num, bool) or not isinstance(num, int) or num < 1 \
-                or isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                or isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= fields.MAX_INT \
+                or num > 10**6:
             raise MalformedMessage(f"rateLimits entry not understood: {fields.show(entry)}")
         window = interval * num
         if window > 60:
