@@ -132,6 +132,9 @@ class ActorConfig:
     # A protection order the venue refuses is retried after a doubling pause up to this long (not every
     # ``retry_seconds`` forever); the operator is told once.
     rejected_retry_max_seconds: float = 300.0
+    # After a read settled a gap, stream fills older than the read are taken as already in it, for this long
+    # (a late update arrives within seconds; an older event time much later is a venue's creation time instead).
+    late_update_window: float = 60.0
     # A key first seen in a live fill needs no start-up reconcile: the fill itself is the news. Restored
     # keys, discovered positions and restarts (which reload state) reconcile before acting.
     reconcile_on_start: bool = True
@@ -380,7 +383,8 @@ class PositionActor:
         if u.forced is not None:  # the venue's liquidation or auto-deleveraging
             self._on_external_reduction(u.last_qty, source=u.client_id, price=u.last_price, reason=u.forced)
             return
-        if self._settled_through is not None and u.time <= self._settled_through:
+        if self._settled_through is not None and u.time <= self._settled_through \
+                and self.links.clock() - self._settled_through <= self.cfg.late_update_window:
             # A late update of a fill that the last confirmed gap already adopted or shrunk: counted once.
             log.warning("%s: late fill %s of %s at %s is already in the position read at %s; not counted again",
                         self.name, u.client_id, u.last_qty, u.time, self._settled_through)
