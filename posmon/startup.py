@@ -94,7 +94,7 @@ def credential_settings(venue: str, auth: str | None = None) -> str:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = " ".join(str(exc).replace(" (code None)", "").split()) or type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."
 
 

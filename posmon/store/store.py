@@ -58,8 +58,8 @@ def describe(path: str | Path, exc: sqlite3.Error, doing: str) -> StoreError:
     name = getattr(exc, "sqlite_errorname", "") or ""
     text = str(exc)
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in text:
-        return StoreBusy(f"store {path} is locked by another process (a write transaction is open); {doing} "
-                         "waits for it, then stops: find and end that process (fuser/lsof on the file)")
+        return StoreBusy(f"store {path} is locked by another process (a write transaction is open; "
+                         f"could not {doing}): find and end that process, e.g. with fuser or lsof on the file")
     if name.startswith("SQLITE_READONLY") or "readonly" in text:
         return StoreError(f"store {path} is read-only ({text}); posmon must write it: make the file and its "
                           "directory writable (and the filesystem mounted read-write)")
