@@ -98,7 +98,8 @@ LIGHTER_USER_FRAMES: list[Any] = [
      "positions": {"1": {"market_id": 1, "symbol": "BTC", "sign": -1, "position": "0.02000",
                          "avg_entry_price": "60000.0"},
                    "0": {"market_id": 0, "symbol": "ETH", "sign": 1, "position": "0.0000", "avg_entry_price": "0"}},
-     "trades": {}},
+     "trades": {"1": [{"trade_id": 77, "type": "deleverage", "market_id": 1, "size": "0.00400", "price": "59000.0",
+                       "ask_id": 2**48 + 7, "bid_id": 2**48 + 99, "ask_account_id": 5, "bid_account_id": 0}]}},
 ]
 
 # ---- the venues' entry points --------------------------------------------------------------------------------------
@@ -308,7 +309,7 @@ def test_lighter_price_frames_give_marks_or_malformed(frame: bytes) -> None:
 @FUZZ
 @given(mutated(LIGHTER_USER_FRAMES))
 def test_lighter_user_frames_give_events_or_malformed(frame: bytes) -> None:
-    """400 mutated Lighter account_all_orders (update, liquidation, snapshot) and account_all frames."""
+    """400 mutated Lighter account_all_orders (update, liquidation, snapshot) and account_all (ADL trade) frames."""
     parsed_or_malformed(lighter_user, frame)
 
 

@@ -7,7 +7,11 @@ recognizes (the simulators emit exactly these):
 - Aster (Binance semantics, docs/aster-api.md): ``ORDER_TRADE_UPDATE`` whose client id ``c`` is ``adl_autoclose``
   or whose status ``X`` is ``NEW_ADL`` is ADL; client id ``autoclose-...``, order type ``o`` ``LIQUIDATION``,
   status ``NEW_INSURANCE`` or execution type ``x`` ``CALCULATED`` (without an ADL marker) is a liquidation.
-- Lighter (lighter-sdk ``Order.type``): an order of ``type`` ``liquidation`` in ``account_all_orders``.
+- Lighter: an order of ``type`` ``liquidation`` (lighter-sdk ``Order.type``) in ``account_all_orders`` is a
+  liquidation; a trade in ``account_all``'s ``trades`` of ``type`` ``deleverage`` (ADL) or ``liquidation``
+  (lighter-sdk ``Trade.type``) marks the account's order in it (``ask_id`` when ``ask_account_id`` is the
+  frame's ``account``, else ``bid_id``), and that order's updates carry the mark; a trade seen after the order's
+  update marks only later updates of it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import pytest
 
 from posmon.domain.orders import OrderSide, OrderStatus, OrderType
 from posmon.exchange.aster import codec as aster
-from posmon.exchange.events import OrderUpdate
+from posmon.exchange.events import MalformedMessage, OrderUpdate
 from posmon.exchange.lighter import codec as lighter
 from posmon.exchange.lighter.client_ids import ClientIds
 from posmon.exchange.lighter.markets import Market, MarketTable
@@ -107,4 +111,59 @@ def test_an_order_update_built_without_forced_is_an_ordinary_order() -> None:
     u = OrderUpdate(symbol="X", client_id="c", order_id="1", side=OrderSide.BUY, position_side="BOTH",
                     type=OrderType.MARKET, status=OrderStatus.NEW, exec_type="NEW", qty=D(1), filled_qty=D(0),
                     last_qty=D(0), last_price=D(0), avg_price=D(0), reduce_only=False, realized_pnl=D(0), time=0.0)
+    assert u.forced is None
+
+
+def account_all(*trades: dict[str, Any], account: int | None = 5) -> bytes:
+    frame: dict[str, Any] = {"type": "update/account_all", "channel": "account_all:5", "positions": {},
+                             "trades": {"1": list(trades)}}
+    if account is not None:
+        frame["account"] = account
+    return orjson.dumps(frame)
+
+
+def trade(kind: str, *, ours_ask: bool = True, ours: int = 2**48 + 11) -> dict[str, Any]:
+    theirs = 2**48 + 999
+    return {"trade_id": 77, "type": kind, "market_id": 1, "size": "0.02000", "price": "55000.0",
+            "ask_id": ours if ours_ask else theirs, "bid_id": theirs if ours_ask else ours,
+            "ask_account_id": 5 if ours_ask else 0, "bid_account_id": 0 if ours_ask else 5, "timestamp": 1722337200}
+
+
+@pytest.mark.parametrize(("kind", "forced"), [("deleverage", "ADL"), ("liquidation", "LIQUIDATION"),
+                                              ("trade", None), ("market-settlement", None)])
+@pytest.mark.parametrize("ours_ask", [True, False])
+def test_lighter_forced_trades_mark_the_accounts_order(kind: str, forced: str | None, ours_ask: bool) -> None:
+    fills = lighter.FillTracker()
+    assert lighter.parse_user_frame(account_all(trade(kind, ours_ask=ours_ask)), MARKETS, IDS, fills, 0.0) == []
+    order = {**ORDER, "type": "market", "is_ask": ours_ask}
+    (u,) = lighter.parse_user_frame(orjson.dumps({"type": "update/account_all_orders", "orders": {"1": [order]}}),
+                                    MARKETS, IDS, fills, 0.0)
+    assert u.forced == forced and u.is_fill
+
+
+def test_lighter_adl_overrides_the_liquidation_type_of_the_venues_order() -> None:
+    """The simulator's ADL order has type liquidation; the deleverage trade tells it apart."""
+    fills = lighter.FillTracker()
+    lighter.parse_user_frame(account_all(trade("deleverage")), MARKETS, IDS, fills, 0.0)
+    (u,) = lighter.parse_user_frame(orjson.dumps({"type": "update/account_all_orders", "orders": {"1": [ORDER]}}),
+                                    MARKETS, IDS, fills, 0.0)
+    assert u.forced == "ADL"
+
+
+def test_lighter_forced_trade_of_another_account_marks_nothing_of_ours() -> None:
+    fills = lighter.FillTracker()
+    other = {**trade("deleverage"), "ask_account_id": 9, "bid_account_id": 5, "bid_id": 2**48 + 999}
+    lighter.parse_user_frame(account_all(other), MARKETS, IDS, fills, 0.0)
+    (u,) = lighter.parse_user_frame(orjson.dumps({"type": "update/account_all_orders", "orders": {"1": [
+        {**ORDER, "type": "market"}]}}), MARKETS, IDS, fills, 0.0)
+    assert u.forced is None
+
+
+def test_a_malformed_forced_trade_drops_the_frame_and_marks_nothing() -> None:
+    fills = lighter.FillTracker()
+    with pytest.raises(MalformedMessage):
+        lighter.parse_user_frame(account_all(trade("deleverage"), {**trade("deleverage"), "ask_id": "²"}),
+                                 MARKETS, IDS, fills, 0.0)
+    (u,) = lighter.parse_user_frame(orjson.dumps({"type": "update/account_all_orders", "orders": {"1": [
+        {**ORDER, "type": "market"}]}}), MARKETS, IDS, fills, 0.0)
     assert u.forced is None

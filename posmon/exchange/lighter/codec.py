@@ -21,7 +21,7 @@ Lighter reports cumulative fills per order, posmon's ``OrderUpdate`` also wants 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -167,12 +167,25 @@ class FillTracker:
     """Each order's last cumulative fill, so an update can say what it added (``last_qty`` at ``last_price``).
 
     Orders that ended are remembered a while longer (``keep`` of them) so a repeated final update is not
-    taken for a second fill.
+    taken for a second fill. It also remembers which of the account's orders the venue's forced trades
+    (``account_all`` trades of type ``liquidation`` / ``deleverage``) name, so their order updates say so.
     """
 
     def __init__(self, keep: int = 10_000) -> None:
         self._seen: OrderedDict[int, tuple[Decimal, Decimal]] = OrderedDict()
+        self._forced: OrderedDict[int, str] = OrderedDict()
         self._keep = keep
+
+    def note_forced(self, order_index: int, kind: str) -> None:
+        """``kind`` ("LIQUIDATION" / "ADL") for an order a forced trade of the account named."""
+        self._forced.pop(order_index, None)
+        self._forced[order_index] = kind
+        while len(self._forced) > self._keep:
+            self._forced.popitem(last=False)
+
+    def forced(self, order: LighterOrder) -> str | None:
+        """What a forced trade said of this order (ADL is only told by trades), else what its type says."""
+        return self._forced.get(order.order_index, order.forced)
 
     def baseline(self, order: LighterOrder) -> None:
         """Record an order's amounts without reporting a fill (a subscription snapshot, a REST read)."""
@@ -333,9 +346,41 @@ def parse_user_frame(frame: bytes, markets: MarketTable, ids: ClientIds, fills: 
         positions = data.get("positions") or {}
         if not isinstance(positions, dict):
             raise MalformedMessage(f"'positions' is not an object keyed by market id: {fields.show(positions)}")
-        return [PositionUpdate(p, at) for entry in positions.values()
-                for p in _position(fields.as_object(entry, "position"), markets)]
+        updates: list[UserEvent] = [PositionUpdate(p, at) for entry in positions.values()
+                                    for p in _position(fields.as_object(entry, "position"), markets)]
+        for order_index, forced in _forced_trades(data):  # after the whole frame parsed: a bad one changes nothing
+            fills.note_forced(order_index, forced)
+        return updates
     return []
+
+
+_FORCED_TRADES = {"liquidation": "LIQUIDATION", "deleverage": "ADL"}
+
+
+def _forced_trades(data: dict[str, Any]) -> list[tuple[int, str]]:
+    """``(order index, "LIQUIDATION"/"ADL")`` of the account's side of each forced trade in ``account_all``.
+
+    ``trades`` is keyed by market id (lists of trades); a trade's ``type`` is trade / liquidation / deleverage /
+    market-settlement. The account's order is ``ask_id`` when ``ask_account_id`` is the frame's ``account``,
+    ``bid_id`` when ``bid_account_id`` is; without an ``account`` both are noted (the other is not ours).
+    """
+    trades = data.get("trades") or {}
+    groups = list(trades.values()) if isinstance(trades, dict) else [fields.as_list(trades, "'trades'")]
+    account = data.get("account")
+    if isinstance(account, bool) or not isinstance(account, int):
+        account = None
+    out = []
+    for group in groups:
+        for item in fields.as_list(group, "trades of a market"):
+            trade = fields.as_object(item, "trade")
+            kind = trade.get("type")
+            forced = _FORCED_TRADES.get(kind.lower()) if isinstance(kind, str) else None
+            if forced is None:
+                continue
+            sides = [("ask_id", "ask_account_id"), ("bid_id", "bid_account_id")]
+            mine = [order for order, acct in sides if account is not None and trade.get(acct) == account]
+            out += [(fields.integer(trade, key), forced) for key in (mine or [o for o, _ in sides])]
+    return out
 
 
 def _order_events(data: dict[str, Any], markets: MarketTable, ids: ClientIds, fills: FillTracker, at: float, *,
@@ -353,6 +398,8 @@ def _order_events(data: dict[str, Any], markets: MarketTable, ids: ClientIds, fi
             fills.peek(order)
     events: list[UserEvent] = []
     for order in parsed:
+        if fills.forced(order) != order.forced:
+            order = replace(order, forced=fills.forced(order))
         if snapshot:
             fills.baseline(order)
             events.append(order_update(order, Decimal(0), Decimal(0), at))
