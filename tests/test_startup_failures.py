@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import logging
 import os
 import shutil
 import sqlite3
@@ -27,9 +28,10 @@ from posmon.cli import _unwrap
 from posmon.exchange.aster_sim import credentials as aster_cred
 from posmon.exchange.aster_sim.server import serve_aster_sim
 from posmon.exchange.aster_sim.sim import AsterSim
+from posmon.exchange.errors import AuthRejected, OutcomeUnknown, RateLimited
 from posmon.exchange.sim.exchange import SimExchange
 from posmon.exchange.sim.markets import rules_for
-from posmon.startup import EXIT_STORE, CredentialsRejected, StartupFailure
+from posmon.startup import EXIT_STORE, CredentialsRejected, StartupFailure, VenueUnreachable, connect_venue
 from posmon.store.schema import SCHEMA_VERSION
 from posmon.store.store import Store
 from tests.test_store_failures import corrupt_pages_behind_the_header, locked_by_another_process
@@ -339,3 +341,57 @@ def test_an_expected_failure_wrapped_in_nested_groups_with_cancellations_is_unwr
 def test_a_group_holding_an_unexpected_error_is_not_hidden():
     group = BaseExceptionGroup("g", [StartupFailure("x"), KeyError("bug")])
     assert _unwrap(group) is group
+
+
+# --- connect_venue: the daemon's rule loading with retries (MockClock) --------------------------------------------
+
+
+class FlakyVenue:
+    """``load_rules`` fails with the queued outcomes (an exception, or "hang"), then answers."""
+
+    name = "aster"
+
+    def __init__(self, *outcomes: BaseException | str) -> None:
+        self.outcomes = list(outcomes)
+        self.calls = 0
+
+    async def load_rules(self) -> dict[str, Any]:
+        self.calls += 1
+        if self.outcomes:
+            outcome = self.outcomes.pop(0)
+            if outcome == "hang":
+                await trio.sleep_forever()
+            assert isinstance(outcome, BaseException)
+            raise outcome
+        return {"BTCUSDT": "rules"}
+
+
+async def test_connect_venue_retries_transient_failures_with_backoff_and_a_line_per_try(autojump_clock, caplog):
+
+    venue = FlakyVenue(OutcomeUnknown("HTTP 503"), "hang", RateLimited("slow down", retry_after=7.0))
+    start = trio.current_time()
+    rules = await connect_venue(venue, give_up_after=60, log=logging.getLogger("t"), per_try=5)
+    assert rules == {"BTCUSDT": "rules"} and venue.calls == 4
+    tries = [r.getMessage() for r in caplog.records if "loading the trading rules failed" in r.getMessage()]
+    assert [t.split("(try ")[1][0] for t in tries] == ["1", "2", "3"]
+    assert "no answer within 5 s" in tries[1] and "retrying in 7.0 s" in tries[2]  # Retry-After honoured
+    assert trio.current_time() - start == pytest.approx(0.5 + 5 + 1.0 + 7.0)
+
+
+async def test_connect_venue_gives_up_after_the_configured_time(autojump_clock):
+
+    venue = FlakyVenue(*[OutcomeUnknown("HTTP 502") for _ in range(100)])
+    start = trio.current_time()
+    with pytest.raises(VenueUnreachable, match=r"aster unreachable: loading the trading rules failed \d+ time\(s\) "
+                                               r"over 30 s, last: HTTP 502"):
+        await connect_venue(venue, give_up_after=30, log=logging.getLogger("t"))
+    assert trio.current_time() - start == pytest.approx(30)
+    assert VenueUnreachable.exit_code == EXIT_UNREACHABLE
+
+
+async def test_connect_venue_does_not_retry_rejected_credentials(autojump_clock):
+
+    venue = FlakyVenue(AuthRejected("API-key format invalid.", code=-2014, request="GET /fapi/v1/exchangeInfo"))
+    with pytest.raises(CredentialsRejected, match=r"aster rejected the credentials: .*-2014.*\[aster\] api_key"):
+        await connect_venue(venue, give_up_after=60, log=logging.getLogger("t"))
+    assert venue.calls == 1 and CredentialsRejected.exit_code == EXIT_UNREACHABLE
