@@ -304,3 +304,29 @@ def test_a_store_error_message_is_one_line(path):
     with pytest.raises(StoreError) as info:
         Store.open(path)
     assert "\n" not in str(info.value)
+
+
+async def test_store_busy_carries_a_wait_until_the_store_is_writable_again(path, autojump_clock):
+    """What a supervisor awaits before restarting an actor that met another process's lock."""
+    make_store(path)
+    store = Store.open(path)
+    try:
+        with locked_by_another_process(path) as holder:
+            with pytest.raises(StoreBusy) as busy:
+                store.allocate_tranche_id()
+            assert busy.value.wait_writable is not None
+            async with trio.open_nursery() as nursery:
+                done = trio.Event()
+
+                async def wait() -> None:
+                    await busy.value.wait_writable()
+                    done.set()
+
+                nursery.start_soon(wait)
+                await trio.sleep(5)  # virtual time: the wait keeps trying and yielding
+                assert not done.is_set()
+                release(holder)
+                await done.wait()
+        assert store.busy_since is None and store.allocate_tranche_id() == 1
+    finally:
+        store.close()

@@ -308,6 +308,7 @@ class Store:
     def _failed(self, exc: sqlite3.Error) -> StoreError:
         error = describe(self.path, exc, "write")
         if isinstance(error, StoreBusy):
+            error.wait_writable = self.wait_writable
             now = time.monotonic()
             if self.busy_since is None:
                 self.busy_since = now
@@ -330,6 +331,14 @@ class Store:
             except StoreBusy:
                 await trio.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX)
+
+    def _probe(self) -> None:
+        with self._transaction():
+            pass
+
+    async def wait_writable(self) -> None:
+        """Return once another process no longer holds the write lock, yielding to trio while it does."""
+        await self._until_written(self._probe)
 
     def allocate_tranche_id(self) -> int:
         """A fresh tranche id, committed at once so no two decisions ever share one."""
