@@ -34,6 +34,7 @@ __all__ = [
     "env_value",
     "looks_secret",
     "numeric",
+    "one_line",
     "parse_env",
     "parse_section",
     "parse_table",
@@ -126,6 +127,8 @@ Number = int | float | Decimal
 def _bound_text(n: Number) -> str:
     if isinstance(n, int) and n > 2**30 and (n + 1).bit_count() == 1:
         return f"2**{n.bit_length()}-1"  # a venue's integer width reads better than its 20 to 78 digits
+    if isinstance(n, int) and n < -(2**30) and (-n).bit_count() == 1:
+        return f"-2**{(-n).bit_length() - 1}"
     return str(n)
 
 

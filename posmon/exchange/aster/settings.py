@@ -7,6 +7,7 @@ never echoed: errors show them as ``'***'`` and they are left out of ``repr``.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -143,10 +144,16 @@ def _build(values: dict[str, Any], where: Mapping[str, str]) -> AsterSettings:
 
 def _address_of(private_key: str) -> str:
     """The checksummed address of a private key (validated by the key's pattern before we get here)."""
-    from eth_account import Account  # deferred: only v3 configurations pay for importing eth-account
-
     try:
-        return str(Account.from_key(private_key).address)
+        return _derived_address(private_key)
     except Exception as exc:  # e.g. zero or >= curve order: the pattern cannot catch those
         raise ConfigError(f"{SECTION}.signer_private_key: invalid value '***'; not a valid secp256k1 private key "
                           f"({type(exc).__name__})") from None
+
+
+@functools.lru_cache(maxsize=4)
+def _derived_address(private_key: str) -> str:
+    """``Account.from_key`` runs pure-Python curve arithmetic (~1.5 ms): the CLI and the venue each validate."""
+    from eth_account import Account  # deferred: only v3 configurations pay for importing eth-account
+
+    return str(Account.from_key(private_key).address)
