@@ -88,13 +88,15 @@ def summarize(results: list[RunResult], args: argparse.Namespace, wall: float) -
         "faults": sum(faults.values()), "faults_by_kind": dict(sorted(faults.items())),
         "workload": dict(sorted(workload.items())),
         "failed_runs": sum(1 for r in results if not r.ok),
+        "campaign_errors": sum(1 for r in results if r.error is not None),
         "violations_by_invariant": dict(violations),
         "invariants_checked": list(INVARIANTS),
         "time_to_protect_s": percentiles(protect),
         "settle_s": percentiles(settle),
         "by_venue": by_venue,
         "failing_seeds": [{"seed": r.seed, "venue": r.venue, "replay": replay(r),
-                           "invariants": sorted({v.invariant for v in r.violations}), "kept": r.kept}
+                           "invariants": sorted({v.invariant for v in r.violations}), "kept": r.kept,
+                           "error": r.error}
                           for r in results if not r.ok],
         "seeds": [r.seed for r in results],
         "results": [r.to_json() for r in results],
@@ -109,6 +111,7 @@ def table(s: dict[str, Any]) -> str:
     lines = [f"chaos: {s['runs']} runs (seed {s['seed']}, venue {s['venue']}, {s['duration_s']} s each), "
              f"wall {s['wall_s']} s"]
     rows: list[tuple[str, str]] = [("runs", str(s["runs"])), ("failed runs", str(s["failed_runs"])),
+                                   ("campaign errors", str(s["campaign_errors"])),
                                    ("SIGKILLs", str(s["kills"])), ("daemon starts", str(s["daemon_starts"])),
                                    ("faults", str(s["faults"]))]
     rows += [(f"  fault {k}", str(v)) for k, v in s["faults_by_kind"].items()]
@@ -122,7 +125,8 @@ def table(s: dict[str, Any]) -> str:
     width = max(len(k) for k, _ in rows)
     lines += [f"  {k:<{width}}  {v}" for k, v in rows]
     for f in s["failing_seeds"]:
-        lines.append(f"  FAILED seed {f['seed']} ({f['venue']}): {', '.join(f['invariants'])}; replay: {f['replay']}")
+        what = ", ".join(f["invariants"] + (["campaign error"] if f["error"] else []))
+        lines.append(f"  FAILED seed {f['seed']} ({f['venue']}): {what}; replay: {f['replay']}")
     return "\n".join(lines)
 
 
@@ -137,7 +141,9 @@ async def campaign(args: argparse.Namespace) -> list[RunResult]:
             r = await one_run(seed, args.venue, opts)
         results.append(r)
         if not args.quiet:
-            status = "ok" if r.ok else "FAILED " + "; ".join(f"{v.invariant}: {v.detail}" for v in r.violations[:4])
+            status = "ok" if r.ok else "FAILED " + "; ".join(
+                [f"{v.invariant}: {v.detail}" for v in r.violations[:4]] + ([f"campaign error {r.error}"] if r.error
+                                                                            else []))
             print(f"[{len(results)}/{args.runs}] seed {seed} {venue_for(seed, args.venue)}: {r.kills} kills, "
                   f"{sum(r.faults.values())} faults, {r.wall_seconds:.1f} s: {status}", flush=True)
             if not r.ok:

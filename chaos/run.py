@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
@@ -53,7 +54,7 @@ class Schedule:
     venue: str
     pre_entries: list[dict[str, Any]]
     actions: list[Action]
-    kills: list[tuple[float, float, float]]  # (at, extra wait once alive, restart delay)
+    kills: list[tuple[float, str, float, float]]  # (at, wait for, extra wait, restart delay)
     instant_tp: bool
 
 
@@ -70,10 +71,11 @@ class RunResult:
     settle_seconds: float | None = None
     wall_seconds: float = 0.0
     kept: str | None = None
+    error: str | None = None  # the campaign itself failed (a bug of chaos/, not of the daemon)
 
     @property
     def ok(self) -> bool:
-        return not self.violations
+        return not self.violations and self.error is None
 
     def to_json(self) -> dict[str, Any]:
         return {"seed": self.seed, "venue": self.venue, "ok": self.ok, "kills": self.kills, "starts": self.starts,
@@ -81,7 +83,7 @@ class RunResult:
                 "violations": [{"invariant": v.invariant, "detail": v.detail} for v in self.violations],
                 "protect_times_s": [round(t, 3) for t in self.protect_times],
                 "settle_s": None if self.settle_seconds is None else round(self.settle_seconds, 3),
-                "wall_s": round(self.wall_seconds, 2), "kept": self.kept}
+                "wall_s": round(self.wall_seconds, 2), "kept": self.kept, "error": self.error}
 
 
 def venue_for(seed: int, venue: str) -> str:
@@ -114,6 +116,8 @@ def plan(seed: int, venue: Venue, opts: Options) -> Schedule:
             "symbol": rng.choice(symbols), "side": rng.choice(("LONG", "SHORT")),
             "how": rng.choice(("appear", "grow", "shrink", "vanish")), "factor": rng.uniform(0.2, 0.8),
             "notional": rng.randint(40, 200), "frame": rng.random() < 0.6}))
+    for _ in range(rng.choice((0, 1, 2)) if venue.hedge else 0):
+        actions.append(Action(rng.uniform(0, d), "partial_tp", {"pick": rng.random(), "factor": rng.uniform(0.2, 0.8)}))
     if rng.random() < 0.4:
         actions.append(Action(rng.uniform(0, d), "liquidate", {
             "symbol": rng.choice(symbols), "side": rng.choice(("LONG", "SHORT")), "adl": rng.random() < 0.4,
@@ -122,8 +126,10 @@ def plan(seed: int, venue: Venue, opts: Options) -> Schedule:
         actions.append(Action(rng.uniform(0, d), "fault", {"kind": rng.choice(venue.fault_kinds),
                                                            "seed": f"{seed}-fault-{i}"}))
     actions.sort(key=lambda a: a.t)
-    kills = sorted((rng.uniform(0.2, d), rng.uniform(0.0, 0.6), rng.uniform(0.0, 1.0))
-                   for _ in range(rng.choice((1, 2, 2, 3))))
+    # (at, after: "alive" = any moment of the process, "connected" = during its start-up reconcile, extra delay,
+    # restart delay)
+    kills = sorted((rng.uniform(0.2, d), rng.choice(("alive", "connected")), rng.uniform(0.0, 0.5),
+                    rng.uniform(0.0, 1.0)) for _ in range(rng.choice((1, 2, 2, 3))))
     pre = [{"symbol": rng.choice(symbols), "side": rng.choice(("LONG", "SHORT")), "notional": rng.randint(40, 200)}
            for _ in range(rng.choice((0, 0, 1, 2)))]
     return Schedule(seed, venue.name, pre, actions, kills, instant_tp=rng.random() < 0.5)
@@ -253,7 +259,10 @@ class Runner:
                 env = {k: v for k, v in os.environ.items() if not k.startswith("POSMON_")}
                 env.update(self.venue.env())
                 self.daemon = Daemon(config, self.log, env)
-                await self._run(nursery)
+                try:
+                    await self._run(nursery)
+                except Exception as exc:  # reported with the seed that replays it; the campaign goes on
+                    self.result.error = f"{type(exc).__name__}: {exc} ({traceback.format_exc(limit=-3)})"
                 nursery.cancel_scope.cancel()
         finally:
             if self.daemon is not None:
@@ -276,8 +285,16 @@ class Runner:
             self._changed()
         nursery.start_soon(self._monitor)
         async with trio.open_nursery() as chaos:
-            chaos.start_soon(self._kills)
+            kills_done = trio.Event()
+
+            async def kills() -> None:
+                await self._kills()
+                kills_done.set()
+
+            chaos.start_soon(kills)
             await self._workload(chaos)
+            with trio.move_on_after(self.opts.start_timeout):  # the schedule's kills all happen, even if late
+                await kills_done.wait()
             chaos.cancel_scope.cancel()
         self.chaos_over = True
         venue.clear_faults()
@@ -329,6 +346,11 @@ class Runner:
             venue.inject(a["kind"], random.Random(a["seed"]), nursery)
             self.result.faults[a["kind"]] += 1
             return
+        if action.kind == "partial_tp":
+            if venue.partial_tp(a["pick"], a["factor"]):
+                counts["partial_tp"] += 1
+                self._changed()
+            return
         symbol, side = a["symbol"], Side(a["side"])
         if action.kind == "entry":
             if venue.entry(symbol, side, Decimal(a["notional"])):
@@ -378,12 +400,12 @@ class Runner:
         daemon = self.daemon
         assert daemon is not None
         start = trio.current_time()
-        for at, extra, restart_delay in self.schedule.kills:
+        for at, wait_for, extra, restart_delay in self.schedule.kills:
             await trio.sleep_until(start + at)
-            while not daemon.alive():
+            while not daemon.alive() or (wait_for == "connected" and not self.venue.connected()):
                 if daemon.died:
                     return
-                await trio.sleep(0.05)
+                await trio.sleep(0.02)
             await trio.sleep(extra)
             daemon.kill()
             await trio.sleep(restart_delay)

@@ -120,6 +120,17 @@ class Venue:
         self.exchange.faults.clear()
         self.exchange.stall_prices(False)
 
+    def partial_tp(self, pick: float, factor: float) -> bool:
+        return False  # emulated exits (Lighter): no TP rests on the venue
+
+    @staticmethod
+    def _later(nursery: trio.Nursery, seconds: float, action: Callable[[], None]) -> None:
+        async def run() -> None:
+            await trio.sleep(seconds)
+            action()
+
+        nursery.start_soon(run)
+
     def _stall_prices_for(self, seconds: float, nursery: trio.Nursery) -> None:
         self.exchange.stall_prices(True)
 
@@ -134,7 +145,8 @@ class AsterVenue(Venue):
     name = "aster"
     hedge = True
     fault_kinds = ("5xx_after_execute", "5xx_before_execute", "http_429", "http_418", "timeout",
-                   "timeout_after_execute", "lookup_5xx", "read_5xx", "ws_drop", "ws_stall", "listen_key_expiry")
+                   "timeout_after_execute", "lookup_5xx", "read_5xx", "ws_drop", "ws_stall", "listen_key_expiry",
+                   "user_stream_stall", "duplicate_frames")
 
     def __init__(self, symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")) -> None:
         super().__init__()
@@ -224,6 +236,11 @@ class AsterVenue(Venue):
             self._stall_prices_for(rng.uniform(1.0, 4.0), nursery)
         elif kind == "listen_key_expiry":
             sim.expire_listen_key()
+        elif kind == "user_stream_stall":
+            sim.stall_user_stream(True)
+            self._later(nursery, rng.uniform(0.5, 3.0), lambda: sim.stall_user_stream(False))
+        elif kind == "duplicate_frames":
+            sim.duplicate_user_frames(n)
         else:
             raise ValueError(f"unknown fault {kind!r}")
 
@@ -231,13 +248,30 @@ class AsterVenue(Venue):
         super().clear_faults()
         self.sim.http_faults.clear()
         self.sim.release_stalled()
+        self.sim.stall_user_stream(False)
+        self.sim.user_duplicates = 0
+
+    def partial_tp(self, pick: float, factor: float) -> bool:
+        """A resting TP of posmon's trades partly (a thin book): the tranche must be resized, its SL too."""
+        tps = [o for o in self.exchange.engine.open_orders() if o.client_id.startswith(PREFIX)
+               and o.type.value == "LIMIT"]
+        if not tps:
+            return False
+        order = tps[min(len(tps) - 1, int(pick * len(tps)))]
+        step = self.exchange.engine.rules[order.symbol].step_size
+        left = order.qty - order.filled_qty
+        qty = (left * Decimal(str(factor)) / step).to_integral_value() * step
+        if not step <= qty < left:
+            return False
+        self.exchange.trade_partially(order.symbol, order.client_id, qty)
+        return True
 
 
 class LighterVenue(Venue):
     name = "lighter"
     hedge = False
     fault_kinds = ("5xx_after_execute", "5xx_before_execute", "http_429", "timeout_after_execute", "nonce_error",
-                   "read_5xx", "ws_drop", "ws_stall")
+                   "read_5xx", "ws_drop", "ws_stall", "user_stream_stall", "duplicate_frames")
 
     def __init__(self, symbols: tuple[str, ...] = ("BTC", "ETH")) -> None:
         super().__init__()
@@ -337,12 +371,19 @@ class LighterVenue(Venue):
             sim.drop_websockets()
         elif kind == "ws_stall":
             self._stall_prices_for(rng.uniform(1.0, 4.0), nursery)
+        elif kind == "user_stream_stall":
+            sim.stall_account_pushes(True)
+            self._later(nursery, rng.uniform(0.5, 3.0), lambda: sim.stall_account_pushes(False))
+        elif kind == "duplicate_frames":
+            sim.duplicate_pushes(n)
         else:
             raise ValueError(f"unknown fault {kind!r}")
 
     def clear_faults(self) -> None:
         super().clear_faults()
         self.sim.faults.clear()
+        self.sim.stall_account_pushes(False)
+        self.sim.push_duplicates = 0
 
 
 VENUES: dict[str, Callable[[], Venue]] = {"aster": AsterVenue, "lighter": LighterVenue}

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+import trio
+
 from posmon.exchange.aster_sim.auth import MAINNET_CHAIN_ID, Authenticator
 from posmon.exchange.aster_sim.book import OrderIndex
 from posmon.exchange.aster_sim.credentials import DEFAULT_API_KEYS, DEFAULT_API_WALLETS, ApiKey, ApiWallet
@@ -83,6 +85,9 @@ class AsterSim:
         self.http_faults = HttpFaults()
         self._connections: set[Droppable] = set()
         self._client_ids = random.Random(f"client-ids-{seed}")
+        self._user_flowing = trio.Event()
+        self._user_flowing.set()
+        self.user_duplicates = 0  # the next user-data frames sent twice (a venue re-delivering)
 
     # ---- clock --------------------------------------------------------------------------------------------------
 
@@ -131,6 +136,20 @@ class AsterSim:
     def stall_prices(self, stalled: bool = True) -> None:
         """No mark price frames go out while stalled (marks still move and orders still trigger)."""
         self.exchange.stall_prices(stalled)
+
+    def stall_user_stream(self, stalled: bool = True) -> None:
+        """Hold every user-data frame while stalled; they go out late, in order, once it flows again."""
+        if stalled and self._user_flowing.is_set():
+            self._user_flowing = trio.Event()
+        elif not stalled:
+            self._user_flowing.set()
+
+    async def user_stream_flowing(self) -> None:
+        await self._user_flowing.wait()
+
+    def duplicate_user_frames(self, n: int = 1) -> None:
+        """The next ``n`` user-data frames are delivered twice (each connection sees the duplicate)."""
+        self.user_duplicates += n
 
     def expire_listen_key(self, key: str | None = None) -> list[str]:
         """Expire ``key`` (or every live key) now: its streams get ``listenKeyExpired`` and close."""

@@ -212,14 +212,20 @@ class Connection:
 
     async def _pump_user(self, key: str, channel: trio.MemoryReceiveChannel[bytes]) -> None:
         async for frame in channel:
+            await self.sim.user_stream_flowing()  # stall_user_stream: frames wait here, in order
             if not self.sim.listen_keys.is_live(key):
                 continue  # no events after expiry; the watcher closes the connection
             self.sim.orders.sync()
             event = frames.user_event(frame, self.sim.orders, self.sim.exchange.engine)
-            if event is None:
-                await self._send(frame)
-            else:
-                await self._send_data(key, event)
+            copies = 1
+            if self.sim.user_duplicates > 0:
+                self.sim.user_duplicates -= 1
+                copies = 2
+            for _ in range(copies):
+                if event is None:
+                    await self._send(frame)
+                else:
+                    await self._send_data(key, event)
         self.drop(CLOSE_GOING_AWAY)
 
     async def _watch_key(self, key: str) -> None:

@@ -128,6 +128,8 @@ class LighterSim:
         self._tx_seq = itertools.count(1)
         self._connections: set[Droppable] = set()
         self._stats_published: set[str] = set()
+        self.account_pushes_stalled = False
+        self.push_duplicates = 0
 
     # ---- clocks -------------------------------------------------------------------------------------------------
 
@@ -413,11 +415,26 @@ class LighterSim:
     # ---- websocket pushes -----------------------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Read the engine's events and push what changed to account subscribers."""
+        """Read the engine's events and push what changed to account subscribers (held while stalled)."""
         self.account.sync()
+        if self.account_pushes_stalled:
+            return  # the changes accumulate and go out in one push when the stall ends
         changes = self.account.take_changes()
         if changes:
             self._push_account(changes)
+            if self.push_duplicates > 0:
+                self.push_duplicates -= 1
+                self._push_account(changes)
+
+    def stall_account_pushes(self, stalled: bool = True) -> None:
+        """Hold the account channels' updates while stalled; what changed meanwhile goes out late, merged."""
+        self.account_pushes_stalled = stalled
+        if not stalled:
+            self.flush()
+
+    def duplicate_pushes(self, n: int = 1) -> None:
+        """The next ``n`` account updates are pushed twice (a venue re-delivering)."""
+        self.push_duplicates += n
 
     def _push_account(self, changes: Changes) -> None:
         acct = self.account_index
