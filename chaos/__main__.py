@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.duration <= 0 or args.settle <= 0:
         p.error("--duration and --settle must be > 0")
     if args.smoke:
-        args.runs, args.venue, args.duration = SMOKE_RUNS, "both", min(args.duration, 4.0)
+        args.runs, args.venue, args.duration, args.jobs = SMOKE_RUNS, "both", min(args.duration, 4.0), 2
     if args.seed is None:
         args.seed = int(time.time()) % 1_000_000
     return args

@@ -5,7 +5,7 @@ the settle time runs out); history invariants are read from every fill the venue
 
 - ``covered``: every open position is protected exactly. Aster: each of the position's open tranches has one
   resting TP and one resting SL of its own, each for the tranche's quantity. Lighter (exits are emulated): each
-  open tranche holds its TP and SL prices.
+  open tranche holds its TP and SL prices, and the mark is not left through either of them.
 - ``store_matches_venue``: the store's open tranches of each (symbol, side) sum to the venue's position, and a
   flat side has none.
 - ``no_orphan_order``: no posmon order (client id prefix) rests that is not an open tranche's current exit
@@ -118,8 +118,7 @@ def check_state(venue: Venue, store: StoreView | None) -> list[Violation]:
     for (symbol, side), qty in sorted(positions.items()):
         for t in by_key.get((symbol, side), ()):
             if not venue.hedge:
-                if not t.tp or not t.sl:
-                    out.append(Violation("covered", f"{symbol} {side.value} #{t.id}: exits tp={t.tp!r} sl={t.sl!r}"))
+                out += _held(t, venue.exchange.engine.mark(symbol))
                 continue
             for purpose, label in (("T", "TP"), ("S", "SL")):
                 orders = legs.get((t.id, purpose), [])
@@ -137,6 +136,20 @@ def check_state(venue: Venue, store: StoreView | None) -> list[Violation]:
                 out.append(Violation("no_orphan_order", f"{', '.join(o.client_id for o in orders)}: exit of "
                                      f"#{tranche_id} rests on a flat side"))
     return out
+
+
+def _held(t: StoreTranche, mark: Decimal | None) -> list[Violation]:
+    """An emulated exit is held: the tranche has its TP and SL, and the mark is not left through either."""
+    tp, sl = _dec(t.tp), _dec(t.sl)
+    if not tp or not sl:
+        return [Violation("covered", f"{t.symbol} {t.side.value} #{t.id}: exits tp={t.tp!r} sl={t.sl!r}")]
+    if mark is None:
+        return []
+    sign = t.side.sign
+    if sign * (mark - tp) >= 0 or sign * (sl - mark) >= 0:
+        return [Violation("covered", f"{t.symbol} {t.side.value} #{t.id} qty {t.qty}: mark {mark} is through its "
+                          f"exit (TP {t.tp}, SL {t.sl}) and the tranche is still open")]
+    return []
 
 
 def check_history(log: FillLog) -> list[Violation]:

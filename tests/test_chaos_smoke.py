@@ -30,8 +30,9 @@ def store_with(path: Path, tranches: list[tuple[int, str, str, str]], orders: li
     Store.open(path).close()
     conn = sqlite3.connect(path)
     for tid, symbol, side, qty in tranches:
+        tp, sl = ("45450", "44100") if side == "LONG" else ("44550", "45900")  # 1 % and 2 % from 45000
         conn.execute("INSERT INTO tranches (id, venue, symbol, side, idx, entry, qty, tp, sl, status) VALUES "
-                     "(?, 'aster', ?, ?, 0, '45000', ?, '45450', '44100', 'open')", (tid, symbol, side, qty))
+                     "(?, 'aster', ?, ?, 0, '45000', ?, ?, ?, 'open')", (tid, symbol, side, qty, tp, sl))
     for client_id, tid, purpose, qty in orders:
         conn.execute("INSERT INTO orders (client_id, tranche_id, venue, symbol, purpose, qty, state) VALUES "
                      "(?, ?, 'aster', 'BTCUSDT', ?, ?, 'LIVE')", (client_id, tid, purpose, qty))
@@ -100,6 +101,16 @@ def test_lighter_rests_no_posmon_order_and_needs_the_tranches_to_sum_to_the_posi
     store = store_with(tmp_path / "s.sqlite", [(1, "BTC", "SHORT", "0.004")], [])
     (violation,) = check_state(venue, read_store(store))
     assert violation.invariant == "store_matches_venue" and "venue 0.01" in violation.detail
+
+
+def test_lighter_tranche_left_open_with_the_mark_through_its_stop_is_not_covered(tmp_path: Path):
+    venue = LighterVenue(("BTC",))
+    venue.sim.external_entry("BTC", Side.LONG, D("0.01"))
+    store = store_with(tmp_path / "s.sqlite", [(1, "BTC", "LONG", "0.01")], [])  # TP 45450, SL 44100
+    assert check_state(venue, read_store(store)) == []
+    venue.set_marks({"BTC": D("44000")})
+    (violation,) = check_state(venue, read_store(store))
+    assert violation.invariant == "covered" and "through its exit" in violation.detail
 
 
 def test_history_flags_a_fill_that_grew_or_flipped_a_position_and_an_id_traded_twice():
