@@ -227,14 +227,30 @@ def _apply_env(values: dict[str, dict[str, Any]], env: Mapping[str, str]) -> Non
             continue
         hit = known.get(name)
         if hit is None:
-            close = difflib.get_close_matches(name, known, n=1)
+            close = difflib.get_close_matches(name, [*known, *_foreign_variables()], n=1)
             hint = f"did you mean {close[0]}? " if close else ""
             raise ConfigError(
                 f"{name}: unknown environment override (value {shown_unknown(name, env[name])}); {hint}"
-                f"expected POSMON_<SECTION>_<KEY> naming a key of [daemon], [risk] or [sim], or {CONFIG_ENV}"
+                f"expected POSMON_<SECTION>_<KEY> naming a key of {_quoted_sections()}, or {CONFIG_ENV}"
             )
         section, field = hit
         values[section][field.name] = convert(field, env[name], name, from_env=True)
+
+
+def _quoted_sections() -> str:
+    return ", ".join(f"[{name}]" for name in _ALL_SECTIONS)
+
+
+def _foreign_variables() -> list[str]:
+    """The ``[aster]``, ``[lighter]``, ``[api]`` and ``[notify]`` variables, to suggest for a misspelt one (only
+    on that error: importing the venue adapters costs start-up time)."""
+    from posmon.api.settings import _KEYS as api_keys
+    from posmon.exchange.aster.settings import _KEYS as aster_keys
+    from posmon.exchange.lighter.settings import _KEYS as lighter_keys
+    from posmon.notify.settings import _KEYS as notify_keys
+
+    sections = {"ASTER": aster_keys, "LIGHTER": lighter_keys, "API": api_keys, "NOTIFY": notify_keys}
+    return [f"{ENV_PREFIX}{section}_{key.name.upper()}" for section, keys in sections.items() for key in keys]
 
 
 def _venue_symbols(daemon: DaemonSettings, sim: SimSettings, tables: Mapping[str, dict[str, Any]]) -> tuple[

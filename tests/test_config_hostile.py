@@ -91,6 +91,12 @@ def test_an_unknown_posmon_variable_named_like_a_secret_is_masked(var: str) -> N
     assert SECRET not in msg
 
 
+def test_a_misspelt_venue_variable_is_suggested_by_name_only() -> None:
+    msg = config_error(lambda: load_settings(REPO_CONFIG, env={"POSMON_ASTERAPI_SECRET": SECRET}))
+    assert "did you mean POSMON_ASTER_API_SECRET?" in msg and SECRET not in msg
+    assert "[daemon], [risk], [sim], [aster], [lighter], [api], [notify]" in msg
+
+
 @pytest.mark.parametrize("section", ["daemon", "risk", "sim", "risk.symbols.XRPUSDT"])
 @pytest.mark.parametrize("name", SECRET_NAMES)
 def test_an_unknown_key_named_like_a_secret_is_masked_in_the_daemons_sections(
