@@ -228,10 +228,13 @@ def _order(row: dict[str, Any]) -> OrderRecord:
 class Store:
     """SQLite store of one daemon (one file per account set; never shared by two live daemons)."""
 
-    def __init__(self, db: Database, *, clock=time.time, path: str | Path = ":memory:") -> None:
+    def __init__(self, db: Database, *, clock=time.time, path: str | Path = ":memory:",
+                 busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> None:
         self.db = db
         self._clock = clock
         self.path = str(path)
+        self._busy_ms = round(busy_timeout * 1000)
+        db.conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
         #: ``time.monotonic()`` when a write first found the store locked by another process; None while writable.
         self.busy_since: float | None = None
         self._busy_logged_at = 0.0
@@ -256,7 +259,7 @@ class Store:
                                        timeout=busy_timeout)
                 db = Database(conn)
                 _prepare(db, path, memory=memory)
-                return cls(db, clock=clock, path=path)
+                return cls(db, clock=clock, path=path, busy_timeout=busy_timeout)
             except sqlite3.Error as exc:
                 if conn is not None:
                     conn.close()
@@ -289,7 +292,7 @@ class Store:
         """
         conn = self.db.conn
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin(conn)
         except sqlite3.Error as exc:
             raise self._failed(exc) from exc
         try:
@@ -304,6 +307,18 @@ class Store:
         if self.busy_since is not None:
             log.warning("store %s is writable again after %.1f s", self.path, time.monotonic() - self.busy_since)
             self.busy_since = None
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        """Take the write lock; once the store is known to be locked by another process, only try (no wait),
+        so several actors retrying do not each hold the event loop for the busy timeout."""
+        if self.busy_since is None:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
 
     def _failed(self, exc: sqlite3.Error) -> StoreError:
         error = describe(self.path, exc, "write")
