@@ -16,18 +16,35 @@ recognizes (the simulators emit exactly these):
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
 import orjson
 import pytest
+import trio
 
-from posmon.domain.orders import OrderSide, OrderStatus, OrderType
+from posmon.domain.orders import OrderSide, OrderStatus, OrderType, Side
 from posmon.exchange.aster import codec as aster
+from posmon.exchange.aster.settings import AsterSettings
+from posmon.exchange.aster.venue import AsterVenue
+from posmon.exchange.aster_sim import credentials as cred
+from posmon.exchange.aster_sim.server import serve_aster_sim
+from posmon.exchange.aster_sim.sim import AsterSim
 from posmon.exchange.events import MalformedMessage, OrderUpdate
 from posmon.exchange.lighter import codec as lighter
 from posmon.exchange.lighter.client_ids import ClientIds
 from posmon.exchange.lighter.markets import Market, MarketTable
+from posmon.exchange.lighter.settings import LighterSettings
+from posmon.exchange.lighter.venue import LighterVenue
+from posmon.exchange.lighter_sim import LighterSim, build_exchange, serve_lighter_sim
+from posmon.exchange.lighter_sim.credentials import (
+    DEFAULT_ACCOUNT_INDEX,
+    DEFAULT_API_KEY_INDEX,
+    DEFAULT_API_PRIVATE_KEY,
+)
+from posmon.exchange.sim.exchange import SimExchange
+from posmon.exchange.sim.markets import rules_for
 
 D = Decimal
 BASE = {"s": "BTCUSDT", "c": "pm-7-S-1", "S": "SELL", "o": "MARKET", "f": "IOC", "q": "0.010", "p": "0",
@@ -167,3 +184,55 @@ def test_a_malformed_forced_trade_drops_the_frame_and_marks_nothing() -> None:
     (u,) = lighter.parse_user_frame(orjson.dumps({"type": "update/account_all_orders", "orders": {"1": [
         {**ORDER, "type": "market"}]}}), MARKETS, IDS, fills, 0.0)
     assert u.forced is None
+
+
+# ---- what the simulators send, through the venues' real streams ----------------------------------------------------
+
+WAIT = 10.0  # seconds; a loopback push takes milliseconds
+
+
+async def forced_fills(venue: Any, frames: Any, count: int) -> list[tuple[str | None, Decimal]]:
+    """The next ``count`` fills the stream reports, as (forced, last_qty)."""
+    out: list[tuple[str | None, Decimal]] = []
+    with trio.fail_after(WAIT):
+        while len(out) < count:
+            for event in venue.parse_user_frame(await frames.receive()):
+                if isinstance(event, OrderUpdate) and event.is_fill:
+                    out.append((event.forced, event.last_qty))
+    return out
+
+
+async def test_the_lighter_simulators_liquidation_and_adl_arrive_marked() -> None:
+    sim = LighterSim(build_exchange())
+    async with trio.open_nursery() as nursery:
+        rest_url, ws_url = await nursery.start(serve_lighter_sim, sim)
+        settings = LighterSettings(rest_url=rest_url, ws_url=ws_url, account_index=DEFAULT_ACCOUNT_INDEX,
+                                   api_key_index=DEFAULT_API_KEY_INDEX, api_private_key=DEFAULT_API_PRIVATE_KEY)
+        async with LighterVenue.open(settings, clock=time.time) as venue, venue.connect_user_stream() as frames:
+            with trio.fail_after(WAIT):  # the orders channel's snapshot: from now on its updates are pushed
+                while b"subscribed/account_all_orders" not in await frames.receive():
+                    pass
+            sim.silent_position("ETH", Side.LONG, D("0.1"))
+            assert sim.liquidate("ETH", D("0.04"), adl=True) == D("0.04")
+            assert await forced_fills(venue, frames, 1) == [("ADL", D("0.04"))]
+            assert sim.liquidate("ETH") == D("0.06")
+            assert await forced_fills(venue, frames, 1) == [("LIQUIDATION", D("0.06"))]
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_aster_simulators_liquidation_and_adl_arrive_marked() -> None:
+    exchange = SimExchange(rules_for(("BTCUSDT",)), hedge_mode=False, clock=time.time)
+    sim = AsterSim(exchange, clock=time.time)
+    async with trio.open_nursery() as nursery:
+        rest_url, ws_url = await nursery.start(serve_aster_sim, sim)
+        settings = AsterSettings.from_config({"rest_url": rest_url, "ws_url": ws_url, "auth": "v1",
+                                              "api_key": cred.DEFAULT_API_KEY, "api_secret": cred.DEFAULT_API_SECRET},
+                                             {})
+        async with AsterVenue.open(settings, clock=time.time) as venue, venue.connect_user_stream() as frames:
+            exchange.set_mark("BTCUSDT", D("60000"))
+            exchange.silent_position("BTCUSDT", Side.LONG, D("0.010"))
+            assert exchange.liquidate("BTCUSDT", Side.LONG, D("0.004"), adl=True) == D("0.004")
+            assert await forced_fills(venue, frames, 1) == [("ADL", D("0.004"))]
+            assert exchange.liquidate("BTCUSDT", Side.LONG) == D("0.006")
+            assert await forced_fills(venue, frames, 1) == [("LIQUIDATION", D("0.006"))]
+        nursery.cancel_scope.cancel()
