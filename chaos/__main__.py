@@ -38,6 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None, help="JSON file to write (default chaos/results/...)")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1; each run is two processes)")
     p.add_argument("--quiet", action="store_true", help="no line per run")
+    p.add_argument("--daemon-src", type=Path, default=None,
+                   help="run the daemon from this source tree (e.g. `git archive COMMIT | tar -x -C DIR`)")
     p.add_argument("--keep-all", action="store_true", help="keep every run's directory, not only failing ones")
     args = p.parse_args(argv)
     if args.runs < 1:
@@ -131,7 +133,8 @@ def table(s: dict[str, Any]) -> str:
 
 
 async def campaign(args: argparse.Namespace) -> list[RunResult]:
-    opts = Options(duration=args.duration, settle_timeout=args.settle, keep=RESULTS / "runs", keep_all=args.keep_all)
+    opts = Options(duration=args.duration, settle_timeout=args.settle, keep=RESULTS / "runs", keep_all=args.keep_all,
+                   daemon_src=args.daemon_src)
     results: list[RunResult] = []
     limiter = trio.CapacityLimiter(args.jobs)
 

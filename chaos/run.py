@@ -39,6 +39,7 @@ class Options:
     keep: Path | None = None  # where failing runs' directories (config, store, log) are kept
     reconcile_interval: float = 2.0  # [daemon] reconcile_interval_seconds, when this posmon has the key
     keep_all: bool = False  # keep passing runs' directories too
+    daemon_src: Path | None = None  # run the daemon from this source tree (another commit) instead of ours
 
 
 @dataclass(frozen=True)
@@ -135,16 +136,17 @@ def plan(seed: int, venue: Venue, opts: Options) -> Schedule:
     return Schedule(seed, venue.name, pre, actions, kills, instant_tp=rng.random() < 0.5)
 
 
-def _has_reconcile_key() -> bool:
+def _has_reconcile_key(src: Path) -> bool:
     try:
-        return "reconcile_interval_seconds" in (ROOT / "posmon" / "config.py").read_text()
+        return "reconcile_interval_seconds" in (src / "posmon" / "config.py").read_text()
     except OSError:
         return False
 
 
 def write_config(path: Path, store: Path, venue: Venue, rest_url: str, ws_url: str, schedule: Schedule,
                  opts: Options) -> None:
-    reconcile = f"reconcile_interval_seconds = {opts.reconcile_interval}\n" if _has_reconcile_key() else ""
+    has_key = _has_reconcile_key(opts.daemon_src or ROOT)
+    reconcile = f"reconcile_interval_seconds = {opts.reconcile_interval}\n" if has_key else ""
     path.write_text(f"""[daemon]
 venue = "{venue.name}"
 store = "{store}"
@@ -166,19 +168,25 @@ enabled = false
 {venue.config(rest_url, ws_url)}""")
 
 
-def _daemon_command(config: Path) -> list[str]:
-    script = Path(sys.executable).parent / "posmon"
-    if script.exists():
-        return [str(script), "--config", str(config), "run"]
-    return [sys.executable, "-c", "import sys; from posmon.cli import main; sys.exit(main())", "--config",
-            str(config), "run"]
+def _daemon_command(config: Path, src: Path | None = None) -> list[str]:
+    """``posmon run``; with ``src``, posmon is imported from that tree (the editable install's finder removed)."""
+    if src is None:
+        script = Path(sys.executable).parent / "posmon"
+        if script.exists():
+            return [str(script), "--config", str(config), "run"]
+        code = "import sys; from posmon.cli import main; sys.exit(main())"
+    else:
+        code = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in "
+                f"getattr(f, '__module__', '')]; sys.path.insert(0, {str(src)!r}); "
+                "from posmon.cli import main; sys.argv[0] = 'posmon'; sys.exit(main())")
+    return [sys.executable, "-c", code, "--config", str(config), "run"]
 
 
 class Daemon:
     """``posmon run`` as a child process, its output appended to one log across restarts."""
 
-    def __init__(self, config: Path, log: Path, env: dict[str, str]) -> None:
-        self.config, self.log, self.env = config, log, env
+    def __init__(self, config: Path, log: Path, env: dict[str, str], src: Path | None = None) -> None:
+        self.config, self.log, self.env, self.src = config, log, env, src
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.kills = 0
@@ -189,7 +197,7 @@ class Daemon:
         with self.log.open("ab") as out:
             out.write(f"\n=== chaos: daemon start #{self.starts} at {time.time():.3f} ===\n".encode())
             out.flush()
-            self.proc = subprocess.Popen(_daemon_command(self.config), stdout=out, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen(_daemon_command(self.config, self.src), stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, env=self.env, cwd=self.log.parent)
 
     def alive(self) -> bool:
@@ -258,7 +266,7 @@ class Runner:
                 write_config(config, self.store, self.venue, rest_url, ws_url, self.schedule, self.opts)
                 env = {k: v for k, v in os.environ.items() if not k.startswith("POSMON_")}
                 env.update(self.venue.env())
-                self.daemon = Daemon(config, self.log, env)
+                self.daemon = Daemon(config, self.log, env, self.opts.daemon_src)
                 try:
                     await self._run(nursery)
                 except Exception as exc:  # reported with the seed that replays it; the campaign goes on
