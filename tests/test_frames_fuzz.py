@@ -38,7 +38,7 @@ from posmon.exchange.lighter.venue import LighterVenue
 from tests.test_aster_adapter_fakes import EXCHANGE_INFO
 
 D = Decimal
-FUZZ = settings(max_examples=400, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=400, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 DEEP = "\x00deep\x00"  # placeholder: serialized as 3,000 nested arrays (deeper than any JSON parser's limit)
 
@@ -437,6 +437,8 @@ ISSUE_FRAMES = [
     pytest.param(lambda: lighter_user(lighter_orders(filled_base_amount="0.005", filled_quote_amount="1")),
                  id="lighter-quote-went-down"),
     pytest.param(lambda: lighter_user(lighter_orders(order_index=2**64)), id="lighter-index-beyond-64-bit"),
+    pytest.param(lambda: lighter_user(lighter_orders(filled_base_amount="0.000001", filled_quote_amount="1e15")),
+                 id="lighter-average-price-beyond-bound"),
     pytest.param(lambda: lighter_user(orjson.dumps({"type": "update/account_all", "positions": {"1": {
         "market_id": "²", "sign": 1, "position": "1", "avg_entry_price": "1"}}})), id="lighter-position-market"),
     pytest.param(lambda: lighter_venue().parse_price_frame(lighter_stats(market_id="²")), id="lighter-stats-market"),

@@ -105,6 +105,13 @@ def number(value: Any, what: str, *, ints: bool = False) -> Decimal:
     return parsed
 
 
+def derived(value: Decimal, what: str) -> Decimal:
+    """A value computed from fields (an average price: quote / base) held to the same bound as a field."""
+    if not value.is_finite() or value.copy_abs() > MAX_MAGNITUDE:
+        raise MalformedMessage(f"{what} is out of range (|x| <= 1e15): {value:.6E}")
+    return value
+
+
 def decimal(obj: dict[str, Any], key: str, *, ints: bool = False) -> Decimal:
     """A bounded decimal of any sign (a signed position amount, a realized PnL)."""
     return number(required(obj, key), f"field {key!r}", ints=ints)

@@ -113,7 +113,8 @@ def parse_order(data: Any, markets: MarketTable, ids: ClientIds) -> LighterOrder
         client_id=ids.client_id(client_index, order_index), order_id=str(order_index), symbol=symbol,
         side=OrderSide.SELL if is_ask else OrderSide.BUY, position_side="BOTH", type=_TYPES[kind],
         status=_status(o, filled), qty=qty, filled_qty=filled,
-        avg_price=quote / filled if filled > 0 else Decimal(0), price=price if price > 0 else None,
+        avg_price=fields.derived(quote / filled, "average fill price") if filled > 0 else Decimal(0),
+        price=price if price > 0 else None,
         stop_price=trigger if trigger > 0 else None, reduce_only=reduce_only)
     return LighterOrder(state, order_index, client_index, market_id, quote, _order_time(o),
                         "LIQUIDATION" if kind == "liquidation" else None)
@@ -206,7 +207,7 @@ class FillTracker:
         paid = order.filled_quote - quote
         if paid <= 0:
             raise MalformedMessage(f"order {order.order_index} filled {added} more for a quote amount of {paid}")
-        return added, paid / added
+        return added, fields.derived(paid / added, f"fill price of order {order.order_index}")
 
     def _remember(self, order: LighterOrder) -> None:
         base, quote = self._seen.pop(order.order_index, (Decimal(0), Decimal(0)))
