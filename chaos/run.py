@@ -57,6 +57,7 @@ class Schedule:
     actions: list[Action]
     kills: list[tuple[float, str, float, float]]  # (at, wait for, extra wait, restart delay)
     instant_tp: bool
+    late: list[Action] = field(default_factory=list)  # after the faults, the daemon connected: no restart helps
 
 
 @dataclass
@@ -133,7 +134,18 @@ def plan(seed: int, venue: Venue, opts: Options) -> Schedule:
                     rng.uniform(0.0, 1.0)) for _ in range(rng.choice((1, 2, 2, 3))))
     pre = [{"symbol": rng.choice(symbols), "side": rng.choice(("LONG", "SHORT")), "notional": rng.randint(40, 200)}
            for _ in range(rng.choice((0, 0, 1, 2)))]
-    return Schedule(seed, venue.name, pre, actions, kills, instant_tp=rng.random() < 0.5)
+    instant_tp = rng.random() < 0.5
+    late = []
+    if rng.random() < 0.5:
+        late.append(Action(0.0, "silent", {
+            "symbol": rng.choice(symbols), "side": rng.choice(("LONG", "SHORT")),
+            "how": rng.choice(("appear", "grow", "shrink", "vanish")), "factor": rng.uniform(0.2, 0.8),
+            "notional": rng.randint(40, 200), "frame": rng.random() < 0.5}))
+    if rng.random() < 0.2:
+        late.append(Action(0.0, "liquidate", {
+            "symbol": rng.choice(symbols), "side": rng.choice(("LONG", "SHORT")), "adl": rng.random() < 0.4,
+            "partial": rng.random() < 0.4, "factor": rng.uniform(0.2, 0.8)}))
+    return Schedule(seed, venue.name, pre, actions, kills, instant_tp=instant_tp, late=late)
 
 
 def _has_reconcile_key(src: Path) -> bool:
@@ -308,6 +320,13 @@ class Runner:
         venue.clear_faults()
         if not daemon.alive() and not daemon.died:
             daemon.start()
+        if self.schedule.late and await self._wait_connected():
+            await trio.sleep(0.5)  # past its start-up reconcile: only frames or a periodic reconcile can see these
+            for action in self.schedule.late:
+                before = sum(self.result.workload.values())
+                self._apply(action, nursery)
+                if sum(self.result.workload.values()) > before:  # it changed the account (not a no-op)
+                    self.result.workload[f"late_{action.kind}"] += 1
         await self._settle()
         self.result.violations += check_history(venue.fill_log)
         if not daemon.alive():
