@@ -110,7 +110,7 @@ def shown(name: str, raw: Any, *, secret: bool = False, extra: tuple[str, ...] =
           ) -> str:
     """How an error shows the value of ``name``: ``'***'`` when secret or secret-looking, else ``display``."""
     if secret or looks_secret(name, extra):
-        return repr(MASK)
+        return MASK_TEXT
     if isinstance(raw, Mapping) and elide_tables:
         return "{...}"
     return display(_masked(raw, extra))
