@@ -22,6 +22,7 @@ from posmon.config import Settings
 from posmon.domain.orders import SymbolRules
 from posmon.exchange.errors import AuthRejected, OutcomeUnknown, RateLimited, Rejected
 from posmon.exchange.events import MalformedMessage
+from posmon.exchange.lighter.signer import SignError, SignerUnavailable
 
 __all__ = [
     "CONNECT_TIMEOUT_SECONDS", "EXIT_STORE", "CredentialsRejected", "StartupFailure", "VenueRefused",
@@ -71,6 +72,12 @@ class VenueRefused(StartupFailure):
     exit_code = EXIT_UNREACHABLE
 
 
+class SignerMissing(StartupFailure):
+    """Lighter's signing library is not installed or cannot load here: fixed by installing, not by waiting."""
+
+    exit_code = EXIT_CONFIG
+
+
 class RecordingMissing(StartupFailure):
     """``sim.recording`` names no packaged recording: a configuration error."""
 
@@ -118,6 +125,11 @@ async def retry_startup(step: Callable[[], Awaitable[_T]], *, venue: str, what: 
         try:
             with trio.fail_after(this_try):
                 return await step()
+        except SignerUnavailable as exc:
+            raise SignerMissing(f"configuration error: {venue}: {_one_line(exc)}") from exc
+        except SignError as exc:
+            raise CredentialsRejected(f"{venue}: the signer refused the key: {_one_line(exc)}; check "
+                                      f"{credential_settings(venue, auth)}") from exc
         except Rejected as exc:
             if _credentials_refused(exc):
                 raise CredentialsRejected(

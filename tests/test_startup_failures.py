@@ -395,3 +395,15 @@ async def test_connect_venue_does_not_retry_rejected_credentials(autojump_clock)
     with pytest.raises(CredentialsRejected, match=r"aster rejected the credentials: .*-2014.*\[aster\] api_key"):
         await connect_venue(venue, give_up_after=60, log=logging.getLogger("t"))
     assert venue.calls == 1 and CredentialsRejected.exit_code == EXIT_UNREACHABLE
+
+
+async def test_a_missing_lighter_signer_is_a_configuration_line_not_a_retry(autojump_clock):
+    from posmon.exchange.lighter.signer import SignerUnavailable
+    from posmon.startup import retry_startup
+
+    async def opening() -> None:
+        raise SignerUnavailable("lighter-sdk is not installed: pip install --no-deps lighter-sdk==1.1.8")
+
+    with pytest.raises(StartupFailure, match="configuration error: lighter: lighter-sdk is not installed") as info:
+        await retry_startup(opening, venue="lighter", what="connecting", give_up_after=60, log=logging.getLogger("t"))
+    assert info.value.exit_code == EXIT_CONFIG
