@@ -8,6 +8,7 @@ failing runs' directories (config, store, daemon log) to ``chaos/results/runs/``
 from __future__ import annotations
 
 import argparse
+import signal
 import statistics
 import sys
 import time
@@ -152,10 +153,21 @@ async def campaign(args: argparse.Namespace) -> list[RunResult]:
             if not r.ok:
                 print(f"    replay: {replay(r)}" + (f"; kept in {r.kept}" if r.kept else ""), flush=True)
 
-    async with trio.open_nursery() as nursery:
-        for i in range(args.runs):
-            nursery.start_soon(one, i)
-            await trio.lowlevel.checkpoint()  # started in seed order
+    async def stop_on_sigterm(scope: trio.CancelScope) -> None:
+        """SIGTERM ends the campaign like Ctrl-C: each run's ``finally`` kills its daemon (no orphan left)."""
+        with trio.open_signal_receiver(signal.SIGTERM) as signals:
+            async for _ in signals:
+                print("chaos: SIGTERM; stopping", file=sys.stderr, flush=True)
+                scope.cancel()
+                return
+
+    async with trio.open_nursery() as outer:
+        outer.start_soon(stop_on_sigterm, outer.cancel_scope)
+        async with trio.open_nursery() as nursery:
+            for i in range(args.runs):
+                nursery.start_soon(one, i)
+                await trio.lowlevel.checkpoint()  # started in seed order
+        outer.cancel_scope.cancel()
     results.sort(key=lambda r: r.seed)
     return results
 

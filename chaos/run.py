@@ -284,9 +284,13 @@ class Runner:
                 except Exception as exc:  # reported with the seed that replays it; the campaign goes on
                     self.result.error = f"{type(exc).__name__}: {exc} ({traceback.format_exc(limit=-3)})"
                 nursery.cancel_scope.cancel()
-        finally:
+        except BaseException:  # cancelled (SIGTERM, Ctrl-C): no daemon or directory is left behind
             if self.daemon is not None:
                 self.daemon.kill()
+            shutil.rmtree(self.work, ignore_errors=True)
+            raise
+        if self.daemon is not None:
+            self.daemon.kill()
         self.result.wall_seconds = time.monotonic() - t0
         self._finish()
         return self.result
