@@ -20,7 +20,7 @@ import trio
 from posmon.api.commands import EXIT_CONFIG, EXIT_FAILED, EXIT_UNREACHABLE
 from posmon.config import Settings
 from posmon.domain.orders import SymbolRules
-from posmon.exchange.errors import AuthRejected, OutcomeUnknown, RateLimited, Rejected
+from posmon.exchange.errors import AuthRejected, Banned, OutcomeUnknown, RateLimited, Rejected
 from posmon.exchange.events import MalformedMessage
 from posmon.exchange.lighter.signer import SignError, SignerUnavailable
 
@@ -141,11 +141,18 @@ async def retry_startup(step: Callable[[], Awaitable[_T]], *, venue: str, what: 
             if isinstance(exc, trio.TooSlowError):
                 last = trio.TooSlowError(f"no answer within {this_try:g} s")
         left = deadline - trio.current_time()
+        pause = float(getattr(last, "retry_after", 0.0))
+        if retry and isinstance(last, Banned) and pause >= left:
+            # Asking again before Retry-After only lengthens a ban: give up now, saying how long it lasts.
+            raise VenueUnreachable(
+                f"{venue} unreachable: {what} refused for {pause:g} s (Retry-After), longer than the "
+                f"{max(left, 0):.0f} s left of {give_up_after:g} s: {_one_line(last)}; start again later "
+                "(the wait is --connect-timeout)")
         if not retry or left <= 0:
             raise VenueUnreachable(
                 f"{venue} unreachable: {what} failed {attempt} time(s) over {give_up_after:g} s, last: "
                 f"{_one_line(last)}; check the venue's URL and status (the wait is --connect-timeout)")
-        wait = min(max(delay, getattr(last, "retry_after", 0.0)), left)
+        wait = min(max(delay, pause), left)
         log.warning("%s: %s failed (try %d): %s; retrying in %.1f s", venue, what, attempt, _one_line(last), wait)
         await trio.sleep(wait)
         delay = min(delay * 2, MAX_BACKOFF_SECONDS)
