@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    positive_data_acceptance,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
@@ -70,3 +71,17 @@ def test_the_served_document_is_the_one_under_test(api_url: str) -> None:
 def test_every_operation_answers_within_its_schema_and_never_5xx(case: schemathesis.Case, api_url: str) -> None:
     """50 cases per operation with inputs (6), 1 per parameterless GET (4): answers declared, well-formed, no 5xx."""
     case.call_and_validate(base_url=api_url, checks=CHECKS)
+
+
+# What the document promises for an order is a subset of what the server accepts: a client generating LONG
+# orders from it is never refused (a SHORT's cross-field bound, TP above zero, is stated in the description).
+long_orders = schemathesis.openapi.from_dict(openapi_schema(bearer_required=False)).include(path="/api/orders/long")
+long_orders.config.generation.update(modes=[schemathesis.GenerationMode.POSITIVE])
+
+
+@long_orders.parametrize()
+@settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))
+def test_an_order_built_from_the_schema_is_accepted(case: schemathesis.Case, api_url: str) -> None:
+    """50 schema-valid LONG orders: each answered 2xx, none refused for a value the schema allowed."""
+    case.call_and_validate(base_url=api_url, checks=[not_a_server_error, positive_data_acceptance])

@@ -96,10 +96,12 @@ def _size_usd(v: Any) -> Decimal:
 
 
 def _leverage(v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ValueError(f"expected an integer from 1 to {MAX_LEVERAGE}")
-    if not 1 <= v <= MAX_LEVERAGE:
-        raise ValueError(f"expected an integer from 1 to {MAX_LEVERAGE}")
+    """An integer; ``5.0`` counts as one (JSON Schema says so, and schema-driven clients send it)."""
+    expected = f"expected an integer from 1 to {MAX_LEVERAGE}"
+    if isinstance(v, Decimal) and v.is_finite() and 1 <= v <= MAX_LEVERAGE and v == v.to_integral_value():
+        return int(v)
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_LEVERAGE:
+        raise ValueError(expected)
     return v
 
 
