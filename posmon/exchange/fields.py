@@ -90,7 +90,7 @@ def number(value: Any, what: str, *, ints: bool = False) -> Decimal:
     if len(value) > MAX_NUMBER_CHARS:
         raise MalformedMessage(f"{what} is not a plausible number ({len(value)} characters): {show(value)}")
     if _NUMBER.fullmatch(value) is None:
-        raise MalformedMessage(f"{what} is not a finite decimal number: {show(value)}")
+        raise MalformedMessage(f"{what} is not a decimal number (plain ASCII, finite): {show(value)}")
     try:
         parsed = Decimal(value)
     except (InvalidOperation, ValueError, ArithmeticError):  # pragma: no cover - the pattern admits only numbers
