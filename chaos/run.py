@@ -117,13 +117,13 @@ def plan(seed: int, venue: Venue, opts: Options) -> Schedule:
         actions.append(Action(rng.uniform(0, d), "silent", {
             "symbol": rng.choice(symbols), "side": rng.choice(("LONG", "SHORT")),
             "how": rng.choice(("appear", "grow", "shrink", "vanish")), "factor": rng.uniform(0.2, 0.8),
-            "notional": rng.randint(40, 200), "frame": rng.random() < 0.6}))
+            "notional": rng.randint(40, 200), "frame": rng.random() < 0.6, "pick": rng.random()}))
     for _ in range(rng.choice((0, 1, 2)) if venue.hedge else 0):
         actions.append(Action(rng.uniform(0, d), "partial_tp", {"pick": rng.random(), "factor": rng.uniform(0.2, 0.8)}))
     if rng.random() < 0.4:
         actions.append(Action(rng.uniform(0, d), "liquidate", {
             "symbol": rng.choice(symbols), "side": rng.choice(("LONG", "SHORT")), "adl": rng.random() < 0.4,
-            "partial": rng.random() < 0.4, "factor": rng.uniform(0.2, 0.8)}))
+            "partial": rng.random() < 0.4, "factor": rng.uniform(0.2, 0.8), "pick": rng.random()}))
     for i in range(rng.randint(2, 5)):
         actions.append(Action(rng.uniform(0, d), "fault", {"kind": rng.choice(venue.fault_kinds),
                                                            "seed": f"{seed}-fault-{i}"}))
@@ -140,11 +140,11 @@ def plan(seed: int, venue: Venue, opts: Options) -> Schedule:
         late.append(Action(0.0, "silent", {
             "symbol": rng.choice(symbols), "side": rng.choice(("LONG", "SHORT")),
             "how": rng.choice(("appear", "grow", "shrink", "vanish")), "factor": rng.uniform(0.2, 0.8),
-            "notional": rng.randint(40, 200), "frame": rng.random() < 0.5}))
+            "notional": rng.randint(40, 200), "frame": rng.random() < 0.5, "pick": rng.random()}))
     if rng.random() < 0.2:
         late.append(Action(0.0, "liquidate", {
             "symbol": rng.choice(symbols), "side": rng.choice(("LONG", "SHORT")), "adl": rng.random() < 0.4,
-            "partial": rng.random() < 0.4, "factor": rng.uniform(0.2, 0.8)}))
+            "partial": rng.random() < 0.4, "factor": rng.uniform(0.2, 0.8), "pick": rng.random()}))
     return Schedule(seed, venue.name, pre, actions, kills, instant_tp=instant_tp, late=late)
 
 
@@ -383,6 +383,8 @@ class Runner:
                 self._changed()
             return
         symbol, side = a["symbol"], Side(a["side"])
+        if action.kind == "liquidate" or (action.kind == "silent" and a["how"] != "appear"):
+            symbol, side = self._held_or(symbol, side, a["pick"])
         if action.kind == "entry":
             if venue.entry(symbol, side, Decimal(a["notional"])):
                 counts["entry"] += 1
@@ -422,6 +424,13 @@ class Runner:
             if venue.liquidate(symbol, side, qty, adl=a["adl"]):
                 counts["adl" if a["adl"] else "liquidation"] += 1
                 self._changed()
+
+    def _held_or(self, symbol: str, side: Side, pick: float) -> tuple[str, Side]:
+        """``(symbol, side)`` if a position is held there, else one of the positions held (by ``pick``)."""
+        held = sorted(self.venue.positions())
+        if not held or (symbol, side) in held:
+            return symbol, side
+        return held[min(len(held) - 1, int(pick * len(held)))]
 
     def _changed(self) -> None:
         if self.unprotected_since is None:
