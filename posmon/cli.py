@@ -130,7 +130,7 @@ async def run_main(settings: Settings, api: ApiSettings | None = None, *,
             await nursery.start(_stop_on_signals, nursery.cancel_scope)
             async with AsyncExitStack() as stack:
                 venue = await _open_venue_with_retries(settings, nursery, stack, connect_timeout)
-                await run_daemon(settings, venue, store, api=api)
+                await run_daemon(settings, venue, store, api=api, connect_timeout=connect_timeout)
     log.info("posmon stopped")
 
 

@@ -42,6 +42,7 @@ from posmon.domain.tranche import Risk
 from posmon.exchange.venue import Venue
 from posmon.metrics import Metrics, render
 from posmon.notify import NotifyService, NotifySettings
+from posmon.startup import CONNECT_TIMEOUT_SECONDS, connect_venue
 from posmon.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ async def _account_snapshot(gateway: trio.MemorySendChannel[Any], reply_within: 
     return None
 
 
-async def _publish_book_gauges(directory: PositionDirectory, metrics: Metrics, venue: str,
+async def _publish_book_gauges(directory: PositionDirectory, metrics: Metrics, venue: str, store: Store,
                                every: float = 5.0) -> None:
     """Open tranches and unprotected positions, read from the actors' own state (no I/O) every few seconds.
 
@@ -122,6 +123,7 @@ async def _publish_book_gauges(directory: PositionDirectory, metrics: Metrics, v
                 await trio.lowlevel.checkpoint()
         metrics.set("open_tranches", tranches, venue=venue)
         metrics.set("unprotected_positions", unprotected, venue=venue)
+        metrics.set("store_locked_seconds", store.busy_seconds, venue=venue)
         await trio.sleep(every)
 
 
@@ -135,18 +137,20 @@ async def run_daemon(
     notice_listeners: Sequence[trio.MemorySendChannel[Notice]] = (),
     api: ApiSettings | None = None,
     freeze_heap: bool = True,
+    connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
     task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run until cancelled (or until an actor exhausts its restart budget, which raises).
 
     ``api``: serve the operator HTTP API (status, open, close, stop, /metrics) with these settings.
     ``freeze_heap``: ``gc.freeze()`` once start-up is done (off for daemons sharing a process, e.g. in tests).
+    ``connect_timeout``: how long the venue's trading rules are asked for (with backoff) before start-up gives up.
     """
     d = settings.daemon
     metrics = metrics or Metrics()
     daemon = Daemon(settings, venue, store, metrics)
     daemon.control = DaemonControl(daemon, clock=clock, reply_timeout=d.request_timeout_seconds * 3)
-    daemon.rules = await venue.load_rules()
+    daemon.rules = await connect_venue(venue, give_up_after=connect_timeout, log=log)
     policy = RestartPolicy(budget=d.restart_budget, window=d.restart_window_seconds,
                            backoff=d.restart_backoff_seconds)
     gw_send, gw_recv = trio.open_memory_channel[Any](math.inf)
@@ -216,7 +220,7 @@ async def run_daemon(
                                      prefix=d.client_id_prefix)
             daemon.user_stream = user_stream
             await nursery.start(supervise, "user_stream", lambda: user_stream.run, policy, metrics)
-            nursery.start_soon(_publish_book_gauges, directory, metrics, venue.name)
+            nursery.start_soon(_publish_book_gauges, directory, metrics, venue.name, store)
             if freeze_heap:
                 nursery.start_soon(_freeze_after_startup, directory)
             log.info("posmon watching %s with %s (%d symbols, %d position keys)", venue.name, settings.source,

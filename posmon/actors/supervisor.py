@@ -17,6 +17,7 @@ from typing import Any
 import trio
 
 from posmon.metrics import Metrics
+from posmon.store.errors import StoreBusy
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,16 @@ async def supervise(
         except Exception as exc:
             if fail_fast and not started:
                 raise
+            busy = _store_busy(exc)
+            if busy is not None and busy.wait_writable is not None:
+                # Another process holds the store's lock: nothing was written, nothing sent. Wait for it, then
+                # restart (the actor reloads from the store); a lock is not the actor's fault, so no budget spent.
+                log.warning("actor %s waits for the store: %s", name, busy)
+                metrics.inc("store_busy_waits", actor=name.split(":")[0])
+                await busy.wait_writable()
+                if on_restart is not None:
+                    on_restart()
+                continue
             now = trio.current_time()
             recent.append(now)
             while recent and recent[0] < now - policy.window:
@@ -84,3 +95,14 @@ async def supervise(
             await trio.sleep(delay)
             if on_restart is not None:
                 on_restart()
+
+
+def _store_busy(exc: BaseException) -> StoreBusy | None:
+    """The ``StoreBusy`` behind a failure (trio may wrap it in exception groups), if that is what it was."""
+    if isinstance(exc, StoreBusy):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for sub in exc.exceptions:
+            if (found := _store_busy(sub)) is not None:
+                return found
+    return None
