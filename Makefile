@@ -25,7 +25,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-# The chaos campaign (chaos/__init__.py): RUNS= runs from seed SEED= over both venues (about 12 s a run);
+# The chaos campaign (chaos/README.md): RUNS= runs from seed SEED= over both venues, two at a time;
 # CHAOS_ARGS for more (e.g. CHAOS_ARGS="--venue aster" or "--smoke"). A failing run prints its replay command.
 RUNS ?= 20
 SEED ?=

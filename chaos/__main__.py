@@ -33,11 +33,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=None, help="first run's seed (default: from the clock)")
     p.add_argument("--venue", choices=("aster", "lighter", "both"), default="both",
                    help="simulator to run against; both alternates by seed (default)")
-    p.add_argument("--duration", type=float, default=6.0, help="seconds of trading and faults per run (default 6)")
+    p.add_argument("--duration", type=float, default=5.0, help="seconds of trading and faults per run (default 5)")
     p.add_argument("--settle", type=float, default=30.0, help="seconds the daemon gets to settle (default 30)")
     p.add_argument("--smoke", action="store_true", help=f"CI smoke: {SMOKE_RUNS} short runs over both venues")
     p.add_argument("--out", type=Path, default=None, help="JSON file to write (default chaos/results/...)")
-    p.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1; each run is two processes)")
+    p.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2; each run is two processes)")
     p.add_argument("--quiet", action="store_true", help="no line per run")
     p.add_argument("--daemon-src", type=Path, default=None,
                    help="run the daemon from this source tree (e.g. `git archive COMMIT | tar -x -C DIR`)")

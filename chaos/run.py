@@ -33,7 +33,7 @@ MARK_STEP_S = 0.25
 
 @dataclass(frozen=True)
 class Options:
-    duration: float = 6.0  # seconds of chaos per run
+    duration: float = 5.0  # seconds of chaos per run
     settle_timeout: float = 30.0  # seconds the daemon gets to reach every state invariant afterwards
     start_timeout: float = 30.0  # seconds a (re)started daemon gets to connect its streams
     keep: Path | None = None  # where failing runs' directories (config, store, log) are kept
@@ -131,7 +131,7 @@ def plan(seed: int, venue: Venue, opts: Options) -> Schedule:
     # (at, after: "alive" = any moment of the process, "connected" = during its start-up reconcile, extra delay,
     # restart delay)
     kills = sorted((rng.uniform(0.2, d), rng.choice(("alive", "connected")), rng.uniform(0.0, 0.5),
-                    rng.uniform(0.0, 1.0)) for _ in range(rng.choice((1, 2, 2, 3))))
+                    rng.uniform(0.0, 1.0)) for _ in range(rng.choice((1, 2, 2, 3, 3))))
     pre = [{"symbol": rng.choice(symbols), "side": rng.choice(("LONG", "SHORT")), "notional": rng.randint(40, 200)}
            for _ in range(rng.choice((0, 0, 1, 2)))]
     instant_tp = rng.random() < 0.5

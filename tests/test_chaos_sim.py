@@ -156,3 +156,51 @@ def test_lighter_silent_position_pushes_the_position_without_a_trade_or_nothing_
     pushed.clear()
     sim.silent_position("BTC", Side.LONG, D("0.02"), frame=False)  # flips through zero, unannounced
     assert pushed == [] and sim.account.signed_position("BTC") == D("0.02")
+
+
+async def test_aster_user_stream_stall_delivers_held_frames_late_in_order_and_duplicates_are_sent_twice():
+    from trio_websocket import open_websocket_url
+
+    from tests.test_aster_sim_helpers import ManualClock, V1Client, body, make_exchange
+
+    clock = ManualClock()
+    exchange = make_exchange(clock=clock)
+    sim = AsterSim(exchange)
+
+    async def receive(ws: Any, seconds: float = 5) -> dict[str, Any]:
+        with trio.fail_after(seconds):
+            return orjson.loads(await ws.get_message())
+
+    async with running(sim) as (rest, ws_url), httpx.AsyncClient(base_url=rest) as http:
+        key = body(await V1Client(http, clock).keyed("POST", "/fapi/v1/listenKey"))["listenKey"]
+        async with open_websocket_url(f"{ws_url}/ws/{key}") as ws:
+            sim.stall_user_stream(True)
+            exchange.silent_position("BTCUSDT", Side.LONG, D("0.1"))
+            exchange.silent_position("BTCUSDT", Side.LONG, D("0.2"))
+            with trio.move_on_after(0.3) as waited:
+                await ws.get_message()
+            assert waited.cancelled_caught  # held while stalled
+            sim.stall_user_stream(False)
+            assert [(await receive(ws))["a"]["P"][0]["pa"] for _ in range(2)] == ["0.1", "0.2"]
+            sim.duplicate_user_frames(1)
+            exchange.silent_position("BTCUSDT", Side.LONG, D("0.3"))
+            first, second = await receive(ws), await receive(ws)
+            assert first == second and first["a"]["P"][0]["pa"] == "0.3"
+
+
+def test_lighter_stalled_pushes_go_out_merged_when_released_and_duplicates_twice():
+    sim = lighter()
+    pushed: list[Any] = []
+    sim.hub.has_subscribers = lambda channel: channel.startswith("account_all/")  # type: ignore[method-assign]
+    sim.hub.publish = lambda channel, message: pushed.append(message)  # type: ignore[method-assign]
+    sim.stall_account_pushes(True)
+    sim.external_entry("ETH", Side.LONG, D("0.1"))
+    sim.external_entry("ETH", Side.LONG, D("0.1"))
+    assert pushed == []
+    sim.stall_account_pushes(False)
+    (merged,) = pushed
+    assert merged["positions"]["0"]["position"] == "0.2000" and len(merged["trades"]["0"]) == 2
+    pushed.clear()
+    sim.duplicate_pushes(1)
+    sim.external_entry("ETH", Side.LONG, D("0.1"))
+    assert len(pushed) == 2 and pushed[0] == pushed[1]
