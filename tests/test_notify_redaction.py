@@ -12,6 +12,7 @@ import logging
 from functools import partial
 from urllib.parse import quote
 
+import httpx
 import pytest
 import trio
 import trio.testing
@@ -24,6 +25,7 @@ from starlette.routing import Route
 
 from posmon.metrics import Metrics
 from posmon.notify import NotifySettings
+from posmon.notify.channel import retry_after_of
 from posmon.notify.redact import SNIPPET_CHARS, snippet, url_secrets
 from posmon.notify.senders import TelegramSender, WebhookSender
 from tests.test_notify_http import exit_notice, running, wait_for
@@ -126,3 +128,15 @@ def test_a_snippet_is_redacted_before_it_is_cut_and_stays_on_one_line() -> None:
 def test_an_url_without_path_or_query_has_nothing_to_mask(url: str) -> None:
     assert url_secrets(url) == ()
 
+
+
+@pytest.mark.parametrize("body", [
+    b"[" * 5000 + b"]" * 5000, b"[" * 100_000 + b"]" * 100_000,
+    b'{"parameters": {"retry_after": 1' + b"0" * 400 + b"}}",
+    b'{"parameters": {"retry_after": [1]}}', b'{"parameters": 5}', b"\xff\xfe"])
+def test_a_hostile_error_body_gives_no_retry_hint_and_no_crash(body: bytes) -> None:
+    assert retry_after_of(httpx.Response(429, content=body)) == 0.0
+
+
+def test_telegrams_retry_hint_is_still_read() -> None:
+    assert retry_after_of(httpx.Response(429, json={"ok": False, "parameters": {"retry_after": 7}})) == 7.0

@@ -154,11 +154,13 @@ def retry_after_of(response: httpx.Response) -> float:
     value = response.headers.get("retry-after", "").strip()
     if value:
         seconds = _header_seconds(value, response.headers.get("date"))
-    else:
+    elif len(response.content) <= 65536:  # a receiver's answer is untrusted: no huge, deep or absurd JSON
         try:
             seconds = float(response.json().get("parameters", {}).get("retry_after", 0))
-        except (ValueError, AttributeError, TypeError):
+        except (ValueError, AttributeError, TypeError, ArithmeticError, RecursionError):
             seconds = 0.0
+    else:
+        seconds = 0.0
     return min(max(seconds, 0.0), MAX_RETRY_AFTER) if math.isfinite(seconds) else 0.0
 
 
