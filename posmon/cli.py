@@ -171,7 +171,8 @@ def _run_daemon_command(args: argparse.Namespace) -> int:
     configure(settings.daemon.log_level if args.command == "run" else "WARNING", json_lines=notify.json_logs)
     try:
         if args.command == "run":
-            trio.run(functools.partial(run_main, settings, api, connect_timeout=args.connect_timeout))
+            timeout = settings.daemon.startup_timeout_seconds if args.connect_timeout is None else args.connect_timeout
+            trio.run(functools.partial(run_main, settings, api, connect_timeout=timeout))
         else:
             from posmon.demo import run_demo
 
@@ -202,9 +203,9 @@ def _run_daemon_command(args: argparse.Namespace) -> int:
 def _add_run(sub: Subparsers) -> None:
     p = sub.add_parser("run", help="run the daemon headless until SIGINT/SIGTERM", epilog=RUN_EXIT_CODES_HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--connect-timeout", type=_seconds, default=CONNECT_TIMEOUT_SECONDS, metavar="SECONDS",
+    p.add_argument("--connect-timeout", type=_seconds, default=None, metavar="SECONDS",
                    help="keep retrying an unreachable or failing exchange at start-up this long, then exit 3 "
-                        f"(default {CONNECT_TIMEOUT_SECONDS:g})")
+                        "(default: [daemon] startup_timeout_seconds)")
     p.set_defaults(handler=_run_daemon_command)
 
 
@@ -221,7 +222,7 @@ def _seconds(text: str) -> float:
 def _add_demo(sub: Subparsers) -> None:
     p = sub.add_parser("demo", help="a short scripted session on the simulated exchange")
     p.add_argument("--seconds", type=float, default=20.0, help="how long to replay prices (default 20)")
-    p.set_defaults(handler=_run_daemon_command, connect_timeout=CONNECT_TIMEOUT_SECONDS)
+    p.set_defaults(handler=_run_daemon_command, connect_timeout=None)
 
 
 # One registration function per command group: each adds its sub-parsers and sets ``handler``.

@@ -67,6 +67,7 @@ class DaemonSettings:
     log_level: LogLevel
     stale_stream_seconds: float
     reconcile_interval_seconds: float
+    startup_timeout_seconds: float
     request_timeout_seconds: float
     restart_budget: int
     restart_window_seconds: float
@@ -169,6 +170,7 @@ _DAEMON_FIELDS: tuple[KeySpec, ...] = (
     # Three missed frames of the mark stream, which ticks every second (was 10: an instant close came 8.6 s late).
     numeric("stale_stream_seconds", "float", gt=0, le=HOUR, default=3.0),
     numeric("reconcile_interval_seconds", "float", ge=0, le=DAY, default=60.0, note=" (0: no periodic reconcile)"),
+    numeric("startup_timeout_seconds", "float", ge=0, le=DAY, default=60.0),
     numeric("request_timeout_seconds", "float", gt=0, le=600, default=10.0),
     numeric("restart_budget", "int", ge=1, le=1000, default=5),
     numeric("restart_window_seconds", "float", gt=0, le=DAY, default=60.0),

@@ -18,8 +18,9 @@ PACKAGED_CONFIG = REPO_ROOT / "posmon" / "default_config.toml"
 
 EXPECTED_DAEMON = DaemonSettings(
     venue="aster", store="var/posmon.sqlite", hedge_mode=True, client_id_prefix="pm", log_level="INFO",
-    stale_stream_seconds=3.0, reconcile_interval_seconds=60.0, request_timeout_seconds=10.0, restart_budget=5, restart_window_seconds=60.0,
-    restart_backoff_seconds=0.5, protection_failure_action="alert",
+    stale_stream_seconds=3.0, reconcile_interval_seconds=60.0, startup_timeout_seconds=60.0,
+    request_timeout_seconds=10.0, restart_budget=5, restart_window_seconds=60.0, restart_backoff_seconds=0.5,
+    protection_failure_action="alert",
 )
 EXPECTED_RISK = RiskSettings(
     tp_pct=Decimal("1.0"), sl_pct=Decimal("10.0"), tranche_pnl_increment_pct=Decimal("5.0"),
@@ -208,7 +209,7 @@ def test_every_documented_key_can_be_overridden_from_env() -> None:
             text = ",".join(value) if isinstance(value, list) else str(value).lower() if isinstance(value, bool) \
                 else str(value)
             env[f"POSMON_{section}_{key}".upper()] = text
-    assert len(env) == 25
+    assert len(env) == 26
     assert_defaults(load_settings(REPO_CONFIG, env=env))
 
 
