@@ -24,6 +24,7 @@ import orjson
 import trio
 
 from posmon.domain.orders import OrderRequest, OrderState, PositionState
+from posmon.exchange import fields
 from posmon.exchange.aster import codec
 from posmon.exchange.aster.errors import error_for
 from posmon.exchange.aster.settings import AsterSettings
@@ -122,7 +123,7 @@ class AsterRest:
         data = await self._call("GET", f"{self._prefix}/time", security=Security.NONE)
         server_ms = data.get("serverTime") if isinstance(data, dict) else None
         if isinstance(server_ms, bool) or not isinstance(server_ms, int):
-            raise OutcomeUnknown(f"unreadable server time: {data!r:.200}", request=f"GET {self._prefix}/time")
+            raise OutcomeUnknown(f"unreadable server time: {fields.show(data)}", request=f"GET {self._prefix}/time")
         return server_ms
 
     async def sync_time(self) -> float:
@@ -194,7 +195,7 @@ class AsterRest:
         if isinstance(dual, str) and dual in ("true", "false"):
             dual = dual == "true"
         if not isinstance(dual, bool):
-            raise OutcomeUnknown(f"unreadable position mode: {data!r:.200}", request=f"GET {path}")
+            raise OutcomeUnknown(f"unreadable position mode: {fields.show(data)}", request=f"GET {path}")
         return dual
 
     async def set_position_mode(self, hedge: bool) -> None:
@@ -234,7 +235,8 @@ class AsterRest:
 
     def _batch_items(self, data: Any, expected: int, request: str) -> list[BatchResult]:
         if not isinstance(data, list) or len(data) != expected:
-            raise OutcomeUnknown(f"batch answer is not a list of {expected} items: {data!r:.200}", request=request)
+            raise OutcomeUnknown(f"batch answer is not a list of {expected} items: {fields.show(data)}",
+                                 request=request)
         out: list[BatchResult] = []
         for item in data:
             err = codec.error_body(item)

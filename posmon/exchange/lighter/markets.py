@@ -100,7 +100,7 @@ def parse_order_book_details(data: Any) -> MarketTable:
     answer = fields.as_object(data, "orderBookDetails answer")
     items = fields.required(answer, "order_book_details")
     if not isinstance(items, list):
-        raise MalformedMessage(f"'order_book_details' is not a list: {items!r:.200}")
+        raise MalformedMessage(f"'order_book_details' is not a list: {fields.show(items)}")
     markets: list[Market] = []
     skipped: dict[str, str] = {}
     for item in items:
@@ -121,7 +121,7 @@ def _market(symbol: str, entry: dict[str, Any]) -> Market:
                   price_decimals=_int(entry, "price_decimals", 0, 18),
                   min_base_amount=_non_negative(entry, "min_base_amount"),
                   min_quote_amount=_non_negative(entry, "min_quote_amount"),
-                  status=str(entry.get("status", "active")))
+                  status=fields.text(entry, "status") if "status" in entry else "active")
 
 
 def _int(entry: dict[str, Any], key: str, low: int, high: int) -> int:

@@ -19,6 +19,7 @@ import httpx
 import orjson
 import trio
 
+from posmon.exchange import fields
 from posmon.exchange.errors import OutcomeUnknown
 from posmon.exchange.events import MalformedMessage
 from posmon.exchange.lighter.errors import CODE_OK, error_for
@@ -108,7 +109,7 @@ class LighterRest:
             "account_index": self.account_index, "api_key_index": self.settings.api_key_index})
         nonce = data.get("nonce")
         if isinstance(nonce, bool) or not isinstance(nonce, int) or nonce < 0:
-            raise OutcomeUnknown(f"unreadable nonce: {data!r:.200}", request="GET /api/v1/nextNonce")
+            raise OutcomeUnknown(f"unreadable nonce: {fields.show(data)}", request="GET /api/v1/nextNonce")
         return nonce
 
     async def order_book_details(self) -> dict[str, Any]:
