@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import signal
 import statistics
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -68,6 +69,19 @@ def percentiles(values: list[float]) -> dict[str, float | int | None]:
             "p99": at(0.99), "max": round(ordered[-1], 3)}
 
 
+def commit() -> str:
+    """The checkout's commit, ``+dirty`` when files differ from it (a replay needs the same code)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head}+dirty" if dirty else head
+
+
 def summarize(results: list[RunResult], args: argparse.Namespace, wall: float) -> dict[str, Any]:
     faults: Counter[str] = Counter()
     workload: Counter[str] = Counter()
@@ -86,6 +100,7 @@ def summarize(results: list[RunResult], args: argparse.Namespace, wall: float) -
     settle = [r.settle_seconds for r in results if r.settle_seconds is not None]
     return {
         "seed": args.seed, "venue": args.venue, "runs": len(results), "duration_s": args.duration,
+        "commit": commit(), "daemon_src": str(args.daemon_src) if args.daemon_src else None,
         "wall_s": round(wall, 1),
         "kills": sum(r.kills for r in results), "daemon_starts": sum(r.starts for r in results),
         "faults": sum(faults.values()), "faults_by_kind": dict(sorted(faults.items())),
@@ -112,7 +127,7 @@ def replay(r: RunResult) -> str:
 
 def table(s: dict[str, Any]) -> str:
     lines = [f"chaos: {s['runs']} runs (seed {s['seed']}, venue {s['venue']}, {s['duration_s']} s each), "
-             f"wall {s['wall_s']} s"]
+             f"wall {s['wall_s']} s, commit {s['commit']}"]
     rows: list[tuple[str, str]] = [("runs", str(s["runs"])), ("failed runs", str(s["failed_runs"])),
                                    ("campaign errors", str(s["campaign_errors"])),
                                    ("SIGKILLs", str(s["kills"])), ("daemon starts", str(s["daemon_starts"])),

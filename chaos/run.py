@@ -266,6 +266,8 @@ class Runner:
         self.unprotected_since: float | None = None
         self.marks: dict[str, Decimal] = {s: venue.base_price(s) for s in venue.symbols}
         self.chaos_over = False
+        self.journal: list[str] = []
+        self._did = ""
 
     # ---- the run ------------------------------------------------------------------------------------------------
 
@@ -322,6 +324,7 @@ class Runner:
             chaos.cancel_scope.cancel()
         self.chaos_over = True
         venue.clear_faults()
+        self._note("faults cleared")
         if not daemon.alive() and not daemon.died:
             daemon.start()
         if self.schedule.late and await self._wait_connected():
@@ -367,7 +370,20 @@ class Runner:
             self._apply(action, nursery)
         await trio.sleep_until(start + self.opts.duration)
 
+    def _note(self, text: str) -> None:
+        """One line of the run's journal (``chaos.log`` in a kept run directory), timed like the daemon's log."""
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f",{int(now % 1 * 1000):03d}"
+        positions = ", ".join(f"{s} {side.value} {q}" for (s, side), q in sorted(self.venue.positions().items()))
+        self.journal.append(f"{stamp} {text} | positions: {positions or 'none'}")
+
     def _apply(self, action: Action, nursery: trio.Nursery) -> None:
+        self._did = ""
+        self._apply_action(action, nursery)
+        if action.kind != "marks":
+            self._note(f"{action.kind} {action.args}{': ' + self._did if self._did else ''}")
+
+    def _apply_action(self, action: Action, nursery: trio.Nursery) -> None:
         venue, a, counts = self.venue, action.args, self.result.workload
         if action.kind == "marks":
             self.marks = {s: _price(venue, s, o) for s, o in a["offsets"].items()}
@@ -411,6 +427,7 @@ class Runner:
             else:
                 new = Decimal(0)
             venue.silent(symbol, side, new, frame=a["frame"])
+            self._did = f"{symbol} {side.value} {qty} -> {new} ({how}, {'frame' if a['frame'] else 'no frame'})"
             counts[f"silent_{how}_{'frame' if a['frame'] else 'no_frame'}"] += 1
             self._changed()
         elif action.kind == "liquidate":
@@ -421,6 +438,7 @@ class Runner:
             if a["partial"]:
                 step = venue.exchange.engine.rules[symbol].step_size
                 qty = max(step, _quantize(held.qty * Decimal(str(a["factor"])), step))
+            self._did = f"{symbol} {side.value} {held.qty} minus {qty or 'all'}"
             if venue.liquidate(symbol, side, qty, adl=a["adl"]):
                 counts["adl" if a["adl"] else "liquidation"] += 1
                 self._changed()
@@ -448,8 +466,10 @@ class Runner:
                 await trio.sleep(0.02)
             await trio.sleep(extra)
             daemon.kill()
+            self._note("SIGKILL")
             await trio.sleep(restart_delay)
             daemon.start()
+            self._note(f"daemon start #{daemon.starts}")
 
     async def _monitor(self) -> None:
         """Time from a change of the account (workload) to every position protected again."""
@@ -465,6 +485,7 @@ class Runner:
         return ok
 
     async def _settle(self) -> None:
+        self._note("settling")
         start = trio.current_time()
         passes = 0
         deadline = start + self.opts.settle_timeout
@@ -477,10 +498,12 @@ class Runner:
                 passes += 1
                 if passes >= 2:
                     self.result.settle_seconds = trio.current_time() - start
+                    self._note(f"settled in {self.result.settle_seconds:.2f} s")
                     return
             else:
                 passes = 0
         self.result.violations += check_state(self.venue, read_store(self.store))
+        self._note(f"not settled after {self.opts.settle_timeout:.0f} s")
 
     def _finish(self) -> None:
         daemon = self.daemon
@@ -491,6 +514,9 @@ class Runner:
         except OSError:
             text = ""
         self.result.violations += check_log(text)
+        resting = "\n".join(f"  resting {o}" for o in self.venue.resting())
+        (self.work / "chaos.log").write_text("\n".join(self.journal) + "\n" + resting + "\n"
+                                             + "\n".join(f"  violation {v}" for v in self.result.violations) + "\n")
         if (self.result.violations or self.opts.keep_all) and self.opts.keep is not None:
             dest = self.opts.keep / f"{self.venue.name}-seed-{self.schedule.seed}"
             shutil.rmtree(dest, ignore_errors=True)
