@@ -167,7 +167,7 @@ def check_exits(side: Side, mark: Decimal, risk: Risk, rules: SymbolRules) -> No
 
     Estimated at ``mark`` (the entry fills near it): a SHORT's TP more than 100 % below, or a LONG's TP beyond
     the venue's maximum price, would leave the filled entry without a TP, its placement refused forever.
-    ``rules.min_price``/``max_price`` are used when the venue's rules carry them (0 or absent: unknown).
+    ``rules.min_price``/``max_price`` are used when the venue publishes them (0: none published).
     """
     if not 0 < risk.sl_pct < 100:
         raise ControlError(f"sl_percent {risk.sl_pct} puts the SL at or beyond zero; expected > 0 and < 100",
@@ -176,8 +176,8 @@ def check_exits(side: Side, mark: Decimal, risk: Risk, rules: SymbolRules) -> No
         raise ControlError(f"TP {risk.tp_pct.normalize():f} % below a SHORT's entry is at or below zero; "
                            "sl_percent x reward / risk must stay under 100", field="rr_ratio")
     tp, sl = exit_prices(side, mark, risk, rules)
-    low = getattr(rules, "min_price", None) or Decimal(0)
-    high = getattr(rules, "max_price", None) or None
+    low = rules.min_price
+    high = rules.max_price or None
     for name, price, fld in (("TP", tp, "rr_ratio"), ("SL", sl, "sl_percent")):
         if price <= 0 or price < low or (high is not None and price > high):
             limits = f"{low} to {high}" if high is not None else f"above {max(low, Decimal(0))}"
@@ -250,6 +250,7 @@ class DaemonControl:
         router = d.router
         marks = router.latest if router is not None else {}
         last = router.last_frame_at if router is not None else None
+        user_last = d.user_stream.last_frame_at if d.user_stream is not None else None
         emulated = "emulated" if getattr(d.venue, "emulated_exits", False) else "exchange"
         views = []
         for t in d.store.open_tranches(d.venue.name):
@@ -266,7 +267,8 @@ class DaemonControl:
         streams = [
             StreamView("price", bool(d.metrics.get("price_stream_up", venue=name)),
                        None if last is None else max(0.0, trio_now - last)),
-            StreamView("user", bool(d.metrics.get("user_stream_up", venue=name)), None),
+            StreamView("user", bool(d.metrics.get("user_stream_up", venue=name)),
+                       None if user_last is None else max(0.0, trio_now - user_last)),
         ]
         return StatusReport(running=d.cancel_scope is not None and not d.cancel_scope.cancel_called, venue=name,
                             started_at=self.started_at, streams=streams, tranches=views,

@@ -227,6 +227,7 @@ async def run_daemon(
                      len(symbols), len(directory.keys()))
             if api is not None and api.enabled:
                 app = create_app(daemon.control, metrics_render=lambda: render(metrics), token=api.token or None,
+                                 allowed_hosts=api.allowed_hosts,
                                  health_timeout_seconds=api.health_timeout_seconds)
                 # Supervised like every actor: a server failure after start-up restarts it (within the budget).
                 daemon.api_url = await nursery.start(functools.partial(

@@ -77,3 +77,17 @@ def test_the_token_is_never_echoed():
         ApiSettings.from_config({}, {"POSMON_API_TOKN": TOKEN})
     assert TOKEN not in str(err.value)
     assert TOKEN not in repr(ApiSettings(token=TOKEN))
+
+
+def test_allowed_hosts_names_the_host_headers_a_remote_client_may_use():
+    s = ApiSettings.from_config({"allowed_hosts": ["posmon.internal"]},
+                                {"POSMON_API_ALLOWED_HOSTS": "posmon.internal, ops.example"})
+    assert s.allowed_hosts == ("posmon.internal", "ops.example")
+    assert ApiSettings.from_config({}, {}).allowed_hosts == ()
+
+
+@pytest.mark.parametrize("bad", [["evil.example:8787"], ["a b"], ["user@host"], [""], ["x/y"]])
+def test_allowed_hosts_refuses_ports_paths_and_blanks(bad):
+    with pytest.raises(ConfigError) as err:
+        ApiSettings.from_config({"allowed_hosts": bad}, {})
+    assert "api.allowed_hosts" in str(err.value)

@@ -33,10 +33,12 @@ D = Decimal
 def test_rules_come_from_the_filters_never_from_the_precision_fields() -> None:
     info = codec.parse_exchange_info(EXCHANGE_INFO)
     assert info.rules["BTCUSDT"] == SymbolRules("BTCUSDT", tick_size=D("0.5"), step_size=D("0.001"),
-                                                min_qty=D("0.001"), min_notional=D("5"))
+                                                min_qty=D("0.001"), min_notional=D("5"), min_price=D("0.5"),
+                                                max_price=D("1000000"))
     # pricePrecision 5 / quantityPrecision 0 would agree here; minNotional is the alternative spelling
     assert info.rules["DOGEUSDT"] == SymbolRules("DOGEUSDT", tick_size=D("0.0001"), step_size=D("1"),
-                                                 min_qty=D("1"), min_notional=D("1"))
+                                                 min_qty=D("1"), min_notional=D("1"), min_price=D("0.0001"),
+                                                 max_price=D("300"))
 
 
 def test_a_symbol_without_tick_or_step_is_left_out_with_the_reason() -> None:

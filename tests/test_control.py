@@ -77,6 +77,9 @@ async def test_status_lists_every_tranche_with_its_exits_timeout_and_unrealized_
         assert t.unrealized_pnl == D("10.0")
         assert report.running and report.venue == "sim"
         assert {s.name for s in report.streams} == {"price", "user"}
+        # The user stream's last frame is known too (the entry's fill), not "no frame yet".
+        [user] = [s for s in report.streams if s.name == "user"]
+        assert user.up and user.last_frame_age_seconds is not None and user.last_frame_age_seconds >= 0
 
 
 async def test_close_now_closes_the_position_at_market(tmp_path, autojump_clock):

@@ -38,6 +38,10 @@ _KEYS: tuple[_Key, ...] = (
     _Key("token", "str", f"expected '' (no token) or at least {MIN_TOKEN_LENGTH} printable ASCII characters "
          "without spaces", _token_ok, secret=True),
     numeric("health_timeout_seconds", "float", gt=0, le=600),
+    _Key("allowed_hosts", "names", "expected a list of host names (no port) the API also answers to besides "
+         "loopback and its own address, e.g. ['posmon.internal']",
+         lambda v: len(v) <= 64 and all(0 < len(h) <= 253 and h.isascii() and h.isprintable()
+                                        and not any(c in h for c in " /@:") for h in v)),
 )
 
 
@@ -60,6 +64,7 @@ class ApiSettings:
     port: int = 8787
     token: str = field(default="", repr=False)
     health_timeout_seconds: float = 5.0
+    allowed_hosts: tuple[str, ...] = ()  # names (besides loopback and the bound address) a Host header may carry
 
     @property
     def loopback(self) -> bool:

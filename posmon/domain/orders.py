@@ -127,3 +127,5 @@ class SymbolRules:
     step_size: Decimal
     min_qty: Decimal = Decimal(0)
     min_notional: Decimal = Decimal(0)
+    min_price: Decimal = Decimal(0)  # the venue's price filter (0: none published)
+    max_price: Decimal = Decimal(0)

@@ -209,8 +209,11 @@ def _symbol_rules(symbol: str, entry: dict[str, Any]) -> SymbolRules:
     if notional_filter is not None:
         key = "notional" if "notional" in notional_filter else "minNotional"
         min_notional = fields.non_negative(notional_filter, key)
+    bounds = {name: fields.non_negative(price_filter, key) for name, key in (("min_price", "minPrice"),
+                                                                              ("max_price", "maxPrice"))
+              if key in price_filter}
     return SymbolRules(symbol=symbol, tick_size=tick, step_size=step, min_qty=fields.non_negative(lot_size, "minQty"),
-                       min_notional=min_notional)
+                       min_notional=min_notional, **bounds)
 
 
 def parse_rate_limits(items: Any, base: RateLimits = DEFAULT_LIMITS) -> RateLimits | None:
