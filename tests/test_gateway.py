@@ -236,3 +236,50 @@ async def test_a_few_account_snapshots_stay_per_symbol(nursery, autojump_clock):
     await nursery.start(gateway.run)
     await settle()
     assert calls == ["BTCUSDT"] and [p.symbol for p in recv.receive_nowait().positions] == ["BTCUSDT"]
+
+
+async def test_a_cancel_never_overtakes_the_queued_placement_of_the_same_order(nursery, autojump_clock):
+    """An exit's cancel outranks a protection placement, but not the placement of the very order it cancels:
+    sent first it would find nothing, the order would be written off as never placed and then rest untracked."""
+    exchange, venue, gateway, inbox, reply, replies = setup()
+    inbox.send_nowait(PlaceOrders((tp("pm-1-T1"),), reply, Priority.PROTECT))
+    inbox.send_nowait(PlaceOrders((tp("pm-2-T1", "ETHUSDT", "3100"),), reply, Priority.PROTECT))
+    inbox.send_nowait(CancelOrders("BTCUSDT", ("pm-1-T1",), reply, Priority.EXIT))
+    await nursery.start(gateway.run)
+    await settle()
+    results = [(r.action, r.client_id, r.state.status if r.state else r.error) for m in drain(replies)
+               for r in m.results]
+    assert (Action.CANCEL, "pm-1-T1", OrderStatus.CANCELED) in results
+    assert exchange.engine.open_orders("BTCUSDT") == []  # nothing rests untracked
+    # The placement went first (hoisted ahead of the exit's cancel), the other protection after the exit.
+    assert [kind for _, kind, _ in venue.log] == ["place", "cancel", "place"]
+
+
+class GatedVenue(RecordingVenue):
+    """Placements wait for ``gate`` before they reach the exchange: a slow POST still in flight."""
+
+    def __init__(self, exchange, **kw):
+        super().__init__(exchange, **kw)
+        self.gate = trio.Event()
+
+    async def place_orders(self, orders):
+        self.log.append((trio.current_time(), "place", len(orders)))
+        await self.gate.wait()
+        return await SimVenue.place_orders(self, orders)
+
+
+async def test_a_cancel_waits_for_the_in_flight_placement_of_the_same_order(nursery, autojump_clock):
+    exchange, _venue, _gateway, _inbox, reply, replies = setup()
+    venue = GatedVenue(exchange)
+    inbox_send, inbox_recv = trio.open_memory_channel(100)
+    gateway = OrderGateway(venue, inbox_recv, Metrics())
+    await nursery.start(gateway.run)
+    inbox_send.send_nowait(PlaceOrders((tp("pm-1-T1"),), reply, Priority.PROTECT))
+    await settle()  # the POST is out, its answer not yet in
+    inbox_send.send_nowait(CancelOrders("BTCUSDT", ("pm-1-T1",), reply, Priority.EXIT))
+    await settle()
+    venue.gate.set()
+    await trio.sleep(1)
+    results = [(r.action, r.state.status if r.state else r.error) for m in drain(replies) for r in m.results]
+    assert results == [(Action.PLACE, OrderStatus.NEW), (Action.CANCEL, OrderStatus.CANCELED)]
+    assert exchange.engine.open_orders("BTCUSDT") == []

@@ -17,6 +17,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -101,6 +102,9 @@ class GatewayState:
         self.weight: TokenBucket | None = None  # the rate budgets: a restart must not grant a fresh burst
         self.orders: TokenBucket | None = None
         self.rules: dict[str, SymbolRules] = {}
+        # Client ids whose placement is queued, unsent or in flight: a cancel of one waits for its answer.
+        self.placing: dict[str, int] = {}
+        self.placement_answered = trio.Event()  # set (and replaced) whenever a placement is answered
 
 
 class OrderGateway:
@@ -161,6 +165,9 @@ class OrderGateway:
         # Placements say when their exposure began; anything else queues by when it arrived.
         since = request.since if isinstance(request, PlaceOrders) and request.since else self._clock()
         rank = request.rank if isinstance(request, PlaceOrders) else 0.0
+        if isinstance(request, PlaceOrders):
+            for o in request.orders:
+                self.state.placing[o.client_id] = self.state.placing.get(o.client_id, 0) + 1
         heapq.heappush(self._queue, _Queued(int(request.priority), rank, since, next(self.state.seq), request))
 
     async def _dispatch(self, nursery: trio.Nursery) -> None:
@@ -198,10 +205,53 @@ class OrderGateway:
                     and nxt.symbol == head.symbol and count + len(nxt.client_ids) <= limits.max_batch_cancel:
                 group.append(heapq.heappop(self._queue))
                 count += len(nxt.client_ids)
+            if self._hoist_placements_of(group):
+                return self._next_job()
             return _Job(group, limits.cancel_weight if count == 1 else limits.batch_cancel_weight)
         if isinstance(head, QueryOrders):
             return _Job([first], 0)  # each lookup is paced on its own
         return self._account_job(first)
+
+    def _hoist_placements_of(self, cancels: list[_Queued]) -> bool:
+        """Queue still-unsent placements of the orders these cancels target ahead of them; True if any.
+
+        A cancel (an exit, urgent) outranks protection placements, but never the placement of the order it
+        cancels: sent first it would find nothing, the order would be written off as never placed, and the
+        placement would then leave it resting untracked. The cancels go back into the queue behind them.
+        """
+        ids = {c for q in cancels for c in q.request.client_ids}  # type: ignore[union-attr]
+        if not any(c in self.state.placing for c in ids):
+            return False
+        hoisted = [q for q in self._queue if isinstance(q.request, PlaceOrders)
+                   and any(o.client_id in ids for o in q.request.orders)]
+        if not hoisted:
+            return False  # their placements are in flight: the cancel job waits for their answers
+        for q in hoisted:
+            q.priority, q.rank = min(q.priority, cancels[0].priority), -math.inf
+        self._queue.extend(cancels)
+        heapq.heapify(self._queue)
+        return True
+
+    async def _await_placements(self, job: _Job) -> None:
+        """Hold a cancel until the in-flight placements of its orders are answered (bounded: never stuck)."""
+        ids = [c for r in job.requests for c in r.client_ids]  # type: ignore[union-attr]
+        with trio.move_on_after(self.policy.request_timeout * self.policy.max_attempts * 3) as waited:
+            while any(c in self.state.placing for c in ids):
+                await self.state.placement_answered.wait()
+        if waited.cancelled_caught:
+            log.warning("gateway: cancelling %s without the answer to their placement", ids)
+
+    def _placement_answered(self, request: GatewayRequest) -> None:
+        if not isinstance(request, PlaceOrders):
+            return
+        for o in request.orders:
+            left = self.state.placing.get(o.client_id, 0) - 1
+            if left > 0:
+                self.state.placing[o.client_id] = left
+            else:
+                self.state.placing.pop(o.client_id, None)
+        self.state.placement_answered.set()
+        self.state.placement_answered = trio.Event()
 
     def _account_job(self, first: _Queued) -> _Job:
         """Per-symbol snapshots, or one whole-account snapshot for every waiting request when that is cheaper.
@@ -247,6 +297,8 @@ class OrderGateway:
                 self.metrics.observe("tick_to_order_seconds", now - tick_at, venue=self.venue.name)
 
     async def _execute(self, job: _Job) -> None:
+        if isinstance(job.requests[0], CancelOrders):
+            await self._await_placements(job)
         # A gateway already dying (another call crashed it) sends nothing more: the job stays unsent, for the next.
         await trio.lowlevel.checkpoint_if_cancelled()
         # From here on the call may reach the venue: a crash leaves these requests' outcome unknown.
@@ -285,12 +337,14 @@ class OrderGateway:
 
     async def _reply(self, request: GatewayRequest, message: Any) -> None:
         self.state.in_flight.pop(id(request), None)
+        self._placement_answered(request)
         try:
             await request.reply_to.send(message)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             log.warning("gateway: requester of %s is gone; result dropped", type(request).__name__)
 
     def _reply_nowait(self, request: GatewayRequest, message: Any) -> None:
+        self._placement_answered(request)
         try:
             request.reply_to.send_nowait(message)
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.WouldBlock):
