@@ -283,3 +283,18 @@ async def test_a_cancel_waits_for_the_in_flight_placement_of_the_same_order(nurs
     results = [(r.action, r.state.status if r.state else r.error) for m in drain(replies) for r in m.results]
     assert results == [(Action.PLACE, OrderStatus.NEW), (Action.CANCEL, OrderStatus.CANCELED)]
     assert exchange.engine.open_orders("BTCUSDT") == []
+
+
+async def test_a_placement_refused_as_a_duplicate_client_id_is_looked_up_not_written_off(nursery, autojump_clock):
+    """-4116 means the order exists (an earlier attempt or incarnation placed it): written off as refused, the
+    actor would protect again under a new client id and two orders would rest."""
+    exchange, _venue, gateway, inbox, reply, replies = setup()
+    exchange.place_orders([tp("pm-1-T1")])  # placed by an attempt whose answer was lost
+    inbox.send_nowait(PlaceOrders((tp("pm-1-T1"),), reply))
+    await nursery.start(gateway.run)
+    await trio.sleep(5)
+    [msg] = drain(replies)
+    [result] = msg.results
+    assert result.error is None and result.state.status is OrderStatus.NEW
+    assert exchange.calls["query_order"] == 1
+    assert len(exchange.engine.open_orders("BTCUSDT")) == 1

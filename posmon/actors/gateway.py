@@ -427,8 +427,11 @@ class OrderGateway:
                     await self._sync_time()
                     to_send = batch
                 except Rejected as exc:
-                    for o in batch:
-                        results[o.client_id] = self._refused(o, exc)
+                    if _duplicate_client_id(exc):
+                        unresolved.extend(batch)  # an earlier attempt (or incarnation) placed it: look it up
+                    else:
+                        for o in batch:
+                            results[o.client_id] = self._refused(o, exc)
                 else:
                     for o, answer in zip(batch, answers, strict=True):
                         if isinstance(answer, PrecisionRejected) and o.client_id not in rerounded:
@@ -438,7 +441,11 @@ class OrderGateway:
                                 sent[o.client_id] = fixed
                                 to_send.append(fixed)
                                 continue
-                        if isinstance(answer, VenueError):
+                        if isinstance(answer, VenueError) and _duplicate_client_id(answer):
+                            log.warning("gateway: %s already exists on %s; looking it up instead of writing it off",
+                                        o.client_id, self.venue.name)
+                            unresolved.append(o)
+                        elif isinstance(answer, VenueError):
                             results[o.client_id] = self._refused(o, answer)
                         else:
                             self.metrics.inc("orders", venue=self.venue.name, type=o.type.value, result="placed")
@@ -539,6 +546,17 @@ class OrderGateway:
                 positions = [p for p in positions if p.symbol == symbol]
             return AccountSnapshot(tuple(positions), tuple(orders))
         return AccountSnapshot((), (), error=last)
+
+
+DUPLICATE_CLIENT_ID_CODES = frozenset({-4116})  # Binance family (Aster, the simulator): "ClientOrderId is duplicated"
+
+
+def _duplicate_client_id(error: VenueError) -> bool:
+    """The venue already holds an order with this client id: not a refusal, the order exists (its state is asked).
+
+    Written off as refused, its requester would protect again under a new id and two orders would rest.
+    """
+    return isinstance(error, Rejected) and error.code in DUPLICATE_CLIENT_ID_CODES
 
 
 def _unknown_answer(request: GatewayRequest) -> Any:
