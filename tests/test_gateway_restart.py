@@ -13,10 +13,12 @@ from posmon.domain.orders import OrderStatus, Side
 from posmon.exchange.errors import OutcomeUnknown
 from posmon.exchange.sim.exchange import SimExchange
 from posmon.exchange.sim.markets import rules_for
+from posmon.exchange.sim.venue import SimVenue
 from posmon.exchange.venue import RateLimits
 from posmon.metrics import Metrics
 from posmon.ratelimit import TokenBucket
-from tests.harness import settle, trio_clock
+from tests.harness import make_settings, new_exchange, running, settle, trio_clock
+from tests.scenario import assert_protected_and_no_orphans
 from tests.test_gateway import SYMBOLS, RecordingVenue, drain, tp
 
 RESTART = RestartPolicy(budget=5, window=60, backoff=0.5)
@@ -128,3 +130,29 @@ def test_unknown_answers_name_every_order_of_the_request():
     answer = _unknown_answer(PlaceOrders((tp("pm-1-T1"), tp("pm-1-S1")), send))
     assert isinstance(answer, OrderResults)
     assert [(r.client_id, r.unknown) for r in answer.results] == [("pm-1-T1", True), ("pm-1-S1", True)]
+
+
+class CrashAfterPlacing(SimVenue):
+    """The first placement reaches the exchange, then the gateway crashes reading the answer."""
+
+    crashed = False
+
+    async def place_orders(self, orders):
+        answers = await super().place_orders(orders)
+        if not self.crashed:
+            self.crashed = True
+            raise RuntimeError("a bug while reading the venue's answer")
+        return answers
+
+
+async def test_through_the_daemon_a_gateway_crash_with_protection_in_flight_ends_with_exactly_one_tp_and_sl(
+        tmp_path, autojump_clock):
+    settings = make_settings(tmp_path)
+    exchange = new_exchange(settings)
+    async with running(settings, exchange, venue=CrashAfterPlacing(exchange)) as h:
+        await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")  # TP+SL go out; the gateway dies with them in flight
+        await trio.sleep(30)
+        await settle()
+        assert h.metrics.get("actor_restarts", actor="gateway") == 1
+        assert len(h.orders("BTCUSDT")) == 2  # the in-flight pair was looked up, not placed again
+        assert_protected_and_no_orphans(h)
