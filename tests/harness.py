@@ -67,6 +67,16 @@ def trio_clock() -> float:
     return trio.current_time()
 
 
+def drain(notices: trio.MemoryReceiveChannel[Any]) -> list[Any]:
+    """Every operator notice received so far, without waiting."""
+    seen = []
+    while True:
+        try:
+            seen.append(notices.receive_nowait())
+        except trio.WouldBlock:
+            return seen
+
+
 async def settle() -> None:
     """Let the daemon run until it is idle (all tasks blocked) without advancing the clock."""
     await trio.testing.wait_all_tasks_blocked()

@@ -15,17 +15,8 @@ import trio
 
 from posmon.actors.messages import Notice
 from posmon.domain.orders import Side
-from tests.harness import make_settings, new_exchange, running, running_aster, running_lighter, settle
+from tests.harness import drain, make_settings, new_exchange, running, running_aster, running_lighter, settle
 from tests.scenario import assert_protected_and_no_orphans
-
-
-def drain(notices: trio.MemoryReceiveChannel[Notice]) -> list[Notice]:
-    seen = []
-    while True:
-        try:
-            seen.append(notices.receive_nowait())
-        except trio.WouldBlock:
-            return seen
 
 
 def tranches(h, symbol="BTCUSDT", side=Side.LONG):

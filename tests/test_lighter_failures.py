@@ -11,7 +11,7 @@ import trio
 from posmon.actors.messages import Notice
 from posmon.control import OpenRequest
 from posmon.domain.orders import Side
-from tests.harness import make_settings, running_lighter, settle
+from tests.harness import drain, make_settings, running_lighter, settle
 from tests.test_lighter_end_to_end import TxLog, cid_of, closed, external, position
 
 LADDER = {"close_slippage_pct": 0.5, "close_slippage_step_pct": 0.5, "close_slippage_max_pct": 1.5}
@@ -19,15 +19,6 @@ LADDER = {"close_slippage_pct": 0.5, "close_slippage_step_pct": 0.5, "close_slip
 
 def close_bounds(h) -> list[D]:
     return [D(e["data"]["worst_price"]) for e in h.store.events("close_sent")]
-
-
-def drain(notices: trio.MemoryReceiveChannel[Notice]) -> list[Notice]:
-    seen = []
-    while True:
-        try:
-            seen.append(notices.receive_nowait())
-        except trio.WouldBlock:
-            return seen
 
 
 async def test_close_that_cannot_fill_within_the_bound_is_retried_wider_until_it_fills(tmp_path, autojump_clock):
