@@ -16,7 +16,7 @@ import trio
 from posmon.actors.price_router import PriceRouter, Subscribe
 from posmon.actors.price_slot import PriceSlot
 from posmon.exchange.events import MarkPrice
-from posmon.exchange.venue import StreamClosed
+from posmon.exchange.venue import RateLimits, StreamClosed
 from posmon.metrics import Metrics
 
 STALE = 3.0  # three missed frames of a 1 s stream
@@ -28,6 +28,7 @@ class CadencedVenue:
     """A mark frame every second; the test can stall the stream (open and silent) or make opening take long."""
 
     name = "sim"
+    limits = RateLimits(weight_per_minute=2400, orders_per_minute=1200)
 
     def __init__(self) -> None:
         self.mark = D("45000")
@@ -142,3 +143,16 @@ async def test_rest_polling_stops_once_the_stream_delivers_again(nursery, autoju
     resumed = min(t for t in venue.frame_times if t > stalled_since)
     assert trio.current_time() - router.last_frame_at <= 1.0
     assert [t for t in venue.rest_reads if t > resumed] == []  # no REST weight spent while the stream is fresh
+
+
+def test_rest_fallback_keeps_to_a_quarter_of_the_venues_request_budget():
+    """The fallback's reads bypass the order gateway: on Lighter's Standard tier (60 requests a minute in all)
+    polling every second would leave nothing for exits."""
+    standard = CadencedVenue()
+    standard.limits = RateLimits(weight_per_minute=60, orders_per_minute=60, mark_prices_weight=1)
+    premium = CadencedVenue()
+    premium.limits = RateLimits(weight_per_minute=24_000, orders_per_minute=24_000, mark_prices_weight=300)
+    _, control = trio.open_memory_channel(0)
+    assert PriceRouter(standard, control, Metrics(), symbols=["BTC"]).poll_interval == 4.0  # type: ignore[arg-type]
+    assert PriceRouter(premium, control, Metrics(), symbols=["BTC"]).poll_interval == 3.0  # type: ignore[arg-type]
+    assert PriceRouter(CadencedVenue(), control, Metrics(), symbols=["BTC"]).poll_interval == 1.0  # type: ignore[arg-type]

@@ -273,3 +273,37 @@ async def test_three_hundred_resumes_do_not_delay_an_exit(tmp_path, autojump_clo
         await trio.sleep(30)
         await settle()
         assert h.exchange.calls["positions"] - reads <= 2  # 300 requests, at most one read under way + one after
+
+
+async def test_an_operator_entry_whose_answer_is_unknown_is_settled_by_a_look_up(tmp_path, autojump_clock):
+    """A gateway crash answers an in-flight entry as outcome-unknown: the actor looks it up at its next reconcile
+    and protects the fill at the entry's own risk (before, nothing asked again until a reconnect)."""
+    from posmon.actors.messages import OpenEntry
+    from posmon.domain.orders import OrderRequest, OrderSide, OrderType
+
+    store = open_store(tmp_path)
+    lone = LoneActor(store)
+    tid = store.allocate_tranche_id()
+    entry = OrderRequest(f"pm-{tid}-E1", "BTCUSDT", OrderSide.BUY, "LONG", OrderType.MARKET, D("0.1"))
+    async with trio.open_nursery() as nursery:
+        lone.start(nursery, AccountSnapshot((), ()))
+        await lone.requests()
+        lone.inbox_send.send_nowait(OpenEntry(entry, tid, Risk(tp_pct=D(2), sl_pct=D(3))))
+        [place] = [r for r in await lone.requests() if isinstance(r, PlaceOrders)]
+        place.reply_to.send_nowait(OrderResults((OrderResult(entry.client_id, Action.PLACE, sent=entry),)))
+        await trio.sleep(lone.cfg.retry_seconds + 0.1)
+        [fetch] = [r for r in await lone.requests() if isinstance(r, FetchAccount)]
+        fetch.reply_to.send_nowait(AccountSnapshot((PositionState("BTCUSDT", Side.LONG, D("0.1"), D("45000")),), ()))
+        [query] = [r for r in await lone.requests() if isinstance(r, QueryOrders)]
+        assert query.client_ids == (entry.client_id,)
+        filled = OrderState(client_id=entry.client_id, order_id="5", symbol="BTCUSDT", side=OrderSide.BUY,
+                            position_side="LONG", type=OrderType.MARKET, status=OrderStatus.FILLED, qty=D("0.1"),
+                            filled_qty=D("0.1"), avg_price=D("45000"))
+        query.reply_to.send_nowait(OrderResults((OrderResult(entry.client_id, Action.QUERY, state=filled),)))
+        placed = [o for r in await lone.requests() if isinstance(r, PlaceOrders) for o in r.orders]
+        assert sorted((o.type.value, o.qty, o.price or o.stop_price) for o in placed) == [
+            ("LIMIT", D("0.1"), D("45900")), ("STOP_MARKET", D("0.1"), D("43650"))]
+        [t] = store.open_tranches("sim")
+        assert (t.id, t.qty) == (tid, D("0.1"))
+        nursery.cancel_scope.cancel()
+    store.close()

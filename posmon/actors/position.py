@@ -580,7 +580,9 @@ class PositionActor:
                 self._on_operator_entry(r.client_id, r.state.status, r.state.filled_qty, r.state.avg_price)
             elif r.error is not None:
                 self._end_entry(r.client_id, OrderStatus.REJECTED, error=f"entry refused: {r.error}")
-            return  # unknown: the gateway looked it up already; the stream or a reconcile settles it
+            elif r.unknown:  # the stream may still report it; if not, a reconcile settles it
+                self._confirm_at = self.links.clock() + self.cfg.retry_seconds
+            return
         rec = self.orders.get(r.client_id)
         if rec is None:
             self._on_untracked_result(r)
@@ -980,7 +982,7 @@ class PositionActor:
         gen = self._recon_generation
         if snapshot is None:
             read_at = self.links.clock()
-        self._recon = _Reconciliation(gen, frozenset(self.orders), read_at)
+        self._recon = _Reconciliation(gen, frozenset((*self.orders, *self._entries)), read_at)
         if snapshot is not None:
             self._on_account_read(_AccountRead(gen, snapshot))
         else:
@@ -1009,7 +1011,7 @@ class PositionActor:
         missing = tuple(c for c in sorted(r.known) if c not in still_open and c not in self._awaiting)
         for cid in [c for c in self.orders if c in still_open]:
             self._settle_known(cid, still_open[cid])
-        missing = tuple(c for c in missing if c in self.orders)
+        missing = tuple(c for c in missing if c in self.orders or c in self._entries)
         if missing:
             assert self._nursery is not None
             self._nursery.start_soon(self._look_up, r.generation, missing)
@@ -1025,6 +1027,15 @@ class PositionActor:
             return
         unknown = False
         for res in msg.answer.results:
+            if res.client_id in self._entries:  # an operator entry whose answer never came
+                if res.state is not None:
+                    s = res.state
+                    self._on_operator_entry(res.client_id, s.status, s.filled_qty, s.avg_price)
+                elif isinstance(res.error, OrderNotFound) and res.client_id not in self._awaiting:
+                    self._end_entry(res.client_id, OrderStatus.CANCELED, error="the entry never reached the venue")
+                else:
+                    unknown = True
+                continue
             rec = self.orders.get(res.client_id)
             if rec is None:
                 continue

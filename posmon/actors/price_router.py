@@ -28,6 +28,8 @@ from posmon.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
+REST_SHARE = 0.25  # at most this share of the venue's request budget goes to REST marks while stale
+
 
 @dataclass(frozen=True, slots=True)
 class Subscribe:
@@ -50,7 +52,10 @@ class PriceRouter:
         self.metrics = metrics
         self.symbols = list(symbols)
         self.stale_after = stale_after
-        self.poll_interval = poll_interval
+        # The REST fallback's calls bypass the order gateway: keep them to a quarter of the venue's request budget
+        # (Lighter's Standard tier has 60 requests a minute in all; polling every second would take every one).
+        lim = venue.limits
+        self.poll_interval = max(poll_interval, lim.mark_prices_weight * 60 / (lim.weight_per_minute * REST_SHARE))
         self.backoff_max = backoff_max
         self._rng = rng or random.Random()
         self._slots: dict[str, list[PriceSlot]] = defaultdict(list)

@@ -46,6 +46,7 @@ class RateLimits:
     positions_weight: int = 5
     max_batch_place: int = 5
     max_batch_cancel: int = 10
+    mark_prices_weight: int = 1  # one REST read of every mark (the price router's fallback while its stream is stale)
 
 
 PlaceResult = OrderState | VenueError

@@ -252,7 +252,7 @@ def parse_rate_limits(items: Any, base: RateLimits = DEFAULT_LIMITS) -> RateLimi
         cancel_weight=base.cancel_weight, batch_cancel_weight=base.batch_cancel_weight,
         query_weight=base.query_weight, open_orders_weight=base.open_orders_weight,
         positions_weight=base.positions_weight, max_batch_place=base.max_batch_place,
-        max_batch_cancel=base.max_batch_cancel,
+        max_batch_cancel=base.max_batch_cancel, mark_prices_weight=base.mark_prices_weight,
     )
 
 

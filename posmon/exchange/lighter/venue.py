@@ -67,11 +67,12 @@ LIMITS: dict[str, RateLimits] = {
     "standard": RateLimits(
         weight_per_minute=60, orders_per_minute=60 * MAX_BATCH, place_weight=1, batch_place_weight=1,
         cancel_weight=1, batch_cancel_weight=1, query_weight=2, open_orders_weight=4, open_orders_symbol_weight=1,
-        positions_weight=1, max_batch_place=MAX_BATCH, max_batch_cancel=MAX_BATCH),
+        positions_weight=1, max_batch_place=MAX_BATCH, max_batch_cancel=MAX_BATCH, mark_prices_weight=1),
     "premium": RateLimits(
         weight_per_minute=24_000, orders_per_minute=24_000 // 6 * MAX_BATCH, place_weight=6, batch_place_weight=6,
         cancel_weight=6, batch_cancel_weight=6, query_weight=400, open_orders_weight=1200,
-        open_orders_symbol_weight=300, positions_weight=300, max_batch_place=MAX_BATCH, max_batch_cancel=MAX_BATCH),
+        open_orders_symbol_weight=300, positions_weight=300, max_batch_place=MAX_BATCH, max_batch_cancel=MAX_BATCH,
+        mark_prices_weight=300),
 }
 
 
