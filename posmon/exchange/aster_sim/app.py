@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import trio
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
@@ -56,7 +56,11 @@ async def _serve(sim: AsterSim, methods: Mapping[str, Endpoint], request: Reques
     endpoint = methods[method]
     path = request.url.path
     sim.counters.requests[f"{method} {path}"] += 1
-    params = parse_params(request.scope.get("query_string", b""), await request.body())
+    try:
+        raw_body = await request.body()
+    except ClientDisconnect:  # the client went away mid-request (a killed daemon): nobody to answer
+        return Response(status_code=499)
+    params = parse_params(request.scope.get("query_string", b""), raw_body)
     ip = request.client.host if request.client is not None else "unknown"
     try:
         usage = sim.limiter.admit(ip, ACCOUNT, endpoint.weight(params.values), endpoint.orders(params.values),
