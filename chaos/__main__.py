@@ -82,7 +82,7 @@ def commit() -> str:
     return f"{head}+dirty" if dirty else head
 
 
-def summarize(results: list[RunResult], args: argparse.Namespace, wall: float) -> dict[str, Any]:
+def summarize(results: list[RunResult], args: argparse.Namespace, wall: float, at_commit: str = "") -> dict[str, Any]:
     faults: Counter[str] = Counter()
     workload: Counter[str] = Counter()
     violations: Counter[str] = Counter({name: 0 for name in INVARIANTS})
@@ -100,7 +100,7 @@ def summarize(results: list[RunResult], args: argparse.Namespace, wall: float) -
     settle = [r.settle_seconds for r in results if r.settle_seconds is not None]
     return {
         "seed": args.seed, "venue": args.venue, "runs": len(results), "duration_s": args.duration,
-        "commit": commit(), "daemon_src": str(args.daemon_src) if args.daemon_src else None,
+        "commit": at_commit or commit(), "daemon_src": str(args.daemon_src) if args.daemon_src else None,
         "wall_s": round(wall, 1),
         "kills": sum(r.kills for r in results), "daemon_starts": sum(r.starts for r in results),
         "faults": sum(faults.values()), "faults_by_kind": dict(sorted(faults.items())),
@@ -190,8 +190,9 @@ async def campaign(args: argparse.Namespace) -> list[RunResult]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     t0 = time.monotonic()
+    at_commit = commit()  # when the campaign starts: the code its runs used
     results = trio.run(campaign, args)
-    summary = summarize(results, args, time.monotonic() - t0)
+    summary = summarize(results, args, time.monotonic() - t0, at_commit)
     out = args.out or RESULTS / f"chaos-{time.strftime('%Y%m%d-%H%M%S')}-seed{args.seed}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
