@@ -213,7 +213,8 @@ async def run_daemon(
             del startup, split  # each actor keeps only its slice, until its start-up reconcile has used it
             reconciler = AccountReconciler(venue.name, directory, gw_send, metrics,
                                            interval=d.reconcile_interval_seconds,
-                                           reply_timeout=d.request_timeout_seconds * 6, clock=clock)
+                                           reply_timeout=d.request_timeout_seconds * 6,
+                                           prefix=d.client_id_prefix, clock=clock)
             daemon.reconciler = reconciler
             await nursery.start(supervise, "reconciler", lambda: reconciler.run, policy, metrics)
             user_stream = UserStream(venue, directory, reconciler, store, metrics, hedge_mode=hedge_mode,

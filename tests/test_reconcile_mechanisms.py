@@ -307,3 +307,31 @@ async def test_an_operator_entry_whose_answer_is_unknown_is_settled_by_a_look_up
         assert (t.id, t.qty) == (tid, D("0.1"))
         nursery.cancel_scope.cancel()
     store.close()
+
+
+async def test_an_own_order_resting_on_a_key_with_no_actor_is_cancelled_by_the_sweep(tmp_path, autojump_clock):
+    """Campaign violation (Aster seed 1066, no_orphan_order): a TP whose placement was answered 503 was written off,
+    landed after all, and the side went flat while the daemon was down. No tranche and no active order named the
+    key, so no actor was restored for it and the TP rested for good. The account sweep now starts an actor for
+    every key where one of posmon's orders rests, which cancels it."""
+    from posmon.domain.orders import OrderRequest, OrderSide, OrderType
+
+    settings = make_settings(tmp_path)
+    exchange = new_exchange(settings)
+    exchange.set_mark("ETHUSDT", D("3000"))
+    exchange.external_entry("ETHUSDT", Side.LONG, D("1"))
+    stray = OrderRequest("pm-41-T2", "ETHUSDT", OrderSide.SELL, "LONG", OrderType.LIMIT, D("1"), price=D("3030"))
+    exchange.engine.place(stray, 0.0)
+    exchange.silent_position("ETHUSDT", Side.LONG, D("0"), frame=False)  # flat, the TP still resting
+    assert [o.client_id for o in exchange.engine.open_orders("ETHUSDT")] == ["pm-41-T2"]
+    async with running(settings, exchange) as h:
+        await trio.sleep(1)
+        await settle()
+        assert h.orders("ETHUSDT") == []
+        # And one that shows up while running, with no stream event about it, goes at the next periodic sweep.
+        exchange.engine.place(replace(stray, client_id="pm-42-S2", type=stray.type.STOP_MARKET, price=None,
+                                      stop_price=D("2000")), 0.0)
+        exchange.engine.drain_events()
+        await trio.sleep(61)
+        await settle()
+        assert h.orders("ETHUSDT") == []

@@ -7,7 +7,9 @@ every ``reconcile_interval_seconds`` and after every user-stream connection (the
 the start-up snapshot and the stream's first frame would otherwise be lost), splits the read per symbol in one
 pass, and gives each actor its slice: one read for the whole account, within the rate budget, never on the tick
 path (the actors fold the slice in between ticks, and a read that finds nothing to do changes nothing).
-Positions nobody watches yet get an actor, which adopts them.
+Positions nobody watches yet get an actor, which adopts them; so do keys where one of posmon's own orders rests
+with no actor to own it (a placement that landed after it was written off, on a side that went flat while the
+daemon was down): the new actor cancels it as an orphan.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import trio
 
 from posmon.actors.directory import PositionDirectory, UnknownSymbol
 from posmon.actors.messages import AccountSnapshot, FetchAccount, Priority, Reconcile
+from posmon.domain.orders import OrderSide, Side
+from posmon.domain.protection import parse_client_order_id
 from posmon.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -28,7 +32,7 @@ log = logging.getLogger(__name__)
 
 class AccountReconciler:
     def __init__(self, venue: str, directory: PositionDirectory, gateway: trio.MemorySendChannel[Any],
-                 metrics: Metrics, *, interval: float, reply_timeout: float,
+                 metrics: Metrics, *, interval: float, reply_timeout: float, prefix: str,
                  clock: Callable[[], float]) -> None:
         """``interval``: seconds between sweeps (0: only on demand); ``clock``: the actors' clock (read times)."""
         self.venue = venue
@@ -38,6 +42,7 @@ class AccountReconciler:
         self.interval = interval
         self.reply_timeout = reply_timeout
         self.clock = clock
+        self.prefix = prefix
         self.sweeps = 0  # completed sweeps (status and tests)
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -71,11 +76,25 @@ class AccountReconciler:
                 continue
             log.warning("found a %s %s position of %s (%s) not yet watched; protecting it", p.symbol,
                         p.side.value, self.venue, p.qty)
-            try:
-                self.directory.inbox(p.symbol, p.side, snapshot=snap.of(p.symbol, split))
-            except UnknownSymbol:
-                log.error("NEEDS A HUMAN: %s %s position on %s has no trading rules; not protected",
-                          p.symbol, p.side.value, self.venue)
+            self._start(p.symbol, p.side, snap.of(p.symbol, split), "position")
+        for o in snap.open_orders:
+            if parse_client_order_id(self.prefix, o.client_id) is None or o.symbol in self.directory.unmonitored:
+                continue
+            # posmon's resting orders close positions: the side they close owns them.
+            side = Side(o.position_side) if o.position_side in ("LONG", "SHORT") else \
+                Side.LONG if o.side is OrderSide.SELL else Side.SHORT
+            if (o.symbol, side) in self.directory:
+                continue
+            log.warning("%s rests on %s %s %s with no actor to own it; it will be cancelled as an orphan",
+                        o.client_id, self.venue, o.symbol, side.value)
+            self._start(o.symbol, side, snap.of(o.symbol, split), "order")
         self.sweeps += 1
         self.metrics.inc("reconcile_sweeps", venue=self.venue, result="ok")
         return True
+
+    def _start(self, symbol: str, side: Side, snapshot: AccountSnapshot, what: str) -> None:
+        try:
+            self.directory.inbox(symbol, side, snapshot=snapshot)
+        except UnknownSymbol:
+            log.error("NEEDS A HUMAN: %s %s %s on %s has no trading rules; not protected", symbol, side.value, what,
+                      self.venue)
