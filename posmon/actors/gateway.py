@@ -41,6 +41,7 @@ from posmon.domain.protection import reround_exit
 from posmon.exchange.errors import (
     Banned,
     ClockSkew,
+    DuplicateClientId,
     NonceExpired,
     OrderNotFound,
     OutcomeUnknown,
@@ -426,12 +427,11 @@ class OrderGateway:
                     log.warning("gateway: %s; re-syncing the clock before resending", exc)
                     await self._sync_time()
                     to_send = batch
+                except DuplicateClientId:
+                    unresolved.extend(batch)  # an earlier attempt (or incarnation) placed it: look it up
                 except Rejected as exc:
-                    if _duplicate_client_id(exc):
-                        unresolved.extend(batch)  # an earlier attempt (or incarnation) placed it: look it up
-                    else:
-                        for o in batch:
-                            results[o.client_id] = self._refused(o, exc)
+                    for o in batch:
+                        results[o.client_id] = self._refused(o, exc)
                 else:
                     for o, answer in zip(batch, answers, strict=True):
                         if isinstance(answer, PrecisionRejected) and o.client_id not in rerounded:
@@ -441,7 +441,9 @@ class OrderGateway:
                                 sent[o.client_id] = fixed
                                 to_send.append(fixed)
                                 continue
-                        if isinstance(answer, VenueError) and _duplicate_client_id(answer):
+                        if isinstance(answer, DuplicateClientId):
+                            # Not a refusal: the order exists. Written off, its requester would protect again
+                            # under a new id and two orders would rest.
                             log.warning("gateway: %s already exists on %s; looking it up instead of writing it off",
                                         o.client_id, self.venue.name)
                             unresolved.append(o)
@@ -546,17 +548,6 @@ class OrderGateway:
                 positions = [p for p in positions if p.symbol == symbol]
             return AccountSnapshot(tuple(positions), tuple(orders))
         return AccountSnapshot((), (), error=last)
-
-
-DUPLICATE_CLIENT_ID_CODES = frozenset({-4116})  # Binance family (Aster, the simulator): "ClientOrderId is duplicated"
-
-
-def _duplicate_client_id(error: VenueError) -> bool:
-    """The venue already holds an order with this client id: not a refusal, the order exists (its state is asked).
-
-    Written off as refused, its requester would protect again under a new id and two orders would rest.
-    """
-    return isinstance(error, Rejected) and error.code in DUPLICATE_CLIENT_ID_CODES
 
 
 def _unknown_answer(request: GatewayRequest) -> Any:

@@ -26,6 +26,10 @@ class OrderNotFound(Rejected):
     """Cancel or query of an order the venue does not know (or no longer has open)."""
 
 
+class DuplicateClientId(Rejected):
+    """The venue already holds an order with this client id: not a refusal of that order, which exists (look it up)."""
+
+
 class PrecisionRejected(Rejected):
     """Price or quantity off the venue's tick/step (or too precise): refresh the rules, re-round, retry."""
 
@@ -82,6 +86,7 @@ CODE_CLASSES: dict[int, type[Rejected]] = {
     -2019: GiveUp,
     -2022: GiveUp,
     -2021: WouldTriggerImmediately,
+    -4116: DuplicateClientId,
 }
 
 

@@ -23,7 +23,7 @@ from posmon.domain.orders import (
     Side,
     SymbolRules,
 )
-from posmon.exchange.errors import OrderNotFound, Rejected
+from posmon.exchange.errors import DuplicateClientId, OrderNotFound, Rejected
 from posmon.exchange.events import OrderUpdate, PositionUpdate
 from posmon.exchange.sim import validation as v
 
@@ -108,7 +108,7 @@ class MatchingEngine:
     def place(self, order: OrderRequest, now: float) -> OrderState:
         """Accept (NEW), then fill at once if the order is marketable; returns the state after that."""
         if order.client_id in self._orders:
-            raise Rejected(f"ClientOrderId is duplicated: {order.client_id!r}.", code=v.DUPLICATE_CLIENT_ID)
+            raise DuplicateClientId(f"ClientOrderId is duplicated: {order.client_id!r}.", code=v.DUPLICATE_CLIENT_ID)
         mark = self._marks.get(order.symbol)
         v.check_order(order, self.rules, mark, hedge_mode=self.hedge_mode, bounded_market=self.bounded_market)
         record = _Order(order, str(next(self._ids)))
