@@ -6,7 +6,6 @@ from decimal import Decimal as D
 import pytest
 import trio
 
-from posmon.actors.messages import Reconcile
 from posmon.control import ControlError, OpenRequest
 from posmon.domain.orders import Side
 from tests.emulated import lighter_like, one_way
@@ -105,10 +104,10 @@ async def test_stop_monitoring_forgets_without_closing_and_the_position_is_not_r
         assert h.exchange.engine.position("BTCUSDT", Side.LONG).qty == D("0.1")  # ... the position is not
         assert h.store.open_tranches("sim") == []
 
-        # Another fill and reconciles (as after a stream reconnect) later, it is still left alone.
+        # Another fill and account sweeps (as after a stream reconnect) later, it is still left alone.
         await h.entry("BTCUSDT", Side.LONG, "0.05", "45000")
         for _ in range(2):
-            h.daemon.directory.broadcast(Reconcile())
+            assert await h.daemon.reconciler.sweep()
             await trio.sleep(5)
             await settle()
         assert h.store.open_tranches("sim") == [] and h.orders() == []

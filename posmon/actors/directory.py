@@ -102,10 +102,6 @@ class PositionDirectory:
         """Every current incarnation (for gauges and status)."""
         return [e.actor for e in self._actors.values() if e.actor is not None]
 
-    def broadcast(self, message: Any) -> None:
-        for entry in self._actors.values():
-            entry.send.send_nowait(message)
-
     def _spawn(self, key: Key, *, reconcile: bool, snapshot: AccountSnapshot | None = None) -> _Entry:
         symbol, side = key
         try:
