@@ -72,7 +72,7 @@ async def open_venue(settings: Settings, nursery: trio.Nursery, *, env: Mapping[
 
 async def _check_position_mode(venue: Venue, hedge_mode: bool) -> None:
     """Refuse to run when the account's position mode is not the one the configuration describes."""
-    actual = await venue.position_mode()  # type: ignore[attr-defined]
+    actual = await venue.position_mode()
     if actual != hedge_mode:
         want, have = ("hedge", "one-way") if hedge_mode else ("one-way", "hedge")
         raise ConfigError(f"daemon.hedge_mode: invalid value {hedge_mode!r}; the account is in {have} mode, not "

@@ -31,6 +31,7 @@ from posmon.exchange.aster_sim.sim import AsterSim
 from posmon.exchange.errors import AuthRejected, OutcomeUnknown, RateLimited
 from posmon.exchange.sim.exchange import SimExchange
 from posmon.exchange.sim.markets import rules_for
+from posmon.exchange.venue import VenueTraits
 from posmon.startup import EXIT_STORE, CredentialsRejected, StartupFailure, VenueUnreachable, connect_venue
 from posmon.store.schema import SCHEMA_VERSION
 from posmon.store.store import Store
@@ -355,6 +356,7 @@ class FlakyVenue:
     """``load_rules`` fails with the queued outcomes (an exception, or "hang"), then answers."""
 
     name = "aster"
+    traits = VenueTraits()
 
     def __init__(self, *outcomes: BaseException | str) -> None:
         self.outcomes = list(outcomes)

@@ -19,7 +19,7 @@ from posmon.exchange.errors import Rejected
 from posmon.exchange.events import MarkPrice, UserEvent
 from posmon.exchange.sim.exchange import SimExchange
 from posmon.exchange.sim.validation import BAD_BATCH_SIZE
-from posmon.exchange.venue import FrameStream, PlaceResult, RateLimits, StreamClosed
+from posmon.exchange.venue import CloseSlippage, FrameStream, PlaceResult, RateLimits, StreamClosed, VenueTraits
 
 DEFAULT_LIMITS = RateLimits(weight_per_minute=2400, orders_per_minute=1200)
 
@@ -53,9 +53,8 @@ class SimVenue:
         """``emulated_exits``: behave like Lighter (posmon holds TP/SL itself, closes with bounded market
         orders; the exchange should then be built with ``bounded_market=True``)."""
         self.exchange = exchange
-        self.emulated_exits = emulated_exits
-        if close_slippage is not None:
-            self.close_slippage = close_slippage
+        self.traits = VenueTraits(emulated_exits=emulated_exits,
+                                  close_slippage=CloseSlippage(*close_slippage) if close_slippage else CloseSlippage())
         self.limits = limits if limits is not None else DEFAULT_LIMITS
         self.name = name
         self.latency = latency
@@ -74,6 +73,16 @@ class SimVenue:
     async def load_rules(self) -> dict[str, SymbolRules]:
         await self._io()
         return self.exchange.load_rules()
+
+    def symbol_for(self, given: str) -> str:
+        """The simulator names markets by their symbols: ``given`` itself when listed."""
+        if given not in self.exchange.load_rules():
+            raise KeyError(given)
+        return given
+
+    async def position_mode(self) -> bool:
+        await self._io()
+        return self.exchange.hedge_mode
 
     async def place_orders(self, orders: Sequence[OrderRequest]) -> list[PlaceResult]:
         """Raises ``Rejected`` (-4082) for a batch bigger than the venue's limit, like the real endpoint."""
