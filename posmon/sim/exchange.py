@@ -14,8 +14,9 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import orjson
 import trio
 
 from posmon.domain.orders import OrderRequest, OrderState, OrderType, PositionState, Side, SymbolRules
@@ -342,3 +343,27 @@ class SimExchange:
                 continue
             alive.append(send)
         subscribers[:] = alive
+
+
+class UserEventTap:
+    """A protocol simulator's own reading of the account's user stream: every event since the last read, decoded.
+
+    Read synchronously (the channel is unbounded), so what a handler answers already reflects every event
+    its call caused; frames that are not JSON objects (a test's malformed one) are skipped.
+    """
+
+    def __init__(self, exchange: SimExchange) -> None:
+        self._exchange = exchange
+        self._tap = exchange.open_user_stream()
+
+    def read(self) -> list[dict[str, Any]]:
+        self._tap, frames = self._exchange.user_frames_since(self._tap)
+        events = []
+        for frame in frames:
+            try:
+                data = orjson.loads(frame)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(data, dict):
+                events.append(data)
+        return events

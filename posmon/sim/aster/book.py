@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import Any
 
-import orjson
-import trio
-
-from posmon.sim.exchange import SimExchange
+from posmon.sim.exchange import SimExchange, UserEventTap
 
 
 @dataclass(slots=True)
@@ -38,8 +36,7 @@ class OrderIndex:
     """Client id <-> order id, order metadata, position update times and stable trade ids."""
 
     def __init__(self, exchange: SimExchange) -> None:
-        self._exchange = exchange
-        self._tap: trio.MemoryReceiveChannel[bytes] = exchange.open_user_stream()
+        self._events = UserEventTap(exchange)
         self._meta: dict[str, OrderMeta] = {}
         self._by_order_id: dict[str, str] = {}
         self._position_times: dict[tuple[str, str], int] = {}
@@ -86,18 +83,11 @@ class OrderIndex:
         return trade_id
 
     def sync(self) -> None:
-        """Read every user-stream frame published so far (synchronously; the channel is unbounded)."""
-        self._tap, frames = self._exchange.user_frames_since(self._tap)
-        for frame in frames:
-            self._observe(frame)
+        """Read every user-stream event published so far."""
+        for data in self._events.read():
+            self._observe(data)
 
-    def _observe(self, frame: bytes) -> None:
-        try:
-            data = orjson.loads(frame)
-        except orjson.JSONDecodeError:
-            return
-        if not isinstance(data, dict):
-            return
+    def _observe(self, data: dict[str, Any]) -> None:
         time_ms = data.get("E")
         if not isinstance(time_ms, int):
             return

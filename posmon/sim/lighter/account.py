@@ -14,11 +14,9 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
-import orjson
-import trio
-
-from posmon.sim.exchange import SimExchange
+from posmon.sim.exchange import SimExchange, UserEventTap
 from posmon.sim.lighter.markets import LighterMarket
 from posmon.sim.lighter.records import ORDER_TYPE_LIQUIDATION, ZERO, OrderRecord, TradeRecord
 from posmon.sim.lighter.txs import MIN_ORDER_INDEX
@@ -62,7 +60,7 @@ class Account:
         self._counter_indexes = itertools.count(MIN_ORDER_INDEX + 10**9)
         self._trade_ids = itertools.count(1)
         self._signed: dict[str, Decimal] = {}
-        self._tap: trio.MemoryReceiveChannel[bytes] = exchange.open_user_stream()
+        self._events = UserEventTap(exchange)
 
     # ---- orders ---------------------------------------------------------------------------------------------
 
@@ -114,18 +112,11 @@ class Account:
     # ---- the engine's events ----------------------------------------------------------------------------------
 
     def sync(self) -> None:
-        """Read every engine frame published so far (synchronously; the tap is unbounded)."""
-        self._tap, frames = self.exchange.user_frames_since(self._tap)
-        for frame in frames:
-            self._observe(frame)
+        """Read every engine event published so far."""
+        for data in self._events.read():
+            self._observe(data)
 
-    def _observe(self, frame: bytes) -> None:
-        try:
-            data = orjson.loads(frame)
-        except orjson.JSONDecodeError:
-            return
-        if not isinstance(data, dict):
-            return
+    def _observe(self, data: dict[str, Any]) -> None:
         if data.get("e") == "ACCOUNT_UPDATE":
             for entry in (data.get("a") or {}).get("P") or []:
                 market = self.by_symbol.get(entry.get("s"))
