@@ -35,8 +35,8 @@ from posmon.domain.orders import Side
 from posmon.exchange.errors import Rejected
 from posmon.logs import configure
 from posmon.sim.aster import AsterSim, RateLimitConfig, create_app
-from posmon.sim.aster.server import hypercorn_config
 from posmon.sim.exchange import SimExchange
+from posmon.sim.serving import hypercorn_config
 
 log = logging.getLogger("bench.sim")
 UNLIMITED = RateLimitConfig(weight_per_minute=10**9, orders_per_minute=10**9)

@@ -18,9 +18,8 @@ import trio
 from posmon.domain.orders import Side
 from posmon.domain.protection import parse_client_order_id
 from posmon.exchange.lighter.client_ids import ClientIds
-from posmon.sim.aster import AsterSim, RateLimitConfig
+from posmon.sim.aster import AsterSim, RateLimitConfig, serve_aster_sim
 from posmon.sim.aster import credentials as aster_cred
-from posmon.sim.aster.server import serve_aster_sim
 from posmon.sim.engine import Fill
 from posmon.sim.exchange import SimExchange
 from posmon.sim.lighter import LighterSim, build_exchange, serve_lighter_sim

@@ -102,7 +102,7 @@ async def start_embedded_aster(settings: Settings, nursery: trio.Nursery, *, clo
 
     Returns its (REST, websocket) base URLs.
     """
-    from posmon.sim.aster.server import serve_aster_sim
+    from posmon.sim.aster import serve_aster_sim
     from posmon.sim.aster.sim import AsterSim
     from posmon.sim.session import start_replay
 

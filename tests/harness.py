@@ -132,7 +132,7 @@ async def running_aster(settings: Settings, exchange: SimExchange | None = None,
     from posmon.exchange.aster.settings import AsterSettings
     from posmon.exchange.aster.venue import AsterVenue
     from posmon.sim.aster import credentials as cred
-    from posmon.sim.aster.server import serve_aster_sim
+    from posmon.sim.aster import serve_aster_sim
     from posmon.sim.aster.sim import AsterSim
 
     exchange = exchange or new_exchange(settings)

@@ -10,8 +10,8 @@ from posmon.exchange.aster.signing import Eip712Signer
 from posmon.exchange.aster.venue import AsterVenue
 from posmon.exchange.errors import AuthRejected, NonceExpired
 from posmon.sim.aster import credentials as cred
+from posmon.sim.aster import serve_aster_sim
 from posmon.sim.aster.limits import RateLimitConfig
-from posmon.sim.aster.server import serve_aster_sim
 from posmon.sim.aster.sim import AsterSim
 from posmon.sim.exchange import SimExchange
 from posmon.sim.markets import rules_for

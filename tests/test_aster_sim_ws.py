@@ -206,7 +206,7 @@ async def test_exchange_level_stream_drop_closes_the_websockets_and_malformed_fr
 
 
 def test_server_pings_follow_the_configured_interval():
-    from posmon.sim.aster.server import hypercorn_config
+    from posmon.sim.serving import hypercorn_config
 
     assert hypercorn_config(AsterSim(make_exchange()), "127.0.0.1", 0).websocket_ping_interval == 300.0
     quick = AsterSim(make_exchange(), ws=WsConfig(ping_interval=0.5))

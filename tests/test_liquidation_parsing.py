@@ -35,7 +35,7 @@ from posmon.exchange.lighter.markets import Market, MarketTable
 from posmon.exchange.lighter.settings import LighterSettings
 from posmon.exchange.lighter.venue import LighterVenue
 from posmon.sim.aster import credentials as cred
-from posmon.sim.aster.server import serve_aster_sim
+from posmon.sim.aster import serve_aster_sim
 from posmon.sim.aster.sim import AsterSim
 from posmon.sim.exchange import SimExchange
 from posmon.sim.lighter import LighterSim, build_exchange, serve_lighter_sim

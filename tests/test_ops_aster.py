@@ -64,7 +64,7 @@ def _opener(table: dict[str, Any]):
 @asynccontextmanager
 async def aster_sim(exchange: SimExchange) -> AsyncIterator[Any]:
     """The simulator serving ``exchange`` on loopback; yields a venue opener for the commands."""
-    from posmon.sim.aster.server import serve_aster_sim
+    from posmon.sim.aster import serve_aster_sim
     from posmon.sim.aster.sim import AsterSim
 
     async with trio.open_nursery() as nursery:
@@ -364,7 +364,7 @@ async def test_placement_with_unknown_outcome_is_looked_up_not_resent(tmp_path, 
 
 @asynccontextmanager
 async def aster_sim_with(exchange: SimExchange) -> AsyncIterator[tuple[Any, Any]]:
-    from posmon.sim.aster.server import serve_aster_sim
+    from posmon.sim.aster import serve_aster_sim
     from posmon.sim.aster.sim import AsterSim
 
     sim = AsterSim(exchange, clock=trio_clock)

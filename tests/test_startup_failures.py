@@ -27,7 +27,7 @@ import trio
 from posmon.cli import _unwrap
 from posmon.exchange.errors import AuthRejected, OutcomeUnknown, RateLimited
 from posmon.sim.aster import credentials as aster_cred
-from posmon.sim.aster.server import serve_aster_sim
+from posmon.sim.aster import serve_aster_sim
 from posmon.sim.aster.sim import AsterSim
 from posmon.sim.exchange import SimExchange
 from posmon.sim.markets import rules_for

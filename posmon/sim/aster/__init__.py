@@ -17,8 +17,8 @@ from posmon.sim.aster.credentials import (
 )
 from posmon.sim.aster.filters import SymbolFilters
 from posmon.sim.aster.limits import RateLimitConfig
-from posmon.sim.aster.server import serve_aster_sim
 from posmon.sim.aster.sim import AsterSim, SimCounters, WsConfig
+from posmon.sim.serving import serve as serve_aster_sim
 
 __all__ = [
     "DEFAULT_API_KEY",

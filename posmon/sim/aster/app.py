@@ -13,7 +13,6 @@ from functools import partial
 from typing import Any
 
 import orjson
-import trio
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -25,9 +24,9 @@ from posmon.sim.aster import streams
 from posmon.sim.aster.context import Ctx
 from posmon.sim.aster.endpoints import ENDPOINTS, Endpoint
 from posmon.sim.aster.errors import ApiError, from_venue_error
-from posmon.sim.aster.faults import HttpFault
 from posmon.sim.aster.params import parse_params
 from posmon.sim.aster.sim import ACCOUNT, AsterSim
+from posmon.sim.faults import ClientGone
 
 
 def create_app(sim: AsterSim) -> Starlette:
@@ -47,15 +46,11 @@ def create_app(sim: AsterSim) -> Starlette:
     return Starlette(routes=routes)
 
 
-class _ClientGone(Exception):
-    """The client hung up while its request was stalled; nobody is left to answer."""
-
-
 async def _serve(sim: AsterSim, methods: Mapping[str, Endpoint], request: Request) -> Response:
     method = "GET" if request.method == "HEAD" else request.method
     endpoint = methods[method]
     path = request.url.path
-    sim.counters.requests[f"{method} {path}"] += 1
+    sim.counters.request(method, path)
     try:
         raw_body = await request.body()
     except ClientDisconnect:  # the client went away mid-request (a killed daemon): nobody to answer
@@ -66,17 +61,16 @@ async def _serve(sim: AsterSim, methods: Mapping[str, Endpoint], request: Reques
         usage = sim.limiter.admit(ip, ACCOUNT, endpoint.weight(params.values), endpoint.orders(params.values),
                                   sim.now())
         params.check_duplicates()
-        fault = sim.http_faults.take(method, path)
-        if fault is not None and not fault.after_execute:
-            await _misbehave(sim, fault, request)
-        version = "v3" if path.startswith("/fapi/v3/") else "v1"
-        principal = sim.auth.authenticate(version, endpoint.security, params, request.headers)
-        sim.orders.sync()
-        body = endpoint.handler(Ctx(sim, params.business(), principal))
-        if fault is not None and fault.after_execute:
-            await _misbehave(sim, fault, request)
+
+        async def execute() -> Any:
+            version = "v3" if path.startswith("/fapi/v3/") else "v1"
+            principal = sim.auth.authenticate(version, endpoint.security, params, request.headers)
+            sim.orders.sync()
+            return endpoint.handler(Ctx(sim, params.business(), principal))
+
+        body = await sim.http_faults.around(method, path, request, execute)
         return _json(body, 200, usage.headers())
-    except _ClientGone:
+    except ClientGone:
         return Response(status_code=499)
     except ApiError as exc:
         return _error(sim, exc, ip)
@@ -88,39 +82,6 @@ async def _serve(sim: AsterSim, methods: Mapping[str, Endpoint], request: Reques
                                         exc.retry_after)))}), ip)
     except VenueError as exc:
         return _error(sim, from_venue_error(exc), ip)
-
-
-async def _misbehave(sim: AsterSim, fault: HttpFault, request: Request) -> None:
-    """Apply a scripted fault: wait, hold the request until released (or the client leaves), or fail it."""
-    if fault.kind == "delay":
-        await trio.sleep(fault.seconds)
-    elif fault.kind == "stall":
-        if not await _hold(sim.http_faults.release, request):
-            raise _ClientGone
-    elif fault.kind == "fail":
-        raise ApiError(e.TIMEOUT, status=503)
-    elif fault.kind == "reject":
-        message = "Too many requests; please use the websocket for live updates." if fault.status == 429 else \
-            "Way too many requests; IP banned until further notice."
-        raise ApiError(e.TOO_MANY_REQUESTS, message, status=fault.status,
-                       headers={"Retry-After": str(max(1, math.ceil(fault.seconds)))})
-
-
-async def _hold(release: trio.Event, request: Request) -> bool:
-    """Wait for ``release``; False if the client disconnected first."""
-    released = False
-    async with trio.open_nursery() as nursery:
-
-        async def until_disconnect() -> None:
-            while (await request.receive())["type"] != "http.disconnect":
-                pass
-            nursery.cancel_scope.cancel()
-
-        nursery.start_soon(until_disconnect)
-        await release.wait()
-        released = True
-        nursery.cancel_scope.cancel()
-    return released
 
 
 def _error(sim: AsterSim, exc: ApiError, ip: str) -> Response:

@@ -7,9 +7,11 @@ canonical text where the code has one: clients (ccxt among them) map messages to
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from posmon.exchange.errors import OrderNotFound, VenueError
+from posmon.sim.faults import HttpFault
 
 # Codes used by the simulator (Binance USD-M futures numbering, which Aster keeps).
 TIMEOUT = -1007
@@ -147,3 +149,13 @@ def from_venue_error(exc: VenueError) -> ApiError:
         code = NO_SUCH_ORDER
     # The engine's -4164 text already is the venue's, with the symbol's own minimum in it.
     return ApiError(code, CANONICAL_MESSAGES.get(code, exc.msg) if code != MIN_NOTIONAL else exc.msg)
+
+
+def fault_error(fault: HttpFault) -> ApiError:
+    """A scripted ``fail`` (503 -1007, as a backend timeout) or ``reject`` (429 rate limited / 418 IP banned)."""
+    if fault.kind != "reject":
+        return ApiError(TIMEOUT, status=503)
+    message = "Too many requests; please use the websocket for live updates." if fault.status == 429 else \
+        "Way too many requests; IP banned until further notice."
+    return ApiError(TOO_MANY_REQUESTS, message, status=fault.status,
+                    headers={"Retry-After": str(max(1, math.ceil(fault.seconds)))})

@@ -8,11 +8,11 @@ once over, and an IP ban (418) for whoever keeps sending after the 429.
 from __future__ import annotations
 
 import math
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from posmon.sim.aster import errors as e
 from posmon.sim.aster.errors import ApiError
+from posmon.sim.counters import ServerCounters
 
 WINDOW_SECONDS = 60.0
 
@@ -27,14 +27,13 @@ class RateLimitConfig:
 
 
 @dataclass(slots=True)
-class RateCounters:
-    """What tests read: the busiest window seen and how often the limits bit."""
+class RateCounters(ServerCounters):
+    """What tests read: the busiest window seen and how often the limits bit (besides the requests seen)."""
 
     peak_weight: int = 0
     peak_orders: int = 0
     rate_limited: int = 0  # HTTP 429 answers (weight or orders)
     banned: int = 0  # HTTP 418 answers
-    requests: Counter[str] = field(default_factory=Counter)  # "METHOD /path" -> requests seen
 
 
 @dataclass(slots=True)

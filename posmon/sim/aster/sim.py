@@ -11,18 +11,23 @@ import random
 import string
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 import trio
 
 from posmon.sim.aster.auth import MAINNET_CHAIN_ID, Authenticator
 from posmon.sim.aster.book import OrderIndex
 from posmon.sim.aster.credentials import DEFAULT_API_KEYS, DEFAULT_API_WALLETS, ApiKey, ApiWallet
-from posmon.sim.aster.faults import HttpFault, HttpFaults
+from posmon.sim.aster.errors import fault_error
 from posmon.sim.aster.filters import SymbolFilters, filters_for
 from posmon.sim.aster.limits import RateCounters, RateLimitConfig, RateLimiter
 from posmon.sim.aster.listen_keys import ListenKeys
 from posmon.sim.exchange import SimExchange
+from posmon.sim.faults import HttpFault, HttpFaults
+from posmon.sim.serving import ProtocolSim
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 #: The simulator serves one account; every credential trades it.
 ACCOUNT = "main"
@@ -43,18 +48,13 @@ class WsConfig:
 class SimCounters(RateCounters):
     """Everything tests read, the rate-limit counters included."""
 
-    http_503: int = 0
-    ws_opened: int = 0
-    ws_open: int = 0
     ws_frames_sent: int = 0
 
 
-class Droppable(Protocol):
-    def drop(self, code: int) -> None: ...
+class AsterSim(ProtocolSim):
+    """One account of a simulated Aster venue; serve it with ``serve_aster_sim`` (``posmon.sim.serving.serve``)."""
 
-
-class AsterSim:
-    """One account of a simulated Aster venue; serve it with ``serve_aster_sim``."""
+    counters: SimCounters
 
     def __init__(
         self,
@@ -71,32 +71,29 @@ class AsterSim:
         clock: Callable[[], float] | None = None,
         seed: int | str = 0,
     ) -> None:
-        self.exchange = exchange
-        self.clock: Callable[[], float] = clock if clock is not None else exchange.clock
+        super().__init__(exchange, SimCounters(), clock)
         self.auth = Authenticator(api_keys, api_wallets, self.clock, chain_id=chain_id,
                                   nonce_window_seconds=nonce_window_seconds)
         self.limits = limits if limits is not None else RateLimitConfig()
-        self.counters = SimCounters()
         self.limiter = RateLimiter(self.limits, self.counters)
         self.filters = filters_for(exchange.engine.rules, filters)
         self.ws = ws if ws is not None else WsConfig()
         self.listen_keys = ListenKeys(self.clock, listen_key_ttl, seed=seed)
         self.orders = OrderIndex(exchange)
-        self.http_faults = HttpFaults()
-        self._connections: set[Droppable] = set()
+        self.http_faults = HttpFaults(fault_error)
         self._client_ids = random.Random(f"client-ids-{seed}")
         self._user_flowing = trio.Event()
         self._user_flowing.set()
         self.user_duplicates = 0  # the next user-data frames sent twice (a venue re-delivering)
 
-    # ---- clock --------------------------------------------------------------------------------------------------
+    @property
+    def websocket_ping_interval(self) -> float | None:
+        return self.ws.ping_interval
 
-    def now(self) -> float:
-        """Server time, epoch seconds."""
-        return self.clock()
+    def create_app(self) -> Starlette:
+        from posmon.sim.aster.app import create_app  # the app's handlers import this module
 
-    def now_ms(self) -> int:
-        return round(self.clock() * 1000)
+        return create_app(self)
 
     # ---- fault switches -----------------------------------------------------------------------------------------
 
@@ -125,13 +122,6 @@ class AsterSim:
         if status not in (418, 429):
             raise ValueError(f"status must be 418 or 429, got {status}")
         self.http_faults.add(path, HttpFault("reject", seconds=retry_after, status=status), n, method)
-
-    def drop_websockets(self, code: int = 1001) -> int:
-        """Close every websocket connection now (clients must reconnect); returns how many."""
-        connections = list(self._connections)
-        for connection in connections:
-            connection.drop(code)
-        return len(connections)
 
     def stall_prices(self, stalled: bool = True) -> None:
         """No mark price frames go out while stalled (marks still move and orders still trigger)."""
@@ -168,12 +158,3 @@ class AsterSim:
             client_id = "".join(self._client_ids.choice(alphabet) for _ in range(22))
             if not client_id.startswith("pm"):  # the "pm" prefix marks posmon's own orders in SimExchange
                 return client_id
-
-    def attach(self, connection: Droppable) -> None:
-        self._connections.add(connection)
-        self.counters.ws_opened += 1
-        self.counters.ws_open = len(self._connections)
-
-    def detach(self, connection: Droppable) -> None:
-        self._connections.discard(connection)
-        self.counters.ws_open = len(self._connections)

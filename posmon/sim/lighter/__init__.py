@@ -9,9 +9,9 @@ rest_url, ws_url = await nursery.start(serve_lighter_sim, sim)   # http://127.0.
 
 from posmon.sim.lighter.limits import PREMIUM, STANDARD, UNLIMITED, Tier
 from posmon.sim.lighter.markets import BTC, DEFAULT_MARKETS, DOGE, ETH, LighterMarket
-from posmon.sim.lighter.server import serve_lighter_sim
 from posmon.sim.lighter.session import build_exchange, start_embedded_lighter, start_replay
 from posmon.sim.lighter.sim import LighterSim, SimCounters, WsConfig
+from posmon.sim.serving import serve as serve_lighter_sim
 
 __all__ = [
     "BTC",

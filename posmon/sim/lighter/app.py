@@ -23,7 +23,6 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from posmon.sim.lighter import errors as e
 from posmon.sim.lighter import streams, views
 from posmon.sim.lighter.errors import LighterError
-from posmon.sim.lighter.faults import HttpFault
 from posmon.sim.lighter.records import OrderRecord
 from posmon.sim.lighter.sim import LighterSim
 
@@ -42,20 +41,19 @@ def create_app(sim: LighterSim) -> Starlette:
 
 async def _serve(sim: LighterSim, method: str, handler: Handler, request: Request) -> Response:
     path = request.url.path
-    sim.counters.requests[f"{method} {path}"] += 1
+    sim.counters.request(method, path)
     ip = request.client.host if request.client is not None else "unknown"
     try:
         sim.limiter.admit(ip, path, trio.current_time())
         params: Params = dict(request.query_params)
         if method == "POST":  # application/x-www-form-urlencoded, as the SDK sends it
             params.update(parse_qsl((await request.body()).decode("utf-8", errors="replace"), keep_blank_values=True))
-        fault = sim.faults.take(path)
-        if fault is not None and not fault.after_execute:
-            await _misbehave(fault)
-        sim.flush()
-        body = await handler(sim, params, request)
-        if fault is not None and fault.after_execute:
-            await _misbehave(fault)
+
+        async def execute() -> dict[str, Any]:
+            sim.flush()
+            return await handler(sim, params, request)
+
+        body = await sim.faults.around(method, path, request, execute)
         return _json(body, 200)
     except LighterError as exc:
         if exc.status == 429:
@@ -64,15 +62,6 @@ async def _serve(sim: LighterSim, method: str, handler: Handler, request: Reques
             sim.counters.http_503 += 1
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
         return _json(exc.body(), exc.status, headers)
-
-
-async def _misbehave(fault: HttpFault) -> None:
-    if fault.kind == "delay":
-        await trio.sleep(fault.seconds)
-    else:
-        raise LighterError(e.INTERNAL if fault.status >= 500 else e.TOO_MANY_REQUESTS,
-                           "service unavailable" if fault.status >= 500 else "Too Many Requests!",
-                           status=fault.status)  # fmt: skip
 
 
 def _json(body: Any, status: int, headers: dict[str, str] | None = None) -> Response:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from posmon.sim.faults import HttpFault
+
 OK = 200
 INVALID_PARAM = 20001
 ACCOUNT_NOT_FOUND = 21100
@@ -49,3 +51,10 @@ class LighterError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message}
+
+
+def fault_error(fault: HttpFault) -> LighterError:
+    """A scripted failure: its status, 5xx as the venue's internal error, anything else as its 429."""
+    if fault.status >= 500:
+        return LighterError(INTERNAL, "service unavailable", status=fault.status)
+    return LighterError(TOO_MANY_REQUESTS, "Too Many Requests!", status=fault.status)

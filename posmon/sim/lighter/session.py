@@ -13,9 +13,9 @@ import trio
 
 from posmon.sim.exchange import SimExchange
 from posmon.sim.lighter.markets import DEFAULT_MARKETS, LighterMarket, price_levels, rules_for
-from posmon.sim.lighter.server import serve_lighter_sim
 from posmon.sim.lighter.sim import LighterSim
 from posmon.sim.paths import DEFAULT_RECORDING, candles_to_ticks, fan_out, load_candles
+from posmon.sim.serving import serve
 
 
 def build_exchange(markets: Iterable[LighterMarket] = DEFAULT_MARKETS, *,
@@ -58,5 +58,5 @@ async def start_embedded_lighter(
     markets = tuple(markets)
     exchange = start_replay(nursery, markets, tick_seconds=tick_seconds, seed=seed, clock=clock)
     sim = LighterSim(exchange, markets=markets, **(sim_options or {}))
-    rest_url, ws_url = await nursery.start(serve_lighter_sim, sim)
+    rest_url, ws_url = await nursery.start(serve, sim)
     return sim, rest_url, ws_url

@@ -15,9 +15,9 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import trio
@@ -30,17 +30,22 @@ from posmon.exchange.lighter.signer import (
     ORDER_TIME_IN_FORCE_POST_ONLY,
     ORDER_TYPE_MARKET,
 )
+from posmon.sim.counters import ServerCounters
 from posmon.sim.exchange import SimExchange
+from posmon.sim.faults import HttpFault, HttpFaults
 from posmon.sim.lighter import errors as e
 from posmon.sim.lighter import txs, views
 from posmon.sim.lighter.account import ENGINE_PREFIX, Account, Changes
 from posmon.sim.lighter.credentials import DEFAULT_ACCOUNT_INDEX, DEFAULT_API_KEY_INDEX, DEFAULT_COLLATERAL
-from posmon.sim.lighter.errors import LighterError
-from posmon.sim.lighter.faults import HttpFault, HttpFaults
+from posmon.sim.lighter.errors import LighterError, fault_error
 from posmon.sim.lighter.hub import Hub
 from posmon.sim.lighter.limits import UNLIMITED, RateLimiter, Tier
 from posmon.sim.lighter.markets import DEFAULT_MARKETS, LighterMarket, by_id
 from posmon.sim.lighter.records import OrderRecord
+from posmon.sim.serving import ProtocolSim
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 log = logging.getLogger(__name__)
 
@@ -57,22 +62,26 @@ class WsConfig:
 
 
 @dataclass(slots=True)
-class SimCounters:
-    """What tests read: requests per ``"METHOD /path"``, transaction outcomes, HTTP errors, websockets."""
+class SimCounters(ServerCounters):
+    """What tests read: requests, transaction outcomes, HTTP errors, websockets."""
 
-    requests: Counter[str] = field(default_factory=Counter)
     txs_accepted: int = 0
     txs_rejected: int = 0
     txs_executed: int = 0
     http_429: int = 0
-    http_503: int = 0
-    ws_opened: int = 0
-    ws_open: int = 0
     ws_messages_sent: int = 0
 
 
-class Droppable(Protocol):
-    def drop(self) -> None: ...
+class LighterFaults(HttpFaults):
+    """The scripted HTTP faults, and Lighter's own: transactions answering 21104 whatever their nonce."""
+
+    def __init__(self) -> None:
+        super().__init__(fault_error)
+        self.nonce_errors = 0  # next sendTx/sendTxBatch calls answering 21104 whatever their nonce
+
+    def clear(self) -> None:
+        super().clear()
+        self.nonce_errors = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +91,11 @@ class _Queued:
     tx_hash: str
 
 
-class LighterSim:
-    """One simulated Lighter account; serve it with ``serve_lighter_sim``."""
+class LighterSim(ProtocolSim):
+    """One simulated Lighter account; serve it with ``serve_lighter_sim`` (``posmon.sim.serving.serve``)."""
+
+    ws_path = "/stream"
+    counters: SimCounters
 
     def __init__(
         self,
@@ -101,7 +113,7 @@ class LighterSim:
     ) -> None:
         """``clock``: server time (default the exchange's); ``tx_clock``: the wall clock the signer stamps
         ``ExpiredAt`` / ``OrderExpiry`` and auth-token deadlines with (None: not checked)."""
-        self.exchange = exchange
+        super().__init__(exchange, SimCounters(), clock)
         self.markets = by_id(markets)
         missing = [m.symbol for m in self.markets.values() if m.symbol not in exchange.engine.rules]
         if missing:
@@ -111,11 +123,9 @@ class LighterSim:
         self.account_index = account_index
         self.api_key_indexes = frozenset(api_key_indexes)
         self.collateral = collateral
-        self.clock: Callable[[], float] = clock if clock is not None else exchange.clock
         self.tx_clock = tx_clock
         self.ws = ws if ws is not None else WsConfig()
-        self.counters = SimCounters()
-        self.faults = HttpFaults()
+        self.faults = LighterFaults()
         self.hub = Hub()
         self.account = Account(exchange, self.markets, account_index, self.now_ms)
         self.limiter = RateLimiter(tier)
@@ -126,15 +136,11 @@ class LighterSim:
         self._queued = 0
         self._pending_clients: Counter[tuple[int, int]] = Counter()  # (market, client order index) queued
         self._tx_seq = itertools.count(1)
-        self._connections: set[Droppable] = set()
         self._stats_published: set[str] = set()
         self.account_pushes_stalled = False
         self.push_duplicates = 0
 
     # ---- clocks -------------------------------------------------------------------------------------------------
-
-    def now_ms(self) -> int:
-        return round(self.clock() * 1000)
 
     def wall_ms(self) -> int | None:
         return None if self.tx_clock is None else round(self.tx_clock() * 1000)
@@ -173,13 +179,6 @@ class LighterSim:
     def force_nonce_error(self, n: int = 1) -> None:
         """The next ``n`` sendTx / sendTxBatch requests answer 21104 whatever their nonce (nothing changes)."""
         self.faults.nonce_errors += n
-
-    def drop_websockets(self) -> int:
-        """Close every websocket now (clients must reconnect and resubscribe); returns how many."""
-        connections = list(self._connections)
-        for connection in connections:
-            connection.drop()
-        return len(connections)
 
     def external_entry(self, symbol: str, side: Side, size: Decimal) -> OrderRecord:
         """Open or grow a position as another program on the account would (a market order, no client index)."""
@@ -489,6 +488,11 @@ class LighterSim:
 
     # ---- background -----------------------------------------------------------------------------------------
 
+    def create_app(self) -> Starlette:
+        from posmon.sim.lighter.app import create_app  # the app's handlers import this module
+
+        return create_app(self)
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Delayed transactions, and the engine's price and user events turned into websocket pushes."""
         async with trio.open_nursery() as nursery:
@@ -516,15 +520,6 @@ class LighterSim:
                 if isinstance(data, list):
                     self.publish_marks({u.get("s") for u in data if isinstance(u, dict)})
             await trio.lowlevel.checkpoint()
-
-    def attach(self, connection: Droppable) -> None:
-        self._connections.add(connection)
-        self.counters.ws_opened += 1
-        self.counters.ws_open = len(self._connections)
-
-    def detach(self, connection: Droppable) -> None:
-        self._connections.discard(connection)
-        self.counters.ws_open = len(self._connections)
 
     # ---- auth tokens ----------------------------------------------------------------------------------------
 

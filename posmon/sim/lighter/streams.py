@@ -52,9 +52,9 @@ class Connection:
         self.close_code = CLOSE_NORMAL
         self._scope = trio.CancelScope()
 
-    def drop(self) -> None:
-        """Close from the server side (``LighterSim.drop_websockets``)."""
-        self.close_code = CLOSE_GOING_AWAY
+    def drop(self, code: int = CLOSE_GOING_AWAY) -> None:
+        """Close from the server side with ``code`` (``LighterSim.drop_websockets``)."""
+        self.close_code = code
         self._scope.cancel()
 
     def send(self, message: dict[str, Any]) -> None:
