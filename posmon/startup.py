@@ -194,7 +194,7 @@ def check_recording(settings: Settings, env: Mapping[str, str] | None = None) ->
         return  # the Lighter simulator replays its own recording; a real venue none
     recording = settings.sim.recording
     file = recording if recording.endswith(".json") else recording + ".json"
-    data = resources.files("posmon.exchange.sim") / "data"
+    data = resources.files("posmon.sim") / "data"
     if "/" in file or not (data / file).is_file():
         known = sorted(p.name for p in data.iterdir() if p.name.endswith(".json"))
         raise RecordingMissing(f"configuration error: sim.recording: {recording!r} is not a packaged recording; "
