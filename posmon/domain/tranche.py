@@ -79,6 +79,20 @@ def average_entry(fills: Sequence[tuple[Decimal, Decimal]]) -> Decimal:
     return sum((q * p for q, p in fills), Decimal(0)) / total
 
 
+def implied_entry(venue_entry: Decimal, held: Decimal, tranches: Sequence[tuple[Decimal, Decimal]],
+                  tick: Decimal) -> Decimal:
+    """The price of the part of a position no tranche explains, implied by the venue's average entry.
+
+    ``held`` at ``venue_entry`` is what the venue shows; ``tranches`` are the known (qty, entry) pairs. When
+    the implication is not a price (the tranches' entries cannot be reconciled with the venue's average),
+    the venue's average entry stands in: the one figure every reader has.
+    """
+    tracked = sum((q for q, _ in tranches), Decimal(0))
+    missing = held - tracked
+    price = (venue_entry * held - (average_entry(tranches) * tracked if tranches else 0)) / missing
+    return (price if price > 0 else venue_entry).quantize(tick)
+
+
 def position_pnl_pct(tranches: Sequence[Tranche], price: Decimal) -> Decimal:
     """PnL % at ``price`` of the whole (symbol, side) position: all tranches averaged together."""
     return pnl_pct(tranches[0].side, average_entry([(t.qty, t.entry) for t in tranches]), price)
