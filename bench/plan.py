@@ -6,7 +6,7 @@ agree without shipping 100,000 rows between processes; ``Plan.fingerprint`` chec
 
 Price paths are the packaged XRP/USDT 5-minute futures recording (the same file as
 ``/work/shared/data/XRP_USDT_USDT-5m-futures.json``), four ticks per candle, made cyclic and started at a
-different offset per symbol and rescaled to the symbol's price level exactly as ``posmon.exchange.sim.paths
+different offset per symbol and rescaled to the symbol's price level exactly as ``posmon.sim.paths
 .fan_out`` does, but only for the steps a run needs (``fan_out`` would build every symbol's whole loop).
 
 Step 0 is the starting mark. The steps after it are split into *windows* (one per latency run). Every
@@ -35,8 +35,8 @@ from typing import Any
 from posmon.domain.orders import Side, SymbolRules, WorkingType
 from posmon.domain.protection import LocalState, OrderRecord, protection_orders
 from posmon.domain.tranche import Risk, Tranche, exit_prices
-from posmon.exchange.sim.markets import market, rules_for
-from posmon.exchange.sim.paths import DEFAULT_RECORDING, candles_to_ticks, load_candles, rescale
+from posmon.sim.markets import market, rules_for
+from posmon.sim.paths import DEFAULT_RECORDING, candles_to_ticks, load_candles, rescale
 
 PREFIX = "pm"
 VENUE = "aster"

@@ -33,7 +33,7 @@ from typing import Any
 from bench import analysis, report
 from bench.plan import Plan, PlanSpec, Window, build_plan, next_tranche_id
 from bench.proto import ROOT, Child, Interference, cpu_seconds, memory_kib
-from posmon.exchange.aster_sim import credentials as cred
+from posmon.sim.aster import credentials as cred
 from posmon.store.store import Changes, Store
 
 RESULTS = Path(__file__).resolve().parent / "results"

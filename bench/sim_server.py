@@ -32,11 +32,11 @@ from hypercorn.trio import serve
 from bench.plan import Plan, PlanSpec, build_plan
 from bench.proto import ChildChannel
 from posmon.domain.orders import Side
-from posmon.exchange.aster_sim import AsterSim, RateLimitConfig, create_app
-from posmon.exchange.aster_sim.server import hypercorn_config
 from posmon.exchange.errors import Rejected
-from posmon.exchange.sim.exchange import SimExchange
 from posmon.logs import configure
+from posmon.sim.aster import AsterSim, RateLimitConfig, create_app
+from posmon.sim.exchange import SimExchange
+from posmon.sim.serving import hypercorn_config
 
 log = logging.getLogger("bench.sim")
 UNLIMITED = RateLimitConfig(weight_per_minute=10**9, orders_per_minute=10**9)

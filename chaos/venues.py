@@ -17,15 +17,14 @@ import trio
 
 from posmon.domain.orders import Side
 from posmon.domain.protection import parse_client_order_id
-from posmon.exchange.aster_sim import AsterSim, RateLimitConfig
-from posmon.exchange.aster_sim import credentials as aster_cred
-from posmon.exchange.aster_sim.server import serve_aster_sim
 from posmon.exchange.lighter.client_ids import ClientIds
-from posmon.exchange.lighter_sim import LighterSim, build_exchange, serve_lighter_sim
-from posmon.exchange.lighter_sim import credentials as lighter_cred
-from posmon.exchange.sim.engine import Fill
-from posmon.exchange.sim.exchange import SimExchange
-from posmon.exchange.sim.markets import market, rules_for
+from posmon.sim.aster import AsterSim, RateLimitConfig, serve_aster_sim
+from posmon.sim.aster import credentials as aster_cred
+from posmon.sim.engine import Fill
+from posmon.sim.exchange import SimExchange
+from posmon.sim.lighter import LighterSim, build_exchange, serve_lighter_sim
+from posmon.sim.lighter import credentials as lighter_cred
+from posmon.sim.markets import market, rules_for
 
 PREFIX = "pm"
 UNLIMITED = RateLimitConfig(weight_per_minute=10**9, orders_per_minute=10**9)

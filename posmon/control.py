@@ -251,7 +251,7 @@ class DaemonControl:
         marks = router.latest if router is not None else {}
         last = router.last_frame_at if router is not None else None
         user_last = d.user_stream.last_frame_at if d.user_stream is not None else None
-        emulated = "emulated" if getattr(d.venue, "emulated_exits", False) else "exchange"
+        emulated = "emulated" if d.venue.traits.emulated_exits else "exchange"
         views = []
         for t in d.store.open_tranches(d.venue.name):
             mark = marks.get(t.symbol)
@@ -281,12 +281,10 @@ class DaemonControl:
         d = self._d
         if given in d.rules:
             return given
-        resolve = getattr(d.venue, "symbol_for", None)
-        if resolve is not None:
-            with contextlib.suppress(Exception):
-                symbol = resolve(given)
-                if symbol in d.rules:
-                    return symbol
+        with contextlib.suppress(KeyError, ValueError):  # not a market the venue lists
+            symbol = d.venue.symbol_for(given)
+            if symbol in d.rules:
+                return symbol
         raise ControlError(f"{given!r} is not a symbol {d.venue.name} lists", field="symbol", status=404)
 
     async def open_position(self, request: OpenRequest) -> OpenResult:
@@ -308,10 +306,11 @@ class DaemonControl:
         base = d.risk_of(symbol)
         risk = dataclasses.replace(base, tp_pct=request.tp_pct, sl_pct=request.sl_pct)
         check_exits(request.side, mark.price, risk, rules)
-        hedge = bool(getattr(d.venue, "hedge_mode", d.settings.daemon.hedge_mode))
+        traits = d.venue.traits
+        hedge = traits.hedge_mode(d.settings.daemon.hedge_mode)
         price = None
-        if getattr(d.venue, "emulated_exits", False):  # market orders there need a worst acceptable price
-            first = getattr(d.venue, "close_slippage", (Decimal("0.5"),))[0]
+        if traits.emulated_exits:  # market orders there need a worst acceptable price
+            first = traits.close_slippage.first_pct
             sign = request.side.sign
             price = (round_up if sign > 0 else round_down)(mark.price * (100 + sign * first) / 100, rules.tick_size)
         tid = d.store.allocate_tranche_id()

@@ -164,22 +164,21 @@ async def run_daemon(
     daemon.gateway = gw_send
     symbols = sorted(daemon.rules)
     # A venue with only one position mode (Lighter: one-way) says so; otherwise the configuration does.
-    hedge_mode = bool(getattr(venue, "hedge_mode", d.hedge_mode))
+    hedge_mode = venue.traits.hedge_mode(d.hedge_mode)
 
     def config_for(symbol: str, side: Side) -> ActorConfig:
         if symbol not in daemon.rules:
             raise KeyError(f"{venue.name} does not list {symbol}")
         r = settings.risk_for(symbol)
         # Venues that cannot be trusted with conditional orders (Lighter) say so; posmon then holds the exits.
-        emulated = bool(getattr(venue, "emulated_exits", False))
-        slippage = getattr(venue, "close_slippage", None)  # (first, step, max) % of a bounded close
-        bounds = dict(zip(("close_slippage_pct", "close_slippage_step_pct", "close_slippage_max_pct"), slippage,
-                          strict=True)) if slippage else {}
+        traits = venue.traits
         return ActorConfig(
             venue=venue.name, symbol=symbol, side=side, rules=daemon.rules[symbol], risk=risk_of(settings, symbol),
             instant_tp=r.instant_tp_enabled, working_type=WorkingType(r.working_type), hedge_mode=hedge_mode,
             prefix=d.client_id_prefix, protection_failure_action=d.protection_failure_action,
-            reply_timeout=d.request_timeout_seconds * 6, emulated_exits=emulated, **bounds,
+            reply_timeout=d.request_timeout_seconds * 6, emulated_exits=traits.emulated_exits,
+            close_slippage_pct=traits.close_slippage.first_pct, close_slippage_step_pct=traits.close_slippage.step_pct,
+            close_slippage_max_pct=traits.close_slippage.max_pct,
         )
 
     with trio.CancelScope() as scope:

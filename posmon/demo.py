@@ -20,8 +20,8 @@ from posmon.actors.messages import Notice
 from posmon.config import Settings
 from posmon.daemon import run_daemon
 from posmon.domain.orders import Side
-from posmon.exchange.sim.exchange import SimExchange
-from posmon.exchange.sim.session import build_exchange, replay_paths
+from posmon.sim.exchange import SimExchange
+from posmon.sim.session import build_exchange, replay_paths
 from posmon.store.store import Store
 from posmon.venues import open_venue
 

@@ -23,6 +23,7 @@ from posmon.domain.orders import SymbolRules
 from posmon.exchange.errors import AuthRejected, Banned, OutcomeUnknown, RateLimited, Rejected
 from posmon.exchange.events import MalformedMessage
 from posmon.exchange.lighter.signer import SignError, SignerUnavailable
+from posmon.exchange.venue import Venue
 
 __all__ = [
     "CONNECT_TIMEOUT_SECONDS", "CredentialsRejected", "StartupFailure", "VenueRefused",
@@ -157,18 +158,16 @@ async def retry_startup(step: Callable[[], Awaitable[_T]], *, venue: str, what: 
     raise AssertionError("unreachable")
 
 
-async def connect_venue(venue: Any, *, give_up_after: float, log: logging.Logger | logging.LoggerAdapter[Any],
+async def connect_venue(venue: Venue, *, give_up_after: float, log: logging.Logger | logging.LoggerAdapter[Any],
                         per_try: float | None = None) -> dict[str, SymbolRules]:
     """``venue.load_rules()`` with retries, a per-try timeout and backoff (see ``retry_startup``).
 
     ``per_try`` defaults to three of the venue's request timeouts (30 s when it has none).
     """
-    settings = getattr(venue, "settings", None)
     if per_try is None:
-        per_try = 3 * float(getattr(settings, "request_timeout_seconds", 10.0))
-    return await retry_startup(venue.load_rules, venue=str(getattr(venue, "name", "venue")),
-                               what="loading the trading rules", give_up_after=give_up_after, log=log,
-                               per_try=per_try, auth=getattr(settings, "auth", None))
+        per_try = 3 * venue.traits.request_timeout_seconds
+    return await retry_startup(venue.load_rules, venue=venue.name, what="loading the trading rules",
+                               give_up_after=give_up_after, log=log, per_try=per_try, auth=venue.traits.auth)
 
 
 def venue_is_embedded(settings: Settings, env: Mapping[str, str] | None = None) -> bool:
@@ -193,7 +192,7 @@ def check_recording(settings: Settings, env: Mapping[str, str] | None = None) ->
         return  # the Lighter simulator replays its own recording; a real venue none
     recording = settings.sim.recording
     file = recording if recording.endswith(".json") else recording + ".json"
-    data = resources.files("posmon.exchange.sim") / "data"
+    data = resources.files("posmon.sim") / "data"
     if "/" in file or not (data / file).is_file():
         known = sorted(p.name for p in data.iterdir() if p.name.endswith(".json"))
         raise RecordingMissing(f"configuration error: sim.recording: {recording!r} is not a packaged recording; "

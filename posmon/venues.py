@@ -17,8 +17,8 @@ from typing import Any
 import trio
 
 from posmon.config import ConfigError, Settings
-from posmon.exchange.sim.exchange import SimExchange
 from posmon.exchange.venue import Venue
+from posmon.sim.exchange import SimExchange
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,8 @@ async def open_venue(settings: Settings, nursery: trio.Nursery, *, env: Mapping[
     env = os.environ if env is None else env
     venue = settings.daemon.venue
     if venue == "sim":
-        from posmon.exchange.sim.session import start_replay
-        from posmon.exchange.sim.venue import SimVenue
+        from posmon.sim.session import start_replay
+        from posmon.sim.venue import SimVenue
 
         await trio.lowlevel.checkpoint()
         yield SimVenue(exchange or start_replay(settings, nursery, clock=clock))
@@ -72,7 +72,7 @@ async def open_venue(settings: Settings, nursery: trio.Nursery, *, env: Mapping[
 
 async def _check_position_mode(venue: Venue, hedge_mode: bool) -> None:
     """Refuse to run when the account's position mode is not the one the configuration describes."""
-    actual = await venue.position_mode()  # type: ignore[attr-defined]
+    actual = await venue.position_mode()
     if actual != hedge_mode:
         want, have = ("hedge", "one-way") if hedge_mode else ("one-way", "hedge")
         raise ConfigError(f"daemon.hedge_mode: invalid value {hedge_mode!r}; the account is in {have} mode, not "
@@ -85,8 +85,8 @@ async def start_embedded_lighter(settings: Settings, lighter: Any, nursery: trio
 
     Keys left empty take the simulator's made-up account and API key (never real ones).
     """
-    from posmon.exchange.lighter_sim import credentials as cred
-    from posmon.exchange.lighter_sim.session import start_embedded_lighter as serve
+    from posmon.sim.lighter import credentials as cred
+    from posmon.sim.lighter.session import start_embedded_lighter as serve
 
     _, rest_url, ws_url = await serve(nursery, tick_seconds=settings.sim.tick_seconds, seed=settings.sim.seed,
                                       clock=clock)
@@ -102,9 +102,9 @@ async def start_embedded_aster(settings: Settings, nursery: trio.Nursery, *, clo
 
     Returns its (REST, websocket) base URLs.
     """
-    from posmon.exchange.aster_sim.server import serve_aster_sim
-    from posmon.exchange.aster_sim.sim import AsterSim
-    from posmon.exchange.sim.session import start_replay
+    from posmon.sim.aster import serve_aster_sim
+    from posmon.sim.aster.sim import AsterSim
+    from posmon.sim.session import start_replay
 
     exchange = exchange or start_replay(settings, nursery, clock=clock)
     return await nursery.start(serve_aster_sim, AsterSim(exchange))

@@ -3,9 +3,9 @@
 import dataclasses
 from decimal import Decimal as D
 
-from posmon.exchange.sim.exchange import SimExchange
-from posmon.exchange.sim.markets import rules_for
-from posmon.exchange.sim.venue import SimVenue
+from posmon.sim.exchange import SimExchange
+from posmon.sim.markets import rules_for
+from posmon.sim.venue import SimVenue
 from tests.harness import make_settings, trio_clock
 
 SLIPPAGE = (D("0.5"), D("0.5"), D("1.5"))  # first bound, widening step, cap (percent through the mark)

@@ -20,10 +20,10 @@ import trio.testing
 from posmon.config import Settings, load_settings
 from posmon.daemon import Daemon, run_daemon
 from posmon.domain.orders import OrderState, Side
-from posmon.exchange.sim.exchange import SimExchange
-from posmon.exchange.sim.markets import rules_for
-from posmon.exchange.sim.venue import SimVenue
 from posmon.metrics import Metrics
+from posmon.sim.exchange import SimExchange
+from posmon.sim.markets import rules_for
+from posmon.sim.venue import SimVenue
 from posmon.store.store import Store
 
 D = Decimal
@@ -131,9 +131,9 @@ async def running_aster(settings: Settings, exchange: SimExchange | None = None,
     """The daemon trading the Aster-protocol simulator over loopback HTTP and websockets."""
     from posmon.exchange.aster.settings import AsterSettings
     from posmon.exchange.aster.venue import AsterVenue
-    from posmon.exchange.aster_sim import credentials as cred
-    from posmon.exchange.aster_sim.server import serve_aster_sim
-    from posmon.exchange.aster_sim.sim import AsterSim
+    from posmon.sim.aster import credentials as cred
+    from posmon.sim.aster import serve_aster_sim
+    from posmon.sim.aster.sim import AsterSim
 
     exchange = exchange or new_exchange(settings)
     sim = AsterSim(exchange, clock=trio_clock, **(sim_options or {}))
@@ -160,14 +160,14 @@ async def running_lighter(settings: Settings, exchange: SimExchange | None = Non
 
     Transactions are signed by lighter-sdk's Go signer with the simulator's made-up key; the simulator's
     clocks follow trio's (MockClock jumps move its auth-token and expiry checks too). ``exchange``: a
-    one-way ``SimExchange`` on the Lighter markets (``lighter_sim.build_exchange``), ETH, BTC and DOGE by
+    one-way ``SimExchange`` on the Lighter markets (``posmon.sim.lighter.build_exchange``), ETH, BTC and DOGE by
     default; ``lighter_options``: extra ``[lighter]`` keys (e.g. the slippage ladder).
     """
     from posmon.exchange.lighter.settings import LighterSettings
     from posmon.exchange.lighter.signer import LighterSigner
     from posmon.exchange.lighter.venue import LighterVenue
-    from posmon.exchange.lighter_sim import LighterSim, build_exchange, serve_lighter_sim
-    from posmon.exchange.lighter_sim import credentials as cred
+    from posmon.sim.lighter import LighterSim, build_exchange, serve_lighter_sim
+    from posmon.sim.lighter import credentials as cred
 
     exchange = exchange or build_exchange(clock=trio_clock)
     sim = LighterSim(exchange, **{"clock": trio_clock, "tx_clock": trio_clock, **(sim_options or {})})

@@ -52,7 +52,7 @@ async def test_instant_close_over_the_aster_protocol(tmp_path, autojump_clock, s
 async def test_secrets_never_reach_the_logs(tmp_path, autojump_clock, caplog, auth):
     import logging
 
-    from posmon.exchange.aster_sim import credentials as cred
+    from posmon.sim.aster import credentials as cred
 
     with caplog.at_level(logging.DEBUG):
         async with running_aster(make_settings(tmp_path), auth=auth) as h:

@@ -8,13 +8,13 @@ from posmon.domain.orders import OrderRequest, OrderSide, OrderType, Side
 from posmon.exchange.aster.settings import AsterSettings
 from posmon.exchange.aster.signing import Eip712Signer
 from posmon.exchange.aster.venue import AsterVenue
-from posmon.exchange.aster_sim import credentials as cred
-from posmon.exchange.aster_sim.limits import RateLimitConfig
-from posmon.exchange.aster_sim.server import serve_aster_sim
-from posmon.exchange.aster_sim.sim import AsterSim
 from posmon.exchange.errors import AuthRejected, NonceExpired
-from posmon.exchange.sim.exchange import SimExchange
-from posmon.exchange.sim.markets import rules_for
+from posmon.sim.aster import credentials as cred
+from posmon.sim.aster import serve_aster_sim
+from posmon.sim.aster.limits import RateLimitConfig
+from posmon.sim.aster.sim import AsterSim
+from posmon.sim.exchange import SimExchange
+from posmon.sim.markets import rules_for
 from tests.harness import make_settings, running_aster, settle, trio_clock
 from tests.scenario import assert_protected_and_no_orphans
 

@@ -10,14 +10,14 @@ import httpx
 import pytest
 from eth_account import Account
 
-from posmon.exchange.aster_sim import (
+from posmon.sim.aster import (
     DEFAULT_API_KEY,
     DEFAULT_API_SECRET,
     DEFAULT_SIGNER_ADDRESS,
     DEFAULT_SIGNER_PRIVATE_KEY,
     AsterSim,
 )
-from posmon.exchange.aster_sim.auth import NonceBook
+from posmon.sim.aster.auth import NonceBook
 from tests.test_aster_sim_helpers import (
     FORM,
     ManualClock,

@@ -12,7 +12,7 @@ import ccxt
 import pytest
 import trio
 
-from posmon.exchange.aster_sim import DEFAULT_SIGNER_PRIVATE_KEY, AsterSim
+from posmon.sim.aster import DEFAULT_SIGNER_PRIVATE_KEY, AsterSim
 from tests.test_aster_sim_helpers import D, make_exchange, running
 
 

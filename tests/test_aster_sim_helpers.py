@@ -22,7 +22,7 @@ import trio
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
-from posmon.exchange.aster_sim import (
+from posmon.sim.aster import (
     DEFAULT_API_KEY,
     DEFAULT_API_SECRET,
     DEFAULT_SIGNER_ADDRESS,
@@ -31,8 +31,8 @@ from posmon.exchange.aster_sim import (
     AsterSim,
     serve_aster_sim,
 )
-from posmon.exchange.sim.exchange import SimExchange
-from posmon.exchange.sim.markets import rules_for
+from posmon.sim.exchange import SimExchange
+from posmon.sim.markets import rules_for
 
 D = Decimal
 BASE_TIME = 1_790_000_000.0  # a fixed epoch second for tests that drive the server clock

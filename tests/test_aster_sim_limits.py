@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from posmon.exchange.aster_sim import AsterSim, RateLimitConfig
+from posmon.sim.aster import AsterSim, RateLimitConfig
 from tests.test_aster_sim_helpers import BASE_TIME, ManualClock, V1Client, body, limit_order, make_exchange, running
 
 

@@ -8,7 +8,7 @@ import pytest
 import trio
 
 from posmon.domain.orders import Side
-from posmon.exchange.aster_sim import AsterSim, RateLimitConfig
+from posmon.sim.aster import AsterSim, RateLimitConfig
 from tests.test_aster_sim_helpers import (
     D,
     ManualClock,

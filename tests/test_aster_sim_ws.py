@@ -10,7 +10,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
-from posmon.exchange.aster_sim import AsterSim, WsConfig
+from posmon.sim.aster import AsterSim, WsConfig
 from tests.test_aster_sim_helpers import (
     D,
     ManualClock,
@@ -206,7 +206,7 @@ async def test_exchange_level_stream_drop_closes_the_websockets_and_malformed_fr
 
 
 def test_server_pings_follow_the_configured_interval():
-    from posmon.exchange.aster_sim.server import hypercorn_config
+    from posmon.sim.serving import hypercorn_config
 
     assert hypercorn_config(AsterSim(make_exchange()), "127.0.0.1", 0).websocket_ping_interval == 300.0
     quick = AsterSim(make_exchange(), ws=WsConfig(ping_interval=0.5))

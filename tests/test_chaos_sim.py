@@ -14,12 +14,12 @@ import orjson
 import trio
 
 from posmon.domain.orders import OrderRequest, OrderSide, OrderType, Side
-from posmon.exchange.aster_sim import AsterSim
-from posmon.exchange.aster_sim.frames import user_event
-from posmon.exchange.lighter_sim import LighterSim, build_exchange
-from posmon.exchange.sim.engine import Fill
-from posmon.exchange.sim.exchange import SimExchange
-from posmon.exchange.sim.markets import rules_for
+from posmon.sim.aster import AsterSim
+from posmon.sim.aster.frames import user_event
+from posmon.sim.engine import Fill
+from posmon.sim.exchange import SimExchange
+from posmon.sim.lighter import LighterSim, build_exchange
+from posmon.sim.markets import rules_for
 from tests.test_aster_sim_helpers import running
 
 

@@ -116,7 +116,7 @@ def test_lighter_tranche_left_open_with_the_mark_through_its_stop_is_not_covered
 def test_history_flags_a_fill_that_grew_or_flipped_a_position_and_an_id_traded_twice():
     venue = LighterVenue(("BTC",))
     venue.sim.external_entry("BTC", Side.LONG, D("0.01"))
-    from posmon.exchange.sim.engine import Fill
+    from posmon.sim.engine import Fill
 
     venue.fill_log.fills.append(Fill("pm-1-C1", "BTC", "BOTH", True, D("0.02"), D("0.01"), D("-0.01")))
     venue.fill_log.executed_by_client["pm-1-C1"] = {"281474976710657", "281474976710660"}

@@ -8,11 +8,11 @@ from posmon.actors.gateway import GatewayPolicy, OrderGateway
 from posmon.actors.messages import Action, CancelOrders, OrderResults, PlaceOrders, Priority
 from posmon.domain.orders import OrderRequest, OrderSide, OrderStatus, OrderType, Side
 from posmon.exchange.errors import WouldTriggerImmediately
-from posmon.exchange.sim.exchange import SimExchange
-from posmon.exchange.sim.markets import rules_for
-from posmon.exchange.sim.venue import SimVenue
 from posmon.exchange.venue import RateLimits
 from posmon.metrics import Metrics
+from posmon.sim.exchange import SimExchange
+from posmon.sim.markets import rules_for
+from posmon.sim.venue import SimVenue
 from tests.harness import settle, trio_clock
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]

@@ -11,12 +11,12 @@ from posmon.actors.messages import Action, FetchAccount, OrderResults, PlaceOrde
 from posmon.actors.supervisor import RestartPolicy, supervise
 from posmon.domain.orders import OrderStatus, Side
 from posmon.exchange.errors import OutcomeUnknown
-from posmon.exchange.sim.exchange import SimExchange
-from posmon.exchange.sim.markets import rules_for
-from posmon.exchange.sim.venue import SimVenue
 from posmon.exchange.venue import RateLimits
 from posmon.metrics import Metrics
 from posmon.ratelimit import TokenBucket
+from posmon.sim.exchange import SimExchange
+from posmon.sim.markets import rules_for
+from posmon.sim.venue import SimVenue
 from tests.harness import make_settings, new_exchange, running, settle, trio_clock
 from tests.scenario import assert_protected_and_no_orphans
 from tests.test_gateway import SYMBOLS, RecordingVenue, drain, tp

@@ -48,7 +48,8 @@ async def test_open_loads_markets_and_the_nonce() -> None:
         assert venue.rules["BTC"].tick_size == D("0.1") and venue.rules["ETH"].step_size == D("0.0001")
         assert venue.market_id("ETH") == 0 and venue.symbol_for(1) == "BTC" and venue.symbol_for("1") == "BTC"
         assert venue.symbol_for("ETH") == "ETH"
-        assert (venue.emulated_exits, venue.hedge_mode, await venue.position_mode()) == (True, False, False)
+        traits = venue.traits
+        assert (traits.emulated_exits, traits.hedge_mode(True), await venue.position_mode()) == (True, False, False)
         assert fake.nonce_fetches == 1
 
 

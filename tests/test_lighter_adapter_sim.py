@@ -17,13 +17,13 @@ from posmon.domain.orders import OrderRequest, OrderSide, OrderStatus, OrderType
 from posmon.exchange.events import MarkPrice, OrderUpdate, PositionUpdate
 from posmon.exchange.lighter.settings import LighterSettings
 from posmon.exchange.lighter.venue import LighterVenue
-from posmon.exchange.lighter_sim import LighterSim, build_exchange, serve_lighter_sim
-from posmon.exchange.lighter_sim.credentials import (
+from posmon.exchange.venue import FrameStream
+from posmon.sim.lighter import LighterSim, build_exchange, serve_lighter_sim
+from posmon.sim.lighter.credentials import (
     DEFAULT_ACCOUNT_INDEX,
     DEFAULT_API_KEY_INDEX,
     DEFAULT_API_PRIVATE_KEY,
 )
-from posmon.exchange.venue import FrameStream
 
 D = Decimal
 WAIT = 10.0  # seconds; a loopback answer takes milliseconds

@@ -19,7 +19,7 @@ import trio
 from posmon.control import OpenRequest
 from posmon.domain.orders import Side
 from posmon.exchange.lighter.client_ids import ClientIds
-from posmon.exchange.lighter_sim.errors import LighterError
+from posmon.sim.lighter.errors import LighterError
 from tests.harness import make_settings, running_lighter, settle
 
 TX_CREATE_ORDER = 14

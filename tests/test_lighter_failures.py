@@ -126,7 +126,7 @@ BURST = {"BTC": (Side.LONG, "45000", "0.01", 17, "32000"), "ETH": (Side.SHORT, "
 
 async def test_fifty_exits_under_standard_limits_go_in_one_batch_deepest_through_its_stop_first(
         tmp_path, autojump_clock):
-    from posmon.exchange.lighter_sim import STANDARD
+    from posmon.sim.lighter import STANDARD
 
     settings = make_settings(tmp_path, tp_pct=1.0, sl_pct=20.0, tranche_pnl_increment_pct=0.5,
                              max_tranches_per_symbol_side=20)

@@ -19,7 +19,7 @@ from posmon.exchange.lighter.signer import (
     SignError,
     library_path,
 )
-from posmon.exchange.lighter_sim.credentials import (
+from posmon.sim.lighter.credentials import (
     DEFAULT_ACCOUNT_INDEX,
     DEFAULT_API_KEY_INDEX,
     DEFAULT_API_PRIVATE_KEY,

@@ -18,8 +18,8 @@ from posmon.exchange.lighter.signer import (
     ORDER_TYPE_MARKET,
     LighterSigner,
 )
-from posmon.exchange.lighter_sim import LighterSim, build_exchange, serve_lighter_sim
-from posmon.exchange.lighter_sim.credentials import (
+from posmon.sim.lighter import LighterSim, build_exchange, serve_lighter_sim
+from posmon.sim.lighter.credentials import (
     DEFAULT_ACCOUNT_INDEX,
     DEFAULT_API_KEY_INDEX,
     DEFAULT_API_PRIVATE_KEY,

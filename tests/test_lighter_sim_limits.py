@@ -8,10 +8,10 @@ import pytest
 import trio
 import trio.lowlevel
 
-from posmon.exchange.lighter_sim import PREMIUM, STANDARD, UNLIMITED
-from posmon.exchange.lighter_sim import errors as e
-from posmon.exchange.lighter_sim.errors import LighterError
-from posmon.exchange.lighter_sim.limits import RateLimiter
+from posmon.sim.lighter import PREMIUM, STANDARD, UNLIMITED
+from posmon.sim.lighter import errors as e
+from posmon.sim.lighter.errors import LighterError
+from posmon.sim.lighter.limits import RateLimiter
 from tests.test_lighter_sim_helpers import ACCOUNT, KEY, D, make_signer, make_sim, running
 
 

@@ -8,7 +8,7 @@ import orjson
 import trio
 from trio_websocket import open_websocket_url
 
-from posmon.exchange.lighter_sim import DEFAULT_MARKETS, WsConfig, start_embedded_lighter
+from posmon.sim.lighter import DEFAULT_MARKETS, WsConfig, start_embedded_lighter
 from tests.test_lighter_sim_helpers import trio_epoch_clock
 
 

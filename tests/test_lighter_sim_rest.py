@@ -10,7 +10,7 @@ import pytest
 
 from posmon.domain.orders import Side
 from posmon.exchange.lighter.signer import ORDER_TIME_IN_FORCE_IMMEDIATE_OR_CANCEL, ORDER_TIME_IN_FORCE_POST_ONLY
-from posmon.exchange.lighter_sim import errors as e
+from posmon.sim.lighter import errors as e
 from tests.test_lighter_sim_helpers import ACCOUNT, KEY, D, make_sim, running
 
 lighter_models = pytest.importorskip("lighter.models")

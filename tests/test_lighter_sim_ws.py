@@ -10,7 +10,7 @@ import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 from posmon.domain.orders import Side
-from posmon.exchange.lighter_sim import WsConfig
+from posmon.sim.lighter import WsConfig
 from tests.test_lighter_sim_helpers import ACCOUNT, D, make_sim, running
 
 

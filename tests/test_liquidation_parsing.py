@@ -28,23 +28,23 @@ from posmon.domain.orders import OrderSide, OrderStatus, OrderType, Side
 from posmon.exchange.aster import codec as aster
 from posmon.exchange.aster.settings import AsterSettings
 from posmon.exchange.aster.venue import AsterVenue
-from posmon.exchange.aster_sim import credentials as cred
-from posmon.exchange.aster_sim.server import serve_aster_sim
-from posmon.exchange.aster_sim.sim import AsterSim
 from posmon.exchange.events import MalformedMessage, OrderUpdate
 from posmon.exchange.lighter import codec as lighter
 from posmon.exchange.lighter.client_ids import ClientIds
 from posmon.exchange.lighter.markets import Market, MarketTable
 from posmon.exchange.lighter.settings import LighterSettings
 from posmon.exchange.lighter.venue import LighterVenue
-from posmon.exchange.lighter_sim import LighterSim, build_exchange, serve_lighter_sim
-from posmon.exchange.lighter_sim.credentials import (
+from posmon.sim.aster import credentials as cred
+from posmon.sim.aster import serve_aster_sim
+from posmon.sim.aster.sim import AsterSim
+from posmon.sim.exchange import SimExchange
+from posmon.sim.lighter import LighterSim, build_exchange, serve_lighter_sim
+from posmon.sim.lighter.credentials import (
     DEFAULT_ACCOUNT_INDEX,
     DEFAULT_API_KEY_INDEX,
     DEFAULT_API_PRIVATE_KEY,
 )
-from posmon.exchange.sim.exchange import SimExchange
-from posmon.exchange.sim.markets import rules_for
+from posmon.sim.markets import rules_for
 
 D = Decimal
 BASE = {"s": "BTCUSDT", "c": "pm-7-S-1", "S": "SELL", "o": "MARKET", "f": "IOC", "q": "0.010", "p": "0",

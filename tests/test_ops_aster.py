@@ -24,16 +24,16 @@ from posmon.cli.exit_codes import ExitCode
 from posmon.config import ConfigError, Settings
 from posmon.domain.orders import OrderRequest, OrderSide, OrderType, Side
 from posmon.domain.protection import LocalState, OrderRecord
-from posmon.exchange.sim.exchange import SimExchange
 from posmon.ops.command import protect_command, verify_command
 from posmon.ops.lock import hold_store_lock
+from posmon.sim.exchange import SimExchange
 from posmon.store.store import Changes, Store
 from tests.harness import make_settings, new_exchange, running_aster, trio_clock
 from tests.scenario import assert_protected_and_no_orphans
 
 
 def _aster_table(rest_url: str, ws_url: str) -> dict[str, Any]:
-    from posmon.exchange.aster_sim import credentials as cred
+    from posmon.sim.aster import credentials as cred
 
     # HMAC keys: v3 nonces come from the clock, which the mock clock holds still across the commands' sessions.
     return {"rest_url": rest_url, "ws_url": ws_url, "auth": "v1", "api_key": cred.DEFAULT_API_KEY,
@@ -57,8 +57,8 @@ def _opener(table: dict[str, Any]):
 @asynccontextmanager
 async def aster_sim(exchange: SimExchange) -> AsyncIterator[Any]:
     """The simulator serving ``exchange`` on loopback; yields a venue opener for the commands."""
-    from posmon.exchange.aster_sim.server import serve_aster_sim
-    from posmon.exchange.aster_sim.sim import AsterSim
+    from posmon.sim.aster import serve_aster_sim
+    from posmon.sim.aster.sim import AsterSim
 
     async with trio.open_nursery() as nursery:
         rest_url, ws_url = await nursery.start(serve_aster_sim, AsterSim(exchange, clock=trio_clock))
@@ -357,8 +357,8 @@ async def test_placement_with_unknown_outcome_is_looked_up_not_resent(tmp_path, 
 
 @asynccontextmanager
 async def aster_sim_with(exchange: SimExchange) -> AsyncIterator[tuple[Any, Any]]:
-    from posmon.exchange.aster_sim.server import serve_aster_sim
-    from posmon.exchange.aster_sim.sim import AsterSim
+    from posmon.sim.aster import serve_aster_sim
+    from posmon.sim.aster.sim import AsterSim
 
     sim = AsterSim(exchange, clock=trio_clock)
     async with trio.open_nursery() as nursery:

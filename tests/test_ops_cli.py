@@ -6,7 +6,7 @@ import json
 import socket
 
 from posmon.cli import main
-from posmon.exchange.aster_sim import credentials as cred
+from posmon.sim.aster import credentials as cred
 
 V1 = f'auth = "v1"\napi_key = "{cred.DEFAULT_API_KEY}"\napi_secret = "{cred.DEFAULT_API_SECRET}"'
 

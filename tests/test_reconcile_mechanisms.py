@@ -33,8 +33,8 @@ from posmon.domain.orders import OrderState, OrderStatus, PositionState, Side, W
 from posmon.domain.protection import protection_orders
 from posmon.domain.tranche import Risk, new_tranche
 from posmon.exchange.errors import OrderNotFound
-from posmon.exchange.sim.markets import rules_for
 from posmon.metrics import Metrics
+from posmon.sim.markets import rules_for
 from posmon.store.store import Changes, Store
 from tests.harness import make_settings, new_exchange, running, settle
 from tests.scenario import assert_protected_and_no_orphans

@@ -21,7 +21,7 @@ from posmon.domain.orders import (
 )
 from posmon.exchange.errors import OrderNotFound, Rejected
 from posmon.exchange.events import OrderUpdate, PositionUpdate
-from posmon.exchange.sim.engine import MatchingEngine
+from posmon.sim.engine import MatchingEngine
 
 BUY, SELL = OrderSide.BUY, OrderSide.SELL
 LONG, SHORT = Side.LONG, Side.SHORT

@@ -7,8 +7,8 @@ from decimal import Decimal as D
 
 import pytest
 
-from posmon.exchange.sim.markets import DEFAULT_MARKETS, price_levels, rules_for
-from posmon.exchange.sim.paths import candles_to_ticks, fan_out, load_candles, rescale
+from posmon.sim.markets import DEFAULT_MARKETS, price_levels, rules_for
+from posmon.sim.paths import candles_to_ticks, fan_out, load_candles, rescale
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,11 @@ from posmon.domain.orders import OrderRequest, OrderSide, OrderState, OrderStatu
 from posmon.exchange.aster import codec
 from posmon.exchange.errors import OrderNotFound, OutcomeUnknown, RateLimited, Rejected
 from posmon.exchange.events import MalformedMessage, MarkPrice, OrderUpdate, PositionUpdate
-from posmon.exchange.sim import wire
-from posmon.exchange.sim.exchange import SimExchange
-from posmon.exchange.sim.markets import rules_for
-from posmon.exchange.sim.venue import SimVenue
 from posmon.exchange.venue import FrameStream, StreamClosed, Venue
+from posmon.sim import wire
+from posmon.sim.exchange import SimExchange
+from posmon.sim.markets import rules_for
+from posmon.sim.venue import SimVenue
 
 SYMBOLS = ["BTCUSDT", "XRPUSDT"]
 

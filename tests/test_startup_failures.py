@@ -26,12 +26,13 @@ import trio
 
 from posmon.cli.exit_codes import ExitCode
 from posmon.cli.run import _unwrap
-from posmon.exchange.aster_sim import credentials as aster_cred
-from posmon.exchange.aster_sim.server import serve_aster_sim
-from posmon.exchange.aster_sim.sim import AsterSim
 from posmon.exchange.errors import AuthRejected, OutcomeUnknown, RateLimited
-from posmon.exchange.sim.exchange import SimExchange
-from posmon.exchange.sim.markets import rules_for
+from posmon.exchange.venue import VenueTraits
+from posmon.sim.aster import credentials as aster_cred
+from posmon.sim.aster import serve_aster_sim
+from posmon.sim.aster.sim import AsterSim
+from posmon.sim.exchange import SimExchange
+from posmon.sim.markets import rules_for
 from posmon.startup import CredentialsRejected, StartupFailure, VenueUnreachable, connect_venue
 from posmon.store.schema import SCHEMA_VERSION
 from posmon.store.store import Store
@@ -121,8 +122,8 @@ async def test_aster_rejecting_the_api_key_is_one_line_naming_the_settings_and_e
 async def test_lighter_not_finding_the_account_is_one_line_naming_the_settings_and_exit_3(tmp_path, nursery):
     if importlib.util.find_spec("lighter") is None:
         pytest.skip("lighter-sdk (its Go signer) is not installed")
-    from posmon.exchange.lighter_sim import credentials as cred
-    from posmon.exchange.lighter_sim.session import start_embedded_lighter
+    from posmon.sim.lighter import credentials as cred
+    from posmon.sim.lighter.session import start_embedded_lighter
 
     sim, rest, ws = await start_embedded_lighter(nursery)
     config = write_config(tmp_path, venue="lighter", lighter={
@@ -356,6 +357,7 @@ class FlakyVenue:
     """``load_rules`` fails with the queued outcomes (an exception, or "hang"), then answers."""
 
     name = "aster"
+    traits = VenueTraits()
 
     def __init__(self, *outcomes: BaseException | str) -> None:
         self.outcomes = list(outcomes)

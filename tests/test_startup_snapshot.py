@@ -5,7 +5,7 @@ from decimal import Decimal as D
 import trio
 
 from posmon.domain.orders import Side
-from posmon.exchange.sim.venue import SimVenue
+from posmon.sim.venue import SimVenue
 from tests.harness import make_settings, running, settle
 from tests.scenario import assert_protected_and_no_orphans
 

@@ -59,7 +59,7 @@ async def test_entry_while_user_stream_down_is_adopted_after_reconnect(tmp_path,
 async def test_malformed_and_unroutable_user_events_are_counted_and_skipped(tmp_path, autojump_clock):
     from posmon.domain.orders import OrderSide, OrderStatus, OrderType
     from posmon.exchange.events import OrderUpdate
-    from posmon.exchange.sim.wire import encode_user_event
+    from posmon.sim.wire import encode_user_event
 
     async with running(make_settings(tmp_path)) as h:
         h.exchange.publish_raw_user_frame(b'{"e":"ORDER_TRADE_UPDATE","E":1,"o":{"s":"BTCUSDT"}}')

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Protocol
 
 from posmon.domain.orders import OrderRequest, OrderState, PositionState, SymbolRules
@@ -49,6 +50,31 @@ class RateLimits:
     mark_prices_weight: int = 1  # one REST read of every mark (the price router's fallback while its stream is stale)
 
 
+@dataclass(frozen=True, slots=True)
+class CloseSlippage:
+    """How far through the mark a bounded close may fill, in percent: the first try, the widening per unfilled
+    try, and the cap (at the cap a human is told and the close keeps trying there)."""
+
+    first_pct: Decimal = Decimal("0.5")
+    step_pct: Decimal = Decimal("0.5")
+    max_pct: Decimal = Decimal("3")
+
+
+@dataclass(frozen=True, slots=True)
+class VenueTraits:
+    """What a venue can be trusted with, declared by its adapter so callers never guess."""
+
+    emulated_exits: bool = False  # conditional orders misfire there: posmon holds TP, SL and the hold time itself
+    one_way_only: bool = False  # the venue has no hedge mode (Lighter): positions are one-way whatever is configured
+    close_slippage: CloseSlippage = field(default_factory=CloseSlippage)  # bounds of a close at market
+    request_timeout_seconds: float = 10.0  # one REST call's budget (start-up allows three per try)
+    auth: str | None = None  # which credential scheme is configured, to name the right settings when rejected
+
+    def hedge_mode(self, configured: bool) -> bool:
+        """The position mode positions are kept in: the configured one, unless the venue has only one-way."""
+        return configured and not self.one_way_only
+
+
 PlaceResult = OrderState | VenueError
 
 
@@ -57,8 +83,17 @@ class Venue(Protocol):
 
     name: str
     limits: RateLimits
+    traits: VenueTraits
 
     async def load_rules(self) -> dict[str, SymbolRules]: ...
+
+    def symbol_for(self, given: str) -> str:
+        """The listed symbol ``given`` names (a symbol, or a venue's own market id); ``KeyError`` when none."""
+        ...
+
+    async def position_mode(self) -> bool:
+        """True when the account is in hedge mode (compared with ``daemon.hedge_mode`` before trading)."""
+        ...
 
     async def sync_time(self) -> None:
         """Re-measure the venue clock offset used for signed timestamps (after a ``ClockSkew``)."""

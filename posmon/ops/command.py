@@ -147,7 +147,7 @@ async def _protect(settings: Settings, venue: Venue, store: Store, *, dry_run: b
         risk_of=lambda s: risk_of(settings, s),
         working_type_of=lambda s: WorkingType(settings.risk_for(s).working_type),
         now=clock(), new_id=_provisional_ids(store) if dry_run else store.allocate_tranche_id,
-        emulated_exits=getattr(venue, "emulated_exits", False), taken=lambda cid: store.order(cid) is not None)
+        emulated_exits=venue.traits.emulated_exits, taken=lambda cid: store.order(cid) is not None)
     plan = plan_repairs(snap.gaps, snap.book, snap.account, ctx)
     head = f"posmon protect: {report.summary(venue.name, snap, hedge_mode=d.hedge_mode)}"
     lines = [head, *report.gap_lines(snap.gaps), *report.plan_lines(plan, dry_run=dry_run)]

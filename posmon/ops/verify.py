@@ -53,6 +53,6 @@ async def take_snapshot(settings: Settings, venue: Venue, store: Store, *,
     account = await fetch_account(venue, timeout)
     book = load_book(store, venue.name)
     gaps = find_gaps(book, account, prefix=settings.daemon.client_id_prefix, hedge_mode=settings.daemon.hedge_mode,
-                     emulated_exits=getattr(venue, "emulated_exits", False), rules=rules,
+                     emulated_exits=venue.traits.emulated_exits, rules=rules,
                      max_hold_of=lambda s: settings.risk_for(s).max_hold_seconds)
     return Snapshot(book, account, rules, gaps)

@@ -22,7 +22,7 @@ from posmon.exchange.aster.settings import AsterSettings
 from posmon.exchange.aster.stream import Connector, open_mark_price_stream, open_user_data_stream
 from posmon.exchange.errors import OrderNotFound, Rejected
 from posmon.exchange.events import MarkPrice, UserEvent
-from posmon.exchange.venue import FrameStream, PlaceResult, RateLimits
+from posmon.exchange.venue import FrameStream, PlaceResult, RateLimits, VenueTraits
 
 __all__ = ["BAD_BATCH_SIZE", "AsterVenue"]
 
@@ -38,6 +38,7 @@ class AsterVenue:
 
     def __init__(self, settings: AsterSettings, rest: AsterRest, *, connect: Connector | None = None) -> None:
         self.settings = settings
+        self.traits = VenueTraits(request_timeout_seconds=settings.request_timeout_seconds, auth=settings.auth)
         self.rest = rest
         self.limits: RateLimits = codec.DEFAULT_LIMITS  # replaced by the venue's own on load_rules()
         self.rules: dict[str, SymbolRules] = {}
@@ -71,6 +72,12 @@ class AsterVenue:
 
     async def sync_time(self) -> None:
         await self.rest.sync_time()
+
+    def symbol_for(self, given: str) -> str:
+        """Aster names markets by their symbols: ``given`` itself when listed."""
+        if given not in self.rules:
+            raise KeyError(given)
+        return given
 
     async def load_rules(self) -> dict[str, SymbolRules]:
         """Rules of the configured symbols (all listed ones when none are configured); limits from rateLimits."""

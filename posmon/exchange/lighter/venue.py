@@ -44,7 +44,7 @@ from posmon.exchange.lighter.nonce import NonceKeeper
 from posmon.exchange.lighter.rest import LighterRest, SignerLike, parsed
 from posmon.exchange.lighter.settings import LighterSettings
 from posmon.exchange.lighter.stream import Connector, open_lighter_stream
-from posmon.exchange.venue import FrameStream, PlaceResult, RateLimits
+from posmon.exchange.venue import CloseSlippage, FrameStream, PlaceResult, RateLimits, VenueTraits
 
 __all__ = ["LIMITS", "LighterVenue"]
 
@@ -86,15 +86,15 @@ class LighterVenue:
     """A Lighter account; open it with ``async with LighterVenue.open(settings) as venue``."""
 
     name = "lighter"
-    emulated_exits = True  # posmon holds TP/SL/timeout itself on Lighter
-    hedge_mode = False  # Lighter positions are one-way
 
     def __init__(self, settings: LighterSettings, rest: LighterRest, *, client_id_prefix: str = "pm",
                  clock: Callable[[], float] = time.time, connect: Connector | None = None) -> None:
         self.settings = settings
-        # The bounded close's worst price: first bound, widening step, cap (percent through the mark).
-        self.close_slippage = (settings.close_slippage_pct, settings.close_slippage_step_pct,
-                               settings.close_slippage_max_pct)
+        # Lighter's conditional orders misfire, so posmon holds TP/SL/timeout itself; its positions are one-way.
+        self.traits = VenueTraits(
+            emulated_exits=True, one_way_only=True, request_timeout_seconds=settings.request_timeout_seconds,
+            close_slippage=CloseSlippage(settings.close_slippage_pct, settings.close_slippage_step_pct,
+                                         settings.close_slippage_max_pct))
         self.rest = rest
         self.limits: RateLimits = LIMITS[settings.tier]
         self.markets = MarketTable.of([])
