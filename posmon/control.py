@@ -26,7 +26,7 @@ from posmon.actors.messages import CloseTranches, OpenEntry, ResumeMonitoring, S
 from posmon.domain.orders import OrderRequest, OrderType, Purpose, Side, SymbolRules
 from posmon.domain.protection import client_order_id, worst_price
 from posmon.domain.rounding import quantize_qty
-from posmon.domain.tranche import Risk, exit_prices, realized_pnl
+from posmon.domain.tranche import ExitReason, Risk, exit_prices, realized_pnl
 
 DEFAULT_MAX_OUTSTANDING = 32  # distinct operator commands in flight; an open may wait its entry_timeout
 BUSY_RETRY_AFTER_SECONDS = 1.0
@@ -350,7 +350,7 @@ class DaemonControl:
                 continue
             if any(not t.closing for t in held if t.side is s):  # all closing already: the actor is on it
                 await d.directory.inbox(symbol, s).send(CloseTranches(ids if tranche_id is not None else (),
-                                                                      "MANUAL"))
+                                                                      ExitReason.MANUAL))
             results.append(CloseResult(symbol, s, list(ids)))
         if not results:
             raise ControlError(f"posmon holds no open tranche of {symbol}" + (f" {side.value}" if side else ""),

@@ -9,6 +9,7 @@ from typing import Any
 import trio
 
 from posmon.domain.orders import OrderRequest, OrderState, PositionState
+from posmon.domain.tranche import ExitReason
 from posmon.exchange.errors import VenueError
 
 
@@ -149,7 +150,7 @@ class CloseTranches:
     """Close tranches now at market (all of the position when ``tranche_ids`` is empty)."""
 
     tranche_ids: tuple[int, ...] = ()
-    reason: str = "MANUAL"
+    reason: str = ExitReason.MANUAL
 
 
 @dataclass(frozen=True, slots=True)

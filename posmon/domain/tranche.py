@@ -18,11 +18,18 @@ HUNDRED = Decimal(100)
 
 
 class ExitReason(enum.StrEnum):
+    """Why a tranche is closing or was closed: the store's ``close_reason``, notices' and metrics' ``reason``."""
+
     TP = "TP"  # the mark ran through the take-profit
     SL = "SL"  # the mark ran through the stop-loss
     TIMEOUT = "TIMEOUT"  # the tranche was held for max_hold_seconds
     LIQUIDATION = "LIQUIDATION"  # the venue liquidated the position (recognized from its own order updates)
     ADL = "ADL"  # the venue's auto-deleveraging closed part of the position
+    MANUAL = "MANUAL"  # the operator closed it (API, CLI)
+    EXTERNAL = "EXTERNAL"  # the position was reduced or closed outside posmon
+    MERGED = "MERGED"  # folded into another tranche of the same position
+    PROTECTION_FAILED = "PROTECTION_FAILED"  # its TP/SL was refused and protection_failure_action is "close"
+    CLOSE = "CLOSE"  # a close order of posmon's filled for a tranche not marked closing
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,15 @@ from typing import Any
 
 from posmon.domain.orders import OrderState, PositionState, Purpose, Side, SymbolRules, WorkingType
 from posmon.domain.protection import OrderRecord, parse_client_order_id, protection_orders
-from posmon.domain.tranche import Risk, Tranche, apply_entry_fill, apply_reduction, exit_prices, implied_entry
+from posmon.domain.tranche import (
+    ExitReason,
+    Risk,
+    Tranche,
+    apply_entry_fill,
+    apply_reduction,
+    exit_prices,
+    implied_entry,
+)
 from posmon.ops.gaps import Account, Book, Gap, GapKind, _plain
 from posmon.store.store import Changes, Event
 
@@ -109,7 +117,7 @@ class _Planner:
                 self._position(g)
         for g in gaps:
             if g.kind is GapKind.NO_POSITION and g.tranche_id in self.tranches:
-                self._close(self.tranches[g.tranche_id], "EXTERNAL", "the exchange holds no position")
+                self._close(self.tranches[g.tranche_id], ExitReason.EXTERNAL, "the exchange holds no position")
         for g in gaps:
             if g.kind in (GapKind.ORPHAN_ORDER, GapKind.STALE_LEG) and g.client_id:
                 self._cancel(g.symbol, g.side, g.client_id, g.tranche_id, g.detail.split(": ", 1)[-1])
@@ -141,7 +149,7 @@ class _Planner:
                 self._step("resize", t.symbol, t.side, f"tranche {t.index} shrinks to {_plain(t.qty)} "
                            "(the position is smaller)", t.id)
             for t in decision.removed:
-                self._close(t, "EXTERNAL", "closed outside posmon (the position is smaller)")
+                self._close(t, ExitReason.EXTERNAL, "closed outside posmon (the position is smaller)")
             return
         pos = self.positions[(g.symbol, g.side)]
         known = [(t.qty, t.entry) for t in key]
@@ -158,7 +166,7 @@ class _Planner:
                        f"{_plain(t.tp)} SL {_plain(t.sl)} ({_plain(g.qty)} @ {_plain(price)} adopted)", t.id)
         for t in decision.removed:
             self.merged_into[t.id] = decision.changed[0].id
-            self._close(t, "MERGED", f"merged into tranche {decision.changed[0].index}", cancel_legs=False)
+            self._close(t, ExitReason.MERGED, f"merged into tranche {decision.changed[0].index}", cancel_legs=False)
 
     def _keep(self, t: Tranche, *, resized: bool = False) -> None:
         self.tranches[t.id] = t
