@@ -15,7 +15,8 @@ def test_close_reasons_keep_the_strings_the_store_holds() -> None:
     # The store's close_reason column, the metrics' reason label and notices carry these: renaming one orphans
     # every stored row and dashboard that uses it.
     assert {r.name: r.value for r in ExitReason} == {r: r for r in (
-        "TP", "SL", "TIMEOUT", "LIQUIDATION", "ADL", "MANUAL", "EXTERNAL", "MERGED", "PROTECTION_FAILED", "CLOSE")}
+        "TP", "SL", "TIMEOUT", "LIQUIDATION", "ADL", "MANUAL", "EXTERNAL", "MERGED", "PROTECTION_FAILED", "CLOSE",
+        "UNMONITORED")}
 
 
 def test_notice_kinds_keep_their_strings_and_every_one_can_be_chosen() -> None:

@@ -67,6 +67,7 @@ from posmon.domain.tranche import (
 from posmon.exchange.errors import OrderNotFound, VenueError, WouldTriggerImmediately
 from posmon.exchange.events import OrderUpdate, PositionUpdate
 from posmon.metrics import Metrics
+from posmon.notify.kinds import NoticeKind
 from posmon.store.store import Changes, Event, PendingEntry, Store
 
 log = logging.getLogger(__name__)
@@ -344,7 +345,7 @@ class PositionActor:
         self._tick_at = received_at
         try:
             for tid, reason in list(self.book.pop_triggered(mark.price, self.links.clock())):
-                self.links.metrics.inc("exits_triggered", venue=self.cfg.venue, reason=reason.value)
+                self.links.metrics.inc("exits_triggered", venue=self.cfg.venue, reason=reason)
                 self._start_close(self.tranches[tid], reason)
         finally:
             self._tick_at = None
@@ -381,7 +382,8 @@ class PositionActor:
         if not u.is_fill:
             return
         if u.forced is not None:  # the venue's liquidation or auto-deleveraging
-            self._on_external_reduction(u.last_qty, source=u.client_id, price=u.last_price, reason=u.forced)
+            self._on_external_reduction(u.last_qty, source=u.client_id, price=u.last_price,
+                                        reason=ExitReason(u.forced))
             return
         if self._settled_through is not None and u.time <= self._settled_through \
                 and self.links.clock() - self._settled_through <= self.cfg.late_update_window:
@@ -435,10 +437,10 @@ class PositionActor:
                 index = max((t.index for t in self.tranches.values()), default=-1) + 1
                 t = new_tranche(id=e.tranche_id, venue=c.venue, symbol=c.symbol, side=c.side, index=index,
                                 qty=fill_qty, price=price, now=self.links.clock(), risk=e.risk, rules=c.rules)
-                kind = "tranche_opened"
+                kind = NoticeKind.TRANCHE_OPENED
             else:
                 t = extend_tranche(held, qty=fill_qty, price=price, risk=e.risk, rules=c.rules)
-                kind = "tranche_extended"
+                kind = NoticeKind.TRANCHE_EXTENDED
             self._apply_decision(EntryDecision(changed=(t,)), events=[
                 self._event(kind, t, qty=fill_qty, price=price, source=cid, entry=t.entry, total_qty=t.qty,
                             tp=t.tp, sl=t.sl)])
@@ -463,7 +465,7 @@ class PositionActor:
         for tid in stopped:
             t = self.tranches.pop(tid)
             self.book.discard(tid)
-            changes.closed.append((tid, "UNMONITORED", now))
+            changes.closed.append((tid, ExitReason.UNMONITORED, now))
             changes.tranches.append(t)
         self._cancel([o for o in self.orders.values() if o.purpose is not Purpose.ENTRY], Priority.HOUSEKEEPING,
                      changes)
@@ -482,7 +484,7 @@ class PositionActor:
             live, qty=qty, price=price, now=self.links.clock(), risk=c.risk, rules=c.rules,
             new_id=self.store.allocate_tranche_id(), venue=c.venue, symbol=c.symbol, side=c.side,
         )
-        kinds = {t.id: ("tranche_opened" if t.id not in self.tranches else "tranche_extended")
+        kinds = {t.id: (NoticeKind.TRANCHE_OPENED if t.id not in self.tranches else NoticeKind.TRANCHE_EXTENDED)
                  for t in decision.changed}
         self._apply_decision(decision, since=at, events=[
             self._event(kinds[t.id], t, qty=qty, price=price, source=source, entry=t.entry, total_qty=t.qty,
@@ -492,7 +494,7 @@ class PositionActor:
             self._notice(kinds[t.id], t, f"tranche {t.index} {t.qty} @ {self._shown(t.entry)} TP {t.tp} SL {t.sl}")
 
     def _on_external_reduction(self, qty: Decimal, *, source: str, price: Decimal | None,
-                               reason: str = "EXTERNAL") -> None:
+                               reason: ExitReason = ExitReason.EXTERNAL) -> None:
         """The position shrank outside posmon: newest tranches first give up the quantity (``apply_reduction``).
 
         Their TP/SL are resized (placed anew, the old ones cancelled) or cancelled with the tranche, the realized
@@ -520,11 +522,12 @@ class PositionActor:
                         tranches=[t.id for t in (*decision.changed, *decision.removed)])])
         if decision.changed:
             shown = ", ".join(f"{t.index}: {before[t.id].qty} -> {t.qty}" for t in decision.changed)
-            self._notice("position_shrunk", decision.changed[0],
+            self._notice(NoticeKind.POSITION_SHRUNK, decision.changed[0],
                          f"{reason}: position reduced by {qty} outside posmon; tranches resized ({shown})",
                          needs_human=forced, reason=reason)
 
-    def _apply_decision(self, decision: EntryDecision, *, events: list[Event], removed_reason: str = "MERGED",
+    def _apply_decision(self, decision: EntryDecision, *, events: list[Event],
+                        removed_reason: ExitReason = ExitReason.MERGED,
                         since: float | None = None) -> None:
         """Persist changed tranches with fresh TP/SL (placed before the old ones go), close removed ones."""
         changes = Changes(events=events)
@@ -547,12 +550,13 @@ class PositionActor:
             self.tranches.pop(t.id, None)
             self.book.discard(t.id)
             changes.closed.append((t.id, removed_reason, now))
-            if removed_reason != "MERGED":
+            if removed_reason is not ExitReason.MERGED:
                 changes.tranches.append(t)  # its realized PnL
-                self._notice("exit", t, f"tranche {t.index} ({t.qty}) was closed outside posmon by {removed_reason}"
-                             f", realized PnL {t.realized_pnl:.4f}", reason=removed_reason, pnl=str(t.realized_pnl),
+                self._notice(NoticeKind.EXIT, t, f"tranche {t.index} ({t.qty}) was closed outside posmon by "
+                             f"{removed_reason}, realized PnL {t.realized_pnl:.4f}", reason=removed_reason,
+                             pnl=str(t.realized_pnl),
                              needs_human=removed_reason in (ExitReason.LIQUIDATION, ExitReason.ADL))
-            if survivor is not None and removed_reason == "MERGED" and self.exits.legs:
+            if survivor is not None and removed_reason is ExitReason.MERGED and self.exits.legs:
                 self._merged_into[t.id] = survivor  # its orders go once the survivor's legs are live
             else:
                 self._cancel(self._orders_of(t.id), Priority.EXIT, changes)
@@ -671,7 +675,7 @@ class PositionActor:
             # down): the second leg ate other tranches' quantity. The reconcile shrinks and re-protects them.
             log.error("%s: fill of %s (%s) for tranche %s already closed; reconciling", self.name,
                       rec.client_id, qty, rec.tranche_id)
-            self._notice("double_exit", None, f"{rec.purpose.name} {rec.client_id} filled {qty} "
+            self._notice(NoticeKind.DOUBLE_EXIT, None, f"{rec.purpose.name} {rec.client_id} filled {qty} "
                          f"after its tranche had closed: other tranches' quantity was closed; re-protecting the rest",
                          needs_human=True, tranche_id=rec.tranche_id)
             self._confirm_at = self.links.clock()
@@ -679,7 +683,7 @@ class PositionActor:
         qty = min(qty, t.qty)
         pnl = realized_pnl(t.side, t.entry, price, qty)
         t = replace(t, qty=t.qty - qty, realized_pnl=t.realized_pnl + pnl)
-        reason = t.closing or {Purpose.TP: "TP", Purpose.SL: "SL"}.get(rec.purpose, "CLOSE")
+        reason = t.closing or {Purpose.TP: ExitReason.TP, Purpose.SL: ExitReason.SL}.get(rec.purpose, ExitReason.CLOSE)
         changes.events.append(self._event("fill", t, client_id=rec.client_id, purpose=rec.purpose.value,
                                           qty=qty, price=price, pnl=pnl))
         if t.qty <= 0:
@@ -704,7 +708,7 @@ class PositionActor:
         changes.events.append(self._event("tranche_closed", t, reason=reason, pnl=t.realized_pnl, entry=t.entry))
         self._cancel(self._orders_of(t.id), Priority.EXIT, changes)
         self.links.metrics.inc("tranches_closed", venue=self.cfg.venue, reason=reason)
-        self._notice("exit", t, f"tranche {t.index} closed by {reason}, realized PnL {t.realized_pnl:.4f}",
+        self._notice(NoticeKind.EXIT, t, f"tranche {t.index} closed by {reason}, realized PnL {t.realized_pnl:.4f}",
                      reason=reason, pnl=str(t.realized_pnl))
 
     def _after_change(self, rec: OrderRecord, *, ended_unfilled: bool) -> None:
@@ -746,7 +750,7 @@ class PositionActor:
             return
         if rec.purpose is Purpose.SL and isinstance(err, WouldTriggerImmediately) and not t.closing:
             log.warning("%s: mark already through the stop of tranche %s; closing it", self.name, t.index)
-            self._start_close(t, ExitReason.SL.value)
+            self._start_close(t, ExitReason.SL)
             return
         if rec.purpose is Purpose.CLOSE:
             self._close_fell_short(t, f"close order {rec.client_id} rejected: {err}")
@@ -758,10 +762,10 @@ class PositionActor:
         n = self._rejections.get(key, (0, 0.0))[0] + 1
         self.links.metrics.inc("protection_failures", venue=self.cfg.venue)
         if n == 1:
-            self._notice("protection_failed", t, f"{rec.purpose.name} order {rec.client_id} rejected: {err}",
+            self._notice(NoticeKind.PROTECTION_FAILED, t, f"{rec.purpose.name} order {rec.client_id} rejected: {err}",
                          needs_human=True)
         if self.cfg.protection_failure_action == "close" and not t.closing:
-            self._start_close(t, "PROTECTION_FAILED")
+            self._start_close(t, ExitReason.PROTECTION_FAILED)
         else:
             pause = min(self.cfg.retry_seconds * 2 ** (n - 1), self.cfg.rejected_retry_max_seconds)
             log.error("%s: %s of tranche %s refused %d times (%s); next try in %.0fs", self.name, rec.purpose.name,
@@ -882,7 +886,7 @@ class PositionActor:
         if short.reconcile:
             self._confirm_at = now
         if short.alert is not None:
-            self._notice("close_failed", t, short.alert, needs_human=True)
+            self._notice(NoticeKind.CLOSE_FAILED, t, short.alert, needs_human=True)
         if short.exhausted:
             self.links.metrics.inc("close_slippage_exhausted", venue=self.cfg.venue)
 

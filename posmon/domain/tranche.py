@@ -30,6 +30,7 @@ class ExitReason(enum.StrEnum):
     MERGED = "MERGED"  # folded into another tranche of the same position
     PROTECTION_FAILED = "PROTECTION_FAILED"  # its TP/SL was refused and protection_failure_action is "close"
     CLOSE = "CLOSE"  # a close order of posmon's filled for a tranche not marked closing
+    UNMONITORED = "UNMONITORED"  # the operator stopped monitoring the symbol: forgotten, the position left open
 
 
 @dataclass(frozen=True, slots=True)
