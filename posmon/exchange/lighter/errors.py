@@ -4,7 +4,7 @@ Anything that does not prove the request had no effect (5xx, timeouts, dropped c
 answer) becomes ``OutcomeUnknown``; the gateway then looks the order up before resending. 429 is
 ``RateLimited``. 21104 (invalid nonce) and 21105 (batch nonces not consecutive) are ``NonceExpired``: the
 venue refused before executing, and the nonce keeper re-fetches. Other business codes are ``Rejected``
-subclasses via ``posmon.exchange.errors.rejection``'s table extended with Lighter's codes.
+subclasses via Lighter's own code table below.
 """
 
 from __future__ import annotations
