@@ -24,9 +24,9 @@ import trio
 
 from posmon.actors.messages import CloseTranches, OpenEntry, ResumeMonitoring, StopMonitoring
 from posmon.domain.orders import OrderRequest, OrderType, Purpose, Side, SymbolRules
-from posmon.domain.protection import client_order_id
-from posmon.domain.rounding import quantize_qty, round_down, round_up
-from posmon.domain.tranche import Risk, exit_prices, realized_pnl
+from posmon.domain.protection import client_order_id, worst_price
+from posmon.domain.rounding import quantize_qty
+from posmon.domain.tranche import ExitReason, Risk, exit_prices, realized_pnl
 
 DEFAULT_MAX_OUTSTANDING = 32  # distinct operator commands in flight; an open may wait its entry_timeout
 BUSY_RETRY_AFTER_SECONDS = 1.0
@@ -310,9 +310,8 @@ class DaemonControl:
         hedge = traits.hedge_mode(d.settings.daemon.hedge_mode)
         price = None
         if traits.emulated_exits:  # market orders there need a worst acceptable price
-            first = traits.close_slippage.first_pct
-            sign = request.side.sign
-            price = (round_up if sign > 0 else round_down)(mark.price * (100 + sign * first) / 100, rules.tick_size)
+            price = worst_price(request.side.opening_order_side, mark.price, traits.close_slippage.first_pct,
+                                rules.tick_size)
         tid = d.store.allocate_tranche_id()
         entry = OrderRequest(client_id=client_order_id(d.settings.daemon.client_id_prefix, tid, Purpose.ENTRY, 1),
                              symbol=symbol, side=request.side.opening_order_side,
@@ -351,7 +350,7 @@ class DaemonControl:
                 continue
             if any(not t.closing for t in held if t.side is s):  # all closing already: the actor is on it
                 await d.directory.inbox(symbol, s).send(CloseTranches(ids if tranche_id is not None else (),
-                                                                      "MANUAL"))
+                                                                      ExitReason.MANUAL))
             results.append(CloseResult(symbol, s, list(ids)))
         if not results:
             raise ControlError(f"posmon holds no open tranche of {symbol}" + (f" {side.value}" if side else ""),

@@ -178,8 +178,7 @@ async def run_daemon(
             instant_tp=r.instant_tp_enabled, working_type=WorkingType(r.working_type), hedge_mode=hedge_mode,
             prefix=d.client_id_prefix, protection_failure_action=d.protection_failure_action,
             reply_timeout=d.request_timeout_seconds * 6, emulated_exits=traits.emulated_exits,
-            close_slippage_pct=traits.close_slippage.first_pct, close_slippage_step_pct=traits.close_slippage.step_pct,
-            close_slippage_max_pct=traits.close_slippage.max_pct,
+            close_slippage=traits.close_slippage,
         )
 
     with trio.CancelScope() as scope:

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from posmon.api.commands import EXIT_CONFIG, EXIT_FAILED, EXIT_UNREACHABLE
+from posmon.cli.exit_codes import ExitCode
 from posmon.config import Settings
 from posmon.domain.orders import SymbolRules
 from posmon.exchange.errors import AuthRejected, Banned, OutcomeUnknown, RateLimited, Rejected
@@ -26,13 +26,11 @@ from posmon.exchange.lighter.signer import SignError, SignerUnavailable
 from posmon.exchange.venue import Venue
 
 __all__ = [
-    "CONNECT_TIMEOUT_SECONDS", "EXIT_STORE", "CredentialsRejected", "StartupFailure", "VenueRefused",
+    "CONNECT_TIMEOUT_SECONDS", "CredentialsRejected", "StartupFailure", "VenueRefused",
     "VenueUnreachable", "check_recording", "connect_venue", "credential_settings", "retry_startup",
     "venue_is_embedded",
 ]
 
-#: Exit code of ``posmon run`` when the store cannot be used (locked, read-only, full, corrupt, foreign, newer).
-EXIT_STORE = 4
 #: How long start-up keeps retrying an unreachable or failing venue before exit 3 (``--connect-timeout``);
 #: the configuration key for it would be ``[daemon] startup_timeout_seconds``.
 CONNECT_TIMEOUT_SECONDS = 60.0
@@ -52,37 +50,37 @@ _T = TypeVar("_T")
 class StartupFailure(Exception):
     """One line saying what stopped start-up; ``exit_code`` is what ``posmon run`` exits with."""
 
-    exit_code = EXIT_FAILED
+    exit_code = ExitCode.FAILED
 
 
 class CredentialsRejected(StartupFailure):
     """The venue refused our keys (Aster -2015/-2014/-1022, Lighter 21100/21108): never retried."""
 
-    exit_code = EXIT_UNREACHABLE
+    exit_code = ExitCode.UNREACHABLE
 
 
 class VenueUnreachable(StartupFailure):
     """No usable answer from the venue within the start-up time, after retries."""
 
-    exit_code = EXIT_UNREACHABLE
+    exit_code = ExitCode.UNREACHABLE
 
 
 class VenueRefused(StartupFailure):
     """The venue refused a start-up request for a reason no retry fixes."""
 
-    exit_code = EXIT_UNREACHABLE
+    exit_code = ExitCode.UNREACHABLE
 
 
 class SignerMissing(StartupFailure):
     """Lighter's signing library is not installed or cannot load here: fixed by installing, not by waiting."""
 
-    exit_code = EXIT_CONFIG
+    exit_code = ExitCode.CONFIG
 
 
 class RecordingMissing(StartupFailure):
     """``sim.recording`` names no packaged recording: a configuration error."""
 
-    exit_code = EXIT_CONFIG
+    exit_code = ExitCode.CONFIG
 
 
 def credential_settings(venue: str, auth: str | None = None) -> str:

@@ -8,14 +8,15 @@ import sys
 
 import trio
 
-from posmon.cli import EXIT_CONFIG, main
+from posmon.cli import main
+from posmon.cli.exit_codes import ExitCode
 from posmon.store.store import Store
 
 
 def test_bad_config_stops_startup_naming_the_key(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text('[risk]\ntp_pct = "lots"\n')
-    assert main(["--config", str(bad), "run"]) == EXIT_CONFIG
+    assert main(["--config", str(bad), "run"]) == ExitCode.CONFIG
     err = capsys.readouterr().err
     assert "risk.tp_pct" in err and "'lots'" in err
 
@@ -23,7 +24,7 @@ def test_bad_config_stops_startup_naming_the_key(tmp_path, capsys):
 def test_bad_environment_override_stops_startup(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("POSMON_RISK_SL_PCT", "150")
     monkeypatch.setenv("POSMON_DAEMON_STORE", str(tmp_path / "x.sqlite"))
-    assert main(["run"]) == EXIT_CONFIG
+    assert main(["run"]) == ExitCode.CONFIG
     assert "POSMON_RISK_SL_PCT" in capsys.readouterr().err
     assert not (tmp_path / "x.sqlite").exists()  # nothing started
 
@@ -72,6 +73,6 @@ async def test_demo_prints_protection_exits_and_pnl(tmp_path):
 def test_bad_aster_setting_stops_startup_before_any_network(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("POSMON_ASTER_AUTH", "v9")
     monkeypatch.setenv("POSMON_DAEMON_STORE", str(tmp_path / "x.sqlite"))
-    assert main(["run"]) == EXIT_CONFIG
+    assert main(["run"]) == ExitCode.CONFIG
     err = capsys.readouterr().err
     assert "POSMON_ASTER_AUTH" in err and "'v9'" in err and "'v1', 'v3'" in err

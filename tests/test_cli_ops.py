@@ -13,7 +13,8 @@ import pytest
 import trio
 
 from posmon.api import create_app
-from posmon.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, main
+from posmon.cli import main
+from posmon.cli.exit_codes import ExitCode
 from posmon.domain.orders import Side
 from tests.test_api_fakes import NOW, TOKEN, FakeControl, served, tranche
 
@@ -37,7 +38,7 @@ async def test_status_prints_a_table_of_tranches_and_stream_health(capsys):
     async with served(app_for(control)) as url:
         code = await posmon("status", "--api", url)
     out = capsys.readouterr().out
-    assert code == EXIT_OK
+    assert code == ExitCode.OK
     assert "posmon on aster: running" in out
     assert "stream price  up" in out and "last frame 0.4 s ago" in out and "stream user   DOWN" in out
     header = next(line for line in out.splitlines() if line.startswith("ID"))
@@ -56,7 +57,7 @@ async def test_status_shows_long_averages_to_ten_digits_and_pnl_to_four_places(c
     async with served(app_for(FakeControl(tranches=[averaged]))) as url:
         code = await posmon("status", "--api", url)
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("3 "))
-    assert code == EXIT_OK
+    assert code == ExitCode.OK
     assert row.split()[3:5] == ["0.020", "2998.132"] and row.split()[8] == "-4.4520"
 
 
@@ -64,7 +65,7 @@ async def test_status_json_prints_the_daemons_answer(capsys):
     async with served(app_for(FakeControl())) as url:
         code = await posmon("status", "--api", url, "--json")
     answer = json.loads(capsys.readouterr().out)
-    assert code == EXIT_OK and answer["tranches"][0]["entry"] == "60000.1" and answer["running"] is True
+    assert code == ExitCode.OK and answer["tranches"][0]["entry"] == "60000.1" and answer["running"] is True
     assert answer["tranches"][0]["opened_at"] == NOW - 120  # numbers stay numbers
 
 
@@ -74,7 +75,7 @@ async def test_open_sends_exact_values_and_prints_entry_and_exits(capsys):
         code = await posmon("open", "long", "dogeusdt", "--size-usd", "5.1", "--leverage", "5", "--sl-percent", "3",
                             "--rr", "1:2", "--api", url)
     out = capsys.readouterr().out
-    assert code == EXIT_OK
+    assert code == ExitCode.OK
     assert "LONG DOGEUSDT: filled 0.5 at 100 (tranche 7)" in out
     assert "TP 106.00 (6 %)" in out and "SL 97.00 (3 %)" in out
     [(_, (request,))] = control.calls
@@ -86,7 +87,7 @@ async def test_a_pending_entry_is_reported_as_such(capsys):
     async with served(app_for(FakeControl(fill=False))) as url:
         code = await posmon("open", "SHORT", "BTCUSDT", "--size-usd", "50", "--leverage", "2", "--sl-percent", "1",
                             "--rr", "1:3", "--api", url)
-    assert code == EXIT_OK and "not filled yet" in capsys.readouterr().out
+    assert code == ExitCode.OK and "not filled yet" in capsys.readouterr().out
 
 
 async def test_a_refused_open_exits_1_naming_the_field(capsys):
@@ -96,7 +97,7 @@ async def test_a_refused_open_exits_1_naming_the_field(capsys):
         code = await posmon("open", "long", "BTCUSDT", "--size-usd", "1", "--leverage", "5", "--sl-percent", "3",
                             "--rr", "1:2", "--api", url)
     err = capsys.readouterr().err
-    assert code == EXIT_FAILED
+    assert code == ExitCode.FAILED
     assert "HTTP 422" in err and "[size_usd]" in err and "minimum notional" in err
 
 
@@ -115,7 +116,7 @@ async def test_usage_errors_exit_2_before_any_request(args, capsys):
     async with served(app_for(control)) as url:
         with pytest.raises(SystemExit) as exit_:
             await posmon(*args, "--api", url)
-    assert exit_.value.code == EXIT_CONFIG and control.calls == []
+    assert exit_.value.code == ExitCode.CONFIG and control.calls == []
     assert "usage:" in capsys.readouterr().err
 
 
@@ -126,7 +127,7 @@ async def test_close_a_position_a_side_or_one_tranche(capsys):
                  await posmon("close", "BTCUSDT", "--side", "short", "--api", url),
                  await posmon("close", "BTCUSDT", "--tranche", "1", "--api", url)]
     out = capsys.readouterr().out
-    assert codes == [EXIT_OK] * 3
+    assert codes == [ExitCode.OK] * 3
     assert "closing BTCUSDT LONG: tranche(s) 1" in out and "closing BTCUSDT SHORT: tranche(s) 2" in out
     assert control.calls == [("close", ("BTCUSDT", None, None)), ("close", ("BTCUSDT", Side.SHORT, None)),
                              ("close", ("BTCUSDT", None, 1))]
@@ -135,7 +136,7 @@ async def test_close_a_position_a_side_or_one_tranche(capsys):
 async def test_closing_nothing_exits_1(capsys):
     async with served(app_for(FakeControl())) as url:
         code = await posmon("close", "ETHUSDT", "--api", url)
-    assert code == EXIT_FAILED and "HTTP 404" in capsys.readouterr().err
+    assert code == ExitCode.FAILED and "HTTP 404" in capsys.readouterr().err
 
 
 async def test_stop_and_resume(capsys):
@@ -144,7 +145,7 @@ async def test_stop_and_resume(capsys):
         stopped = await posmon("stop", "BTCUSDT", "--api", url)
         resumed = await posmon("resume", "BTCUSDT", "--api", url)
     out = capsys.readouterr().out
-    assert (stopped, resumed) == (EXIT_OK, EXIT_OK)
+    assert (stopped, resumed) == (ExitCode.OK, ExitCode.OK)
     assert "stopped monitoring BTCUSDT (tranches 1, 2)" in out and "monitoring BTCUSDT again" in out
     assert control.calls == [("stop_monitoring", ("BTCUSDT",)), ("resume_monitoring", ("BTCUSDT",))]
 
@@ -158,7 +159,7 @@ async def test_the_token_comes_from_the_environment(capsys, monkeypatch):
         monkeypatch.setenv("POSMON_API_TOKEN", TOKEN)
         right = await posmon("status", "--api", url)
     captured = capsys.readouterr()
-    assert (missing, wrong, right) == (EXIT_CONFIG, EXIT_CONFIG, EXIT_OK)
+    assert (missing, wrong, right) == (ExitCode.CONFIG, ExitCode.CONFIG, ExitCode.OK)
     assert "HTTP 401" in captured.err and "POSMON_API_TOKEN" in captured.err
     assert TOKEN not in captured.err + captured.out
 
@@ -170,13 +171,13 @@ async def test_url_and_token_come_from_the_config_without_api(tmp_path, capsys):
         config = tmp_path / "posmon.toml"
         config.write_text(f'[api]\nhost = "0.0.0.0"\nport = {port}\ntoken = "{TOKEN}"\n')
         code = await posmon("--config", str(config), "stop", "BTCUSDT")
-    assert code == EXIT_OK and control.calls == [("stop_monitoring", ("BTCUSDT",))]
+    assert code == ExitCode.OK and control.calls == [("stop_monitoring", ("BTCUSDT",))]
 
 
 async def test_a_bad_api_config_exits_2(tmp_path, capsys):
     config = tmp_path / "posmon.toml"
     config.write_text('[api]\nport = "many"\n')
-    assert await posmon("--config", str(config), "status") == EXIT_CONFIG
+    assert await posmon("--config", str(config), "status") == ExitCode.CONFIG
     assert "api.port" in capsys.readouterr().err
 
 
@@ -188,19 +189,19 @@ def _closed_port() -> int:
 
 async def test_an_unreachable_daemon_exits_3(capsys):
     code = await posmon("status", "--api", f"http://127.0.0.1:{_closed_port()}")
-    assert code == EXIT_UNREACHABLE and "cannot reach the posmon daemon" in capsys.readouterr().err
+    assert code == ExitCode.UNREACHABLE and "cannot reach the posmon daemon" in capsys.readouterr().err
 
 
 async def test_a_daemon_that_does_not_answer_in_time_exits_3(capsys):
     async with served(app_for(FakeControl(status_hangs=True))) as url:
         code = await posmon("status", "--api", url, "--timeout", "0.2")
-    assert code == EXIT_UNREACHABLE and "may still have been carried out" in capsys.readouterr().err
+    assert code == ExitCode.UNREACHABLE and "may still have been carried out" in capsys.readouterr().err
 
 
 def test_run_refuses_an_api_bound_off_loopback_without_a_token(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("POSMON_API_HOST", "0.0.0.0")
     monkeypatch.setenv("POSMON_DAEMON_STORE", str(tmp_path / "x.sqlite"))
-    assert main(["run"]) == EXIT_CONFIG
+    assert main(["run"]) == ExitCode.CONFIG
     assert "POSMON_API_HOST" in capsys.readouterr().err
     assert not (tmp_path / "x.sqlite").exists()
 

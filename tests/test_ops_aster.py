@@ -20,18 +20,11 @@ from typing import Any
 import pytest
 import trio
 
+from posmon.cli.exit_codes import ExitCode
 from posmon.config import ConfigError, Settings
 from posmon.domain.orders import OrderRequest, OrderSide, OrderType, Side
 from posmon.domain.protection import LocalState, OrderRecord
-from posmon.ops.command import (
-    EXIT_BUSY,
-    EXIT_CONFIG,
-    EXIT_GAPS,
-    EXIT_OK,
-    EXIT_UNREACHABLE,
-    protect_command,
-    verify_command,
-)
+from posmon.ops.command import protect_command, verify_command
 from posmon.ops.lock import hold_store_lock
 from posmon.sim.exchange import SimExchange
 from posmon.store.store import Changes, Store
@@ -150,9 +143,9 @@ async def test_verify_reports_clean_on_an_account_the_daemon_protected(tmp_path,
                                        ("BTCUSDT", Side.LONG, "0.08", "42300"), ("ETHUSDT", Side.SHORT, "1", "3000"))
     sent = exchange.orders_sent
     async with ops(settings, exchange) as o:
-        assert await o.verify() == EXIT_OK
+        assert await o.verify() == ExitCode.OK
         assert "clean" in o.out and "3 open tranches" in o.out
-        assert await o.protect() == EXIT_OK
+        assert await o.protect() == ExitCode.OK
         assert "nothing to do" in o.out
     assert exchange.orders_sent == sent and exchange.calls["cancel_orders"] == 0
 
@@ -166,12 +159,12 @@ async def test_unprotected_position_is_adopted_and_protected(tmp_path, autojump_
     exchange.set_mark("BTCUSDT", D("45000"))
     exchange.external_entry("BTCUSDT", Side.LONG, D("0.1"))
     async with ops(settings, exchange) as o:
-        assert await o.verify() == EXIT_GAPS
+        assert await o.verify() == ExitCode.FAILED
         assert "[unknown_position] BTCUSDT LONG: 0.1 held @ 45000" in o.out
         gaps = await o.gaps()
         assert kinds(gaps) == ["unknown_position"] and gaps[0]["qty"] == "0.1"
 
-        assert await o.protect() == EXIT_OK, o.out
+        assert await o.protect() == ExitCode.OK, o.out
         assert resting(exchange) == {("LIMIT", "SELL", "0.1", "45450"), ("STOP_MARKET", "SELL", "0.1", "22500")}
         store = o.store()
         try:
@@ -181,7 +174,7 @@ async def test_unprotected_position_is_adopted_and_protected(tmp_path, autojump_
             assert [e["kind"] for e in store.events()][:1] == ["protect_adopt"]
         finally:
             store.close()
-        assert await o.verify() == EXIT_OK
+        assert await o.verify() == ExitCode.OK
         o.assert_clean()
 
     # The daemon takes the adopted tranche over as its own: nothing to redo, still clean.
@@ -198,7 +191,7 @@ async def test_position_grown_while_the_daemon_was_down_is_adopted_by_the_daemon
     async with ops(settings, exchange) as o:
         gaps = await o.gaps()
         assert kinds(gaps) == ["under_covered"] and gaps[0]["qty"] == "0.08"
-        assert await o.protect() == EXIT_OK, o.out
+        assert await o.protect() == ExitCode.OK, o.out
         assert resting(exchange) == {("LIMIT", "SELL", "0.1", "45450"), ("STOP_MARKET", "SELL", "0.1", "22500"),
                                      ("LIMIT", "SELL", "0.08", "42723"), ("STOP_MARKET", "SELL", "0.08", "21150")}
         o.assert_clean()
@@ -227,18 +220,18 @@ async def test_wrong_size_stop_is_replaced_new_one_first(tmp_path, autojump_cloc
     exchange = await protected_account(settings, ("BTCUSDT", Side.LONG, "0.1", "45000"))
     wrong = _seed_wrong_size_stop(settings, exchange)
     async with ops(settings, exchange) as o:
-        assert await o.verify() == EXIT_GAPS
+        assert await o.verify() == ExitCode.FAILED
         gaps = await o.gaps()
         assert kinds(gaps) == ["wrong_size"]
         assert (gaps[0]["client_id"], gaps[0]["expected"], gaps[0]["actual"]) == (wrong, "0.1", "0.05")
 
-        assert await o.protect() == EXIT_OK, o.out
+        assert await o.protect() == ExitCode.OK, o.out
         plan = o.out[o.out.index("plan"):]
         assert plan.index("place") < plan.index(f"cancel        BTCUSDT LONG: {wrong} once its replacement is live")
         assert resting(exchange) == {("LIMIT", "SELL", "0.1", "45450"), ("STOP_MARKET", "SELL", "0.1", "22500")}
         assert wrong not in {x.client_id for x in exchange.engine.open_orders()}
         o.assert_clean()
-        assert await o.verify() == EXIT_OK
+        assert await o.verify() == ExitCode.OK
 
 
 async def test_orphan_orders_are_cancelled(tmp_path, autojump_clock):
@@ -254,7 +247,7 @@ async def test_orphan_orders_are_cancelled(tmp_path, autojump_clock):
         gaps = await o.gaps()
         assert kinds(gaps) == ["orphan_order", "orphan_order"]
         assert {g["client_id"] for g in gaps} == {"pm-99-T3", "pm-1-S9"}
-        assert await o.protect() == EXIT_OK, o.out
+        assert await o.protect() == ExitCode.OK, o.out
         assert {x.client_id for x in exchange.engine.open_orders()} == {"pm-1-T1", "pm-1-S1"}
         o.assert_clean()
 
@@ -267,7 +260,7 @@ async def test_tranche_with_no_position_is_closed_and_its_legs_cancelled(tmp_pat
     async with ops(settings, exchange) as o:
         gaps = await o.gaps()
         assert kinds(gaps) == ["no_position"] and gaps[0]["symbol"] == "ETHUSDT"
-        assert await o.protect() == EXIT_OK, o.out
+        assert await o.protect() == ExitCode.OK, o.out
         assert exchange.engine.open_orders("ETHUSDT") == []
         store = o.store()
         try:
@@ -284,7 +277,7 @@ async def test_position_shrunk_outside_posmon_resizes_tranche_and_legs(tmp_path,
     external_close(exchange, "BTCUSDT", Side.LONG, "0.04")
     async with ops(settings, exchange) as o:
         assert kinds(await o.gaps()) == ["over_covered"]
-        assert await o.protect() == EXIT_OK, o.out
+        assert await o.protect() == ExitCode.OK, o.out
         assert resting(exchange) == {("LIMIT", "SELL", "0.06", "45450"), ("STOP_MARKET", "SELL", "0.06", "22500")}
         o.assert_clean()
 
@@ -297,7 +290,7 @@ async def test_one_way_mode_unprotected_short_is_adopted(tmp_path, autojump_cloc
     exchange.external_entry("BTCUSDT", Side.SHORT, D("0.1"))
     async with ops(settings, exchange) as o:
         assert kinds(await o.gaps()) == ["unknown_position"]
-        assert await o.protect() == EXIT_OK, o.out
+        assert await o.protect() == ExitCode.OK, o.out
         assert {(x.position_side, x.reduce_only) for x in exchange.engine.open_orders()} == {("BOTH", True)}
         assert resting(exchange) == {("LIMIT", "BUY", "0.1", "44550"), ("STOP_MARKET", "BUY", "0.1", "67500")}
         o.assert_clean()
@@ -327,11 +320,11 @@ async def test_dry_run_changes_neither_store_nor_exchange(tmp_path, autojump_clo
     before_positions = exchange.engine.positions()
     sent = exchange.orders_sent
     async with ops(settings, exchange) as o:
-        assert await o.protect(dry_run=True) == EXIT_GAPS
+        assert await o.protect(dry_run=True) == ExitCode.FAILED
         assert "dry run: nothing is changed" in o.out
         for action in ("adopt", "place", "cancel", "close_tranche"):
             assert f". {action}" in o.out, o.out
-        assert await o.protect(dry_run=True, as_json=True) == EXIT_GAPS
+        assert await o.protect(dry_run=True, as_json=True) == ExitCode.FAILED
         doc = json.loads(o.out[o.out.index("{"):])
         assert doc["dry_run"] and not doc["clean"] and {s["action"] for s in doc["plan"]} >= {"adopt", "place"}
     assert _dump(Path(settings.daemon.store)) == before_store
@@ -344,8 +337,8 @@ async def test_dry_run_and_verify_do_not_create_a_missing_store(tmp_path, autoju
     settings = make_settings(tmp_path)
     exchange = new_exchange(settings)
     async with ops(settings, exchange) as o:
-        assert await o.verify() == EXIT_OK
-        assert await o.protect(dry_run=True) == EXIT_OK
+        assert await o.verify() == ExitCode.OK
+        assert await o.protect(dry_run=True) == ExitCode.OK
     assert not await trio.Path(settings.daemon.store).exists()
 
 
@@ -357,7 +350,7 @@ async def test_placement_with_unknown_outcome_is_looked_up_not_resent(tmp_path, 
     async with aster_sim_with(exchange) as (opener, sim):
         o = Ops(settings, exchange, opener)
         sim.fail_next("/fapi/v1/batchOrders", after_execute=True)  # executed, answered 503
-        assert await o.protect() == EXIT_OK, o.out
+        assert await o.protect() == ExitCode.OK, o.out
         assert sim.counters.requests["POST /fapi/v1/batchOrders"] == 1  # looked up by client id, not resent
         o.assert_clean()
 
@@ -379,9 +372,9 @@ async def test_protect_refuses_while_another_process_holds_the_store(tmp_path, a
     exchange = new_exchange(settings)
     async with ops(settings, exchange) as o:
         with hold_store_lock(settings.daemon.store):  # what a running daemon holds
-            assert await o.protect() == EXIT_BUSY
+            assert await o.protect() == ExitCode.STORE
             assert "stop the daemon" in o.out
-            assert await o.verify() == EXIT_OK
+            assert await o.verify() == ExitCode.OK
             assert "a daemon holds this store" in o.out
 
 
@@ -392,8 +385,8 @@ async def test_unreachable_exchange_exits_3(tmp_path, autojump_clock):
         port = s.getsockname()[1]
     o = Ops(settings, new_exchange(settings), _opener(_aster_table(f"http://127.0.0.1:{port}",
                                                                    f"ws://127.0.0.1:{port}")))
-    assert await o.verify() == EXIT_UNREACHABLE
-    assert await o.protect() == EXIT_UNREACHABLE
+    assert await o.verify() == ExitCode.UNREACHABLE
+    assert await o.protect() == ExitCode.UNREACHABLE
     assert "exchange unreachable" in o.out
 
 
@@ -407,4 +400,4 @@ async def test_configuration_error_exits_2(tmp_path, autojump_clock, command):
         yield
 
     o = Ops(settings, new_exchange(settings), bad)
-    assert await getattr(o, command)() == EXIT_CONFIG
+    assert await getattr(o, command)() == ExitCode.CONFIG

@@ -16,8 +16,9 @@ from typing import Any
 
 import trio
 
+from posmon.cli.exit_codes import ExitCode
 from posmon.domain.orders import OrderRequest, OrderSide, OrderType, Side
-from posmon.ops.command import EXIT_GAPS, EXIT_OK, protect_command, verify_command
+from posmon.ops.command import protect_command, verify_command
 from posmon.store.store import Store
 from tests.emulated import lighter_like, one_way
 from tests.harness import running, trio_clock
@@ -45,7 +46,7 @@ async def test_emulated_exits_verify_and_protect(tmp_path, autojump_clock):
         code = await verify_command(settings, as_json=True, out=out, err=io.StringIO(), opener=opener)
         return code, json.loads(out.getvalue())
 
-    assert (await verify())[0] == EXIT_OK
+    assert (await verify())[0] == ExitCode.OK
 
     # A stray resting TP (e.g. placed by an older posmon) and a position nobody covers.
     exchange.engine.place(OrderRequest(client_id="pm-1-T7", symbol="BTCUSDT", side=OrderSide.SELL, position_side="BOTH",
@@ -54,12 +55,12 @@ async def test_emulated_exits_verify_and_protect(tmp_path, autojump_clock):
     exchange.set_mark("ETHUSDT", D("3000"))
     exchange.external_entry("ETHUSDT", Side.SHORT, D("1"))
     code, doc = await verify()
-    assert code == EXIT_GAPS
+    assert code == ExitCode.FAILED
     assert sorted(g["kind"] for g in doc["gaps"]) == ["stale_leg", "unknown_position"]
 
     out = io.StringIO()
-    assert await protect_command(settings, out=out, err=io.StringIO(), opener=opener, clock=trio_clock) == EXIT_OK, \
-        out.getvalue()
+    assert await protect_command(settings, out=out, err=io.StringIO(), opener=opener,
+                                 clock=trio_clock) == ExitCode.OK, out.getvalue()
     assert exchange.engine.open_orders() == []  # the stale leg is gone and no leg was placed
     store = Store.open(settings.daemon.store)
     try:
@@ -68,4 +69,4 @@ async def test_emulated_exits_verify_and_protect(tmp_path, autojump_clock):
         assert eth.deadline == eth.opened_at + 3600
     finally:
         store.close()
-    assert (await verify())[0] == EXIT_OK
+    assert (await verify())[0] == ExitCode.OK

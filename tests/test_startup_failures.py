@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 import trio
 
-from posmon.cli import _unwrap
+from posmon.cli.exit_codes import ExitCode
+from posmon.cli.run import _unwrap
 from posmon.exchange.errors import AuthRejected, OutcomeUnknown, RateLimited
 from posmon.exchange.venue import VenueTraits
 from posmon.sim.aster import credentials as aster_cred
@@ -32,7 +33,7 @@ from posmon.sim.aster import serve_aster_sim
 from posmon.sim.aster.sim import AsterSim
 from posmon.sim.exchange import SimExchange
 from posmon.sim.markets import rules_for
-from posmon.startup import EXIT_STORE, CredentialsRejected, StartupFailure, VenueUnreachable, connect_venue
+from posmon.startup import CredentialsRejected, StartupFailure, VenueUnreachable, connect_venue
 from posmon.store.schema import SCHEMA_VERSION
 from posmon.store.store import Store
 from tests.test_store_failures import corrupt_pages_behind_the_header, locked_by_another_process
@@ -254,7 +255,7 @@ async def test_a_store_on_a_read_only_filesystem_is_refused_with_exit_4(tmp_path
     config = write_config(tmp_path, store=state / "posmon.sqlite")
     wrap = in_mount_namespace(f"mount --bind {state} {state} && mount -o remount,ro,bind {state}")
     code, err = await run_posmon(config, wrap=wrap)
-    assert code == EXIT_STORE, err
+    assert code == ExitCode.STORE, err
     assert_one_line_failure(err, f"store {state / 'posmon.sqlite'}", "Read-only file system")
     assert_nothing_started(err)
 
@@ -264,7 +265,7 @@ async def test_a_store_on_a_full_filesystem_is_refused_with_exit_4(tmp_path):
     state.mkdir()
     config = write_config(tmp_path, store=state / "posmon.sqlite")
     code, err = await run_posmon(config, wrap=in_mount_namespace(f"mount -t tmpfs -o size=64k tmpfs {state}"))
-    assert code == EXIT_STORE, err
+    assert code == ExitCode.STORE, err
     assert_one_line_failure(err, f"store {state / 'posmon.sqlite'}", "the disk is full")
     assert_nothing_started(err)
 
@@ -299,7 +300,7 @@ async def test_an_unusable_store_file_is_refused_with_exit_4(tmp_path, make: Cal
     path = tmp_path / "posmon.sqlite"
     make(path)
     code, err = await run_posmon(write_config(tmp_path, store=path))
-    assert code == EXIT_STORE, err
+    assert code == ExitCode.STORE, err
     assert_one_line_failure(err, f"store {path}", says)
     assert_nothing_started(err)
 
@@ -310,7 +311,7 @@ async def test_a_store_locked_by_another_process_is_named_then_exit_4_not_a_sile
     config = write_config(tmp_path, store=path)
     with locked_by_another_process(path):
         code, err = await run_posmon(config)
-    assert code == EXIT_STORE, err
+    assert code == ExitCode.STORE, err
     assert f"store {path} is locked by another process; waiting up to" in err  # said at once, not after the wait
     assert_one_line_failure(err, f"store {path} is locked by another process")
     assert_nothing_started(err)
@@ -322,7 +323,7 @@ async def test_a_store_held_by_another_posmon_is_exit_4(tmp_path):
     path = tmp_path / "posmon.sqlite"
     with hold_store_lock(path):
         code, err = await run_posmon(write_config(tmp_path, store=path))
-    assert code == EXIT_STORE, err
+    assert code == ExitCode.STORE, err
     assert_one_line_failure(err, "held by another process", "not starting a second daemon")
 
 

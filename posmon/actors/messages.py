@@ -9,7 +9,7 @@ from typing import Any
 import trio
 
 from posmon.domain.orders import OrderRequest, OrderState, PositionState
-from posmon.domain.tranche import Risk, Tranche
+from posmon.domain.tranche import ExitReason, Risk, Tranche
 from posmon.exchange.errors import VenueError
 from posmon.exchange.events import OrderUpdate, PositionUpdate
 
@@ -151,7 +151,7 @@ class CloseTranches:
     """Close tranches now at market (all of the position when ``tranche_ids`` is empty)."""
 
     tranche_ids: tuple[int, ...] = ()
-    reason: str = "MANUAL"
+    reason: str = ExitReason.MANUAL
 
 
 @dataclass(frozen=True, slots=True)

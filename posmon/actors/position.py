@@ -19,7 +19,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -45,15 +45,12 @@ from posmon.actors.messages import (
     StopMonitoring,
 )
 from posmon.actors.price_slot import PriceSlot
+from posmon.domain.exits import CloseSlippage, EmulatedExits, ExitContext, ExitPolicy, RestingExits
 from posmon.domain.orders import OrderState, OrderStatus, Purpose, Side, SymbolRules, WorkingType
 from posmon.domain.protection import (
     LocalState,
     OrderRecord,
-    bounded_close_order,
-    close_order,
-    close_slippage_pct,
     parse_client_order_id,
-    protection_orders,
 )
 from posmon.domain.tranche import (
     EntryDecision,
@@ -62,12 +59,11 @@ from posmon.domain.tranche import (
     Tranche,
     apply_entry_fill,
     apply_reduction,
-    average_entry,
     extend_tranche,
+    implied_entry,
     new_tranche,
     realized_pnl,
 )
-from posmon.domain.triggers import TriggerBook
 from posmon.exchange.errors import OrderNotFound, VenueError, WouldTriggerImmediately
 from posmon.exchange.events import OrderUpdate, PositionUpdate
 from posmon.metrics import Metrics
@@ -139,13 +135,17 @@ class ActorConfig:
     # keys, discovered positions and restarts (which reload state) reconcile before acting.
     reconcile_on_start: bool = True
     # Venues whose conditional orders cannot be trusted (Lighter): no resting TP/SL; posmon watches TP, SL
-    # and the hold time itself and closes with reduce-only market orders bounded to a worst price that
-    # starts ``close_slippage_pct`` through the mark and widens by ``close_slippage_step_pct`` per unfilled
-    # attempt up to ``close_slippage_max_pct`` (then a human is told, and it keeps trying at the maximum).
+    # and the hold time itself and closes with reduce-only market orders bounded by ``close_slippage``
+    # (``domain.exits.EmulatedExits``); otherwise the venue holds them (``RestingExits``).
     emulated_exits: bool = False
-    close_slippage_pct: Decimal = Decimal("0.5")
-    close_slippage_step_pct: Decimal = Decimal("0.5")
-    close_slippage_max_pct: Decimal = Decimal("3")
+    close_slippage: CloseSlippage = field(default_factory=CloseSlippage)
+
+    def exit_policy(self) -> ExitPolicy:
+        """The exit policy this (symbol, side) runs with: a new exit kind is a new class in ``domain.exits``."""
+        ctx = ExitContext(side=self.side, rules=self.rules, prefix=self.prefix, hedge_mode=self.hedge_mode,
+                          working_type=self.working_type, instant_tp=self.instant_tp,
+                          watch_hold_time=self.risk.max_hold_seconds > 0, retry_seconds=self.retry_seconds)
+        return EmulatedExits(ctx, self.close_slippage) if self.emulated_exits else RestingExits(ctx)
 
 
 @dataclass(slots=True)
@@ -173,19 +173,17 @@ class PositionActor:
         self.tranches: dict[int, Tranche] = {}
         self.orders: dict[str, OrderRecord] = {}  # every active order, by client id
         self._orders_by_tranche: dict[int, dict[str, OrderRecord]] = {}  # the same, per tranche (no scans)
-        self.book = TriggerBook(cfg.side, take_profit=cfg.instant_tp or cfg.emulated_exits,
-                                stop_loss=cfg.emulated_exits, timeout=cfg.risk.max_hold_seconds > 0)
+        self.exits = cfg.exit_policy()
+        self.book = self.exits.trigger_book()
         self._merged_into: dict[int, int] = {}
         self._retry_at: float | None = None
         self._confirm_at: float | None = None
         self._pending_diff: Decimal | None = None
-        self._close_attempts: dict[int, int] = {}
         self._close_hold: dict[int, float] = {}  # no new close order for the tranche before this time
         self._tick_at: float | None = None  # trio time of the frame behind the current decision
         self._entries: dict[str, PendingEntry] = {}  # operator entries not yet ended, by client id
         self._entry_replies: dict[str, trio.MemorySendChannel[Any]] = {}
         self._entry_seen: dict[str, Decimal] = {}  # cumulative filled quantity already applied, per entry
-        self._cap_tries: dict[int, int] = {}  # unfilled closes at the slippage cap, per tranche
         self.stopped = False  # the operator stopped monitoring this symbol: hold nothing, adopt nothing
         self.ready = trio.Event()  # set once the start-up reconcile is done and the actor acts on ticks
         self._nursery: trio.Nursery | None = None  # runs the reconcile's reads, so they never block a tick
@@ -268,14 +266,16 @@ class PositionActor:
         self._on_price()
 
     def unprotected(self) -> bool:
-        """Whether some held tranche lacks a live TP or SL right now (emulated exits are always armed)."""
-        if self.cfg.emulated_exits:
+        """Whether some held tranche lacks one of its policy's resting legs live right now (emulated exits rest
+        none: they are always armed)."""
+        legs = self.exits.legs
+        if not legs:
             return False
         for t in self.tranches.values():
             if t.closing:
                 continue
             live = {o.purpose for o in self._orders_by_tranche.get(t.id, {}).values() if o.state is LocalState.LIVE}
-            if Purpose.TP not in live or Purpose.SL not in live:
+            if not live.issuperset(legs):
                 return True
         return False
 
@@ -528,25 +528,20 @@ class PositionActor:
                         since: float | None = None) -> None:
         """Persist changed tranches with fresh TP/SL (placed before the old ones go), close removed ones."""
         changes = Changes(events=events)
-        to_place: list[tuple[OrderRecord, OrderRecord]] = []
+        to_place: list[tuple[OrderRecord, ...]] = []
         now = self.links.clock()
         for t in decision.changed:
             if t.closing:  # a close is under way: only the quantity changes
                 self.tranches[t.id] = t
                 changes.tranches.append(t)
                 continue
-            if self.cfg.emulated_exits:  # posmon itself watches TP, SL and the hold time
-                self.tranches[t.id] = t
-                self.book.add(t)
-                changes.tranches.append(t)
-                continue
-            t, tp, sl = protection_orders(t, prefix=self.cfg.prefix, working_type=self.cfg.working_type,
-                                          hedge_mode=self.cfg.hedge_mode)
+            t, legs = self.exits.protection(t)
             self.tranches[t.id] = t
             self.book.add(t)
             changes.tranches.append(t)
-            changes.orders += [tp, sl]
-            to_place.append((tp, sl))
+            if legs:
+                changes.orders += legs
+                to_place.append(legs)
         survivor = decision.changed[0].id if decision.changed else None
         for t in decision.removed:
             self.tranches.pop(t.id, None)
@@ -557,15 +552,15 @@ class PositionActor:
                 self._notice("exit", t, f"tranche {t.index} ({t.qty}) was closed outside posmon by {removed_reason}"
                              f", realized PnL {t.realized_pnl:.4f}", reason=removed_reason, pnl=str(t.realized_pnl),
                              needs_human=removed_reason in (ExitReason.LIQUIDATION, ExitReason.ADL))
-            if survivor is not None and removed_reason == "MERGED" and not self.cfg.emulated_exits:
-                self._merged_into[t.id] = survivor  # its orders go once the survivor is protected
+            if survivor is not None and removed_reason == "MERGED" and self.exits.legs:
+                self._merged_into[t.id] = survivor  # its orders go once the survivor's legs are live
             else:
                 self._cancel(self._orders_of(t.id), Priority.EXIT, changes)
         self.store.apply(changes)
-        for tp, sl in to_place:
-            self._remember(tp)
-            self._remember(sl)
-            self._send(PlaceOrders((tp.request, sl.request), self.links.self_send, Priority.PROTECT,
+        for legs in to_place:
+            for o in legs:
+                self._remember(o)
+            self._send(PlaceOrders(tuple(o.request for o in legs), self.links.self_send, Priority.PROTECT,
                                    since=self.links.clock() if since is None else since))
 
     # --- what the exchange says about our orders --------------------------------------------------------
@@ -698,8 +693,8 @@ class PositionActor:
     def _finish(self, t: Tranche, reason: str, changes: Changes) -> None:
         """The tranche is flat: record it, cancel whatever still rests for it (siblings first, urgently)."""
         now = self.links.clock()
-        for per_tranche in (self._close_attempts, self._close_hold, self._cap_tries):
-            per_tranche.pop(t.id, None)
+        self._close_hold.pop(t.id, None)
+        self.exits.forget(t.id)
         for purpose in (Purpose.TP, Purpose.SL):
             self._rejections.pop((t.id, purpose), None)
         self.tranches.pop(t.id, None)
@@ -805,23 +800,26 @@ class PositionActor:
             self.store.apply(changes)
 
     def _ensure_protected(self) -> None:
-        """Every held tranche has a TP and an SL for exactly its quantity, placed or on its way."""
+        """Every held tranche is armed: its policy's legs rest for exactly its quantity (placed or on their way),
+        its levels are watched, and no leg its policy does not want rests (it would fire natively)."""
+        wanted = self.exits.legs
         for t in list(self.tranches.values()):
             if t.closing:
                 self._continue_close(t)
                 continue
-            if self.cfg.emulated_exits:
+            if t.id not in self.book:
                 self.book.add(t)
-                legs = [o for o in self._orders_of(t.id)
-                        if o.purpose in (Purpose.TP, Purpose.SL) and o.state is not LocalState.CANCELING]
-                if legs:  # resting legs would fire natively; posmon holds the exits itself here
-                    changes = Changes()
-                    self._cancel(legs, Priority.PROTECT, changes)
-                    self.store.apply(changes)
+            stray = [o for o in self._orders_of(t.id) if o.purpose in (Purpose.TP, Purpose.SL)
+                     and o.purpose not in wanted and o.state is not LocalState.CANCELING]
+            if stray:
+                changes = Changes()
+                self._cancel(stray, Priority.PROTECT, changes)
+                self.store.apply(changes)
+            if not wanted:
                 continue
             missing = []
             now = self.links.clock()
-            for purpose in (Purpose.TP, Purpose.SL):
+            for purpose in wanted:
                 cur = self._current(t, purpose)
                 if self._rejections.get((t.id, purpose), (0, now))[1] > now:
                     continue  # refused by the venue: the next try waits for its pause
@@ -830,9 +828,8 @@ class PositionActor:
             if not missing:
                 self._cancel_stale(t)
                 continue
-            t2, tp, sl = protection_orders(t, prefix=self.cfg.prefix, working_type=self.cfg.working_type,
-                                           hedge_mode=self.cfg.hedge_mode)
-            new = [o for o in (tp, sl) if o.purpose in missing]
+            t2, legs = self.exits.protection(t)
+            new = [o for o in legs if o.purpose in missing]
             self.tranches[t.id] = t2
             changes = Changes(tranches=[t2], orders=list(new),
                               events=[self._event("protection_placed", t2, purposes=[p.name for p in missing])])
@@ -869,51 +866,24 @@ class PositionActor:
             self._continue_close(t)
 
     def _close_fell_short(self, t: Tranche, why: str) -> None:
-        """A close order ended with the tranche still open: learn the real position before trying again.
+        """A close order ended with the tranche still open: the exit policy says what follows.
 
-        Re-sending at once could loop (a reduce-only close against a position that is already gone
-        expires every time); instead reconcile now and allow the next close only after a growing pause.
+        Re-sending the same close at once could loop (a reduce-only close against a position that is already
+        gone expires every time): a policy either widens the bound at once or waits a growing pause and a
+        reconcile; a human is told when it stops helping.
         """
-        n = self._close_attempts.get(t.id, 0) + 1
-        self._close_attempts[t.id] = n
         now = self.links.clock()
-        if self.cfg.emulated_exits:
-            self._bounded_close_fell_short(t, why, n)
-            return
-        self._close_hold[t.id] = now + self.cfg.retry_seconds * n
-        self._confirm_at = now
-        log.warning("%s: %s; tranche %s still holds %s (attempt %d)", self.name, why, t.index, t.qty, n)
-        if n >= 3:
-            self._notice("close_failed", t, f"tranche {t.index} still open after {n} close attempts: {why}",
-                         needs_human=True)
-
-    def _slippage(self, attempt: int) -> Decimal:
-        c = self.cfg
-        return close_slippage_pct(attempt, first=c.close_slippage_pct, step=c.close_slippage_step_pct,
-                                  most=c.close_slippage_max_pct)
-
-    def _bounded_close_fell_short(self, t: Tranche, why: str, n: int) -> None:
-        """An emulated exit's bounded close did not fill: widen the bound at once, up to the cap.
-
-        At the cap the operator is told once (the market moved further than the allowed slippage) and the
-        close is retried at the cap after a doubling pause (at most two minutes, so a Standard-tier request
-        budget is not spent on it), with a reconcile in between: never an unbounded close, never a silently
-        open position.
-        """
-        at_cap = self._slippage(n - 1) >= self.cfg.close_slippage_max_pct
-        log.warning("%s: %s; tranche %s still holds %s; next close %s%% through the mark", self.name, why,
-                    t.index, t.qty, self._slippage(n))
-        if at_cap:
-            now = self.links.clock()
-            tries = self._cap_tries.get(t.id, 0) + 1
-            self._cap_tries[t.id] = tries
-            self._close_hold[t.id] = now + min(self.cfg.retry_seconds * 2 ** (tries - 1), 120.0)
+        short = self.exits.close_fell_short(t, now, why)
+        n = self.exits.attempts(t.id)
+        nxt = "" if short.next_bound_pct is None else f"; next close {short.next_bound_pct}% through the mark"
+        log.warning("%s: %s; tranche %s still holds %s (attempt %d)%s", self.name, why, t.index, t.qty, n, nxt)
+        if short.hold_until is not None:
+            self._close_hold[t.id] = short.hold_until
+        if short.reconcile:
             self._confirm_at = now
-            if tries > 1:
-                return
-            self._notice("close_failed", t, f"tranche {t.index} ({t.qty}) not closed within the "
-                         f"{self.cfg.close_slippage_max_pct}% slippage cap: {why}; retrying at the cap",
-                         needs_human=True)
+        if short.alert is not None:
+            self._notice("close_failed", t, short.alert, needs_human=True)
+        if short.exhausted:
             self.links.metrics.inc("close_slippage_exhausted", venue=self.cfg.venue)
 
     def _continue_close(self, t: Tranche) -> None:
@@ -927,26 +897,19 @@ class PositionActor:
         if hold is not None and self.links.clock() < hold:
             self._retry_at = hold if self._retry_at is None else min(self._retry_at, hold)
             return
-        rank = 0.0
-        if self.cfg.emulated_exits:
-            if self.mark is None:  # no price to bound the close by yet: try again shortly
-                hold = self.links.clock() + self.cfg.retry_seconds
-                self._retry_at = hold if self._retry_at is None else min(self._retry_at, hold)
-                return
-            attempt = self._close_attempts.get(t.id, 0)
-            t, rec = bounded_close_order(t, t.qty, prefix=self.cfg.prefix, hedge_mode=self.cfg.hedge_mode,
-                                         mark=self.mark, slippage_pct=self._slippage(attempt), rules=self.cfg.rules)
-            # The tranche furthest through its stop goes first when many close at once.
-            rank = -float(t.side.sign * (t.sl - self.mark) / t.entry)
-        else:
-            t, rec = close_order(t, t.qty, prefix=self.cfg.prefix, hedge_mode=self.cfg.hedge_mode)
+        close = self.exits.close(t, self.mark)
+        if close is None:  # it cannot be written yet (no price to bound it by): try again shortly
+            hold = self.links.clock() + self.cfg.retry_seconds
+            self._retry_at = hold if self._retry_at is None else min(self._retry_at, hold)
+            return
+        t, rec = close.tranche, close.record
         self.tranches[t.id] = t
         self._remember(rec)
         self.store.apply(Changes(tranches=[t], orders=[rec],
                                  events=[self._event("close_sent", t, client_id=rec.client_id, qty=t.qty,
                                                      worst_price=rec.request.price)]))
         self._send(PlaceOrders((rec.request,), self.links.self_send, Priority.EXIT, since=self.links.clock(),
-                               rank=rank, tick_at=self._tick_at))
+                               rank=close.rank, tick_at=self._tick_at))
 
     # --- reconciliation -----------------------------------------------------------------------------------
 
@@ -1145,11 +1108,8 @@ class PositionActor:
         if diff > 0:
             assert pos is not None
             # The missing part's price is implied by the exchange's average entry.
-            known = [(t.qty, t.entry) for t in self.tranches.values()]
-            price = (pos.entry_price * held - (average_entry(known) * tracked if known else 0)) / diff
-            if price <= 0:
-                price = self.mark or pos.entry_price
-            price = price.quantize(self.cfg.rules.tick_size)
+            price = implied_entry(pos.entry_price, held, [(t.qty, t.entry) for t in self.tranches.values()],
+                                  self.cfg.rules.tick_size)
             log.warning("%s: exchange holds %s more than the tranches; adopting it @ %s", self.name, diff, price)
             self.links.metrics.inc("position_gaps", venue=self.cfg.venue, action="adopted")
             self._on_entry_fill(diff, price, source="reconcile")

@@ -96,6 +96,17 @@ def close_slippage_pct(attempt: int, *, first: Decimal, step: Decimal, most: Dec
     return min(first + step * attempt, most)
 
 
+def worst_price(side: OrderSide, reference: Decimal, slippage_pct: Decimal, tick: Decimal) -> Decimal:
+    """The worst acceptable price of a market order, ``slippage_pct`` through ``reference``.
+
+    A SELL may fill down to reference * (1 - s), a BUY up to reference * (1 + s); rounded outward to the tick
+    so the bound is never tighter than asked, and never below one tick.
+    """
+    sell = side is OrderSide.SELL
+    factor = (Decimal(100) - slippage_pct if sell else Decimal(100) + slippage_pct) / Decimal(100)
+    return max((round_down if sell else round_up)(reference * factor, tick), tick)
+
+
 def bounded_close_order(
     t: Tranche, qty: Decimal, *, prefix: str, hedge_mode: bool, mark: Decimal, slippage_pct: Decimal,
     rules: SymbolRules,
@@ -107,10 +118,7 @@ def bounded_close_order(
     than asked.
     """
     t, rec = close_order(t, qty, prefix=prefix, hedge_mode=hedge_mode)
-    sell = rec.request.side is OrderSide.SELL
-    factor = (Decimal(100) - slippage_pct if sell else Decimal(100) + slippage_pct) / Decimal(100)
-    worst = (round_down if sell else round_up)(mark * factor, rules.tick_size)
-    worst = max(worst, rules.tick_size)
+    worst = worst_price(rec.request.side, mark, slippage_pct, rules.tick_size)
     return t, replace(rec, request=replace(rec.request, price=worst))
 
 

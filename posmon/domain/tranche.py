@@ -18,11 +18,18 @@ HUNDRED = Decimal(100)
 
 
 class ExitReason(enum.StrEnum):
+    """Why a tranche is closing or was closed: the store's ``close_reason``, notices' and metrics' ``reason``."""
+
     TP = "TP"  # the mark ran through the take-profit
     SL = "SL"  # the mark ran through the stop-loss
     TIMEOUT = "TIMEOUT"  # the tranche was held for max_hold_seconds
     LIQUIDATION = "LIQUIDATION"  # the venue liquidated the position (recognized from its own order updates)
     ADL = "ADL"  # the venue's auto-deleveraging closed part of the position
+    MANUAL = "MANUAL"  # the operator closed it (API, CLI)
+    EXTERNAL = "EXTERNAL"  # the position was reduced or closed outside posmon
+    MERGED = "MERGED"  # folded into another tranche of the same position
+    PROTECTION_FAILED = "PROTECTION_FAILED"  # its TP/SL was refused and protection_failure_action is "close"
+    CLOSE = "CLOSE"  # a close order of posmon's filled for a tranche not marked closing
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +84,20 @@ def average_entry(fills: Sequence[tuple[Decimal, Decimal]]) -> Decimal:
     """Quantity-weighted average price of (qty, price) pairs."""
     total = sum((q for q, _ in fills), Decimal(0))
     return sum((q * p for q, p in fills), Decimal(0)) / total
+
+
+def implied_entry(venue_entry: Decimal, held: Decimal, tranches: Sequence[tuple[Decimal, Decimal]],
+                  tick: Decimal) -> Decimal:
+    """The price of the part of a position no tranche explains, implied by the venue's average entry.
+
+    ``held`` at ``venue_entry`` is what the venue shows; ``tranches`` are the known (qty, entry) pairs. When
+    the implication is not a price (the tranches' entries cannot be reconciled with the venue's average),
+    the venue's average entry stands in: the one figure every reader has.
+    """
+    tracked = sum((q for q, _ in tranches), Decimal(0))
+    missing = held - tracked
+    price = (venue_entry * held - (average_entry(tranches) * tracked if tranches else 0)) / missing
+    return (price if price > 0 else venue_entry).quantize(tick)
 
 
 def position_pnl_pct(tranches: Sequence[Tranche], price: Decimal) -> Decimal:

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from posmon.domain.orders import OrderSide, OrderStatus, OrderType, PositionState
+from posmon.domain.tranche import ExitReason
 
-FORCED_KINDS = ("LIQUIDATION", "ADL")  # the values of ``OrderUpdate.forced``
+FORCED_KINDS = (ExitReason.LIQUIDATION, ExitReason.ADL)  # the values of ``OrderUpdate.forced``
 
 
 class MalformedMessage(ValueError):

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Protocol
 
+from posmon.domain.exits import CloseSlippage
 from posmon.domain.orders import OrderRequest, OrderState, PositionState, SymbolRules
 from posmon.exchange.errors import VenueError
 from posmon.exchange.events import MarkPrice, UserEvent
@@ -48,16 +48,6 @@ class RateLimits:
     max_batch_place: int = 5
     max_batch_cancel: int = 10
     mark_prices_weight: int = 1  # one REST read of every mark (the price router's fallback while its stream is stale)
-
-
-@dataclass(frozen=True, slots=True)
-class CloseSlippage:
-    """How far through the mark a bounded close may fill, in percent: the first try, the widening per unfilled
-    try, and the cap (at the cap a human is told and the close keeps trying there)."""
-
-    first_pct: Decimal = Decimal("0.5")
-    step_pct: Decimal = Decimal("0.5")
-    max_pct: Decimal = Decimal("3")
 
 
 @dataclass(frozen=True, slots=True)

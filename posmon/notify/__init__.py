@@ -4,7 +4,8 @@
 a non-blocking ``offer``, so a slow or dead receiver never stalls an actor.
 """
 
+from posmon.notify.kinds import NoticeKind
 from posmon.notify.service import NotifyService
 from posmon.notify.settings import DEFAULT_KINDS, KINDS, NotifySettings
 
-__all__ = ["DEFAULT_KINDS", "KINDS", "NotifyService", "NotifySettings"]
+__all__ = ["DEFAULT_KINDS", "KINDS", "NoticeKind", "NotifyService", "NotifySettings"]

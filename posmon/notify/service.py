@@ -17,6 +17,7 @@ import trio
 from posmon.actors.messages import Notice
 from posmon.metrics import Metrics
 from posmon.notify.channel import Channel, Delivery
+from posmon.notify.kinds import NoticeKind
 from posmon.notify.redact import redacting
 from posmon.notify.senders import Sender, TelegramSender, WebhookSender
 from posmon.notify.settings import NotifySettings
@@ -80,9 +81,10 @@ class NotifyService:
 
     async def restart_budget_exhausted(self, actor: str, error: BaseException) -> None:
         """The supervisor's ``on_exhausted`` hook: tell the operator before the daemon stops."""
-        self.metrics.inc("notices", kind="restart_budget_exhausted")
+        self.metrics.inc("notices", kind=NoticeKind.RESTART_BUDGET_EXHAUSTED)
         while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:  # the actor's own error
             error = error.exceptions[0]
-        await self.deliver_now(Notice("restart_budget_exhausted", "", "", "", f"actor {actor} exhausted its restart "
-                                      f"budget ({type(error).__name__}: {error}); the daemon is stopping", True,
+        await self.deliver_now(Notice(NoticeKind.RESTART_BUDGET_EXHAUSTED, "", "", "",
+                                      f"actor {actor} exhausted its restart budget ({type(error).__name__}: "
+                                      f"{error}); the daemon is stopping", True,
                                       {"actor": actor, "error": repr(error)}))

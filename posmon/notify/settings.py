@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from posmon.notify.kinds import NoticeKind
 from posmon.settings_fields import ConfigError, KeySpec, Style, numeric, parse_section
 
 __all__ = ["DEFAULT_KINDS", "ENV_PREFIX", "KINDS", "TELEGRAM_API_URL", "NotifySettings"]
@@ -19,11 +20,10 @@ __all__ = ["DEFAULT_KINDS", "ENV_PREFIX", "KINDS", "TELEGRAM_API_URL", "NotifySe
 SECTION = "notify"
 ENV_PREFIX = "POSMON_NOTIFY_"
 TELEGRAM_API_URL = "https://api.telegram.org"
-# Every notice kind posmon raises; position actors raise the first five, the notify package the rest.
-KINDS = ("tranche_opened", "tranche_extended", "exit", "protection_failed", "close_failed", "stream_down",
-         "stream_restored", "restart_budget_exhausted")
-DEFAULT_KINDS = ("exit", "protection_failed", "close_failed", "stream_down", "stream_restored",
-                 "restart_budget_exhausted")
+# Every notice kind posmon raises may be chosen; these are sent when [notify] kinds is not set.
+KINDS = tuple(NoticeKind)
+DEFAULT_KINDS = (NoticeKind.EXIT, NoticeKind.PROTECTION_FAILED, NoticeKind.CLOSE_FAILED, NoticeKind.STREAM_DOWN,
+                 NoticeKind.STREAM_RESTORED, NoticeKind.RESTART_BUDGET_EXHAUSTED)
 
 _Key = KeySpec
 # An unknown key or variable may be a misspelt secret: never echo a value whose name smells like one. A bare TOML
@@ -48,7 +48,7 @@ _KEYS: tuple[_Key, ...] = (
          lambda v: _http_url(v, empty_ok=True), secret=True),
     _Key("webhook_headers", "headers", "expected a table of header names to string values (environment: a JSON "
          "object)", lambda v: all(k and k.isascii() and ":" not in k and " " not in k for k in v), secret=True),
-    _Key("kinds", "names", "expected a list of notice kinds from " + ", ".join(repr(k) for k in KINDS)
+    _Key("kinds", "names", "expected a list of notice kinds from " + ", ".join(repr(k.value) for k in KINDS)
          + " (environment: comma-separated)", lambda v: len(set(v)) == len(v) and all(k in KINDS for k in v)),
     numeric("min_interval_seconds", "float", ge=0, le=3600, note=" (seconds between two messages of a channel)"),
     numeric("max_retries", "int", ge=0, le=100),

@@ -15,6 +15,7 @@ import trio
 
 from posmon.actors.messages import Notice
 from posmon.metrics import Metrics
+from posmon.notify.kinds import NoticeKind
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,13 @@ class StreamWatchdog:
                     down.add(venue)
                     connected = "connected but silent" if self.metrics.get("price_stream_up", venue=venue) else \
                         "disconnected"
-                    self._raise(Notice("stream_down", venue, "", "", f"price stream {connected} for {silent:.0f}s; "
-                                       "exits run on REST mark prices until it is back", True,
-                                       {"silent_seconds": round(silent, 1)}))
+                    self._raise(Notice(NoticeKind.STREAM_DOWN, venue, "", "",
+                                       f"price stream {connected} for {silent:.0f}s; exits run on REST mark "
+                                       "prices until it is back", True, {"silent_seconds": round(silent, 1)}))
                 elif venue in down and silent <= self.down_after:
                     down.discard(venue)
-                    self._raise(Notice("stream_restored", venue, "", "", "price stream is back", False, {}))
+                    self._raise(Notice(NoticeKind.STREAM_RESTORED, venue, "", "", "price stream is back",
+                                       False, {}))
             await trio.sleep(self.check_every)
 
     def _raise(self, notice: Notice) -> None:

@@ -1,8 +1,9 @@
 """``posmon verify`` and ``posmon protect``: open the configured venue and the store, compare, repair.
 
-Exit codes: 0 clean (protect: clean afterwards), 1 gaps found (protect: gaps left, or a dry run with
-something to do), 2 configuration or store error, 3 exchange unreachable, 4 the store is held by another
-process (a running daemon). ``protect`` must never run while the daemon trades the same store/account.
+Exit codes (``ExitCode``): OK clean (protect: clean afterwards), FAILED gaps found (protect: gaps left, or a dry
+run with something to do), CONFIG configuration or store error, UNREACHABLE exchange unreachable, STORE the store
+is held by another process (a running daemon). ``protect`` must never run while the daemon trades the same
+store/account.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, TextIO
 import orjson
 import trio
 
+from posmon.cli.exit_codes import ExitCode
 from posmon.config import ConfigError, Settings
 from posmon.daemon import risk_of
 from posmon.domain.orders import WorkingType
@@ -31,8 +33,6 @@ from posmon.ops.verify import Snapshot, take_snapshot
 from posmon.store.errors import StoreError
 from posmon.store.store import Store
 from posmon.venues import open_venue
-
-EXIT_OK, EXIT_GAPS, EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_BUSY = 0, 1, 2, 3, 4
 
 VenueOpener = Callable[[Settings, trio.Nursery], AbstractAsyncContextManager[Venue]]
 
@@ -71,13 +71,13 @@ async def _guarded(run: Callable[[], Any], err: TextIO) -> int:
         exc = _unwrap(group)
         if isinstance(exc, ConfigError | StoreError | AuthRejected):
             print(f"posmon: {'configuration error' if isinstance(exc, ConfigError) else 'error'}: {exc}", file=err)
-            return EXIT_CONFIG
+            return ExitCode.CONFIG
         if isinstance(exc, StoreLocked):
             print(f"posmon: {exc}; stop the daemon before running protect", file=err)
-            return EXIT_BUSY
+            return ExitCode.STORE
         if isinstance(exc, VenueError | OSError | trio.TooSlowError):
             print(f"posmon: exchange unreachable: {exc}", file=err)
-            return EXIT_UNREACHABLE
+            return ExitCode.UNREACHABLE
         raise
 
 
@@ -87,7 +87,7 @@ def _emit(out: TextIO, as_json: bool, text: str, doc: dict[str, Any]) -> None:
 
 async def verify_command(settings: Settings, *, as_json: bool = False, out: TextIO | None = None,
                          err: TextIO | None = None, opener: VenueOpener = open_venue) -> int:
-    """Compare the exchange with the store and report; 0 clean, 1 on any gap."""
+    """Compare the exchange with the store and report; ``OK`` clean, ``FAILED`` on any gap."""
     out, err = out or sys.stdout, err or sys.stderr
 
     async def run() -> int:
@@ -96,7 +96,7 @@ async def verify_command(settings: Settings, *, as_json: bool = False, out: Text
             snap = await take_snapshot(settings, venue, store)
         _emit(out, as_json, report.render_verify(venue.name, snap, hedge_mode=settings.daemon.hedge_mode,
                                                  in_use=in_use), report.verify_json(venue.name, snap, in_use=in_use))
-        return EXIT_GAPS if snap.gaps else EXIT_OK
+        return ExitCode.FAILED if snap.gaps else ExitCode.OK
 
     return await _guarded(run, err)
 
@@ -156,11 +156,11 @@ async def _protect(settings: Settings, venue: Venue, store: Store, *, dry_run: b
     if dry_run or not plan.actions:
         doc["clean"] = not snap.gaps
         _emit(out, as_json, "\n".join(lines), doc)
-        return EXIT_GAPS if snap.gaps else EXIT_OK
+        return ExitCode.FAILED if snap.gaps else ExitCode.OK
     outcome = await carry_out(plan, store, venue, request_timeout=d.request_timeout_seconds, clock=clock)
     after = await take_snapshot(settings, venue, store, rules=snap.rules)
     lines += report.outcome_lines(outcome)
     lines += ["after the repair:", *report.gap_lines(after.gaps)]
     doc |= {"outcome": outcome.to_json(), "remaining": [g.to_json() for g in after.gaps], "clean": not after.gaps}
     _emit(out, as_json, "\n".join(lines), doc)
-    return EXIT_GAPS if after.gaps else EXIT_OK
+    return ExitCode.FAILED if after.gaps else ExitCode.OK

@@ -13,12 +13,19 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
 from typing import Any
 
 from posmon.domain.orders import OrderState, PositionState, Purpose, Side, SymbolRules, WorkingType
 from posmon.domain.protection import OrderRecord, parse_client_order_id, protection_orders
-from posmon.domain.tranche import Risk, Tranche, apply_entry_fill, apply_reduction, average_entry, exit_prices
+from posmon.domain.tranche import (
+    ExitReason,
+    Risk,
+    Tranche,
+    apply_entry_fill,
+    apply_reduction,
+    exit_prices,
+    implied_entry,
+)
 from posmon.ops.gaps import Account, Book, Gap, GapKind, _plain
 from posmon.store.store import Changes, Event
 
@@ -110,7 +117,7 @@ class _Planner:
                 self._position(g)
         for g in gaps:
             if g.kind is GapKind.NO_POSITION and g.tranche_id in self.tranches:
-                self._close(self.tranches[g.tranche_id], "EXTERNAL", "the exchange holds no position")
+                self._close(self.tranches[g.tranche_id], ExitReason.EXTERNAL, "the exchange holds no position")
         for g in gaps:
             if g.kind in (GapKind.ORPHAN_ORDER, GapKind.STALE_LEG) and g.client_id:
                 self._cancel(g.symbol, g.side, g.client_id, g.tranche_id, g.detail.split(": ", 1)[-1])
@@ -142,10 +149,12 @@ class _Planner:
                 self._step("resize", t.symbol, t.side, f"tranche {t.index} shrinks to {_plain(t.qty)} "
                            "(the position is smaller)", t.id)
             for t in decision.removed:
-                self._close(t, "EXTERNAL", "closed outside posmon (the position is smaller)")
+                self._close(t, ExitReason.EXTERNAL, "closed outside posmon (the position is smaller)")
             return
         pos = self.positions[(g.symbol, g.side)]
-        price = _implied_price(pos, key, g.qty).quantize(rules.tick_size)
+        known = [(t.qty, t.entry) for t in key]
+        held = sum((q for q, _ in known), g.qty)  # the gap is what the tranches do not explain
+        price = implied_entry(pos.entry_price, held, known, rules.tick_size)
         live = [t for t in key if not t.closing]
         decision = apply_entry_fill(
             live, qty=g.qty, price=price, now=self.ctx.now, risk=self.ctx.risk_of(g.symbol), rules=rules,
@@ -157,7 +166,7 @@ class _Planner:
                        f"{_plain(t.tp)} SL {_plain(t.sl)} ({_plain(g.qty)} @ {_plain(price)} adopted)", t.id)
         for t in decision.removed:
             self.merged_into[t.id] = decision.changed[0].id
-            self._close(t, "MERGED", f"merged into tranche {decision.changed[0].index}", cancel_legs=False)
+            self._close(t, ExitReason.MERGED, f"merged into tranche {decision.changed[0].index}", cancel_legs=False)
 
     def _keep(self, t: Tranche, *, resized: bool = False) -> None:
         self.tranches[t.id] = t
@@ -251,10 +260,3 @@ class _Planner:
                                                   side.value if side else "", tid,
                                                   {"detail": detail, "client_id": cid}))
 
-
-def _implied_price(pos: PositionState, tranches: Sequence[Tranche], diff: Decimal) -> Decimal:
-    """The price of the uncovered part implied by the exchange's average entry (as the daemon adopts)."""
-    known = [(t.qty, t.entry) for t in tranches]
-    tracked = sum((q for q, _ in known), Decimal(0))
-    price = (pos.entry_price * (tracked + diff) - (average_entry(known) * tracked if known else 0)) / diff
-    return price if price > 0 else pos.entry_price

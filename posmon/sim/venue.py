@@ -13,11 +13,12 @@ from decimal import Decimal
 
 import trio
 
+from posmon.domain.exits import CloseSlippage
 from posmon.domain.orders import OrderRequest, OrderState, PositionState, SymbolRules
 from posmon.exchange.aster import codec
 from posmon.exchange.errors import Rejected
 from posmon.exchange.events import MarkPrice, UserEvent
-from posmon.exchange.venue import CloseSlippage, FrameStream, PlaceResult, RateLimits, StreamClosed, VenueTraits
+from posmon.exchange.venue import FrameStream, PlaceResult, RateLimits, StreamClosed, VenueTraits
 from posmon.sim.exchange import SimExchange
 from posmon.sim.validation import BAD_BATCH_SIZE
 

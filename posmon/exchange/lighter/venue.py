@@ -18,14 +18,16 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import Decimal
 from typing import Any
 
 import httpx
 import trio
 
 from posmon.config import ConfigError
+from posmon.domain.exits import CloseSlippage
 from posmon.domain.orders import OrderRequest, OrderSide, OrderState, OrderStatus, OrderType, PositionState, SymbolRules
+from posmon.domain.protection import worst_price
 from posmon.exchange.errors import (
     GiveUp,
     NonceExpired,
@@ -44,7 +46,7 @@ from posmon.exchange.lighter.nonce import NonceKeeper
 from posmon.exchange.lighter.rest import LighterRest, SignerLike, parsed
 from posmon.exchange.lighter.settings import LighterSettings
 from posmon.exchange.lighter.stream import Connector, open_lighter_stream
-from posmon.exchange.venue import CloseSlippage, FrameStream, PlaceResult, RateLimits, VenueTraits
+from posmon.exchange.venue import FrameStream, PlaceResult, RateLimits, VenueTraits
 
 __all__ = ["LIMITS", "LighterVenue"]
 
@@ -258,11 +260,7 @@ class LighterVenue:
 
     def _worst_price(self, reference: Decimal, side: OrderSide, market: Market) -> Decimal:
         """``close_slippage_pct`` through ``reference``, on the tick, rounded away from the reference."""
-        tick = market.rules.tick_size
-        pct = self.settings.close_slippage_pct / 100
-        raw = reference * (1 - pct) if side is OrderSide.SELL else reference * (1 + pct)
-        rounding = ROUND_FLOOR if side is OrderSide.SELL else ROUND_CEILING
-        return max((raw / tick).to_integral_value(rounding=rounding) * tick, tick)
+        return worst_price(side, reference, self.settings.close_slippage_pct, market.rules.tick_size)
 
     async def cancel_orders(self, symbol: str, client_ids: Sequence[str]) -> list[PlaceResult]:
         """One ``sendTx``/``sendTxBatch`` of cancels; ids not known to be live come back as ``OrderNotFound``, unsent.

@@ -14,23 +14,24 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from posmon.api.client import DEFAULT_TIMEOUT_SECONDS, ApiClient, ApiRefused, ApiUnreachable
 from posmon.api.settings import TOKEN_ENV, ApiSettings
 from posmon.api.table import render_status
 from posmon.api.validation import MAX_LEVERAGE, parse_side, parse_symbol, parse_tranche_id
+from posmon.cli.exit_codes import ExitCode, exit_codes_help
 from posmon.config import ConfigError, load_settings
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3
+if TYPE_CHECKING:
+    from posmon.cli.parser import Subparsers
 
-EXIT_CODES_HELP = """exit codes:
-  0  done
-  1  the daemon refused the request or the operation failed (the message says why)
-  2  usage or configuration error (including a missing or wrong API token)
-  3  the daemon is unreachable or did not answer in time"""
-
-Subparsers = Any  # argparse's _SubParsersAction is private
+EXIT_CODES_HELP = exit_codes_help({
+    ExitCode.OK: "done",
+    ExitCode.FAILED: "the daemon refused the request or the operation failed (the message says why)",
+    ExitCode.CONFIG: "usage or configuration error (including a missing or wrong API token)",
+    ExitCode.UNREACHABLE: "the daemon is unreachable or did not answer in time",
+})
 Call = Callable[[ApiClient, argparse.Namespace], dict[str, Any]]
 Render = Callable[[dict[str, Any]], str]
 
@@ -194,19 +195,19 @@ def run_ops_command(args: argparse.Namespace, env: Mapping[str, str] | None = No
         target = resolve_target(args, env)
     except ConfigError as exc:
         print(f"posmon: configuration error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     try:
         with ApiClient(target.base_url, target.token, timeout=args.timeout) as client:
             answer = args.call(client, args)
     except ApiUnreachable as exc:
         print(f"posmon: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
+        return ExitCode.UNREACHABLE
     except ApiRefused as exc:
         field = f" [{exc.field}]" if exc.field else ""
         print(f"posmon: the daemon refused (HTTP {exc.status}){field}: {exc}", file=sys.stderr)
         if exc.status == 401:
             print(f"posmon: set {TOKEN_ENV} or [api] token to the daemon's token", file=sys.stderr)
-            return EXIT_CONFIG
-        return EXIT_FAILED
+            return ExitCode.CONFIG
+        return ExitCode.FAILED
     print(json.dumps(answer, indent=2, default=_json_number) if args.json else args.render(answer))
-    return EXIT_OK
+    return ExitCode.OK

@@ -1,24 +1,30 @@
-"""The ``verify`` and ``protect`` sub-commands, registered into ``posmon/cli.py``'s ``COMMANDS``."""
+"""The ``verify`` and ``protect`` sub-commands, registered in ``posmon.cli.parser.COMMANDS``; the work is in
+``posmon.ops.command``."""
 
 from __future__ import annotations
 
 import argparse
 import functools
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 import trio
 
+from posmon.cli.exit_codes import ExitCode, exit_codes_help
 from posmon.config import ConfigError, load_settings
 from posmon.logs import configure
-from posmon.ops.command import EXIT_CONFIG, protect_command, verify_command
+from posmon.ops.command import protect_command, verify_command
 
-EXIT_HELP = """exit codes:
-  0  clean (protect: clean after the repair)
-  1  gaps found (protect: gaps left, or a dry run with something to do)
-  2  configuration or store error
-  3  exchange unreachable
-  4  the store is held by another process (a running daemon): protect refused"""
+if TYPE_CHECKING:
+    from posmon.cli.parser import Subparsers
+
+EXIT_HELP = exit_codes_help({
+    ExitCode.OK: "clean (protect: clean after the repair)",
+    ExitCode.FAILED: "gaps found (protect: gaps left, or a dry run with something to do)",
+    ExitCode.CONFIG: "configuration or store error",
+    ExitCode.UNREACHABLE: "exchange unreachable",
+    ExitCode.STORE: "the store is held by another process (a running daemon): protect refused",
+})
 
 
 def _handler(args: argparse.Namespace) -> int:
@@ -26,14 +32,14 @@ def _handler(args: argparse.Namespace) -> int:
         settings = load_settings(args.config)
     except ConfigError as exc:
         print(f"posmon: configuration error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     configure("WARNING")  # the report is the output; the log shows only what needs attention
     if args.command == "verify":
         return trio.run(functools.partial(verify_command, settings, as_json=args.json))
     return trio.run(functools.partial(protect_command, settings, dry_run=args.dry_run, as_json=args.json))
 
 
-def add_verify_protect(sub: Any) -> None:
+def add_verify_protect(sub: Subparsers) -> None:
     """``posmon verify [--json]`` and ``posmon protect [--dry-run] [--json]``."""
     v = sub.add_parser("verify", help="compare the exchange with the store; non-zero on any gap",
                        description="Every position covered by tranches that add up, every tranche protected, "

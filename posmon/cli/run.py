@@ -1,7 +1,7 @@
-"""The ``posmon`` command: ``run`` the daemon, a scripted ``demo``, and operator commands over the HTTP API.
+"""``posmon run``: the daemon until SIGINT/SIGTERM, and ``posmon demo``, a scripted session on the simulator.
 
-Each sub-command is registered by one function in ``COMMANDS`` and carries its own ``handler(args) -> int``,
-so adding a command is one entry in that tuple.
+Both validate the whole configuration before any network, and turn every expected failure into one line on
+stderr and an ``ExitCode``.
 """
 
 from __future__ import annotations
@@ -12,32 +12,22 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from posmon.actors.supervisor import RestartBudgetExhausted
-from posmon.api.commands import (
-    EXIT_CODES_HELP,
-    EXIT_CONFIG,
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_UNREACHABLE,
-    Subparsers,
-    add_ops_commands,
-)
 from posmon.api.settings import ApiSettings
+from posmon.cli.exit_codes import ExitCode, exit_codes_help
 from posmon.config import ConfigError, Settings, load_settings
 from posmon.daemon import run_daemon
 from posmon.logs import configure
 from posmon.notify import NotifySettings
-from posmon.ops.cli import add_verify_protect
 from posmon.ops.lock import StoreLocked, hold_store_lock
 from posmon.startup import (
     CONNECT_TIMEOUT_SECONDS,
-    EXIT_STORE,
     StartupFailure,
     check_recording,
     retry_startup,
@@ -47,17 +37,22 @@ from posmon.store.errors import StoreError
 from posmon.store.store import Store
 from posmon.venues import open_venue
 
+if TYPE_CHECKING:
+    from posmon.cli.parser import Subparsers
+
 log = logging.getLogger("posmon")
 
-RUN_EXIT_CODES_HELP = """exit codes of run:
-  0  stopped by SIGINT/SIGTERM
-  1  an actor exhausted its restart budget
-  2  configuration error (the message names the key), including a mistyped sim.recording
-  3  the exchange could not be reached within --connect-timeout, refused start-up, or rejected the credentials
-  4  the store cannot be used: locked by another process, read-only, disk full, corrupt, not posmon's, newer"""
+RUN_EXIT_CODES_HELP = exit_codes_help({
+    ExitCode.OK: "stopped by SIGINT/SIGTERM",
+    ExitCode.FAILED: "an actor exhausted its restart budget",
+    ExitCode.CONFIG: "configuration error (the message names the key), including a mistyped sim.recording",
+    ExitCode.UNREACHABLE: "the exchange could not be reached within --connect-timeout, refused start-up, or "
+                          "rejected the credentials",
+    ExitCode.STORE: "the store cannot be used: locked by another process, read-only, disk full, corrupt, not "
+                    "posmon's, newer",
+}, title="exit codes of run")
 
-__all__ = ["COMMANDS", "EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "EXIT_STORE", "EXIT_UNREACHABLE", "build_parser",
-           "main"]
+__all__ = ["add_demo", "add_run", "run_main"]
 
 
 async def _stop_on_signals(scope: trio.CancelScope, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -166,7 +161,7 @@ def _run_daemon_command(args: argparse.Namespace) -> int:
         notify = NotifySettings.from_config(settings.notify, os.environ)
     except ConfigError as error:
         print(f"posmon: configuration error: {error}", file=sys.stderr)
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     # The demo narrates on stdout; its log shows only what needs attention.
     configure(settings.daemon.log_level if args.command == "run" else "WARNING", json_lines=notify.json_logs)
     try:
@@ -180,27 +175,27 @@ def _run_daemon_command(args: argparse.Namespace) -> int:
     except BaseException as group:
         exc = _unwrap(group)
         if isinstance(exc, KeyboardInterrupt):
-            return EXIT_OK
+            return ExitCode.OK
         if isinstance(exc, ConfigError):
             print(f"posmon: configuration error: {exc}", file=sys.stderr)
-            return EXIT_CONFIG
+            return ExitCode.CONFIG
         if isinstance(exc, StartupFailure):
             print(f"posmon: {exc}", file=sys.stderr)
             return exc.exit_code
         if isinstance(exc, StoreLocked):
             print(f"posmon: {exc}; not starting a second daemon on the same store", file=sys.stderr)
-            return EXIT_STORE
+            return ExitCode.STORE
         if isinstance(exc, StoreError):
             print(f"posmon: {exc}", file=sys.stderr)
-            return EXIT_STORE
+            return ExitCode.STORE
         if isinstance(exc, RestartBudgetExhausted):
             log.critical("posmon stopped: %s", exc)
-            return EXIT_FAILED
+            return ExitCode.FAILED
         raise
-    return EXIT_OK
+    return ExitCode.OK
 
 
-def _add_run(sub: Subparsers) -> None:
+def add_run(sub: Subparsers) -> None:
     p = sub.add_parser("run", help="run the daemon headless until SIGINT/SIGTERM", epilog=RUN_EXIT_CODES_HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--connect-timeout", type=_seconds, default=None, metavar="SECONDS",
@@ -219,31 +214,7 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _add_demo(sub: Subparsers) -> None:
+def add_demo(sub: Subparsers) -> None:
     p = sub.add_parser("demo", help="a short scripted session on the simulated exchange")
     p.add_argument("--seconds", type=float, default=20.0, help="how long to replay prices (default 20)")
     p.set_defaults(handler=_run_daemon_command, connect_timeout=None)
-
-
-# One registration function per command group: each adds its sub-parsers and sets ``handler``.
-COMMANDS: tuple[Callable[[Subparsers], None], ...] = (_add_run, _add_demo, add_ops_commands, add_verify_protect)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="posmon", description="Keeps every open futures position protected.",
-                                     epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="configuration file (default: $POSMON_CONFIG or ./config.toml)")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for register in COMMANDS:
-        register(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    handler: Callable[[argparse.Namespace], int] = args.handler
-    return handler(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,24 @@
+"""What a notice is about: the one vocabulary of notice kinds (``Notice.kind``, ``[notify] kinds``, the
+``notices`` metric's ``kind`` label, the webhook's ``kind`` field).
+
+A ``StrEnum``: a member is its string value everywhere it is compared, logged or sent.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class NoticeKind(enum.StrEnum):
+    # raised by the position actors
+    TRANCHE_OPENED = "tranche_opened"  # a fill opened a tranche
+    TRANCHE_EXTENDED = "tranche_extended"  # a fill joined the newest tranche
+    EXIT = "exit"  # a tranche was closed (by posmon, or outside it), with its PnL
+    PROTECTION_FAILED = "protection_failed"  # a TP/SL was refused (needs a human)
+    CLOSE_FAILED = "close_failed"  # a close could not fill (attempts used up, or the slippage cap)
+    POSITION_SHRUNK = "position_shrunk"  # the position was reduced outside posmon; tranches resized
+    DOUBLE_EXIT = "double_exit"  # both legs of a tranche filled (needs a human)
+    # raised by the notify package
+    STREAM_DOWN = "stream_down"  # a venue's price stream silent for stream_down_seconds
+    STREAM_RESTORED = "stream_restored"  # ... and back
+    RESTART_BUDGET_EXHAUSTED = "restart_budget_exhausted"  # an actor failed too often: the daemon is stopping
