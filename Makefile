@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test lint bench chaos clean
+.PHONY: run demo test lint typecheck bench chaos clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,8 +35,12 @@ chaos: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check posmon tests
 
-test: lint
+# mypy over posmon/ (strict on domain, actors and exchange; configured in pyproject.toml [tool.mypy]).
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: lint typecheck
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis var
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis var

@@ -25,10 +25,10 @@ import trio
 
 from posmon.actors.directory import PositionDirectory
 from posmon.actors.gateway import GatewayPolicy, GatewayState, OrderGateway
-from posmon.actors.messages import AccountSnapshot, FetchAccount, Notice
+from posmon.actors.messages import AccountSnapshot, FetchAccount, GatewayRequest, Notice
 from posmon.actors.notifier import Notifier
 from posmon.actors.position import ActorConfig
-from posmon.actors.price_router import PriceRouter
+from posmon.actors.price_router import PriceRouter, RouterRequest
 from posmon.actors.reconciler import AccountReconciler
 from posmon.actors.supervisor import RestartPolicy, supervise
 from posmon.actors.user_stream import UserStream
@@ -65,7 +65,7 @@ class Daemon:
     rules: dict[str, SymbolRules] = field(default_factory=dict)
     directory: PositionDirectory | None = None
     router: PriceRouter | None = None
-    gateway: trio.MemorySendChannel[Any] | None = None
+    gateway: trio.MemorySendChannel[GatewayRequest] | None = None
     cancel_scope: trio.CancelScope | None = None
     control: DaemonControl | None = None
     api_url: str | None = None  # where the operator API listens, when it is served
@@ -94,7 +94,8 @@ async def _freeze_after_startup(directory: PositionDirectory, limit: float = 600
     log.info("start-up done: %d long-lived objects moved out of the collector's generations", gc.get_freeze_count())
 
 
-async def _account_snapshot(gateway: trio.MemorySendChannel[Any], reply_within: float) -> AccountSnapshot | None:
+async def _account_snapshot(gateway: trio.MemorySendChannel[GatewayRequest],
+                            reply_within: float) -> AccountSnapshot | None:
     """One whole-account read for every restored actor's start-up reconcile (None: each actor reads its own).
 
     2,000 restored keys would otherwise each read their symbol (4,000 signed calls, 12,000 weight on Aster).
@@ -153,8 +154,8 @@ async def run_daemon(
     daemon.rules = await connect_venue(venue, give_up_after=connect_timeout, log=log)
     policy = RestartPolicy(budget=d.restart_budget, window=d.restart_window_seconds,
                            backoff=d.restart_backoff_seconds)
-    gw_send, gw_recv = trio.open_memory_channel[Any](math.inf)
-    router_send, router_recv = trio.open_memory_channel[Any](math.inf)
+    gw_send, gw_recv = trio.open_memory_channel[GatewayRequest](math.inf)
+    router_send, router_recv = trio.open_memory_channel[RouterRequest](math.inf)
     notice_send, notice_recv = trio.open_memory_channel[Notice](10_000)
     # Telegram/webhook channels and the stream watchdog from [notify]; an actor exhausting its restart budget
     # hands its notice straight to the channels and waits (bounded) for it to go out before the daemon stops.

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
+from typing import TypedDict
 
 import trio
 
@@ -25,7 +26,15 @@ from posmon.sim.session import build_exchange, replay_paths
 from posmon.store.store import Store
 from posmon.venues import open_venue
 
-DEMO_RISK = {"tp_pct": Decimal("0.8"), "sl_pct": Decimal("3"), "tranche_pnl_increment_pct": Decimal("1.5"),
+
+class _DemoRisk(TypedDict):
+    tp_pct: Decimal
+    sl_pct: Decimal
+    tranche_pnl_increment_pct: Decimal
+    max_hold_seconds: int
+
+
+DEMO_RISK: _DemoRisk = {"tp_pct": Decimal("0.8"), "sl_pct": Decimal("3"), "tranche_pnl_increment_pct": Decimal("1.5"),
              "max_hold_seconds": 12}
 OPENING = (("BTCUSDT", Side.LONG), ("ETHUSDT", Side.SHORT), ("XRPUSDT", Side.LONG))
 

@@ -185,8 +185,9 @@ def numeric(
     """A number with both ends of its range stated: ``expected a number > 0 and <= 600`` plus ``note``."""
     if (gt is None) == (ge is None) or (lt is None) == (le is None):
         raise AssertionError(f"{name}: a number needs exactly one lower and one upper bound")
-    bounds = Bounds(ge if gt is None else gt, le if lt is None else lt,  # type: ignore[arg-type]
-                    low_open=gt is not None, high_open=lt is not None)
+    low, high = ge if gt is None else gt, le if lt is None else lt
+    assert low is not None and high is not None  # exactly one of each pair, checked above
+    bounds = Bounds(low, high, low_open=gt is not None, high_open=lt is not None)
     what = noun or ("an integer" if kind == "int" else "a number")
     allowed = f"expected {what} {bounds.text(kind == 'int')}{note}"
     return KeySpec(name, kind, allowed, bounds.__contains__, default=default, public=public, bounds=bounds)

@@ -16,9 +16,9 @@ from typing import Any
 
 import trio
 
-from posmon.actors.messages import AccountSnapshot, Notice
+from posmon.actors.messages import AccountSnapshot, GatewayRequest, Notice, PositionMessage
 from posmon.actors.position import ActorConfig, ActorLinks, PositionActor
-from posmon.actors.price_router import Subscribe
+from posmon.actors.price_router import RouterRequest, Subscribe
 from posmon.actors.price_slot import PriceSlot
 from posmon.actors.supervisor import RestartPolicy, supervise
 from posmon.domain.orders import Side
@@ -36,7 +36,7 @@ class UnknownSymbol(KeyError):
 
 @dataclass(slots=True)
 class _Entry:
-    send: trio.MemorySendChannel[Any]
+    send: trio.MemorySendChannel[PositionMessage]
     slot: PriceSlot
     actor: PositionActor | None = None
 
@@ -47,8 +47,8 @@ class PositionDirectory:
         nursery: trio.Nursery,
         config_for: Callable[[str, Side], ActorConfig],
         *,
-        router: trio.MemorySendChannel[Any],
-        gateway: trio.MemorySendChannel[Any],
+        router: trio.MemorySendChannel[RouterRequest],
+        gateway: trio.MemorySendChannel[GatewayRequest],
         notices: trio.MemorySendChannel[Notice],
         store: Store,
         metrics: Metrics,
@@ -85,7 +85,7 @@ class PositionDirectory:
         return entry.actor if entry else None
 
     def inbox(self, symbol: str, side: Side, *, reconcile: bool = True,
-              snapshot: AccountSnapshot | None = None) -> trio.MemorySendChannel[Any]:
+              snapshot: AccountSnapshot | None = None) -> trio.MemorySendChannel[PositionMessage]:
         """The actor's inbox, starting the actor if this (symbol, side) has none yet.
 
         ``reconcile=False``: the caller is delivering a live fill for a key posmon has never held, so the new
@@ -109,7 +109,7 @@ class PositionDirectory:
         except KeyError as exc:
             raise UnknownSymbol(symbol) from exc
         # Unbounded: the gateway replies into inboxes, and a full inbox must never stall the gateway.
-        send, recv = trio.open_memory_channel[Any](math.inf)
+        send, recv = trio.open_memory_channel[PositionMessage](math.inf)
         entry = _Entry(send, PriceSlot(send, side.sign))
         self._actors[key] = entry
         self._router.send_nowait(Subscribe(symbol, entry.slot))

@@ -14,6 +14,7 @@ look them up by client order id instead of waiting out their reply timeout.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import logging
@@ -21,7 +22,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar, assert_never, overload
 
 import trio
 
@@ -56,6 +57,7 @@ from posmon.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+R = TypeVar("R", PlaceOrders, CancelOrders, QueryOrders, FetchAccount)
 
 
 @dataclass(slots=True, eq=False)  # identity-hashed: it borrows a CapacityLimiter token
@@ -69,6 +71,16 @@ class _Job:
     @property
     def requests(self) -> list[GatewayRequest]:
         return [q.request for q in self.queued]
+
+    def all_of(self, kind: type[R]) -> list[R]:
+        """The requests, every one a ``kind`` (a job only ever groups requests of one kind)."""
+        return _all_of([q.request for q in self.queued], kind)
+
+
+def _all_of(requests: list[GatewayRequest], kind: type[R]) -> list[R]:
+    same = [r for r in requests if isinstance(r, kind)]
+    assert len(same) == len(requests), f"a job mixes {kind.__name__} with other requests"
+    return same
 
 
 @dataclass(slots=True)
@@ -153,7 +165,7 @@ class OrderGateway:
         lost = list(s.in_flight.values())
         s.in_flight.clear()
         for request in lost:
-            self._reply_nowait(request, _unknown_answer(request))
+            self._answer_unknown(request)
             for o in request.orders if isinstance(request, PlaceOrders) else ():
                 self.metrics.inc("orders", venue=self.venue.name, type=o.type.value, result="unknown")
         if requeued or lost or self._queue:
@@ -191,27 +203,31 @@ class OrderGateway:
     def _next_job(self) -> _Job:
         limits = self.venue.limits
         first = heapq.heappop(self._queue)
-        head = first.request
-        if isinstance(head, PlaceOrders):
-            group, count = [first], len(head.orders)
-            while self._queue and isinstance(nxt := self._queue[0].request, PlaceOrders) \
-                    and count + len(nxt.orders) <= limits.max_batch_place:
-                group.append(heapq.heappop(self._queue))
-                count += len(nxt.orders)
-            weight = limits.place_weight if count == 1 else limits.batch_place_weight
-            return _Job(group, weight, count)
-        if isinstance(head, CancelOrders):
-            group, count = [first], len(head.client_ids)
-            while self._queue and isinstance(nxt := self._queue[0].request, CancelOrders) \
-                    and nxt.symbol == head.symbol and count + len(nxt.client_ids) <= limits.max_batch_cancel:
-                group.append(heapq.heappop(self._queue))
-                count += len(nxt.client_ids)
-            if self._hoist_placements_of(group):
-                return self._next_job()
-            return _Job(group, limits.cancel_weight if count == 1 else limits.batch_cancel_weight)
-        if isinstance(head, QueryOrders):
-            return _Job([first], 0)  # each lookup is paced on its own
-        return self._account_job(first)
+        match first.request:
+            case PlaceOrders() as head:
+                group, count = [first], len(head.orders)
+                while self._queue and isinstance(nxt := self._queue[0].request, PlaceOrders) \
+                        and count + len(nxt.orders) <= limits.max_batch_place:
+                    group.append(heapq.heappop(self._queue))
+                    count += len(nxt.orders)
+                weight = limits.place_weight if count == 1 else limits.batch_place_weight
+                return _Job(group, weight, count)
+            case CancelOrders() as head:
+                group, count = [first], len(head.client_ids)
+                while self._queue and isinstance(nxt_cancel := self._queue[0].request, CancelOrders) \
+                        and nxt_cancel.symbol == head.symbol \
+                        and count + len(nxt_cancel.client_ids) <= limits.max_batch_cancel:
+                    group.append(heapq.heappop(self._queue))
+                    count += len(nxt_cancel.client_ids)
+                if self._hoist_placements_of(group):
+                    return self._next_job()
+                return _Job(group, limits.cancel_weight if count == 1 else limits.batch_cancel_weight)
+            case QueryOrders():
+                return _Job([first], 0)  # each lookup is paced on its own
+            case FetchAccount() as head:
+                return self._account_job(first, head)
+            case unexpected:
+                assert_never(unexpected)
 
     def _hoist_placements_of(self, cancels: list[_Queued]) -> bool:
         """Queue still-unsent placements of the orders these cancels target ahead of them; True if any.
@@ -220,7 +236,7 @@ class OrderGateway:
         cancels: sent first it would find nothing, the order would be written off as never placed, and the
         placement would then leave it resting untracked. The cancels go back into the queue behind them.
         """
-        ids = {c for q in cancels for c in q.request.client_ids}  # type: ignore[union-attr]
+        ids = {c for r in _all_of([q.request for q in cancels], CancelOrders) for c in r.client_ids}
         if not any(c in self.state.placing for c in ids):
             return False
         hoisted = [q for q in self._queue if isinstance(q.request, PlaceOrders)
@@ -235,7 +251,7 @@ class OrderGateway:
 
     async def _await_placements(self, job: _Job) -> None:
         """Hold a cancel until the in-flight placements of its orders are answered (bounded: never stuck)."""
-        ids = [c for r in job.requests for c in r.client_ids]  # type: ignore[union-attr]
+        ids = [c for r in job.all_of(CancelOrders) for c in r.client_ids]
         with trio.move_on_after(self.policy.request_timeout * self.policy.max_attempts * 3) as waited:
             while any(c in self.state.placing for c in ids):
                 await self.state.placement_answered.wait()
@@ -254,7 +270,7 @@ class OrderGateway:
         self.state.placement_answered.set()
         self.state.placement_answered = trio.Event()
 
-    def _account_job(self, first: _Queued) -> _Job:
+    def _account_job(self, first: _Queued, head: FetchAccount) -> _Job:
         """Per-symbol snapshots, or one whole-account snapshot for every waiting request when that is cheaper.
 
         At start-up every restored actor asks for its symbol's positions and open orders: 2,000 actors would be
@@ -262,7 +278,7 @@ class OrderGateway:
         """
         limits = self.venue.limits
         whole = limits.positions_weight + limits.open_orders_weight
-        if first.request.symbol is None:  # type: ignore[union-attr]
+        if head.symbol is None:
             return _Job([first], whole)
         waiting = [q for q in self._queue if isinstance(q.request, FetchAccount)]
         if (len(waiting) + 1) * (limits.positions_weight + limits.open_orders_symbol_weight) <= whole:
@@ -307,47 +323,58 @@ class OrderGateway:
         self.state.in_flight.update((id(r), r) for r in job.requests)
         self._observe_tick_latency(job)
         try:
-            head = job.requests[0]
-            if isinstance(head, PlaceOrders):
-                orders = [o for r in job.requests for o in r.orders]  # type: ignore[union-attr]
-                results = await self._place(orders)
-                for r in job.requests:
-                    await self._reply(r, OrderResults(tuple(results[o.client_id] for o in r.orders)))  # type: ignore[union-attr]
-            elif isinstance(head, CancelOrders):
-                ids = [c for r in job.requests for c in r.client_ids]  # type: ignore[union-attr]
-                results = await self._cancel(head.symbol, ids)
-                for r in job.requests:
-                    await self._reply(r, OrderResults(tuple(results[c] for c in r.client_ids)))  # type: ignore[union-attr]
-            elif isinstance(head, QueryOrders):
-                found = await self._lookup(head.symbol, list(head.client_ids))
-                await self._reply(head, OrderResults(tuple(
-                    OrderResult(c, Action.QUERY, state=s, error=None if s is not None or u else OrderNotFound(
-                        "no such order", code=-2013, request="query"))
-                    for c, (s, u) in found.items())))
-            else:
-                assert isinstance(head, FetchAccount)
-                if len(job.requests) == 1:
-                    await self._reply(head, await self._fetch_account(head.symbol))
-                else:
-                    snapshot = await self._fetch_account(None)
-                    split = snapshot.by_symbol()
-                    for r in job.requests:
-                        await self._reply(r, snapshot.of(r.symbol, split))  # type: ignore[union-attr]
+            match job.requests[0]:
+                case PlaceOrders():
+                    places = job.all_of(PlaceOrders)
+                    results = await self._place([o for r in places for o in r.orders])
+                    for r in places:
+                        await self._reply(r, r.reply_to, OrderResults(tuple(results[o.client_id] for o in r.orders)))
+                case CancelOrders() as head:
+                    cancels = job.all_of(CancelOrders)
+                    results = await self._cancel(head.symbol, [c for q in cancels for c in q.client_ids])
+                    for q in cancels:
+                        await self._reply(q, q.reply_to, OrderResults(tuple(results[c] for c in q.client_ids)))
+                case QueryOrders() as head:
+                    found = await self._lookup(head.symbol, list(head.client_ids))
+                    await self._reply(head, head.reply_to, OrderResults(tuple(
+                        OrderResult(c, Action.QUERY, state=s, error=None if s is not None or u else OrderNotFound(
+                            "no such order", request="query"))
+                        for c, (s, u) in found.items())))
+                case FetchAccount() as head:
+                    if len(job.requests) == 1:
+                        await self._reply(head, head.reply_to, await self._fetch_account(head.symbol))
+                    else:
+                        snapshot = await self._fetch_account(None)
+                        split = snapshot.by_symbol()
+                        for f in job.all_of(FetchAccount):
+                            await self._reply(f, f.reply_to, snapshot.of(f.symbol, split))
+                case unexpected:
+                    assert_never(unexpected)
         finally:
             self._limiter.release_on_behalf_of(job)
 
-    async def _reply(self, request: GatewayRequest, message: Any) -> None:
+    async def _reply(self, request: GatewayRequest, reply_to: trio.MemorySendChannel[T], message: T) -> None:
+        """Answer ``request`` (``reply_to``: its reply channel, typed for its answer)."""
         self.state.in_flight.pop(id(request), None)
         self._placement_answered(request)
         try:
-            await request.reply_to.send(message)
+            await reply_to.send(message)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             log.warning("gateway: requester of %s is gone; result dropped", type(request).__name__)
 
-    def _reply_nowait(self, request: GatewayRequest, message: Any) -> None:
+    def _answer_unknown(self, request: GatewayRequest) -> None:
+        match request:
+            case PlaceOrders() | CancelOrders() | QueryOrders():
+                self._reply_nowait(request, request.reply_to, _unknown_answer(request))
+            case FetchAccount():
+                self._reply_nowait(request, request.reply_to, _unknown_answer(request))
+            case unexpected:
+                assert_never(unexpected)
+
+    def _reply_nowait(self, request: GatewayRequest, reply_to: trio.MemorySendChannel[T], message: T) -> None:
         self._placement_answered(request)
         try:
-            request.reply_to.send_nowait(message)
+            reply_to.send_nowait(message)
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.WouldBlock):
             log.warning("gateway: requester of %s is gone; result dropped", type(request).__name__)
 
@@ -367,7 +394,7 @@ class OrderGateway:
             raise
 
     def _backoff(self, attempt: int) -> float:
-        return min(self.policy.backoff_max, self.policy.backoff_base * 2**attempt)
+        return min(self.policy.backoff_max, self.policy.backoff_base * 2.0**attempt)
 
     async def _lookup(self, symbol: str, client_ids: list[str]) -> dict[str, tuple[OrderState | None, bool]]:
         """Each id -> (state, still_unknown): (state, False) found, (None, False) never seen, (None, True) unknown."""
@@ -375,7 +402,8 @@ class OrderGateway:
         for cid in client_ids:
             await self._pace(self.venue.limits.query_weight, 0)
             try:
-                out[cid] = (await self._call("query_order", lambda c=cid: self.venue.query_order(symbol, c)), False)
+                query = functools.partial(self.venue.query_order, symbol, cid)
+                out[cid] = (await self._call("query_order", query), False)
             except OrderNotFound:
                 out[cid] = (None, False)
             except (OutcomeUnknown, RateLimited, ClockSkew, NonceExpired) as exc:
@@ -395,7 +423,7 @@ class OrderGateway:
         results: dict[str, OrderResult] = {}
         sent = {o.client_id: o for o in orders}  # what was last sent for each id (re-rounding may change it)
         rerounded: set[str] = set()
-        to_send, unresolved = list(orders), []
+        to_send, unresolved = list(orders), list[OrderRequest]()
         for attempt in range(self.policy.max_attempts):
             if unresolved:
                 still = []
@@ -415,7 +443,7 @@ class OrderGateway:
                     await self._pace(self.venue.limits.batch_place_weight if len(batch) > 1
                                      else self.venue.limits.place_weight, len(batch))
                 try:
-                    answers = await self._call("place_orders", lambda b=batch: self.venue.place_orders(b))
+                    answers = await self._call("place_orders", functools.partial(self.venue.place_orders, batch))
                 except OutcomeUnknown as exc:
                     log.warning("gateway: placing %s: %s; will look the orders up before resending",
                                 [o.client_id for o in batch], exc)
@@ -495,7 +523,7 @@ class OrderGateway:
                 await self._pace(self.venue.limits.batch_cancel_weight, 0)
             gone: list[str] = []
             try:
-                answers = await self._call("cancel_orders", lambda t=todo: self.venue.cancel_orders(symbol, t))
+                answers = await self._call("cancel_orders", functools.partial(self.venue.cancel_orders, symbol, todo))
             except (OutcomeUnknown, RateLimited) as exc:
                 log.warning("gateway: cancelling %s: %s; will look the orders up", todo, exc)
                 gone = list(todo)
@@ -521,7 +549,7 @@ class OrderGateway:
                     todo.append(cid)  # still open (or unknown): cancel again
                 elif state is None:
                     results[cid] = OrderResult(cid, Action.CANCEL, error=OrderNotFound(
-                        "order was never placed", code=-2011, request="cancel"))
+                        "order was never placed", request="cancel"))
                 else:
                     results[cid] = OrderResult(cid, Action.CANCEL, state=state)
             if not todo:
@@ -550,13 +578,22 @@ class OrderGateway:
         return AccountSnapshot((), (), error=last)
 
 
-def _unknown_answer(request: GatewayRequest) -> Any:
+
+@overload
+def _unknown_answer(request: PlaceOrders | CancelOrders | QueryOrders) -> OrderResults: ...
+@overload
+def _unknown_answer(request: FetchAccount) -> AccountSnapshot: ...
+def _unknown_answer(request: GatewayRequest) -> OrderResults | AccountSnapshot:
     """What a request's requester hears when the gateway died with it in flight: every outcome unknown."""
-    if isinstance(request, PlaceOrders):
-        return OrderResults(tuple(OrderResult(o.client_id, Action.PLACE, sent=o) for o in request.orders))
-    if isinstance(request, CancelOrders):
-        return OrderResults(tuple(OrderResult(c, Action.CANCEL) for c in request.client_ids))
-    if isinstance(request, QueryOrders):
-        return OrderResults(tuple(OrderResult(c, Action.QUERY) for c in request.client_ids))
-    return AccountSnapshot((), (), error=OutcomeUnknown("the gateway restarted before the answer came",
-                                                        request="account snapshot"))
+    match request:
+        case PlaceOrders():
+            return OrderResults(tuple(OrderResult(o.client_id, Action.PLACE, sent=o) for o in request.orders))
+        case CancelOrders():
+            return OrderResults(tuple(OrderResult(c, Action.CANCEL) for c in request.client_ids))
+        case QueryOrders():
+            return OrderResults(tuple(OrderResult(c, Action.QUERY) for c in request.client_ids))
+        case FetchAccount():
+            return AccountSnapshot((), (), error=OutcomeUnknown("the gateway restarted before the answer came",
+                                                                request="account snapshot"))
+        case unexpected:
+            assert_never(unexpected)

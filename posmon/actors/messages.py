@@ -9,8 +9,9 @@ from typing import Any
 import trio
 
 from posmon.domain.orders import OrderRequest, OrderState, PositionState
-from posmon.domain.tranche import ExitReason
+from posmon.domain.tranche import ExitReason, Risk, Tranche
 from posmon.exchange.errors import VenueError
+from posmon.exchange.events import OrderUpdate, PositionUpdate
 
 
 class Priority(enum.IntEnum):
@@ -29,7 +30,7 @@ class PlaceOrders:
     """Place these orders together (one batch call where the venue allows); results go to ``reply_to``."""
 
     orders: tuple[OrderRequest, ...]
-    reply_to: trio.MemorySendChannel[Any]
+    reply_to: trio.MemorySendChannel[OrderResults]
     priority: Priority = Priority.PROTECT
     since: float = 0.0  # when the exposure these orders cover began: older exposures are served first
     rank: float = 0.0  # within a priority, lower goes first (exits: the tranche furthest through its stop)
@@ -42,7 +43,7 @@ class CancelOrders:
 
     symbol: str
     client_ids: tuple[str, ...]
-    reply_to: trio.MemorySendChannel[Any]
+    reply_to: trio.MemorySendChannel[OrderResults]
     priority: Priority = Priority.PROTECT
     tick_at: float | None = None  # trio time of the price frame that caused this (tick-to-order latency)
 
@@ -51,7 +52,7 @@ class CancelOrders:
 class QueryOrders:
     symbol: str
     client_ids: tuple[str, ...]
-    reply_to: trio.MemorySendChannel[Any]
+    reply_to: trio.MemorySendChannel[OrderResults]
     priority: Priority = Priority.PROTECT
 
 
@@ -60,7 +61,7 @@ class FetchAccount:
     """Positions and open orders (of one symbol, or all) for reconciliation."""
 
     symbol: str | None
-    reply_to: trio.MemorySendChannel[Any]
+    reply_to: trio.MemorySendChannel[AccountSnapshot]
     priority: Priority = Priority.PROTECT
 
 
@@ -163,21 +164,24 @@ class OpenEntry:
 
     entry: OrderRequest
     tranche_id: int
-    risk: Any  # posmon.domain.tranche.Risk
-    reply_to: trio.MemorySendChannel[Any] | None = None
+    risk: Risk
+    reply_to: trio.MemorySendChannel[EntryOutcome] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class EntryOutcome:
-    tranche: Any  # posmon.domain.tranche.Tranche once filled, else None
+    tranche: Tranche | None  # once filled, else None
     error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class StopMonitoring:
-    """Forget every tranche of this key without closing the position; cancel posmon's resting orders."""
+    """Forget every tranche of this key without closing the position; cancel posmon's resting orders.
 
-    reply_to: trio.MemorySendChannel[Any] | None = None
+    ``reply_to`` gets the ids of the tranches forgotten.
+    """
+
+    reply_to: trio.MemorySendChannel[list[int]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,3 +200,9 @@ class Notice:
     text: str
     needs_human: bool = False
     data: dict[str, Any] = field(default_factory=dict)
+
+
+# What a position actor's inbox carries: the venue's events for its key, the gateway's answers to its requests,
+# price wake-ups and the operator's commands. (The actor also queues private messages to itself.)
+PositionMessage = (PriceWake | OrderUpdate | PositionUpdate | OrderResults | Reconcile | OpenEntry | CloseTranches
+                   | StopMonitoring | ResumeMonitoring)

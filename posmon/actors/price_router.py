@@ -17,6 +17,7 @@ import random
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import assert_never
 
 import trio
 
@@ -43,8 +44,11 @@ class Unsubscribe:
     slot: PriceSlot
 
 
+RouterRequest = Subscribe | Unsubscribe
+
+
 class PriceRouter:
-    def __init__(self, venue: Venue, control: trio.MemoryReceiveChannel[Subscribe | Unsubscribe], metrics: Metrics,
+    def __init__(self, venue: Venue, control: trio.MemoryReceiveChannel[RouterRequest], metrics: Metrics,
                  *, symbols: Sequence[str], stale_after: float = 3.0, poll_interval: float = 1.0,
                  backoff_max: float = 30.0, rng: random.Random | None = None) -> None:
         self.venue = venue
@@ -75,12 +79,16 @@ class PriceRouter:
 
     async def _serve_control(self) -> None:
         async for msg in self.control:
-            if isinstance(msg, Subscribe):
-                self._slots[msg.symbol].append(msg.slot)
-                if (mark := self.latest.get(msg.symbol)) is not None:
-                    msg.slot.put(mark, trio.current_time())
-            elif msg.slot in self._slots.get(msg.symbol, ()):
-                self._slots[msg.symbol].remove(msg.slot)
+            match msg:
+                case Subscribe():
+                    self._slots[msg.symbol].append(msg.slot)
+                    if (mark := self.latest.get(msg.symbol)) is not None:
+                        msg.slot.put(mark, trio.current_time())
+                case Unsubscribe():
+                    if msg.slot in self._slots.get(msg.symbol, ()):
+                        self._slots[msg.symbol].remove(msg.slot)
+                case unexpected:
+                    assert_never(unexpected)
 
     async def _stream_forever(self) -> None:
         backoff = 0.5

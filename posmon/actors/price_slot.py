@@ -11,7 +11,6 @@ actors it can trigger.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
 import trio
 
@@ -24,7 +23,8 @@ _WAKE = PriceWake()
 class PriceSlot:
     __slots__ = ("_armed", "_inbox", "gate", "last", "latest", "received_at", "sign")
 
-    def __init__(self, inbox: trio.MemorySendChannel[Any], sign: int = 1) -> None:
+    def __init__(self, inbox: trio.MemorySendChannel[PriceWake], sign: int = 1) -> None:
+        """``inbox``: the actor's inbox, unbounded (the directory's), so a wake-up never waits for room."""
         self._inbox = inbox
         self._armed = False
         self.sign = sign  # +1 LONG, -1 SHORT: orients the gate levels like the actor's trigger heaps
@@ -51,8 +51,6 @@ class PriceSlot:
         try:
             self._inbox.send_nowait(_WAKE)
             self._armed = True
-        except trio.WouldBlock:
-            pass  # inbox full: the actor will find the price when it next looks at the slot
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
 

@@ -17,12 +17,11 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from typing import Any
 
 import trio
 
 from posmon.actors.directory import PositionDirectory, UnknownSymbol
-from posmon.actors.messages import AccountSnapshot, FetchAccount, Priority, Reconcile
+from posmon.actors.messages import AccountSnapshot, FetchAccount, GatewayRequest, Priority, Reconcile
 from posmon.domain.orders import OrderSide, Side
 from posmon.domain.protection import parse_client_order_id
 from posmon.metrics import Metrics
@@ -31,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 class AccountReconciler:
-    def __init__(self, venue: str, directory: PositionDirectory, gateway: trio.MemorySendChannel[Any],
+    def __init__(self, venue: str, directory: PositionDirectory, gateway: trio.MemorySendChannel[GatewayRequest],
                  metrics: Metrics, *, interval: float, reply_timeout: float, prefix: str,
                  clock: Callable[[], float]) -> None:
         """``interval``: seconds between sweeps (0: only on demand); ``clock``: the actors' clock (read times)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
+from typing import assert_never
 
 import trio
 
@@ -78,22 +79,25 @@ class UserStream:
             return
         self.metrics.inc("user_frames", venue=self.venue.name)
         for event in events:
-            if isinstance(event, PositionUpdate):
-                await self._on_position(event)
-            elif isinstance(event, OrderUpdate):
-                side = self._route(event)
-                if side is None:
-                    continue
-                if event.symbol in self.directory.unmonitored and (event.symbol, side) not in self.directory:
-                    continue  # the operator stopped monitoring it: start nothing for it
-                try:
-                    inbox = self.directory.inbox(event.symbol, side, reconcile=not event.is_fill)
-                except UnknownSymbol:
-                    self.metrics.inc("user_events_unroutable", venue=self.venue.name)
-                    log.error("NEEDS A HUMAN: %s %s on %s, a symbol posmon has no trading rules for; not protected",
-                              event.symbol, side.value, self.venue.name)
-                    continue
-                await inbox.send(event)
+            match event:
+                case PositionUpdate():
+                    await self._on_position(event)
+                case OrderUpdate():
+                    side = self._route(event)
+                    if side is None:
+                        continue
+                    if event.symbol in self.directory.unmonitored and (event.symbol, side) not in self.directory:
+                        continue  # the operator stopped monitoring it: start nothing for it
+                    try:
+                        inbox = self.directory.inbox(event.symbol, side, reconcile=not event.is_fill)
+                    except UnknownSymbol:
+                        self.metrics.inc("user_events_unroutable", venue=self.venue.name)
+                        log.error("NEEDS A HUMAN: %s %s on %s, a symbol posmon has no trading rules for; not protected",
+                                  event.symbol, side.value, self.venue.name)
+                        continue
+                    await inbox.send(event)
+                case unexpected:
+                    assert_never(unexpected)
 
     async def _on_position(self, u: PositionUpdate) -> None:
         """Hand a position frame to its actor; an open position nobody watches yet gets one."""

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import logging
 from functools import partial
+from typing import cast
 
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 from hypercorn.typing import ASGIFramework
+from starlette.types import ASGIApp
 
 from posmon.api.settings import ApiSettings
 from posmon.config import ConfigError
@@ -43,7 +45,7 @@ def hypercorn_config(settings: ApiSettings) -> Config:
 
 
 async def serve_api(
-    app: ASGIFramework,
+    app: ASGIApp,
     settings: ApiSettings,
     *,
     task_status: trio.TaskStatus[str | None] = trio.TASK_STATUS_IGNORED,
@@ -57,7 +59,7 @@ async def serve_api(
     listening = False
     try:
         async with trio.open_nursery() as nursery:
-            binds: list[str] = await nursery.start(partial(serve, app, hypercorn_config(settings), mode="asgi"))
+            binds: list[str] = await nursery.start(partial(serve, _asgi(app), hypercorn_config(settings), mode="asgi"))
             url = binds[0]
             log.info("control API listening on %s (%s)", url,
                      "bearer token required" if settings.token else "no token: loopback only")
@@ -70,6 +72,11 @@ async def serve_api(
         raise ConfigError(f"api.port: cannot listen on {settings.host}:{settings.port} ({bind_error}); expected a "
                           "free port on a local address (set [api] host/port or POSMON_API_HOST/POSMON_API_PORT)"
                           ) from exc
+
+
+def _asgi(app: ASGIApp) -> ASGIFramework:
+    """The same ASGI 3 callable as hypercorn types it (TypedDict scopes where starlette has MutableMappings)."""
+    return cast(ASGIFramework, app)
 
 
 def _bind_error(exc: BaseException) -> OSError | None:

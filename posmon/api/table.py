@@ -48,7 +48,7 @@ def _num(value: Any, *, places: int | None = None, significant: int = 10) -> str
     if places is not None:
         d = d.quantize(Decimal(1).scaleb(-places)) + 0  # + 0: no "-0.0000"
         return format(d, "f")
-    if not d or d.adjusted() - d.as_tuple().exponent < significant:
+    if not d or d.adjusted() - int(d.as_tuple().exponent) < significant:  # finite: the exponent is an int
         return str(value)  # short enough: as the daemon wrote it (tick-formatted)
     text = format(round(d, max(0, significant - 1 - d.adjusted())), "f")  # integer digits are never rounded
     return text.rstrip("0").rstrip(".") if "." in text else text

@@ -159,8 +159,8 @@ def _run_daemon_command(args: argparse.Namespace) -> int:
         settings = load_settings(args.config)
         api = ApiSettings.from_config(settings.api, os.environ) if args.command == "run" else None
         notify = NotifySettings.from_config(settings.notify, os.environ)
-    except ConfigError as exc:
-        print(f"posmon: configuration error: {exc}", file=sys.stderr)
+    except ConfigError as error:
+        print(f"posmon: configuration error: {error}", file=sys.stderr)
         return ExitCode.CONFIG
     # The demo narrates on stdout; its log shows only what needs attention.
     configure(settings.daemon.log_level if args.command == "run" else "WARNING", json_lines=notify.json_logs)

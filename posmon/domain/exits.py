@@ -131,7 +131,7 @@ class RestingExits:
     """
 
     kind = "exchange"
-    legs = LEGS
+    legs: tuple[Purpose, ...] = LEGS
 
     def __init__(self, ctx: ExitContext) -> None:
         self.ctx = ctx

@@ -12,9 +12,12 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 from decimal import Decimal
+from typing import TypeVar
 
 from posmon.domain.orders import Side
 from posmon.domain.tranche import ExitReason, Tranche
+
+Level = TypeVar("Level", Decimal, float)  # a heap key: a price level or a deadline
 
 
 class TriggerBook:
@@ -79,14 +82,15 @@ class TriggerBook:
             yield from self._pop(self._sl_heap, -s * mark, ExitReason.SL)
         yield from self._pop(self._deadlines, now, ExitReason.TIMEOUT)
 
-    def _pop(self, heap: list, level: Decimal | float, reason: ExitReason) -> Iterator[tuple[int, ExitReason]]:
+    def _pop(self, heap: list[tuple[Level, int, int]], level: Level,
+             reason: ExitReason) -> Iterator[tuple[int, ExitReason]]:
         while heap and heap[0][0] <= level:
             _, tid, gen = heapq.heappop(heap)
             if self._gen.get(tid) == gen:
                 del self._gen[tid]
                 yield tid, reason
 
-    def _prune(self, heap: list) -> None:
+    def _prune(self, heap: list[tuple[Level, int, int]]) -> None:
         while heap and self._gen.get(heap[0][1]) != heap[0][2]:
             heapq.heappop(heap)
 

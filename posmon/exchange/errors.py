@@ -1,5 +1,8 @@
 """Venue errors: one hierarchy, each carrying what the gateway needs to decide.
 
+Venue-neutral: which of a venue's codes means which class is that venue's adapter's business
+(``posmon.exchange.aster.errors``, ``posmon.exchange.lighter.errors``).
+
 The gateway's policy depends only on the class: ``Rejected`` is final for that
 request, ``OutcomeUnknown`` must be resolved by querying the client order id
 before anything is resent, ``RateLimited``/``Banned`` pause trading calls.
@@ -69,27 +72,3 @@ class RateLimited(VenueError):
 class Banned(RateLimited):
     """418: no trading call until the ban ends."""
 
-
-# Binance-family codes (Aster and the simulator share them) and what the gateway must make of each.
-CODE_CLASSES: dict[int, type[Rejected]] = {
-    -1021: ClockSkew,
-    -1002: AuthRejected,
-    -1022: AuthRejected,
-    -2014: AuthRejected,
-    -2015: AuthRejected,
-    -4225: NonceExpired,
-    -1111: PrecisionRejected,
-    -4014: PrecisionRejected,
-    -4023: PrecisionRejected,
-    -2011: OrderNotFound,
-    -2013: OrderNotFound,
-    -2019: GiveUp,
-    -2022: GiveUp,
-    -2021: WouldTriggerImmediately,
-    -4116: DuplicateClientId,
-}
-
-
-def rejection(msg: str, *, code: int, request: str = "") -> Rejected:
-    """The typed refusal for a venue error code (plain ``Rejected`` for codes with no special handling)."""
-    return CODE_CLASSES.get(code, Rejected)(msg, code=code, request=request)

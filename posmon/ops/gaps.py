@@ -98,7 +98,7 @@ class Account:
     open_orders: Sequence[OrderState]
 
 
-def _plain(d: Decimal) -> str:
+def _plain(d: Decimal | None) -> str:
     return format(d.normalize(), "f") if d else "0"
 
 
@@ -183,6 +183,7 @@ def _position_gaps(tranches: Sequence[Tranche], positions: Sequence[PositionStat
         if have == tracked:
             continue
         if not tracked:
+            assert pos is not None  # held != tracked == 0
             gaps.append(Gap(GapKind.UNKNOWN_POSITION, symbol, side, f"{_plain(have)} held @ {_plain(pos.entry_price)}"
                             " and no tranche covers it: unprotected", qty=have, expected=have, actual=ZERO))
         elif not have:

@@ -210,9 +210,9 @@ class _Planner:
                 self._step("place", t.symbol, t.side, f"{o.purpose.name} {r.type.value} {r.side.value} "
                            f"{_plain(r.qty)} @ {_plain(price)} for tranche {t.index}", t.id, r.client_id)
             after = tuple(o.client_id for o in new)
-            for purpose, o in self.resting.get(tid, []):
+            for purpose, resting in self.resting.get(tid, []):
                 if purpose in need:
-                    self._cancel(t.symbol, t.side, o.client_id, tid, f"replaced {purpose.name}", after=after)
+                    self._cancel(t.symbol, t.side, resting.client_id, tid, f"replaced {purpose.name}", after=after)
 
     def _legs(self, t: Tranche) -> tuple[Tranche, OrderRecord, OrderRecord]:
         return protection_orders(t, prefix=self.ctx.prefix, working_type=self.ctx.working_type_of(t.symbol),

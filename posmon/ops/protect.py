@@ -18,7 +18,7 @@ from typing import Any
 import trio
 
 from posmon.actors.gateway import GatewayPolicy, OrderGateway
-from posmon.actors.messages import CancelOrders, OrderResult, OrderResults, PlaceOrders, Priority
+from posmon.actors.messages import CancelOrders, GatewayRequest, OrderResult, OrderResults, PlaceOrders, Priority
 from posmon.domain.orders import OrderStatus
 from posmon.domain.protection import LocalState, OrderRecord
 from posmon.exchange.errors import OrderNotFound
@@ -53,7 +53,7 @@ async def carry_out(plan: Plan, store: Store, venue: Venue, *, request_timeout: 
     """Write the plan (write-ahead), then send it through a gateway of our own; returns what happened."""
     store.apply(plan.changes)
     out = Outcome()
-    send, recv = trio.open_memory_channel[Any](math.inf)
+    send, recv = trio.open_memory_channel[GatewayRequest](math.inf)
     async with trio.open_nursery() as nursery:
         gateway = OrderGateway(venue, recv, Metrics(), GatewayPolicy(request_timeout=request_timeout), clock=clock)
         await nursery.start(gateway.run)
@@ -67,7 +67,8 @@ async def carry_out(plan: Plan, store: Store, venue: Venue, *, request_timeout: 
     return out
 
 
-async def _ask(send: trio.MemorySendChannel[Any], requests: Sequence[Callable[[trio.MemorySendChannel[Any]], Any]],
+async def _ask(send: trio.MemorySendChannel[GatewayRequest],
+               requests: Sequence[Callable[[trio.MemorySendChannel[OrderResults]], GatewayRequest]],
                limit: float) -> list[OrderResult]:
     """Send requests to the gateway and gather every result (answers in any order)."""
     if not requests:
@@ -82,12 +83,15 @@ async def _ask(send: trio.MemorySendChannel[Any], requests: Sequence[Callable[[t
     return results
 
 
-async def _place(groups: list[tuple[OrderRecord, ...]], store: Store, send: trio.MemorySendChannel[Any],
+async def _place(groups: list[tuple[OrderRecord, ...]], store: Store, send: trio.MemorySendChannel[GatewayRequest],
                  out: Outcome, limit: float, clock: Callable[[], float]) -> set[str]:
     records = {o.client_id: o for g in groups for o in g}
     now = clock()
-    results = await _ask(send, [lambda ch, g=g: PlaceOrders(tuple(o.request for o in g), ch, Priority.PROTECT,
-                                                            since=now) for g in groups], limit)
+
+    def place(g: tuple[OrderRecord, ...]) -> Callable[[trio.MemorySendChannel[OrderResults]], GatewayRequest]:
+        return lambda ch: PlaceOrders(tuple(o.request for o in g), ch, Priority.PROTECT, since=now)
+
+    results = await _ask(send, [place(g) for g in groups], limit)
     answered = {r.client_id: r for r in results}
     changes = Changes()
     live: set[str] = set()
@@ -116,7 +120,7 @@ async def _place(groups: list[tuple[OrderRecord, ...]], store: Store, send: trio
     return live
 
 
-async def _cancel(cancels: list[Cancel], store: Store, send: trio.MemorySendChannel[Any], out: Outcome,
+async def _cancel(cancels: list[Cancel], store: Store, send: trio.MemorySendChannel[GatewayRequest], out: Outcome,
                   limit: float, batch: int) -> None:
     ahead = Changes()
     records: dict[str, OrderRecord] = {}

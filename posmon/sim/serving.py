@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol, cast
 
 import trio
 from hypercorn.config import Config
@@ -21,6 +21,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from posmon.sim.counters import ServerCounters
 
 if TYPE_CHECKING:
+    from hypercorn.typing import ASGIFramework
     from starlette.applications import Starlette
 
     from posmon.sim.exchange import SimExchange
@@ -109,7 +110,12 @@ async def serve(
     logging.getLogger("hypercorn.error").setLevel(logging.WARNING)
     async with trio.open_nursery() as nursery:
         await nursery.start(sim.run)
-        binds: list[str] = await nursery.start(partial(hypercorn_serve, sim.create_app(),
+        binds: list[str] = await nursery.start(partial(hypercorn_serve, _asgi(sim.create_app()),
                                                        hypercorn_config(sim, host, port), mode="asgi"))  # fmt: skip
         rest_url = binds[0]
         task_status.started((rest_url, "ws://" + rest_url.removeprefix("http://") + sim.ws_path))
+
+
+def _asgi(app: Starlette) -> ASGIFramework:
+    """The same ASGI 3 callable as hypercorn types it (TypedDict scopes where starlette has MutableMappings)."""
+    return cast("ASGIFramework", app)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 
 from posmon.domain.orders import OrderRequest, OrderSide, OrderType, Side, SymbolRules
-from posmon.exchange.errors import rejection
+from posmon.exchange.aster.errors import rejection
 
 CLIENT_ID_PATTERN = re.compile(r"[\.A-Z\:/a-z0-9_-]{1,36}")
 

@@ -16,7 +16,7 @@ from posmon.store.errors import StoreError
 
 
 def _v1(db: Database) -> None:
-    db["tranches"].create(
+    db.table("tranches").create(
         {
             "id": int, "venue": str, "symbol": str, "side": str, "idx": int, "entry": str, "qty": str,
             "tp": str, "sl": str, "opened_at": float, "deadline": float, "seq": int, "realized_pnl": str,
@@ -24,8 +24,8 @@ def _v1(db: Database) -> None:
         },
         pk="id", not_null={"venue", "symbol", "side", "entry", "qty", "tp", "sl", "status"},
     )
-    db["tranches"].create_index(["status", "venue", "symbol", "side"])
-    db["orders"].create(
+    db.table("tranches").create_index(["status", "venue", "symbol", "side"])
+    db.table("orders").create(
         {
             "client_id": str, "tranche_id": int, "venue": str, "symbol": str, "purpose": str, "side": str,
             "position_side": str, "type": str, "qty": str, "price": str, "stop_price": str, "reduce_only": int,
@@ -34,28 +34,28 @@ def _v1(db: Database) -> None:
         },
         pk="client_id", foreign_keys=[("tranche_id", "tranches", "id")],
     )
-    db["orders"].create_index(["tranche_id"])
-    db["orders"].create_index(["state"])
-    db["events"].create(
+    db.table("orders").create_index(["tranche_id"])
+    db.table("orders").create_index(["state"])
+    db.table("events").create(
         {"id": int, "ts": float, "venue": str, "symbol": str, "side": str, "tranche_id": int, "kind": str,
          "data": str},
         pk="id",
     )
-    db["events"].create_index(["kind"])
-    db["meta"].create({"key": str, "value": str}, pk="key")
-    db["meta"].insert({"key": "next_tranche_id", "value": "1"})
+    db.table("events").create_index(["kind"])
+    db.table("meta").create({"key": str, "value": str}, pk="key")
+    db.table("meta").insert({"key": "next_tranche_id", "value": "1"})
 
 
 def _v2(db: Database) -> None:
     # Operator-opened entries: the risk their tranche gets once the entry fills (decided before it is sent).
-    db["entries"].create(
+    db.table("entries").create(
         {"client_id": str, "tranche_id": int, "venue": str, "symbol": str, "side": str, "qty": str,
          "tp_pct": str, "sl_pct": str, "max_hold_seconds": int, "state": str, "created_at": float},
         pk="client_id",
     )
-    db["entries"].create_index(["state", "venue", "symbol", "side"])
+    db.table("entries").create_index(["state", "venue", "symbol", "side"])
     # Symbols the operator stopped monitoring: never re-adopted until resumed.
-    db["unmonitored"].create({"venue": str, "symbol": str, "since": float}, pk=("venue", "symbol"))
+    db.table("unmonitored").create({"venue": str, "symbol": str, "since": float}, pk=("venue", "symbol"))
 
 
 MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1, _v2)

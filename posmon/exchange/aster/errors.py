@@ -12,22 +12,47 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from posmon.exchange.errors import (
-    CODE_CLASSES,
+    AuthRejected,
     Banned,
+    ClockSkew,
+    DuplicateClientId,
+    GiveUp,
+    NonceExpired,
+    OrderNotFound,
     OutcomeUnknown,
+    PrecisionRejected,
     RateLimited,
     Rejected,
     VenueError,
+    WouldTriggerImmediately,
 )
 
-__all__ = ["BAN_RETRY_AFTER", "RATE_LIMIT_RETRY_AFTER", "error_for", "retry_after_seconds"]
+__all__ = ["BAN_RETRY_AFTER", "CODE_CLASSES", "RATE_LIMIT_RETRY_AFTER", "error_for", "rejection",
+           "retry_after_seconds"]
 
 # Used when a 429/418 comes without a Retry-After header: a short pause for 429 (the gateway re-paces
 # anyway), the shortest documented ban for 418.
 RATE_LIMIT_RETRY_AFTER = 5.0
 BAN_RETRY_AFTER = 120.0
 
-_BY_CODE: Mapping[int, type[Rejected]] = MappingProxyType(CODE_CLASSES)  # the Binance-family codes
+# Binance-family codes (Aster and the simulator share them) and what the gateway must make of each.
+CODE_CLASSES: Mapping[int, type[Rejected]] = MappingProxyType({
+    -1021: ClockSkew,
+    -1002: AuthRejected,
+    -1022: AuthRejected,
+    -2014: AuthRejected,
+    -2015: AuthRejected,
+    -4225: NonceExpired,
+    -1111: PrecisionRejected,
+    -4014: PrecisionRejected,
+    -4023: PrecisionRejected,
+    -2011: OrderNotFound,
+    -2013: OrderNotFound,
+    -2019: GiveUp,
+    -2022: GiveUp,
+    -2021: WouldTriggerImmediately,
+    -4116: DuplicateClientId,
+})
 _RATE_LIMIT_CODES = frozenset({-1003, -1015})
 # -1001 DISCONNECTED, -1006 UNEXPECTED_RESP, -1007 TIMEOUT: the venue itself says the outcome is unknown.
 _UNKNOWN_OUTCOME_CODES = frozenset({-1001, -1006, -1007})
@@ -58,5 +83,10 @@ def error_for(status: int | None, code: int | None, msg: str, *, request: str,
                               code=code, request=request)
     if status == 403 and code is None:
         return Rejected(msg or "refused by the venue's web application firewall (HTTP 403)", request=request)
-    cls = _BY_CODE.get(code, Rejected) if code is not None else Rejected
+    cls = CODE_CLASSES.get(code, Rejected) if code is not None else Rejected
     return cls(msg or f"HTTP {status}", code=code, request=request)
+
+
+def rejection(msg: str, *, code: int, request: str = "") -> Rejected:
+    """The typed refusal for a Binance-family error code (plain ``Rejected`` for codes with no special handling)."""
+    return CODE_CLASSES.get(code, Rejected)(msg, code=code, request=request)

@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import orjson
@@ -45,6 +45,7 @@ __all__ = ["AsterRest", "BatchResult", "Security", "UsageGauge", "make_signer"]
 log = logging.getLogger(__name__)
 
 BatchResult = OrderState | VenueError
+Parsed = TypeVar("Parsed")
 USER_AGENT = "posmon/0.1"
 NO_CHANGE_NEEDED = -4059  # "No need to change position side."
 _USAGE_HEADER = re.compile(r"x-mbx-(used-weight|order-count)-(\w+)")
@@ -226,7 +227,7 @@ class AsterRest:
 
     # --- plumbing ----------------------------------------------------------------------------------------
 
-    def _parsed(self, parse: Callable[[Any], Any], data: Any, request: str) -> Any:
+    def _parsed(self, parse: Callable[[Any], Parsed], data: Any, request: str) -> Parsed:
         """A malformed answer proves nothing about what the venue did: report it as an unknown outcome."""
         try:
             return parse(data)
@@ -272,12 +273,14 @@ class AsterRest:
         in_body = method != "GET"
         if security is Security.NONE:
             return SignedRequest(encode_params(params), b"")
-        sign = self._signer.sign if security is Security.SIGNED else self._signer.unsigned
-        if self._v3 and self._sign_in_thread:
+        signer = self._signer
+        if isinstance(signer, Eip712Signer) and self._sign_in_thread:  # v3
             # secp256k1 signing is CPU work: keep it off the trio thread. The nonce reads the clock,
             # which belongs to the trio thread, so it is taken here.
-            nonce = self._signer.next_nonce()
-            return await trio.to_thread.run_sync(functools.partial(sign, params, in_body=in_body, nonce=nonce))
+            v3_sign = signer.sign if security is Security.SIGNED else signer.unsigned
+            nonce = signer.next_nonce()
+            return await trio.to_thread.run_sync(functools.partial(v3_sign, params, in_body=in_body, nonce=nonce))
+        sign = signer.sign if security is Security.SIGNED else signer.unsigned
         return sign(params, in_body=in_body)
 
     async def _send(self, method: str, path: str, prepared: SignedRequest, request: str) -> Any:

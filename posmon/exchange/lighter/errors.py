@@ -4,7 +4,7 @@ Anything that does not prove the request had no effect (5xx, timeouts, dropped c
 answer) becomes ``OutcomeUnknown``; the gateway then looks the order up before resending. 429 is
 ``RateLimited``. 21104 (invalid nonce) and 21105 (batch nonces not consecutive) are ``NonceExpired``: the
 venue refused before executing, and the nonce keeper re-fetches. Other business codes are ``Rejected``
-subclasses via ``posmon.exchange.errors.rejection``'s table extended with Lighter's codes.
+subclasses via Lighter's own code table below.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def error_for(status: int | None, code: int | None, msg: str, *, request: str,
     if (status is not None and status >= 500) or (code is not None and code >= 500 and code < 600):
         return OutcomeUnknown(msg or f"HTTP {status}: the request may or may not have taken effect", code=code,
                               request=request)
-    if code in _BY_CODE:
+    if code is not None and code in _BY_CODE:
         return _BY_CODE[code](msg or f"code {code}", code=code, request=request)
     low = msg.lower()
     if status in (401, 403) or any(w in low for w in _AUTH_WORDS):

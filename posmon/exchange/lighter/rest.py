@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import orjson
@@ -28,6 +28,7 @@ from posmon.exchange.lighter.settings import LighterSettings
 __all__ = ["AUTH_TOKEN_MARGIN_SECONDS", "USER_AGENT", "LighterRest", "SignerLike"]
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 USER_AGENT = "posmon/0.1"
 AUTH_TOKEN_MARGIN_SECONDS = 120.0  # a token this close to its deadline is replaced before use
@@ -82,7 +83,7 @@ class LighterRest:
 
     # --- signing -----------------------------------------------------------------------------------------
 
-    async def sign(self, fn: Callable[..., Any], **kwargs: Any) -> Any:
+    async def sign(self, fn: Callable[..., R], **kwargs: Any) -> R:
         """Run one blocking signer call, off the trio thread unless told otherwise."""
         call = functools.partial(fn, **kwargs)
         if not self._sign_in_thread:
@@ -175,7 +176,7 @@ def decode(response: httpx.Response, request: str) -> dict[str, Any]:
                     retry_after=response.headers.get("Retry-After"))
 
 
-def parsed(parse: Callable[..., Any], data: Any, request: str, *args: Any) -> Any:
+def parsed(parse: Callable[..., R], data: Any, request: str, *args: Any) -> R:
     """A malformed answer proves nothing about what the venue did: report it as an unknown outcome."""
     try:
         return parse(data, *args)

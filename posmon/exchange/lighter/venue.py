@@ -396,7 +396,7 @@ class LighterVenue:
                                    ping_seconds=self.settings.ws_ping_seconds, connect=self._connect)
 
     @asynccontextmanager
-    async def connect_user_stream(self) -> AsyncIterator[FrameStream]:  # type: ignore[override]
+    async def connect_user_stream(self) -> AsyncIterator[FrameStream]:
         """``account_all/<account>`` (positions) and ``account_all_orders/<account>`` (orders), with auth."""
         token = await self.rest.auth_token()
         account = self.rest.account_index
@@ -438,10 +438,13 @@ async def _default_signer(settings: LighterSettings) -> SignerLike:
     """lighter-sdk's Go signer for the configured key (loading the native library takes a moment)."""
     from posmon.exchange.lighter.signer import LighterSigner  # deferred: only a Lighter run loads the library
 
+    account_index = settings.account_index
+    assert account_index is not None, "LighterSettings.validate() requires lighter.account_index"
+
     def build() -> SignerLike:
         signer: SignerLike = LighterSigner(url=settings.rest_url, private_key=settings.api_private_key,
                                            chain_id=settings.chain_id, api_key_index=settings.api_key_index,
-                                           account_index=settings.account_index)
+                                           account_index=account_index)
         return signer
 
     try:

@@ -8,8 +8,9 @@ live here with venue-like defaults so a client meets every filter it would meet 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
+from typing import Any
 
 from posmon.domain.orders import SymbolRules
 from posmon.sim.aster import errors as e
@@ -58,24 +59,23 @@ class SymbolFilters:
     max_num_algo_orders: int = 100
 
     @classmethod
-    def from_rules(cls, rules: SymbolRules, **overrides: object) -> SymbolFilters:
+    def from_rules(cls, rules: SymbolRules, **overrides: Any) -> SymbolFilters:
         """Venue-like bounds around the engine's rules; any field can be overridden."""
         min_qty = rules.min_qty or rules.step_size
-        values: dict[str, object] = {
-            "symbol": rules.symbol,
-            "tick_size": rules.tick_size,
-            "min_price": rules.tick_size,
-            "max_price": Decimal(1_000_000),
-            "step_size": rules.step_size,
-            "min_qty": min_qty,
-            "max_qty": Decimal(1_000_000),
-            "market_step_size": rules.step_size,
-            "market_min_qty": min_qty,
-            "market_max_qty": Decimal(100_000),
-            "min_notional": rules.min_notional,
-        }
-        values.update(overrides)
-        return cls(**values)  # type: ignore[arg-type]
+        base = cls(
+            symbol=rules.symbol,
+            tick_size=rules.tick_size,
+            min_price=rules.tick_size,
+            max_price=Decimal(1_000_000),
+            step_size=rules.step_size,
+            min_qty=min_qty,
+            max_qty=Decimal(1_000_000),
+            market_step_size=rules.step_size,
+            market_min_qty=min_qty,
+            market_max_qty=Decimal(100_000),
+            min_notional=rules.min_notional,
+        )
+        return replace(base, **overrides)
 
     @property
     def base_asset(self) -> str:

@@ -126,8 +126,8 @@ class Account:
         elif data.get("e") == "ORDER_TRADE_UPDATE" and isinstance(data.get("o"), dict):
             self._order_event(data["o"], int(data.get("E") or self.now_ms()))
 
-    def _order_event(self, o: dict, time_ms: int) -> None:
-        market = self.by_symbol.get(o.get("s"))
+    def _order_event(self, o: dict[str, Any], time_ms: int) -> None:
+        market = self.by_symbol.get(o.get("s", ""))
         engine_id = o.get("c")
         if market is None or not isinstance(engine_id, str):
             return

@@ -466,7 +466,7 @@ class LighterSim(ProtocolSim):
         return {"channel": f"account_all_orders:{self.account_index}", "orders": by_market,
                 "type": "update/account_all_orders" if update else "subscribed/account_all_orders"}  # fmt: skip
 
-    def publish_marks(self, symbols: Iterable[str]) -> None:
+    def publish_marks(self, symbols: Iterable[str | None]) -> None:
         """Push ``market_stats`` for these symbols to ``market_stats/all`` and per-market subscribers."""
         now = self.now_ms()
         stats: dict[str, dict] = {}
