@@ -33,7 +33,7 @@ chaos: $(STAMP)
 	$(BIN)/python -m chaos --runs $(RUNS) $(if $(SEED),--seed $(SEED)) $(CHAOS_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check posmon tests
+	$(BIN)/ruff check posmon tests chaos bench
 
 # mypy over posmon/ (strict on domain, actors and exchange; configured in pyproject.toml [tool.mypy]).
 typecheck: $(STAMP)

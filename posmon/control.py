@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import trio
 
-from posmon.actors.messages import CloseTranches, OpenEntry, ResumeMonitoring, StopMonitoring
+from posmon.actors.messages import CloseTranches, EntryOutcome, OpenEntry, ResumeMonitoring, StopMonitoring
 from posmon.domain.orders import OrderRequest, OrderType, Purpose, Side, SymbolRules
 from posmon.domain.protection import client_order_id, worst_price
 from posmon.domain.rounding import quantize_qty
@@ -319,7 +319,7 @@ class DaemonControl:
                              price=price)
         if symbol in d.directory.unmonitored:  # an explicit open means: watch it again
             await self._resume(symbol)
-        send, recv = trio.open_memory_channel[Any](1)
+        send, recv = trio.open_memory_channel[EntryOutcome](1)
         async with send, recv:
             await d.directory.inbox(symbol, request.side).send(OpenEntry(entry, tid, risk, send))
             outcome = None
@@ -369,7 +369,7 @@ class DaemonControl:
         for side in Side:
             if (symbol, side) not in d.directory:
                 continue
-            send, recv = trio.open_memory_channel[Any](1)
+            send, recv = trio.open_memory_channel[list[int]](1)
             async with send, recv:
                 await d.directory.inbox(symbol, side).send(StopMonitoring(send))
                 with trio.move_on_after(self._reply_timeout):

@@ -17,7 +17,7 @@ from typing import Any
 import trio
 
 from posmon.actors.messages import AccountSnapshot, GatewayRequest, Notice, PositionMessage
-from posmon.actors.position import ActorConfig, ActorLinks, PositionActor
+from posmon.actors.position import ActorConfig, ActorInbox, ActorLinks, PositionActor
 from posmon.actors.price_router import RouterRequest, Subscribe
 from posmon.actors.price_slot import PriceSlot
 from posmon.actors.supervisor import RestartPolicy, supervise
@@ -109,7 +109,7 @@ class PositionDirectory:
         except KeyError as exc:
             raise UnknownSymbol(symbol) from exc
         # Unbounded: the gateway replies into inboxes, and a full inbox must never stall the gateway.
-        send, recv = trio.open_memory_channel[PositionMessage](math.inf)
+        send, recv = trio.open_memory_channel[ActorInbox](math.inf)
         entry = _Entry(send, PriceSlot(send, side.sign))
         self._actors[key] = entry
         self._router.send_nowait(Subscribe(symbol, entry.slot))

@@ -21,7 +21,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar, assert_never
 
 import trio
 
@@ -32,11 +32,13 @@ from posmon.actors.messages import (
     CloseTranches,
     EntryOutcome,
     FetchAccount,
+    GatewayRequest,
     Notice,
     OpenEntry,
     OrderResult,
     OrderResults,
     PlaceOrders,
+    PositionMessage,
     PriceWake,
     Priority,
     QueryOrders,
@@ -71,9 +73,10 @@ from posmon.notify.kinds import NoticeKind
 from posmon.store.store import Changes, Event, PendingEntry, Store
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
-def _reply(channel: trio.MemorySendChannel[Any] | None, answer: Any) -> None:
+def _reply(channel: trio.MemorySendChannel[_T] | None, answer: _T) -> None:
     """Answer a waiting requester without ever blocking (it may have given up and closed its channel)."""
     if channel is not None:
         with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
@@ -94,6 +97,11 @@ class _Lookups:
 
     generation: int
     answer: OrderResults | None
+
+
+# What a position actor's inbox carries: the messages others send it, and the answers its own reconcile reads
+# queue back to it.
+ActorInbox = PositionMessage | _AccountRead | _Lookups
 
 
 @dataclass(slots=True)
@@ -153,10 +161,10 @@ class ActorConfig:
 class ActorLinks:
     """The channels and shared services an actor talks through (they outlive its restarts)."""
 
-    inbox: trio.MemoryReceiveChannel[Any]
-    self_send: trio.MemorySendChannel[Any]
+    inbox: trio.MemoryReceiveChannel[ActorInbox]
+    self_send: trio.MemorySendChannel[ActorInbox]
     slot: PriceSlot
-    gateway: trio.MemorySendChannel[Any]
+    gateway: trio.MemorySendChannel[GatewayRequest]
     notices: trio.MemorySendChannel[Notice]
     store: Store
     metrics: Metrics
@@ -183,7 +191,7 @@ class PositionActor:
         self._close_hold: dict[int, float] = {}  # no new close order for the tranche before this time
         self._tick_at: float | None = None  # trio time of the frame behind the current decision
         self._entries: dict[str, PendingEntry] = {}  # operator entries not yet ended, by client id
-        self._entry_replies: dict[str, trio.MemorySendChannel[Any]] = {}
+        self._entry_replies: dict[str, trio.MemorySendChannel[EntryOutcome]] = {}
         self._entry_seen: dict[str, Decimal] = {}  # cumulative filled quantity already applied, per entry
         self.stopped = False  # the operator stopped monitoring this symbol: hold nothing, adopt nothing
         self.ready = trio.Event()  # set once the start-up reconcile is done and the actor acts on ticks
@@ -285,38 +293,38 @@ class PositionActor:
         times = [t for t in (deadline, self._retry_at, self._confirm_at, self._frame_check_at) if t is not None]
         return min(times, default=math.inf)
 
-    def _handle(self, msg: Any) -> None:
-        if isinstance(msg, PriceWake):
-            if self.ready.is_set():
-                self._on_price()
-        elif isinstance(msg, OrderUpdate):
-            self._on_order_update(msg)
-        elif isinstance(msg, PositionUpdate):
-            self._on_position_frame(msg)
-        elif isinstance(msg, OrderResults):
-            for r in msg.results:
-                self._on_result(r)
-        elif isinstance(msg, _AccountRead):
-            self._on_account_read(msg)
-        elif isinstance(msg, _Lookups):
-            self._on_lookups(msg)
-        elif isinstance(msg, Reconcile):
-            self._request_reconcile(msg.snapshot, msg.read_at)
-        elif isinstance(msg, OpenEntry):
-            self._open_entry(msg)
-        elif isinstance(msg, StopMonitoring):
-            self._stop_monitoring(msg)
-        elif isinstance(msg, ResumeMonitoring):
-            # Repeated resumes coalesce: one reconcile under way answers them all, and none blocks a tick.
-            self.stopped = False
-            self._request_reconcile()
-        elif isinstance(msg, CloseTranches):
-            ids = msg.tranche_ids or tuple(self.tranches)
-            for tid in ids:
-                if (t := self.tranches.get(tid)) is not None and not t.closing:
-                    self._start_close(t, msg.reason)
-        else:
-            log.error("%s: unexpected message %r ignored", self.name, msg)
+    def _handle(self, msg: ActorInbox) -> None:
+        match msg:
+            case PriceWake():
+                if self.ready.is_set():
+                    self._on_price()
+            case OrderUpdate():
+                self._on_order_update(msg)
+            case PositionUpdate():
+                self._on_position_frame(msg)
+            case OrderResults():
+                for r in msg.results:
+                    self._on_result(r)
+            case _AccountRead():
+                self._on_account_read(msg)
+            case _Lookups():
+                self._on_lookups(msg)
+            case Reconcile():
+                self._request_reconcile(msg.snapshot, msg.read_at)
+            case OpenEntry():
+                self._open_entry(msg)
+            case StopMonitoring():
+                self._stop_monitoring(msg)
+            case ResumeMonitoring():
+                # Repeated resumes coalesce: one reconcile under way answers them all, and none blocks a tick.
+                self.stopped = False
+                self._request_reconcile()
+            case CloseTranches():
+                for tid in msg.tranche_ids or tuple(self.tranches):
+                    if (t := self.tranches.get(tid)) is not None and not t.closing:
+                        self._start_close(t, msg.reason)
+            case _:
+                assert_never(msg)
 
     def _on_clock(self) -> None:
         now = self.links.clock()
@@ -782,7 +790,12 @@ class PositionActor:
     def _current(self, t: Tranche, purpose: Purpose) -> OrderRecord | None:
         """The newest active order of a purpose: the one that protects the tranche now."""
         mine = [o for o in self._orders_of(t.id) if o.purpose is purpose and o.state is not LocalState.CANCELING]
-        return max(mine, key=lambda o: parse_client_order_id(self.cfg.prefix, o.client_id)[2], default=None)
+        return max(mine, key=self._seq, default=None)
+
+    def _seq(self, rec: OrderRecord) -> int:
+        """Where an order of ours stands among its tranche's orders of one purpose (newer is higher)."""
+        parsed = parse_client_order_id(self.cfg.prefix, rec.client_id)
+        return parsed[2] if parsed is not None else -1
 
     def _is_current(self, rec: OrderRecord, t: Tranche) -> bool:
         cur = self._current(t, rec.purpose)
@@ -917,21 +930,24 @@ class PositionActor:
 
     # --- reconciliation -----------------------------------------------------------------------------------
 
-    async def _ask(self, request_factory: Callable[[trio.MemorySendChannel[Any]], Any]) -> Any:
-        """A gateway request whose answer a reconcile task waits for; None when none came within the timeout."""
-        send, recv = trio.open_memory_channel[Any](1)
-        async with send, recv:
-            await self.links.gateway.send(request_factory(send))
+    async def _ask(self, request: GatewayRequest, send: trio.MemorySendChannel[_T],
+                   answers: trio.MemoryReceiveChannel[_T]) -> _T | None:
+        """A gateway request whose answer (on ``answers``) a reconcile task waits for; None when none came within
+        the timeout."""
+        async with send, answers:
+            await self.links.gateway.send(request)
             with trio.move_on_after(self.cfg.reply_timeout):
-                return await recv.receive()
+                return await answers.receive()
         return None
 
     async def _read_account(self, generation: int) -> None:
-        snap = await self._ask(lambda ch: FetchAccount(self.cfg.symbol, ch))
+        send, answers = trio.open_memory_channel[AccountSnapshot](1)
+        snap = await self._ask(FetchAccount(self.cfg.symbol, send), send, answers)
         self.links.self_send.send_nowait(_AccountRead(generation, snap))
 
     async def _look_up(self, generation: int, client_ids: tuple[str, ...]) -> None:
-        answer = await self._ask(lambda ch: QueryOrders(self.cfg.symbol, client_ids, ch))
+        send, answers = trio.open_memory_channel[OrderResults](1)
+        answer = await self._ask(QueryOrders(self.cfg.symbol, client_ids, send), send, answers)
         self.links.self_send.send_nowait(_Lookups(generation, answer))
 
     def _request_reconcile(self, snapshot: AccountSnapshot | None = None, read_at: float | None = None) -> None:
@@ -1124,7 +1140,7 @@ class PositionActor:
 
     # --- plumbing -----------------------------------------------------------------------------------------
 
-    def _send(self, request: Any) -> None:
+    def _send(self, request: GatewayRequest) -> None:
         if isinstance(request, PlaceOrders):
             self._awaiting.update(o.client_id for o in request.orders)
         try:
