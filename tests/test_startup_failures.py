@@ -36,7 +36,7 @@ from posmon.sim.markets import rules_for
 from posmon.startup import CredentialsRejected, StartupFailure, VenueUnreachable, connect_venue
 from posmon.store.schema import SCHEMA_VERSION
 from posmon.store.store import Store
-from tests.test_store_failures import corrupt_pages_behind_the_header, locked_by_another_process
+from tests.store.test_store_failures import corrupt_pages_behind_the_header, locked_by_another_process
 
 EXIT_CONFIG, EXIT_UNREACHABLE = 2, 3
 
