@@ -1,7 +1,7 @@
 """What the ``posmon`` process exits with: one vocabulary for every command, the README's table lists it.
 
 Each command documents what each code means for it in its ``--help`` (``exit_codes_help``); the numbers come
-from here only. ``tests/test_exit_codes.py`` keeps the README's table equal to this enum.
+from here only. ``tests/cli/test_exit_codes.py`` keeps the README's table equal to this enum.
 """
 
 from __future__ import annotations
