@@ -34,6 +34,7 @@ chaos: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check posmon tests chaos bench
+	$(BIN)/ruff format --check posmon tests chaos bench
 
 # mypy over posmon/ (strict on domain, actors and exchange; configured in pyproject.toml [tool.mypy]).
 typecheck: $(STAMP)

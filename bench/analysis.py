@@ -29,8 +29,14 @@ def summary_ms(values_ns: Iterable[int]) -> dict[str, Any]:
     ms = [v / 1e6 for v in values_ns]
     if not ms:
         return {"count": 0, "p50_ms": None, "p90_ms": None, "p99_ms": None, "max_ms": None, "mean_ms": None}
-    return {"count": len(ms), "p50_ms": round(percentile(ms, 50), 3), "p90_ms": round(percentile(ms, 90), 3),
-            "p99_ms": round(percentile(ms, 99), 3), "max_ms": round(max(ms), 3), "mean_ms": round(sum(ms) / len(ms), 3)}
+    return {
+        "count": len(ms),
+        "p50_ms": round(percentile(ms, 50), 3),
+        "p90_ms": round(percentile(ms, 90), 3),
+        "p99_ms": round(percentile(ms, 99), 3),
+        "max_ms": round(max(ms), 3),
+        "mean_ms": round(sum(ms) / len(ms), 3),
+    }
 
 
 def first_requests(requests: Sequence[Sequence[Any]]) -> tuple[dict[int, int], dict[int, int], Counter[str]]:
@@ -78,8 +84,12 @@ def gateway_cancels(calls: Sequence[Sequence[Any]]) -> dict[int, int]:
     return out
 
 
-def trigger_latency(expected: dict[int, int], data: dict[str, Any], arrivals: Sequence[Sequence[int]] = (),
-                    calls: Sequence[Sequence[Any]] = ()) -> dict[str, Any]:
+def trigger_latency(
+    expected: dict[int, int],
+    data: dict[str, Any],
+    arrivals: Sequence[Sequence[int]] = (),
+    calls: Sequence[Sequence[Any]] = (),
+) -> dict[str, Any]:
     """Tick-to-order figures for ``expected`` (tranche id -> label of the frame that triggers it).
 
     tick-to-order: the triggering frame written by the simulator -> the first request acting on the tranche (the
@@ -115,8 +125,11 @@ def trigger_latency(expected: dict[int, int], data: dict[str, Any], arrivals: Se
         first_in_frame.append(min(lat))
     unexpected = sorted(set(cancel) - set(expected))
     ours = {str(tid) for tid in expected}
-    other = sum(1 for _, _, _, ids in data["requests"] if not any(cid.split("-")[1] in ours for cid in ids
-                                                                   if cid.count("-") == 2))
+    other = sum(
+        1
+        for _, _, _, ids in data["requests"]
+        if not any(cid.split("-")[1] in ours for cid in ids if cid.count("-") == 2)
+    )
     counts = Counter(expected.values())
     sim_delay = [write[e] - pub[e] for e in write if e in pub]
     out = {
@@ -124,8 +137,10 @@ def trigger_latency(expected: dict[int, int], data: dict[str, Any], arrivals: Se
         "tick_to_order": summary_ms(to_order),
         "tick_to_close": summary_ms(to_close),
         "first_trigger_of_each_frame": summary_ms(first_in_frame),
-        "triggers_per_frame": {"mean": round(len(expected) / max(1, len(counts)), 2),
-                               "max": max(counts.values(), default=0)},
+        "triggers_per_frame": {
+            "mean": round(len(expected) / max(1, len(counts)), 2),
+            "max": max(counts.values(), default=0),
+        },
         "missing": missing,
         "unexpected_closes": len(unexpected),
         "requests": dict(kinds),
@@ -156,12 +171,19 @@ def lag_growth(arrivals: Sequence[Sequence[int]], data: dict[str, Any], events: 
     q = max(1, received // 4)
     start = percentile([v / 1e6 for v in lags[:q]], 50)
     end = percentile([v / 1e6 for v in lags[-q:]], 50)
-    out.update(lag=summary_ms(lags), lag_first_quarter_p50_ms=round(start, 3), lag_last_quarter_p50_ms=round(end, 3),
-               growth_ms=round(end - start, 3))
+    out.update(
+        lag=summary_ms(lags),
+        lag_first_quarter_p50_ms=round(start, 3),
+        lag_last_quarter_p50_ms=round(end, 3),
+        growth_ms=round(end - start, 3),
+    )
     return out
 
 
 def calls(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     """Requests the simulator counted between two snapshots, by "METHOD /path"."""
-    return {k: after.get(k, 0) - before.get(k, 0) for k in sorted(set(after) | set(before))
-            if after.get(k, 0) != before.get(k, 0)}
+    return {
+        k: after.get(k, 0) - before.get(k, 0)
+        for k in sorted(set(after) | set(before))
+        if after.get(k, 0) != before.get(k, 0)
+    }

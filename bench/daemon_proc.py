@@ -91,15 +91,19 @@ class TimedVenue:
     async def positions(self, symbol: str | None = None) -> Any:
         if self.shared_snapshot:
             by_symbol = (await self._account())[0]
-            return list(by_symbol.get(symbol, ())) if symbol is not None else [p for ps in by_symbol.values()
-                                                                                 for p in ps]
+            return (
+                list(by_symbol.get(symbol, ())) if symbol is not None else [p for ps in by_symbol.values() for p in ps]
+            )
         return await self._inner.positions(symbol)
 
     async def open_orders(self, symbol: str | None = None) -> Any:
         if self.shared_snapshot:
             by_symbol = (await self._account())[1]
-            return list(by_symbol.get(symbol, ())) if symbol is not None else [o for os_ in by_symbol.values()
-                                                                                 for o in os_]
+            return (
+                list(by_symbol.get(symbol, ()))
+                if symbol is not None
+                else [o for os_ in by_symbol.values() for o in os_]
+            )
         return await self._inner.open_orders(symbol)
 
     async def cancel_orders(self, symbol: str, client_ids: Sequence[str]) -> Any:
@@ -128,8 +132,10 @@ def gate_price_wakeups() -> None:
     from posmon.actors.price_slot import PriceSlot
 
     if len(inspect.signature(PriceSlot.__init__).parameters) > 2:  # PriceSlot(inbox, sign): posmon gates itself
-        print("--wake-on-cross: this posmon already wakes actors only on a crossing (2ad38c6); not applied",
-              file=sys.stderr)
+        print(
+            "--wake-on-cross: this posmon already wakes actors only on a crossing (2ad38c6); not applied",
+            file=sys.stderr,
+        )
         return
 
     class GatedSlot(PriceSlot):
@@ -187,8 +193,11 @@ class GcClock:
         out: dict[str, Any] = {}
         for gen in (0, 1, 2):
             ns = [p for g, p in pauses if g == gen]
-            out[f"gen{gen}"] = {"count": len(ns), "total_ms": round(sum(ns) / 1e6, 2),
-                                "max_ms": round(max(ns, default=0) / 1e6, 2)}
+            out[f"gen{gen}"] = {
+                "count": len(ns),
+                "total_ms": round(sum(ns) / 1e6, 2),
+                "max_ms": round(max(ns, default=0) / 1e6, 2),
+            }
         return out
 
 
@@ -204,8 +213,11 @@ class CountingStore(Store):
     def open_tranches(self, venue: str | None = None, symbol: str | None = None, side: Any = None) -> list[Any]:
         if self.indexed and venue is not None and symbol is not None and side is not None:
             # --indexed-load experiment: the same rows, by a condition SQLite can answer from the tranches index
-            rows = self.db.query("SELECT * FROM tranches WHERE status IN ('open', 'closing') AND venue = ? AND "
-                                 "symbol = ? AND side = ? ORDER BY id", [venue, symbol, side.value])
+            rows = self.db.query(
+                "SELECT * FROM tranches WHERE status IN ('open', 'closing') AND venue = ? AND "
+                "symbol = ? AND side = ? ORDER BY id",
+                [venue, symbol, side.value],
+            )
             out = [_tranche(r) for r in rows]
         else:
             out = super().open_tranches(venue, symbol, side)
@@ -248,12 +260,24 @@ async def watch_startup(channel: ChildChannel, obs: Observed, expected_tranches:
         watching = sum(1 for a in actors if a.mark is not None)
         now = time.monotonic()
         if now - last_progress >= 1.0:
-            channel.event("progress", loads=store.loads, loaded=store.loaded, actors=len(actors), watching=watching,
-                          frames=obs.timed.frame_count if obs.timed is not None else 0)
+            channel.event(
+                "progress",
+                loads=store.loads,
+                loaded=store.loaded,
+                actors=len(actors),
+                watching=watching,
+                frames=obs.timed.frame_count if obs.timed is not None else 0,
+            )
             last_progress = now
         if loaded_sent and actors and watching == len(actors):
-            channel.event("progress", loads=store.loads, loaded=store.loaded, actors=len(actors), watching=watching,
-                          frames=obs.timed.frame_count if obs.timed is not None else 0)
+            channel.event(
+                "progress",
+                loads=store.loads,
+                loaded=store.loaded,
+                actors=len(actors),
+                watching=watching,
+                frames=obs.timed.frame_count if obs.timed is not None else 0,
+            )
             channel.event("all_watching", actors=len(actors), tranches=sum(len(a.tranches) for a in actors))
             if obs.timed is not None:
                 obs.timed.shared_snapshot = False  # the --shared-snapshot experiment covers start-up only
@@ -311,8 +335,11 @@ async def main(config: str, expected_tranches: int) -> None:
             async with open_venue(settings, nursery) as venue:
                 channel.event("venue_opened")
                 obs.timed = TimedVenue(venue, shared_snapshot=os.environ.get("BENCH_SHARED_SNAPSHOT") == "1")
-                obs.daemon = await nursery.start(lambda task_status: run_daemon(
-                    settings, obs.timed, store, metrics=obs.metrics, task_status=task_status))  # type: ignore[arg-type]
+                obs.daemon = await nursery.start(
+                    lambda task_status: run_daemon(
+                        settings, obs.timed, store, metrics=obs.metrics, task_status=task_status
+                    )
+                )  # type: ignore[arg-type]
                 channel.event("daemon_started", keys=len(obs.actors()))
                 await trio.sleep_forever()
     finally:

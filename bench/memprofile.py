@@ -66,15 +66,34 @@ def measure(tranches: int) -> dict[str, Any]:
         send, recv = trio.open_memory_channel[Any](0)
         gw_send, _gw_recv = trio.open_memory_channel[Any](0)
         n_send, _n_recv = trio.open_memory_channel[Any](0)
-        links.append(ActorLinks(inbox=recv, self_send=send, slot=PriceSlot(send), gateway=gw_send, notices=n_send,
-                                store=store, metrics=metrics, clock=lambda: 0.0))
+        links.append(
+            ActorLinks(
+                inbox=recv,
+                self_send=send,
+                slot=PriceSlot(send),
+                gateway=gw_send,
+                notices=n_send,
+                store=store,
+                metrics=metrics,
+                clock=lambda: 0.0,
+            )
+        )
     gc.collect()
     tracemalloc.start(8)
     before = tracemalloc.take_snapshot()
     actors = []
     for (symbol, side), link in zip(keys, links, strict=True):
-        cfg = ActorConfig(venue="aster", symbol=symbol, side=side, rules=plan.rules[symbol], risk=plan.spec.risk,
-                          instant_tp=True, working_type=WorkingType.MARK_PRICE, hedge_mode=True, prefix="pm")
+        cfg = ActorConfig(
+            venue="aster",
+            symbol=symbol,
+            side=side,
+            rules=plan.rules[symbol],
+            risk=plan.spec.risk,
+            instant_tp=True,
+            working_type=WorkingType.MARK_PRICE,
+            hedge_mode=True,
+            prefix="pm",
+        )
         actor = PositionActor(cfg, link)
         actor._load()  # what run() does first
         actors.append(actor)
@@ -84,20 +103,31 @@ def measure(tranches: int) -> dict[str, Any]:
     n = sum(len(a.tranches) for a in actors)
     diff = after.compare_to(before, "lineno")
     net = sum(d.size_diff for d in diff)
-    sites = [(str(d.traceback[0]).replace(str(Path.cwd()) + "/", ""), round(d.size_diff / n, 1))
-             for d in diff[:15] if d.size_diff > 0]
+    sites = [
+        (str(d.traceback[0]).replace(str(Path.cwd()) + "/", ""), round(d.size_diff / n, 1))
+        for d in diff[:15]
+        if d.size_diff > 0
+    ]
     size, count = census(actors)
     types = [(name, round(b / n, 1), round(count[name] / n, 2)) for name, b in size.most_common(15)]
     store.close()
-    return {"tranches": n, "actors": len(actors), "bytes_per_tranche_tracemalloc": round(net / n, 1),
-            "bytes_per_tranche_census": round(sum(size.values()) / n, 1), "by_site": sites, "by_type": types}
+    return {
+        "tranches": n,
+        "actors": len(actors),
+        "bytes_per_tranche_tracemalloc": round(net / n, 1),
+        "bytes_per_tranche_census": round(sum(size.values()) / n, 1),
+        "by_site": sites,
+        "by_type": types,
+    }
 
 
 def main(argv: list[str]) -> None:
     out = measure(int(argv[0]) if argv else 20_000)
-    print(f"{out['tranches']:,} tranches in {out['actors']:,} actors: "
-          f"{out['bytes_per_tranche_tracemalloc']:,} B/tranche allocated (tracemalloc), "
-          f"{out['bytes_per_tranche_census']:,} B/tranche reachable from the actors (getsizeof census)")
+    print(
+        f"{out['tranches']:,} tranches in {out['actors']:,} actors: "
+        f"{out['bytes_per_tranche_tracemalloc']:,} B/tranche allocated (tracemalloc), "
+        f"{out['bytes_per_tranche_census']:,} B/tranche reachable from the actors (getsizeof census)"
+    )
     print("\nby allocation site (bytes per tranche):")
     for site, b in out["by_site"]:
         print(f"  {b:8.1f}  {site}")

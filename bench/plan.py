@@ -191,10 +191,12 @@ def build_plan(spec: PlanSpec) -> Plan:
         path, tick = plan.paths[symbol], plan.rules[symbol].tick_size
         high, low = max(path), min(path)
         for j in range(spec.idle_per_side):
-            book[(symbol, Side.LONG)].append(((high * Decimal(1 + 0.001 * (j + 1)) / tick).to_integral_value() * tick,
-                                              None))
-            book[(symbol, Side.SHORT)].append(((low * Decimal(1 - 0.001 * (j + 1)) / tick).to_integral_value() * tick,
-                                               None))
+            book[(symbol, Side.LONG)].append(
+                ((high * Decimal(1 + 0.001 * (j + 1)) / tick).to_integral_value() * tick, None)
+            )
+            book[(symbol, Side.SHORT)].append(
+                ((low * Decimal(1 - 0.001 * (j + 1)) / tick).to_integral_value() * tick, None)
+            )
 
     # Trigger tranches: every record high/low of a path is a level first reached at a known step.
     by_window: dict[str, list[tuple[int, str, Side, Decimal]]] = defaultdict(list)
@@ -238,8 +240,9 @@ def build_plan(spec: PlanSpec) -> Plan:
     probe_keys = traded[: spec.probes]
     for symbol in probe_keys:
         tick = plan.rules[symbol].tick_size
-        book[(symbol, Side.LONG)].append(((max(plan.paths[symbol]) * Decimal("0.999") / tick).to_integral_value()
-                                          * tick, -1))
+        book[(symbol, Side.LONG)].append(
+            ((max(plan.paths[symbol]) * Decimal("0.999") / tick).to_integral_value() * tick, -1)
+        )
 
     next_id = 1
     for symbol in traded:
@@ -249,13 +252,26 @@ def build_plan(spec: PlanSpec) -> Plan:
         for side in (Side.LONG, Side.SHORT):
             for index, (entry, trigger) in enumerate(book[(symbol, side)]):
                 tp, sl = exit_prices(side, entry, risk, rules)
-                t = Tranche(id=next_id, venue=VENUE, symbol=symbol, side=side, index=index, entry=entry, qty=qty,
-                            tp=tp, sl=sl, opened_at=OPENED_AT)
-                t, tp_order, sl_order = protection_orders(t, prefix=PREFIX, working_type=WorkingType.MARK_PRICE,
-                                                          hedge_mode=True)
+                t = Tranche(
+                    id=next_id,
+                    venue=VENUE,
+                    symbol=symbol,
+                    side=side,
+                    index=index,
+                    entry=entry,
+                    qty=qty,
+                    tp=tp,
+                    sl=sl,
+                    opened_at=OPENED_AT,
+                )
+                t, tp_order, sl_order = protection_orders(
+                    t, prefix=PREFIX, working_type=WorkingType.MARK_PRICE, hedge_mode=True
+                )
                 plan.tranches.append(t)
-                plan.orders += [dataclasses.replace(tp_order, state=LocalState.LIVE),
-                                dataclasses.replace(sl_order, state=LocalState.LIVE)]
+                plan.orders += [
+                    dataclasses.replace(tp_order, state=LocalState.LIVE),
+                    dataclasses.replace(sl_order, state=LocalState.LIVE),
+                ]
                 # Stops must never trigger on the exchange during a run.
                 assert (sl < low) if side is Side.LONG else (sl > high), (symbol, side, sl, low, high)
                 if trigger is None:

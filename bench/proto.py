@@ -75,8 +75,14 @@ class Child:
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 -- closed in close()
         self.spawned_ns = time.monotonic_ns()
-        self.proc = subprocess.Popen([sys.executable, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self._log, cwd=ROOT, env={**os.environ, **(env or {})})
+        self.proc = subprocess.Popen(
+            [sys.executable, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+        )
         self.pid = self.proc.pid
         self._answers: queue.Queue[dict[str, Any]] = queue.Queue()
         self.events: list[dict[str, Any]] = []
@@ -112,18 +118,25 @@ class Child:
             try:
                 answer = self._answers.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                raise ChildError(f"{self.name}: no answer to {cmd!r} within {timeout:.0f}s (see {self.log_path})") \
-                    from None
+                raise ChildError(
+                    f"{self.name}: no answer to {cmd!r} within {timeout:.0f}s (see {self.log_path})"
+                ) from None
             if answer.get("eof"):
-                raise ChildError(f"{self.name} exited (code {self.proc.poll()}) while running {cmd!r}; "
-                                 f"see {self.log_path}")
+                raise ChildError(
+                    f"{self.name} exited (code {self.proc.poll()}) while running {cmd!r}; see {self.log_path}"
+                )
             if answer.get("id") == ident:
                 if "error" in answer:
                     raise ChildError(f"{self.name}: {cmd!r} failed: {answer['error']}")
                 return answer
 
-    def wait_event(self, name: str, timeout: float, *, where: Callable[[dict[str, Any]], bool] = lambda e: True,
-                   ) -> dict[str, Any] | None:
+    def wait_event(
+        self,
+        name: str,
+        timeout: float,
+        *,
+        where: Callable[[dict[str, Any]], bool] = lambda e: True,
+    ) -> dict[str, Any] | None:
         deadline = time.monotonic() + timeout
         while True:
             with self._events_lock:

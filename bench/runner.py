@@ -74,24 +74,69 @@ class Sizes:
     bisect_steps: int = 2  # throughput: bisections between the last rate kept up with and the first failing one
 
 
-FULL = Sizes("full", symbols=1000, idle_per_side=5, slow_steps=140, slow_triggers=1120, fast_steps=560,
-             fast_triggers=1120, probes=400, spare=8,
-             rates=(5_000, 10_000, 20_000, 30_000, 40_000, 60_000, 80_000, 100_000, 150_000),
-             rate_seconds=8.0, probes_per_second=2.0, big_idle_per_side=50, startup_cap_s=300.0,
-             big_startup_cap_s=150.0, idle_seconds=10.0, rest_repeats=5, drain_s=2.0)
+FULL = Sizes(
+    "full",
+    symbols=1000,
+    idle_per_side=5,
+    slow_steps=140,
+    slow_triggers=1120,
+    fast_steps=560,
+    fast_triggers=1120,
+    probes=400,
+    spare=8,
+    rates=(5_000, 10_000, 20_000, 30_000, 40_000, 60_000, 80_000, 100_000, 150_000),
+    rate_seconds=8.0,
+    probes_per_second=2.0,
+    big_idle_per_side=50,
+    startup_cap_s=300.0,
+    big_startup_cap_s=150.0,
+    idle_seconds=10.0,
+    rest_repeats=5,
+    drain_s=2.0,
+)
 # Toy sizes: every phase runs and every figure is written, in about 10 s; the values say nothing about targets.
-SMOKE = Sizes("smoke", symbols=20, idle_per_side=2, slow_steps=1, slow_triggers=6, fast_steps=5, fast_triggers=5,
-              probes=10, spare=2, rates=(4_000,), rate_seconds=0.5, probes_per_second=4.0,
-              big_idle_per_side=10, startup_cap_s=60.0, big_startup_cap_s=30.0, idle_seconds=0.5, rest_repeats=1,
-              drain_s=0.25, quiet_s=0.5, settle_quiet_s=0.25, bisect_steps=0)
+SMOKE = Sizes(
+    "smoke",
+    symbols=20,
+    idle_per_side=2,
+    slow_steps=1,
+    slow_triggers=6,
+    fast_steps=5,
+    fast_triggers=5,
+    probes=10,
+    spare=2,
+    rates=(4_000,),
+    rate_seconds=0.5,
+    probes_per_second=4.0,
+    big_idle_per_side=10,
+    startup_cap_s=60.0,
+    big_startup_cap_s=30.0,
+    idle_seconds=0.5,
+    rest_repeats=1,
+    drain_s=0.25,
+    quiet_s=0.5,
+    settle_quiet_s=0.25,
+    bisect_steps=0,
+)
 
 # What the specification's starting point (a 5-second polling loop, TP and SL placed and cancelled with separate
 # calls) spends, per event; see README.md.
-BASELINE = {"polling_calls_per_hour": 3600 / 5, "protected_fill": 2, "tranche_update": 4, "instant_close": 3,
-            "tp_fill": 1}
+BASELINE = {
+    "polling_calls_per_hour": 3600 / 5,
+    "protected_fill": 2,
+    "tranche_update": 4,
+    "instant_close": 3,
+    "tp_fill": 1,
+}
 EXAMPLE_HOUR = {"protected_fill": 20, "tranche_update": 10, "instant_close": 20}  # an assumed hour of trading
-TARGETS = {"p99_tick_to_order_1hz_ms": 5.0, "updates_per_s": 20_000, "kib_per_idle_tranche": 2.0,
-           "startup_100k_s": 5.0, "rest_calls_per_protected_fill": 1.0, "rest_reduction_pct": 70.0}
+TARGETS = {
+    "p99_tick_to_order_1hz_ms": 5.0,
+    "updates_per_s": 20_000,
+    "kib_per_idle_tranche": 2.0,
+    "startup_100k_s": 5.0,
+    "rest_calls_per_protected_fill": 1.0,
+    "rest_reduction_pct": 70.0,
+}
 
 
 def log(msg: str) -> None:
@@ -107,8 +152,12 @@ def git_commit() -> str:
 
 
 def machine() -> dict[str, Any]:
-    return {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "machine": platform.machine()}
+    return {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
 
 
 # ---- the pieces --------------------------------------------------------------------------------------------------
@@ -126,8 +175,9 @@ def seed_store(path: Path, plan: Plan) -> float:
     return time.perf_counter() - t0
 
 
-def write_config(path: Path, store: Path, urls: dict[str, Any], max_per_key: int,
-                 handshake_timeout: float | None = None) -> None:
+def write_config(
+    path: Path, store: Path, urls: dict[str, Any], max_per_key: int, handshake_timeout: float | None = None
+) -> None:
     """The daemon's configuration: the defaults, except the store, the venue's URLs, SL 50 % and the book size.
 
     ``handshake_timeout``: ``[aster] request_timeout_seconds`` (HTTP timeout and websocket handshake timeout,
@@ -148,8 +198,8 @@ max_tranches_per_symbol_side = {max_per_key}
 instant_tp_enabled = true
 
 [aster]
-rest_url = "{urls['rest_url']}"
-ws_url = "{urls['ws_url']}"
+rest_url = "{urls["rest_url"]}"
+ws_url = "{urls["ws_url"]}"
 auth = "v3"
 signer_private_key = "{cred.DEFAULT_SIGNER_PRIVATE_KEY}"
 user = "{cred.DEFAULT_USER_ADDRESS}"
@@ -172,9 +222,24 @@ class Profiler:
         spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
         # Blocking mode (py-spy pauses the daemon for each sample, ~100 per second): non-blocking sampling of a
         # running interpreter misattributes time between frames.
-        return subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
-                                 "--rate", "100", "--format", "raw", "--output", str(path)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return subprocess.Popen(
+            [
+                spy,
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                str(max(1, round(seconds))),
+                "--rate",
+                "100",
+                "--format",
+                "raw",
+                "--output",
+                str(path),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     @staticmethod
     def stop(proc: subprocess.Popen[bytes] | None, *, now: bool = False) -> None:
@@ -197,8 +262,15 @@ class Profiler:
 class World:
     """A simulator process with a plan, the matching store, and (once started) the daemon on it."""
 
-    def __init__(self, name: str, spec: PlanSpec, work: Path, *, handshake_timeout: float | None = None,
-                 daemon_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        spec: PlanSpec,
+        work: Path,
+        *,
+        handshake_timeout: float | None = None,
+        daemon_env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.handshake_timeout = handshake_timeout
         self.daemon_env = daemon_env or {}
@@ -219,10 +291,15 @@ class World:
             raise
         self.config = self.work / "config.toml"
         write_config(self.config, self.store_path, self.urls, spec.max_per_key, handshake_timeout)
-        self.setup = {"symbols": len(self.plan.symbols), "tranches": len(self.plan.tranches),
-                      "orders": len(self.plan.orders), "position_keys": self.keys,
-                      "exchange_seed_s": round(self.urls["seconds"], 2), "store_seed_s": round(store_s, 2),
-                      "setup_s": round(time.perf_counter() - t0, 2)}
+        self.setup = {
+            "symbols": len(self.plan.symbols),
+            "tranches": len(self.plan.tranches),
+            "orders": len(self.plan.orders),
+            "position_keys": self.keys,
+            "exchange_seed_s": round(self.urls["seconds"], 2),
+            "store_seed_s": round(store_s, 2),
+            "setup_s": round(time.perf_counter() - t0, 2),
+        }
         self.daemon: Child | None = None
 
     @property
@@ -232,8 +309,9 @@ class World:
     def counters(self) -> dict[str, int]:
         return self.sim.call("counters")["requests"]
 
-    def start_daemon(self, cap: float, profiler: Profiler, *, quiet_s: float,
-                     lookup_rate: float | None = None) -> dict[str, Any]:
+    def start_daemon(
+        self, cap: float, profiler: Profiler, *, quiet_s: float, lookup_rate: float | None = None
+    ) -> dict[str, Any]:
         """Start the daemon on the seeded store and follow its start-up until it has *recovered*.
 
         Recovered: ``run_daemon`` is up (the user stream included), every actor is watching prices, and no REST
@@ -242,9 +320,12 @@ class World:
         from the progress so far (store loads per second; order lookups at ``lookup_rate`` if given).
         """
         before = self.counters()
-        self.daemon = d = Child(f"daemon-{self.name}", ["-m", "bench.daemon_proc", str(self.config),
-                                                        str(len(self.plan.tranches))], self.work / "daemon.log",
-                                env=self.daemon_env)
+        self.daemon = d = Child(
+            f"daemon-{self.name}",
+            ["-m", "bench.daemon_proc", str(self.config), str(len(self.plan.tranches))],
+            self.work / "daemon.log",
+            env=self.daemon_env,
+        )
         spy = profiler.start(f"startup_{self.name}", d.pid, cap)
         others = Interference([d.pid, self.sim.pid])
         lookups_total, keys = len(self.plan.orders), self.keys
@@ -269,13 +350,20 @@ class World:
             if first_load_at is None and progress and progress[-1]["loads"]:
                 first_load_at = now
             opened = d.wait_event("venue_opened", 0)
-            if stuck_at is None and opened is not None and progress and progress[-1]["frames"] == 0 \
-                    and (progress[-1]["t_ns"] - opened["t_ns"]) / 1e9 > STUCK_AFTER_S:
+            if (
+                stuck_at is None
+                and opened is not None
+                and progress
+                and progress[-1]["frames"] == 0
+                and (progress[-1]["t_ns"] - opened["t_ns"]) / 1e9 > STUCK_AFTER_S
+            ):
                 # The simulator publishes every second, yet no frame has reached the price router: the stream is
                 # stuck in trio-websocket's connect (see HANDSHAKE_TIMEOUT). The daemon cannot recover from it.
                 stuck_at = now
-                log(f"{self.name}: no price frame reached the daemon's router {STUCK_AFTER_S:.0f}s after the venue "
-                    "opened: its price stream is stuck")
+                log(
+                    f"{self.name}: no price frame reached the daemon's router {STUCK_AFTER_S:.0f}s after the venue "
+                    "opened: its price stream is stuck"
+                )
             quiet = now - last_change >= quiet_s
             started, watching = d.wait_event("daemon_started", 0), d.wait_event("all_watching", 0)
             if quiet and started and (watching or stuck_at is not None):
@@ -299,10 +387,14 @@ class World:
         if loaded:
             last = {**last, "loads": loaded[0]["actors"], "loaded": loaded[0]["tranches"]}
         out: dict[str, Any] = {
-            "tranches": len(self.plan.tranches), "position_keys": keys,
-            "process_started_s": at("process_started"), "store_opened_s": at("store_opened"),
-            "venue_opened_s": at("venue_opened"), "actors_loaded_s": at("actors_loaded"),
-            "daemon_started_s": at("daemon_started"), "all_watching_s": at("all_watching"),
+            "tranches": len(self.plan.tranches),
+            "position_keys": keys,
+            "process_started_s": at("process_started"),
+            "store_opened_s": at("store_opened"),
+            "venue_opened_s": at("venue_opened"),
+            "actors_loaded_s": at("actors_loaded"),
+            "daemon_started_s": at("daemon_started"),
+            "all_watching_s": at("all_watching"),
             "first_reconcile_done_s": None if reconciled_at is None else round(reconciled_at - t_spawn, 2),
             "recovered_s": None if recovered_at is None else round(recovered_at - t_spawn, 2),
             "finished": recovered_at is not None,
@@ -310,8 +402,10 @@ class World:
             "price_stream_stuck": stuck_at is not None,
             "price_frames_received": last.get("frames"),
             "websocket_handshake_timeout_s": self.handshake_timeout or 10.0,
-            "actors_loaded": last.get("loads"), "tranches_loaded": last.get("loaded"),
-            "order_lookups": done, "order_lookups_needed": lookups_total,
+            "actors_loaded": last.get("loads"),
+            "tranches_loaded": last.get("loaded"),
+            "order_lookups": done,
+            "order_lookups_needed": lookups_total,
             "order_lookups_per_s": round(done / elapsed, 1) if done else None,
             "requests": req,
             "machine_load": others.result(),
@@ -323,9 +417,11 @@ class World:
             if loads and first_load_at is not None and loads < keys:
                 load_end = (first_load_at - t_spawn) + (now - first_load_at) * keys / loads
             rate = lookup_rate or (done / elapsed if done else None)
-            out["projection"] = {"store_load_done_s": round(load_end, 1), "lookup_rate_per_s": rate,
-                                 "recovered_s": round(max(load_end, elapsed) + (lookups_total - done) / rate, 1)
-                                 if rate else None}
+            out["projection"] = {
+                "store_load_done_s": round(load_end, 1),
+                "lookup_rate_per_s": rate,
+                "recovered_s": round(max(load_end, elapsed) + (lookups_total - done) / rate, 1) if rate else None,
+            }
         out["memory_kib_when_loaded"] = memory_loaded
         out["memory_kib"] = memory_kib(d.pid)
         return out
@@ -362,11 +458,18 @@ def latency_run(w: World, window: str, rate: float, drain: float, profiler: Prof
     seen = w.daemon.call("frames")
     out = analysis.trigger_latency(expected, data, seen["frames"], seen["calls"])
     out["gc_pauses"] = seen["gc"]
-    out.update(rate_hz=rate, frames=last - first + 1, symbols_per_frame=len(w.plan.symbols),
-               updates_per_s=rate * len(w.plan.symbols), duration_s=round(t1 - t0, 2),
-               daemon_cpu_pct=round(100 * (cpu1 - cpu0) / (t1 - t0), 1),
-               sim_cpu_pct=round(100 * (sim_cpu1 - sim_cpu0) / (t1 - t0), 1),
-               schedule_slip_max_ms=round(res["slip_max_s"] * 1000, 1), gets=data["gets"], machine_load=load)
+    out.update(
+        rate_hz=rate,
+        frames=last - first + 1,
+        symbols_per_frame=len(w.plan.symbols),
+        updates_per_s=rate * len(w.plan.symbols),
+        duration_s=round(t1 - t0, 2),
+        daemon_cpu_pct=round(100 * (cpu1 - cpu0) / (t1 - t0), 1),
+        sim_cpu_pct=round(100 * (sim_cpu1 - sim_cpu0) / (t1 - t0), 1),
+        schedule_slip_max_ms=round(res["slip_max_s"] * 1000, 1),
+        gets=data["gets"],
+        machine_load=load,
+    )
     return out
 
 
@@ -379,9 +482,13 @@ def idle_cpu(w: World, seconds: float) -> dict[str, Any]:
     time.sleep(seconds)
     cpu1, t1 = cpu_seconds(w.daemon.pid), time.monotonic()
     calls = analysis.calls(before, w.counters())
-    return {"seconds": round(t1 - t0, 1), "daemon_cpu_pct": round(100 * (cpu1 - cpu0) / (t1 - t0), 2),
-            "requests": calls, "requests_per_hour": round(sum(calls.values()) * 3600 / (t1 - t0), 1),
-            "machine_load": others.result()}
+    return {
+        "seconds": round(t1 - t0, 1),
+        "daemon_cpu_pct": round(100 * (cpu1 - cpu0) / (t1 - t0), 2),
+        "requests": calls,
+        "requests_per_hour": round(sum(calls.values()) * 3600 / (t1 - t0), 1),
+        "machine_load": others.result(),
+    }
 
 
 def throughput(w: World, sizes: Sizes, profiler: Profiler) -> dict[str, Any]:
@@ -407,8 +514,9 @@ def throughput(w: World, sizes: Sizes, profiler: Profiler) -> dict[str, Any]:
         others = Interference([w.daemon.pid, w.sim.pid])
         cpu0, t0 = cpu_seconds(w.daemon.pid), time.monotonic()
         spy = profiler.start(f"throughput_{rate}", w.daemon.pid, frames / fps)
-        res = w.sim.call("rate", fps=fps, frames=frames, probes={str(f): t for f, t in schedule.items()},
-                         timeout=frames / fps + 120)
+        res = w.sim.call(
+            "rate", fps=fps, frames=frames, probes={str(f): t for f, t in schedule.items()}, timeout=frames / fps + 120
+        )
         cpu1, t1 = cpu_seconds(w.daemon.pid), time.monotonic()
         load = others.result()
         time.sleep(sizes.drain_s)
@@ -428,22 +536,38 @@ def throughput(w: World, sizes: Sizes, profiler: Profiler) -> dict[str, Any]:
         planned_s = frames / fps
         sim_limited = res["publish_seconds"] > planned_s * 1.1 + 0.05
         interval_ms = 1000 / fps
-        keeps_up = (growth["received"] == growth["frames"] and growth["growth_ms"] is not None
-                    and growth["growth_ms"] < MAX_LAG_GROWTH_MS
-                    and growth["lag"]["p50_ms"] < max(MAX_LAG_GROWTH_MS, interval_ms)
-                    and growth["lag"]["p99_ms"] < 1000)
-        return {"updates_per_s": rate, "frames_per_s": round(fps, 2), "symbols_per_frame": n, "frames": frames,
-                "keeps_up": keeps_up, "sim_limited": sim_limited, "daemon_cpu_pct": round(100 * (cpu1 - cpu0) /
-                                                                                          (t1 - t0), 1),
-                "frame_lag": growth, "probe_tick_to_order": probe["tick_to_order"], "probe_missing": probe["missing"],
-                "publish_seconds": round(res["publish_seconds"], 3), "planned_seconds": round(planned_s, 3),
-                "caught_up_after_s": backlog_s, "gc_pauses": gc_pauses, "machine_load": load}
+        keeps_up = (
+            growth["received"] == growth["frames"]
+            and growth["growth_ms"] is not None
+            and growth["growth_ms"] < MAX_LAG_GROWTH_MS
+            and growth["lag"]["p50_ms"] < max(MAX_LAG_GROWTH_MS, interval_ms)
+            and growth["lag"]["p99_ms"] < 1000
+        )
+        return {
+            "updates_per_s": rate,
+            "frames_per_s": round(fps, 2),
+            "symbols_per_frame": n,
+            "frames": frames,
+            "keeps_up": keeps_up,
+            "sim_limited": sim_limited,
+            "daemon_cpu_pct": round(100 * (cpu1 - cpu0) / (t1 - t0), 1),
+            "frame_lag": growth,
+            "probe_tick_to_order": probe["tick_to_order"],
+            "probe_missing": probe["missing"],
+            "publish_seconds": round(res["publish_seconds"], 3),
+            "planned_seconds": round(planned_s, 3),
+            "caught_up_after_s": backlog_s,
+            "gc_pauses": gc_pauses,
+            "machine_load": load,
+        }
 
     for rate in sizes.rates:
         level = run_level(rate)
         levels.append(level)
-        log(f"throughput {rate}/s: keeps up={level['keeps_up']} lag growth={level['frame_lag'].get('growth_ms')}ms "
-            f"cpu={level['daemon_cpu_pct']}% sim_limited={level['sim_limited']} load={level['machine_load']}")
+        log(
+            f"throughput {rate}/s: keeps up={level['keeps_up']} lag growth={level['frame_lag'].get('growth_ms')}ms "
+            f"cpu={level['daemon_cpu_pct']}% sim_limited={level['sim_limited']} load={level['machine_load']}"
+        )
         if level["keeps_up"] and not level["sim_limited"]:
             best = rate
         else:
@@ -455,18 +579,25 @@ def throughput(w: World, sizes: Sizes, profiler: Profiler) -> dict[str, Any]:
         mid = (best + first_fail) // 2 // 500 * 500
         level = run_level(mid)
         levels.append(level)
-        log(f"throughput {mid}/s: keeps up={level['keeps_up']} lag growth={level['frame_lag'].get('growth_ms')}ms "
-            f"cpu={level['daemon_cpu_pct']}% load={level['machine_load']}")
+        log(
+            f"throughput {mid}/s: keeps up={level['keeps_up']} lag growth={level['frame_lag'].get('growth_ms')}ms "
+            f"cpu={level['daemon_cpu_pct']}% load={level['machine_load']}"
+        )
         if level["keeps_up"]:
             best = mid
         else:
             first_fail = mid
-    return {"max_updates_per_s": best, "first_failing_updates_per_s": first_fail,
-            "limited_by_simulator": bool(levels and levels[-1]["sim_limited"]), "levels": levels}
+    return {
+        "max_updates_per_s": best,
+        "first_failing_updates_per_s": first_fail,
+        "limited_by_simulator": bool(levels and levels[-1]["sim_limited"]),
+        "levels": levels,
+    }
 
 
-def _settle(w: World, symbol: str, done: Callable[[dict[str, Any]], bool], quiet_s: float,
-            timeout: float = 15.0) -> bool:
+def _settle(
+    w: World, symbol: str, done: Callable[[dict[str, Any]], bool], quiet_s: float, timeout: float = 15.0
+) -> bool:
     """Wait until the book of ``symbol`` satisfies ``done`` and no request has come for ``quiet_s`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -486,8 +617,9 @@ def _settle(w: World, symbol: str, done: Callable[[dict[str, Any]], bool], quiet
 
 def rest_calls(w: World, repeats: int, quiet_s: float) -> dict[str, Any]:
     """Requests per protected fill, tranche update, instant close and exchange-side TP fill."""
-    samples: dict[str, list[dict[str, int]]] = {k: [] for k in ("protected_fill", "tranche_update", "instant_close",
-                                                                "tp_fill")}
+    samples: dict[str, list[dict[str, int]]] = {
+        k: [] for k in ("protected_fill", "tranche_update", "instant_close", "tp_fill")
+    }
     failures = []
 
     def measure(kind: str, act: Callable[[], None], symbol: str, done: Callable[[dict[str, Any]], bool]) -> None:
@@ -506,18 +638,34 @@ def rest_calls(w: World, repeats: int, quiet_s: float) -> dict[str, Any]:
     for i in range(repeats):
         symbol = w.plan.spare[i % len(w.plan.spare)]
         mark = Decimal(w.plan.price_text(symbol, 0))
-        measure("protected_fill", lambda s=symbol: w.sim.call("entry", symbol=s, side="LONG", qty="0.1"), symbol,
-                legs("0.1"))
-        measure("tranche_update", lambda s=symbol: w.sim.call("entry", symbol=s, side="LONG", qty="0.05"), symbol,
-                legs("0.15"))
+        measure(
+            "protected_fill",
+            lambda s=symbol: w.sim.call("entry", symbol=s, side="LONG", qty="0.1"),
+            symbol,
+            legs("0.1"),
+        )
+        measure(
+            "tranche_update",
+            lambda s=symbol: w.sim.call("entry", symbol=s, side="LONG", qty="0.05"),
+            symbol,
+            legs("0.15"),
+        )
         spike = (mark * Decimal("1.02")).quantize(Decimal("0.01"))
         measure("instant_close", lambda s=symbol, p=spike: w.sim.call("marks", prices={s: str(p)}), symbol, flat)
-        measure("protected_fill", lambda s=symbol: w.sim.call("entry", symbol=s, side="LONG", qty="0.1"), symbol,
-                legs("0.1"))
+        measure(
+            "protected_fill",
+            lambda s=symbol: w.sim.call("entry", symbol=s, side="LONG", qty="0.1"),
+            symbol,
+            legs("0.1"),
+        )
         # The TP limit trades on the exchange (no mark frame is sent): posmon only has to cancel the sibling SL.
         through = (spike * Decimal("1.02")).quantize(Decimal("0.01"))
-        measure("tp_fill", lambda s=symbol, p=through: w.sim.call("marks", prices={s: str(p)}, trade=True,
-                                                                    publish=False), symbol, flat)
+        measure(
+            "tp_fill",
+            lambda s=symbol, p=through: w.sim.call("marks", prices={s: str(p)}, trade=True, publish=False),
+            symbol,
+            flat,
+        )
         # back to the starting mark for the next repeat on this symbol
         w.sim.call("marks", prices={symbol: str(mark)})
     per_event = {}
@@ -527,9 +675,14 @@ def rest_calls(w: World, repeats: int, quiet_s: float) -> dict[str, Any]:
         for r in rows:
             for k, v in r.items():
                 kinds[k] = kinds.get(k, 0) + v
-        per_event[kind] = {"samples": len(rows), "calls_per_event": round(sum(totals) / len(totals), 2) if totals
-                           else None, "min": min(totals, default=None), "max": max(totals, default=None),
-                           "by_request": {k: round(v / len(rows), 2) for k, v in kinds.items()}, "each": rows}
+        per_event[kind] = {
+            "samples": len(rows),
+            "calls_per_event": round(sum(totals) / len(totals), 2) if totals else None,
+            "min": min(totals, default=None),
+            "max": max(totals, default=None),
+            "by_request": {k: round(v / len(rows), 2) for k, v in kinds.items()},
+            "each": rows,
+        }
     return {"per_event": per_event, "failures": failures}
 
 
@@ -544,18 +697,29 @@ def rest_comparison(per_event: dict[str, Any], measured_idle_per_hour: float) ->
     for kind in ("protected_fill", "tranche_update", "instant_close", "tp_fill"):
         measured = per_event[kind]["calls_per_event"]
         base = BASELINE[kind]
-        rows[kind] = {"posmon": measured, "baseline": base,
-                      "reduction_pct": None if measured is None else round(100 * (1 - measured / base), 1)}
-    rows["idle_polling_per_hour"] = {"posmon": idle_per_hour, "measured_in_idle_window": measured_idle_per_hour,
-                                     "listen_key_keepalives": KEEPALIVES_PER_HOUR,
-                                     "baseline": BASELINE["polling_calls_per_hour"],
-                                     "reduction_pct": round(100 * (1 - idle_per_hour /
-                                                                   BASELINE["polling_calls_per_hour"]), 1)}
+        rows[kind] = {
+            "posmon": measured,
+            "baseline": base,
+            "reduction_pct": None if measured is None else round(100 * (1 - measured / base), 1),
+        }
+    rows["idle_polling_per_hour"] = {
+        "posmon": idle_per_hour,
+        "measured_in_idle_window": measured_idle_per_hour,
+        "listen_key_keepalives": KEEPALIVES_PER_HOUR,
+        "baseline": BASELINE["polling_calls_per_hour"],
+        "reduction_pct": round(100 * (1 - idle_per_hour / BASELINE["polling_calls_per_hour"]), 1),
+    }
     base_hour = BASELINE["polling_calls_per_hour"] + sum(n * BASELINE[k] for k, n in EXAMPLE_HOUR.items())
     ours_hour = idle_per_hour + sum(n * (per_event[k]["calls_per_event"] or 0) for k, n in EXAMPLE_HOUR.items())
-    return {"comparison": rows, "example_hour": {"workload": EXAMPLE_HOUR, "baseline_calls": base_hour,
-                                                "posmon_calls": round(ours_hour, 1),
-                                                "reduction_pct": round(100 * (1 - ours_hour / base_hour), 1)}}
+    return {
+        "comparison": rows,
+        "example_hour": {
+            "workload": EXAMPLE_HOUR,
+            "baseline_calls": base_hour,
+            "posmon_calls": round(ours_hour, 1),
+            "reduction_pct": round(100 * (1 - ours_hour / base_hour), 1),
+        },
+    }
 
 
 # ---- the whole run -----------------------------------------------------------------------------------------------
@@ -566,18 +730,34 @@ PHASES = ("latency", "throughput", "rest", "large_store")
 # to measure what a proposed fix would buy. name -> (environment variable for the daemon process, what it does)
 EXPERIMENTS = {
     "gc-freeze": ("BENCH_GC_FREEZE", "gc.freeze() in the daemon once every actor watches"),
-    "wake-on-cross": ("BENCH_WAKE_ON_CROSS", "a mark price wakes a position actor only when it reaches the actor's "
-                      "nearest TP (the slot compares; the actor is not scheduled for prices that trigger nothing)"),
-    "indexed-load": ("BENCH_INDEXED_LOAD", "actors load their tranches with status IN ('open', 'closing'), which "
-                     "the tranches index answers, instead of status != 'closed', which scans the table"),
-    "shared-snapshot": ("BENCH_SHARED_SNAPSHOT", "during start-up the actors' per-symbol account reads are answered "
-                        "from one account-wide positionRisk + openOrders"),
+    "wake-on-cross": (
+        "BENCH_WAKE_ON_CROSS",
+        "a mark price wakes a position actor only when it reaches the actor's "
+        "nearest TP (the slot compares; the actor is not scheduled for prices that trigger nothing)",
+    ),
+    "indexed-load": (
+        "BENCH_INDEXED_LOAD",
+        "actors load their tranches with status IN ('open', 'closing'), which "
+        "the tranches index answers, instead of status != 'closed', which scans the table",
+    ),
+    "shared-snapshot": (
+        "BENCH_SHARED_SNAPSHOT",
+        "during start-up the actors' per-symbol account reads are answered "
+        "from one account-wide positionRisk + openOrders",
+    ),
 }
 
 
-def run(sizes: Sizes, *, profile: bool = False, results_dir: Path = RESULTS, keep: bool = False,
-        experiments: tuple[str, ...] = (), phases: tuple[str, ...] = PHASES,
-        large_handshake_timeout: float | None = None) -> Path:
+def run(
+    sizes: Sizes,
+    *,
+    profile: bool = False,
+    results_dir: Path = RESULTS,
+    keep: bool = False,
+    experiments: tuple[str, ...] = (),
+    phases: tuple[str, ...] = PHASES,
+    large_handshake_timeout: float | None = None,
+) -> Path:
     """One benchmark run: the working set's start-up and memory always, then ``phases``; writes and returns the JSON.
 
     ``experiments``: names from ``EXPERIMENTS`` (changes to the daemon to measure a proposed fix), never default.
@@ -589,8 +769,18 @@ def run(sizes: Sizes, *, profile: bool = False, results_dir: Path = RESULTS, kee
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     work = Path(tempfile.mkdtemp(prefix="posmon-bench-"))
     try:
-        return _run(sizes, work, started, commit, stamp, profile=profile, results_dir=results_dir,
-                    experiments=experiments, phases=phases, large_handshake_timeout=large_handshake_timeout)
+        return _run(
+            sizes,
+            work,
+            started,
+            commit,
+            stamp,
+            profile=profile,
+            results_dir=results_dir,
+            experiments=experiments,
+            phases=phases,
+            large_handshake_timeout=large_handshake_timeout,
+        )
     finally:
         if keep:
             print(f"work dir (stores, logs): {work}")
@@ -598,29 +788,58 @@ def run(sizes: Sizes, *, profile: bool = False, results_dir: Path = RESULTS, kee
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _run(sizes: Sizes, work: Path, started: dt.datetime, commit: str, stamp: str, *, profile: bool,
-         results_dir: Path, experiments: tuple[str, ...], phases: tuple[str, ...],
-         large_handshake_timeout: float | None) -> Path:
+def _run(
+    sizes: Sizes,
+    work: Path,
+    started: dt.datetime,
+    commit: str,
+    stamp: str,
+    *,
+    profile: bool,
+    results_dir: Path,
+    experiments: tuple[str, ...],
+    phases: tuple[str, ...],
+    large_handshake_timeout: float | None,
+) -> Path:
     profiler = Profiler(results_dir / "profiles" / f"{stamp}-{commit[:12]}" if profile else None)
     daemon_env = {EXPERIMENTS[name][0]: "1" for name in experiments}
-    out: dict[str, Any] = {"schema": 1, "kind": sizes.name, "started_at": started.isoformat(), "git_commit": commit,
-                           "machine": machine(), "sizes": asdict(sizes), "phases": list(phases), "profiled": profile,
-                           "experiment": "; ".join(EXPERIMENTS[name][1] for name in experiments) or None,
-                           "method": {"auth": "v3 (EIP-712, the default)", "transport": "HTTP + websockets on "
-                                      "127.0.0.1, simulator and daemon in separate processes",
-                                      "rate_limits": "simulator publishes 1e9 weight/orders per minute: neither its "
-                                      "429s nor the gateway's token buckets pace the runs",
-                                      "tranches": "seeded directly into the store and onto the exchange",
-                                      "websocket_handshake_timeout_s": {
-                                          "working_set": HANDSHAKE_TIMEOUT,
-                                          "large_store": large_handshake_timeout or 10.0}}}
+    out: dict[str, Any] = {
+        "schema": 1,
+        "kind": sizes.name,
+        "started_at": started.isoformat(),
+        "git_commit": commit,
+        "machine": machine(),
+        "sizes": asdict(sizes),
+        "phases": list(phases),
+        "profiled": profile,
+        "experiment": "; ".join(EXPERIMENTS[name][1] for name in experiments) or None,
+        "method": {
+            "auth": "v3 (EIP-712, the default)",
+            "transport": "HTTP + websockets on 127.0.0.1, simulator and daemon in separate processes",
+            "rate_limits": "simulator publishes 1e9 weight/orders per minute: neither its "
+            "429s nor the gateway's token buckets pace the runs",
+            "tranches": "seeded directly into the store and onto the exchange",
+            "websocket_handshake_timeout_s": {
+                "working_set": HANDSHAKE_TIMEOUT,
+                "large_store": large_handshake_timeout or 10.0,
+            },
+        },
+    }
     t_start = time.monotonic()
-    log(f"{sizes.name} run, commit {commit[:12]}, phases {','.join(phases)}, work dir {work}, "
-        f"load average {os.getloadavg()[0]:.2f}")
-    spec = PlanSpec(symbols=sizes.symbols, idle_per_side=sizes.idle_per_side,
-                    windows=(Window(SLOW, sizes.slow_steps, sizes.slow_triggers),
-                             Window(FAST, sizes.fast_steps, sizes.fast_triggers)),
-                    probes=sizes.probes, spare_symbols=sizes.spare)
+    log(
+        f"{sizes.name} run, commit {commit[:12]}, phases {','.join(phases)}, work dir {work}, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+    spec = PlanSpec(
+        symbols=sizes.symbols,
+        idle_per_side=sizes.idle_per_side,
+        windows=(
+            Window(SLOW, sizes.slow_steps, sizes.slow_triggers),
+            Window(FAST, sizes.fast_steps, sizes.fast_triggers),
+        ),
+        probes=sizes.probes,
+        spare_symbols=sizes.spare,
+    )
     w = World("working_set", spec, work, handshake_timeout=HANDSHAKE_TIMEOUT, daemon_env=daemon_env)
     try:
         out["setup"] = {"working_set": w.setup}
@@ -632,9 +851,14 @@ def _run(sizes: Sizes, work: Path, started: dt.datetime, commit: str, stamp: str
             raise RuntimeError("the daemon never started watching prices; see the logs in " + str(w.work))
         assert w.daemon is not None
         held = w.daemon.call("metrics")["tranches"]
-        out["memory"] = {"working_set": {"tranches": held, **memory_kib(w.daemon.pid),
-                                         "when_loaded": startup["memory_kib_when_loaded"],
-                                         "tranches_loaded": startup["tranches_loaded"]}}
+        out["memory"] = {
+            "working_set": {
+                "tranches": held,
+                **memory_kib(w.daemon.pid),
+                "when_loaded": startup["memory_kib_when_loaded"],
+                "tranches_loaded": startup["tranches_loaded"],
+            }
+        }
         if sizes.name != "smoke":
             time.sleep(sizes.quiet_s)  # let the end of start-up (a last reconcile, a collection) pass first
         idle = idle_cpu(w, sizes.idle_seconds)
@@ -645,8 +869,10 @@ def _run(sizes: Sizes, work: Path, started: dt.datetime, commit: str, stamp: str
             for window, rate in ((SLOW, sizes.slow_rate), (FAST, sizes.fast_rate)):
                 res = latency_run(w, window, rate, sizes.drain_s, profiler)
                 out["latency"][window] = res
-                log(f"latency {window}: {res['tick_to_order']} missing={res['missing']} cpu={res['daemon_cpu_pct']}% "
-                    f"load={res['machine_load']}")
+                log(
+                    f"latency {window}: {res['tick_to_order']} missing={res['missing']} cpu={res['daemon_cpu_pct']}% "
+                    f"load={res['machine_load']}"
+                )
         if "throughput" in phases:
             out["throughput"] = throughput(w, sizes, profiler)
             out["throughput"]["cpu_at_1hz_pct"] = out.get("latency", {}).get(SLOW, {}).get("daemon_cpu_pct")
@@ -670,11 +896,15 @@ def _run(sizes: Sizes, work: Path, started: dt.datetime, commit: str, stamp: str
             out["startup"]["large_store"] = startup
             assert big.daemon is not None
             held = big.daemon.call("metrics", timeout=60)["tranches"]
-            out["memory"]["large_store"] = {"tranches": held, **memory_kib(big.daemon.pid),
-                                            "when_loaded": startup["memory_kib_when_loaded"],
-                                            "tranches_loaded": startup["tranches_loaded"],
-                                            "measured_at": "after start-up" if startup["finished"] else
-                                            f"{startup['gave_up_after_s']}s into start-up (still recovering)"}
+            out["memory"]["large_store"] = {
+                "tranches": held,
+                **memory_kib(big.daemon.pid),
+                "when_loaded": startup["memory_kib_when_loaded"],
+                "tranches_loaded": startup["tranches_loaded"],
+                "measured_at": "after start-up"
+                if startup["finished"]
+                else f"{startup['gave_up_after_s']}s into start-up (still recovering)",
+            }
         finally:
             big.stop()
         out["memory"].update(memory_figures(out["memory"]))
@@ -683,11 +913,17 @@ def _run(sizes: Sizes, work: Path, started: dt.datetime, commit: str, stamp: str
     if profile:
         from bench.profile import summarize
 
-        out["profiles"] = {name: {"file": path, "top": summarize(Path(path))}
-                           for name, path in profiler.files.items() if Path(path).exists()}
+        out["profiles"] = {
+            name: {"file": path, "top": summarize(Path(path))}
+            for name, path in profiler.files.items()
+            if Path(path).exists()
+        }
     results_dir.mkdir(parents=True, exist_ok=True)
-    suffix = ("-smoke" if sizes.name == "smoke" else "") + "".join(f"-{name}" for name in experiments) \
+    suffix = (
+        ("-smoke" if sizes.name == "smoke" else "")
+        + "".join(f"-{name}" for name in experiments)
         + ("" if tuple(phases) == PHASES else "-partial")
+    )
     path = results_dir / f"{stamp}-{commit[:12]}{suffix}.json"
     path.write_text(json.dumps(out, indent=2, default=str))
     print(report.table(out))
@@ -702,12 +938,15 @@ def memory_figures(m: dict[str, Any]) -> dict[str, Any]:
     start-up reconcile has churned through the orders), so it is the cost of holding an idle tranche.
     """
     ws, ls = m["working_set"], m["large_store"]
-    out: dict[str, Any] = {"kib_per_tranche_working_set": round(ws["VmRSS"] / max(1, ws["tranches"]), 3),
-                           "kib_per_tranche_large_store": round(ls["VmRSS"] / max(1, ls["tranches"]), 3)}
+    out: dict[str, Any] = {
+        "kib_per_tranche_working_set": round(ws["VmRSS"] / max(1, ws["tranches"]), 3),
+        "kib_per_tranche_large_store": round(ls["VmRSS"] / max(1, ls["tranches"]), 3),
+    }
     a, b = ws.get("when_loaded"), ls.get("when_loaded")
     if a and b and (ls["tranches_loaded"] or 0) > (ws["tranches_loaded"] or 0):
-        out["kib_per_tranche_marginal"] = round((b["VmRSS"] - a["VmRSS"]) /
-                                                (ls["tranches_loaded"] - ws["tranches_loaded"]), 3)
+        out["kib_per_tranche_marginal"] = round(
+            (b["VmRSS"] - a["VmRSS"]) / (ls["tranches_loaded"] - ws["tranches_loaded"]), 3
+        )
     elif ls["tranches"] > ws["tranches"]:
         out["kib_per_tranche_marginal"] = round((ls["VmRSS"] - ws["VmRSS"]) / (ls["tranches"] - ws["tranches"]), 3)
     return out
@@ -717,8 +956,12 @@ def targets(out: dict[str, Any]) -> dict[str, Any]:
     """Each target's measured value and whether it is met (None: the phase that measures it was not run)."""
 
     def row(value: Any, target: float, ok: bool | None, note: str = "") -> dict[str, Any]:
-        return {"value": value, "target": target, "met": None if value is None else ok, **({"note": note} if note
-                                                                                          else {})}
+        return {
+            "value": value,
+            "target": target,
+            "met": None if value is None else ok,
+            **({"note": note} if note else {}),
+        }
 
     lat = out.get("latency", {}).get(SLOW, {}).get("tick_to_order", {}).get("p99_ms")
     thr = out.get("throughput", {}).get("max_updates_per_s")
@@ -727,22 +970,37 @@ def targets(out: dict[str, Any]) -> dict[str, Any]:
     start, note = None, ""
     if big is not None:
         start = big["recovered_s"] if big["finished"] else (big.get("projection") or {}).get("recovered_s")
-        note = ("cut short; value projected from the progress so far" if not big["finished"] else
-                "REST recovery only: the price stream hung, no actor ever watched prices"
-                if big["recovered_without_prices"] else "")
+        note = (
+            "cut short; value projected from the progress so far"
+            if not big["finished"]
+            else "REST recovery only: the price stream hung, no actor ever watched prices"
+            if big["recovered_without_prices"]
+            else ""
+        )
     rest = out.get("rest", {})
     fill = rest.get("comparison", {}).get("protected_fill", {}).get("posmon")
     red = rest.get("example_hour", {}).get("reduction_pct")
     t = TARGETS
     return {
-        "p99_tick_to_order_1hz_ms": row(lat, t["p99_tick_to_order_1hz_ms"],
-                                        lat is not None and lat < t["p99_tick_to_order_1hz_ms"]),
+        "p99_tick_to_order_1hz_ms": row(
+            lat, t["p99_tick_to_order_1hz_ms"], lat is not None and lat < t["p99_tick_to_order_1hz_ms"]
+        ),
         "updates_per_s": row(thr, t["updates_per_s"], thr is not None and thr >= t["updates_per_s"]),
-        "kib_per_idle_tranche": row(mem, t["kib_per_idle_tranche"],
-                                    mem is not None and mem < t["kib_per_idle_tranche"]),
-        "startup_100k_s": row(start, t["startup_100k_s"], big is not None and big["finished"] and start is not None
-                              and not big["recovered_without_prices"] and start < t["startup_100k_s"], note),
-        "rest_calls_per_protected_fill": row(fill, t["rest_calls_per_protected_fill"],
-                                             fill is not None and fill <= t["rest_calls_per_protected_fill"]),
+        "kib_per_idle_tranche": row(
+            mem, t["kib_per_idle_tranche"], mem is not None and mem < t["kib_per_idle_tranche"]
+        ),
+        "startup_100k_s": row(
+            start,
+            t["startup_100k_s"],
+            big is not None
+            and big["finished"]
+            and start is not None
+            and not big["recovered_without_prices"]
+            and start < t["startup_100k_s"],
+            note,
+        ),
+        "rest_calls_per_protected_fill": row(
+            fill, t["rest_calls_per_protected_fill"], fill is not None and fill <= t["rest_calls_per_protected_fill"]
+        ),
         "rest_reduction_pct": row(red, t["rest_reduction_pct"], red is not None and red >= t["rest_reduction_pct"]),
     }

@@ -144,7 +144,7 @@ class BenchSim:
             positions += 1
         requests = [o.request for o in plan.orders]
         for i in range(0, len(requests), 2000):
-            for result in self.exchange.place_orders(requests[i:i + 2000]):
+            for result in self.exchange.place_orders(requests[i : i + 2000]):
                 if isinstance(result, Rejected):
                     raise RuntimeError(f"seeding refused: {result}")
         self.sim.orders.sync()
@@ -229,8 +229,12 @@ class BenchSim:
             self.publish(k)
         finished = trio.current_time()
         await self.start_idle()
-        return {"slip_max_s": slip, "late_frames": late, "publish_seconds": finished - start,
-                "events": [e for e, _, _ in self.published[-frames:]]}
+        return {
+            "slip_max_s": slip,
+            "late_frames": late,
+            "publish_seconds": finished - start,
+            "events": [e for e, _, _ in self.published[-frames:]],
+        }
 
     def collect(self) -> dict[str, Any]:
         requests = []
@@ -275,8 +279,14 @@ async def handle(bench: BenchSim | None, cmd: str, msg: dict[str, Any], nursery:
         rest_url, ws_url = await b.serve(nursery)
         b.idle_rate = msg.get("idle_rate", 1.0)
         await b.start_idle()
-        return {"_bench": b, "rest_url": rest_url, "ws_url": ws_url, "fingerprint": plan.fingerprint(),
-                "plan_seconds": built, **seeded}
+        return {
+            "_bench": b,
+            "rest_url": rest_url,
+            "ws_url": ws_url,
+            "fingerprint": plan.fingerprint(),
+            "plan_seconds": built,
+            **seeded,
+        }
     if cmd == "quit":
         return {}
     assert bench is not None, "init first"
@@ -292,9 +302,12 @@ async def handle(bench: BenchSim | None, cmd: str, msg: dict[str, Any], nursery:
     if cmd == "collect":
         return bench.collect()
     if cmd == "counters":
-        return {"requests": dict(bench.sim.counters.requests), "ws_frames_sent": bench.sim.counters.ws_frames_sent,
-                "rate_limited": bench.sim.counters.rate_limited,
-                "mark_connections": bench.rec.mark_connections}
+        return {
+            "requests": dict(bench.sim.counters.requests),
+            "ws_frames_sent": bench.sim.counters.ws_frames_sent,
+            "rate_limited": bench.sim.counters.rate_limited,
+            "mark_connections": bench.rec.mark_connections,
+        }
     if cmd == "entry":
         state = bench.exchange.external_entry(msg["symbol"], Side(msg["side"]), Decimal(msg["qty"]))
         return {"status": state.status.value}

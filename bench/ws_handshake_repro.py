@@ -52,8 +52,9 @@ async def _late_server(request: Any) -> None:
 
 async def main() -> None:
     async with trio.open_nursery() as nursery:
-        server = await nursery.start(lambda task_status: serve_websocket(
-            _late_server, "127.0.0.1", 0, ssl_context=None, task_status=task_status))
+        server = await nursery.start(
+            lambda task_status: serve_websocket(_late_server, "127.0.0.1", 0, ssl_context=None, task_status=task_status)
+        )
         url = f"ws://127.0.0.1:{server.port}/"
         for name, opener in (("trio-websocket open_websocket_url", plain), ("guarded", guarded)):
             t0 = time.monotonic()

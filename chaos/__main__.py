@@ -32,16 +32,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m chaos", description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=20, help="number of runs (default 20)")
     p.add_argument("--seed", type=int, default=None, help="first run's seed (default: from the clock)")
-    p.add_argument("--venue", choices=("aster", "lighter", "both"), default="both",
-                   help="simulator to run against; both alternates by seed (default)")
+    p.add_argument(
+        "--venue",
+        choices=("aster", "lighter", "both"),
+        default="both",
+        help="simulator to run against; both alternates by seed (default)",
+    )
     p.add_argument("--duration", type=float, default=5.0, help="seconds of trading and faults per run (default 5)")
     p.add_argument("--settle", type=float, default=30.0, help="seconds the daemon gets to settle (default 30)")
     p.add_argument("--smoke", action="store_true", help=f"CI smoke: {SMOKE_RUNS} short runs over both venues")
     p.add_argument("--out", type=Path, default=None, help="JSON file to write (default chaos/results/...)")
     p.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2; each run is two processes)")
     p.add_argument("--quiet", action="store_true", help="no line per run")
-    p.add_argument("--daemon-src", type=Path, default=None,
-                   help="run the daemon from this source tree (e.g. `git archive COMMIT | tar -x -C DIR`)")
+    p.add_argument(
+        "--daemon-src",
+        type=Path,
+        default=None,
+        help="run the daemon from this source tree (e.g. `git archive COMMIT | tar -x -C DIR`)",
+    )
     p.add_argument("--keep-all", action="store_true", help="keep every run's directory, not only failing ones")
     args = p.parse_args(argv)
     if args.runs < 1:
@@ -65,18 +73,30 @@ def percentiles(values: list[float]) -> dict[str, float | int | None]:
     def at(q: float) -> float:
         return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
 
-    return {"count": len(values), "mean": round(statistics.fmean(values), 3), "p50": at(0.5), "p90": at(0.9),
-            "p99": at(0.99), "max": round(ordered[-1], 3)}
+    return {
+        "count": len(values),
+        "mean": round(statistics.fmean(values), 3),
+        "p50": at(0.5),
+        "p90": at(0.9),
+        "p99": at(0.99),
+        "max": round(ordered[-1], 3),
+    }
 
 
 def commit() -> str:
     """The checkout's commit, ``+dirty`` when files differ from it (a replay needs the same code)."""
     root = Path(__file__).resolve().parent.parent
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{head}+dirty" if dirty else head
@@ -99,11 +119,17 @@ def summarize(results: list[RunResult], args: argparse.Namespace, wall: float, a
     protect = [t for r in results for t in r.protect_times]
     settle = [r.settle_seconds for r in results if r.settle_seconds is not None]
     return {
-        "seed": args.seed, "venue": args.venue, "runs": len(results), "duration_s": args.duration,
-        "commit": at_commit or commit(), "daemon_src": str(args.daemon_src) if args.daemon_src else None,
+        "seed": args.seed,
+        "venue": args.venue,
+        "runs": len(results),
+        "duration_s": args.duration,
+        "commit": at_commit or commit(),
+        "daemon_src": str(args.daemon_src) if args.daemon_src else None,
         "wall_s": round(wall, 1),
-        "kills": sum(r.kills for r in results), "daemon_starts": sum(r.starts for r in results),
-        "faults": sum(faults.values()), "faults_by_kind": dict(sorted(faults.items())),
+        "kills": sum(r.kills for r in results),
+        "daemon_starts": sum(r.starts for r in results),
+        "faults": sum(faults.values()),
+        "faults_by_kind": dict(sorted(faults.items())),
         "workload": dict(sorted(workload.items())),
         "failed_runs": sum(1 for r in results if not r.ok),
         "campaign_errors": sum(1 for r in results if r.error is not None),
@@ -112,10 +138,18 @@ def summarize(results: list[RunResult], args: argparse.Namespace, wall: float, a
         "time_to_protect_s": percentiles(protect),
         "settle_s": percentiles(settle),
         "by_venue": by_venue,
-        "failing_seeds": [{"seed": r.seed, "venue": r.venue, "replay": replay(r),
-                           "invariants": sorted({v.invariant for v in r.violations}), "kept": r.kept,
-                           "error": r.error}
-                          for r in results if not r.ok],
+        "failing_seeds": [
+            {
+                "seed": r.seed,
+                "venue": r.venue,
+                "replay": replay(r),
+                "invariants": sorted({v.invariant for v in r.violations}),
+                "kept": r.kept,
+                "error": r.error,
+            }
+            for r in results
+            if not r.ok
+        ],
         "seeds": [r.seed for r in results],
         "results": [r.to_json() for r in results],
     }
@@ -126,12 +160,18 @@ def replay(r: RunResult) -> str:
 
 
 def table(s: dict[str, Any]) -> str:
-    lines = [f"chaos: {s['runs']} runs (seed {s['seed']}, venue {s['venue']}, {s['duration_s']} s each), "
-             f"wall {s['wall_s']} s, commit {s['commit']}"]
-    rows: list[tuple[str, str]] = [("runs", str(s["runs"])), ("failed runs", str(s["failed_runs"])),
-                                   ("campaign errors", str(s["campaign_errors"])),
-                                   ("SIGKILLs", str(s["kills"])), ("daemon starts", str(s["daemon_starts"])),
-                                   ("faults", str(s["faults"]))]
+    lines = [
+        f"chaos: {s['runs']} runs (seed {s['seed']}, venue {s['venue']}, {s['duration_s']} s each), "
+        f"wall {s['wall_s']} s, commit {s['commit']}"
+    ]
+    rows: list[tuple[str, str]] = [
+        ("runs", str(s["runs"])),
+        ("failed runs", str(s["failed_runs"])),
+        ("campaign errors", str(s["campaign_errors"])),
+        ("SIGKILLs", str(s["kills"])),
+        ("daemon starts", str(s["daemon_starts"])),
+        ("faults", str(s["faults"])),
+    ]
     rows += [(f"  fault {k}", str(v)) for k, v in s["faults_by_kind"].items()]
     rows += [(f"  workload {k}", str(v)) for k, v in s["workload"].items()]
     rows += [(f"violations {k}", str(v)) for k, v in s["violations_by_invariant"].items()]
@@ -149,8 +189,13 @@ def table(s: dict[str, Any]) -> str:
 
 
 async def campaign(args: argparse.Namespace) -> list[RunResult]:
-    opts = Options(duration=args.duration, settle_timeout=args.settle, keep=RESULTS / "runs", keep_all=args.keep_all,
-                   daemon_src=args.daemon_src)
+    opts = Options(
+        duration=args.duration,
+        settle_timeout=args.settle,
+        keep=RESULTS / "runs",
+        keep_all=args.keep_all,
+        daemon_src=args.daemon_src,
+    )
     results: list[RunResult] = []
     limiter = trio.CapacityLimiter(args.jobs)
 
@@ -160,11 +205,20 @@ async def campaign(args: argparse.Namespace) -> list[RunResult]:
             r = await one_run(seed, args.venue, opts)
         results.append(r)
         if not args.quiet:
-            status = "ok" if r.ok else "FAILED " + "; ".join(
-                [f"{v.invariant}: {v.detail}" for v in r.violations[:4]] + ([f"campaign error {r.error}"] if r.error
-                                                                            else []))
-            print(f"[{len(results)}/{args.runs}] seed {seed} {venue_for(seed, args.venue)}: {r.kills} kills, "
-                  f"{sum(r.faults.values())} faults, {r.wall_seconds:.1f} s: {status}", flush=True)
+            status = (
+                "ok"
+                if r.ok
+                else "FAILED "
+                + "; ".join(
+                    [f"{v.invariant}: {v.detail}" for v in r.violations[:4]]
+                    + ([f"campaign error {r.error}"] if r.error else [])
+                )
+            )
+            print(
+                f"[{len(results)}/{args.runs}] seed {seed} {venue_for(seed, args.venue)}: {r.kills} kills, "
+                f"{sum(r.faults.values())} faults, {r.wall_seconds:.1f} s: {status}",
+                flush=True,
+            )
             if not r.ok:
                 print(f"    replay: {replay(r)}" + (f"; kept in {r.kept}" if r.kept else ""), flush=True)
 

@@ -75,12 +75,21 @@ def read_store(path: Path) -> StoreView | None:
         return None
     try:
         conn.row_factory = sqlite3.Row
-        rows = conn.execute("SELECT id, symbol, side, qty, tp, sl, status FROM tranches "
-                            "WHERE status IN ('open', 'closing') ORDER BY id").fetchall()
-        tranches = [StoreTranche(r["id"], r["symbol"], Side(r["side"]), _dec(r["qty"]), r["tp"] or "", r["sl"] or "",
-                                 r["status"]) for r in rows]
-        orders = [dict(r) for r in conn.execute("SELECT client_id, tranche_id, purpose, qty, state FROM orders "
-                                                "WHERE state != 'DONE'").fetchall()]
+        rows = conn.execute(
+            "SELECT id, symbol, side, qty, tp, sl, status FROM tranches WHERE status IN ('open', 'closing') ORDER BY id"
+        ).fetchall()
+        tranches = [
+            StoreTranche(
+                r["id"], r["symbol"], Side(r["side"]), _dec(r["qty"]), r["tp"] or "", r["sl"] or "", r["status"]
+            )
+            for r in rows
+        ]
+        orders = [
+            dict(r)
+            for r in conn.execute(
+                "SELECT client_id, tranche_id, purpose, qty, state FROM orders WHERE state != 'DONE'"
+            ).fetchall()
+        ]
         return StoreView(tranches, orders)
     except sqlite3.Error:
         return None
@@ -104,8 +113,13 @@ def check_state(venue: Venue, store: StoreView | None) -> list[Violation]:
         qty = positions.get(key, ZERO)
         held = sum((t.qty for t in by_key.get(key, ())), ZERO)
         if held != qty:
-            out.append(Violation("store_matches_venue", f"{key[0]} {key[1].value}: venue {qty}, store tranches "
-                                 f"{held} ({', '.join(f'#{t.id} {t.qty} {t.status}' for t in by_key.get(key, []))})"))
+            out.append(
+                Violation(
+                    "store_matches_venue",
+                    f"{key[0]} {key[1].value}: venue {qty}, store tranches "
+                    f"{held} ({', '.join(f'#{t.id} {t.qty} {t.status}' for t in by_key.get(key, []))})",
+                )
+            )
     open_ids = {t.id: t for t in store.tranches}
     legs: dict[tuple[int, str], list[Any]] = defaultdict(list)
     for order in resting:
@@ -123,18 +137,32 @@ def check_state(venue: Venue, store: StoreView | None) -> list[Violation]:
             for purpose, label in (("T", "TP"), ("S", "SL")):
                 orders = legs.get((t.id, purpose), [])
                 if len(orders) != 1:
-                    out.append(Violation("covered", f"{symbol} {side.value} #{t.id} qty {t.qty}: {len(orders)} "
-                                         f"resting {label} ({', '.join(o.client_id for o in orders) or 'none'})"))
+                    out.append(
+                        Violation(
+                            "covered",
+                            f"{symbol} {side.value} #{t.id} qty {t.qty}: {len(orders)} "
+                            f"resting {label} ({', '.join(o.client_id for o in orders) or 'none'})",
+                        )
+                    )
                 elif orders[0].qty != t.qty:
-                    out.append(Violation("covered", f"{symbol} {side.value} #{t.id}: {label} {orders[0].client_id} "
-                                         f"for {orders[0].qty}, tranche {t.qty}"))
+                    out.append(
+                        Violation(
+                            "covered",
+                            f"{symbol} {side.value} #{t.id}: {label} {orders[0].client_id} "
+                            f"for {orders[0].qty}, tranche {t.qty}",
+                        )
+                    )
         if not by_key.get((symbol, side)):
             out.append(Violation("covered", f"{symbol} {side.value} {qty}: no open tranche, unprotected"))
     if venue.hedge:
         for (tranche_id, _purpose), orders in legs.items():
             if tranche_id in open_ids and (open_ids[tranche_id].symbol, open_ids[tranche_id].side) not in positions:
-                out.append(Violation("no_orphan_order", f"{', '.join(o.client_id for o in orders)}: exit of "
-                                     f"#{tranche_id} rests on a flat side"))
+                out.append(
+                    Violation(
+                        "no_orphan_order",
+                        f"{', '.join(o.client_id for o in orders)}: exit of #{tranche_id} rests on a flat side",
+                    )
+                )
     return out
 
 
@@ -147,8 +175,13 @@ def _held(t: StoreTranche, mark: Decimal | None) -> list[Violation]:
         return []
     sign = t.side.sign
     if sign * (mark - tp) >= 0 or sign * (sl - mark) >= 0:
-        return [Violation("covered", f"{t.symbol} {t.side.value} #{t.id} qty {t.qty}: mark {mark} is through its "
-                          f"exit (TP {t.tp}, SL {t.sl}) and the tranche is still open")]
+        return [
+            Violation(
+                "covered",
+                f"{t.symbol} {t.side.value} #{t.id} qty {t.qty}: mark {mark} is through its "
+                f"exit (TP {t.tp}, SL {t.sl}) and the tranche is still open",
+            )
+        ]
     return []
 
 
@@ -157,8 +190,9 @@ def check_history(log: FillLog) -> list[Violation]:
     out: list[Violation] = []
     for client_id, orders in sorted(log.executed_by_client.items()):
         if len(orders) > 1:
-            out.append(Violation("no_double_execution", f"{client_id} traded as {len(orders)} venue orders "
-                                 f"{sorted(orders)}"))
+            out.append(
+                Violation("no_double_execution", f"{client_id} traded as {len(orders)} venue orders {sorted(orders)}")
+            )
     totals: Counter[str] = Counter()
     for fill in log.fills:
         totals[fill.client_id] += 1
@@ -166,9 +200,14 @@ def check_history(log: FillLog) -> list[Violation]:
         flipped = fill.after != 0 and fill.before != 0 and (fill.after > 0) != (fill.before > 0)
         opened = fill.before == 0 and fill.after != 0
         if grew or flipped or opened:
-            out.append(Violation("no_close_past_zero", f"{fill.client_id} {fill.symbol} {fill.position_side} "
-                                 f"filled {fill.qty}: position {fill.before} -> {fill.after}"
-                                 f"{' (reduce-only)' if fill.reduce_only else ''}"))
+            out.append(
+                Violation(
+                    "no_close_past_zero",
+                    f"{fill.client_id} {fill.symbol} {fill.position_side} "
+                    f"filled {fill.qty}: position {fill.before} -> {fill.after}"
+                    f"{' (reduce-only)' if fill.reduce_only else ''}",
+                )
+            )
     return out
 
 
@@ -176,7 +215,7 @@ def check_log(text: str) -> list[Violation]:
     if "Traceback (most recent call last)" not in text:
         return []
     i = text.index("Traceback (most recent call last)")
-    tail = text[i:i + 4000].splitlines()
+    tail = text[i : i + 4000].splitlines()
     last = next((line for line in tail[1:] if line and not line.startswith((" ", "Traceback", "+", "|"))), "")
     return [Violation("no_traceback", f"traceback in the daemon log: {last[:200]}")]
 

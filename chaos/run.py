@@ -80,12 +80,21 @@ class RunResult:
         return not self.violations and self.error is None
 
     def to_json(self) -> dict[str, Any]:
-        return {"seed": self.seed, "venue": self.venue, "ok": self.ok, "kills": self.kills, "starts": self.starts,
-                "faults": dict(self.faults), "workload": dict(self.workload),
-                "violations": [{"invariant": v.invariant, "detail": v.detail} for v in self.violations],
-                "protect_times_s": [round(t, 3) for t in self.protect_times],
-                "settle_s": None if self.settle_seconds is None else round(self.settle_seconds, 3),
-                "wall_s": round(self.wall_seconds, 2), "kept": self.kept, "error": self.error}
+        return {
+            "seed": self.seed,
+            "venue": self.venue,
+            "ok": self.ok,
+            "kills": self.kills,
+            "starts": self.starts,
+            "faults": dict(self.faults),
+            "workload": dict(self.workload),
+            "violations": [{"invariant": v.invariant, "detail": v.detail} for v in self.violations],
+            "protect_times_s": [round(t, 3) for t in self.protect_times],
+            "settle_s": None if self.settle_seconds is None else round(self.settle_seconds, 3),
+            "wall_s": round(self.wall_seconds, 2),
+            "kept": self.kept,
+            "error": self.error,
+        }
 
 
 def venue_for(seed: int, venue: str) -> str:
@@ -110,41 +119,98 @@ def plan(seed: int, venue: Venue, opts: Options) -> Schedule:
             prices[s] = offsets[s]
         actions.append(Action(i * MARK_STEP_S, "marks", {"offsets": prices}))
     for _ in range(rng.randint(3, 6)):
-        actions.append(Action(rng.uniform(0, d), "entry", {"symbol": rng.choice(symbols),
-                                                           "side": rng.choice(("LONG", "SHORT")),
-                                                           "notional": rng.randint(40, 200)}))
+        actions.append(
+            Action(
+                rng.uniform(0, d),
+                "entry",
+                {
+                    "symbol": rng.choice(symbols),
+                    "side": rng.choice(("LONG", "SHORT")),
+                    "notional": rng.randint(40, 200),
+                },
+            )
+        )
     for _ in range(rng.choice((0, 1, 1, 2))):
-        actions.append(Action(rng.uniform(0, d), "silent", {
-            "symbol": rng.choice(symbols), "side": rng.choice(("LONG", "SHORT")),
-            "how": rng.choice(("appear", "grow", "shrink", "vanish")), "factor": rng.uniform(0.2, 0.8),
-            "notional": rng.randint(40, 200), "frame": rng.random() < 0.6, "pick": rng.random()}))
+        actions.append(
+            Action(
+                rng.uniform(0, d),
+                "silent",
+                {
+                    "symbol": rng.choice(symbols),
+                    "side": rng.choice(("LONG", "SHORT")),
+                    "how": rng.choice(("appear", "grow", "shrink", "vanish")),
+                    "factor": rng.uniform(0.2, 0.8),
+                    "notional": rng.randint(40, 200),
+                    "frame": rng.random() < 0.6,
+                    "pick": rng.random(),
+                },
+            )
+        )
     for _ in range(rng.choice((0, 1, 2)) if venue.hedge else 0):
         actions.append(Action(rng.uniform(0, d), "partial_tp", {"pick": rng.random(), "factor": rng.uniform(0.2, 0.8)}))
     if rng.random() < 0.4:
-        actions.append(Action(rng.uniform(0, d), "liquidate", {
-            "symbol": rng.choice(symbols), "side": rng.choice(("LONG", "SHORT")), "adl": rng.random() < 0.4,
-            "partial": rng.random() < 0.4, "factor": rng.uniform(0.2, 0.8), "pick": rng.random()}))
+        actions.append(
+            Action(
+                rng.uniform(0, d),
+                "liquidate",
+                {
+                    "symbol": rng.choice(symbols),
+                    "side": rng.choice(("LONG", "SHORT")),
+                    "adl": rng.random() < 0.4,
+                    "partial": rng.random() < 0.4,
+                    "factor": rng.uniform(0.2, 0.8),
+                    "pick": rng.random(),
+                },
+            )
+        )
     for i in range(rng.randint(2, 5)):
-        actions.append(Action(rng.uniform(0, d), "fault", {"kind": rng.choice(venue.fault_kinds),
-                                                           "seed": f"{seed}-fault-{i}"}))
+        actions.append(
+            Action(rng.uniform(0, d), "fault", {"kind": rng.choice(venue.fault_kinds), "seed": f"{seed}-fault-{i}"})
+        )
     actions.sort(key=lambda a: a.t)
     # (at, after: "alive" = any moment of the process, "connected" = during its start-up reconcile, extra delay,
     # restart delay)
-    kills = sorted((rng.uniform(0.2, d), rng.choice(("alive", "connected")), rng.uniform(0.0, 0.5),
-                    rng.uniform(0.0, 1.0)) for _ in range(rng.choice((1, 2, 2, 3, 3))))
-    pre = [{"symbol": rng.choice(symbols), "side": rng.choice(("LONG", "SHORT")), "notional": rng.randint(40, 200)}
-           for _ in range(rng.choice((0, 0, 1, 2)))]
+    kills = sorted(
+        (rng.uniform(0.2, d), rng.choice(("alive", "connected")), rng.uniform(0.0, 0.5), rng.uniform(0.0, 1.0))
+        for _ in range(rng.choice((1, 2, 2, 3, 3)))
+    )
+    pre = [
+        {"symbol": rng.choice(symbols), "side": rng.choice(("LONG", "SHORT")), "notional": rng.randint(40, 200)}
+        for _ in range(rng.choice((0, 0, 1, 2)))
+    ]
     instant_tp = rng.random() < 0.5
     late = []
     if rng.random() < 0.5:
-        late.append(Action(0.0, "silent", {
-            "symbol": rng.choice(symbols), "side": rng.choice(("LONG", "SHORT")),
-            "how": rng.choice(("appear", "grow", "shrink", "vanish")), "factor": rng.uniform(0.2, 0.8),
-            "notional": rng.randint(40, 200), "frame": rng.random() < 0.5, "pick": rng.random()}))
+        late.append(
+            Action(
+                0.0,
+                "silent",
+                {
+                    "symbol": rng.choice(symbols),
+                    "side": rng.choice(("LONG", "SHORT")),
+                    "how": rng.choice(("appear", "grow", "shrink", "vanish")),
+                    "factor": rng.uniform(0.2, 0.8),
+                    "notional": rng.randint(40, 200),
+                    "frame": rng.random() < 0.5,
+                    "pick": rng.random(),
+                },
+            )
+        )
     if rng.random() < 0.2:
-        late.append(Action(0.0, "liquidate", {
-            "symbol": rng.choice(symbols), "side": rng.choice(("LONG", "SHORT")), "adl": rng.random() < 0.4,
-            "partial": rng.random() < 0.4, "factor": rng.uniform(0.2, 0.8), "pick": rng.random()}))
+        late.append(
+            Action(
+                0.0,
+                "liquidate",
+                {
+                    "symbol": rng.choice(symbols),
+                    "side": rng.choice(("LONG", "SHORT")),
+                    "adl": rng.random() < 0.4,
+                    "partial": rng.random() < 0.4,
+                    "factor": rng.uniform(0.2, 0.8),
+                    "pick": rng.random(),
+                },
+            )
+        )
     return Schedule(seed, venue.name, pre, actions, kills, instant_tp=instant_tp, late=late)
 
 
@@ -155,8 +221,9 @@ def _has_reconcile_key(src: Path) -> bool:
         return False
 
 
-def write_config(path: Path, store: Path, venue: Venue, rest_url: str, ws_url: str, schedule: Schedule,
-                 opts: Options) -> None:
+def write_config(
+    path: Path, store: Path, venue: Venue, rest_url: str, ws_url: str, schedule: Schedule, opts: Options
+) -> None:
     has_key = _has_reconcile_key(opts.daemon_src or ROOT)
     reconcile = f"reconcile_interval_seconds = {opts.reconcile_interval}\n" if has_key else ""
     path.write_text(f"""[daemon]
@@ -188,9 +255,11 @@ def _daemon_command(config: Path, src: Path | None = None) -> list[str]:
             return [str(script), "--config", str(config), "run"]
         code = "import sys; from posmon.cli import main; sys.exit(main())"
     else:
-        code = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in "
-                f"getattr(f, '__module__', '')]; sys.path.insert(0, {str(src)!r}); "
-                "from posmon.cli import main; sys.argv[0] = 'posmon'; sys.exit(main())")
+        code = (
+            "import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in "
+            f"getattr(f, '__module__', '')]; sys.path.insert(0, {str(src)!r}); "
+            "from posmon.cli import main; sys.argv[0] = 'posmon'; sys.exit(main())"
+        )
     return [sys.executable, "-c", code, "--config", str(config), "run"]
 
 
@@ -209,8 +278,14 @@ class Daemon:
         with self.log.open("ab") as out:
             out.write(f"\n=== chaos: daemon start #{self.starts} at {time.time():.3f} ===\n".encode())
             out.flush()
-            self.proc = subprocess.Popen(_daemon_command(self.config, self.src), stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=self.env, cwd=self.log.parent)
+            self.proc = subprocess.Popen(
+                _daemon_command(self.config, self.src),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                cwd=self.log.parent,
+            )
 
     def alive(self) -> bool:
         if self.proc is None:
@@ -353,8 +428,11 @@ class Runner:
                 return True
         if daemon.alive() and self.venue.connected():
             return True
-        self.result.violations.append(Violation("daemon_alive", "; ".join(daemon.died) or
-                                                f"not connected {self.opts.start_timeout:.0f} s after start"))
+        self.result.violations.append(
+            Violation(
+                "daemon_alive", "; ".join(daemon.died) or f"not connected {self.opts.start_timeout:.0f} s after start"
+            )
+        )
         return False
 
     async def _heartbeat(self) -> None:
@@ -515,8 +593,14 @@ class Runner:
             text = ""
         self.result.violations += check_log(text)
         resting = "\n".join(f"  resting {o}" for o in self.venue.resting())
-        (self.work / "chaos.log").write_text("\n".join(self.journal) + "\n" + resting + "\n"
-                                             + "\n".join(f"  violation {v}" for v in self.result.violations) + "\n")
+        (self.work / "chaos.log").write_text(
+            "\n".join(self.journal)
+            + "\n"
+            + resting
+            + "\n"
+            + "\n".join(f"  violation {v}" for v in self.result.violations)
+            + "\n"
+        )
         if (self.result.violations or self.opts.keep_all) and self.opts.keep is not None:
             dest = self.opts.keep / f"{self.venue.name}-seed-{self.schedule.seed}"
             shutil.rmtree(dest, ignore_errors=True)

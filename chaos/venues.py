@@ -143,9 +143,21 @@ class Venue:
 class AsterVenue(Venue):
     name = "aster"
     hedge = True
-    fault_kinds = ("5xx_after_execute", "5xx_before_execute", "http_429", "http_418", "timeout",
-                   "timeout_after_execute", "lookup_5xx", "read_5xx", "ws_drop", "ws_stall", "listen_key_expiry",
-                   "user_stream_stall", "duplicate_frames")
+    fault_kinds = (
+        "5xx_after_execute",
+        "5xx_before_execute",
+        "http_429",
+        "http_418",
+        "timeout",
+        "timeout_after_execute",
+        "lookup_5xx",
+        "read_5xx",
+        "ws_drop",
+        "ws_stall",
+        "listen_key_expiry",
+        "user_stream_stall",
+        "duplicate_frames",
+    )
 
     def __init__(self, symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")) -> None:
         super().__init__()
@@ -159,9 +171,11 @@ class AsterVenue(Venue):
         return await nursery.start(serve_aster_sim, self.sim)
 
     def config(self, rest_url: str, ws_url: str) -> str:
-        return (f'[aster]\nrest_url = "{rest_url}"\nws_url = "{ws_url}"\nauth = "v3"\n'
-                f'user = "{aster_cred.DEFAULT_USER_ADDRESS}"\n'
-                f"symbols = {list(self.symbols)!r}\n").replace("'", '"')
+        return (
+            f'[aster]\nrest_url = "{rest_url}"\nws_url = "{ws_url}"\nauth = "v3"\n'
+            f'user = "{aster_cred.DEFAULT_USER_ADDRESS}"\n'
+            f"symbols = {list(self.symbols)!r}\n"
+        ).replace("'", '"')
 
     def env(self) -> dict[str, str]:
         return {"POSMON_ASTER_SIGNER_PRIVATE_KEY": aster_cred.DEFAULT_SIGNER_PRIVATE_KEY}
@@ -182,8 +196,16 @@ class AsterVenue(Venue):
             if parsed is None and not order.client_id.startswith(PREFIX):
                 continue
             side = Side(order.position_side) if order.position_side in ("LONG", "SHORT") else None
-            out.append(Resting(order.client_id, order.symbol, side, parsed[0] if parsed else None,
-                               parsed[1].value if parsed else "?", order.qty - order.filled_qty))
+            out.append(
+                Resting(
+                    order.client_id,
+                    order.symbol,
+                    side,
+                    parsed[0] if parsed else None,
+                    parsed[1].value if parsed else "?",
+                    order.qty - order.filled_qty,
+                )
+            )
         return out
 
     def _on_fill(self, fill: Fill) -> None:
@@ -215,8 +237,9 @@ class AsterVenue(Venue):
         elif kind == "http_429":
             sim.reject_next(trading, 429, n, retry_after=1)
         elif kind == "http_418":
-            sim.reject_next(rng.choice((trading, "/fapi/v3/openOrders", "/fapi/v3/positionRisk")), 418, 1,
-                            retry_after=1)
+            sim.reject_next(
+                rng.choice((trading, "/fapi/v3/openOrders", "/fapi/v3/positionRisk")), 418, 1, retry_after=1
+            )
         elif kind in ("timeout", "timeout_after_execute"):
             sim.stall_next(trading, n, after_execute=kind == "timeout_after_execute")
 
@@ -252,8 +275,9 @@ class AsterVenue(Venue):
 
     def partial_tp(self, pick: float, factor: float) -> bool:
         """A resting TP of posmon's trades partly (a thin book): the tranche must be resized, its SL too."""
-        tps = [o for o in self.exchange.engine.open_orders() if o.client_id.startswith(PREFIX)
-               and o.type.value == "LIMIT"]
+        tps = [
+            o for o in self.exchange.engine.open_orders() if o.client_id.startswith(PREFIX) and o.type.value == "LIMIT"
+        ]
         if not tps:
             return False
         order = tps[min(len(tps) - 1, int(pick * len(tps)))]
@@ -269,8 +293,18 @@ class AsterVenue(Venue):
 class LighterVenue(Venue):
     name = "lighter"
     hedge = False
-    fault_kinds = ("5xx_after_execute", "5xx_before_execute", "http_429", "timeout_after_execute", "nonce_error",
-                   "read_5xx", "ws_drop", "ws_stall", "user_stream_stall", "duplicate_frames")
+    fault_kinds = (
+        "5xx_after_execute",
+        "5xx_before_execute",
+        "http_429",
+        "timeout_after_execute",
+        "nonce_error",
+        "read_5xx",
+        "ws_drop",
+        "ws_stall",
+        "user_stream_stall",
+        "duplicate_frames",
+    )
 
     def __init__(self, symbols: tuple[str, ...] = ("BTC", "ETH")) -> None:
         super().__init__()
@@ -284,18 +318,19 @@ class LighterVenue(Venue):
         return await nursery.start(serve_lighter_sim, self.sim)
 
     def config(self, rest_url: str, ws_url: str) -> str:
-        return (f'[lighter]\nrest_url = "{rest_url}"\nws_url = "{ws_url}"\n'
-                f"account_index = {lighter_cred.DEFAULT_ACCOUNT_INDEX}\n"
-                f"api_key_index = {lighter_cred.DEFAULT_API_KEY_INDEX}\n"
-                f"chain_id = {lighter_cred.DEFAULT_CHAIN_ID}\n"
-                f'tier = "premium"\nsymbols = {list(self.symbols)!r}\n').replace("'", '"')
+        return (
+            f'[lighter]\nrest_url = "{rest_url}"\nws_url = "{ws_url}"\n'
+            f"account_index = {lighter_cred.DEFAULT_ACCOUNT_INDEX}\n"
+            f"api_key_index = {lighter_cred.DEFAULT_API_KEY_INDEX}\n"
+            f"chain_id = {lighter_cred.DEFAULT_CHAIN_ID}\n"
+            f'tier = "premium"\nsymbols = {list(self.symbols)!r}\n'
+        ).replace("'", '"')
 
     def env(self) -> dict[str, str]:
         return {"POSMON_LIGHTER_API_PRIVATE_KEY": lighter_cred.DEFAULT_API_PRIVATE_KEY}
 
     def connected(self) -> bool:
-        return self.sim.counters.ws_open >= 1 and self.sim.hub.has_subscribers(
-            f"account_all/{self.sim.account_index}")
+        return self.sim.counters.ws_open >= 1 and self.sim.hub.has_subscribers(f"account_all/{self.sim.account_index}")
 
     def _market(self, symbol: str) -> Any:
         return self.sim.account.by_symbol[symbol]
@@ -323,8 +358,16 @@ class LighterVenue(Venue):
                 continue
             client_id = self.client_id(record.client_order_index) or f"lighter-{record.client_order_index}"
             parsed = parse_client_order_id(PREFIX, client_id)
-            out.append(Resting(client_id, record.market.symbol, None, parsed[0] if parsed else None,
-                               parsed[1].value if parsed else "?", record.base_amount - record.filled_base))
+            out.append(
+                Resting(
+                    client_id,
+                    record.market.symbol,
+                    None,
+                    parsed[0] if parsed else None,
+                    parsed[1].value if parsed else "?",
+                    record.base_amount - record.filled_base,
+                )
+            )
         return out
 
     def _on_fill(self, fill: Fill) -> None:
@@ -332,8 +375,9 @@ class LighterVenue(Venue):
         if record is None or not record.client_order_index:
             return
         client_id = self.client_id(record.client_order_index) or f"lighter-{record.client_order_index}"
-        self.fill_log.fills.append(Fill(client_id, fill.symbol, fill.position_side, fill.reduce_only, fill.qty,
-                                        fill.before, fill.after))
+        self.fill_log.fills.append(
+            Fill(client_id, fill.symbol, fill.position_side, fill.reduce_only, fill.qty, fill.before, fill.after)
+        )
         self.fill_log.executed_by_client.setdefault(client_id, set()).add(str(record.order_index))
 
     def entry(self, symbol: str, side: Side, notional: Decimal) -> Decimal:
@@ -364,8 +408,7 @@ class LighterVenue(Venue):
         elif kind == "nonce_error":
             sim.force_nonce_error(n)
         elif kind == "read_5xx":
-            sim.fail_next(rng.choice(("/api/v1/account", "/api/v1/accountActiveOrders", "/api/v1/nextNonce")),
-                          503, n)
+            sim.fail_next(rng.choice(("/api/v1/account", "/api/v1/accountActiveOrders", "/api/v1/nextNonce")), 503, n)
         elif kind == "ws_drop":
             sim.drop_websockets()
         elif kind == "ws_stall":

@@ -122,6 +122,7 @@ class Settings:
 # ---------------------------------------------------------------------------------------------------------------
 # Field tables
 
+
 def _field(name: str, kind: Kind, default: Any, allowed: str, ok: Callable[[Any], bool]) -> KeySpec:
     """One key: how to parse it, its default, and the check plus the words that explain it to a user."""
     return KeySpec(name, kind, allowed, ok, default=default)
@@ -141,7 +142,6 @@ def _any(_value: Any) -> bool:
 def _one_of(name: str, default: str, *choices: str) -> KeySpec:
     listed = ", ".join(repr(c) for c in choices)
     return _field(name, "str", default, f"expected one of {listed}", lambda v: v in choices)
-
 
 
 def _boolean(name: str, default: bool) -> KeySpec:
@@ -164,8 +164,13 @@ _DAEMON_FIELDS: tuple[KeySpec, ...] = (
     _one_of("venue", "sim", "sim", "aster", "lighter"),
     _text("store", "var/posmon.sqlite"),
     _boolean("hedge_mode", True),
-    _field("client_id_prefix", "str", "pm", "expected 1 to 8 ASCII letters or digits",
-           lambda v: _PREFIX_RE.fullmatch(v) is not None),
+    _field(
+        "client_id_prefix",
+        "str",
+        "pm",
+        "expected 1 to 8 ASCII letters or digits",
+        lambda v: _PREFIX_RE.fullmatch(v) is not None,
+    ),
     _one_of("log_level", "INFO", "DEBUG", "INFO", "WARNING", "ERROR"),
     # Three missed frames of the mark stream, which ticks every second (was 10: an instant close came 8.6 s late).
     numeric("stale_stream_seconds", "float", gt=0, le=HOUR, default=3.0),
@@ -191,8 +196,13 @@ _RISK_FIELDS: tuple[KeySpec, ...] = (
 )
 
 _SIM_FIELDS: tuple[KeySpec, ...] = (
-    _field("symbols", "symbols", ("BTCUSDT", "ETHUSDT", "XRPUSDT"),
-           "expected a non-empty list of unique upper-case symbols such as 'BTCUSDT'", _symbols_ok),
+    _field(
+        "symbols",
+        "symbols",
+        ("BTCUSDT", "ETHUSDT", "XRPUSDT"),
+        "expected a non-empty list of unique upper-case symbols such as 'BTCUSDT'",
+        _symbols_ok,
+    ),
     numeric("tick_seconds", "float", gt=0, le=HOUR, default=0.5),
     _boolean("trader_enabled", True),
     numeric("trader_interval_seconds", "float", gt=0, le=DAY, default=5.0),
@@ -255,9 +265,9 @@ def _foreign_variables() -> list[str]:
     return [f"{ENV_PREFIX}{section}_{key.name.upper()}" for section, keys in sections.items() for key in keys]
 
 
-def _venue_symbols(daemon: DaemonSettings, sim: SimSettings, tables: Mapping[str, dict[str, Any]]) -> tuple[
-    str, tuple[str, ...] | None
-]:
+def _venue_symbols(
+    daemon: DaemonSettings, sim: SimSettings, tables: Mapping[str, dict[str, Any]]
+) -> tuple[str, tuple[str, ...] | None]:
     """Where the active venue lists its symbols, and the list; None when that venue does not list them (yet)."""
     if daemon.venue == "sim":
         return "sim.symbols", sim.symbols
@@ -272,7 +282,10 @@ def _venue_symbols(daemon: DaemonSettings, sim: SimSettings, tables: Mapping[str
 
 
 def _risk_symbols(
-    raw: Any, base: RiskSettings, where_listed: str, listed: tuple[str, ...] | None,
+    raw: Any,
+    base: RiskSettings,
+    where_listed: str,
+    listed: tuple[str, ...] | None,
 ) -> Mapping[str, RiskSettings]:
     """``[risk.symbols.<SYMBOL>]`` tables merged over ``base``; only symbols the active venue trades are allowed."""
     where = f"risk.{_RISK_SYMBOLS_KEY}"
@@ -309,9 +322,17 @@ def _build(raw: Mapping[str, Any], env: Mapping[str, str], source: str) -> Setti
     free = {name: dict(raw.get(name, {})) for name in _FREE_FORM_SECTIONS}
     where_listed, listed = _venue_symbols(daemon, sim, free)
     risk_symbols = _risk_symbols(raw.get("risk", {}).get(_RISK_SYMBOLS_KEY, {}), risk, where_listed, listed)
-    return Settings(daemon=daemon, risk=risk, risk_symbols=risk_symbols, sim=sim,
-                    aster=free["aster"], lighter=free["lighter"], api=free["api"], notify=free["notify"],
-                    source=source)
+    return Settings(
+        daemon=daemon,
+        risk=risk,
+        risk_symbols=risk_symbols,
+        sim=sim,
+        aster=free["aster"],
+        lighter=free["lighter"],
+        api=free["api"],
+        notify=free["notify"],
+        source=source,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -38,8 +38,9 @@ class ControlError(Exception):
     ``retry_after``: seconds after which the same request may succeed (a busy daemon), else None.
     """
 
-    def __init__(self, message: str, *, field: str | None = None, status: int = 422,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, field: str | None = None, status: int = 422, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.field = field
         self.status = status
@@ -170,26 +171,40 @@ def check_exits(side: Side, mark: Decimal, risk: Risk, rules: SymbolRules) -> No
     ``rules.min_price``/``max_price`` are used when the venue publishes them (0: none published).
     """
     if not 0 < risk.sl_pct < 100:
-        raise ControlError(f"sl_percent {risk.sl_pct} puts the SL at or beyond zero; expected > 0 and < 100",
-                           field="sl_percent")
+        raise ControlError(
+            f"sl_percent {risk.sl_pct} puts the SL at or beyond zero; expected > 0 and < 100", field="sl_percent"
+        )
     if side is Side.SHORT and risk.tp_pct >= 100:
-        raise ControlError(f"TP {risk.tp_pct.normalize():f} % below a SHORT's entry is at or below zero; "
-                           "sl_percent x reward / risk must stay under 100", field="rr_ratio")
+        raise ControlError(
+            f"TP {risk.tp_pct.normalize():f} % below a SHORT's entry is at or below zero; "
+            "sl_percent x reward / risk must stay under 100",
+            field="rr_ratio",
+        )
     tp, sl = exit_prices(side, mark, risk, rules)
     low = rules.min_price
     high = rules.max_price or None
     for name, price, fld in (("TP", tp, "rr_ratio"), ("SL", sl, "sl_percent")):
         if price <= 0 or price < low or (high is not None and price > high):
             limits = f"{low} to {high}" if high is not None else f"above {max(low, Decimal(0))}"
-            raise ControlError(f"the {name} would be at {price} (mark {mark}), outside the prices {rules.symbol} "
-                               f"accepts ({limits}); nothing was sent", field=fld)
+            raise ControlError(
+                f"the {name} would be at {price} (mark {mark}), outside the prices {rules.symbol} "
+                f"accepts ({limits}); nothing was sent",
+                field=fld,
+            )
 
 
 class DaemonControl:
     """``Control`` over a running daemon: answers from the store and the router, changes through the actors."""
 
-    def __init__(self, daemon: Any, *, clock: Callable[[], float], entry_timeout: float = 30.0,
-                 reply_timeout: float = 30.0, max_outstanding: int = DEFAULT_MAX_OUTSTANDING) -> None:
+    def __init__(
+        self,
+        daemon: Any,
+        *,
+        clock: Callable[[], float],
+        entry_timeout: float = 30.0,
+        reply_timeout: float = 30.0,
+        max_outstanding: int = DEFAULT_MAX_OUTSTANDING,
+    ) -> None:
         self._d = daemon  # posmon.daemon.Daemon (not imported: it imports this module)
         self._clock = clock
         self._entry_timeout = entry_timeout
@@ -203,8 +218,12 @@ class DaemonControl:
 
     def _admit(self) -> None:
         if self._outstanding >= self._max_outstanding:
-            raise ControlError(f"the daemon is busy with {self._outstanding} operator commands; retry in "
-                               f"{BUSY_RETRY_AFTER_SECONDS:g} s", status=503, retry_after=BUSY_RETRY_AFTER_SECONDS)
+            raise ControlError(
+                f"the daemon is busy with {self._outstanding} operator commands; retry in "
+                f"{BUSY_RETRY_AFTER_SECONDS:g} s",
+                status=503,
+                retry_after=BUSY_RETRY_AFTER_SECONDS,
+            )
         self._outstanding += 1
 
     async def _bounded(self, call: Callable[[], Awaitable[Any]]) -> Any:
@@ -233,8 +252,11 @@ class DaemonControl:
             flight.error = exc
             raise
         except BaseException:
-            flight.error = ControlError("an identical command failed or was interrupted; retry", status=503,
-                                        retry_after=BUSY_RETRY_AFTER_SECONDS)
+            flight.error = ControlError(
+                "an identical command failed or was interrupted; retry",
+                status=503,
+                retry_after=BUSY_RETRY_AFTER_SECONDS,
+            )
             raise
         finally:
             del self._flights[key]
@@ -256,23 +278,48 @@ class DaemonControl:
         for t in d.store.open_tranches(d.venue.name):
             mark = marks.get(t.symbol)
             price = mark.price if mark is not None else None
-            views.append(TrancheView(
-                id=t.id, venue=t.venue, symbol=t.symbol, side=t.side, index=t.index, entry=t.entry, qty=t.qty,
-                tp=t.tp, sl=t.sl, opened_at=t.opened_at,
-                max_hold_seconds=int(t.deadline - t.opened_at) if t.deadline is not None else 0,
-                timeout_at=t.deadline, remaining_seconds=max(0.0, t.deadline - now) if t.deadline else None,
-                mark=price, unrealized_pnl=realized_pnl(t.side, t.entry, price, t.qty) if price else None,
-                closing=t.closing, exits=emulated))
+            views.append(
+                TrancheView(
+                    id=t.id,
+                    venue=t.venue,
+                    symbol=t.symbol,
+                    side=t.side,
+                    index=t.index,
+                    entry=t.entry,
+                    qty=t.qty,
+                    tp=t.tp,
+                    sl=t.sl,
+                    opened_at=t.opened_at,
+                    max_hold_seconds=int(t.deadline - t.opened_at) if t.deadline is not None else 0,
+                    timeout_at=t.deadline,
+                    remaining_seconds=max(0.0, t.deadline - now) if t.deadline else None,
+                    mark=price,
+                    unrealized_pnl=realized_pnl(t.side, t.entry, price, t.qty) if price else None,
+                    closing=t.closing,
+                    exits=emulated,
+                )
+            )
         name = d.venue.name
         streams = [
-            StreamView("price", bool(d.metrics.get("price_stream_up", venue=name)),
-                       None if last is None else max(0.0, trio_now - last)),
-            StreamView("user", bool(d.metrics.get("user_stream_up", venue=name)),
-                       None if user_last is None else max(0.0, trio_now - user_last)),
+            StreamView(
+                "price",
+                bool(d.metrics.get("price_stream_up", venue=name)),
+                None if last is None else max(0.0, trio_now - last),
+            ),
+            StreamView(
+                "user",
+                bool(d.metrics.get("user_stream_up", venue=name)),
+                None if user_last is None else max(0.0, trio_now - user_last),
+            ),
         ]
-        return StatusReport(running=d.cancel_scope is not None and not d.cancel_scope.cancel_called, venue=name,
-                            started_at=self.started_at, streams=streams, tranches=views,
-                            unmonitored=sorted(d.directory.unmonitored) if d.directory else [])
+        return StatusReport(
+            running=d.cancel_scope is not None and not d.cancel_scope.cancel_called,
+            venue=name,
+            started_at=self.started_at,
+            streams=streams,
+            tranches=views,
+            unmonitored=sorted(d.directory.unmonitored) if d.directory else [],
+        )
 
     # --- acting -------------------------------------------------------------------------------------------
 
@@ -302,7 +349,9 @@ class DaemonControl:
         if qty <= 0 or qty < rules.min_qty or qty * mark.price < rules.min_notional:
             raise ControlError(
                 f"size_usd {request.size_usd} x leverage {request.leverage} = {qty} {symbol} at {mark.price}, "
-                f"below the venue's minimum (qty {rules.min_qty}, notional {rules.min_notional})", field="size_usd")
+                f"below the venue's minimum (qty {rules.min_qty}, notional {rules.min_notional})",
+                field="size_usd",
+            )
         base = d.risk_of(symbol)
         risk = dataclasses.replace(base, tp_pct=request.tp_pct, sl_pct=request.sl_pct)
         check_exits(request.side, mark.price, risk, rules)
@@ -310,13 +359,19 @@ class DaemonControl:
         hedge = traits.hedge_mode(d.settings.daemon.hedge_mode)
         price = None
         if traits.emulated_exits:  # market orders there need a worst acceptable price
-            price = worst_price(request.side.opening_order_side, mark.price, traits.close_slippage.first_pct,
-                                rules.tick_size)
+            price = worst_price(
+                request.side.opening_order_side, mark.price, traits.close_slippage.first_pct, rules.tick_size
+            )
         tid = d.store.allocate_tranche_id()
-        entry = OrderRequest(client_id=client_order_id(d.settings.daemon.client_id_prefix, tid, Purpose.ENTRY, 1),
-                             symbol=symbol, side=request.side.opening_order_side,
-                             position_side=request.side.value if hedge else "BOTH", type=OrderType.MARKET, qty=qty,
-                             price=price)
+        entry = OrderRequest(
+            client_id=client_order_id(d.settings.daemon.client_id_prefix, tid, Purpose.ENTRY, 1),
+            symbol=symbol,
+            side=request.side.opening_order_side,
+            position_side=request.side.value if hedge else "BOTH",
+            type=OrderType.MARKET,
+            qty=qty,
+            price=price,
+        )
         if symbol in d.directory.unmonitored:  # an explicit open means: watch it again
             await self._resume(symbol)
         send, recv = trio.open_memory_channel[EntryOutcome](1)
@@ -349,12 +404,16 @@ class DaemonControl:
             if not ids:
                 continue
             if any(not t.closing for t in held if t.side is s):  # all closing already: the actor is on it
-                await d.directory.inbox(symbol, s).send(CloseTranches(ids if tranche_id is not None else (),
-                                                                      ExitReason.MANUAL))
+                await d.directory.inbox(symbol, s).send(
+                    CloseTranches(ids if tranche_id is not None else (), ExitReason.MANUAL)
+                )
             results.append(CloseResult(symbol, s, list(ids)))
         if not results:
-            raise ControlError(f"posmon holds no open tranche of {symbol}" + (f" {side.value}" if side else ""),
-                               field="symbol", status=404)
+            raise ControlError(
+                f"posmon holds no open tranche of {symbol}" + (f" {side.value}" if side else ""),
+                field="symbol",
+                status=404,
+            )
         return results
 
     async def stop_monitoring(self, symbol: str) -> StopResult:

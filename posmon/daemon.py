@@ -50,8 +50,13 @@ log = logging.getLogger(__name__)
 
 def risk_of(settings: Settings, symbol: str) -> Risk:
     r = settings.risk_for(symbol)
-    return Risk(tp_pct=r.tp_pct, sl_pct=r.sl_pct, tranche_pnl_increment_pct=r.tranche_pnl_increment_pct,
-                max_tranches=r.max_tranches_per_symbol_side, max_hold_seconds=r.max_hold_seconds)
+    return Risk(
+        tp_pct=r.tp_pct,
+        sl_pct=r.sl_pct,
+        tranche_pnl_increment_pct=r.tranche_pnl_increment_pct,
+        max_tranches=r.max_tranches_per_symbol_side,
+        max_hold_seconds=r.max_hold_seconds,
+    )
 
 
 @dataclass(slots=True)
@@ -94,8 +99,9 @@ async def _freeze_after_startup(directory: PositionDirectory, limit: float = 600
     log.info("start-up done: %d long-lived objects moved out of the collector's generations", gc.get_freeze_count())
 
 
-async def _account_snapshot(gateway: trio.MemorySendChannel[GatewayRequest],
-                            reply_within: float) -> AccountSnapshot | None:
+async def _account_snapshot(
+    gateway: trio.MemorySendChannel[GatewayRequest], reply_within: float
+) -> AccountSnapshot | None:
     """One whole-account read for every restored actor's start-up reconcile (None: each actor reads its own).
 
     2,000 restored keys would otherwise each read their symbol (4,000 signed calls, 12,000 weight on Aster).
@@ -109,8 +115,9 @@ async def _account_snapshot(gateway: trio.MemorySendChannel[GatewayRequest],
     return None
 
 
-async def _publish_book_gauges(directory: PositionDirectory, metrics: Metrics, venue: str, store: Store,
-                               every: float = 5.0) -> None:
+async def _publish_book_gauges(
+    directory: PositionDirectory, metrics: Metrics, venue: str, store: Store, every: float = 5.0
+) -> None:
     """Open tranches and unprotected positions, read from the actors' own state (no I/O) every few seconds.
 
     Yields to the scheduler every few hundred actors, so a large book never stalls price handling.
@@ -152,15 +159,15 @@ async def run_daemon(
     daemon = Daemon(settings, venue, store, metrics)
     daemon.control = DaemonControl(daemon, clock=clock, reply_timeout=d.request_timeout_seconds * 3)
     daemon.rules = await connect_venue(venue, give_up_after=connect_timeout, log=log)
-    policy = RestartPolicy(budget=d.restart_budget, window=d.restart_window_seconds,
-                           backoff=d.restart_backoff_seconds)
+    policy = RestartPolicy(budget=d.restart_budget, window=d.restart_window_seconds, backoff=d.restart_backoff_seconds)
     gw_send, gw_recv = trio.open_memory_channel[GatewayRequest](math.inf)
     router_send, router_recv = trio.open_memory_channel[RouterRequest](math.inf)
     notice_send, notice_recv = trio.open_memory_channel[Notice](10_000)
     # Telegram/webhook channels and the stream watchdog from [notify]; an actor exhausting its restart budget
     # hands its notice straight to the channels and waits (bounded) for it to go out before the daemon stops.
-    notify = NotifyService(NotifySettings.from_config(settings.notify, os.environ), metrics, notices=notice_send,
-                           venues=[venue.name])
+    notify = NotifyService(
+        NotifySettings.from_config(settings.notify, os.environ), metrics, notices=notice_send, venues=[venue.name]
+    )
     policy = replace(policy, on_exhausted=notify.restart_budget_exhausted)
     daemon.gateway = gw_send
     symbols = sorted(daemon.rules)
@@ -174,63 +181,114 @@ async def run_daemon(
         # Venues that cannot be trusted with conditional orders (Lighter) say so; posmon then holds the exits.
         traits = venue.traits
         return ActorConfig(
-            venue=venue.name, symbol=symbol, side=side, rules=daemon.rules[symbol], risk=risk_of(settings, symbol),
-            instant_tp=r.instant_tp_enabled, working_type=WorkingType(r.working_type), hedge_mode=hedge_mode,
-            prefix=d.client_id_prefix, protection_failure_action=d.protection_failure_action,
-            reply_timeout=d.request_timeout_seconds * 6, emulated_exits=traits.emulated_exits,
+            venue=venue.name,
+            symbol=symbol,
+            side=side,
+            rules=daemon.rules[symbol],
+            risk=risk_of(settings, symbol),
+            instant_tp=r.instant_tp_enabled,
+            working_type=WorkingType(r.working_type),
+            hedge_mode=hedge_mode,
+            prefix=d.client_id_prefix,
+            protection_failure_action=d.protection_failure_action,
+            reply_timeout=d.request_timeout_seconds * 6,
+            emulated_exits=traits.emulated_exits,
             close_slippage=traits.close_slippage,
         )
 
     with trio.CancelScope() as scope:
         daemon.cancel_scope = scope
         async with trio.open_nursery() as nursery:
-            directory = PositionDirectory(nursery, config_for, router=router_send, gateway=gw_send,
-                                          notices=notice_send, store=store, metrics=metrics, clock=clock,
-                                          policy=policy, unmonitored=store.unmonitored(venue.name))
+            directory = PositionDirectory(
+                nursery,
+                config_for,
+                router=router_send,
+                gateway=gw_send,
+                notices=notice_send,
+                store=store,
+                metrics=metrics,
+                clock=clock,
+                policy=policy,
+                unmonitored=store.unmonitored(venue.name),
+            )
             daemon.directory = directory
             gw_policy = GatewayPolicy(request_timeout=d.request_timeout_seconds)
             # The gateway's queue outlives its incarnations: a restart sends what was waiting, and answers what was
             # in flight as outcome-unknown at once (its requesters look it up), instead of every actor reconciling.
             gw_state = GatewayState()
-            await nursery.start(supervise, "gateway", lambda: OrderGateway(
-                venue, gw_recv, metrics, gw_policy, clock=clock, state=gw_state).run, policy, metrics)
+            await nursery.start(
+                supervise,
+                "gateway",
+                lambda: OrderGateway(venue, gw_recv, metrics, gw_policy, clock=clock, state=gw_state).run,
+                policy,
+                metrics,
+            )
 
             def make_router() -> Callable[..., Any]:
-                daemon.router = PriceRouter(venue, router_recv, metrics, symbols=symbols,
-                                            stale_after=d.stale_stream_seconds)
+                daemon.router = PriceRouter(
+                    venue, router_recv, metrics, symbols=symbols, stale_after=d.stale_stream_seconds
+                )
                 return daemon.router.run
 
             await nursery.start(supervise, "price_router", make_router, policy, metrics)
             await nursery.start(supervise, "notify", lambda: notify.run, policy, metrics)
-            await nursery.start(supervise, "notifier", lambda: Notifier(
-                notice_recv, list(notice_listeners), sinks=[notify], metrics=metrics).run, policy, metrics)
+            await nursery.start(
+                supervise,
+                "notifier",
+                lambda: Notifier(notice_recv, list(notice_listeners), sinks=[notify], metrics=metrics).run,
+                policy,
+                metrics,
+            )
             keys = store.position_keys(venue.name)
             startup = await _account_snapshot(gw_send, d.request_timeout_seconds * 6) if keys else None
             split = startup.by_symbol() if startup is not None else {}
             for symbol, side in keys:
                 directory.inbox(symbol, side, snapshot=startup.of(symbol, split) if startup is not None else None)
             del startup, split  # each actor keeps only its slice, until its start-up reconcile has used it
-            reconciler = AccountReconciler(venue.name, directory, gw_send, metrics,
-                                           interval=d.reconcile_interval_seconds,
-                                           reply_timeout=d.request_timeout_seconds * 6,
-                                           prefix=d.client_id_prefix, clock=clock)
+            reconciler = AccountReconciler(
+                venue.name,
+                directory,
+                gw_send,
+                metrics,
+                interval=d.reconcile_interval_seconds,
+                reply_timeout=d.request_timeout_seconds * 6,
+                prefix=d.client_id_prefix,
+                clock=clock,
+            )
             daemon.reconciler = reconciler
             await nursery.start(supervise, "reconciler", lambda: reconciler.run, policy, metrics)
-            user_stream = UserStream(venue, directory, reconciler, store, metrics, hedge_mode=hedge_mode,
-                                     prefix=d.client_id_prefix)
+            user_stream = UserStream(
+                venue, directory, reconciler, store, metrics, hedge_mode=hedge_mode, prefix=d.client_id_prefix
+            )
             daemon.user_stream = user_stream
             await nursery.start(supervise, "user_stream", lambda: user_stream.run, policy, metrics)
             nursery.start_soon(_publish_book_gauges, directory, metrics, venue.name, store)
             if freeze_heap:
                 nursery.start_soon(_freeze_after_startup, directory)
-            log.info("posmon watching %s with %s (%d symbols, %d position keys)", venue.name, settings.source,
-                     len(symbols), len(directory.keys()))
+            log.info(
+                "posmon watching %s with %s (%d symbols, %d position keys)",
+                venue.name,
+                settings.source,
+                len(symbols),
+                len(directory.keys()),
+            )
             if api is not None and api.enabled:
-                app = create_app(daemon.control, metrics_render=lambda: render(metrics), token=api.token or None,
-                                 allowed_hosts=api.allowed_hosts,
-                                 health_timeout_seconds=api.health_timeout_seconds)
+                app = create_app(
+                    daemon.control,
+                    metrics_render=lambda: render(metrics),
+                    token=api.token or None,
+                    allowed_hosts=api.allowed_hosts,
+                    health_timeout_seconds=api.health_timeout_seconds,
+                )
                 # Supervised like every actor: a server failure after start-up restarts it (within the budget).
-                daemon.api_url = await nursery.start(functools.partial(
-                    supervise, "api", lambda: functools.partial(serve_api, app, api), policy, metrics,
-                    fail_fast=True))
+                daemon.api_url = await nursery.start(
+                    functools.partial(
+                        supervise,
+                        "api",
+                        lambda: functools.partial(serve_api, app, api),
+                        policy,
+                        metrics,
+                        fail_fast=True,
+                    )
+                )
             task_status.started(daemon)

@@ -17,8 +17,17 @@ import sys
 from datetime import UTC, datetime
 
 # Loggers (and their children) that can see headers, URLs or bodies.
-QUIET_LOGGERS = ("hpack", "h2", "hyperframe", "httpcore", "httpx", "hypercorn.access", "trio-websocket",
-                 "wsproto", "urllib3")
+QUIET_LOGGERS = (
+    "hpack",
+    "h2",
+    "hyperframe",
+    "httpcore",
+    "httpx",
+    "hypercorn.access",
+    "trio-websocket",
+    "wsproto",
+    "urllib3",
+)
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\",;)\]}]+")
 
 
@@ -26,8 +35,12 @@ class JsonLinesFormatter(logging.Formatter):
     """One JSON object per line (time, level, logger, message, exception) for log shippers."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = {"time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-                "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        line = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False)

@@ -58,8 +58,13 @@ METRICS: tuple[MetricSpec, ...] = (
     # price stream (PriceRouter)
     MetricSpec("price_frames", "counter", "Price frames received from the venue's stream", _V),
     MetricSpec("price_frames_dropped", "counter", "Price frames dropped as malformed", _V),
-    MetricSpec("price_last_frame", "timestamp", "Seconds since the last price frame arrived", _V,
-               export="price_last_frame_age_seconds"),
+    MetricSpec(
+        "price_last_frame",
+        "timestamp",
+        "Seconds since the last price frame arrived",
+        _V,
+        export="price_last_frame_age_seconds",
+    ),
     MetricSpec("price_stream_up", "gauge", "1 while the price stream is connected, else 0", _V),
     MetricSpec("price_stream_stale", "counter", "Price stream reconnects because it went silent", _V),
     MetricSpec("price_stream_reconnects", "counter", "Price stream reconnects for any reason", _V),
@@ -70,16 +75,28 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("user_stream_up", "gauge", "1 while the user stream is connected, else 0", _V),
     MetricSpec("user_stream_reconnects", "counter", "User stream reconnects", _V),
     # order gateway
-    MetricSpec("orders", "counter", "Orders sent to the venue by order type and result (placed, rejected, unknown)",
-               ("venue", "type", "result")),
-    MetricSpec("tick_to_order_seconds", "histogram", "Seconds from the price tick that triggered an order to the "
-               "order leaving for the venue", _V),
+    MetricSpec(
+        "orders",
+        "counter",
+        "Orders sent to the venue by order type and result (placed, rejected, unknown)",
+        ("venue", "type", "result"),
+    ),
+    MetricSpec(
+        "tick_to_order_seconds",
+        "histogram",
+        "Seconds from the price tick that triggered an order to the order leaving for the venue",
+        _V,
+    ),
     MetricSpec("rest_calls", "counter", "REST calls made to the venue, by call", ("venue", "call")),
     MetricSpec("gateway_queue_depth", "gauge", "Requests waiting in the order gateway", _V),
     MetricSpec("gateway_paced", "counter", "Requests delayed to stay inside the venue's rate limits", _V),
     MetricSpec("gateway_throttled", "counter", "Rate-limit refusals from the venue, by kind", ("venue", "kind")),
-    MetricSpec("rate_limit_headroom", "gauge", "Fraction of the venue's request budget still unused "
-               "(1 idle, 0 at the limit)", _V),
+    MetricSpec(
+        "rate_limit_headroom",
+        "gauge",
+        "Fraction of the venue's request budget still unused (1 idle, 0 at the limit)",
+        _V,
+    ),
     # positions
     MetricSpec("position_actors", "gauge", "Position actors running (one per symbol and side)"),
     MetricSpec("open_tranches", "gauge", "Tranches currently monitored", _V),
@@ -89,33 +106,45 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("orders_rejected", "counter", "Orders the venue rejected, by purpose", ("venue", "purpose")),
     MetricSpec("protection_failures", "counter", "Tranches whose protection could not be placed", _V),
     MetricSpec("orphans_cancelled", "counter", "Orphan orders cancelled", _V),
-    MetricSpec("reconcile_sweeps", "counter", "Whole-account reads handed to every position actor, by result",
-               ("venue", "result")),
-    MetricSpec("position_gaps", "counter", "Confirmed differences between the venue's position and the tranches, "
-               "by what was done (adopted, shrunk)", ("venue", "action")),
-    MetricSpec("forced_exits", "counter", "Tranches closed by the venue's liquidation or auto-deleveraging",
-               ("venue", "kind")),
-    MetricSpec("close_slippage_exhausted", "counter", "Closes still unfilled at the slippage cap (needs a human)",
-               _V),
+    MetricSpec(
+        "reconcile_sweeps",
+        "counter",
+        "Whole-account reads handed to every position actor, by result",
+        ("venue", "result"),
+    ),
+    MetricSpec(
+        "position_gaps",
+        "counter",
+        "Confirmed differences between the venue's position and the tranches, by what was done (adopted, shrunk)",
+        ("venue", "action"),
+    ),
+    MetricSpec(
+        "forced_exits", "counter", "Tranches closed by the venue's liquidation or auto-deleveraging", ("venue", "kind")
+    ),
+    MetricSpec("close_slippage_exhausted", "counter", "Closes still unfilled at the slippage cap (needs a human)", _V),
     # supervision
     MetricSpec("actor_restarts", "counter", "Actor restarts after a failure", ("actor",)),
-    MetricSpec("store_busy_waits", "counter", "Actors that waited for another process's lock on the store",
-               ("actor",)),
-    MetricSpec("store_locked_seconds", "gauge", "Seconds the store has been locked by another process (0: writable)",
-               _V),
+    MetricSpec("store_busy_waits", "counter", "Actors that waited for another process's lock on the store", ("actor",)),
+    MetricSpec(
+        "store_locked_seconds", "gauge", "Seconds the store has been locked by another process (0: writable)", _V
+    ),
     MetricSpec("restart_budget_exhausted", "counter", "Actors that exhausted their restart budget", ("actor",)),
     # notifications
     MetricSpec("notices", "counter", "Operator notices raised, by kind", ("kind",)),
     MetricSpec("notify_sent", "counter", "Notification messages delivered, by channel", ("channel",)),
     MetricSpec("notify_retries", "counter", "Notification attempts retried after a failure", ("channel",)),
     MetricSpec("notify_merged", "counter", "Notices merged into another message by the rate limit", ("channel",)),
-    MetricSpec("notify_dropped", "counter", "Notices not delivered, by reason (queue_full, failed)",
-               ("channel", "reason")),
+    MetricSpec(
+        "notify_dropped", "counter", "Notices not delivered, by reason (queue_full, failed)", ("channel", "reason")
+    ),
     MetricSpec("notify_queue_depth", "gauge", "Notices waiting in a notification channel", ("channel",)),
 )
 _SPECS: dict[str, MetricSpec] = {s.name: s for s in METRICS}
-_METHOD_KINDS: dict[str, tuple[Kind, ...]] = {"inc": ("counter",), "set": ("gauge", "timestamp"),
-                                              "observe": ("histogram",)}
+_METHOD_KINDS: dict[str, tuple[Kind, ...]] = {
+    "inc": ("counter",),
+    "set": ("gauge", "timestamp"),
+    "observe": ("histogram",),
+}
 
 
 class MetricError(ValueError):
@@ -213,8 +242,11 @@ class Metrics:
             stamps = self._stamps[name]
             return stamps.get(_key(name, labels), 0) if labels else sum(stamps.values())
         wanted = {k: str(v) for k, v in labels.items()}
-        return sum(value for sample_labels, value in self._samples(spec)
-                   if all(sample_labels.get(k) == v for k, v in wanted.items()))
+        return sum(
+            value
+            for sample_labels, value in self._samples(spec)
+            if all(sample_labels.get(k) == v for k, v in wanted.items())
+        )
 
     def _samples(self, spec: MetricSpec) -> Iterator[tuple[dict[str, str], float]]:
         suffix = {"counter": "_total", "histogram": "_count"}.get(spec.kind, "")
@@ -226,8 +258,12 @@ class Metrics:
     @property
     def counters(self) -> dict[Key, float]:
         """Every counter's value by ``(name, sorted labels)``: a snapshot for reports and the benchmark."""
-        return {_key(spec.name, labels): value for spec in METRICS if spec.kind == "counter"
-                for labels, value in self._samples(spec)}
+        return {
+            _key(spec.name, labels): value
+            for spec in METRICS
+            if spec.kind == "counter"
+            for labels, value in self._samples(spec)
+        }
 
     def last_frame_ages(self, name: str = "price_last_frame") -> dict[Key, float]:
         """Seconds since each label set of a timestamp metric was last set, by the metrics clock."""

@@ -22,8 +22,15 @@ class TokenBucket:
     paused_until: float = 0.0
 
     @classmethod
-    def for_limit(cls, per_minute: float, now: float, *, max_weight: float = 1.0, burst_fraction: float = 0.2,
-                  safety: float = 0.95) -> TokenBucket:
+    def for_limit(
+        cls,
+        per_minute: float,
+        now: float,
+        *,
+        max_weight: float = 1.0,
+        burst_fraction: float = 0.2,
+        safety: float = 0.95,
+    ) -> TokenBucket:
         if max_weight >= per_minute and per_minute > 1:
             raise ValueError(f"a call of weight {max_weight} cannot be paced under a limit of {per_minute}/min")
         budget = max(per_minute * safety, min(max_weight, per_minute))

@@ -65,8 +65,23 @@ class ConfigError(Exception):
 # Any key or variable whose lower-cased name contains one of these has its value masked in every error, whether
 # the key is known or not (an unknown key may be a misspelt secret: ``POSMON_ASTERAPI_SECRET``).
 SECRET_WORDS: tuple[str, ...] = (
-    "secret", "token", "key", "pass", "pwd", "priv", "pk", "seed", "mnemonic", "sig", "auth", "cred", "bearer",
-    "cookie", "session", "jwt", "hmac",
+    "secret",
+    "token",
+    "key",
+    "pass",
+    "pwd",
+    "priv",
+    "pk",
+    "seed",
+    "mnemonic",
+    "sig",
+    "auth",
+    "cred",
+    "bearer",
+    "cookie",
+    "session",
+    "jwt",
+    "hmac",
 )
 MASK = "***"
 MASK_TEXT = repr(MASK)
@@ -93,7 +108,7 @@ def display(value: Any) -> str:
     except (ValueError, RecursionError):
         return f"<a {type(value).__name__} too large to show>"
     if len(text) > _MAX_SHOWN:
-        text = f"{text[:_MAX_SHOWN - 20]}... ({len(text)} characters)"
+        text = f"{text[: _MAX_SHOWN - 20]}... ({len(text)} characters)"
     return one_line(text)
 
 
@@ -106,8 +121,14 @@ def _masked(value: Any, extra: tuple[str, ...]) -> Any:
     return value
 
 
-def shown(name: str, raw: Any, *, secret: bool = False, extra: tuple[str, ...] = (), elide_tables: bool = False,
-          ) -> str:
+def shown(
+    name: str,
+    raw: Any,
+    *,
+    secret: bool = False,
+    extra: tuple[str, ...] = (),
+    elide_tables: bool = False,
+) -> str:
     """How an error shows the value of ``name``: ``'***'`` when secret or secret-looking, else ``display``."""
     if secret or looks_secret(name, extra):
         return MASK_TEXT
@@ -150,8 +171,10 @@ class Bounds:
         """``'from 0 to 254'`` (integers), ``'> 0 and < 100'``, ``'>= 0 and <= 86400'``: the range in words."""
         if integers and not (self.low_open or self.high_open):
             return f"from {_bound_text(self.low)} to {_bound_text(self.high)}"
-        return (f"{'>' if self.low_open else '>='} {_bound_text(self.low)} and "
-                f"{'<' if self.high_open else '<='} {_bound_text(self.high)}")
+        return (
+            f"{'>' if self.low_open else '>='} {_bound_text(self.low)} and "
+            f"{'<' if self.high_open else '<='} {_bound_text(self.high)}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,8 +201,16 @@ class KeySpec:
 
 
 def numeric(
-    name: str, kind: Literal["int", "float", "decimal"], *, gt: Number | None = None, ge: Number | None = None,
-    lt: Number | None = None, le: Number | None = None, note: str = "", default: Any = None, public: bool = False,
+    name: str,
+    kind: Literal["int", "float", "decimal"],
+    *,
+    gt: Number | None = None,
+    ge: Number | None = None,
+    lt: Number | None = None,
+    le: Number | None = None,
+    note: str = "",
+    default: Any = None,
+    public: bool = False,
     noun: str = "",
 ) -> KeySpec:
     """A number with both ends of its range stated: ``expected a number > 0 and <= 600`` plus ``note``."""
@@ -313,7 +344,12 @@ def shown_unknown(name: str, raw: Any, style: Style = DEFAULT_STYLE) -> str:
 
 
 def parse_table(
-    table: Mapping[str, Any], keys: tuple[KeySpec, ...], section: str, *, skip: str = "", style: Style = DEFAULT_STYLE,
+    table: Mapping[str, Any],
+    keys: tuple[KeySpec, ...],
+    section: str,
+    *,
+    skip: str = "",
+    style: Style = DEFAULT_STYLE,
 ) -> dict[str, Any]:
     """Checked values of the keys present in ``table`` (but ``skip``); any key not in ``keys`` is an error."""
     by_name = {k.name: k for k in keys}
@@ -324,14 +360,19 @@ def parse_table(
         key = by_name.get(name)
         if key is None:
             allowed = ", ".join(repr(n) for n in [*by_name, *([skip] if skip else [])])
-            raise ConfigError(f"{section}.{name}: unknown key (value {shown_unknown(name, raw, style)}); "
-                              f"allowed keys: {allowed}")
+            raise ConfigError(
+                f"{section}.{name}: unknown key (value {shown_unknown(name, raw, style)}); allowed keys: {allowed}"
+            )
         out[name] = convert(key, raw, f"{section}.{name}", style=style)
     return out
 
 
 def parse_env(
-    env: Mapping[str, str], keys: tuple[KeySpec, ...], env_prefix: str, *, style: Style = DEFAULT_STYLE,
+    env: Mapping[str, str],
+    keys: tuple[KeySpec, ...],
+    env_prefix: str,
+    *,
+    style: Style = DEFAULT_STYLE,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Checked values of the ``<env_prefix><KEY>`` variables, and the variable each came from; others are errors."""
     by_name = {k.name: k for k in keys}
@@ -340,7 +381,7 @@ def parse_env(
     for var in sorted(env):
         if not var.startswith(env_prefix):
             continue
-        key = by_name.get(var[len(env_prefix):].lower())
+        key = by_name.get(var[len(env_prefix) :].lower())
         if key is None or var != var.upper():
             value_text = MASK_TEXT if key is not None and key.masked else shown_unknown(var, env[var], style)
             known = ", ".join(f"{env_prefix}{k.name.upper()}" for k in keys)
@@ -351,7 +392,12 @@ def parse_env(
 
 
 def parse_section(
-    table: Any, env: Mapping[str, str], keys: tuple[KeySpec, ...], section: str, env_prefix: str, *,
+    table: Any,
+    env: Mapping[str, str],
+    keys: tuple[KeySpec, ...],
+    section: str,
+    env_prefix: str,
+    *,
     style: Style = DEFAULT_STYLE,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """``[section]`` then its variables (which win): the values set, and where each was set (key or variable)."""

@@ -26,8 +26,15 @@ from posmon.exchange.lighter.signer import SignError, SignerUnavailable
 from posmon.exchange.venue import Venue
 
 __all__ = [
-    "CONNECT_TIMEOUT_SECONDS", "CredentialsRejected", "StartupFailure", "VenueRefused",
-    "VenueUnreachable", "check_recording", "connect_venue", "credential_settings", "retry_startup",
+    "CONNECT_TIMEOUT_SECONDS",
+    "CredentialsRejected",
+    "StartupFailure",
+    "VenueRefused",
+    "VenueUnreachable",
+    "check_recording",
+    "connect_venue",
+    "credential_settings",
+    "retry_startup",
     "venue_is_embedded",
 ]
 
@@ -87,15 +94,18 @@ def credential_settings(venue: str, auth: str | None = None) -> str:
     """The settings (and their environment variables) that hold ``venue``'s credentials, for an error line."""
     if venue == "aster":
         if auth == "v3":
-            return ("[aster] user / signer / signer_private_key (POSMON_ASTER_USER / POSMON_ASTER_SIGNER / "
-                    "POSMON_ASTER_SIGNER_PRIVATE_KEY)")
+            return (
+                "[aster] user / signer / signer_private_key (POSMON_ASTER_USER / POSMON_ASTER_SIGNER / "
+                "POSMON_ASTER_SIGNER_PRIVATE_KEY)"
+            )
         if auth == "v1":
             return "[aster] api_key / api_secret (POSMON_ASTER_API_KEY / POSMON_ASTER_API_SECRET)"
-        return ("[aster] api_key / api_secret, or user / signer / signer_private_key for auth = \"v3\" "
-                "(POSMON_ASTER_*)")
+        return '[aster] api_key / api_secret, or user / signer / signer_private_key for auth = "v3" (POSMON_ASTER_*)'
     if venue == "lighter":
-        return ("[lighter] account_index / api_key_index / api_private_key (POSMON_LIGHTER_ACCOUNT_INDEX / "
-                "POSMON_LIGHTER_API_KEY_INDEX / POSMON_LIGHTER_API_PRIVATE_KEY)")
+        return (
+            "[lighter] account_index / api_key_index / api_private_key (POSMON_LIGHTER_ACCOUNT_INDEX / "
+            "POSMON_LIGHTER_API_KEY_INDEX / POSMON_LIGHTER_API_PRIVATE_KEY)"
+        )
     return f"[{venue}] credentials"
 
 
@@ -108,9 +118,17 @@ def _credentials_refused(exc: Rejected) -> bool:
     return isinstance(exc, AuthRejected) or exc.code == LIGHTER_ACCOUNT_NOT_FOUND
 
 
-async def retry_startup(step: Callable[[], Awaitable[_T]], *, venue: str, what: str, give_up_after: float,
-                        log: logging.Logger | logging.LoggerAdapter[Any], per_try: float = 30.0,
-                        auth: str | None = None, retry: bool = True) -> _T:
+async def retry_startup(
+    step: Callable[[], Awaitable[_T]],
+    *,
+    venue: str,
+    what: str,
+    give_up_after: float,
+    log: logging.Logger | logging.LoggerAdapter[Any],
+    per_try: float = 30.0,
+    auth: str | None = None,
+    retry: bool = True,
+) -> _T:
     """``await step()`` until it succeeds, retrying transient failures with backoff for ``give_up_after`` seconds.
 
     Each try is bounded by ``per_try`` (a venue that accepts the connection and never answers is a failed
@@ -127,8 +145,9 @@ async def retry_startup(step: Callable[[], Awaitable[_T]], *, venue: str, what: 
         except SignerUnavailable as exc:
             raise SignerMissing(f"configuration error: {venue}: {_one_line(exc)}") from exc
         except SignError as exc:
-            raise CredentialsRejected(f"{venue}: the signer refused the key: {_one_line(exc)}; check "
-                                      f"{credential_settings(venue, auth)}") from exc
+            raise CredentialsRejected(
+                f"{venue}: the signer refused the key: {_one_line(exc)}; check {credential_settings(venue, auth)}"
+            ) from exc
         except Rejected as exc:
             if _credentials_refused(exc):
                 raise CredentialsRejected(
@@ -146,11 +165,13 @@ async def retry_startup(step: Callable[[], Awaitable[_T]], *, venue: str, what: 
             raise VenueUnreachable(
                 f"{venue} unreachable: {what} refused for {pause:g} s (Retry-After), longer than the "
                 f"{max(left, 0):.0f} s left of {give_up_after:g} s: {_one_line(last)}; start again later "
-                "(the wait is --connect-timeout)")
+                "(the wait is --connect-timeout)"
+            )
         if not retry or left <= 0:
             raise VenueUnreachable(
                 f"{venue} unreachable: {what} failed {attempt} time(s) over {give_up_after:g} s, last: "
-                f"{_one_line(last)}; check the venue's URL and status (the wait is --connect-timeout)")
+                f"{_one_line(last)}; check the venue's URL and status (the wait is --connect-timeout)"
+            )
         wait = min(max(delay, pause), left)
         log.warning("%s: %s failed (try %d): %s; retrying in %.1f s", venue, what, attempt, _one_line(last), wait)
         await trio.sleep(wait)
@@ -158,16 +179,28 @@ async def retry_startup(step: Callable[[], Awaitable[_T]], *, venue: str, what: 
     raise AssertionError("unreachable")
 
 
-async def connect_venue(venue: Venue, *, give_up_after: float, log: logging.Logger | logging.LoggerAdapter[Any],
-                        per_try: float | None = None) -> dict[str, SymbolRules]:
+async def connect_venue(
+    venue: Venue,
+    *,
+    give_up_after: float,
+    log: logging.Logger | logging.LoggerAdapter[Any],
+    per_try: float | None = None,
+) -> dict[str, SymbolRules]:
     """``venue.load_rules()`` with retries, a per-try timeout and backoff (see ``retry_startup``).
 
     ``per_try`` defaults to three of the venue's request timeouts (30 s when it has none).
     """
     if per_try is None:
         per_try = 3 * venue.traits.request_timeout_seconds
-    return await retry_startup(venue.load_rules, venue=venue.name, what="loading the trading rules",
-                               give_up_after=give_up_after, log=log, per_try=per_try, auth=venue.traits.auth)
+    return await retry_startup(
+        venue.load_rules,
+        venue=venue.name,
+        what="loading the trading rules",
+        give_up_after=give_up_after,
+        log=log,
+        per_try=per_try,
+        auth=venue.traits.auth,
+    )
 
 
 def venue_is_embedded(settings: Settings, env: Mapping[str, str] | None = None) -> bool:
@@ -195,5 +228,7 @@ def check_recording(settings: Settings, env: Mapping[str, str] | None = None) ->
     data = resources.files("posmon.sim") / "data"
     if "/" in file or not (data / file).is_file():
         known = sorted(p.name for p in data.iterdir() if p.name.endswith(".json"))
-        raise RecordingMissing(f"configuration error: sim.recording: {recording!r} is not a packaged recording; "
-                               f"expected one of {', '.join(repr(k) for k in known)}")
+        raise RecordingMissing(
+            f"configuration error: sim.recording: {recording!r} is not a packaged recording; "
+            f"expected one of {', '.join(repr(k) for k in known)}"
+        )

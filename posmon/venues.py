@@ -24,9 +24,14 @@ log = logging.getLogger(__name__)
 
 
 @asynccontextmanager
-async def open_venue(settings: Settings, nursery: trio.Nursery, *, env: Mapping[str, str] | None = None,
-                     clock: Callable[[], float] = time.time, exchange: SimExchange | None = None,
-                     ) -> AsyncIterator[Venue]:
+async def open_venue(
+    settings: Settings,
+    nursery: trio.Nursery,
+    *,
+    env: Mapping[str, str] | None = None,
+    clock: Callable[[], float] = time.time,
+    exchange: SimExchange | None = None,
+) -> AsyncIterator[Venue]:
     """The venue the daemon trades, with any embedded simulator running in ``nursery``.
 
     ``exchange``: a simulated exchange the caller drives itself (the demo); otherwise one replaying the
@@ -61,10 +66,10 @@ async def open_venue(settings: Settings, nursery: trio.Nursery, *, env: Mapping[
         lighter = LighterSettings.from_config(settings.lighter, env)  # a bad value stops here, before any network
         if lighter.embedded:
             lighter = await start_embedded_lighter(settings, lighter, nursery, clock=clock)
-            log.info("lighter: no URLs configured; trading the embedded Lighter-protocol simulator at %s",
-                     lighter.rest_url)
-        async with LighterVenue.open(lighter, client_id_prefix=settings.daemon.client_id_prefix,
-                                     clock=clock) as opened:
+            log.info(
+                "lighter: no URLs configured; trading the embedded Lighter-protocol simulator at %s", lighter.rest_url
+            )
+        async with LighterVenue.open(lighter, client_id_prefix=settings.daemon.client_id_prefix, clock=clock) as opened:
             yield opened
     else:
         raise ConfigError(f"daemon.venue: {venue!r} is not available; expected 'sim', 'aster' or 'lighter'")
@@ -75,12 +80,15 @@ async def _check_position_mode(venue: Venue, hedge_mode: bool) -> None:
     actual = await venue.position_mode()
     if actual != hedge_mode:
         want, have = ("hedge", "one-way") if hedge_mode else ("one-way", "hedge")
-        raise ConfigError(f"daemon.hedge_mode: invalid value {hedge_mode!r}; the account is in {have} mode, not "
-                          f"{want} mode (change daemon.hedge_mode or the account's position mode)")
+        raise ConfigError(
+            f"daemon.hedge_mode: invalid value {hedge_mode!r}; the account is in {have} mode, not "
+            f"{want} mode (change daemon.hedge_mode or the account's position mode)"
+        )
 
 
-async def start_embedded_lighter(settings: Settings, lighter: Any, nursery: trio.Nursery, *,
-                                 clock: Callable[[], float] = time.time) -> Any:
+async def start_embedded_lighter(
+    settings: Settings, lighter: Any, nursery: trio.Nursery, *, clock: Callable[[], float] = time.time
+) -> Any:
     """Serve the Lighter-protocol simulator (replaying the recording) on loopback; the settings pointed at it.
 
     Keys left empty take the simulator's made-up account and API key (never real ones).
@@ -88,16 +96,28 @@ async def start_embedded_lighter(settings: Settings, lighter: Any, nursery: trio
     from posmon.sim.lighter import credentials as cred
     from posmon.sim.lighter.session import start_embedded_lighter as serve
 
-    _, rest_url, ws_url = await serve(nursery, tick_seconds=settings.sim.tick_seconds, seed=settings.sim.seed,
-                                      clock=clock)
+    _, rest_url, ws_url = await serve(
+        nursery, tick_seconds=settings.sim.tick_seconds, seed=settings.sim.seed, clock=clock
+    )
     if lighter.api_private_key:  # the operator's own key against the simulator: keep what was configured
         return dataclasses.replace(lighter, rest_url=rest_url, ws_url=ws_url)
-    return dataclasses.replace(lighter, rest_url=rest_url, ws_url=ws_url, account_index=cred.DEFAULT_ACCOUNT_INDEX,
-                               api_key_index=cred.DEFAULT_API_KEY_INDEX, api_private_key=cred.DEFAULT_API_PRIVATE_KEY)
+    return dataclasses.replace(
+        lighter,
+        rest_url=rest_url,
+        ws_url=ws_url,
+        account_index=cred.DEFAULT_ACCOUNT_INDEX,
+        api_key_index=cred.DEFAULT_API_KEY_INDEX,
+        api_private_key=cred.DEFAULT_API_PRIVATE_KEY,
+    )
 
 
-async def start_embedded_aster(settings: Settings, nursery: trio.Nursery, *, clock: Callable[[], float] = time.time,
-                               exchange: SimExchange | None = None) -> tuple[str, str]:
+async def start_embedded_aster(
+    settings: Settings,
+    nursery: trio.Nursery,
+    *,
+    clock: Callable[[], float] = time.time,
+    exchange: SimExchange | None = None,
+) -> tuple[str, str]:
     """Serve a simulated exchange (by default one replaying the recording) over the Aster protocol on loopback.
 
     Returns its (REST, websocket) base URLs.

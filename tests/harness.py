@@ -33,14 +33,19 @@ def _toml(v: Any) -> str:
     return str(v).lower() if isinstance(v, bool) else repr(v).replace("'", '"')
 
 
-def make_settings(tmp_path: Path, *, symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT"),
-                  daemon: dict[str, Any] | None = None, **risk: Any) -> Settings:
+def make_settings(
+    tmp_path: Path,
+    *,
+    symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT"),
+    daemon: dict[str, Any] | None = None,
+    **risk: Any,
+) -> Settings:
     """A sim-venue configuration; ``daemon``: extra ``[daemon]`` keys, ``risk``: ``[risk]`` keys."""
     risk_lines = "\n".join(f"{k} = {_toml(v)}" for k, v in {"tp_pct": 1.0, "sl_pct": 50.0, **risk}.items())
     text = f"""
 [daemon]
 venue = "sim"
-store = "{tmp_path / 'posmon.sqlite'}"
+store = "{tmp_path / "posmon.sqlite"}"
 restart_backoff_seconds = 0.5
 # The in-process exchange publishes a mark only when a test sets one (no 1 Hz cadence): not stale in between.
 stale_stream_seconds = 600.0
@@ -98,8 +103,10 @@ class Harness:
 
     def resting(self, symbol: str = "BTCUSDT") -> set[tuple[str, str, str, str]]:
         """(type, side, qty, trigger price) of every open order, normalised for comparison."""
-        return {(o.type.value, o.side.value, _plain(o.qty), _plain(o.price if o.price is not None else o.stop_price))
-                for o in self.exchange.engine.open_orders(symbol)}
+        return {
+            (o.type.value, o.side.value, _plain(o.qty), _plain(o.price if o.price is not None else o.stop_price))
+            for o in self.exchange.engine.open_orders(symbol)
+        }
 
     async def entry(self, symbol: str, side: Side, qty: str, price: str) -> None:
         """Another program opens/extends a position at ``price`` (mark moved there first)."""
@@ -117,8 +124,9 @@ def new_exchange(settings: Settings) -> SimExchange:
 
 
 @asynccontextmanager
-async def running(settings: Settings, exchange: SimExchange | None = None, *,
-                  venue: SimVenue | None = None, notices: Any = None) -> AsyncIterator[Harness]:
+async def running(
+    settings: Settings, exchange: SimExchange | None = None, *, venue: SimVenue | None = None, notices: Any = None
+) -> AsyncIterator[Harness]:
     """The daemon on the in-process simulated venue; ``notices``: a channel that receives every operator notice."""
     exchange = exchange or new_exchange(settings)
     async with _daemon(settings, exchange, venue or SimVenue(exchange), notices=notices) as h:
@@ -126,8 +134,13 @@ async def running(settings: Settings, exchange: SimExchange | None = None, *,
 
 
 @asynccontextmanager
-async def running_aster(settings: Settings, exchange: SimExchange | None = None, *, auth: str = "v3",
-                        sim_options: dict[str, Any] | None = None) -> AsyncIterator[Harness]:
+async def running_aster(
+    settings: Settings,
+    exchange: SimExchange | None = None,
+    *,
+    auth: str = "v3",
+    sim_options: dict[str, Any] | None = None,
+) -> AsyncIterator[Harness]:
     """The daemon trading the Aster-protocol simulator over loopback HTTP and websockets."""
     from posmon.exchange.aster.settings import AsterSettings
     from posmon.exchange.aster.venue import AsterVenue
@@ -145,17 +158,24 @@ async def running_aster(settings: Settings, exchange: SimExchange | None = None,
         else:
             table |= {"api_key": cred.DEFAULT_API_KEY, "api_secret": cred.DEFAULT_API_SECRET}
         aster = AsterSettings.from_config(table, {})
-        async with (AsterVenue.open(aster, clock=trio_clock, sign_in_thread=False) as venue,
-                    _daemon(settings, exchange, venue) as h):
+        async with (
+            AsterVenue.open(aster, clock=trio_clock, sign_in_thread=False) as venue,
+            _daemon(settings, exchange, venue) as h,
+        ):
             h.aster = sim
             yield h
         nursery.cancel_scope.cancel()
 
 
 @asynccontextmanager
-async def running_lighter(settings: Settings, exchange: SimExchange | None = None, *,
-                          sim_options: dict[str, Any] | None = None, notices: Any = None,
-                          lighter_options: dict[str, Any] | None = None) -> AsyncIterator[Harness]:
+async def running_lighter(
+    settings: Settings,
+    exchange: SimExchange | None = None,
+    *,
+    sim_options: dict[str, Any] | None = None,
+    notices: Any = None,
+    lighter_options: dict[str, Any] | None = None,
+) -> AsyncIterator[Harness]:
     """The daemon trading the Lighter-protocol simulator over loopback HTTP and websockets.
 
     Transactions are signed by lighter-sdk's Go signer with the simulator's made-up key; the simulator's
@@ -173,31 +193,62 @@ async def running_lighter(settings: Settings, exchange: SimExchange | None = Non
     sim = LighterSim(exchange, **{"clock": trio_clock, "tx_clock": trio_clock, **(sim_options or {})})
     async with trio.open_nursery() as nursery:
         rest_url, ws_url = await nursery.start(serve_lighter_sim, sim)  # also runs the sim's background tasks
-        table: dict[str, Any] = {"rest_url": rest_url, "ws_url": ws_url, "account_index": cred.DEFAULT_ACCOUNT_INDEX,
-                                 "api_key_index": cred.DEFAULT_API_KEY_INDEX, "chain_id": cred.DEFAULT_CHAIN_ID,
-                                 "api_private_key": cred.DEFAULT_API_PRIVATE_KEY, **(lighter_options or {})}
+        table: dict[str, Any] = {
+            "rest_url": rest_url,
+            "ws_url": ws_url,
+            "account_index": cred.DEFAULT_ACCOUNT_INDEX,
+            "api_key_index": cred.DEFAULT_API_KEY_INDEX,
+            "chain_id": cred.DEFAULT_CHAIN_ID,
+            "api_private_key": cred.DEFAULT_API_PRIVATE_KEY,
+            **(lighter_options or {}),
+        }
         lighter = LighterSettings.from_config(table, {})
-        signer = LighterSigner(url=rest_url, private_key=lighter.api_private_key, chain_id=lighter.chain_id,
-                               api_key_index=lighter.api_key_index, account_index=cred.DEFAULT_ACCOUNT_INDEX)
-        async with (LighterVenue.open(lighter, signer=signer, client_id_prefix=settings.daemon.client_id_prefix,
-                                      clock=trio_clock, sign_in_thread=False) as venue,
-                    _daemon(settings, exchange, venue, notices=notices) as h):
+        signer = LighterSigner(
+            url=rest_url,
+            private_key=lighter.api_private_key,
+            chain_id=lighter.chain_id,
+            api_key_index=lighter.api_key_index,
+            account_index=cred.DEFAULT_ACCOUNT_INDEX,
+        )
+        async with (
+            LighterVenue.open(
+                lighter,
+                signer=signer,
+                client_id_prefix=settings.daemon.client_id_prefix,
+                clock=trio_clock,
+                sign_in_thread=False,
+            ) as venue,
+            _daemon(settings, exchange, venue, notices=notices) as h,
+        ):
             h.lighter = sim
             yield h
         nursery.cancel_scope.cancel()
 
 
 @asynccontextmanager
-async def _daemon(settings: Settings, exchange: SimExchange, venue: Any, *, notices: Any = None,
-                  ) -> AsyncIterator[Harness]:
+async def _daemon(
+    settings: Settings,
+    exchange: SimExchange,
+    venue: Any,
+    *,
+    notices: Any = None,
+) -> AsyncIterator[Harness]:
     store = Store.open(settings.daemon.store, clock=trio_clock)
     metrics = Metrics()
     try:
         async with trio.open_nursery() as nursery:
-            daemon = await nursery.start(lambda task_status: run_daemon(
-                settings, venue, store, metrics=metrics, clock=trio_clock,
-                notice_listeners=[notices] if notices is not None else (), freeze_heap=False,
-                task_status=task_status))
+            daemon = await nursery.start(
+                lambda task_status: run_daemon(
+                    settings,
+                    venue,
+                    store,
+                    metrics=metrics,
+                    clock=trio_clock,
+                    notice_listeners=[notices] if notices is not None else (),
+                    freeze_heap=False,
+                    task_status=task_status,
+                )
+            )
             await settle()
             yield Harness(settings, exchange, venue, store, metrics, daemon)
             nursery.cancel_scope.cancel()

@@ -17,18 +17,36 @@ REPO_CONFIG = REPO_ROOT / "config.toml"
 PACKAGED_CONFIG = REPO_ROOT / "posmon" / "default_config.toml"
 
 EXPECTED_DAEMON = DaemonSettings(
-    venue="aster", store="var/posmon.sqlite", hedge_mode=True, client_id_prefix="pm", log_level="INFO",
-    stale_stream_seconds=3.0, reconcile_interval_seconds=60.0, startup_timeout_seconds=60.0,
-    request_timeout_seconds=10.0, restart_budget=5, restart_window_seconds=60.0, restart_backoff_seconds=0.5,
+    venue="aster",
+    store="var/posmon.sqlite",
+    hedge_mode=True,
+    client_id_prefix="pm",
+    log_level="INFO",
+    stale_stream_seconds=3.0,
+    reconcile_interval_seconds=60.0,
+    startup_timeout_seconds=60.0,
+    request_timeout_seconds=10.0,
+    restart_budget=5,
+    restart_window_seconds=60.0,
+    restart_backoff_seconds=0.5,
     protection_failure_action="alert",
 )
 EXPECTED_RISK = RiskSettings(
-    tp_pct=Decimal("1.0"), sl_pct=Decimal("10.0"), tranche_pnl_increment_pct=Decimal("5.0"),
-    max_tranches_per_symbol_side=5, instant_tp_enabled=True, working_type="MARK_PRICE", max_hold_seconds=0,
+    tp_pct=Decimal("1.0"),
+    sl_pct=Decimal("10.0"),
+    tranche_pnl_increment_pct=Decimal("5.0"),
+    max_tranches_per_symbol_side=5,
+    instant_tp_enabled=True,
+    working_type="MARK_PRICE",
+    max_hold_seconds=0,
 )
 EXPECTED_SIM = SimSettings(
-    symbols=("BTCUSDT", "ETHUSDT", "XRPUSDT"), tick_seconds=0.5, trader_enabled=True, trader_interval_seconds=5.0,
-    seed=7, recording="XRP_USDT_USDT-5m-futures.json",
+    symbols=("BTCUSDT", "ETHUSDT", "XRPUSDT"),
+    tick_seconds=0.5,
+    trader_enabled=True,
+    trader_interval_seconds=5.0,
+    seed=7,
+    recording="XRP_USDT_USDT-5m-futures.json",
 )
 
 
@@ -76,8 +94,7 @@ def test_repo_config_lists_every_key() -> None:
 def test_empty_file_gets_the_same_defaults_as_repo_config_but_the_network_free_venue(tmp_path: Path) -> None:
     s = load_text(tmp_path, "")
     # Without an [aster] table there is nothing to trade over the network: the in-process simulator.
-    assert (s.daemon, s.risk, s.sim) == (dataclasses.replace(EXPECTED_DAEMON, venue="sim"), EXPECTED_RISK,
-                                         EXPECTED_SIM)
+    assert (s.daemon, s.risk, s.sim) == (dataclasses.replace(EXPECTED_DAEMON, venue="sim"), EXPECTED_RISK, EXPECTED_SIM)
     assert dict(s.risk_symbols) == {}
 
 
@@ -112,14 +129,17 @@ def test_settings_are_immutable() -> None:
 
 
 def test_symbol_override_merges_over_risk_defaults(tmp_path: Path) -> None:
-    s = load_text(tmp_path, """
+    s = load_text(
+        tmp_path,
+        """
 [risk]
 tp_pct = 2
 sl_pct = 20
 [risk.symbols.ETHUSDT]
 sl_pct = 5
 max_hold_seconds = 3600
-""")
+""",
+    )
     eth = s.risk_for("ETHUSDT")
     assert eth == dataclasses.replace(s.risk, sl_pct=Decimal(5), max_hold_seconds=3600)
     assert eth.tp_pct == Decimal(2)
@@ -171,10 +191,19 @@ def test_env_overrides_decimal() -> None:
     assert s.risk.tp_pct == Decimal("2.5") and isinstance(s.risk.tp_pct, Decimal)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("false", False), ("FALSE", False), ("0", False), ("no", False),
-    ("true", True), ("True", True), ("1", True), ("yes", True),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("false", False),
+        ("FALSE", False),
+        ("0", False),
+        ("no", False),
+        ("true", True),
+        ("True", True),
+        ("1", True),
+        ("yes", True),
+    ],
+)
 def test_env_overrides_bool(text: str, expected: bool) -> None:
     s = load_settings(REPO_CONFIG, env={"POSMON_DAEMON_HEDGE_MODE": text, "POSMON_SIM_TRADER_ENABLED": text})
     assert s.daemon.hedge_mode is expected
@@ -206,8 +235,13 @@ def test_every_documented_key_can_be_overridden_from_env() -> None:
         for key, value in raw[section].items():
             if key == "symbols" and section == "risk":
                 continue
-            text = ",".join(value) if isinstance(value, list) else str(value).lower() if isinstance(value, bool) \
+            text = (
+                ",".join(value)
+                if isinstance(value, list)
+                else str(value).lower()
+                if isinstance(value, bool)
                 else str(value)
+            )
             env[f"POSMON_{section}_{key}".upper()] = text
     assert len(env) == 26
     assert_defaults(load_settings(REPO_CONFIG, env=env))
@@ -234,71 +268,87 @@ def test_explicit_path_beats_posmon_config(tmp_path: Path) -> None:
 # --- errors: each names the key, the value and what is allowed -------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "fragments"), [
-    # wrong type
-    ("[risk]\ntp_pct = true", ["risk.tp_pct", "True", "expected a number > 0"]),
-    ('[risk]\ntp_pct = "abc"', ["risk.tp_pct", "'abc'", "expected a number > 0"]),
-    ("[risk]\ntp_pct = nan", ["risk.tp_pct", "nan", "expected a number > 0"]),
-    ("[daemon]\nhedge_mode = 1", ["daemon.hedge_mode", "1", "expected a boolean (true or false)"]),
-    ('[daemon]\nhedge_mode = "yes"', ["daemon.hedge_mode", "'yes'", "expected a boolean (true or false)"]),
-    ("[daemon]\nrestart_budget = true", ["daemon.restart_budget", "True", "expected an integer from 1 to 1000"]),
-    ("[daemon]\nrestart_budget = 2.5", ["daemon.restart_budget", "2.5", "expected an integer from 1 to 1000"]),
-    ('[daemon]\nstale_stream_seconds = "5"', ["daemon.stale_stream_seconds", "'5'", "expected a number > 0"]),
-    ("[daemon]\nstore = 5", ["daemon.store", "5", "expected a non-empty string"]),
-    ('[sim]\nseed = "7"', ["sim.seed", "'7'", "expected an integer"]),
-    ('[sim]\nsymbols = "BTCUSDT"', ["sim.symbols", "'BTCUSDT'", "expected a non-empty list"]),
-    # out of range
-    ("[risk]\ntp_pct = 0", ["risk.tp_pct", "0", "expected a number > 0"]),
-    ("[risk]\nsl_pct = 100", ["risk.sl_pct", "100", "expected a number > 0 and < 100"]),
-    ("[risk]\nsl_pct = -1.5", ["risk.sl_pct", "-1.5", "expected a number > 0 and < 100"]),
-    ("[risk]\nmax_tranches_per_symbol_side = 0", ["risk.max_tranches_per_symbol_side", "0", "from 1 to 1000"]),
-    ("[risk]\nmax_hold_seconds = -1", ["risk.max_hold_seconds", "-1", "expected an integer from 0 to 31536000"]),
-    ("[daemon]\nrestart_backoff_seconds = -0.1", ["daemon.restart_backoff_seconds", "-0.1", "number >= 0"]),
-    ("[daemon]\nrequest_timeout_seconds = 0", ["daemon.request_timeout_seconds", "0", "expected a number > 0"]),
-    ("[sim]\ntick_seconds = -1", ["sim.tick_seconds", "-1", "expected a number > 0"]),
-    ('[daemon]\nclient_id_prefix = "pm-1"', ["daemon.client_id_prefix", "'pm-1'", "1 to 8 ASCII letters or digits"]),
-    ('[daemon]\nclient_id_prefix = "abcdefghi"', ["daemon.client_id_prefix", "'abcdefghi'", "1 to 8"]),
-    ('[sim]\nsymbols = ["btcusdt"]', ["sim.symbols", "['btcusdt']", "upper-case symbols"]),
-    ("[sim]\nsymbols = []", ["sim.symbols", "[]", "expected a non-empty list"]),
-    ('[sim]\nsymbols = ["BTCUSDT", "BTCUSDT"]', ["sim.symbols", "'BTCUSDT'", "unique"]),
-    # bad enum
-    ('[risk]\nworking_type = "LAST"', ["risk.working_type", "'LAST'", "one of 'MARK_PRICE', 'CONTRACT_PRICE'"]),
-    ('[daemon]\nvenue = "binance"', ["daemon.venue", "'binance'", "expected one of 'sim', 'aster', 'lighter'"]),
-    ('[daemon]\nlog_level = "debug"', ["daemon.log_level", "'debug'", "'DEBUG', 'INFO', 'WARNING', 'ERROR'"]),
-    ('[daemon]\nprotection_failure_action = "panic"', ["protection_failure_action", "'panic'", "'alert', 'close'"]),
-    # unknown keys and sections
-    ("[daemon]\nhedgemode = true", ["daemon.hedgemode", "unknown key", "True", "'hedge_mode'"]),
-    ("[risk.symbols.XRPUSDT]\ntp = 1", ["risk.symbols.XRPUSDT.tp", "unknown key", "1", "'tp_pct'"]),
-    ("[deamon]\nvenue = 'sim'", ["deamon", "unknown section", "'daemon', 'risk', 'sim', 'aster', 'lighter'"]),
-    ("daemon = 1", ["daemon", "1", "expected a table"]),
-    ('aster = "x"', ["aster", "'x'", "expected a table"]),
-    ("[risk]\nsymbols = 5", ["risk.symbols", "5", "expected a table"]),
-    ("[risk.symbols]\nXRPUSDT = 5", ["risk.symbols.XRPUSDT", "5", "expected a table of risk keys"]),
-    # unknown symbol section
-    ("[risk.symbols.DOGEUSDT]\ntp_pct = 2", [
-        "risk.symbols.DOGEUSDT", "unknown symbol section", "{'tp_pct': 2}", "sim.symbols", "'BTCUSDT', 'ETHUSDT'",
-    ]),
-    # a bad value inside a symbol section
-    ("[risk.symbols.XRPUSDT]\nsl_pct = 150", ["risk.symbols.XRPUSDT.sl_pct", "150", "< 100"]),
-])
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        # wrong type
+        ("[risk]\ntp_pct = true", ["risk.tp_pct", "True", "expected a number > 0"]),
+        ('[risk]\ntp_pct = "abc"', ["risk.tp_pct", "'abc'", "expected a number > 0"]),
+        ("[risk]\ntp_pct = nan", ["risk.tp_pct", "nan", "expected a number > 0"]),
+        ("[daemon]\nhedge_mode = 1", ["daemon.hedge_mode", "1", "expected a boolean (true or false)"]),
+        ('[daemon]\nhedge_mode = "yes"', ["daemon.hedge_mode", "'yes'", "expected a boolean (true or false)"]),
+        ("[daemon]\nrestart_budget = true", ["daemon.restart_budget", "True", "expected an integer from 1 to 1000"]),
+        ("[daemon]\nrestart_budget = 2.5", ["daemon.restart_budget", "2.5", "expected an integer from 1 to 1000"]),
+        ('[daemon]\nstale_stream_seconds = "5"', ["daemon.stale_stream_seconds", "'5'", "expected a number > 0"]),
+        ("[daemon]\nstore = 5", ["daemon.store", "5", "expected a non-empty string"]),
+        ('[sim]\nseed = "7"', ["sim.seed", "'7'", "expected an integer"]),
+        ('[sim]\nsymbols = "BTCUSDT"', ["sim.symbols", "'BTCUSDT'", "expected a non-empty list"]),
+        # out of range
+        ("[risk]\ntp_pct = 0", ["risk.tp_pct", "0", "expected a number > 0"]),
+        ("[risk]\nsl_pct = 100", ["risk.sl_pct", "100", "expected a number > 0 and < 100"]),
+        ("[risk]\nsl_pct = -1.5", ["risk.sl_pct", "-1.5", "expected a number > 0 and < 100"]),
+        ("[risk]\nmax_tranches_per_symbol_side = 0", ["risk.max_tranches_per_symbol_side", "0", "from 1 to 1000"]),
+        ("[risk]\nmax_hold_seconds = -1", ["risk.max_hold_seconds", "-1", "expected an integer from 0 to 31536000"]),
+        ("[daemon]\nrestart_backoff_seconds = -0.1", ["daemon.restart_backoff_seconds", "-0.1", "number >= 0"]),
+        ("[daemon]\nrequest_timeout_seconds = 0", ["daemon.request_timeout_seconds", "0", "expected a number > 0"]),
+        ("[sim]\ntick_seconds = -1", ["sim.tick_seconds", "-1", "expected a number > 0"]),
+        (
+            '[daemon]\nclient_id_prefix = "pm-1"',
+            ["daemon.client_id_prefix", "'pm-1'", "1 to 8 ASCII letters or digits"],
+        ),
+        ('[daemon]\nclient_id_prefix = "abcdefghi"', ["daemon.client_id_prefix", "'abcdefghi'", "1 to 8"]),
+        ('[sim]\nsymbols = ["btcusdt"]', ["sim.symbols", "['btcusdt']", "upper-case symbols"]),
+        ("[sim]\nsymbols = []", ["sim.symbols", "[]", "expected a non-empty list"]),
+        ('[sim]\nsymbols = ["BTCUSDT", "BTCUSDT"]', ["sim.symbols", "'BTCUSDT'", "unique"]),
+        # bad enum
+        ('[risk]\nworking_type = "LAST"', ["risk.working_type", "'LAST'", "one of 'MARK_PRICE', 'CONTRACT_PRICE'"]),
+        ('[daemon]\nvenue = "binance"', ["daemon.venue", "'binance'", "expected one of 'sim', 'aster', 'lighter'"]),
+        ('[daemon]\nlog_level = "debug"', ["daemon.log_level", "'debug'", "'DEBUG', 'INFO', 'WARNING', 'ERROR'"]),
+        ('[daemon]\nprotection_failure_action = "panic"', ["protection_failure_action", "'panic'", "'alert', 'close'"]),
+        # unknown keys and sections
+        ("[daemon]\nhedgemode = true", ["daemon.hedgemode", "unknown key", "True", "'hedge_mode'"]),
+        ("[risk.symbols.XRPUSDT]\ntp = 1", ["risk.symbols.XRPUSDT.tp", "unknown key", "1", "'tp_pct'"]),
+        ("[deamon]\nvenue = 'sim'", ["deamon", "unknown section", "'daemon', 'risk', 'sim', 'aster', 'lighter'"]),
+        ("daemon = 1", ["daemon", "1", "expected a table"]),
+        ('aster = "x"', ["aster", "'x'", "expected a table"]),
+        ("[risk]\nsymbols = 5", ["risk.symbols", "5", "expected a table"]),
+        ("[risk.symbols]\nXRPUSDT = 5", ["risk.symbols.XRPUSDT", "5", "expected a table of risk keys"]),
+        # unknown symbol section
+        (
+            "[risk.symbols.DOGEUSDT]\ntp_pct = 2",
+            [
+                "risk.symbols.DOGEUSDT",
+                "unknown symbol section",
+                "{'tp_pct': 2}",
+                "sim.symbols",
+                "'BTCUSDT', 'ETHUSDT'",
+            ],
+        ),
+        # a bad value inside a symbol section
+        ("[risk.symbols.XRPUSDT]\nsl_pct = 150", ["risk.symbols.XRPUSDT.sl_pct", "150", "< 100"]),
+    ],
+)
 def test_bad_file_value_is_rejected_with_key_value_and_allowed(tmp_path: Path, text: str, fragments: list[str]) -> None:
     msg = error_of(tmp_path, text)
     for fragment in fragments:
         assert fragment in msg, (fragment, msg)
 
 
-@pytest.mark.parametrize(("name", "value", "allowed"), [
-    ("POSMON_RISK_TP_PCT", "abc", "expected a number > 0"),
-    ("POSMON_RISK_TP_PCT", "-1", "expected a number > 0"),
-    ("POSMON_RISK_TP_PCT", "Infinity", "expected a number > 0"),
-    ("POSMON_DAEMON_HEDGE_MODE", "maybe", "expected a boolean (true/false, 1/0 or yes/no)"),
-    ("POSMON_DAEMON_RESTART_BUDGET", "2.5", "expected an integer from 1 to 1000"),
-    ("POSMON_DAEMON_RESTART_BUDGET", "0", "expected an integer from 1 to 1000"),
-    ("POSMON_DAEMON_STALE_STREAM_SECONDS", "soon", "expected a number > 0"),
-    ("POSMON_SIM_SYMBOLS", "BTCUSDT,,ETHUSDT", "comma-separated list of unique upper-case symbols"),
-    ("POSMON_RISK_WORKING_TYPE", "mark_price", "expected one of 'MARK_PRICE', 'CONTRACT_PRICE'"),
-    ("POSMON_DAEMON_STORE", "", "expected a non-empty string"),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "allowed"),
+    [
+        ("POSMON_RISK_TP_PCT", "abc", "expected a number > 0"),
+        ("POSMON_RISK_TP_PCT", "-1", "expected a number > 0"),
+        ("POSMON_RISK_TP_PCT", "Infinity", "expected a number > 0"),
+        ("POSMON_DAEMON_HEDGE_MODE", "maybe", "expected a boolean (true/false, 1/0 or yes/no)"),
+        ("POSMON_DAEMON_RESTART_BUDGET", "2.5", "expected an integer from 1 to 1000"),
+        ("POSMON_DAEMON_RESTART_BUDGET", "0", "expected an integer from 1 to 1000"),
+        ("POSMON_DAEMON_STALE_STREAM_SECONDS", "soon", "expected a number > 0"),
+        ("POSMON_SIM_SYMBOLS", "BTCUSDT,,ETHUSDT", "comma-separated list of unique upper-case symbols"),
+        ("POSMON_RISK_WORKING_TYPE", "mark_price", "expected one of 'MARK_PRICE', 'CONTRACT_PRICE'"),
+        ("POSMON_DAEMON_STORE", "", "expected a non-empty string"),
+    ],
+)
 def test_bad_env_value_is_rejected_with_var_value_and_allowed(name: str, value: str, allowed: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(REPO_CONFIG, env={name: value})

@@ -41,25 +41,98 @@ BASE: dict[str, Any] = tomllib.loads(REPO_CONFIG.read_text(encoding="utf-8"))
 EXAMPLES = 300
 MARK = "Zq7s3cr3t"  # every generated value of a secret-looking key carries it; no message may
 SECTIONS: dict[str, tuple[KeySpec, ...]] = {
-    "daemon": _DAEMON_FIELDS, "risk": _RISK_FIELDS, "sim": _SIM_FIELDS, "aster": ASTER_KEYS, "lighter": LIGHTER_KEYS,
-    "api": API_KEYS, "notify": NOTIFY_KEYS,
+    "daemon": _DAEMON_FIELDS,
+    "risk": _RISK_FIELDS,
+    "sim": _SIM_FIELDS,
+    "aster": ASTER_KEYS,
+    "lighter": LIGHTER_KEYS,
+    "api": API_KEYS,
+    "notify": NOTIFY_KEYS,
 }
 KEYS = {section: {key.name: key for key in keys} for section, keys in SECTIONS.items()}
 # Where a key may be written: every section, a per-symbol risk table, and a misspelt section.
 TABLES = [*SECTIONS, "risk.symbols.XRPUSDT", "deamon"]
-SECRET_LOOKING = ["api_secret", "apisecret", "token", "password", "passphrase", "private_key", "seed_phrase",
-                  "mnemonic", "signature", "auth_header", "credentials", "API_KEY"]
+SECRET_LOOKING = [
+    "api_secret",
+    "apisecret",
+    "token",
+    "password",
+    "passphrase",
+    "private_key",
+    "seed_phrase",
+    "mnemonic",
+    "signature",
+    "auth_header",
+    "credentials",
+    "API_KEY",
+]
 BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 FIXED_LITERALS = [
-    "0", "-1", "1" + "0" * 400, "-" + "9" * 400, "9" * 5000, str(2**256), str(2**63), "0x7fffffffffffffff", "1_000",
-    "nan", "-nan", "inf", "-inf", "1e308", "1e-320", "-0.0", "true", '"1e999999999"', '"-1e999999999"', '"NaN"',
-    '"sNaN"', '"Infinity"', '"1e-999999999"', '" 5 "', '"0x10"', '"\\u0663"', '"\\u00b2"', '""', "[]", "{}",
-    '["BTCUSDT", "BTCUSDT"]', '{ token = "x" }', "1979-05-27", "[[1, 2], [3]]",
+    "0",
+    "-1",
+    "1" + "0" * 400,
+    "-" + "9" * 400,
+    "9" * 5000,
+    str(2**256),
+    str(2**63),
+    "0x7fffffffffffffff",
+    "1_000",
+    "nan",
+    "-nan",
+    "inf",
+    "-inf",
+    "1e308",
+    "1e-320",
+    "-0.0",
+    "true",
+    '"1e999999999"',
+    '"-1e999999999"',
+    '"NaN"',
+    '"sNaN"',
+    '"Infinity"',
+    '"1e-999999999"',
+    '" 5 "',
+    '"0x10"',
+    '"\\u0663"',
+    '"\\u00b2"',
+    '""',
+    "[]",
+    "{}",
+    '["BTCUSDT", "BTCUSDT"]',
+    '{ token = "x" }',
+    "1979-05-27",
+    "[[1, 2], [3]]",
 ]
-FIXED_TEXTS = ["1e999999999", "-1e999999999", "NaN", "sNaN", "inf", "-Infinity", "1e-999999999", " 5 ", "0x10",
-               "\u0663", "\u00b2", "", "1" + "0" * 400, "9" * 5000, str(2**256), "true", "off", "maybe", "1_000",
-               "BTCUSDT,,ETHUSDT", '{"Authorization": 1}', "[1]", "0.5", "60", "86400", "86401", "99.99"]
+FIXED_TEXTS = [
+    "1e999999999",
+    "-1e999999999",
+    "NaN",
+    "sNaN",
+    "inf",
+    "-Infinity",
+    "1e-999999999",
+    " 5 ",
+    "0x10",
+    "\u0663",
+    "\u00b2",
+    "",
+    "1" + "0" * 400,
+    "9" * 5000,
+    str(2**256),
+    "true",
+    "off",
+    "maybe",
+    "1_000",
+    "BTCUSDT,,ETHUSDT",
+    '{"Authorization": 1}',
+    "[1]",
+    "0.5",
+    "60",
+    "86400",
+    "86401",
+    "99.99",
+]
 
 
 def escaped(text: str) -> str:
@@ -119,13 +192,14 @@ def secret_location(table: str, name: str) -> bool:
 
 def finite_float() -> st.SearchStrategy[str]:
     return st.floats(allow_nan=True, allow_infinity=True).map(
-        lambda f: "nan" if math.isnan(f) else ("inf" if f > 0 else "-inf") if math.isinf(f) else repr(f))
+        lambda f: "nan" if math.isnan(f) else ("inf" if f > 0 else "-inf") if math.isinf(f) else repr(f)
+    )
 
 
 any_text = st.text(st.characters(exclude_categories=("Cs",)), max_size=20)
 plain_literal = st.one_of(
     st.sampled_from(FIXED_LITERALS),
-    st.integers(-10**6, 10**6).map(str),
+    st.integers(-(10**6), 10**6).map(str),
     st.integers(-(10**90), 10**90).map(str),
     finite_float(),
     st.booleans().map(lambda b: "true" if b else "false"),
@@ -134,8 +208,17 @@ plain_literal = st.one_of(
 )
 
 
-HUGE_INTEGERS = ["1" + "0" * 400, "-" + "9" * 400, "9" * 5000, str(2**256), str(2**64), str(2**63), str(-(2**63) - 1),
-                 str(2**31), str(10**40)]
+HUGE_INTEGERS = [
+    "1" + "0" * 400,
+    "-" + "9" * 400,
+    "9" * 5000,
+    str(2**256),
+    str(2**64),
+    str(2**63),
+    str(-(2**63) - 1),
+    str(2**31),
+    str(10**40),
+]
 NUMBER_TEXTS = [*HUGE_INTEGERS, "nan", "-nan", "inf", "-inf", "1e308", "-1e308", "1e-320", "-0.0", "0", "-1"]
 
 
@@ -155,8 +238,12 @@ def near_bounds(key: KeySpec) -> st.SearchStrategy[str]:
 @functools.cache
 def numeric_text(key: KeySpec | None) -> st.SearchStrategy[str]:
     """Mostly magnitudes and ends that break a number's range; text that is a valid TOML number literal too."""
-    magnitude = st.builds(lambda sign, lead, zeros: f"{sign}{lead}{'0' * zeros}", st.sampled_from(["", "-"]),
-                          st.integers(1, 9), st.integers(0, 450))  # cheaper to draw than st.integers(-10**450, ...)
+    magnitude = st.builds(
+        lambda sign, lead, zeros: f"{sign}{lead}{'0' * zeros}",
+        st.sampled_from(["", "-"]),
+        st.integers(1, 9),
+        st.integers(0, 450),
+    )  # cheaper to draw than st.integers(-10**450, ...)
     choices = [st.sampled_from(NUMBER_TEXTS), magnitude, st.integers(-(10**6), 10**6).map(str), finite_float()]
     if key is not None and key.bounds is not None:
         choices += [near_bounds(key), near_bounds(key)]
@@ -171,8 +258,12 @@ def section_of(table: str) -> str:
 def key_names(table: str) -> st.SearchStrategy[str]:
     """The table's own keys, secret-looking names, identifiers and any text (a quoted TOML key)."""
     known = sorted(KEYS.get(section_of(table), {}))
-    return st.one_of(st.sampled_from(known or SECRET_LOOKING), st.sampled_from(SECRET_LOOKING),
-                     st.from_regex(r"[a-z_]{1,12}", fullmatch=True), any_text.filter(bool))
+    return st.one_of(
+        st.sampled_from(known or SECRET_LOOKING),
+        st.sampled_from(SECRET_LOOKING),
+        st.from_regex(r"[a-z_]{1,12}", fullmatch=True),
+        any_text.filter(bool),
+    )
 
 
 @st.composite
@@ -216,8 +307,12 @@ def load_everything(path: Path, env: Mapping[str, str]) -> tuple[Settings, dict[
 
 
 def assert_in_range(loaded: Settings, sections: dict[str, object]) -> None:
-    objects: dict[str, list[object]] = {"daemon": [loaded.daemon], "risk": [loaded.risk, *loaded.risk_symbols.values()],
-                                        "sim": [loaded.sim], **{name: [obj] for name, obj in sections.items()}}
+    objects: dict[str, list[object]] = {
+        "daemon": [loaded.daemon],
+        "risk": [loaded.risk, *loaded.risk_symbols.values()],
+        "sim": [loaded.sim],
+        **{name: [obj] for name, obj in sections.items()},
+    }
     for section, objs in objects.items():
         for obj in objs:
             for key in SECTIONS[section]:
@@ -252,8 +347,13 @@ def config_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("fuzz") / "posmon.toml"
 
 
-FUZZ = settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 
 @FUZZ
@@ -288,7 +388,7 @@ def variables(draw: st.DrawFn) -> tuple[str, str]:
     var = draw(var_names(section))
     key = KEYS[section].get(var.removeprefix(f"POSMON_{section.upper()}_").lower())
     exact = key is not None and var == var.upper()
-    if (key.masked if exact else looks_secret(var) or (key is not None and key.masked)):  # type: ignore[union-attr]
+    if key.masked if exact else looks_secret(var) or (key is not None and key.masked):  # type: ignore[union-attr]
         return var, MARK + draw(ENV_TEXT)
     return var, draw(st.one_of(st.sampled_from(FIXED_TEXTS), ENV_TEXT, numeric_text(key), numeric_text(key)))
 

@@ -29,8 +29,13 @@ REPO_CONFIG = REPO_ROOT / "config.toml"
 SECRET = "s3cr3t-Zq7"
 V1 = {"api_key": "k" * 16, "api_secret": "s" * 16}  # a valid Aster v1 table
 SECTIONS: dict[str, tuple[KeySpec, ...]] = {
-    "daemon": _DAEMON_FIELDS, "risk": _RISK_FIELDS, "sim": _SIM_FIELDS, "aster": ASTER_KEYS, "lighter": LIGHTER_KEYS,
-    "api": API_KEYS, "notify": NOTIFY_KEYS,
+    "daemon": _DAEMON_FIELDS,
+    "risk": _RISK_FIELDS,
+    "sim": _SIM_FIELDS,
+    "aster": ASTER_KEYS,
+    "lighter": LIGHTER_KEYS,
+    "api": API_KEYS,
+    "notify": NOTIFY_KEYS,
 }
 # Each venue/API/notify section's own validation, from a table that is otherwise valid.
 LOADERS: dict[str, Callable[[Mapping[str, Any], Mapping[str, str]], object]] = {
@@ -39,8 +44,9 @@ LOADERS: dict[str, Callable[[Mapping[str, Any], Mapping[str, str]], object]] = {
     "api": ApiSettings.from_config,
     "notify": NotifySettings.from_config,
 }
-NUMERIC = [(section, key) for section, keys in SECTIONS.items() for key in keys
-           if key.kind in ("int", "float", "decimal")]
+NUMERIC = [
+    (section, key) for section, keys in SECTIONS.items() for key in keys if key.kind in ("int", "float", "decimal")
+]
 
 
 def load_text(tmp_path: Path, text: str, env: Mapping[str, str] | None = None) -> object:
@@ -58,8 +64,9 @@ def config_error(load: Callable[[], object]) -> str:
     return msg
 
 
-def section_error(tmp_path: Path, section: str, table: Mapping[str, Any] | str,
-                  env: Mapping[str, str] | None = None) -> str:
+def section_error(
+    tmp_path: Path, section: str, table: Mapping[str, Any] | str, env: Mapping[str, str] | None = None
+) -> str:
     """The error of ``[section]`` holding ``table`` (TOML text for the daemon's own sections)."""
     env = {} if env is None else env
     if section in LOADERS:
@@ -71,8 +78,23 @@ def section_error(tmp_path: Path, section: str, table: Mapping[str, Any] | str,
 
 # --- 11.5: secrets are never echoed, known key or not ----------------------------------------------------------
 
-SECRET_NAMES = ["api_secret", "Secret", "bot_token", "apikey", "password", "passphrase", "private", "seed_phrase",
-                "mnemonic", "signature", "authorization", "credentials", "pk", "bearer", "session_cookie"]
+SECRET_NAMES = [
+    "api_secret",
+    "Secret",
+    "bot_token",
+    "apikey",
+    "password",
+    "passphrase",
+    "private",
+    "seed_phrase",
+    "mnemonic",
+    "signature",
+    "authorization",
+    "credentials",
+    "pk",
+    "bearer",
+    "session_cookie",
+]
 
 
 @pytest.mark.parametrize("name", SECRET_NAMES)
@@ -80,10 +102,22 @@ def test_the_shared_rule_finds_secret_looking_names_in_any_case(name: str) -> No
     assert looks_secret(name) and looks_secret(name.upper()) and looks_secret(f"POSMON_X_{name.upper()}")
 
 
-@pytest.mark.parametrize("var", ["POSMON_ASTERAPI_SECRET", "POSMON_APITOKEN", "POSMON_DAEMON_PASSWORD",
-                                 "POSMON_RISK_SEED_PHRASE", "POSMON_MNEMONIC", "POSMON_SIGNATURE",
-                                 "POSMON_AUTHORIZATION", "POSMON_CREDENTIALS", "POSMON_PRIVATE_KEY",
-                                 "POSMON_LIGHTERAPI_PRIVATE_KEY", "POSMON_NOTIFYWEBHOOK_SECRET"])
+@pytest.mark.parametrize(
+    "var",
+    [
+        "POSMON_ASTERAPI_SECRET",
+        "POSMON_APITOKEN",
+        "POSMON_DAEMON_PASSWORD",
+        "POSMON_RISK_SEED_PHRASE",
+        "POSMON_MNEMONIC",
+        "POSMON_SIGNATURE",
+        "POSMON_AUTHORIZATION",
+        "POSMON_CREDENTIALS",
+        "POSMON_PRIVATE_KEY",
+        "POSMON_LIGHTERAPI_PRIVATE_KEY",
+        "POSMON_NOTIFYWEBHOOK_SECRET",
+    ],
+)
 def test_an_unknown_posmon_variable_named_like_a_secret_is_masked(var: str) -> None:
     # Was: "POSMON_ASTERAPI_SECRET: unknown environment override (value 's3cr3t'); ..."
     msg = config_error(lambda: load_settings(REPO_CONFIG, env={var: SECRET}))
@@ -100,7 +134,9 @@ def test_a_misspelt_venue_variable_is_suggested_by_name_only() -> None:
 @pytest.mark.parametrize("section", ["daemon", "risk", "sim", "risk.symbols.XRPUSDT"])
 @pytest.mark.parametrize("name", SECRET_NAMES)
 def test_an_unknown_key_named_like_a_secret_is_masked_in_the_daemons_sections(
-    tmp_path: Path, section: str, name: str,
+    tmp_path: Path,
+    section: str,
+    name: str,
 ) -> None:
     msg = config_error(lambda: load_text(tmp_path, f'[{section}]\n{name} = "{SECRET}"\n'))
     assert f"{section}.{name}: unknown key (value '***')" in msg and SECRET not in msg
@@ -109,7 +145,8 @@ def test_an_unknown_key_named_like_a_secret_is_masked_in_the_daemons_sections(
 @pytest.mark.parametrize("section", list(LOADERS))
 @pytest.mark.parametrize("name", SECRET_NAMES)
 def test_an_unknown_key_or_variable_named_like_a_secret_is_masked_in_every_other_section(
-    section: str, name: str,
+    section: str,
+    name: str,
 ) -> None:
     if name in {key.name for key in SECTIONS[section]}:
         name = f"{name}2"  # aster.api_secret is a known key: its misspelling is not
@@ -135,13 +172,31 @@ def test_a_miscased_variable_of_a_secret_key_is_masked() -> None:
 
 def test_known_keys_named_like_secrets_are_masked_unless_declared_public() -> None:
     """A key whose name looks secret shows its value only when declared public; this list changes on purpose."""
-    shown = {f"{section}.{key.name}" for section, keys in SECTIONS.items() for key in keys
-             if looks_secret(key.name) and not key.masked}
-    assert shown == {"sim.seed", "aster.auth", "aster.signer", "aster.listen_key_keepalive_seconds",
-                     "lighter.api_key_index", "lighter.auth_token_seconds"}
+    shown = {
+        f"{section}.{key.name}"
+        for section, keys in SECTIONS.items()
+        for key in keys
+        if looks_secret(key.name) and not key.masked
+    }
+    assert shown == {
+        "sim.seed",
+        "aster.auth",
+        "aster.signer",
+        "aster.listen_key_keepalive_seconds",
+        "lighter.api_key_index",
+        "lighter.auth_token_seconds",
+    }
     masked = {f"{section}.{key.name}" for section, keys in SECTIONS.items() for key in keys if key.masked}
-    assert masked == {"aster.api_key", "aster.api_secret", "aster.signer_private_key", "lighter.api_private_key",
-                      "api.token", "notify.telegram_bot_token", "notify.webhook_url", "notify.webhook_headers"}
+    assert masked == {
+        "aster.api_key",
+        "aster.api_secret",
+        "aster.signer_private_key",
+        "lighter.api_private_key",
+        "api.token",
+        "notify.telegram_bot_token",
+        "notify.webhook_url",
+        "notify.webhook_headers",
+    }
 
 
 def test_a_bad_value_of_a_known_secret_key_is_masked_from_file_and_environment() -> None:
@@ -176,7 +231,8 @@ def _beyond(key: KeySpec) -> list[Any]:
 
 @pytest.mark.parametrize(("section", "key"), NUMERIC, ids=[f"{s}.{k.name}" for s, k in NUMERIC])
 def test_each_number_is_refused_just_outside_its_range_and_accepted_at_its_closed_ends(
-    section: str, key: KeySpec,
+    section: str,
+    key: KeySpec,
 ) -> None:
     b = key.bounds
     assert b is not None
@@ -201,41 +257,59 @@ def test_nan_and_infinity_are_refused_for_every_number_from_file_and_environment
             parse_env({var: text}, SECTIONS[section], f"POSMON_{section.upper()}_")
 
 
-@pytest.mark.parametrize(("section", "table", "fragments"), [
-    # Was accepted: every actor then raised on each fill (no TP/SL placed, a restart loop).
-    ("risk", "max_hold_seconds = 1" + "0" * 400,
-     ["risk.max_hold_seconds: invalid value <an integer of 401 digits>", "from 0 to 31536000"]),
-    ("risk", 'tp_pct = "1e999999999"', ["risk.tp_pct: invalid value '1e999999999'", "> 0 and < 100"]),
-    ("risk", 'tranche_pnl_increment_pct = "1e999999999"', ["risk.tranche_pnl_increment_pct", "> 0 and <= 100"]),
-    # Issue 11 point 3, the config side: a SHORT's TP 150 % below its entry is below zero.
-    ("risk", "tp_pct = 150", ["risk.tp_pct: invalid value 150", "a SHORT's TP must stay above 0"]),
-    ("risk", "tp_pct = 100", ["risk.tp_pct: invalid value 100", "< 100"]),
-    # A huge TOML integer for a float key: OverflowError in float().
-    ("daemon", "stale_stream_seconds = 1" + "0" * 400, ["daemon.stale_stream_seconds", "> 0 and <= 3600"]),
-    ("sim", "tick_seconds = 1" + "0" * 400, ["sim.tick_seconds", "> 0 and <= 3600"]),
-    ("aster", {"chain_id": 2**256}, ["aster.chain_id: invalid value <an integer of 78 digits>",
-                                     "from 1 to 2**256-1"]),
-    ("aster", {"request_timeout_seconds": 10**400}, ["aster.request_timeout_seconds", "> 0 and <= 600"]),
-    ("lighter", {"account_index": 10**40}, ["lighter.account_index: invalid value <an integer of 41 digits>",
-                                            "from 0 to 2**63-1"]),
-    ("lighter", {"chain_id": 2**31}, ["lighter.chain_id: invalid value 2147483648", "from 1 to 2**31-1"]),
-    ("api", {"health_timeout_seconds": 10**400}, ["api.health_timeout_seconds", "> 0 and <= 600"]),
-    ("notify", {"timeout_seconds": 10**400}, ["notify.timeout_seconds", "> 0 and <= 600"]),
-    ("notify", {"stream_down_seconds": 1e300}, ["notify.stream_down_seconds: invalid value 1e+300", "<= 86400"]),
-])
+@pytest.mark.parametrize(
+    ("section", "table", "fragments"),
+    [
+        # Was accepted: every actor then raised on each fill (no TP/SL placed, a restart loop).
+        (
+            "risk",
+            "max_hold_seconds = 1" + "0" * 400,
+            ["risk.max_hold_seconds: invalid value <an integer of 401 digits>", "from 0 to 31536000"],
+        ),
+        ("risk", 'tp_pct = "1e999999999"', ["risk.tp_pct: invalid value '1e999999999'", "> 0 and < 100"]),
+        ("risk", 'tranche_pnl_increment_pct = "1e999999999"', ["risk.tranche_pnl_increment_pct", "> 0 and <= 100"]),
+        # Issue 11 point 3, the config side: a SHORT's TP 150 % below its entry is below zero.
+        ("risk", "tp_pct = 150", ["risk.tp_pct: invalid value 150", "a SHORT's TP must stay above 0"]),
+        ("risk", "tp_pct = 100", ["risk.tp_pct: invalid value 100", "< 100"]),
+        # A huge TOML integer for a float key: OverflowError in float().
+        ("daemon", "stale_stream_seconds = 1" + "0" * 400, ["daemon.stale_stream_seconds", "> 0 and <= 3600"]),
+        ("sim", "tick_seconds = 1" + "0" * 400, ["sim.tick_seconds", "> 0 and <= 3600"]),
+        (
+            "aster",
+            {"chain_id": 2**256},
+            ["aster.chain_id: invalid value <an integer of 78 digits>", "from 1 to 2**256-1"],
+        ),
+        ("aster", {"request_timeout_seconds": 10**400}, ["aster.request_timeout_seconds", "> 0 and <= 600"]),
+        (
+            "lighter",
+            {"account_index": 10**40},
+            ["lighter.account_index: invalid value <an integer of 41 digits>", "from 0 to 2**63-1"],
+        ),
+        ("lighter", {"chain_id": 2**31}, ["lighter.chain_id: invalid value 2147483648", "from 1 to 2**31-1"]),
+        ("api", {"health_timeout_seconds": 10**400}, ["api.health_timeout_seconds", "> 0 and <= 600"]),
+        ("notify", {"timeout_seconds": 10**400}, ["notify.timeout_seconds", "> 0 and <= 600"]),
+        ("notify", {"stream_down_seconds": 1e300}, ["notify.stream_down_seconds: invalid value 1e+300", "<= 86400"]),
+    ],
+)
 def test_absurd_magnitudes_stop_start_up_naming_key_value_and_range(
-    tmp_path: Path, section: str, table: Mapping[str, Any] | str, fragments: list[str],
+    tmp_path: Path,
+    section: str,
+    table: Mapping[str, Any] | str,
+    fragments: list[str],
 ) -> None:
     msg = section_error(tmp_path, section, table)
     for fragment in fragments:
         assert fragment in msg, (fragment, msg)
 
 
-@pytest.mark.parametrize(("var", "value", "fragments"), [
-    ("POSMON_RISK_TRANCHE_PNL_INCREMENT_PCT", "1e999999999", ["'1e999999999'", "> 0 and <= 100"]),
-    ("POSMON_RISK_MAX_HOLD_SECONDS", "1" + "0" * 400, ["'1000000000", "characters)", "from 0 to 31536000"]),
-    ("POSMON_RISK_TP_PCT", "1e999999999", ["'1e999999999'", "> 0 and < 100"]),
-])
+@pytest.mark.parametrize(
+    ("var", "value", "fragments"),
+    [
+        ("POSMON_RISK_TRANCHE_PNL_INCREMENT_PCT", "1e999999999", ["'1e999999999'", "> 0 and <= 100"]),
+        ("POSMON_RISK_MAX_HOLD_SECONDS", "1" + "0" * 400, ["'1000000000", "characters)", "from 0 to 31536000"]),
+        ("POSMON_RISK_TP_PCT", "1e999999999", ["'1e999999999'", "> 0 and < 100"]),
+    ],
+)
 def test_absurd_magnitudes_from_the_environment_are_refused(var: str, value: str, fragments: list[str]) -> None:
     msg = config_error(lambda: load_settings(REPO_CONFIG, env={var: value}))
     assert msg.startswith(f"{var}: invalid value "), msg
@@ -252,8 +326,9 @@ def test_aster_chain_id_from_the_environment_is_bounded_by_the_signing_width() -
 
 def test_an_integer_too_long_for_the_toml_reader_is_a_config_error_naming_its_key(tmp_path: Path) -> None:
     # tomllib raises ValueError (not TOMLDecodeError) past 4,300 digits: it reached the terminal as a traceback.
-    msg = config_error(lambda: load_text(tmp_path, "[daemon]\nvenue = 'sim'\n\n[risk]\nmax_hold_seconds = "
-                                         + "9" * 5000 + "\n"))
+    msg = config_error(
+        lambda: load_text(tmp_path, "[daemon]\nvenue = 'sim'\n\n[risk]\nmax_hold_seconds = " + "9" * 5000 + "\n")
+    )
     assert "risk.max_hold_seconds (line 5): invalid value <an integer of more than 4300 digits>" in msg
 
 
@@ -283,10 +358,11 @@ def test_reconcile_interval_defaults_to_a_minute_and_zero_turns_it_off(tmp_path:
 
 @pytest.mark.parametrize("value", ["-1", "86401", "nan", "inf", "soon"])
 def test_reconcile_interval_out_of_range_is_refused(value: str) -> None:
-    msg = config_error(lambda: load_settings(
-        REPO_CONFIG, env={"POSMON_DAEMON_RECONCILE_INTERVAL_SECONDS": value}))
-    assert msg == (f"POSMON_DAEMON_RECONCILE_INTERVAL_SECONDS: invalid value {value!r}; expected a number >= 0 and "
-                   f"<= 86400 (0: no periodic reconcile)")
+    msg = config_error(lambda: load_settings(REPO_CONFIG, env={"POSMON_DAEMON_RECONCILE_INTERVAL_SECONDS": value}))
+    assert msg == (
+        f"POSMON_DAEMON_RECONCILE_INTERVAL_SECONDS: invalid value {value!r}; expected a number >= 0 and "
+        f"<= 86400 (0: no periodic reconcile)"
+    )
 
 
 def test_stale_stream_default_is_three_missed_one_second_mark_frames(tmp_path: Path) -> None:
@@ -299,8 +375,8 @@ def test_stale_stream_default_is_three_missed_one_second_mark_frames(tmp_path: P
 
 def test_readme_configuration_table_documents_the_reconcile_and_stale_stream_keys() -> None:
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    table = readme[readme.index("## Configuration"):]
-    table = table[:table.index("\n## ")]
+    table = readme[readme.index("## Configuration") :]
+    table = table[: table.index("\n## ")]
     assert "| `daemon.reconcile_interval_seconds` | `60` |" in table
     assert "| `daemon.stale_stream_seconds` | `3` |" in table
 
@@ -308,16 +384,26 @@ def test_readme_configuration_table_documents_the_reconcile_and_stale_stream_key
 # --- what the CLI prints --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "env", "expected"), [
-    ("[daemon]\nvenue = 'sim'\n", {"POSMON_ASTERAPI_SECRET": SECRET},
-     "POSMON_ASTERAPI_SECRET: unknown environment override (value '***')"),
-    ("[risk]\nmax_hold_seconds = 1" + "0" * 400 + "\n", {}, "risk.max_hold_seconds: invalid value"),
-    ("[risk]\nmax_hold_seconds = " + "9" * 5000 + "\n", {}, "risk.max_hold_seconds (line 2): invalid value"),
-    ('[daemon]\n"a\\nb" = 1\n', {}, "daemon.a\\nb: unknown key"),
-])
+@pytest.mark.parametrize(
+    ("text", "env", "expected"),
+    [
+        (
+            "[daemon]\nvenue = 'sim'\n",
+            {"POSMON_ASTERAPI_SECRET": SECRET},
+            "POSMON_ASTERAPI_SECRET: unknown environment override (value '***')",
+        ),
+        ("[risk]\nmax_hold_seconds = 1" + "0" * 400 + "\n", {}, "risk.max_hold_seconds: invalid value"),
+        ("[risk]\nmax_hold_seconds = " + "9" * 5000 + "\n", {}, "risk.max_hold_seconds (line 2): invalid value"),
+        ('[daemon]\n"a\\nb" = 1\n', {}, "daemon.a\\nb: unknown key"),
+    ],
+)
 def test_the_cli_prints_one_line_and_exits_2(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], text: str,
-    env: dict[str, str], expected: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    text: str,
+    env: dict[str, str],
+    expected: str,
 ) -> None:
     monkeypatch.chdir(tmp_path)  # were the configuration accepted, the daemon's store would land here
     path = tmp_path / "posmon.toml"

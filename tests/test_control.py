@@ -14,8 +14,14 @@ from tests.scenario import assert_protected_and_no_orphans
 
 
 def open_request(side=Side.LONG, **kw):
-    fields = {"symbol": "BTCUSDT", "side": side, "size_usd": D(900), "leverage": 5, "sl_pct": D(3),
-              "rr_ratio": (D(1), D(2))} | kw
+    fields = {
+        "symbol": "BTCUSDT",
+        "side": side,
+        "size_usd": D(900),
+        "leverage": 5,
+        "sl_pct": D(3),
+        "rr_ratio": (D(1), D(2)),
+    } | kw
     return OpenRequest(**fields)
 
 
@@ -70,8 +76,14 @@ async def test_status_lists_every_tranche_with_its_exits_timeout_and_unrealized_
         report = await h.daemon.control.status()
 
         [t] = report.tranches
-        assert (t.symbol, t.side, t.entry, t.qty, t.tp, t.sl) == ("BTCUSDT", Side.LONG, D(45000), D("0.1"),
-                                                                   D(45450), D(22500))
+        assert (t.symbol, t.side, t.entry, t.qty, t.tp, t.sl) == (
+            "BTCUSDT",
+            Side.LONG,
+            D(45000),
+            D("0.1"),
+            D(45450),
+            D(22500),
+        )
         assert t.max_hold_seconds == 600 and t.remaining_seconds == pytest.approx(500)
         assert t.unrealized_pnl == D("10.0")
         assert report.running and report.venue == "sim"

@@ -36,8 +36,11 @@ def restore_logging() -> Iterator[None]:
         logging.getLogger(name).setLevel(lvl)
 
 
-async def hello(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
-                send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+async def hello(
+    scope: dict[str, Any],
+    receive: Callable[[], Awaitable[dict[str, Any]]],
+    send: Callable[[dict[str, Any]], Awaitable[None]],
+) -> None:
     """A minimal ASGI app: lifespan acknowledged, every request answered 200."""
     if scope["type"] == "lifespan":
         while True:
@@ -50,7 +53,8 @@ async def hello(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str,
 
 
 async def test_an_http2_request_with_a_bearer_token_at_debug_leaves_no_token_in_the_log(
-        capsys: pytest.CaptureFixture[str]) -> None:
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     configure("DEBUG")
     async with trio.open_nursery() as nursery:
         url = await nursery.start(serve_api, hello, ApiSettings(host="127.0.0.1", port=0, token=TOKEN))

@@ -89,8 +89,7 @@ def test_openmetrics_is_served_when_the_scraper_asks_for_it() -> None:
     assert body.rstrip().endswith(b"# EOF")
 
 
-def test_undeclared_names_fail_in_strict_mode_and_are_logged_once_otherwise(
-        caplog: pytest.LogCaptureFixture) -> None:
+def test_undeclared_names_fail_in_strict_mode_and_are_logged_once_otherwise(caplog: pytest.LogCaptureFixture) -> None:
     with pytest.raises(MetricError, match="not declared"):
         Metrics(strict=True).inc("price_framez", venue="sim")
     with pytest.raises(MetricError, match=r"takes labels \['venue'\]"):
@@ -110,8 +109,12 @@ def _metric_calls() -> list[tuple[str, str, str, frozenset[str]]]:
     calls = []
     for path in sorted([*ROOT.joinpath("posmon").rglob("*.py"), *ROOT.joinpath("bench").rglob("*.py")]):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr in ("inc", "set", "observe") and "metrics" in ast.unparse(node.func.value)):
+            if not (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("inc", "set", "observe")
+                and "metrics" in ast.unparse(node.func.value)
+            ):
                 continue
             assert node.args and isinstance(node.args[0], ast.Constant), f"{path}:{node.lineno}: name not a literal"
             where = f"{path.relative_to(ROOT)}:{node.lineno}"

@@ -13,8 +13,9 @@ from posmon.ratelimit import TokenBucket
 WINDOW = 60.0
 
 
-def spend_greedily(bucket: TokenBucket, weight: float, *, start: float, step: float,
-                   duration: float) -> list[tuple[float, float]]:
+def spend_greedily(
+    bucket: TokenBucket, weight: float, *, start: float, step: float, duration: float
+) -> list[tuple[float, float]]:
     """Step the clock; at every step take ``weight`` as often as the bucket allows. Returns (time, weight) spends."""
     spends = []
     for n in itertools.count():
@@ -85,8 +86,12 @@ def test_a_call_heavier_than_the_bucket_is_refused_rather_than_overspending():
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
-@given(per_minute=st.integers(2, 3000), weight_share=st.floats(0.0, 0.94), small=st.integers(1, 5),
-       step=st.sampled_from([0.05, 0.25, 1.0, 3.0]))
+@given(
+    per_minute=st.integers(2, 3000),
+    weight_share=st.floats(0.0, 0.94),
+    small=st.integers(1, 5),
+    step=st.sampled_from([0.05, 0.25, 1.0, 3.0]),
+)
 def test_mixed_heavy_and_light_calls_stay_under_the_limit(per_minute, weight_share, small, step):
     heavy = max(1, int(per_minute * weight_share))
     bucket = TokenBucket.for_limit(per_minute, 0.0, max_weight=heavy)

@@ -52,11 +52,16 @@ def toml_value(v: Any) -> str:
 
 
 def write_config(tmp_path: Path, *, store: Path | None = None, venue: str = "sim", **sections: dict[str, Any]) -> Path:
-    daemon = {"venue": venue, "store": str(store or tmp_path / "posmon.sqlite"), "request_timeout_seconds": 0.5,
-              **sections.pop("daemon", {})}
+    daemon = {
+        "venue": venue,
+        "store": str(store or tmp_path / "posmon.sqlite"),
+        "request_timeout_seconds": 0.5,
+        **sections.pop("daemon", {}),
+    }
     tables = {"daemon": daemon, "api": {"port": 0}, "sim": {"tick_seconds": 0.05}, **sections}
-    text = "\n".join(f"[{name}]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in table.items())
-                     for name, table in tables.items())
+    text = "\n".join(
+        f"[{name}]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in table.items()) for name, table in tables.items()
+    )
     path = tmp_path / "posmon.toml"
     path.write_text(text)
     return path
@@ -66,9 +71,14 @@ async def run_posmon(config: Path, *args: str, wrap: tuple[str, ...] = (), limit
     """Exit code and stderr of ``posmon --config CONFIG run ARGS``; no POSMON_* variable leaks in."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("POSMON_")}
     with trio.fail_after(limit):
-        result = await trio.run_process([*wrap, sys.executable, "-m", "posmon.cli", "--config", str(config), "run",
-                                         *args], env=env, cwd=config.parent, capture_stdout=True,
-                                        capture_stderr=True, check=False)
+        result = await trio.run_process(
+            [*wrap, sys.executable, "-m", "posmon.cli", "--config", str(config), "run", *args],
+            env=env,
+            cwd=config.parent,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
     return result.returncode, result.stderr.decode()
 
 
@@ -98,8 +108,15 @@ async def serve_aster(nursery: trio.Nursery) -> tuple[AsterSim, str, str]:
 
 
 def aster_table(rest: str, ws: str, **over: Any) -> dict[str, Any]:
-    return {"rest_url": rest, "ws_url": ws, "auth": "v1", "api_key": aster_cred.DEFAULT_API_KEY,
-            "api_secret": aster_cred.DEFAULT_API_SECRET, "symbols": ["BTCUSDT"], **over}
+    return {
+        "rest_url": rest,
+        "ws_url": ws,
+        "auth": "v1",
+        "api_key": aster_cred.DEFAULT_API_KEY,
+        "api_secret": aster_cred.DEFAULT_API_SECRET,
+        "symbols": ["BTCUSDT"],
+        **over,
+    }
 
 
 def only_reads(sim: AsterSim) -> None:
@@ -112,8 +129,9 @@ async def test_aster_rejecting_the_api_key_is_one_line_naming_the_settings_and_e
     config = write_config(tmp_path, venue="aster", aster=aster_table(rest, ws, api_key="not-a-key-of-this-account"))
     code, err = await run_posmon(config)
     assert code == EXIT_UNREACHABLE, err
-    assert_one_line_failure(err, "aster rejected the credentials", "-2015", "[aster] api_key / api_secret",
-                            "POSMON_ASTER_API_KEY")
+    assert_one_line_failure(
+        err, "aster rejected the credentials", "-2015", "[aster] api_key / api_secret", "POSMON_ASTER_API_KEY"
+    )
     assert "retrying" not in err  # a refused key is not retried
     assert_nothing_started(err)
     only_reads(sim)
@@ -126,14 +144,23 @@ async def test_lighter_not_finding_the_account_is_one_line_naming_the_settings_a
     from posmon.sim.lighter.session import start_embedded_lighter
 
     sim, rest, ws = await start_embedded_lighter(nursery)
-    config = write_config(tmp_path, venue="lighter", lighter={
-        "rest_url": rest, "ws_url": ws, "account_index": cred.DEFAULT_ACCOUNT_INDEX + 1,
-        "api_key_index": cred.DEFAULT_API_KEY_INDEX, "api_private_key": cred.DEFAULT_API_PRIVATE_KEY,
-        "chain_id": cred.DEFAULT_CHAIN_ID})
+    config = write_config(
+        tmp_path,
+        venue="lighter",
+        lighter={
+            "rest_url": rest,
+            "ws_url": ws,
+            "account_index": cred.DEFAULT_ACCOUNT_INDEX + 1,
+            "api_key_index": cred.DEFAULT_API_KEY_INDEX,
+            "api_private_key": cred.DEFAULT_API_PRIVATE_KEY,
+            "chain_id": cred.DEFAULT_CHAIN_ID,
+        },
+    )
     code, err = await run_posmon(config)
     assert code == EXIT_UNREACHABLE, err
-    assert_one_line_failure(err, "lighter rejected the credentials", "21100", "[lighter] account_index",
-                            "POSMON_LIGHTER_ACCOUNT_INDEX")
+    assert_one_line_failure(
+        err, "lighter rejected the credentials", "21100", "[lighter] account_index", "POSMON_LIGHTER_ACCOUNT_INDEX"
+    )
     assert sim.counters.txs_accepted == 0 and sim.counters.txs_rejected == 0
 
 
@@ -153,12 +180,19 @@ def _hang(sim: AsterSim) -> None:
     sim.stall_next("/fapi/v1/time", n=10_000)
 
 
-@pytest.mark.parametrize(("fault", "last_error"), [
-    (_fail, "execution status unknown"), (_rate_limit, "(code -1003)"), (_ban, "banned"),
-    (_hang, "no answer within"),
-], ids=["5xx", "429", "418-banned", "hanging"])
+@pytest.mark.parametrize(
+    ("fault", "last_error"),
+    [
+        (_fail, "execution status unknown"),
+        (_rate_limit, "(code -1003)"),
+        (_ban, "banned"),
+        (_hang, "no answer within"),
+    ],
+    ids=["5xx", "429", "418-banned", "hanging"],
+)
 async def test_an_exchange_failing_at_start_is_retried_with_a_line_per_try_then_exit_3(
-        tmp_path, nursery, fault: Callable[[AsterSim], None], last_error: str):
+    tmp_path, nursery, fault: Callable[[AsterSim], None], last_error: str
+):
     sim, rest, ws = await serve_aster(nursery)
     fault(sim)
     config = write_config(tmp_path, venue="aster", aster=aster_table(rest, ws))
@@ -168,8 +202,9 @@ async def test_an_exchange_failing_at_start_is_retried_with_a_line_per_try_then_
         assert_one_line_failure(err, "aster unreachable: connecting refused for 600 s (Retry-After)", last_error)
         assert sim.counters.requests["GET /fapi/v1/time"] == 1
     else:
-        assert_one_line_failure(err, "aster unreachable: connecting failed", "over 3 s", last_error,
-                                "--connect-timeout")
+        assert_one_line_failure(
+            err, "aster unreachable: connecting failed", "over 3 s", last_error, "--connect-timeout"
+        )
         assert "connecting failed (try 1)" in err  # a log line per try, the wait it takes
     assert_nothing_started(err)
     only_reads(sim)
@@ -178,6 +213,7 @@ async def test_an_exchange_failing_at_start_is_retried_with_a_line_per_try_then_
 
 async def _garbage_server(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
     """Answers every connection with HTTP 200 and a body that is not JSON."""
+
     async def answer(stream: trio.SocketStream) -> None:
         async with stream:
             await stream.receive_some(65536)
@@ -190,8 +226,9 @@ async def _garbage_server(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_I
 
 async def test_an_exchange_answering_garbage_is_retried_then_exit_3(tmp_path, nursery):
     port = await nursery.start(_garbage_server)
-    config = write_config(tmp_path, venue="aster",
-                          aster=aster_table(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"))
+    config = write_config(
+        tmp_path, venue="aster", aster=aster_table(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}")
+    )
     code, err = await run_posmon(config, "--connect-timeout", "1")
     assert code == EXIT_UNREACHABLE, err
     assert_one_line_failure(err, "aster unreachable", "unreadable body", "<garbage>")
@@ -202,8 +239,9 @@ async def test_an_unreachable_exchange_is_retried_then_exit_3(tmp_path):
     with trio.socket.socket() as sock:  # a port nobody listens on
         await sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    config = write_config(tmp_path, venue="aster",
-                          aster=aster_table(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"))
+    config = write_config(
+        tmp_path, venue="aster", aster=aster_table(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}")
+    )
     code, err = await run_posmon(config, "--connect-timeout", "1")
     assert code == EXIT_UNREACHABLE, err
     assert_one_line_failure(err, "aster unreachable", "connection failed")
@@ -217,9 +255,16 @@ async def test_an_exchange_that_recovers_within_the_connect_timeout_is_traded(tm
     env = {k: v for k, v in os.environ.items() if not k.startswith("POSMON_")}
     seen = bytearray()
     with trio.fail_after(60):
-        proc = await nursery.start(functools.partial(
-            trio.run_process, [sys.executable, "-m", "posmon.cli", "--config", str(config), "run"], env=env,
-            cwd=tmp_path, stderr=subprocess.PIPE, check=False))
+        proc = await nursery.start(
+            functools.partial(
+                trio.run_process,
+                [sys.executable, "-m", "posmon.cli", "--config", str(config), "run"],
+                env=env,
+                cwd=tmp_path,
+                stderr=subprocess.PIPE,
+                check=False,
+            )
+        )
         while b"posmon watching" not in seen:
             chunk = await proc.stderr.receive_some()
             assert chunk, seen.decode()
@@ -236,8 +281,17 @@ async def test_an_exchange_that_recovers_within_the_connect_timeout_is_traded(tm
 def can_mount() -> bool:
     if shutil.which("unshare") is None:
         return False
-    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=16k tmpfs /mnt 2>/dev/null || "
-                            "mount -t tmpfs -o size=16k tmpfs /tmp"], capture_output=True, check=False)
+    probe = subprocess.run(
+        [
+            "unshare",
+            "-rm",
+            "sh",
+            "-c",
+            "mount -t tmpfs -o size=16k tmpfs /mnt 2>/dev/null || mount -t tmpfs -o size=16k tmpfs /tmp",
+        ],
+        capture_output=True,
+        check=False,
+    )
     return probe.returncode == 0
 
 
@@ -290,12 +344,16 @@ def _not_sqlite(path: Path) -> None:
     path.write_bytes(b"posmon? no: a text file where the store should be\n" * 50)
 
 
-@pytest.mark.parametrize(("make", "says"), [
-    (_foreign, "is not a posmon store"),
-    (corrupt_pages_behind_the_header, "is corrupt (PRAGMA quick_check"),
-    (_newer, f"schema version {SCHEMA_VERSION + 1} is newer than this posmon supports"),
-    (_not_sqlite, "is corrupt or not an SQLite database"),
-], ids=["foreign-same-user-version", "pages-corrupted-behind-the-header", "newer", "not-sqlite"])
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (_foreign, "is not a posmon store"),
+        (corrupt_pages_behind_the_header, "is corrupt (PRAGMA quick_check"),
+        (_newer, f"schema version {SCHEMA_VERSION + 1} is newer than this posmon supports"),
+        (_not_sqlite, "is corrupt or not an SQLite database"),
+    ],
+    ids=["foreign-same-user-version", "pages-corrupted-behind-the-header", "newer", "not-sqlite"],
+)
 async def test_an_unusable_store_file_is_refused_with_exit_4(tmp_path, make: Callable[[Path], None], says: str):
     path = tmp_path / "posmon.sqlite"
     make(path)
@@ -390,8 +448,11 @@ async def test_connect_venue_gives_up_after_the_configured_time(autojump_clock):
 
     venue = FlakyVenue(*[OutcomeUnknown("HTTP 502") for _ in range(100)])
     start = trio.current_time()
-    with pytest.raises(VenueUnreachable, match=r"aster unreachable: loading the trading rules failed \d+ time\(s\) "
-                                               r"over 30 s, last: HTTP 502"):
+    with pytest.raises(
+        VenueUnreachable,
+        match=r"aster unreachable: loading the trading rules failed \d+ time\(s\) "
+        r"over 30 s, last: HTTP 502",
+    ):
         await connect_venue(venue, give_up_after=30, log=logging.getLogger("t"))
     assert trio.current_time() - start == pytest.approx(30)
     assert VenueUnreachable.exit_code == EXIT_UNREACHABLE

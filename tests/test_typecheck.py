@@ -11,7 +11,7 @@ from mypy import api
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "posmon" / "domain" / "triggers.py"
 
-PLANTED = '''
+PLANTED = """
 
 def _planted_wrong_type(book: TriggerBook) -> int:
     return book.next_deadline()  # float | None is not an int
@@ -19,7 +19,7 @@ def _planted_wrong_type(book: TriggerBook) -> int:
 
 def _planted_untyped(tranche):  # strict on posmon.domain: every def is annotated
     return tranche
-'''
+"""
 
 
 def _mypy(shadow: Path | None, cache: Path) -> tuple[str, int]:

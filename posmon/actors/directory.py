@@ -84,8 +84,9 @@ class PositionDirectory:
         entry = self._actors.get((symbol, side))
         return entry.actor if entry else None
 
-    def inbox(self, symbol: str, side: Side, *, reconcile: bool = True,
-              snapshot: AccountSnapshot | None = None) -> trio.MemorySendChannel[PositionMessage]:
+    def inbox(
+        self, symbol: str, side: Side, *, reconcile: bool = True, snapshot: AccountSnapshot | None = None
+    ) -> trio.MemorySendChannel[PositionMessage]:
         """The actor's inbox, starting the actor if this (symbol, side) has none yet.
 
         ``reconcile=False``: the caller is delivering a live fill for a key posmon has never held, so the new
@@ -113,15 +114,26 @@ class PositionDirectory:
         entry = _Entry(send, PriceSlot(send, side.sign))
         self._actors[key] = entry
         self._router.send_nowait(Subscribe(symbol, entry.slot))
-        links = ActorLinks(inbox=recv, self_send=send, slot=entry.slot, gateway=self._gateway,
-                           notices=self._notices, store=self._store, metrics=self._metrics, clock=self._clock)
+        links = ActorLinks(
+            inbox=recv,
+            self_send=send,
+            slot=entry.slot,
+            gateway=self._gateway,
+            notices=self._notices,
+            store=self._store,
+            metrics=self._metrics,
+            clock=self._clock,
+        )
 
         def make_run() -> Callable[..., Any]:
             # Only the first incarnation may skip the start-up reconcile; a restarted one always reconciles.
             first = entry.actor is None
             # Only the first incarnation may use the start-up snapshot: a restarted one reads afresh.
-            entry.actor = PositionActor(cfg if first else dataclasses.replace(cfg, reconcile_on_start=True), links,
-                                        snapshot=snapshot if first else None)
+            entry.actor = PositionActor(
+                cfg if first else dataclasses.replace(cfg, reconcile_on_start=True),
+                links,
+                snapshot=snapshot if first else None,
+            )
             return entry.actor.run
 
         name = f"position:{cfg.venue}:{symbol}:{side.value}"

@@ -121,9 +121,16 @@ class GatewayState:
 
 
 class OrderGateway:
-    def __init__(self, venue: Venue, inbox: trio.MemoryReceiveChannel[GatewayRequest], metrics: Metrics,
-                 policy: GatewayPolicy | None = None, *, clock: Callable[[], float] = time.time,
-                 state: GatewayState | None = None) -> None:
+    def __init__(
+        self,
+        venue: Venue,
+        inbox: trio.MemoryReceiveChannel[GatewayRequest],
+        metrics: Metrics,
+        policy: GatewayPolicy | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        state: GatewayState | None = None,
+    ) -> None:
         """``state``: shared by every incarnation so a restart loses nothing queued (None: this one only)."""
         self.venue = venue
         self.inbox = inbox
@@ -133,8 +140,14 @@ class OrderGateway:
         self.state = state if state is not None else GatewayState()
         now = trio.current_time()
         lim = venue.limits
-        heaviest = max(lim.batch_place_weight, lim.place_weight, lim.batch_cancel_weight, lim.cancel_weight,
-                       lim.query_weight, lim.positions_weight + lim.open_orders_weight)
+        heaviest = max(
+            lim.batch_place_weight,
+            lim.place_weight,
+            lim.batch_cancel_weight,
+            lim.cancel_weight,
+            lim.query_weight,
+            lim.positions_weight + lim.open_orders_weight,
+        )
         if self.state.weight is None or self.state.orders is None:
             self.state.weight = TokenBucket.for_limit(lim.weight_per_minute, now, max_weight=heaviest)
             self.state.orders = TokenBucket.for_limit(lim.orders_per_minute, now, max_weight=lim.max_batch_place)
@@ -169,8 +182,13 @@ class OrderGateway:
             for o in request.orders if isinstance(request, PlaceOrders) else ():
                 self.metrics.inc("orders", venue=self.venue.name, type=o.type.value, result="unknown")
         if requeued or lost or self._queue:
-            log.warning("gateway: restarted with %d requests queued (%d taken but unsent); %d in flight answered "
-                        "outcome-unknown, for their requesters to look up", len(self._queue), requeued, len(lost))
+            log.warning(
+                "gateway: restarted with %d requests queued (%d taken but unsent); %d in flight answered "
+                "outcome-unknown, for their requesters to look up",
+                len(self._queue),
+                requeued,
+                len(lost),
+            )
 
     # --- queueing -----------------------------------------------------------------------------------------
 
@@ -206,17 +224,23 @@ class OrderGateway:
         match first.request:
             case PlaceOrders() as head:
                 group, count = [first], len(head.orders)
-                while self._queue and isinstance(nxt := self._queue[0].request, PlaceOrders) \
-                        and count + len(nxt.orders) <= limits.max_batch_place:
+                while (
+                    self._queue
+                    and isinstance(nxt := self._queue[0].request, PlaceOrders)
+                    and count + len(nxt.orders) <= limits.max_batch_place
+                ):
                     group.append(heapq.heappop(self._queue))
                     count += len(nxt.orders)
                 weight = limits.place_weight if count == 1 else limits.batch_place_weight
                 return _Job(group, weight, count)
             case CancelOrders() as head:
                 group, count = [first], len(head.client_ids)
-                while self._queue and isinstance(nxt_cancel := self._queue[0].request, CancelOrders) \
-                        and nxt_cancel.symbol == head.symbol \
-                        and count + len(nxt_cancel.client_ids) <= limits.max_batch_cancel:
+                while (
+                    self._queue
+                    and isinstance(nxt_cancel := self._queue[0].request, CancelOrders)
+                    and nxt_cancel.symbol == head.symbol
+                    and count + len(nxt_cancel.client_ids) <= limits.max_batch_cancel
+                ):
                     group.append(heapq.heappop(self._queue))
                     count += len(nxt_cancel.client_ids)
                 if self._hoist_placements_of(group):
@@ -239,8 +263,11 @@ class OrderGateway:
         ids = {c for r in _all_of([q.request for q in cancels], CancelOrders) for c in r.client_ids}
         if not any(c in self.state.placing for c in ids):
             return False
-        hoisted = [q for q in self._queue if isinstance(q.request, PlaceOrders)
-                   and any(o.client_id in ids for o in q.request.orders)]
+        hoisted = [
+            q
+            for q in self._queue
+            if isinstance(q.request, PlaceOrders) and any(o.client_id in ids for o in q.request.orders)
+        ]
         if not hoisted:
             return False  # their placements are in flight: the cancel job waits for their answers
         for q in hoisted:
@@ -297,8 +324,9 @@ class OrderGateway:
                 self._weight.take(weight, now)
                 if orders:
                     self._orders.take(orders, now)
-                self.metrics.set("rate_limit_headroom", self._weight.tokens / self._weight.capacity,
-                                 venue=self.venue.name)
+                self.metrics.set(
+                    "rate_limit_headroom", self._weight.tokens / self._weight.capacity, venue=self.venue.name
+                )
                 return
             self.metrics.inc("gateway_paced", venue=self.venue.name)
             await trio.sleep(wait)
@@ -336,10 +364,23 @@ class OrderGateway:
                         await self._reply(q, q.reply_to, OrderResults(tuple(results[c] for c in q.client_ids)))
                 case QueryOrders() as head:
                     found = await self._lookup(head.symbol, list(head.client_ids))
-                    await self._reply(head, head.reply_to, OrderResults(tuple(
-                        OrderResult(c, Action.QUERY, state=s, error=None if s is not None or u else OrderNotFound(
-                            "no such order", request="query"))
-                        for c, (s, u) in found.items())))
+                    await self._reply(
+                        head,
+                        head.reply_to,
+                        OrderResults(
+                            tuple(
+                                OrderResult(
+                                    c,
+                                    Action.QUERY,
+                                    state=s,
+                                    error=None
+                                    if s is not None or u
+                                    else OrderNotFound("no such order", request="query"),
+                                )
+                                for c, (s, u) in found.items()
+                            )
+                        ),
+                    )
                 case FetchAccount() as head:
                     if len(job.requests) == 1:
                         await self._reply(head, head.reply_to, await self._fetch_account(head.symbol))
@@ -440,13 +481,18 @@ class OrderGateway:
             if to_send:
                 batch, to_send = to_send, []
                 if attempt:
-                    await self._pace(self.venue.limits.batch_place_weight if len(batch) > 1
-                                     else self.venue.limits.place_weight, len(batch))
+                    await self._pace(
+                        self.venue.limits.batch_place_weight if len(batch) > 1 else self.venue.limits.place_weight,
+                        len(batch),
+                    )
                 try:
                     answers = await self._call("place_orders", functools.partial(self.venue.place_orders, batch))
                 except OutcomeUnknown as exc:
-                    log.warning("gateway: placing %s: %s; will look the orders up before resending",
-                                [o.client_id for o in batch], exc)
+                    log.warning(
+                        "gateway: placing %s: %s; will look the orders up before resending",
+                        [o.client_id for o in batch],
+                        exc,
+                    )
                     unresolved.extend(batch)
                 except RateLimited:
                     to_send = batch  # not executed: safe to resend once the pause is over
@@ -472,8 +518,11 @@ class OrderGateway:
                         if isinstance(answer, DuplicateClientId):
                             # Not a refusal: the order exists. Written off, its requester would protect again
                             # under a new id and two orders would rest.
-                            log.warning("gateway: %s already exists on %s; looking it up instead of writing it off",
-                                        o.client_id, self.venue.name)
+                            log.warning(
+                                "gateway: %s already exists on %s; looking it up instead of writing it off",
+                                o.client_id,
+                                self.venue.name,
+                            )
                             unresolved.append(o)
                         elif isinstance(answer, VenueError):
                             results[o.client_id] = self._refused(o, answer)
@@ -505,8 +554,13 @@ class OrderGateway:
         fixed = reround_exit(order, rules)
         if fixed == order or fixed.qty <= 0:
             return None
-        log.warning("gateway: %s refused for precision; re-rounded to price %s stop %s qty %s", order.client_id,
-                    fixed.price, fixed.stop_price, fixed.qty)
+        log.warning(
+            "gateway: %s refused for precision; re-rounded to price %s stop %s qty %s",
+            order.client_id,
+            fixed.price,
+            fixed.stop_price,
+            fixed.qty,
+        )
         return fixed
 
     async def _sync_time(self) -> None:
@@ -548,8 +602,9 @@ class OrderGateway:
                 if unknown or (state is not None and not state.status.is_final):
                     todo.append(cid)  # still open (or unknown): cancel again
                 elif state is None:
-                    results[cid] = OrderResult(cid, Action.CANCEL, error=OrderNotFound(
-                        "order was never placed", request="cancel"))
+                    results[cid] = OrderResult(
+                        cid, Action.CANCEL, error=OrderNotFound("order was never placed", request="cancel")
+                    )
                 else:
                     results[cid] = OrderResult(cid, Action.CANCEL, state=state)
             if not todo:
@@ -578,7 +633,6 @@ class OrderGateway:
         return AccountSnapshot((), (), error=last)
 
 
-
 @overload
 def _unknown_answer(request: PlaceOrders | CancelOrders | QueryOrders) -> OrderResults: ...
 @overload
@@ -593,7 +647,8 @@ def _unknown_answer(request: GatewayRequest) -> OrderResults | AccountSnapshot:
         case QueryOrders():
             return OrderResults(tuple(OrderResult(c, Action.QUERY) for c in request.client_ids))
         case FetchAccount():
-            return AccountSnapshot((), (), error=OutcomeUnknown("the gateway restarted before the answer came",
-                                                                request="account snapshot"))
+            return AccountSnapshot(
+                (), (), error=OutcomeUnknown("the gateway restarted before the answer came", request="account snapshot")
+            )
         case unexpected:
             assert_never(unexpected)

@@ -114,8 +114,10 @@ class AccountSnapshot:
             positions.setdefault(p.symbol, []).append(p)
         for o in self.open_orders:
             orders.setdefault(o.symbol, []).append(o)
-        return {s: AccountSnapshot(tuple(positions.get(s, ())), tuple(orders.get(s, ())), self.error)
-                for s in positions.keys() | orders.keys()}
+        return {
+            s: AccountSnapshot(tuple(positions.get(s, ())), tuple(orders.get(s, ())), self.error)
+            for s in positions.keys() | orders.keys()
+        }
 
     def of(self, symbol: str | None, split: dict[str, AccountSnapshot] | None = None) -> AccountSnapshot:
         """The part of a whole-account snapshot that concerns ``symbol`` (all of it for None)."""
@@ -204,5 +206,14 @@ class Notice:
 
 # What a position actor's inbox carries: the venue's events for its key, the gateway's answers to its requests,
 # price wake-ups and the operator's commands. (The actor also queues private messages to itself.)
-PositionMessage = (PriceWake | OrderUpdate | PositionUpdate | OrderResults | Reconcile | OpenEntry | CloseTranches
-                   | StopMonitoring | ResumeMonitoring)
+PositionMessage = (
+    PriceWake
+    | OrderUpdate
+    | PositionUpdate
+    | OrderResults
+    | Reconcile
+    | OpenEntry
+    | CloseTranches
+    | StopMonitoring
+    | ResumeMonitoring
+)

@@ -25,9 +25,14 @@ class NoticeSink(Protocol):
 
 
 class Notifier:
-    def __init__(self, inbox: trio.MemoryReceiveChannel[Notice],
-                 listeners: list[trio.MemorySendChannel[Notice]] | None = None, *,
-                 sinks: Sequence[NoticeSink] = (), metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        inbox: trio.MemoryReceiveChannel[Notice],
+        listeners: list[trio.MemorySendChannel[Notice]] | None = None,
+        *,
+        sinks: Sequence[NoticeSink] = (),
+        metrics: Metrics | None = None,
+    ) -> None:
         self.inbox = inbox
         self.listeners = listeners or []
         self.sinks = list(sinks)
@@ -37,8 +42,15 @@ class Notifier:
         task_status.started()
         async for notice in self.inbox:
             level = logging.WARNING if notice.needs_human else logging.INFO
-            log.log(level, "%s%s %s %s: %s", "NEEDS A HUMAN: " if notice.needs_human else "", notice.venue,
-                    notice.symbol, notice.side, notice.text)
+            log.log(
+                level,
+                "%s%s %s %s: %s",
+                "NEEDS A HUMAN: " if notice.needs_human else "",
+                notice.venue,
+                notice.symbol,
+                notice.side,
+                notice.text,
+            )
             if self.metrics is not None:
                 self.metrics.inc("notices", kind=notice.kind)
             for sink in self.sinks:

@@ -151,9 +151,16 @@ class ActorConfig:
 
     def exit_policy(self) -> ExitPolicy:
         """The exit policy this (symbol, side) runs with: a new exit kind is a new class in ``domain.exits``."""
-        ctx = ExitContext(side=self.side, rules=self.rules, prefix=self.prefix, hedge_mode=self.hedge_mode,
-                          working_type=self.working_type, instant_tp=self.instant_tp,
-                          watch_hold_time=self.risk.max_hold_seconds > 0, retry_seconds=self.retry_seconds)
+        ctx = ExitContext(
+            side=self.side,
+            rules=self.rules,
+            prefix=self.prefix,
+            hedge_mode=self.hedge_mode,
+            working_type=self.working_type,
+            instant_tp=self.instant_tp,
+            watch_hold_time=self.risk.max_hold_seconds > 0,
+            retry_seconds=self.retry_seconds,
+        )
         return EmulatedExits(ctx, self.close_slippage) if self.emulated_exits else RestingExits(ctx)
 
 
@@ -390,14 +397,22 @@ class PositionActor:
         if not u.is_fill:
             return
         if u.forced is not None:  # the venue's liquidation or auto-deleveraging
-            self._on_external_reduction(u.last_qty, source=u.client_id, price=u.last_price,
-                                        reason=ExitReason(u.forced))
+            self._on_external_reduction(u.last_qty, source=u.client_id, price=u.last_price, reason=ExitReason(u.forced))
             return
-        if self._settled_through is not None and u.time <= self._settled_through \
-                and self.links.clock() - self._settled_through <= self.cfg.late_update_window:
+        if (
+            self._settled_through is not None
+            and u.time <= self._settled_through
+            and self.links.clock() - self._settled_through <= self.cfg.late_update_window
+        ):
             # A late update of a fill that the last confirmed gap already adopted or shrunk: counted once.
-            log.warning("%s: late fill %s of %s at %s is already in the position read at %s; not counted again",
-                        self.name, u.client_id, u.last_qty, u.time, self._settled_through)
+            log.warning(
+                "%s: late fill %s of %s at %s is already in the position read at %s; not counted again",
+                self.name,
+                u.client_id,
+                u.last_qty,
+                u.time,
+                self._settled_through,
+            )
             return
         if u.side == self.cfg.side.opening_order_side and not u.reduce_only:
             self._on_entry_fill(u.last_qty, u.last_price, source=u.client_id, at=u.time)
@@ -411,8 +426,12 @@ class PositionActor:
 
     def _known_final(self, cid: str) -> bool:
         rec = self.store.order(cid)
-        return rec is not None and rec.state is LocalState.DONE and rec.final_status is not None \
+        return (
+            rec is not None
+            and rec.state is LocalState.DONE
+            and rec.final_status is not None
             and rec.final_status is not OrderStatus.CANCELED
+        )
 
     # --- entries ------------------------------------------------------------------------------------------
 
@@ -443,15 +462,30 @@ class PositionActor:
             c = self.cfg
             if held is None:
                 index = max((t.index for t in self.tranches.values()), default=-1) + 1
-                t = new_tranche(id=e.tranche_id, venue=c.venue, symbol=c.symbol, side=c.side, index=index,
-                                qty=fill_qty, price=price, now=self.links.clock(), risk=e.risk, rules=c.rules)
+                t = new_tranche(
+                    id=e.tranche_id,
+                    venue=c.venue,
+                    symbol=c.symbol,
+                    side=c.side,
+                    index=index,
+                    qty=fill_qty,
+                    price=price,
+                    now=self.links.clock(),
+                    risk=e.risk,
+                    rules=c.rules,
+                )
                 kind = NoticeKind.TRANCHE_OPENED
             else:
                 t = extend_tranche(held, qty=fill_qty, price=price, risk=e.risk, rules=c.rules)
                 kind = NoticeKind.TRANCHE_EXTENDED
-            self._apply_decision(EntryDecision(changed=(t,)), events=[
-                self._event(kind, t, qty=fill_qty, price=price, source=cid, entry=t.entry, total_qty=t.qty,
-                            tp=t.tp, sl=t.sl)])
+            self._apply_decision(
+                EntryDecision(changed=(t,)),
+                events=[
+                    self._event(
+                        kind, t, qty=fill_qty, price=price, source=cid, entry=t.entry, total_qty=t.qty, tp=t.tp, sl=t.sl
+                    )
+                ],
+            )
             self._notice(kind, t, f"tranche {t.index} {t.qty} @ {self._shown(t.entry)} TP {t.tp} SL {t.sl}")
         if status.is_final:
             self._end_entry(cid, status)
@@ -475,13 +509,15 @@ class PositionActor:
             self.book.discard(tid)
             changes.closed.append((tid, ExitReason.UNMONITORED, now))
             changes.tranches.append(t)
-        self._cancel([o for o in self.orders.values() if o.purpose is not Purpose.ENTRY], Priority.HOUSEKEEPING,
-                     changes)
+        self._cancel(
+            [o for o in self.orders.values() if o.purpose is not Purpose.ENTRY], Priority.HOUSEKEEPING, changes
+        )
         self.store.apply(changes)
         self.stopped = True
         self._pending_diff = None
-        log.warning("%s: monitoring stopped by the operator; %d tranches forgotten, position left open",
-                    self.name, len(stopped))
+        log.warning(
+            "%s: monitoring stopped by the operator; %d tranches forgotten, position left open", self.name, len(stopped)
+        )
         _reply(msg.reply_to, stopped)
 
     def _on_entry_fill(self, qty: Decimal, price: Decimal, *, source: str, at: float | None = None) -> None:
@@ -489,20 +525,45 @@ class PositionActor:
         c = self.cfg
         live = [t for t in self.tranches.values() if not t.closing]
         decision = apply_entry_fill(
-            live, qty=qty, price=price, now=self.links.clock(), risk=c.risk, rules=c.rules,
-            new_id=self.store.allocate_tranche_id(), venue=c.venue, symbol=c.symbol, side=c.side,
+            live,
+            qty=qty,
+            price=price,
+            now=self.links.clock(),
+            risk=c.risk,
+            rules=c.rules,
+            new_id=self.store.allocate_tranche_id(),
+            venue=c.venue,
+            symbol=c.symbol,
+            side=c.side,
         )
-        kinds = {t.id: (NoticeKind.TRANCHE_OPENED if t.id not in self.tranches else NoticeKind.TRANCHE_EXTENDED)
-                 for t in decision.changed}
-        self._apply_decision(decision, since=at, events=[
-            self._event(kinds[t.id], t, qty=qty, price=price, source=source, entry=t.entry, total_qty=t.qty,
-                        tp=t.tp, sl=t.sl) for t in decision.changed
-        ])
+        kinds = {
+            t.id: (NoticeKind.TRANCHE_OPENED if t.id not in self.tranches else NoticeKind.TRANCHE_EXTENDED)
+            for t in decision.changed
+        }
+        self._apply_decision(
+            decision,
+            since=at,
+            events=[
+                self._event(
+                    kinds[t.id],
+                    t,
+                    qty=qty,
+                    price=price,
+                    source=source,
+                    entry=t.entry,
+                    total_qty=t.qty,
+                    tp=t.tp,
+                    sl=t.sl,
+                )
+                for t in decision.changed
+            ],
+        )
         for t in decision.changed:
             self._notice(kinds[t.id], t, f"tranche {t.index} {t.qty} @ {self._shown(t.entry)} TP {t.tp} SL {t.sl}")
 
-    def _on_external_reduction(self, qty: Decimal, *, source: str, price: Decimal | None,
-                               reason: ExitReason = ExitReason.EXTERNAL) -> None:
+    def _on_external_reduction(
+        self, qty: Decimal, *, source: str, price: Decimal | None, reason: ExitReason = ExitReason.EXTERNAL
+    ) -> None:
         """The position shrank outside posmon: newest tranches first give up the quantity (``apply_reduction``).
 
         Their TP/SL are resized (placed anew, the old ones cancelled) or cancelled with the tranche, the realized
@@ -514,29 +575,61 @@ class PositionActor:
         before = dict(self.tranches)
         decision = apply_reduction(list(before.values()), qty, self.cfg.rules)
         if price is not None:
+
             def booked(t: Tranche, rest: Decimal) -> Tranche:
                 old = before[t.id]
-                return replace(t, realized_pnl=old.realized_pnl + realized_pnl(old.side, old.entry, price,
-                                                                               old.qty - rest))
-            decision = EntryDecision(changed=tuple(booked(t, t.qty) for t in decision.changed),
-                                     removed=tuple(booked(t, Decimal(0)) for t in decision.removed))
+                return replace(
+                    t, realized_pnl=old.realized_pnl + realized_pnl(old.side, old.entry, price, old.qty - rest)
+                )
+
+            decision = EntryDecision(
+                changed=tuple(booked(t, t.qty) for t in decision.changed),
+                removed=tuple(booked(t, Decimal(0)) for t in decision.removed),
+            )
         forced = reason in (ExitReason.LIQUIDATION, ExitReason.ADL)
-        log.log(logging.ERROR if forced else logging.INFO, "%s: %s closed %s outside posmon (%s); shrinking tranches",
-                self.name, source, qty, reason)
+        log.log(
+            logging.ERROR if forced else logging.INFO,
+            "%s: %s closed %s outside posmon (%s); shrinking tranches",
+            self.name,
+            source,
+            qty,
+            reason,
+        )
         if forced:
             self.links.metrics.inc("forced_exits", venue=self.cfg.venue, kind=reason)
-        self._apply_decision(decision, removed_reason=reason, events=[
-            self._event("external_reduction", None, qty=qty, source=source, reason=reason, price=price,
-                        tranches=[t.id for t in (*decision.changed, *decision.removed)])])
+        self._apply_decision(
+            decision,
+            removed_reason=reason,
+            events=[
+                self._event(
+                    "external_reduction",
+                    None,
+                    qty=qty,
+                    source=source,
+                    reason=reason,
+                    price=price,
+                    tranches=[t.id for t in (*decision.changed, *decision.removed)],
+                )
+            ],
+        )
         if decision.changed:
             shown = ", ".join(f"{t.index}: {before[t.id].qty} -> {t.qty}" for t in decision.changed)
-            self._notice(NoticeKind.POSITION_SHRUNK, decision.changed[0],
-                         f"{reason}: position reduced by {qty} outside posmon; tranches resized ({shown})",
-                         needs_human=forced, reason=reason)
+            self._notice(
+                NoticeKind.POSITION_SHRUNK,
+                decision.changed[0],
+                f"{reason}: position reduced by {qty} outside posmon; tranches resized ({shown})",
+                needs_human=forced,
+                reason=reason,
+            )
 
-    def _apply_decision(self, decision: EntryDecision, *, events: list[Event],
-                        removed_reason: ExitReason = ExitReason.MERGED,
-                        since: float | None = None) -> None:
+    def _apply_decision(
+        self,
+        decision: EntryDecision,
+        *,
+        events: list[Event],
+        removed_reason: ExitReason = ExitReason.MERGED,
+        since: float | None = None,
+    ) -> None:
         """Persist changed tranches with fresh TP/SL (placed before the old ones go), close removed ones."""
         changes = Changes(events=events)
         to_place: list[tuple[OrderRecord, ...]] = []
@@ -560,10 +653,15 @@ class PositionActor:
             changes.closed.append((t.id, removed_reason, now))
             if removed_reason is not ExitReason.MERGED:
                 changes.tranches.append(t)  # its realized PnL
-                self._notice(NoticeKind.EXIT, t, f"tranche {t.index} ({t.qty}) was closed outside posmon by "
-                             f"{removed_reason}, realized PnL {t.realized_pnl:.4f}", reason=removed_reason,
-                             pnl=str(t.realized_pnl),
-                             needs_human=removed_reason in (ExitReason.LIQUIDATION, ExitReason.ADL))
+                self._notice(
+                    NoticeKind.EXIT,
+                    t,
+                    f"tranche {t.index} ({t.qty}) was closed outside posmon by "
+                    f"{removed_reason}, realized PnL {t.realized_pnl:.4f}",
+                    reason=removed_reason,
+                    pnl=str(t.realized_pnl),
+                    needs_human=removed_reason in (ExitReason.LIQUIDATION, ExitReason.ADL),
+                )
             if survivor is not None and removed_reason is ExitReason.MERGED and self.exits.legs:
                 self._merged_into[t.id] = survivor  # its orders go once the survivor's legs are live
             else:
@@ -572,8 +670,14 @@ class PositionActor:
         for legs in to_place:
             for o in legs:
                 self._remember(o)
-            self._send(PlaceOrders(tuple(o.request for o in legs), self.links.self_send, Priority.PROTECT,
-                                   since=self.links.clock() if since is None else since))
+            self._send(
+                PlaceOrders(
+                    tuple(o.request for o in legs),
+                    self.links.self_send,
+                    Priority.PROTECT,
+                    since=self.links.clock() if since is None else since,
+                )
+            )
 
     # --- what the exchange says about our orders --------------------------------------------------------
 
@@ -641,8 +745,13 @@ class PositionActor:
             new_state = LocalState.LIVE
         else:
             new_state = old.state
-        rec = replace(old, state=new_state, filled_qty=max(filled, old.filled_qty), exchange_id=order_id,
-                      final_status=status if status.is_final else None)
+        rec = replace(
+            old,
+            state=new_state,
+            filled_qty=max(filled, old.filled_qty),
+            exchange_id=order_id,
+            final_status=status if status.is_final else None,
+        )
         if rec == old:
             return  # nothing new (a restart's reconcile re-reads every live order): no write, no follow-up
         self._track(rec, changes)
@@ -681,19 +790,30 @@ class PositionActor:
         if t is None:
             # Both legs of one tranche filled (possible on venues without native OCO, e.g. while the daemon was
             # down): the second leg ate other tranches' quantity. The reconcile shrinks and re-protects them.
-            log.error("%s: fill of %s (%s) for tranche %s already closed; reconciling", self.name,
-                      rec.client_id, qty, rec.tranche_id)
-            self._notice(NoticeKind.DOUBLE_EXIT, None, f"{rec.purpose.name} {rec.client_id} filled {qty} "
-                         f"after its tranche had closed: other tranches' quantity was closed; re-protecting the rest",
-                         needs_human=True, tranche_id=rec.tranche_id)
+            log.error(
+                "%s: fill of %s (%s) for tranche %s already closed; reconciling",
+                self.name,
+                rec.client_id,
+                qty,
+                rec.tranche_id,
+            )
+            self._notice(
+                NoticeKind.DOUBLE_EXIT,
+                None,
+                f"{rec.purpose.name} {rec.client_id} filled {qty} "
+                f"after its tranche had closed: other tranches' quantity was closed; re-protecting the rest",
+                needs_human=True,
+                tranche_id=rec.tranche_id,
+            )
             self._confirm_at = self.links.clock()
             return
         qty = min(qty, t.qty)
         pnl = realized_pnl(t.side, t.entry, price, qty)
         t = replace(t, qty=t.qty - qty, realized_pnl=t.realized_pnl + pnl)
         reason = t.closing or {Purpose.TP: ExitReason.TP, Purpose.SL: ExitReason.SL}.get(rec.purpose, ExitReason.CLOSE)
-        changes.events.append(self._event("fill", t, client_id=rec.client_id, purpose=rec.purpose.value,
-                                          qty=qty, price=price, pnl=pnl))
+        changes.events.append(
+            self._event("fill", t, client_id=rec.client_id, purpose=rec.purpose.value, qty=qty, price=price, pnl=pnl)
+        )
         if t.qty <= 0:
             self._finish(t, reason, changes)
             return
@@ -716,8 +836,13 @@ class PositionActor:
         changes.events.append(self._event("tranche_closed", t, reason=reason, pnl=t.realized_pnl, entry=t.entry))
         self._cancel(self._orders_of(t.id), Priority.EXIT, changes)
         self.links.metrics.inc("tranches_closed", venue=self.cfg.venue, reason=reason)
-        self._notice(NoticeKind.EXIT, t, f"tranche {t.index} closed by {reason}, realized PnL {t.realized_pnl:.4f}",
-                     reason=reason, pnl=str(t.realized_pnl))
+        self._notice(
+            NoticeKind.EXIT,
+            t,
+            f"tranche {t.index} closed by {reason}, realized PnL {t.realized_pnl:.4f}",
+            reason=reason,
+            pnl=str(t.realized_pnl),
+        )
 
     def _after_change(self, rec: OrderRecord, *, ended_unfilled: bool) -> None:
         """Follow-ups once an order's state moved: retire stale orders, continue closes, restore lost protection."""
@@ -731,16 +856,25 @@ class PositionActor:
             return
         if rec.state is LocalState.LIVE:
             self._cancel_stale(t)
-        elif rec.state is LocalState.DONE and rec.purpose in (Purpose.TP, Purpose.SL) and ended_unfilled \
-                and rec.final_status is not OrderStatus.FILLED and self._is_current(rec, t):
-            log.warning("%s: %s of tranche %s was cancelled on the exchange; re-protecting",
-                        self.name, rec.client_id, t.index)
+        elif (
+            rec.state is LocalState.DONE
+            and rec.purpose in (Purpose.TP, Purpose.SL)
+            and ended_unfilled
+            and rec.final_status is not OrderStatus.FILLED
+            and self._is_current(rec, t)
+        ):
+            log.warning(
+                "%s: %s of tranche %s was cancelled on the exchange; re-protecting", self.name, rec.client_id, t.index
+            )
             self._ensure_protected()
 
     def _on_error(self, rec: OrderRecord, action: Action, err: VenueError) -> None:
         t = self.tranches.get(self._merged_into.get(rec.tranche_id, rec.tranche_id))
-        changes = Changes(events=[self._event("order_error", t, client_id=rec.client_id, action=action.value,
-                                              code=err.code, msg=err.msg)])
+        changes = Changes(
+            events=[
+                self._event("order_error", t, client_id=rec.client_id, action=action.value, code=err.code, msg=err.msg)
+            ]
+        )
         if action is Action.CANCEL:
             if isinstance(err, OrderNotFound):  # never reached the exchange: nothing to cancel
                 self._track(replace(rec, state=LocalState.DONE, final_status=OrderStatus.CANCELED), changes)
@@ -770,14 +904,25 @@ class PositionActor:
         n = self._rejections.get(key, (0, 0.0))[0] + 1
         self.links.metrics.inc("protection_failures", venue=self.cfg.venue)
         if n == 1:
-            self._notice(NoticeKind.PROTECTION_FAILED, t, f"{rec.purpose.name} order {rec.client_id} rejected: {err}",
-                         needs_human=True)
+            self._notice(
+                NoticeKind.PROTECTION_FAILED,
+                t,
+                f"{rec.purpose.name} order {rec.client_id} rejected: {err}",
+                needs_human=True,
+            )
         if self.cfg.protection_failure_action == "close" and not t.closing:
             self._start_close(t, ExitReason.PROTECTION_FAILED)
         else:
             pause = min(self.cfg.retry_seconds * 2 ** (n - 1), self.cfg.rejected_retry_max_seconds)
-            log.error("%s: %s of tranche %s refused %d times (%s); next try in %.0fs", self.name, rec.purpose.name,
-                      t.index, n, err, pause)
+            log.error(
+                "%s: %s of tranche %s refused %d times (%s); next try in %.0fs",
+                self.name,
+                rec.purpose.name,
+                t.index,
+                n,
+                err,
+                pause,
+            )
             retry = self.links.clock() + pause
             self._rejections[key] = (n, retry)
             self._retry_at = retry if self._retry_at is None else min(self._retry_at, retry)
@@ -807,8 +952,11 @@ class PositionActor:
         if tp is None or sl is None or LocalState.PENDING in (tp.state, sl.state):
             return
         merged = [m for m, into in self._merged_into.items() if into == t.id]
-        stale = [o for o in self._orders_of(t.id)
-                 if o.purpose in (Purpose.TP, Purpose.SL) and o.client_id not in (tp.client_id, sl.client_id)]
+        stale = [
+            o
+            for o in self._orders_of(t.id)
+            if o.purpose in (Purpose.TP, Purpose.SL) and o.client_id not in (tp.client_id, sl.client_id)
+        ]
         stale += [o for m in merged for o in self._orders_of(m)]
         stale = [o for o in stale if o.state is not LocalState.CANCELING]
         if stale:
@@ -826,8 +974,13 @@ class PositionActor:
                 continue
             if t.id not in self.book:
                 self.book.add(t)
-            stray = [o for o in self._orders_of(t.id) if o.purpose in (Purpose.TP, Purpose.SL)
-                     and o.purpose not in wanted and o.state is not LocalState.CANCELING]
+            stray = [
+                o
+                for o in self._orders_of(t.id)
+                if o.purpose in (Purpose.TP, Purpose.SL)
+                and o.purpose not in wanted
+                and o.state is not LocalState.CANCELING
+            ]
             if stray:
                 changes = Changes()
                 self._cancel(stray, Priority.PROTECT, changes)
@@ -848,13 +1001,19 @@ class PositionActor:
             t2, legs = self.exits.protection(t)
             new = [o for o in legs if o.purpose in missing]
             self.tranches[t.id] = t2
-            changes = Changes(tranches=[t2], orders=list(new),
-                              events=[self._event("protection_placed", t2, purposes=[p.name for p in missing])])
+            changes = Changes(
+                tranches=[t2],
+                orders=list(new),
+                events=[self._event("protection_placed", t2, purposes=[p.name for p in missing])],
+            )
             self.store.apply(changes)
             for o in new:
                 self._remember(o)
-            self._send(PlaceOrders(tuple(o.request for o in new), self.links.self_send, Priority.PROTECT,
-                                   since=self.links.clock()))
+            self._send(
+                PlaceOrders(
+                    tuple(o.request for o in new), self.links.self_send, Priority.PROTECT, since=self.links.clock()
+                )
+            )
 
     def _cancel(self, recs: Iterable[OrderRecord], priority: Priority, changes: Changes) -> None:
         """Mark orders CANCELING (persisted with ``changes``) and ask the gateway to cancel them."""
@@ -922,16 +1081,31 @@ class PositionActor:
         t, rec = close.tranche, close.record
         self.tranches[t.id] = t
         self._remember(rec)
-        self.store.apply(Changes(tranches=[t], orders=[rec],
-                                 events=[self._event("close_sent", t, client_id=rec.client_id, qty=t.qty,
-                                                     worst_price=rec.request.price)]))
-        self._send(PlaceOrders((rec.request,), self.links.self_send, Priority.EXIT, since=self.links.clock(),
-                               rank=close.rank, tick_at=self._tick_at))
+        self.store.apply(
+            Changes(
+                tranches=[t],
+                orders=[rec],
+                events=[
+                    self._event("close_sent", t, client_id=rec.client_id, qty=t.qty, worst_price=rec.request.price)
+                ],
+            )
+        )
+        self._send(
+            PlaceOrders(
+                (rec.request,),
+                self.links.self_send,
+                Priority.EXIT,
+                since=self.links.clock(),
+                rank=close.rank,
+                tick_at=self._tick_at,
+            )
+        )
 
     # --- reconciliation -----------------------------------------------------------------------------------
 
-    async def _ask(self, request: GatewayRequest, send: trio.MemorySendChannel[_T],
-                   answers: trio.MemoryReceiveChannel[_T]) -> _T | None:
+    async def _ask(
+        self, request: GatewayRequest, send: trio.MemorySendChannel[_T], answers: trio.MemoryReceiveChannel[_T]
+    ) -> _T | None:
         """A gateway request whose answer (on ``answers``) a reconcile task waits for; None when none came within
         the timeout."""
         async with send, answers:
@@ -1037,8 +1211,9 @@ class PositionActor:
             self._check_position_size(snap, r.read_at)
             self._ensure_protected()
         if unknown:
-            log.warning("%s: some orders' fate is still unknown; looking again in %.0fs", self.name,
-                        self.cfg.retry_seconds)
+            log.warning(
+                "%s: some orders' fate is still unknown; looking again in %.0fs", self.name, self.cfg.retry_seconds
+            )
             self._confirm_at = self.links.clock() + self.cfg.retry_seconds
         self._recon = None
         self._become_ready()
@@ -1063,16 +1238,22 @@ class PositionActor:
         self.store.apply(changes)
 
     def _cancel_orphans(self, open_orders: Iterable[OrderState]) -> None:
-        mine = [o for o in open_orders
-                if parse_client_order_id(self.cfg.prefix, o.client_id) is not None
-                and o.side == self.cfg.side.closing_order_side
-                and o.position_side in (self.cfg.side.value, "BOTH")
-                and o.client_id not in self.orders]
+        mine = [
+            o
+            for o in open_orders
+            if parse_client_order_id(self.cfg.prefix, o.client_id) is not None
+            and o.side == self.cfg.side.closing_order_side
+            and o.position_side in (self.cfg.side.value, "BOTH")
+            and o.client_id not in self.orders
+        ]
         if mine:
             log.warning("%s: cancelling %d orphan orders %s", self.name, len(mine), [o.client_id for o in mine])
             self.links.metrics.inc("orphans_cancelled", len(mine), venue=self.cfg.venue)
-            self._send(CancelOrders(self.cfg.symbol, tuple(o.client_id for o in mine), self.links.self_send,
-                                    Priority.HOUSEKEEPING))
+            self._send(
+                CancelOrders(
+                    self.cfg.symbol, tuple(o.client_id for o in mine), self.links.self_send, Priority.HOUSEKEEPING
+                )
+            )
 
     def _tracked_qty(self) -> Decimal:
         return sum((t.qty for t in self.tranches.values()), Decimal(0))
@@ -1095,8 +1276,12 @@ class PositionActor:
         diff = self._frame_qty - self._tracked_qty()
         if diff == 0:
             return
-        log.warning("%s: the venue's position frame shows %s, the tranches hold %s; confirming with a read",
-                    self.name, self._frame_qty, self._tracked_qty())
+        log.warning(
+            "%s: the venue's position frame shows %s, the tranches hold %s; confirming with a read",
+            self.name,
+            self._frame_qty,
+            self._tracked_qty(),
+        )
         self._pending_diff = diff
         self._request_reconcile()
 
@@ -1128,15 +1313,15 @@ class PositionActor:
         if diff > 0:
             assert pos is not None
             # The missing part's price is implied by the exchange's average entry.
-            price = implied_entry(pos.entry_price, held, [(t.qty, t.entry) for t in self.tranches.values()],
-                                  self.cfg.rules.tick_size)
+            price = implied_entry(
+                pos.entry_price, held, [(t.qty, t.entry) for t in self.tranches.values()], self.cfg.rules.tick_size
+            )
             log.warning("%s: exchange holds %s more than the tranches; adopting it @ %s", self.name, diff, price)
             self.links.metrics.inc("position_gaps", venue=self.cfg.venue, action="adopted")
             self._on_entry_fill(diff, price, source="reconcile")
         else:
             self.links.metrics.inc("position_gaps", venue=self.cfg.venue, action="shrunk")
             self._on_external_reduction(-diff, source="reconcile", price=self.mark)
-
 
     # --- plumbing -----------------------------------------------------------------------------------------
 
@@ -1151,9 +1336,14 @@ class PositionActor:
             self._retry_at = self.links.clock() + self.cfg.retry_seconds
 
     def _event(self, kind: str, t: Tranche | None, **data: Any) -> Event:
-        return Event(kind=kind, venue=self.cfg.venue, symbol=self.cfg.symbol, side=self.cfg.side.value,
-                     tranche_id=t.id if t else None, data={k: str(v) if isinstance(v, Decimal) else v
-                                                           for k, v in data.items()})
+        return Event(
+            kind=kind,
+            venue=self.cfg.venue,
+            symbol=self.cfg.symbol,
+            side=self.cfg.side.value,
+            tranche_id=t.id if t else None,
+            data={k: str(v) if isinstance(v, Decimal) else v for k, v in data.items()},
+        )
 
     def _shown(self, price: Decimal) -> str:
         """An average entry for people: two digits finer than the tick (the exact value stays in the store)."""
@@ -1161,7 +1351,16 @@ class PositionActor:
 
     def _notice(self, kind: str, t: Tranche | None, text: str, *, needs_human: bool = False, **data: Any) -> None:
         try:
-            self.links.notices.send_nowait(Notice(kind, self.cfg.venue, self.cfg.symbol, self.cfg.side.value,
-                                                  text, needs_human, {"tranche_id": t.id if t else None, **data}))
+            self.links.notices.send_nowait(
+                Notice(
+                    kind,
+                    self.cfg.venue,
+                    self.cfg.symbol,
+                    self.cfg.side.value,
+                    text,
+                    needs_human,
+                    {"tranche_id": t.id if t else None, **data},
+                )
+            )
         except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
             log.warning("%s: notice dropped: %s", self.name, text)

@@ -48,9 +48,18 @@ RouterRequest = Subscribe | Unsubscribe
 
 
 class PriceRouter:
-    def __init__(self, venue: Venue, control: trio.MemoryReceiveChannel[RouterRequest], metrics: Metrics,
-                 *, symbols: Sequence[str], stale_after: float = 3.0, poll_interval: float = 1.0,
-                 backoff_max: float = 30.0, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        venue: Venue,
+        control: trio.MemoryReceiveChannel[RouterRequest],
+        metrics: Metrics,
+        *,
+        symbols: Sequence[str],
+        stale_after: float = 3.0,
+        poll_interval: float = 1.0,
+        backoff_max: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
         self.venue = venue
         self.control = control
         self.metrics = metrics
@@ -103,14 +112,18 @@ class PriceRouter:
                             frame = await stream.receive()
                         if frame is None:
                             self.metrics.inc("price_stream_stale", venue=self.venue.name)
-                            log.warning("price stream of %s silent for %.0fs; reconnecting (REST marks meanwhile)",
-                                        self.venue.name, self.stale_after)
+                            log.warning(
+                                "price stream of %s silent for %.0fs; reconnecting (REST marks meanwhile)",
+                                self.venue.name,
+                                self.stale_after,
+                            )
                             break
                         backoff = 0.5  # reset by a frame, not by a connect: a server that stalls every stream backs off
                         self.on_frame(frame)
             except (StreamClosed, OSError, VenueError) as exc:
-                log.warning("price stream of %s dropped (%s); reconnecting (REST marks meanwhile)",
-                            self.venue.name, exc)
+                log.warning(
+                    "price stream of %s dropped (%s); reconnecting (REST marks meanwhile)", self.venue.name, exc
+                )
             self._down = True
             self._lost.set()
             self.metrics.set("price_stream_up", 0, venue=self.venue.name)

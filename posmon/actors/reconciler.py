@@ -30,9 +30,18 @@ log = logging.getLogger(__name__)
 
 
 class AccountReconciler:
-    def __init__(self, venue: str, directory: PositionDirectory, gateway: trio.MemorySendChannel[GatewayRequest],
-                 metrics: Metrics, *, interval: float, reply_timeout: float, prefix: str,
-                 clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        venue: str,
+        directory: PositionDirectory,
+        gateway: trio.MemorySendChannel[GatewayRequest],
+        metrics: Metrics,
+        *,
+        interval: float,
+        reply_timeout: float,
+        prefix: str,
+        clock: Callable[[], float],
+    ) -> None:
         """``interval``: seconds between sweeps (0: only on demand); ``clock``: the actors' clock (read times)."""
         self.venue = venue
         self.directory = directory
@@ -73,19 +82,34 @@ class AccountReconciler:
         for p in snap.positions:
             if p.qty <= 0 or p.symbol in self.directory.unmonitored or (p.symbol, p.side) in self.directory:
                 continue
-            log.warning("found a %s %s position of %s (%s) not yet watched; protecting it", p.symbol,
-                        p.side.value, self.venue, p.qty)
+            log.warning(
+                "found a %s %s position of %s (%s) not yet watched; protecting it",
+                p.symbol,
+                p.side.value,
+                self.venue,
+                p.qty,
+            )
             self._start(p.symbol, p.side, snap.of(p.symbol, split), "position")
         for o in snap.open_orders:
             if parse_client_order_id(self.prefix, o.client_id) is None or o.symbol in self.directory.unmonitored:
                 continue
             # posmon's resting orders close positions: the side they close owns them.
-            side = Side(o.position_side) if o.position_side in ("LONG", "SHORT") else \
-                Side.LONG if o.side is OrderSide.SELL else Side.SHORT
+            side = (
+                Side(o.position_side)
+                if o.position_side in ("LONG", "SHORT")
+                else Side.LONG
+                if o.side is OrderSide.SELL
+                else Side.SHORT
+            )
             if (o.symbol, side) in self.directory:
                 continue
-            log.warning("%s rests on %s %s %s with no actor to own it; it will be cancelled as an orphan",
-                        o.client_id, self.venue, o.symbol, side.value)
+            log.warning(
+                "%s rests on %s %s %s with no actor to own it; it will be cancelled as an orphan",
+                o.client_id,
+                self.venue,
+                o.symbol,
+                side.value,
+            )
             self._start(o.symbol, side, snap.of(o.symbol, split), "order")
         self.sweeps += 1
         self.metrics.inc("reconcile_sweeps", venue=self.venue, result="ok")
@@ -95,5 +119,10 @@ class AccountReconciler:
         try:
             self.directory.inbox(symbol, side, snapshot=snapshot)
         except UnknownSymbol:
-            log.error("NEEDS A HUMAN: %s %s %s on %s has no trading rules; not protected", symbol, side.value, what,
-                      self.venue)
+            log.error(
+                "NEEDS A HUMAN: %s %s %s on %s has no trading rules; not protected",
+                symbol,
+                side.value,
+                what,
+                self.venue,
+            )

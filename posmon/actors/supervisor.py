@@ -83,15 +83,26 @@ async def supervise(
                 recent.popleft()
             metrics.inc("actor_restarts", actor=name.split(":")[0])
             if len(recent) > policy.budget:
-                log.critical("actor %s failed %d times in %.0fs; restart budget exhausted, stopping the daemon",
-                             name, len(recent), policy.window)
+                log.critical(
+                    "actor %s failed %d times in %.0fs; restart budget exhausted, stopping the daemon",
+                    name,
+                    len(recent),
+                    policy.window,
+                )
                 metrics.inc("restart_budget_exhausted", actor=name.split(":")[0])
                 if policy.on_exhausted is not None:
                     await policy.on_exhausted(name, exc)
                 raise RestartBudgetExhausted(f"actor {name} exceeded its restart budget") from exc
             delay = min(policy.backoff_max, policy.backoff * 2 ** (len(recent) - 1))
-            log.error("actor %s failed (%r); restart %d/%d in %.1fs", name, exc, len(recent), policy.budget, delay,
-                      exc_info=exc)
+            log.error(
+                "actor %s failed (%r); restart %d/%d in %.1fs",
+                name,
+                exc,
+                len(recent),
+                policy.budget,
+                delay,
+                exc_info=exc,
+            )
             await trio.sleep(delay)
             if on_restart is not None:
                 on_restart()

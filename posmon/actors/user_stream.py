@@ -32,9 +32,18 @@ log = logging.getLogger(__name__)
 
 
 class UserStream:
-    def __init__(self, venue: Venue, directory: PositionDirectory, reconciler: AccountReconciler,
-                 store: Store, metrics: Metrics, *, hedge_mode: bool, prefix: str,
-                 backoff_max: float = 30.0) -> None:
+    def __init__(
+        self,
+        venue: Venue,
+        directory: PositionDirectory,
+        reconciler: AccountReconciler,
+        store: Store,
+        metrics: Metrics,
+        *,
+        hedge_mode: bool,
+        prefix: str,
+        backoff_max: float = 30.0,
+    ) -> None:
         self.venue = venue
         self.directory = directory
         self.reconciler = reconciler
@@ -92,8 +101,12 @@ class UserStream:
                         inbox = self.directory.inbox(event.symbol, side, reconcile=not event.is_fill)
                     except UnknownSymbol:
                         self.metrics.inc("user_events_unroutable", venue=self.venue.name)
-                        log.error("NEEDS A HUMAN: %s %s on %s, a symbol posmon has no trading rules for; not protected",
-                                  event.symbol, side.value, self.venue.name)
+                        log.error(
+                            "NEEDS A HUMAN: %s %s on %s, a symbol posmon has no trading rules for; not protected",
+                            event.symbol,
+                            side.value,
+                            self.venue.name,
+                        )
                         continue
                     await inbox.send(event)
                 case unexpected:
@@ -119,8 +132,12 @@ class UserStream:
                 inbox = self.directory.inbox(*key, reconcile=False)
             except UnknownSymbol:
                 self.metrics.inc("user_events_unroutable", venue=self.venue.name)
-                log.error("NEEDS A HUMAN: %s %s position on %s, a symbol posmon has no trading rules for; "
-                          "not protected", p.symbol, p.side.value, self.venue.name)
+                log.error(
+                    "NEEDS A HUMAN: %s %s position on %s, a symbol posmon has no trading rules for; not protected",
+                    p.symbol,
+                    p.side.value,
+                    self.venue.name,
+                )
                 return
             await inbox.send(f)
 
@@ -139,5 +156,3 @@ class UserStream:
         if u.reduce_only or u.forced is not None:  # a liquidation or ADL closes the other side
             return Side.SHORT if opening is Side.LONG else Side.LONG
         return opening
-
-

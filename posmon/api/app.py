@@ -151,8 +151,9 @@ class _SameOrigin:
             return
         message, field = refusal
         client = scope.get("client") or ("?", 0)
-        log.warning("api %s %s -> 403 (client %s): %s; nothing done", scope["method"], scope["path"], client[0],
-                    message)
+        log.warning(
+            "api %s %s -> 403 (client %s): %s; nothing done", scope["method"], scope["path"], client[0], message
+        )
         await error_response(message, field, 403)(scope, receive, send)
 
     def _refusal(self, scope: Scope, headers: Headers) -> tuple[str, str] | None:
@@ -164,12 +165,17 @@ class _SameOrigin:
         server = scope.get("server")
         local = {_host_name(str(server[0]))} if server else set()
         if not self._host_ok(authority[0], local):
-            return (f"Host {_shown(authority[0])} is not an address of this API (expected a loopback name, the "
-                    "address it listens on, or a name in api.allowed_hosts)", "Host")
+            return (
+                f"Host {_shown(authority[0])} is not an address of this API (expected a loopback name, the "
+                "address it listens on, or a name in api.allowed_hosts)",
+                "Host",
+            )
         origin = headers.get("origin")
         if origin is not None and not self._same_origin(origin, authority):
-            return f"cross-origin request from {_shown(origin)} refused; only same-origin pages may call this API", \
-                "Origin"
+            return (
+                f"cross-origin request from {_shown(origin)} refused; only same-origin pages may call this API",
+                "Origin",
+            )
         site = headers.get("sec-fetch-site")
         if site is not None and site.lower() not in ("same-origin", "none"):
             return f"cross-site request (Sec-Fetch-Site: {_shown(site)}) refused", "Sec-Fetch-Site"
@@ -219,8 +225,9 @@ class _Guard:
             response = await self._answer(handler, request, public)
             level = logging.DEBUG if request.method == "GET" and response.status_code < 500 else logging.INFO
             client = request.client.host if request.client is not None else "?"
-            log.log(level, "api %s %s -> %d (client %s)", request.method, request.url.path, response.status_code,
-                    client)
+            log.log(
+                level, "api %s %s -> %d (client %s)", request.method, request.url.path, response.status_code, client
+            )
             return response
 
         return endpoint
@@ -243,12 +250,14 @@ class _Guard:
             return error_response(str(exc), exc.field, status, headers)
         except ClientDisconnect:
             # Nobody is left to answer; nothing was done. Not an error of the daemon's.
-            log.info("api %s %s: the client disconnected before its body arrived; nothing done", request.method,
-                     request.url.path)
+            log.info(
+                "api %s %s: the client disconnected before its body arrived; nothing done",
+                request.method,
+                request.url.path,
+            )
             return error_response("client disconnected", "body", 400)
         except Exception:
-            log.exception("api %s %s failed; answering 500, the daemon keeps running", request.method,
-                          request.url.path)
+            log.exception("api %s %s failed; answering 500, the daemon keeps running", request.method, request.url.path)
             return error_response("internal error; see the daemon's log", None, 500)
 
 
@@ -261,8 +270,11 @@ def _require_json(content_type: str | None) -> None:
     media = (content_type or "").partition(";")[0].strip().lower()
     if media != JSON_TYPE:
         shown = _shown(content_type) if content_type else "none"
-        raise BadRequest(f"expected Content-Type: {JSON_TYPE} (got {shown}); send a JSON body, {{}} when empty",
-                         field="Content-Type", status=415)
+        raise BadRequest(
+            f"expected Content-Type: {JSON_TYPE} (got {shown}); send a JSON body, {{}} when empty",
+            field="Content-Type",
+            status=415,
+        )
 
 
 async def _read_body(request: Request, limit_seconds: float) -> bytes:
@@ -286,8 +298,15 @@ def _path_symbol(request: Request) -> str:
 class _Api:
     """The handlers; each validates everything it was sent before it calls the control object."""
 
-    def __init__(self, control: Control, metrics_render: MetricsRender | None, health_timeout: float,
-                 body_timeout: float, *, bearer_required: bool) -> None:
+    def __init__(
+        self,
+        control: Control,
+        metrics_render: MetricsRender | None,
+        health_timeout: float,
+        body_timeout: float,
+        *,
+        bearer_required: bool,
+    ) -> None:
         self._control = control
         self._metrics_render = metrics_render
         self._health_timeout = health_timeout
@@ -331,10 +350,19 @@ class _Api:
     async def _open(self, request: Request, side: Side) -> Response:
         order = parse_order(decode_json(await self._body(request)), side)
         result = await self._control.open_position(order)
-        payload: dict[str, Any] = {"symbol": result.symbol, "side": result.side, "status": result.status,
-                                   "tranche_id": result.tranche_id, "client_id": result.client_id, "qty": result.qty,
-                                   "entry_price": result.entry_price, "tp": result.tp, "sl": result.sl,
-                                   "sl_percent": order.sl_pct, "tp_percent": order.tp_pct.normalize()}
+        payload: dict[str, Any] = {
+            "symbol": result.symbol,
+            "side": result.side,
+            "status": result.status,
+            "tranche_id": result.tranche_id,
+            "client_id": result.client_id,
+            "qty": result.qty,
+            "entry_price": result.entry_price,
+            "tp": result.tp,
+            "sl": result.sl,
+            "sl_percent": order.sl_pct,
+            "tp_percent": order.tp_pct.normalize(),
+        }
         # 202: the entry is placed but not filled yet, so its exits are not placed either.
         return json_response(payload, 200 if result.entry_price is not None else 202)
 

@@ -30,11 +30,16 @@ class ApiRefused(Exception):
 
 
 class ApiClient:
-    def __init__(self, base_url: str, token: str | None, *, timeout: float = DEFAULT_TIMEOUT_SECONDS,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout,
-                                  transport=transport)
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout, transport=transport)
 
     def __enter__(self) -> ApiClient:
         return self
@@ -45,10 +50,22 @@ class ApiClient:
     def status(self) -> dict[str, Any]:
         return self._call("GET", "/api/monitor/status")
 
-    def open(self, side: str, symbol: str, size_usd: Decimal, leverage: int, sl_percent: Decimal,
-             rr_ratio: tuple[Decimal, Decimal]) -> dict[str, Any]:
-        body = {"symbol": symbol, "size_usd": str(size_usd), "leverage": leverage, "sl_percent": str(sl_percent),
-                "rr_ratio": [str(rr_ratio[0]), str(rr_ratio[1])]}
+    def open(
+        self,
+        side: str,
+        symbol: str,
+        size_usd: Decimal,
+        leverage: int,
+        sl_percent: Decimal,
+        rr_ratio: tuple[Decimal, Decimal],
+    ) -> dict[str, Any]:
+        body = {
+            "symbol": symbol,
+            "size_usd": str(size_usd),
+            "leverage": leverage,
+            "sl_percent": str(sl_percent),
+            "rr_ratio": [str(rr_ratio[0]), str(rr_ratio[1])],
+        }
         return self._call("POST", f"/api/orders/{side.lower()}", body)
 
     def close_position(self, symbol: str, side: str | None = None) -> dict[str, Any]:
@@ -68,8 +85,10 @@ class ApiClient:
         try:
             response = self._http.request(method, path, json=body if body is not None or method == "GET" else {})
         except httpx.TimeoutException as exc:
-            raise ApiUnreachable(f"no answer from {self._http.base_url} within the timeout ({type(exc).__name__}); "
-                                 "the request may still have been carried out: check 'posmon status'") from None
+            raise ApiUnreachable(
+                f"no answer from {self._http.base_url} within the timeout ({type(exc).__name__}); "
+                "the request may still have been carried out: check 'posmon status'"
+            ) from None
         except httpx.TransportError as exc:
             raise ApiUnreachable(f"cannot reach the posmon daemon at {self._http.base_url}: {exc}") from None
         try:
@@ -79,8 +98,9 @@ class ApiClient:
         if not isinstance(payload, dict):
             payload = {"error": str(payload)}
         if response.is_error:
-            raise ApiRefused(response.status_code, str(payload.get("error") or response.reason_phrase),
-                             payload.get("field"))
+            raise ApiRefused(
+                response.status_code, str(payload.get("error") or response.reason_phrase), payload.get("field")
+            )
         return payload
 
 

@@ -24,22 +24,35 @@ _ERROR = {"$ref": "#/components/schemas/Error"}
 
 
 def _body_schema(fields: tuple[BodyField, ...]) -> dict[str, Any]:
-    return {"type": "object", "additionalProperties": False,
-            "properties": {f.name: dict(f.schema) for f in fields},
-            "required": [f.name for f in fields if f.required]}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {f.name: dict(f.schema) for f in fields},
+        "required": [f.name for f in fields if f.required],
+    }
 
 
 def _refusals(*codes: int) -> dict[str, Any]:
-    words = {400: "malformed JSON or not an object", 401: "missing or wrong bearer token",
-             403: "a Host that is not this API's, or a cross-origin (browser) request",
-             404: "nothing found for the symbol or id", 408: "the body did not arrive in time",
-             413: "body too large", 415: "Content-Type is not application/json",
-             422: "a field is missing, unknown, mistyped or out of range (the answer names it)",
-             500: "internal error", 503: "the daemon could not act now (busy: see Retry-After)"}
+    words = {
+        400: "malformed JSON or not an object",
+        401: "missing or wrong bearer token",
+        403: "a Host that is not this API's, or a cross-origin (browser) request",
+        404: "nothing found for the symbol or id",
+        408: "the body did not arrive in time",
+        413: "body too large",
+        415: "Content-Type is not application/json",
+        422: "a field is missing, unknown, mistyped or out of range (the answer names it)",
+        500: "internal error",
+        503: "the daemon could not act now (busy: see Retry-After)",
+    }
     out = {str(c): {"description": words[c], "content": {"application/json": {"schema": _ERROR}}} for c in codes}
     if "503" in out:
-        out["503"]["headers"] = {"Retry-After": {"description": "seconds to wait when the daemon is busy",
-                                                 "schema": {"type": "integer", "minimum": 0}}}
+        out["503"]["headers"] = {
+            "Retry-After": {
+                "description": "seconds to wait when the daemon is busy",
+                "schema": {"type": "integer", "minimum": 0},
+            }
+        }
     return out
 
 
@@ -53,8 +66,13 @@ def _ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _symbol_param() -> dict[str, Any]:
-    return {"name": "symbol", "in": "path", "required": True, "schema": dict(SYMBOL_SCHEMA),
-            "description": "venue symbol, or a Lighter market id"}
+    return {
+        "name": "symbol",
+        "in": "path",
+        "required": True,
+        "schema": dict(SYMBOL_SCHEMA),
+        "description": "venue symbol, or a Lighter market id",
+    }
 
 
 def _body(ref: str, *, required: bool) -> dict[str, Any]:
@@ -62,39 +80,75 @@ def _body(ref: str, *, required: bool) -> dict[str, Any]:
 
 
 def _order(side: str) -> dict[str, Any]:
-    return {"post": {
-        "summary": f"Open a {side} position at market and protect it",
-        "description": "SL at sl_percent from the fill, TP at sl_percent * reward / risk from the fill.",
-        "requestBody": _body("OrderRequest", required=True),
-        "responses": {"200": _ok("entry filled; exits placed", {"$ref": "#/components/schemas/OpenResult"}),
-                      "202": _ok("entry placed, not filled yet", {"$ref": "#/components/schemas/OpenResult"}),
-                      **_refusals(*_WRITE_REFUSALS)},
-    }}
+    return {
+        "post": {
+            "summary": f"Open a {side} position at market and protect it",
+            "description": "SL at sl_percent from the fill, TP at sl_percent * reward / risk from the fill.",
+            "requestBody": _body("OrderRequest", required=True),
+            "responses": {
+                "200": _ok("entry filled; exits placed", {"$ref": "#/components/schemas/OpenResult"}),
+                "202": _ok("entry placed, not filled yet", {"$ref": "#/components/schemas/OpenResult"}),
+                **_refusals(*_WRITE_REFUSALS),
+            },
+        }
+    }
 
 
 def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
     """The document; ``bearer_required``: whether this daemon has a token (else the bearer scheme is optional)."""
-    tranche = {"type": "object", "properties": {
-        "id": {"type": "integer"}, "venue": {"type": "string"}, "symbol": {"type": "string"},
-        "side": {"type": "string", "enum": ["LONG", "SHORT"]}, "index": {"type": "integer"},
-        "entry": _DECIMAL, "qty": _DECIMAL, "tp": _DECIMAL, "sl": _DECIMAL,
-        "opened_at": {"type": "number", "description": "unix seconds"},
-        "max_hold_seconds": {"type": "integer", "description": "0: no limit"},
-        "timeout_at": {"type": ["number", "null"]}, "remaining_seconds": {"type": ["number", "null"]},
-        "mark": _NULLABLE_DECIMAL, "unrealized_pnl": _NULLABLE_DECIMAL, "closing": {"type": ["string", "null"]},
-        "exits": {"type": "string", "enum": ["exchange", "emulated"]}}}
-    close = _ok("closes started", {"type": "object", "properties": {"closing": {"type": "array", "items": {
-        "type": "object", "properties": {"symbol": {"type": "string"}, "side": {"type": "string"},
-                                         "tranche_ids": {"type": "array", "items": {"type": "integer"}}}}}}})
+    tranche = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "venue": {"type": "string"},
+            "symbol": {"type": "string"},
+            "side": {"type": "string", "enum": ["LONG", "SHORT"]},
+            "index": {"type": "integer"},
+            "entry": _DECIMAL,
+            "qty": _DECIMAL,
+            "tp": _DECIMAL,
+            "sl": _DECIMAL,
+            "opened_at": {"type": "number", "description": "unix seconds"},
+            "max_hold_seconds": {"type": "integer", "description": "0: no limit"},
+            "timeout_at": {"type": ["number", "null"]},
+            "remaining_seconds": {"type": ["number", "null"]},
+            "mark": _NULLABLE_DECIMAL,
+            "unrealized_pnl": _NULLABLE_DECIMAL,
+            "closing": {"type": ["string", "null"]},
+            "exits": {"type": "string", "enum": ["exchange", "emulated"]},
+        },
+    }
+    close = _ok(
+        "closes started",
+        {
+            "type": "object",
+            "properties": {
+                "closing": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "symbol": {"type": "string"},
+                            "side": {"type": "string"},
+                            "tranche_ids": {"type": "array", "items": {"type": "integer"}},
+                        },
+                    },
+                }
+            },
+        },
+    )
     return {
         "openapi": "3.1.0",
-        "info": {"title": "posmon control API", "version": "1",
-                 "description": "Operate a running posmon daemon. Every endpoint but /health needs "
-                                "'Authorization: Bearer <token>' when the daemon is configured with a token "
-                                "(always when it listens beyond loopback); on loopback without a token none is "
-                                "needed, and this document then declares the bearer scheme optional. Every POST "
-                                "needs 'Content-Type: application/json' (send {} for an empty body); requests "
-                                "whose Host is not this API's or that come from another origin are refused (403)."},
+        "info": {
+            "title": "posmon control API",
+            "version": "1",
+            "description": "Operate a running posmon daemon. Every endpoint but /health needs "
+            "'Authorization: Bearer <token>' when the daemon is configured with a token "
+            "(always when it listens beyond loopback); on loopback without a token none is "
+            "needed, and this document then declares the bearer scheme optional. Every POST "
+            "needs 'Content-Type: application/json' (send {} for an empty body); requests "
+            "whose Host is not this API's or that come from another origin are refused (403).",
+        },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
@@ -102,62 +156,130 @@ def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
                 "PositionClose": _body_schema(POSITION_CLOSE_FIELDS),
                 "TrancheClose": _body_schema(TRANCHE_CLOSE_FIELDS),
                 "Empty": _body_schema(()),
-                "Error": {"type": "object", "required": ["error", "field"], "properties": {
-                    "error": {"type": "string"}, "field": {"type": ["string", "null"]}}},
-                "OpenResult": {"type": "object", "properties": {
-                    "symbol": {"type": "string"}, "side": {"type": "string"},
-                    "status": {"type": "string", "enum": ["FILLED", "PENDING"]}, "tranche_id": {"type": "integer"},
-                    "client_id": {"type": "string"}, "qty": _DECIMAL, "entry_price": _NULLABLE_DECIMAL,
-                    "tp": _NULLABLE_DECIMAL, "sl": _NULLABLE_DECIMAL, "sl_percent": _DECIMAL,
-                    "tp_percent": _DECIMAL}},
+                "Error": {
+                    "type": "object",
+                    "required": ["error", "field"],
+                    "properties": {"error": {"type": "string"}, "field": {"type": ["string", "null"]}},
+                },
+                "OpenResult": {
+                    "type": "object",
+                    "properties": {
+                        "symbol": {"type": "string"},
+                        "side": {"type": "string"},
+                        "status": {"type": "string", "enum": ["FILLED", "PENDING"]},
+                        "tranche_id": {"type": "integer"},
+                        "client_id": {"type": "string"},
+                        "qty": _DECIMAL,
+                        "entry_price": _NULLABLE_DECIMAL,
+                        "tp": _NULLABLE_DECIMAL,
+                        "sl": _NULLABLE_DECIMAL,
+                        "sl_percent": _DECIMAL,
+                        "tp_percent": _DECIMAL,
+                    },
+                },
                 "Tranche": tranche,
-                "Status": {"type": "object", "properties": {
-                    "running": {"type": "boolean"}, "venue": {"type": "string"}, "started_at": {"type": "number"},
-                    "streams": {"type": "array", "items": {"type": "object", "properties": {
-                        "name": {"type": "string"}, "up": {"type": "boolean"},
-                        "last_frame_age_seconds": {"type": ["number", "null"]}}}},
-                    "tranches": {"type": "array", "items": {"$ref": "#/components/schemas/Tranche"}},
-                    "unmonitored": {"type": "array", "items": {"type": "string"}},
-                    "extra": {"type": "object"}}},
+                "Status": {
+                    "type": "object",
+                    "properties": {
+                        "running": {"type": "boolean"},
+                        "venue": {"type": "string"},
+                        "started_at": {"type": "number"},
+                        "streams": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "name": {"type": "string"},
+                                    "up": {"type": "boolean"},
+                                    "last_frame_age_seconds": {"type": ["number", "null"]},
+                                },
+                            },
+                        },
+                        "tranches": {"type": "array", "items": {"$ref": "#/components/schemas/Tranche"}},
+                        "unmonitored": {"type": "array", "items": {"type": "string"}},
+                        "extra": {"type": "object"},
+                    },
+                },
             },
         },
         "security": [{"bearer": []}] if bearer_required else [{}, {"bearer": []}],
         "paths": {
-            "/health": {"get": {"summary": "Liveness for container health checks (never needs a token)",
-                                "security": [],
-                                "responses": {"200": _ok("running", {"type": "object"}),
-                                              "503": _ok("stopped or not answering", {"type": "object"}),
-                                              **_refusals(403)}}},
-            "/metrics": {"get": {"summary": "Prometheus text exposition",
-                                 "responses": {"200": {"description": "metrics",
-                                                       "content": {"text/plain": {"schema": {"type": "string"}}}},
-                                               **_refusals(*_READ_REFUSALS, 404)}}},
-            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": _ok("schema", {
-                "type": "object"}), **_refusals(*_READ_REFUSALS)}}},
-            "/api/monitor/status": {"get": {
-                "summary": "Running state, stream health and every monitored tranche",
-                "responses": {"200": _ok("status", {"$ref": "#/components/schemas/Status"}),
-                              **_refusals(*_READ_REFUSALS, 500, 503)}}},
+            "/health": {
+                "get": {
+                    "summary": "Liveness for container health checks (never needs a token)",
+                    "security": [],
+                    "responses": {
+                        "200": _ok("running", {"type": "object"}),
+                        "503": _ok("stopped or not answering", {"type": "object"}),
+                        **_refusals(403),
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus text exposition",
+                    "responses": {
+                        "200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                        **_refusals(*_READ_REFUSALS, 404),
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": _ok("schema", {"type": "object"}), **_refusals(*_READ_REFUSALS)},
+                }
+            },
+            "/api/monitor/status": {
+                "get": {
+                    "summary": "Running state, stream health and every monitored tranche",
+                    "responses": {
+                        "200": _ok("status", {"$ref": "#/components/schemas/Status"}),
+                        **_refusals(*_READ_REFUSALS, 500, 503),
+                    },
+                }
+            },
             "/api/orders/long": _order("LONG"),
             "/api/orders/short": _order("SHORT"),
-            "/api/monitor/stop/{symbol}": {"post": {
-                "summary": "Stop monitoring a symbol without closing it (its posmon orders are cancelled)",
-                "parameters": [_symbol_param()], "requestBody": _body("Empty", required=True),
-                "responses": {"200": _ok("stopped", {"type": "object"}), **_refusals(*_WRITE_REFUSALS)}}},
-            "/api/monitor/resume/{symbol}": {"post": {
-                "summary": "Resume monitoring a symbol (adopted again at the next reconcile)",
-                "parameters": [_symbol_param()], "requestBody": _body("Empty", required=True),
-                "responses": {"200": _ok("resumed", {"type": "object"}), **_refusals(*_WRITE_REFUSALS)}}},
-            "/api/positions/{symbol}/close": {"post": {
-                "summary": "Close every tranche of a symbol now, or one side",
-                "parameters": [_symbol_param(), {"name": "side", "in": "query", "required": False,
-                                                 "schema": {"type": "string", "enum": ["LONG", "SHORT"]}}],
-                "requestBody": _body("PositionClose", required=True),
-                "responses": {"200": close, **_refusals(*_WRITE_REFUSALS)}}},
-            "/api/tranches/{id}/close": {"post": {
-                "summary": "Close one tranche now; its symbol is looked up in the status unless given",
-                "parameters": [{"name": "id", "in": "path", "required": True, "schema": dict(TRANCHE_ID_SCHEMA)}],
-                "requestBody": _body("TrancheClose", required=True),
-                "responses": {"200": close, **_refusals(*_WRITE_REFUSALS)}}},
+            "/api/monitor/stop/{symbol}": {
+                "post": {
+                    "summary": "Stop monitoring a symbol without closing it (its posmon orders are cancelled)",
+                    "parameters": [_symbol_param()],
+                    "requestBody": _body("Empty", required=True),
+                    "responses": {"200": _ok("stopped", {"type": "object"}), **_refusals(*_WRITE_REFUSALS)},
+                }
+            },
+            "/api/monitor/resume/{symbol}": {
+                "post": {
+                    "summary": "Resume monitoring a symbol (adopted again at the next reconcile)",
+                    "parameters": [_symbol_param()],
+                    "requestBody": _body("Empty", required=True),
+                    "responses": {"200": _ok("resumed", {"type": "object"}), **_refusals(*_WRITE_REFUSALS)},
+                }
+            },
+            "/api/positions/{symbol}/close": {
+                "post": {
+                    "summary": "Close every tranche of a symbol now, or one side",
+                    "parameters": [
+                        _symbol_param(),
+                        {
+                            "name": "side",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string", "enum": ["LONG", "SHORT"]},
+                        },
+                    ],
+                    "requestBody": _body("PositionClose", required=True),
+                    "responses": {"200": close, **_refusals(*_WRITE_REFUSALS)},
+                }
+            },
+            "/api/tranches/{id}/close": {
+                "post": {
+                    "summary": "Close one tranche now; its symbol is looked up in the status unless given",
+                    "parameters": [{"name": "id", "in": "path", "required": True, "schema": dict(TRANCHE_ID_SCHEMA)}],
+                    "requestBody": _body("TrancheClose", required=True),
+                    "responses": {"200": close, **_refusals(*_WRITE_REFUSALS)},
+                }
+            },
         },
     }

@@ -37,11 +37,19 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def json_response(payload: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(to_jsonable(payload)), status_code=status, headers=dict(headers or {}),
-                    media_type="application/json")
+    return Response(
+        orjson.dumps(to_jsonable(payload)),
+        status_code=status,
+        headers=dict(headers or {}),
+        media_type="application/json",
+    )
 
 
-def error_response(message: str, field: str | None, status: int, headers: Mapping[str, str] | None = None,
-                   ) -> Response:
+def error_response(
+    message: str,
+    field: str | None,
+    status: int,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
     """Every refusal has the same shape: ``{"error": ..., "field": ...}``."""
     return json_response({"error": message, "field": field}, status, headers)

@@ -61,17 +61,21 @@ async def serve_api(
         async with trio.open_nursery() as nursery:
             binds: list[str] = await nursery.start(partial(serve, _asgi(app), hypercorn_config(settings), mode="asgi"))
             url = binds[0]
-            log.info("control API listening on %s (%s)", url,
-                     "bearer token required" if settings.token else "no token: loopback only")
+            log.info(
+                "control API listening on %s (%s)",
+                url,
+                "bearer token required" if settings.token else "no token: loopback only",
+            )
             listening = True
             task_status.started(url)
     except BaseException as exc:
         bind_error = None if listening else _bind_error(exc)
         if bind_error is None:
             raise
-        raise ConfigError(f"api.port: cannot listen on {settings.host}:{settings.port} ({bind_error}); expected a "
-                          "free port on a local address (set [api] host/port or POSMON_API_HOST/POSMON_API_PORT)"
-                          ) from exc
+        raise ConfigError(
+            f"api.port: cannot listen on {settings.host}:{settings.port} ({bind_error}); expected a "
+            "free port on a local address (set [api] host/port or POSMON_API_HOST/POSMON_API_PORT)"
+        ) from exc
 
 
 def _asgi(app: ASGIApp) -> ASGIFramework:

@@ -32,16 +32,33 @@ def _token_ok(v: str) -> bool:
 
 _KEYS: tuple[_Key, ...] = (
     _Key("enabled", "bool", "expected a boolean (true or false)", lambda v: True),
-    _Key("host", "str", "expected an IP address or host name to listen on, e.g. '127.0.0.1' or '0.0.0.0'",
-         lambda v: v != "" and v.strip() == v and " " not in v),
+    _Key(
+        "host",
+        "str",
+        "expected an IP address or host name to listen on, e.g. '127.0.0.1' or '0.0.0.0'",
+        lambda v: v != "" and v.strip() == v and " " not in v,
+    ),
     numeric("port", "int", ge=0, le=65535, note=" (0: any free port)"),
-    _Key("token", "str", f"expected '' (no token) or at least {MIN_TOKEN_LENGTH} printable ASCII characters "
-         "without spaces", _token_ok, secret=True),
+    _Key(
+        "token",
+        "str",
+        f"expected '' (no token) or at least {MIN_TOKEN_LENGTH} printable ASCII characters without spaces",
+        _token_ok,
+        secret=True,
+    ),
     numeric("health_timeout_seconds", "float", gt=0, le=600),
-    _Key("allowed_hosts", "names", "expected a list of host names (no port) the API also answers to besides "
-         "loopback and its own address, e.g. ['posmon.internal']",
-         lambda v: len(v) <= 64 and all(0 < len(h) <= 253 and h.isascii() and h.isprintable()
-                                        and not any(c in h for c in " /@:") for h in v)),
+    _Key(
+        "allowed_hosts",
+        "names",
+        "expected a list of host names (no port) the API also answers to besides "
+        "loopback and its own address, e.g. ['posmon.internal']",
+        lambda v: (
+            len(v) <= 64
+            and all(
+                0 < len(h) <= 253 and h.isascii() and h.isprintable() and not any(c in h for c in " /@:") for h in v
+            )
+        ),
+    ),
 )
 
 
@@ -85,5 +102,6 @@ class ApiSettings:
             raise ConfigError(
                 f"{where.get('host', SECTION + '.host')}: invalid value {settings.host!r} without a token; the API "
                 f"can open and close positions, so listening beyond loopback needs {SECTION}.token (or "
-                f"{TOKEN_ENV}); expected a loopback host such as '127.0.0.1', or set a token")
+                f"{TOKEN_ENV}); expected a loopback host such as '127.0.0.1', or set a token"
+            )
         return settings

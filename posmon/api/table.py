@@ -60,8 +60,21 @@ def grid(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines)
 
 
-_COLUMNS = ("ID", "SYMBOL", "SIDE", "QTY", "ENTRY", "MARK", "TP", "SL", "uPnL", "OPENED (UTC)", "REMAINING",
-            "EXITS", "STATE")
+_COLUMNS = (
+    "ID",
+    "SYMBOL",
+    "SIDE",
+    "QTY",
+    "ENTRY",
+    "MARK",
+    "TP",
+    "SL",
+    "uPnL",
+    "OPENED (UTC)",
+    "REMAINING",
+    "EXITS",
+    "STATE",
+)
 
 
 def render_status(status: Mapping[str, Any]) -> str:
@@ -76,12 +89,24 @@ def render_status(status: Mapping[str, Any]) -> str:
         out.append("")
     tranches = status.get("tranches") or []
     if tranches:
-        rows = [[_cell(t.get("id")), _cell(t.get("symbol")), _cell(t.get("side")), _num(t.get("qty")),
-                 _num(t.get("entry")), _num(t.get("mark")), _num(t.get("tp")), _num(t.get("sl")),
-                 _num(t.get("unrealized_pnl"), places=4), _utc(t.get("opened_at")),
-                 duration(t.get("remaining_seconds")) if t.get("max_hold_seconds") else "no limit",
-                 _cell(t.get("exits")), f"closing ({t['closing']})" if t.get("closing") else "open"]
-                for t in tranches]
+        rows = [
+            [
+                _cell(t.get("id")),
+                _cell(t.get("symbol")),
+                _cell(t.get("side")),
+                _num(t.get("qty")),
+                _num(t.get("entry")),
+                _num(t.get("mark")),
+                _num(t.get("tp")),
+                _num(t.get("sl")),
+                _num(t.get("unrealized_pnl"), places=4),
+                _utc(t.get("opened_at")),
+                duration(t.get("remaining_seconds")) if t.get("max_hold_seconds") else "no limit",
+                _cell(t.get("exits")),
+                f"closing ({t['closing']})" if t.get("closing") else "open",
+            ]
+            for t in tranches
+        ]
         out.append(grid(_COLUMNS, rows))
     else:
         out.append("no open tranches")

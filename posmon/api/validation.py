@@ -71,8 +71,10 @@ def _decimal(v: Any) -> Decimal:
 def parse_symbol(v: Any) -> str:
     """A venue symbol (``BTCUSDT``) or a Lighter market id (``7``), upper-cased as posmon's config writes them."""
     if not isinstance(v, str) or not _SYMBOL_RE.fullmatch(v):
-        raise ValueError("expected a symbol such as 'BTCUSDT' or a market id such as '7' (letters, digits, "
-                         "'.', '_' or '-', at most 40 characters)")
+        raise ValueError(
+            "expected a symbol such as 'BTCUSDT' or a market id such as '7' (letters, digits, "
+            "'.', '_' or '-', at most 40 characters)"
+        )
     return v.upper()
 
 
@@ -113,8 +115,10 @@ def _sl_percent(v: Any) -> Decimal:
 
 
 def _rr_ratio(v: Any) -> tuple[Decimal, Decimal]:
-    expected = (f"expected [risk, reward]: two numbers > 0 and <= {MAX_RR_COMPONENT} with reward / risk from {MIN_RR} "
-                f"to {MAX_RR}, e.g. [1, 2]")
+    expected = (
+        f"expected [risk, reward]: two numbers > 0 and <= {MAX_RR_COMPONENT} with reward / risk from {MIN_RR} "
+        f"to {MAX_RR}, e.g. [1, 2]"
+    )
     if not isinstance(v, list) or len(v) != 2:
         raise ValueError(expected)
     risk, reward = (_decimal(x) for x in v)
@@ -132,32 +136,60 @@ TRANCHE_ID_SCHEMA: Mapping[str, Any] = {"type": "integer", "minimum": 0, "maximu
 SYMBOL_SCHEMA: Mapping[str, Any] = {"type": "string", "pattern": _SYMBOL_RE.pattern}
 
 ORDER_FIELDS: tuple[BodyField, ...] = (
-    BodyField("symbol", parse_symbol, {**SYMBOL_SCHEMA, "example": "BTCUSDT",
-                                       "description": "venue symbol (upper-cased)"}),
-    BodyField("size_usd", _size_usd, {**_number_schema(_POSITIVE_STR, minimum=_MIN_NUMBER, maximum=1e12),
-                                      "description": "margin in USD, > 0 (notional = size_usd * leverage)",
-                                      "example": 100}),
+    BodyField(
+        "symbol", parse_symbol, {**SYMBOL_SCHEMA, "example": "BTCUSDT", "description": "venue symbol (upper-cased)"}
+    ),
+    BodyField(
+        "size_usd",
+        _size_usd,
+        {
+            **_number_schema(_POSITIVE_STR, minimum=_MIN_NUMBER, maximum=1e12),
+            "description": "margin in USD, > 0 (notional = size_usd * leverage)",
+            "example": 100,
+        },
+    ),
     BodyField("leverage", _leverage, {"type": "integer", "minimum": 1, "maximum": MAX_LEVERAGE, "example": 5}),
-    BodyField("sl_percent", _sl_percent, {**_number_schema(_PERCENT_STR, minimum=_MIN_NUMBER, exclusiveMaximum=100),
-                                          "description": "stop-loss distance from the entry in percent, > 0 and "
-                                          "< 100", "example": 3}),
-    BodyField("rr_ratio", _rr_ratio, {
-        "type": "array", "minItems": 2, "maxItems": 2, "items": _number_schema(_RR_STR, minimum=1, maximum=100),
-        "description": f"[risk, reward]: TP distance = sl_percent * reward / risk. The server accepts components "
-                       f"> 0 and <= {MAX_RR_COMPONENT} with reward / risk from {MIN_RR} to {MAX_RR} (this schema "
-                       "asks for 1 to 100 each, which keeps to that); a SHORT also needs sl_percent * reward / risk "
-                       "< 100 (its TP above zero), and the TP and SL must lie within the venue's price filter, "
-                       "else 422 naming rr_ratio or sl_percent",
-        "example": [1, 2]}),
+    BodyField(
+        "sl_percent",
+        _sl_percent,
+        {
+            **_number_schema(_PERCENT_STR, minimum=_MIN_NUMBER, exclusiveMaximum=100),
+            "description": "stop-loss distance from the entry in percent, > 0 and < 100",
+            "example": 3,
+        },
+    ),
+    BodyField(
+        "rr_ratio",
+        _rr_ratio,
+        {
+            "type": "array",
+            "minItems": 2,
+            "maxItems": 2,
+            "items": _number_schema(_RR_STR, minimum=1, maximum=100),
+            "description": f"[risk, reward]: TP distance = sl_percent * reward / risk. The server accepts components "
+            f"> 0 and <= {MAX_RR_COMPONENT} with reward / risk from {MIN_RR} to {MAX_RR} (this schema "
+            "asks for 1 to 100 each, which keeps to that); a SHORT also needs sl_percent * reward / risk "
+            "< 100 (its TP above zero), and the TP and SL must lie within the venue's price filter, "
+            "else 422 naming rr_ratio or sl_percent",
+            "example": [1, 2],
+        },
+    ),
 )
 POSITION_CLOSE_FIELDS: tuple[BodyField, ...] = (
-    BodyField("side", parse_side, {"type": "string", "enum": ["LONG", "SHORT"],
-                                   "description": "close only this side (default: both)"}, required=False),
+    BodyField(
+        "side",
+        parse_side,
+        {"type": "string", "enum": ["LONG", "SHORT"], "description": "close only this side (default: both)"},
+        required=False,
+    ),
 )
 TRANCHE_CLOSE_FIELDS: tuple[BodyField, ...] = (
-    BodyField("symbol", parse_symbol, {**SYMBOL_SCHEMA,
-                                       "description": "the tranche's symbol (default: looked up in the status)"},
-              required=False),
+    BodyField(
+        "symbol",
+        parse_symbol,
+        {**SYMBOL_SCHEMA, "description": "the tranche's symbol (default: looked up in the status)"},
+        required=False,
+    ),
 )
 
 
@@ -225,9 +257,18 @@ def _shown(raw: Any) -> str:
 
 def parse_order(body: Mapping[str, Any], side: Side) -> OpenRequest:
     v = parse_fields(body, ORDER_FIELDS)
-    order = OpenRequest(symbol=v["symbol"], side=side, size_usd=v["size_usd"], leverage=v["leverage"],
-                        sl_pct=v["sl_percent"], rr_ratio=v["rr_ratio"])
+    order = OpenRequest(
+        symbol=v["symbol"],
+        side=side,
+        size_usd=v["size_usd"],
+        leverage=v["leverage"],
+        sl_pct=v["sl_percent"],
+        rr_ratio=v["rr_ratio"],
+    )
     if side is Side.SHORT and order.tp_pct >= 100:
-        raise BadRequest(f"invalid rr_ratio: sl_percent {order.sl_pct} x reward / risk = {order.tp_pct.normalize():f} "
-                         "% puts a SHORT's TP at or below zero; expected a product under 100", field="rr_ratio")
+        raise BadRequest(
+            f"invalid rr_ratio: sl_percent {order.sl_pct} x reward / risk = {order.tp_pct.normalize():f} "
+            "% puts a SHORT's TP at or below zero; expected a product under 100",
+            field="rr_ratio",
+        )
     return order

@@ -26,12 +26,14 @@ from posmon.config import ConfigError, load_settings
 if TYPE_CHECKING:
     from posmon.cli.parser import Subparsers
 
-EXIT_CODES_HELP = exit_codes_help({
-    ExitCode.OK: "done",
-    ExitCode.FAILED: "the daemon refused the request or the operation failed (the message says why)",
-    ExitCode.CONFIG: "usage or configuration error (including a missing or wrong API token)",
-    ExitCode.UNREACHABLE: "the daemon is unreachable or did not answer in time",
-})
+EXIT_CODES_HELP = exit_codes_help(
+    {
+        ExitCode.OK: "done",
+        ExitCode.FAILED: "the daemon refused the request or the operation failed (the message says why)",
+        ExitCode.CONFIG: "usage or configuration error (including a missing or wrong API token)",
+        ExitCode.UNREACHABLE: "the daemon is unreachable or did not answer in time",
+    }
+)
 Call = Callable[[ApiClient, argparse.Namespace], dict[str, Any]]
 Render = Callable[[dict[str, Any]], str]
 
@@ -109,15 +111,21 @@ def _resume(client: ApiClient, args: argparse.Namespace) -> dict[str, Any]:
 
 def _opened(a: dict[str, Any]) -> str:
     if a.get("entry_price") is None:
-        return (f"{a['side']} {a['symbol']}: entry placed (tranche {a['tranche_id']}, qty {a['qty']}), not filled "
-                f"yet; posmon protects it once it fills")
-    return (f"{a['side']} {a['symbol']}: filled {a['qty']} at {a['entry_price']} (tranche {a['tranche_id']})\n"
-            f"  TP {a['tp']} ({a['tp_percent']} %)   SL {a['sl']} ({a['sl_percent']} %)")
+        return (
+            f"{a['side']} {a['symbol']}: entry placed (tranche {a['tranche_id']}, qty {a['qty']}), not filled "
+            f"yet; posmon protects it once it fills"
+        )
+    return (
+        f"{a['side']} {a['symbol']}: filled {a['qty']} at {a['entry_price']} (tranche {a['tranche_id']})\n"
+        f"  TP {a['tp']} ({a['tp_percent']} %)   SL {a['sl']} ({a['sl_percent']} %)"
+    )
 
 
 def _closing(a: dict[str, Any]) -> str:
-    return "\n".join(f"closing {c['symbol']} {c['side']}: tranche(s) {', '.join(map(str, c['tranche_ids']))}"
-                     for c in a.get("closing", []))
+    return "\n".join(
+        f"closing {c['symbol']} {c['side']}: tranche(s) {', '.join(map(str, c['tranche_ids']))}"
+        for c in a.get("closing", [])
+    )
 
 
 def _stopped(a: dict[str, Any]) -> str:
@@ -142,30 +150,49 @@ def _json_number(value: Any) -> float:
 def add_ops_commands(sub: Subparsers) -> None:
     """Register status/open/close/stop/resume on the ``posmon`` sub-command parser."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--api", metavar="URL", help="the daemon's API base URL (default: from the config's [api] "
-                        "host and port, e.g. http://127.0.0.1:8787)")
-    common.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS, metavar="SECONDS",
-                        help=f"how long to wait for the daemon's answer (default {DEFAULT_TIMEOUT_SECONDS:g})")
+    common.add_argument(
+        "--api",
+        metavar="URL",
+        help="the daemon's API base URL (default: from the config's [api] host and port, e.g. http://127.0.0.1:8787)",
+    )
+    common.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help=f"how long to wait for the daemon's answer (default {DEFAULT_TIMEOUT_SECONDS:g})",
+    )
     common.add_argument("--json", action="store_true", help="print the daemon's JSON answer instead of text")
 
     def add(name: str, help_: str, call: Call, render: Render) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=help_, parents=[common], epilog=EXIT_CODES_HELP,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            name,
+            help=help_,
+            description=help_,
+            parents=[common],
+            epilog=EXIT_CODES_HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         p.set_defaults(handler=run_ops_command, call=call, render=render)
         return p
 
     add("status", "show the running daemon's tranches and stream health", _status, render_status)
 
-    p = add("open", "open a position at market and protect it (SL, and TP at RR times the SL distance)", _open,
-            _opened)
+    p = add("open", "open a position at market and protect it (SL, and TP at RR times the SL distance)", _open, _opened)
     p.add_argument("side", type=str.upper, choices=["LONG", "SHORT"], help="long or short")
     p.add_argument("symbol", type=_arg(parse_symbol), help="symbol, e.g. BTCUSDT")
     p.add_argument("--size-usd", type=_arg(_positive_decimal), required=True, help="notional in USD")
     p.add_argument("--leverage", type=_arg(_leverage), required=True, help=f"1 to {MAX_LEVERAGE}")
-    p.add_argument("--sl-percent", type=_arg(_positive_decimal), required=True,
-                   help="stop-loss distance from the entry in percent")
-    p.add_argument("--rr", type=_arg(_rr), required=True, metavar="RISK:REWARD",
-                   help="risk:reward, e.g. 1:2 puts the TP at twice the SL distance")
+    p.add_argument(
+        "--sl-percent", type=_arg(_positive_decimal), required=True, help="stop-loss distance from the entry in percent"
+    )
+    p.add_argument(
+        "--rr",
+        type=_arg(_rr),
+        required=True,
+        metavar="RISK:REWARD",
+        help="risk:reward, e.g. 1:2 puts the TP at twice the SL distance",
+    )
 
     p = add("close", "close a symbol's tranches now (all, one side, or one tranche)", _close, _closing)
     p.add_argument("symbol", type=_arg(parse_symbol), help="symbol, e.g. BTCUSDT")

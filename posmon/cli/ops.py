@@ -18,13 +18,15 @@ from posmon.ops.command import protect_command, verify_command
 if TYPE_CHECKING:
     from posmon.cli.parser import Subparsers
 
-EXIT_HELP = exit_codes_help({
-    ExitCode.OK: "clean (protect: clean after the repair)",
-    ExitCode.FAILED: "gaps found (protect: gaps left, or a dry run with something to do)",
-    ExitCode.CONFIG: "configuration or store error",
-    ExitCode.UNREACHABLE: "exchange unreachable",
-    ExitCode.STORE: "the store is held by another process (a running daemon): protect refused",
-})
+EXIT_HELP = exit_codes_help(
+    {
+        ExitCode.OK: "clean (protect: clean after the repair)",
+        ExitCode.FAILED: "gaps found (protect: gaps left, or a dry run with something to do)",
+        ExitCode.CONFIG: "configuration or store error",
+        ExitCode.UNREACHABLE: "exchange unreachable",
+        ExitCode.STORE: "the store is held by another process (a running daemon): protect refused",
+    }
+)
 
 
 def _handler(args: argparse.Namespace) -> int:
@@ -41,16 +43,24 @@ def _handler(args: argparse.Namespace) -> int:
 
 def add_verify_protect(sub: Subparsers) -> None:
     """``posmon verify [--json]`` and ``posmon protect [--dry-run] [--json]``."""
-    v = sub.add_parser("verify", help="compare the exchange with the store; non-zero on any gap",
-                       description="Every position covered by tranches that add up, every tranche protected, "
-                       "no orphan orders. Read-only.", epilog=EXIT_HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    v = sub.add_parser(
+        "verify",
+        help="compare the exchange with the store; non-zero on any gap",
+        description="Every position covered by tranches that add up, every tranche protected, "
+        "no orphan orders. Read-only.",
+        epilog=EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     v.add_argument("--json", action="store_true", help="print a JSON document instead of the report")
     v.set_defaults(handler=_handler)
-    p = sub.add_parser("protect", help="adopt unknown positions, place missing protection, cancel orphans",
-                       description="Repairs what verify finds. Writes the store and trades the account: never run "
-                       "it while the daemon runs on the same store/account (it refuses when the store is locked).",
-                       epilog=EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "protect",
+        help="adopt unknown positions, place missing protection, cancel orphans",
+        description="Repairs what verify finds. Writes the store and trades the account: never run "
+        "it while the daemon runs on the same store/account (it refuses when the store is locked).",
+        epilog=EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--dry-run", action="store_true", help="print the plan; change neither the store nor the exchange")
     p.add_argument("--json", action="store_true", help="print a JSON document instead of the report")
     p.set_defaults(handler=_handler)

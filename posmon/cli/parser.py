@@ -23,8 +23,12 @@ COMMANDS: tuple[Callable[[Subparsers], None], ...] = (add_run, add_demo, add_ops
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="posmon", description="Keeps every open futures position protected.",
-                                     epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="posmon",
+        description="Keeps every open futures position protected.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--config", help="configuration file (default: $POSMON_CONFIG or ./config.toml)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in COMMANDS:

@@ -42,26 +42,33 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("posmon")
 
-RUN_EXIT_CODES_HELP = exit_codes_help({
-    ExitCode.OK: "stopped by SIGINT/SIGTERM",
-    ExitCode.FAILED: "an actor exhausted its restart budget",
-    ExitCode.CONFIG: "configuration error (the message names the key), including a mistyped sim.recording",
-    ExitCode.UNREACHABLE: "the exchange could not be reached within --connect-timeout, refused start-up, or "
-                          "rejected the credentials",
-    ExitCode.STORE: "the store cannot be used: locked by another process, read-only, disk full, corrupt, not "
-                    "posmon's, newer",
-}, title="exit codes of run")
+RUN_EXIT_CODES_HELP = exit_codes_help(
+    {
+        ExitCode.OK: "stopped by SIGINT/SIGTERM",
+        ExitCode.FAILED: "an actor exhausted its restart budget",
+        ExitCode.CONFIG: "configuration error (the message names the key), including a mistyped sim.recording",
+        ExitCode.UNREACHABLE: "the exchange could not be reached within --connect-timeout, refused start-up, or "
+        "rejected the credentials",
+        ExitCode.STORE: "the store cannot be used: locked by another process, read-only, disk full, corrupt, not "
+        "posmon's, newer",
+    },
+    title="exit codes of run",
+)
 
 __all__ = ["add_demo", "add_run", "run_main"]
 
 
-async def _stop_on_signals(scope: trio.CancelScope, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-                           ) -> None:
+async def _stop_on_signals(
+    scope: trio.CancelScope,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         task_status.started()
         async for signum in signals:
-            log.info("received %s: stopping (no orders are sent on the way out; state is in the store)",
-                     signal.Signals(signum).name)
+            log.info(
+                "received %s: stopping (no orders are sent on the way out; state is in the store)",
+                signal.Signals(signum).name,
+            )
             scope.cancel()
             return
 
@@ -73,8 +80,9 @@ def _store_for_run(path: str) -> Iterator[Store]:
         lock = hold_store_lock(path)
         lock.__enter__()
     except OSError as exc:  # the lock file sits beside the store: a read-only or missing directory shows here
-        raise StoreError(f"store {path}: cannot create its lock file ({exc.strerror or exc}); make the store's "
-                         "directory writable") from exc
+        raise StoreError(
+            f"store {path}: cannot create its lock file ({exc.strerror or exc}); make the store's directory writable"
+        ) from exc
     try:
         store = Store.open(path)
         try:
@@ -85,8 +93,9 @@ def _store_for_run(path: str) -> Iterator[Store]:
         lock.__exit__(None, None, None)
 
 
-async def _open_venue_with_retries(settings: Settings, nursery: trio.Nursery, stack: AsyncExitStack,
-                                   connect_timeout: float) -> Any:
+async def _open_venue_with_retries(
+    settings: Settings, nursery: trio.Nursery, stack: AsyncExitStack, connect_timeout: float
+) -> Any:
     """Open the configured venue, retrying an unreachable or failing one for ``connect_timeout`` seconds.
 
     Opening is where the venue is first asked anything (server time, rules, the account's position mode), so
@@ -106,13 +115,21 @@ async def _open_venue_with_retries(settings: Settings, nursery: trio.Nursery, st
         from posmon.exchange.aster.settings import AsterSettings
 
         auth = AsterSettings.from_config(settings.aster, os.environ).auth
-    return await retry_startup(attempt, venue=name, what="connecting", give_up_after=connect_timeout, log=log,
-                               per_try=settings.daemon.request_timeout_seconds * 4, auth=auth,
-                               retry=not venue_is_embedded(settings))
+    return await retry_startup(
+        attempt,
+        venue=name,
+        what="connecting",
+        give_up_after=connect_timeout,
+        log=log,
+        per_try=settings.daemon.request_timeout_seconds * 4,
+        auth=auth,
+        retry=not venue_is_embedded(settings),
+    )
 
 
-async def run_main(settings: Settings, api: ApiSettings | None = None, *,
-                   connect_timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
+async def run_main(
+    settings: Settings, api: ApiSettings | None = None, *, connect_timeout: float = CONNECT_TIMEOUT_SECONDS
+) -> None:
     """The daemon until SIGINT/SIGTERM; ``api`` (validated before any network) serves the operator API.
 
     The store's lock is held for the whole run: a second daemon (or ``posmon protect``) on the same store and
@@ -196,11 +213,20 @@ def _run_daemon_command(args: argparse.Namespace) -> int:
 
 
 def add_run(sub: Subparsers) -> None:
-    p = sub.add_parser("run", help="run the daemon headless until SIGINT/SIGTERM", epilog=RUN_EXIT_CODES_HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--connect-timeout", type=_seconds, default=None, metavar="SECONDS",
-                   help="keep retrying an unreachable or failing exchange at start-up this long, then exit 3 "
-                        "(default: [daemon] startup_timeout_seconds)")
+    p = sub.add_parser(
+        "run",
+        help="run the daemon headless until SIGINT/SIGTERM",
+        epilog=RUN_EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--connect-timeout",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="keep retrying an unreachable or failing exchange at start-up this long, then exit 3 "
+        "(default: [daemon] startup_timeout_seconds)",
+    )
     p.set_defaults(handler=_run_daemon_command)
 
 

@@ -190,8 +190,15 @@ class EmulatedExits:
         if mark is None:  # no price to bound the close by yet
             return None
         c = self.ctx
-        t, rec = bounded_close_order(t, t.qty, prefix=c.prefix, hedge_mode=c.hedge_mode, mark=mark,
-                                     slippage_pct=self.slippage.at(self.attempts(t.id)), rules=c.rules)
+        t, rec = bounded_close_order(
+            t,
+            t.qty,
+            prefix=c.prefix,
+            hedge_mode=c.hedge_mode,
+            mark=mark,
+            slippage_pct=self.slippage.at(self.attempts(t.id)),
+            rules=c.rules,
+        )
         # The tranche furthest through its stop goes first when many close at once.
         return CloseOrder(t, rec, rank=-float(t.side.sign * (t.sl - mark) / t.entry))
 
@@ -206,10 +213,13 @@ class EmulatedExits:
         pause = min(self.ctx.retry_seconds * 2 ** (tries - 1), MAX_CAP_PAUSE_SECONDS)
         alert = None
         if tries == 1:
-            alert = (f"tranche {t.index} ({t.qty}) not closed within the {self.slippage.max_pct}% slippage cap: "
-                     f"{why}; retrying at the cap")
-        return ShortClose(hold_until=now + pause, reconcile=True, alert=alert, exhausted=tries == 1,
-                          next_bound_pct=bound)
+            alert = (
+                f"tranche {t.index} ({t.qty}) not closed within the {self.slippage.max_pct}% slippage cap: "
+                f"{why}; retrying at the cap"
+            )
+        return ShortClose(
+            hold_until=now + pause, reconcile=True, alert=alert, exhausted=tries == 1, next_bound_pct=bound
+        )
 
     def attempts(self, tranche_id: int) -> int:
         return self._attempts.short.get(tranche_id, 0)

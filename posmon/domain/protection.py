@@ -66,7 +66,11 @@ def _position_side(t: Tranche, hedge_mode: bool) -> str:
 
 
 def protection_orders(
-    t: Tranche, *, prefix: str, working_type: WorkingType, hedge_mode: bool,
+    t: Tranche,
+    *,
+    prefix: str,
+    working_type: WorkingType,
+    hedge_mode: bool,
 ) -> tuple[Tranche, OrderRecord, OrderRecord]:
     """A reduce-only TP limit and a stop-market SL for the whole tranche; returns the tranche with seq advanced."""
     seq = t.seq + 1
@@ -74,20 +78,42 @@ def protection_orders(
     ps = _position_side(t, hedge_mode)
     # In hedge mode positionSide alone makes an order closing; Binance-style venues reject reduceOnly there.
     reduce_only = not hedge_mode
-    tp = OrderRequest(client_id=client_order_id(prefix, t.id, Purpose.TP, seq), symbol=t.symbol, side=side,
-                      position_side=ps, type=OrderType.LIMIT, qty=t.qty, price=t.tp, reduce_only=reduce_only)
-    sl = OrderRequest(client_id=client_order_id(prefix, t.id, Purpose.SL, seq), symbol=t.symbol, side=side,
-                      position_side=ps, type=OrderType.STOP_MARKET, qty=t.qty, stop_price=t.sl,
-                      reduce_only=reduce_only, working_type=working_type)
+    tp = OrderRequest(
+        client_id=client_order_id(prefix, t.id, Purpose.TP, seq),
+        symbol=t.symbol,
+        side=side,
+        position_side=ps,
+        type=OrderType.LIMIT,
+        qty=t.qty,
+        price=t.tp,
+        reduce_only=reduce_only,
+    )
+    sl = OrderRequest(
+        client_id=client_order_id(prefix, t.id, Purpose.SL, seq),
+        symbol=t.symbol,
+        side=side,
+        position_side=ps,
+        type=OrderType.STOP_MARKET,
+        qty=t.qty,
+        stop_price=t.sl,
+        reduce_only=reduce_only,
+        working_type=working_type,
+    )
     return (replace(t, seq=seq), OrderRecord(tp, t.id, Purpose.TP), OrderRecord(sl, t.id, Purpose.SL))
 
 
 def close_order(t: Tranche, qty: Decimal, *, prefix: str, hedge_mode: bool) -> tuple[Tranche, OrderRecord]:
     """A reduce-only market order closing ``qty`` of the tranche."""
     seq = t.seq + 1
-    req = OrderRequest(client_id=client_order_id(prefix, t.id, Purpose.CLOSE, seq), symbol=t.symbol,
-                       side=t.side.closing_order_side, position_side=_position_side(t, hedge_mode),
-                       type=OrderType.MARKET, qty=qty, reduce_only=not hedge_mode)
+    req = OrderRequest(
+        client_id=client_order_id(prefix, t.id, Purpose.CLOSE, seq),
+        symbol=t.symbol,
+        side=t.side.closing_order_side,
+        position_side=_position_side(t, hedge_mode),
+        type=OrderType.MARKET,
+        qty=qty,
+        reduce_only=not hedge_mode,
+    )
     return replace(t, seq=seq), OrderRecord(req, t.id, Purpose.CLOSE)
 
 
@@ -108,7 +134,13 @@ def worst_price(side: OrderSide, reference: Decimal, slippage_pct: Decimal, tick
 
 
 def bounded_close_order(
-    t: Tranche, qty: Decimal, *, prefix: str, hedge_mode: bool, mark: Decimal, slippage_pct: Decimal,
+    t: Tranche,
+    qty: Decimal,
+    *,
+    prefix: str,
+    hedge_mode: bool,
+    mark: Decimal,
+    slippage_pct: Decimal,
     rules: SymbolRules,
 ) -> tuple[Tranche, OrderRecord]:
     """A reduce-only market order closing ``qty`` that fills no worse than ``slippage_pct`` through ``mark``.

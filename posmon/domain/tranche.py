@@ -87,8 +87,9 @@ def average_entry(fills: Sequence[tuple[Decimal, Decimal]]) -> Decimal:
     return sum((q * p for q, p in fills), Decimal(0)) / total
 
 
-def implied_entry(venue_entry: Decimal, held: Decimal, tranches: Sequence[tuple[Decimal, Decimal]],
-                  tick: Decimal) -> Decimal:
+def implied_entry(
+    venue_entry: Decimal, held: Decimal, tranches: Sequence[tuple[Decimal, Decimal]], tick: Decimal
+) -> Decimal:
     """The price of the part of a position no tranche explains, implied by the venue's average entry.
 
     ``held`` at ``venue_entry`` is what the venue shows; ``tranches`` are the known (qty, entry) pairs. When
@@ -139,12 +140,32 @@ def extend_tranche(t: Tranche, *, qty: Decimal, price: Decimal, risk: Risk, rule
 
 
 def new_tranche(
-    *, id: int, venue: str, symbol: str, side: Side, index: int, qty: Decimal, price: Decimal,
-    now: float, risk: Risk, rules: SymbolRules,
+    *,
+    id: int,
+    venue: str,
+    symbol: str,
+    side: Side,
+    index: int,
+    qty: Decimal,
+    price: Decimal,
+    now: float,
+    risk: Risk,
+    rules: SymbolRules,
 ) -> Tranche:
     tp, sl = exit_prices(side, price, risk, rules)
-    return Tranche(id=id, venue=venue, symbol=symbol, side=side, index=index, entry=price, qty=qty,
-                   tp=tp, sl=sl, opened_at=now, deadline=_deadline(now, risk))
+    return Tranche(
+        id=id,
+        venue=venue,
+        symbol=symbol,
+        side=side,
+        index=index,
+        entry=price,
+        qty=qty,
+        tp=tp,
+        sl=sl,
+        opened_at=now,
+        deadline=_deadline(now, risk),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,8 +177,17 @@ class EntryDecision:
 
 
 def apply_entry_fill(
-    tranches: Sequence[Tranche], *, qty: Decimal, price: Decimal, now: float, risk: Risk,
-    rules: SymbolRules, new_id: int, venue: str, symbol: str, side: Side,
+    tranches: Sequence[Tranche],
+    *,
+    qty: Decimal,
+    price: Decimal,
+    now: float,
+    risk: Risk,
+    rules: SymbolRules,
+    new_id: int,
+    venue: str,
+    symbol: str,
+    side: Side,
 ) -> EntryDecision:
     """Assign a fill that grows the position to a tranche.
 
@@ -167,15 +197,35 @@ def apply_entry_fill(
     fill price) are merged into the older of them.
     """
     if not tranches:
-        t = new_tranche(id=new_id, venue=venue, symbol=symbol, side=side, index=0, qty=qty, price=price,
-                        now=now, risk=risk, rules=rules)
+        t = new_tranche(
+            id=new_id,
+            venue=venue,
+            symbol=symbol,
+            side=side,
+            index=0,
+            qty=qty,
+            price=price,
+            now=now,
+            risk=risk,
+            rules=rules,
+        )
         return EntryDecision(changed=(t,))
     newest = max(tranches, key=lambda t: t.index)
     if position_pnl_pct(tranches, price) > -risk.tranche_pnl_increment_pct:
         entry = average_entry([(newest.qty, newest.entry), (qty, price)])
         return EntryDecision(changed=(_repriced(newest, entry, newest.qty + qty, risk, rules),))
-    opened = new_tranche(id=new_id, venue=venue, symbol=symbol, side=side, index=newest.index + 1, qty=qty,
-                         price=price, now=now, risk=risk, rules=rules)
+    opened = new_tranche(
+        id=new_id,
+        venue=venue,
+        symbol=symbol,
+        side=side,
+        index=newest.index + 1,
+        qty=qty,
+        price=price,
+        now=now,
+        risk=risk,
+        rules=rules,
+    )
     book = [*tranches, opened]
     if len(book) <= risk.max_tranches:
         return EntryDecision(changed=(opened,))
@@ -183,7 +233,11 @@ def apply_entry_fill(
 
 
 def _merge_least_losing(
-    book: list[Tranche], price: Decimal, risk: Risk, rules: SymbolRules, opened: Tranche,
+    book: list[Tranche],
+    price: Decimal,
+    risk: Risk,
+    rules: SymbolRules,
+    opened: Tranche,
 ) -> EntryDecision:
     # Highest PnL first; ties broken by the newer tranche so merges stay near the top of the book.
     ranked = sorted(book, key=lambda t: (t.pnl_pct(price), t.index), reverse=True)
@@ -222,7 +276,13 @@ def apply_reduction(tranches: Sequence[Tranche], qty: Decimal, rules: SymbolRule
 
 
 def exit_for(
-    t: Tranche, mark: Decimal, now: float, *, take_profit: bool, stop_loss: bool, timeout: bool,
+    t: Tranche,
+    mark: Decimal,
+    now: float,
+    *,
+    take_profit: bool,
+    stop_loss: bool,
+    timeout: bool,
 ) -> ExitReason | None:
     """Which emulated exit, if any, ``mark`` at ``now`` triggers; flags say which exits the daemon owns."""
     if take_profit and t.side.sign * (mark - t.tp) >= 0:

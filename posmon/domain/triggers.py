@@ -82,8 +82,9 @@ class TriggerBook:
             yield from self._pop(self._sl_heap, -s * mark, ExitReason.SL)
         yield from self._pop(self._deadlines, now, ExitReason.TIMEOUT)
 
-    def _pop(self, heap: list[tuple[Level, int, int]], level: Level,
-             reason: ExitReason) -> Iterator[tuple[int, ExitReason]]:
+    def _pop(
+        self, heap: list[tuple[Level, int, int]], level: Level, reason: ExitReason
+    ) -> Iterator[tuple[int, ExitReason]]:
         while heap and heap[0][0] <= level:
             _, tid, gen = heapq.heappop(heap)
             if self._gen.get(tid) == gen:

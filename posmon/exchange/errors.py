@@ -71,4 +71,3 @@ class RateLimited(VenueError):
 
 class Banned(RateLimited):
     """418: no trading call until the ban ends."""
-

@@ -69,8 +69,9 @@ def required(obj: dict[str, Any], key: str) -> Any:
 def text(obj: dict[str, Any], key: str) -> str:
     value = required(obj, key)
     if not isinstance(value, str) or not value or len(value) > MAX_TEXT_CHARS:
-        raise MalformedMessage(f"field {key!r} is not a non-empty string of at most {MAX_TEXT_CHARS} characters: "
-                               f"{show(value)}")
+        raise MalformedMessage(
+            f"field {key!r} is not a non-empty string of at most {MAX_TEXT_CHARS} characters: {show(value)}"
+        )
     return value
 
 

@@ -67,9 +67,15 @@ async def opening(seconds: float, what: str) -> AsyncIterator[Opening]:
 async def open_websocket(url: str, *, handshake_seconds: float, what: str) -> AsyncIterator[WebSocketLike]:
     """A trio-websocket connection, connected and handshaken within ``handshake_seconds`` or ``StreamClosed``."""
     try:
-        async with opening(handshake_seconds, what) as opened, \
-                open_websocket_url(url, connect_timeout=handshake_seconds, disconnect_timeout=handshake_seconds,
-                                   max_message_size=MAX_MESSAGE_SIZE) as ws:
+        async with (
+            opening(handshake_seconds, what) as opened,
+            open_websocket_url(
+                url,
+                connect_timeout=handshake_seconds,
+                disconnect_timeout=handshake_seconds,
+                max_message_size=MAX_MESSAGE_SIZE,
+            ) as ws,
+        ):
             opened.done()
             yield ws
     except (HandshakeError, OSError) as exc:

@@ -69,8 +69,11 @@ class Channel:
             self._metrics.inc("notify_dropped", channel=self.name, reason="queue_full")
             if not self._dropping:
                 self._dropping = True
-                log.warning("notify %s: queue full (%d); dropping the oldest notices until it drains",
-                            self.name, self.delivery.queue_size)
+                log.warning(
+                    "notify %s: queue full (%d); dropping the oldest notices until it drains",
+                    self.name,
+                    self.delivery.queue_size,
+                )
         self._offered += 1
         self._queue.append((self._offered, notice))
         self._metrics.set("notify_queue_depth", len(self._queue), channel=self.name)
@@ -84,8 +87,9 @@ class Channel:
 
     # --- the drain task ---------------------------------------------------------------------------------
 
-    async def run(self, client: httpx.AsyncClient,
-                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, client: httpx.AsyncClient, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         task_status.started()
         while True:
             while not self._queue:
@@ -117,16 +121,28 @@ class Channel:
                 return
             if retry_after is None or attempt == d.max_retries:
                 break
-            delay = max(retry_after, min(d.backoff_max, d.backoff * 2 ** attempt))
+            delay = max(retry_after, min(d.backoff_max, d.backoff * 2**attempt))
             self._metrics.inc("notify_retries", channel=self.name)
-            log.warning("notify %s: %s from %s; retry %d/%d in %.1fs", self.name, why, self.sender.shown_url,
-                        attempt + 1, d.max_retries, delay)
+            log.warning(
+                "notify %s: %s from %s; retry %d/%d in %.1fs",
+                self.name,
+                why,
+                self.sender.shown_url,
+                attempt + 1,
+                d.max_retries,
+                delay,
+            )
             await trio.sleep(delay)
             await trio.sleep_until(self._next_at)
         self._metrics.inc("notify_dropped", len(batch), channel=self.name, reason="failed")
-        log.error("notify %s: gave up on %d notice(s) (%s) after %s; kinds %s", self.name, len(batch), why,
-                  "a permanent refusal" if retry_after is None else f"{d.max_retries + 1} attempts",
-                  ",".join(sorted({n.kind for n in batch})))
+        log.error(
+            "notify %s: gave up on %d notice(s) (%s) after %s; kinds %s",
+            self.name,
+            len(batch),
+            why,
+            "a permanent refusal" if retry_after is None else f"{d.max_retries + 1} attempts",
+            ",".join(sorted({n.kind for n in batch})),
+        )
 
     async def _attempt(self, client: httpx.AsyncClient, batch: list[Notice]) -> tuple[bool, float | None, str]:
         """(delivered, seconds to wait before retrying or None if retrying is pointless, what went wrong)."""
@@ -134,8 +150,9 @@ class Channel:
         response = None
         with trio.move_on_after(self.delivery.timeout):
             try:
-                response = await client.post(req.url, json=req.json, headers=dict(req.headers),
-                                             timeout=self.delivery.timeout)
+                response = await client.post(
+                    req.url, json=req.json, headers=dict(req.headers), timeout=self.delivery.timeout
+                )
             except httpx.HTTPError as exc:
                 return False, 0.0, snippet(f"{type(exc).__name__} {exc}".strip(), self._secrets)
         if response is None:

@@ -38,9 +38,15 @@ def batch_text(notices: Sequence[Notice], limit: int = TELEGRAM_TEXT_LIMIT) -> s
 
 def notice_json(notice: Notice) -> dict[str, Any]:
     """A notice as a JSON object; data values that JSON lacks (Decimal, enums) are sent as strings."""
-    return {"kind": notice.kind, "venue": notice.venue, "symbol": notice.symbol, "side": notice.side,
-            "text": notice.text, "needs_human": notice.needs_human, "data": {k: _plain(v) for k, v in
-                                                                          notice.data.items()}}
+    return {
+        "kind": notice.kind,
+        "venue": notice.venue,
+        "symbol": notice.symbol,
+        "side": notice.side,
+        "text": notice.text,
+        "needs_human": notice.needs_human,
+        "data": {k: _plain(v) for k, v in notice.data.items()},
+    }
 
 
 def webhook_body(notices: Sequence[Notice]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ def snippet(text: str, secrets: Sequence[str], limit: int = SNIPPET_CHARS) -> st
     """A short, one-line, redacted excerpt of what a receiver said (redacted before it is cut, never after)."""
     text = redact(text[:4096], secrets)
     text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def url_secrets(url: str) -> tuple[str, ...]:
@@ -34,9 +34,16 @@ def url_secrets(url: str) -> tuple[str, ...]:
     parts = urlsplit(url)
     if parts.path in ("", "/") and not parts.query and not parts.fragment and not parts.username:
         return ()  # nothing beyond the origin: nothing secret
-    found = [url, url.split("://", 1)[-1], parts.path, parts.query, parts.fragment,
-             f"{parts.path}?{parts.query}" if parts.query else "", parts.netloc.rpartition("@")[0],
-             parts.password if parts.password and len(parts.password) >= 4 else ""]
+    found = [
+        url,
+        url.split("://", 1)[-1],
+        parts.path,
+        parts.query,
+        parts.fragment,
+        f"{parts.path}?{parts.query}" if parts.query else "",
+        parts.netloc.rpartition("@")[0],
+        parts.password if parts.password and len(parts.password) >= 4 else "",
+    ]
     found += [seg for seg in parts.path.split("/") if len(seg) >= MIN_SEGMENT]
     found += [v for pair in parse_qsl(parts.query, keep_blank_values=True) for v in pair if len(v) >= MIN_SEGMENT]
     return _variants([f for f in found if f not in ("", "/")])
@@ -44,8 +51,15 @@ def url_secrets(url: str) -> tuple[str, ...]:
 
 def header_secrets(values: Sequence[str]) -> tuple[str, ...]:
     """Header values (``Bearer abc...``) whole and their credential alone (a receiver may echo either)."""
-    return _variants([part for v in values if v for part in (v, v.split()[-1] if v.split() else "")
-                      if len(part) >= MIN_SEGMENT or part == v])
+    return _variants(
+        [
+            part
+            for v in values
+            if v
+            for part in (v, v.split()[-1] if v.split() else "")
+            if len(part) >= MIN_SEGMENT or part == v
+        ]
+    )
 
 
 def token_secrets(token: str) -> tuple[str, ...]:

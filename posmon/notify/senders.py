@@ -42,8 +42,9 @@ class TelegramSender:
         self.secrets = token_secrets(token) + url_secrets(api_url)
 
     def request(self, batch: Sequence[Notice]) -> Request:
-        return Request(self._url, {"chat_id": self._chat_id, "text": batch_text(batch),
-                                   "disable_web_page_preview": True})
+        return Request(
+            self._url, {"chat_id": self._chat_id, "text": batch_text(batch), "disable_web_page_preview": True}
+        )
 
 
 class WebhookSender:

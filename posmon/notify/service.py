@@ -27,9 +27,15 @@ log = logging.getLogger(__name__)
 
 
 class NotifyService:
-    def __init__(self, settings: NotifySettings, metrics: Metrics, *,
-                 notices: trio.MemorySendChannel[Notice] | None = None, venues: Sequence[str] = (),
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        settings: NotifySettings,
+        metrics: Metrics,
+        *,
+        notices: trio.MemorySendChannel[Notice] | None = None,
+        venues: Sequence[str] = (),
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         """``notices`` (the notifier's inbox) and ``venues``: watch these venues' price streams and report there."""
         self.settings = settings
         self.metrics = metrics
@@ -37,9 +43,15 @@ class NotifyService:
         self._venues = list(venues)
         self._transport = transport
         s = settings
-        delivery = Delivery(kinds=frozenset(s.kinds), queue_size=s.queue_size, min_interval=s.min_interval_seconds,
-                            max_retries=s.max_retries, backoff=s.retry_backoff_seconds,
-                            backoff_max=s.retry_backoff_max_seconds, timeout=s.timeout_seconds)
+        delivery = Delivery(
+            kinds=frozenset(s.kinds),
+            queue_size=s.queue_size,
+            min_interval=s.min_interval_seconds,
+            max_retries=s.max_retries,
+            backoff=s.retry_backoff_seconds,
+            backoff_max=s.retry_backoff_max_seconds,
+            timeout=s.timeout_seconds,
+        )
         senders: list[Sender] = []
         if s.telegram:
             senders.append(TelegramSender(s.telegram_api_url, s.telegram_bot_token, s.telegram_chat_id))
@@ -51,17 +63,24 @@ class NotifyService:
         """Run the channels and (given the notifier's inbox and venues) the stream watchdog, until cancelled."""
         s = self.settings
         if self.channels:
-            log.info("notifications: %s for %s", ", ".join(f"{c.name} ({c.sender.shown_url})" for c in self.channels),
-                     ", ".join(s.kinds))
+            log.info(
+                "notifications: %s for %s",
+                ", ".join(f"{c.name} ({c.sender.shown_url})" for c in self.channels),
+                ", ".join(s.kinds),
+            )
         with redacting([*s.secrets, *(secret for c in self.channels for secret in c.sender.secrets)]):
-            async with (httpx.AsyncClient(transport=self._transport, timeout=s.timeout_seconds,
-                                          follow_redirects=False) as client,
-                        trio.open_nursery() as nursery):
+            async with (
+                httpx.AsyncClient(
+                    transport=self._transport, timeout=s.timeout_seconds, follow_redirects=False
+                ) as client,
+                trio.open_nursery() as nursery,
+            ):
                 for channel in self.channels:
                     await nursery.start(channel.run, client)
                 if self._notices is not None and self._venues:
-                    await nursery.start(StreamWatchdog(self.metrics, self._notices, self._venues,
-                                                       down_after=s.stream_down_seconds).run)
+                    await nursery.start(
+                        StreamWatchdog(self.metrics, self._notices, self._venues, down_after=s.stream_down_seconds).run
+                    )
                 task_status.started()
 
     def offer(self, notice: Notice) -> None:
@@ -84,7 +103,14 @@ class NotifyService:
         self.metrics.inc("notices", kind=NoticeKind.RESTART_BUDGET_EXHAUSTED)
         while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:  # the actor's own error
             error = error.exceptions[0]
-        await self.deliver_now(Notice(NoticeKind.RESTART_BUDGET_EXHAUSTED, "", "", "",
-                                      f"actor {actor} exhausted its restart budget ({type(error).__name__}: "
-                                      f"{error}); the daemon is stopping", True,
-                                      {"actor": actor, "error": repr(error)}))
+        await self.deliver_now(
+            Notice(
+                NoticeKind.RESTART_BUDGET_EXHAUSTED,
+                "",
+                "",
+                "",
+                f"actor {actor} exhausted its restart budget ({type(error).__name__}: {error}); the daemon is stopping",
+                True,
+                {"actor": actor, "error": repr(error)},
+            )
+        )

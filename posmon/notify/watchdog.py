@@ -21,8 +21,15 @@ log = logging.getLogger(__name__)
 
 
 class StreamWatchdog:
-    def __init__(self, metrics: Metrics, notices: trio.MemorySendChannel[Notice], venues: Sequence[str], *,
-                 down_after: float, check_every: float = 1.0) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        notices: trio.MemorySendChannel[Notice],
+        venues: Sequence[str],
+        *,
+        down_after: float,
+        check_every: float = 1.0,
+    ) -> None:
         self.metrics = metrics
         self.notices = notices
         self.venues = list(venues)
@@ -40,15 +47,24 @@ class StreamWatchdog:
                 silent = ages.get(venue, silent_for)
                 if venue not in down and silent > self.down_after:
                     down.add(venue)
-                    connected = "connected but silent" if self.metrics.get("price_stream_up", venue=venue) else \
-                        "disconnected"
-                    self._raise(Notice(NoticeKind.STREAM_DOWN, venue, "", "",
-                                       f"price stream {connected} for {silent:.0f}s; exits run on REST mark "
-                                       "prices until it is back", True, {"silent_seconds": round(silent, 1)}))
+                    connected = (
+                        "connected but silent" if self.metrics.get("price_stream_up", venue=venue) else "disconnected"
+                    )
+                    self._raise(
+                        Notice(
+                            NoticeKind.STREAM_DOWN,
+                            venue,
+                            "",
+                            "",
+                            f"price stream {connected} for {silent:.0f}s; exits run on REST mark "
+                            "prices until it is back",
+                            True,
+                            {"silent_seconds": round(silent, 1)},
+                        )
+                    )
                 elif venue in down and silent <= self.down_after:
                     down.discard(venue)
-                    self._raise(Notice(NoticeKind.STREAM_RESTORED, venue, "", "", "price stream is back",
-                                       False, {}))
+                    self._raise(Notice(NoticeKind.STREAM_RESTORED, venue, "", "", "price stream is back", False, {}))
             await trio.sleep(self.check_every)
 
     def _raise(self, notice: Notice) -> None:

@@ -85,8 +85,14 @@ def _emit(out: TextIO, as_json: bool, text: str, doc: dict[str, Any]) -> None:
     print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() if as_json else text, file=out)
 
 
-async def verify_command(settings: Settings, *, as_json: bool = False, out: TextIO | None = None,
-                         err: TextIO | None = None, opener: VenueOpener = open_venue) -> int:
+async def verify_command(
+    settings: Settings,
+    *,
+    as_json: bool = False,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    opener: VenueOpener = open_venue,
+) -> int:
     """Compare the exchange with the store and report; ``OK`` clean, ``FAILED`` on any gap."""
     out, err = out or sys.stdout, err or sys.stderr
 
@@ -94,16 +100,28 @@ async def verify_command(settings: Settings, *, as_json: bool = False, out: Text
         in_use = store_in_use(settings.daemon.store)
         async with _session(settings, opener, write=False) as (venue, store):
             snap = await take_snapshot(settings, venue, store)
-        _emit(out, as_json, report.render_verify(venue.name, snap, hedge_mode=settings.daemon.hedge_mode,
-                                                 in_use=in_use), report.verify_json(venue.name, snap, in_use=in_use))
+        _emit(
+            out,
+            as_json,
+            report.render_verify(venue.name, snap, hedge_mode=settings.daemon.hedge_mode, in_use=in_use),
+            report.verify_json(venue.name, snap, in_use=in_use),
+        )
         return ExitCode.FAILED if snap.gaps else ExitCode.OK
 
     return await _guarded(run, err)
 
 
-async def protect_command(settings: Settings, *, dry_run: bool = False, as_json: bool = False,
-                          out: TextIO | None = None, err: TextIO | None = None, opener: VenueOpener = open_venue,
-                          clock: Callable[[], float] = time.time, confirm_seconds: float = 2.0) -> int:
+async def protect_command(
+    settings: Settings,
+    *,
+    dry_run: bool = False,
+    as_json: bool = False,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    opener: VenueOpener = open_venue,
+    clock: Callable[[], float] = time.time,
+    confirm_seconds: float = 2.0,
+) -> int:
     """Repair every gap (adopt, protect, cancel orphans, close empty tranches); ``dry_run`` changes nothing."""
     out, err = out or sys.stdout, err or sys.stderr
 
@@ -111,8 +129,16 @@ async def protect_command(settings: Settings, *, dry_run: bool = False, as_json:
         lock = nullcontext() if dry_run else hold_store_lock(settings.daemon.store)
         with lock:
             async with _session(settings, opener, write=not dry_run) as (venue, store):
-                return await _protect(settings, venue, store, dry_run=dry_run, as_json=as_json, out=out,
-                                      clock=clock, confirm_seconds=confirm_seconds)
+                return await _protect(
+                    settings,
+                    venue,
+                    store,
+                    dry_run=dry_run,
+                    as_json=as_json,
+                    out=out,
+                    clock=clock,
+                    confirm_seconds=confirm_seconds,
+                )
 
     if not as_json:
         print(f"posmon protect: {report.ONE_WRITER}", file=err)
@@ -138,21 +164,40 @@ def _provisional_ids(store: Store) -> Callable[[], int]:
     return itertools.count(int(row[0]) if row else 1).__next__
 
 
-async def _protect(settings: Settings, venue: Venue, store: Store, *, dry_run: bool, as_json: bool, out: TextIO,
-                   clock: Callable[[], float], confirm_seconds: float) -> int:
+async def _protect(
+    settings: Settings,
+    venue: Venue,
+    store: Store,
+    *,
+    dry_run: bool,
+    as_json: bool,
+    out: TextIO,
+    clock: Callable[[], float],
+    confirm_seconds: float,
+) -> int:
     d = settings.daemon
     snap = await _confirmed(settings, venue, store, confirm_seconds)
     ctx = PlanContext(
-        venue=venue.name, prefix=d.client_id_prefix, hedge_mode=d.hedge_mode, rules=snap.rules,
+        venue=venue.name,
+        prefix=d.client_id_prefix,
+        hedge_mode=d.hedge_mode,
+        rules=snap.rules,
         risk_of=lambda s: risk_of(settings, s),
         working_type_of=lambda s: WorkingType(settings.risk_for(s).working_type),
-        now=clock(), new_id=_provisional_ids(store) if dry_run else store.allocate_tranche_id,
-        emulated_exits=venue.traits.emulated_exits, taken=lambda cid: store.order(cid) is not None)
+        now=clock(),
+        new_id=_provisional_ids(store) if dry_run else store.allocate_tranche_id,
+        emulated_exits=venue.traits.emulated_exits,
+        taken=lambda cid: store.order(cid) is not None,
+    )
     plan = plan_repairs(snap.gaps, snap.book, snap.account, ctx)
     head = f"posmon protect: {report.summary(venue.name, snap, hedge_mode=d.hedge_mode)}"
     lines = [head, *report.gap_lines(snap.gaps), *report.plan_lines(plan, dry_run=dry_run)]
-    doc: dict[str, Any] = {"venue": venue.name, "dry_run": dry_run, "gaps": [g.to_json() for g in snap.gaps],
-                           "plan": report.plan_json(plan)}
+    doc: dict[str, Any] = {
+        "venue": venue.name,
+        "dry_run": dry_run,
+        "gaps": [g.to_json() for g in snap.gaps],
+        "plan": report.plan_json(plan),
+    }
     if dry_run or not plan.actions:
         doc["clean"] = not snap.gaps
         _emit(out, as_json, "\n".join(lines), doc)

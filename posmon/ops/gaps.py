@@ -68,8 +68,12 @@ class Gap:
     actual: Decimal | None = None
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": self.kind.value, "symbol": self.symbol,
-                               "side": None if self.side is None else self.side.value, "detail": self.detail}
+        out: dict[str, Any] = {
+            "kind": self.kind.value,
+            "symbol": self.symbol,
+            "side": None if self.side is None else self.side.value,
+            "detail": self.detail,
+        }
         for name in ("tranche_id", "client_id"):
             if (v := getattr(self, name)) is not None:
                 out[name] = v
@@ -106,8 +110,14 @@ Key = tuple[str, Side]
 
 
 def find_gaps(
-    book: Book, account: Account, *, prefix: str, hedge_mode: bool, emulated_exits: bool = False,
-    rules: Mapping[str, SymbolRules] | None = None, max_hold_of: Callable[[str], int] | None = None,
+    book: Book,
+    account: Account,
+    *,
+    prefix: str,
+    hedge_mode: bool,
+    emulated_exits: bool = False,
+    rules: Mapping[str, SymbolRules] | None = None,
+    max_hold_of: Callable[[str], int] | None = None,
 ) -> list[Gap]:
     """Every gap, positions first, then per tranche, then orphans; deterministic order."""
     tranches = {t.id: t for t in book.tranches}
@@ -121,8 +131,9 @@ def find_gaps(
         tid, purpose, seq = parsed
         t = tranches.get(tid)
         if emulated_exits and purpose in (Purpose.TP, Purpose.SL):
-            orphans.append(_order_gap(GapKind.STALE_LEG, o, t, purpose, "posmon emulates exits on this venue; "
-                                      "no TP/SL may rest"))
+            orphans.append(
+                _order_gap(GapKind.STALE_LEG, o, t, purpose, "posmon emulates exits on this venue; no TP/SL may rest")
+            )
             continue
         why = _not_protecting(o, t, records.get(o.client_id), purpose, hedge_mode)
         if why is not None:
@@ -133,8 +144,16 @@ def find_gaps(
     gaps = _position_gaps(book.tranches, positions)
     for t in sorted(book.tranches, key=lambda t: t.id):
         if t.closing:
-            gaps.append(Gap(GapKind.CLOSING_STUCK, t.symbol, t.side, f"tranche {t.index} ({_plain(t.qty)}) has been "
-                            f"closing ({t.closing}) without finishing", tranche_id=t.id, qty=t.qty))
+            gaps.append(
+                Gap(
+                    GapKind.CLOSING_STUCK,
+                    t.symbol,
+                    t.side,
+                    f"tranche {t.index} ({_plain(t.qty)}) has been closing ({t.closing}) without finishing",
+                    tranche_id=t.id,
+                    qty=t.qty,
+                )
+            )
         elif emulated_exits:
             gaps += _emulated_gaps(t, (max_hold_of or (lambda _s: 0))(t.symbol))
         else:
@@ -144,8 +163,9 @@ def find_gaps(
     return gaps + orphans
 
 
-def _not_protecting(o: OrderState, t: Tranche | None, rec: OrderRecord | None, purpose: Purpose,
-                    hedge_mode: bool) -> str | None:
+def _not_protecting(
+    o: OrderState, t: Tranche | None, rec: OrderRecord | None, purpose: Purpose, hedge_mode: bool
+) -> str | None:
     """Why a posmon order on the exchange protects nothing (None when it may be a live leg)."""
     if t is None:
         return "its tranche is not open" if rec is not None else "its tranche is not open and the store has no record"
@@ -164,9 +184,16 @@ def _not_protecting(o: OrderState, t: Tranche | None, rec: OrderRecord | None, p
 
 def _order_gap(kind: GapKind, o: OrderState, t: Tranche | None, purpose: Purpose, why: str) -> Gap:
     side = t.side if t is not None else None
-    return Gap(kind, o.symbol, side, f"{o.client_id} ({purpose.name} {o.type.value} {_plain(o.qty - o.filled_qty)}): "
-               f"{why}", tranche_id=t.id if t else None, client_id=o.client_id, purpose=purpose,
-               qty=o.qty - o.filled_qty)
+    return Gap(
+        kind,
+        o.symbol,
+        side,
+        f"{o.client_id} ({purpose.name} {o.type.value} {_plain(o.qty - o.filled_qty)}): {why}",
+        tranche_id=t.id if t else None,
+        client_id=o.client_id,
+        purpose=purpose,
+        qty=o.qty - o.filled_qty,
+    )
 
 
 def _position_gaps(tranches: Sequence[Tranche], positions: Sequence[PositionState]) -> list[Gap]:
@@ -184,21 +211,55 @@ def _position_gaps(tranches: Sequence[Tranche], positions: Sequence[PositionStat
             continue
         if not tracked:
             assert pos is not None  # held != tracked == 0
-            gaps.append(Gap(GapKind.UNKNOWN_POSITION, symbol, side, f"{_plain(have)} held @ {_plain(pos.entry_price)}"
-                            " and no tranche covers it: unprotected", qty=have, expected=have, actual=ZERO))
+            gaps.append(
+                Gap(
+                    GapKind.UNKNOWN_POSITION,
+                    symbol,
+                    side,
+                    f"{_plain(have)} held @ {_plain(pos.entry_price)} and no tranche covers it: unprotected",
+                    qty=have,
+                    expected=have,
+                    actual=ZERO,
+                )
+            )
         elif not have:
             for t in sorted(mine[key], key=lambda t: t.id):
-                gaps.append(Gap(GapKind.NO_POSITION, symbol, side, f"tranche {t.index} ({_plain(t.qty)}) but the "
-                                "exchange holds no position", tranche_id=t.id, qty=t.qty, expected=ZERO,
-                                actual=t.qty))
+                gaps.append(
+                    Gap(
+                        GapKind.NO_POSITION,
+                        symbol,
+                        side,
+                        f"tranche {t.index} ({_plain(t.qty)}) but the exchange holds no position",
+                        tranche_id=t.id,
+                        qty=t.qty,
+                        expected=ZERO,
+                        actual=t.qty,
+                    )
+                )
         elif have > tracked:
-            gaps.append(Gap(GapKind.UNDER_COVERED, symbol, side, f"{_plain(have)} held, tranches cover "
-                            f"{_plain(tracked)}: {_plain(have - tracked)} unprotected", qty=have - tracked,
-                            expected=have, actual=tracked))
+            gaps.append(
+                Gap(
+                    GapKind.UNDER_COVERED,
+                    symbol,
+                    side,
+                    f"{_plain(have)} held, tranches cover {_plain(tracked)}: {_plain(have - tracked)} unprotected",
+                    qty=have - tracked,
+                    expected=have,
+                    actual=tracked,
+                )
+            )
         else:
-            gaps.append(Gap(GapKind.OVER_COVERED, symbol, side, f"{_plain(have)} held, tranches claim "
-                            f"{_plain(tracked)}: {_plain(tracked - have)} too much", qty=tracked - have,
-                            expected=have, actual=tracked))
+            gaps.append(
+                Gap(
+                    GapKind.OVER_COVERED,
+                    symbol,
+                    side,
+                    f"{_plain(have)} held, tranches claim {_plain(tracked)}: {_plain(tracked - have)} too much",
+                    qty=tracked - have,
+                    expected=have,
+                    actual=tracked,
+                )
+            )
     return gaps
 
 
@@ -207,22 +268,64 @@ def _leg_gaps(t: Tranche, purpose: Purpose, found: list[OrderState], rules: Symb
     name = purpose.name
     if not found:
         kind = GapKind.MISSING_TP if purpose is Purpose.TP else GapKind.MISSING_SL
-        return [Gap(kind, t.symbol, t.side, f"tranche {t.index} ({_plain(t.qty)}) has no {name} resting",
-                    tranche_id=t.id, purpose=purpose, qty=t.qty)]
+        return [
+            Gap(
+                kind,
+                t.symbol,
+                t.side,
+                f"tranche {t.index} ({_plain(t.qty)}) has no {name} resting",
+                tranche_id=t.id,
+                purpose=purpose,
+                qty=t.qty,
+            )
+        ]
     *older, cur = found
-    gaps = [Gap(GapKind.ORPHAN_ORDER, o.symbol, t.side, f"{o.client_id} ({name}): superseded by {cur.client_id}",
-                tranche_id=t.id, client_id=o.client_id, purpose=purpose, qty=o.qty - o.filled_qty) for o in older]
+    gaps = [
+        Gap(
+            GapKind.ORPHAN_ORDER,
+            o.symbol,
+            t.side,
+            f"{o.client_id} ({name}): superseded by {cur.client_id}",
+            tranche_id=t.id,
+            client_id=o.client_id,
+            purpose=purpose,
+            qty=o.qty - o.filled_qty,
+        )
+        for o in older
+    ]
     left = cur.qty - cur.filled_qty
     if left != t.qty:
-        gaps.append(Gap(GapKind.WRONG_SIZE, t.symbol, t.side, f"{name} {cur.client_id} covers {_plain(left)}, "
-                        f"tranche {t.index} holds {_plain(t.qty)}", tranche_id=t.id, client_id=cur.client_id,
-                        purpose=purpose, qty=t.qty, expected=t.qty, actual=left))
+        gaps.append(
+            Gap(
+                GapKind.WRONG_SIZE,
+                t.symbol,
+                t.side,
+                f"{name} {cur.client_id} covers {_plain(left)}, tranche {t.index} holds {_plain(t.qty)}",
+                tranche_id=t.id,
+                client_id=cur.client_id,
+                purpose=purpose,
+                qty=t.qty,
+                expected=t.qty,
+                actual=left,
+            )
+        )
     want = t.tp if purpose is Purpose.TP else t.sl
     price = cur.price if purpose is Purpose.TP else cur.stop_price
     if not _same_price(price, want, cur, rules):
-        gaps.append(Gap(GapKind.WRONG_PRICE, t.symbol, t.side, f"{name} {cur.client_id} at {price}, tranche "
-                        f"{t.index}'s {name} is {_plain(want)}", tranche_id=t.id, client_id=cur.client_id,
-                        purpose=purpose, qty=t.qty, expected=want, actual=price))
+        gaps.append(
+            Gap(
+                GapKind.WRONG_PRICE,
+                t.symbol,
+                t.side,
+                f"{name} {cur.client_id} at {price}, tranche {t.index}'s {name} is {_plain(want)}",
+                tranche_id=t.id,
+                client_id=cur.client_id,
+                purpose=purpose,
+                qty=t.qty,
+                expected=want,
+                actual=price,
+            )
+        )
     return gaps
 
 
@@ -234,9 +337,16 @@ def _same_price(price: Decimal | None, want: Decimal, o: OrderState, rules: Symb
         return True
     if rules is None:
         return False
-    ask = OrderRequest(client_id=o.client_id, symbol=o.symbol, side=o.side, position_side=o.position_side,
-                       type=o.type, qty=o.qty, price=want if o.price is not None else None,
-                       stop_price=want if o.stop_price is not None else None)
+    ask = OrderRequest(
+        client_id=o.client_id,
+        symbol=o.symbol,
+        side=o.side,
+        position_side=o.position_side,
+        type=o.type,
+        qty=o.qty,
+        price=want if o.price is not None else None,
+        stop_price=want if o.stop_price is not None else None,
+    )
     fixed = reround_exit(ask, rules)
     return price in (fixed.price, fixed.stop_price)
 
@@ -253,5 +363,13 @@ def _emulated_gaps(t: Tranche, max_hold: int) -> list[Gap]:
         bad.append("no deadline")
     if not bad:
         return []
-    return [Gap(GapKind.EXITS_UNSET, t.symbol, t.side, f"tranche {t.index} (entry {_plain(t.entry)}): "
-                f"{', '.join(bad)}", tranche_id=t.id, qty=t.qty)]
+    return [
+        Gap(
+            GapKind.EXITS_UNSET,
+            t.symbol,
+            t.side,
+            f"tranche {t.index} (entry {_plain(t.entry)}): {', '.join(bad)}",
+            tranche_id=t.id,
+            qty=t.qty,
+        )
+    ]

@@ -60,8 +60,12 @@ class Step:
     client_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"action": self.action, "symbol": self.symbol,
-                               "side": None if self.side is None else self.side.value, "detail": self.detail}
+        out: dict[str, Any] = {
+            "action": self.action,
+            "symbol": self.symbol,
+            "side": None if self.side is None else self.side.value,
+            "detail": self.detail,
+        }
         if self.tranche_id is not None:
             out["tranche_id"] = self.tranche_id
         if self.client_id is not None:
@@ -122,8 +126,13 @@ class _Planner:
             if g.kind in (GapKind.ORPHAN_ORDER, GapKind.STALE_LEG) and g.client_id:
                 self._cancel(g.symbol, g.side, g.client_id, g.tranche_id, g.detail.split(": ", 1)[-1])
             elif g.kind is GapKind.CLOSING_STUCK and g.tranche_id in self.tranches:
-                self._step("skip", g.symbol, g.side, f"{g.detail}: left to the daemon, which continues the close "
-                           "at start-up", g.tranche_id)
+                self._step(
+                    "skip",
+                    g.symbol,
+                    g.side,
+                    f"{g.detail}: left to the daemon, which continues the close at start-up",
+                    g.tranche_id,
+                )
             elif g.kind is GapKind.EXITS_UNSET and g.tranche_id in self.tranches:
                 self._set_exits(self.tranches[g.tranche_id])
         if not self.ctx.emulated_exits:
@@ -138,16 +147,26 @@ class _Planner:
         assert g.side is not None and g.qty is not None
         rules = self.ctx.rules.get(g.symbol)
         if rules is None:
-            self._step("skip", g.symbol, g.side, f"{g.detail}: {self.ctx.venue} gives no trading rules for "
-                       f"{g.symbol} (not a configured symbol?); repair it by hand")
+            self._step(
+                "skip",
+                g.symbol,
+                g.side,
+                f"{g.detail}: {self.ctx.venue} gives no trading rules for "
+                f"{g.symbol} (not a configured symbol?); repair it by hand",
+            )
             return
         key = [t for t in self.tranches.values() if (t.symbol, t.side) == (g.symbol, g.side)]
         if g.kind is GapKind.OVER_COVERED:
             decision = apply_reduction(key, g.qty, rules)
             for t in decision.changed:
                 self._keep(t, resized=True)
-                self._step("resize", t.symbol, t.side, f"tranche {t.index} shrinks to {_plain(t.qty)} "
-                           "(the position is smaller)", t.id)
+                self._step(
+                    "resize",
+                    t.symbol,
+                    t.side,
+                    f"tranche {t.index} shrinks to {_plain(t.qty)} (the position is smaller)",
+                    t.id,
+                )
             for t in decision.removed:
                 self._close(t, ExitReason.EXTERNAL, "closed outside posmon (the position is smaller)")
             return
@@ -157,13 +176,28 @@ class _Planner:
         price = implied_entry(pos.entry_price, held, known, rules.tick_size)
         live = [t for t in key if not t.closing]
         decision = apply_entry_fill(
-            live, qty=g.qty, price=price, now=self.ctx.now, risk=self.ctx.risk_of(g.symbol), rules=rules,
-            new_id=self.ctx.new_id(), venue=self.ctx.venue, symbol=g.symbol, side=g.side)
+            live,
+            qty=g.qty,
+            price=price,
+            now=self.ctx.now,
+            risk=self.ctx.risk_of(g.symbol),
+            rules=rules,
+            new_id=self.ctx.new_id(),
+            venue=self.ctx.venue,
+            symbol=g.symbol,
+            side=g.side,
+        )
         for t in decision.changed:
             action = "extend" if t.id in self.tranches else "adopt"
             self._keep(t, resized=True)
-            self._step(action, t.symbol, t.side, f"tranche {t.index}: {_plain(t.qty)} @ {_plain(t.entry)} TP "
-                       f"{_plain(t.tp)} SL {_plain(t.sl)} ({_plain(g.qty)} @ {_plain(price)} adopted)", t.id)
+            self._step(
+                action,
+                t.symbol,
+                t.side,
+                f"tranche {t.index}: {_plain(t.qty)} @ {_plain(t.entry)} TP "
+                f"{_plain(t.tp)} SL {_plain(t.sl)} ({_plain(g.qty)} @ {_plain(price)} adopted)",
+                t.id,
+            )
         for t in decision.removed:
             self.merged_into[t.id] = decision.changed[0].id
             self._close(t, ExitReason.MERGED, f"merged into tranche {decision.changed[0].index}", cancel_legs=False)
@@ -179,8 +213,7 @@ class _Planner:
         self.dirty.pop(t.id, None)
         self.fresh.discard(t.id)
         self.plan.changes.closed.append((t.id, reason, self.ctx.now))
-        self._step("close_tranche", t.symbol, t.side, f"tranche {t.index} ({_plain(t.qty)}) marked closed: {why}",
-                   t.id)
+        self._step("close_tranche", t.symbol, t.side, f"tranche {t.index} ({_plain(t.qty)}) marked closed: {why}", t.id)
         if cancel_legs:
             for purpose, o in self.resting.get(t.id, []):
                 self._cancel(t.symbol, t.side, o.client_id, t.id, f"{purpose.name} of closed tranche {t.index}")
@@ -207,16 +240,24 @@ class _Planner:
             for o in new:
                 r = o.request
                 price = r.price if r.price is not None else r.stop_price
-                self._step("place", t.symbol, t.side, f"{o.purpose.name} {r.type.value} {r.side.value} "
-                           f"{_plain(r.qty)} @ {_plain(price)} for tranche {t.index}", t.id, r.client_id)
+                self._step(
+                    "place",
+                    t.symbol,
+                    t.side,
+                    f"{o.purpose.name} {r.type.value} {r.side.value} "
+                    f"{_plain(r.qty)} @ {_plain(price)} for tranche {t.index}",
+                    t.id,
+                    r.client_id,
+                )
             after = tuple(o.client_id for o in new)
             for purpose, resting in self.resting.get(tid, []):
                 if purpose in need:
                     self._cancel(t.symbol, t.side, resting.client_id, tid, f"replaced {purpose.name}", after=after)
 
     def _legs(self, t: Tranche) -> tuple[Tranche, OrderRecord, OrderRecord]:
-        return protection_orders(t, prefix=self.ctx.prefix, working_type=self.ctx.working_type_of(t.symbol),
-                                 hedge_mode=self.ctx.hedge_mode)
+        return protection_orders(
+            t, prefix=self.ctx.prefix, working_type=self.ctx.working_type_of(t.symbol), hedge_mode=self.ctx.hedge_mode
+        )
 
     def _merged_cancels(self) -> None:
         """A merged-away tranche's legs go once the survivor's new legs are live."""
@@ -224,11 +265,13 @@ class _Planner:
             after = tuple(o.client_id for group in self.plan.place for o in group if o.tranche_id == into)
             t = self.tranches.get(into)
             for purpose, o in self.resting.get(gone, []):
-                self._cancel(o.symbol, t.side if t else None, o.client_id, gone, f"{purpose.name} of merged tranche",
-                             after=after)
+                self._cancel(
+                    o.symbol, t.side if t else None, o.client_id, gone, f"{purpose.name} of merged tranche", after=after
+                )
 
-    def _cancel(self, symbol: str, side: Side | None, cid: str, tid: int | None, why: str, *,
-                after: tuple[str, ...] = ()) -> None:
+    def _cancel(
+        self, symbol: str, side: Side | None, cid: str, tid: int | None, why: str, *, after: tuple[str, ...] = ()
+    ) -> None:
         if cid in self.cancelling:
             return
         self.cancelling.add(cid)
@@ -244,19 +287,36 @@ class _Planner:
         risk = self.ctx.risk_of(t.symbol)
         tp, sl = exit_prices(t.side, t.entry, risk, rules)
         sign = t.side.sign
-        t2 = replace(t, tp=t.tp if t.tp and sign * (t.tp - t.entry) > 0 else tp,
-                     sl=t.sl if t.sl and sign * (t.entry - t.sl) > 0 else sl,
-                     deadline=t.deadline if t.deadline is not None or risk.max_hold_seconds <= 0
-                     else t.opened_at + risk.max_hold_seconds)
+        t2 = replace(
+            t,
+            tp=t.tp if t.tp and sign * (t.tp - t.entry) > 0 else tp,
+            sl=t.sl if t.sl and sign * (t.entry - t.sl) > 0 else sl,
+            deadline=t.deadline
+            if t.deadline is not None or risk.max_hold_seconds <= 0
+            else t.opened_at + risk.max_hold_seconds,
+        )
         self._keep(t2)
-        self._step("set_exits", t.symbol, t.side, f"tranche {t.index}: TP {_plain(t2.tp)} SL {_plain(t2.sl)}"
-                   + (f" deadline {t2.deadline:.0f}" if t2.deadline is not None else ""), t.id)
+        self._step(
+            "set_exits",
+            t.symbol,
+            t.side,
+            f"tranche {t.index}: TP {_plain(t2.tp)} SL {_plain(t2.sl)}"
+            + (f" deadline {t2.deadline:.0f}" if t2.deadline is not None else ""),
+            t.id,
+        )
 
-    def _step(self, action: str, symbol: str, side: Side | None, detail: str, tid: int | None = None,
-              cid: str | None = None) -> None:
+    def _step(
+        self, action: str, symbol: str, side: Side | None, detail: str, tid: int | None = None, cid: str | None = None
+    ) -> None:
         self.plan.steps.append(Step(action, symbol, side, detail, tid, cid))
         if action != "skip":
-            self.plan.changes.events.append(Event(f"protect_{action}", self.ctx.venue, symbol,
-                                                  side.value if side else "", tid,
-                                                  {"detail": detail, "client_id": cid}))
-
+            self.plan.changes.events.append(
+                Event(
+                    f"protect_{action}",
+                    self.ctx.venue,
+                    symbol,
+                    side.value if side else "",
+                    tid,
+                    {"detail": detail, "client_id": cid},
+                )
+            )

@@ -43,13 +43,18 @@ class Outcome:
         return not (self.failed or self.unknown or self.held_back)
 
     def to_json(self) -> dict[str, Any]:
-        return {"placed": self.placed, "cancelled": self.cancelled,
-                "failed": [{"client_id": c, "error": e} for c, e in self.failed], "unknown": self.unknown,
-                "held_back": self.held_back}
+        return {
+            "placed": self.placed,
+            "cancelled": self.cancelled,
+            "failed": [{"client_id": c, "error": e} for c, e in self.failed],
+            "unknown": self.unknown,
+            "held_back": self.held_back,
+        }
 
 
-async def carry_out(plan: Plan, store: Store, venue: Venue, *, request_timeout: float,
-                    clock: Callable[[], float]) -> Outcome:
+async def carry_out(
+    plan: Plan, store: Store, venue: Venue, *, request_timeout: float, clock: Callable[[], float]
+) -> Outcome:
     """Write the plan (write-ahead), then send it through a gateway of our own; returns what happened."""
     store.apply(plan.changes)
     out = Outcome()
@@ -67,9 +72,11 @@ async def carry_out(plan: Plan, store: Store, venue: Venue, *, request_timeout: 
     return out
 
 
-async def _ask(send: trio.MemorySendChannel[GatewayRequest],
-               requests: Sequence[Callable[[trio.MemorySendChannel[OrderResults]], GatewayRequest]],
-               limit: float) -> list[OrderResult]:
+async def _ask(
+    send: trio.MemorySendChannel[GatewayRequest],
+    requests: Sequence[Callable[[trio.MemorySendChannel[OrderResults]], GatewayRequest]],
+    limit: float,
+) -> list[OrderResult]:
     """Send requests to the gateway and gather every result (answers in any order)."""
     if not requests:
         return []
@@ -83,8 +90,14 @@ async def _ask(send: trio.MemorySendChannel[GatewayRequest],
     return results
 
 
-async def _place(groups: list[tuple[OrderRecord, ...]], store: Store, send: trio.MemorySendChannel[GatewayRequest],
-                 out: Outcome, limit: float, clock: Callable[[], float]) -> set[str]:
+async def _place(
+    groups: list[tuple[OrderRecord, ...]],
+    store: Store,
+    send: trio.MemorySendChannel[GatewayRequest],
+    out: Outcome,
+    limit: float,
+    clock: Callable[[], float],
+) -> set[str]:
     records = {o.client_id: o for g in groups for o in g}
     now = clock()
 
@@ -105,8 +118,13 @@ async def _place(groups: list[tuple[OrderRecord, ...]], store: Store, send: trio
         if r.state is not None:
             s = r.state
             final = s.status.is_final
-            rec = replace(rec, state=LocalState.DONE if final else LocalState.LIVE, filled_qty=s.filled_qty,
-                          exchange_id=s.order_id, final_status=s.status if final else None)
+            rec = replace(
+                rec,
+                state=LocalState.DONE if final else LocalState.LIVE,
+                filled_qty=s.filled_qty,
+                exchange_id=s.order_id,
+                final_status=s.status if final else None,
+            )
             if final:
                 out.failed.append((cid, f"ended {s.status.value} at once"))
             else:
@@ -120,8 +138,14 @@ async def _place(groups: list[tuple[OrderRecord, ...]], store: Store, send: trio
     return live
 
 
-async def _cancel(cancels: list[Cancel], store: Store, send: trio.MemorySendChannel[GatewayRequest], out: Outcome,
-                  limit: float, batch: int) -> None:
+async def _cancel(
+    cancels: list[Cancel],
+    store: Store,
+    send: trio.MemorySendChannel[GatewayRequest],
+    out: Outcome,
+    limit: float,
+    batch: int,
+) -> None:
     ahead = Changes()
     records: dict[str, OrderRecord] = {}
     for c in cancels:
@@ -133,8 +157,11 @@ async def _cancel(cancels: list[Cancel], store: Store, send: trio.MemorySendChan
     by_symbol: dict[str, list[str]] = defaultdict(list)
     for c in cancels:
         by_symbol[c.symbol].append(c.client_id)
-    requests = [lambda ch, s=s, ids=tuple(ids[i:i + batch]): CancelOrders(s, ids, ch, Priority.HOUSEKEEPING)
-                for s, ids in by_symbol.items() for i in range(0, len(ids), batch)]
+    requests = [
+        lambda ch, s=s, ids=tuple(ids[i : i + batch]): CancelOrders(s, ids, ch, Priority.HOUSEKEEPING)
+        for s, ids in by_symbol.items()
+        for i in range(0, len(ids), batch)
+    ]
     answered = {r.client_id: r for r in await _ask(send, requests, limit)}
     after = Changes()
     for c in cancels:
@@ -147,8 +174,14 @@ async def _cancel(cancels: list[Cancel], store: Store, send: trio.MemorySendChan
             status = r.state.status if r.state is not None else OrderStatus.CANCELED
             out.cancelled.append(c.client_id)
             if rec is not None:
-                after.orders.append(replace(rec, state=LocalState.DONE, final_status=status,
-                                            filled_qty=r.state.filled_qty if r.state else rec.filled_qty))
+                after.orders.append(
+                    replace(
+                        rec,
+                        state=LocalState.DONE,
+                        final_status=status,
+                        filled_qty=r.state.filled_qty if r.state else rec.filled_qty,
+                    )
+                )
         else:
             out.failed.append((c.client_id, f"cancel refused: {r.error}"))
     store.apply(after)

@@ -9,17 +9,21 @@ from posmon.ops.plan import Plan
 from posmon.ops.protect import Outcome
 from posmon.ops.verify import Snapshot
 
-ONE_WRITER = ("protect writes posmon's store and trades the account: stop the daemon first (never run both on "
-              "the same store/account)")
+ONE_WRITER = (
+    "protect writes posmon's store and trades the account: stop the daemon first (never run both on "
+    "the same store/account)"
+)
 CLEAN = "clean: every position covered by its tranches, every tranche protected, no orphan orders"
 
 
 def summary(venue: str, snap: Snapshot, *, hedge_mode: bool) -> str:
     prefix_orders = sum(1 for o in snap.book.orders if o.active)
     mode = "hedge" if hedge_mode else "one-way"
-    return (f"{venue} account ({mode} mode): {len(snap.account.positions)} positions, "
-            f"{len(snap.book.tranches)} open tranches, {len(snap.account.open_orders)} open orders "
-            f"({prefix_orders} active in the store)")
+    return (
+        f"{venue} account ({mode} mode): {len(snap.account.positions)} positions, "
+        f"{len(snap.book.tranches)} open tranches, {len(snap.account.open_orders)} open orders "
+        f"({prefix_orders} active in the store)"
+    )
 
 
 def gap_lines(gaps: list[Gap]) -> list[str]:
@@ -40,8 +44,7 @@ def render_verify(venue: str, snap: Snapshot, *, hedge_mode: bool, in_use: bool)
         lines.append("note: a daemon holds this store; gaps it is repairing right now may show here")
     lines += gap_lines(snap.gaps)
     if snap.gaps:
-        lines.append("see the repair with `posmon protect --dry-run`; apply it with `posmon protect` "
-                     "(daemon stopped)")
+        lines.append("see the repair with `posmon protect --dry-run`; apply it with `posmon protect` (daemon stopped)")
     return "\n".join(lines)
 
 
@@ -61,17 +64,23 @@ def plan_lines(plan: Plan, *, dry_run: bool) -> list[str]:
 def outcome_lines(out: Outcome) -> list[str]:
     lines = [f"done: {len(out.placed)} placed, {len(out.cancelled)} cancelled"]
     lines += [f"  FAILED {cid}: {why}" for cid, why in out.failed]
-    lines += [f"  UNKNOWN {cid}: outcome not known; the daemon looks it up by client id at start-up"
-              for cid in out.unknown]
+    lines += [
+        f"  UNKNOWN {cid}: outcome not known; the daemon looks it up by client id at start-up" for cid in out.unknown
+    ]
     lines += [f"  KEPT {cid}: its replacement is not live, so it keeps resting" for cid in out.held_back]
     return lines
 
 
 def verify_json(venue: str, snap: Snapshot, *, in_use: bool) -> dict[str, Any]:
-    return {"venue": venue, "clean": not snap.gaps, "daemon_running": in_use,
-            "positions": len(snap.account.positions), "open_tranches": len(snap.book.tranches),
-            "unmonitored": sorted(snap.book.unmonitored),
-            "gaps": [g.to_json() for g in snap.gaps]}
+    return {
+        "venue": venue,
+        "clean": not snap.gaps,
+        "daemon_running": in_use,
+        "positions": len(snap.account.positions),
+        "open_tranches": len(snap.book.tranches),
+        "unmonitored": sorted(snap.book.unmonitored),
+        "gaps": [g.to_json() for g in snap.gaps],
+    }
 
 
 def plan_json(plan: Plan) -> list[dict[str, Any]]:

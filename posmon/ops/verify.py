@@ -25,8 +25,9 @@ class Snapshot:
 def load_book(store: Store, venue: str) -> Book:
     """Open tranches and every active order record of the venue (closed tranches' leftovers included)."""
     tranches = store.open_tranches(venue)
-    rows = store.db.execute("SELECT DISTINCT tranche_id FROM orders WHERE venue = ? AND state != 'DONE'",
-                            [venue]).fetchall()
+    rows = store.db.execute(
+        "SELECT DISTINCT tranche_id FROM orders WHERE venue = ? AND state != 'DONE'", [venue]
+    ).fetchall()
     ids = sorted({t.id for t in tranches} | {r[0] for r in rows})
     return Book(tranches, store.active_orders(ids), frozenset(store.unmonitored(venue)))
 
@@ -43,8 +44,9 @@ async def fetch_account(venue: Venue, request_timeout: float) -> Account:
     return Account(positions, orders)
 
 
-async def take_snapshot(settings: Settings, venue: Venue, store: Store, *,
-                        rules: dict[str, SymbolRules] | None = None) -> Snapshot:
+async def take_snapshot(
+    settings: Settings, venue: Venue, store: Store, *, rules: dict[str, SymbolRules] | None = None
+) -> Snapshot:
     """Read the exchange first, then the store: with the daemon stopped neither moves in between."""
     timeout = settings.daemon.request_timeout_seconds
     if rules is None:
@@ -52,7 +54,13 @@ async def take_snapshot(settings: Settings, venue: Venue, store: Store, *,
             rules = await venue.load_rules()
     account = await fetch_account(venue, timeout)
     book = load_book(store, venue.name)
-    gaps = find_gaps(book, account, prefix=settings.daemon.client_id_prefix, hedge_mode=settings.daemon.hedge_mode,
-                     emulated_exits=venue.traits.emulated_exits, rules=rules,
-                     max_hold_of=lambda s: settings.risk_for(s).max_hold_seconds)
+    gaps = find_gaps(
+        book,
+        account,
+        prefix=settings.daemon.client_id_prefix,
+        hedge_mode=settings.daemon.hedge_mode,
+        emulated_exits=venue.traits.emulated_exits,
+        rules=rules,
+        max_hold_of=lambda s: settings.risk_for(s).max_hold_seconds,
+    )
     return Snapshot(book, account, rules, gaps)

@@ -87,8 +87,9 @@ class MatchingEngine:
     position or a one-way position through a reduce-only order.
     """
 
-    def __init__(self, rules: Mapping[str, SymbolRules], *, hedge_mode: bool = True,
-                 bounded_market: bool = False) -> None:
+    def __init__(
+        self, rules: Mapping[str, SymbolRules], *, hedge_mode: bool = True, bounded_market: bool = False
+    ) -> None:
         self.rules: dict[str, SymbolRules] = dict(rules)
         self.hedge_mode = hedge_mode
         # Lighter-style market orders: ``price`` is the worst acceptable fill; what cannot fill within it expires.
@@ -117,8 +118,11 @@ class MatchingEngine:
         if order.type is OrderType.MARKET:
             assert mark is not None  # validation rejects a market order without a mark
             price = self._market_fill_price(order, mark)
-            if self.bounded_market and order.price is not None and \
-                    (price > order.price if order.side is OrderSide.BUY else price < order.price):
+            if (
+                self.bounded_market
+                and order.price is not None
+                and (price > order.price if order.side is OrderSide.BUY else price < order.price)
+            ):
                 record.status = OrderStatus.EXPIRED  # nothing fills within the bound: IOC, so it ends here
                 self._emit_order(record, "EXPIRED", now)
             else:
@@ -180,8 +184,15 @@ class MatchingEngine:
     def mark(self, symbol: str) -> Decimal | None:
         return self._marks.get(symbol)
 
-    def adjust_position(self, symbol: str, side: Side, qty: Decimal, now: float, *, emit: bool = True,
-                        ) -> PositionState:
+    def adjust_position(
+        self,
+        symbol: str,
+        side: Side,
+        qty: Decimal,
+        now: float,
+        *,
+        emit: bool = True,
+    ) -> PositionState:
         """Set ``side``'s position to ``qty`` with no order at all (a liquidation, ADL, a close elsewhere).
 
         Growth enters at the mark (averaged into the entry), a shrink realizes PnL at the mark. ``emit``: the
@@ -269,8 +280,9 @@ class MatchingEngine:
         self._execute(record, record.request.price, now, qty=qty, keep_open=True)
         return record.state()
 
-    def _execute(self, record: _Order, price: Decimal, now: float, *, qty: Decimal | None = None,
-                 keep_open: bool = False) -> None:
+    def _execute(
+        self, record: _Order, price: Decimal, now: float, *, qty: Decimal | None = None, keep_open: bool = False
+    ) -> None:
         """Fill what the position allows at ``price``; expire the rest (reduce-only / closing clamp).
 
         ``qty``/``keep_open``: trade only that much and leave the order resting (``trade_partially``).
@@ -305,8 +317,17 @@ class MatchingEngine:
         self._emit_order(record, "TRADE", now, last_qty=fill, last_price=price, realized_pnl=pnl)
         self._events.extend(PositionUpdate(position, now) for position in changed)
         if self.fill_listener is not None:
-            self.fill_listener(Fill(request.client_id, symbol, request.position_side, request.reduce_only, fill,
-                                    before, self._signed(symbol, request.position_side)))
+            self.fill_listener(
+                Fill(
+                    request.client_id,
+                    symbol,
+                    request.position_side,
+                    request.reduce_only,
+                    fill,
+                    before,
+                    self._signed(symbol, request.position_side),
+                )
+            )
         if not complete and not (keep_open and fill == want):
             self._open.get(symbol, {}).pop(request.client_id, None)
             record.status = OrderStatus.EXPIRED

@@ -67,8 +67,10 @@ class SimExchange:
         """A new subscriber to the account's user-data stream."""
         return self._subscribe(self._user_subscribers)
 
-    def user_frames_since(self, tap: trio.MemoryReceiveChannel[bytes],
-                          ) -> tuple[trio.MemoryReceiveChannel[bytes], list[bytes]]:
+    def user_frames_since(
+        self,
+        tap: trio.MemoryReceiveChannel[bytes],
+    ) -> tuple[trio.MemoryReceiveChannel[bytes], list[bytes]]:
         """Every user-stream frame ``tap`` has not read yet, and the tap to read from next time.
 
         For a protocol simulator that keeps its own view of the account: ``drop_streams`` closes every subscriber,
@@ -206,8 +208,16 @@ class SimExchange:
         finally:
             self._flush_events()
 
-    def liquidate(self, symbol: str, side: Side, qty: Decimal | None = None, *, adl: bool = False,
-                  client_id: str | None = None, cancel_orders: bool = False) -> Decimal:
+    def liquidate(
+        self,
+        symbol: str,
+        side: Side,
+        qty: Decimal | None = None,
+        *,
+        adl: bool = False,
+        client_id: str | None = None,
+        cancel_orders: bool = False,
+    ) -> Decimal:
         """The venue closes ``qty`` (default all) of the position at the mark: a liquidation or an ADL.
 
         The client sees the venue's own order (``autoclose-<ms>`` / ``adl_autoclose``, type LIQUIDATION, exec
@@ -231,9 +241,20 @@ class SimExchange:
             client_id = "adl_autoclose" if adl else f"autoclose-{_ms(now)}"
         self.engine.adjust_position(symbol, side, held.qty - close, now, emit=True)
         order_id = int(self.engine.next_order_id())
-        self._publish(self._user_subscribers, wire.encode_forced_close(
-            symbol, side, close, mark, client_id=client_id, order_id=order_id, time_ms=_ms(now), realized_pnl=pnl,
-            hedge_mode=self.hedge_mode))
+        self._publish(
+            self._user_subscribers,
+            wire.encode_forced_close(
+                symbol,
+                side,
+                close,
+                mark,
+                client_id=client_id,
+                order_id=order_id,
+                time_ms=_ms(now),
+                realized_pnl=pnl,
+                hedge_mode=self.hedge_mode,
+            ),
+        )
         self._flush_events()
         return close
 

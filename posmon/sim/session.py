@@ -28,18 +28,25 @@ def replay_paths(settings: Settings) -> dict[str, list]:
     return fan_out(ticks, price_levels(settings.sim.symbols), settings.sim.seed)
 
 
-def start_replay(settings: Settings, nursery: trio.Nursery, *, tick_seconds: float | None = None,
-                 trader: bool | None = None, clock: Callable[[], float] = time.time) -> SimExchange:
+def start_replay(
+    settings: Settings,
+    nursery: trio.Nursery,
+    *,
+    tick_seconds: float | None = None,
+    trader: bool | None = None,
+    clock: Callable[[], float] = time.time,
+) -> SimExchange:
     """A simulated exchange replaying the recording (and, if enabled, another trader) in ``nursery``."""
     sim = settings.sim
     exchange = build_exchange(settings, clock=clock)
     paths = replay_paths(settings)
     # One step before anyone connects, so every symbol has a mark from the start.
     exchange.set_marks({s: p[0] for s, p in paths.items() if p})
-    nursery.start_soon(exchange.replay, {s: p[1:] + p[:1] for s, p in paths.items()},
-                       tick_seconds if tick_seconds is not None else sim.tick_seconds)
+    nursery.start_soon(
+        exchange.replay,
+        {s: p[1:] + p[:1] for s, p in paths.items()},
+        tick_seconds if tick_seconds is not None else sim.tick_seconds,
+    )
     if sim.trader_enabled if trader is None else trader:
         nursery.start_soon(exchange.run_trader, list(sim.symbols), sim.trader_interval_seconds, sim.seed)
     return exchange
-
-

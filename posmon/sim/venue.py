@@ -54,8 +54,10 @@ class SimVenue:
         """``emulated_exits``: behave like Lighter (posmon holds TP/SL itself, closes with bounded market
         orders; the exchange should then be built with ``bounded_market=True``)."""
         self.exchange = exchange
-        self.traits = VenueTraits(emulated_exits=emulated_exits,
-                                  close_slippage=CloseSlippage(*close_slippage) if close_slippage else CloseSlippage())
+        self.traits = VenueTraits(
+            emulated_exits=emulated_exits,
+            close_slippage=CloseSlippage(*close_slippage) if close_slippage else CloseSlippage(),
+        )
         self.limits = limits if limits is not None else DEFAULT_LIMITS
         self.name = name
         self.latency = latency

@@ -84,8 +84,16 @@ def encode_user_event(
 
 
 def encode_forced_close(
-    symbol: str, side: Side, qty: Decimal, price: Decimal, *, client_id: str, order_id: int, time_ms: int,
-    realized_pnl: Decimal, hedge_mode: bool = True,
+    symbol: str,
+    side: Side,
+    qty: Decimal,
+    price: Decimal,
+    *,
+    client_id: str,
+    order_id: int,
+    time_ms: int,
+    realized_pnl: Decimal,
+    hedge_mode: bool = True,
 ) -> bytes:
     """The ORDER_TRADE_UPDATE of a venue-executed close: a liquidation (``autoclose-<ms>``) or ADL (``adl_autoclose``).
 
@@ -93,10 +101,26 @@ def encode_forced_close(
     the whole quantity at once; the position frame (ACCOUNT_UPDATE) follows separately.
     """
     order = {
-        "s": symbol, "c": client_id, "S": side.closing_order_side.value, "o": "LIQUIDATION", "f": "IOC",
-        "q": dec(qty), "p": dec(price), "ap": dec(price), "sp": "0", "x": "CALCULATED", "X": "FILLED",
-        "i": order_id, "l": dec(qty), "z": dec(qty), "L": dec(price), "T": time_ms, "R": False,
-        "ps": side.value if hedge_mode else "BOTH", "wt": "CONTRACT_PRICE", "ot": "LIQUIDATION",
+        "s": symbol,
+        "c": client_id,
+        "S": side.closing_order_side.value,
+        "o": "LIQUIDATION",
+        "f": "IOC",
+        "q": dec(qty),
+        "p": dec(price),
+        "ap": dec(price),
+        "sp": "0",
+        "x": "CALCULATED",
+        "X": "FILLED",
+        "i": order_id,
+        "l": dec(qty),
+        "z": dec(qty),
+        "L": dec(price),
+        "T": time_ms,
+        "R": False,
+        "ps": side.value if hedge_mode else "BOTH",
+        "wt": "CONTRACT_PRICE",
+        "ot": "LIQUIDATION",
         "rp": dec(realized_pnl),
     }
     return orjson.dumps({"e": "ORDER_TRADE_UPDATE", "E": time_ms, "T": time_ms, "o": order})

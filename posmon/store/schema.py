@@ -18,27 +18,55 @@ from posmon.store.errors import StoreError
 def _v1(db: Database) -> None:
     db.table("tranches").create(
         {
-            "id": int, "venue": str, "symbol": str, "side": str, "idx": int, "entry": str, "qty": str,
-            "tp": str, "sl": str, "opened_at": float, "deadline": float, "seq": int, "realized_pnl": str,
-            "status": str, "close_reason": str, "closed_at": float,
+            "id": int,
+            "venue": str,
+            "symbol": str,
+            "side": str,
+            "idx": int,
+            "entry": str,
+            "qty": str,
+            "tp": str,
+            "sl": str,
+            "opened_at": float,
+            "deadline": float,
+            "seq": int,
+            "realized_pnl": str,
+            "status": str,
+            "close_reason": str,
+            "closed_at": float,
         },
-        pk="id", not_null={"venue", "symbol", "side", "entry", "qty", "tp", "sl", "status"},
+        pk="id",
+        not_null={"venue", "symbol", "side", "entry", "qty", "tp", "sl", "status"},
     )
     db.table("tranches").create_index(["status", "venue", "symbol", "side"])
     db.table("orders").create(
         {
-            "client_id": str, "tranche_id": int, "venue": str, "symbol": str, "purpose": str, "side": str,
-            "position_side": str, "type": str, "qty": str, "price": str, "stop_price": str, "reduce_only": int,
-            "working_type": str, "state": str, "filled_qty": str, "exchange_id": str, "final_status": str,
+            "client_id": str,
+            "tranche_id": int,
+            "venue": str,
+            "symbol": str,
+            "purpose": str,
+            "side": str,
+            "position_side": str,
+            "type": str,
+            "qty": str,
+            "price": str,
+            "stop_price": str,
+            "reduce_only": int,
+            "working_type": str,
+            "state": str,
+            "filled_qty": str,
+            "exchange_id": str,
+            "final_status": str,
             "updated_at": float,
         },
-        pk="client_id", foreign_keys=[("tranche_id", "tranches", "id")],
+        pk="client_id",
+        foreign_keys=[("tranche_id", "tranches", "id")],
     )
     db.table("orders").create_index(["tranche_id"])
     db.table("orders").create_index(["state"])
     db.table("events").create(
-        {"id": int, "ts": float, "venue": str, "symbol": str, "side": str, "tranche_id": int, "kind": str,
-         "data": str},
+        {"id": int, "ts": float, "venue": str, "symbol": str, "side": str, "tranche_id": int, "kind": str, "data": str},
         pk="id",
     )
     db.table("events").create_index(["kind"])
@@ -49,8 +77,19 @@ def _v1(db: Database) -> None:
 def _v2(db: Database) -> None:
     # Operator-opened entries: the risk their tranche gets once the entry fills (decided before it is sent).
     db.table("entries").create(
-        {"client_id": str, "tranche_id": int, "venue": str, "symbol": str, "side": str, "qty": str,
-         "tp_pct": str, "sl_pct": str, "max_hold_seconds": int, "state": str, "created_at": float},
+        {
+            "client_id": str,
+            "tranche_id": int,
+            "venue": str,
+            "symbol": str,
+            "side": str,
+            "qty": str,
+            "tp_pct": str,
+            "sl_pct": str,
+            "max_hold_seconds": int,
+            "state": str,
+            "created_at": float,
+        },
         pk="client_id",
     )
     db.table("entries").create_index(["state", "venue", "symbol", "side"])
@@ -66,15 +105,19 @@ def migrate(db: Database, *, name: str = "store") -> None:
     """Bring the store to ``SCHEMA_VERSION``; refuses a newer store and a foreign database at version 0."""
     current = db.execute("PRAGMA user_version").fetchone()[0]
     if current > SCHEMA_VERSION:
-        raise StoreError(f"{name}: schema version {current} is newer than this posmon supports ({SCHEMA_VERSION}); "
-                         "run the posmon that wrote it, or upgrade posmon")
+        raise StoreError(
+            f"{name}: schema version {current} is newer than this posmon supports ({SCHEMA_VERSION}); "
+            "run the posmon that wrote it, or upgrade posmon"
+        )
     if current == 0:
         # Version 0 is an empty file: a database that already holds tables belongs to another application, and
         # posmon must not write its own tables into it.
         foreign = _table_columns(db.conn)
         if foreign:
-            raise StoreError(f"{name}: not a posmon store (no posmon schema version, but it holds tables "
-                             f"{', '.join(sorted(foreign))}); point daemon.store at posmon's own file")
+            raise StoreError(
+                f"{name}: not a posmon store (no posmon schema version, but it holds tables "
+                f"{', '.join(sorted(foreign))}); point daemon.store at posmon's own file"
+            )
     for version in range(current, SCHEMA_VERSION):
         # DDL is transactional in SQLite: a migration that fails half-way leaves the previous version intact.
         db.conn.execute("BEGIN IMMEDIATE")
@@ -89,8 +132,9 @@ def migrate(db: Database, *, name: str = "store") -> None:
 
 
 def _table_columns(conn: sqlite3.Connection) -> dict[str, set[str]]:
-    names = [r[0] for r in conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+    names = [
+        r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+    ]
     return {n: {r[1] for r in conn.execute(f"PRAGMA table_info({_quoted(n)})")} for n in names}
 
 

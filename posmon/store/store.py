@@ -58,20 +58,28 @@ def describe(path: str | Path, exc: sqlite3.Error, doing: str) -> StoreError:
     name = getattr(exc, "sqlite_errorname", "") or ""
     text = str(exc)
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in text:
-        return StoreBusy(f"store {path} is locked by another process (a write transaction is open; "
-                         f"could not {doing}): find and end that process, e.g. with fuser or lsof on the file")
+        return StoreBusy(
+            f"store {path} is locked by another process (a write transaction is open; "
+            f"could not {doing}): find and end that process, e.g. with fuser or lsof on the file"
+        )
     if name.startswith("SQLITE_READONLY") or "readonly" in text:
-        return StoreError(f"store {path} is read-only ({text}); posmon must write it: make the file and its "
-                          "directory writable (and the filesystem mounted read-write)")
+        return StoreError(
+            f"store {path} is read-only ({text}); posmon must write it: make the file and its "
+            "directory writable (and the filesystem mounted read-write)"
+        )
     if name.startswith("SQLITE_FULL") or "disk is full" in text:
-        return StoreError(f"store {path}: the disk is full ({text}) while trying to {doing}; free space and "
-                          "start again")
+        return StoreError(
+            f"store {path}: the disk is full ({text}) while trying to {doing}; free space and start again"
+        )
     if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
-        return StoreError(f"store {path} cannot be opened ({text}): check that its directory exists and is "
-                          "writable (posmon also creates the -wal and -shm files beside it)")
+        return StoreError(
+            f"store {path} cannot be opened ({text}): check that its directory exists and is "
+            "writable (posmon also creates the -wal and -shm files beside it)"
+        )
     if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in text or "not a database" in text:
-        return StoreError(f"store {path} is corrupt or not an SQLite database ({text}); restore it from a "
-                          "backup or move it aside")
+        return StoreError(
+            f"store {path} is corrupt or not an SQLite database ({text}); restore it from a backup or move it aside"
+        )
     if name.startswith("SQLITE_IOERR"):
         return StoreError(f"store {path}: I/O error while trying to {doing} ({text}): a full or failing disk?")
     return StoreError(f"store {path}: cannot {doing}: {text}")
@@ -126,8 +134,10 @@ def _check_location(path: Path) -> None:
         raise StoreError(f"store {path}: cannot create or read its directory ({exc.strerror or exc})") from exc
     free = fs.f_bavail * fs.f_frsize
     if free < MIN_FREE_BYTES:
-        raise StoreError(f"store {path}: the disk is full ({free // 1024} KiB free in {path.parent}; posmon needs "
-                         f"at least {MIN_FREE_BYTES >> 20} MiB for the store's log); free space and start again")
+        raise StoreError(
+            f"store {path}: the disk is full ({free // 1024} KiB free in {path.parent}; posmon needs "
+            f"at least {MIN_FREE_BYTES >> 20} MiB for the store's log); free space and start again"
+        )
 
 
 def _prepare(db: Database, path: str | Path, *, memory: bool) -> None:
@@ -149,12 +159,16 @@ def _prepare(db: Database, path: str | Path, *, memory: bool) -> None:
     # The header can be intact while pages behind it are not; a few reported problems are enough to refuse.
     problems = [" ".join(str(r[0]).split()) for r in conn.execute("PRAGMA quick_check(3)")]
     if problems != ["ok"]:
-        raise StoreError(f"store {path} is corrupt (PRAGMA quick_check: {'; '.join(problems)}); restore it from a "
-                         "backup or move it aside")
+        raise StoreError(
+            f"store {path} is corrupt (PRAGMA quick_check: {'; '.join(problems)}); restore it from a "
+            "backup or move it aside"
+        )
     migrate(db, name=f"store {path}")
     if missing := schema_problems(conn):
-        raise StoreError(f"store {path} is not a posmon store (schema version {SCHEMA_VERSION}, but "
-                         f"{'; '.join(missing)}); point daemon.store at posmon's own file")
+        raise StoreError(
+            f"store {path} is not a posmon store (schema version {SCHEMA_VERSION}, but "
+            f"{'; '.join(missing)}); point daemon.store at posmon's own file"
+        )
 
 
 def _upsert(conn: sqlite3.Connection, table: str, pk: str, rows: list[dict[str, Any]]) -> None:
@@ -180,19 +194,38 @@ def _decimal(text: str) -> Decimal:
 
 def _tranche_row(t: Tranche) -> dict[str, Any]:
     return {
-        "id": t.id, "venue": t.venue, "symbol": t.symbol, "side": t.side.value, "idx": t.index,
-        "entry": str(t.entry), "qty": str(t.qty), "tp": str(t.tp), "sl": str(t.sl), "opened_at": t.opened_at,
-        "deadline": t.deadline, "seq": t.seq, "realized_pnl": str(t.realized_pnl),
-        "status": "closing" if t.closing else "open", "close_reason": t.closing,
+        "id": t.id,
+        "venue": t.venue,
+        "symbol": t.symbol,
+        "side": t.side.value,
+        "idx": t.index,
+        "entry": str(t.entry),
+        "qty": str(t.qty),
+        "tp": str(t.tp),
+        "sl": str(t.sl),
+        "opened_at": t.opened_at,
+        "deadline": t.deadline,
+        "seq": t.seq,
+        "realized_pnl": str(t.realized_pnl),
+        "status": "closing" if t.closing else "open",
+        "close_reason": t.closing,
     }
 
 
 def _tranche(row: dict[str, Any]) -> Tranche:
     return Tranche(
-        id=row["id"], venue=sys.intern(row["venue"]), symbol=sys.intern(row["symbol"]), side=Side(row["side"]),
+        id=row["id"],
+        venue=sys.intern(row["venue"]),
+        symbol=sys.intern(row["symbol"]),
+        side=Side(row["side"]),
         index=row["idx"],
-        entry=_decimal(row["entry"]), qty=_decimal(row["qty"]), tp=_decimal(row["tp"]), sl=_decimal(row["sl"]),
-        opened_at=row["opened_at"], deadline=row["deadline"], seq=row["seq"],
+        entry=_decimal(row["entry"]),
+        qty=_decimal(row["qty"]),
+        tp=_decimal(row["tp"]),
+        sl=_decimal(row["sl"]),
+        opened_at=row["opened_at"],
+        deadline=row["deadline"],
+        seq=row["seq"],
         realized_pnl=_decimal(row["realized_pnl"]),
         closing=row["close_reason"] if row["status"] == "closing" else None,
     )
@@ -201,26 +234,47 @@ def _tranche(row: dict[str, Any]) -> Tranche:
 def _order_row(venue: str, o: OrderRecord, now: float) -> dict[str, Any]:
     r = o.request
     return {
-        "client_id": r.client_id, "tranche_id": o.tranche_id, "venue": venue, "symbol": r.symbol,
-        "purpose": o.purpose.value, "side": r.side.value, "position_side": r.position_side, "type": r.type.value,
-        "qty": str(r.qty), "price": None if r.price is None else str(r.price),
-        "stop_price": None if r.stop_price is None else str(r.stop_price), "reduce_only": int(r.reduce_only),
-        "working_type": r.working_type.value, "state": o.state.value, "filled_qty": str(o.filled_qty),
-        "exchange_id": o.exchange_id, "final_status": None if o.final_status is None else o.final_status.value,
+        "client_id": r.client_id,
+        "tranche_id": o.tranche_id,
+        "venue": venue,
+        "symbol": r.symbol,
+        "purpose": o.purpose.value,
+        "side": r.side.value,
+        "position_side": r.position_side,
+        "type": r.type.value,
+        "qty": str(r.qty),
+        "price": None if r.price is None else str(r.price),
+        "stop_price": None if r.stop_price is None else str(r.stop_price),
+        "reduce_only": int(r.reduce_only),
+        "working_type": r.working_type.value,
+        "state": o.state.value,
+        "filled_qty": str(o.filled_qty),
+        "exchange_id": o.exchange_id,
+        "final_status": None if o.final_status is None else o.final_status.value,
         "updated_at": now,
     }
 
 
 def _order(row: dict[str, Any]) -> OrderRecord:
     req = OrderRequest(
-        client_id=row["client_id"], symbol=sys.intern(row["symbol"]), side=OrderSide(row["side"]),
-        position_side=sys.intern(row["position_side"]), type=OrderType(row["type"]), qty=_decimal(row["qty"]),
-        price=_dec(row["price"]), stop_price=_dec(row["stop_price"]), reduce_only=bool(row["reduce_only"]),
+        client_id=row["client_id"],
+        symbol=sys.intern(row["symbol"]),
+        side=OrderSide(row["side"]),
+        position_side=sys.intern(row["position_side"]),
+        type=OrderType(row["type"]),
+        qty=_decimal(row["qty"]),
+        price=_dec(row["price"]),
+        stop_price=_dec(row["stop_price"]),
+        reduce_only=bool(row["reduce_only"]),
         working_type=WorkingType(row["working_type"]),
     )
     return OrderRecord(
-        request=req, tranche_id=row["tranche_id"], purpose=Purpose(row["purpose"]), state=LocalState(row["state"]),
-        filled_qty=_decimal(row["filled_qty"]), exchange_id=row["exchange_id"] or "",
+        request=req,
+        tranche_id=row["tranche_id"],
+        purpose=Purpose(row["purpose"]),
+        state=LocalState(row["state"]),
+        filled_qty=_decimal(row["filled_qty"]),
+        exchange_id=row["exchange_id"] or "",
         final_status=None if row["final_status"] is None else OrderStatus(row["final_status"]),
     )
 
@@ -228,8 +282,14 @@ def _order(row: dict[str, Any]) -> OrderRecord:
 class Store:
     """SQLite store of one daemon (one file per account set; never shared by two live daemons)."""
 
-    def __init__(self, db: Database, *, clock=time.time, path: str | Path = ":memory:",
-                 busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        clock=time.time,
+        path: str | Path = ":memory:",
+        busy_timeout: float = BUSY_TIMEOUT_SECONDS,
+    ) -> None:
         self.db = db
         self._clock = clock
         self.path = str(path)
@@ -240,8 +300,14 @@ class Store:
         self._busy_logged_at = 0.0
 
     @classmethod
-    def open(cls, path: str | Path, *, clock=time.time, busy_timeout: float = BUSY_TIMEOUT_SECONDS,
-             open_wait: float = OPEN_WAIT_SECONDS) -> Store:
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        clock=time.time,
+        busy_timeout: float = BUSY_TIMEOUT_SECONDS,
+        open_wait: float = OPEN_WAIT_SECONDS,
+    ) -> Store:
         """Open (creating or migrating) the store, or raise one ``StoreError`` line naming the file.
 
         A store another process holds locked is retried for ``open_wait`` seconds (logged once), then
@@ -255,8 +321,7 @@ class Store:
         while True:
             conn: sqlite3.Connection | None = None
             try:
-                conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
-                                       timeout=busy_timeout)
+                conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=busy_timeout)
                 db = Database(conn)
                 _prepare(db, path, memory=memory)
                 return cls(db, clock=clock, path=path, busy_timeout=busy_timeout)
@@ -266,8 +331,9 @@ class Store:
                 error = describe(path, exc, "open it")
                 if isinstance(error, StoreBusy) and time.monotonic() < deadline:
                     if not waiting:
-                        log.warning("store %s is locked by another process; waiting up to %.0f s for it", path,
-                                    open_wait)
+                        log.warning(
+                            "store %s is locked by another process; waiting up to %.0f s for it", path, open_wait
+                        )
                         waiting = True
                     time.sleep(_RETRY_MIN)  # nothing else runs yet: the daemon starts only on an open store
                     continue
@@ -389,14 +455,25 @@ class Store:
                 )
             if changes.orders:
                 venue = {t.id: t.venue for t in changes.tranches}
-                rows = [_order_row(venue.get(o.tranche_id) or self._venue_of(o.tranche_id), o, now)
-                        for o in changes.orders]
+                rows = [
+                    _order_row(venue.get(o.tranche_id) or self._venue_of(o.tranche_id), o, now) for o in changes.orders
+                ]
                 _upsert(conn, "orders", "client_id", rows)
             if changes.events:
                 conn.executemany(
                     "INSERT INTO events (ts, venue, symbol, side, tranche_id, kind, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(now, e.venue, e.symbol, e.side, e.tranche_id, e.kind,
-                      orjson.dumps(e.data, default=str).decode()) for e in changes.events],
+                    [
+                        (
+                            now,
+                            e.venue,
+                            e.symbol,
+                            e.side,
+                            e.tranche_id,
+                            e.kind,
+                            orjson.dumps(e.data, default=str).decode(),
+                        )
+                        for e in changes.events
+                    ],
                 )
 
     def _venue_of(self, tranche_id: int) -> str:
@@ -407,8 +484,9 @@ class Store:
 
     # --- reads --------------------------------------------------------------------------------------------
 
-    def open_tranches(self, venue: str | None = None, symbol: str | None = None,
-                      side: Side | None = None) -> list[Tranche]:
+    def open_tranches(
+        self, venue: str | None = None, symbol: str | None = None, side: Side | None = None
+    ) -> list[Tranche]:
         # IN, not !=, so SQLite searches the (status, venue, symbol, side) index instead of scanning every row.
         where, args = ["status IN ('open', 'closing')"], []
         for col, val in (("venue", venue), ("symbol", symbol), ("side", side and side.value)):
@@ -423,7 +501,8 @@ class Store:
             return []
         marks = ",".join("?" * len(tranche_ids))
         rows = self.db["orders"].rows_where(
-            f"state != 'DONE' AND tranche_id IN ({marks})", list(tranche_ids), order_by="rowid")
+            f"state != 'DONE' AND tranche_id IN ({marks})", list(tranche_ids), order_by="rowid"
+        )
         return [_order(r) for r in rows]
 
     def tranches_with_active_orders(self, venue: str, symbol: str, side: Side) -> list[int]:
@@ -477,8 +556,19 @@ class Store:
             conn.execute(
                 "INSERT INTO entries (client_id, tranche_id, venue, symbol, side, qty, tp_pct, sl_pct, "
                 "max_hold_seconds, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', ?)",
-                [entry.client_id, entry.tranche_id, entry.venue, entry.symbol, entry.side.value, str(entry.qty),
-                 str(entry.risk.tp_pct), str(entry.risk.sl_pct), entry.risk.max_hold_seconds, self._clock()])
+                [
+                    entry.client_id,
+                    entry.tranche_id,
+                    entry.venue,
+                    entry.symbol,
+                    entry.side.value,
+                    str(entry.qty),
+                    str(entry.risk.tp_pct),
+                    str(entry.risk.sl_pct),
+                    entry.risk.max_hold_seconds,
+                    self._clock(),
+                ],
+            )
 
     def end_entry(self, client_id: str, state: str) -> None:
         with self._transaction() as conn:
@@ -487,19 +577,31 @@ class Store:
     def pending_entries(self, venue: str, symbol: str, side: Side) -> list[PendingEntry]:
         rows = self.db.execute(
             "SELECT client_id, tranche_id, qty, tp_pct, sl_pct, max_hold_seconds FROM entries "
-            "WHERE state = 'PENDING' AND venue = ? AND symbol = ? AND side = ?", [venue, symbol, side.value],
+            "WHERE state = 'PENDING' AND venue = ? AND symbol = ? AND side = ?",
+            [venue, symbol, side.value],
         ).fetchall()
-        return [PendingEntry(cid, tid, venue, symbol, side, Decimal(qty),
-                             Risk(tp_pct=Decimal(tp), sl_pct=Decimal(sl), max_hold_seconds=hold))
-                for cid, tid, qty, tp, sl, hold in rows]
+        return [
+            PendingEntry(
+                cid,
+                tid,
+                venue,
+                symbol,
+                side,
+                Decimal(qty),
+                Risk(tp_pct=Decimal(tp), sl_pct=Decimal(sl), max_hold_seconds=hold),
+            )
+            for cid, tid, qty, tp, sl, hold in rows
+        ]
 
     def set_monitored(self, venue: str, symbol: str, monitored: bool) -> None:
         with self._transaction() as conn:
             if monitored:
                 conn.execute("DELETE FROM unmonitored WHERE venue = ? AND symbol = ?", [venue, symbol])
             else:
-                conn.execute("INSERT OR IGNORE INTO unmonitored (venue, symbol, since) VALUES (?, ?, ?)",
-                             [venue, symbol, self._clock()])
+                conn.execute(
+                    "INSERT OR IGNORE INTO unmonitored (venue, symbol, since) VALUES (?, ?, ?)",
+                    [venue, symbol, self._clock()],
+                )
 
     def unmonitored(self, venue: str) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT symbol FROM unmonitored WHERE venue = ?", [venue])}

@@ -67,7 +67,8 @@ async def test_queued_placements_are_packed_into_batches_of_at_most_five(nursery
     assert [n for _, kind, n in venue.log if kind == "place"] == [4, 2]
     results = [r for msg in drain(replies) for r in msg.results]
     assert sorted(r.client_id for r in results if r.state and r.state.status is OrderStatus.NEW) == sorted(
-        f"pm-{i}-{p}1" for i in range(3) for p in "TS")
+        f"pm-{i}-{p}1" for i in range(3) for p in "TS"
+    )
 
 
 async def test_exits_jump_the_queue(nursery, autojump_clock):
@@ -163,8 +164,9 @@ async def test_outcome_still_unknown_after_all_attempts_is_reported_unknown(nurs
 async def test_precision_refusal_is_re_rounded_in_the_safe_direction_and_placed(nursery, autojump_clock):
     exchange, _venue, gateway, inbox, reply, replies = setup()
     tp_sell = tp("pm-1-T1", price="46000.05")  # off the 0.1 tick
-    stop = OrderRequest("pm-1-S1", "BTCUSDT", OrderSide.SELL, "LONG", OrderType.STOP_MARKET, D("0.0015"),
-                        stop_price=D("22500.01"))
+    stop = OrderRequest(
+        "pm-1-S1", "BTCUSDT", OrderSide.SELL, "LONG", OrderType.STOP_MARKET, D("0.0015"), stop_price=D("22500.01")
+    )
     inbox.send_nowait(PlaceOrders((tp_sell, stop), reply))
     await nursery.start(gateway.run)
     await trio.sleep(5)
@@ -179,8 +181,9 @@ async def test_precision_refusal_is_re_rounded_in_the_safe_direction_and_placed(
 
 async def test_other_refusals_are_final_and_carry_the_venue_code(nursery, autojump_clock):
     _exchange, _venue, gateway, inbox, reply, replies = setup()
-    stop = OrderRequest("pm-1-S1", "BTCUSDT", OrderSide.SELL, "LONG", OrderType.STOP_MARKET, D("0.001"),
-                        stop_price=D("45100"))  # a SELL stop above the mark would trigger at once
+    stop = OrderRequest(
+        "pm-1-S1", "BTCUSDT", OrderSide.SELL, "LONG", OrderType.STOP_MARKET, D("0.001"), stop_price=D("45100")
+    )  # a SELL stop above the mark would trigger at once
     inbox.send_nowait(PlaceOrders((stop,), reply))
     await nursery.start(gateway.run)
     await settle()
@@ -247,8 +250,9 @@ async def test_a_cancel_never_overtakes_the_queued_placement_of_the_same_order(n
     inbox.send_nowait(CancelOrders("BTCUSDT", ("pm-1-T1",), reply, Priority.EXIT))
     await nursery.start(gateway.run)
     await settle()
-    results = [(r.action, r.client_id, r.state.status if r.state else r.error) for m in drain(replies)
-               for r in m.results]
+    results = [
+        (r.action, r.client_id, r.state.status if r.state else r.error) for m in drain(replies) for r in m.results
+    ]
     assert (Action.CANCEL, "pm-1-T1", OrderStatus.CANCELED) in results
     assert exchange.engine.open_orders("BTCUSDT") == []  # nothing rests untracked
     assert venue.log[0][1] == "place"  # hoisted ahead of the exit's cancel

@@ -57,18 +57,23 @@ def exchange_with_position() -> SimExchange:
 async def start_supervised(nursery, venue, inbox, policy: GatewayPolicy) -> GatewayState:
     state = GatewayState()
     metrics = Metrics()
-    await nursery.start(supervise, "gateway",
-                        lambda: OrderGateway(venue, inbox, metrics, policy, state=state).run, RESTART, metrics)
+    await nursery.start(
+        supervise, "gateway", lambda: OrderGateway(venue, inbox, metrics, policy, state=state).run, RESTART, metrics
+    )
     return state
 
 
 async def test_requests_queued_in_a_crashed_gateway_are_sent_by_the_next_one_and_the_in_flight_one_answers_unknown(
-        nursery, autojump_clock):
+    nursery, autojump_clock
+):
     exchange = exchange_with_position()
     # One order per call and one call at a time: the crash finds one request in flight, one taken off the queue
     # waiting for a call slot (not yet sent) and one still queued.
-    venue = CrashingVenue(exchange, crash_on="pm-1-T1",
-                          limits=RateLimits(weight_per_minute=2400, orders_per_minute=1200, max_batch_place=1))
+    venue = CrashingVenue(
+        exchange,
+        crash_on="pm-1-T1",
+        limits=RateLimits(weight_per_minute=2400, orders_per_minute=1200, max_batch_place=1),
+    )
     inbox_send, inbox_recv = trio.open_memory_channel(100)
     reply_send, replies = trio.open_memory_channel(100)
     for i, price in ((1, "46000"), (2, "46100"), (3, "46200")):
@@ -91,7 +96,8 @@ async def test_requests_queued_in_a_crashed_gateway_are_sent_by_the_next_one_and
 
 
 async def test_an_account_read_in_flight_when_the_gateway_crashes_is_answered_with_an_error_at_once(
-        nursery, autojump_clock):
+    nursery, autojump_clock
+):
     venue = CrashingVenue(exchange_with_position(), crash_positions=True)
     inbox_send, inbox_recv = trio.open_memory_channel(100)
     snap_send, snap_recv = trio.open_memory_channel(1)
@@ -146,7 +152,8 @@ class CrashAfterPlacing(SimVenue):
 
 
 async def test_through_the_daemon_a_gateway_crash_with_protection_in_flight_ends_with_exactly_one_tp_and_sl(
-        tmp_path, autojump_clock):
+    tmp_path, autojump_clock
+):
     settings = make_settings(tmp_path)
     exchange = new_exchange(settings)
     async with running(settings, exchange, venue=CrashAfterPlacing(exchange)) as h:

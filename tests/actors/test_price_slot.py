@@ -12,8 +12,9 @@ from posmon.exchange.events import MarkPrice
 
 
 def tranche(tid, side, tp, sl):
-    return Tranche(id=tid, venue="v", symbol="X", side=side, index=tid, entry=D(100), qty=D(1), tp=D(tp), sl=D(sl),
-                   opened_at=0.0)
+    return Tranche(
+        id=tid, venue="v", symbol="X", side=side, index=tid, entry=D(100), qty=D(1), tp=D(tp), sl=D(sl), opened_at=0.0
+    )
 
 
 def wakes(slot, recv):

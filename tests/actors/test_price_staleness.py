@@ -72,8 +72,15 @@ class _Frames:
 async def start_router(nursery) -> tuple[CadencedVenue, PriceRouter, PriceSlot, trio.MemoryReceiveChannel]:
     venue = CadencedVenue()
     control_send, control_recv = trio.open_memory_channel(10)
-    router = PriceRouter(venue, control_recv, Metrics(), symbols=["BTCUSDT"], stale_after=STALE,  # type: ignore[arg-type]
-                         poll_interval=POLL, rng=random.Random(7))
+    router = PriceRouter(
+        venue,
+        control_recv,
+        Metrics(),
+        symbols=["BTCUSDT"],
+        stale_after=STALE,  # type: ignore[arg-type]
+        poll_interval=POLL,
+        rng=random.Random(7),
+    )
     inbox_send, inbox_recv = trio.open_memory_channel(100)
     slot = PriceSlot(inbox_send)
     control_send.send_nowait(Subscribe("BTCUSDT", slot))
@@ -91,7 +98,8 @@ async def seen_at(slot: PriceSlot, inbox: trio.MemoryReceiveChannel, price: D) -
 
 
 async def test_a_stream_stalled_while_open_is_declared_stale_after_three_missed_frames_and_reopened(
-        nursery, autojump_clock):
+    nursery, autojump_clock
+):
     venue, router, slot, inbox = await start_router(nursery)
     await trio.sleep(5.5)  # frames at 1..5
     last_frame = router.last_frame_at

@@ -58,7 +58,9 @@ async def test_long_and_short_endpoints_put_sl_3_and_tp_6_percent_from_the_entry
             assert resting == {("LIMIT", tp), ("STOP_MARKET", sl)}  # protected on the exchange
         status = (await api.get("/api/monitor/status")).json()
         assert {(t["symbol"], t["side"], t["exits"]) for t in status["tranches"]} == {
-            ("BTCUSDT", "LONG", "exchange"), ("ETHUSDT", "SHORT", "exchange")}
+            ("BTCUSDT", "LONG", "exchange"),
+            ("ETHUSDT", "SHORT", "exchange"),
+        }
         assert_protected_and_no_orphans(h)
 
 
@@ -66,8 +68,10 @@ async def test_long_endpoint_on_lighter_books_the_exits_without_resting_orders(t
     settings = make_settings(tmp_path, symbols=("BTC", "ETH", "DOGE"))
     async with running_lighter(settings) as h, api_of(h) as api:
         await settle()
-        answer = await api.post("/api/orders/long", json={"symbol": "DOGE", "size_usd": 5, "leverage": 5,
-                                                          "sl_percent": 3, "rr_ratio": [1, 2]})
+        answer = await api.post(
+            "/api/orders/long",
+            json={"symbol": "DOGE", "size_usd": 5, "leverage": 5, "sl_percent": 3, "rr_ratio": [1, 2]},
+        )
         await settle()
 
         assert answer.status_code == 200, answer.text
@@ -96,9 +100,13 @@ async def test_metrics_move_with_the_scenario(tmp_path, autojump_clock):
     from prometheus_client.parser import text_string_to_metric_families
 
     async with running_aster(make_settings(tmp_path)) as h, api_of(h) as api:
+
         def samples(text):
-            return {(s.name, tuple(sorted(s.labels.items()))): s.value
-                    for f in text_string_to_metric_families(text) for s in f.samples}
+            return {
+                (s.name, tuple(sorted(s.labels.items()))): s.value
+                for f in text_string_to_metric_families(text)
+                for s in f.samples
+            }
 
         before = samples((await api.get("/metrics")).text)
         await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")

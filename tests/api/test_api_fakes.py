@@ -34,10 +34,24 @@ TOKEN = "s3cret-token-0123456789"
 
 def tranche(id_: int, side: Side = Side.LONG, symbol: str = "BTCUSDT") -> TrancheView:
     return TrancheView(
-        id=id_, venue="aster", symbol=symbol, side=side, index=id_ - 1, entry=Decimal("60000.1"), qty=Decimal("0.002"),
-        tp=Decimal("63600.106"), sl=Decimal("58200.097"), opened_at=NOW - 120, max_hold_seconds=3600,
-        timeout_at=NOW + 3480, remaining_seconds=3480.0, mark=Decimal("60100"), unrealized_pnl=Decimal("0.1998"),
-        closing=None, exits="exchange")
+        id=id_,
+        venue="aster",
+        symbol=symbol,
+        side=side,
+        index=id_ - 1,
+        entry=Decimal("60000.1"),
+        qty=Decimal("0.002"),
+        tp=Decimal("63600.106"),
+        sl=Decimal("58200.097"),
+        opened_at=NOW - 120,
+        max_hold_seconds=3600,
+        timeout_at=NOW + 3480,
+        remaining_seconds=3480.0,
+        mark=Decimal("60100"),
+        unrealized_pnl=Decimal("0.1998"),
+        closing=None,
+        exits="exchange",
+    )
 
 
 @dataclass
@@ -68,9 +82,14 @@ class FakeControl:
         if self.status_hangs:
             await trio.sleep_forever()
         return StatusReport(
-            running=self.running, venue="aster", started_at=NOW - 3600,
+            running=self.running,
+            venue="aster",
+            started_at=NOW - 3600,
             streams=[StreamView("price", True, 0.4), StreamView("user", False, None)],
-            tranches=list(self.tranches), unmonitored=["ETHUSDT"], extra={"note": Decimal("1.5")})
+            tranches=list(self.tranches),
+            unmonitored=["ETHUSDT"],
+            extra={"note": Decimal("1.5")},
+        )
 
     async def open_position(self, request: OpenRequest) -> OpenResult:
         self._record("open_position", request)
@@ -79,14 +98,23 @@ class FakeControl:
         sl = entry * (1 - request.sl_pct / 100) if entry is not None else None
         if request.side is Side.SHORT and entry is not None:
             tp, sl = entry * (1 - request.tp_pct / 100), entry * (1 + request.sl_pct / 100)
-        return OpenResult(symbol=request.symbol, side=request.side, tranche_id=7, client_id="pm-7-e",
-                          qty=Decimal("0.5"), entry_price=entry, tp=tp, sl=sl,
-                          status="FILLED" if entry is not None else "PENDING")
+        return OpenResult(
+            symbol=request.symbol,
+            side=request.side,
+            tranche_id=7,
+            client_id="pm-7-e",
+            qty=Decimal("0.5"),
+            entry_price=entry,
+            tp=tp,
+            sl=sl,
+            status="FILLED" if entry is not None else "PENDING",
+        )
 
     async def close(self, symbol: str, side: Side | None = None, tranche_id: int | None = None) -> list[CloseResult]:
         self._record("close", symbol, side, tranche_id)
-        hits = [t for t in self.tranches if t.symbol == symbol and side in (None, t.side)
-                and tranche_id in (None, t.id)]
+        hits = [
+            t for t in self.tranches if t.symbol == symbol and side in (None, t.side) and tranche_id in (None, t.id)
+        ]
         by_side: dict[Side, list[int]] = {}
         for t in hits:
             by_side.setdefault(t.side, []).append(t.id)

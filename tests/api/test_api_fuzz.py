@@ -24,18 +24,66 @@ from tests.api.test_api_fakes import TOKEN, FakeControl
 
 GOOD = {"symbol": "BTCUSDT", "size_usd": 100, "leverage": 5, "sl_percent": 3, "rr_ratio": [1, 2]}
 ORDER_PATHS = {"/api/orders/long": Side.LONG, "/api/orders/short": Side.SHORT}
-OTHER_PATHS = ["/api/monitor/stop/BTCUSDT", "/api/monitor/resume/BTCUSDT", "/api/positions/BTCUSDT/close",
-               "/api/tranches/1/close"]
+OTHER_PATHS = [
+    "/api/monitor/stop/BTCUSDT",
+    "/api/monitor/resume/BTCUSDT",
+    "/api/positions/BTCUSDT/close",
+    "/api/tranches/1/close",
+]
+
+
 def fuzz(examples: int) -> settings:
-    return settings(max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow],
-                    derandomize=True)
+    return settings(
+        max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+    )
+
 
 # Values a careless or hostile client sends: out of range, absurd magnitudes, wrong types, near-misses.
-HOSTILE_NUMBERS = st.sampled_from([
-    0, -1, 100, 101, 125, 126, 10**40, -(10**40), "0", "-0", "1e999999999", "1e-999999999", "-1e-18", "1e18",
-    "1e-18", "NaN", "Infinity", "-Infinity", "1_000", " 5", "5 ", "0x10", "1e", ".5", "5.", "²", "٣", "1,5",
-    "99.99999999999999999999", "100.0", "1E+2", True, False, None, [], {}, "", "3", 50, "60", "0.001",
-])
+HOSTILE_NUMBERS = st.sampled_from(
+    [
+        0,
+        -1,
+        100,
+        101,
+        125,
+        126,
+        10**40,
+        -(10**40),
+        "0",
+        "-0",
+        "1e999999999",
+        "1e-999999999",
+        "-1e-18",
+        "1e18",
+        "1e-18",
+        "NaN",
+        "Infinity",
+        "-Infinity",
+        "1_000",
+        " 5",
+        "5 ",
+        "0x10",
+        "1e",
+        ".5",
+        "5.",
+        "²",
+        "٣",
+        "1,5",
+        "99.99999999999999999999",
+        "100.0",
+        "1E+2",
+        True,
+        False,
+        None,
+        [],
+        {},
+        "",
+        "3",
+        50,
+        "60",
+        "0.001",
+    ]
+)
 HOSTILE_RR = st.sampled_from([["1e-18", "1e18"], [1, 101], [1000, 1], [1, 100], ["0.01", "1000"], [1, 2], [3, 1]])
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
@@ -105,16 +153,44 @@ async def test_hostile_bodies_get_a_4xx_and_only_placeable_orders_reach_the_cont
 
 
 GOOD_HOSTS = ["127.0.0.1:8787", "localhost:8787", "[::1]:8787", "localhost", "127.0.0.1"]
-BAD_HOSTS = st.sampled_from(["evil.example", "evil.example:8787", "localhost.evil.example", "127.0.0.1.nip.io",
-                             "127.0.0.1@evil.example", "evil.example#127.0.0.1", "[::1", "", " ", "10.0.0.1",
-                             "0.0.0.0:8787", "localhost:notaport"]) | ASCII.map(
-                                 lambda t: "evil-" + t)
-BAD_ORIGINS = st.sampled_from(["https://evil.example", "null", "http://localhost:3000", "http://127.0.0.1:8788",
-                               "https://127.0.0.1.evil.example", "file://", ""]) | ASCII.map(
-                                   lambda t: "x-" + t)
-BAD_TYPES = st.sampled_from(["text/plain", "application/x-www-form-urlencoded", "multipart/form-data",
-                             "application/jsonx", "text/json", "", "application/json-seq"]) | ASCII.map(
-                                 lambda t: "x-" + t)
+BAD_HOSTS = st.sampled_from(
+    [
+        "evil.example",
+        "evil.example:8787",
+        "localhost.evil.example",
+        "127.0.0.1.nip.io",
+        "127.0.0.1@evil.example",
+        "evil.example#127.0.0.1",
+        "[::1",
+        "",
+        " ",
+        "10.0.0.1",
+        "0.0.0.0:8787",
+        "localhost:notaport",
+    ]
+) | ASCII.map(lambda t: "evil-" + t)
+BAD_ORIGINS = st.sampled_from(
+    [
+        "https://evil.example",
+        "null",
+        "http://localhost:3000",
+        "http://127.0.0.1:8788",
+        "https://127.0.0.1.evil.example",
+        "file://",
+        "",
+    ]
+) | ASCII.map(lambda t: "x-" + t)
+BAD_TYPES = st.sampled_from(
+    [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+        "application/jsonx",
+        "text/json",
+        "",
+        "application/json-seq",
+    ]
+) | ASCII.map(lambda t: "x-" + t)
 
 
 @st.composite
@@ -143,8 +219,9 @@ def header_sets(draw: st.DrawFn) -> tuple[dict[str, str], int]:
     if auth == "good":
         headers["Authorization"] = f"Bearer {TOKEN}"
     elif auth != "missing":
-        headers["Authorization"] = (f"Bearer {draw(ASCII.filter(lambda t: t.strip() != TOKEN))}"
-                                    if auth == "wrong" else f"Basic {TOKEN}")
+        headers["Authorization"] = (
+            f"Bearer {draw(ASCII.filter(lambda t: t.strip() != TOKEN))}" if auth == "wrong" else f"Basic {TOKEN}"
+        )
         expected.append(401)
     else:
         expected.append(401)
@@ -160,8 +237,9 @@ def header_sets(draw: st.DrawFn) -> tuple[dict[str, str], int]:
 
 @fuzz(200)
 @given(path=st.sampled_from([*ORDER_PATHS, *OTHER_PATHS]), case=header_sets())
-async def test_hostile_headers_are_refused_in_order_and_send_nothing(path: str,
-                                                                     case: tuple[dict[str, str], int]) -> None:
+async def test_hostile_headers_are_refused_in_order_and_send_nothing(
+    path: str, case: tuple[dict[str, str], int]
+) -> None:
     """200 header sets over a token-protected API: Host, Origin, Sec-Fetch-Site, Authorization, Content-Type.
 
     Refusals come in a fixed order (403 for a foreign page, then 401, then 415) and none calls the control.

@@ -47,17 +47,36 @@ def in_process(control: FakeControl, host: str = "127.0.0.1:8787", **kw: Any) ->
 async def test_the_issue_repro_a_cross_site_text_plain_short_from_a_rebound_host_is_refused_and_nothing_sent():
     control = FakeControl()
     async with served(app_for(control)) as url, httpx.AsyncClient(base_url=url) as c:
-        r = await c.post("/api/orders/short", content=json.dumps(ORDER).encode(),
-                         headers={"Content-Type": "text/plain", "Origin": "https://evil.example",
-                                  "Host": "evil.example"})
+        r = await c.post(
+            "/api/orders/short",
+            content=json.dumps(ORDER).encode(),
+            headers={"Content-Type": "text/plain", "Origin": "https://evil.example", "Host": "evil.example"},
+        )
     assert r.status_code == 403 and r.json()["field"] == "Host"
     assert control.calls == []
 
 
-@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",
-                                          "multipart/form-data; boundary=x", "application/jsonp", "json"])
-@pytest.mark.parametrize("path", ["/api/orders/short", "/api/monitor/stop/BTCUSDT", "/api/monitor/resume/BTCUSDT",
-                                  "/api/positions/BTCUSDT/close", "/api/tranches/1/close"])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/jsonp",
+        "json",
+    ],
+)
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/orders/short",
+        "/api/monitor/stop/BTCUSDT",
+        "/api/monitor/resume/BTCUSDT",
+        "/api/positions/BTCUSDT/close",
+        "/api/tranches/1/close",
+    ],
+)
 async def test_every_state_changing_route_demands_application_json(path, content_type):
     control = FakeControl()
     body = json.dumps(ORDER if "orders" in path else {}).encode()
@@ -71,15 +90,28 @@ async def test_every_state_changing_route_demands_application_json(path, content
 async def test_json_with_a_charset_parameter_is_json():
     control = FakeControl()
     async with in_process(control) as c:
-        r = await c.post("/api/monitor/resume/BTCUSDT", content=b"{}",
-                         headers={"Content-Type": "Application/JSON; charset=utf-8"})
+        r = await c.post(
+            "/api/monitor/resume/BTCUSDT", content=b"{}", headers={"Content-Type": "Application/JSON; charset=utf-8"}
+        )
     assert r.status_code == 200 and control.calls == [("resume_monitoring", ("BTCUSDT",))]
 
 
-@pytest.mark.parametrize("host", ["evil.example", "evil.example:8787", "127.0.0.1.evil.example", "localhost.evil",
-                                  "10.1.2.3:8787", "", "[::1", "user@127.0.0.1"])
-@pytest.mark.parametrize(("method", "path"), [("GET", "/api/monitor/status"), ("POST", "/api/orders/long"),
-                                              ("GET", "/health")])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "evil.example",
+        "evil.example:8787",
+        "127.0.0.1.evil.example",
+        "localhost.evil",
+        "10.1.2.3:8787",
+        "",
+        "[::1",
+        "user@127.0.0.1",
+    ],
+)
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/api/monitor/status"), ("POST", "/api/orders/long"), ("GET", "/health")]
+)
 async def test_a_host_that_is_not_this_api_is_refused_on_every_route(host, method, path):
     """DNS rebinding: the attacker's name resolves to 127.0.0.1, but the browser still sends it as Host."""
     control = FakeControl()
@@ -89,8 +121,9 @@ async def test_a_host_that_is_not_this_api_is_refused_on_every_route(host, metho
     assert control.calls == []
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1:8787", "localhost:8787", "LOCALHOST", "[::1]:8787", "127.0.0.2:9000",
-                                  "localhost:9000"])
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1:8787", "localhost:8787", "LOCALHOST", "[::1]:8787", "127.0.0.2:9000", "localhost:9000"]
+)
 async def test_loopback_names_on_any_port_are_this_api(host):
     """The port is not compared: an SSH tunnel (``-L 9000:127.0.0.1:8787``) legitimately changes it."""
     control = FakeControl()
@@ -111,8 +144,19 @@ async def test_the_address_a_connection_arrived_on_and_allowed_hosts_are_accepte
     assert (own.status_code, other.status_code, named.status_code, unnamed.status_code) == (200, 403, 200, 403)
 
 
-@pytest.mark.parametrize("origin", ["https://evil.example", "http://evil.example", "null", "http://localhost:3000",
-                                    "http://127.0.0.1:8788", "file://", "http://127.0.0.1:8787/path", "garbage"])
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://evil.example",
+        "http://evil.example",
+        "null",
+        "http://localhost:3000",
+        "http://127.0.0.1:8788",
+        "file://",
+        "http://127.0.0.1:8787/path",
+        "garbage",
+    ],
+)
 async def test_a_cross_origin_request_is_refused(origin):
     """Another page on this very machine (``localhost:3000``) is another origin too."""
     control = FakeControl()
@@ -124,16 +168,23 @@ async def test_a_cross_origin_request_is_refused(origin):
     assert control.calls == []
 
 
-@pytest.mark.parametrize(("host", "origin"), [("127.0.0.1:8787", "http://127.0.0.1:8787"),
-                                              ("localhost:8787", "http://localhost:8787"),
-                                              ("localhost", "http://localhost"), ("localhost", "http://localhost:80"),
-                                              ("localhost:9000", "http://LOCALHOST:9000"),
-                                              ("localhost:443", "https://localhost")])
+@pytest.mark.parametrize(
+    ("host", "origin"),
+    [
+        ("127.0.0.1:8787", "http://127.0.0.1:8787"),
+        ("localhost:8787", "http://localhost:8787"),
+        ("localhost", "http://localhost"),
+        ("localhost", "http://localhost:80"),
+        ("localhost:9000", "http://LOCALHOST:9000"),
+        ("localhost:443", "https://localhost"),
+    ],
+)
 async def test_a_same_origin_page_such_as_a_dashboard_keeps_working(host, origin):
     control = FakeControl()
     async with in_process(control) as c:
-        r = await c.post("/api/orders/long", json=ORDER, headers={"Host": host, "Origin": origin,
-                                                                   "Sec-Fetch-Site": "same-origin"})
+        r = await c.post(
+            "/api/orders/long", json=ORDER, headers={"Host": host, "Origin": origin, "Sec-Fetch-Site": "same-origin"}
+        )
     assert r.status_code == 200, r.text
 
 
@@ -148,32 +199,47 @@ async def test_a_browser_saying_the_request_is_cross_site_is_refused_even_withou
 async def test_the_cli_client_sends_json_on_every_command_and_keeps_working():
     control = FakeControl()
     async with served(app_for(control, token=TOKEN)) as url:
+
         def commands() -> list[dict[str, Any]]:
             with ApiClient(url, TOKEN) as api:
-                return [api.stop("BTCUSDT"), api.resume("BTCUSDT"), api.close_position("BTCUSDT"),
-                        api.close_tranche(1, "BTCUSDT"), api.open("long", "BTCUSDT", D(5), 5, D(3), (D(1), D(2))),
-                        api.status()]
+                return [
+                    api.stop("BTCUSDT"),
+                    api.resume("BTCUSDT"),
+                    api.close_position("BTCUSDT"),
+                    api.close_tranche(1, "BTCUSDT"),
+                    api.open("long", "BTCUSDT", D(5), 5, D(3), (D(1), D(2))),
+                    api.status(),
+                ]
 
         answers = await trio.to_thread.run_sync(commands)
     assert answers[1] == {"symbol": "BTCUSDT", "monitoring": True}
-    assert [name for name, _ in control.calls] == ["stop_monitoring", "resume_monitoring", "close", "close",
-                                                   "open_position", "status"]
+    assert [name for name, _ in control.calls] == [
+        "stop_monitoring",
+        "resume_monitoring",
+        "close",
+        "close",
+        "open_position",
+        "status",
+    ]
 
 
 # ---- 11.3: a TP that could never be placed is refused before anything is sent ------------------------------------
 
 
-@pytest.mark.parametrize(("path", "changes", "fld"), [
-    ("/api/orders/short", {"sl_percent": 60, "rr_ratio": [1, 2]}, "rr_ratio"),  # TP 120 % below: negative
-    ("/api/orders/short", {"sl_percent": 50, "rr_ratio": [1, 2]}, "rr_ratio"),  # TP exactly at zero
-    ("/api/orders/long", {"rr_ratio": ["1e-18", "1e18"]}, "rr_ratio"),  # TP 3e36 % away
-    ("/api/orders/short", {"rr_ratio": ["1e-18", "1e18"]}, "rr_ratio"),
-    ("/api/orders/long", {"rr_ratio": [1, 101]}, "rr_ratio"),  # reward/risk above 100
-    ("/api/orders/long", {"rr_ratio": [1000, 1]}, "rr_ratio"),  # below 1/100
-    ("/api/orders/long", {"rr_ratio": [1, 1001]}, "rr_ratio"),
-    ("/api/orders/long", {"sl_percent": "99.9999999999999999999"}, None),  # fine: under 100 (LONG SL above zero)
-    ("/api/orders/long", {"sl_percent": "100"}, "sl_percent"),
-])
+@pytest.mark.parametrize(
+    ("path", "changes", "fld"),
+    [
+        ("/api/orders/short", {"sl_percent": 60, "rr_ratio": [1, 2]}, "rr_ratio"),  # TP 120 % below: negative
+        ("/api/orders/short", {"sl_percent": 50, "rr_ratio": [1, 2]}, "rr_ratio"),  # TP exactly at zero
+        ("/api/orders/long", {"rr_ratio": ["1e-18", "1e18"]}, "rr_ratio"),  # TP 3e36 % away
+        ("/api/orders/short", {"rr_ratio": ["1e-18", "1e18"]}, "rr_ratio"),
+        ("/api/orders/long", {"rr_ratio": [1, 101]}, "rr_ratio"),  # reward/risk above 100
+        ("/api/orders/long", {"rr_ratio": [1000, 1]}, "rr_ratio"),  # below 1/100
+        ("/api/orders/long", {"rr_ratio": [1, 1001]}, "rr_ratio"),
+        ("/api/orders/long", {"sl_percent": "99.9999999999999999999"}, None),  # fine: under 100 (LONG SL above zero)
+        ("/api/orders/long", {"sl_percent": "100"}, "sl_percent"),
+    ],
+)
 async def test_an_unplaceable_tp_is_refused_naming_the_field_and_nothing_is_sent(path, changes, fld):
     control = FakeControl()
     async with in_process(control) as c:
@@ -194,18 +260,28 @@ async def test_a_long_with_a_wide_tp_is_still_accepted():
 
 
 def open_request(side: Side = Side.LONG, **kw: Any) -> OpenRequest:
-    fields = {"symbol": "BTCUSDT", "side": side, "size_usd": D(900), "leverage": 5, "sl_pct": D(3),
-              "rr_ratio": (D(1), D(2))} | kw
+    fields = {
+        "symbol": "BTCUSDT",
+        "side": side,
+        "size_usd": D(900),
+        "leverage": 5,
+        "sl_pct": D(3),
+        "rr_ratio": (D(1), D(2)),
+    } | kw
     return OpenRequest(**fields)
 
 
-@pytest.mark.parametrize(("side", "sl", "rr", "fld"), [
-    (Side.SHORT, D(60), (D(1), D(2)), "rr_ratio"),
-    (Side.SHORT, D(3), (D("1e-18"), D("1e18")), "rr_ratio"),
-    (Side.LONG, D(100), (D(1), D(2)), "sl_percent"),
-])
+@pytest.mark.parametrize(
+    ("side", "sl", "rr", "fld"),
+    [
+        (Side.SHORT, D(60), (D(1), D(2)), "rr_ratio"),
+        (Side.SHORT, D(3), (D("1e-18"), D("1e18")), "rr_ratio"),
+        (Side.LONG, D(100), (D(1), D(2)), "sl_percent"),
+    ],
+)
 async def test_the_daemon_refuses_an_unplaceable_tp_or_sl_before_sending_the_entry(
-        tmp_path, autojump_clock, side, sl, rr, fld):
+    tmp_path, autojump_clock, side, sl, rr, fld
+):
     async with running(make_settings(tmp_path)) as h:
         await h.mark("BTCUSDT", "45000")
         sent = h.exchange.orders_sent
@@ -226,8 +302,9 @@ class PricedRules(SymbolRules):
 
 
 def test_exits_outside_the_venues_price_filter_are_refused_when_the_rules_carry_it():
-    rules = PricedRules("BTCUSDT", tick_size=D("0.1"), step_size=D("0.001"), min_price=D("556.8"),
-                        max_price=D("100000"))
+    rules = PricedRules(
+        "BTCUSDT", tick_size=D("0.1"), step_size=D("0.001"), min_price=D("556.8"), max_price=D("100000")
+    )
     risk = Risk(tp_pct=D(200), sl_pct=D(3))
     with pytest.raises(ControlError) as tp_high:
         check_exits(Side.LONG, D(45000), risk, rules)  # TP 135,000 > 100,000
@@ -285,8 +362,9 @@ class _Venue:
 
 @dataclass
 class _Daemon:
-    rules: dict[str, SymbolRules] = field(default_factory=lambda: {"BTCUSDT": SymbolRules("BTCUSDT", D("0.1"),
-                                                                                           D("0.001"))})
+    rules: dict[str, SymbolRules] = field(
+        default_factory=lambda: {"BTCUSDT": SymbolRules("BTCUSDT", D("0.1"), D("0.001"))}
+    )
     venue: _Venue = field(default_factory=_Venue)
     store: _Store = field(default_factory=_Store)
     directory: _Directory = field(default_factory=_Directory)
@@ -344,6 +422,7 @@ async def test_identical_stops_in_flight_share_one_message_per_side_and_one_answ
     control = DaemonControl(d, clock=trio.current_time, reply_timeout=30)
     outcomes: list[Any] = []
     async with trio.open_nursery() as nursery:
+
         async def stop() -> None:
             outcomes.append(await control.stop_monitoring("BTCUSDT"))
 
@@ -418,10 +497,20 @@ async def test_a_close_of_tranches_already_closing_sends_nothing_again(tmp_path,
 
 
 def http_scope(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
-    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-            "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-            "headers": [(b"host", b"127.0.0.1:8787"), *headers], "client": ("127.0.0.1", 5000),
-            "server": ("127.0.0.1", 8787)}
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1:8787"), *headers],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8787),
+    }
 
 
 async def test_a_client_that_disconnects_mid_body_is_not_logged_as_an_error_or_a_500(caplog):
@@ -475,8 +564,9 @@ def test_the_server_drops_a_silent_connection_well_before_75_seconds():
     assert config.keep_alive_timeout <= config.read_timeout  # an idle keep-alive is not cut short by it
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", "/api/monitor/status/"), ("GET", "/health/"),
-                                              ("POST", "/api/monitor/resume/BTCUSDT/")])
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/api/monitor/status/"), ("GET", "/health/"), ("POST", "/api/monitor/resume/BTCUSDT/")]
+)
 async def test_a_trailing_slash_answers_like_the_path_without_it(method, path):
     control = FakeControl()
     async with in_process(control) as c:

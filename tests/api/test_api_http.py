@@ -14,9 +14,14 @@ from tests.api.test_api_fakes import NOW, TOKEN, FakeControl, served
 
 ORDER = {"symbol": "DOGE", "size_usd": 5, "leverage": 5, "sl_percent": 3, "rr_ratio": [1, 2]}
 ENDPOINTS = [
-    ("GET", "/metrics"), ("GET", "/openapi.json"), ("GET", "/api/monitor/status"),
-    ("POST", "/api/orders/long"), ("POST", "/api/orders/short"), ("POST", "/api/monitor/stop/BTCUSDT"),
-    ("POST", "/api/monitor/resume/BTCUSDT"), ("POST", "/api/positions/BTCUSDT/close"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+    ("GET", "/api/monitor/status"),
+    ("POST", "/api/orders/long"),
+    ("POST", "/api/orders/short"),
+    ("POST", "/api/monitor/stop/BTCUSDT"),
+    ("POST", "/api/monitor/resume/BTCUSDT"),
+    ("POST", "/api/positions/BTCUSDT/close"),
     ("POST", "/api/tranches/1/close"),
 ]
 
@@ -36,19 +41,40 @@ async def test_status_lists_streams_and_every_tranche_with_exact_decimals():
     assert r.status_code == 200
     s = r.json()
     assert (s["running"], s["venue"], s["unmonitored"], s["extra"]) == (True, "aster", ["ETHUSDT"], {"note": "1.5"})
-    assert s["streams"] == [{"name": "price", "up": True, "last_frame_age_seconds": 0.4},
-                            {"name": "user", "up": False, "last_frame_age_seconds": None}]
+    assert s["streams"] == [
+        {"name": "price", "up": True, "last_frame_age_seconds": 0.4},
+        {"name": "user", "up": False, "last_frame_age_seconds": None},
+    ]
     first, second = s["tranches"]
-    assert first == {"id": 1, "venue": "aster", "symbol": "BTCUSDT", "side": "LONG", "index": 0, "entry": "60000.1",
-                     "qty": "0.002", "tp": "63600.106", "sl": "58200.097", "opened_at": NOW - 120,
-                     "max_hold_seconds": 3600, "timeout_at": NOW + 3480, "remaining_seconds": 3480.0,
-                     "mark": "60100", "unrealized_pnl": "0.1998", "closing": None, "exits": "exchange"}
+    assert first == {
+        "id": 1,
+        "venue": "aster",
+        "symbol": "BTCUSDT",
+        "side": "LONG",
+        "index": 0,
+        "entry": "60000.1",
+        "qty": "0.002",
+        "tp": "63600.106",
+        "sl": "58200.097",
+        "opened_at": NOW - 120,
+        "max_hold_seconds": 3600,
+        "timeout_at": NOW + 3480,
+        "remaining_seconds": 3480.0,
+        "mark": "60100",
+        "unrealized_pnl": "0.1998",
+        "closing": None,
+        "exits": "exchange",
+    }
     assert second["side"] == "SHORT"
 
 
-@pytest.mark.parametrize(("path", "side", "tp", "sl"), [
-    ("/api/orders/long", Side.LONG, "106", "97"), ("/api/orders/short", Side.SHORT, "94", "103"),
-])
+@pytest.mark.parametrize(
+    ("path", "side", "tp", "sl"),
+    [
+        ("/api/orders/long", Side.LONG, "106", "97"),
+        ("/api/orders/short", Side.SHORT, "94", "103"),
+    ],
+)
 async def test_open_answers_the_entry_and_exits_at_sl_3_and_tp_6_percent(path, side, tp, sl):
     control = FakeControl()
     async with served(app_for(control)) as url, httpx.AsyncClient(base_url=url) as c:
@@ -56,7 +82,13 @@ async def test_open_answers_the_entry_and_exits_at_sl_3_and_tp_6_percent(path, s
     assert r.status_code == 200, r.text
     a = r.json()
     assert (a["symbol"], a["side"], a["status"], a["entry_price"], a["qty"], a["tranche_id"]) == (
-        "DOGE", side.value, "FILLED", "100", "0.5", 7)
+        "DOGE",
+        side.value,
+        "FILLED",
+        "100",
+        "0.5",
+        7,
+    )
     assert Decimal(a["tp"]) == Decimal(tp) and Decimal(a["sl"]) == Decimal(sl)
     assert (a["sl_percent"], a["tp_percent"]) == ("3", "6")
     [(name, (request,))] = control.calls
@@ -116,12 +148,19 @@ async def test_close_a_whole_position_or_one_side():
         short = await c.post("/api/positions/BTCUSDT/close", json={"side": "short"})
         long_ = await c.post("/api/positions/BTCUSDT/close?side=LONG", json={})
     assert everything.status_code == 200
-    assert everything.json() == {"closing": [{"symbol": "BTCUSDT", "side": "LONG", "tranche_ids": [1]},
-                                             {"symbol": "BTCUSDT", "side": "SHORT", "tranche_ids": [2]}]}
+    assert everything.json() == {
+        "closing": [
+            {"symbol": "BTCUSDT", "side": "LONG", "tranche_ids": [1]},
+            {"symbol": "BTCUSDT", "side": "SHORT", "tranche_ids": [2]},
+        ]
+    }
     assert short.json() == {"closing": [{"symbol": "BTCUSDT", "side": "SHORT", "tranche_ids": [2]}]}
     assert long_.json()["closing"][0]["side"] == "LONG"
-    assert control.calls == [("close", ("BTCUSDT", None, None)), ("close", ("BTCUSDT", Side.SHORT, None)),
-                             ("close", ("BTCUSDT", Side.LONG, None))]
+    assert control.calls == [
+        ("close", ("BTCUSDT", None, None)),
+        ("close", ("BTCUSDT", Side.SHORT, None)),
+        ("close", ("BTCUSDT", Side.LONG, None)),
+    ]
 
 
 async def test_closing_a_symbol_with_nothing_open_answers_404():
@@ -192,7 +231,8 @@ async def test_openapi_lists_every_endpoint_with_its_request_body_fields():
     assert sorted(order["properties"]) == ["leverage", "rr_ratio", "size_usd", "sl_percent", "symbol"]
     assert sorted(order["required"]) == sorted(order["properties"]) and order["additionalProperties"] is False
     assert paths["/api/orders/long"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
-        "/OrderRequest")
+        "/OrderRequest"
+    )
     assert list(doc["components"]["schemas"]["PositionClose"]["properties"]) == ["side"]
     assert list(doc["components"]["schemas"]["TrancheClose"]["properties"]) == ["symbol"]
 

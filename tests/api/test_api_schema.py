@@ -31,8 +31,13 @@ from posmon.api.openapi import openapi_schema
 from tests.api.test_api_fakes import FakeControl, served
 
 EXAMPLES_PER_OPERATION = 50
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
-          response_headers_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +71,7 @@ def test_the_served_document_is_the_one_under_test(api_url: str) -> None:
 
 
 @schema.parametrize()
-@settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
+@settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_every_operation_answers_within_its_schema_and_never_5xx(case: schemathesis.Case, api_url: str) -> None:
     """50 cases per operation with inputs (6), 1 per parameterless GET (4): answers declared, well-formed, no 5xx."""
     case.call_and_validate(base_url=api_url, checks=CHECKS)
@@ -80,8 +84,7 @@ long_orders.config.generation.update(modes=[schemathesis.GenerationMode.POSITIVE
 
 
 @long_orders.parametrize()
-@settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
+@settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_an_order_built_from_the_schema_is_accepted(case: schemathesis.Case, api_url: str) -> None:
     """50 schema-valid LONG orders: each answered 2xx, none refused for a value the schema allowed."""
     case.call_and_validate(base_url=api_url, checks=[not_a_server_error, positive_data_acceptance])

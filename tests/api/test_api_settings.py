@@ -15,9 +15,10 @@ def test_defaults_listen_on_loopback_port_8787_without_a_token():
 
 
 def test_environment_overrides_the_file():
-    s = ApiSettings.from_config({"port": 9000, "enabled": False},
-                                {"POSMON_API_PORT": "9100", "POSMON_API_ENABLED": "yes", "POSMON_API_TOKEN": TOKEN,
-                                 "POSMON_RISK_TP_PCT": "2"})
+    s = ApiSettings.from_config(
+        {"port": 9000, "enabled": False},
+        {"POSMON_API_PORT": "9100", "POSMON_API_ENABLED": "yes", "POSMON_API_TOKEN": TOKEN, "POSMON_RISK_TP_PCT": "2"},
+    )
     assert (s.port, s.enabled, s.token) == (9100, True, TOKEN)
 
 
@@ -48,17 +49,20 @@ def test_a_disabled_api_needs_no_token_wherever_it_would_listen():
     assert not ApiSettings.from_config({"host": "0.0.0.0", "enabled": False}, {}).enabled
 
 
-@pytest.mark.parametrize(("table", "env", "named", "allowed"), [
-    ({"port": 70000}, {}, "api.port", "0 to 65535"),
-    ({"port": "8787"}, {}, "api.port", "0 to 65535"),
-    ({}, {"POSMON_API_PORT": "eighty"}, "POSMON_API_PORT", "0 to 65535"),
-    ({"enabled": "yes"}, {}, "api.enabled", "boolean"),
-    ({}, {"POSMON_API_ENABLED": "maybe"}, "POSMON_API_ENABLED", "true/false"),
-    ({"host": ""}, {}, "api.host", "IP address"),
-    ({"health_timeout_seconds": 0}, {}, "api.health_timeout_seconds", "> 0"),
-    ({"bind": "x"}, {}, "api.bind", "'host'"),
-    ({}, {"POSMON_API_PROT": "1"}, "POSMON_API_PROT", "POSMON_API_PORT"),
-])
+@pytest.mark.parametrize(
+    ("table", "env", "named", "allowed"),
+    [
+        ({"port": 70000}, {}, "api.port", "0 to 65535"),
+        ({"port": "8787"}, {}, "api.port", "0 to 65535"),
+        ({}, {"POSMON_API_PORT": "eighty"}, "POSMON_API_PORT", "0 to 65535"),
+        ({"enabled": "yes"}, {}, "api.enabled", "boolean"),
+        ({}, {"POSMON_API_ENABLED": "maybe"}, "POSMON_API_ENABLED", "true/false"),
+        ({"host": ""}, {}, "api.host", "IP address"),
+        ({"health_timeout_seconds": 0}, {}, "api.health_timeout_seconds", "> 0"),
+        ({"bind": "x"}, {}, "api.bind", "'host'"),
+        ({}, {"POSMON_API_PROT": "1"}, "POSMON_API_PROT", "POSMON_API_PORT"),
+    ],
+)
 def test_bad_values_name_the_key_and_what_is_allowed(table, env, named, allowed):
     with pytest.raises(ConfigError) as err:
         ApiSettings.from_config(table, env)
@@ -80,8 +84,9 @@ def test_the_token_is_never_echoed():
 
 
 def test_allowed_hosts_names_the_host_headers_a_remote_client_may_use():
-    s = ApiSettings.from_config({"allowed_hosts": ["posmon.internal"]},
-                                {"POSMON_API_ALLOWED_HOSTS": "posmon.internal, ops.example"})
+    s = ApiSettings.from_config(
+        {"allowed_hosts": ["posmon.internal"]}, {"POSMON_API_ALLOWED_HOSTS": "posmon.internal, ops.example"}
+    )
     assert s.allowed_hosts == ("posmon.internal", "ops.example")
     assert ApiSettings.from_config({}, {}).allowed_hosts == ()
 

@@ -20,8 +20,11 @@ GOOD = {"symbol": "BTCUSDT", "size_usd": 100, "leverage": 5, "sl_percent": 3, "r
 def client(control: FakeControl) -> httpx.AsyncClient:
     """Sends raw bodies labelled as JSON, as every client must (the content type itself is tested elsewhere)."""
     app = create_app(control, metrics_render=None, token=None)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8787",
-                             headers={"Content-Type": "application/json"})
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://127.0.0.1:8787",
+        headers={"Content-Type": "application/json"},
+    )
 
 
 def with_(**changes):
@@ -79,18 +82,25 @@ async def test_a_bad_order_field_is_refused_by_name_and_nothing_is_placed(path, 
     assert control.calls == []
 
 
-@pytest.mark.parametrize(("raw", "status", "field"), [
-    (b"", 400, "body"),
-    (b"{", 400, "body"),
-    (b"[1, 2]", 400, "body"),
-    (b'"symbol"', 400, "body"),
-    (b"\xff\xfe{}", 400, "body"),
-    (b'{"symbol": "BTCUSDT", "size_usd": NaN, "leverage": 5, "sl_percent": 3, "rr_ratio": [1, 2]}', 400, "body"),
-    (b'{"symbol": "BTCUSDT", "symbol": "ETHUSDT", "size_usd": 1, "leverage": 5, "sl_percent": 3, "rr_ratio": [1, 2]}',
-     422, "symbol"),
-    (b"[" * 50_000, 400, "body"),
-    (b" " * (MAX_BODY_BYTES + 1), 413, "body"),
-])
+@pytest.mark.parametrize(
+    ("raw", "status", "field"),
+    [
+        (b"", 400, "body"),
+        (b"{", 400, "body"),
+        (b"[1, 2]", 400, "body"),
+        (b'"symbol"', 400, "body"),
+        (b"\xff\xfe{}", 400, "body"),
+        (b'{"symbol": "BTCUSDT", "size_usd": NaN, "leverage": 5, "sl_percent": 3, "rr_ratio": [1, 2]}', 400, "body"),
+        (
+            b'{"symbol": "BTCUSDT", "symbol": "ETHUSDT", "size_usd": 1, "leverage": 5, "sl_percent": 3, '
+            b'"rr_ratio": [1, 2]}',
+            422,
+            "symbol",
+        ),
+        (b"[" * 50_000, 400, "body"),
+        (b" " * (MAX_BODY_BYTES + 1), 413, "body"),
+    ],
+)
 async def test_a_malformed_body_is_refused_and_nothing_is_placed(raw, status, field):
     control = FakeControl()
     async with client(control) as c:
@@ -119,20 +129,23 @@ async def test_tp_percent_is_answered_without_trailing_zeros():
     assert (r.json()["sl_percent"], r.json()["tp_percent"]) == ("3", "1")
 
 
-@pytest.mark.parametrize(("method", "path", "body", "status", "field"), [
-    ("POST", "/api/monitor/stop/BTC%20USDT", b"", 422, "symbol"),
-    ("POST", "/api/monitor/stop/BTCUSDT", b'{"force": true}', 422, "force"),
-    ("POST", "/api/monitor/resume/BTC$", b"", 422, "symbol"),
-    ("POST", "/api/positions/BTCUSDT/close", b'{"side": "UP"}', 422, "side"),
-    ("POST", "/api/positions/BTCUSDT/close?side=UP", b"", 422, "side"),
-    ("POST", "/api/positions/BTCUSDT/close?side=LONG", b'{"side": "SHORT"}', 422, "side"),
-    ("POST", "/api/positions/BTCUSDT/close", b'{"tranche": 1}', 422, "tranche"),
-    ("POST", "/api/positions/BTCUSDT/close", b"{oops", 400, "body"),
-    ("POST", "/api/tranches/abc/close", b"", 422, "id"),
-    ("POST", "/api/tranches/-1/close", b"", 422, "id"),
-    ("POST", "/api/tranches/1/close", b'{"symbol": ""}', 422, "symbol"),
-    ("POST", "/api/tranches/1/close", b'{"side": "LONG"}', 422, "side"),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "field"),
+    [
+        ("POST", "/api/monitor/stop/BTC%20USDT", b"", 422, "symbol"),
+        ("POST", "/api/monitor/stop/BTCUSDT", b'{"force": true}', 422, "force"),
+        ("POST", "/api/monitor/resume/BTC$", b"", 422, "symbol"),
+        ("POST", "/api/positions/BTCUSDT/close", b'{"side": "UP"}', 422, "side"),
+        ("POST", "/api/positions/BTCUSDT/close?side=UP", b"", 422, "side"),
+        ("POST", "/api/positions/BTCUSDT/close?side=LONG", b'{"side": "SHORT"}', 422, "side"),
+        ("POST", "/api/positions/BTCUSDT/close", b'{"tranche": 1}', 422, "tranche"),
+        ("POST", "/api/positions/BTCUSDT/close", b"{oops", 400, "body"),
+        ("POST", "/api/tranches/abc/close", b"", 422, "id"),
+        ("POST", "/api/tranches/-1/close", b"", 422, "id"),
+        ("POST", "/api/tranches/1/close", b'{"symbol": ""}', 422, "symbol"),
+        ("POST", "/api/tranches/1/close", b'{"side": "LONG"}', 422, "side"),
+    ],
+)
 async def test_bad_close_and_monitor_requests_are_refused_by_name(method, path, body, status, field):
     control = FakeControl()
     async with client(control) as c:

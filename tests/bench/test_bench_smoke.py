@@ -25,8 +25,12 @@ def _get(data: dict, path: str):
     return node
 
 
-LATENCIES = [f"latency.{w}.{fig}.{k}" for w in ("1hz", "10hz") for fig in ("tick_to_order", "tick_to_close")
-             for k in ("p50_ms", "p99_ms", "max_ms")]
+LATENCIES = [
+    f"latency.{w}.{fig}.{k}"
+    for w in ("1hz", "10hz")
+    for fig in ("tick_to_order", "tick_to_close")
+    for k in ("p50_ms", "p99_ms", "max_ms")
+]
 POSITIVE = [  # numbers that must be there and above zero
     *LATENCIES,
     "throughput.max_updates_per_s",
@@ -39,8 +43,7 @@ POSITIVE = [  # numbers that must be there and above zero
     "startup.working_set.recovered_s",
     "startup.large_store.recovered_s",
     "startup.large_store.actors_loaded_s",
-    *(f"rest.per_event.{k}.calls_per_event" for k in ("protected_fill", "tranche_update", "instant_close",
-                                                      "tp_fill")),
+    *(f"rest.per_event.{k}.calls_per_event" for k in ("protected_fill", "tranche_update", "instant_close", "tp_fill")),
     *(f"rest.comparison.{k}.baseline" for k in ("protected_fill", "tranche_update", "instant_close")),
 ]
 NON_NEGATIVE = [
@@ -50,8 +53,14 @@ NON_NEGATIVE = [
     "rest.example_hour.reduction_pct",
     "latency.1hz.machine_load.others_cpu_pct",
 ]
-TARGETS = ("p99_tick_to_order_1hz_ms", "updates_per_s", "kib_per_idle_tranche", "startup_100k_s",
-           "rest_calls_per_protected_fill", "rest_reduction_pct")
+TARGETS = (
+    "p99_tick_to_order_1hz_ms",
+    "updates_per_s",
+    "kib_per_idle_tranche",
+    "startup_100k_s",
+    "rest_calls_per_protected_fill",
+    "rest_reduction_pct",
+)
 
 
 def _our_processes(marker: str) -> list[int]:
@@ -74,8 +83,14 @@ def test_smoke_benchmark_writes_every_figure_and_cleans_up(tmp_path):
     scratch.mkdir()
     # The benchmark's work directory goes under TMPDIR, and its processes inherit it: both must be gone after.
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(scratch)}
-    proc = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--results", str(results)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--results", str(results)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
 
     files = list(results.glob("*-smoke.json"))
@@ -95,8 +110,9 @@ def test_smoke_benchmark_writes_every_figure_and_cleans_up(tmp_path):
         assert lat["tick_to_order"]["count"] == lat["triggers_planned"] > 0
         assert lat["missing"] == 0 and lat["unexpected_closes"] == 0
         assert lat["tick_to_order"]["p50_ms"] <= lat["tick_to_order"]["p99_ms"] <= lat["tick_to_order"]["max_ms"]
-    assert data["throughput"]["levels"] and all(lv["frame_lag"]["received"] == lv["frame_lag"]["frames"]
-                                                for lv in data["throughput"]["levels"])
+    assert data["throughput"]["levels"] and all(
+        lv["frame_lag"]["received"] == lv["frame_lag"]["frames"] for lv in data["throughput"]["levels"]
+    )
     assert data["startup"]["working_set"]["finished"] and data["startup"]["large_store"]["finished"]
     assert data["memory"]["large_store"]["tranches"] > data["memory"]["working_set"]["tranches"]
     # Counted, not timed: a protected fill is one batch call (TP and SL together) on any machine.

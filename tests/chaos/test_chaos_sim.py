@@ -62,8 +62,13 @@ def test_silent_position_without_a_frame_changes_the_account_and_says_nothing():
 def test_liquidation_sends_the_venues_order_then_the_position_and_cancels_the_sides_orders():
     exchange, tap = hedge_exchange()
     exchange.external_entry("BTCUSDT", Side.LONG, D("0.1"))
-    exchange.place_orders([OrderRequest("pm-1-S1", "BTCUSDT", OrderSide.SELL, "LONG", OrderType.STOP_MARKET,
-                                        D("0.1"), stop_price=D("44000"))])
+    exchange.place_orders(
+        [
+            OrderRequest(
+                "pm-1-S1", "BTCUSDT", OrderSide.SELL, "LONG", OrderType.STOP_MARKET, D("0.1"), stop_price=D("44000")
+            )
+        ]
+    )
     exchange.set_marks({"BTCUSDT": D("44500")}, trade=False)
     frames(tap)
     assert exchange.liquidate("BTCUSDT", Side.LONG, cancel_orders=True) == D("0.1")
@@ -71,7 +76,11 @@ def test_liquidation_sends_the_venues_order_then_the_position_and_cancels_the_si
     assert (cancel["o"]["c"], cancel["o"]["X"]) == ("pm-1-S1", "CANCELED")
     o = order["o"]
     assert o["c"].startswith("autoclose-") and (o["o"], o["ot"], o["x"], o["X"]) == (
-        "LIQUIDATION", "LIQUIDATION", "CALCULATED", "FILLED")
+        "LIQUIDATION",
+        "LIQUIDATION",
+        "CALCULATED",
+        "FILLED",
+    )
     assert (o["S"], o["ps"], o["q"], o["z"], o["L"], o["rp"]) == ("SELL", "LONG", "0.1", "0.1", "44500", "-50.0")
     assert account["e"] == "ACCOUNT_UPDATE" and account["a"]["P"][0]["pa"] == "0"
     assert exchange.positions() == []
@@ -80,8 +89,9 @@ def test_liquidation_sends_the_venues_order_then_the_position_and_cancels_the_si
 def test_adl_closes_part_of_the_position_under_adl_autoclose_and_leaves_orders_resting():
     exchange, tap = hedge_exchange()
     exchange.external_entry("BTCUSDT", Side.SHORT, D("0.3"))
-    exchange.place_orders([OrderRequest("pm-1-T1", "BTCUSDT", OrderSide.BUY, "SHORT", OrderType.LIMIT, D("0.3"),
-                                        price=D("44000"))])
+    exchange.place_orders(
+        [OrderRequest("pm-1-T1", "BTCUSDT", OrderSide.BUY, "SHORT", OrderType.LIMIT, D("0.3"), price=D("44000"))]
+    )
     frames(tap)
     assert exchange.liquidate("BTCUSDT", Side.SHORT, D("0.1"), adl=True) == D("0.1")
     order, account = frames(tap)
@@ -110,10 +120,13 @@ def test_fill_listener_sees_the_signed_position_before_and_after_each_fill():
     seen: list[Fill] = []
     exchange.engine.fill_listener = seen.append
     exchange.external_entry("BTCUSDT", Side.SHORT, D("0.2"))
-    exchange.place_orders([OrderRequest("pm-1-C1", "BTCUSDT", OrderSide.BUY, "BOTH", OrderType.MARKET, D("0.5"),
-                                        reduce_only=True)])
+    exchange.place_orders(
+        [OrderRequest("pm-1-C1", "BTCUSDT", OrderSide.BUY, "BOTH", OrderType.MARKET, D("0.5"), reduce_only=True)]
+    )
     assert [(f.client_id, f.qty, f.before, f.after) for f in seen] == [
-        ("ext-1", D("0.2"), 0, D("-0.2")), ("pm-1-C1", D("0.2"), D("-0.2"), 0)]
+        ("ext-1", D("0.2"), 0, D("-0.2")),
+        ("pm-1-C1", D("0.2"), D("-0.2"), 0),
+    ]
 
 
 async def test_aster_sim_answers_429_then_418_unexecuted_with_retry_after():

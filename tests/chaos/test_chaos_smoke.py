@@ -24,18 +24,27 @@ from posmon.store.store import Store
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def store_with(path: Path, tranches: list[tuple[int, str, str, str]], orders: list[tuple[str, int, str, str]],
-               ) -> Path:
+def store_with(
+    path: Path,
+    tranches: list[tuple[int, str, str, str]],
+    orders: list[tuple[str, int, str, str]],
+) -> Path:
     """A posmon store holding open tranches (id, symbol, side, qty) and active orders (client id, tranche, ...)."""
     Store.open(path).close()
     conn = sqlite3.connect(path)
     for tid, symbol, side, qty in tranches:
         tp, sl = ("45450", "44100") if side == "LONG" else ("44550", "45900")  # 1 % and 2 % from 45000
-        conn.execute("INSERT INTO tranches (id, venue, symbol, side, idx, entry, qty, tp, sl, status) VALUES "
-                     "(?, 'aster', ?, ?, 0, '45000', ?, ?, ?, 'open')", (tid, symbol, side, qty, tp, sl))
+        conn.execute(
+            "INSERT INTO tranches (id, venue, symbol, side, idx, entry, qty, tp, sl, status) VALUES "
+            "(?, 'aster', ?, ?, 0, '45000', ?, ?, ?, 'open')",
+            (tid, symbol, side, qty, tp, sl),
+        )
     for client_id, tid, purpose, qty in orders:
-        conn.execute("INSERT INTO orders (client_id, tranche_id, venue, symbol, purpose, qty, state) VALUES "
-                     "(?, ?, 'aster', 'BTCUSDT', ?, ?, 'LIVE')", (client_id, tid, purpose, qty))
+        conn.execute(
+            "INSERT INTO orders (client_id, tranche_id, venue, symbol, purpose, qty, state) VALUES "
+            "(?, ?, 'aster', 'BTCUSDT', ?, ?, 'LIVE')",
+            (client_id, tid, purpose, qty),
+        )
     conn.commit()
     conn.close()
     return path
@@ -48,8 +57,9 @@ def aster_long(qty: str = "0.01") -> AsterVenue:
 
 
 def rest(venue: AsterVenue, client_id: str, qty: str, *, sl: bool) -> None:
-    kind = dict(type=OrderType.STOP_MARKET, stop_price=D("44100")) if sl else dict(type=OrderType.LIMIT,
-                                                                                  price=D("45450"))
+    kind = (
+        dict(type=OrderType.STOP_MARKET, stop_price=D("44100")) if sl else dict(type=OrderType.LIMIT, price=D("45450"))
+    )
     venue.exchange.place_orders([OrderRequest(client_id, "BTCUSDT", OrderSide.SELL, "LONG", qty=D(qty), **kind)])
 
 
@@ -136,18 +146,35 @@ def test_a_seed_replays_the_same_schedule_and_both_alternates_venues_by_seed():
     first, again = plan(41, AsterVenue(), opts), plan(41, AsterVenue(), opts)
     assert first.actions == again.actions and first.kills == again.kills and first.pre_entries == again.pre_entries
     assert plan(42, AsterVenue(), opts).actions != first.actions
-    assert {venue_for(s, "both") for s in (41, 42)} == {"aster", "lighter"} and venue_for(41, "both") == \
-        venue_for(41, "both")
+    assert {venue_for(s, "both") for s in (41, 42)} == {"aster", "lighter"} and venue_for(41, "both") == venue_for(
+        41, "both"
+    )
     assert 1 <= len(first.kills) <= 3 and any(a.kind == "fault" for a in first.actions)
 
 
 def test_smoke_campaign_kills_injects_faults_checks_every_invariant_and_reports(tmp_path: Path):
     out = tmp_path / "chaos.json"
-    proc = subprocess.run([sys.executable, "-m", "chaos", "--smoke", "--seed", "7", "--out", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "chaos", "--smoke", "--seed", "7", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     summary = orjson.loads(out.read_bytes())
-    for key in ("runs", "kills", "faults", "faults_by_kind", "violations_by_invariant", "time_to_protect_s",
-                "settle_s", "seeds", "failing_seeds", "by_venue", "results"):
+    for key in (
+        "runs",
+        "kills",
+        "faults",
+        "faults_by_kind",
+        "violations_by_invariant",
+        "time_to_protect_s",
+        "settle_s",
+        "seeds",
+        "failing_seeds",
+        "by_venue",
+        "results",
+    ):
         assert key in summary, key
     assert summary["runs"] == 4 and set(summary["by_venue"]) == {"aster", "lighter"}
     assert summary["kills"] >= 2 and summary["faults"] >= 4

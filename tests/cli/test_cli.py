@@ -39,14 +39,25 @@ async def _read_until(stream: trio.abc.ReceiveStream, marker: bytes, seen: bytea
 
 async def test_run_protects_positions_and_stops_cleanly_on_sigterm(tmp_path):
     store_path = tmp_path / "run.sqlite"
-    env = {**os.environ, "POSMON_DAEMON_STORE": str(store_path), "POSMON_SIM_TICK_SECONDS": "0.05",
-           "POSMON_SIM_TRADER_INTERVAL_SECONDS": "0.1", "POSMON_API_PORT": "0"}  # any free port: runs may overlap
+    env = {
+        **os.environ,
+        "POSMON_DAEMON_STORE": str(store_path),
+        "POSMON_SIM_TICK_SECONDS": "0.05",
+        "POSMON_SIM_TRADER_INTERVAL_SECONDS": "0.1",
+        "POSMON_API_PORT": "0",
+    }  # any free port: runs may overlap
     seen = bytearray()
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
-            proc = await nursery.start(functools.partial(
-                trio.run_process, [sys.executable, "-m", "posmon.cli", "run"], env=env, stderr=subprocess.PIPE,
-                check=False))
+            proc = await nursery.start(
+                functools.partial(
+                    trio.run_process,
+                    [sys.executable, "-m", "posmon.cli", "run"],
+                    env=env,
+                    stderr=subprocess.PIPE,
+                    check=False,
+                )
+            )
             await _read_until(proc.stderr, b"tranche 0", seen)  # another program's entry got a tranche
             proc.send_signal(signal.SIGTERM)
             await _read_until(proc.stderr, b"posmon stopped", seen)
@@ -63,8 +74,13 @@ async def test_run_protects_positions_and_stops_cleanly_on_sigterm(tmp_path):
 
 
 async def test_demo_prints_protection_exits_and_pnl(tmp_path):
-    result = await trio.run_process([sys.executable, "-m", "posmon.cli", "demo", "--seconds", "4"],
-                                    capture_stdout=True, capture_stderr=True, cwd=tmp_path, check=False)
+    result = await trio.run_process(
+        [sys.executable, "-m", "posmon.cli", "demo", "--seconds", "4"],
+        capture_stdout=True,
+        capture_stderr=True,
+        cwd=tmp_path,
+        check=False,
+    )
     out = result.stdout.decode()
     assert result.returncode == 0, result.stderr.decode()
     assert "tranche_opened" in out and "posmon demo summary" in out and "realized PnL" in out

@@ -42,18 +42,35 @@ async def test_status_prints_a_table_of_tranches_and_stream_health(capsys):
     assert "posmon on aster: running" in out
     assert "stream price  up" in out and "last frame 0.4 s ago" in out and "stream user   DOWN" in out
     header = next(line for line in out.splitlines() if line.startswith("ID"))
-    assert header.split() == ["ID", "SYMBOL", "SIDE", "QTY", "ENTRY", "MARK", "TP", "SL", "uPnL", "OPENED", "(UTC)",
-                              "REMAINING", "EXITS", "STATE"]
+    assert header.split() == [
+        "ID",
+        "SYMBOL",
+        "SIDE",
+        "QTY",
+        "ENTRY",
+        "MARK",
+        "TP",
+        "SL",
+        "uPnL",
+        "OPENED",
+        "(UTC)",
+        "REMAINING",
+        "EXITS",
+        "STATE",
+    ]
     row = next(line for line in out.splitlines() if line.startswith("1 "))
-    assert row.split()[:9] == ["1", "BTCUSDT", "LONG", "0.002", "60000.1", "60100", "63600.106", "58200.097",
-                               "0.1998"]
+    assert row.split()[:9] == ["1", "BTCUSDT", "LONG", "0.002", "60000.1", "60100", "63600.106", "58200.097", "0.1998"]
     assert "58m00s" in row and "exchange" in row and row.rstrip().endswith("open")
     assert "not monitored (stopped by the operator): ETHUSDT" in out
 
 
 async def test_status_shows_long_averages_to_ten_digits_and_pnl_to_four_places(capsys):
-    averaged = dataclasses.replace(tranche(3, symbol="ETHUSDT"), entry=Decimal("2998.1320000000000000000000001"),
-                                   qty=Decimal("0.020"), unrealized_pnl=Decimal("-4.45203000000000000000001"))
+    averaged = dataclasses.replace(
+        tranche(3, symbol="ETHUSDT"),
+        entry=Decimal("2998.1320000000000000000000001"),
+        qty=Decimal("0.020"),
+        unrealized_pnl=Decimal("-4.45203000000000000000001"),
+    )
     async with served(app_for(FakeControl(tranches=[averaged]))) as url:
         code = await posmon("status", "--api", url)
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("3 "))
@@ -72,8 +89,21 @@ async def test_status_json_prints_the_daemons_answer(capsys):
 async def test_open_sends_exact_values_and_prints_entry_and_exits(capsys):
     control = FakeControl()
     async with served(app_for(control)) as url:
-        code = await posmon("open", "long", "dogeusdt", "--size-usd", "5.1", "--leverage", "5", "--sl-percent", "3",
-                            "--rr", "1:2", "--api", url)
+        code = await posmon(
+            "open",
+            "long",
+            "dogeusdt",
+            "--size-usd",
+            "5.1",
+            "--leverage",
+            "5",
+            "--sl-percent",
+            "3",
+            "--rr",
+            "1:2",
+            "--api",
+            url,
+        )
     out = capsys.readouterr().out
     assert code == ExitCode.OK
     assert "LONG DOGEUSDT: filled 0.5 at 100 (tranche 7)" in out
@@ -85,8 +115,21 @@ async def test_open_sends_exact_values_and_prints_entry_and_exits(capsys):
 
 async def test_a_pending_entry_is_reported_as_such(capsys):
     async with served(app_for(FakeControl(fill=False))) as url:
-        code = await posmon("open", "SHORT", "BTCUSDT", "--size-usd", "50", "--leverage", "2", "--sl-percent", "1",
-                            "--rr", "1:3", "--api", url)
+        code = await posmon(
+            "open",
+            "SHORT",
+            "BTCUSDT",
+            "--size-usd",
+            "50",
+            "--leverage",
+            "2",
+            "--sl-percent",
+            "1",
+            "--rr",
+            "1:3",
+            "--api",
+            url,
+        )
     assert code == ExitCode.OK and "not filled yet" in capsys.readouterr().out
 
 
@@ -94,23 +137,39 @@ async def test_a_refused_open_exits_1_naming_the_field(capsys):
     control = FakeControl()
     control.refuse("size below the minimum notional 5", field="size_usd")
     async with served(app_for(control)) as url:
-        code = await posmon("open", "long", "BTCUSDT", "--size-usd", "1", "--leverage", "5", "--sl-percent", "3",
-                            "--rr", "1:2", "--api", url)
+        code = await posmon(
+            "open",
+            "long",
+            "BTCUSDT",
+            "--size-usd",
+            "1",
+            "--leverage",
+            "5",
+            "--sl-percent",
+            "3",
+            "--rr",
+            "1:2",
+            "--api",
+            url,
+        )
     err = capsys.readouterr().err
     assert code == ExitCode.FAILED
     assert "HTTP 422" in err and "[size_usd]" in err and "minimum notional" in err
 
 
-@pytest.mark.parametrize("args", [
-    ["open", "long", "BTCUSDT", "--size-usd", "0", "--leverage", "5", "--sl-percent", "3", "--rr", "1:2"],
-    ["open", "long", "BTCUSDT", "--size-usd", "5", "--leverage", "500", "--sl-percent", "3", "--rr", "1:2"],
-    ["open", "long", "BTCUSDT", "--size-usd", "5", "--leverage", "5", "--sl-percent", "3", "--rr", "2"],
-    ["open", "up", "BTCUSDT", "--size-usd", "5", "--leverage", "5", "--sl-percent", "3", "--rr", "1:2"],
-    ["open", "long", "BTCUSDT", "--leverage", "5", "--sl-percent", "3", "--rr", "1:2"],
-    ["close", "BTC/USDT"],
-    ["close", "BTCUSDT", "--side", "LONG", "--tranche", "3"],
-    ["stop"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["open", "long", "BTCUSDT", "--size-usd", "0", "--leverage", "5", "--sl-percent", "3", "--rr", "1:2"],
+        ["open", "long", "BTCUSDT", "--size-usd", "5", "--leverage", "500", "--sl-percent", "3", "--rr", "1:2"],
+        ["open", "long", "BTCUSDT", "--size-usd", "5", "--leverage", "5", "--sl-percent", "3", "--rr", "2"],
+        ["open", "up", "BTCUSDT", "--size-usd", "5", "--leverage", "5", "--sl-percent", "3", "--rr", "1:2"],
+        ["open", "long", "BTCUSDT", "--leverage", "5", "--sl-percent", "3", "--rr", "1:2"],
+        ["close", "BTC/USDT"],
+        ["close", "BTCUSDT", "--side", "LONG", "--tranche", "3"],
+        ["stop"],
+    ],
+)
 async def test_usage_errors_exit_2_before_any_request(args, capsys):
     control = FakeControl()
     async with served(app_for(control)) as url:
@@ -123,14 +182,19 @@ async def test_usage_errors_exit_2_before_any_request(args, capsys):
 async def test_close_a_position_a_side_or_one_tranche(capsys):
     control = FakeControl()
     async with served(app_for(control)) as url:
-        codes = [await posmon("close", "BTCUSDT", "--api", url),
-                 await posmon("close", "BTCUSDT", "--side", "short", "--api", url),
-                 await posmon("close", "BTCUSDT", "--tranche", "1", "--api", url)]
+        codes = [
+            await posmon("close", "BTCUSDT", "--api", url),
+            await posmon("close", "BTCUSDT", "--side", "short", "--api", url),
+            await posmon("close", "BTCUSDT", "--tranche", "1", "--api", url),
+        ]
     out = capsys.readouterr().out
     assert codes == [ExitCode.OK] * 3
     assert "closing BTCUSDT LONG: tranche(s) 1" in out and "closing BTCUSDT SHORT: tranche(s) 2" in out
-    assert control.calls == [("close", ("BTCUSDT", None, None)), ("close", ("BTCUSDT", Side.SHORT, None)),
-                             ("close", ("BTCUSDT", None, 1))]
+    assert control.calls == [
+        ("close", ("BTCUSDT", None, None)),
+        ("close", ("BTCUSDT", Side.SHORT, None)),
+        ("close", ("BTCUSDT", None, 1)),
+    ]
 
 
 async def test_closing_nothing_exits_1(capsys):

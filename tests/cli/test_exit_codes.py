@@ -16,7 +16,7 @@ def readme_table() -> dict[int, str]:
     lines = README.read_text(encoding="utf-8").splitlines()
     assert lines.count(HEADER) == 1, f"README.md needs exactly one exit-code table headed {HEADER!r}"
     rows: dict[int, str] = {}
-    for line in lines[lines.index(HEADER) + 2:]:  # past the header and its | --- | line
+    for line in lines[lines.index(HEADER) + 2 :]:  # past the header and its | --- | line
         if not line.startswith("|"):
             break
         m = ROW.match(line)
@@ -33,8 +33,13 @@ def test_the_readme_table_lists_every_exit_code_and_only_those() -> None:
 
 def test_exit_codes_keep_their_numbers() -> None:
     # Scripts and the README depend on these numbers: a change here is a breaking change, not a refactor.
-    assert {code.name: int(code) for code in ExitCode} == {"OK": 0, "FAILED": 1, "CONFIG": 2, "UNREACHABLE": 3,
-                                                           "STORE": 4}
+    assert {code.name: int(code) for code in ExitCode} == {
+        "OK": 0,
+        "FAILED": 1,
+        "CONFIG": 2,
+        "UNREACHABLE": 3,
+        "STORE": 4,
+    }
 
 
 def test_help_epilogs_are_in_code_order_with_the_enum_numbers() -> None:

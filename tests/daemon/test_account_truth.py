@@ -24,8 +24,11 @@ def tranches(h, symbol="BTCUSDT", side=Side.LONG):
 
 
 def closed(h, venue="sim", symbol="BTCUSDT"):
-    return {r["idx"]: (r["close_reason"], D(r["realized_pnl"])) for r in h.store.closed_tranches(venue)
-            if r["symbol"] == symbol}
+    return {
+        r["idx"]: (r["close_reason"], D(r["realized_pnl"]))
+        for r in h.store.closed_tranches(venue)
+        if r["symbol"] == symbol
+    }
 
 
 async def protected_within(h, seconds: float, step: float = 0.05) -> float:
@@ -123,8 +126,7 @@ async def test_periodic_reconcile_with_nothing_to_do_sends_nothing_and_writes_no
         await h.entry("ETHUSDT", Side.SHORT, "1", "3000")
         await trio.sleep(1)
         await settle()
-        sent, cancels, writes = h.exchange.orders_sent, h.exchange.calls["cancel_orders"], \
-            h.store.db.conn.total_changes
+        sent, cancels, writes = h.exchange.orders_sent, h.exchange.calls["cancel_orders"], h.store.db.conn.total_changes
         sweeps = h.daemon.reconciler.sweeps
         await trio.sleep(185)  # three sweeps
         await settle()
@@ -209,8 +211,9 @@ async def test_restored_daemon_sees_a_position_change_made_while_it_was_down(tmp
         assert sum(t.qty for t in tranches(h)) == D("0.25")
 
 
-async def test_both_legs_of_a_tranche_filling_while_down_are_detected_and_the_rest_reprotected(tmp_path,
-                                                                                              autojump_clock):
+async def test_both_legs_of_a_tranche_filling_while_down_are_detected_and_the_rest_reprotected(
+    tmp_path, autojump_clock
+):
     """Inherent to venues without native OCO: while the daemon was down a tranche's SL and then its TP filled;
     the second leg closed another tranche's quantity. The restart says so (a notice that needs a human) and
     leaves the book agreeing with the position."""

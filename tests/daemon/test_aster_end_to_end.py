@@ -20,17 +20,22 @@ async def test_worked_example_over_the_aster_protocol(tmp_path, autojump_clock, 
         tranche0 = {o.client_id for o in h.orders()}
         await h.entry("BTCUSDT", Side.LONG, "0.08", "42300")
         assert h.resting() == {
-            ("LIMIT", "SELL", "0.15", "45298.5"), ("STOP_MARKET", "SELL", "0.15", "22425"),
-            ("LIMIT", "SELL", "0.08", "42723"), ("STOP_MARKET", "SELL", "0.08", "21150"),
+            ("LIMIT", "SELL", "0.15", "45298.5"),
+            ("STOP_MARKET", "SELL", "0.15", "22425"),
+            ("LIMIT", "SELL", "0.08", "42723"),
+            ("STOP_MARKET", "SELL", "0.08", "21150"),
         }
         assert tranche0 <= {o.client_id for o in h.orders()}
         assert_protected_and_no_orphans(h)
 
 
-@pytest.mark.parametrize(("side", "entry2", "through", "tp1", "pnl"), [
-    (Side.LONG, "42300", "42800", ("LIMIT", "SELL", "0.08", "42723"), D("40")),
-    (Side.SHORT, "47700", "47200", ("LIMIT", "BUY", "0.08", "47223"), D("40")),
-])
+@pytest.mark.parametrize(
+    ("side", "entry2", "through", "tp1", "pnl"),
+    [
+        (Side.LONG, "42300", "42800", ("LIMIT", "SELL", "0.08", "42723"), D("40")),
+        (Side.SHORT, "47700", "47200", ("LIMIT", "BUY", "0.08", "47223"), D("40")),
+    ],
+)
 async def test_instant_close_over_the_aster_protocol(tmp_path, autojump_clock, side, entry2, through, tp1, pnl):
     async with running_aster(make_settings(tmp_path)) as h:
         await h.entry("BTCUSDT", side, "0.1", "45000")

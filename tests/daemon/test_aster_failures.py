@@ -65,13 +65,18 @@ async def test_stale_timestamp_is_refused_then_the_clock_is_resynced_once(nurser
 
 async def test_reused_nonce_is_refused_and_surfaces_after_one_fresh_try(nursery, autojump_clock, monkeypatch):
     sim, rest, ws = await serve(nursery)
-    v3 = settings_for(rest, ws, auth="v3", signer_private_key=cred.DEFAULT_SIGNER_PRIVATE_KEY,
-                      user=cred.DEFAULT_USER_ADDRESS)
+    v3 = settings_for(
+        rest, ws, auth="v3", signer_private_key=cred.DEFAULT_SIGNER_PRIVATE_KEY, user=cred.DEFAULT_USER_ADDRESS
+    )
     async with AsterVenue.open(v3, clock=trio_clock, sign_in_thread=False) as venue:
         monkeypatch.setattr(Eip712Signer, "next_nonce", lambda self: 1_000_000 * int(trio_clock()))
         await venue.place_orders([TP])
-        error = await placing(venue, OrderRequest("pm-1-S1", "BTCUSDT", OrderSide.SELL, "LONG",
-                                                  OrderType.STOP_MARKET, D("0.01"), stop_price=D("40000")))
+        error = await placing(
+            venue,
+            OrderRequest(
+                "pm-1-S1", "BTCUSDT", OrderSide.SELL, "LONG", OrderType.STOP_MARKET, D("0.01"), stop_price=D("40000")
+            ),
+        )
     assert isinstance(error, NonceExpired) and error.code == -4225
     assert sim.counters.requests["POST /fapi/v3/order"] == 3  # the first, then the reused nonce twice
 
@@ -82,8 +87,9 @@ async def test_expired_nonce_is_refused_with_its_code_and_not_retried_blindly(nu
     ahead = [0.0]
     sim = AsterSim(exchange, clock=lambda: trio_clock() + ahead[0])
     rest, ws = await nursery.start(serve_aster_sim, sim)
-    v3 = settings_for(rest, ws, auth="v3", signer_private_key=cred.DEFAULT_SIGNER_PRIVATE_KEY,
-                      user=cred.DEFAULT_USER_ADDRESS)
+    v3 = settings_for(
+        rest, ws, auth="v3", signer_private_key=cred.DEFAULT_SIGNER_PRIVATE_KEY, user=cred.DEFAULT_USER_ADDRESS
+    )
     async with AsterVenue.open(v3, clock=trio_clock, sign_in_thread=False) as venue:
         ahead[0] = 120.0  # the venue's clock runs two minutes ahead of the offset we measured
         error = await placing(venue, TP)

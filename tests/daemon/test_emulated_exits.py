@@ -15,8 +15,11 @@ from tests.harness import running, settle
 
 
 def closed(h, symbol="BTCUSDT"):
-    return {r["idx"]: (r["close_reason"], D(r["realized_pnl"])) for r in h.store.closed_tranches("sim")
-            if r["symbol"] == symbol}
+    return {
+        r["idx"]: (r["close_reason"], D(r["realized_pnl"]))
+        for r in h.store.closed_tranches("sim")
+        if r["symbol"] == symbol
+    }
 
 
 def close_bounds(h):
@@ -85,7 +88,8 @@ async def test_close_that_cannot_fill_within_the_bound_is_retried_wider_until_it
 
 
 async def test_close_beyond_the_slippage_cap_alerts_a_human_and_never_leaves_the_position_silently(
-        tmp_path, autojump_clock):
+    tmp_path, autojump_clock
+):
     settings = one_way(tmp_path, tp_pct=1.0, sl_pct=5.0)
     exchange, venue = lighter_like(settings)
     send, notices = trio.open_memory_channel[Notice](100)

@@ -10,8 +10,11 @@ from tests.scenario import assert_protected_and_no_orphans
 
 
 def closed(h, symbol="BTCUSDT"):
-    return {r["idx"]: (r["close_reason"], D(r["realized_pnl"])) for r in h.store.closed_tranches("sim")
-            if r["symbol"] == symbol}
+    return {
+        r["idx"]: (r["close_reason"], D(r["realized_pnl"]))
+        for r in h.store.closed_tranches("sim")
+        if r["symbol"] == symbol
+    }
 
 
 async def test_instant_close_long_closes_only_the_tranche_whose_tp_the_mark_ran_through(tmp_path, autojump_clock):
@@ -103,8 +106,9 @@ async def test_close_that_finds_no_position_does_not_loop_and_is_reconciled(tmp_
     async with running(make_settings(tmp_path)) as h:
         await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")
         # Someone flattens the position and posmon never hears of it (the event is lost).
-        h.exchange.engine.place(OrderRequest("manual-1", "BTCUSDT", OrderSide.SELL, "LONG", OrderType.MARKET,
-                                             D("0.1")), 0.0)
+        h.exchange.engine.place(
+            OrderRequest("manual-1", "BTCUSDT", OrderSide.SELL, "LONG", OrderType.MARKET, D("0.1")), 0.0
+        )
         h.exchange.engine.drain_events()
         h.exchange.set_marks({"BTCUSDT": D("45500")}, trade=False)  # instant close: nothing left to close
         await trio.sleep(60)

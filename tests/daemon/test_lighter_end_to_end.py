@@ -77,8 +77,11 @@ def cid_of(tx: dict[str, Any], prefix: str = "pm") -> str:
 
 
 def closed(h, symbol: str = "BTC") -> dict[int, tuple[str, D]]:
-    return {r["idx"]: (r["close_reason"], D(r["realized_pnl"])) for r in h.store.closed_tranches("lighter")
-            if r["symbol"] == symbol}
+    return {
+        r["idx"]: (r["close_reason"], D(r["realized_pnl"]))
+        for r in h.store.closed_tranches("lighter")
+        if r["symbol"] == symbol
+    }
 
 
 def position(h, symbol: str) -> D:
@@ -102,8 +105,14 @@ async def test_external_long_is_protected_by_posmon_and_its_take_profit_closes_i
         log = TxLog(h.lighter)
         await external(h, "BTC", Side.LONG, "0.1", "45000")
         [t] = h.store.open_tranches("lighter")
-        assert (t.symbol, t.side, t.qty, t.entry, t.tp, t.sl) == ("BTC", Side.LONG, D("0.1"), D("45000"),
-                                                                 D("45450"), D("42750"))
+        assert (t.symbol, t.side, t.qty, t.entry, t.tp, t.sl) == (
+            "BTC",
+            Side.LONG,
+            D("0.1"),
+            D("45000"),
+            D("45450"),
+            D("42750"),
+        )
         assert log.calls == [] and h.lighter.counters.requests["POST /api/v1/sendTx"] == 0  # no TP/SL orders
         assert_nothing_rests_on_lighter(h)
 
@@ -115,8 +124,15 @@ async def test_external_long_is_protected_by_posmon_and_its_take_profit_closes_i
         assert position(h, "BTC") == 0 and h.store.open_tranches("lighter") == []
         [close] = log.orders()
         assert cid_of(close) == f"pm-{t.id}-C1"
-        assert (close["MarketIndex"], close["IsAsk"], close["ReduceOnly"], close["Type"], close["TimeInForce"],
-                close["BaseAmount"], close["Price"]) == (1, 1, 1, 1, 0, 10000, 450054)  # 45005.4: 1 % under
+        assert (
+            close["MarketIndex"],
+            close["IsAsk"],
+            close["ReduceOnly"],
+            close["Type"],
+            close["TimeInForce"],
+            close["BaseAmount"],
+            close["Price"],
+        ) == (1, 1, 1, 1, 0, 10000, 450054)  # 45005.4: 1 % under
         assert_nothing_rests_on_lighter(h)
 
 
@@ -136,7 +152,12 @@ async def test_external_short_is_closed_at_its_stop_loss_with_a_bounded_buy(tmp_
         assert position(h, "ETH") == 0
         [close] = log.orders()
         assert (close["MarketIndex"], close["IsAsk"], close["ReduceOnly"], close["BaseAmount"], close["Price"]) == (
-            0, 0, 1, 10000, 319160)  # a BUY may pay at most 1 % above the mark: 3191.60
+            0,
+            0,
+            1,
+            10000,
+            319160,
+        )  # a BUY may pay at most 1 % above the mark: 3191.60
 
 
 async def test_tranche_past_max_hold_seconds_is_closed_at_its_deadline(tmp_path, autojump_clock):
@@ -171,13 +192,18 @@ async def test_three_markets_are_monitored_and_closed_independently(tmp_path, au
         await h.mark("ETH", "3200")
         await h.mark("DOGE", "0.2015")  # under its TP: stays
         assert {r["symbol"]: r["close_reason"] for r in h.store.closed_tranches("lighter")} == {
-            "BTC": "TP", "ETH": "SL"}
+            "BTC": "TP",
+            "ETH": "SL",
+        }
         assert (position(h, "ETH"), position(h, "DOGE")) == (0, 1000)
 
         await trio.sleep(3601)
         await settle()
         assert {r["symbol"]: r["close_reason"] for r in h.store.closed_tranches("lighter")} == {
-            "BTC": "TP", "ETH": "SL", "DOGE": "TIMEOUT"}
+            "BTC": "TP",
+            "ETH": "SL",
+            "DOGE": "TIMEOUT",
+        }
         assert closed(h, "DOGE") == {0: ("TIMEOUT", D("1.5"))}  # (0.2015 - 0.2) x 1000
         assert position(h, "DOGE") == 0 and h.store.open_tranches("lighter") == []
         assert_nothing_rests_on_lighter(h)
@@ -198,8 +224,9 @@ async def test_external_fill_growing_a_position_extends_its_tranche(tmp_path, au
 async def test_operator_entry_and_close_are_signed_transactions_with_the_intended_effect(tmp_path, autojump_clock):
     async with running_lighter(make_settings(tmp_path, tp_pct=1.0, sl_pct=50.0)) as h:
         log = TxLog(h.lighter)
-        result = await h.daemon.control.open_position(OpenRequest(
-            symbol="DOGE", side=Side.LONG, size_usd=D(5), leverage=5, sl_pct=D(3), rr_ratio=(D(1), D(2))))
+        result = await h.daemon.control.open_position(
+            OpenRequest(symbol="DOGE", side=Side.LONG, size_usd=D(5), leverage=5, sl_pct=D(3), rr_ratio=(D(1), D(2)))
+        )
         await settle()
 
         # $5 margin x 5 = $25 of DOGE at 0.2: 125 DOGE, SL 3 % and TP 6 % from the fill.
@@ -207,11 +234,20 @@ async def test_operator_entry_and_close_are_signed_transactions_with_the_intende
         assert (result.sl, result.tp) == (D("0.194"), D("0.212"))
         [entry] = log.orders()
         assert entry["Sig"] and isinstance(entry["Sig"], str)  # signed by the SDK's Go signer
-        assert (entry["AccountIndex"], entry["ApiKeyIndex"]) == (h.venue.settings.account_index,
-                                                                 h.venue.settings.api_key_index)
+        assert (entry["AccountIndex"], entry["ApiKeyIndex"]) == (
+            h.venue.settings.account_index,
+            h.venue.settings.api_key_index,
+        )
         assert cid_of(entry) == result.client_id
-        assert (entry["MarketIndex"], entry["IsAsk"], entry["ReduceOnly"], entry["Type"], entry["TimeInForce"],
-                entry["BaseAmount"], entry["Price"]) == (3, 0, 0, 1, 0, 125, 202000)  # worst price 0.202
+        assert (
+            entry["MarketIndex"],
+            entry["IsAsk"],
+            entry["ReduceOnly"],
+            entry["Type"],
+            entry["TimeInForce"],
+            entry["BaseAmount"],
+            entry["Price"],
+        ) == (3, 0, 0, 1, 0, 125, 202000)  # worst price 0.202
         assert position(h, "DOGE") == D(125)
         [t] = h.store.open_tranches("lighter")
         assert (t.id, t.qty, t.entry, t.sl, t.tp) == (result.tranche_id, D(125), D("0.2"), D("0.194"), D("0.212"))
@@ -231,8 +267,9 @@ async def test_operator_entry_and_close_are_signed_transactions_with_the_intende
 
 async def test_operator_entry_reaches_its_stop_and_posmon_closes_it(tmp_path, autojump_clock):
     async with running_lighter(make_settings(tmp_path)) as h:
-        result = await h.daemon.control.open_position(OpenRequest(
-            symbol="DOGE", side=Side.LONG, size_usd=D(5), leverage=5, sl_pct=D(3), rr_ratio=(D(1), D(2))))
+        result = await h.daemon.control.open_position(
+            OpenRequest(symbol="DOGE", side=Side.LONG, size_usd=D(5), leverage=5, sl_pct=D(3), rr_ratio=(D(1), D(2)))
+        )
         await settle()
         await h.mark("DOGE", "0.1941")
         assert h.store.closed_tranches("lighter") == [] and position(h, "DOGE") == result.qty

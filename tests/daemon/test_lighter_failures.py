@@ -83,8 +83,13 @@ async def test_nonce_refused_in_the_middle_of_a_burst_loses_and_doubles_no_order
         opened = []
 
         async def operator_entry(symbol: str) -> None:
-            opened.append(await h.daemon.control.open_position(OpenRequest(
-                symbol=symbol, side=Side.LONG, size_usd=D(5), leverage=5, sl_pct=D(10), rr_ratio=(D(1), D(5)))))
+            opened.append(
+                await h.daemon.control.open_position(
+                    OpenRequest(
+                        symbol=symbol, side=Side.LONG, size_usd=D(5), leverage=5, sl_pct=D(10), rr_ratio=(D(1), D(5))
+                    )
+                )
+            )
 
         nursery.start_soon(operator_entry, "BTC")
         await settle()
@@ -107,29 +112,40 @@ async def test_nonce_refused_in_the_middle_of_a_burst_loses_and_doubles_no_order
         # Three closes (one per tranche, each once) and two operator entries.
         assert sorted(c.split("-")[2] for c in accepted) == ["C1", "C1", "C1", "E1", "E1"]
         assert {r["symbol"]: r["close_reason"] for r in h.store.closed_tranches("lighter")} == {
-            "BTC": "TP", "ETH": "TP", "DOGE": "TP"}
+            "BTC": "TP",
+            "ETH": "TP",
+            "DOGE": "TP",
+        }
         assert sorted(o.symbol for o in opened) == ["BTC", "DOGE"]
         assert all(o.status == "FILLED" for o in opened)
         # The account holds exactly what posmon tracks: the two operator entries.
         tracked = {t.symbol: t.qty for t in h.store.open_tranches("lighter")}
         assert tracked == {o.symbol: o.qty for o in opened}
         assert {s: position(h, s) for s in ("BTC", "ETH", "DOGE")} == {
-            "BTC": tracked["BTC"], "ETH": 0, "DOGE": tracked["DOGE"]}
+            "BTC": tracked["BTC"],
+            "ETH": 0,
+            "DOGE": tracked["DOGE"],
+        }
         assert h.lighter.account.open_orders() == []
 
 
 # 50 tranches on the simulator's three markets, each entered 0.6 % further from the first (a new tranche each
 # time: tranche_pnl_increment_pct 0.5), all through their stops (20 % away) after one price frame.
-BURST = {"BTC": (Side.LONG, "45000", "0.01", 17, "32000"), "ETH": (Side.SHORT, "3000", "0.1", 17, "4000"),
-         "DOGE": (Side.LONG, "0.2", "100", 16, "0.14")}
+BURST = {
+    "BTC": (Side.LONG, "45000", "0.01", 17, "32000"),
+    "ETH": (Side.SHORT, "3000", "0.1", 17, "4000"),
+    "DOGE": (Side.LONG, "0.2", "100", 16, "0.14"),
+}
 
 
 async def test_fifty_exits_under_standard_limits_go_in_one_batch_deepest_through_its_stop_first(
-        tmp_path, autojump_clock):
+    tmp_path, autojump_clock
+):
     from posmon.sim.lighter import STANDARD
 
-    settings = make_settings(tmp_path, tp_pct=1.0, sl_pct=20.0, tranche_pnl_increment_pct=0.5,
-                             max_tranches_per_symbol_side=20)
+    settings = make_settings(
+        tmp_path, tp_pct=1.0, sl_pct=20.0, tranche_pnl_increment_pct=0.5, max_tranches_per_symbol_side=20
+    )
     async with running_lighter(settings, sim_options={"tier": STANDARD}, lighter_options={"tier": "standard"}) as h:
         for symbol, (side, first, qty, n, _) in BURST.items():
             tick = h.venue.rules[symbol].tick_size
@@ -169,5 +185,7 @@ async def test_fifty_exits_under_standard_limits_go_in_one_batch_deepest_through
         order = [int(cid_of(tx).split("-")[1]) for tx in batches[0].txs]
         assert order == sorted(tranches, key=depth, reverse=True)
         assert took < 2.0, took  # one request, Standard's 300 ms taker delay, the account stream's confirmation
-        print(f"\n50 closes under Standard: {took:.3f}s on the mock clock, {len(batches)} sendTxBatch of "
-              f"{len(batches[0].txs)} txs, {sum(h.lighter.counters.requests.values()) - requests_before} requests")
+        print(
+            f"\n50 closes under Standard: {took:.3f}s on the mock clock, {len(batches)} sendTxBatch of "
+            f"{len(batches[0].txs)} txs, {sum(h.lighter.counters.requests.values()) - requests_before} requests"
+        )

@@ -18,7 +18,8 @@ async def test_fresh_fill_merges_into_the_least_losing_tranche(tmp_path, autojum
 
 
 async def test_two_older_tranches_merge_and_the_removed_ones_orders_go_after_the_survivor_is_protected(
-        tmp_path, autojump_clock):
+    tmp_path, autojump_clock
+):
     async with running(make_settings(tmp_path, max_tranches_per_symbol_side=3, tp_pct=20.0)) as h:
         await h.entry("BTCUSDT", Side.LONG, "1", "45000")
         await h.entry("BTCUSDT", Side.LONG, "0.01", "40000")  # tranche 1
@@ -26,6 +27,9 @@ async def test_two_older_tranches_merge_and_the_removed_ones_orders_go_after_the
         await h.entry("BTCUSDT", Side.LONG, "0.01", "42000")  # tranches 1 and 2 lose least: they merge
         tranches = h.store.open_tranches("sim", "BTCUSDT", Side.LONG)
         assert [(t.index, t.qty, t.entry) for t in tranches] == [
-            (0, D("1"), D("45000")), (1, D("0.02"), D("40500")), (3, D("0.01"), D("42000"))]
+            (0, D("1"), D("45000")),
+            (1, D("0.02"), D("40500")),
+            (3, D("0.01"), D("42000")),
+        ]
         assert [r["close_reason"] for r in h.store.closed_tranches("sim")] == ["MERGED"]
         assert_protected_and_no_orphans(h)

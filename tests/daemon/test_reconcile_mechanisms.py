@@ -51,11 +51,28 @@ class LoneActor:
         self.inbox_send, inbox = trio.open_memory_channel[Any](1000)
         self.gateway_send, self.gateway = trio.open_memory_channel[Any](1000)
         notices_send, self.notices = trio.open_memory_channel[Notice](100)
-        cfg = ActorConfig(venue="sim", symbol="BTCUSDT", side=Side.LONG, rules=RULES, risk=RISK, instant_tp=True,
-                          working_type=WorkingType.MARK_PRICE, hedge_mode=True, prefix="pm", reply_timeout=30.0)
-        self.links = ActorLinks(inbox=inbox, self_send=self.inbox_send, slot=PriceSlot(self.inbox_send, 1),
-                                gateway=self.gateway_send, notices=notices_send, store=store, metrics=Metrics(),
-                                clock=trio.current_time)
+        cfg = ActorConfig(
+            venue="sim",
+            symbol="BTCUSDT",
+            side=Side.LONG,
+            rules=RULES,
+            risk=RISK,
+            instant_tp=True,
+            working_type=WorkingType.MARK_PRICE,
+            hedge_mode=True,
+            prefix="pm",
+            reply_timeout=30.0,
+        )
+        self.links = ActorLinks(
+            inbox=inbox,
+            self_send=self.inbox_send,
+            slot=PriceSlot(self.inbox_send, 1),
+            gateway=self.gateway_send,
+            notices=notices_send,
+            store=store,
+            metrics=Metrics(),
+            clock=trio.current_time,
+        )
         self.cfg = cfg
         self.seen: list[Any] = []
 
@@ -79,8 +96,18 @@ class LoneActor:
 
 def seed_tranche(store: Store, qty: str = "0.1", entry: str = "45000") -> tuple[Any, Any, Any]:
     """A protected tranche as a previous run left it: its TP and SL decided (PENDING until told otherwise)."""
-    t = new_tranche(id=store.allocate_tranche_id(), venue="sim", symbol="BTCUSDT", side=Side.LONG, index=0,
-                    qty=D(qty), price=D(entry), now=0.0, risk=RISK, rules=RULES)
+    t = new_tranche(
+        id=store.allocate_tranche_id(),
+        venue="sim",
+        symbol="BTCUSDT",
+        side=Side.LONG,
+        index=0,
+        qty=D(qty),
+        price=D(entry),
+        now=0.0,
+        risk=RISK,
+        rules=RULES,
+    )
     t, tp, sl = protection_orders(t, prefix="pm", working_type=WorkingType.MARK_PRICE, hedge_mode=True)
     store.apply(Changes(tranches=[t], orders=[tp, sl]))
     return t, tp, sl
@@ -88,17 +115,28 @@ def seed_tranche(store: Store, qty: str = "0.1", entry: str = "45000") -> tuple[
 
 def state(rec: Any, status: OrderStatus, filled: str = "0", order_id: str = "1") -> OrderState:
     r = rec.request
-    return OrderState(client_id=r.client_id, order_id=order_id, symbol=r.symbol, side=r.side,
-                      position_side=r.position_side, type=r.type, status=status, qty=r.qty, filled_qty=D(filled),
-                      avg_price=r.price or D(0), price=r.price, stop_price=r.stop_price, reduce_only=r.reduce_only)
+    return OrderState(
+        client_id=r.client_id,
+        order_id=order_id,
+        symbol=r.symbol,
+        side=r.side,
+        position_side=r.position_side,
+        type=r.type,
+        status=status,
+        qty=r.qty,
+        filled_qty=D(filled),
+        avg_price=r.price or D(0),
+        price=r.price,
+        stop_price=r.stop_price,
+        reduce_only=r.reduce_only,
+    )
 
 
 def open_store(tmp_path: Path) -> Store:
     return Store.open(tmp_path / "posmon.sqlite", clock=trio.current_time)
 
 
-async def test_a_leg_resized_during_the_start_up_reconcile_is_never_looked_up_while_in_flight(tmp_path,
-                                                                                              autojump_clock):
+async def test_a_leg_resized_during_the_start_up_reconcile_is_never_looked_up_while_in_flight(tmp_path, autojump_clock):
     """Mechanism 1: the TP partly filled while the daemon was down; the start-up reconcile places a resized SL.
 
     Before the fix the look-up list was computed after settling, so the new SL was looked up while its
@@ -107,9 +145,10 @@ async def test_a_leg_resized_during_the_start_up_reconcile_is_never_looked_up_wh
     store = open_store(tmp_path)
     _, tp, sl = seed_tranche(store)
     lone = LoneActor(store)
-    snap = AccountSnapshot((PositionState("BTCUSDT", Side.LONG, D("0.06"), D("45000")),),
-                           (state(tp, OrderStatus.PARTIALLY_FILLED, "0.04", "11"),
-                            state(sl, OrderStatus.NEW, "0", "12")))
+    snap = AccountSnapshot(
+        (PositionState("BTCUSDT", Side.LONG, D("0.06"), D("45000")),),
+        (state(tp, OrderStatus.PARTIALLY_FILLED, "0.04", "11"), state(sl, OrderStatus.NEW, "0", "12")),
+    )
     async with trio.open_nursery() as nursery:
         lone.start(nursery, snap)
         first = await lone.requests()
@@ -123,13 +162,19 @@ async def test_a_leg_resized_during_the_start_up_reconcile_is_never_looked_up_wh
         assert not [r for r in later if isinstance(r, QueryOrders) and new_sl.client_id in r.client_ids]
         [req] = [r for r in first if isinstance(r, PlaceOrders)]
         rec = store.order(new_sl.client_id)
-        req.reply_to.send_nowait(OrderResults((OrderResult(new_sl.client_id, Action.PLACE,
-                                                           state=state(rec, OrderStatus.NEW, "0", "13")),)))
+        req.reply_to.send_nowait(
+            OrderResults((OrderResult(new_sl.client_id, Action.PLACE, state=state(rec, OrderStatus.NEW, "0", "13")),))
+        )
         after = await lone.requests()
         # The old SL goes once the new one is live; no third SL is ever placed.
         assert [r.client_ids for r in after if isinstance(r, CancelOrders)] == [(sl.client_id,)]
-        all_sls = {o.client_id for r in lone.seen if isinstance(r, PlaceOrders) for o in r.orders
-                   if o.type.value == "STOP_MARKET"}
+        all_sls = {
+            o.client_id
+            for r in lone.seen
+            if isinstance(r, PlaceOrders)
+            for o in r.orders
+            if o.type.value == "STOP_MARKET"
+        }
         assert all_sls == {new_sl.client_id}
         nursery.cancel_scope.cancel()
     store.close()
@@ -154,8 +199,14 @@ async def test_look_ups_that_fail_are_retried_until_the_legs_are_known_and_place
         [fetch] = [r for r in again if isinstance(r, FetchAccount)]
         fetch.reply_to.send_nowait(snap)
         [query] = [r for r in await lone.requests() if isinstance(r, QueryOrders)]
-        query.reply_to.send_nowait(OrderResults(tuple(
-            OrderResult(c, Action.QUERY, error=OrderNotFound("no such order", code=-2013)) for c in query.client_ids)))
+        query.reply_to.send_nowait(
+            OrderResults(
+                tuple(
+                    OrderResult(c, Action.QUERY, error=OrderNotFound("no such order", code=-2013))
+                    for c in query.client_ids
+                )
+            )
+        )
         placed = [o for r in await lone.requests() if isinstance(r, PlaceOrders) for o in r.orders]
         assert sorted((o.type.value, o.qty) for o in placed) == [("LIMIT", D("0.1")), ("STOP_MARKET", D("0.1"))]
         nursery.cancel_scope.cancel()
@@ -169,11 +220,18 @@ async def test_a_placement_answered_after_its_order_was_written_off_is_cancelled
     store.apply(Changes(orders=[replace(tp, state=tp.state.DONE, final_status=OrderStatus.CANCELED)]))
     lone = LoneActor(store)
     async with trio.open_nursery() as nursery:
-        lone.start(nursery, AccountSnapshot((PositionState("BTCUSDT", Side.LONG, D("0.1"), D("45000")),),
-                                            (state(sl, OrderStatus.NEW),)))
+        lone.start(
+            nursery,
+            AccountSnapshot(
+                (PositionState("BTCUSDT", Side.LONG, D("0.1"), D("45000")),), (state(sl, OrderStatus.NEW),)
+            ),
+        )
         await lone.requests()
-        lone.inbox_send.send_nowait(OrderResults((OrderResult(tp.request.client_id, Action.PLACE,
-                                                              state=state(tp, OrderStatus.NEW, "0", "99")),)))
+        lone.inbox_send.send_nowait(
+            OrderResults(
+                (OrderResult(tp.request.client_id, Action.PLACE, state=state(tp, OrderStatus.NEW, "0", "99")),)
+            )
+        )
         cancels = [r.client_ids for r in await lone.requests() if isinstance(r, CancelOrders)]
         assert (tp.request.client_id,) in cancels
         nursery.cancel_scope.cancel()
@@ -181,7 +239,8 @@ async def test_a_placement_answered_after_its_order_was_written_off_is_cancelled
 
 
 async def test_fills_between_the_start_up_snapshot_and_the_first_stream_connection_are_protected(
-        tmp_path, autojump_clock, monkeypatch):
+    tmp_path, autojump_clock, monkeypatch
+):
     """Mechanism 3: an entry lands on a restored key after the start-up snapshot and before the user stream's
     first connection. Before the fix the stream reconciled only on reconnects, so the growth stayed unprotected."""
     settings = make_settings(tmp_path)
@@ -296,13 +355,24 @@ async def test_an_operator_entry_whose_answer_is_unknown_is_settled_by_a_look_up
         fetch.reply_to.send_nowait(AccountSnapshot((PositionState("BTCUSDT", Side.LONG, D("0.1"), D("45000")),), ()))
         [query] = [r for r in await lone.requests() if isinstance(r, QueryOrders)]
         assert query.client_ids == (entry.client_id,)
-        filled = OrderState(client_id=entry.client_id, order_id="5", symbol="BTCUSDT", side=OrderSide.BUY,
-                            position_side="LONG", type=OrderType.MARKET, status=OrderStatus.FILLED, qty=D("0.1"),
-                            filled_qty=D("0.1"), avg_price=D("45000"))
+        filled = OrderState(
+            client_id=entry.client_id,
+            order_id="5",
+            symbol="BTCUSDT",
+            side=OrderSide.BUY,
+            position_side="LONG",
+            type=OrderType.MARKET,
+            status=OrderStatus.FILLED,
+            qty=D("0.1"),
+            filled_qty=D("0.1"),
+            avg_price=D("45000"),
+        )
         query.reply_to.send_nowait(OrderResults((OrderResult(entry.client_id, Action.QUERY, state=filled),)))
         placed = [o for r in await lone.requests() if isinstance(r, PlaceOrders) for o in r.orders]
         assert sorted((o.type.value, o.qty, o.price or o.stop_price) for o in placed) == [
-            ("LIMIT", D("0.1"), D("45900")), ("STOP_MARKET", D("0.1"), D("43650"))]
+            ("LIMIT", D("0.1"), D("45900")),
+            ("STOP_MARKET", D("0.1"), D("43650")),
+        ]
         [t] = store.open_tranches("sim")
         assert (t.id, t.qty) == (tid, D("0.1"))
         nursery.cancel_scope.cancel()
@@ -329,8 +399,9 @@ async def test_an_own_order_resting_on_a_key_with_no_actor_is_cancelled_by_the_s
         await settle()
         assert h.orders("ETHUSDT") == []
         # And one that shows up while running, with no stream event about it, goes at the next periodic sweep.
-        exchange.engine.place(replace(stray, client_id="pm-42-S2", type=stray.type.STOP_MARKET, price=None,
-                                      stop_price=D("2000")), 0.0)
+        exchange.engine.place(
+            replace(stray, client_id="pm-42-S2", type=stray.type.STOP_MARKET, price=None, stop_price=D("2000")), 0.0
+        )
         exchange.engine.drain_events()
         await trio.sleep(61)
         await settle()

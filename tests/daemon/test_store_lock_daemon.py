@@ -16,8 +16,7 @@ from tests.harness import make_settings, running, settle
 from tests.scenario import assert_protected_and_no_orphans
 
 
-async def test_a_twenty_second_lock_held_elsewhere_costs_no_restart_budget_and_loses_nothing(tmp_path,
-                                                                                             autojump_clock):
+async def test_a_twenty_second_lock_held_elsewhere_costs_no_restart_budget_and_loses_nothing(tmp_path, autojump_clock):
     settings = make_settings(tmp_path, daemon={"restart_budget": 1})
     async with running(settings) as h:
         await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")
@@ -34,6 +33,5 @@ async def test_a_twenty_second_lock_held_elsewhere_costs_no_restart_budget_and_l
         await trio.sleep(10)  # the wait ends, the actor restarts, reloads and reconciles the missed fill
         await settle()
         assert h.daemon.cancel_scope is not None and not h.daemon.cancel_scope.cancel_called
-        assert sum(t.qty for t in h.store.open_tranches("sim")) == 0 + sum(
-            p.qty for p in h.exchange.engine.positions())
+        assert sum(t.qty for t in h.store.open_tranches("sim")) == 0 + sum(p.qty for p in h.exchange.engine.positions())
         assert_protected_and_no_orphans(h)

@@ -64,10 +64,24 @@ async def test_malformed_and_unroutable_user_events_are_counted_and_skipped(tmp_
     async with running(make_settings(tmp_path)) as h:
         h.exchange.publish_raw_user_frame(b'{"e":"ORDER_TRADE_UPDATE","E":1,"o":{"s":"BTCUSDT"}}')
         h.exchange.publish_raw_user_frame(b"\x00garbage")
-        foreign = OrderUpdate(symbol="FOOUSDT", client_id="ext-9", order_id="9", side=OrderSide.BUY,
-                              position_side="LONG", type=OrderType.MARKET, status=OrderStatus.FILLED,
-                              exec_type="TRADE", qty=D("1"), filled_qty=D("1"), last_qty=D("1"),
-                              last_price=D("10"), avg_price=D("10"), reduce_only=False, realized_pnl=D("0"), time=1.0)
+        foreign = OrderUpdate(
+            symbol="FOOUSDT",
+            client_id="ext-9",
+            order_id="9",
+            side=OrderSide.BUY,
+            position_side="LONG",
+            type=OrderType.MARKET,
+            status=OrderStatus.FILLED,
+            exec_type="TRADE",
+            qty=D("1"),
+            filled_qty=D("1"),
+            last_qty=D("1"),
+            last_price=D("10"),
+            avg_price=D("10"),
+            reduce_only=False,
+            realized_pnl=D("0"),
+            time=1.0,
+        )
         h.exchange.publish_raw_user_frame(encode_user_event(foreign, 1000))
         await settle()
         assert h.metrics.get("user_frames_dropped", venue="sim") == 2

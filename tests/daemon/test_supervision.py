@@ -14,7 +14,8 @@ from tests.scenario import assert_protected_and_no_orphans
 
 
 async def test_position_actor_that_raises_is_restarted_and_keeps_protection(
-        tmp_path, autojump_clock, monkeypatch, caplog):
+    tmp_path, autojump_clock, monkeypatch, caplog
+):
     async with running(make_settings(tmp_path)) as h:
         await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")
         await h.entry("BTCUSDT", Side.LONG, "0.08", "42300")
@@ -42,8 +43,10 @@ async def test_position_actor_that_raises_is_restarted_and_keeps_protection(
         second = h.daemon.directory.actor("BTCUSDT", Side.LONG)
         assert second is not first
         assert h.metrics.get("actor_restarts", actor="position") == 1
-        assert any("position:sim:BTCUSDT:LONG failed" in r.getMessage() and "injected bug" in r.getMessage()
-                   for r in caplog.records)
+        assert any(
+            "position:sim:BTCUSDT:LONG failed" in r.getMessage() and "injected bug" in r.getMessage()
+            for r in caplog.records
+        )
         # The new incarnation rebuilt the same book and acted on the tick its predecessor died on.
         assert sorted(second.tranches) == sorted(first.tranches)[:1]
         assert [t.index for t in h.store.open_tranches("sim", "BTCUSDT", Side.LONG)] == [0]
@@ -69,8 +72,12 @@ async def test_exhausted_restart_budget_stops_the_daemon_loudly(tmp_path, autoju
 async def test_malformed_price_frames_are_counted_and_skipped(tmp_path, autojump_clock):
     async with running(make_settings(tmp_path)) as h:
         await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")
-        for frame in (b"not json", b'{"e":"markPriceUpdate","E":1,"s":"BTCUSDT","p":"abc"}',
-                      b'[{"e":"markPriceUpdate","E":1,"s":"BTCUSDT"}]', b'{"e":"markPriceUpdate","E":1,"p":"-5"}'):
+        for frame in (
+            b"not json",
+            b'{"e":"markPriceUpdate","E":1,"s":"BTCUSDT","p":"abc"}',
+            b'[{"e":"markPriceUpdate","E":1,"s":"BTCUSDT"}]',
+            b'{"e":"markPriceUpdate","E":1,"p":"-5"}',
+        ):
             h.exchange.publish_raw_price_frame(frame)
         await settle()
         assert h.metrics.get("price_frames_dropped", venue="sim") == 4

@@ -20,8 +20,10 @@ async def test_worked_example_resting_orders_after_each_fill(tmp_path, autojump_
 
         await h.entry("BTCUSDT", Side.LONG, "0.08", "42300")
         assert h.resting() == {
-            ("LIMIT", "SELL", "0.15", "45298.5"), ("STOP_MARKET", "SELL", "0.15", "22425"),
-            ("LIMIT", "SELL", "0.08", "42723"), ("STOP_MARKET", "SELL", "0.08", "21150"),
+            ("LIMIT", "SELL", "0.15", "45298.5"),
+            ("STOP_MARKET", "SELL", "0.15", "22425"),
+            ("LIMIT", "SELL", "0.08", "42723"),
+            ("STOP_MARKET", "SELL", "0.08", "21150"),
         }
         # Tranche 0's orders are untouched when tranche 1 opens: same exchange orders, not replacements.
         assert tranche0_orders <= {o.client_id for o in h.orders()}
@@ -40,8 +42,10 @@ async def test_worked_example_in_one_way_mode(tmp_path, autojump_clock):
         await h.entry("BTCUSDT", Side.LONG, "0.05", "44550")
         await h.entry("BTCUSDT", Side.LONG, "0.08", "42300")
         assert h.resting() == {
-            ("LIMIT", "SELL", "0.15", "45298.5"), ("STOP_MARKET", "SELL", "0.15", "22425"),
-            ("LIMIT", "SELL", "0.08", "42723"), ("STOP_MARKET", "SELL", "0.08", "21150"),
+            ("LIMIT", "SELL", "0.15", "45298.5"),
+            ("STOP_MARKET", "SELL", "0.15", "22425"),
+            ("LIMIT", "SELL", "0.08", "42723"),
+            ("STOP_MARKET", "SELL", "0.08", "21150"),
         }
         assert all(o.reduce_only and o.position_side == "BOTH" for o in h.orders())
         h.exchange.set_marks({"BTCUSDT": D("42800")}, trade=False)

@@ -22,14 +22,34 @@ RULES = SymbolRules("BTCUSDT", tick_size=D("0.1"), step_size=D("0.001"))
 
 
 def ctx(side: Side = Side.LONG, *, instant_tp: bool = True, hold: bool = False) -> ExitContext:
-    return ExitContext(side=side, rules=RULES, prefix="pm", hedge_mode=True, working_type=WorkingType.MARK_PRICE,
-                       instant_tp=instant_tp, watch_hold_time=hold, retry_seconds=5.0)
+    return ExitContext(
+        side=side,
+        rules=RULES,
+        prefix="pm",
+        hedge_mode=True,
+        working_type=WorkingType.MARK_PRICE,
+        instant_tp=instant_tp,
+        watch_hold_time=hold,
+        retry_seconds=5.0,
+    )
 
 
 def tranche(side: Side = Side.LONG, *, seq: int = 0, deadline: float | None = None) -> Tranche:
     tp, sl = (D("45450.0"), D("22500.0")) if side is Side.LONG else (D("44550.0"), D("67500.0"))
-    return Tranche(id=42, venue="sim", symbol="BTCUSDT", side=side, index=0, entry=D("45000"), qty=D("0.150"),
-                   tp=tp, sl=sl, opened_at=0.0, seq=seq, deadline=deadline)
+    return Tranche(
+        id=42,
+        venue="sim",
+        symbol="BTCUSDT",
+        side=side,
+        index=0,
+        entry=D("45000"),
+        qty=D("0.150"),
+        tp=tp,
+        sl=sl,
+        opened_at=0.0,
+        seq=seq,
+        deadline=deadline,
+    )
 
 
 def levels(policy: ExitPolicy, t: Tranche, mark: D | None, now: float = 0.0) -> list[str]:
@@ -46,8 +66,12 @@ def test_resting_exits_rest_a_tp_limit_and_a_stop_market_for_the_whole_tranche()
     assert t.seq == 4 and [o.purpose for o in legs] == [Purpose.TP, Purpose.SL]
     tp, sl = (o.request for o in legs)
     assert (tp.type, tp.price, tp.qty, tp.client_id) == (OrderType.LIMIT, D("45450.0"), D("0.150"), "pm-42-T4")
-    assert (sl.type, sl.stop_price, sl.qty, sl.client_id) == (OrderType.STOP_MARKET, D("22500.0"), D("0.150"),
-                                                              "pm-42-S4")
+    assert (sl.type, sl.stop_price, sl.qty, sl.client_id) == (
+        OrderType.STOP_MARKET,
+        D("22500.0"),
+        D("0.150"),
+        "pm-42-S4",
+    )
 
 
 def test_resting_exits_watch_only_the_instant_tp_and_the_hold_time():
@@ -62,8 +86,13 @@ def test_resting_exits_close_at_market_with_no_bound():
     close = RestingExits(ctx()).close(tranche(), mark=None)
     assert close is not None and close.rank == 0.0
     req = close.record.request
-    assert (req.type, req.price, req.qty, req.side, close.tranche.seq) == (OrderType.MARKET, None, D("0.150"),
-                                                                           OrderSide.SELL, 1)
+    assert (req.type, req.price, req.qty, req.side, close.tranche.seq) == (
+        OrderType.MARKET,
+        None,
+        D("0.150"),
+        OrderSide.SELL,
+        1,
+    )
 
 
 def test_a_resting_close_that_falls_short_waits_longer_each_time_and_tells_a_human_at_the_third():
@@ -125,8 +154,9 @@ def test_emulated_close_retries_widen_at_once_then_pause_doubling_at_the_cap_wit
     assert all(s.reconcile for s in at_cap)
     assert [s.exhausted for s in at_cap].count(True) == 1 and at_cap[0].exhausted
     assert [s.alert is not None for s in shorts].count(True) == 1
-    assert at_cap[0].alert == ("tranche 0 (0.150) not closed within the 1.5% slippage cap: expired; "
-                               "retrying at the cap")
+    assert at_cap[0].alert == (
+        "tranche 0 (0.150) not closed within the 1.5% slippage cap: expired; retrying at the cap"
+    )
 
 
 # --- the shared maths --------------------------------------------------------------------------------------------
@@ -138,8 +168,11 @@ def test_worst_price_is_through_the_reference_rounded_outward_and_never_below_a_
     assert worst_price(OrderSide.SELL, D("0.1"), D("50"), D("0.1")) == D("0.1")
 
 
-@given(st.decimals(D("0.01"), D("100000"), places=2), st.decimals(D("0.1"), D("50"), places=1),
-       st.sampled_from([OrderSide.BUY, OrderSide.SELL]))
+@given(
+    st.decimals(D("0.01"), D("100000"), places=2),
+    st.decimals(D("0.1"), D("50"), places=1),
+    st.sampled_from([OrderSide.BUY, OrderSide.SELL]),
+)
 def test_worst_price_never_tighter_than_asked(reference, pct, side):
     price = worst_price(side, reference, pct, D("0.01"))
     exact = reference * (100 - pct if side is OrderSide.SELL else 100 + pct) / 100

@@ -28,8 +28,19 @@ purposes = st.sampled_from(Purpose)
 
 def tranche(side: Side = Side.LONG, *, seq: int = 0) -> Tranche:
     tp, sl = (D("45450.0"), D("22500.0")) if side is Side.LONG else (D("44550.0"), D("67500.0"))
-    return Tranche(id=42, venue="sim", symbol="BTCUSDT", side=side, index=0, entry=D("45000"), qty=D("0.150"),
-                   tp=tp, sl=sl, opened_at=0.0, seq=seq)
+    return Tranche(
+        id=42,
+        venue="sim",
+        symbol="BTCUSDT",
+        side=side,
+        index=0,
+        entry=D("45000"),
+        qty=D("0.150"),
+        tp=tp,
+        sl=sl,
+        opened_at=0.0,
+        seq=seq,
+    )
 
 
 # --- client ids ------------------------------------------------------------------------------------------------
@@ -59,8 +70,26 @@ def test_ids_with_another_prefix_are_not_ours(mine, theirs, tid, purpose, seq):
 
 @pytest.mark.parametrize(
     "foreign",
-    ["ext-1", "", "pm", "pm-", "pm-1", "pm-1-", "pm-1-T", "pm-1-X1", "pm-x-T1", "pm-1-T1-2", "pmx-1-T1",
-     "xpm-1-T1", "PM-1-T1", "pm_1_T1", "pm-1-t1", "web_8f3a2c", "pm--1-T1", " pm-1-T1"],
+    [
+        "ext-1",
+        "",
+        "pm",
+        "pm-",
+        "pm-1",
+        "pm-1-",
+        "pm-1-T",
+        "pm-1-X1",
+        "pm-x-T1",
+        "pm-1-T1-2",
+        "pmx-1-T1",
+        "xpm-1-T1",
+        "PM-1-T1",
+        "pm_1_T1",
+        "pm-1-t1",
+        "web_8f3a2c",
+        "pm--1-T1",
+        " pm-1-T1",
+    ],
 )
 def test_foreign_ids_parse_to_none(foreign):
     assert parse_client_order_id("pm", foreign) is None

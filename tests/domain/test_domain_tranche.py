@@ -41,8 +41,16 @@ class Book:
     def fill(self, qty: str | D, price: str | D) -> EntryDecision:
         self.now += 1.0
         decision = apply_entry_fill(
-            list(self.tranches.values()), qty=D(qty), price=D(price), now=self.now, risk=self.risk,
-            rules=self.rules, new_id=self.next_id, venue="sim", symbol=self.rules.symbol, side=self.side,
+            list(self.tranches.values()),
+            qty=D(qty),
+            price=D(price),
+            now=self.now,
+            risk=self.risk,
+            rules=self.rules,
+            new_id=self.next_id,
+            venue="sim",
+            symbol=self.rules.symbol,
+            side=self.side,
         )
         self.next_id += 1
         self.apply(decision)
@@ -62,10 +70,21 @@ class Book:
         return sum((t.qty for t in self.tranches.values()), D(0))
 
 
-def tranche(id: int, index: int, entry: str, qty: str, *, side: Side = Side.LONG, risk: Risk = RISK,
-            now: float = 0.0) -> Tranche:
-    return new_tranche(id=id, venue="sim", symbol="BTCUSDT", side=side, index=index, qty=D(qty), price=D(entry),
-                       now=now, risk=risk, rules=RULES)
+def tranche(
+    id: int, index: int, entry: str, qty: str, *, side: Side = Side.LONG, risk: Risk = RISK, now: float = 0.0
+) -> Tranche:
+    return new_tranche(
+        id=id,
+        venue="sim",
+        symbol="BTCUSDT",
+        side=side,
+        index=index,
+        qty=D(qty),
+        price=D(entry),
+        now=now,
+        risk=risk,
+        rules=RULES,
+    )
 
 
 def levels(ts: Sequence[Tranche]) -> list[tuple[int, D, D, D, D]]:
@@ -165,8 +184,18 @@ def test_threshold_uses_the_configured_increment():
 def test_threshold_uses_the_whole_positions_pnl_not_the_newest_tranche():
     # Tranche 1 is at the fill price, but the position as a whole is 10 % under water: a new tranche.
     t0, t1 = tranche(1, 0, "100", "10"), tranche(2, 1, "90", "0.001")
-    d = apply_entry_fill([t0, t1], qty=D("1"), price=D("90"), now=5, risk=RISK, rules=RULES, new_id=3,
-                         venue="sim", symbol="BTCUSDT", side=Side.LONG)
+    d = apply_entry_fill(
+        [t0, t1],
+        qty=D("1"),
+        price=D("90"),
+        now=5,
+        risk=RISK,
+        rules=RULES,
+        new_id=3,
+        venue="sim",
+        symbol="BTCUSDT",
+        side=Side.LONG,
+    )
     assert [(t.id, t.index) for t in d.changed] == [(3, 2)]
 
 
@@ -249,8 +278,18 @@ def test_fresh_tranche_merges_into_an_older_tranche_in_profit():
     # Tranche 1 is in profit at the fill price, the fresh one is at 0 %, tranche 0 loses: 1 and fresh merge.
     risk = Risk(tp_pct=D(1), sl_pct=D(50), max_tranches=2)
     t0, t1 = tranche(1, 0, "100", "100", risk=risk), tranche(2, 1, "90", "0.1", risk=risk)
-    d = apply_entry_fill([t0, t1], qty=D("1"), price=D("91"), now=5, risk=risk, rules=RULES, new_id=3,
-                         venue="sim", symbol="BTCUSDT", side=Side.LONG)
+    d = apply_entry_fill(
+        [t0, t1],
+        qty=D("1"),
+        price=D("91"),
+        now=5,
+        risk=risk,
+        rules=RULES,
+        new_id=3,
+        venue="sim",
+        symbol="BTCUSDT",
+        side=Side.LONG,
+    )
     assert d.removed == ()
     (merged,) = d.changed
     assert (merged.id, merged.index, merged.qty) == (2, 1, D("1.1"))
@@ -280,7 +319,10 @@ def test_merging_two_older_tranches_keeps_the_fresh_one_and_reports_the_removed(
     assert [t.index for t in d.removed] == [2]
     assert book.total == before + D("1")
     assert sorted((t.index, t.entry, t.qty) for t in book.ordered()) == [
-        (0, D(100), D(100)), (1, D(81), D("0.2")), (3, D(90), D(1))]
+        (0, D(100), D(100)),
+        (1, D(81), D("0.2")),
+        (3, D(90), D(1)),
+    ]
 
 
 # --- reductions -------------------------------------------------------------------------------------------------
@@ -332,8 +374,9 @@ ALL = {"take_profit": True, "stop_loss": True, "timeout": True}
 
 def held(side: Side) -> Tranche:
     # LONG: TP 45450, SL 22500; SHORT: TP 44550, SL 67500; deadline 1000 + 60.
-    return tranche(1, 0, "45000", "0.1", side=side, risk=Risk(tp_pct=D(1), sl_pct=D(50), max_hold_seconds=60),
-                   now=1000.0)
+    return tranche(
+        1, 0, "45000", "0.1", side=side, risk=Risk(tp_pct=D(1), sl_pct=D(50), max_hold_seconds=60), now=1000.0
+    )
 
 
 @pytest.mark.parametrize(
@@ -383,9 +426,11 @@ def test_exit_for_without_a_deadline_never_times_out():
 
 # Fills: quantity on the 0.001 step (0.001 .. 5), price on the 0.1 tick (100.0 .. 100,000.0).
 fills = st.lists(
-    st.tuples(st.integers(1, 5000).map(lambda n: D(n).scaleb(-3)),
-              st.integers(1000, 1_000_000).map(lambda n: D(n).scaleb(-1))),
-    min_size=1, max_size=25,
+    st.tuples(
+        st.integers(1, 5000).map(lambda n: D(n).scaleb(-3)), st.integers(1000, 1_000_000).map(lambda n: D(n).scaleb(-1))
+    ),
+    min_size=1,
+    max_size=25,
 )
 risks = st.builds(
     Risk,
@@ -417,8 +462,11 @@ def test_without_merges_tranche_quantities_add_up_to_the_fills(side, risk, seq):
 
 @PROPS
 @given(sides, risks, fills)
-@example(Side.LONG, Risk(tp_pct=D(1), sl_pct=D(50), max_tranches=3),
-         [(D("100"), D("100")), (D("0.1"), D("80")), (D("0.1"), D("82")), (D("1"), D("90"))])
+@example(
+    Side.LONG,
+    Risk(tp_pct=D(1), sl_pct=D(50), max_tranches=3),
+    [(D("100"), D("100")), (D("0.1"), D("80")), (D("0.1"), D("82")), (D("1"), D("90"))],
+)
 def test_tranche_quantities_always_add_up_to_the_fills(side, risk, seq):
     book = Book(side, risk=risk)
     total = D(0)

@@ -16,8 +16,19 @@ TP, SL, TIMEOUT = ExitReason.TP, ExitReason.SL, ExitReason.TIMEOUT
 
 
 def tr(id: int, side: Side, tp: str | D, sl: str | D, deadline: float | None = None) -> Tranche:
-    return Tranche(id=id, venue="sim", symbol="BTCUSDT", side=side, index=id, entry=D(100), qty=D(1),
-                   tp=D(tp), sl=D(sl), opened_at=0.0, deadline=deadline)
+    return Tranche(
+        id=id,
+        venue="sim",
+        symbol="BTCUSDT",
+        side=side,
+        index=id,
+        entry=D(100),
+        qty=D(1),
+        tp=D(tp),
+        sl=D(sl),
+        opened_at=0.0,
+        deadline=deadline,
+    )
 
 
 def book_of(side: Side, *tranches: Tranche, **flags: bool) -> TriggerBook:
@@ -83,8 +94,9 @@ def test_triggered_tranche_is_yielded_once_even_when_several_exits_apply():
 
 
 def test_disabled_kinds_never_trigger():
-    book = book_of(Side.LONG, tr(1, Side.LONG, "110", "50", deadline=5.0), take_profit=False, stop_loss=False,
-                   timeout=False)
+    book = book_of(
+        Side.LONG, tr(1, Side.LONG, "110", "50", deadline=5.0), take_profit=False, stop_loss=False, timeout=False
+    )
     assert pop(book, "1000", now=100.0) == []
     assert pop(book, "1", now=100.0) == []
     assert len(book) == 1
@@ -97,34 +109,40 @@ def test_disabled_kinds_never_trigger():
 
 
 def test_long_tps_and_sls_come_nearest_first():
-    book = book_of(Side.LONG, tr(3, Side.LONG, "112", "48"), tr(1, Side.LONG, "110", "50"),
-                   tr(2, Side.LONG, "111", "49"))
+    book = book_of(
+        Side.LONG, tr(3, Side.LONG, "112", "48"), tr(1, Side.LONG, "110", "50"), tr(2, Side.LONG, "111", "49")
+    )
     assert pop(book, "200") == [(1, TP), (2, TP), (3, TP)]
-    book = book_of(Side.LONG, tr(3, Side.LONG, "112", "48"), tr(1, Side.LONG, "110", "50"),
-                   tr(2, Side.LONG, "111", "49"))
+    book = book_of(
+        Side.LONG, tr(3, Side.LONG, "112", "48"), tr(1, Side.LONG, "110", "50"), tr(2, Side.LONG, "111", "49")
+    )
     assert pop(book, "1") == [(1, SL), (2, SL), (3, SL)]
 
 
 def test_short_tps_and_sls_come_nearest_first():
-    book = book_of(Side.SHORT, tr(3, Side.SHORT, "88", "152"), tr(1, Side.SHORT, "90", "150"),
-                   tr(2, Side.SHORT, "89", "151"))
+    book = book_of(
+        Side.SHORT, tr(3, Side.SHORT, "88", "152"), tr(1, Side.SHORT, "90", "150"), tr(2, Side.SHORT, "89", "151")
+    )
     assert pop(book, "1") == [(1, TP), (2, TP), (3, TP)]
-    book = book_of(Side.SHORT, tr(3, Side.SHORT, "88", "152"), tr(1, Side.SHORT, "90", "150"),
-                   tr(2, Side.SHORT, "89", "151"))
+    book = book_of(
+        Side.SHORT, tr(3, Side.SHORT, "88", "152"), tr(1, Side.SHORT, "90", "150"), tr(2, Side.SHORT, "89", "151")
+    )
     assert pop(book, "1000") == [(1, SL), (2, SL), (3, SL)]
 
 
 def test_deadlines_come_earliest_first_and_only_those_due():
-    book = book_of(Side.LONG, *(tr(i, Side.LONG, "110", "50", deadline=d) for i, d in ((1, 30.0), (2, 10.0),
-                                                                                      (3, 20.0), (4, 99.0))))
+    book = book_of(
+        Side.LONG, *(tr(i, Side.LONG, "110", "50", deadline=d) for i, d in ((1, 30.0), (2, 10.0), (3, 20.0), (4, 99.0)))
+    )
     assert pop(book, None, now=30.0) == [(2, TIMEOUT), (3, TIMEOUT), (1, TIMEOUT)]
     assert list(book.pop_triggered(None, 30.0)) == []
     assert 4 in book
 
 
 def test_partial_trigger_takes_only_the_levels_crossed():
-    book = book_of(Side.LONG, tr(1, Side.LONG, "110", "50"), tr(2, Side.LONG, "111", "49"),
-                   tr(3, Side.LONG, "112", "48"))
+    book = book_of(
+        Side.LONG, tr(1, Side.LONG, "110", "50"), tr(2, Side.LONG, "111", "49"), tr(3, Side.LONG, "112", "48")
+    )
     assert pop(book, "111") == [(1, TP), (2, TP)]
     assert len(book) == 1 and 3 in book
 
@@ -214,8 +232,12 @@ flag_sets = st.fixed_dictionaries({"take_profit": st.booleans(), "stop_loss": st
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
-@given(st.sampled_from(Side), flag_sets, ops, st.lists(st.tuples(st.one_of(st.none(), prices), st.integers(0, 100)),
-                                                       min_size=1, max_size=4))
+@given(
+    st.sampled_from(Side),
+    flag_sets,
+    ops,
+    st.lists(st.tuples(st.one_of(st.none(), prices), st.integers(0, 100)), min_size=1, max_size=4),
+)
 def test_pop_triggered_matches_a_brute_force_scan(side, flags, operations, ticks):
     book = TriggerBook(side, **flags)
     live: dict[int, Tranche] = {}
@@ -256,8 +278,13 @@ def test_behaviour_survives_thousands_of_replacements(side):
             book.discard(tid)
             live.pop(tid, None)
             continue
-        t = tr(tid, side, D(rng.randrange(1, 1000)), D(rng.randrange(1, 1000)),
-               rng.choice([None, float(rng.randrange(1000, 2000))]))
+        t = tr(
+            tid,
+            side,
+            D(rng.randrange(1, 1000)),
+            D(rng.randrange(1, 1000)),
+            rng.choice([None, float(rng.randrange(1000, 2000))]),
+        )
         book.add(t)
         live[t.id] = t
     assert len(book) == len(live)

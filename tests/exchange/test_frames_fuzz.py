@@ -38,68 +38,187 @@ from posmon.exchange.lighter.venue import LighterVenue
 from tests.exchange.aster.test_aster_adapter_fakes import EXCHANGE_INFO
 
 D = Decimal
-FUZZ = settings(max_examples=400, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=400,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 DEEP = "\x00deep\x00"  # placeholder: serialized as 3,000 nested arrays (deeper than any JSON parser's limit)
 
 # ---- seed frames -------------------------------------------------------------------------------------------------
 
-ASTER_MARK = {"e": "markPriceUpdate", "E": 1562305380000, "s": "BTCUSDT", "p": "11794.15000000",
-              "i": "11784.62659091", "P": "11784.25641265", "r": "0.00038167", "T": 1562306400000}
+ASTER_MARK = {
+    "e": "markPriceUpdate",
+    "E": 1562305380000,
+    "s": "BTCUSDT",
+    "p": "11794.15000000",
+    "i": "11784.62659091",
+    "P": "11784.25641265",
+    "r": "0.00038167",
+    "T": 1562306400000,
+}
 ASTER_PRICE_FRAMES: list[Any] = [
     ASTER_MARK,
     [ASTER_MARK, {**ASTER_MARK, "s": "ETHUSDT", "p": "3000.1"}],
     {"stream": "btcusdt@markPrice@1s", "data": ASTER_MARK},
     {"result": None, "id": 1},
 ]
-ASTER_ORDER = {"s": "BTCUSDT", "c": "pm-7-S-1", "S": "SELL", "o": "STOP_MARKET", "f": "GTC", "q": "0.001", "p": "0",
-               "ap": "7100.5", "sp": "7103.04", "x": "TRADE", "X": "FILLED", "i": 8886774, "l": "0.001",
-               "z": "0.001", "L": "7100.5", "N": "USDT", "n": "0", "T": 1568879465651, "t": 0, "b": "0", "a": "9.91",
-               "m": False, "R": True, "wt": "CONTRACT_PRICE", "ot": "STOP_MARKET", "ps": "LONG", "cp": False,
-               "rp": "-1.25"}
+ASTER_ORDER = {
+    "s": "BTCUSDT",
+    "c": "pm-7-S-1",
+    "S": "SELL",
+    "o": "STOP_MARKET",
+    "f": "GTC",
+    "q": "0.001",
+    "p": "0",
+    "ap": "7100.5",
+    "sp": "7103.04",
+    "x": "TRADE",
+    "X": "FILLED",
+    "i": 8886774,
+    "l": "0.001",
+    "z": "0.001",
+    "L": "7100.5",
+    "N": "USDT",
+    "n": "0",
+    "T": 1568879465651,
+    "t": 0,
+    "b": "0",
+    "a": "9.91",
+    "m": False,
+    "R": True,
+    "wt": "CONTRACT_PRICE",
+    "ot": "STOP_MARKET",
+    "ps": "LONG",
+    "cp": False,
+    "rp": "-1.25",
+}
 ASTER_USER_FRAMES: list[Any] = [
     {"e": "ORDER_TRADE_UPDATE", "E": 1568879465651, "T": 1568879465650, "o": ASTER_ORDER},
-    {"e": "ORDER_TRADE_UPDATE", "E": 1568879465651, "T": 1568879465650,
-     "o": {**ASTER_ORDER, "o": "LIQUIDATION", "c": "autoclose-1", "x": "CALCULATED", "X": "FILLED", "ps": "BOTH"}},
-    {"e": "ACCOUNT_UPDATE", "E": 1564745798939, "T": 1564745798938,
-     "a": {"m": "ORDER", "B": [{"a": "USDT", "wb": "122624.12345678", "cw": "100.12345678", "bc": "50.12345678"}],
-           "P": [{"s": "BTCUSDT", "pa": "0", "ep": "0.00000", "cr": "200", "up": "0", "mt": "isolated",
-                  "iw": "0.00000000", "ps": "BOTH"},
-                 {"s": "BTCUSDT", "pa": "-10", "ep": "6563.86000", "cr": "-45.04000000", "up": "-1423.15600",
-                  "mt": "isolated", "iw": "6570.42511771", "ps": "SHORT"}]}},
+    {
+        "e": "ORDER_TRADE_UPDATE",
+        "E": 1568879465651,
+        "T": 1568879465650,
+        "o": {**ASTER_ORDER, "o": "LIQUIDATION", "c": "autoclose-1", "x": "CALCULATED", "X": "FILLED", "ps": "BOTH"},
+    },
+    {
+        "e": "ACCOUNT_UPDATE",
+        "E": 1564745798939,
+        "T": 1564745798938,
+        "a": {
+            "m": "ORDER",
+            "B": [{"a": "USDT", "wb": "122624.12345678", "cw": "100.12345678", "bc": "50.12345678"}],
+            "P": [
+                {
+                    "s": "BTCUSDT",
+                    "pa": "0",
+                    "ep": "0.00000",
+                    "cr": "200",
+                    "up": "0",
+                    "mt": "isolated",
+                    "iw": "0.00000000",
+                    "ps": "BOTH",
+                },
+                {
+                    "s": "BTCUSDT",
+                    "pa": "-10",
+                    "ep": "6563.86000",
+                    "cr": "-45.04000000",
+                    "up": "-1423.15600",
+                    "mt": "isolated",
+                    "iw": "6570.42511771",
+                    "ps": "SHORT",
+                },
+            ],
+        },
+    },
     {"stream": "key", "data": {"e": "listenKeyExpired", "E": 1576653824250}},
     {"e": "MARGIN_CALL", "E": 1, "cw": "3.1", "p": []},
 ]
 
-MARKETS = MarketTable.of([
-    Market(market_id=1, symbol="BTC", size_decimals=5, price_decimals=1, min_base_amount=D("0.0002"),
-           min_quote_amount=D("10")),
-    Market(market_id=0, symbol="ETH", size_decimals=4, price_decimals=2),
-])
-LIGHTER_STATS = {"market_id": 1, "index_price": "60001.0", "mark_price": "60000.5", "last_trade_price": "60002.0",
-                 "open_interest": "12.5", "current_funding_rate": "0.0001"}
+MARKETS = MarketTable.of(
+    [
+        Market(
+            market_id=1,
+            symbol="BTC",
+            size_decimals=5,
+            price_decimals=1,
+            min_base_amount=D("0.0002"),
+            min_quote_amount=D("10"),
+        ),
+        Market(market_id=0, symbol="ETH", size_decimals=4, price_decimals=2),
+    ]
+)
+LIGHTER_STATS = {
+    "market_id": 1,
+    "index_price": "60001.0",
+    "mark_price": "60000.5",
+    "last_trade_price": "60002.0",
+    "open_interest": "12.5",
+    "current_funding_rate": "0.0001",
+}
 LIGHTER_PRICE_FRAMES: list[Any] = [
-    {"type": "update/market_stats", "channel": "market_stats:all", "timestamp": 1722337200123,
-     "market_stats": {"1": LIGHTER_STATS, "0": {**LIGHTER_STATS, "market_id": 0, "mark_price": "3000.25"}}},
+    {
+        "type": "update/market_stats",
+        "channel": "market_stats:all",
+        "timestamp": 1722337200123,
+        "market_stats": {"1": LIGHTER_STATS, "0": {**LIGHTER_STATS, "market_id": 0, "mark_price": "3000.25"}},
+    },
     {"type": "update/market_stats", "channel": "market_stats:1", "market_stats": LIGHTER_STATS},
     {"type": "connected"},
 ]
-LIGHTER_ORDER = {"order_index": 2**48 + 7, "client_order_index": ClientIds("pm").index("pm-12-C3"),
-                 "market_index": 1, "initial_base_amount": "0.01000", "remaining_base_amount": "0.00600",
-                 "filled_base_amount": "0.00400", "filled_quote_amount": "236.000000", "price": "59000.0",
-                 "is_ask": True, "type": "market", "time_in_force": "immediate-or-cancel", "reduce_only": True,
-                 "trigger_price": "0.0", "status": "open", "timestamp": 1722337200}
+LIGHTER_ORDER = {
+    "order_index": 2**48 + 7,
+    "client_order_index": ClientIds("pm").index("pm-12-C3"),
+    "market_index": 1,
+    "initial_base_amount": "0.01000",
+    "remaining_base_amount": "0.00600",
+    "filled_base_amount": "0.00400",
+    "filled_quote_amount": "236.000000",
+    "price": "59000.0",
+    "is_ask": True,
+    "type": "market",
+    "time_in_force": "immediate-or-cancel",
+    "reduce_only": True,
+    "trigger_price": "0.0",
+    "status": "open",
+    "timestamp": 1722337200,
+}
 LIGHTER_USER_FRAMES: list[Any] = [
     {"type": "update/account_all_orders", "channel": "account_all_orders:5", "orders": {"1": [LIGHTER_ORDER]}},
-    {"type": "update/account_all_orders", "channel": "account_all_orders:5",
-     "orders": {"1": [{**LIGHTER_ORDER, "type": "liquidation", "client_order_index": 0, "status": "filled"}]}},
+    {
+        "type": "update/account_all_orders",
+        "channel": "account_all_orders:5",
+        "orders": {"1": [{**LIGHTER_ORDER, "type": "liquidation", "client_order_index": 0, "status": "filled"}]},
+    },
     {"type": "subscribed/account_all_orders", "orders": {"1": [LIGHTER_ORDER]}},
-    {"type": "update/account_all", "channel": "account_all:5", "account": 5, "timestamp": 1722337200123,
-     "positions": {"1": {"market_id": 1, "symbol": "BTC", "sign": -1, "position": "0.02000",
-                         "avg_entry_price": "60000.0"},
-                   "0": {"market_id": 0, "symbol": "ETH", "sign": 1, "position": "0.0000", "avg_entry_price": "0"}},
-     "trades": {"1": [{"trade_id": 77, "type": "deleverage", "market_id": 1, "size": "0.00400", "price": "59000.0",
-                       "ask_id": 2**48 + 7, "bid_id": 2**48 + 99, "ask_account_id": 5, "bid_account_id": 0}]}},
+    {
+        "type": "update/account_all",
+        "channel": "account_all:5",
+        "account": 5,
+        "timestamp": 1722337200123,
+        "positions": {
+            "1": {"market_id": 1, "symbol": "BTC", "sign": -1, "position": "0.02000", "avg_entry_price": "60000.0"},
+            "0": {"market_id": 0, "symbol": "ETH", "sign": 1, "position": "0.0000", "avg_entry_price": "0"},
+        },
+        "trades": {
+            "1": [
+                {
+                    "trade_id": 77,
+                    "type": "deleverage",
+                    "market_id": 1,
+                    "size": "0.00400",
+                    "price": "59000.0",
+                    "ask_id": 2**48 + 7,
+                    "bid_id": 2**48 + 99,
+                    "ask_account_id": 5,
+                    "bid_account_id": 0,
+                }
+            ]
+        },
+    },
 ]
 
 # ---- the venues' entry points --------------------------------------------------------------------------------------
@@ -124,11 +243,43 @@ def lighter_user(frame: bytes) -> list[Any]:
 
 # ---- mutations ---------------------------------------------------------------------------------------------------
 
-HOSTILE_TEXT = ["1e999999999", "1e+999999999999999999", "1e-999999999", "-1e999999999", "²", "٣", "NaN", "sNaN",
-                "Infinity", "-Infinity", "-0", "0", "0E-999999", "-1", "-0.5", "", " 1 ", "1_0", "0x10", "1e15",
-                "1000000000000001", "1e-31", "0.000000000000000000000000000001", "9" * 5000, "x" * 100_000,
-                "autoclose-9", "adl_autoclose", "LIQUIDATION", "CALCULATED", "NEW_ADL", "liquidation",
-                "account_all", "update/account_all_orders", "markPriceUpdate", "ORDER_TRADE_UPDATE"]
+HOSTILE_TEXT = [
+    "1e999999999",
+    "1e+999999999999999999",
+    "1e-999999999",
+    "-1e999999999",
+    "²",
+    "٣",
+    "NaN",
+    "sNaN",
+    "Infinity",
+    "-Infinity",
+    "-0",
+    "0",
+    "0E-999999",
+    "-1",
+    "-0.5",
+    "",
+    " 1 ",
+    "1_0",
+    "0x10",
+    "1e15",
+    "1000000000000001",
+    "1e-31",
+    "0.000000000000000000000000000001",
+    "9" * 5000,
+    "x" * 100_000,
+    "autoclose-9",
+    "adl_autoclose",
+    "LIQUIDATION",
+    "CALCULATED",
+    "NEW_ADL",
+    "liquidation",
+    "account_all",
+    "update/account_all_orders",
+    "markPriceUpdate",
+    "ORDER_TRADE_UPDATE",
+]
 hostile = st.one_of(
     st.sampled_from(HOSTILE_TEXT),
     st.sampled_from([None, True, False, [], {}, [1], {"a": 1}, DEEP, 0, -1, 1, 2**63, 2**64, -(2**70), 10**400]),
@@ -184,8 +335,18 @@ def at(value: Any, path: tuple[Any, ...]) -> Any:
 def twisted(value: Any) -> list[Any]:
     """Near misses of a value the parser reads: its own digits pushed out of range, its sign flipped, retyped."""
     if isinstance(value, str):
-        return [value + "e999999999", value + "e-999999999", "-" + value, value + "0" * 70, value.translate(_WIDE),
-                [value], {"v": value}, None, "", value * 300]
+        return [
+            value + "e999999999",
+            value + "e-999999999",
+            "-" + value,
+            value + "0" * 70,
+            value.translate(_WIDE),
+            [value],
+            {"v": value},
+            None,
+            "",
+            value * 300,
+        ]
     return [str(value), -1, None, [value], True, 2**64, 1.5, float("nan")]
 
 
@@ -212,7 +373,7 @@ def mutated(draw: st.DrawFn, seeds: list[Any]) -> bytes:
             frame = replaced(frame, path, draw(hostile))
     raw = serialize(frame)
     if draw(st.integers(0, 9)) == 0:
-        raw = raw[:draw(st.integers(0, max(len(raw) - 1, 0)))]
+        raw = raw[: draw(st.integers(0, max(len(raw) - 1, 0)))]
     return raw
 
 
@@ -315,27 +476,71 @@ def test_lighter_user_frames_give_events_or_malformed(frame: bytes) -> None:
 
 # ---- REST answers (the same parsers' siblings: a reconcile must not crash on a corrupt answer either) ------------
 
-ASTER_ORDER_STATE = {"avgPrice": "0.00000", "clientOrderId": "abc", "cumQuote": "0", "executedQty": "0",
-                     "orderId": 1917641, "origQty": "0.40", "origType": "STOP_MARKET", "price": "0",
-                     "reduceOnly": False, "side": "BUY", "positionSide": "SHORT", "status": "NEW", "stopPrice": "9300",
-                     "symbol": "BTCUSDT", "time": 1579276756075, "type": "STOP_MARKET"}
+ASTER_ORDER_STATE = {
+    "avgPrice": "0.00000",
+    "clientOrderId": "abc",
+    "cumQuote": "0",
+    "executedQty": "0",
+    "orderId": 1917641,
+    "origQty": "0.40",
+    "origType": "STOP_MARKET",
+    "price": "0",
+    "reduceOnly": False,
+    "side": "BUY",
+    "positionSide": "SHORT",
+    "status": "NEW",
+    "stopPrice": "9300",
+    "symbol": "BTCUSDT",
+    "time": 1579276756075,
+    "type": "STOP_MARKET",
+}
 ASTER_ANSWERS: list[Any] = [
     {"order": ASTER_ORDER_STATE},
     {"orders": [ASTER_ORDER_STATE, {**ASTER_ORDER_STATE, "type": "LIMIT", "price": "9000.5", "stopPrice": "0"}]},
-    {"positions": [{"entryPrice": "3000.5", "positionAmt": "-1.250", "symbol": "ETHUSDT", "positionSide": "BOTH"},
-                   {"entryPrice": "6563.665", "positionAmt": "20.000", "symbol": "BTCUSDT", "positionSide": "LONG"}]},
-    {"marks": [{"symbol": "BTCUSDT", "markPrice": "11793.63104562", "indexPrice": "11781.80495970",
-                "time": 1597370495002}]},
+    {
+        "positions": [
+            {"entryPrice": "3000.5", "positionAmt": "-1.250", "symbol": "ETHUSDT", "positionSide": "BOTH"},
+            {"entryPrice": "6563.665", "positionAmt": "20.000", "symbol": "BTCUSDT", "positionSide": "LONG"},
+        ]
+    },
+    {
+        "marks": [
+            {"symbol": "BTCUSDT", "markPrice": "11793.63104562", "indexPrice": "11781.80495970", "time": 1597370495002}
+        ]
+    },
     {"info": EXCHANGE_INFO},
     {"error": {"code": -2011, "msg": "Unknown order sent."}},
 ]
 LIGHTER_ANSWERS: list[Any] = [
     {"orders": {"code": 200, "orders": [LIGHTER_ORDER, {**LIGHTER_ORDER, "status": "filled", "type": "limit"}]}},
-    {"account": {"code": 200, "total": 1, "accounts": [{"index": 5, "positions": [
-        {"market_id": 1, "symbol": "BTC", "sign": -1, "position": "0.02000", "avg_entry_price": "60000.0",
-         "open_order_count": 1, "pending_order_count": 0}]}]}},
-    {"marks": {"code": 200, "order_book_details": [{"symbol": "BTC", "market_id": 1, "market_type": "perp",
-                                                     "mark_price": "60000.5"}]}},
+    {
+        "account": {
+            "code": 200,
+            "total": 1,
+            "accounts": [
+                {
+                    "index": 5,
+                    "positions": [
+                        {
+                            "market_id": 1,
+                            "symbol": "BTC",
+                            "sign": -1,
+                            "position": "0.02000",
+                            "avg_entry_price": "60000.0",
+                            "open_order_count": 1,
+                            "pending_order_count": 0,
+                        }
+                    ],
+                }
+            ],
+        }
+    },
+    {
+        "marks": {
+            "code": 200,
+            "order_book_details": [{"symbol": "BTC", "market_id": 1, "market_type": "perp", "mark_price": "60000.5"}],
+        }
+    },
 ]
 
 
@@ -403,8 +608,13 @@ def aster_order(**o: Any) -> bytes:
 
 
 def aster_position(**p: Any) -> bytes:
-    return orjson.dumps({"e": "ACCOUNT_UPDATE", "E": 1, "a": {"m": "ORDER", "P": [
-        {"s": "BTCUSDT", "pa": "1", "ep": "100", "ps": "BOTH", **p}]}})
+    return orjson.dumps(
+        {
+            "e": "ACCOUNT_UPDATE",
+            "E": 1,
+            "a": {"m": "ORDER", "P": [{"s": "BTCUSDT", "pa": "1", "ep": "100", "ps": "BOTH", **p}]},
+        }
+    )
 
 
 def lighter_orders(**o: Any) -> bytes:
@@ -419,38 +629,72 @@ ISSUE_FRAMES = [
     pytest.param(lambda: aster_venue().parse_user_frame(aster_position(pa="1e999999999")), id="aster-pa-overflow"),
     pytest.param(lambda: aster_venue().parse_user_frame(aster_position(pa="-1e999999999")), id="aster-pa-neg-overflow"),
     pytest.param(lambda: aster_venue().parse_user_frame(aster_position(ep="-5")), id="aster-negative-entry"),
-    pytest.param(lambda: aster_venue().parse_price_frame(orjson.dumps({**ASTER_MARK, "p": "1e+999999999999999999"})),
-                 id="aster-absurd-mark"),
-    pytest.param(lambda: aster_venue().parse_price_frame(orjson.dumps({**ASTER_MARK, "p": "2e15"})),
-                 id="aster-mark-above-bound"),
-    pytest.param(lambda: aster_venue().parse_price_frame(orjson.dumps({**ASTER_MARK, "p": "٣"})),
-                 id="aster-unicode-digit-mark"),
-    pytest.param(lambda: aster_venue().parse_price_frame(orjson.dumps({**ASTER_MARK, "E": 10**19})),
-                 id="aster-time-beyond-64-bit"),
+    pytest.param(
+        lambda: aster_venue().parse_price_frame(orjson.dumps({**ASTER_MARK, "p": "1e+999999999999999999"})),
+        id="aster-absurd-mark",
+    ),
+    pytest.param(
+        lambda: aster_venue().parse_price_frame(orjson.dumps({**ASTER_MARK, "p": "2e15"})), id="aster-mark-above-bound"
+    ),
+    pytest.param(
+        lambda: aster_venue().parse_price_frame(orjson.dumps({**ASTER_MARK, "p": "٣"})), id="aster-unicode-digit-mark"
+    ),
+    pytest.param(
+        lambda: aster_venue().parse_price_frame(orjson.dumps({**ASTER_MARK, "E": 10**19})),
+        id="aster-time-beyond-64-bit",
+    ),
     pytest.param(lambda: aster_venue().parse_user_frame(aster_order(q="1e-999999999")), id="aster-qty-underflow"),
     pytest.param(lambda: aster_venue().parse_user_frame(aster_order(l="1", L="0")), id="aster-fill-without-price"),
     pytest.param(lambda: aster_venue().parse_user_frame(aster_order(L="-7100")), id="aster-negative-fill-price"),
     pytest.param(lambda: aster_venue().parse_user_frame(aster_order(c="x" * 100_000)), id="aster-huge-client-id"),
     pytest.param(lambda: lighter_user(lighter_orders(market_index="²")), id="lighter-market-superscript-two"),
-    pytest.param(lambda: lighter_user(lighter_orders(filled_base_amount="1e-999999999")),
-                 id="lighter-filled-underflow"),
-    pytest.param(lambda: lighter_user(lighter_orders(filled_base_amount="0.005", filled_quote_amount="1")),
-                 id="lighter-quote-went-down"),
+    pytest.param(
+        lambda: lighter_user(lighter_orders(filled_base_amount="1e-999999999")), id="lighter-filled-underflow"
+    ),
+    pytest.param(
+        lambda: lighter_user(lighter_orders(filled_base_amount="0.005", filled_quote_amount="1")),
+        id="lighter-quote-went-down",
+    ),
     pytest.param(lambda: lighter_user(lighter_orders(order_index=2**64)), id="lighter-index-beyond-64-bit"),
-    pytest.param(lambda: lighter_user(lighter_orders(filled_base_amount="0.000001", filled_quote_amount="1e15")),
-                 id="lighter-average-price-beyond-bound"),
-    pytest.param(lambda: lighter_user(orjson.dumps({"type": "update/account_all", "positions": {"1": {
-        "market_id": "²", "sign": 1, "position": "1", "avg_entry_price": "1"}}})), id="lighter-position-market"),
+    pytest.param(
+        lambda: lighter_user(lighter_orders(filled_base_amount="0.000001", filled_quote_amount="1e15")),
+        id="lighter-average-price-beyond-bound",
+    ),
+    pytest.param(
+        lambda: lighter_user(
+            orjson.dumps(
+                {
+                    "type": "update/account_all",
+                    "positions": {"1": {"market_id": "²", "sign": 1, "position": "1", "avg_entry_price": "1"}},
+                }
+            )
+        ),
+        id="lighter-position-market",
+    ),
     pytest.param(lambda: lighter_venue().parse_price_frame(lighter_stats(market_id="²")), id="lighter-stats-market"),
-    pytest.param(lambda: lighter_venue().parse_price_frame(lighter_stats(mark_price="1e+999999999999999999")),
-                 id="lighter-absurd-mark"),
-    pytest.param(lambda: lighter_venue().parse_price_frame(lighter_stats(mark_price=10**16)),
-                 id="lighter-integer-mark-above-bound"),
-    pytest.param(lambda: aster_codec.parse_exchange_info({**EXCHANGE_INFO, "rateLimits": [
-        {"rateLimitType": "ORDERS", "interval": ["MINUTE"], "intervalNum": 1, "limit": 1}]}),
-        id="aster-rate-limit-interval-list"),
-    pytest.param(lambda: lighter_venue().parse_price_frame(b'{"type": "update/market_stats", "market_stats": '
-                                                           + b"[" * 3000 + b"]" * 3000 + b"}"), id="lighter-deep"),
+    pytest.param(
+        lambda: lighter_venue().parse_price_frame(lighter_stats(mark_price="1e+999999999999999999")),
+        id="lighter-absurd-mark",
+    ),
+    pytest.param(
+        lambda: lighter_venue().parse_price_frame(lighter_stats(mark_price=10**16)),
+        id="lighter-integer-mark-above-bound",
+    ),
+    pytest.param(
+        lambda: aster_codec.parse_exchange_info(
+            {
+                **EXCHANGE_INFO,
+                "rateLimits": [{"rateLimitType": "ORDERS", "interval": ["MINUTE"], "intervalNum": 1, "limit": 1}],
+            }
+        ),
+        id="aster-rate-limit-interval-list",
+    ),
+    pytest.param(
+        lambda: lighter_venue().parse_price_frame(
+            b'{"type": "update/market_stats", "market_stats": ' + b"[" * 3000 + b"]" * 3000 + b"}"
+        ),
+        id="lighter-deep",
+    ),
 ]
 
 
@@ -461,8 +705,12 @@ def test_frames_from_the_issue_are_malformed_not_crashes(parse: Callable[[], obj
 
 
 def test_a_filter_with_an_unhashable_type_leaves_only_its_symbol_out() -> None:
-    info = aster_codec.parse_exchange_info({**EXCHANGE_INFO, "symbols": [
-        *EXCHANGE_INFO["symbols"], {"symbol": "X", "filters": [{"filterType": ["PRICE_FILTER"]}]}]})
+    info = aster_codec.parse_exchange_info(
+        {
+            **EXCHANGE_INFO,
+            "symbols": [*EXCHANGE_INFO["symbols"], {"symbol": "X", "filters": [{"filterType": ["PRICE_FILTER"]}]}],
+        }
+    )
     assert "PRICE_FILTER" in info.skipped["X"] and "BTCUSDT" in info.rules
 
 

@@ -50,9 +50,11 @@ async def _expect_closed_in_time(url: str) -> float:
 
 
 async def test_a_handshake_answered_after_the_connect_timeout_fails_in_time_instead_of_hanging(
-        nursery, autojump_clock: trio.testing.MockClock) -> None:
-    server = await nursery.start(lambda task_status: serve_websocket(
-        _late_handshake, "127.0.0.1", 0, ssl_context=None, task_status=task_status))
+    nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    server = await nursery.start(
+        lambda task_status: serve_websocket(_late_handshake, "127.0.0.1", 0, ssl_context=None, task_status=task_status)
+    )
     assert await _expect_closed_in_time(f"ws://127.0.0.1:{server.port}/ws/!markPrice@arr@1s") <= HANDSHAKE + 1e-6
 
 
@@ -86,17 +88,24 @@ def _connector(ws: _StuckWs):
     @asynccontextmanager
     async def connect(url: str) -> AsyncIterator[_StuckWs]:
         yield ws
+
     return connect
 
 
 @pytest.mark.parametrize(("greet", "step"), [(False, "greeting"), (True, "subscribing")])
 async def test_lighter_open_is_bounded_through_greeting_and_subscription(
-        autojump_clock: trio.testing.MockClock, greet: bool, step: str) -> None:
+    autojump_clock: trio.testing.MockClock, greet: bool, step: str
+) -> None:
     start = trio.current_time()
     with trio.fail_after(GIVE_UP), pytest.raises(StreamClosed, match=step):
-        async with open_lighter_stream("ws://sim/stream", ["market_stats/all"], what="lighter price stream",
-                                       handshake_seconds=HANDSHAKE, ping_seconds=60,
-                                       connect=_connector(_StuckWs(greet))):
+        async with open_lighter_stream(
+            "ws://sim/stream",
+            ["market_stats/all"],
+            what="lighter price stream",
+            handshake_seconds=HANDSHAKE,
+            ping_seconds=60,
+            connect=_connector(_StuckWs(greet)),
+        ):
             pytest.fail("opened without a greeting or a subscription")
     assert trio.current_time() - start == pytest.approx(HANDSHAKE)
 
@@ -104,8 +113,14 @@ async def test_lighter_open_is_bounded_through_greeting_and_subscription(
 async def test_a_stream_once_open_is_not_cut_by_the_open_deadline(autojump_clock: trio.testing.MockClock) -> None:
     ws = _StuckWs(greet=True)
     ws.send_message = _sent  # type: ignore[method-assign]
-    async with open_lighter_stream("ws://sim/stream", ["market_stats/all"], what="lighter price stream",
-                                   handshake_seconds=HANDSHAKE, ping_seconds=600, connect=_connector(ws)):
+    async with open_lighter_stream(
+        "ws://sim/stream",
+        ["market_stats/all"],
+        what="lighter price stream",
+        handshake_seconds=HANDSHAKE,
+        ping_seconds=600,
+        connect=_connector(ws),
+    ):
         await trio.sleep(HANDSHAKE * 100)  # reading a quiet, open stream: the open's deadline no longer applies
 
 

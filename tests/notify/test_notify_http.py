@@ -57,9 +57,13 @@ class Receiver:
             headers = {"Retry-After": self.retry_after} if status == 429 and self.retry_after else {}
             body: dict[str, Any] = {"ok": status == 200, "result": {"message_id": len(self.hits)}}
             if status != 200:
-                body = {"ok": False, "error_code": status,
-                        "description": f"failed at {request.url.path}" if self.echo_path else "failed"}
+                body = {
+                    "ok": False,
+                    "error_code": status,
+                    "description": f"failed at {request.url.path}" if self.echo_path else "failed",
+                }
             return JSONResponse(body, status_code=status, headers=headers)
+
         return Starlette(routes=[Route("/{path:path}", handle, methods=["POST"])])
 
 
@@ -76,8 +80,10 @@ async def serve_receiver(rx: Receiver, task_status: trio.TaskStatus[str] = trio.
 
 async def serve_silence(task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
     """Accepts connections and never answers."""
+
     async def hold(stream: trio.SocketStream) -> None:
         await trio.sleep_forever()
+
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     async with trio.open_nursery() as nursery:
         nursery.start_soon(trio.serve_listeners, hold, listeners)
@@ -93,13 +99,21 @@ def refused_url() -> str:
 
 
 def exit_notice(i: int = 1, pnl: str = "12.34") -> Notice:
-    return Notice("exit", "aster", "BTCUSDT", "LONG", f"tranche {i} closed by TP, realized PnL {pnl}", False,
-                  {"tranche_id": f"t{i}", "reason": "TP", "pnl": pnl})
+    return Notice(
+        "exit",
+        "aster",
+        "BTCUSDT",
+        "LONG",
+        f"tranche {i} closed by TP, realized PnL {pnl}",
+        False,
+        {"tranche_id": f"t{i}", "reason": "TP", "pnl": pnl},
+    )
 
 
 @asynccontextmanager
-async def running(settings: NotifySettings, metrics: Metrics, **notifier: Any) -> AsyncIterator[
-        tuple[NotifyService, trio.MemorySendChannel[Notice]]]:
+async def running(
+    settings: NotifySettings, metrics: Metrics, **notifier: Any
+) -> AsyncIterator[tuple[NotifyService, trio.MemorySendChannel[Notice]]]:
     """The notify service and a Notifier feeding it, as the daemon runs them."""
     service = NotifyService(settings, metrics)
     inbox_send, inbox_recv = trio.open_memory_channel[Notice](10_000)
@@ -121,15 +135,19 @@ async def wait_for(cond: Callable[[], bool], limit: float = 600.0) -> None:
             await trio.sleep(0.01)
 
 
-async def test_exit_notice_with_pnl_reaches_telegram_and_the_webhook(
-        autojump_clock: trio.testing.MockClock) -> None:
+async def test_exit_notice_with_pnl_reaches_telegram_and_the_webhook(autojump_clock: trio.testing.MockClock) -> None:
     tg, hook = Receiver(), Receiver()
     metrics = Metrics(strict=True)
     async with trio.open_nursery() as nursery:
         tg_url = await nursery.start(serve_receiver, tg)
         hook_url = await nursery.start(serve_receiver, hook)
-        settings = settings_for(telegram_bot_token=TOKEN, telegram_chat_id=CHAT, telegram_api_url=tg_url,
-                                webhook_url=hook_url + "/hooks/posmon", webhook_headers={"Authorization": "Bearer h"})
+        settings = settings_for(
+            telegram_bot_token=TOKEN,
+            telegram_chat_id=CHAT,
+            telegram_api_url=tg_url,
+            webhook_url=hook_url + "/hooks/posmon",
+            webhook_headers={"Authorization": "Bearer h"},
+        )
         async with running(settings, metrics) as (_, notices):
             notices.send_nowait(exit_notice(pnl="12.34"))
             await wait_for(lambda: len(tg.hits) == 1 and len(hook.hits) == 1)
@@ -160,7 +178,8 @@ async def test_only_the_configured_kinds_are_sent(autojump_clock: trio.testing.M
 
 
 async def test_a_receiver_that_fails_twice_gets_the_notice_after_backoff(
-        autojump_clock: trio.testing.MockClock) -> None:
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     hook = Receiver(script=[503, 500])
     metrics = Metrics(strict=True)
     async with trio.open_nursery() as nursery:
@@ -206,7 +225,8 @@ async def test_a_permanent_refusal_is_not_retried(autojump_clock: trio.testing.M
 
 
 async def test_gives_up_after_max_retries_and_goes_on_with_the_next_notice(
-        autojump_clock: trio.testing.MockClock) -> None:
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     hook = Receiver(script=[500, 500, 500])
     metrics = Metrics(strict=True)
     async with trio.open_nursery() as nursery:
@@ -227,8 +247,9 @@ async def test_rate_limit_merges_the_excess_into_the_next_message(autojump_clock
     metrics = Metrics(strict=True)
     async with trio.open_nursery() as nursery:
         url = await nursery.start(serve_receiver, tg)
-        settings = settings_for(telegram_bot_token=TOKEN, telegram_chat_id=CHAT, telegram_api_url=url,
-                                min_interval_seconds=10)
+        settings = settings_for(
+            telegram_bot_token=TOKEN, telegram_chat_id=CHAT, telegram_api_url=url, min_interval_seconds=10
+        )
         async with running(settings, metrics) as (_, notices):
             notices.send_nowait(exit_notice(1))
             await wait_for(lambda: len(tg.hits) == 1)
@@ -245,13 +266,20 @@ async def test_rate_limit_merges_the_excess_into_the_next_message(autojump_clock
 
 
 async def test_a_dead_receiver_slows_neither_the_notifier_nor_the_actors(
-        autojump_clock: trio.testing.MockClock) -> None:
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     metrics = Metrics(strict=True)
     seen_send, seen_recv = trio.open_memory_channel[Notice](10_000)
     async with trio.open_nursery() as nursery:
         silent_url = await nursery.start(serve_silence)
-        settings = settings_for(webhook_url=silent_url, telegram_bot_token=TOKEN, telegram_chat_id=CHAT,
-                                telegram_api_url=refused_url(), queue_size=5, timeout_seconds=30)
+        settings = settings_for(
+            webhook_url=silent_url,
+            telegram_bot_token=TOKEN,
+            telegram_chat_id=CHAT,
+            telegram_api_url=refused_url(),
+            queue_size=5,
+            timeout_seconds=30,
+        )
         async with running(settings, metrics, listeners=[seen_send]) as (_, notices):
             await trio.sleep(1)
             sent_at = trio.current_time()
@@ -274,8 +302,9 @@ async def test_a_dead_receiver_slows_neither_the_notifier_nor_the_actors(
     assert metrics.get("notify_retries", channel="webhook") >= 1
 
 
-async def test_the_bot_token_never_appears_in_logs(autojump_clock: trio.testing.MockClock,
-                                                   caplog: pytest.LogCaptureFixture) -> None:
+async def test_the_bot_token_never_appears_in_logs(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
     tg = Receiver(script=[500, 404], echo_path=True)
     metrics = Metrics(strict=True)
     caplog.set_level(logging.DEBUG)
@@ -283,8 +312,13 @@ async def test_the_bot_token_never_appears_in_logs(autojump_clock: trio.testing.
         url = await nursery.start(serve_receiver, tg)
         for level in ("httpx", "httpcore"):
             logging.getLogger(level).setLevel(logging.DEBUG)
-        settings = settings_for(telegram_bot_token=TOKEN, telegram_chat_id=CHAT, telegram_api_url=url,
-                                webhook_url=refused_url() + f"/hook/{TOKEN}", max_retries=1)
+        settings = settings_for(
+            telegram_bot_token=TOKEN,
+            telegram_chat_id=CHAT,
+            telegram_api_url=url,
+            webhook_url=refused_url() + f"/hook/{TOKEN}",
+            max_retries=1,
+        )
         async with running(settings, metrics) as (_, notices):
             notices.send_nowait(exit_notice())
             await wait_for(lambda: metrics.get("notify_dropped", reason="failed") == 2)
@@ -296,7 +330,8 @@ async def test_the_bot_token_never_appears_in_logs(autojump_clock: trio.testing.
 
 
 async def test_restart_budget_exhausted_is_delivered_before_the_daemon_stops(
-        autojump_clock: trio.testing.MockClock) -> None:
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     hook = Receiver(script=[502])
     metrics = Metrics(strict=True)
 

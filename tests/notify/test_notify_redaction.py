@@ -38,11 +38,15 @@ TOKEN = "123456789:AAE-secret-bot-token_xyz"
 
 def echo_app(hits: list[str]) -> Starlette:
     """Answers every POST 500 with a long error page that echoes the path, the query and the decoded URL."""
+
     async def handle(request: Request) -> PlainTextResponse:
         hits.append(request.url.path)
-        page = (f"no route {quote(request.url.path, safe='')}\n<h1>500</h1>\n{request.url.path}?{request.url.query}\n"
-                f"raw: {request.scope['raw_path']!r} url={request.url}\n" + "x" * 3000 + f"\n{request.url.path}")
+        page = (
+            f"no route {quote(request.url.path, safe='')}\n<h1>500</h1>\n{request.url.path}?{request.url.query}\n"
+            f"raw: {request.scope['raw_path']!r} url={request.url}\n" + "x" * 3000 + f"\n{request.url.path}"
+        )
         return PlainTextResponse(page, status_code=500)
+
     return Starlette(routes=[Route("/{path:path}", handle, methods=["POST"])])
 
 
@@ -62,7 +66,8 @@ def channel_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 async def test_a_webhook_receiver_echoing_its_secret_path_in_a_500_leaks_nothing(
-        autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture) -> None:
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
     hits: list[str] = []
     metrics = Metrics(strict=True)
     caplog.set_level(logging.INFO, logger="posmon")
@@ -86,14 +91,16 @@ async def test_a_webhook_receiver_echoing_its_secret_path_in_a_500_leaks_nothing
 
 
 async def test_a_telegram_receiver_echoing_the_token_encoded_leaks_nothing(
-        autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture) -> None:
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
     hits: list[str] = []
     metrics = Metrics(strict=True)
     caplog.set_level(logging.INFO, logger="posmon")
     async with trio.open_nursery() as nursery:
         base = await nursery.start(serve_echo, hits)
-        settings = NotifySettings.from_config({"telegram_bot_token": TOKEN, "telegram_chat_id": "-100",
-                                               "telegram_api_url": base, "max_retries": 0}, {})
+        settings = NotifySettings.from_config(
+            {"telegram_bot_token": TOKEN, "telegram_chat_id": "-100", "telegram_api_url": base, "max_retries": 0}, {}
+        )
         async with running(settings, metrics) as (_, notices):
             notices.send_nowait(exit_notice())
             await wait_for(lambda: metrics.get("notify_dropped", reason="failed") == 1)
@@ -106,8 +113,9 @@ async def test_a_telegram_receiver_echoing_the_token_encoded_leaks_nothing(
 
 
 def test_senders_show_only_the_origin_of_a_configured_url() -> None:
-    hook = WebhookSender(f"https://hooks.example:8443{HOOK_PATH}?sig={QUERY_SECRET}",
-                         {"Authorization": "Bearer abcdef99"})
+    hook = WebhookSender(
+        f"https://hooks.example:8443{HOOK_PATH}?sig={QUERY_SECRET}", {"Authorization": "Bearer abcdef99"}
+    )
     assert hook.shown_url == "https://hooks.example:8443"
     tg = TelegramSender(f"https://proxy.example/{PATH_SECRET}", TOKEN, "-100")
     assert tg.shown_url == "https://proxy.example/bot***/sendMessage"
@@ -129,11 +137,17 @@ def test_an_url_without_path_or_query_has_nothing_to_mask(url: str) -> None:
     assert url_secrets(url) == ()
 
 
-
-@pytest.mark.parametrize("body", [
-    b"[" * 5000 + b"]" * 5000, b"[" * 100_000 + b"]" * 100_000,
-    b'{"parameters": {"retry_after": 1' + b"0" * 400 + b"}}",
-    b'{"parameters": {"retry_after": [1]}}', b'{"parameters": 5}', b"\xff\xfe"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 5000 + b"]" * 5000,
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"parameters": {"retry_after": 1' + b"0" * 400 + b"}}",
+        b'{"parameters": {"retry_after": [1]}}',
+        b'{"parameters": 5}',
+        b"\xff\xfe",
+    ],
+)
 def test_a_hostile_error_body_gives_no_retry_hint_and_no_crash(body: bytes) -> None:
     assert retry_after_of(httpx.Response(429, content=body)) == 0.0
 

@@ -11,7 +11,8 @@ from posmon.notify.watchdog import StreamWatchdog
 
 
 async def test_a_stream_silent_past_the_limit_raises_down_once_then_restored(
-        autojump_clock: trio.testing.MockClock) -> None:
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     metrics = Metrics(strict=True)
     send, recv = trio.open_memory_channel[Notice](100)
     async with trio.open_nursery() as nursery:

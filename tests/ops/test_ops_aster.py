@@ -36,8 +36,13 @@ def _aster_table(rest_url: str, ws_url: str) -> dict[str, Any]:
     from posmon.sim.aster import credentials as cred
 
     # HMAC keys: v3 nonces come from the clock, which the mock clock holds still across the commands' sessions.
-    return {"rest_url": rest_url, "ws_url": ws_url, "auth": "v1", "api_key": cred.DEFAULT_API_KEY,
-            "api_secret": cred.DEFAULT_API_SECRET}
+    return {
+        "rest_url": rest_url,
+        "ws_url": ws_url,
+        "auth": "v1",
+        "api_key": cred.DEFAULT_API_KEY,
+        "api_secret": cred.DEFAULT_API_SECRET,
+    }
 
 
 def _opener(table: dict[str, Any]):
@@ -47,8 +52,9 @@ def _opener(table: dict[str, Any]):
 
     @asynccontextmanager
     async def opener(settings: Settings, nursery: trio.Nursery) -> AsyncIterator[Any]:
-        async with AsterVenue.open(AsterSettings.from_config(table, {}), clock=trio_clock,
-                                   sign_in_thread=False) as venue:
+        async with AsterVenue.open(
+            AsterSettings.from_config(table, {}), clock=trio_clock, sign_in_thread=False
+        ) as venue:
             yield venue
 
     return opener
@@ -81,8 +87,9 @@ class Ops:
 
     async def protect(self, *, dry_run: bool = False, as_json: bool = False) -> int:
         out, err = io.StringIO(), io.StringIO()
-        code = await protect_command(self.settings, dry_run=dry_run, as_json=as_json, out=out, err=err,
-                                     opener=self.opener, clock=trio_clock)
+        code = await protect_command(
+            self.settings, dry_run=dry_run, as_json=as_json, out=out, err=err, opener=self.opener, clock=trio_clock
+        )
         self.out = out.getvalue() + err.getvalue()
         return code
 
@@ -118,16 +125,30 @@ async def protected_account(settings: Settings, *entries: tuple[str, Side, str, 
 
 
 def resting(exchange: SimExchange, symbol: str = "BTCUSDT") -> set[tuple[str, str, str, str]]:
-    return {(o.type.value, o.side.value, format((o.qty - o.filled_qty).normalize(), "f"),
-             format((o.price if o.price is not None else o.stop_price).normalize(), "f"))
-            for o in exchange.engine.open_orders(symbol)}
+    return {
+        (
+            o.type.value,
+            o.side.value,
+            format((o.qty - o.filled_qty).normalize(), "f"),
+            format((o.price if o.price is not None else o.stop_price).normalize(), "f"),
+        )
+        for o in exchange.engine.open_orders(symbol)
+    }
 
 
 def external_close(exchange: SimExchange, symbol: str, side: Side, qty: str) -> None:
     """Someone closes (part of) the position by hand while the daemon is stopped."""
-    exchange.engine.place(OrderRequest(client_id=f"ext-close-{qty}", symbol=symbol, side=side.closing_order_side,
-                                       position_side=side.value, type=OrderType.MARKET, qty=D(qty)),
-                          trio.current_time())
+    exchange.engine.place(
+        OrderRequest(
+            client_id=f"ext-close-{qty}",
+            symbol=symbol,
+            side=side.closing_order_side,
+            position_side=side.value,
+            type=OrderType.MARKET,
+            qty=D(qty),
+        ),
+        trio.current_time(),
+    )
 
 
 def kinds(gaps: list[dict[str, Any]]) -> list[str]:
@@ -139,8 +160,12 @@ def kinds(gaps: list[dict[str, Any]]) -> list[str]:
 
 async def test_verify_reports_clean_on_an_account_the_daemon_protected(tmp_path, autojump_clock):
     settings = make_settings(tmp_path)
-    exchange = await protected_account(settings, ("BTCUSDT", Side.LONG, "0.1", "45000"),
-                                       ("BTCUSDT", Side.LONG, "0.08", "42300"), ("ETHUSDT", Side.SHORT, "1", "3000"))
+    exchange = await protected_account(
+        settings,
+        ("BTCUSDT", Side.LONG, "0.1", "45000"),
+        ("BTCUSDT", Side.LONG, "0.08", "42300"),
+        ("ETHUSDT", Side.SHORT, "1", "3000"),
+    )
     sent = exchange.orders_sent
     async with ops(settings, exchange) as o:
         assert await o.verify() == ExitCode.OK
@@ -192,8 +217,12 @@ async def test_position_grown_while_the_daemon_was_down_is_adopted_by_the_daemon
         gaps = await o.gaps()
         assert kinds(gaps) == ["under_covered"] and gaps[0]["qty"] == "0.08"
         assert await o.protect() == ExitCode.OK, o.out
-        assert resting(exchange) == {("LIMIT", "SELL", "0.1", "45450"), ("STOP_MARKET", "SELL", "0.1", "22500"),
-                                     ("LIMIT", "SELL", "0.08", "42723"), ("STOP_MARKET", "SELL", "0.08", "21150")}
+        assert resting(exchange) == {
+            ("LIMIT", "SELL", "0.1", "45450"),
+            ("STOP_MARKET", "SELL", "0.1", "22500"),
+            ("LIMIT", "SELL", "0.08", "42723"),
+            ("STOP_MARKET", "SELL", "0.08", "21150"),
+        }
         o.assert_clean()
 
 
@@ -206,10 +235,15 @@ def _seed_wrong_size_stop(settings: Settings, exchange: SimExchange) -> str:
         exchange.engine.cancel("BTCUSDT", old.client_id, trio.current_time())
         half = dataclasses.replace(old.request, client_id=f"pm-{t.id}-S{t.seq + 1}", qty=t.qty / 2)
         state = exchange.engine.place(half, trio.current_time())
-        store.apply(Changes(
-            tranches=[dataclasses.replace(t, seq=t.seq + 1)],
-            orders=[dataclasses.replace(old, state=LocalState.DONE),
-                    OrderRecord(half, t.id, old.purpose, LocalState.LIVE, exchange_id=state.order_id)]))
+        store.apply(
+            Changes(
+                tranches=[dataclasses.replace(t, seq=t.seq + 1)],
+                orders=[
+                    dataclasses.replace(old, state=LocalState.DONE),
+                    OrderRecord(half, t.id, old.purpose, LocalState.LIVE, exchange_id=state.order_id),
+                ],
+            )
+        )
         return half.client_id
     finally:
         store.close()
@@ -226,7 +260,7 @@ async def test_wrong_size_stop_is_replaced_new_one_first(tmp_path, autojump_cloc
         assert (gaps[0]["client_id"], gaps[0]["expected"], gaps[0]["actual"]) == (wrong, "0.1", "0.05")
 
         assert await o.protect() == ExitCode.OK, o.out
-        plan = o.out[o.out.index("plan"):]
+        plan = o.out[o.out.index("plan") :]
         assert plan.index("place") < plan.index(f"cancel        BTCUSDT LONG: {wrong} once its replacement is live")
         assert resting(exchange) == {("LIMIT", "SELL", "0.1", "45450"), ("STOP_MARKET", "SELL", "0.1", "22500")}
         assert wrong not in {x.client_id for x in exchange.engine.open_orders()}
@@ -239,10 +273,19 @@ async def test_orphan_orders_are_cancelled(tmp_path, autojump_clock):
     exchange = await protected_account(settings, ("BTCUSDT", Side.LONG, "0.1", "45000"))
     # A leftover of a tranche the store no longer has, and a stray stop of an open tranche the store never decided.
     for cid, typ, price in (("pm-99-T3", OrderType.LIMIT, "46000"), ("pm-1-S9", OrderType.STOP_MARKET, "30000")):
-        exchange.engine.place(OrderRequest(client_id=cid, symbol="BTCUSDT", side=OrderSide.SELL, position_side="LONG",
-                                           type=typ, qty=D("0.1"), price=D(price) if typ is OrderType.LIMIT else None,
-                                           stop_price=None if typ is OrderType.LIMIT else D(price)),
-                              trio.current_time())
+        exchange.engine.place(
+            OrderRequest(
+                client_id=cid,
+                symbol="BTCUSDT",
+                side=OrderSide.SELL,
+                position_side="LONG",
+                type=typ,
+                qty=D("0.1"),
+                price=D(price) if typ is OrderType.LIMIT else None,
+                stop_price=None if typ is OrderType.LIMIT else D(price),
+            ),
+            trio.current_time(),
+        )
     async with ops(settings, exchange) as o:
         gaps = await o.gaps()
         assert kinds(gaps) == ["orphan_order", "orphan_order"]
@@ -254,8 +297,9 @@ async def test_orphan_orders_are_cancelled(tmp_path, autojump_clock):
 
 async def test_tranche_with_no_position_is_closed_and_its_legs_cancelled(tmp_path, autojump_clock):
     settings = make_settings(tmp_path)
-    exchange = await protected_account(settings, ("BTCUSDT", Side.LONG, "0.1", "45000"),
-                                       ("ETHUSDT", Side.SHORT, "1", "3000"))
+    exchange = await protected_account(
+        settings, ("BTCUSDT", Side.LONG, "0.1", "45000"), ("ETHUSDT", Side.SHORT, "1", "3000")
+    )
     external_close(exchange, "ETHUSDT", Side.SHORT, "1")
     async with ops(settings, exchange) as o:
         gaps = await o.gaps()
@@ -309,8 +353,9 @@ def _dump(path: Path) -> list[str]:
 
 async def test_dry_run_changes_neither_store_nor_exchange(tmp_path, autojump_clock):
     settings = make_settings(tmp_path, symbols=("BTCUSDT", "ETHUSDT", "XRPUSDT"))
-    exchange = await protected_account(settings, ("BTCUSDT", Side.LONG, "0.1", "45000"),
-                                       ("ETHUSDT", Side.SHORT, "1", "3000"))
+    exchange = await protected_account(
+        settings, ("BTCUSDT", Side.LONG, "0.1", "45000"), ("ETHUSDT", Side.SHORT, "1", "3000")
+    )
     _seed_wrong_size_stop(settings, exchange)
     external_close(exchange, "ETHUSDT", Side.SHORT, "1")
     exchange.set_mark("XRPUSDT", D("1"))
@@ -325,7 +370,7 @@ async def test_dry_run_changes_neither_store_nor_exchange(tmp_path, autojump_clo
         for action in ("adopt", "place", "cancel", "close_tranche"):
             assert f". {action}" in o.out, o.out
         assert await o.protect(dry_run=True, as_json=True) == ExitCode.FAILED
-        doc = json.loads(o.out[o.out.index("{"):])
+        doc = json.loads(o.out[o.out.index("{") :])
         assert doc["dry_run"] and not doc["clean"] and {s["action"] for s in doc["plan"]} >= {"adopt", "place"}
     assert _dump(Path(settings.daemon.store)) == before_store
     assert exchange.engine.open_orders() == before_orders
@@ -383,8 +428,9 @@ async def test_unreachable_exchange_exits_3(tmp_path, autojump_clock):
     with trio.socket.socket() as s:  # a port nobody listens on
         await s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    o = Ops(settings, new_exchange(settings), _opener(_aster_table(f"http://127.0.0.1:{port}",
-                                                                   f"ws://127.0.0.1:{port}")))
+    o = Ops(
+        settings, new_exchange(settings), _opener(_aster_table(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"))
+    )
     assert await o.verify() == ExitCode.UNREACHABLE
     assert await o.protect() == ExitCode.UNREACHABLE
     assert "exchange unreachable" in o.out

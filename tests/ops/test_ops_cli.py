@@ -19,7 +19,7 @@ def _config(tmp_path, aster: str = EMBEDDED) -> str:
     path.write_text(f"""
 [daemon]
 venue = "aster"
-store = "{tmp_path / 'posmon.sqlite'}"
+store = "{tmp_path / "posmon.sqlite"}"
 request_timeout_seconds = 2.0
 
 [sim]
@@ -68,7 +68,7 @@ def test_verify_and_dry_run_on_the_embedded_lighter_simulator(tmp_path, capsys):
     path.write_text(f"""
 [daemon]
 venue = "lighter"
-store = "{tmp_path / 'posmon.sqlite'}"
+store = "{tmp_path / "posmon.sqlite"}"
 hedge_mode = false
 
 [sim]

@@ -49,9 +49,19 @@ async def test_emulated_exits_verify_and_protect(tmp_path, autojump_clock):
     assert (await verify())[0] == ExitCode.OK
 
     # A stray resting TP (e.g. placed by an older posmon) and a position nobody covers.
-    exchange.engine.place(OrderRequest(client_id="pm-1-T7", symbol="BTCUSDT", side=OrderSide.SELL, position_side="BOTH",
-                                       type=OrderType.LIMIT, qty=D("0.1"), price=D("46000"), reduce_only=True),
-                          trio.current_time())
+    exchange.engine.place(
+        OrderRequest(
+            client_id="pm-1-T7",
+            symbol="BTCUSDT",
+            side=OrderSide.SELL,
+            position_side="BOTH",
+            type=OrderType.LIMIT,
+            qty=D("0.1"),
+            price=D("46000"),
+            reduce_only=True,
+        ),
+        trio.current_time(),
+    )
     exchange.set_mark("ETHUSDT", D("3000"))
     exchange.external_entry("ETHUSDT", Side.SHORT, D("1"))
     code, doc = await verify()
@@ -59,8 +69,9 @@ async def test_emulated_exits_verify_and_protect(tmp_path, autojump_clock):
     assert sorted(g["kind"] for g in doc["gaps"]) == ["stale_leg", "unknown_position"]
 
     out = io.StringIO()
-    assert await protect_command(settings, out=out, err=io.StringIO(), opener=opener,
-                                 clock=trio_clock) == ExitCode.OK, out.getvalue()
+    assert (
+        await protect_command(settings, out=out, err=io.StringIO(), opener=opener, clock=trio_clock) == ExitCode.OK
+    ), out.getvalue()
     assert exchange.engine.open_orders() == []  # the stale leg is gone and no leg was placed
     store = Store.open(settings.daemon.store)
     try:

@@ -29,9 +29,18 @@ RISK = Risk(tp_pct=D(1), sl_pct=D(50))
 
 
 def tranche(tid: int = 1, qty: str = "0.1", side: Side = Side.LONG, **kw) -> Tranche:
-    base = dict(id=tid, venue="aster", symbol="BTCUSDT", side=side, index=tid - 1, entry=D("45000"), qty=D(qty),
-                tp=D("45450") if side is Side.LONG else D("44550"), sl=D("22500") if side is Side.LONG else D("67500"),
-                opened_at=0.0)
+    base = dict(
+        id=tid,
+        venue="aster",
+        symbol="BTCUSDT",
+        side=side,
+        index=tid - 1,
+        entry=D("45000"),
+        qty=D(qty),
+        tp=D("45450") if side is Side.LONG else D("44550"),
+        sl=D("22500") if side is Side.LONG else D("67500"),
+        opened_at=0.0,
+    )
     return Tranche(**(base | kw))
 
 
@@ -42,9 +51,21 @@ def legs(t: Tranche, *, hedge: bool = True, state: LocalState = LocalState.LIVE)
 
 def on_exchange(rec: OrderRecord, **kw) -> OrderState:
     r = rec.request
-    base = dict(client_id=r.client_id, order_id="1", symbol=r.symbol, side=r.side, position_side=r.position_side,
-                type=r.type, status=OrderStatus.NEW, qty=r.qty, filled_qty=D(0), avg_price=D(0), price=r.price,
-                stop_price=r.stop_price, reduce_only=r.reduce_only)
+    base = dict(
+        client_id=r.client_id,
+        order_id="1",
+        symbol=r.symbol,
+        side=r.side,
+        position_side=r.position_side,
+        type=r.type,
+        status=OrderStatus.NEW,
+        qty=r.qty,
+        filled_qty=D(0),
+        avg_price=D(0),
+        price=r.price,
+        stop_price=r.stop_price,
+        reduce_only=r.reduce_only,
+    )
     return OrderState(**(base | kw))
 
 
@@ -53,8 +74,14 @@ def pos(qty: str = "0.1", side: Side = Side.LONG, entry: str = "45000") -> Posit
 
 
 def gaps(tranches, records, positions, orders, **kw):
-    return find_gaps(Book(tranches, records), Account(positions, orders), prefix="pm",
-                     hedge_mode=kw.pop("hedge_mode", True), rules=RULES, **kw)
+    return find_gaps(
+        Book(tranches, records),
+        Account(positions, orders),
+        prefix="pm",
+        hedge_mode=kw.pop("hedge_mode", True),
+        rules=RULES,
+        **kw,
+    )
 
 
 def protected(hedge: bool = True, side: Side = Side.LONG):
@@ -74,8 +101,9 @@ def test_position_without_tranches_is_unknown_with_its_uncovered_qty():
     assert (g.kind, g.qty, g.side) == (GapKind.UNKNOWN_POSITION, D("0.25"), Side.LONG)
 
 
-@pytest.mark.parametrize(("held", "kind", "qty"), [("0.15", GapKind.UNDER_COVERED, "0.05"),
-                                                   ("0.04", GapKind.OVER_COVERED, "0.06")])
+@pytest.mark.parametrize(
+    ("held", "kind", "qty"), [("0.15", GapKind.UNDER_COVERED, "0.05"), ("0.04", GapKind.OVER_COVERED, "0.06")]
+)
 def test_tranches_not_adding_up_to_the_position(held, kind, qty):
     t, recs, orders = protected()
     (g,) = gaps([t], recs, [pos(held)], orders)
@@ -91,8 +119,10 @@ def test_tranche_with_no_position():
 def test_one_way_position_on_the_other_side_is_unknown_and_the_tranche_has_none():
     t, recs, orders = protected(hedge=False)
     found = gaps([t], recs, [pos(side=Side.SHORT)], orders, hedge_mode=False)
-    assert {(g.kind, g.side) for g in found} == {(GapKind.NO_POSITION, Side.LONG),
-                                                 (GapKind.UNKNOWN_POSITION, Side.SHORT)}
+    assert {(g.kind, g.side) for g in found} == {
+        (GapKind.NO_POSITION, Side.LONG),
+        (GapKind.UNKNOWN_POSITION, Side.SHORT),
+    }
 
 
 def test_missing_legs():
@@ -124,8 +154,7 @@ def test_orphans_unknown_tranche_not_in_store_cancel_pending_and_superseded():
     t2, newer = legs(t)  # a second pair decided later (seq 2); the first pair still rests
     stray = on_exchange(recs[0], client_id="pm-99-T1")
     cancelling = OrderRecord(recs[1].request, t.id, Purpose.SL, LocalState.CANCELING)
-    found = gaps([t2], [recs[0], cancelling, *newer], [pos()],
-                 [*orders, *(on_exchange(r) for r in newer), stray])
+    found = gaps([t2], [recs[0], cancelling, *newer], [pos()], [*orders, *(on_exchange(r) for r in newer), stray])
     why = {g.client_id: g.detail for g in found if g.kind is GapKind.ORPHAN_ORDER}
     assert set(why) == {"pm-99-T1", "pm-1-T1", "pm-1-S1"}
     assert "superseded by pm-1-T2" in why["pm-1-T1"] and "cancel was decided" in why["pm-1-S1"]
@@ -174,8 +203,16 @@ def test_emulated_exits_resting_tp_sl_are_stale_legs():
 
 def _ctx(**kw) -> PlanContext:
     ids = itertools.count(10)
-    base = dict(venue="aster", prefix="pm", hedge_mode=True, rules=RULES, risk_of=lambda s: RISK,
-                working_type_of=lambda s: WorkingType.MARK_PRICE, now=100.0, new_id=ids.__next__)
+    base = dict(
+        venue="aster",
+        prefix="pm",
+        hedge_mode=True,
+        rules=RULES,
+        risk_of=lambda s: RISK,
+        working_type_of=lambda s: WorkingType.MARK_PRICE,
+        now=100.0,
+        new_id=ids.__next__,
+    )
     return PlanContext(**(base | kw))
 
 
@@ -185,8 +222,9 @@ def test_emulated_plan_adopts_without_legs_sets_exits_and_cancels_stale_legs():
     book = Book([t, bare], recs)
     account = Account([pos("0.3"), pos("0.1", Side.SHORT)], orders)
     risk = Risk(tp_pct=D(1), sl_pct=D(50), max_hold_seconds=60)
-    found = find_gaps(book, account, prefix="pm", hedge_mode=True, emulated_exits=True, rules=RULES,
-                      max_hold_of=lambda s: 60)
+    found = find_gaps(
+        book, account, prefix="pm", hedge_mode=True, emulated_exits=True, rules=RULES, max_hold_of=lambda s: 60
+    )
     plan = plan_repairs(found, book, account, _ctx(emulated_exits=True, risk_of=lambda s: risk))
     assert plan.place == []
     assert sorted(c.client_id for c in plan.cancels) == ["pm-1-S1", "pm-1-T1"]
@@ -199,8 +237,12 @@ def test_plan_places_before_cancelling_and_never_reuses_a_client_id():
     t, recs, orders = protected()
     wrong = on_exchange(recs[1], qty=D("0.05"))
     book, account = Book([t], recs), Account([pos()], [orders[0], wrong])
-    plan = plan_repairs(find_gaps(book, account, prefix="pm", hedge_mode=True, rules=RULES), book, account,
-                        _ctx(taken=lambda cid: cid == "pm-1-S2"))
+    plan = plan_repairs(
+        find_gaps(book, account, prefix="pm", hedge_mode=True, rules=RULES),
+        book,
+        account,
+        _ctx(taken=lambda cid: cid == "pm-1-S2"),
+    )
     (group,) = plan.place
     assert [o.client_id for o in group] == ["pm-1-S3"]
     (cancel,) = plan.cancels

@@ -28,11 +28,31 @@ def store(path):
     s.close()
 
 
-def tranche(id: int, *, venue: str = "sim", symbol: str = "BTCUSDT", side: Side = Side.LONG, index: int = 0,
-            closing: str | None = None) -> Tranche:
+def tranche(
+    id: int,
+    *,
+    venue: str = "sim",
+    symbol: str = "BTCUSDT",
+    side: Side = Side.LONG,
+    index: int = 0,
+    closing: str | None = None,
+) -> Tranche:
     tp, sl = (D("45450.0"), D("22500.0")) if side is Side.LONG else (D("44550.0"), D("67500.0"))
-    return Tranche(id=id, venue=venue, symbol=symbol, side=side, index=index, entry=D("44850.00"), qty=D("0.150"),
-                   tp=tp, sl=sl, opened_at=1234.5, deadline=None, seq=0, closing=closing)
+    return Tranche(
+        id=id,
+        venue=venue,
+        symbol=symbol,
+        side=side,
+        index=index,
+        entry=D("44850.00"),
+        qty=D("0.150"),
+        tp=tp,
+        sl=sl,
+        opened_at=1234.5,
+        deadline=None,
+        seq=0,
+        closing=closing,
+    )
 
 
 def protected(t: Tranche) -> tuple[Tranche, OrderRecord, OrderRecord]:
@@ -58,8 +78,13 @@ def test_open_creates_the_schema_in_wal_mode(store, path):
 def test_reopening_keeps_the_data(path):
     s = Store.open(path, clock=lambda: NOW)
     t, tp, sl = protected(tranche(s.allocate_tranche_id()))
-    s.apply(Changes(tranches=[t], orders=[tp, sl], events=[Event("tranche_opened", "sim", "BTCUSDT", "LONG", t.id,
-                                                                 {"qty": D("0.150")})]))
+    s.apply(
+        Changes(
+            tranches=[t],
+            orders=[tp, sl],
+            events=[Event("tranche_opened", "sim", "BTCUSDT", "LONG", t.id, {"qty": D("0.150")})],
+        )
+    )
     s.close()
 
     s = Store.open(path, clock=lambda: NOW)
@@ -134,8 +159,14 @@ def test_a_failing_apply_writes_nothing_of_that_decision(store, path):
     t2, tp2, sl2 = protected(tranche(2, index=1))
     _, orphan, _ = protected(tranche(999))
     with pytest.raises(StoreError):
-        store.apply(Changes(tranches=[t2], closed=[(1, "TP", NOW)], orders=[tp2, sl2, orphan],
-                            events=[Event("tranche_opened", "sim", "BTCUSDT", "LONG", 2)]))
+        store.apply(
+            Changes(
+                tranches=[t2],
+                closed=[(1, "TP", NOW)],
+                orders=[tp2, sl2, orphan],
+                events=[Event("tranche_opened", "sim", "BTCUSDT", "LONG", 2)],
+            )
+        )
 
     assert store.open_tranches() == [t0]  # tranche 2 not written, tranche 1 not closed
     assert store.order(tp2.client_id) is None and store.order(sl2.client_id) is None
@@ -151,8 +182,13 @@ def test_a_failing_apply_writes_nothing_of_that_decision(store, path):
 
 def test_apply_writes_tranches_orders_and_events_together(store):
     t, tp, sl = protected(tranche(1))
-    store.apply(Changes(tranches=[t], orders=[tp, sl],
-                        events=[Event("tranche_opened", "sim", "BTCUSDT", "LONG", 1, {"price": D("45000")})]))
+    store.apply(
+        Changes(
+            tranches=[t],
+            orders=[tp, sl],
+            events=[Event("tranche_opened", "sim", "BTCUSDT", "LONG", 1, {"price": D("45000")})],
+        )
+    )
     assert store.open_tranches() == [t]
     assert store.active_orders([1]) == [tp, sl]
     (ev,) = store.events("tranche_opened")
@@ -178,8 +214,12 @@ def test_apply_upserts_a_changed_tranche_by_id(store):
 
 def test_open_tranches_filters_by_venue_symbol_and_side_and_excludes_closed(store):
     ts = [
-        tranche(1), tranche(2, index=1), tranche(3, side=Side.SHORT), tranche(4, symbol="ETHUSDT"),
-        tranche(5, venue="aster"), tranche(6, index=2),
+        tranche(1),
+        tranche(2, index=1),
+        tranche(3, side=Side.SHORT),
+        tranche(4, symbol="ETHUSDT"),
+        tranche(5, venue="aster"),
+        tranche(6, index=2),
     ]
     store.apply(Changes(tranches=ts, closed=[(6, "TP", NOW)]))
 
@@ -214,14 +254,32 @@ def test_a_closing_tranche_round_trips_with_its_reason(store, path):
 
 
 def test_a_tranche_round_trips_every_field(store):
-    t = Tranche(id=7, venue="sim", symbol="BTCUSDT", side=Side.SHORT, index=3, entry=D("45150.123456"),
-                qty=D("0.0800"), tp=D("44698.5"), sl=D("67725.0"), opened_at=1234.25, deadline=4834.25, seq=11,
-                realized_pnl=D("-12.3450"), closing="SL")
+    t = Tranche(
+        id=7,
+        venue="sim",
+        symbol="BTCUSDT",
+        side=Side.SHORT,
+        index=3,
+        entry=D("45150.123456"),
+        qty=D("0.0800"),
+        tp=D("44698.5"),
+        sl=D("67725.0"),
+        opened_at=1234.25,
+        deadline=4834.25,
+        seq=11,
+        realized_pnl=D("-12.3450"),
+        closing="SL",
+    )
     store.apply(Changes(tranches=[t]))
     (back,) = store.open_tranches()
     assert back == t
     assert [str(x) for x in (back.entry, back.qty, back.tp, back.sl, back.realized_pnl)] == [
-        "45150.123456", "0.0800", "44698.5", "67725.0", "-12.3450"]
+        "45150.123456",
+        "0.0800",
+        "44698.5",
+        "67725.0",
+        "-12.3450",
+    ]
 
 
 def test_active_orders_exclude_done_and_other_tranches(store):
@@ -249,21 +307,55 @@ def test_an_order_update_replaces_the_row_by_client_id(store):
     "record",
     [
         OrderRecord(
-            request=OrderRequest(client_id="pm-1-T3", symbol="BTCUSDT", side=OrderSide.SELL, position_side="LONG",
-                                 type=OrderType.LIMIT, qty=D("0.150"), price=D("45298.50"), reduce_only=False,
-                                 working_type=WorkingType.MARK_PRICE),
-            tranche_id=1, purpose=Purpose.TP, state=LocalState.LIVE, filled_qty=D("0.050"),
-            exchange_id="1234567890123", final_status=None),
+            request=OrderRequest(
+                client_id="pm-1-T3",
+                symbol="BTCUSDT",
+                side=OrderSide.SELL,
+                position_side="LONG",
+                type=OrderType.LIMIT,
+                qty=D("0.150"),
+                price=D("45298.50"),
+                reduce_only=False,
+                working_type=WorkingType.MARK_PRICE,
+            ),
+            tranche_id=1,
+            purpose=Purpose.TP,
+            state=LocalState.LIVE,
+            filled_qty=D("0.050"),
+            exchange_id="1234567890123",
+            final_status=None,
+        ),
         OrderRecord(
-            request=OrderRequest(client_id="pm-1-S3", symbol="BTCUSDT", side=OrderSide.BUY, position_side="BOTH",
-                                 type=OrderType.STOP_MARKET, qty=D("1E-3"), stop_price=D("0.00001230"),
-                                 reduce_only=True, working_type=WorkingType.CONTRACT_PRICE),
-            tranche_id=1, purpose=Purpose.SL, state=LocalState.DONE, filled_qty=D("0.001"), exchange_id="",
-            final_status=OrderStatus.EXPIRED),
+            request=OrderRequest(
+                client_id="pm-1-S3",
+                symbol="BTCUSDT",
+                side=OrderSide.BUY,
+                position_side="BOTH",
+                type=OrderType.STOP_MARKET,
+                qty=D("1E-3"),
+                stop_price=D("0.00001230"),
+                reduce_only=True,
+                working_type=WorkingType.CONTRACT_PRICE,
+            ),
+            tranche_id=1,
+            purpose=Purpose.SL,
+            state=LocalState.DONE,
+            filled_qty=D("0.001"),
+            exchange_id="",
+            final_status=OrderStatus.EXPIRED,
+        ),
         OrderRecord(
-            request=OrderRequest(client_id="pm-1-C4", symbol="BTCUSDT", side=OrderSide.SELL, position_side="SHORT",
-                                 type=OrderType.MARKET, qty=D("123456789.123456789")),
-            tranche_id=1, purpose=Purpose.CLOSE),
+            request=OrderRequest(
+                client_id="pm-1-C4",
+                symbol="BTCUSDT",
+                side=OrderSide.SELL,
+                position_side="SHORT",
+                type=OrderType.MARKET,
+                qty=D("123456789.123456789"),
+            ),
+            tranche_id=1,
+            purpose=Purpose.CLOSE,
+        ),
     ],
     ids=["tp-live-partial", "sl-done-expired", "close-pending"],
 )
@@ -277,16 +369,18 @@ def test_order_record_round_trips_every_field_exactly(store, record):
     for sent, got in pairs:
         assert str(sent) == str(got)
     # Stored as text, never as a float.
-    types = store.db.execute("SELECT typeof(qty), typeof(price), typeof(stop_price), typeof(filled_qty) "
-                             "FROM orders WHERE client_id = ?", [record.client_id]).fetchone()
-    assert types == tuple("null" if v is None else "text"
-                          for v in (r.qty, r.price, r.stop_price, record.filled_qty))
+    types = store.db.execute(
+        "SELECT typeof(qty), typeof(price), typeof(stop_price), typeof(filled_qty) FROM orders WHERE client_id = ?",
+        [record.client_id],
+    ).fetchone()
+    assert types == tuple("null" if v is None else "text" for v in (r.qty, r.price, r.stop_price, record.filled_qty))
 
 
 def test_tranche_decimals_are_stored_as_text(store):
     store.apply(Changes(tranches=[tranche(1)]))
-    types = store.db.execute("SELECT typeof(entry), typeof(qty), typeof(tp), typeof(sl), typeof(realized_pnl) "
-                             "FROM tranches").fetchone()
+    types = store.db.execute(
+        "SELECT typeof(entry), typeof(qty), typeof(tp), typeof(sl), typeof(realized_pnl) FROM tranches"
+    ).fetchone()
     assert types == ("text",) * 5
     (raw,) = store.db.execute("SELECT qty FROM tranches").fetchone()
     assert raw == "0.150"

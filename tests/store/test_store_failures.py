@@ -38,8 +38,9 @@ conn.execute("ROLLBACK")
 
 @contextmanager
 def locked_by_another_process(path: Path) -> Iterator[subprocess.Popen[str]]:
-    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(path)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         yield holder
@@ -55,8 +56,20 @@ def release(holder: subprocess.Popen[str]) -> None:
 
 
 def tranche(id: int, *, symbol: str = "BTCUSDT", side: Side = Side.LONG) -> Tranche:
-    return Tranche(id=id, venue="sim", symbol=symbol, side=side, index=0, entry=D("44850.00"), qty=D("0.150"),
-                   tp=D("45450.0"), sl=D("22500.0"), opened_at=1234.5, deadline=None, seq=0)
+    return Tranche(
+        id=id,
+        venue="sim",
+        symbol=symbol,
+        side=side,
+        index=0,
+        entry=D("44850.00"),
+        qty=D("0.150"),
+        tp=D("45450.0"),
+        sl=D("22500.0"),
+        opened_at=1234.5,
+        deadline=None,
+        seq=0,
+    )
 
 
 def protected(t: Tranche) -> tuple[Tranche, OrderRecord, OrderRecord]:
@@ -281,8 +294,10 @@ def test_another_applications_database_at_version_0_gets_no_posmon_tables(path):
 def corrupt_pages_behind_the_header(path: Path) -> None:
     """A store with a few hundred events, then pages 6-8 overwritten: the header still reads as SQLite."""
     store = Store.open(path)
-    store.db.conn.executemany("INSERT INTO events (ts, venue, symbol, side, kind, data) VALUES (1, 'sim', 'S', "
-                              "'LONG', 'k', ?)", [("x" * 500,)] * 300)
+    store.db.conn.executemany(
+        "INSERT INTO events (ts, venue, symbol, side, kind, data) VALUES (1, 'sim', 'S', 'LONG', 'k', ?)",
+        [("x" * 500,)] * 300,
+    )
     store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     store.close()
     with open(path, "r+b") as f:

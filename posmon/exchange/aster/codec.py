@@ -52,27 +52,40 @@ __all__ = [
 
 # The doc's limits and weights; used only when exchangeInfo publishes no usable rateLimits entry.
 DEFAULT_LIMITS = RateLimits(
-    weight_per_minute=2400, orders_per_minute=1200, place_weight=1, batch_place_weight=5, cancel_weight=1,
-    batch_cancel_weight=1, query_weight=1, open_orders_weight=40, positions_weight=5, max_batch_place=5,
+    weight_per_minute=2400,
+    orders_per_minute=1200,
+    place_weight=1,
+    batch_place_weight=5,
+    cancel_weight=1,
+    batch_cancel_weight=1,
+    query_weight=1,
+    open_orders_weight=40,
+    positions_weight=5,
+    max_batch_place=5,
     max_batch_cancel=10,
 )
 _INTERVAL_SECONDS: Mapping[str, int] = MappingProxyType(
-    {"SECOND": 1, "TEN_SECONDS": 10, "MINUTE": 60, "HOUR": 3600, "DAY": 86400})
+    {"SECOND": 1, "TEN_SECONDS": 10, "MINUTE": 60, "HOUR": 3600, "DAY": 86400}
+)
 
 EXEC_TYPES = frozenset({"NEW", "TRADE", "CANCELED", "EXPIRED", "CALCULATED", "AMENDMENT"})
 # posmon's OrderType names only what posmon places. Other programs' orders (and liquidations) still reach
 # the position actors, so their types map onto the posmon type that executes alike.
-_FOREIGN_TYPES: Mapping[str, OrderType] = MappingProxyType({
-    "STOP": OrderType.LIMIT,
-    "TAKE_PROFIT": OrderType.LIMIT,
-    "TRAILING_STOP_MARKET": OrderType.MARKET,
-    "LIQUIDATION": OrderType.MARKET,
-})
+_FOREIGN_TYPES: Mapping[str, OrderType] = MappingProxyType(
+    {
+        "STOP": OrderType.LIMIT,
+        "TAKE_PROFIT": OrderType.LIMIT,
+        "TRAILING_STOP_MARKET": OrderType.MARKET,
+        "LIQUIDATION": OrderType.MARKET,
+    }
+)
 # Liquidation statuses of the user stream: the order is live, its fills follow.
-_FOREIGN_STATUSES: Mapping[str, OrderStatus] = MappingProxyType({
-    "NEW_INSURANCE": OrderStatus.NEW,
-    "NEW_ADL": OrderStatus.NEW,
-})
+_FOREIGN_STATUSES: Mapping[str, OrderStatus] = MappingProxyType(
+    {
+        "NEW_INSURANCE": OrderStatus.NEW,
+        "NEW_ADL": OrderStatus.NEW,
+    }
+)
 _POSITION_SIDES = ("BOTH", "LONG", "SHORT")
 
 _E = TypeVar("_E", OrderSide, OrderType, OrderStatus)
@@ -101,18 +114,27 @@ def order_params(order: OrderRequest) -> list[tuple[str, str]]:
     workingType (no timeInForce: these take GTC only, which is the default). ``reduceOnly`` only in one-way
     mode (positionSide BOTH); in hedge mode the position side already closes.
     """
-    params = [("symbol", order.symbol), ("side", order.side.value), ("positionSide", order.position_side),
-              ("type", order.type.value)]
+    params = [
+        ("symbol", order.symbol),
+        ("side", order.side.value),
+        ("positionSide", order.position_side),
+        ("type", order.type.value),
+    ]
     match order.type:
         case OrderType.LIMIT:
-            params += [("timeInForce", "GTC"), ("quantity", plain(order.qty)),
-                       ("price", plain(_required(order.price, order, "price")))]
+            params += [
+                ("timeInForce", "GTC"),
+                ("quantity", plain(order.qty)),
+                ("price", plain(_required(order.price, order, "price"))),
+            ]
         case OrderType.MARKET:
             params.append(("quantity", plain(order.qty)))
         case OrderType.STOP_MARKET | OrderType.TAKE_PROFIT_MARKET:
-            params += [("quantity", plain(order.qty)),
-                       ("stopPrice", plain(_required(order.stop_price, order, "stop_price"))),
-                       ("workingType", order.working_type.value)]
+            params += [
+                ("quantity", plain(order.qty)),
+                ("stopPrice", plain(_required(order.stop_price, order, "stop_price"))),
+                ("workingType", order.working_type.value),
+            ]
     if order.reduce_only and order.position_side == "BOTH":
         params.append(("reduceOnly", "true"))
     params.append(("newClientOrderId", order.client_id))
@@ -209,11 +231,19 @@ def _symbol_rules(symbol: str, entry: dict[str, Any]) -> SymbolRules:
     if notional_filter is not None:
         key = "notional" if "notional" in notional_filter else "minNotional"
         min_notional = fields.non_negative(notional_filter, key)
-    bounds = {name: fields.non_negative(price_filter, key) for name, key in (("min_price", "minPrice"),
-                                                                              ("max_price", "maxPrice"))
-              if key in price_filter}
-    return SymbolRules(symbol=symbol, tick_size=tick, step_size=step, min_qty=fields.non_negative(lot_size, "minQty"),
-                       min_notional=min_notional, **bounds)
+    bounds = {
+        name: fields.non_negative(price_filter, key)
+        for name, key in (("min_price", "minPrice"), ("max_price", "maxPrice"))
+        if key in price_filter
+    }
+    return SymbolRules(
+        symbol=symbol,
+        tick_size=tick,
+        step_size=step,
+        min_qty=fields.non_negative(lot_size, "minQty"),
+        min_notional=min_notional,
+        **bounds,
+    )
 
 
 def parse_rate_limits(items: Any, base: RateLimits = DEFAULT_LIMITS) -> RateLimits | None:
@@ -234,9 +264,16 @@ def parse_rate_limits(items: Any, base: RateLimits = DEFAULT_LIMITS) -> RateLimi
         interval = _INTERVAL_SECONDS.get(named) if isinstance(named, str) else None
         num = entry.get("intervalNum", 1)
         limit = entry.get("limit")
-        if interval is None or isinstance(num, bool) or not isinstance(num, int) or num < 1 \
-                or isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= fields.MAX_INT \
-                or num > 10**6:
+        if (
+            interval is None
+            or isinstance(num, bool)
+            or not isinstance(num, int)
+            or num < 1
+            or isinstance(limit, bool)
+            or not isinstance(limit, int)
+            or not 1 <= limit <= fields.MAX_INT
+            or num > 10**6
+        ):
             raise MalformedMessage(f"rateLimits entry not understood: {fields.show(entry)}")
         window = interval * num
         if window > 60:
@@ -248,11 +285,16 @@ def parse_rate_limits(items: Any, base: RateLimits = DEFAULT_LIMITS) -> RateLimi
     return RateLimits(
         weight_per_minute=per_minute.get("REQUEST_WEIGHT", base.weight_per_minute),
         orders_per_minute=per_minute.get("ORDERS", base.orders_per_minute),
-        place_weight=base.place_weight, batch_place_weight=base.batch_place_weight,
-        cancel_weight=base.cancel_weight, batch_cancel_weight=base.batch_cancel_weight,
-        query_weight=base.query_weight, open_orders_weight=base.open_orders_weight,
-        positions_weight=base.positions_weight, max_batch_place=base.max_batch_place,
-        max_batch_cancel=base.max_batch_cancel, mark_prices_weight=base.mark_prices_weight,
+        place_weight=base.place_weight,
+        batch_place_weight=base.batch_place_weight,
+        cancel_weight=base.cancel_weight,
+        batch_cancel_weight=base.batch_cancel_weight,
+        query_weight=base.query_weight,
+        open_orders_weight=base.open_orders_weight,
+        positions_weight=base.positions_weight,
+        max_batch_place=base.max_batch_place,
+        max_batch_cancel=base.max_batch_cancel,
+        mark_prices_weight=base.mark_prices_weight,
     )
 
 
@@ -299,8 +341,14 @@ def parse_positions(data: Any) -> list[PositionState]:
             continue
         ps = _position_side(p, "positionSide", default="BOTH")
         side = (Side.LONG if amount > 0 else Side.SHORT) if ps == "BOTH" else Side(ps)
-        out.append(PositionState(symbol=fields.text(p, "symbol"), side=side, qty=abs(amount),
-                                 entry_price=fields.non_negative(p, "entryPrice")))
+        out.append(
+            PositionState(
+                symbol=fields.text(p, "symbol"),
+                side=side,
+                qty=abs(amount),
+                entry_price=fields.non_negative(p, "entryPrice"),
+            )
+        )
     return out
 
 
@@ -312,8 +360,9 @@ def parse_mark_prices(data: Any) -> list[MarkPrice]:
         entry = fields.as_object(item, "premiumIndex entry")
         price = fields.non_negative(entry, "markPrice")  # "0": no mark yet, left out
         if price > 0:
-            out.append(MarkPrice(symbol=fields.text(entry, "symbol"), price=price,
-                                 time=fields.millis(entry, "time") / 1000))
+            out.append(
+                MarkPrice(symbol=fields.text(entry, "symbol"), price=price, time=fields.millis(entry, "time") / 1000)
+            )
     return out
 
 
@@ -351,8 +400,9 @@ def parse_user_frame(frame: bytes) -> list[UserEvent]:
         entries = account.get("P", [])  # a crossed funding fee comes with balances only
         if not isinstance(entries, list):
             raise MalformedMessage(f"ACCOUNT_UPDATE 'a.P' is not a list: {fields.show(entries)}")
-        return [u for entry in entries
-                for u in _position_updates(fields.as_object(entry, "ACCOUNT_UPDATE position"), time)]
+        return [
+            u for entry in entries for u in _position_updates(fields.as_object(entry, "ACCOUNT_UPDATE position"), time)
+        ]
     if not isinstance(kind, str) or not kind:
         raise MalformedMessage(f"user event without an 'e' string: {fields.show(data)}")
     return []  # listenKeyExpired, MARGIN_CALL, ACCOUNT_CONFIG_UPDATE, announcement, ...
@@ -406,15 +456,19 @@ def _order_update(data: dict[str, Any]) -> OrderUpdate:
 
 
 def _forced(client_id: str, order_type: str, status: str, exec_type: str) -> str | None:
-    """"ADL" or "LIQUIDATION" for the venue's forced orders (Binance semantics, see docs/aster-api.md), else None.
+    """ "ADL" or "LIQUIDATION" for the venue's forced orders (Binance semantics, see docs/aster-api.md), else None.
 
     ADL: client id ``adl_autoclose`` (any suffix) or status ``NEW_ADL``. Liquidation: client id ``autoclose-...``,
     order type ``LIQUIDATION``, status ``NEW_INSURANCE``, or a ``CALCULATED`` execution with no ADL marker.
     """
     if client_id.startswith("adl_autoclose") or status == "NEW_ADL":
         return "ADL"
-    if client_id.startswith("autoclose-") or order_type == "LIQUIDATION" or status == "NEW_INSURANCE" \
-            or exec_type == "CALCULATED":
+    if (
+        client_id.startswith("autoclose-")
+        or order_type == "LIQUIDATION"
+        or status == "NEW_INSURANCE"
+        or exec_type == "CALCULATED"
+    ):
         return "LIQUIDATION"
     return None
 
@@ -439,8 +493,12 @@ def _position_updates(entry: dict[str, Any], time: float) -> list[PositionUpdate
 
 def _order_id(obj: dict[str, Any], key: str) -> str:
     value = fields.required(obj, key)
-    if isinstance(value, bool) or not isinstance(value, int | str) or value == "" \
-            or (isinstance(value, str) and len(value) > fields.MAX_TEXT_CHARS):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | str)
+        or value == ""
+        or (isinstance(value, str) and len(value) > fields.MAX_TEXT_CHARS)
+    ):
         raise MalformedMessage(f"order id {key!r} is neither an integer nor a string: {fields.show(value)}")
     return str(value)
 

@@ -81,16 +81,21 @@ class UsageGauge:
 
 def make_signer(settings: AsterSettings, clock: ServerClock) -> Signer:
     if settings.auth == "v3":
-        return Eip712Signer(settings.signer_private_key, settings.signer, settings.user, settings.chain_id,
-                            clock=clock)
+        return Eip712Signer(settings.signer_private_key, settings.signer, settings.user, settings.chain_id, clock=clock)
     return HmacSigner(settings.api_key, settings.api_secret, clock=clock, recv_window_ms=settings.recv_window_ms)
 
 
 class AsterRest:
     """Typed calls to the Aster REST API; create with ``async with AsterRest.open(settings) as rest``."""
 
-    def __init__(self, settings: AsterSettings, client: httpx.AsyncClient, *,
-                 clock: Callable[[], float] = time.time, sign_in_thread: bool = True) -> None:
+    def __init__(
+        self,
+        settings: AsterSettings,
+        client: httpx.AsyncClient,
+        *,
+        clock: Callable[[], float] = time.time,
+        sign_in_thread: bool = True,
+    ) -> None:
         self.settings = settings
         self._sign_in_thread = sign_in_thread
         self.clock = ServerClock(clock)
@@ -106,16 +111,25 @@ class AsterRest:
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, settings: AsterSettings, *, transport: httpx.AsyncBaseTransport | None = None,
-                   clock: Callable[[], float] = time.time, sign_in_thread: bool = True) -> AsyncIterator[AsterRest]:
+    async def open(
+        cls,
+        settings: AsterSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+        sign_in_thread: bool = True,
+    ) -> AsyncIterator[AsterRest]:
         """One connection pool for the venue's lifetime, closed on exit; ``transport`` is for tests.
 
         ``sign_in_thread=False`` signs on the trio thread: for tests on trio's MockClock, which would
         otherwise jump time while a worker thread signs.
         """
-        async with httpx.AsyncClient(base_url=settings.rest_url, transport=transport,
-                                     timeout=httpx.Timeout(settings.request_timeout_seconds),
-                                     headers={"User-Agent": USER_AGENT}) as client:
+        async with httpx.AsyncClient(
+            base_url=settings.rest_url,
+            transport=transport,
+            timeout=httpx.Timeout(settings.request_timeout_seconds),
+            headers={"User-Agent": USER_AGENT},
+        ) as client:
             yield cls(settings, client, clock=clock, sign_in_thread=sign_in_thread)
 
     # --- market data -------------------------------------------------------------------------------------
@@ -137,21 +151,24 @@ class AsterRest:
 
     async def exchange_info(self) -> codec.ExchangeInfo:
         path = f"{self._prefix}/exchangeInfo"
-        return self._parsed(codec.parse_exchange_info, await self._call("GET", path, security=Security.NONE),
-                            f"GET {path}")
+        return self._parsed(
+            codec.parse_exchange_info, await self._call("GET", path, security=Security.NONE), f"GET {path}"
+        )
 
     async def premium_index(self, symbol: str | None = None) -> list[MarkPrice]:
         path = f"{self._prefix}/premiumIndex"
         params = [("symbol", symbol)] if symbol else []
-        return self._parsed(codec.parse_mark_prices, await self._call("GET", path, params, security=Security.NONE),
-                            f"GET {path}")
+        return self._parsed(
+            codec.parse_mark_prices, await self._call("GET", path, params, security=Security.NONE), f"GET {path}"
+        )
 
     # --- orders ------------------------------------------------------------------------------------------
 
     async def new_order(self, order: OrderRequest) -> OrderState:
         path = f"{self._prefix}/order"
-        return self._parsed(codec.parse_order, await self._call("POST", path, codec.order_params(order)),
-                            f"POST {path}")
+        return self._parsed(
+            codec.parse_order, await self._call("POST", path, codec.order_params(order)), f"POST {path}"
+        )
 
     async def batch_orders(self, orders: Sequence[OrderRequest]) -> list[BatchResult]:
         """One ``POST batchOrders`` (the caller keeps it <= 5); refused items come back as typed errors in place."""
@@ -167,8 +184,9 @@ class AsterRest:
     async def cancel_orders(self, symbol: str, client_ids: Sequence[str]) -> list[BatchResult]:
         """One ``DELETE batchOrders`` by client order id (the caller keeps it <= 10); per-item errors in place."""
         path = f"{self._prefix}/batchOrders"
-        data = await self._call("DELETE", path, [("symbol", symbol),
-                                                 ("origClientOrderIdList", codec.client_ids_param(client_ids))])
+        data = await self._call(
+            "DELETE", path, [("symbol", symbol), ("origClientOrderIdList", codec.client_ids_param(client_ids))]
+        )
         return self._batch_items(data, len(client_ids), f"DELETE {path}")
 
     async def query_order(self, symbol: str, client_id: str) -> OrderState:
@@ -236,8 +254,9 @@ class AsterRest:
 
     def _batch_items(self, data: Any, expected: int, request: str) -> list[BatchResult]:
         if not isinstance(data, list) or len(data) != expected:
-            raise OutcomeUnknown(f"batch answer is not a list of {expected} items: {fields.show(data)}",
-                                 request=request)
+            raise OutcomeUnknown(
+                f"batch answer is not a list of {expected} items: {fields.show(data)}", request=request
+            )
         out: list[BatchResult] = []
         for item in data:
             err = codec.error_body(item)
@@ -250,8 +269,7 @@ class AsterRest:
                 out.append(self._parsed(codec.parse_order, item, request))
         return out
 
-    async def _call(self, method: str, path: str, params: Params = (), *,
-                    security: Security = Security.SIGNED) -> Any:
+    async def _call(self, method: str, path: str, params: Params = (), *, security: Security = Security.SIGNED) -> Any:
         """Send one request (re-signed on the one allowed retry) and return its decoded JSON."""
         request = f"{method} {path}"
         for attempt in range(2):
@@ -286,11 +304,13 @@ class AsterRest:
     async def _send(self, method: str, path: str, prepared: SignedRequest, request: str) -> Any:
         url = f"{path}?{prepared.query}" if prepared.query else path
         try:
-            response = await self._client.request(method, url, content=prepared.body or None,
-                                                  headers=dict(prepared.headers))
+            response = await self._client.request(
+                method, url, content=prepared.body or None, headers=dict(prepared.headers)
+            )
         except httpx.TimeoutException as exc:
-            raise OutcomeUnknown(f"no answer within {self.settings.request_timeout_seconds}s "
-                                 f"({type(exc).__name__})", request=request) from exc
+            raise OutcomeUnknown(
+                f"no answer within {self.settings.request_timeout_seconds}s ({type(exc).__name__})", request=request
+            ) from exc
         except httpx.TransportError as exc:
             raise OutcomeUnknown(f"connection failed ({type(exc).__name__}: {exc})", request=request) from exc
         self.usage.update(response.headers)
@@ -308,8 +328,7 @@ def _decode(response: httpx.Response, request: str) -> Any:
     err = codec.error_body(data)
     if 200 <= status < 300:
         if not readable:
-            raise OutcomeUnknown(f"HTTP {status} with an unreadable body: {response.content[:200]!r}",
-                                 request=request)
+            raise OutcomeUnknown(f"HTTP {status} with an unreadable body: {response.content[:200]!r}", request=request)
         if err is None:
             return data
     code, msg = err if err is not None else (None, "")

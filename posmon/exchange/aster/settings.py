@@ -41,8 +41,14 @@ UINT256_MAX = 2**256 - 1
 
 def _url(schemes: tuple[str, ...], *, empty_ok: bool = False) -> Callable[[Any], bool]:
     def ok(v: Any) -> bool:
-        return (empty_ok and v == "") or (isinstance(v, str) and v.startswith(schemes) and "://" in v
-                                          and len(v) > v.index("://") + 3 and not v.endswith("/"))
+        return (empty_ok and v == "") or (
+            isinstance(v, str)
+            and v.startswith(schemes)
+            and "://" in v
+            and len(v) > v.index("://") + 3
+            and not v.endswith("/")
+        )
+
     return ok
 
 
@@ -51,26 +57,58 @@ def _symbols_ok(v: tuple[str, ...]) -> bool:
 
 
 _KEYS: tuple[_Key, ...] = (
-    _Key("rest_url", "str", "expected an http:// or https:// base URL without a trailing slash, or '' for the "
-         "embedded simulator", _url(("http://", "https://"), empty_ok=True)),
-    _Key("ws_url", "str", "expected a ws:// or wss:// base URL without a trailing slash, or '' for the embedded "
-         "simulator", _url(("ws://", "wss://"), empty_ok=True)),
+    _Key(
+        "rest_url",
+        "str",
+        "expected an http:// or https:// base URL without a trailing slash, or '' for the embedded simulator",
+        _url(("http://", "https://"), empty_ok=True),
+    ),
+    _Key(
+        "ws_url",
+        "str",
+        "expected a ws:// or wss:// base URL without a trailing slash, or '' for the embedded simulator",
+        _url(("ws://", "wss://"), empty_ok=True),
+    ),
     _Key("api_key", "str", "expected a non-empty API key string", lambda v: v != "", secret=True),
     _Key("api_secret", "str", "expected a non-empty API secret string", lambda v: v != "", secret=True),
-    _Key("signer", "str", "expected an address: 0x followed by 40 hex digits",
-         lambda v: _ADDRESS_RE.fullmatch(v) is not None, public=True),
-    _Key("signer_private_key", "str", "expected a private key: 64 hex digits, optionally 0x-prefixed",
-         lambda v: _PRIVATE_KEY_RE.fullmatch(v) is not None, secret=True),
-    _Key("user", "str", "expected an address: 0x followed by 40 hex digits",
-         lambda v: _ADDRESS_RE.fullmatch(v) is not None),
+    _Key(
+        "signer",
+        "str",
+        "expected an address: 0x followed by 40 hex digits",
+        lambda v: _ADDRESS_RE.fullmatch(v) is not None,
+        public=True,
+    ),
+    _Key(
+        "signer_private_key",
+        "str",
+        "expected a private key: 64 hex digits, optionally 0x-prefixed",
+        lambda v: _PRIVATE_KEY_RE.fullmatch(v) is not None,
+        secret=True,
+    ),
+    _Key(
+        "user",
+        "str",
+        "expected an address: 0x followed by 40 hex digits",
+        lambda v: _ADDRESS_RE.fullmatch(v) is not None,
+    ),
     _Key("auth", "str", "expected one of 'v1', 'v3'", lambda v: v in ("v1", "v3"), public=True),
     numeric("chain_id", "int", ge=1, le=UINT256_MAX, note=" (EIP-712 uint256; 1666 mainnet, 714 testnet)"),
     numeric("recv_window_ms", "int", ge=1, le=60_000),
-    _Key("symbols", "symbols", "expected a list of unique upper-case symbols such as 'BTCUSDT' (empty: every "
-         "symbol the venue lists)", _symbols_ok),
+    _Key(
+        "symbols",
+        "symbols",
+        "expected a list of unique upper-case symbols such as 'BTCUSDT' (empty: every symbol the venue lists)",
+        _symbols_ok,
+    ),
     _Key("mark_stream", "str", "expected one of 'all', 'symbols'", lambda v: v in ("all", "symbols")),
-    numeric("listen_key_keepalive_seconds", "float", gt=0, lt=LISTEN_KEY_LIFETIME_SECONDS, public=True,
-            note=f" (a listenKey expires {LISTEN_KEY_LIFETIME_SECONDS // 60} minutes after its last keepalive)"),
+    numeric(
+        "listen_key_keepalive_seconds",
+        "float",
+        gt=0,
+        lt=LISTEN_KEY_LIFETIME_SECONDS,
+        public=True,
+        note=f" (a listenKey expires {LISTEN_KEY_LIFETIME_SECONDS // 60} minutes after its last keepalive)",
+    ),
     numeric("request_timeout_seconds", "float", gt=0, le=600),
 )
 
@@ -120,25 +158,30 @@ def _build(values: dict[str, Any], where: Mapping[str, str]) -> AsterSettings:
                 raise ConfigError(
                     f"{_where(name, where)}: missing (value ''); auth 'v1' needs {SECTION}.api_key and "
                     f"{SECTION}.api_secret (or {ENV_PREFIX}API_KEY / {ENV_PREFIX}API_SECRET); "
-                    f"for wallet signing set {SECTION}.signer_private_key and {SECTION}.user instead")
+                    f"for wallet signing set {SECTION}.signer_private_key and {SECTION}.user instead"
+                )
     else:
         for name in ("signer_private_key", "user"):
             if not values.get(name):
                 raise ConfigError(
                     f"{_where(name, where)}: missing (value ''); auth 'v3' needs {SECTION}.signer_private_key "
                     f"(the API wallet's key) and {SECTION}.user (the main wallet address); {SECTION}.signer "
-                    f"defaults to the key's address")
+                    f"defaults to the key's address"
+                )
         derived = _address_of(values["signer_private_key"])
         signer = values.get("signer") or derived
         if signer.lower() != derived.lower():
             raise ConfigError(
                 f"{_where('signer', where)}: invalid value {signer!r}; expected the address of "
-                f"{SECTION}.signer_private_key ({derived}) or leave it unset")
+                f"{SECTION}.signer_private_key ({derived}) or leave it unset"
+            )
         values["signer"] = signer
     if (values.get("rest_url") == "") != (values.get("ws_url") == ""):
         name = "rest_url" if values.get("rest_url") == "" else "ws_url"
-        raise ConfigError(f"{_where(name, where)}: invalid value ''; leave both {SECTION}.rest_url and "
-                          f"{SECTION}.ws_url empty for the embedded simulator, or set both")
+        raise ConfigError(
+            f"{_where(name, where)}: invalid value ''; leave both {SECTION}.rest_url and "
+            f"{SECTION}.ws_url empty for the embedded simulator, or set both"
+        )
     return AsterSettings(**values)
 
 
@@ -147,8 +190,10 @@ def _address_of(private_key: str) -> str:
     try:
         return _derived_address(private_key)
     except Exception as exc:  # e.g. zero or >= curve order: the pattern cannot catch those
-        raise ConfigError(f"{SECTION}.signer_private_key: invalid value '***'; not a valid secp256k1 private key "
-                          f"({type(exc).__name__})") from None
+        raise ConfigError(
+            f"{SECTION}.signer_private_key: invalid value '***'; not a valid secp256k1 private key "
+            f"({type(exc).__name__})"
+        ) from None
 
 
 @functools.lru_cache(maxsize=4)

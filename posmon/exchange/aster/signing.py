@@ -107,16 +107,18 @@ class Signer(Protocol):
 
 def _place(text: str, headers: Mapping[str, str], in_body: bool) -> SignedRequest:
     if in_body:
-        return SignedRequest("", text.encode(), MappingProxyType({**headers, "Content-Type":
-                                                                  "application/x-www-form-urlencoded"}))
+        return SignedRequest(
+            "", text.encode(), MappingProxyType({**headers, "Content-Type": "application/x-www-form-urlencoded"})
+        )
     return SignedRequest(text, b"", MappingProxyType(dict(headers)))
 
 
 class HmacSigner:
     """v1: ``X-MBX-APIKEY`` header, ``recvWindow`` and ``timestamp`` params, hex HMAC-SHA256 signature last."""
 
-    def __init__(self, api_key: str, secret: str, *, clock: ServerClock | None = None,
-                 recv_window_ms: int = 5000) -> None:
+    def __init__(
+        self, api_key: str, secret: str, *, clock: ServerClock | None = None, recv_window_ms: int = 5000
+    ) -> None:
         self._headers = MappingProxyType({"X-MBX-APIKEY": api_key})
         self._secret = secret.encode()
         self.clock = clock if clock is not None else ServerClock()
@@ -130,8 +132,9 @@ class HmacSigner:
         return hmac.new(self._secret, (query + body).encode(), hashlib.sha256).hexdigest()
 
     def sign(self, params: Params, *, in_body: bool) -> SignedRequest:
-        text = encode_params([*params, ("recvWindow", str(self.recv_window_ms)),
-                              ("timestamp", str(self.clock.now_ms()))])
+        text = encode_params(
+            [*params, ("recvWindow", str(self.recv_window_ms)), ("timestamp", str(self.clock.now_ms()))]
+        )
         return _place(f"{text}&signature={self.signature(text)}", self._headers, in_body)
 
     def unsigned(self, params: Params, *, in_body: bool) -> SignedRequest:
@@ -144,16 +147,21 @@ class Eip712Signer:
     ``sign`` is thread-safe (the REST client runs it in a worker thread: secp256k1 signing is CPU work).
     """
 
-    def __init__(self, signer_private_key: str, signer: str, user: str, chain_id: int, *,
-                 clock: ServerClock | None = None) -> None:
+    def __init__(
+        self, signer_private_key: str, signer: str, user: str, chain_id: int, *, clock: ServerClock | None = None
+    ) -> None:
         self._key = keys.PrivateKey(bytes.fromhex(signer_private_key.removeprefix("0x")))
         self.signer = signer
         self.user = user
         self.chain_id = chain_id
         self.clock = clock if clock is not None else ServerClock()
         self._domain_separator = keccak(
-            _DOMAIN_TYPEHASH + keccak(DOMAIN_NAME.encode()) + keccak(DOMAIN_VERSION.encode())
-            + chain_id.to_bytes(32, "big") + bytes.fromhex(VERIFYING_CONTRACT[2:]).rjust(32, b"\0"))
+            _DOMAIN_TYPEHASH
+            + keccak(DOMAIN_NAME.encode())
+            + keccak(DOMAIN_VERSION.encode())
+            + chain_id.to_bytes(32, "big")
+            + bytes.fromhex(VERIFYING_CONTRACT[2:]).rjust(32, b"\0")
+        )
         self._last_nonce = 0
         self._lock = threading.Lock()
 
@@ -185,14 +193,21 @@ class Eip712Signer:
         """The full typed-data document (for checking against eth-account; the hot path uses ``digest``)."""
         return {
             "types": {
-                "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
-                                 {"name": "chainId", "type": "uint256"},
-                                 {"name": "verifyingContract", "type": "address"}],
+                "EIP712Domain": [
+                    {"name": "name", "type": "string"},
+                    {"name": "version", "type": "string"},
+                    {"name": "chainId", "type": "uint256"},
+                    {"name": "verifyingContract", "type": "address"},
+                ],
                 "Message": [{"name": "msg", "type": "string"}],
             },
             "primaryType": "Message",
-            "domain": {"name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": self.chain_id,
-                       "verifyingContract": VERIFYING_CONTRACT},
+            "domain": {
+                "name": DOMAIN_NAME,
+                "version": DOMAIN_VERSION,
+                "chainId": self.chain_id,
+                "verifyingContract": VERIFYING_CONTRACT,
+            },
             "message": {"msg": msg},
         }
 

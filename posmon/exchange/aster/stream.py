@@ -93,17 +93,23 @@ def mark_price_path(mode: str, symbols: Sequence[str]) -> str:
     if mode == "symbols" and 0 < len(symbols) <= MAX_STREAMS_PER_CONNECTION:
         return "/stream?streams=" + "/".join(f"{s.lower()}@markPrice@1s" for s in symbols)
     if mode == "symbols" and symbols:
-        log.info("aster: %d symbols exceed %d streams per connection; using %s", len(symbols),
-                 MAX_STREAMS_PER_CONNECTION, ALL_MARKS_STREAM)
+        log.info(
+            "aster: %d symbols exceed %d streams per connection; using %s",
+            len(symbols),
+            MAX_STREAMS_PER_CONNECTION,
+            ALL_MARKS_STREAM,
+        )
     return f"/ws/{ALL_MARKS_STREAM}"
 
 
 @asynccontextmanager
-async def open_mark_price_stream(ws_url: str, mode: str, symbols: Sequence[str], *, handshake_seconds: float,
-                                 connect: Connector | None = None) -> AsyncIterator[FrameStream]:
+async def open_mark_price_stream(
+    ws_url: str, mode: str, symbols: Sequence[str], *, handshake_seconds: float, connect: Connector | None = None
+) -> AsyncIterator[FrameStream]:
     path = mark_price_path(mode, symbols)
-    opener = connect or functools.partial(open_websocket, handshake_seconds=handshake_seconds,
-                                          what="aster mark-price stream")
+    opener = connect or functools.partial(
+        open_websocket, handshake_seconds=handshake_seconds, what="aster mark-price stream"
+    )
     async with opening(handshake_seconds, "aster mark-price stream") as opened, opener(ws_url + path) as ws:
         opened.done()
         log.info("aster: mark-price stream connected (%s)", path if len(path) < 120 else f"{len(symbols)} symbols")
@@ -111,13 +117,19 @@ async def open_mark_price_stream(ws_url: str, mode: str, symbols: Sequence[str],
 
 
 @asynccontextmanager
-async def open_user_data_stream(rest: AsterRest, ws_url: str, *, keepalive_seconds: float,
-                                handshake_seconds: float,
-                                connect: Connector | None = None) -> AsyncIterator[FrameStream]:
+async def open_user_data_stream(
+    rest: AsterRest,
+    ws_url: str,
+    *,
+    keepalive_seconds: float,
+    handshake_seconds: float,
+    connect: Connector | None = None,
+) -> AsyncIterator[FrameStream]:
     """Create/fetch the listenKey, connect ``/ws/<listenKey>``, keep the key alive while the stream is open."""
     key = await rest.create_listen_key()
-    opener = connect or functools.partial(open_websocket, handshake_seconds=handshake_seconds,
-                                          what="aster user-data stream")
+    opener = connect or functools.partial(
+        open_websocket, handshake_seconds=handshake_seconds, what="aster user-data stream"
+    )
     async with opening(handshake_seconds, "aster user-data stream") as opened, opener(f"{ws_url}/ws/{key}") as ws:
         opened.done()
         log.info("aster: user-data stream connected")

@@ -49,16 +49,24 @@ class AsterVenue:
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, settings: AsterSettings, *, transport: httpx.AsyncBaseTransport | None = None,
-                   clock: Callable[[], float] = time.time, connect: Connector | None = None,
-                   sign_in_thread: bool = True) -> AsyncIterator[AsterVenue]:
+    async def open(
+        cls,
+        settings: AsterSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+        connect: Connector | None = None,
+        sign_in_thread: bool = True,
+    ) -> AsyncIterator[AsterVenue]:
         """Measure the clock offset and load rules and limits, then yield; the HTTP client closes on exit.
 
         ``transport`` and ``connect`` replace the network in tests.
         """
         if not settings.ws_url:
-            raise ConfigError("aster.ws_url: invalid value ''; the embedded simulator must fill in its websocket "
-                              "URL before the venue opens (expected a ws:// or wss:// base URL)")
+            raise ConfigError(
+                "aster.ws_url: invalid value ''; the embedded simulator must fill in its websocket "
+                "URL before the venue opens (expected a ws:// or wss:// base URL)"
+            )
         async with AsterRest.open(settings, transport=transport, clock=clock, sign_in_thread=sign_in_thread) as rest:
             venue = cls(settings, rest, connect=connect)
             await venue.sync_time()
@@ -83,8 +91,12 @@ class AsterVenue:
         """Rules of the configured symbols (all listed ones when none are configured); limits from rateLimits."""
         info = await self.rest.exchange_info()
         if not info.limits_published:
-            log.warning("aster: exchangeInfo publishes no usable rateLimits; pacing at the documented %d weight / "
-                        "%d orders per minute", info.limits.weight_per_minute, info.limits.orders_per_minute)
+            log.warning(
+                "aster: exchangeInfo publishes no usable rateLimits; pacing at the documented %d weight / "
+                "%d orders per minute",
+                info.limits.weight_per_minute,
+                info.limits.orders_per_minute,
+            )
         self.limits = info.limits
         for symbol, why in info.skipped.items():
             log.warning("aster: %s has no usable trading rules and is left out: %s", symbol, why)
@@ -92,8 +104,10 @@ class AsterVenue:
         if self.settings.symbols:
             missing = [s for s in self.settings.symbols if s not in rules]
             if missing:
-                log.error("aster: configured symbols %s are not listed (or have no usable rules); not watched",
-                          ", ".join(missing))
+                log.error(
+                    "aster: configured symbols %s are not listed (or have no usable rules); not watched",
+                    ", ".join(missing),
+                )
             rules = {s: rules[s] for s in self.settings.symbols if s in rules}
         self.rules = rules
         return dict(rules)
@@ -103,8 +117,11 @@ class AsterVenue:
         if not orders:
             return []
         if len(orders) > self.limits.max_batch_place:
-            raise Rejected(f"Invalid number of batch place orders: {len(orders)} > {self.limits.max_batch_place}.",
-                           code=BAD_BATCH_SIZE, request="place_orders")
+            raise Rejected(
+                f"Invalid number of batch place orders: {len(orders)} > {self.limits.max_batch_place}.",
+                code=BAD_BATCH_SIZE,
+                request="place_orders",
+            )
         if len(orders) == 1:
             try:
                 return [await self.rest.new_order(orders[0])]
@@ -117,8 +134,11 @@ class AsterVenue:
         if not client_ids:
             return []
         if len(client_ids) > self.limits.max_batch_cancel:
-            raise Rejected(f"Invalid number of batch cancel orders: {len(client_ids)} > "
-                           f"{self.limits.max_batch_cancel}.", code=BAD_BATCH_SIZE, request="cancel_orders")
+            raise Rejected(
+                f"Invalid number of batch cancel orders: {len(client_ids)} > {self.limits.max_batch_cancel}.",
+                code=BAD_BATCH_SIZE,
+                request="cancel_orders",
+            )
         if len(client_ids) == 1:
             try:
                 return [await self.rest.cancel_order(symbol, client_ids[0])]
@@ -150,13 +170,22 @@ class AsterVenue:
         await self.rest.set_position_mode(hedge)
 
     def connect_prices(self, symbols: Sequence[str]) -> AbstractAsyncContextManager[FrameStream]:
-        return open_mark_price_stream(self.settings.ws_url, self.settings.mark_stream, symbols,
-                                      handshake_seconds=self.settings.request_timeout_seconds, connect=self._connect)
+        return open_mark_price_stream(
+            self.settings.ws_url,
+            self.settings.mark_stream,
+            symbols,
+            handshake_seconds=self.settings.request_timeout_seconds,
+            connect=self._connect,
+        )
 
     def connect_user_stream(self) -> AbstractAsyncContextManager[FrameStream]:
-        return open_user_data_stream(self.rest, self.settings.ws_url,
-                                     keepalive_seconds=self.settings.listen_key_keepalive_seconds,
-                                     handshake_seconds=self.settings.request_timeout_seconds, connect=self._connect)
+        return open_user_data_stream(
+            self.rest,
+            self.settings.ws_url,
+            keepalive_seconds=self.settings.listen_key_keepalive_seconds,
+            handshake_seconds=self.settings.request_timeout_seconds,
+            connect=self._connect,
+        )
 
     def parse_price_frame(self, frame: bytes) -> list[MarkPrice]:
         return codec.parse_price_frame(frame)

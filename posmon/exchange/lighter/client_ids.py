@@ -48,7 +48,7 @@ class ClientIds:
     def index(self, client_id: str) -> int:
         """The ``client_order_index`` of a posmon id (or the index inside a ``lighter-<n>`` id)."""
         if client_id.startswith(FOREIGN_PREFIX):
-            digits = client_id[len(FOREIGN_PREFIX):]
+            digits = client_id[len(FOREIGN_PREFIX) :]
             if digits.isdigit() and digits.isascii() and int(digits) > 0:
                 return int(digits)
             raise UnmappableId(f"{client_id!r} is not 'lighter-<positive integer>'")

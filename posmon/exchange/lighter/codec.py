@@ -110,14 +110,29 @@ def parse_order(data: Any, markets: MarketTable, ids: ClientIds) -> LighterOrder
     price = _amount(o, "price") if "price" in o else Decimal(0)
     trigger = _amount(o, "trigger_price") if o.get("trigger_price") not in (None, "") else Decimal(0)
     state = OrderState(
-        client_id=ids.client_id(client_index, order_index), order_id=str(order_index), symbol=symbol,
-        side=OrderSide.SELL if is_ask else OrderSide.BUY, position_side="BOTH", type=_TYPES[kind],
-        status=_status(o, filled), qty=qty, filled_qty=filled,
+        client_id=ids.client_id(client_index, order_index),
+        order_id=str(order_index),
+        symbol=symbol,
+        side=OrderSide.SELL if is_ask else OrderSide.BUY,
+        position_side="BOTH",
+        type=_TYPES[kind],
+        status=_status(o, filled),
+        qty=qty,
+        filled_qty=filled,
         avg_price=fields.derived(quote / filled, "average fill price") if filled > 0 else Decimal(0),
         price=price if price > 0 else None,
-        stop_price=trigger if trigger > 0 else None, reduce_only=reduce_only)
-    return LighterOrder(state, order_index, client_index, market_id, quote, _order_time(o),
-                        "LIQUIDATION" if kind == "liquidation" else None)
+        stop_price=trigger if trigger > 0 else None,
+        reduce_only=reduce_only,
+    )
+    return LighterOrder(
+        state,
+        order_index,
+        client_index,
+        market_id,
+        quote,
+        _order_time(o),
+        "LIQUIDATION" if kind == "liquidation" else None,
+    )
 
 
 def parse_orders(data: Any, markets: MarketTable, ids: ClientIds) -> list[LighterOrder]:
@@ -221,13 +236,30 @@ def order_update(order: LighterOrder, last_qty: Decimal, last_price: Decimal, ti
     if last_qty > 0:
         exec_type = "TRADE"
     else:
-        exec_type = {OrderStatus.CANCELED: "CANCELED", OrderStatus.EXPIRED: "EXPIRED",
-                     OrderStatus.REJECTED: "REJECTED"}.get(s.status, "NEW")
-    return OrderUpdate(symbol=s.symbol, client_id=s.client_id, order_id=s.order_id, side=s.side,
-                       position_side="BOTH", type=s.type, status=s.status, exec_type=exec_type, qty=s.qty,
-                       filled_qty=s.filled_qty, last_qty=last_qty, last_price=last_price, avg_price=s.avg_price,
-                       reduce_only=s.reduce_only, realized_pnl=Decimal(0), time=order.time or time,
-                       forced=order.forced)
+        exec_type = {
+            OrderStatus.CANCELED: "CANCELED",
+            OrderStatus.EXPIRED: "EXPIRED",
+            OrderStatus.REJECTED: "REJECTED",
+        }.get(s.status, "NEW")
+    return OrderUpdate(
+        symbol=s.symbol,
+        client_id=s.client_id,
+        order_id=s.order_id,
+        side=s.side,
+        position_side="BOTH",
+        type=s.type,
+        status=s.status,
+        exec_type=exec_type,
+        qty=s.qty,
+        filled_qty=s.filled_qty,
+        last_qty=last_qty,
+        last_price=last_price,
+        avg_price=s.avg_price,
+        reduce_only=s.reduce_only,
+        realized_pnl=Decimal(0),
+        time=order.time or time,
+        forced=order.forced,
+    )
 
 
 # ---- positions and prices -------------------------------------------------------------------------------------
@@ -329,8 +361,9 @@ def parse_price_frame(frame: bytes, markets: MarketTable, now: float) -> list[Ma
     return [m for e in entries if (m := _mark(e, markets, at)) is not None]
 
 
-def parse_user_frame(frame: bytes, markets: MarketTable, ids: ClientIds, fills: FillTracker,
-                     now: float) -> list[UserEvent]:
+def parse_user_frame(
+    frame: bytes, markets: MarketTable, ids: ClientIds, fills: FillTracker, now: float
+) -> list[UserEvent]:
     """Orders (``account_all_orders``) and positions (``account_all``); [] for acks, pings and other channels.
 
     A ``subscribed/...`` frame is the channel's snapshot: its orders set the fill baseline and report no
@@ -347,8 +380,11 @@ def parse_user_frame(frame: bytes, markets: MarketTable, ids: ClientIds, fills: 
         positions = data.get("positions") or {}
         if not isinstance(positions, dict):
             raise MalformedMessage(f"'positions' is not an object keyed by market id: {fields.show(positions)}")
-        updates: list[UserEvent] = [PositionUpdate(p, at) for entry in positions.values()
-                                    for p in _position(fields.as_object(entry, "position"), markets)]
+        updates: list[UserEvent] = [
+            PositionUpdate(p, at)
+            for entry in positions.values()
+            for p in _position(fields.as_object(entry, "position"), markets)
+        ]
         for order_index, forced in _forced_trades(data):  # after the whole frame parsed: a bad one changes nothing
             fills.note_forced(order_index, forced)
         return updates
@@ -384,8 +420,9 @@ def _forced_trades(data: dict[str, Any]) -> list[tuple[int, str]]:
     return out
 
 
-def _order_events(data: dict[str, Any], markets: MarketTable, ids: ClientIds, fills: FillTracker, at: float, *,
-                  snapshot: bool) -> list[UserEvent]:
+def _order_events(
+    data: dict[str, Any], markets: MarketTable, ids: ClientIds, fills: FillTracker, at: float, *, snapshot: bool
+) -> list[UserEvent]:
     by_market = data.get("orders") or {}
     if not isinstance(by_market, dict):
         raise MalformedMessage(f"'orders' is not an object keyed by market id: {fields.show(by_market)}")
@@ -420,4 +457,3 @@ def _int(obj: dict[str, Any], key: str) -> int:
 def _amount(obj: dict[str, Any], key: str) -> Decimal:
     """Amounts and prices: unsigned on Lighter (a position's direction is its ``sign``); integers allowed."""
     return fields.non_negative(obj, key, ints=True)
-

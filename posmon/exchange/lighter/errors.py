@@ -30,11 +30,13 @@ NONCES_NOT_CONSECUTIVE = 21105
 INVALID_PUBLIC_KEY = 21108  # "invalid PublicKey, please run changePubKey": the key is not registered
 RATE_LIMIT_RETRY_AFTER = 10.0  # a 429 without Retry-After: Lighter's window is a rolling minute
 
-_BY_CODE: Mapping[int, type[Rejected]] = MappingProxyType({
-    INVALID_NONCE: NonceExpired,
-    NONCES_NOT_CONSECUTIVE: NonceExpired,
-    INVALID_PUBLIC_KEY: AuthRejected,
-})
+_BY_CODE: Mapping[int, type[Rejected]] = MappingProxyType(
+    {
+        INVALID_NONCE: NonceExpired,
+        NONCES_NOT_CONSECUTIVE: NonceExpired,
+        INVALID_PUBLIC_KEY: AuthRejected,
+    }
+)
 _AUTH_WORDS = ("signature", "public key", "publickey", "auth", "api key")
 _PRECISION_WORDS = ("tick", "step size", "decimals", "precision")
 
@@ -47,15 +49,18 @@ def _retry_after(header: str | None) -> float:
     return value if value >= 0 else RATE_LIMIT_RETRY_AFTER
 
 
-def error_for(status: int | None, code: int | None, msg: str, *, request: str,
-              retry_after: str | None = None) -> VenueError:
+def error_for(
+    status: int | None, code: int | None, msg: str, *, request: str, retry_after: str | None = None
+) -> VenueError:
     """The typed error for one failed answer (``status`` None when only a body code is known)."""
     if status == 429 or code == 429:
-        return RateLimited(msg or "too many requests", code=code, request=request,
-                           retry_after=_retry_after(retry_after))
+        return RateLimited(
+            msg or "too many requests", code=code, request=request, retry_after=_retry_after(retry_after)
+        )
     if (status is not None and status >= 500) or (code is not None and code >= 500 and code < 600):
-        return OutcomeUnknown(msg or f"HTTP {status}: the request may or may not have taken effect", code=code,
-                              request=request)
+        return OutcomeUnknown(
+            msg or f"HTTP {status}: the request may or may not have taken effect", code=code, request=request
+        )
     if code is not None and code in _BY_CODE:
         return _BY_CODE[code](msg or f"code {code}", code=code, request=request)
     low = msg.lower()

@@ -42,9 +42,13 @@ class Market:
 
     @property
     def rules(self) -> SymbolRules:
-        return SymbolRules(symbol=self.symbol, tick_size=Decimal(1).scaleb(-self.price_decimals),
-                           step_size=Decimal(1).scaleb(-self.size_decimals), min_qty=self.min_base_amount,
-                           min_notional=self.min_quote_amount)
+        return SymbolRules(
+            symbol=self.symbol,
+            tick_size=Decimal(1).scaleb(-self.price_decimals),
+            step_size=Decimal(1).scaleb(-self.size_decimals),
+            min_qty=self.min_base_amount,
+            min_notional=self.min_quote_amount,
+        )
 
     def base_amount(self, qty: Decimal) -> int:
         """``qty`` in base units; refuses negatives, values off the step and values beyond int64."""
@@ -86,9 +90,11 @@ class MarketTable:
 
     @classmethod
     def of(cls, markets: list[Market], skipped: Mapping[str, str] | None = None) -> MarketTable:
-        return cls(MappingProxyType({m.symbol: m for m in markets}),
-                   MappingProxyType({m.market_id: m for m in markets}),
-                   MappingProxyType(dict(skipped or {})))
+        return cls(
+            MappingProxyType({m.symbol: m for m in markets}),
+            MappingProxyType({m.market_id: m for m in markets}),
+            MappingProxyType(dict(skipped or {})),
+        )
 
     def symbol_of(self, market_id: int) -> str | None:
         market = self.by_id.get(market_id)
@@ -116,12 +122,15 @@ def parse_order_book_details(data: Any) -> MarketTable:
 
 
 def _market(symbol: str, entry: dict[str, Any]) -> Market:
-    return Market(market_id=_int(entry, "market_id", 0, 2**16), symbol=symbol,
-                  size_decimals=_int(entry, "size_decimals", 0, 18),
-                  price_decimals=_int(entry, "price_decimals", 0, 18),
-                  min_base_amount=_non_negative(entry, "min_base_amount"),
-                  min_quote_amount=_non_negative(entry, "min_quote_amount"),
-                  status=fields.text(entry, "status") if "status" in entry else "active")
+    return Market(
+        market_id=_int(entry, "market_id", 0, 2**16),
+        symbol=symbol,
+        size_decimals=_int(entry, "size_decimals", 0, 18),
+        price_decimals=_int(entry, "price_decimals", 0, 18),
+        min_base_amount=_non_negative(entry, "min_base_amount"),
+        min_quote_amount=_non_negative(entry, "min_quote_amount"),
+        status=fields.text(entry, "status") if "status" in entry else "active",
+    )
 
 
 def _int(entry: dict[str, Any], key: str, low: int, high: int) -> int:

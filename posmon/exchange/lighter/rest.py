@@ -38,9 +38,21 @@ INACTIVE_ORDERS_LIMIT = 100
 class SignerLike(Protocol):
     """The part of ``posmon.exchange.lighter.signer.LighterSigner`` the adapter uses (blocking calls)."""
 
-    def create_order(self, *, market_index: int, client_order_index: int, base_amount: int, price: int,
-                     is_ask: bool, order_type: int, time_in_force: int, reduce_only: bool, trigger_price: int,
-                     order_expiry: int, nonce: int) -> tuple[int, str]: ...
+    def create_order(
+        self,
+        *,
+        market_index: int,
+        client_order_index: int,
+        base_amount: int,
+        price: int,
+        is_ask: bool,
+        order_type: int,
+        time_in_force: int,
+        reduce_only: bool,
+        trigger_price: int,
+        order_expiry: int,
+        nonce: int,
+    ) -> tuple[int, str]: ...
 
     def cancel_order(self, *, market_index: int, order_index: int, nonce: int) -> tuple[int, str]: ...
 
@@ -50,8 +62,15 @@ class SignerLike(Protocol):
 class LighterRest:
     """Typed calls to Lighter; create with ``async with LighterRest.open(settings, signer) as rest``."""
 
-    def __init__(self, settings: LighterSettings, client: httpx.AsyncClient, signer: SignerLike, *,
-                 clock: Callable[[], float] = time.time, sign_in_thread: bool = True) -> None:
+    def __init__(
+        self,
+        settings: LighterSettings,
+        client: httpx.AsyncClient,
+        signer: SignerLike,
+        *,
+        clock: Callable[[], float] = time.time,
+        sign_in_thread: bool = True,
+    ) -> None:
         if settings.account_index is None:
             raise ValueError("LighterRest needs settings.account_index")
         self.settings = settings
@@ -68,17 +87,26 @@ class LighterRest:
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, settings: LighterSettings, signer: SignerLike, *,
-                   transport: httpx.AsyncBaseTransport | None = None, clock: Callable[[], float] = time.time,
-                   sign_in_thread: bool = True) -> AsyncIterator[LighterRest]:
+    async def open(
+        cls,
+        settings: LighterSettings,
+        signer: SignerLike,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+        sign_in_thread: bool = True,
+    ) -> AsyncIterator[LighterRest]:
         """One connection pool for the venue's lifetime, closed on exit; ``transport`` is for tests.
 
         ``sign_in_thread=False`` signs on the trio thread: for tests on trio's MockClock, which would
         otherwise jump time while a worker thread signs.
         """
-        async with httpx.AsyncClient(base_url=settings.rest_url, transport=transport,
-                                     timeout=httpx.Timeout(settings.request_timeout_seconds),
-                                     headers={"User-Agent": USER_AGENT}) as client:
+        async with httpx.AsyncClient(
+            base_url=settings.rest_url,
+            transport=transport,
+            timeout=httpx.Timeout(settings.request_timeout_seconds),
+            headers={"User-Agent": USER_AGENT},
+        ) as client:
             yield cls(settings, client, signer, clock=clock, sign_in_thread=sign_in_thread)
 
     # --- signing -----------------------------------------------------------------------------------------
@@ -106,8 +134,11 @@ class LighterRest:
     # --- reads -------------------------------------------------------------------------------------------
 
     async def next_nonce(self) -> int:
-        data = await self._call("GET", "/api/v1/nextNonce", params={
-            "account_index": self.account_index, "api_key_index": self.settings.api_key_index})
+        data = await self._call(
+            "GET",
+            "/api/v1/nextNonce",
+            params={"account_index": self.account_index, "api_key_index": self.settings.api_key_index},
+        )
         nonce = data.get("nonce")
         if isinstance(nonce, bool) or not isinstance(nonce, int) or nonce < 0:
             raise OutcomeUnknown(f"unreadable nonce: {fields.show(data)}", request="GET /api/v1/nextNonce")
@@ -120,12 +151,20 @@ class LighterRest:
         return await self._call("GET", "/api/v1/account", params={"by": "index", "value": self.account_index})
 
     async def active_orders(self, market_id: int) -> dict[str, Any]:
-        return await self._call("GET", "/api/v1/accountActiveOrders", auth=True, params={
-            "account_index": self.account_index, "market_id": market_id})
+        return await self._call(
+            "GET",
+            "/api/v1/accountActiveOrders",
+            auth=True,
+            params={"account_index": self.account_index, "market_id": market_id},
+        )
 
     async def inactive_orders(self, market_id: int, limit: int = INACTIVE_ORDERS_LIMIT) -> dict[str, Any]:
-        return await self._call("GET", "/api/v1/accountInactiveOrders", auth=True, params={
-            "account_index": self.account_index, "market_id": market_id, "limit": limit})
+        return await self._call(
+            "GET",
+            "/api/v1/accountInactiveOrders",
+            auth=True,
+            params={"account_index": self.account_index, "market_id": market_id, "limit": limit},
+        )
 
     # --- transactions ------------------------------------------------------------------------------------
 
@@ -135,20 +174,31 @@ class LighterRest:
 
     async def send_tx_batch(self, tx_types: Sequence[int], tx_infos: Sequence[str]) -> dict[str, Any]:
         """``POST sendTxBatch``: ``tx_types`` a JSON list of ints, ``tx_infos`` a JSON list of the tx_info strings."""
-        return await self._call("POST", "/api/v1/sendTxBatch", form={
-            "tx_types": orjson.dumps(list(tx_types)).decode(), "tx_infos": orjson.dumps(list(tx_infos)).decode()})
+        return await self._call(
+            "POST",
+            "/api/v1/sendTxBatch",
+            form={"tx_types": orjson.dumps(list(tx_types)).decode(), "tx_infos": orjson.dumps(list(tx_infos)).decode()},
+        )
 
     # --- plumbing ----------------------------------------------------------------------------------------
 
-    async def _call(self, method: str, path: str, *, params: dict[str, Any] | None = None,
-                    form: dict[str, str] | None = None, auth: bool = False) -> dict[str, Any]:
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        form: dict[str, str] | None = None,
+        auth: bool = False,
+    ) -> dict[str, Any]:
         request = f"{method} {path}"
         headers = {"Authorization": await self.auth_token()} if auth else None
         try:
             response = await self._client.request(method, path, params=params, data=form, headers=headers)
         except httpx.TimeoutException as exc:
-            raise OutcomeUnknown(f"no answer within {self.settings.request_timeout_seconds}s "
-                                 f"({type(exc).__name__})", request=request) from exc
+            raise OutcomeUnknown(
+                f"no answer within {self.settings.request_timeout_seconds}s ({type(exc).__name__})", request=request
+            ) from exc
         except httpx.TransportError as exc:
             raise OutcomeUnknown(f"connection failed ({type(exc).__name__}: {exc})", request=request) from exc
         return decode(response, request)
@@ -172,8 +222,9 @@ def decode(response: httpx.Response, request: str) -> dict[str, Any]:
         if code is None or code == CODE_OK:
             return data
         raise error_for(None, code, msg, request=request)
-    raise error_for(status, code, msg or response.reason_phrase, request=request,
-                    retry_after=response.headers.get("Retry-After"))
+    raise error_for(
+        status, code, msg or response.reason_phrase, request=request, retry_after=response.headers.get("Retry-After")
+    )
 
 
 def parsed(parse: Callable[..., R], data: Any, request: str, *args: Any) -> R:

@@ -75,10 +75,18 @@ def _type_of(frame: bytes) -> str | None:
 
 
 @asynccontextmanager
-async def open_lighter_stream(url: str, channels: Sequence[str], *, what: str, handshake_seconds: float,
-                              ping_seconds: float, auth: str | None = None, end_at: float | None = None,
-                              clock: Callable[[], float] | None = None,
-                              connect: Connector | None = None) -> AsyncIterator[FrameStream]:
+async def open_lighter_stream(
+    url: str,
+    channels: Sequence[str],
+    *,
+    what: str,
+    handshake_seconds: float,
+    ping_seconds: float,
+    auth: str | None = None,
+    end_at: float | None = None,
+    clock: Callable[[], float] | None = None,
+    connect: Connector | None = None,
+) -> AsyncIterator[FrameStream]:
     """Connect, wait for ``connected``, subscribe to ``channels``, keep pinging; ``end_at`` (epoch) ends it."""
     opener = connect or functools.partial(open_websocket, handshake_seconds=handshake_seconds, what=what)
     # One deadline for the whole open: connect, handshake, the server's greeting and our subscriptions.

@@ -67,14 +67,35 @@ MAX_BATCH = 50  # sendTxBatch takes at most 50 transactions
 # Orders are not counted separately by Lighter: orders_per_minute is requests x batch size, never binding.
 LIMITS: dict[str, RateLimits] = {
     "standard": RateLimits(
-        weight_per_minute=60, orders_per_minute=60 * MAX_BATCH, place_weight=1, batch_place_weight=1,
-        cancel_weight=1, batch_cancel_weight=1, query_weight=2, open_orders_weight=4, open_orders_symbol_weight=1,
-        positions_weight=1, max_batch_place=MAX_BATCH, max_batch_cancel=MAX_BATCH, mark_prices_weight=1),
+        weight_per_minute=60,
+        orders_per_minute=60 * MAX_BATCH,
+        place_weight=1,
+        batch_place_weight=1,
+        cancel_weight=1,
+        batch_cancel_weight=1,
+        query_weight=2,
+        open_orders_weight=4,
+        open_orders_symbol_weight=1,
+        positions_weight=1,
+        max_batch_place=MAX_BATCH,
+        max_batch_cancel=MAX_BATCH,
+        mark_prices_weight=1,
+    ),
     "premium": RateLimits(
-        weight_per_minute=24_000, orders_per_minute=24_000 // 6 * MAX_BATCH, place_weight=6, batch_place_weight=6,
-        cancel_weight=6, batch_cancel_weight=6, query_weight=400, open_orders_weight=1200,
-        open_orders_symbol_weight=300, positions_weight=300, max_batch_place=MAX_BATCH, max_batch_cancel=MAX_BATCH,
-        mark_prices_weight=300),
+        weight_per_minute=24_000,
+        orders_per_minute=24_000 // 6 * MAX_BATCH,
+        place_weight=6,
+        batch_place_weight=6,
+        cancel_weight=6,
+        batch_cancel_weight=6,
+        query_weight=400,
+        open_orders_weight=1200,
+        open_orders_symbol_weight=300,
+        positions_weight=300,
+        max_batch_place=MAX_BATCH,
+        max_batch_cancel=MAX_BATCH,
+        mark_prices_weight=300,
+    ),
 }
 
 
@@ -89,14 +110,25 @@ class LighterVenue:
 
     name = "lighter"
 
-    def __init__(self, settings: LighterSettings, rest: LighterRest, *, client_id_prefix: str = "pm",
-                 clock: Callable[[], float] = time.time, connect: Connector | None = None) -> None:
+    def __init__(
+        self,
+        settings: LighterSettings,
+        rest: LighterRest,
+        *,
+        client_id_prefix: str = "pm",
+        clock: Callable[[], float] = time.time,
+        connect: Connector | None = None,
+    ) -> None:
         self.settings = settings
         # Lighter's conditional orders misfire, so posmon holds TP/SL/timeout itself; its positions are one-way.
         self.traits = VenueTraits(
-            emulated_exits=True, one_way_only=True, request_timeout_seconds=settings.request_timeout_seconds,
-            close_slippage=CloseSlippage(settings.close_slippage_pct, settings.close_slippage_step_pct,
-                                         settings.close_slippage_max_pct))
+            emulated_exits=True,
+            one_way_only=True,
+            request_timeout_seconds=settings.request_timeout_seconds,
+            close_slippage=CloseSlippage(
+                settings.close_slippage_pct, settings.close_slippage_step_pct, settings.close_slippage_max_pct
+            ),
+        )
         self.rest = rest
         self.limits: RateLimits = LIMITS[settings.tier]
         self.markets = MarketTable.of([])
@@ -114,24 +146,37 @@ class LighterVenue:
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, settings: LighterSettings, *, signer: SignerLike | None = None, client_id_prefix: str = "pm",
-                   transport: httpx.AsyncBaseTransport | None = None, clock: Callable[[], float] = time.time,
-                   connect: Connector | None = None, sign_in_thread: bool = True) -> AsyncIterator[LighterVenue]:
+    async def open(
+        cls,
+        settings: LighterSettings,
+        *,
+        signer: SignerLike | None = None,
+        client_id_prefix: str = "pm",
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+        connect: Connector | None = None,
+        sign_in_thread: bool = True,
+    ) -> AsyncIterator[LighterVenue]:
         """Load the markets and fetch the nonce, then yield; the HTTP client closes on exit.
 
         ``signer`` defaults to lighter-sdk's Go signer for the configured key; ``transport``, ``connect`` and
         ``signer`` replace the network and the native library in tests.
         """
         if not settings.rest_url or not settings.ws_url:
-            raise ConfigError("lighter.rest_url: invalid value ''; the embedded simulator must fill in its URLs "
-                              "before the venue opens (expected http(s):// and ws(s):// base URLs)")
+            raise ConfigError(
+                "lighter.rest_url: invalid value ''; the embedded simulator must fill in its URLs "
+                "before the venue opens (expected http(s):// and ws(s):// base URLs)"
+            )
         if settings.account_index is None or (signer is None and not settings.api_private_key):
-            raise ConfigError("lighter.account_index / lighter.api_private_key: missing; expected the account's "
-                              "index and its API key's private key")
+            raise ConfigError(
+                "lighter.account_index / lighter.api_private_key: missing; expected the account's "
+                "index and its API key's private key"
+            )
         if signer is None:
             signer = await _default_signer(settings)
-        async with LighterRest.open(settings, signer, transport=transport, clock=clock,
-                                    sign_in_thread=sign_in_thread) as rest:
+        async with LighterRest.open(
+            settings, signer, transport=transport, clock=clock, sign_in_thread=sign_in_thread
+        ) as rest:
             venue = cls(settings, rest, client_id_prefix=client_id_prefix, clock=clock, connect=connect)
             await venue.load_rules()
             await venue.nonces.refresh()
@@ -192,8 +237,9 @@ class LighterVenue:
         if not orders:
             return []
         if len(orders) > self.limits.max_batch_place:
-            raise Rejected(f"at most {self.limits.max_batch_place} orders per batch, got {len(orders)}",
-                           request="place_orders")
+            raise Rejected(
+                f"at most {self.limits.max_batch_place} orders per batch, got {len(orders)}", request="place_orders"
+            )
         results: list[PlaceResult | None] = [None] * len(orders)
         prepared: list[tuple[int, dict[str, Any]]] = []
         for i, order in enumerate(orders):
@@ -220,19 +266,21 @@ class LighterVenue:
         except UnmappableId as exc:
             raise Rejected(str(exc), request=request) from None
         if not self.ids.is_ours(client_index):
-            raise Rejected(f"{order.client_id!r} is not a posmon client id; only posmon's orders are placed",
-                           request=request)
+            raise Rejected(
+                f"{order.client_id!r} is not a posmon client id; only posmon's orders are placed", request=request
+            )
         if order.position_side != "BOTH":
-            raise GiveUp(f"position side {order.position_side!r}: Lighter accounts are one-way (BOTH)",
-                         request=request)
+            raise GiveUp(f"position side {order.position_side!r}: Lighter accounts are one-way (BOTH)", request=request)
         if order.qty <= 0:
             raise Rejected(f"quantity {order.qty} is not positive", request=request)
         order_type, tif, expiry, trigger = ORDER_TYPE_LIMIT, TIF_GTT, DEFAULT_28_DAY_ORDER_EXPIRY, None
         match order.type:
             case OrderType.MARKET:
                 if order.price is None:
-                    raise GiveUp("a MARKET order needs price = its worst acceptable price; an unbounded order is "
-                                 "never sent", request=request)
+                    raise GiveUp(
+                        "a MARKET order needs price = its worst acceptable price; an unbounded order is never sent",
+                        request=request,
+                    )
                 order_type, tif, expiry, price = ORDER_TYPE_MARKET, TIF_IOC, DEFAULT_IOC_EXPIRY, order.price
             case OrderType.LIMIT:
                 if order.price is None:
@@ -240,21 +288,29 @@ class LighterVenue:
                 price = order.price
             case OrderType.STOP_MARKET | OrderType.TAKE_PROFIT_MARKET:
                 if not self.settings.native_conditional_orders:
-                    raise GiveUp(f"{order.type.value}: Lighter's native conditional orders are off "
-                                 "(lighter.native_conditional_orders = false); posmon holds the exits itself",
-                                 request=request)
+                    raise GiveUp(
+                        f"{order.type.value}: Lighter's native conditional orders are off "
+                        "(lighter.native_conditional_orders = false); posmon holds the exits itself",
+                        request=request,
+                    )
                 if order.stop_price is None:
                     raise Rejected(f"a {order.type.value} order needs a stop price", request=request)
                 order_type = ORDER_TYPE_STOP_LOSS if order.type is OrderType.STOP_MARKET else ORDER_TYPE_TAKE_PROFIT
                 tif, trigger = TIF_IOC, order.stop_price
                 price = order.price or self._worst_price(order.stop_price, order.side, market)
         try:
-            return {"market_index": market.market_id, "client_order_index": client_index,
-                    "base_amount": market.base_amount(order.qty), "price": market.price_units(price),
-                    "is_ask": order.side is OrderSide.SELL, "order_type": order_type, "time_in_force": tif,
-                    "reduce_only": order.reduce_only,
-                    "trigger_price": market.price_units(trigger) if trigger is not None else NIL_TRIGGER_PRICE,
-                    "order_expiry": expiry}
+            return {
+                "market_index": market.market_id,
+                "client_order_index": client_index,
+                "base_amount": market.base_amount(order.qty),
+                "price": market.price_units(price),
+                "is_ask": order.side is OrderSide.SELL,
+                "order_type": order_type,
+                "time_in_force": tif,
+                "reduce_only": order.reduce_only,
+                "trigger_price": market.price_units(trigger) if trigger is not None else NIL_TRIGGER_PRICE,
+                "order_expiry": expiry,
+            }
         except OffGrid as exc:
             raise PrecisionRejected(str(exc), request=request) from None
 
@@ -270,8 +326,10 @@ class LighterVenue:
         if not client_ids:
             return []
         if len(client_ids) > self.limits.max_batch_cancel:
-            raise Rejected(f"at most {self.limits.max_batch_cancel} cancels per batch, got {len(client_ids)}",
-                           request="cancel_orders")
+            raise Rejected(
+                f"at most {self.limits.max_batch_cancel} cancels per batch, got {len(client_ids)}",
+                request="cancel_orders",
+            )
         market = self._market(symbol, "cancel_orders")
         results: list[PlaceResult | None] = [None] * len(client_ids)
         prepared: list[tuple[int, OrderState, dict[str, Any]]] = []
@@ -282,14 +340,14 @@ class LighterVenue:
                 continue
             index = int(state.order_id) if state.order_id.isdigit() else self.ids.index(cid)
             prepared.append((i, state, {"market_index": market.market_id, "order_index": index}))
-        answers = await self._send([(self.rest.signer.cancel_order, args) for _, _, args in prepared],
-                                   "cancel_orders")
+        answers = await self._send([(self.rest.signer.cancel_order, args) for _, _, args in prepared], "cancel_orders")
         for (i, state, _), answer in zip(prepared, answers, strict=True):
             results[i] = answer if isinstance(answer, VenueError) else state
         return [r for r in results if r is not None]
 
-    async def _send(self, calls: list[tuple[Callable[..., tuple[int, str]], dict[str, Any]]],
-                    request: str) -> list[VenueError | None]:
+    async def _send(
+        self, calls: list[tuple[Callable[..., tuple[int, str]], dict[str, Any]]], request: str
+    ) -> list[VenueError | None]:
         """Sign ``calls`` with consecutive nonces and send them as one transaction or one batch.
 
         Per call: None when accepted, or the refusal. Raises ``NonceExpired``, ``OutcomeUnknown`` and
@@ -336,10 +394,13 @@ class LighterVenue:
             index = self.ids.index(client_id)
         except UnmappableId as exc:
             raise OrderNotFound(str(exc), request=f"query {client_id}") from None
-        for read, path in ((self.rest.active_orders, "accountActiveOrders"),
-                           (self.rest.inactive_orders, "accountInactiveOrders")):
-            orders = parsed(codec.parse_orders, await read(market.market_id), f"GET /api/v1/{path}",
-                            self.markets, self.ids)
+        for read, path in (
+            (self.rest.active_orders, "accountActiveOrders"),
+            (self.rest.inactive_orders, "accountInactiveOrders"),
+        ):
+            orders = parsed(
+                codec.parse_orders, await read(market.market_id), f"GET /api/v1/{path}", self.markets, self.ids
+            )
             for o in orders:
                 if index in (o.client_order_index, o.order_index):
                     self._note(o.state)
@@ -356,8 +417,13 @@ class LighterVenue:
             market_ids = parsed(codec.open_order_markets, data, "GET /api/v1/account")
         out: list[OrderState] = []
         for market_id in market_ids:
-            orders = parsed(codec.parse_orders, await self.rest.active_orders(market_id),
-                            "GET /api/v1/accountActiveOrders", self.markets, self.ids)
+            orders = parsed(
+                codec.parse_orders,
+                await self.rest.active_orders(market_id),
+                "GET /api/v1/accountActiveOrders",
+                self.markets,
+                self.ids,
+            )
             out += [o.state for o in orders if not o.state.status.is_final]
         for state in out:
             self._note(state)
@@ -365,8 +431,9 @@ class LighterVenue:
 
     async def positions(self, symbol: str | None = None) -> list[PositionState]:
         data = await self.rest.account()
-        positions: list[PositionState] = parsed(codec.parse_account_positions, data, "GET /api/v1/account",
-                                                self.markets)
+        positions: list[PositionState] = parsed(
+            codec.parse_account_positions, data, "GET /api/v1/account", self.markets
+        )
         return [p for p in positions if symbol is None or p.symbol == symbol]
 
     async def mark_prices(self) -> list[MarkPrice]:
@@ -391,9 +458,14 @@ class LighterVenue:
 
     def connect_prices(self, symbols: Sequence[str]) -> AbstractAsyncContextManager[FrameStream]:
         """``market_stats/all``: one subscription for every market (frames are filtered when parsed)."""
-        return open_lighter_stream(self.settings.stream_url, ["market_stats/all"], what="lighter price stream",
-                                   handshake_seconds=self.settings.request_timeout_seconds,
-                                   ping_seconds=self.settings.ws_ping_seconds, connect=self._connect)
+        return open_lighter_stream(
+            self.settings.stream_url,
+            ["market_stats/all"],
+            what="lighter price stream",
+            handshake_seconds=self.settings.request_timeout_seconds,
+            ping_seconds=self.settings.ws_ping_seconds,
+            connect=self._connect,
+        )
 
     @asynccontextmanager
     async def connect_user_stream(self) -> AsyncIterator[FrameStream]:
@@ -403,10 +475,16 @@ class LighterVenue:
         deadline = self.rest.auth_deadline()
         end_at = deadline - 60.0 if deadline is not None else None
         async with open_lighter_stream(
-                self.settings.stream_url, [f"account_all/{account}", f"account_all_orders/{account}"],
-                what="lighter account stream", handshake_seconds=self.settings.request_timeout_seconds,
-                ping_seconds=self.settings.ws_ping_seconds, auth=token, end_at=end_at, clock=self._clock,
-                connect=self._connect) as frames:
+            self.settings.stream_url,
+            [f"account_all/{account}", f"account_all_orders/{account}"],
+            what="lighter account stream",
+            handshake_seconds=self.settings.request_timeout_seconds,
+            ping_seconds=self.settings.ws_ping_seconds,
+            auth=token,
+            end_at=end_at,
+            clock=self._clock,
+            connect=self._connect,
+        ) as frames:
             yield frames
 
     def parse_price_frame(self, frame: bytes) -> list[MarkPrice]:
@@ -422,16 +500,37 @@ class LighterVenue:
 
 def _accepted(order: OrderRequest) -> OrderState:
     """What a placement's ``code: 200`` proves: Lighter took the order; nothing is filled yet."""
-    return OrderState(client_id=order.client_id, order_id="", symbol=order.symbol, side=order.side,
-                      position_side="BOTH", type=order.type, status=OrderStatus.NEW, qty=order.qty,
-                      filled_qty=Decimal(0), avg_price=Decimal(0), price=order.price, stop_price=order.stop_price,
-                      reduce_only=order.reduce_only)
+    return OrderState(
+        client_id=order.client_id,
+        order_id="",
+        symbol=order.symbol,
+        side=order.side,
+        position_side="BOTH",
+        type=order.type,
+        status=OrderStatus.NEW,
+        qty=order.qty,
+        filled_qty=Decimal(0),
+        avg_price=Decimal(0),
+        price=order.price,
+        stop_price=order.stop_price,
+        reduce_only=order.reduce_only,
+    )
 
 
 def _state_of(u: OrderUpdate) -> OrderState:
-    return OrderState(client_id=u.client_id, order_id=u.order_id, symbol=u.symbol, side=u.side,
-                      position_side=u.position_side, type=u.type, status=u.status, qty=u.qty, filled_qty=u.filled_qty,
-                      avg_price=u.avg_price, reduce_only=u.reduce_only)
+    return OrderState(
+        client_id=u.client_id,
+        order_id=u.order_id,
+        symbol=u.symbol,
+        side=u.side,
+        position_side=u.position_side,
+        type=u.type,
+        status=u.status,
+        qty=u.qty,
+        filled_qty=u.filled_qty,
+        avg_price=u.avg_price,
+        reduce_only=u.reduce_only,
+    )
 
 
 async def _default_signer(settings: LighterSettings) -> SignerLike:
@@ -442,14 +541,19 @@ async def _default_signer(settings: LighterSettings) -> SignerLike:
     assert account_index is not None, "LighterSettings.validate() requires lighter.account_index"
 
     def build() -> SignerLike:
-        signer: SignerLike = LighterSigner(url=settings.rest_url, private_key=settings.api_private_key,
-                                           chain_id=settings.chain_id, api_key_index=settings.api_key_index,
-                                           account_index=account_index)
+        signer: SignerLike = LighterSigner(
+            url=settings.rest_url,
+            private_key=settings.api_private_key,
+            chain_id=settings.chain_id,
+            api_key_index=settings.api_key_index,
+            account_index=account_index,
+        )
         return signer
 
     try:
         return await trio.to_thread.run_sync(build)
     except Exception as exc:
-        raise ConfigError(f"lighter.api_private_key: the Lighter signer could not be set up ({type(exc).__name__}: "
-                          f"{exc}); check the key, lighter.api_key_index and lighter.account_index") from None
-
+        raise ConfigError(
+            f"lighter.api_private_key: the Lighter signer could not be set up ({type(exc).__name__}: "
+            f"{exc}); check the key, lighter.api_key_index and lighter.account_index"
+        ) from None

@@ -27,8 +27,10 @@ def position_risk(ctx: Ctx) -> list[dict[str, Any]]:
         mark = engine.mark(name) or Decimal(0)
         long, short = held.get((name, Side.LONG)), held.get((name, Side.SHORT))
         if sim.exchange.hedge_mode:
-            entries = [("LONG", long.qty if long else Decimal(0), long.entry_price if long else Decimal(0)),
-                       ("SHORT", -short.qty if short else Decimal(0), short.entry_price if short else Decimal(0))]
+            entries = [
+                ("LONG", long.qty if long else Decimal(0), long.entry_price if long else Decimal(0)),
+                ("SHORT", -short.qty if short else Decimal(0), short.entry_price if short else Decimal(0)),
+            ]
         else:
             position = long or short
             amount = (long.qty if long else Decimal(0)) - (short.qty if short else Decimal(0))
@@ -63,10 +65,19 @@ def leverage_bracket(ctx: Ctx) -> Any:
     symbol = optional_symbol(sim, ctx.values)
 
     def entry(name: str) -> dict[str, Any]:
-        return {"symbol": name, "brackets": [
-            {"bracket": 1, "initialLeverage": LEVERAGE, "notionalCap": 1_000_000, "notionalFloor": 0,
-             "maintMarginRatio": 0.005, "cum": 0.0},
-        ]}
+        return {
+            "symbol": name,
+            "brackets": [
+                {
+                    "bracket": 1,
+                    "initialLeverage": LEVERAGE,
+                    "notionalCap": 1_000_000,
+                    "notionalFloor": 0,
+                    "maintMarginRatio": 0.005,
+                    "cum": 0.0,
+                },
+            ],
+        }
 
     return entry(symbol) if symbol is not None else [entry(name) for name in sim.filters]
 
@@ -85,8 +96,9 @@ def close_listen_key(ctx: Ctx) -> dict[str, Any]:
     return {}
 
 
-def _position_row(sim: AsterSim, symbol: str, side: str, amount: Decimal, entry: Decimal,
-                  mark: Decimal) -> dict[str, Any]:
+def _position_row(
+    sim: AsterSim, symbol: str, side: str, amount: Decimal, entry: Decimal, mark: Decimal
+) -> dict[str, Any]:
     filters = sim.filters[symbol]
     unrealized = (mark - entry) * amount if amount and mark else Decimal(0)
     return {

@@ -58,8 +58,9 @@ async def _serve(sim: AsterSim, methods: Mapping[str, Endpoint], request: Reques
     params = parse_params(request.scope.get("query_string", b""), raw_body)
     ip = request.client.host if request.client is not None else "unknown"
     try:
-        usage = sim.limiter.admit(ip, ACCOUNT, endpoint.weight(params.values), endpoint.orders(params.values),
-                                  sim.now())
+        usage = sim.limiter.admit(
+            ip, ACCOUNT, endpoint.weight(params.values), endpoint.orders(params.values), sim.now()
+        )
         params.check_duplicates()
 
         async def execute() -> Any:
@@ -77,9 +78,16 @@ async def _serve(sim: AsterSim, methods: Mapping[str, Endpoint], request: Reques
     except OutcomeUnknown:
         return _error(sim, ApiError(e.TIMEOUT, status=503), ip)
     except RateLimited as exc:  # scripted on the SimExchange (rate_limit_next)
-        return _error(sim, ApiError(e.TOO_MANY_REQUESTS, "Too many requests; please use the websocket for live "
-                                    "updates.", status=429, headers={"Retry-After": str(max(1, math.ceil(
-                                        exc.retry_after)))}), ip)
+        return _error(
+            sim,
+            ApiError(
+                e.TOO_MANY_REQUESTS,
+                "Too many requests; please use the websocket for live updates.",
+                status=429,
+                headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))},
+            ),
+            ip,
+        )
     except VenueError as exc:
         return _error(sim, from_venue_error(exc), ip)
 

@@ -72,8 +72,12 @@ def typed_message(msg: str, chain_id: int) -> dict[str, object]:
 def recover_signer(msg: str, signature: str, chain_id: int) -> str | None:
     """The address that signed ``msg``, or None when the signature is not a valid one."""
     try:
-        return str(Account.recover_message(encode_typed_data(full_message=typed_message(msg, chain_id)),
-                                           signature=signature if signature.startswith("0x") else "0x" + signature))
+        return str(
+            Account.recover_message(
+                encode_typed_data(full_message=typed_message(msg, chain_id)),
+                signature=signature if signature.startswith("0x") else "0x" + signature,
+            )
+        )
     except Exception:  # malformed hex, wrong length, point not on the curve: all just "not valid"
         return None
 

@@ -117,8 +117,9 @@ _UNAUTHORIZED = frozenset({BAD_API_KEY_FMT, REJECTED_KEY})
 class ApiError(Exception):
     """One refusal: the HTTP status, the venue code (a string for the odd ``"200"`` answers) and message."""
 
-    def __init__(self, code: int, msg: str | None = None, *, status: int | None = None,
-                 headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, code: int, msg: str | None = None, *, status: int | None = None, headers: Mapping[str, str] | None = None
+    ) -> None:
         text = msg if msg is not None else CANONICAL_MESSAGES.get(code, "")
         super().__init__(f"{code}: {text}")
         self.code = code
@@ -155,7 +156,11 @@ def fault_error(fault: HttpFault) -> ApiError:
     """A scripted ``fail`` (503 -1007, as a backend timeout) or ``reject`` (429 rate limited / 418 IP banned)."""
     if fault.kind != "reject":
         return ApiError(TIMEOUT, status=503)
-    message = "Too many requests; please use the websocket for live updates." if fault.status == 429 else \
-        "Way too many requests; IP banned until further notice."
-    return ApiError(TOO_MANY_REQUESTS, message, status=fault.status,
-                    headers={"Retry-After": str(max(1, math.ceil(fault.seconds)))})
+    message = (
+        "Too many requests; please use the websocket for live updates."
+        if fault.status == 429
+        else "Way too many requests; IP banned until further notice."
+    )
+    return ApiError(
+        TOO_MANY_REQUESTS, message, status=fault.status, headers={"Retry-After": str(max(1, math.ceil(fault.seconds)))}
+    )

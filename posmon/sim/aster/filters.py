@@ -106,18 +106,33 @@ class SymbolFilters:
             "liquidationFee": "0.010000",
             "marketTakeBound": "0.30",
             "filters": [
-                {"filterType": "PRICE_FILTER", "minPrice": fmt(self.min_price), "maxPrice": fmt(self.max_price),
-                 "tickSize": fmt(self.tick_size)},
-                {"filterType": "LOT_SIZE", "minQty": fmt(self.min_qty), "maxQty": fmt(self.max_qty),
-                 "stepSize": fmt(self.step_size)},
-                {"filterType": "MARKET_LOT_SIZE", "minQty": fmt(self.market_min_qty),
-                 "maxQty": fmt(self.market_max_qty), "stepSize": fmt(self.market_step_size)},
+                {
+                    "filterType": "PRICE_FILTER",
+                    "minPrice": fmt(self.min_price),
+                    "maxPrice": fmt(self.max_price),
+                    "tickSize": fmt(self.tick_size),
+                },
+                {
+                    "filterType": "LOT_SIZE",
+                    "minQty": fmt(self.min_qty),
+                    "maxQty": fmt(self.max_qty),
+                    "stepSize": fmt(self.step_size),
+                },
+                {
+                    "filterType": "MARKET_LOT_SIZE",
+                    "minQty": fmt(self.market_min_qty),
+                    "maxQty": fmt(self.market_max_qty),
+                    "stepSize": fmt(self.market_step_size),
+                },
                 {"filterType": "MAX_NUM_ORDERS", "limit": self.max_num_orders},
                 {"filterType": "MAX_NUM_ALGO_ORDERS", "limit": self.max_num_algo_orders},
                 {"filterType": "MIN_NOTIONAL", "notional": fmt(self.min_notional)},
-                {"filterType": "PERCENT_PRICE", "multiplierUp": fmt(self.multiplier_up, Decimal("0.0001")),
-                 "multiplierDown": fmt(self.multiplier_down, Decimal("0.0001")),
-                 "multiplierDecimal": self.multiplier_decimal},
+                {
+                    "filterType": "PERCENT_PRICE",
+                    "multiplierUp": fmt(self.multiplier_up, Decimal("0.0001")),
+                    "multiplierDown": fmt(self.multiplier_down, Decimal("0.0001")),
+                    "multiplierDecimal": self.multiplier_decimal,
+                },
             ],
             # The Aster docs spell this key "OrderType", Binance and ccxt "orderTypes": publish both.
             "OrderType": list(ORDER_TYPES),
@@ -142,8 +157,11 @@ class SymbolFilters:
 
     def check_qty(self, qty: Decimal, *, market: bool) -> None:
         """LOT_SIZE, or MARKET_LOT_SIZE for orders that execute at market."""
-        step, low, high = ((self.market_step_size, self.market_min_qty, self.market_max_qty) if market
-                           else (self.step_size, self.min_qty, self.max_qty))
+        step, low, high = (
+            (self.market_step_size, self.market_min_qty, self.market_max_qty)
+            if market
+            else (self.step_size, self.min_qty, self.max_qty)
+        )
         if qty <= 0:
             raise ApiError(e.QTY_TOO_LOW)
         if _too_precise(qty, step):
@@ -176,8 +194,9 @@ def _too_precise(value: Decimal, unit: Decimal) -> bool:
     return isinstance(exponent, int) and -exponent > decimals(unit)
 
 
-def filters_for(rules: Mapping[str, SymbolRules],
-                overrides: Mapping[str, SymbolFilters] | None = None) -> dict[str, SymbolFilters]:
+def filters_for(
+    rules: Mapping[str, SymbolRules], overrides: Mapping[str, SymbolFilters] | None = None
+) -> dict[str, SymbolFilters]:
     """Filters for every engine symbol: the given ones where present, venue-like defaults otherwise."""
     given = dict(overrides or {})
     return {s: given.get(s) or SymbolFilters.from_rules(r) for s, r in rules.items()}

@@ -39,8 +39,18 @@ def mark_updates(frame: bytes) -> list[dict[str, Any]] | None:
     for item in data:
         event_ms = item.get("E") if isinstance(item.get("E"), int) else 0
         price = item.get("p", "0")
-        out.append({"e": item.get("e", "markPriceUpdate"), "E": event_ms, "s": item["s"], "p": price, "i": price,
-                    "P": price, "r": FUNDING_RATE, "T": next_funding_ms(event_ms)})
+        out.append(
+            {
+                "e": item.get("e", "markPriceUpdate"),
+                "E": event_ms,
+                "s": item["s"],
+                "p": price,
+                "i": price,
+                "P": price,
+                "r": FUNDING_RATE,
+                "T": next_funding_ms(event_ms),
+            }
+        )
     return out
 
 

@@ -32,8 +32,12 @@ def exchange_info(ctx: Ctx) -> dict[str, Any]:
         "serverTime": sim.now_ms(),
         "futuresType": "U_MARGINED",
         "rateLimits": [
-            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
-             "limit": sim.limits.weight_per_minute},
+            {
+                "rateLimitType": "REQUEST_WEIGHT",
+                "interval": "MINUTE",
+                "intervalNum": 1,
+                "limit": sim.limits.weight_per_minute,
+            },
             {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": sim.limits.orders_per_minute},
         ],
         "exchangeFilters": [],
@@ -44,8 +48,14 @@ def exchange_info(ctx: Ctx) -> dict[str, Any]:
 
 def spot_exchange_info(ctx: Ctx) -> dict[str, Any]:
     """The simulator lists no spot markets (ccxt's ``load_markets`` asks anyway)."""
-    return {"timezone": "UTC", "serverTime": ctx.sim.now_ms(), "rateLimits": [], "exchangeFilters": [],
-            "assets": [], "symbols": []}
+    return {
+        "timezone": "UTC",
+        "serverTime": ctx.sim.now_ms(),
+        "rateLimits": [],
+        "exchangeFilters": [],
+        "assets": [],
+        "symbols": [],
+    }
 
 
 def premium_index(ctx: Ctx) -> Any:
@@ -57,9 +67,16 @@ def premium_index(ctx: Ctx) -> Any:
     def entry(name: str) -> dict[str, Any]:
         mark = marks.get(name)
         price = fmt(mark.price, sim.filters[name].tick_size) if mark else "0"
-        return {"symbol": name, "markPrice": price, "indexPrice": price, "estimatedSettlePrice": price,
-                "lastFundingRate": FUNDING_RATE, "interestRate": INTEREST_RATE,
-                "nextFundingTime": next_funding_ms(now_ms), "time": round(mark.time * 1000) if mark else now_ms}
+        return {
+            "symbol": name,
+            "markPrice": price,
+            "indexPrice": price,
+            "estimatedSettlePrice": price,
+            "lastFundingRate": FUNDING_RATE,
+            "interestRate": INTEREST_RATE,
+            "nextFundingTime": next_funding_ms(now_ms),
+            "time": round(mark.time * 1000) if mark else now_ms,
+        }
 
     if symbol is not None:
         return entry(symbol)
@@ -76,8 +93,11 @@ def funding_rate(ctx: Ctx) -> list[dict[str, Any]]:
     last = next_funding_ms(sim.now_ms()) - FUNDING_INTERVAL_MS
     times = [last - i * FUNDING_INTERVAL_MS for i in reversed(range(limit))]
     symbols = [symbol] if symbol is not None else list(sim.filters)
-    rows = [{"symbol": s, "fundingRate": FUNDING_RATE, "fundingTime": t, "markPrice": _mark_text(sim, s)}
-            for t in times for s in symbols]
+    rows = [
+        {"symbol": s, "fundingRate": FUNDING_RATE, "fundingTime": t, "markPrice": _mark_text(sim, s)}
+        for t in times
+        for s in symbols
+    ]
     return rows[-limit:]
 
 

@@ -25,11 +25,29 @@ TIME_IN_FORCE = ("GTC", "IOC", "FOK", "GTX", "HIDDEN")
 MARKET_TYPES = frozenset({"MARKET", "STOP_MARKET", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"})
 ALGO_TYPES = frozenset({"STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"})
 # Types the venue has but the engine cannot match (no stop-limit, trailing or close-all orders there).
-ENGINE_TYPES = {"LIMIT": OrderType.LIMIT, "MARKET": OrderType.MARKET, "STOP_MARKET": OrderType.STOP_MARKET,
-                "TAKE_PROFIT_MARKET": OrderType.TAKE_PROFIT_MARKET}
+ENGINE_TYPES = {
+    "LIMIT": OrderType.LIMIT,
+    "MARKET": OrderType.MARKET,
+    "STOP_MARKET": OrderType.STOP_MARKET,
+    "TAKE_PROFIT_MARKET": OrderType.TAKE_PROFIT_MARKET,
+}
 
-_COMMON = frozenset({"symbol", "side", "positionSide", "type", "newClientOrderId", "newOrderRespType",
-                     "reduceOnly", "timeInForce", "stpMode", "selfTradePreventionMode", "builder", "feeRate"})
+_COMMON = frozenset(
+    {
+        "symbol",
+        "side",
+        "positionSide",
+        "type",
+        "newClientOrderId",
+        "newOrderRespType",
+        "reduceOnly",
+        "timeInForce",
+        "stpMode",
+        "selfTradePreventionMode",
+        "builder",
+        "feeRate",
+    }
+)
 _STOP = frozenset({"stopPrice", "workingType", "priceProtect"})
 # Parameters each type takes besides the common ones (since 2026-10-08 anything else is -1106).
 _APPLICABLE: Mapping[str, frozenset[str]] = {
@@ -39,8 +57,7 @@ _APPLICABLE: Mapping[str, frozenset[str]] = {
     "TAKE_PROFIT": frozenset({"quantity", "price"}) | _STOP,
     "STOP_MARKET": frozenset({"quantity", "closePosition"}) | _STOP,
     "TAKE_PROFIT_MARKET": frozenset({"quantity", "closePosition"}) | _STOP,
-    "TRAILING_STOP_MARKET": frozenset({"quantity", "activationPrice", "callbackRate", "workingType",
-                                       "priceProtect"}),
+    "TRAILING_STOP_MARKET": frozenset({"quantity", "activationPrice", "callbackRate", "workingType", "priceProtect"}),
 }
 _MANDATORY: Mapping[str, tuple[str, ...]] = {
     "LIMIT": ("timeInForce", "quantity", "price"),
@@ -99,8 +116,9 @@ def parse_order(values: Mapping[str, str], market: Market, new_client_id: str, *
     kind = p.choice(values, "type", tuple(_APPLICABLE), ApiError(e.INVALID_ORDER_TYPE), "")
     if not kind:
         raise mandatory("type")
-    position_side = p.choice(values, "positionSide", ("BOTH", "LONG", "SHORT"), ApiError(e.INVALID_POSITION_SIDE),
-                             "BOTH")
+    position_side = p.choice(
+        values, "positionSide", ("BOTH", "LONG", "SHORT"), ApiError(e.INVALID_POSITION_SIDE), "BOTH"
+    )
     if (position_side == "BOTH") == market.hedge_mode:
         raise ApiError(e.POSITION_SIDE_MISMATCH)
 
@@ -124,8 +142,9 @@ def parse_order(values: Mapping[str, str], market: Market, new_client_id: str, *
     tif = p.choice(values, "timeInForce", TIME_IN_FORCE, ApiError(e.INVALID_TIF), "GTC")
     if kind in MARKET_TYPES and tif != "GTC":
         raise ApiError(e.INVALID_TIF, f"Invalid timeInForce: {kind} takes GTC only.")
-    working_type = p.choice(values, "workingType", ("MARK_PRICE", "CONTRACT_PRICE"),
-                            ApiError(e.INVALID_WORKING_TYPE), "CONTRACT_PRICE")
+    working_type = p.choice(
+        values, "workingType", ("MARK_PRICE", "CONTRACT_PRICE"), ApiError(e.INVALID_WORKING_TYPE), "CONTRACT_PRICE"
+    )
     price_protect = p.boolean(values, "priceProtect")
     reduce_only = p.boolean(values, "reduceOnly")
     resp_type = p.choice(values, "newOrderRespType", ("ACK", "RESULT"), ApiError(e.INVALID_RESP_TYPE), "ACK")
@@ -133,8 +152,10 @@ def parse_order(values: Mapping[str, str], market: Market, new_client_id: str, *
     if len(client_id) > 36:
         raise ApiError(e.BAD_CLIENT_ID_LEN)
     if not CLIENT_ID.fullmatch(client_id):
-        raise ApiError(e.ILLEGAL_CHARS, "Illegal characters found in parameter 'newClientOrderId'; legal range is "
-                                        "'^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")
+        raise ApiError(
+            e.ILLEGAL_CHARS,
+            "Illegal characters found in parameter 'newClientOrderId'; legal range is '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.",
+        )
 
     qty = p.decimal(values, "quantity")
     price = p.decimal(values, "price")
@@ -151,8 +172,11 @@ def parse_order(values: Mapping[str, str], market: Market, new_client_id: str, *
 
     engine_type = ENGINE_TYPES.get(kind)
     if engine_type is None or close_position:
-        raise ApiError(e.UNSUPPORTED, f"This operation is not supported: the simulator does not match "
-                                      f"{'closePosition orders' if close_position else kind + ' orders'}.")
+        raise ApiError(
+            e.UNSUPPORTED,
+            f"This operation is not supported: the simulator does not match "
+            f"{'closePosition orders' if close_position else kind + ' orders'}.",
+        )
     if tif == "GTX" and mark is not None and price is not None and (mark <= price if buy else mark >= price):
         raise ApiError(e.POST_ONLY_REJECTED)
     orders, algo = market.open_counts(symbol)
@@ -176,8 +200,9 @@ def parse_order(values: Mapping[str, str], market: Market, new_client_id: str, *
     return OrderPlan(request, tif, working_type, price_protect, close_position, resp_type)
 
 
-def order_json(state: OrderState, meta: OrderMeta | None, filters: SymbolFilters | None, *,
-               acknowledged: bool = False) -> dict[str, object]:
+def order_json(
+    state: OrderState, meta: OrderMeta | None, filters: SymbolFilters | None, *, acknowledged: bool = False
+) -> dict[str, object]:
     """An order as the venue returns it; ``acknowledged``: the ACK snapshot (accepted, nothing executed yet)."""
     tick = filters.tick_size if filters else None
     step = filters.step_size if filters else None

@@ -54,7 +54,7 @@ def strip_signature(raw: str) -> tuple[str, str | None]:
     signature = None
     for pair in raw.split("&") if raw else []:
         if pair.startswith("signature="):
-            signature = pair[len("signature="):]
+            signature = pair[len("signature=") :]
         else:
             kept.append(pair)
     return "&".join(kept), signature

@@ -72,8 +72,9 @@ class AsterSim(ProtocolSim):
         seed: int | str = 0,
     ) -> None:
         super().__init__(exchange, SimCounters(), clock)
-        self.auth = Authenticator(api_keys, api_wallets, self.clock, chain_id=chain_id,
-                                  nonce_window_seconds=nonce_window_seconds)
+        self.auth = Authenticator(
+            api_keys, api_wallets, self.clock, chain_id=chain_id, nonce_window_seconds=nonce_window_seconds
+        )
         self.limits = limits if limits is not None else RateLimitConfig()
         self.limiter = RateLimiter(self.limits, self.counters)
         self.filters = filters_for(exchange.engine.rules, filters)
@@ -116,8 +117,9 @@ class AsterSim(ProtocolSim):
         """The next ``n`` requests of ``path`` answer 503 / -1007; with ``after_execute`` they took effect first."""
         self.http_faults.add(path, HttpFault("fail", after_execute=after_execute), n, method)
 
-    def reject_next(self, path: str, status: int = 429, n: int = 1, *, method: str | None = None,
-                    retry_after: float = 1.0) -> None:
+    def reject_next(
+        self, path: str, status: int = 429, n: int = 1, *, method: str | None = None, retry_after: float = 1.0
+    ) -> None:
         """The next ``n`` requests of ``path`` are refused unexecuted: 429 (rate limited) or 418 (IP banned)."""
         if status not in (418, 429):
             raise ValueError(f"status must be 418 or 429, got {status}")

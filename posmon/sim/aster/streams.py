@@ -49,8 +49,9 @@ async def _serve(sim: AsterSim, websocket: WebSocket, names: list[str], *, combi
         return
     # Subscribe and register before accepting: once the client holds an open socket, whatever is published
     # reaches it and ``drop_websockets`` sees it.
-    connection = Connection(sim, websocket, [n for n in names if n not in keys], keys[0] if keys else None,
-                            combined=combined)
+    connection = Connection(
+        sim, websocket, [n for n in names if n not in keys], keys[0] if keys else None, combined=combined
+    )
     sim.attach(connection)
     try:
         await websocket.accept()
@@ -71,8 +72,9 @@ async def _deny(websocket: WebSocket, code: int, msg: str) -> None:
 class Connection:
     """One websocket connection: its subscriptions, its tasks, and how it ended."""
 
-    def __init__(self, sim: AsterSim, websocket: WebSocket, streams: list[str], listen_key: str | None, *,
-                 combined: bool) -> None:
+    def __init__(
+        self, sim: AsterSim, websocket: WebSocket, streams: list[str], listen_key: str | None, *, combined: bool
+    ) -> None:
         self.sim = sim
         self.websocket = websocket
         self.subscriptions: list[str] = list(dict.fromkeys(streams))
@@ -155,8 +157,11 @@ class Connection:
             names = [n for n in params if isinstance(n, str)]
             merged = list(dict.fromkeys(self.subscriptions + names))
             if len(merged) > self.sim.ws.max_streams:
-                return {"code": 2, "msg": f"Invalid request: at most {self.sim.ws.max_streams} streams",
-                        "id": request_id}
+                return {
+                    "code": 2,
+                    "msg": f"Invalid request: at most {self.sim.ws.max_streams} streams",
+                    "id": request_id,
+                }
             self.subscriptions = merged
             return {"result": None, "id": request_id}
         if method == "UNSUBSCRIBE":
@@ -169,9 +174,12 @@ class Connection:
             return self._property(method, params, request_id)
         if method is None:
             return {"code": 2, "msg": "Invalid request: missing field `method`", "id": request_id}
-        return {"code": 2, "msg": f"Invalid request: unknown variant {method}, expected one of `SUBSCRIBE`, "
-                                  "`UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`, `SET_PROPERTY`, `GET_PROPERTY`",
-                "id": request_id}
+        return {
+            "code": 2,
+            "msg": f"Invalid request: unknown variant {method}, expected one of `SUBSCRIBE`, "
+            "`UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`, `SET_PROPERTY`, `GET_PROPERTY`",
+            "id": request_id,
+        }
 
     def _property(self, method: str, params: list[Any], request_id: int) -> dict[str, Any]:
         if not params or not isinstance(params[0], str):

@@ -71,8 +71,9 @@ def cancel_batch(ctx: Ctx) -> list[dict[str, Any]]:
     if raw_ids is None:
         raw_ids, by_order_id = p.text(ctx.values, "origClientOrderIdList"), False
     if raw_ids is None:
-        raise ApiError(e.MANDATORY_PARAM,
-                       "Param 'orderIdList' or 'origClientOrderIdList' must be sent, but both were empty/null!")
+        raise ApiError(
+            e.MANDATORY_PARAM, "Param 'orderIdList' or 'origClientOrderIdList' must be sent, but both were empty/null!"
+        )
     ids = json_list(raw_ids, "orderIdList" if by_order_id else "origClientOrderIdList")
     if len(ids) > MAX_BATCH_CANCEL:
         raise ApiError(e.BAD_CANCEL_BATCH_SIZE)
@@ -144,8 +145,9 @@ def _resolve(sim: AsterSim, values: Mapping[str, str], unknown: int) -> str:
         return client_id
     client_id = p.text(values, "origClientOrderId")
     if client_id is None:
-        raise ApiError(e.MANDATORY_PARAM, "Param 'orderId' or 'origClientOrderId' must be sent, but both were "
-                                          "empty/null!")
+        raise ApiError(
+            e.MANDATORY_PARAM, "Param 'orderId' or 'origClientOrderId' must be sent, but both were empty/null!"
+        )
     return client_id
 
 
@@ -195,8 +197,7 @@ def _place(sim: AsterSim, plans: Sequence[OrderPlan]) -> list[dict[str, Any] | A
                 state = cancelled
         elif state.status is OrderStatus.NEW and request.type is OrderType.LIMIT:
             meta.rested = True
-        answers.append(order_json(state, meta, sim.filters.get(request.symbol),
-                                  acknowledged=plan.resp_type == "ACK"))
+        answers.append(order_json(state, meta, sim.filters.get(request.symbol), acknowledged=plan.resp_type == "ACK"))
     sim.orders.sync()
     return answers
 

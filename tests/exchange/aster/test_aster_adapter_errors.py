@@ -23,39 +23,43 @@ from posmon.exchange.errors import (
 )
 
 
-@pytest.mark.parametrize(("status", "code", "expected"), [
-    (429, None, RateLimited),
-    (418, None, Banned),
-    (500, None, OutcomeUnknown),
-    (502, None, OutcomeUnknown),
-    (503, -1001, OutcomeUnknown),
-    (400, -1007, OutcomeUnknown),  # "Timeout waiting for response from backend server ... execution status unknown"
-    (400, -1006, OutcomeUnknown),
-    (400, -1021, ClockSkew),
-    (400, -1022, AuthRejected),
-    (401, -2014, AuthRejected),
-    (401, -2015, AuthRejected),
-    (400, -4225, NonceExpired),
-    (400, -1111, PrecisionRejected),
-    (400, -4014, PrecisionRejected),
-    (400, -4023, PrecisionRejected),
-    (400, -2011, OrderNotFound),
-    (400, -2013, OrderNotFound),
-    (400, -2019, GiveUp),
-    (400, -2022, GiveUp),
-    (400, -2021, WouldTriggerImmediately),
-    (400, -4116, DuplicateClientId),
-    (400, -1003, RateLimited),
-    (400, -1015, RateLimited),
-    (400, -1106, Rejected),
-    (400, -4164, Rejected),
-    (400, -1121, Rejected),
-    (403, None, Rejected),
-    (None, -2022, GiveUp),  # an item of a batch answer
-    (None, -1007, OutcomeUnknown),
-])
-def test_status_and_code_map_to_the_typed_error(status: int | None, code: int | None,
-                                               expected: type[VenueError]) -> None:
+@pytest.mark.parametrize(
+    ("status", "code", "expected"),
+    [
+        (429, None, RateLimited),
+        (418, None, Banned),
+        (500, None, OutcomeUnknown),
+        (502, None, OutcomeUnknown),
+        (503, -1001, OutcomeUnknown),
+        (400, -1007, OutcomeUnknown),  # "Timeout waiting for response from backend server ... execution status unknown"
+        (400, -1006, OutcomeUnknown),
+        (400, -1021, ClockSkew),
+        (400, -1022, AuthRejected),
+        (401, -2014, AuthRejected),
+        (401, -2015, AuthRejected),
+        (400, -4225, NonceExpired),
+        (400, -1111, PrecisionRejected),
+        (400, -4014, PrecisionRejected),
+        (400, -4023, PrecisionRejected),
+        (400, -2011, OrderNotFound),
+        (400, -2013, OrderNotFound),
+        (400, -2019, GiveUp),
+        (400, -2022, GiveUp),
+        (400, -2021, WouldTriggerImmediately),
+        (400, -4116, DuplicateClientId),
+        (400, -1003, RateLimited),
+        (400, -1015, RateLimited),
+        (400, -1106, Rejected),
+        (400, -4164, Rejected),
+        (400, -1121, Rejected),
+        (403, None, Rejected),
+        (None, -2022, GiveUp),  # an item of a batch answer
+        (None, -1007, OutcomeUnknown),
+    ],
+)
+def test_status_and_code_map_to_the_typed_error(
+    status: int | None, code: int | None, expected: type[VenueError]
+) -> None:
     err = error_for(status, code, "venue says no", request="POST /fapi/v1/order")
     assert type(err) is expected
     assert err.code == code and err.request == "POST /fapi/v1/order"

@@ -45,21 +45,33 @@ EXCHANGE_INFO: dict[str, Any] = {
     ],
     "symbols": [
         {
-            "symbol": "BTCUSDT", "pair": "BTCUSDT", "contractType": "PERPETUAL", "status": "TRADING",
-            "pricePrecision": 2, "quantityPrecision": 3,  # must not be used as tick/step
+            "symbol": "BTCUSDT",
+            "pair": "BTCUSDT",
+            "contractType": "PERPETUAL",
+            "status": "TRADING",
+            "pricePrecision": 2,
+            "quantityPrecision": 3,  # must not be used as tick/step
             "filters": [
                 {"filterType": "PRICE_FILTER", "minPrice": "0.5", "maxPrice": "1000000", "tickSize": "0.5"},
                 {"filterType": "LOT_SIZE", "minQty": "0.001", "maxQty": "1000", "stepSize": "0.001"},
                 {"filterType": "MARKET_LOT_SIZE", "minQty": "0.001", "maxQty": "100", "stepSize": "0.001"},
                 {"filterType": "MAX_NUM_ORDERS", "limit": 200},
                 {"filterType": "MIN_NOTIONAL", "notional": "5"},
-                {"filterType": "PERCENT_PRICE", "multiplierUp": "1.1500", "multiplierDown": "0.8500",
-                 "multiplierDecimal": 4},
+                {
+                    "filterType": "PERCENT_PRICE",
+                    "multiplierUp": "1.1500",
+                    "multiplierDown": "0.8500",
+                    "multiplierDecimal": 4,
+                },
             ],
         },
         {
-            "symbol": "DOGEUSDT", "pair": "DOGEUSDT", "contractType": "PERPETUAL", "status": "TRADING",
-            "pricePrecision": 5, "quantityPrecision": 0,
+            "symbol": "DOGEUSDT",
+            "pair": "DOGEUSDT",
+            "contractType": "PERPETUAL",
+            "status": "TRADING",
+            "pricePrecision": 5,
+            "quantityPrecision": 0,
             "filters": [
                 {"filterType": "PRICE_FILTER", "maxPrice": "300", "minPrice": "0.0001", "tickSize": "0.0001"},
                 {"filterType": "LOT_SIZE", "maxQty": "10000000", "minQty": "1", "stepSize": "1"},
@@ -122,8 +134,9 @@ class FakeAster:
         self.canned.setdefault((method, path), []).append((status, body, headers or {}))
 
     def calls(self, method: str | None = None, path: str | None = None) -> list[Seen]:
-        return [s for s in self.seen
-                if (method is None or s.method == method) and (path is None or s.path.endswith(path))]
+        return [
+            s for s in self.seen if (method is None or s.method == method) and (path is None or s.path.endswith(path))
+        ]
 
     # --- the handler ---------------------------------------------------------------------------------------
 
@@ -141,8 +154,11 @@ class FakeAster:
         short = path.removeprefix(self.prefix)
         if self.canned.get((request.method, short)):
             status, body, headers = self.canned[(request.method, short)].pop(0)
-            return httpx.Response(status, content=orjson.dumps(body) if not isinstance(body, bytes) else body,
-                                  headers={**headers, **self._usage()})
+            return httpx.Response(
+                status,
+                content=orjson.dumps(body) if not isinstance(body, bytes) else body,
+                headers={**headers, **self._usage()},
+            )
         try:
             result = self._route(request.method, path, params, text, request.headers)
         except _Refusal as r:
@@ -162,8 +178,9 @@ class FakeAster:
                 return {"serverTime": self.server_ms()}
             if path.endswith("/exchangeInfo"):
                 return self.exchange_info
-            return self.marks if "symbol" not in params else next(m for m in self.marks
-                                                                   if m["symbol"] == params["symbol"])
+            return (
+                self.marks if "symbol" not in params else next(m for m in self.marks if m["symbol"] == params["symbol"])
+            )
         if path == f"{p}/listenKey":
             self._authenticate(params, text, headers, signed=self.auth == "v3")
             return self._listen_key(method)
@@ -188,8 +205,12 @@ class FakeAster:
                     raise _Refusal(400, -2013, "Order does not exist.")
                 return order
             case "GET", x if x == f"{p}/openOrders":
-                return [o for o in self.orders.values() if o["status"] in ("NEW", "PARTIALLY_FILLED")
-                        and ("symbol" not in params or o["symbol"] == params["symbol"])]
+                return [
+                    o
+                    for o in self.orders.values()
+                    if o["status"] in ("NEW", "PARTIALLY_FILLED")
+                    and ("symbol" not in params or o["symbol"] == params["symbol"])
+                ]
             case "GET", x if x == positions_path:
                 return self.positions
             case "GET", x if x == f"{p}/positionSide/dual":
@@ -215,8 +236,11 @@ class FakeAster:
             if not payload or not hmac.compare_digest(signature, expected):
                 raise _Refusal(400, -1022, "Signature for this request is not valid.")
             timestamp, window = int(params["timestamp"]), int(params.get("recvWindow", "5000"))
-            if window > self.recv_window_max or timestamp >= self.server_ms() + 1000 \
-                    or self.server_ms() - timestamp > window:
+            if (
+                window > self.recv_window_max
+                or timestamp >= self.server_ms() + 1000
+                or self.server_ms() - timestamp > window
+            ):
                 raise _Refusal(400, -1021, "Timestamp for this request is outside of the recvWindow.")
             return
         if "X-MBX-APIKEY" in headers or "timestamp" in params:
@@ -251,9 +275,12 @@ class FakeAster:
             raise _Refusal(400, code, msg)
         kind = p.get("type")
         allowed = {"symbol", "side", "positionSide", "type", "newClientOrderId", "reduceOnly", "quantity"}
-        allowed |= {"LIMIT": {"timeInForce", "price"}, "MARKET": set(),
-                    "STOP_MARKET": {"stopPrice", "workingType"},
-                    "TAKE_PROFIT_MARKET": {"stopPrice", "workingType"}}.get(kind or "", set())
+        allowed |= {
+            "LIMIT": {"timeInForce", "price"},
+            "MARKET": set(),
+            "STOP_MARKET": {"stopPrice", "workingType"},
+            "TAKE_PROFIT_MARKET": {"stopPrice", "workingType"},
+        }.get(kind or "", set())
         extra = sorted(set(p) - allowed)
         if extra:
             raise _Refusal(400, -1106, f"Parameter '{extra[0]}' sent when not required.")
@@ -268,12 +295,27 @@ class FakeAster:
         if cid in self.orders and self.orders[cid]["status"] == "NEW":
             raise _Refusal(400, -4116, "ClientOrderId is duplicated.")
         order = {
-            "clientOrderId": cid, "cumQty": "0", "cumQuote": "0", "executedQty": "0", "orderId": next(self._ids),
-            "avgPrice": "0.00000", "origQty": p["quantity"], "price": p.get("price", "0"),
-            "reduceOnly": p.get("reduceOnly") == "true", "side": p["side"], "positionSide": p["positionSide"],
-            "status": "NEW", "stopPrice": p.get("stopPrice", "0"), "closePosition": False, "symbol": p["symbol"],
-            "timeInForce": p.get("timeInForce", "GTC"), "type": kind, "origType": kind, "updateTime": self.server_ms(),
-            "workingType": p.get("workingType", "CONTRACT_PRICE"), "priceProtect": False,
+            "clientOrderId": cid,
+            "cumQty": "0",
+            "cumQuote": "0",
+            "executedQty": "0",
+            "orderId": next(self._ids),
+            "avgPrice": "0.00000",
+            "origQty": p["quantity"],
+            "price": p.get("price", "0"),
+            "reduceOnly": p.get("reduceOnly") == "true",
+            "side": p["side"],
+            "positionSide": p["positionSide"],
+            "status": "NEW",
+            "stopPrice": p.get("stopPrice", "0"),
+            "closePosition": False,
+            "symbol": p["symbol"],
+            "timeInForce": p.get("timeInForce", "GTC"),
+            "type": kind,
+            "origType": kind,
+            "updateTime": self.server_ms(),
+            "workingType": p.get("workingType", "CONTRACT_PRICE"),
+            "priceProtect": False,
         }
         self.orders[cid] = order
         return order
@@ -310,21 +352,30 @@ def _error(status: int, code: int, msg: str, headers: dict[str, str] | None = No
 
 
 def _business(params: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in params.items()
-            if k not in ("recvWindow", "timestamp", "signature", "nonce", "user", "signer")}
+    return {
+        k: v for k, v in params.items() if k not in ("recvWindow", "timestamp", "signature", "nonce", "user", "signer")
+    }
 
 
 def typed_data(msg: str, chain_id: int = 1666) -> dict[str, Any]:
     """The typed-data document exactly as Aster's doc writes it (built independently of the adapter)."""
     return {
         "types": {
-            "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
-                             {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"}],
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
             "Message": [{"name": "msg", "type": "string"}],
         },
         "primaryType": "Message",
-        "domain": {"name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": chain_id,
-                   "verifyingContract": VERIFYING_CONTRACT},
+        "domain": {
+            "name": DOMAIN_NAME,
+            "version": DOMAIN_VERSION,
+            "chainId": chain_id,
+            "verifyingContract": VERIFYING_CONTRACT,
+        },
         "message": {"msg": msg},
     }
 
@@ -346,9 +397,14 @@ def settings(auth: str = "v1", **overrides: Any) -> AsterSettings:
 def test_fake_refuses_a_request_whose_signature_does_not_cover_the_sent_text() -> None:
     fake = FakeAster()
     body = f"symbol=BTCUSDT&timestamp={int(NOW * 1000)}&signature=00"
-    response = fake.handle(httpx.Request("POST", f"{REST_URL}/fapi/v1/order", content=body.encode(),
-                                         headers={"X-MBX-APIKEY": API_KEY,
-                                                  "Content-Type": "application/x-www-form-urlencoded"}))
+    response = fake.handle(
+        httpx.Request(
+            "POST",
+            f"{REST_URL}/fapi/v1/order",
+            content=body.encode(),
+            headers={"X-MBX-APIKEY": API_KEY, "Content-Type": "application/x-www-form-urlencoded"},
+        )
+    )
     assert response.status_code == 400 and orjson.loads(response.content)["code"] == -1022
 
 

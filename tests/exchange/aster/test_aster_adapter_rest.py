@@ -49,21 +49,36 @@ D = Decimal
 
 @asynccontextmanager
 async def venue_on(fake: FakeAster, **overrides: Any) -> AsyncIterator[AsterVenue]:
-    async with AsterVenue.open(settings(fake.auth, **overrides), transport=fake.transport(),
-                               clock=lambda: NOW) as venue:
+    async with AsterVenue.open(
+        settings(fake.auth, **overrides), transport=fake.transport(), clock=lambda: NOW
+    ) as venue:
         yield venue
 
 
 def limit(cid: str = "pm-1-E-1", **kw: Any) -> OrderRequest:
-    base: dict[str, Any] = {"client_id": cid, "symbol": "BTCUSDT", "side": OrderSide.BUY, "position_side": "LONG",
-                            "type": OrderType.LIMIT, "qty": D("0.010"), "price": D("42000.50")}
+    base: dict[str, Any] = {
+        "client_id": cid,
+        "symbol": "BTCUSDT",
+        "side": OrderSide.BUY,
+        "position_side": "LONG",
+        "type": OrderType.LIMIT,
+        "qty": D("0.010"),
+        "price": D("42000.50"),
+    }
     return OrderRequest(**{**base, **kw})
 
 
 def stop(cid: str = "pm-1-S-1", **kw: Any) -> OrderRequest:
-    base: dict[str, Any] = {"client_id": cid, "symbol": "BTCUSDT", "side": OrderSide.SELL, "position_side": "LONG",
-                            "type": OrderType.STOP_MARKET, "qty": D("0.010"), "stop_price": D("38000"),
-                            "working_type": WorkingType.MARK_PRICE}
+    base: dict[str, Any] = {
+        "client_id": cid,
+        "symbol": "BTCUSDT",
+        "side": OrderSide.SELL,
+        "position_side": "LONG",
+        "type": OrderType.STOP_MARKET,
+        "qty": D("0.010"),
+        "stop_price": D("38000"),
+        "working_type": WorkingType.MARK_PRICE,
+    }
     return OrderRequest(**{**base, **kw})
 
 
@@ -102,7 +117,8 @@ async def test_single_limit_order_is_one_signed_post_with_exactly_its_parameters
     [call] = fake.calls("POST", "/fapi/v1/order")
     assert call.in_body and call.text.startswith(
         "symbol=BTCUSDT&side=BUY&positionSide=LONG&type=LIMIT&timeInForce=GTC&quantity=0.01&price=42000.5"
-        f"&newClientOrderId=pm-1-E-1&recvWindow=5000&timestamp={int(NOW * 1000)}&signature=")
+        f"&newClientOrderId=pm-1-E-1&recvWindow=5000&timestamp={int(NOW * 1000)}&signature="
+    )
     assert state.client_id == "pm-1-E-1" and state.status is OrderStatus.NEW and state.price == D("42000.5")
 
 
@@ -125,8 +141,12 @@ async def test_one_way_mode_close_is_reduce_only() -> None:
 
 
 async def test_several_orders_go_in_one_batch_call_and_refusals_come_back_in_place() -> None:
-    fake = FakeAster(refuse={"pm-1-T-2": (-2022, "ReduceOnly Order is rejected."),
-                             "pm-1-S-3": (-2021, "Order would immediately trigger.")})
+    fake = FakeAster(
+        refuse={
+            "pm-1-T-2": (-2022, "ReduceOnly Order is rejected."),
+            "pm-1-S-3": (-2021, "Order would immediately trigger."),
+        }
+    )
     orders = [limit("pm-1-E-1"), limit("pm-1-T-2", side=OrderSide.SELL), stop("pm-1-S-3"), stop("pm-1-S-4")]
     async with venue_on(fake) as venue:
         results = await venue.place_orders(orders)
@@ -154,8 +174,15 @@ async def test_single_refusal_is_returned_in_place_not_raised() -> None:
 
 async def test_an_item_with_an_unknown_outcome_makes_the_whole_call_unknown() -> None:
     fake = FakeAster()
-    fake.answer("POST", "/batchOrders", 200, [{"code": -1007, "msg": "Timeout waiting for response"},
-                                              {"code": -2022, "msg": "ReduceOnly Order is rejected."}])
+    fake.answer(
+        "POST",
+        "/batchOrders",
+        200,
+        [
+            {"code": -1007, "msg": "Timeout waiting for response"},
+            {"code": -2022, "msg": "ReduceOnly Order is rejected."},
+        ],
+    )
     async with venue_on(fake) as venue:
         with pytest.raises(OutcomeUnknown):
             await venue.place_orders([limit("a"), limit("b")])
@@ -197,8 +224,11 @@ async def test_cancel_several_is_one_batch_delete_by_client_ids() -> None:
     [call] = fake.calls("DELETE", "/batchOrders")
     assert call.params["origClientOrderIdList"] == '["a","gone","b"]'
     assert "origClientOrderIdList=%5B%22a%22%2C%22gone%22%2C%22b%22%5D" in call.text
-    assert [getattr(r, "status", type(r)) for r in results] == [OrderStatus.CANCELED, OrderNotFound,
-                                                                OrderStatus.CANCELED]
+    assert [getattr(r, "status", type(r)) for r in results] == [
+        OrderStatus.CANCELED,
+        OrderNotFound,
+        OrderStatus.CANCELED,
+    ]
 
 
 async def test_query_by_client_id_and_unknown_ids_raise_order_not_found() -> None:
@@ -220,22 +250,30 @@ async def test_query_by_client_id_and_unknown_ids_raise_order_not_found() -> Non
 
 
 async def test_positions_use_the_v2_path_with_v1_auth_and_skip_flat_ones() -> None:
-    fake = FakeAster(positions=[
-        {"symbol": "BTCUSDT", "positionAmt": "0.000", "entryPrice": "0.0", "positionSide": "LONG"},
-        {"symbol": "BTCUSDT", "positionAmt": "-0.500", "entryPrice": "41000.0", "positionSide": "SHORT"},
-    ])
+    fake = FakeAster(
+        positions=[
+            {"symbol": "BTCUSDT", "positionAmt": "0.000", "entryPrice": "0.0", "positionSide": "LONG"},
+            {"symbol": "BTCUSDT", "positionAmt": "-0.500", "entryPrice": "41000.0", "positionSide": "SHORT"},
+        ]
+    )
     async with venue_on(fake) as venue:
         assert await venue.positions() == [PositionState("BTCUSDT", Side.SHORT, D("0.500"), D("41000.0"))]
     assert fake.calls("GET", "/fapi/v2/positionRisk")
 
 
 async def test_rest_mark_prices_keep_the_configured_symbols() -> None:
-    fake = FakeAster(marks=[{"symbol": s, "markPrice": p, "time": 1597370495002}
-                            for s, p in (("BTCUSDT", "42000.1"), ("DOGEUSDT", "0.2"), ("ETHUSDT", "3000"))])
+    fake = FakeAster(
+        marks=[
+            {"symbol": s, "markPrice": p, "time": 1597370495002}
+            for s, p in (("BTCUSDT", "42000.1"), ("DOGEUSDT", "0.2"), ("ETHUSDT", "3000"))
+        ]
+    )
     async with venue_on(fake, symbols=["BTCUSDT", "DOGEUSDT"]) as venue:
         marks = await venue.mark_prices()
-    assert marks == [MarkPrice("BTCUSDT", D("42000.1"), 1597370495.002),
-                     MarkPrice("DOGEUSDT", D("0.2"), 1597370495.002)]
+    assert marks == [
+        MarkPrice("BTCUSDT", D("42000.1"), 1597370495.002),
+        MarkPrice("DOGEUSDT", D("0.2"), 1597370495.002),
+    ]
 
 
 async def test_position_mode_get_and_set_with_no_change_needed_as_success() -> None:
@@ -268,15 +306,19 @@ async def test_used_weight_headers_feed_the_usage_gauge() -> None:
 # --- failures -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("status", "body", "headers", "expected", "retry_after"), [
-    (429, {"code": -1003, "msg": "Too many requests."}, {"Retry-After": "7"}, RateLimited, 7.0),
-    (418, {"code": -1003, "msg": "Way too many requests; IP banned."}, {"Retry-After": "600"}, Banned, 600.0),
-    (503, {"code": -1001, "msg": "Internal error; unable to process your request."}, {}, OutcomeUnknown, None),
-    (502, b"Bad Gateway", {}, OutcomeUnknown, None),
-    (401, {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}, {}, AuthRejected, None),
-])
-async def test_http_failures_become_typed_errors(status: int, body: Any, headers: dict[str, str],
-                                                 expected: type, retry_after: float | None) -> None:
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "expected", "retry_after"),
+    [
+        (429, {"code": -1003, "msg": "Too many requests."}, {"Retry-After": "7"}, RateLimited, 7.0),
+        (418, {"code": -1003, "msg": "Way too many requests; IP banned."}, {"Retry-After": "600"}, Banned, 600.0),
+        (503, {"code": -1001, "msg": "Internal error; unable to process your request."}, {}, OutcomeUnknown, None),
+        (502, b"Bad Gateway", {}, OutcomeUnknown, None),
+        (401, {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}, {}, AuthRejected, None),
+    ],
+)
+async def test_http_failures_become_typed_errors(
+    status: int, body: Any, headers: dict[str, str], expected: type, retry_after: float | None
+) -> None:
     fake = FakeAster()
     fake.answer("GET", "/openOrders", status, body, headers)
     async with venue_on(fake) as venue:
@@ -288,8 +330,14 @@ async def test_http_failures_become_typed_errors(status: int, body: Any, headers
     assert len(fake.calls("GET", "/openOrders")) == 1  # never retried by the adapter
 
 
-@pytest.mark.parametrize("error", [httpx.ConnectError("refused"), httpx.ReadTimeout("timed out"),
-                                   httpx.RemoteProtocolError("Server disconnected without sending a response.")])
+@pytest.mark.parametrize(
+    "error",
+    [
+        httpx.ConnectError("refused"),
+        httpx.ReadTimeout("timed out"),
+        httpx.RemoteProtocolError("Server disconnected without sending a response."),
+    ],
+)
 async def test_transport_failures_are_unknown_outcomes_without_the_signed_query(error: Exception) -> None:
     fake = FakeAster()
 
@@ -313,7 +361,10 @@ async def test_clock_skew_resyncs_and_retries_once() -> None:
         [state] = await venue.place_orders([limit()])
     assert state.client_id == "pm-1-E-1"
     assert [(c.method, c.path) for c in fake.seen[2:]] == [
-        ("POST", "/fapi/v1/order"), ("GET", "/fapi/v1/time"), ("POST", "/fapi/v1/order")]
+        ("POST", "/fapi/v1/order"),
+        ("GET", "/fapi/v1/time"),
+        ("POST", "/fapi/v1/order"),
+    ]
 
 
 async def test_clock_skew_twice_in_a_row_is_raised_after_one_retry() -> None:
@@ -339,8 +390,10 @@ async def test_other_refusals_are_not_retried() -> None:
 
 
 async def test_v3_uses_v3_paths_and_wallet_signatures_the_venue_can_recover() -> None:
-    fake = FakeAster(auth="v3", positions=[{"symbol": "BTCUSDT", "positionAmt": "0.1", "entryPrice": "40000",
-                                            "positionSide": "LONG"}])
+    fake = FakeAster(
+        auth="v3",
+        positions=[{"symbol": "BTCUSDT", "positionAmt": "0.1", "entryPrice": "40000", "positionSide": "LONG"}],
+    )
     async with venue_on(fake) as venue:
         results = await venue.place_orders([limit("a"), stop("b")])
         positions = await venue.positions()
@@ -371,11 +424,11 @@ async def test_v3_expired_nonce_is_retried_once_with_a_fresh_nonce() -> None:
 
 async def test_v3_settings_with_the_doc_wallet_open_against_the_fake() -> None:
     fake = FakeAster(auth="v3")
-    async with AsterRest.open(settings("v3", signer=SIGNER, signer_private_key=PRIVATE_KEY),
-                              transport=fake.transport(), clock=lambda: NOW) as rest:
+    async with AsterRest.open(
+        settings("v3", signer=SIGNER, signer_private_key=PRIVATE_KEY), transport=fake.transport(), clock=lambda: NOW
+    ) as rest:
         assert await rest.position_mode() is True
         assert "X-MBX-APIKEY" not in fake.seen[-1].headers
-
 
 
 # --- with posmon's order gateway ----------------------------------------------------------------------------
@@ -394,4 +447,8 @@ async def test_gateway_looks_orders_up_by_client_id_after_a_503_before_resending
             nursery.cancel_scope.cancel()
     assert [r.state.client_id for r in answer.results] == ["a", "b"]
     assert [(c.method, c.path.rsplit("/", 1)[1], c.params.get("origClientOrderId")) for c in fake.seen[2:]] == [
-        ("POST", "batchOrders", None), ("GET", "order", "a"), ("GET", "order", "b"), ("POST", "batchOrders", None)]
+        ("POST", "batchOrders", None),
+        ("GET", "order", "a"),
+        ("GET", "order", "b"),
+        ("POST", "batchOrders", None),
+    ]

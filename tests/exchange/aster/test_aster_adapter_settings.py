@@ -23,9 +23,17 @@ def error_of(table: dict[str, Any], env: dict[str, str] | None = None) -> str:
 
 def test_v1_defaults() -> None:
     s = AsterSettings.from_config(V1, {})
-    assert (s.auth, s.rest_url, s.ws_url, s.chain_id, s.recv_window_ms, s.symbols, s.mark_stream,
-            s.listen_key_keepalive_seconds, s.request_timeout_seconds) == (
-        "v1", "https://fapi.asterdex.com", "wss://fstream.asterdex.com", 1666, 5000, (), "all", 1800.0, 10.0)
+    assert (
+        s.auth,
+        s.rest_url,
+        s.ws_url,
+        s.chain_id,
+        s.recv_window_ms,
+        s.symbols,
+        s.mark_stream,
+        s.listen_key_keepalive_seconds,
+        s.request_timeout_seconds,
+    ) == ("v1", "https://fapi.asterdex.com", "wss://fstream.asterdex.com", 1666, 5000, (), "all", 1800.0, 10.0)
 
 
 def test_auth_defaults_to_v3_when_a_signer_key_is_set_and_the_signer_is_derived() -> None:
@@ -34,13 +42,28 @@ def test_auth_defaults_to_v3_when_a_signer_key_is_set_and_the_signer_is_derived(
 
 
 def test_testnet_table_with_every_key() -> None:
-    s = AsterSettings.from_config({**V3, "signer": SIGNER.lower(), "auth": "v3", "chain_id": 714,
-                                   "rest_url": "https://fapi.asterdex-testnet.com",
-                                   "ws_url": "wss://fstream.asterdex-testnet.com", "recv_window_ms": 60000,
-                                   "symbols": ["BTCUSDT", "ETHUSDT"], "mark_stream": "symbols",
-                                   "listen_key_keepalive_seconds": 900, "request_timeout_seconds": 2.5}, {})
+    s = AsterSettings.from_config(
+        {
+            **V3,
+            "signer": SIGNER.lower(),
+            "auth": "v3",
+            "chain_id": 714,
+            "rest_url": "https://fapi.asterdex-testnet.com",
+            "ws_url": "wss://fstream.asterdex-testnet.com",
+            "recv_window_ms": 60000,
+            "symbols": ["BTCUSDT", "ETHUSDT"],
+            "mark_stream": "symbols",
+            "listen_key_keepalive_seconds": 900,
+            "request_timeout_seconds": 2.5,
+        },
+        {},
+    )
     assert (s.chain_id, s.symbols, s.mark_stream, s.listen_key_keepalive_seconds) == (
-        714, ("BTCUSDT", "ETHUSDT"), "symbols", 900.0)
+        714,
+        ("BTCUSDT", "ETHUSDT"),
+        "symbols",
+        900.0,
+    )
 
 
 def test_empty_urls_select_the_embedded_simulator() -> None:
@@ -55,9 +78,16 @@ def test_only_one_empty_url_is_an_error_naming_it() -> None:
 
 
 def test_environment_overrides_the_table() -> None:
-    s = AsterSettings.from_config({**V1, "recv_window_ms": 5000}, {
-        "POSMON_ASTER_RECV_WINDOW_MS": "10000", "POSMON_ASTER_SYMBOLS": "BTCUSDT, ETHUSDT",
-        "POSMON_ASTER_REQUEST_TIMEOUT_SECONDS": "3", "POSMON_OTHER": "ignored", "HOME": "/root"})
+    s = AsterSettings.from_config(
+        {**V1, "recv_window_ms": 5000},
+        {
+            "POSMON_ASTER_RECV_WINDOW_MS": "10000",
+            "POSMON_ASTER_SYMBOLS": "BTCUSDT, ETHUSDT",
+            "POSMON_ASTER_REQUEST_TIMEOUT_SECONDS": "3",
+            "POSMON_OTHER": "ignored",
+            "HOME": "/root",
+        },
+    )
     assert (s.recv_window_ms, s.symbols, s.request_timeout_seconds) == (10000, ("BTCUSDT", "ETHUSDT"), 3.0)
 
 
@@ -66,56 +96,64 @@ def test_credentials_can_come_from_the_environment_only() -> None:
     assert s.auth == "v1" and s.api_key == API_KEY
 
 
-@pytest.mark.parametrize(("table", "parts"), [
-    ({**V1, "rest_url": "fapi.asterdex.com"}, ["aster.rest_url", "'fapi.asterdex.com'", "http://"]),
-    ({**V1, "rest_url": "https://fapi.asterdex.com/"}, ["aster.rest_url", "trailing slash"]),
-    ({**V1, "ws_url": "https://x"}, ["aster.ws_url", "'https://x'", "wss://"]),
-    ({**V1, "auth": "v2"}, ["aster.auth", "'v2'", "'v1', 'v3'"]),
-    ({**V1, "chain_id": "1666"}, ["aster.chain_id", "'1666'", "integer from 1 to 2**256-1"]),
-    ({**V1, "chain_id": True}, ["aster.chain_id", "True", "integer"]),
-    ({**V1, "recv_window_ms": 60001}, ["aster.recv_window_ms", "60001", "from 1 to 60000"]),
-    ({**V1, "recv_window_ms": 0}, ["aster.recv_window_ms", "0", "from 1 to 60000"]),
-    ({**V1, "symbols": ["btcusdt"]}, ["aster.symbols", "['btcusdt']", "upper-case"]),
-    ({**V1, "symbols": "BTCUSDT"}, ["aster.symbols", "'BTCUSDT'", "list"]),
-    ({**V1, "symbols": ["BTCUSDT", "BTCUSDT"]}, ["aster.symbols", "unique"]),
-    ({**V1, "mark_stream": "some"}, ["aster.mark_stream", "'some'", "'all', 'symbols'"]),
-    ({**V1, "listen_key_keepalive_seconds": 3600}, ["aster.listen_key_keepalive_seconds", "3600", "< 3600"]),
-    ({**V1, "listen_key_keepalive_seconds": 0}, ["aster.listen_key_keepalive_seconds", "> 0"]),
-    ({**V1, "request_timeout_seconds": -1}, ["aster.request_timeout_seconds", "-1", "> 0"]),
-    ({**V1, "signer": "0x123"}, ["aster.signer", "'0x123'", "40 hex digits"]),
-    ({**V1, "user": 42}, ["aster.user", "42", "40 hex digits"]),
-    ({**V1, "wsurl": "wss://x"}, ["aster.wsurl", "unknown key", "'wss://x'", "'ws_url'"]),
-    ({**V1, "extra": {"x": 1}}, ["aster.extra", "unknown key"]),
-])
-def test_each_bad_value_names_the_key_the_value_and_what_is_allowed(table: dict[str, Any],
-                                                                    parts: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("table", "parts"),
+    [
+        ({**V1, "rest_url": "fapi.asterdex.com"}, ["aster.rest_url", "'fapi.asterdex.com'", "http://"]),
+        ({**V1, "rest_url": "https://fapi.asterdex.com/"}, ["aster.rest_url", "trailing slash"]),
+        ({**V1, "ws_url": "https://x"}, ["aster.ws_url", "'https://x'", "wss://"]),
+        ({**V1, "auth": "v2"}, ["aster.auth", "'v2'", "'v1', 'v3'"]),
+        ({**V1, "chain_id": "1666"}, ["aster.chain_id", "'1666'", "integer from 1 to 2**256-1"]),
+        ({**V1, "chain_id": True}, ["aster.chain_id", "True", "integer"]),
+        ({**V1, "recv_window_ms": 60001}, ["aster.recv_window_ms", "60001", "from 1 to 60000"]),
+        ({**V1, "recv_window_ms": 0}, ["aster.recv_window_ms", "0", "from 1 to 60000"]),
+        ({**V1, "symbols": ["btcusdt"]}, ["aster.symbols", "['btcusdt']", "upper-case"]),
+        ({**V1, "symbols": "BTCUSDT"}, ["aster.symbols", "'BTCUSDT'", "list"]),
+        ({**V1, "symbols": ["BTCUSDT", "BTCUSDT"]}, ["aster.symbols", "unique"]),
+        ({**V1, "mark_stream": "some"}, ["aster.mark_stream", "'some'", "'all', 'symbols'"]),
+        ({**V1, "listen_key_keepalive_seconds": 3600}, ["aster.listen_key_keepalive_seconds", "3600", "< 3600"]),
+        ({**V1, "listen_key_keepalive_seconds": 0}, ["aster.listen_key_keepalive_seconds", "> 0"]),
+        ({**V1, "request_timeout_seconds": -1}, ["aster.request_timeout_seconds", "-1", "> 0"]),
+        ({**V1, "signer": "0x123"}, ["aster.signer", "'0x123'", "40 hex digits"]),
+        ({**V1, "user": 42}, ["aster.user", "42", "40 hex digits"]),
+        ({**V1, "wsurl": "wss://x"}, ["aster.wsurl", "unknown key", "'wss://x'", "'ws_url'"]),
+        ({**V1, "extra": {"x": 1}}, ["aster.extra", "unknown key"]),
+    ],
+)
+def test_each_bad_value_names_the_key_the_value_and_what_is_allowed(table: dict[str, Any], parts: list[str]) -> None:
     msg = error_of(table)
     for part in parts:
         assert part in msg, (part, msg)
 
 
-@pytest.mark.parametrize(("env", "parts"), [
-    ({"POSMON_ASTER_RECV_WINDOW_MS": "lots"}, ["POSMON_ASTER_RECV_WINDOW_MS", "'lots'", "integer"]),
-    ({"POSMON_ASTER_SYMBOLS": "BTCUSDT,eth"}, ["POSMON_ASTER_SYMBOLS", "comma-separated"]),
-    ({"POSMON_ASTER_MARKSTREAM": "all"}, ["POSMON_ASTER_MARKSTREAM", "unknown environment override",
-                                          "POSMON_ASTER_MARK_STREAM"]),
-    ({"POSMON_ASTER_listen_key_keepalive_seconds": "60"}, ["POSMON_ASTER_listen_key_keepalive_seconds",
-                                                           "unknown"]),
-])
+@pytest.mark.parametrize(
+    ("env", "parts"),
+    [
+        ({"POSMON_ASTER_RECV_WINDOW_MS": "lots"}, ["POSMON_ASTER_RECV_WINDOW_MS", "'lots'", "integer"]),
+        ({"POSMON_ASTER_SYMBOLS": "BTCUSDT,eth"}, ["POSMON_ASTER_SYMBOLS", "comma-separated"]),
+        (
+            {"POSMON_ASTER_MARKSTREAM": "all"},
+            ["POSMON_ASTER_MARKSTREAM", "unknown environment override", "POSMON_ASTER_MARK_STREAM"],
+        ),
+        ({"POSMON_ASTER_listen_key_keepalive_seconds": "60"}, ["POSMON_ASTER_listen_key_keepalive_seconds", "unknown"]),
+    ],
+)
 def test_bad_environment_values_name_the_variable(env: dict[str, str], parts: list[str]) -> None:
     msg = error_of(V1, env)
     for part in parts:
         assert part in msg, (part, msg)
 
 
-@pytest.mark.parametrize(("table", "env", "parts"), [
-    ({"api_key": API_KEY}, {}, ["aster.api_secret", "missing", "auth 'v1'"]),
-    ({}, {}, ["aster.api_key", "missing", "signer_private_key"]),
-    ({"auth": "v3", **V1}, {}, ["aster.signer_private_key", "missing", "auth 'v3'"]),
-    ({"signer_private_key": PRIVATE_KEY}, {}, ["aster.user", "missing", "main wallet"]),
-])
-def test_missing_credentials_for_the_chosen_auth(table: dict[str, Any], env: dict[str, str],
-                                                 parts: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("table", "env", "parts"),
+    [
+        ({"api_key": API_KEY}, {}, ["aster.api_secret", "missing", "auth 'v1'"]),
+        ({}, {}, ["aster.api_key", "missing", "signer_private_key"]),
+        ({"auth": "v3", **V1}, {}, ["aster.signer_private_key", "missing", "auth 'v3'"]),
+        ({"signer_private_key": PRIVATE_KEY}, {}, ["aster.user", "missing", "main wallet"]),
+    ],
+)
+def test_missing_credentials_for_the_chosen_auth(table: dict[str, Any], env: dict[str, str], parts: list[str]) -> None:
     msg = error_of(table, env)
     for part in parts:
         assert part in msg, (part, msg)
@@ -126,14 +164,17 @@ def test_signer_that_does_not_match_the_key_is_refused() -> None:
     assert "aster.signer" in msg and USER in msg and SIGNER in msg
 
 
-@pytest.mark.parametrize(("table", "env"), [
-    ({**V1, "api_secret": ""}, {}),
-    ({**V3, "signer_private_key": PRIVATE_KEY[:-1] + "z"}, {}),
-    ({**V3, "signer_private_key": "0x" + "0" * 64}, {}),
-    (V1, {"POSMON_ASTER_API_SECRET": ""}),
-    ({**V1, "api_secert": "hunter2-secret-value"}, {}),
-    (V1, {"POSMON_ASTER_PRIVATE_KEY": "hunter2-secret-value"}),
-])
+@pytest.mark.parametrize(
+    ("table", "env"),
+    [
+        ({**V1, "api_secret": ""}, {}),
+        ({**V3, "signer_private_key": PRIVATE_KEY[:-1] + "z"}, {}),
+        ({**V3, "signer_private_key": "0x" + "0" * 64}, {}),
+        (V1, {"POSMON_ASTER_API_SECRET": ""}),
+        ({**V1, "api_secert": "hunter2-secret-value"}, {}),
+        (V1, {"POSMON_ASTER_PRIVATE_KEY": "hunter2-secret-value"}),
+    ],
+)
 def test_secrets_are_never_echoed_in_errors(table: dict[str, Any], env: dict[str, str]) -> None:
     msg = error_of(table, env)
     assert "'***'" in msg

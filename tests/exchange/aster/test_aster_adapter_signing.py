@@ -23,8 +23,9 @@ from tests.exchange.aster.test_aster_adapter_fakes import (
 )
 
 # Binance's worked example (the v1 API is Binance USD-M compatible).
-DOC_QUERY = ("symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&recvWindow=5000"
-             "&timestamp=1499827319559")
+DOC_QUERY = (
+    "symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559"
+)
 DOC_SIGNATURE = "c8db56825ae71d6d79447849e617115f4a920fa2acdcab2b053c4b2838bd6b71"
 DOC_MIXED_QUERY = "symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC"
 DOC_MIXED_BODY = "quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559"
@@ -87,8 +88,9 @@ def test_v1_key_only_call_carries_the_key_but_no_signature() -> None:
 def test_json_list_parameters_are_percent_encoded_and_signed_as_encoded() -> None:
     text = encode_params([("origClientOrderIdList", '["a","b"]')])
     assert text == "origClientOrderIdList=%5B%22a%22%2C%22b%22%5D"
-    sent = HmacSigner(API_KEY, API_SECRET, clock=fixed_clock()).sign([("origClientOrderIdList", '["a","b"]')],
-                                                                     in_body=True)
+    sent = HmacSigner(API_KEY, API_SECRET, clock=fixed_clock()).sign(
+        [("origClientOrderIdList", '["a","b"]')], in_body=True
+    )
     assert sent.body.decode().startswith(text + "&")
 
 
@@ -103,8 +105,10 @@ def test_v3_signature_recovers_to_the_signer_over_exactly_the_sent_string() -> N
     sent = v3_signer().sign([("symbol", "BTCUSDT"), ("batchOrders", '[{"symbol":"BTCUSDT"}]')], in_body=True)
     text = sent.body.decode()
     msg, signature = split_signed(text)
-    assert msg == (f"symbol=BTCUSDT&batchOrders=%5B%7B%22symbol%22%3A%22BTCUSDT%22%7D%5D"
-                   f"&nonce={int(NOW * 1_000_000)}&user={USER}&signer={SIGNER}")
+    assert msg == (
+        f"symbol=BTCUSDT&batchOrders=%5B%7B%22symbol%22%3A%22BTCUSDT%22%7D%5D"
+        f"&nonce={int(NOW * 1_000_000)}&user={USER}&signer={SIGNER}"
+    )
     signable = encode_typed_data(full_message=typed_data(msg))
     assert Account.recover_message(signable, signature=signature) == SIGNER
     assert signature == "0x" + Account.sign_message(signable, PRIVATE_KEY).signature.hex()

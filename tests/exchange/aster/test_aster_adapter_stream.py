@@ -32,6 +32,7 @@ async def venue_on(fake: FakeAster, **overrides: Any) -> AsyncIterator[AsterVenu
 
 async def serve(nursery: trio.Nursery, frames: list[bytes | str], paths: list[str]) -> str:
     """A loopback websocket server that records the requested path, sends ``frames`` and closes."""
+
     async def handler(request: WebSocketRequest) -> None:
         paths.append(request.path)
         ws = await request.accept()
@@ -149,8 +150,9 @@ class MemoryConnector:
 
 @asynccontextmanager
 async def memory_venue(fake: FakeAster, connector: MemoryConnector, **overrides: Any) -> AsyncIterator[AsterVenue]:
-    async with AsterVenue.open(settings(**overrides), transport=fake.transport(), clock=lambda: NOW,
-                               connect=connector) as venue:
+    async with AsterVenue.open(
+        settings(**overrides), transport=fake.transport(), clock=lambda: NOW, connect=connector
+    ) as venue:
         yield venue
 
 

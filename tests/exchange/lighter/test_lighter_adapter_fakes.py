@@ -16,8 +16,12 @@ NOW = 1_722_337_200.0
 
 
 def settings(**kw: Any) -> LighterSettings:
-    base: dict[str, Any] = {"rest_url": "https://lighter.test", "ws_url": "wss://lighter.test",
-                            "account_index": ACCOUNT, "api_private_key": KEY}
+    base: dict[str, Any] = {
+        "rest_url": "https://lighter.test",
+        "ws_url": "wss://lighter.test",
+        "account_index": ACCOUNT,
+        "api_private_key": KEY,
+    }
     return LighterSettings(**{**base, **kw})
 
 
@@ -29,10 +33,19 @@ class FakeSigner:
 
     def create_order(self, **kw: Any) -> tuple[int, str]:
         self.signed += 1
-        names = {"market_index": "MarketIndex", "client_order_index": "ClientOrderIndex", "base_amount": "BaseAmount",
-                 "price": "Price", "is_ask": "IsAsk", "order_type": "Type", "time_in_force": "TimeInForce",
-                 "reduce_only": "ReduceOnly", "trigger_price": "TriggerPrice", "order_expiry": "OrderExpiry",
-                 "nonce": "Nonce"}
+        names = {
+            "market_index": "MarketIndex",
+            "client_order_index": "ClientOrderIndex",
+            "base_amount": "BaseAmount",
+            "price": "Price",
+            "is_ask": "IsAsk",
+            "order_type": "Type",
+            "time_in_force": "TimeInForce",
+            "reduce_only": "ReduceOnly",
+            "trigger_price": "TriggerPrice",
+            "order_expiry": "OrderExpiry",
+            "nonce": "Nonce",
+        }
         return 14, json.dumps({names[k]: (int(v) if isinstance(v, bool) else v) for k, v in kw.items()})
 
     def cancel_order(self, *, market_index: int, order_index: int, nonce: int) -> tuple[int, str]:
@@ -44,12 +57,22 @@ class FakeSigner:
 
 
 def order_json(tx: dict[str, Any], *, status: str = "open", filled: str = "0", order_index: int = 2**48 + 1) -> dict:
-    return {"order_index": order_index, "client_order_index": tx["ClientOrderIndex"], "market_index": tx["MarketIndex"],
-            "initial_base_amount": str(tx["BaseAmount"] / 10**5), "filled_base_amount": filled,
-            "filled_quote_amount": "0", "remaining_base_amount": "0", "price": str(tx["Price"] / 10),
-            "is_ask": bool(tx["IsAsk"]), "type": "market" if tx["Type"] == 1 else "limit",
-            "time_in_force": "immediate-or-cancel" if tx["TimeInForce"] == 0 else "good-till-time",
-            "reduce_only": bool(tx["ReduceOnly"]), "trigger_price": "0", "status": status}
+    return {
+        "order_index": order_index,
+        "client_order_index": tx["ClientOrderIndex"],
+        "market_index": tx["MarketIndex"],
+        "initial_base_amount": str(tx["BaseAmount"] / 10**5),
+        "filled_base_amount": filled,
+        "filled_quote_amount": "0",
+        "remaining_base_amount": "0",
+        "price": str(tx["Price"] / 10),
+        "is_ask": bool(tx["IsAsk"]),
+        "type": "market" if tx["Type"] == 1 else "limit",
+        "time_in_force": "immediate-or-cancel" if tx["TimeInForce"] == 0 else "good-till-time",
+        "reduce_only": bool(tx["ReduceOnly"]),
+        "trigger_price": "0",
+        "status": status,
+    }
 
 
 class FakeLighter:
@@ -82,16 +105,47 @@ class FakeLighter:
             self.nonce_fetches += 1
             return httpx.Response(200, json={"code": 200, "nonce": self.nonce})
         if path == "/api/v1/orderBookDetails":
-            return httpx.Response(200, json={"code": 200, "order_book_details": [
-                {"symbol": "BTC", "market_id": 1, "market_type": "perp", "status": "active", "size_decimals": 5,
-                 "price_decimals": 1, "min_base_amount": "0.0002", "min_quote_amount": "10", "mark_price": "60000.0"},
-                {"symbol": "ETH", "market_id": 0, "market_type": "perp", "status": "active", "size_decimals": 4,
-                 "price_decimals": 2, "min_base_amount": "0.005", "min_quote_amount": "10", "mark_price": "3000.00"},
-            ], "spot_order_book_details": []})
+            return httpx.Response(
+                200,
+                json={
+                    "code": 200,
+                    "order_book_details": [
+                        {
+                            "symbol": "BTC",
+                            "market_id": 1,
+                            "market_type": "perp",
+                            "status": "active",
+                            "size_decimals": 5,
+                            "price_decimals": 1,
+                            "min_base_amount": "0.0002",
+                            "min_quote_amount": "10",
+                            "mark_price": "60000.0",
+                        },
+                        {
+                            "symbol": "ETH",
+                            "market_id": 0,
+                            "market_type": "perp",
+                            "status": "active",
+                            "size_decimals": 4,
+                            "price_decimals": 2,
+                            "min_base_amount": "0.005",
+                            "min_quote_amount": "10",
+                            "mark_price": "3000.00",
+                        },
+                    ],
+                    "spot_order_book_details": [],
+                },
+            )
         if path == "/api/v1/account":
             assert (q["by"], q["value"]) == ("index", str(ACCOUNT))
-            return httpx.Response(200, json={"code": 200, "total": 1, "accounts": [
-                {"index": ACCOUNT, "collateral": "1000", "positions": self.positions}]})
+            return httpx.Response(
+                200,
+                json={
+                    "code": 200,
+                    "total": 1,
+                    "accounts": [{"index": ACCOUNT, "collateral": "1000", "positions": self.positions}],
+                },
+            )
         if path in ("/api/v1/accountActiveOrders", "/api/v1/accountInactiveOrders"):
             if not request.headers.get("authorization", "").startswith("token-until-"):
                 return httpx.Response(400, json={"code": 20001, "message": "invalid auth"})
@@ -119,5 +173,12 @@ class FakeLighter:
             if tx_type == 14 and tx["Type"] == 0:
                 self.active.append(order_json(tx))
         hashes = [f"0x{n:04x}" for n in nonces]
-        return httpx.Response(200, json={"code": 200, "tx_hash": hashes[0] if len(hashes) == 1 else hashes,
-                                         "predicted_execution_time_ms": 1, "volume_quota_remaining": 1000})
+        return httpx.Response(
+            200,
+            json={
+                "code": 200,
+                "tx_hash": hashes[0] if len(hashes) == 1 else hashes,
+                "predicted_execution_time_ms": 1,
+                "volume_quota_remaining": 1000,
+            },
+        )

@@ -10,35 +10,51 @@ from posmon.config import ConfigError
 from posmon.exchange.lighter.settings import LighterSettings
 
 KEY = "0x" + "ab" * 40
-LIVE = {"rest_url": "https://mainnet.zklighter.elliot.ai", "ws_url": "wss://mainnet.zklighter.elliot.ai",
-        "account_index": 281474, "api_private_key": KEY}
+LIVE = {
+    "rest_url": "https://mainnet.zklighter.elliot.ai",
+    "ws_url": "wss://mainnet.zklighter.elliot.ai",
+    "account_index": 281474,
+    "api_private_key": KEY,
+}
 
 
 def test_empty_urls_mean_the_embedded_simulator_with_defaults() -> None:
     s = LighterSettings.from_config({"rest_url": "", "ws_url": ""}, {})
     assert s.embedded and s.chain_id == 304 and s.tier == "standard" and not s.native_conditional_orders
     assert (s.close_slippage_pct, s.close_slippage_step_pct, s.close_slippage_max_pct) == (
-        Decimal("1.0"), Decimal("1.0"), Decimal("5.0"))
+        Decimal("1.0"),
+        Decimal("1.0"),
+        Decimal("5.0"),
+    )
 
 
 def test_live_settings_and_environment_overrides() -> None:
-    s = LighterSettings.from_config({**LIVE, "symbols": ["BTC", "ETH"], "close_slippage_pct": 0.5}, {
-        "POSMON_LIGHTER_TIER": "premium", "POSMON_LIGHTER_NATIVE_CONDITIONAL_ORDERS": "true",
-        "POSMON_LIGHTER_SYMBOLS": "DOGE,BTC", "POSMON_LIGHTER_CLOSE_SLIPPAGE_MAX_PCT": "3"})
+    s = LighterSettings.from_config(
+        {**LIVE, "symbols": ["BTC", "ETH"], "close_slippage_pct": 0.5},
+        {
+            "POSMON_LIGHTER_TIER": "premium",
+            "POSMON_LIGHTER_NATIVE_CONDITIONAL_ORDERS": "true",
+            "POSMON_LIGHTER_SYMBOLS": "DOGE,BTC",
+            "POSMON_LIGHTER_CLOSE_SLIPPAGE_MAX_PCT": "3",
+        },
+    )
     assert (s.tier, s.native_conditional_orders, s.symbols) == ("premium", True, ("DOGE", "BTC"))
     assert s.close_slippage_pct == Decimal("0.5") and s.close_slippage_max_pct == Decimal(3)
     assert s.stream_url == "wss://mainnet.zklighter.elliot.ai/stream"
 
 
-@pytest.mark.parametrize(("table", "env", "words"), [
-    ({"tier": "gold"}, {}, ["lighter.tier", "'gold'", "'standard', 'premium'"]),
-    ({"close_slippage_pct": 0}, {}, ["lighter.close_slippage_pct", "0", "> 0"]),
-    ({}, {"POSMON_LIGHTER_API_KEY_INDEX": "300"}, ["POSMON_LIGHTER_API_KEY_INDEX", "'300'", "0 to 254"]),
-    ({"rest_url": "ftp://x"}, {}, ["lighter.rest_url", "ftp://x", "http://"]),
-    ({"ws_pingseconds": 3}, {}, ["lighter.ws_pingseconds", "unknown key"]),
-    ({}, {"POSMON_LIGHTER_NATIVE_CONDITIONAL_ORDERS": "maybe"}, ["NATIVE_CONDITIONAL_ORDERS", "true or false"]),
-    ({"close_slippage_pct": 2, "close_slippage_max_pct": 1}, {}, ["lighter.close_slippage_max_pct", ">="]),
-])
+@pytest.mark.parametrize(
+    ("table", "env", "words"),
+    [
+        ({"tier": "gold"}, {}, ["lighter.tier", "'gold'", "'standard', 'premium'"]),
+        ({"close_slippage_pct": 0}, {}, ["lighter.close_slippage_pct", "0", "> 0"]),
+        ({}, {"POSMON_LIGHTER_API_KEY_INDEX": "300"}, ["POSMON_LIGHTER_API_KEY_INDEX", "'300'", "0 to 254"]),
+        ({"rest_url": "ftp://x"}, {}, ["lighter.rest_url", "ftp://x", "http://"]),
+        ({"ws_pingseconds": 3}, {}, ["lighter.ws_pingseconds", "unknown key"]),
+        ({}, {"POSMON_LIGHTER_NATIVE_CONDITIONAL_ORDERS": "maybe"}, ["NATIVE_CONDITIONAL_ORDERS", "true or false"]),
+        ({"close_slippage_pct": 2, "close_slippage_max_pct": 1}, {}, ["lighter.close_slippage_max_pct", ">="]),
+    ],
+)
 def test_bad_values_name_the_key_the_value_and_what_is_allowed(table: dict, env: dict, words: list[str]) -> None:
     with pytest.raises(ConfigError) as err:
         LighterSettings.from_config({**LIVE, **table}, env)

@@ -34,16 +34,28 @@ async def lighter_on_sim(**options: Any) -> AsyncIterator[tuple[LighterVenue, Li
     sim = LighterSim(build_exchange(), **options)
     async with trio.open_nursery() as nursery:
         rest_url, ws_url = await nursery.start(serve_lighter_sim, sim)
-        settings = LighterSettings(rest_url=rest_url, ws_url=ws_url, account_index=DEFAULT_ACCOUNT_INDEX,
-                                   api_key_index=DEFAULT_API_KEY_INDEX, api_private_key=DEFAULT_API_PRIVATE_KEY)
+        settings = LighterSettings(
+            rest_url=rest_url,
+            ws_url=ws_url,
+            account_index=DEFAULT_ACCOUNT_INDEX,
+            api_key_index=DEFAULT_API_KEY_INDEX,
+            api_private_key=DEFAULT_API_PRIVATE_KEY,
+        )
         async with LighterVenue.open(settings, clock=time.time) as venue:
             yield venue, sim
         nursery.cancel_scope.cancel()
 
 
 def order(cid: str, **kw: Any) -> OrderRequest:
-    base: dict[str, Any] = {"client_id": cid, "symbol": "ETH", "side": OrderSide.BUY, "position_side": "BOTH",
-                            "type": OrderType.LIMIT, "qty": D("0.1"), "price": D("2500.00")}
+    base: dict[str, Any] = {
+        "client_id": cid,
+        "symbol": "ETH",
+        "side": OrderSide.BUY,
+        "position_side": "BOTH",
+        "type": OrderType.LIMIT,
+        "qty": D("0.1"),
+        "price": D("2500.00"),
+    }
     return OrderRequest(**{**base, **kw})
 
 
@@ -60,8 +72,9 @@ async def test_signed_limit_order_is_accepted_read_back_and_cancelled() -> None:
         (placed,) = await venue.place_orders([order("pm-1-E1")])
         assert not isinstance(placed, Exception) and placed.status is OrderStatus.NEW
         live = await venue.open_orders("ETH")  # the sim executes what it accepted before answering a read
-        assert [(o.client_id, o.price, o.qty, o.side) for o in live] == [("pm-1-E1", D("2500.00"), D("0.1"),
-                                                                           OrderSide.BUY)]
+        assert [(o.client_id, o.price, o.qty, o.side) for o in live] == [
+            ("pm-1-E1", D("2500.00"), D("0.1"), OrderSide.BUY)
+        ]
         assert (await venue.query_order("ETH", "pm-1-E1")).status is OrderStatus.NEW
         (answer,) = await venue.cancel_orders("ETH", ["pm-1-E1"])
         assert not isinstance(answer, Exception)
@@ -91,8 +104,14 @@ async def test_positions_reach_the_stream_and_marks_the_price_stream() -> None:
                 found = None
                 while found is None:
                     events = venue.parse_user_frame(await frames.receive())
-                    found = next((e for e in events if isinstance(e, PositionUpdate)
-                                  and e.position.symbol == "BTC" and e.position.qty > 0), None)
+                    found = next(
+                        (
+                            e
+                            for e in events
+                            if isinstance(e, PositionUpdate) and e.position.symbol == "BTC" and e.position.qty > 0
+                        ),
+                        None,
+                    )
         assert (found.position.side, found.position.qty) == (Side.SHORT, D("0.01"))
         async with venue.connect_prices(["BTC"]) as prices:
             with trio.fail_after(WAIT):

@@ -40,18 +40,26 @@ def connector(ws: FakeWs):
     async def connect(url: str) -> AsyncIterator[FakeWs]:
         assert url == "ws://sim/stream"
         yield ws
+
     return connect
 
 
-async def test_subscribes_after_connected_answers_pings_and_keeps_alive(
-        autojump_clock: trio.testing.MockClock) -> None:
+async def test_subscribes_after_connected_answers_pings_and_keeps_alive(autojump_clock: trio.testing.MockClock) -> None:
     ws = FakeWs()
     ws.inbound_send.send_nowait('{"type":"connected","session_id":"s"}')
-    async with open_lighter_stream("ws://sim/stream", ["account_all/5", "account_all_orders/5"], what="test",
-                                   handshake_seconds=5, ping_seconds=60, auth="tok",
-                                   connect=connector(ws)) as frames:
-        assert ws.sent == [{"type": "subscribe", "channel": "account_all/5", "auth": "tok"},
-                           {"type": "subscribe", "channel": "account_all_orders/5", "auth": "tok"}]
+    async with open_lighter_stream(
+        "ws://sim/stream",
+        ["account_all/5", "account_all_orders/5"],
+        what="test",
+        handshake_seconds=5,
+        ping_seconds=60,
+        auth="tok",
+        connect=connector(ws),
+    ) as frames:
+        assert ws.sent == [
+            {"type": "subscribe", "channel": "account_all/5", "auth": "tok"},
+            {"type": "subscribe", "channel": "account_all_orders/5", "auth": "tok"},
+        ]
         ws.inbound_send.send_nowait('{"type":"ping"}')
         assert json.loads(await frames.receive()) == {"type": "ping"}
         assert ws.sent[-1] == {"type": "pong"}
@@ -61,14 +69,23 @@ async def test_subscribes_after_connected_answers_pings_and_keeps_alive(
 
 async def test_no_greeting_or_token_expiry_end_the_stream(autojump_clock: trio.testing.MockClock) -> None:
     with pytest.raises(StreamClosed, match="no 'connected'"):
-        async with open_lighter_stream("ws://sim/stream", [], what="test", handshake_seconds=5, ping_seconds=60,
-                                       connect=connector(FakeWs())):
+        async with open_lighter_stream(
+            "ws://sim/stream", [], what="test", handshake_seconds=5, ping_seconds=60, connect=connector(FakeWs())
+        ):
             pass
     ws = FakeWs()
     ws.inbound_send.send_nowait('{"type":"connected"}')
-    async with open_lighter_stream("ws://sim/stream", ["account_all/5"], what="test", handshake_seconds=5,
-                                   ping_seconds=60, auth="tok", end_at=100.0, clock=trio.current_time,
-                                   connect=connector(ws)) as frames:
+    async with open_lighter_stream(
+        "ws://sim/stream",
+        ["account_all/5"],
+        what="test",
+        handshake_seconds=5,
+        ping_seconds=60,
+        auth="tok",
+        end_at=100.0,
+        clock=trio.current_time,
+        connect=connector(ws),
+    ) as frames:
         with pytest.raises(StreamClosed, match="auth token"):
             await frames.receive()
     assert trio.current_time() == pytest.approx(100.0)

@@ -47,12 +47,16 @@ async def test_v1_refusals_bad_signature_stale_or_future_timestamp_and_keys():
         assert (stale.status_code, body(stale)["code"]) == (400, -1021)
         ahead = await client.signed("POST", "/fapi/v1/order", limit_order(), timestamp_ms=now_ms + 1000)
         assert body(ahead)["code"] == -1021
-        just_in = await client.signed("POST", "/fapi/v1/order", limit_order(newClientOrderId="ok-1"),
-                                      timestamp_ms=now_ms + 999)
+        just_in = await client.signed(
+            "POST", "/fapi/v1/order", limit_order(newClientOrderId="ok-1"), timestamp_ms=now_ms + 999
+        )
         assert just_in.status_code == 200, just_in.text
-        wide = await client.signed("POST", "/fapi/v1/order", limit_order(recvWindow="60000",
-                                                                         newClientOrderId="ok-2"),
-                                   timestamp_ms=now_ms - 59_000)
+        wide = await client.signed(
+            "POST",
+            "/fapi/v1/order",
+            limit_order(recvWindow="60000", newClientOrderId="ok-2"),
+            timestamp_ms=now_ms - 59_000,
+        )
         assert wide.status_code == 200, wide.text
         too_wide = await client.signed("POST", "/fapi/v1/order", limit_order(recvWindow="60001"))
         assert body(too_wide)["code"] == -1130
@@ -60,8 +64,9 @@ async def test_v1_refusals_bad_signature_stale_or_future_timestamp_and_keys():
         assert (unknown.status_code, body(unknown)["code"]) == (401, -2015)
         missing = await http.get("/fapi/v1/openOrders", params={"timestamp": str(now_ms)})
         assert (missing.status_code, body(missing)["code"]) == (401, -2014)
-        unsigned = await http.get("/fapi/v1/openOrders", params={"timestamp": str(now_ms)},
-                                  headers={"X-MBX-APIKEY": DEFAULT_API_KEY})
+        unsigned = await http.get(
+            "/fapi/v1/openOrders", params={"timestamp": str(now_ms)}, headers={"X-MBX-APIKEY": DEFAULT_API_KEY}
+        )
         assert body(unsigned)["code"] == -1102
     assert [o.client_id for o in exchange.engine.open_orders()] == ["ok-1", "ok-2"]
 
@@ -74,8 +79,11 @@ async def test_v1_signature_covers_query_then_body_exactly_as_sent():
         rest_body = urlencode([*limit_order()[4:], ("timestamp", str(round(clock.now * 1000)))])
         signature = hmac.new(DEFAULT_API_SECRET.encode(), (query + rest_body).encode(), hashlib.sha256).hexdigest()
         headers = {"X-MBX-APIKEY": DEFAULT_API_KEY, **FORM}
-        ok = await http.post(f"/fapi/v1/order?{query}&newClientOrderId=split", content=f"{rest_body}&signature="
-                             f"{signature}", headers=headers)
+        ok = await http.post(
+            f"/fapi/v1/order?{query}&newClientOrderId=split",
+            content=f"{rest_body}&signature={signature}",
+            headers=headers,
+        )
         assert body(ok)["code"] == -1022  # the extra query parameter was not signed
         ok = await http.post(f"/fapi/v1/order?{query}", content=f"{rest_body}&signature={signature}", headers=headers)
         assert ok.status_code == 200, ok.text
@@ -140,8 +148,14 @@ async def test_v3_accepts_parameters_in_the_query_of_a_post_and_signatures_witho
         text = client.sign(limit_order(newClientOrderId="q-1"))
         in_query = await http.post(f"/fapi/v3/order?{text}")
         assert in_query.status_code == 200, in_query.text
-        msg = urlencode([*limit_order(newClientOrderId="q-2"), ("nonce", str(client.next_nonce())),
-                         ("user", client.user), ("signer", client.signer)])
+        msg = urlencode(
+            [
+                *limit_order(newClientOrderId="q-2"),
+                ("nonce", str(client.next_nonce())),
+                ("user", client.user),
+                ("signer", client.signer),
+            ]
+        )
         bare_hex = eip712_signature(msg, DEFAULT_SIGNER_PRIVATE_KEY).removeprefix("0x")
         no_prefix = await http.post("/fapi/v3/order", content=f"{msg}&signature={bare_hex}", headers=FORM)
         assert no_prefix.status_code == 200, no_prefix.text

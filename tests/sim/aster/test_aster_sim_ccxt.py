@@ -17,10 +17,20 @@ from tests.sim.aster.test_aster_sim_helpers import D, make_exchange, running
 
 
 def make_ccxt(rest: str) -> Any:
-    exchange = ccxt.aster({"privateKey": DEFAULT_SIGNER_PRIVATE_KEY, "options": {"builderFee": False},
-                           "enableRateLimit": False, "timeout": 10_000})
-    exchange.urls["api"] = {"fapiPublic": f"{rest}/fapi", "fapiPrivate": f"{rest}/fapi",
-                            "sapiPublic": f"{rest}/api", "sapiPrivate": f"{rest}/api"}
+    exchange = ccxt.aster(
+        {
+            "privateKey": DEFAULT_SIGNER_PRIVATE_KEY,
+            "options": {"builderFee": False},
+            "enableRateLimit": False,
+            "timeout": 10_000,
+        }
+    )
+    exchange.urls["api"] = {
+        "fapiPublic": f"{rest}/fapi",
+        "fapiPrivate": f"{rest}/fapi",
+        "sapiPublic": f"{rest}/api",
+        "sapiPrivate": f"{rest}/api",
+    }
     return exchange
 
 
@@ -30,15 +40,30 @@ def scenario(client: Any) -> dict[str, Any]:
     markets = client.load_markets()
     seen["market"] = markets["BTC/USDT:USDT"]
     seen["mode"] = client.fetch_position_mode()
-    order = client.create_order("BTC/USDT:USDT", "limit", "buy", 0.01, 44000,
-                                {"positionSide": "LONG", "newClientOrderId": "ccxt-1"})
+    order = client.create_order(
+        "BTC/USDT:USDT", "limit", "buy", 0.01, 44000, {"positionSide": "LONG", "newClientOrderId": "ccxt-1"}
+    )
     seen["order"] = order
-    seen["batch"] = client.create_orders([
-        {"symbol": "BTC/USDT:USDT", "type": "limit", "side": "buy", "amount": 0.01, "price": 43900,
-         "params": {"positionSide": "LONG"}},
-        {"symbol": "BTC/USDT:USDT", "type": "limit", "side": "buy", "amount": 0.01, "price": 43800,
-         "params": {"positionSide": "LONG"}},
-    ])
+    seen["batch"] = client.create_orders(
+        [
+            {
+                "symbol": "BTC/USDT:USDT",
+                "type": "limit",
+                "side": "buy",
+                "amount": 0.01,
+                "price": 43900,
+                "params": {"positionSide": "LONG"},
+            },
+            {
+                "symbol": "BTC/USDT:USDT",
+                "type": "limit",
+                "side": "buy",
+                "amount": 0.01,
+                "price": 43800,
+                "params": {"positionSide": "LONG"},
+            },
+        ]
+    )
     seen["open"] = client.fetch_open_orders("BTC/USDT:USDT")
     seen["cancelled"] = client.cancel_order(order["id"], "BTC/USDT:USDT")
     seen["cancel_all"] = client.cancel_all_orders("BTC/USDT:USDT")

@@ -57,8 +57,12 @@ def trio_epoch_clock() -> float:
     return BASE_TIME + trio.current_time()
 
 
-def make_exchange(*, hedge_mode: bool = True, clock: Callable[[], float] | None = None,
-                  symbols: Sequence[str] = ("BTCUSDT", "ETHUSDT")) -> SimExchange:
+def make_exchange(
+    *,
+    hedge_mode: bool = True,
+    clock: Callable[[], float] | None = None,
+    symbols: Sequence[str] = ("BTCUSDT", "ETHUSDT"),
+) -> SimExchange:
     exchange = SimExchange(rules_for(symbols), hedge_mode=hedge_mode, **({"clock": clock} if clock else {}))
     exchange.set_marks({"BTCUSDT": D("45000"), "ETHUSDT": D("3000")})
     return exchange
@@ -81,13 +85,21 @@ def hmac_signed(params: Sequence[tuple[str, str]], secret: str = DEFAULT_API_SEC
 def eip712_signature(msg: str, private_key: str = DEFAULT_SIGNER_PRIVATE_KEY, chain_id: int = 1666) -> str:
     typed = {
         "types": {
-            "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
-                             {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"}],
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
             "Message": [{"name": "msg", "type": "string"}],
         },
         "primaryType": "Message",
-        "domain": {"name": "AsterSignTransaction", "version": "1", "chainId": chain_id,
-                   "verifyingContract": "0x0000000000000000000000000000000000000000"},
+        "domain": {
+            "name": "AsterSignTransaction",
+            "version": "1",
+            "chainId": chain_id,
+            "verifyingContract": "0x0000000000000000000000000000000000000000",
+        },
         "message": {"msg": msg},
     }
     signature = Account.sign_message(encode_typed_data(full_message=typed), private_key).signature.hex()
@@ -103,8 +115,9 @@ class V1Client:
     key: str = DEFAULT_API_KEY
     secret: str = DEFAULT_API_SECRET
 
-    async def signed(self, method: str, path: str, params: Sequence[tuple[str, str]] = (),
-                     *, timestamp_ms: int | None = None) -> httpx.Response:
+    async def signed(
+        self, method: str, path: str, params: Sequence[tuple[str, str]] = (), *, timestamp_ms: int | None = None
+    ) -> httpx.Response:
         ts = timestamp_ms if timestamp_ms is not None else round(self.clock() * 1000)
         text = hmac_signed([*params, ("timestamp", str(ts))], self.secret)
         headers = {"X-MBX-APIKEY": self.key}
@@ -131,22 +144,38 @@ class V3Client:
         return round(self.clock() * 1_000_000) + next(self._bump)
 
     def sign(self, params: Sequence[tuple[str, str]], *, nonce: int | None = None) -> str:
-        msg = urlencode([*params, ("nonce", str(nonce if nonce is not None else self.next_nonce())),
-                         ("user", self.user), ("signer", self.signer)])
+        msg = urlencode(
+            [
+                *params,
+                ("nonce", str(nonce if nonce is not None else self.next_nonce())),
+                ("user", self.user),
+                ("signer", self.signer),
+            ]
+        )
         return f"{msg}&signature={eip712_signature(msg, self.private_key)}"
 
-    async def signed(self, method: str, path: str, params: Sequence[tuple[str, str]] = (),
-                     *, nonce: int | None = None) -> httpx.Response:
+    async def signed(
+        self, method: str, path: str, params: Sequence[tuple[str, str]] = (), *, nonce: int | None = None
+    ) -> httpx.Response:
         text = self.sign(params, nonce=nonce)
         if method == "GET":
             return await self.http.request(method, f"{path}?{text}")
         return await self.http.request(method, path, content=text, headers=FORM)
 
 
-def limit_order(price: str = "44000", qty: str = "0.010", side: str = "BUY", position_side: str = "LONG",
-                **extra: str) -> list[tuple[str, str]]:
-    return [("symbol", "BTCUSDT"), ("side", side), ("positionSide", position_side), ("type", "LIMIT"),
-            ("timeInForce", "GTC"), ("quantity", qty), ("price", price), *extra.items()]
+def limit_order(
+    price: str = "44000", qty: str = "0.010", side: str = "BUY", position_side: str = "LONG", **extra: str
+) -> list[tuple[str, str]]:
+    return [
+        ("symbol", "BTCUSDT"),
+        ("side", side),
+        ("positionSide", position_side),
+        ("type", "LIMIT"),
+        ("timeInForce", "GTC"),
+        ("quantity", qty),
+        ("price", price),
+        *extra.items(),
+    ]
 
 
 def body(response: httpx.Response) -> Any:

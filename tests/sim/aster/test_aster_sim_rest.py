@@ -36,16 +36,18 @@ async def test_v1_signed_limit_order_round_trip_rests_then_fills_on_the_book():
         assert (order["timeInForce"], order["type"], order["positionSide"]) == ("GTC", "LIMIT", "LONG")
         assert order["reduceOnly"] is False and order["workingType"] == "CONTRACT_PRICE"
 
-        by_id = await client.signed("GET", "/fapi/v1/order", [("symbol", "BTCUSDT"),
-                                                               ("orderId", str(order["orderId"]))])
+        by_id = await client.signed(
+            "GET", "/fapi/v1/order", [("symbol", "BTCUSDT"), ("orderId", str(order["orderId"]))]
+        )
         assert body(by_id)["clientOrderId"] == "tp-1"
         open_now = await client.signed("GET", "/fapi/v1/openOrders", [("symbol", "BTCUSDT")])
         assert [o["clientOrderId"] for o in body(open_now)] == ["tp-1"]
 
         clock.advance(5)
         exchange.set_mark("BTCUSDT", D("43990"))
-        filled = body(await client.signed("GET", "/fapi/v1/order", [("symbol", "BTCUSDT"),
-                                                                      ("origClientOrderId", "tp-1")]))
+        filled = body(
+            await client.signed("GET", "/fapi/v1/order", [("symbol", "BTCUSDT"), ("origClientOrderId", "tp-1")])
+        )
         assert (filled["status"], filled["executedQty"], filled["avgPrice"]) == ("FILLED", "0.010", "44000.0")
         assert filled["updateTime"] == round(clock.now * 1000) > filled["time"]
         gone = await client.signed("GET", "/fapi/v1/openOrder", [("symbol", "BTCUSDT"), ("origClientOrderId", "tp-1")])
@@ -62,16 +64,28 @@ async def test_v3_eip712_signed_order_round_trip_and_cancel():
     sim = AsterSim(exchange)
     async with running(sim) as (rest, _ws), httpx.AsyncClient(base_url=rest) as http:
         client = V3Client(http, clock)
-        placed = await client.signed("POST", "/fapi/v3/order", [
-            ("symbol", "BTCUSDT"), ("side", "SELL"), ("positionSide", "LONG"), ("type", "STOP_MARKET"),
-            ("quantity", "0.010"), ("stopPrice", "40000"), ("workingType", "MARK_PRICE"),
-            ("newClientOrderId", "sl-1"), ("newOrderRespType", "RESULT")])
+        placed = await client.signed(
+            "POST",
+            "/fapi/v3/order",
+            [
+                ("symbol", "BTCUSDT"),
+                ("side", "SELL"),
+                ("positionSide", "LONG"),
+                ("type", "STOP_MARKET"),
+                ("quantity", "0.010"),
+                ("stopPrice", "40000"),
+                ("workingType", "MARK_PRICE"),
+                ("newClientOrderId", "sl-1"),
+                ("newOrderRespType", "RESULT"),
+            ],
+        )
         assert placed.status_code == 200, placed.text
         assert body(placed)["status"] == "NEW" and body(placed)["workingType"] == "MARK_PRICE"
         assert exchange.engine.query("BTCUSDT", "sl-1").stop_price == D("40000")
 
-        cancelled = await client.signed("DELETE", "/fapi/v3/order", [("symbol", "BTCUSDT"),
-                                                                      ("orderId", str(body(placed)["orderId"]))])
+        cancelled = await client.signed(
+            "DELETE", "/fapi/v3/order", [("symbol", "BTCUSDT"), ("orderId", str(body(placed)["orderId"]))]
+        )
         assert cancelled.status_code == 200, cancelled.text
         assert body(cancelled)["status"] == "CANCELED"
         again = await client.signed("DELETE", "/fapi/v3/order", [("symbol", "BTCUSDT"), ("origClientOrderId", "sl-1")])
@@ -83,8 +97,14 @@ async def test_market_order_ack_shows_new_but_the_order_filled():
     exchange = make_exchange(clock=clock)
     async with running(AsterSim(exchange)) as (rest, _ws), httpx.AsyncClient(base_url=rest) as http:
         client = V1Client(http, clock)
-        params = [("symbol", "ETHUSDT"), ("side", "SELL"), ("positionSide", "SHORT"), ("type", "MARKET"),
-                  ("quantity", "0.100"), ("newClientOrderId", "e-1")]
+        params = [
+            ("symbol", "ETHUSDT"),
+            ("side", "SELL"),
+            ("positionSide", "SHORT"),
+            ("type", "MARKET"),
+            ("quantity", "0.100"),
+            ("newClientOrderId", "e-1"),
+        ]
         ack = body(await client.signed("POST", "/fapi/v1/order", params))
         assert (ack["status"], ack["executedQty"]) == ("NEW", "0")
         query = [("symbol", "ETHUSDT"), ("origClientOrderId", "e-1")]
@@ -99,17 +119,48 @@ async def test_batch_place_answers_in_request_order_with_the_bad_item_in_place()
     async with running(AsterSim(exchange)) as (rest, _ws), httpx.AsyncClient(base_url=rest) as http:
         client = V1Client(http, clock)
         items = [
-            {"symbol": "BTCUSDT", "side": "BUY", "positionSide": "LONG", "type": "LIMIT", "timeInForce": "GTC",
-             "quantity": "0.010", "price": "44000", "newClientOrderId": "b-1"},
-            {"symbol": "BTCUSDT", "side": "BUY", "positionSide": "LONG", "type": "LIMIT", "timeInForce": "GTC",
-             "quantity": "0.010", "price": "44000.05", "newClientOrderId": "b-2"},  # finer than the tick
-            {"symbol": "BTCUSDT", "side": "SELL", "positionSide": "LONG", "type": "STOP_MARKET",
-             "quantity": "0.010", "stopPrice": "40000", "price": "39000", "newClientOrderId": "b-3"},  # price: -1106
-            {"symbol": "BTCUSDT", "side": "SELL", "positionSide": "SHORT", "type": "LIMIT", "timeInForce": "GTC",
-             "quantity": "0.010", "price": "46000", "newClientOrderId": "b-4"},
+            {
+                "symbol": "BTCUSDT",
+                "side": "BUY",
+                "positionSide": "LONG",
+                "type": "LIMIT",
+                "timeInForce": "GTC",
+                "quantity": "0.010",
+                "price": "44000",
+                "newClientOrderId": "b-1",
+            },
+            {
+                "symbol": "BTCUSDT",
+                "side": "BUY",
+                "positionSide": "LONG",
+                "type": "LIMIT",
+                "timeInForce": "GTC",
+                "quantity": "0.010",
+                "price": "44000.05",
+                "newClientOrderId": "b-2",
+            },  # finer than the tick
+            {
+                "symbol": "BTCUSDT",
+                "side": "SELL",
+                "positionSide": "LONG",
+                "type": "STOP_MARKET",
+                "quantity": "0.010",
+                "stopPrice": "40000",
+                "price": "39000",
+                "newClientOrderId": "b-3",
+            },  # price: -1106
+            {
+                "symbol": "BTCUSDT",
+                "side": "SELL",
+                "positionSide": "SHORT",
+                "type": "LIMIT",
+                "timeInForce": "GTC",
+                "quantity": "0.010",
+                "price": "46000",
+                "newClientOrderId": "b-4",
+            },
         ]
-        response = await client.signed("POST", "/fapi/v1/batchOrders",
-                                        [("batchOrders", orjson.dumps(items).decode())])
+        response = await client.signed("POST", "/fapi/v1/batchOrders", [("batchOrders", orjson.dumps(items).decode())])
         assert response.status_code == 200, response.text
         answers = body(response)
         assert [a.get("clientOrderId", a.get("code")) for a in answers] == ["b-1", -1111, -1106, "b-4"]
@@ -123,10 +174,18 @@ async def test_batch_of_more_than_five_is_refused_whole():
     clock = ManualClock()
     exchange = make_exchange(clock=clock)
     async with running(AsterSim(exchange)) as (rest, _ws), httpx.AsyncClient(base_url=rest) as http:
-        item = {"symbol": "BTCUSDT", "side": "BUY", "positionSide": "LONG", "type": "LIMIT", "timeInForce": "GTC",
-                "quantity": "0.010", "price": "44000"}
-        response = await V1Client(http, clock).signed("POST", "/fapi/v1/batchOrders",
-                                                      [("batchOrders", orjson.dumps([item] * 6).decode())])
+        item = {
+            "symbol": "BTCUSDT",
+            "side": "BUY",
+            "positionSide": "LONG",
+            "type": "LIMIT",
+            "timeInForce": "GTC",
+            "quantity": "0.010",
+            "price": "44000",
+        }
+        response = await V1Client(http, clock).signed(
+            "POST", "/fapi/v1/batchOrders", [("batchOrders", orjson.dumps([item] * 6).decode())]
+        )
         assert (response.status_code, body(response)["code"]) == (400, -4082)
     assert exchange.engine.open_orders() == []
 
@@ -140,14 +199,21 @@ async def test_cancel_batch_by_client_ids_and_order_ids_with_unknown_ones_in_pla
         for n, price in enumerate(("44000", "43900", "43800")):
             placed = await client.signed("POST", "/fapi/v3/order", limit_order(price, newClientOrderId=f"c-{n}"))
             ids.append(body(placed)["orderId"])
-        by_client = await client.signed("DELETE", "/fapi/v3/batchOrders", [
-            ("symbol", "BTCUSDT"), ("origClientOrderIdList", '["c-0","nope"]')])
+        by_client = await client.signed(
+            "DELETE", "/fapi/v3/batchOrders", [("symbol", "BTCUSDT"), ("origClientOrderIdList", '["c-0","nope"]')]
+        )
         assert [a.get("status", a.get("code")) for a in body(by_client)] == ["CANCELED", -2011]
-        by_id = await client.signed("DELETE", "/fapi/v3/batchOrders", [
-            ("symbol", "BTCUSDT"), ("orderIdList", orjson.dumps([ids[1], 999]).decode())])
+        by_id = await client.signed(
+            "DELETE",
+            "/fapi/v3/batchOrders",
+            [("symbol", "BTCUSDT"), ("orderIdList", orjson.dumps([ids[1], 999]).decode())],
+        )
         assert [a.get("clientOrderId", a.get("code")) for a in body(by_id)] == ["c-1", -2011]
-        too_many = await client.signed("DELETE", "/fapi/v3/batchOrders", [
-            ("symbol", "BTCUSDT"), ("orderIdList", orjson.dumps(list(range(11))).decode())])
+        too_many = await client.signed(
+            "DELETE",
+            "/fapi/v3/batchOrders",
+            [("symbol", "BTCUSDT"), ("orderIdList", orjson.dumps(list(range(11))).decode())],
+        )
         assert body(too_many)["code"] == -4032
     assert [o.client_id for o in exchange.engine.open_orders()] == ["c-2"]
 
@@ -173,18 +239,32 @@ async def test_exchange_info_publishes_filters_and_the_configured_rate_limits():
         v3 = body(await http.get("/fapi/v3/exchangeInfo"))
     assert info["symbols"] == v3["symbols"]
     assert {(r["rateLimitType"], r["interval"], r["intervalNum"], r["limit"]) for r in info["rateLimits"]} == {
-        ("REQUEST_WEIGHT", "MINUTE", 1, 600), ("ORDERS", "MINUTE", 1, 50)}
+        ("REQUEST_WEIGHT", "MINUTE", 1, 600),
+        ("ORDERS", "MINUTE", 1, 50),
+    }
     btc = next(s for s in info["symbols"] if s["symbol"] == "BTCUSDT")
     filters = {f["filterType"]: f for f in btc["filters"]}
-    assert filters["PRICE_FILTER"] == {"filterType": "PRICE_FILTER", "minPrice": "0.1", "maxPrice": "1000000",
-                                       "tickSize": "0.1"}
+    assert filters["PRICE_FILTER"] == {
+        "filterType": "PRICE_FILTER",
+        "minPrice": "0.1",
+        "maxPrice": "1000000",
+        "tickSize": "0.1",
+    }
     assert filters["LOT_SIZE"]["stepSize"] == "0.001" and filters["LOT_SIZE"]["minQty"] == "0.001"
     assert filters["MARKET_LOT_SIZE"]["maxQty"] == "100000"
     assert filters["MIN_NOTIONAL"] == {"filterType": "MIN_NOTIONAL", "notional": "5"}
-    assert filters["PERCENT_PRICE"] == {"filterType": "PERCENT_PRICE", "multiplierUp": "1.1500",
-                                        "multiplierDown": "0.8500", "multiplierDecimal": 4}
+    assert filters["PERCENT_PRICE"] == {
+        "filterType": "PERCENT_PRICE",
+        "multiplierUp": "1.1500",
+        "multiplierDown": "0.8500",
+        "multiplierDecimal": 4,
+    }
     assert (btc["baseAsset"], btc["quoteAsset"], btc["contractType"], btc["status"]) == (
-        "BTC", "USDT", "PERPETUAL", "TRADING")
+        "BTC",
+        "USDT",
+        "PERPETUAL",
+        "TRADING",
+    )
 
 
 async def test_order_rules_refuse_with_the_venue_codes():
@@ -210,11 +290,33 @@ async def test_order_rules_refuse_with_the_venue_codes():
         assert await code(limit_order(newClientOrderId="bad id!")) == -1100
         assert await code(limit_order(newClientOrderId="x" * 37)) == -4015
         assert await code(limit_order(position_side="BOTH")) == -4061
-        assert await code([("symbol", "BTCUSDT"), ("side", "SELL"), ("positionSide", "LONG"),
-                           ("type", "STOP_MARKET"), ("quantity", "0.010"), ("stopPrice", "40000"),
-                           ("timeInForce", "IOC")]) == -1115  # *_MARKET types take GTC only
-        assert await code([("symbol", "BTCUSDT"), ("side", "SELL"), ("positionSide", "LONG"),
-                           ("type", "STOP_MARKET"), ("quantity", "0.010"), ("stopPrice", "46000")]) == -2021
+        assert (
+            await code(
+                [
+                    ("symbol", "BTCUSDT"),
+                    ("side", "SELL"),
+                    ("positionSide", "LONG"),
+                    ("type", "STOP_MARKET"),
+                    ("quantity", "0.010"),
+                    ("stopPrice", "40000"),
+                    ("timeInForce", "IOC"),
+                ]
+            )
+            == -1115
+        )  # *_MARKET types take GTC only
+        assert (
+            await code(
+                [
+                    ("symbol", "BTCUSDT"),
+                    ("side", "SELL"),
+                    ("positionSide", "LONG"),
+                    ("type", "STOP_MARKET"),
+                    ("quantity", "0.010"),
+                    ("stopPrice", "46000"),
+                ]
+            )
+            == -2021
+        )
         post_only = [(k, "GTX" if k == "timeInForce" else v) for k, v in limit_order("46000", side="BUY")]
         assert await code(post_only) == -5022  # would take at once
         assert await code([*limit_order(), ("symbol", "BTCUSDT")]) == -1101
@@ -232,8 +334,10 @@ async def test_503_after_execute_leaves_the_order_placed():
         client = V1Client(http, clock)
         unknown = await client.signed("POST", "/fapi/v1/order", limit_order(newClientOrderId="maybe"))
         assert unknown.status_code == 503
-        assert body(unknown) == {"code": -1007, "msg": "Timeout waiting for response from backend server. "
-                                                       "Send status unknown; execution status unknown."}
+        assert body(unknown) == {
+            "code": -1007,
+            "msg": "Timeout waiting for response from backend server. Send status unknown; execution status unknown.",
+        }
         before = await client.signed("GET", "/fapi/v1/openOrders", [("symbol", "BTCUSDT")])
         assert before.status_code == 503  # failed before executing: nothing to show
         found = await client.signed("GET", "/fapi/v1/order", [("symbol", "BTCUSDT"), ("origClientOrderId", "maybe")])
@@ -267,8 +371,17 @@ async def test_position_mode_reads_and_changes_only_when_flat():
         changed = await client.signed("POST", "/fapi/v3/positionSide/dual", [("dualSidePosition", "true")])
         assert body(changed) == {"code": 200, "msg": "success"}
         assert exchange.hedge_mode and exchange.engine.hedge_mode
-        await client.signed("POST", "/fapi/v3/order", [("symbol", "BTCUSDT"), ("side", "BUY"), ("positionSide", "LONG"),
-                                                      ("type", "MARKET"), ("quantity", "0.010")])
+        await client.signed(
+            "POST",
+            "/fapi/v3/order",
+            [
+                ("symbol", "BTCUSDT"),
+                ("side", "BUY"),
+                ("positionSide", "LONG"),
+                ("type", "MARKET"),
+                ("quantity", "0.010"),
+            ],
+        )
         blocked = await client.signed("POST", "/fapi/v3/positionSide/dual", [("dualSidePosition", "false")])
         assert body(blocked)["code"] == -4068
 

@@ -32,12 +32,20 @@ async def receive(ws: Any) -> Any:
 async def test_single_symbol_mark_price_stream_sends_only_that_symbol_in_full_shape():
     clock = ManualClock()
     exchange = make_exchange(clock=clock)
-    async with running(AsterSim(exchange)) as (_rest, ws_url), \
-            open_websocket_url(f"{ws_url}/ws/ethusdt@markPrice@1s") as ws:
+    async with (
+        running(AsterSim(exchange)) as (_rest, ws_url),
+        open_websocket_url(f"{ws_url}/ws/ethusdt@markPrice@1s") as ws,
+    ):
         exchange.set_marks({"BTCUSDT": D("45100"), "ETHUSDT": D("3010.5")})
         update = await receive(ws)
         assert {k: update[k] for k in ("e", "s", "p", "i", "P", "r")} == {
-            "e": "markPriceUpdate", "s": "ETHUSDT", "p": "3010.5", "i": "3010.5", "P": "3010.5", "r": "0.00010000"}
+            "e": "markPriceUpdate",
+            "s": "ETHUSDT",
+            "p": "3010.5",
+            "i": "3010.5",
+            "P": "3010.5",
+            "r": "0.00010000",
+        }
         assert update["E"] == round(clock.now * 1000) and update["T"] % (8 * 3600 * 1000) == 0
         exchange.set_marks({"BTCUSDT": D("45200")})  # nothing for ETH in this frame
         exchange.set_marks({"ETHUSDT": D("3011")})
@@ -99,7 +107,14 @@ async def test_user_stream_delivers_order_and_account_updates_of_a_fill():
             new = await receive(ws)
             assert new["e"] == "ORDER_TRADE_UPDATE"
             assert {k: new["o"][k] for k in ("c", "x", "X", "i", "f", "wt", "ps")} == {
-                "c": "tp-9", "x": "NEW", "X": "NEW", "i": order_id, "f": "GTC", "wt": "CONTRACT_PRICE", "ps": "LONG"}
+                "c": "tp-9",
+                "x": "NEW",
+                "X": "NEW",
+                "i": order_id,
+                "f": "GTC",
+                "wt": "CONTRACT_PRICE",
+                "ps": "LONG",
+            }
             clock.advance(1)
             exchange.set_mark("BTCUSDT", D("43900"))
             trade = await receive(ws)
@@ -112,7 +127,11 @@ async def test_user_stream_delivers_order_and_account_updates_of_a_fill():
             assert account["e"] == "ACCOUNT_UPDATE"
             position = account["a"]["P"][0]
             assert (position["s"], D(position["pa"]), D(position["ep"]), position["ps"]) == (
-                "BTCUSDT", D("0.01"), D("44000"), "LONG")
+                "BTCUSDT",
+                D("0.01"),
+                D("44000"),
+                "LONG",
+            )
             assert D(position["up"]) == D(-1)  # (43900 - 44000) * 0.01
 
 
@@ -142,8 +161,10 @@ async def test_forced_expiry_and_dropped_websockets_make_clients_reconnect():
     sim = AsterSim(make_exchange(clock=clock))
     async with running(sim) as (rest, ws_url), httpx.AsyncClient(base_url=rest) as http:
         key = body(await V1Client(http, clock).keyed("POST", "/fapi/v1/listenKey"))["listenKey"]
-        async with open_websocket_url(f"{ws_url}/ws/{key}") as user, \
-                open_websocket_url(f"{ws_url}/ws/btcusdt@markPrice") as prices:
+        async with (
+            open_websocket_url(f"{ws_url}/ws/{key}") as user,
+            open_websocket_url(f"{ws_url}/ws/btcusdt@markPrice") as prices,
+        ):
             assert sim.counters.ws_open == 2
             assert sim.expire_listen_key() == [key]
             assert (await receive(user))["e"] == "listenKeyExpired"
@@ -183,8 +204,10 @@ async def receive_within(ws: Any, seconds: float) -> Any:
 
 
 async def test_a_client_sending_more_than_ten_messages_a_second_is_dropped():
-    async with running(AsterSim(make_exchange(clock=ManualClock()))) as (_rest, ws_url), \
-            open_websocket_url(f"{ws_url}/ws") as ws:
+    async with (
+        running(AsterSim(make_exchange(clock=ManualClock()))) as (_rest, ws_url),
+        open_websocket_url(f"{ws_url}/ws") as ws,
+    ):
         with pytest.raises(ConnectionClosed) as closed:
             for n in range(12):
                 await ws.send_message(orjson.dumps({"method": "LIST_SUBSCRIPTIONS", "id": n}).decode())
@@ -195,8 +218,10 @@ async def test_a_client_sending_more_than_ten_messages_a_second_is_dropped():
 
 async def test_exchange_level_stream_drop_closes_the_websockets_and_malformed_frames_pass_through():
     exchange = make_exchange(clock=ManualClock())
-    async with running(AsterSim(exchange)) as (_rest, ws_url), \
-            open_websocket_url(f"{ws_url}/ws/btcusdt@markPrice") as ws:
+    async with (
+        running(AsterSim(exchange)) as (_rest, ws_url),
+        open_websocket_url(f"{ws_url}/ws/btcusdt@markPrice") as ws,
+    ):
         exchange.publish_raw_price_frame(b"{not json")
         with trio.fail_after(5):
             assert await ws.get_message() == "{not json"
