@@ -21,7 +21,6 @@ from posmon.domain.protection import (
     OrderRecord,
     bounded_close_order,
     close_order,
-    close_slippage_pct,
     protection_orders,
 )
 from posmon.domain.tranche import Tranche
@@ -42,7 +41,7 @@ class CloseSlippage:
 
     def at(self, attempt: int) -> Decimal:
         """The bound of the ``attempt``-th (0-based) close: widening, never unbounded."""
-        return close_slippage_pct(attempt, first=self.first_pct, step=self.step_pct, most=self.max_pct)
+        return min(self.first_pct + self.step_pct * attempt, self.max_pct)
 
 
 @dataclass(frozen=True, slots=True)

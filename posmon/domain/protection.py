@@ -117,11 +117,6 @@ def close_order(t: Tranche, qty: Decimal, *, prefix: str, hedge_mode: bool) -> t
     return replace(t, seq=seq), OrderRecord(req, t.id, Purpose.CLOSE)
 
 
-def close_slippage_pct(attempt: int, *, first: Decimal, step: Decimal, most: Decimal) -> Decimal:
-    """How far through the mark the ``attempt``-th (0-based) bounded close may fill: widening, never unbounded."""
-    return min(first + step * attempt, most)
-
-
 def worst_price(side: OrderSide, reference: Decimal, slippage_pct: Decimal, tick: Decimal) -> Decimal:
     """The worst acceptable price of a market order, ``slippage_pct`` through ``reference``.
 

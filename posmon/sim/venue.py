@@ -79,7 +79,7 @@ class SimVenue:
 
     def symbol_for(self, given: str) -> str:
         """The simulator names markets by their symbols: ``given`` itself when listed."""
-        if given not in self.exchange.load_rules():
+        if given not in self.exchange.engine.rules:  # not load_rules(): a lookup is no venue call to count or fault
             raise KeyError(given)
         return given
 

@@ -541,3 +541,12 @@ def _known(exchange: SimExchange, symbol: str, client_id: str) -> bool:
 def test_a_zero_mark_is_no_price_and_is_skipped():
     # Aster reports "0" for a symbol without a mark yet: nothing to act on, but not a malformed frame either.
     assert codec.parse_price_frame(b'{"e":"markPriceUpdate","E":1,"s":"BTCUSDT","p":"0"}') == []
+
+
+async def test_symbol_lookup_is_no_venue_call_to_count_or_fault() -> None:
+    exchange, venue, _ = make()
+    exchange.fail_next("load_rules")
+    assert venue.symbol_for("BTCUSDT") == "BTCUSDT"
+    with pytest.raises(KeyError):
+        venue.symbol_for("NOPEUSDT")
+    assert exchange.calls["load_rules"] == 0 and exchange.faults.pending("load_rules") == 1
