@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml Makefile
 run: $(STAMP)
 	$(BIN)/posmon run
 
+# The scripted demo (about 25 s); DEMO_ARGS="--open" opens the dashboard, "--fast" runs it on a virtual clock.
 demo: $(STAMP)
-	$(BIN)/posmon demo
+	$(BIN)/posmon demo $(DEMO_ARGS)
 
 # The benchmark (bench/README.md): about 7 minutes on 2 cores; BENCH_ARGS="--smoke" for the seconds-long version.
 bench: $(STAMP)
