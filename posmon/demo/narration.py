@@ -35,12 +35,15 @@ class Happening(enum.StrEnum):
     SL = "SL"  # the stop-market on the exchange triggered
     TIMEOUT = "timeout"  # held for max_hold_seconds: posmon closed at market
     EXIT = "exit"  # any other exit (manual, external, ...)
-    RESTART = "restart"  # posmon stopped and started again on the same store (the script)
+    STOPPED = "stopped"  # posmon was stopped (the script)
+    STARTED = "started"  # posmon was started again on the same store (the script)
+    RESTART = "restart"  # the restarted posmon picked up where it stopped
     ALERT = "alert"  # a notice that needs a human
 
 
-# The daemon's own doings (not the script's), which the demo's summary and tests count.
-DAEMON_EVENTS = frozenset(Happening) - {Happening.ENTRY, Happening.MOVE}
+# What the script did, and who it was: the rest is the daemon's doing, which the summary counts.
+SCRIPTED = {Happening.ENTRY: "market", Happening.MOVE: "market", Happening.STOPPED: "demo", Happening.STARTED: "demo"}
+DAEMON_EVENTS = frozenset(Happening) - set(SCRIPTED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +100,7 @@ class Narrator:
         reason: str | None = None,
         data: Mapping[str, Any] | None = None,
     ) -> DemoEvent:
-        who = "market" if kind in (Happening.ENTRY, Happening.MOVE) else "posmon"
+        who = SCRIPTED.get(kind, "posmon")
         at = self.elapsed()
         tag = f"#{tranche_id}" if tranche_id is not None else ""
         line = f"{at:5.1f}s  {who:<6}  {symbol:<8} {side:<5} {tag:<4} {kind.value:<11} {text}".rstrip()

@@ -188,8 +188,10 @@ async def run_demo(
     notices_send, notices_recv = trio.open_memory_channel[Notice](1000)
 
     async def listen() -> None:
-        async for _ in notices_recv:
+        async for notice in notices_recv:
             narrator.observe()
+            if notice.needs_human:
+                narrator.say(Happening.ALERT, notice.symbol, notice.side, notice.text)
 
     with hold_store_lock(store_path):
         store = Store.open(store_path, clock=clock)
@@ -290,7 +292,7 @@ async def _drive(
             ids, covered = _fully_protected(store, venue, exchange, prefix)
             resting = sum(_resting_legs(exchange, prefix).values())
             narrator.say(
-                Happening.RESTART,
+                Happening.STOPPED,
                 "",
                 "",
                 f"posmon stops (SIGTERM, as for a deploy) with {len(ids)} tranches open; their {resting} TP/SL "
@@ -304,7 +306,7 @@ async def _drive(
         elif t == script.RESTART_UP_AT:
             store = Store.open(store.path, clock=clock)
             narrator.say(
-                Happening.RESTART,
+                Happening.STARTED,
                 "",
                 "",
                 f"posmon starts again on the same store: {len(store.open_tranches(venue))} tranches to pick up",

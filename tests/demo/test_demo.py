@@ -33,6 +33,7 @@ async def test_one_run_shows_every_exit_kind_the_tranche_rules_and_a_restart(tmp
     assert 20 <= trio.current_time() - began <= 40  # the default run's length in seconds
 
     assert result.kinds >= THE_STORY
+    assert Happening.ALERT not in result.kinds  # nothing needed a human
     summary = result.summary()
     for kind in THE_STORY:
         assert f"{kind.value} " in summary.split("what happened: ")[1].splitlines()[0]
