@@ -16,7 +16,7 @@ import time
 import webbrowser
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from posmon.config import Settings, load_settings
 from posmon.daemon import Daemon, run_daemon
 from posmon.demo import script
 from posmon.demo.narration import DemoResult, Happening, Narrator, price, qty
+from posmon.domain.orders import Side
 from posmon.domain.protection import parse_client_order_id
 from posmon.ops.lock import hold_store_lock
 from posmon.sim.aster import DEFAULT_SIGNER_PRIVATE_KEY, DEFAULT_USER_ADDRESS, AsterSim, serve_aster_sim
@@ -83,43 +84,6 @@ def risk_line(settings: Settings) -> str:
     return "; ".join(parts)
 
 
-@dataclass(slots=True)
-class _Running:
-    daemon: Daemon
-    stopped: trio.Event
-
-
-async def _start(
-    nursery: trio.Nursery,
-    settings: Settings,
-    store: Store,
-    api: ApiSettings,
-    clock: Callable[[], float],
-    listener: trio.MemorySendChannel[Notice],
-) -> _Running:
-    """posmon itself, as ``posmon run`` starts it: the venue opened, the daemon and its API started."""
-    stopped = trio.Event()
-
-    async def life(task_status: trio.TaskStatus[Daemon]) -> None:
-        try:
-            async with trio.open_nursery() as inner, open_venue(settings, inner, env={}, clock=clock) as venue:
-                await run_daemon(
-                    settings,
-                    venue,
-                    store,
-                    clock=clock,
-                    notice_listeners=[listener],
-                    api=api,
-                    freeze_heap=False,
-                    task_status=task_status,
-                )
-        finally:
-            stopped.set()
-
-    daemon: Daemon = await nursery.start(life)
-    return _Running(daemon, stopped)
-
-
 def _resting_legs(exchange: SimExchange, prefix: str) -> Counter[tuple[int, str]]:
     legs: Counter[tuple[int, str]] = Counter()
     for o in exchange.engine.open_orders():
@@ -157,6 +121,165 @@ def _open_dashboard(url: str, emit: Callable[[str], None]) -> None:
         emit(f"no graphical browser here: open {url} yourself")
 
 
+@dataclass(slots=True)
+class _Session:
+    """One demo run's world: the simulated account (which outlives posmon), posmon, its store and the narrator."""
+
+    settings: Settings
+    exchange: SimExchange
+    store: Store
+    narrator: Narrator
+    clock: Callable[[], float]
+    nursery: trio.Nursery
+    notices: trio.MemorySendChannel[Notice]
+    api: ApiSettings = field(default_factory=lambda: ApiSettings(host="127.0.0.1", port=0))
+    daemon: Daemon | None = None
+    stopped: trio.Event = field(default_factory=trio.Event)
+    before_restart: tuple[list[int], int] = ([], 0)  # (open tranche ids, orders sent) when posmon stopped
+
+    @property
+    def venue(self) -> str:
+        return self.settings.daemon.venue
+
+    @property
+    def prefix(self) -> str:
+        return self.settings.daemon.client_id_prefix
+
+    async def start(self) -> None:
+        """posmon itself, as ``posmon run`` starts it: the venue opened, the daemon and its API started."""
+        stopped = self.stopped = trio.Event()
+        settings, store = self.settings, self.store
+
+        async def life(task_status: trio.TaskStatus[Daemon]) -> None:
+            try:
+                async with (
+                    trio.open_nursery() as inner,
+                    open_venue(settings, inner, env={}, clock=self.clock) as venue,
+                ):
+                    await run_daemon(
+                        settings,
+                        venue,
+                        store,
+                        clock=self.clock,
+                        notice_listeners=[self.notices],
+                        api=self.api,
+                        freeze_heap=False,
+                        task_status=task_status,
+                    )
+            finally:
+                stopped.set()
+
+        self.daemon = await self.nursery.start(life)
+        if self.daemon.api_url:  # a restart serves the dashboard at the same address
+            self.api = dataclasses.replace(self.api, port=int(self.daemon.api_url.rsplit(":", 1)[1]))
+        self.narrator.store = store
+
+    async def stop(self) -> None:
+        """Stop posmon as SIGTERM does (nothing sent on the way out) and close its store."""
+        if self.daemon is not None:
+            self.daemon.stop()
+            await self.stopped.wait()
+            self.daemon = None
+        self.narrator.store = None
+        self.store.close()
+
+    async def play(self, started: float) -> None:
+        """Step through the script: the marks every tick, then that moment's moves, entries and restart steps."""
+        t = script.TICK_SECONDS
+        while t <= script.END_AT:
+            await trio.sleep_until(started + float(t))
+            self.step(t)
+            if t == script.RESTART_DOWN_AT:
+                await self.go_down()
+            elif t == script.RESTART_UP_AT:
+                await self.come_back()
+            elif t == script.RESTART_CHECK_AT:
+                self.check_restart()
+            t += script.TICK_SECONDS
+        self.narrator.observe()
+
+    def step(self, t: Decimal) -> None:
+        rules, say = self.exchange.engine.rules, self.narrator.say
+        marks = {s: script.mark_at(s, t, rules[s].tick_size) for s in script.SYMBOLS}
+        for trade in (True, False):
+            batch = {s: p for s, p in marks.items() if script.trades_at(s, t) is trade}
+            if batch:
+                self.exchange.set_marks(batch, trade=trade)
+        for m in script.MOVES:
+            if m.at == t:
+                say(Happening.MOVE, m.symbol, "", m.note.format(mark=price(marks[m.symbol], rules[m.symbol])))
+        for e in script.ENTRIES:
+            if e.at == t:
+                verb = "buys" if e.side is Side.LONG else "sells"
+                mark = price(marks[e.symbol], rules[e.symbol])
+                text = f"another program {verb} {qty(e.qty, rules[e.symbol])} at market (mark {mark})"
+                say(Happening.ENTRY, e.symbol, e.side.value, text)
+                self.exchange.external_entry(e.symbol, e.side, e.qty)
+
+    async def go_down(self) -> None:
+        self.narrator.observe()
+        ids, _ = _fully_protected(self.store, self.venue, self.exchange, self.prefix)
+        resting = sum(_resting_legs(self.exchange, self.prefix).values())
+        self.narrator.say(
+            Happening.STOPPED,
+            "",
+            "",
+            f"posmon stops (SIGTERM, as for a deploy) with {len(ids)} tranches open; their {resting} TP/SL orders "
+            "stay on the exchange and keep protecting",
+        )
+        await self.stop()
+        self.before_restart = (ids, self.exchange.orders_sent)
+
+    async def come_back(self) -> None:
+        self.store = Store.open(self.store.path, clock=self.clock)
+        held = len(self.store.open_tranches(self.venue))
+        self.narrator.say(
+            Happening.STARTED, "", "", f"posmon starts again on the same store: {held} tranches to pick up"
+        )
+        await self.start()
+        self.narrator.observe()
+
+    def check_restart(self) -> None:
+        """What the restarted posmon made of the store and the exchange: same tranches, nothing doubled."""
+        self.narrator.observe()
+        before, sent = self.before_restart
+        ids, covered = _fully_protected(self.store, self.venue, self.exchange, self.prefix)
+        kept = [i for i in before if i in ids]
+        gone = {r["id"]: r["close_reason"] for r in self.store.closed_tranches(self.venue) if r["id"] in before}
+        meanwhile = ", ".join(f"#{i} {reason}" for i, reason in gone.items())
+        placed = self.exchange.orders_sent - sent
+        self.narrator.say(
+            Happening.RESTART,
+            "",
+            "",
+            f"picked up where it stopped: {len(kept)} tranches kept under the same ids"
+            + (f" ({meanwhile} booked from the exchange)" if meanwhile else "")
+            + f", {covered} of {len(ids)} with exactly one TP and one SL, {placed} orders placed again",
+            data={"before": before, "open": ids, "closed": gone, "covered": covered, "placed": placed},
+        )
+
+    def result(self, store_path: Path, config_path: Path) -> DemoResult:
+        open_ids, covered = _fully_protected(self.store, self.venue, self.exchange, self.prefix)
+        closed = tuple(self.store.closed_tranches(self.venue))
+        return DemoResult(
+            events=tuple(self.narrator.events),
+            protected=_protected_ever(self.store, self.venue),
+            open_tranches=len(open_ids),
+            open_fully_protected=covered,
+            exits=dict(Counter(r["close_reason"] for r in closed)),
+            realized_pnl=sum((Decimal(r["realized_pnl"]) for r in closed), Decimal(0)),
+            closed=closed,
+            store_path=store_path,
+            config_path=config_path,
+            dashboard_url=_dashboard(self.daemon),
+            rules=self.exchange.engine.rules,
+        )
+
+
+def _dashboard(daemon: Daemon | None) -> str | None:
+    return f"{daemon.api_url}/" if daemon is not None and daemon.api_url else None
+
+
 async def run_demo(
     workdir: Path | None = None,
     *,
@@ -174,11 +297,9 @@ async def run_demo(
     rules = rules_for(script.SYMBOLS)
     exchange = SimExchange(rules, hedge_mode=settings.daemon.hedge_mode, clock=clock)
     exchange.set_marks({s: script.mark_at(s, Decimal(0), rules[s].tick_size) for s in script.SYMBOLS})
-    prefix = settings.daemon.client_id_prefix
-    venue = settings.daemon.venue
-    started = trio.current_time()
+    started = trio.current_time()  # the script's second 0, set again once everything runs
     narrator = Narrator(
-        venue,
+        settings.daemon.venue,
         rules,
         max_tranches=lambda s: settings.risk_for(s).max_tranches_per_symbol_side,
         increment_pct=lambda s: settings.risk_for(s).tranche_pnl_increment_pct,
@@ -194,141 +315,39 @@ async def run_demo(
                 narrator.say(Happening.ALERT, notice.symbol, notice.side, notice.text)
 
     with hold_store_lock(store_path):
-        store = Store.open(store_path, clock=clock)
-        try:
-            async with trio.open_nursery() as nursery:
-                rest_url, ws_url = await nursery.start(serve_aster_sim, AsterSim(exchange, clock=clock))
-                settings = dataclasses.replace(
-                    settings,
-                    aster={
-                        "rest_url": rest_url,
-                        "ws_url": ws_url,
-                        "auth": "v3",
-                        "signer_private_key": DEFAULT_SIGNER_PRIVATE_KEY,
-                        "user": DEFAULT_USER_ADDRESS,
-                    },
-                )
+        async with trio.open_nursery() as nursery:
+            rest_url, ws_url = await nursery.start(serve_aster_sim, AsterSim(exchange, clock=clock))
+            aster = {
+                "rest_url": rest_url,
+                "ws_url": ws_url,
+                "auth": "v3",
+                "signer_private_key": DEFAULT_SIGNER_PRIVATE_KEY,
+                "user": DEFAULT_USER_ADDRESS,
+            }
+            session = _Session(
+                dataclasses.replace(settings, aster=aster),
+                exchange,
+                Store.open(store_path, clock=clock),
+                narrator,
+                clock,
+                nursery,
+                notices_send,
+            )
+            try:
                 nursery.start_soon(listen)
-                api = ApiSettings(host="127.0.0.1", port=0)
-                running = await _start(nursery, settings, store, api, clock, notices_send)
-                narrator.store = store
-                url = running.daemon.api_url
-                api = dataclasses.replace(api, port=int(url.rsplit(":", 1)[1])) if url else api  # same on restart
+                await session.start()
+                dashboard = _dashboard(session.daemon)
                 emit(f"posmon demo: the embedded Aster-protocol simulator at {rest_url} (real HTTP and websockets)")
                 emit(risk_line(settings))
-                dashboard = f"{url}/" if url else None
                 emit(f"dashboard: {dashboard}")
                 if open_browser and dashboard:
                     await trio.to_thread.run_sync(_open_dashboard, dashboard, emit, abandon_on_cancel=True)
                     await trio.sleep(2)  # let the page load before the story starts
                 started = trio.current_time()
-                store, running = await _drive(
-                    narrator, exchange, settings, store, running, api, clock, notices_send, nursery, started
-                )
-                narrator.observe()
-                open_ids, covered = _fully_protected(store, venue, exchange, prefix)
-                closed = tuple(store.closed_tranches(venue))
-                result = DemoResult(
-                    events=tuple(narrator.events),
-                    protected=_protected_ever(store, venue),
-                    open_tranches=len(open_ids),
-                    open_fully_protected=covered,
-                    exits=dict(Counter(r["close_reason"] for r in closed)),
-                    realized_pnl=sum((Decimal(r["realized_pnl"]) for r in closed), Decimal(0)),
-                    closed=closed,
-                    store_path=store_path,
-                    config_path=config_path,
-                    dashboard_url=dashboard,
-                    rules=rules,
-                )
-                running.daemon.stop()
-                await running.stopped.wait()
-                nursery.cancel_scope.cancel()
-        finally:
-            store.close()
+                await session.play(started)
+                result = session.result(store_path, config_path)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await session.stop()
+            nursery.cancel_scope.cancel()
     return result
-
-
-async def _drive(
-    narrator: Narrator,
-    exchange: SimExchange,
-    settings: Settings,
-    store: Store,
-    running: _Running,
-    api: ApiSettings,
-    clock: Callable[[], float],
-    listener: trio.MemorySendChannel[Notice],
-    nursery: trio.Nursery,
-    started: float,
-) -> tuple[Store, _Running]:
-    """Step through the script: marks every tick, then that moment's entries, spikes and restart steps."""
-    rules = exchange.engine.rules
-    venue, prefix = settings.daemon.venue, settings.daemon.client_id_prefix
-    before_restart: tuple[list[int], int] = ([], 0)
-    t = script.TICK_SECONDS
-    while t <= script.END_AT:
-        await trio.sleep_until(started + float(t))
-        marks = {s: script.mark_at(s, t, rules[s].tick_size) for s in script.SYMBOLS}
-        for trade in (True, False):
-            batch = {s: p for s, p in marks.items() if script.trades_at(s, t) is trade}
-            if batch:
-                exchange.set_marks(batch, trade=trade)
-        for m in script.MOVES:
-            if m.at == t:
-                narrator.say(Happening.MOVE, m.symbol, "", m.note.format(mark=price(marks[m.symbol], rules[m.symbol])))
-        for e in script.ENTRIES:
-            if e.at == t:
-                verb = "buys" if e.side.opening_order_side.value == "BUY" else "sells"
-                narrator.say(
-                    Happening.ENTRY,
-                    e.symbol,
-                    e.side.value,
-                    f"another program {verb} {qty(e.qty, rules[e.symbol])} at market (mark "
-                    f"{price(marks[e.symbol], rules[e.symbol])})",
-                )
-                exchange.external_entry(e.symbol, e.side, e.qty)
-        if t == script.RESTART_DOWN_AT:
-            narrator.observe()
-            ids, covered = _fully_protected(store, venue, exchange, prefix)
-            resting = sum(_resting_legs(exchange, prefix).values())
-            narrator.say(
-                Happening.STOPPED,
-                "",
-                "",
-                f"posmon stops (SIGTERM, as for a deploy) with {len(ids)} tranches open; their {resting} TP/SL "
-                "orders stay on the exchange and keep protecting",
-            )
-            running.daemon.stop()
-            await running.stopped.wait()
-            narrator.store = None
-            store.close()
-            before_restart = (ids, exchange.orders_sent)
-        elif t == script.RESTART_UP_AT:
-            store = Store.open(store.path, clock=clock)
-            narrator.say(
-                Happening.STARTED,
-                "",
-                "",
-                f"posmon starts again on the same store: {len(store.open_tranches(venue))} tranches to pick up",
-            )
-            running = await _start(nursery, settings, store, api, clock, listener)
-            narrator.store = store
-            narrator.observe()
-        elif t == script.RESTART_CHECK_AT:
-            narrator.observe()
-            ids, covered = _fully_protected(store, venue, exchange, prefix)
-            kept = [i for i in before_restart[0] if i in ids]
-            gone = {r["id"]: r["close_reason"] for r in store.closed_tranches(venue) if r["id"] in before_restart[0]}
-            meanwhile = ", ".join(f"#{i} {reason}" for i, reason in gone.items())
-            placed = exchange.orders_sent - before_restart[1]
-            narrator.say(
-                Happening.RESTART,
-                "",
-                "",
-                f"picked up where it stopped: {len(kept)} tranches kept under the same ids"
-                + (f" ({meanwhile} booked from the exchange)" if meanwhile else "")
-                + f", {covered} of {len(ids)} with exactly one TP and one SL, {placed} orders placed again",
-                data={"before": before_restart[0], "open": ids, "closed": gone, "covered": covered, "placed": placed},
-            )
-        t += script.TICK_SECONDS
-    return store, running
