@@ -118,9 +118,12 @@ class Changes:
     closed: list[tuple[int, str, float]] = field(default_factory=list)  # (tranche id, reason, time)
     orders: list[OrderRecord] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    # Fees the venue reported after their tranche was closed (its exit order's answer came before the stream's
+    # trade): (tranche id, fee), added to the closed row.
+    late_fees: list[tuple[int, Decimal]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.tranches or self.closed or self.orders or self.events)
+        return bool(self.tranches or self.closed or self.orders or self.events or self.late_fees)
 
 
 def _check_location(path: Path) -> None:
@@ -209,6 +212,10 @@ def _tranche_row(t: Tranche) -> dict[str, Any]:
         "realized_pnl": str(t.realized_pnl),
         "status": "closing" if t.closing else "open",
         "close_reason": t.closing,
+        "exit_qty": str(t.exit_qty),
+        "exit_value": str(t.exit_value),
+        "exit_price": None if (price := t.exit_price) is None else str(price),
+        "fees": str(t.fees),
     }
 
 
@@ -228,6 +235,9 @@ def _tranche(row: dict[str, Any]) -> Tranche:
         seq=row["seq"],
         realized_pnl=_decimal(row["realized_pnl"]),
         closing=row["close_reason"] if row["status"] == "closing" else None,
+        exit_qty=_decimal(row["exit_qty"]),
+        exit_value=_decimal(row["exit_value"]),
+        fees=_decimal(row["fees"]),
     )
 
 
@@ -453,6 +463,10 @@ class Store:
                     "UPDATE tranches SET status = 'closed', close_reason = ?, closed_at = ? WHERE id = ?",
                     [(reason, at, tid) for tid, reason, at in changes.closed],
                 )
+            for tid, fee in changes.late_fees:
+                row = conn.execute("SELECT fees FROM tranches WHERE id = ?", [tid]).fetchone()
+                if row is not None:  # Decimal sums in Python: SQLite's arithmetic on text is binary floating point
+                    conn.execute("UPDATE tranches SET fees = ? WHERE id = ?", [str(Decimal(row[0]) + fee), tid])
             if changes.orders:
                 venue = {t.id: t.venue for t in changes.tranches}
                 rows = [
