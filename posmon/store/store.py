@@ -36,6 +36,7 @@ from posmon.domain.orders import OrderRequest, OrderSide, OrderStatus, OrderType
 from posmon.domain.protection import LocalState, OrderRecord
 from posmon.domain.tranche import Risk, Tranche
 from posmon.store.errors import StoreBusy, StoreError
+from posmon.store.history import History, query_history
 from posmon.store.schema import SCHEMA_VERSION, migrate, schema_problems
 
 log = logging.getLogger(__name__)
@@ -623,3 +624,14 @@ class Store:
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         rows = self.db["events"].rows_where("kind = ?" if kind else None, [kind] if kind else [], order_by="id")
         return [{**r, "data": orjson.loads(r["data"])} for r in rows]
+
+    def history(
+        self,
+        *,
+        since: float | None = None,
+        symbol: str | None = None,
+        venue: str | None = None,
+        limit: int | None = None,
+    ) -> History:
+        """Closed tranches as a trade history (``posmon.store.history.query_history``)."""
+        return query_history(self.db.conn, since=since, symbol=symbol, venue=venue, limit=limit)
