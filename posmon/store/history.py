@@ -149,7 +149,8 @@ def query_history(
 ) -> History:
     """Closed tranches closed at or after ``since`` (unix seconds), of ``symbol``/``venue`` when given;
     ``limit`` keeps the most recent N. Sorted by ``closed_at`` ascending (ties by id)."""
-    where, args = ["status = 'closed'"], []
+    where: list[str] = ["status = 'closed'"]
+    args: list[Any] = []
     if since is not None:
         where.append("closed_at >= ?")
         args.append(since)

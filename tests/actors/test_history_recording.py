@@ -47,7 +47,13 @@ async def test_a_tp_fill_keeps_exit_price_reason_pnl_fees_and_hold(tmp_path, aut
         await h.mark("BTCUSDT", "45460")
 
         (t,) = h.store.history().tranches
-        assert (t.exit_reason, t.side, t.entry, t.exit_price, t.qty) == ("TP", Side.LONG, D("45000"), D("45450"), D("0.1"))
+        assert (t.exit_reason, t.side, t.entry, t.exit_price, t.qty) == (
+            "TP",
+            Side.LONG,
+            D("45000"),
+            D("45450"),
+            D("0.1"),
+        )
         assert t.realized_pnl == D("45")
         assert t.fees == D("0.1") * D("45450") * FEE_RATE  # the TP's fill; the entry was not posmon's order
         assert t.net_pnl == D("45") - t.fees
