@@ -123,3 +123,20 @@ async def test_the_daemons_control_answers_the_history(tmp_path, autojump_clock)
         assert [t.symbol for t in eth.tranches] == ["ETHUSDT"]
         assert [t.symbol for t in (await h.daemon.control.history(limit=1)).tranches] == ["ETHUSDT"]
         assert (await h.daemon.control.history(since=trio.current_time() + 1)).tranches == []
+
+
+async def test_a_close_outside_posmon_is_recorded_at_its_fill_price(tmp_path, autojump_clock):
+    from posmon.domain.orders import OrderRequest, OrderSide, OrderType
+
+    async with running(make_settings(tmp_path)) as h:
+        await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")
+        await h.mark("BTCUSDT", "44800")
+        # Another program closes the position at market (its fill is on the user stream).
+        h.exchange.place_orders(
+            [OrderRequest("manual-1", "BTCUSDT", OrderSide.SELL, "LONG", OrderType.MARKET, D("0.1"))]
+        )
+        await settle()
+
+        (t,) = h.store.history().tranches
+        assert (t.exit_reason, t.exit_price, t.qty, t.fees) == ("EXTERNAL", D("44800"), D("0.1"), 0)
+        assert t.realized_pnl == D("-20")
