@@ -46,7 +46,8 @@ def write_plots(history: Sequence[ClosedTranche], out_dir: Path) -> list[Path]:
     try:
         if points:
             times = [dt.datetime.fromtimestamp(t, dt.UTC) for t, _ in points]
-            ax.step(times, [float(v) for _, v in points], where="post")
+            # From 0 just before the first close, so the first tranche's PnL shows as a step like the others.
+            ax.step([times[0], *times], [0.0, *(float(v) for _, v in points)], where="post")
             fig.autofmt_xdate()
         ax.axhline(0, color="grey", linewidth=0.8)
         ax.set_title("Equity curve: cumulative net PnL of closed tranches")
