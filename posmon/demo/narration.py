@@ -15,9 +15,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from posmon.domain.orders import Purpose, Side, SymbolRules
+from posmon.domain.orders import Purpose, SymbolRules
 from posmon.domain.rounding import quantize_qty, round_down
 from posmon.domain.tranche import ExitReason, Tranche, position_pnl_pct
+from posmon.store.history import ClosedTranche, History
 from posmon.store.store import Store
 
 
@@ -114,10 +115,10 @@ class Narrator:
         if self.store is None:
             return
         now_open = {t.id: t for t in self.store.open_tranches(self.venue) if t.closing is None}
-        rows = [r for r in self.store.closed_tranches(self.venue) if r["id"] not in self.closed]
+        rows = [c for c in self.store.history(venue=self.venue).tranches if c.id not in self.closed]
         before = dict(self.open)
-        merged = [r for r in rows if r["close_reason"] == ExitReason.MERGED]
-        survivors = {r["id"]: self._survivor(r, before, now_open) for r in merged}
+        merged = [c for c in rows if c.exit_reason == ExitReason.MERGED]
+        survivors = {c.id: self._survivor(c, before, now_open) for c in merged}
         grown = {t.id for t in survivors.values() if t is not None}
         for t in sorted(now_open.values(), key=lambda t: t.id):
             old = before.get(t.id)
@@ -125,13 +126,13 @@ class Narrator:
                 self._opened(t, before)
             elif (old.qty, old.entry) != (t.qty, t.entry) and t.id not in grown:
                 self._added(t, old)
-        for r in merged:
-            self._merged(r, survivors[r["id"]])
-        fills = self._fills() if any(r["close_reason"] != ExitReason.MERGED for r in rows) else {}
-        for r in rows:
-            if r["close_reason"] != ExitReason.MERGED:
-                self._exited(r, before.get(r["id"]), fills.get(r["id"], []))
-        self.closed.update(r["id"] for r in rows)
+        for c in merged:
+            self._merged(c, survivors[c.id])
+        exits = [c for c in rows if c.exit_reason != ExitReason.MERGED]
+        purposes = self._fill_purposes() if exits else {}
+        for c in exits:
+            self._exited(c, before.get(c.id), purposes.get(c.id, set()))
+        self.closed.update(c.id for c in rows)
         self.open = {**{k: v for k, v in before.items() if k not in self.closed}, **now_open}
         # A tranche still closing stays known under its last open state (its exit is narrated when it closes).
 
@@ -175,69 +176,60 @@ class Narrator:
             tranche_id=t.id,
         )
 
-    def _survivor(
-        self, row: dict[str, Any], before: Mapping[int, Tranche], now: Mapping[int, Tranche]
-    ) -> Tranche | None:
+    def _survivor(self, c: ClosedTranche, before: Mapping[int, Tranche], now: Mapping[int, Tranche]) -> Tranche | None:
         """The open tranche of the same position that grew by the merged one's quantity."""
-        key = (row["symbol"], Side(row["side"]))
         grown = [
             t
             for t in now.values()
-            if (t.symbol, t.side) == key and t.id in before and t.qty > before[t.id].qty and t.id != row["id"]
+            if (t.symbol, t.side) == (c.symbol, c.side) and t.id in before and t.qty > before[t.id].qty and t.id != c.id
         ]
         return min(grown, key=lambda t: t.index) if grown else None
 
-    def _merged(self, row: dict[str, Any], survivor: Tranche | None) -> None:
-        symbol, side = row["symbol"], row["side"]
-        r = self.rules[symbol]
-        limit = self.max_tranches(symbol)
+    def _merged(self, c: ClosedTranche, survivor: Tranche | None) -> None:
+        r = self.rules[c.symbol]
+        limit = self.max_tranches(c.symbol)
         text = f"merged into another tranche (a fill made {limit + 1} tranches, the limit is {limit})"
         if survivor is not None:
             text = (
                 f"merged into #{survivor.id} (a fill made {limit + 1} tranches, the limit is {limit}): "
                 f"#{survivor.id} now {qty(survivor.qty, r)} @ {price(survivor.entry, r)}, {self._legs(survivor)}"
             )
-        self.say(
-            Happening.MERGED,
-            symbol,
-            side,
-            text,
-            tranche_id=row["id"],
-            reason=ExitReason.MERGED,
-        )
+        self.say(Happening.MERGED, c.symbol, c.side.value, text, tranche_id=c.id, reason=c.exit_reason)
 
-    def _fills(self) -> dict[int, list[dict[str, Any]]]:
+    def _fill_purposes(self) -> dict[int, set[str]]:
+        """Which of its orders closed each tranche (the journal's fills): a TP limit, a stop, a market close."""
         assert self.store is not None
-        out: dict[int, list[dict[str, Any]]] = {}
+        out: dict[int, set[str]] = {}
         for e in self.store.events("fill"):
             if e["tranche_id"] is not None:
-                out.setdefault(e["tranche_id"], []).append(e["data"])
+                out.setdefault(e["tranche_id"], set()).add(e["data"]["purpose"])
         return out
 
-    def _exited(self, row: dict[str, Any], last: Tranche | None, fills: list[dict[str, Any]]) -> None:
-        symbol, side, reason = row["symbol"], row["side"], row["close_reason"]
-        r = self.rules[symbol]
-        pnl = Decimal(row["realized_pnl"])
-        done = sum((Decimal(f["qty"]) for f in fills), Decimal(0))
-        at = sum((Decimal(f["qty"]) * Decimal(f["price"]) for f in fills), Decimal(0)) / done if done else None
-        how = f"{qty(done, r)} @ {price(at, r)}" if at is not None else "closed"
-        purposes = {f["purpose"] for f in fills}
-        entry = f"entry {price(Decimal(row['entry']), r)}"
-        if reason == ExitReason.TP and Purpose.TP.value in purposes:
+    def _exited(self, c: ClosedTranche, last: Tranche | None, purposes: set[str]) -> None:
+        r = self.rules[c.symbol]
+        how = f"{qty(c.qty, r)} @ {price(c.exit_price, r)}" if c.exit_price is not None else "closed"
+        if c.exit_reason == ExitReason.TP and Purpose.TP.value in purposes:
             kind, text = Happening.TP_FILL, f"the resting TP limit traded: {how}"
-        elif reason == ExitReason.TP:
+        elif c.exit_reason == ExitReason.TP:
             kind, text = (
                 Happening.INSTANT_TP,
                 f"the mark ran through the TP before its limit traded: closed at market {how}",
             )
-        elif reason == ExitReason.SL:
+        elif c.exit_reason == ExitReason.SL:
             kind, text = Happening.SL, f"the stop-market on the exchange triggered: {how}"
-        elif reason == ExitReason.TIMEOUT:
+        elif c.exit_reason == ExitReason.TIMEOUT:
             held = f"held {last.deadline - last.opened_at:.0f} s" if last and last.deadline else "held too long"
             kind, text = Happening.TIMEOUT, f"{held}: closed at market {how}"
         else:
-            kind, text = Happening.EXIT, f"{reason}: {how}"
-        self.say(kind, symbol, side, f"{text} ({entry}), PnL {usdt(pnl)}", tranche_id=row["id"], reason=reason)
+            kind, text = Happening.EXIT, f"{c.exit_reason}: {how}"
+        self.say(
+            kind,
+            c.symbol,
+            c.side.value,
+            f"{text} (entry {price(c.entry, r)}), PnL {usdt(c.realized_pnl)}",
+            tranche_id=c.id,
+            reason=c.exit_reason,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,9 +240,7 @@ class DemoResult:
     protected: int  # tranches that got a TP and an SL on the exchange
     open_tranches: int  # still open at the end
     open_fully_protected: int  # of those, how many have exactly one TP and one SL resting
-    exits: Mapping[str, int]  # closed tranches by close_reason, as the store has them
-    realized_pnl: Decimal  # the sum of the store's closed tranches' realized PnL
-    closed: tuple[dict[str, Any], ...]  # the store's closed tranches
+    history: History  # the store's closed tranches: what `posmon history` shows
     store_path: Path
     config_path: Path
     dashboard_url: str | None
@@ -261,12 +251,18 @@ class DemoResult:
         return {e.kind for e in self.events}
 
     @property
-    def lines(self) -> list[str]:
-        return [e.line for e in self.events]
+    def exits(self) -> dict[str, int]:
+        """Closed tranches by exit reason, as the store has them."""
+        return dict(Counter(c.exit_reason for c in self.history.tranches))
+
+    @property
+    def realized_pnl(self) -> Decimal:
+        return self.history.realized_pnl
 
     def summary(self) -> str:
         exits = ", ".join(f"{reason} {n}" for reason, n in sorted(self.exits.items())) or "none"
         shown = Counter(e.kind for e in self.events if e.kind in DAEMON_EVENTS)
+        h = self.history
         lines = [
             "",
             "=== posmon demo summary ===",
@@ -275,14 +271,16 @@ class DemoResult:
             f"{self.open_tranches} still open, {self.open_fully_protected} of them with exactly one TP and one SL",
             f"exits by reason: {exits}",
         ]
-        for row in self.closed:
-            r = self.rules[row["symbol"]]
+        for c in h.tranches:
+            r = self.rules[c.symbol]
+            out = price(c.exit_price, r) if c.exit_price is not None else "-"
             lines.append(
-                f"  #{row['id']:<3} {row['symbol']:<8} {row['side']:<5} {row['close_reason']:<8} "
-                f"entry {price(Decimal(row['entry']), r):>10}  PnL {usdt(Decimal(row['realized_pnl']))}"
+                f"  #{c.id:<3} {c.symbol:<8} {c.side.value:<5} {c.exit_reason:<8} "
+                f"entry {price(c.entry, r):>10}  exit {out:>10}  PnL {usdt(c.realized_pnl)}"
             )
         lines += [
-            f"realized PnL: {usdt(self.realized_pnl)} over {len(self.closed)} closed tranches (from the store)",
+            f"realized PnL: {usdt(h.realized_pnl)} over {len(h.tranches)} closed tranches (fees {usdt(h.fees).lstrip('+')}, "
+            f"net {usdt(h.net_pnl)}), from the store",
             f"store: {self.store_path}",
             f"history: posmon --config {self.config_path} history",
         ]

@@ -260,15 +260,12 @@ class _Session:
 
     def result(self, store_path: Path, config_path: Path) -> DemoResult:
         open_ids, covered = _fully_protected(self.store, self.venue, self.exchange, self.prefix)
-        closed = tuple(self.store.closed_tranches(self.venue))
         return DemoResult(
             events=tuple(self.narrator.events),
             protected=_protected_ever(self.store, self.venue),
             open_tranches=len(open_ids),
             open_fully_protected=covered,
-            exits=dict(Counter(r["close_reason"] for r in closed)),
-            realized_pnl=sum((Decimal(r["realized_pnl"]) for r in closed), Decimal(0)),
-            closed=closed,
+            history=self.store.history(venue=self.venue),
             store_path=store_path,
             config_path=config_path,
             dashboard_url=_dashboard(self.daemon),

@@ -4,11 +4,16 @@ The demo runs under trio's MockClock (autojump): its ~23 scripted seconds take n
 HTTP and websockets to the Aster-protocol simulator.
 """
 
+import csv
+import functools
 import re
 from decimal import Decimal
 
 import trio
+import trio.testing
 
+from posmon.cli import main
+from posmon.cli.exit_codes import ExitCode
 from posmon.demo import Happening, run_demo
 from posmon.demo.session import _open_dashboard
 from posmon.store.store import Store
@@ -104,3 +109,18 @@ def test_open_uses_a_graphical_browser_only(monkeypatch):
     monkeypatch.setenv("DISPLAY", ":0")
     _open_dashboard("http://127.0.0.1:1234/", said.append)
     assert opened == ["http://127.0.0.1:1234/"] and len(said) == 1
+
+
+def test_history_csv_of_a_demo_run_sums_to_the_realized_pnl_it_reports(tmp_path, capsys):
+    run = functools.partial(run_demo, tmp_path / "demo", emit=lambda _: None)
+    result = trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
+    shown = re.search(r"realized PnL: ([-+][\d.]+) USDT", result.summary())
+    assert shown is not None
+
+    csv_path = tmp_path / "history.csv"
+    assert main(["--config", str(result.config_path), "history", "--csv", str(csv_path)]) == ExitCode.OK
+    with csv_path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["exit_reason"] for r in rows) == ["MERGED", "SL", "TIMEOUT", "TP", "TP"]
+    assert all(r["exit_price"] for r in rows if r["exit_reason"] != "MERGED")
+    assert sum(Decimal(r["realized_pnl"]) for r in rows) == Decimal(shown[1]) == result.realized_pnl
