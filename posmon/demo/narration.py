@@ -124,6 +124,8 @@ class Narrator:
             old = before.get(t.id)
             if old is None:
                 self._opened(t, before)
+            elif t.qty < old.qty:
+                self._shrunk(t, old)
             elif (old.qty, old.entry) != (t.qty, t.entry) and t.id not in grown:
                 self._added(t, old)
         for c in merged:
@@ -175,6 +177,11 @@ class Narrator:
             f"{qty(t.qty, r)} @ {price(t.entry, r)}, {self._legs(t)} moved",
             tranche_id=t.id,
         )
+
+    def _shrunk(self, t: Tranche, old: Tranche) -> None:
+        r = self.rules[t.symbol]
+        text = f"{qty(old.qty - t.qty, r)} of it closed outside posmon: now {qty(t.qty, r)}, {self._legs(t)} resized"
+        self.say(Happening.EXIT, t.symbol, t.side.value, text, tranche_id=t.id)
 
     def _survivor(self, c: ClosedTranche, before: Mapping[int, Tranche], now: Mapping[int, Tranche]) -> Tranche | None:
         """The open tranche of the same position that grew by the merged one's quantity."""
@@ -279,8 +286,8 @@ class DemoResult:
                 f"entry {price(c.entry, r):>10}  exit {out:>10}  PnL {usdt(c.realized_pnl)}"
             )
         lines += [
-            f"realized PnL: {usdt(h.realized_pnl)} over {len(h.tranches)} closed tranches (fees {usdt(h.fees).lstrip('+')}, "
-            f"net {usdt(h.net_pnl)}), from the store",
+            f"realized PnL: {usdt(h.realized_pnl)} over {len(h.tranches)} closed tranches "
+            f"(fees {usdt(h.fees).lstrip('+')}, net {usdt(h.net_pnl)}), from the store",
             f"store: {self.store_path}",
             f"history: posmon --config {self.config_path} history",
         ]
