@@ -244,9 +244,18 @@ class LighterVenue:
         if leverage < 1:
             raise Rejected(f"leverage {leverage} is not >= 1", request="set_leverage")
         args = {"market_index": market.market_id, "leverage": leverage, "margin_mode": CROSS_MARGIN_MODE}
-        (answer,) = await self._send([(self.rest.signer.update_leverage, args)], f"set_leverage {symbol}")
-        if answer is not None:
-            raise answer
+        request = f"set_leverage {symbol}"
+        for attempt in range(2):
+            try:
+                (answer,) = await self._send([(self.rest.signer.update_leverage, args)], request)
+            except NonceExpired as exc:  # refused before execution: one resend with a fresh nonce is safe
+                if attempt:
+                    raise
+                log.warning("lighter: %s refused for its nonce (%s); resending once with a fresh nonce", request, exc)
+                continue
+            if answer is not None:
+                raise answer
+            return
 
     # --- orders ------------------------------------------------------------------------------------------
 
