@@ -39,7 +39,7 @@ async def test_json_output_stays_json_and_carries_the_sizing_fields(capsys):
         code = await posmon(*OPEN, "--api", url, "--json")
     captured = capsys.readouterr()
     answer = json.loads(captured.out)
-    assert code == ExitCode.OK and captured.err.strip() == SENDING
+    assert code == ExitCode.OK and SENDING in captured.err.splitlines()  # stderr: stdout is the JSON alone
     sizing = [Decimal(answer[k]) for k in ("notional_usd", "margin_usd", "risk_usd")]
     assert (sizing, answer["leverage"]) == ([50, 10, Decimal("1.5")], 5)
 
