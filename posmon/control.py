@@ -176,7 +176,8 @@ class Control(Protocol):
     async def open_position(self, request: OpenRequest) -> OpenResult:
         """Places the entry; waits (bounded) for its fill and answers with the tranche and its exits.
 
-        Raises ``ControlError`` for an unknown symbol, a size below the venue's minimum, etc.
+        The leverage is set on the venue first. Raises ``ControlError`` for an unknown symbol, a size below the
+        venue's minimum, a leverage the venue refuses (422) or does not confirm (504: nothing sent), etc.
         """
         ...
 
