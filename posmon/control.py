@@ -450,23 +450,28 @@ class DaemonControl:
         """Set ``leverage`` on the venue for ``symbol``, or refuse the open: nothing else has been sent yet.
 
         Called on the venue directly, not through the order gateway: it is an account setting, not an order, made
-        once per operator open and never retried (a retry is the operator's call); Lighter's adapter sends it under
-        the same lock and nonce sequence as the gateway's orders. No answer means the leverage is unknown, so the
-        entry is not sent either.
+        once per operator open, and an unknown outcome is not retried here (a retry is the operator's call);
+        Lighter's adapter sends it under the same lock and nonce sequence as the gateway's orders. No answer means
+        the leverage is unknown, so the entry is not sent either.
         """
         d = self._d
         venue = d.venue.name
         timeout = 3 * d.venue.traits.request_timeout_seconds  # a backstop: the adapter's own request timeout
         # (plus its one re-signed retry) answers OutcomeUnknown first; an in-process venue has none
-        unknown = (
-            f"setting leverage {leverage} on {venue} for {symbol} got no answer{{why}}; the leverage there is "
-            "unknown, so the entry was not sent: check the venue and retry"
-        )
+
+        def unknown(why: str) -> ControlError:
+            return ControlError(
+                f"setting leverage {leverage} on {venue} for {symbol} got no answer {why}; the leverage there is "
+                "unknown, so the entry was not sent: check the venue and retry",
+                field="leverage",
+                status=504,
+            )
+
         try:
             with trio.fail_after(timeout):
                 await d.venue.set_leverage(symbol, leverage)
         except trio.TooSlowError:
-            raise ControlError(unknown.format(why=f" within {timeout:g} s"), field="leverage", status=504) from None
+            raise unknown(f"within {timeout:g} s") from None
         except RateLimited as exc:
             raise ControlError(
                 f"{venue} is rate-limiting; leverage {leverage} for {symbol} was not set and nothing was sent: "
@@ -476,7 +481,7 @@ class DaemonControl:
                 retry_after=exc.retry_after,
             ) from None
         except OutcomeUnknown as exc:
-            raise ControlError(unknown.format(why=f" ({exc.msg})"), field="leverage", status=504) from None
+            raise unknown(f"({exc.msg})") from None
         except Rejected as exc:
             code = f" (code {exc.code})" if exc.code is not None else ""
             raise ControlError(
