@@ -102,6 +102,10 @@ async def _freeze_after_startup(directory: PositionDirectory, limit: float = 600
     log.info("start-up done: %d long-lived objects moved out of the collector's generations", gc.get_freeze_count())
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 async def _announce_ready(directory: PositionDirectory, readiness: Readiness, watching: str, poll: float = 1.0) -> None:
     """Ready once every position actor has done its start-up reconcile and acts on ticks.
 
@@ -112,7 +116,7 @@ async def _announce_ready(directory: PositionDirectory, readiness: Readiness, wa
         readiness.progress(f"reconciling positions: {len(waiting)} of {len(directory.actors())} not done yet")
         with trio.move_on_after(poll):
             await waiting[0].ready.wait()
-    readiness.set_ready(f"{watching}, {len(directory.keys())} positions")
+    readiness.set_ready(f"{watching}, {_count(len(directory.keys()), 'position')}")
     log.info("posmon ready: %s", readiness.detail)
 
 
@@ -177,6 +181,8 @@ async def run_daemon(
     daemon.control = DaemonControl(daemon, clock=clock, reply_timeout=d.request_timeout_seconds * 3)
     metrics.set_build_info(venue.name)
     sd_notify = SdNotify.from_env(os.environ)
+    if sd_notify is not None:
+        sd_notify.follow(daemon.readiness)  # `systemctl status` shows each start-up step
     daemon.rules = await connect_venue(venue, give_up_after=connect_timeout, log=log)
     daemon.readiness.progress("starting the actors")
     policy = RestartPolicy(budget=d.restart_budget, window=d.restart_window_seconds, backoff=d.restart_backoff_seconds)
@@ -289,7 +295,7 @@ async def run_daemon(
             nursery.start_soon(_publish_book_gauges, directory, metrics, venue.name, store)
             if freeze_heap:
                 nursery.start_soon(_freeze_after_startup, directory)
-            watching = f"watching {venue.name} ({len(symbols)} symbols)"
+            watching = f"watching {venue.name} ({_count(len(symbols), 'symbol')})"
             log.info(
                 "posmon watching %s with %s (%d symbols, %d position keys)",
                 venue.name,

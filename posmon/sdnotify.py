@@ -96,11 +96,14 @@ class SdNotify:
         else:
             self.send(status)
 
+    def follow(self, readiness: Readiness) -> None:
+        """Send the current start-up step now and every later one (and ``READY=1``) as it happens."""
+        readiness.subscribe(self._on_change)
+        self._on_change(readiness)
+
     async def run(self, readiness: Readiness, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Report start-up steps and readiness, ping the watchdog once ready, say ``STOPPING=1`` when cancelled."""
+        """Once ready, ping the watchdog every ``watchdog_interval``; say ``STOPPING=1`` when cancelled."""
         try:
-            readiness.subscribe(self._on_change)
-            self._on_change(readiness)
             task_status.started()
             await readiness.wait()
             if self.watchdog_interval is None:

@@ -4,9 +4,13 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -79,7 +83,7 @@ async def test_daemon_reports_ready_pings_the_watchdog_and_says_stopping(
             nursery.cancel_scope.cancel()
     fields = listener.fields()
     statuses = [f for f in fields[: fields.index("READY=1")] if f.startswith("STATUS=")]
-    assert statuses[0] == "STATUS=starting the actors" and len(statuses) >= 2
+    assert statuses[:2] == ["STATUS=loading the venue's trading rules", "STATUS=starting the actors"]
     ready = listener.got[next(i for i, (_, fs) in enumerate(listener.got) if "READY=1" in fs)][1]
     assert ready == ["READY=1", "STATUS=watching sim (2 symbols), 0 positions"]
     pings = listener.times_of("WATCHDOG=1")
@@ -188,3 +192,44 @@ async def test_readiness_waits_for_every_position_actor_including_a_restarted_on
     assert seen[0] == ("starting", "reconciling positions: 2 of 3 not done yet")
     assert ("starting", "reconciling positions: 1 of 3 not done yet") in seen
     assert seen[-1] == ("ready", "watching sim, 3 positions")
+
+
+async def test_posmon_run_under_a_service_manager_notifies_and_stops_on_sigterm(tmp_path):
+    """The real command, as systemd starts it: the environment is read by ``posmon run`` itself."""
+    with datagram_socket() as (name, sock):
+        env = {
+            **os.environ,
+            "NOTIFY_SOCKET": name,
+            "WATCHDOG_USEC": "200000",  # a ping every 0.1 s
+            "POSMON_DAEMON_VENUE": "sim",
+            "POSMON_DAEMON_STORE": str(tmp_path / "run.sqlite"),
+            "POSMON_API_PORT": "0",
+        }
+        env.pop("WATCHDOG_PID", None)
+        tsock = trio.socket.from_stdlib_socket(sock)
+        got: list[str] = []
+
+        async def until(field: str, count: int = 1) -> None:
+            while got.count(field) < count:
+                got.extend((await tsock.recv(4096)).decode().split("\n"))
+
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                proc = await nursery.start(
+                    functools.partial(
+                        trio.run_process,
+                        [sys.executable, "-m", "posmon.cli", "run"],
+                        env=env,
+                        cwd=tmp_path,
+                        stderr=subprocess.DEVNULL,
+                        check=False,
+                    )
+                )
+                await until("READY=1")
+                await until("WATCHDOG=1", 3)
+                proc.send_signal(signal.SIGTERM)
+                await until("STOPPING=1")
+    assert proc.returncode == 0
+    assert got[0] == "STATUS=loading the venue's trading rules"
+    assert got.index("READY=1") < got.index("WATCHDOG=1") < got.index("STOPPING=1")
+    assert got.count("READY=1") == 1
