@@ -42,6 +42,7 @@ from posmon.api.validation import (
     TRANCHE_CLOSE_FIELDS,
     decode_json,
     parse_fields,
+    parse_history_query,
     parse_order,
     parse_symbol,
     parse_tranche_id,
@@ -76,7 +77,7 @@ def create_app(
     allowed_hosts: Iterable[str] = (),
     readiness: Readiness | None = None,
 ) -> ASGIApp:
-    """The ASGI app. ``token`` (None or '' for none) guards every endpoint but ``/health``.
+    """The ASGI app. ``token`` (None or '' for none) guards every endpoint but ``/health`` and ``/ready``.
 
     ``metrics_render`` returns ``(body, content_type)`` for ``/metrics`` (404 without it); ``/health`` waits
     at most ``health_timeout_seconds`` for ``control.status()`` so a wedged daemon answers 503, not silence.
@@ -106,6 +107,7 @@ def create_app(
         Route("/api/monitor/resume/{symbol}", guard.wrap(api.resume), methods=["POST"]),
         Route("/api/positions/{symbol}/close", guard.wrap(api.close_position), methods=["POST"]),
         Route("/api/tranches/{id}/close", guard.wrap(api.close_tranche), methods=["POST"]),
+        Route("/api/history", guard.wrap(api.history), methods=["GET"]),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_exception})
     app.router.redirect_slashes = False  # a trailing slash is dropped before routing instead (no 307)
@@ -367,6 +369,11 @@ class _Api:
     async def status(self, _request: Request) -> Response:
         return json_response(await self._control.status())
 
+    async def history(self, request: Request) -> Response:
+        """Closed tranches with exit price, reason, PnL and fees; ``?since=&symbol=&limit=``."""
+        filters = parse_history_query(request.query_params.multi_items())
+        return json_response((await self._control.history(**filters)).as_dict())
+
     async def open_long(self, request: Request) -> Response:
         return await self._open(request, Side.LONG)
 
@@ -388,7 +395,11 @@ class _Api:
             "sl": result.sl,
             "sl_percent": order.sl_pct,
             "tp_percent": order.tp_pct.normalize(),
+            "leverage": order.leverage,
         }
+        if result.sizing is not None:  # notional, margin and USD at risk: from the fill (estimated while pending)
+            s = result.sizing
+            payload |= {"notional_usd": s.notional_usd, "margin_usd": s.margin_usd, "risk_usd": s.risk_usd}
         # 202: the entry is placed but not filled yet, so its exits are not placed either.
         return json_response(payload, 200 if result.entry_price is not None else 202)
 

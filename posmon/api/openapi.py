@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from posmon.api.validation import (
+    HISTORY_PARAMS,
     ORDER_FIELDS,
     POSITION_CLOSE_FIELDS,
     SYMBOL_SCHEMA,
@@ -95,6 +96,28 @@ def _order(side: str) -> dict[str, Any]:
     }
 
 
+def _closed_tranche() -> dict[str, Any]:
+    seconds = {"type": "number", "description": "unix seconds"}
+    properties: dict[str, Any] = {
+        "id": {"type": "integer"},
+        "venue": {"type": "string"},
+        "symbol": {"type": "string"},
+        "side": {"type": "string", "enum": ["LONG", "SHORT"]},
+        "index": {"type": "integer"},
+        "entry": _DECIMAL,
+        "exit_price": {**_NULLABLE_DECIMAL, "description": "volume-weighted over the exit fills; null: none"},
+        "qty": {**_DECIMAL, "description": "quantity its exits closed"},
+        "exit_reason": {"type": "string", "description": "TP, SL, TIMEOUT, MANUAL, EXTERNAL, MERGED, ..."},
+        "realized_pnl": {**_DECIMAL, "description": "before fees"},
+        "fees": {**_DECIMAL, "description": "as the venue reported them for posmon's exit orders (else 0)"},
+        "net_pnl": {**_DECIMAL, "description": "realized_pnl - fees"},
+        "opened_at": seconds,
+        "closed_at": seconds,
+        "hold_seconds": {"type": "number"},
+    }
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
 def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
     """The document; ``bearer_required``: whether this daemon has a token (else the bearer scheme is optional)."""
     tranche = {
@@ -176,6 +199,17 @@ def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
                         "sl": _NULLABLE_DECIMAL,
                         "sl_percent": _DECIMAL,
                         "tp_percent": _DECIMAL,
+                        "leverage": {"type": "integer", "description": "set on the venue before the entry"},
+                        "notional_usd": {
+                            **_DECIMAL,
+                            "description": "qty x entry price (estimated at the mark while PENDING)",
+                        },
+                        "margin_usd": {**_DECIMAL, "description": "notional_usd / leverage"},
+                        "risk_usd": {
+                            **_DECIMAL,
+                            "description": "USD lost if the SL fills at its price: "
+                            "qty x |entry - SL| (notional_usd x sl_percent / 100 while PENDING)",
+                        },
                     },
                 },
                 "Tranche": tranche,
@@ -185,6 +219,17 @@ def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
                     "properties": {
                         "status": {"type": "string", "enum": ["ok", "starting", "stopped", "unresponsive", "error"]},
                         "state": {"type": "string", "enum": ["starting", "ready"]},
+                    },
+                },
+                "ClosedTranche": _closed_tranche(),
+                "History": {
+                    "type": "object",
+                    "required": ["tranches", "realized_pnl", "fees", "net_pnl"],
+                    "properties": {
+                        "tranches": {"type": "array", "items": {"$ref": "#/components/schemas/ClosedTranche"}},
+                        "realized_pnl": _DECIMAL,
+                        "fees": _DECIMAL,
+                        "net_pnl": _DECIMAL,
                     },
                 },
                 "Status": {
@@ -293,6 +338,19 @@ def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
                     ],
                     "requestBody": _body("PositionClose", required=True),
                     "responses": {"200": close, **_refusals(*_WRITE_REFUSALS)},
+                }
+            },
+            "/api/history": {
+                "get": {
+                    "summary": "Closed tranches, oldest first, with exit price, reason, PnL, fees and hold time",
+                    "parameters": [
+                        {"name": name, "in": "query", "required": False, "schema": dict(schema), "description": text}
+                        for name, (_parse, schema, text) in HISTORY_PARAMS.items()
+                    ],
+                    "responses": {
+                        "200": _ok("history", {"$ref": "#/components/schemas/History"}),
+                        **_refusals(400, *_READ_REFUSALS, 500),
+                    },
                 }
             },
             "/api/tranches/{id}/close": {
