@@ -199,7 +199,7 @@ def exported_names(metrics: Metrics | None = None) -> set[str]:
     the type (``_total`` for a counter; ``_bucket``, ``_count``, ``_sum`` for a histogram).
     """
     metrics = metrics or Metrics()
-    metrics.set_build_info("sim")
+    metrics.set_build_info("sim")  # as every daemon does at start
     body, _ = render(metrics)
     names: set[str] = set()
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "summary": ("_count", "_sum")}

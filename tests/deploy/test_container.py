@@ -167,8 +167,10 @@ def test_the_healthcheck_asks_the_readiness_path_the_app_serves():
     assert {"interval", "timeout", "start-period", "retries"} <= set(options)
     script = runpy.run_path(str(healthcheck_script()))
     path = script["READY_PATH"]
-    app = create_app(_NeverCalled(), metrics_render=None, token=None)
-    routes = {r.path for r in app.app.routes}  # type: ignore[attr-defined]
+    app: object = create_app(_NeverCalled(), metrics_render=None, token=None)
+    while not hasattr(app, "routes"):  # through the middleware to the router
+        app = app.app  # type: ignore[attr-defined]
+    routes = {r.path for r in app.routes}
     assert path == "/ready" and path in routes
     env = container_env()
     assert script["ready_url"](env) == f"http://127.0.0.1:{env['POSMON_API_PORT']}/ready"
