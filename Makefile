@@ -34,8 +34,8 @@ chaos: $(STAMP)
 	$(BIN)/python -m chaos --runs $(RUNS) $(if $(SEED),--seed $(SEED)) $(CHAOS_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check posmon tests chaos bench
-	$(BIN)/ruff format --check posmon tests chaos bench
+	$(BIN)/ruff check posmon tests chaos bench deploy
+	$(BIN)/ruff format --check posmon tests chaos bench deploy
 
 # mypy over posmon/ (strict on domain, actors and exchange; configured in pyproject.toml [tool.mypy]).
 typecheck: $(STAMP)
