@@ -251,6 +251,7 @@ async def watch_startup(channel: ChildChannel, obs: Observed, expected_tranches:
     """
     loaded_sent = False
     last_progress = 0.0
+    profiler = _startup_profiler()
     while True:
         store = obs.store
         if not loaded_sent and store.loaded >= expected_tranches:
@@ -279,6 +280,8 @@ async def watch_startup(channel: ChildChannel, obs: Observed, expected_tranches:
                 frames=obs.timed.frame_count if obs.timed is not None else 0,
             )
             channel.event("all_watching", actors=len(actors), tranches=sum(len(a.tranches) for a in actors))
+            if profiler is not None:
+                _write_profile(profiler)
             if obs.timed is not None:
                 obs.timed.shared_snapshot = False  # the --shared-snapshot experiment covers start-up only
             if os.environ.get("BENCH_GC_FREEZE") == "1":  # the runner's --gc-freeze experiment, never by default
@@ -287,6 +290,24 @@ async def watch_startup(channel: ChildChannel, obs: Observed, expected_tranches:
                 channel.event("gc_frozen", objects=gc.get_freeze_count())
             return
         await trio.sleep(0.05)
+
+
+def _startup_profiler() -> Any:
+    """``BENCH_STARTUP_PROFILE=FILE``: pyinstrument over the daemon's start-up (until every actor watches)."""
+    if not os.environ.get("BENCH_STARTUP_PROFILE"):
+        return None
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.002, async_mode="disabled")
+    profiler.start()
+    return profiler
+
+
+def _write_profile(profiler: Any) -> None:
+    profiler.stop()
+    path = f"{os.environ['BENCH_STARTUP_PROFILE']}.{os.getpid()}"
+    with open(path, "w") as f:
+        f.write(profiler.output_text(unicode=False, color=False, show_all=False))
 
 
 async def serve_commands(channel: ChildChannel, obs: Observed, scope: trio.CancelScope) -> None:

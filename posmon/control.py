@@ -32,6 +32,7 @@ from posmon.store.history import History
 
 DEFAULT_MAX_OUTSTANDING = 32  # distinct operator commands in flight; an open may wait its entry_timeout
 BUSY_RETRY_AFTER_SECONDS = 1.0
+STARTING_RETRY_AFTER_SECONDS = 5.0  # commands that need the actors, while the daemon is still starting
 
 
 class ControlError(Exception):
@@ -272,6 +273,17 @@ class DaemonControl:
             )
         self._outstanding += 1
 
+    def _need_actors(self) -> None:
+        """503 with Retry-After while start-up is not over: the actors that carry out a command are not all
+        loaded and reconciled yet (the API answers from the first second of start-up)."""
+        readiness = getattr(self._d, "readiness", None)
+        if readiness is not None and not readiness.is_ready:
+            raise ControlError(
+                f"the daemon is starting ({readiness.detail}); retry in {STARTING_RETRY_AFTER_SECONDS:g} s",
+                status=503,
+                retry_after=STARTING_RETRY_AFTER_SECONDS,
+            )
+
     async def _bounded(self, call: Callable[[], Awaitable[Any]]) -> Any:
         """``call()`` counted against ``max_outstanding`` while it runs."""
         self._admit()
@@ -392,6 +404,7 @@ class DaemonControl:
         raise ControlError(f"{given!r} is not a symbol {d.venue.name} lists", field="symbol", status=404)
 
     async def open_position(self, request: OpenRequest) -> OpenResult:
+        self._need_actors()
         return await self._bounded(lambda: self._open_position(request))  # two opens are two positions: no merging
 
     async def _open_position(self, request: OpenRequest) -> OpenResult:
@@ -491,6 +504,7 @@ class DaemonControl:
             ) from None
 
     async def close(self, symbol: str, side: Side | None = None, tranche_id: int | None = None) -> list[CloseResult]:
+        self._need_actors()
         symbol = self._symbol(symbol)
         return await self._coalesced(("close", symbol, side, tranche_id), lambda: self._close(symbol, side, tranche_id))
 
@@ -520,6 +534,7 @@ class DaemonControl:
         return results
 
     async def stop_monitoring(self, symbol: str) -> StopResult:
+        self._need_actors()
         symbol = self._symbol(symbol)
         return await self._coalesced(("stop", symbol), lambda: self._stop(symbol))
 
@@ -539,6 +554,7 @@ class DaemonControl:
         return StopResult(symbol, sorted(stopped))
 
     async def resume_monitoring(self, symbol: str) -> None:
+        self._need_actors()
         symbol = self._symbol(symbol)
         await self._coalesced(("resume", symbol), lambda: self._resume(symbol))
 

@@ -1,12 +1,12 @@
 """Assembles the actors for one venue account and runs them in one supervised nursery.
 
-Start order matters: the gateway first (everything else talks to it), then the
-price router, the notifier, an actor for every (symbol, side) the store still
-holds tranches or unfinished orders for, the account sweep (a whole-account
-read for every actor on a timer), and last the user stream, which sweeps on
-every connection and so discovers positions nobody watches yet. Stopping the
-daemon cancels the nursery: nothing is sent on the way out, and the store
-already holds every decision.
+Start order matters: the operator API first (``/health`` answers "starting" while a large book loads), then
+the venue's rules, the gateway (everything else talks to it), the price router, the notifier, an actor for every
+(symbol, side) the store still holds tranches or unfinished orders for (all read from the store at once), the
+account sweep (a whole-account read for every actor on a timer), and last the user stream, which sweeps on
+every connection: its first read is the restored actors' start-up reconcile, and it discovers positions nobody
+watches yet. Stopping the daemon cancels the nursery: nothing is sent on the way out, and the store already
+holds every decision.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import trio
 
 from posmon.actors.directory import PositionDirectory
 from posmon.actors.gateway import GatewayPolicy, GatewayState, OrderGateway
-from posmon.actors.messages import AccountSnapshot, FetchAccount, GatewayRequest, Notice
+from posmon.actors.messages import GatewayRequest, Notice
 from posmon.actors.notifier import Notifier
 from posmon.actors.position import ActorConfig
 from posmon.actors.price_router import PriceRouter, RouterRequest
@@ -120,22 +120,6 @@ async def _announce_ready(directory: PositionDirectory, readiness: Readiness, wa
     log.info("posmon ready: %s", readiness.detail)
 
 
-async def _account_snapshot(
-    gateway: trio.MemorySendChannel[GatewayRequest], reply_within: float
-) -> AccountSnapshot | None:
-    """One whole-account read for every restored actor's start-up reconcile (None: each actor reads its own).
-
-    2,000 restored keys would otherwise each read their symbol (4,000 signed calls, 12,000 weight on Aster).
-    """
-    send, recv = trio.open_memory_channel[AccountSnapshot](1)
-    async with send, recv:
-        await gateway.send(FetchAccount(None, send))
-        with trio.move_on_after(reply_within):
-            snap = await recv.receive()
-            return snap if snap.error is None else None
-    return None
-
-
 async def _publish_book_gauges(
     directory: PositionDirectory, metrics: Metrics, venue: str, store: Store, every: float = 5.0
 ) -> None:
@@ -183,8 +167,6 @@ async def run_daemon(
     sd_notify = SdNotify.from_env(os.environ)
     if sd_notify is not None:
         sd_notify.follow(daemon.readiness)  # `systemctl status` shows each start-up step
-    daemon.rules = await connect_venue(venue, give_up_after=connect_timeout, log=log)
-    daemon.readiness.progress("starting the actors")
     policy = RestartPolicy(budget=d.restart_budget, window=d.restart_window_seconds, backoff=d.restart_backoff_seconds)
     gw_send, gw_recv = trio.open_memory_channel[GatewayRequest](math.inf)
     router_send, router_recv = trio.open_memory_channel[RouterRequest](math.inf)
@@ -196,6 +178,70 @@ async def run_daemon(
     )
     policy = replace(policy, on_exhausted=notify.restart_budget_exhausted)
     daemon.gateway = gw_send
+
+    with trio.CancelScope() as scope:
+        daemon.cancel_scope = scope
+        async with trio.open_nursery() as nursery:
+            if sd_notify is not None:
+                await nursery.start(sd_notify.run, daemon.readiness)
+            # The operator API first: while a large book starts, /health says "starting", /ready answers 503 and
+            # commands that need the actors answer 503 with Retry-After (DaemonControl) instead of nothing.
+            if api is not None and api.enabled:
+                app = create_app(
+                    daemon.control,
+                    metrics_render=lambda: render(metrics),
+                    token=api.token or None,
+                    allowed_hosts=api.allowed_hosts,
+                    health_timeout_seconds=api.health_timeout_seconds,
+                    readiness=daemon.readiness,
+                )
+                # Supervised like every actor: a server failure after start-up restarts it (within the budget).
+                daemon.api_url = await nursery.start(
+                    functools.partial(
+                        supervise,
+                        "api",
+                        lambda: functools.partial(serve_api, app, api),
+                        policy,
+                        metrics,
+                        fail_fast=True,
+                    )
+                )
+            nursery.start_soon(_log_progress, daemon)
+            await _start(
+                daemon,
+                nursery,
+                policy=policy,
+                notify=notify,
+                channels=(gw_recv, router_send, router_recv, notice_send, notice_recv),
+                clock=clock,
+                notice_listeners=notice_listeners,
+                freeze_heap=freeze_heap,
+                connect_timeout=connect_timeout,
+            )
+            task_status.started(daemon)
+
+
+async def _start(
+    daemon: Daemon,
+    nursery: trio.Nursery,
+    *,
+    policy: RestartPolicy,
+    notify: NotifyService,
+    channels: tuple[Any, ...],
+    clock: Callable[[], float],
+    notice_listeners: Sequence[trio.MemorySendChannel[Notice]],
+    freeze_heap: bool,
+    connect_timeout: float,
+) -> None:
+    """Reach the venue, start the actors and restore every (symbol, side) the store holds; returns once the
+    user stream is up (readiness follows when every restored actor has reconciled)."""
+    settings, venue, store, metrics = daemon.settings, daemon.venue, daemon.store, daemon.metrics
+    d = settings.daemon
+    gw_recv, router_send, router_recv, notice_send, notice_recv = channels
+    gw_send = daemon.gateway
+    assert gw_send is not None
+    daemon.rules = await connect_venue(venue, give_up_after=connect_timeout, log=log)
+    daemon.readiness.progress("starting the actors")
     symbols = sorted(daemon.rules)
     # A venue with only one position mode (Lighter: one-way) says so; otherwise the configuration does.
     hedge_mode = venue.traits.hedge_mode(d.hedge_mode)
@@ -222,106 +268,118 @@ async def run_daemon(
             close_slippage=traits.close_slippage,
         )
 
-    with trio.CancelScope() as scope:
-        daemon.cancel_scope = scope
-        async with trio.open_nursery() as nursery:
-            if sd_notify is not None:
-                await nursery.start(sd_notify.run, daemon.readiness)
-            directory = PositionDirectory(
-                nursery,
-                config_for,
-                router=router_send,
-                gateway=gw_send,
-                notices=notice_send,
-                store=store,
-                metrics=metrics,
-                clock=clock,
-                policy=policy,
-                unmonitored=store.unmonitored(venue.name),
-            )
-            daemon.directory = directory
-            gw_policy = GatewayPolicy(request_timeout=d.request_timeout_seconds)
-            # The gateway's queue outlives its incarnations: a restart sends what was waiting, and answers what was
-            # in flight as outcome-unknown at once (its requesters look it up), instead of every actor reconciling.
-            gw_state = GatewayState()
-            await nursery.start(
-                supervise,
-                "gateway",
-                lambda: OrderGateway(venue, gw_recv, metrics, gw_policy, clock=clock, state=gw_state).run,
-                policy,
-                metrics,
-            )
+    directory = PositionDirectory(
+        nursery,
+        config_for,
+        router=router_send,
+        gateway=gw_send,
+        notices=notice_send,
+        store=store,
+        metrics=metrics,
+        clock=clock,
+        policy=policy,
+        unmonitored=store.unmonitored(venue.name),
+    )
+    daemon.directory = directory
+    gw_policy = GatewayPolicy(request_timeout=d.request_timeout_seconds)
+    # The gateway's queue outlives its incarnations: a restart sends what was waiting, and answers what was
+    # in flight as outcome-unknown at once (its requesters look it up), instead of every actor reconciling.
+    gw_state = GatewayState()
+    await nursery.start(
+        supervise,
+        "gateway",
+        lambda: OrderGateway(venue, gw_recv, metrics, gw_policy, clock=clock, state=gw_state).run,
+        policy,
+        metrics,
+    )
 
-            def make_router() -> Callable[..., Any]:
-                daemon.router = PriceRouter(
-                    venue, router_recv, metrics, symbols=symbols, stale_after=d.stale_stream_seconds
-                )
-                return daemon.router.run
+    def make_router() -> Callable[..., Any]:
+        daemon.router = PriceRouter(venue, router_recv, metrics, symbols=symbols, stale_after=d.stale_stream_seconds)
+        return daemon.router.run
 
-            await nursery.start(supervise, "price_router", make_router, policy, metrics)
-            await nursery.start(supervise, "notify", lambda: notify.run, policy, metrics)
-            await nursery.start(
-                supervise,
-                "notifier",
-                lambda: Notifier(notice_recv, list(notice_listeners), sinks=[notify], metrics=metrics).run,
-                policy,
-                metrics,
-            )
-            keys = store.position_keys(venue.name)
-            daemon.readiness.progress(f"reading the account ({len(keys)} positions in the store)")
-            startup = await _account_snapshot(gw_send, d.request_timeout_seconds * 6) if keys else None
-            split = startup.by_symbol() if startup is not None else {}
-            for symbol, side in keys:
-                directory.inbox(symbol, side, snapshot=startup.of(symbol, split) if startup is not None else None)
-            del startup, split  # each actor keeps only its slice, until its start-up reconcile has used it
-            reconciler = AccountReconciler(
-                venue.name,
-                directory,
-                gw_send,
-                metrics,
-                interval=d.reconcile_interval_seconds,
-                reply_timeout=d.request_timeout_seconds * 6,
-                prefix=d.client_id_prefix,
-                clock=clock,
-            )
-            daemon.reconciler = reconciler
-            await nursery.start(supervise, "reconciler", lambda: reconciler.run, policy, metrics)
-            user_stream = UserStream(
-                venue, directory, reconciler, store, metrics, hedge_mode=hedge_mode, prefix=d.client_id_prefix
-            )
-            daemon.user_stream = user_stream
-            daemon.readiness.progress("connecting the user stream and reconciling the account")
-            await nursery.start(supervise, "user_stream", lambda: user_stream.run, policy, metrics)
-            nursery.start_soon(_publish_book_gauges, directory, metrics, venue.name, store)
-            if freeze_heap:
-                nursery.start_soon(_freeze_after_startup, directory)
-            watching = f"watching {venue.name} ({_count(len(symbols), 'symbol')})"
-            log.info(
-                "posmon watching %s with %s (%d symbols, %d position keys)",
-                venue.name,
-                settings.source,
-                len(symbols),
-                len(directory.keys()),
-            )
-            if api is not None and api.enabled:
-                app = create_app(
-                    daemon.control,
-                    metrics_render=lambda: render(metrics),
-                    token=api.token or None,
-                    allowed_hosts=api.allowed_hosts,
-                    health_timeout_seconds=api.health_timeout_seconds,
-                    readiness=daemon.readiness,
-                )
-                # Supervised like every actor: a server failure after start-up restarts it (within the budget).
-                daemon.api_url = await nursery.start(
-                    functools.partial(
-                        supervise,
-                        "api",
-                        lambda: functools.partial(serve_api, app, api),
-                        policy,
-                        metrics,
-                        fail_fast=True,
-                    )
-                )
-            nursery.start_soon(_announce_ready, directory, daemon.readiness, watching)
-            task_status.started(daemon)
+    await nursery.start(supervise, "price_router", make_router, policy, metrics)
+    await nursery.start(supervise, "notify", lambda: notify.run, policy, metrics)
+    await nursery.start(
+        supervise,
+        "notifier",
+        lambda: Notifier(notice_recv, list(notice_listeners), sinks=[notify], metrics=metrics).run,
+        policy,
+        metrics,
+    )
+    daemon.readiness.progress("loading the positions from the store")
+    await trio.lowlevel.checkpoint()
+    restored = store.restore(venue.name)  # every key's rows in three queries, not three per actor
+    reconciler = AccountReconciler(
+        venue.name,
+        directory,
+        gw_send,
+        metrics,
+        interval=d.reconcile_interval_seconds,
+        reply_timeout=d.request_timeout_seconds * 6,
+        prefix=d.client_id_prefix,
+        clock=clock,
+    )
+    daemon.reconciler = reconciler
+    # Restored actors reconcile from the user stream's first whole-account read (made once the stream is
+    # connected, so nothing between the read and the stream's first frame is missed): one read of the account
+    # for the whole start-up, not one more before it.
+    for (symbol, side), rows in restored.items():
+        directory.inbox(symbol, side, restored=rows, await_sweep=True)
+    del restored  # each actor drops its rows once loaded
+    await nursery.start(supervise, "reconciler", lambda: reconciler.run, policy, metrics)
+    user_stream = UserStream(
+        venue, directory, reconciler, store, metrics, hedge_mode=hedge_mode, prefix=d.client_id_prefix
+    )
+    daemon.user_stream = user_stream
+    daemon.readiness.progress("connecting the user stream and reconciling the account")
+    stream_up = trio.Event()
+    nursery.start_soon(_sweep_unless, stream_up, reconciler, d.request_timeout_seconds * 3)
+    await nursery.start(supervise, "user_stream", lambda: user_stream.run, policy, metrics)
+    stream_up.set()
+    nursery.start_soon(_publish_book_gauges, directory, metrics, venue.name, store)
+    if freeze_heap:
+        nursery.start_soon(_freeze_after_startup, directory)
+    watching = f"watching {venue.name} ({_count(len(symbols), 'symbol')})"
+    log.info(
+        "posmon watching %s with %s (%d symbols, %d position keys)",
+        venue.name,
+        settings.source,
+        len(symbols),
+        len(directory.keys()),
+    )
+    if all(a.ready.is_set() for a in directory.actors()):
+        # Nothing to reconcile (or all done): ready before run_daemon returns, so commands work at once.
+        daemon.readiness.set_ready(f"{watching}, {_count(len(directory.keys()), 'position')}")
+        log.info("posmon ready: %s", daemon.readiness.detail)
+    else:
+        nursery.start_soon(_announce_ready, directory, daemon.readiness, watching)
+
+
+async def _sweep_unless(stream_up: trio.Event, reconciler: AccountReconciler, within: float) -> None:
+    """The restored actors' start-up read when the user stream does not connect in time: they act on ticks
+    meanwhile (the stream's own read follows once it connects); the daemon stays "starting" until it does."""
+    with trio.move_on_after(within):
+        await stream_up.wait()
+        return
+    log.warning("the user stream is not up after %.0f s; reconciling the restored positions without it", within)
+    await reconciler.sweep()
+
+
+async def _log_progress(daemon: Daemon, every: float = 1.0) -> None:
+    """One line a second while starting: the step, and the actors loaded and reconciled of how many."""
+    while not daemon.readiness.is_ready:
+        with trio.move_on_after(every):
+            await daemon.readiness.wait()
+        if daemon.readiness.is_ready:
+            return
+        actors = daemon.directory.actors() if daemon.directory is not None else []
+        loaded = sum(1 for a in actors if a.loaded)
+        done = sum(1 for a in actors if a.ready.is_set())
+        log.info(
+            "starting: %s; %d of %d actors loaded, %d of %d reconciled",
+            daemon.readiness.detail,
+            loaded,
+            len(actors),
+            done,
+            len(actors),
+        )

@@ -23,7 +23,7 @@ from posmon.actors.price_slot import PriceSlot
 from posmon.actors.supervisor import RestartPolicy, supervise
 from posmon.domain.orders import Side
 from posmon.metrics import Metrics
-from posmon.store.store import Store
+from posmon.store.store import Restored, Store
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,10 @@ class _Entry:
     send: trio.MemorySendChannel[PositionMessage]
     slot: PriceSlot
     actor: PositionActor | None = None
+    # The first incarnation's start-up inputs (account slice, store rows), dropped once it is made: a restart
+    # reads afresh, and the entry lives as long as the daemon (holding them kept the start-up snapshot alive).
+    snapshot: AccountSnapshot | None = None
+    restored: Restored | None = None
 
 
 class PositionDirectory:
@@ -85,25 +89,41 @@ class PositionDirectory:
         return entry.actor if entry else None
 
     def inbox(
-        self, symbol: str, side: Side, *, reconcile: bool = True, snapshot: AccountSnapshot | None = None
+        self,
+        symbol: str,
+        side: Side,
+        *,
+        reconcile: bool = True,
+        snapshot: AccountSnapshot | None = None,
+        restored: Restored | None = None,
+        await_sweep: bool = False,
     ) -> trio.MemorySendChannel[PositionMessage]:
         """The actor's inbox, starting the actor if this (symbol, side) has none yet.
 
         ``reconcile=False``: the caller is delivering a live fill for a key posmon has never held, so the new
         actor need not ask the exchange before acting on it (a burst of new keys would otherwise queue a
-        reconcile per key ahead of their protection).
+        reconcile per key ahead of their protection). ``snapshot``, ``restored`` and ``await_sweep`` go to a
+        new actor's first incarnation only (see ``PositionActor``).
         """
         key = (symbol, side)
         entry = self._actors.get(key)
         if entry is None:
-            entry = self._spawn(key, reconcile=reconcile, snapshot=snapshot)
+            entry = self._spawn(key, reconcile=reconcile, snapshot=snapshot, restored=restored, await_sweep=await_sweep)
         return entry.send
 
     def actors(self) -> list[PositionActor]:
         """Every current incarnation (for gauges and status)."""
         return [e.actor for e in self._actors.values() if e.actor is not None]
 
-    def _spawn(self, key: Key, *, reconcile: bool, snapshot: AccountSnapshot | None = None) -> _Entry:
+    def _spawn(
+        self,
+        key: Key,
+        *,
+        reconcile: bool,
+        snapshot: AccountSnapshot | None = None,
+        restored: Restored | None = None,
+        await_sweep: bool = False,
+    ) -> _Entry:
         symbol, side = key
         try:
             cfg = dataclasses.replace(self._config_for(symbol, side), reconcile_on_start=reconcile)
@@ -111,7 +131,7 @@ class PositionDirectory:
             raise UnknownSymbol(symbol) from exc
         # Unbounded: the gateway replies into inboxes, and a full inbox must never stall the gateway.
         send, recv = trio.open_memory_channel[ActorInbox](math.inf)
-        entry = _Entry(send, PriceSlot(send, side.sign))
+        entry = _Entry(send, PriceSlot(send, side.sign), snapshot=snapshot, restored=restored)
         self._actors[key] = entry
         self._router.send_nowait(Subscribe(symbol, entry.slot))
         links = ActorLinks(
@@ -128,11 +148,14 @@ class PositionDirectory:
         def make_run() -> Callable[..., Any]:
             # Only the first incarnation may skip the start-up reconcile; a restarted one always reconciles.
             first = entry.actor is None
-            # Only the first incarnation may use the start-up snapshot: a restarted one reads afresh.
+            # Only the first incarnation may use the start-up snapshot and rows: a restarted one reads afresh.
+            snap, rows, entry.snapshot, entry.restored = entry.snapshot, entry.restored, None, None
             entry.actor = PositionActor(
                 cfg if first else dataclasses.replace(cfg, reconcile_on_start=True),
                 links,
-                snapshot=snapshot if first else None,
+                snapshot=snap,
+                restored=rows,
+                await_sweep=await_sweep and first,
             )
             return entry.actor.run
 

@@ -71,7 +71,7 @@ from posmon.exchange.errors import OrderNotFound, VenueError, WouldTriggerImmedi
 from posmon.exchange.events import OrderUpdate, PositionUpdate
 from posmon.metrics import Metrics
 from posmon.notify.kinds import NoticeKind
-from posmon.store.store import Changes, Event, PendingEntry, Store
+from posmon.store.store import Changes, Event, PendingEntry, Restored, Store
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -180,11 +180,27 @@ class ActorLinks:
 
 
 class PositionActor:
-    def __init__(self, cfg: ActorConfig, links: ActorLinks, *, snapshot: AccountSnapshot | None = None) -> None:
+    def __init__(
+        self,
+        cfg: ActorConfig,
+        links: ActorLinks,
+        *,
+        snapshot: AccountSnapshot | None = None,
+        restored: Restored | None = None,
+        await_sweep: bool = False,
+    ) -> None:
         """``snapshot``: this symbol's slice of an account snapshot the daemon took at start-up, used for the
-        start-up reconcile instead of asking the exchange again (one read for every restored actor)."""
+        start-up reconcile instead of asking the exchange again (one read for every restored actor).
+        ``restored``: this key's rows from the daemon's one start-up read of the store (``Store.restore``), used
+        instead of reading them again; both are dropped once used. ``await_sweep``: the start-up reconcile waits
+        for the account sweep's ``Reconcile`` (the daemon's one whole-account read) instead of reading."""
         self.cfg = cfg
         self._startup_snapshot = snapshot
+        self._restored = restored
+        # Until when a restored actor waits for the sweep's read before reading its own (None: not waiting).
+        self._sweep_deadline: float | None = None
+        self._await_sweep = await_sweep
+        self.loaded = False  # its state is loaded from the store (start-up progress)
         self.links = links
         self.store = links.store
         self.tranches: dict[int, Tranche] = {}
@@ -230,20 +246,30 @@ class PositionActor:
     def _load(self) -> None:
         """Rebuild this actor's state from the store (at start and after every restart)."""
         c = self.cfg
-        for t in self.store.open_tranches(c.venue, c.symbol, c.side):
+        restored, self._restored = self._restored, None
+        if restored is None:  # a restart, or a key started after start-up: read its own rows
+            restored = Restored(
+                tranches=self.store.open_tranches(c.venue, c.symbol, c.side),
+                entries=self.store.pending_entries(c.venue, c.symbol, c.side),
+                stopped=c.symbol in self.store.unmonitored(c.venue),
+            )
+            owned = sorted({*(t.id for t in restored.tranches), *self._closed_with_active_orders()})
+            restored.orders = self.store.active_orders(owned)
+        for t in restored.tranches:
             self.tranches[t.id] = t
             if not t.closing:
                 self.book.add(t)
-        for rec in self.store.active_orders(self._owned_tranche_ids()):
+        for rec in restored.orders:
             self._remember(rec)
-        for e in self.store.pending_entries(c.venue, c.symbol, c.side):
+        for e in restored.entries:
             self._entries[e.client_id] = e
-        self.stopped = c.symbol in self.store.unmonitored(c.venue)
+        self.stopped = restored.stopped
+        self.loaded = True
 
-    def _owned_tranche_ids(self) -> list[int]:
-        """Open tranches plus closed ones of this key that still have active orders (e.g. merged away)."""
+    def _closed_with_active_orders(self) -> list[int]:
+        """Closed tranches of this key that still have active orders (e.g. merged away)."""
         c = self.cfg
-        return sorted({*self.tranches, *self.store.tranches_with_active_orders(c.venue, c.symbol, c.side)})
+        return self.store.tranches_with_active_orders(c.venue, c.symbol, c.side)
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Handle messages one at a time; reconcile reads run beside the loop and come back as messages.
@@ -256,7 +282,11 @@ class PositionActor:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
-            if self.tranches or self.orders or self.cfg.reconcile_on_start:
+            if self._await_sweep:
+                # Not ready until the sweep's Reconcile (or any other reconcile) is done; a sweep that never
+                # comes (its read failed) is replaced by a read of our own after a reply timeout.
+                self._sweep_deadline = self.links.clock() + self.cfg.reply_timeout
+            elif self.tranches or self.orders or self.cfg.reconcile_on_start:
                 snapshot, self._startup_snapshot = self._startup_snapshot, None
                 self._request_reconcile(snapshot)
             else:
@@ -298,7 +328,11 @@ class PositionActor:
 
     def _next_wake(self) -> float:
         deadline = self.book.next_deadline() if self.ready.is_set() else None
-        times = [t for t in (deadline, self._retry_at, self._confirm_at, self._frame_check_at) if t is not None]
+        times = [
+            t
+            for t in (deadline, self._retry_at, self._confirm_at, self._frame_check_at, self._sweep_deadline)
+            if t is not None
+        ]
         return min(times, default=math.inf)
 
     def _handle(self, msg: ActorInbox) -> None:
@@ -347,6 +381,9 @@ class PositionActor:
             self._check_position_frame()
         if self._confirm_at is not None and now >= self._confirm_at:
             self._confirm_at = None
+            self._request_reconcile()
+        if self._sweep_deadline is not None and now >= self._sweep_deadline:
+            log.warning("%s: no account sweep came since start-up; reading the account itself", self.name)
             self._request_reconcile()
 
     # --- prices -------------------------------------------------------------------------------------------
@@ -1200,6 +1237,7 @@ class PositionActor:
         commands never wait behind them. Requests while one is under way coalesce into one more afterwards
         (a snapshot offered meanwhile is kept for it, so a sweep costs no extra read).
         """
+        self._sweep_deadline = None  # a restored actor's start-up reconcile is this one
         if self._recon is not None:
             if self._recon_again is None or snapshot is not None:
                 self._recon_again = (snapshot, read_at)
@@ -1235,8 +1273,11 @@ class PositionActor:
         # What to look up is fixed before anything is settled: settling may place orders (a resized leg),
         # and an order whose placement is still on its way must never be looked up and written off.
         missing = tuple(c for c in sorted(r.known) if c not in still_open and c not in self._awaiting)
-        for cid in [c for c in self.orders if c in still_open]:
+        handled, renamed = self._settle_resting(still_open)
+        for cid in [c for c in self.orders if c in still_open and c not in handled]:
             self._settle_known(cid, still_open[cid])
+        for rec in {rec.tranche_id: rec for rec in renamed}.values():
+            self._after_change(rec, ended_unfilled=False)
         missing = tuple(c for c in missing if c in self.orders or c in self._entries)
         if missing:
             assert self._nursery is not None
@@ -1289,6 +1330,26 @@ class PositionActor:
         if self._recon_again is not None:
             again, self._recon_again = self._recon_again, None
             self._request_reconcile(*again)
+
+    def _settle_resting(self, still_open: dict[str, OrderState]) -> tuple[set[str], list[OrderRecord]]:
+        """Our LIVE orders that still rest as they were, settled in one write: the client ids handled, and the
+        records whose exchange id was new (their follow-ups, the same for every order of a tranche, are run once
+        per tranche by the caller, after the other orders are settled).
+
+        A restart's reconcile finds nearly every order so (200,000 at 100,000 tranches): one transaction, not one
+        each. Anything else (a fill, an end, a PENDING or CANCELING order) goes through ``_settle_known``.
+        """
+        changes, handled = Changes(), set()
+        for cid, old in list(self.orders.items()):
+            s = still_open.get(cid)
+            if s is None or old.state is not LocalState.LIVE or s.status.is_final or s.filled_qty != old.filled_qty:
+                continue
+            handled.add(cid)
+            if s.order_id != old.exchange_id:  # else nothing new: no write, and (as in _observe) no follow-up
+                self._track(replace(old, exchange_id=s.order_id), changes)
+        if changes:
+            self.store.apply(changes)
+        return handled, changes.orders
 
     def _settle_known(self, cid: str, state: OrderState) -> None:
         """Fold in what the exchange says of one of our orders; a cancel asked for but still open goes again."""
