@@ -226,6 +226,13 @@ class CountingStore(Store):
             self.loaded += len(out)
         return out
 
+    def restore(self, venue: str) -> dict[Any, Any]:
+        """posmon's one start-up read of every key (since this branch): counted as one load per key."""
+        out = super().restore(venue)
+        self.loads += len(out)
+        self.loaded += sum(len(r.tranches) for r in out.values())
+        return out
+
 
 @dataclass
 class Observed:
@@ -258,7 +265,7 @@ async def watch_startup(channel: ChildChannel, obs: Observed, expected_tranches:
             channel.event("actors_loaded", actors=store.loads, tranches=store.loaded)
             loaded_sent = True
         actors = obs.actors()
-        watching = sum(1 for a in actors if a.mark is not None)
+        watching = sum(1 for a in actors if a.mark is not None and a.ready.is_set())
         now = time.monotonic()
         if now - last_progress >= 1.0:
             channel.event(
@@ -310,6 +317,21 @@ def _write_profile(profiler: Any) -> None:
         f.write(profiler.output_text(unicode=False, color=False, show_all=False))
 
 
+def process_census(obs: Observed, top: int = 40) -> dict[str, Any]:
+    """What the daemon holds after start-up: every object reachable from it (its actors, router, gateway state,
+    store and venue clients), by type, with ``sys.getsizeof`` bytes; plus the collector's tracked-object count."""
+    from bench.memprofile import census
+
+    gc.collect()
+    size, count = census([obs.daemon], skip_shared=False) if obs.daemon is not None else ({}, {})
+    return {
+        "census_bytes": sum(size.values()),
+        "census_objects": sum(count.values()),
+        "census_by_type": [(name, b, count[name]) for name, b in size.most_common(top)],
+        "gc_tracked_objects": len(gc.get_objects()) + gc.get_freeze_count(),
+    }
+
+
 async def serve_commands(channel: ChildChannel, obs: Observed, scope: trio.CancelScope) -> None:
     """Answer the runner; when it is gone (stdin closed) stop, so no daemon outlives its benchmark."""
     await _serve(channel, obs, scope)
@@ -329,6 +351,8 @@ async def _serve(channel: ChildChannel, obs: Observed, scope: trio.CancelScope) 
             counters = {f"{name}{dict(labels)}": v for (name, labels), v in obs.metrics.counters.items()}
             held = sum(len(a.tranches) for a in obs.actors()) if obs.daemon is not None else obs.store.loaded
             channel.send({"id": ident, "counters": counters, "tranches": held, "started": obs.daemon is not None})
+        elif cmd == "census":
+            channel.send({"id": ident, **process_census(obs)})
         elif cmd == "stop":
             channel.send({"id": ident})
             scope.cancel()

@@ -31,8 +31,9 @@ from posmon.metrics import Metrics
 from posmon.store.store import Store
 
 
-def census(roots: list[Any]) -> tuple[Counter[str], Counter[str]]:
-    """Bytes and counts by type of every object reachable from ``roots`` (each counted once)."""
+def census(roots: list[Any], *, skip_shared: bool = True) -> tuple[Counter[str], Counter[str]]:
+    """Bytes and counts by type of every object reachable from ``roots`` (each counted once); ``skip_shared``:
+    do not follow shared services (the store, metrics, channels, price slots), to isolate per-tranche state."""
     seen: set[int] = set()
     size: Counter[str] = Counter()
     count: Counter[str] = Counter()
@@ -46,7 +47,9 @@ def census(roots: list[Any]) -> tuple[Counter[str], Counter[str]]:
         name = type(obj).__name__
         size[name] += sys.getsizeof(obj)
         count[name] += 1
-        if isinstance(obj, Store | Metrics | trio.MemorySendChannel | trio.MemoryReceiveChannel | PriceSlot):
+        if skip_shared and isinstance(
+            obj, Store | Metrics | trio.MemorySendChannel | trio.MemoryReceiveChannel | PriceSlot
+        ):
             continue  # shared services, not per-tranche state
         stack.extend(gc.get_referents(obj))
     return size, count

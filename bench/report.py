@@ -161,6 +161,14 @@ def table(out: dict[str, Any]) -> str:
                 )
         lines += _grid(["", "tranches", "RSS MiB", "peak MiB", "KiB/tranche"], rows)
         lines.append(f"  marginal: {_f(mem.get('kib_per_tranche_marginal'), 3)} KiB per added tranche")
+        if "kib_per_tranche_after_startup" in mem:
+            lines.append(
+                f"  after start-up (both daemons): {_f(mem['kib_per_tranche_after_startup'], 3)} KiB per added "
+                f"tranche; reachable from the daemon: {_f(mem.get('census_bytes_per_added_tranche'), 0)} B"
+            )
+        if mem.get("census_per_added_tranche"):
+            top = ", ".join(f"{name} {b:g} B ({n:g})" for name, b, n in mem["census_per_added_tranche"][:8])
+            lines.append(f"  per added tranche by type (bytes, objects): {top}")
         lines.append("")
 
     st = out.get("startup")

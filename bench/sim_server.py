@@ -31,7 +31,7 @@ from hypercorn.trio import serve
 
 from bench.plan import Plan, PlanSpec, build_plan
 from bench.proto import ChildChannel
-from posmon.domain.orders import Side
+from posmon.domain.orders import OrderState, Side
 from posmon.exchange.errors import Rejected
 from posmon.logs import configure
 from posmon.sim.aster import AsterSim, RateLimitConfig, create_app
@@ -143,12 +143,20 @@ class BenchSim:
             self.exchange.external_entry(symbol, side, qty)
             positions += 1
         requests = [o.request for o in plan.orders]
+        ids: dict[str, str] = {}  # client id -> the exchange's order id, which posmon recorded when it placed them
         for i in range(0, len(requests), 2000):
             for result in self.exchange.place_orders(requests[i : i + 2000]):
                 if isinstance(result, Rejected):
                     raise RuntimeError(f"seeding refused: {result}")
+                if isinstance(result, OrderState):
+                    ids[result.client_id] = result.order_id
         self.sim.orders.sync()
-        return {"positions": positions, "orders": len(requests), "seconds": time.perf_counter() - t0}
+        return {
+            "positions": positions,
+            "orders": len(requests),
+            "seconds": time.perf_counter() - t0,
+            "exchange_ids": ids,
+        }
 
     async def serve(self, nursery: trio.Nursery) -> tuple[str, str]:
         self._nursery = nursery

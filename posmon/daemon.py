@@ -11,6 +11,8 @@ holds every decision.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
 import gc
 import logging
@@ -100,6 +102,24 @@ async def _freeze_after_startup(directory: PositionDirectory, limit: float = 600
     gc.collect()
     gc.freeze()
     log.info("start-up done: %d long-lived objects moved out of the collector's generations", gc.get_freeze_count())
+    _release_freed_memory()
+
+
+def _release_freed_memory() -> None:
+    """Hand the heap the start-up freed back to the system (glibc keeps it otherwise).
+
+    The start-up read of the whole account (200,000 orders at 100,000 tranches: the JSON, its parse, the slices)
+    is garbage once every actor has reconciled, but glibc's allocator keeps freed pages mapped: the process stayed
+    at its start-up high-water mark (RSS 860 MiB for 220 MiB of live state). ``malloc_trim(0)`` returns every
+    free page; elsewhere (no glibc) there is nothing to do.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
 
 
 def _count(n: int, noun: str) -> str:
@@ -268,6 +288,11 @@ async def _start(
             close_slippage=traits.close_slippage,
         )
 
+    daemon.readiness.progress("loading the positions from the store")
+    await trio.lowlevel.checkpoint()
+    # Every key's rows in three queries, not three per actor; read before the streams connect, so that the
+    # seconds it takes at 100,000 tranches do not pass for a silent price stream.
+    restored = store.restore(venue.name)
     directory = PositionDirectory(
         nursery,
         config_for,
@@ -306,9 +331,6 @@ async def _start(
         policy,
         metrics,
     )
-    daemon.readiness.progress("loading the positions from the store")
-    await trio.lowlevel.checkpoint()
-    restored = store.restore(venue.name)  # every key's rows in three queries, not three per actor
     reconciler = AccountReconciler(
         venue.name,
         directory,

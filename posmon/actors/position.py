@@ -1041,7 +1041,9 @@ class PositionActor:
     def _current(self, t: Tranche, purpose: Purpose) -> OrderRecord | None:
         """The newest active order of a purpose: the one that protects the tranche now."""
         mine = [o for o in self._orders_of(t.id) if o.purpose is purpose and o.state is not LocalState.CANCELING]
-        return max(mine, key=self._seq, default=None)
+        if len(mine) <= 1:  # the usual case: no client id to parse
+            return mine[0] if mine else None
+        return max(mine, key=self._seq)
 
     def _seq(self, rec: OrderRecord) -> int:
         """Where an order of ours stands among its tranche's orders of one purpose (newer is higher)."""
@@ -1371,10 +1373,10 @@ class PositionActor:
         mine = [
             o
             for o in open_orders
-            if parse_client_order_id(self.cfg.prefix, o.client_id) is not None
+            if o.client_id not in self.orders  # first: a restart finds every order known (no id to parse)
             and o.side == self.cfg.side.closing_order_side
             and o.position_side in (self.cfg.side.value, "BOTH")
-            and o.client_id not in self.orders
+            and parse_client_order_id(self.cfg.prefix, o.client_id) is not None
         ]
         if mine:
             log.warning("%s: cancelling %d orphan orders %s", self.name, len(mine), [o.client_id for o in mine])

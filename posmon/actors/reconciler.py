@@ -28,6 +28,8 @@ from posmon.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
+RECONCILES_PER_BATCH = 50
+
 
 class AccountReconciler:
     def __init__(
@@ -77,8 +79,12 @@ class AccountReconciler:
             self.metrics.inc("reconcile_sweeps", venue=self.venue, result="failed")
             return False
         split = snap.by_symbol()
-        for symbol, side in self.directory:
+        for i, (symbol, side) in enumerate(self.directory, 1):
             self.directory.inbox(symbol, side).send_nowait(Reconcile(snap.of(symbol, split), read_at))
+            if i % RECONCILES_PER_BATCH == 0:
+                # Let these actors fold their slices in before waking more: 2,000 woken at once would run in one
+                # scheduler batch, seconds without reading a socket (the price stream then looks silent).
+                await trio.lowlevel.checkpoint()
         for p in snap.positions:
             if p.qty <= 0 or p.symbol in self.directory.unmonitored or (p.symbol, p.side) in self.directory:
                 continue
