@@ -12,6 +12,7 @@ import trio
 from posmon.api.settings import ApiSettings
 from posmon.daemon import run_daemon
 from posmon.domain.orders import Side
+from posmon.exchange.errors import OutcomeUnknown
 from posmon.metrics import Metrics
 from posmon.sim.exchange import SimExchange
 from posmon.sim.venue import SimVenue
@@ -83,7 +84,7 @@ async def test_health_answers_starting_while_the_restart_reconciles_then_ready(t
 
         venue.release.set()
         with trio.fail_after(10):  # a real server: wait on the condition, bounded
-            while (await api.get("/ready")).status_code != 200:
+            while (await api.get("/ready")).status_code != 200:  # noqa: ASYNC110 (the server is the condition)
                 await trio.sleep(0.01)
         health = await api.get("/health")
         assert (health.status_code, health.json()["state"]) == (200, "ready")
@@ -112,3 +113,29 @@ async def test_start_up_logs_its_progress_each_second(tmp_path, autojump_clock, 
         messages = [r.getMessage() for r in caplog.records]
         assert any(m.startswith("posmon ready: watching sim") for m in messages), messages
         assert not [m for m in messages[len(lines) :] if m.startswith("starting: ")]
+
+
+class SweepFailsVenue(SimVenue):
+    """Whole-account order reads fail (the venue answers 5xx to them); per-symbol reads work."""
+
+    async def open_orders(self, symbol=None):
+        if symbol is None:
+            raise OutcomeUnknown("503 on the whole-account read", request="open orders")
+        return await super().open_orders(symbol)
+
+
+async def test_restored_actors_read_their_own_account_when_the_start_up_sweep_fails(tmp_path, autojump_clock, caplog):
+    settings = make_settings(tmp_path)
+    exchange = await _positions(settings)
+    before = {o.client_id for s in ("BTCUSDT", "ETHUSDT") for o in exchange.engine.open_orders(s)}
+    caplog.set_level(logging.WARNING)
+    async with running(settings, exchange, venue=SweepFailsVenue(exchange)) as h:
+        actors = h.daemon.directory.actors()
+        assert len(actors) == 2 and not any(a.ready.is_set() for a in actors)  # waiting for the sweep's read
+        await trio.sleep(settings.daemon.request_timeout_seconds * 6 + 1)
+        await settle()
+        assert all(a.ready.is_set() for a in actors)
+        assert h.daemon.readiness.state == "ready"
+        after = {o.client_id for s in ("BTCUSDT", "ETHUSDT") for o in h.orders(s)}
+        assert after == before  # reconciled from their own reads: nothing re-placed, nothing lost
+    assert sum("no account sweep came since start-up" in r.getMessage() for r in caplog.records) == 2

@@ -384,3 +384,57 @@ def test_tranche_decimals_are_stored_as_text(store):
     assert types == ("text",) * 5
     (raw,) = store.db.execute("SELECT qty FROM tranches").fetchone()
     assert raw == "0.150"
+
+
+def test_restore_reads_for_every_key_what_each_actor_would_read_itself(store):
+    """The start-up read of every key at once equals, key by key, the per-actor reads it replaces."""
+    from posmon.domain.tranche import Risk
+    from posmon.store.store import PendingEntry, Restored
+
+    btc_long, tp1, sl1 = protected(tranche(1))
+    btc_long2, tp2, sl2 = protected(tranche(2, index=1, closing="tp"))
+    eth_short, tp3, sl3 = protected(tranche(3, symbol="ETHUSDT", side=Side.SHORT))
+    merged, tp4, sl4 = protected(tranche(4, symbol="XRPUSDT", side=Side.SHORT))  # closed; its SL still canceling
+    other_venue, tp5, _sl5 = protected(tranche(5, venue="other"))
+    done = replace(tp2, state=LocalState.DONE, final_status=OrderStatus.CANCELED)
+    store.apply(
+        Changes(
+            tranches=[btc_long, btc_long2, eth_short, merged, other_venue],
+            closed=[(4, "merged", NOW)],
+            orders=[
+                tp1,
+                sl1,
+                done,
+                sl2,
+                tp3,
+                sl3,
+                replace(tp4, state=LocalState.DONE),
+                replace(sl4, state=LocalState.CANCELING),
+                tp5,
+            ],
+        )
+    )
+    entry = PendingEntry("pm-e-1", 6, "sim", "ETHUSDT", Side.SHORT, D("2"), Risk(tp_pct=D("1"), sl_pct=D("2")))
+    store.add_entry(entry)
+    store.set_monitored("sim", "ETHUSDT", False)
+
+    restored = store.restore("sim")
+
+    assert list(restored) == store.position_keys("sim")
+    assert list(restored) == [("BTCUSDT", Side.LONG), ("ETHUSDT", Side.SHORT), ("XRPUSDT", Side.SHORT)]
+    for (symbol, side), r in restored.items():
+        tranches = store.open_tranches("sim", symbol, side)
+        owned = sorted({*(t.id for t in tranches), *store.tranches_with_active_orders("sim", symbol, side)})
+        assert r == Restored(
+            tranches=tranches,
+            orders=store.active_orders(owned),
+            entries=store.pending_entries("sim", symbol, side),
+            stopped=symbol in store.unmonitored("sim"),
+        )
+    assert restored[("ETHUSDT", Side.SHORT)].entries == [entry] and restored[("ETHUSDT", Side.SHORT)].stopped
+    assert [o.client_id for o in restored[("XRPUSDT", Side.SHORT)].orders] == [sl4.client_id]
+    assert [o.client_id for o in restored[("BTCUSDT", Side.LONG)].orders] == [
+        tp1.client_id,
+        sl1.client_id,
+        sl2.client_id,
+    ]
