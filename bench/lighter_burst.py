@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -143,7 +144,8 @@ async def serve_sim(n: int) -> None:
                 exchange.set_marks({s: Decimal(msg["price"]) for s in symbols})
                 channel.send({"id": ident, "t_ns": time.monotonic_ns()})
             elif cmd == "stamps":
-                channel.send({"id": ident, "frames": st.frames, "txs": st.txs})
+                requests = dict(sim.counters.requests)
+                channel.send({"id": ident, "frames": st.frames, "txs": st.txs, "requests": requests})
                 st.frames, st.txs = [], []
             elif cmd == "positions":
                 held = [p for p in exchange.positions() if p.qty]
@@ -159,9 +161,14 @@ async def serve_sim(n: int) -> None:
 class StampedVenue:
     """Delegates to the real ``LighterVenue``; stamps price frames reaching the router and ``place_orders`` calls."""
 
-    def __init__(self, inner: Any, expected: int) -> None:
+    def __init__(self, inner: Any, expected: int, *, paced: bool = False) -> None:
         self._inner = inner
         self.name = inner.name
+        # As the Aster bench's simulator publishes 1e9/min: the gateway's token buckets pace nothing, so the figure
+        # is the daemon's own speed (paced=True keeps the tier's budget: reads between bursts then delay exits).
+        self._limits = (
+            inner.limits if paced else replace(inner.limits, weight_per_minute=10**9, orders_per_minute=10**9)
+        )
         self.frames: list[int] = []
         self.calls: list[tuple[int, int, int]] = []  # (called ns, answered ns, orders)
         self.expected = expected
@@ -170,7 +177,7 @@ class StampedVenue:
 
     @property
     def limits(self) -> Any:
-        return self._inner.limits
+        return self._limits
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(self._inner, attr)
@@ -254,7 +261,14 @@ async def _until(check: Any, limit_s: float) -> None:
 
 
 async def run_bursts(
-    child: Child, work: Path, rest_url: str, ws_url: str, n: int, bursts: int, sign_threads: int | None
+    child: Child,
+    work: Path,
+    rest_url: str,
+    ws_url: str,
+    n: int,
+    bursts: int,
+    sign_threads: int | None,
+    paced: bool = False,
 ) -> dict[str, Any]:
     from posmon.config import load_settings
     from posmon.daemon import run_daemon
@@ -271,12 +285,13 @@ async def run_bursts(
     samples: list[dict[str, Any]] = []
     requests: list[dict[str, Any]] = []
     bursts_out: list[dict[str, Any]] = []
+    sim_requests: dict[str, int] = {}
     try:
         async with trio.open_nursery() as nursery, open_venue(settings, nursery, env=env) as venue:
             rest = venue.rest  # type: ignore[attr-defined]
             if sign_threads is not None and hasattr(rest, "sign_threads"):
                 rest.sign_threads = sign_threads
-            timed = StampedVenue(venue, n)
+            timed = StampedVenue(venue, n, paced=paced)
             await nursery.start(
                 lambda task_status: run_daemon(settings, timed, store, metrics=Metrics(), task_status=task_status)
             )  # type: ignore[arg-type]
@@ -302,6 +317,7 @@ async def run_bursts(
 
                 await _until(flat, 30)
                 got = await _call(child, "stamps")
+                sim_requests = got["requests"]
                 bursts_out.append(_burst(b, n, moved["t_ns"], got, timed, interference.result(), samples, requests))
             nursery.cancel_scope.cancel()
     finally:
@@ -311,7 +327,9 @@ async def run_bursts(
     return {
         "positions": n,
         "bursts": bursts,
-        "sign_threads": sign_threads,
+        "sign_threads": sign_threads if sign_threads is not None else "default",
+        "rate_limits": "the tier's (premium)" if paced else "unlimited (the gateway paces nothing)",
+        "sim_requests_total": sim_requests,
         "price_to_tx": _summary(to_tx),
         "router_to_tx": _summary(router_to_tx),
         "per_burst": bursts_out,
@@ -365,25 +383,25 @@ def _burst(
     }
 
 
-async def _main(n: int, bursts: int, sign_threads: int | None, log_dir: Path) -> dict[str, Any]:
+async def _main(n: int, bursts: int, sign_threads: int | None, paced: bool, log_dir: Path) -> dict[str, Any]:
     child = Child("lighter-sim", ["-m", "bench.lighter_burst", "--serve-sim", str(n)], log_dir / "sim.log")
     try:
         ev = await trio.to_thread.run_sync(lambda: child.wait_event("serving", 60))
         if ev is None:
             raise RuntimeError(f"the Lighter simulator did not start; see {log_dir / 'sim.log'}")
-        return await run_bursts(child, log_dir, ev["rest_url"], ev["ws_url"], n, bursts, sign_threads)
+        return await run_bursts(child, log_dir, ev["rest_url"], ev["ws_url"], n, bursts, sign_threads, paced)
     finally:
         await trio.to_thread.run_sync(child.close)
 
 
 def run(*, smoke: bool = False, positions: int | None = None, bursts: int | None = None,
-        sign_threads: int | None = None) -> dict[str, Any]:  # fmt: skip
+        sign_threads: int | None = None, paced: bool = False) -> dict[str, Any]:  # fmt: skip
     """One measurement (the ``lighter_burst`` phase of ``python -m bench``); returns its figures."""
     n = positions or (N_SMOKE if smoke else N_FULL)
     k = bursts or (BURSTS_SMOKE if smoke else BURSTS_FULL)
     with tempfile.TemporaryDirectory(prefix="posmon-lburst-") as work:
         started = time.monotonic()
-        out = trio.run(_main, n, k, sign_threads, Path(work))
+        out = trio.run(_main, n, k, sign_threads, paced, Path(work))
     out["duration_s"] = round(time.monotonic() - started, 1)
     out["loadavg_1m_at_start"] = os.getloadavg()[0]
     return out
@@ -394,7 +412,7 @@ def table(r: dict[str, Any]) -> str:
     sizes = r["batch_sizes"]
     lines = [
         f"Lighter burst: {r['positions']} stop-outs in one frame x {r['bursts']} bursts (signing included; "
-        f"sign threads {r['sign_threads'] if r['sign_threads'] is not None else 'default'})",
+        f"sign threads {r['sign_threads']}; rate limits {r['rate_limits']})",
         f"  frame written -> close tx received: p50 {p['p50_ms']} / p90 {p['p90_ms']} / max {p['max_ms']} ms "
         f"({p['count']} closes, {r['missing']} missing)",
         f"  frame at router -> close tx received: p50 {q['p50_ms']} / max {q['max_ms']} ms",
@@ -410,6 +428,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--positions", type=int, help=f"stop-outs per burst (default {N_FULL})")
     parser.add_argument("--bursts", type=int, help=f"bursts (default {BURSTS_FULL})")
     parser.add_argument("--sign-threads", type=int, help="the adapter's signing threads (default: its own)")
+    parser.add_argument("--paced", action="store_true", help="keep the premium tier's rate budget in the gateway")
     parser.add_argument("--serve-sim", type=int, help=argparse.SUPPRESS)  # the child process
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
@@ -426,7 +445,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             parser.exit(2, f"{name} must be >= 1, got {value}\n")
     if args.positions is not None and args.positions > 100:
         parser.exit(2, f"--positions at most 100 (one market each), got {args.positions}\n")
-    out = run(smoke=args.smoke, positions=args.positions, bursts=args.bursts, sign_threads=args.sign_threads)
+    out = run(
+        smoke=args.smoke, positions=args.positions, bursts=args.bursts, sign_threads=args.sign_threads, paced=args.paced
+    )
     print(table(out))
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
