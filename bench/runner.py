@@ -136,6 +136,7 @@ TARGETS = {
     "startup_100k_s": 5.0,
     "rest_calls_per_protected_fill": 1.0,
     "rest_reduction_pct": 70.0,
+    "lighter_burst_p50_ms": 10.0,  # the tick-to-close target, for 50 stop-outs in one frame (signing included)
 }
 
 
@@ -725,7 +726,7 @@ def rest_comparison(per_event: dict[str, Any], measured_idle_per_hour: float) ->
 # ---- the whole run -----------------------------------------------------------------------------------------------
 
 
-PHASES = ("latency", "throughput", "rest", "large_store")
+PHASES = ("latency", "throughput", "rest", "large_store", "lighter_burst")
 # Experiments, never the default: each is a change to the daemon made from outside posmon, in bench/daemon_proc.py,
 # to measure what a proposed fix would buy. name -> (environment variable for the daemon process, what it does)
 EXPERIMENTS = {
@@ -908,6 +909,11 @@ def _run(
         finally:
             big.stop()
         out["memory"].update(memory_figures(out["memory"]))
+    if "lighter_burst" in phases:  # its own simulator and daemon (bench/lighter_burst.py)
+        from bench import lighter_burst
+
+        out["lighter_burst"] = lighter_burst.run(smoke=sizes.name == "smoke")
+        log(f"lighter burst: {out['lighter_burst']['price_to_tx']}")
     out["targets"] = targets(out)
     out["duration_s"] = round(time.monotonic() - t_start, 1)
     if profile:
@@ -1003,4 +1009,19 @@ def targets(out: dict[str, Any]) -> dict[str, Any]:
             fill, t["rest_calls_per_protected_fill"], fill is not None and fill <= t["rest_calls_per_protected_fill"]
         ),
         "rest_reduction_pct": row(red, t["rest_reduction_pct"], red is not None and red >= t["rest_reduction_pct"]),
+        **_lighter_burst_target(out, t["lighter_burst_p50_ms"], row),
     }
+
+
+def _lighter_burst_target(out: dict[str, Any], target: float, row: Any) -> dict[str, Any]:
+    """Lighter: price frame -> the close's transaction received (sendTxBatch), p50 of 50 stop-outs at once."""
+    lb = out.get("lighter_burst", {})
+    p = lb.get("price_to_tx", {})
+    p50 = p.get("p50_ms")
+    note = (
+        f"max {p.get('max_ms')} ms; {lb.get('requests_per_burst')} request(s) per burst; sign threads "
+        f"{lb.get('sign_threads')}"
+        if lb
+        else ""
+    )
+    return {"lighter_burst_p50_ms": row(p50, target, p50 is not None and p50 < target, note)}
