@@ -172,6 +172,19 @@ class StampedVenue:
         self.frames: list[int] = []
         self.calls: list[tuple[int, int, int]] = []  # (called ns, answered ns, orders)
         self.expected = expected
+        self.signing: list[tuple[int, float]] = []  # (txs, ms) per LighterRest.sign_many call (this branch on)
+        rest = getattr(inner, "rest", None)
+        if rest is not None and hasattr(rest, "sign_many"):
+            inner_sign_many = rest.sign_many
+
+            async def sign_many(calls: Any) -> Any:
+                t = time.monotonic_ns()
+                try:
+                    return await inner_sign_many(calls)
+                finally:
+                    self.signing.append((len(calls), (time.monotonic_ns() - t) / 1e6))
+
+            rest.sign_many = sign_many
         self.placed = 0
         self.done = trio.Event()
 
@@ -201,6 +214,7 @@ class StampedVenue:
 
     def reset(self) -> None:
         self.frames, self.calls, self.placed, self.done = [], [], 0, trio.Event()
+        self.signing = []
 
 
 def _config(work: Path, rest_url: str, ws_url: str) -> Path:
@@ -378,6 +392,7 @@ def _burst(
         "router_to_first_gateway_call_ms": round(min(gateway), 2) if gateway else None,
         "venue_calls": [{"orders": k, "ms_in_place_orders": round((a - c) / 1e6, 2)} for c, a, k in timed.calls],
         "requests": [{"path": r["path"].rsplit("/", 1)[1], "txs": len(r["txs"])} for r in got["txs"]],
+        "signing_ms": [{"txs": k, "ms": round(ms, 2)} for k, ms in timed.signing],
         "nonces_consecutive": nonces == list(range(nonces[0], nonces[0] + len(nonces))) if nonces else None,
         "machine_load": load,
     }
