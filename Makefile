@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test lint typecheck bench chaos clean
+.PHONY: run demo test lint typecheck bench bench-peers chaos clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ demo: $(STAMP)
 # The benchmark (bench/README.md): about 7 minutes on 2 cores; BENCH_ARGS="--smoke" for the seconds-long version.
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Side by side with NautilusTrader (bench/README.md, Peers): makes bench/peers/.venv-nautilus on first use;
+# PEERS_ARGS="--smoke" runs posmon's side only, at toy sizes.
+bench-peers: $(STAMP)
+	$(BIN)/python -m bench.peers $(PEERS_ARGS)
 
 # The chaos campaign (chaos/README.md): RUNS= runs from seed SEED= over both venues, two at a time;
 # CHAOS_ARGS for more (e.g. CHAOS_ARGS="--venue aster" or "--smoke"). A failing run prints its replay command.

@@ -4,12 +4,13 @@ Runs in the benchmark's own virtualenv (``bench/peers/.venv-nautilus``), never i
 of posmon. Reads one JSON object (the row) from argv[1], prints one JSON object (its figures) on stdout.
 
 A strategy submits ``stops`` emulated SELL STOP_MARKET orders (``emulation_trigger=BID_ASK``) spread over
-``symbols`` instruments on start; they rest in the emulator below every bid of the path, except ``triggers``
-of them on the first instrument, which the last tick's bid falls through. ``ticks`` QuoteTicks are fed round
-robin over the instruments. Tick throughput is timed inside the run (first tick to the last quiet tick seen by
-the strategy, which subscribed before the emulator and so sees each tick first): the start-up submission of
-the orders is excluded. The triggering tick is timed from the strategy seeing it to the emulator releasing the
-last triggered order (``OrderReleased``: the order leaves the emulator for the execution engine).
+``symbols`` instruments on start; they rest in the emulator below every bid of the path. ``ticks`` QuoteTicks
+are fed round robin over the instruments, then ``rounds`` triggering ticks on the first instrument, each
+falling through its own ``triggers`` more stops (and no other). Tick throughput is timed inside the run (first
+tick to the last quiet tick seen by the strategy, which subscribed before the emulator and so sees each tick
+first): the start-up submission of the orders is excluded. A triggering tick is timed from the strategy seeing
+it to the emulator releasing the last order it triggered (``OrderReleased``: the order leaves the emulator for
+the execution engine).
 """
 
 from __future__ import annotations
@@ -68,6 +69,17 @@ class EmulatedStopsConfig(StrategyConfig, frozen=True):
     stops: int
     symbols: int
     triggers: int
+    rounds: int
+
+
+def trigger_level(r: int, k: int) -> float:
+    """Round r's k-th trigger stop (k < 5): a band 0.04 wide, 0.1 below the previous round's."""
+    return LEVEL - 1.0 - 0.1 * r - 0.01 * k
+
+
+def trigger_bid(r: int) -> float:
+    """Below every stop of round r, above every stop of round r + 1."""
+    return LEVEL - 1.0 - 0.1 * r - 0.06
 
 
 class EmulatedStops(Strategy):
@@ -80,21 +92,17 @@ class EmulatedStops(Strategy):
         self.seen = 0
         self.first_ns = 0
         self.last_quiet_ns = 0
-        self.trigger_seen_ns = 0
-        self.released: list[int] = []
+        self.trigger_seen_ns: list[int] = []  # per triggering tick
+        self.released: list[tuple[int, int]] = []  # (triggering tick's index, perf_counter_ns)
 
     def on_start(self) -> None:
         for inst in self.instruments:  # before any order: the strategy sees each tick before the emulator
             self.subscribe_quote_ticks(inst.id)
         cfg = self.config
         qty = Quantity.from_str("0.001")
-        for k in range(cfg.stops):
-            inst = self.instruments[k % cfg.symbols]
-            if k < cfg.triggers:  # on the first instrument, just under the path: the last tick falls through them
-                inst = self.instruments[0]
-                trigger = LEVEL - 1.0 - 0.01 * k
-            else:  # far below every bid of the path, each at its own level
-                trigger = LEVEL * 0.5 - 0.01 * (k % 2000)
+        levels = [(self.instruments[k % cfg.symbols], LEVEL * 0.5 - 0.01 * (k % 2000)) for k in range(cfg.stops)]
+        levels += [(self.instruments[0], trigger_level(r, k)) for r in range(cfg.rounds) for k in range(cfg.triggers)]
+        for inst, trigger in levels:
             order = self.order_factory.stop_market(
                 instrument_id=inst.id,
                 order_side=OrderSide.SELL,
@@ -112,14 +120,15 @@ class EmulatedStops(Strategy):
         if self.seen <= self.quiet_ticks:
             self.last_quiet_ns = now
         else:
-            self.trigger_seen_ns = now
+            self.trigger_seen_ns.append(now)
 
     def on_order_released(self, event: OrderReleased) -> None:
-        self.released.append(time.perf_counter_ns())
+        self.released.append((len(self.trigger_seen_ns) - 1, time.perf_counter_ns()))
 
 
 def run(row: dict) -> dict:
-    stops, symbols, ticks, triggers = row["stops"], row["symbols"], row["ticks"], row["triggers"]
+    stops, symbols, ticks = row["stops"], row["symbols"], row["ticks"]
+    triggers, rounds = row["triggers"], row["rounds"] if row["triggers"] else 0
     engine = BacktestEngine(
         config=BacktestEngineConfig(
             trader_id="BENCH-001", logging=LoggingConfig(log_level="ERROR", bypass_logging=True)
@@ -152,8 +161,8 @@ def run(row: dict) -> dict:
                 ts + n * 1_000_000,
             )
         )
-    if triggers:  # one tick whose bid falls through every trigger stop of the first instrument (and nothing else)
-        bid = LEVEL - 1.0 - 0.01 * triggers - 0.05
+    for r in range(rounds):  # each falls through its round's stops only
+        bid, at = trigger_bid(r), ts + (ticks + r) * 1_000_000
         data.append(
             QuoteTick(
                 instruments[0].id,
@@ -161,13 +170,15 @@ def run(row: dict) -> dict:
                 Price(bid + SPREAD, 2),
                 Quantity.from_str("100.000"),
                 Quantity.from_str("100.000"),
-                ts + ticks * 1_000_000,
-                ts + ticks * 1_000_000,
+                at,
+                at,
             )
         )
     engine.add_data(data)
     strategy = EmulatedStops(
-        EmulatedStopsConfig(stops=stops, symbols=symbols, triggers=triggers), instruments, quiet_ticks=ticks
+        EmulatedStopsConfig(stops=stops, symbols=symbols, triggers=triggers, rounds=rounds),
+        instruments,
+        quiet_ticks=ticks,
     )
     engine.add_strategy(strategy)
     t0 = time.perf_counter()
@@ -184,8 +195,13 @@ def run(row: dict) -> dict:
         "resting_after": resting,
         "released": len(strategy.released),
     }
-    if triggers and strategy.released and strategy.trigger_seen_ns:
-        out["trigger_tick_ms"] = round((max(strategy.released) - strategy.trigger_seen_ns) / 1e6, 3)
+    if rounds:
+        per_tick = [
+            round((max(t for i, t in strategy.released if i == r) - seen) / 1e6, 3)
+            for r, seen in enumerate(strategy.trigger_seen_ns)
+            if any(i == r for i, _ in strategy.released)
+        ]
+        out["trigger"] = {"stops_per_tick": triggers, "ticks": rounds, "to_last_release_ms": per_tick}
     return out
 
 

@@ -8,9 +8,9 @@ seeded directly into the store and the matching positions onto the simulated exc
 Each tick is one price frame carrying one symbol's mark (the per-symbol stream's shape: every tick pays the
 frame's receive and parse), pre-encoded, fed round robin over the symbols through the venue's price stream.
 Timed: from the first frame handed to the stream until the router has handled the last one and every task of
-the daemon is idle again (router, gates, any actor woken, the gateway). Then one injected frame crosses the
-TP of ``triggers`` tranches of the first symbol; its cost is timed up to the gateway calling the venue with
-their closes (first and last).
+the daemon is idle again (router, gates, any actor woken, the gateway). Then ``rounds`` injected marks each cross the
+TP of ``triggers`` more tranches of the first symbol (and no other's); each one's cost is timed from handing
+it to the router up to the gateway calling the venue with the last of its closes.
 
 Run as ``python -m bench.peers.posmon_side '<row json>'``: prints one JSON object.
 """
@@ -122,12 +122,13 @@ trader_enabled = false
     return dataclasses.replace(s, risk=dataclasses.replace(s.risk, max_tranches_per_symbol_side=per_symbol + 1))
 
 
-def seed(settings: Settings, store: Store, exchange: SimExchange, row: dict[str, Any]) -> None:
-    """The row's tranches (LONG, one-way) into the store and their positions onto the exchange.
+def seed(settings: Settings, store: Store, exchange: SimExchange, row: dict[str, Any]) -> list[Decimal]:
+    """The row's tranches (LONG, one-way) into the store and their positions onto the exchange; the marks of
+    the triggering ticks, one per round.
 
-    Resting tranches: TP from 101.0 up (above every quiet mark and the trigger mark), each at its own level;
-    SL at 50 % below the entry, far below the path. Trigger tranches (first symbol): TP between the path's
-    high (100.5) and the trigger mark.
+    Resting tranches: TP from 101.1 up (above every quiet and triggering mark), each at its own level; SL 50 %
+    below the entry, far below the path. Trigger tranches (first symbol): ``triggers`` per round, round r's TPs
+    in a band above the path's high (100.5) and the previous round's, crossed by round r's mark only.
     """
     symbols = symbol_names(row["symbols"])
     rules = rules_for(symbols)
@@ -137,7 +138,12 @@ def seed(settings: Settings, store: Store, exchange: SimExchange, row: dict[str,
     entries: dict[str, list[Decimal]] = {s: [] for s in symbols}
     for k in range(row["stops"]):
         entries[symbols[k % len(symbols)]].append(Decimal("100.1") + tick * (k // len(symbols) % 5000))
-    entries[symbols[0]] += [Decimal("99.6") + tick * k for k in range(row["triggers"])]
+    assert row["triggers"] <= 5 and row["rounds"] <= 5, "the trigger bands fit between the path and the idle TPs"
+    rounds = [
+        [Decimal("99.55") + Decimal("0.1") * r + tick * k for k in range(row["triggers"])] for r in range(row["rounds"])
+    ]
+    for band in rounds:
+        entries[symbols[0]] += band
     tranches = []
     next_id = 1
     for symbol, book in entries.items():
@@ -145,12 +151,20 @@ def seed(settings: Settings, store: Store, exchange: SimExchange, row: dict[str,
             tp, sl = exit_prices(Side.LONG, entry, risk, rules[symbol])
             tranches.append(Tranche(next_id, "sim", symbol, Side.LONG, index, entry, QTY, tp, sl, opened_at=0.0))
             next_id += 1
+    # Each round's mark: a tick above its band's highest TP; below the next band and every resting TP.
+    tp_of = {t.entry: t.tp for t in tranches if t.symbol == symbols[0]}
+    marks = [max(tp_of[e] for e in band) + tick for band in rounds if band]
+    floors = [min(tp_of[e] for e in band) for band in rounds[1:] if band]
+    floors += [t.tp for t in tranches if t.entry >= Decimal("100.1")]
+    assert all(m > LEVEL + Decimal("0.5") for m in marks), marks
+    assert all(m < f for i, m in enumerate(marks) for f in floors[i:]), (marks, floors)
     store.apply(Changes(tranches=tranches))
     store.db.execute("UPDATE meta SET value = ? WHERE key = 'next_tranche_id'", [str(next_id)])
     for symbol, book in entries.items():
         exchange.set_mark(symbol, LEVEL)
         if book:
             exchange.external_entry(symbol, Side.LONG, QTY * len(book))
+    return marks
 
 
 async def _feed(venue: BenchVenue, frames: list[bytes]) -> None:
@@ -177,13 +191,13 @@ async def _hand(router: PriceRouter, marks: list[MarkPrice]) -> None:
 
 async def measure(row: dict[str, Any], work: Path) -> dict[str, Any]:
     symbols = symbol_names(row["symbols"])
-    per_symbol = -(-row["stops"] // len(symbols)) + row["triggers"]
+    per_symbol = -(-row["stops"] // len(symbols)) + row["triggers"] * row["rounds"]
     settings = settings_for(work, symbols, per_symbol)
     exchange = SimExchange(rules_for(symbols), hedge_mode=False, clock=trio.current_time, bounded_market=True)
     venue = BenchVenue(exchange)
     store = Store.open(Path(settings.daemon.store))
     try:
-        seed(settings, store, exchange, row)
+        trigger_marks = seed(settings, store, exchange, row)
         async with trio.open_nursery() as nursery:
             started = time.perf_counter()
             daemon: Daemon = await nursery.start(run_daemon, settings, venue, store)
@@ -217,24 +231,34 @@ async def measure(row: dict[str, Any], work: Path) -> dict[str, Any]:
                 await trio.testing.wait_all_tasks_blocked()
                 out[f"{mode}_ticks_per_s"] = round(row["ticks"] / ((time.perf_counter_ns() - t0) / 1e9))
             out["closes_during_quiet_ticks"] = len(venue.place_calls)
-            if row["triggers"]:
-                exchange.set_marks({symbols[0]: TRIGGER_MARK}, trade=False)  # the closes fill at this mark
+            per_tick = []
+            for n, mark in enumerate(trigger_marks):
+                exchange.set_marks({symbols[0]: mark}, trade=False)  # the closes fill at this mark
                 before = len(venue.place_calls)
-                venue.orders_wanted = sum(n for _, n in venue.place_calls) + row["triggers"]
+                venue.orders_wanted = sum(c for _, c in venue.place_calls) + row["triggers"]
+                venue.orders_placed = trio.Event()
                 t0 = time.perf_counter_ns()
-                await _hand(router, [MarkPrice(symbols[0], TRIGGER_MARK, row["ticks"] / 1000)])
+                await _hand(router, [MarkPrice(symbols[0], mark, row["ticks"] / 1000 + n)])
                 with trio.move_on_after(10):
                     await venue.orders_placed.wait()
-                stamps = [t for t, _ in venue.place_calls[before:]]
+                calls = venue.place_calls[before:]
+                per_tick.append(
+                    {
+                        "closes_sent": sum(c for _, c in calls),
+                        "venue_calls": len(calls),
+                        "to_last_close_ms": round((calls[-1][0] - t0) / 1e6, 3) if calls else None,
+                    }
+                )
+                await trio.testing.wait_all_tasks_blocked()  # the closes filled and the tranches closed
+            if per_tick:
                 out["trigger"] = {
-                    "tranches": row["triggers"],
-                    "closes_sent": sum(n for _, n in venue.place_calls[before:]),
-                    "venue_calls": len(stamps),
-                    "to_first_close_ms": round((stamps[0] - t0) / 1e6, 3) if stamps else None,
-                    "to_last_close_ms": round((stamps[-1] - t0) / 1e6, 3) if stamps else None,
+                    "tranches_per_tick": row["triggers"],
+                    "ticks": len(per_tick),
+                    "closes_sent": sum(t["closes_sent"] for t in per_tick),
+                    "venue_calls": sum(t["venue_calls"] for t in per_tick),
+                    "to_last_close_ms": [t["to_last_close_ms"] for t in per_tick],
+                    "tranches_left": sum(len(a.tranches) for a in daemon.directory.actors()),
                 }
-                await trio.testing.wait_all_tasks_blocked()
-                out["trigger"]["tranches_left"] = sum(len(a.tranches) for a in daemon.directory.actors())
             nursery.cancel_scope.cancel()
         return out
     finally:
