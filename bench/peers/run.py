@@ -205,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="runs per row and side, best kept (full: 3)")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results", help="where the JSON goes")
     args = parser.parse_args(argv)
+    if args.repeats is not None and args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     try:
         version = None if args.smoke else ensure_peer()
         if version is None:
