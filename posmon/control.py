@@ -106,6 +106,19 @@ class StreamView:
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimitView:
+    """How much of the venue's request budget is free now, as the order gateway paces it."""
+
+    weight_headroom: float  # fraction of the request-weight burst free (1 idle, 0 at the limit or paused)
+    orders_headroom: float  # the same for the order-count budget
+    weight_per_minute: int
+    orders_per_minute: int
+    paused_seconds: float  # left of a 429 Retry-After or 418 ban (0: none)
+    paced: int  # requests delayed so far to stay inside the limits
+    throttled: int  # rate-limit refusals from the venue so far
+
+
+@dataclass(frozen=True, slots=True)
 class StatusReport:
     running: bool
     venue: str
@@ -114,6 +127,8 @@ class StatusReport:
     tranches: list[TrancheView]
     unmonitored: list[str] = field(default_factory=list)  # symbols the operator stopped monitoring
     extra: dict[str, Any] = field(default_factory=dict)
+    now: float | None = None  # the daemon's clock when this was made (opened_at, started_at are on it)
+    rate_limit: RateLimitView | None = None  # None before the gateway has started
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +334,24 @@ class DaemonControl:
             streams=streams,
             tranches=views,
             unmonitored=sorted(d.directory.unmonitored) if d.directory else [],
+            now=now,
+            rate_limit=self._rate_limit(trio_now),
+        )
+
+    def _rate_limit(self, trio_now: float) -> RateLimitView | None:
+        d = self._d
+        state = getattr(d, "gateway_state", None)
+        if state is None or state.weight is None or state.orders is None:
+            return None
+        limits, name = d.venue.limits, d.venue.name
+        return RateLimitView(
+            weight_headroom=round(state.weight.headroom(trio_now), 4),
+            orders_headroom=round(state.orders.headroom(trio_now), 4),
+            weight_per_minute=int(limits.weight_per_minute),
+            orders_per_minute=int(limits.orders_per_minute),
+            paused_seconds=max(0.0, state.weight.paused_until - trio_now),
+            paced=int(d.metrics.get("gateway_paced", venue=name)),
+            throttled=int(d.metrics.get("gateway_throttled", venue=name)),
         )
 
     # --- acting -------------------------------------------------------------------------------------------

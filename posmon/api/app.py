@@ -34,6 +34,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from posmon.api.auth import Unauthorized, check_bearer
+from posmon.api.dashboard import StatusFeed, StreamSettings, page_handlers
 from posmon.api.errors import BadRequest
 from posmon.api.openapi import openapi_schema
 from posmon.api.serialize import error_response, json_response
@@ -73,6 +74,7 @@ def create_app(
     health_timeout_seconds: float = DEFAULT_HEALTH_TIMEOUT_SECONDS,
     body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS,
     allowed_hosts: Iterable[str] = (),
+    stream: StreamSettings | None = None,
 ) -> ASGIApp:
     """The ASGI app. ``token`` (None or '' for none) guards every endpoint but ``/health``.
 
@@ -80,6 +82,7 @@ def create_app(
     at most ``health_timeout_seconds`` for ``control.status()`` so a wedged daemon answers 503, not silence.
     ``allowed_hosts``: host names (no port) accepted in the ``Host`` header besides loopback names and the
     address a connection arrived on, e.g. the DNS name remote clients use for a token-protected API.
+    ``stream``: pacing and limits of the dashboard's live feed (``posmon.api.dashboard``).
     """
     api = _Api(control, metrics_render, health_timeout_seconds, body_timeout_seconds, bearer_required=bool(token))
     guard = _Guard(token.encode() if token else None)
@@ -94,6 +97,9 @@ def create_app(
         Route("/api/monitor/resume/{symbol}", guard.wrap(api.resume), methods=["POST"]),
         Route("/api/positions/{symbol}/close", guard.wrap(api.close_position), methods=["POST"]),
         Route("/api/tranches/{id}/close", guard.wrap(api.close_tranche), methods=["POST"]),
+        # The dashboard: its files hold no data (public); its live feed is guarded like every data call.
+        Route("/api/stream", guard.wrap(StatusFeed(control, stream).stream), methods=["GET"]),
+        *(Route(path, guard.wrap(page, public=True), methods=["GET"]) for path, page in page_handlers().items()),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_exception})
     app.router.redirect_slashes = False  # a trailing slash is dropped before routing instead (no 307)

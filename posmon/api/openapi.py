@@ -198,6 +198,20 @@ def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
                         "tranches": {"type": "array", "items": {"$ref": "#/components/schemas/Tranche"}},
                         "unmonitored": {"type": "array", "items": {"type": "string"}},
                         "extra": {"type": "object"},
+                        "now": {"type": ["number", "null"], "description": "the daemon's clock (unix seconds)"},
+                        "rate_limit": {
+                            "type": ["object", "null"],
+                            "description": "request budget free now, as the order gateway paces it",
+                            "properties": {
+                                "weight_headroom": {"type": "number", "description": "0..1"},
+                                "orders_headroom": {"type": "number", "description": "0..1"},
+                                "weight_per_minute": {"type": "integer"},
+                                "orders_per_minute": {"type": "integer"},
+                                "paused_seconds": {"type": "number"},
+                                "paced": {"type": "integer"},
+                                "throttled": {"type": "integer"},
+                            },
+                        },
                     },
                 },
             },
@@ -236,6 +250,22 @@ def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
                     "responses": {
                         "200": _ok("status", {"$ref": "#/components/schemas/Status"}),
                         **_refusals(*_READ_REFUSALS, 500, 503),
+                    },
+                }
+            },
+            "/api/stream": {
+                "get": {
+                    "summary": "Live status for the dashboard: server-sent events",
+                    "description": "text/event-stream. 'event: status' carries the JSON of /api/monitor/status "
+                    "whenever it changes (checked about once a second), a ': heartbeat' comment when nothing "
+                    "changed for 10 s, 'event: reconnect' when the stream ends after about 25 s (open the next "
+                    "one), 'event: end' when the daemon stops. Read it with fetch() to send the bearer token.",
+                    "responses": {
+                        "200": {
+                            "description": "the event stream",
+                            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        },
+                        **_refusals(*_READ_REFUSALS, 503),
                     },
                 }
             },
