@@ -157,3 +157,21 @@ async def test_book_gauges_count_open_tranches_and_unprotected_positions(tmp_pat
         await h.daemon.control.close("ETHUSDT")
         await trio.sleep(6)
         assert h.metrics.get("open_tranches", venue="sim") == 1
+
+
+async def test_status_reports_the_request_budget_left_and_the_daemon_clock(tmp_path, autojump_clock):
+    async with running(make_settings(tmp_path)) as h:
+        await h.mark("BTCUSDT", "45000")
+        for _ in range(3):
+            await h.daemon.control.open_position(open_request())
+        await settle()
+        busy = await h.daemon.control.status()
+        await trio.sleep(5)  # no request meanwhile: the budget refills and the report says so
+        later = await h.daemon.control.status()
+
+        assert busy.rate_limit is not None and later.rate_limit is not None
+        assert busy.rate_limit.weight_headroom < later.rate_limit.weight_headroom <= 1.0
+        assert busy.rate_limit.orders_headroom < later.rate_limit.orders_headroom <= 1.0
+        assert (busy.rate_limit.weight_per_minute, busy.rate_limit.paused_seconds) == (2400, 0.0)
+        assert busy.now == pytest.approx(trio.current_time() - 5)  # the clock opened_at is on
+        assert len(busy.tranches) == 3 and all(t.opened_at <= busy.now for t in busy.tranches)

@@ -267,3 +267,14 @@ def test_recent_exits_and_the_pnl_chart_come_from_the_history_endpoint(
     expect(page.locator("#chart-summary")).to_have_text("realized -25.500 · fees 0.78 · net -26.280")
     expect(page.locator("#chart circle")).to_have_count(2)
     expect(page.locator("#chart text.last")).to_have_text("-26.280")  # exact running sum, not a float's
+
+
+def test_a_long_decimal_is_shown_rounded_exactly_and_says_so(daemon: LiveDaemon, page: Page) -> None:
+    """An average entry such as 45180.666... is cut to 8 places by exact decimal rounding, its full value kept."""
+    page.goto(daemon.url)
+    expect(page.locator("#feed")).to_have_text("live")
+    shown = page.evaluate(
+        """() => [decShown("45180.66666666666666666666667"), decShown("-0.81520000000000000000000002"),
+                  decShown("-0.000000001"), decShown("2973.63"), decSum(["0.1", "0.2", "-0.30"])]"""
+    )
+    assert shown == [["45180.66666667", False], ["-0.8152", False], ["0", False], ["2973.63", True], "0.00"]

@@ -56,6 +56,38 @@ function decSum(values) {
   return decFormat(total, scale);
 }
 
+// A decimal string for a cell: as sent, unless it has more than `places` fractional digits (an average entry,
+// a PnL computed from one); then rounded half-up exactly to `places`, trailing zeros dropped. [text, exact?]
+const SHOWN_PLACES = 8;
+function decShown(s, places = SHOWN_PLACES) {
+  if (s === null || s === undefined) return [s, true];
+  const p = decParse(s);
+  if (!p || p.scale <= places) return [String(s), true];
+  const drop = 10n ** BigInt(p.scale - places);
+  const neg = p.n < 0n;
+  let q = (neg ? -p.n : p.n) / drop;
+  if (((neg ? -p.n : p.n) % drop) * 2n >= drop) q += 1n;
+  let text = decFormat(neg ? -q : q, places).replace(/0+$/, "").replace(/\.$/, "");
+  if (/^-0(\.0*)?$/.test(text)) text = text.slice(1);
+  return [text, false];
+}
+
+// Writes a decimal into a cell (a PnL with `plus`: "+" on gains, no "-" on zero); a shortened one says so
+// (dotted underline) and keeps the exact value as its title.
+function setDec(node, s, cls, plus = false) {
+  const [text, exact] = decShown(s);
+  setText(node, text === null || text === undefined ? "-" : plus ? signed(text) : text, cls + (exact ? "" : " rounded"));
+  if (exact) node.removeAttribute("title");
+  else node.title = `exactly ${s}`;
+}
+
+// The same for a new cell.
+function decCell(s, cls, plus = false) {
+  const td = el("td");
+  setDec(td, s, cls, plus);
+  return td;
+}
+
 function signOf(s) {
   if (s === null || s === undefined) return 0;
   const p = decParse(s);
@@ -340,12 +372,12 @@ function trancheRow(t, r) {
   c.id.title = `tranche ${t.id} (index ${t.index} of ${t.symbol} ${t.side})`;
   setText(c.symbol, t.symbol);
   setText(c.side, t.side, "side " + t.side.toLowerCase());
-  setText(c.qty, t.qty, "num");
-  setText(c.entry, t.entry, "num");
-  setText(c.mark, t.mark ?? "-", "num");
-  setText(c.tp, t.tp, "num");
+  setDec(c.qty, t.qty, "num");
+  setDec(c.entry, t.entry, "num");
+  setDec(c.mark, t.mark, "num");
+  setDec(c.tp, t.tp, "num");
   setText(c.toTp, pct(toTp), "num");
-  setText(c.sl, t.sl, "num");
+  setDec(c.sl, t.sl, "num");
   setText(c.toSl, pct(toSl), "num" + (toSl < 1 ? " warn" : ""));
   c.range.replaceChildren(rangeBar(t));
   setText(c.exits, t.exits === "exchange" ? "resting" : "emulated", "exits " + t.exits);
@@ -353,7 +385,7 @@ function trancheRow(t, r) {
   setText(c.held, duration(heldSeconds(t, r)), "num held");
   c.held.dataset.opened = String(t.opened_at);
   setText(c.timeout, t.remaining_seconds === null ? "-" : duration(t.remaining_seconds), "num");
-  setText(c.upnl, signed(t.unrealized_pnl) || "-", pnlClass(t.unrealized_pnl));
+  setDec(c.upnl, t.unrealized_pnl, pnlClass(t.unrealized_pnl), true);
   const button = c.action.firstChild;
   button.dataset.id = String(t.id);
   button.dataset.symbol = t.symbol;
@@ -382,7 +414,7 @@ function groupRow(symbol, side, tranches) {
   const pnl = decSum(tranches.map((t) => t.unrealized_pnl));
   const n = tranches.length;
   setText(label, `${symbol} ${side} · ${n} tranche${n === 1 ? "" : "s"} · qty ${qty}`);
-  setText(upnl, signed(pnl) ?? "", pnlClass(pnl));
+  setDec(upnl, pnl, pnlClass(pnl), true);
   return tr;
 }
 
@@ -406,7 +438,7 @@ function renderPositions(r) {
   $("no-positions").hidden = wanted.length !== 0;
   const total = decSum(r.tranches.map((t) => t.unrealized_pnl));
   $("positions-summary").textContent = r.tranches.length
-    ? `${r.tranches.length} tranche${r.tranches.length === 1 ? "" : "s"} · uPnL ${signed(total) ?? "-"}` : "";
+    ? `${r.tranches.length} tranche${r.tranches.length === 1 ? "" : "s"} · uPnL ${signed(decShown(total)[0]) ?? "-"}` : "";
   renderUnmonitored(r.unmonitored || []);
 }
 
@@ -465,7 +497,7 @@ async function fetchHistory() {
   }
   if (resp.status === 404) {
     historyState("history unavailable (this daemon has no /api/history)");
-    drawChart([]);
+    drawChart([], "history unavailable");
     return;
   }
   if (!resp.ok) {
@@ -485,18 +517,19 @@ function renderHistory(h) {
     el("td", { class: "id", text: `#${t.id}` }),
     el("td", { text: t.symbol }),
     el("td", { class: "side " + String(t.side).toLowerCase(), text: t.side }),
-    el("td", { class: "num", text: t.qty }),
-    el("td", { class: "num", text: t.entry }),
-    el("td", { class: "num", text: t.exit_price ?? "-" }),
+    decCell(t.qty, "num"),
+    decCell(t.entry, "num"),
+    decCell(t.exit_price, "num"),
     el("td", { class: "reason", text: t.exit_reason ?? "" }),
     el("td", { class: "num", text: duration(t.hold_seconds) }),
-    el("td", { class: "num muted", text: t.fees ?? "" }),
-    el("td", { class: pnlClass(t.net_pnl), text: signed(t.net_pnl) ?? "" }))));
+    decCell(t.fees, "num muted"),
+    decCell(t.net_pnl, pnlClass(t.net_pnl), true))));
   const wins = closed.filter((t) => signOf(t.net_pnl) > 0).length;
   $("history-summary").textContent = closed.length
     ? `${closed.length} · win ${Math.round((wins / closed.length) * 100)}%` : "";
   $("chart-summary").textContent = closed.length
-    ? `realized ${signed(h.realized_pnl)} · fees ${h.fees} · net ${signed(h.net_pnl)}` : "";
+    ? `realized ${signed(decShown(h.realized_pnl)[0])} · fees ${decShown(h.fees)[0]} · net ${signed(decShown(h.net_pnl)[0])}`
+    : "";
   drawChart(closed);
 }
 
@@ -510,18 +543,18 @@ function svg(tag, attrs, text) {
 }
 
 // Cumulative net PnL after each exit, as a step line over time (exact sums for the labels).
-function drawChart(closed) {
+function drawChart(closed, empty = "no exits yet") {
   const chart = $("chart");
   const W = 600, H = 220, L = 64, R = 8, T = 10, B = 22;
   if (!closed.length) {
-    chart.replaceChildren(svg("text", { x: W / 2, y: H / 2, class: "axis", "text-anchor": "middle" }, "no exits yet"));
+    chart.replaceChildren(svg("text", { x: W / 2, y: H / 2, class: "axis", "text-anchor": "middle" }, empty));
     return;
   }
   const points = [];
   let running = "0";
   for (const t of closed) {
     running = decSum([running, t.net_pnl ?? "0"]);
-    points.push({ x: t.closed_at, y: Number(running), label: running });
+    points.push({ x: t.closed_at, y: Number(running), label: decShown(running)[0] });
   }
   const x0 = Math.min(closed[0].opened_at ?? closed[0].closed_at, points[0].x);
   const x1 = Math.max(points[points.length - 1].x, x0 + 1);
@@ -618,14 +651,14 @@ async function onAction(event) {
     if (!t) return;
     const ok = await confirmAction(`Close tranche #${t.id} at market?`, [
       ["Position", `${t.symbol} ${t.side}`], ["Quantity", t.qty], ["Entry", t.entry], ["Mark", t.mark ?? "-"],
-      ["Unrealized PnL", signed(t.unrealized_pnl) ?? "-"],
+      ["Unrealized PnL", signed(decShown(t.unrealized_pnl)[0]) ?? "-"],
     ], "Its TP and SL are cancelled and the quantity is closed now; the position's other tranches stay.");
     if (ok) await post(`/api/tranches/${encodeURIComponent(t.id)}/close`, { symbol: t.symbol }, `Close tranche #${t.id}`, button);
   } else if (action === "close-position") {
     const list = state.report?.tranches.filter((t) => t.symbol === symbol && t.side === side) ?? [];
     const ok = await confirmAction(`Close the whole ${symbol} ${side} position at market?`, [
       ["Tranches", list.map((t) => "#" + t.id).join(", ")], ["Quantity", decSum(list.map((t) => t.qty)) ?? "-"],
-      ["Unrealized PnL", signed(decSum(list.map((t) => t.unrealized_pnl))) ?? "-"],
+      ["Unrealized PnL", signed(decShown(decSum(list.map((t) => t.unrealized_pnl)))[0]) ?? "-"],
     ], "Every tranche of this side is closed now.");
     if (ok) await post(`/api/positions/${encodeURIComponent(symbol)}/close`, { side }, `Close ${symbol} ${side}`, button);
   } else if (action === "stop") {
