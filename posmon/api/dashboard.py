@@ -11,8 +11,9 @@ stream with ``fetch()`` because ``EventSource`` cannot send an ``Authorization``
 sent (``event: status``), else a comment line every ``heartbeat`` seconds. A stream ends by itself after
 ``max_seconds`` (below the server's read timeout, which would otherwise cut it) with ``event: reconnect``; the
 page then opens the next one at once. It ends on a client disconnect (a task in the stream's own nursery waits
-for it) and with the daemon, whose cancellation reaches it through the server's nursery: no task outlives its
-request. At most ``max_streams`` are open at once; more answer 503 with ``Retry-After``.
+for it) and with the daemon, whose cancellation reaches it through the server's nursery (it then sends
+``event: end``, shielded for at most a second): no task outlives its request. At most ``max_streams`` are open
+at once; more answer 503 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ STREAM_HEARTBEAT_SECONDS = 10.0
 STREAM_MAX_SECONDS = READ_TIMEOUT_SECONDS - 5.0  # hypercorn drops a connection whose client sends nothing that long
 MAX_STREAMS = 8
 STATUS_TIMEOUT_SECONDS = 5.0  # a status that takes longer ends the stream (the page reconnects)
+FINISH_SECONDS = 1.0  # for the last event and the end of the body
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -136,14 +138,21 @@ class EventStream(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         feed = self._feed
+
+        async def chunk(body: bytes) -> None:
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+
+        async def finish(event: bytes) -> None:
+            """The last event and the end of the body, bounded: a client that reads nothing must not hold on."""
+            with trio.move_on_after(FINISH_SECONDS):
+                if event:
+                    await chunk(event)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        ended_by_client = finished = False
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-
-            async def chunk(body: bytes) -> None:
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-
-            ended_by_client = False
-            with trio.move_on_after(feed.settings.max_seconds) as deadline:
+            with trio.move_on_after(feed.settings.max_seconds) as lifetime:
                 async with trio.open_nursery() as nursery:
 
                     async def until_disconnect() -> None:
@@ -161,11 +170,13 @@ class EventStream(Response):
                     except Exception:
                         log.exception("live stream failed; ending it (the page opens another)")
                     nursery.cancel_scope.cancel()
-            if ended_by_client:
-                return
-            with trio.move_on_after(1.0):  # a client that reads nothing must not hold the slot
-                if deadline.cancelled_caught:
-                    await chunk(b"event: reconnect\ndata: {}\n\n")
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if not ended_by_client:
+                await finish(b"event: reconnect\ndata: {}\n\n" if lifetime.cancelled_caught else b"")
+            finished = True
         finally:
+            # Cancelled from outside (the daemon or its server shutting down; trio may raise it inside an
+            # exception group): say so before the connection goes.
+            if not (finished or ended_by_client):
+                with trio.CancelScope(shield=True):
+                    await finish(b"event: end\ndata: {}\n\n")
             feed.open_streams -= 1

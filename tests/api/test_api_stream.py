@@ -14,7 +14,7 @@ import httpx
 import orjson
 import trio
 
-from posmon.api import create_app
+from posmon.api import ApiSettings, create_app, serve_api
 from posmon.api.dashboard import PAGES, StreamSettings
 from posmon.domain.orders import Side
 from tests.api.test_api_fakes import TOKEN, FakeControl, served, tranche
@@ -155,3 +155,22 @@ async def test_the_page_refuses_a_foreign_host_like_every_endpoint(autojump_cloc
         assert page.status_code == 403 and page.json()["field"] == "Host"
         feed = await c.get("/api/stream", headers={"Origin": "http://attacker.example"})
         assert feed.status_code == 403 and feed.json()["field"] == "Origin"
+
+
+async def test_the_stream_says_end_and_closes_when_the_daemon_shuts_down(autojump_clock):
+    control = FakeControl()
+    server = trio.CancelScope()
+
+    async def serve(task_status=trio.TASK_STATUS_IGNORED):
+        with server:
+            await serve_api(app_for(control), ApiSettings(host="127.0.0.1", port=0), task_status=task_status)
+
+    async with trio.open_nursery() as nursery:
+        url = await nursery.start(serve)
+        async with stream(url) as feed:
+            await feed.next()
+            assert (await feed.next()).kind == "status"
+            server.cancel()  # as the daemon's shutdown cancels its API server
+            assert (await feed.next()).kind == "end"
+            assert [chunk async for chunk in feed._chunks] == []
+    assert server.cancelled_caught  # the server, stream included, finished within the test

@@ -8,6 +8,7 @@
 const TOKEN_KEY = "posmon.token";
 const STALE_FEED_MS = 30000; // no byte for this long (heartbeats come every 10 s): the feed is reopened
 const EXITS_SHOWN = 50;
+const HISTORY_REFRESH_MS = 30000; // besides whenever a tranche leaves the status
 
 const $ = (id) => document.getElementById(id);
 
@@ -181,8 +182,10 @@ function showData() {
   $("forget-token").hidden = !token();
 }
 
+// Anything but a live feed dims the tables: what they show may be out of date.
 function setFeed(kind, text) {
   setText($("feed"), text, "chip " + kind);
+  document.body.classList.toggle("stale", kind !== "live");
 }
 
 function notice(text, kind = "") {
@@ -701,5 +704,6 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   });
   setInterval(tickHeld, 1000);
+  setInterval(() => state.report && loadHistory(), HISTORY_REFRESH_MS); // an exit between two reports is caught too
   start();
 });
