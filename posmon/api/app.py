@@ -43,6 +43,7 @@ from posmon.api.validation import (
     TRANCHE_CLOSE_FIELDS,
     decode_json,
     parse_fields,
+    parse_history_query,
     parse_order,
     parse_symbol,
     parse_tranche_id,
@@ -97,6 +98,7 @@ def create_app(
         Route("/api/monitor/resume/{symbol}", guard.wrap(api.resume), methods=["POST"]),
         Route("/api/positions/{symbol}/close", guard.wrap(api.close_position), methods=["POST"]),
         Route("/api/tranches/{id}/close", guard.wrap(api.close_tranche), methods=["POST"]),
+        Route("/api/history", guard.wrap(api.history), methods=["GET"]),
         # The dashboard: its files hold no data (public); its live feed is guarded like every data call.
         Route("/api/stream", guard.wrap(StatusFeed(control, stream).stream), methods=["GET"]),
         *(Route(path, guard.wrap(page, public=True), methods=["GET"]) for path, page in page_handlers().items()),
@@ -346,6 +348,11 @@ class _Api:
 
     async def status(self, _request: Request) -> Response:
         return json_response(await self._control.status())
+
+    async def history(self, request: Request) -> Response:
+        """Closed tranches with exit price, reason, PnL and fees; ``?since=&symbol=&limit=``."""
+        filters = parse_history_query(request.query_params.multi_items())
+        return json_response((await self._control.history(**filters)).as_dict())
 
     async def open_long(self, request: Request) -> Response:
         return await self._open(request, Side.LONG)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from posmon.cli.commands import EXIT_CODES_HELP, add_ops_commands
+from posmon.cli.history import add_history
 from posmon.cli.ops import add_verify_protect
 from posmon.cli.run import add_demo, add_run
 
@@ -19,7 +20,13 @@ __all__ = ["COMMANDS", "Subparsers", "build_parser", "main"]
 Subparsers = Any  # argparse's _SubParsersAction is private
 
 # One registration function per command group: each adds its sub-parsers and sets ``handler``.
-COMMANDS: tuple[Callable[[Subparsers], None], ...] = (add_run, add_demo, add_ops_commands, add_verify_protect)
+COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
+    add_run,
+    add_demo,
+    add_ops_commands,
+    add_verify_protect,
+    add_history,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
