@@ -548,7 +548,7 @@ function svg(tag, attrs, text) {
 // Cumulative net PnL after each exit, as a step line over time (exact sums for the labels).
 function drawChart(closed, empty = "no exits yet") {
   const chart = $("chart");
-  const W = 600, H = 220, L = 64, R = 8, T = 10, B = 22;
+  const W = 600, H = 220, L = 72, R = 8, T = 10, B = 22;
   if (!closed.length) {
     chart.replaceChildren(svg("text", { x: W / 2, y: H / 2, class: "axis", "text-anchor": "middle" }, empty));
     return;
@@ -587,8 +587,8 @@ function drawChart(closed, empty = "no exits yet") {
   nodes[0].children[1].append(svg("rect", { x: 0, y: zero, width: W, height: H - zero }));
   nodes.push(svg("path", { d, class: "equity pos", "clip-path": "url(#pnl-above)" }));
   nodes.push(svg("path", { d, class: "equity neg", "clip-path": "url(#pnl-below)" }));
-  for (const p of [high, low]) {
-    if (p.y !== 0 && Math.abs(sy(p.y) - zero) > 10) {
+  for (const p of [high, low]) { // the extremes on the axis, unless too close to zero or to the last point's label
+    if (p !== last && p.y !== 0 && Math.abs(sy(p.y) - zero) > 14) {
       nodes.push(svg("text", { x: L - 4, y: sy(p.y) + 4, class: "axis", "text-anchor": "end" }, p.label));
     }
   }
@@ -653,7 +653,8 @@ async function onAction(event) {
     const t = trancheById(id);
     if (!t) return;
     const ok = await confirmAction(`Close tranche #${t.id} at market?`, [
-      ["Position", `${t.symbol} ${t.side}`], ["Quantity", t.qty], ["Entry", t.entry], ["Mark", t.mark ?? "-"],
+      ["Position", `${t.symbol} ${t.side}`], ["Quantity", decShown(t.qty)[0]], ["Entry", decShown(t.entry)[0]],
+      ["Mark", decShown(t.mark)[0] ?? "-"],
       ["Unrealized PnL", signed(decShown(t.unrealized_pnl)[0]) ?? "-"],
     ], "Its TP and SL are cancelled and the quantity is closed now; the position's other tranches stay.");
     if (ok) await post(`/api/tranches/${encodeURIComponent(t.id)}/close`, { symbol: t.symbol }, `Close tranche #${t.id}`, button);
