@@ -666,7 +666,7 @@ async function onAction(event) {
     ], "Every tranche of this side is closed now.");
     if (ok) await post(`/api/positions/${encodeURIComponent(symbol)}/close`, { side }, `Close ${symbol} ${side}`, button);
   } else if (action === "stop") {
-    const ok = await confirmAction(`Stop monitoring ${symbol}?`, [["Symbol", symbol]],
+    const ok = await confirmAction(`Stop monitoring ${symbol}?`, [["Symbol", `${symbol} (both sides)`]],
       "posmon's TP and SL orders for it are cancelled and the position stays open, unprotected, until you resume.");
     if (ok) await post(`/api/monitor/stop/${encodeURIComponent(symbol)}`, {}, `Stop monitoring ${symbol}`, button);
   } else if (action === "resume") {
