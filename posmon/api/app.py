@@ -375,7 +375,11 @@ class _Api:
             "sl": result.sl,
             "sl_percent": order.sl_pct,
             "tp_percent": order.tp_pct.normalize(),
+            "leverage": order.leverage,
         }
+        if result.sizing is not None:  # notional, margin and USD at risk: from the fill (estimated while pending)
+            s = result.sizing
+            payload |= {"notional_usd": s.notional_usd, "margin_usd": s.margin_usd, "risk_usd": s.risk_usd}
         # 202: the entry is placed but not filled yet, so its exits are not placed either.
         return json_response(payload, 200 if result.entry_price is not None else 202)
 

@@ -198,6 +198,17 @@ def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
                         "sl": _NULLABLE_DECIMAL,
                         "sl_percent": _DECIMAL,
                         "tp_percent": _DECIMAL,
+                        "leverage": {"type": "integer", "description": "set on the venue before the entry"},
+                        "notional_usd": {
+                            **_DECIMAL,
+                            "description": "qty x entry price (estimated at the mark while PENDING)",
+                        },
+                        "margin_usd": {**_DECIMAL, "description": "notional_usd / leverage"},
+                        "risk_usd": {
+                            **_DECIMAL,
+                            "description": "USD lost if the SL fills at its price: "
+                            "qty x |entry - SL| (notional_usd x sl_percent / 100 while PENDING)",
+                        },
                     },
                 },
                 "Tranche": tranche,
