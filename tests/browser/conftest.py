@@ -12,6 +12,7 @@ Each test leaves a screenshot of its last state in tests/artifacts/.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import threading
@@ -26,6 +27,7 @@ import trio
 
 from posmon.api import ApiSettings, create_app, serve_api
 from posmon.api.dashboard import StreamSettings
+from tests.emulated import lighter_like
 from tests.harness import Harness, make_settings, running
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -75,19 +77,23 @@ class LiveDaemon:
 
 
 @contextmanager
-def live_daemon(tmp_path: Path, *, token: str | None = None) -> Iterator[LiveDaemon]:
+def live_daemon(tmp_path: Path, *, token: str | None = None, emulated: bool = False) -> Iterator[LiveDaemon]:
     """The daemon (BTCUSDT and ETHUSDT, marks 45000 and 3000; TP 1 %, SL 5 %, a new tranche 2 % down) with its API
-    served, until the block ends."""
+    served, until the block ends. ``emulated``: a Lighter-like venue (one-way, exits watched by posmon)."""
     settings = make_settings(
         tmp_path, symbols=("BTCUSDT", "ETHUSDT"), tp_pct=1.0, sl_pct=5.0, tranche_pnl_increment_pct=2.0
     )
+    exchange = venue = None
+    if emulated:
+        settings = dataclasses.replace(settings, daemon=dataclasses.replace(settings.daemon, hedge_mode=False))
+        exchange, venue = lighter_like(settings)
     ready: queue.Queue[LiveDaemon | BaseException] = queue.Queue()
     stop: list[trio.CancelScope] = []
 
     async def main() -> None:
         with trio.CancelScope() as scope:
             stop.append(scope)
-            async with running(settings) as h:
+            async with running(settings, exchange, venue=venue) as h:
                 await h.mark("BTCUSDT", "45000")
                 await h.mark("ETHUSDT", "3000")
                 app = create_app(h.daemon.control, metrics_render=None, token=token, stream=StreamSettings())

@@ -278,3 +278,22 @@ def test_a_long_decimal_is_shown_rounded_exactly_and_says_so(daemon: LiveDaemon,
                   decShown("-0.000000001"), decShown("2973.63"), decSum(["0.1", "0.2", "-0.30"])]"""
     )
     assert shown == [["45180.66666667", False], ["-0.8152", False], ["0", False], ["2973.63", True], "0.00"]
+
+
+def test_emulated_exits_are_shown_as_such_and_a_close_from_the_page_closes_at_market(
+    tmp_path: Path, page: Page
+) -> None:
+    """On a venue without resting TP/SL (Lighter-like), posmon watches the exits itself and the page says so."""
+    with live_daemon(tmp_path, emulated=True) as daemon:
+        daemon.call(daemon.h.entry, "BTCUSDT", Side.LONG, "0.01", "45000")
+        [tid] = daemon.open_tranche_ids()
+        assert daemon.run_sync(lambda: daemon.h.exchange.engine.open_orders("BTCUSDT")) == []  # nothing rests
+        assert position_qty(daemon, "BTCUSDT", Side.LONG) == D("0.01")
+        page.goto(daemon.url)
+        expect(cell(page, tid, "exits")).to_have_text("emulated")
+
+        close_button(page, tid).click()
+        page.locator("dialog#confirm").get_by_role("button", name="Confirm").click()
+        expect(row(page, tid)).to_have_count(0)
+        assert daemon.open_tranche_ids() == []
+        assert position_qty(daemon, "BTCUSDT", Side.LONG) == 0
