@@ -201,6 +201,7 @@ class PositionActor:
         self._entry_replies: dict[str, trio.MemorySendChannel[EntryOutcome]] = {}
         self._entry_seen: dict[str, Decimal] = {}  # cumulative filled quantity already applied, per entry
         self.stopped = False  # the operator stopped monitoring this symbol: hold nothing, adopt nothing
+        self.running = False  # run() is under way (a crashed incarnation waiting for its restart is not)
         self.ready = trio.Event()  # set once the start-up reconcile is done and the actor acts on ticks
         self._nursery: trio.Nursery | None = None  # runs the reconcile's reads, so they never block a tick
         self._recon: _Reconciliation | None = None  # the reconcile under way
@@ -245,6 +246,14 @@ class PositionActor:
         return sorted({*self.tranches, *self.store.tranches_with_active_orders(c.venue, c.symbol, c.side)})
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """``_run`` with ``running`` true while it runs (status tells whether emulated exits are watched)."""
+        self.running = True
+        try:
+            await self._run(task_status)
+        finally:
+            self.running = False
+
+    async def _run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Handle messages one at a time; reconcile reads run beside the loop and come back as messages.
 
         Until the start-up reconcile is done the actor does not act on prices or hold times (its loaded state

@@ -129,8 +129,7 @@ def _closing(a: dict[str, Any]) -> str:
 
 
 def _stopped(a: dict[str, Any]) -> str:
-    ids = ", ".join(map(str, a.get("tranche_ids", []))) or "none"
-    return f"stopped monitoring {a['symbol']} (tranches {ids}); its position stays open and unprotected by posmon"
+    return str(a["message"])  # the daemon says what it cancelled (control.StopResult.message)
 
 
 def _resumed(a: dict[str, Any]) -> str:

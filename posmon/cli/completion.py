@@ -179,7 +179,7 @@ def zsh_script(parser: argparse.ArgumentParser) -> str:
             for i, p in enumerate(c.positionals, 1)
         ]
         lines.append(f"        {c.name}) _arguments {' '.join(specs)} ;;")
-    lines += ["        esac ;;", "    esac", "}", 'compdef _posmon posmon', ""]
+    lines += ["        esac ;;", "    esac", "}", "compdef _posmon posmon", ""]
     return "\n".join(lines)
 
 
