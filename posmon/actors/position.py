@@ -495,7 +495,7 @@ class PositionActor:
                     )
                 ],
             )
-            self._notice(kind, t, f"tranche {t.index} {t.qty} @ {self._shown(t.entry)} TP {t.tp} SL {t.sl}")
+            self._notice(kind, t, f"tranche {t.id} {t.qty} @ {self._shown(t.entry)} TP {t.tp} SL {t.sl}")
         if status.is_final:
             self._end_entry(cid, status)
 
@@ -568,7 +568,7 @@ class PositionActor:
             ],
         )
         for t in decision.changed:
-            self._notice(kinds[t.id], t, f"tranche {t.index} {t.qty} @ {self._shown(t.entry)} TP {t.tp} SL {t.sl}")
+            self._notice(kinds[t.id], t, f"tranche {t.id} {t.qty} @ {self._shown(t.entry)} TP {t.tp} SL {t.sl}")
 
     def _on_external_reduction(
         self, qty: Decimal, *, source: str, price: Decimal | None, reason: ExitReason = ExitReason.EXTERNAL
@@ -622,7 +622,7 @@ class PositionActor:
             ],
         )
         if decision.changed:
-            shown = ", ".join(f"{t.index}: {before[t.id].qty} -> {t.qty}" for t in decision.changed)
+            shown = ", ".join(f"{t.id}: {before[t.id].qty} -> {t.qty}" for t in decision.changed)
             self._notice(
                 NoticeKind.POSITION_SHRUNK,
                 decision.changed[0],
@@ -665,7 +665,7 @@ class PositionActor:
                 self._notice(
                     NoticeKind.EXIT,
                     t,
-                    f"tranche {t.index} ({t.qty}) was closed outside posmon by "
+                    f"tranche {t.id} ({t.qty}) was closed outside posmon by "
                     f"{removed_reason}, realized PnL {t.realized_pnl:.4f}",
                     reason=removed_reason,
                     pnl=str(t.realized_pnl),
@@ -809,8 +809,8 @@ class PositionActor:
             self._notice(
                 NoticeKind.DOUBLE_EXIT,
                 None,
-                f"{rec.purpose.name} {rec.client_id} filled {qty} "
-                f"after its tranche had closed: other tranches' quantity was closed; re-protecting the rest",
+                f"{rec.purpose.name} {rec.client_id} filled {qty} after its tranche {rec.tranche_id} had closed: "
+                "other tranches' quantity was closed; re-protecting the rest",
                 needs_human=True,
                 tranche_id=rec.tranche_id,
             )
@@ -848,7 +848,7 @@ class PositionActor:
         self._notice(
             NoticeKind.EXIT,
             t,
-            f"tranche {t.index} closed by {reason}, realized PnL {t.realized_pnl:.4f}",
+            f"tranche {t.id} closed by {reason}, realized PnL {t.realized_pnl:.4f}",
             reason=reason,
             pnl=str(t.realized_pnl),
         )
@@ -873,7 +873,7 @@ class PositionActor:
             and self._is_current(rec, t)
         ):
             log.warning(
-                "%s: %s of tranche %s was cancelled on the exchange; re-protecting", self.name, rec.client_id, t.index
+                "%s: %s of tranche %s was cancelled on the exchange; re-protecting", self.name, rec.client_id, t.id
             )
             self._ensure_protected()
 
@@ -900,7 +900,7 @@ class PositionActor:
         if t is None:
             return
         if rec.purpose is Purpose.SL and isinstance(err, WouldTriggerImmediately) and not t.closing:
-            log.warning("%s: mark already through the stop of tranche %s; closing it", self.name, t.index)
+            log.warning("%s: mark already through the stop of tranche %s; closing it", self.name, t.id)
             self._start_close(t, ExitReason.SL)
             return
         if rec.purpose is Purpose.CLOSE:
@@ -916,7 +916,7 @@ class PositionActor:
             self._notice(
                 NoticeKind.PROTECTION_FAILED,
                 t,
-                f"{rec.purpose.name} order {rec.client_id} rejected: {err}",
+                f"{rec.purpose.name} order {rec.client_id} of tranche {t.id} rejected: {err}",
                 needs_human=True,
             )
         if self.cfg.protection_failure_action == "close" and not t.closing:
@@ -927,7 +927,7 @@ class PositionActor:
                 "%s: %s of tranche %s refused %d times (%s); next try in %.0fs",
                 self.name,
                 rec.purpose.name,
-                t.index,
+                t.id,
                 n,
                 err,
                 pause,
@@ -1046,7 +1046,7 @@ class PositionActor:
         # Cancel the resting legs first: a TP filling while a market close is in flight would close twice.
         self._cancel(legs, Priority.EXIT, changes)
         self.store.apply(changes)
-        log.info("%s: closing tranche %s (%s) at mark %s", self.name, t.index, reason, self.mark)
+        log.info("%s: closing tranche %s (%s) at mark %s", self.name, t.id, reason, self.mark)
         if not legs:
             self._continue_close(t)
 
@@ -1061,7 +1061,7 @@ class PositionActor:
         short = self.exits.close_fell_short(t, now, why)
         n = self.exits.attempts(t.id)
         nxt = "" if short.next_bound_pct is None else f"; next close {short.next_bound_pct}% through the mark"
-        log.warning("%s: %s; tranche %s still holds %s (attempt %d)%s", self.name, why, t.index, t.qty, n, nxt)
+        log.warning("%s: %s; tranche %s still holds %s (attempt %d)%s", self.name, why, t.id, t.qty, n, nxt)
         if short.hold_until is not None:
             self._close_hold[t.id] = short.hold_until
         if short.reconcile:
