@@ -68,6 +68,7 @@ from posmon.domain.tranche import (
 )
 from posmon.exchange.errors import OrderNotFound, VenueError, WouldTriggerImmediately
 from posmon.exchange.events import OrderUpdate, PositionUpdate
+from posmon.logs import bind
 from posmon.metrics import Metrics
 from posmon.notify.kinds import NoticeKind
 from posmon.store.store import Changes, Event, PendingEntry, Store
@@ -248,6 +249,8 @@ class PositionActor:
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """``_run`` with ``running`` true while it runs (status tells whether emulated exits are watched)."""
         self.running = True
+        c = self.cfg
+        bind(venue=c.venue, symbol=c.symbol, side=c.side.value)  # every line this task and its children log
         try:
             await self._run(task_status)
         finally:
@@ -873,7 +876,11 @@ class PositionActor:
             and self._is_current(rec, t)
         ):
             log.warning(
-                "%s: %s of tranche %s was cancelled on the exchange; re-protecting", self.name, rec.client_id, t.id
+                "%s: %s of tranche %s was cancelled on the exchange; re-protecting",
+                self.name,
+                rec.client_id,
+                t.id,
+                extra={"tranche": t.id},
             )
             self._ensure_protected()
 
@@ -900,7 +907,9 @@ class PositionActor:
         if t is None:
             return
         if rec.purpose is Purpose.SL and isinstance(err, WouldTriggerImmediately) and not t.closing:
-            log.warning("%s: mark already through the stop of tranche %s; closing it", self.name, t.id)
+            log.warning(
+                "%s: mark already through the stop of tranche %s; closing it", self.name, t.id, extra={"tranche": t.id}
+            )
             self._start_close(t, ExitReason.SL)
             return
         if rec.purpose is Purpose.CLOSE:
@@ -931,6 +940,7 @@ class PositionActor:
                 n,
                 err,
                 pause,
+                extra={"tranche": t.id},
             )
             retry = self.links.clock() + pause
             self._rejections[key] = (n, retry)
@@ -1046,7 +1056,7 @@ class PositionActor:
         # Cancel the resting legs first: a TP filling while a market close is in flight would close twice.
         self._cancel(legs, Priority.EXIT, changes)
         self.store.apply(changes)
-        log.info("%s: closing tranche %s (%s) at mark %s", self.name, t.id, reason, self.mark)
+        log.info("%s: closing tranche %s (%s) at mark %s", self.name, t.id, reason, self.mark, extra={"tranche": t.id})
         if not legs:
             self._continue_close(t)
 
@@ -1061,7 +1071,16 @@ class PositionActor:
         short = self.exits.close_fell_short(t, now, why)
         n = self.exits.attempts(t.id)
         nxt = "" if short.next_bound_pct is None else f"; next close {short.next_bound_pct}% through the mark"
-        log.warning("%s: %s; tranche %s still holds %s (attempt %d)%s", self.name, why, t.id, t.qty, n, nxt)
+        log.warning(
+            "%s: %s; tranche %s still holds %s (attempt %d)%s",
+            self.name,
+            why,
+            t.id,
+            t.qty,
+            n,
+            nxt,
+            extra={"tranche": t.id},
+        )
         if short.hold_until is not None:
             self._close_hold[t.id] = short.hold_until
         if short.reconcile:
