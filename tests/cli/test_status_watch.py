@@ -5,7 +5,13 @@ Waiting is injected: ``sleep`` records how long the command would have waited an
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -100,3 +106,28 @@ def test_watch_json_prints_one_document_per_refresh_and_a_wrong_token_ends_it(ca
     captured = capsys.readouterr()
     assert code == ExitCode.CONFIG and "HTTP 401" in captured.err
     assert [json.loads(line)["venue"] for line in captured.out.splitlines()] == ["sim", "sim"]
+
+
+async def test_ctrl_c_ends_a_real_watch_with_exit_0_and_no_traceback():
+    """The real signal path: SIGINT may land anywhere (in the request, in the wait); the answer is always exit 0."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]  # nothing listens there once the socket is closed
+    env = {**os.environ, "POSMON_API_TOKEN": ""}
+    argv = [sys.executable, "-m", "posmon.cli", "status", "--api", f"http://127.0.0.1:{closed}", "--watch", "0.1"]
+    seen = bytearray()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            proc = await nursery.start(
+                functools.partial(
+                    trio.run_process, argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False
+                )
+            )
+            while seen.count(b"cannot reach the posmon daemon") < 2:  # it survived one failed refresh
+                seen.extend(await proc.stdout.receive_some())
+            proc.send_signal(signal.SIGINT)
+            err = bytearray()
+            async for chunk in proc.stderr:
+                err.extend(chunk)
+    assert proc.returncode == 0
+    assert b"Traceback" not in err and b"KeyboardInterrupt" not in err
