@@ -27,6 +27,7 @@ from posmon.domain.orders import OrderRequest, OrderType, Purpose, Side, SymbolR
 from posmon.domain.protection import LocalState, OrderRecord, client_order_id, worst_price
 from posmon.domain.rounding import quantize_qty
 from posmon.domain.tranche import ExitReason, Risk, exit_prices, realized_pnl
+from posmon.store.history import History
 
 DEFAULT_MAX_OUTSTANDING = 32  # distinct operator commands in flight; an open may wait its entry_timeout
 BUSY_RETRY_AFTER_SECONDS = 1.0
@@ -195,6 +196,12 @@ class Control(Protocol):
 
     async def resume_monitoring(self, symbol: str) -> None:
         """Undo ``stop_monitoring``: the position is adopted again at the next reconcile."""
+        ...
+
+    async def history(
+        self, *, since: float | None = None, symbol: str | None = None, limit: int | None = None
+    ) -> History:
+        """Closed tranches closed at or after ``since`` (unix seconds), oldest first; ``limit``: the newest N."""
         ...
 
 
@@ -385,6 +392,17 @@ class DaemonControl:
             tranches=views,
             unmonitored=sorted(d.directory.unmonitored) if d.directory else [],
         )
+
+    async def history(
+        self, *, since: float | None = None, symbol: str | None = None, limit: int | None = None
+    ) -> History:
+        """From the store, on the event loop: one indexed read, short like the actors' own reads."""
+        await trio.lowlevel.checkpoint()
+        d = self._d
+        if symbol is not None:
+            with contextlib.suppress(ControlError):  # a symbol no longer listed still has its history
+                symbol = self._symbol(symbol)
+        return d.store.history(since=since, symbol=symbol, venue=d.venue.name, limit=limit)
 
     # --- acting -------------------------------------------------------------------------------------------
 

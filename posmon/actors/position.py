@@ -61,6 +61,7 @@ from posmon.domain.tranche import (
     Tranche,
     apply_entry_fill,
     apply_reduction,
+    booked_exit,
     extend_tranche,
     implied_entry,
     new_tranche,
@@ -390,12 +391,14 @@ class PositionActor:
             return
         if u.client_id in self.orders:
             price = u.last_price if u.exec_type == "TRADE" else u.avg_price
-            self._observe(u.client_id, u.status, u.filled_qty, price, u.order_id)
+            self._observe(u.client_id, u.status, u.filled_qty, price, u.order_id, fee=self._fee(u))
             return
         own = parse_client_order_id(self.cfg.prefix, u.client_id)
         if own is not None and own[1] is Purpose.ENTRY:
             return  # an operator entry already settled (its fills were applied from the placement answer)
         if own is not None:
+            if u.is_fill and (fee := self._fee(u)):
+                self._book_late_fee(own[0], fee)  # its answer closed the tranche before the stream told the fee
             # One of ours we no longer track: a leftover of a closed tranche. Never let it act on the position.
             if not u.status.is_final and self._known_final(u.client_id):
                 return  # a late "NEW" of an order whose end we already saw (the placement answer came first)
@@ -430,6 +433,37 @@ class PositionActor:
             self._on_entry_fill(u.last_qty, u.last_price, source=u.client_id, at=u.time)
         else:
             self._on_external_reduction(u.last_qty, source=u.client_id, price=u.last_price)
+
+    def _fee(self, u: OrderUpdate) -> Decimal:
+        """The fee of an update's fill in the quote currency (what PnL is in); 0 for none or another asset."""
+        if not u.is_fill or not u.commission:
+            return Decimal(0)
+        if u.commission_asset and not u.symbol.endswith(u.commission_asset):
+            log.warning(
+                "%s: fee %s %s of %s is not in the quote currency; not counted in the tranche's fees",
+                self.name,
+                u.commission,
+                u.commission_asset,
+                u.client_id,
+            )
+            return Decimal(0)
+        return u.commission
+
+    def _book_late_fee(self, tranche_id: int, fee: Decimal) -> None:
+        """A fee reported after the fill it belongs to was applied: onto the tranche, open or closed."""
+        changes = Changes(events=[replace(self._event("fee", None, fee=fee), tranche_id=tranche_id)])
+        self._add_fee(tranche_id, fee, changes)
+        self.store.apply(changes)
+
+    def _add_fee(self, tranche_id: int, fee: Decimal, changes: Changes) -> None:
+        tid = self._merged_into.get(tranche_id, tranche_id)
+        t = self.tranches.get(tid)
+        if t is None:
+            changes.late_fees.append((tid, fee))
+            return
+        t = replace(t, fees=t.fees + fee)
+        self.tranches[tid] = t
+        changes.tranches.append(t)
 
     def _already_counted(self, u: OrderUpdate) -> bool:
         """A fill of one of our finished orders that its placement answer already reported (no read needed)."""
@@ -589,9 +623,10 @@ class PositionActor:
         if price is not None:
 
             def booked(t: Tranche, rest: Decimal) -> Tranche:
-                old = before[t.id]
+                # The quantity the tranche gave up is recorded as an exit at ``price`` (no fee: not our order).
+                closed = booked_exit(before[t.id], before[t.id].qty - rest, price)
                 return replace(
-                    t, realized_pnl=old.realized_pnl + realized_pnl(old.side, old.entry, price, old.qty - rest)
+                    t, realized_pnl=closed.realized_pnl, exit_qty=closed.exit_qty, exit_value=closed.exit_value
                 )
 
             decision = EntryDecision(
@@ -744,8 +779,21 @@ class PositionActor:
         if r.state.filled_qty > 0:
             self._confirm_at = self.links.clock()
 
-    def _observe(self, cid: str, status: OrderStatus, filled: Decimal, price: Decimal, order_id: str) -> None:
-        """Fold an order's exchange state into ours; fills are applied once, by their cumulative quantity."""
+    def _observe(
+        self,
+        cid: str,
+        status: OrderStatus,
+        filled: Decimal,
+        price: Decimal,
+        order_id: str,
+        *,
+        fee: Decimal = Decimal(0),
+    ) -> None:
+        """Fold an order's exchange state into ours; fills are applied once, by their cumulative quantity.
+
+        ``fee``: what the venue charged for the fill this update reports (stream updates only); booked with the
+        fill, or alone when the placement answer already applied the fill's quantity.
+        """
         old = self.orders.get(cid)
         if old is None:
             return
@@ -765,10 +813,14 @@ class PositionActor:
             final_status=status if status.is_final else None,
         )
         if rec == old:
+            if fee:
+                self._book_late_fee(old.tranche_id, fee)
             return  # nothing new (a restart's reconcile re-reads every live order): no write, no follow-up
         self._track(rec, changes)
         if delta > 0:
-            self._apply_own_fill(rec, delta, price, changes)
+            self._apply_own_fill(rec, delta, price, changes, fee)
+        elif fee:
+            self._add_fee(rec.tranche_id, fee, changes)
         self.store.apply(changes)
         if delta > 0:
             # A partial fill leaves legs sized for the old quantity: resize them (new ones first, then the
@@ -796,7 +848,9 @@ class PositionActor:
                 del self._orders_by_tranche[rec.tranche_id]
                 self._merged_into.pop(rec.tranche_id, None)  # a merged-away tranche is done once its orders are
 
-    def _apply_own_fill(self, rec: OrderRecord, qty: Decimal, price: Decimal, changes: Changes) -> None:
+    def _apply_own_fill(
+        self, rec: OrderRecord, qty: Decimal, price: Decimal, changes: Changes, fee: Decimal = Decimal(0)
+    ) -> None:
         tid = self._merged_into.get(rec.tranche_id, rec.tranche_id)
         t = self.tranches.get(tid)
         if t is None:
@@ -818,13 +872,17 @@ class PositionActor:
                 tranche_id=rec.tranche_id,
             )
             self._confirm_at = self.links.clock()
+            if fee:
+                changes.late_fees.append((rec.tranche_id, fee))
             return
         qty = min(qty, t.qty)
         pnl = realized_pnl(t.side, t.entry, price, qty)
-        t = replace(t, qty=t.qty - qty, realized_pnl=t.realized_pnl + pnl)
+        t = booked_exit(t, qty, price, fee)  # closed quantity, exit price and fee kept for the history
         reason = t.closing or {Purpose.TP: ExitReason.TP, Purpose.SL: ExitReason.SL}.get(rec.purpose, ExitReason.CLOSE)
         changes.events.append(
-            self._event("fill", t, client_id=rec.client_id, purpose=rec.purpose.value, qty=qty, price=price, pnl=pnl)
+            self._event(
+                "fill", t, client_id=rec.client_id, purpose=rec.purpose.value, qty=qty, price=price, pnl=pnl, fee=fee
+            )
         )
         if t.qty <= 0:
             self._finish(t, reason, changes)
@@ -845,7 +903,18 @@ class PositionActor:
         self.book.discard(t.id)
         changes.tranches.append(t)
         changes.closed.append((t.id, reason, now))
-        changes.events.append(self._event("tranche_closed", t, reason=reason, pnl=t.realized_pnl, entry=t.entry))
+        changes.events.append(
+            self._event(
+                "tranche_closed",
+                t,
+                reason=reason,
+                pnl=t.realized_pnl,
+                entry=t.entry,
+                exit_price=t.exit_price,
+                closed_qty=t.exit_qty,
+                fees=t.fees,
+            )
+        )
         self._cancel(self._orders_of(t.id), Priority.EXIT, changes)
         self.links.metrics.inc("tranches_closed", venue=self.cfg.venue, reason=reason)
         self._notice(

@@ -42,6 +42,7 @@ from posmon.api.validation import (
     TRANCHE_CLOSE_FIELDS,
     decode_json,
     parse_fields,
+    parse_history_query,
     parse_order,
     parse_symbol,
     parse_tranche_id,
@@ -94,6 +95,7 @@ def create_app(
         Route("/api/monitor/resume/{symbol}", guard.wrap(api.resume), methods=["POST"]),
         Route("/api/positions/{symbol}/close", guard.wrap(api.close_position), methods=["POST"]),
         Route("/api/tranches/{id}/close", guard.wrap(api.close_tranche), methods=["POST"]),
+        Route("/api/history", guard.wrap(api.history), methods=["GET"]),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_exception})
     app.router.redirect_slashes = False  # a trailing slash is dropped before routing instead (no 307)
@@ -340,6 +342,11 @@ class _Api:
 
     async def status(self, _request: Request) -> Response:
         return json_response(await self._control.status())
+
+    async def history(self, request: Request) -> Response:
+        """Closed tranches with exit price, reason, PnL and fees; ``?since=&symbol=&limit=``."""
+        filters = parse_history_query(request.query_params.multi_items())
+        return json_response((await self._control.history(**filters)).as_dict())
 
     async def open_long(self, request: Request) -> Response:
         return await self._open(request, Side.LONG)

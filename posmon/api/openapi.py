@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from posmon.api.validation import (
+    HISTORY_PARAMS,
     ORDER_FIELDS,
     POSITION_CLOSE_FIELDS,
     SYMBOL_SCHEMA,
@@ -93,6 +94,28 @@ def _order(side: str) -> dict[str, Any]:
             },
         }
     }
+
+
+def _closed_tranche() -> dict[str, Any]:
+    seconds = {"type": "number", "description": "unix seconds"}
+    properties: dict[str, Any] = {
+        "id": {"type": "integer"},
+        "venue": {"type": "string"},
+        "symbol": {"type": "string"},
+        "side": {"type": "string", "enum": ["LONG", "SHORT"]},
+        "index": {"type": "integer"},
+        "entry": _DECIMAL,
+        "exit_price": {**_NULLABLE_DECIMAL, "description": "volume-weighted over the exit fills; null: none"},
+        "qty": {**_DECIMAL, "description": "quantity its exits closed"},
+        "exit_reason": {"type": "string", "description": "TP, SL, TIMEOUT, MANUAL, EXTERNAL, MERGED, ..."},
+        "realized_pnl": {**_DECIMAL, "description": "before fees"},
+        "fees": {**_DECIMAL, "description": "as the venue reported them for posmon's exit orders (else 0)"},
+        "net_pnl": {**_DECIMAL, "description": "realized_pnl - fees"},
+        "opened_at": seconds,
+        "closed_at": seconds,
+        "hold_seconds": {"type": "number"},
+    }
+    return {"type": "object", "required": list(properties), "properties": properties}
 
 
 def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
@@ -207,6 +230,17 @@ def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
                     },
                 },
                 "Tranche": tranche,
+                "ClosedTranche": _closed_tranche(),
+                "History": {
+                    "type": "object",
+                    "required": ["tranches", "realized_pnl", "fees", "net_pnl"],
+                    "properties": {
+                        "tranches": {"type": "array", "items": {"$ref": "#/components/schemas/ClosedTranche"}},
+                        "realized_pnl": _DECIMAL,
+                        "fees": _DECIMAL,
+                        "net_pnl": _DECIMAL,
+                    },
+                },
                 "Status": {
                     "type": "object",
                     "properties": {
@@ -300,6 +334,19 @@ def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
                     ],
                     "requestBody": _body("PositionClose", required=True),
                     "responses": {"200": close, **_refusals(*_WRITE_REFUSALS)},
+                }
+            },
+            "/api/history": {
+                "get": {
+                    "summary": "Closed tranches, oldest first, with exit price, reason, PnL, fees and hold time",
+                    "parameters": [
+                        {"name": name, "in": "query", "required": False, "schema": dict(schema), "description": text}
+                        for name, (_parse, schema, text) in HISTORY_PARAMS.items()
+                    ],
+                    "responses": {
+                        "200": _ok("history", {"$ref": "#/components/schemas/History"}),
+                        **_refusals(400, *_READ_REFUSALS, 500),
+                    },
                 }
             },
             "/api/tranches/{id}/close": {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -17,6 +17,8 @@ from typing import Any
 from posmon.api.errors import BadRequest
 from posmon.control import OpenRequest
 from posmon.domain.orders import Side
+from posmon.store.history import MAX_LIMIT as MAX_HISTORY_LIMIT
+from posmon.store.history import parse_limit, parse_since
 
 MAX_LEVERAGE = 125
 # Decimals beyond this many powers of ten either way are typos (or attacks on arithmetic), never intents.
@@ -272,3 +274,39 @@ def parse_order(body: Mapping[str, Any], side: Side) -> OpenRequest:
             field="rr_ratio",
         )
     return order
+
+
+# ---- GET /api/history ------------------------------------------------------------------------------------------
+
+# name -> (parser, OpenAPI schema, description). Parsed whole before the control object is called.
+HISTORY_PARAMS: dict[str, tuple[Callable[[str], Any], Mapping[str, Any], str]] = {
+    "since": (
+        parse_since,
+        {"type": "string"},
+        "closed at or after: unix seconds, or an ISO-8601 date or date-time (UTC unless it carries an offset)",
+    ),
+    "symbol": (parse_symbol, SYMBOL_SCHEMA, "only this symbol (or Lighter market id)"),
+    "limit": (
+        parse_limit,
+        {"type": "integer", "minimum": 1, "maximum": MAX_HISTORY_LIMIT},
+        "keep only the most recent N closed tranches",
+    ),
+}
+
+
+def parse_history_query(items: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """The history filters from a query string's (key, value) pairs; 400 naming the field for anything else."""
+    out: dict[str, Any] = {}
+    for key, raw in items:
+        if key not in HISTORY_PARAMS:
+            allowed = ", ".join(repr(n) for n in HISTORY_PARAMS)
+            raise BadRequest(f"unknown query parameter {key!r}; allowed: {allowed}", field=key, status=400)
+        if key in out:
+            raise BadRequest(f"query parameter {key!r} given twice", field=key, status=400)
+        if raw == "":
+            continue  # ?since= is "no filter", as a form leaves an empty field
+        try:
+            out[key] = HISTORY_PARAMS[key][0](raw)
+        except ValueError as exc:
+            raise BadRequest(f"invalid {key} {_shown(raw)}: {exc}", field=key, status=400) from None
+    return out

@@ -14,6 +14,7 @@ from typing import Any
 
 from posmon.cli.commands import EXIT_CODES_HELP, add_ops_commands
 from posmon.cli.completion import add_completion
+from posmon.cli.history import add_history
 from posmon.cli.ops import add_verify_protect
 from posmon.cli.run import add_demo, add_run
 
@@ -27,6 +28,7 @@ COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     add_demo,
     add_ops_commands,
     add_verify_protect,
+    add_history,
     add_completion,
 )
 CONFIG_HELP = "configuration file (default: $POSMON_CONFIG or ./config.toml)"

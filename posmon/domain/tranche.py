@@ -15,6 +15,7 @@ from posmon.domain.orders import Side, SymbolRules
 from posmon.domain.rounding import quantize_qty, round_down, round_toward, round_up
 
 HUNDRED = Decimal(100)
+_VWAP_PLACES = Decimal("1e-12")
 
 
 class ExitReason(enum.StrEnum):
@@ -66,9 +67,41 @@ class Tranche:
     seq: int = 0
     realized_pnl: Decimal = Decimal(0)
     closing: str | None = None  # why a close is under way (an ExitReason or a command), None while held
+    # What its exits did so far, for the history once it is closed (``qty`` is then 0): the quantity closed at a
+    # known price, the sum of quantity x price over those fills (their volume-weighted price is exit_value /
+    # exit_qty), and the fees the venue reported for posmon's exit orders, in the quote currency.
+    exit_qty: Decimal = Decimal(0)
+    exit_value: Decimal = Decimal(0)
+    fees: Decimal = Decimal(0)
+
+    @property
+    def exit_price(self) -> Decimal | None:
+        """Volume-weighted price of the exit fills so far; None before any."""
+        return exit_vwap(self.exit_qty, self.exit_value)
 
     def pnl_pct(self, price: Decimal) -> Decimal:
         return pnl_pct(self.side, self.entry, price)
+
+
+def exit_vwap(qty: Decimal, value: Decimal) -> Decimal | None:
+    """``value / qty`` in plain notation to 12 decimal places at most (a division carries 28 digits); None for
+    no quantity."""
+    if qty <= 0:
+        return None
+    text = format((value / qty).quantize(_VWAP_PLACES), "f")  # plain notation: 4500.0 / 0.1 is 4.5E+4
+    return Decimal(text.rstrip("0").rstrip(".") if "." in text else text)
+
+
+def booked_exit(t: Tranche, qty: Decimal, price: Decimal, fee: Decimal = Decimal(0)) -> Tranche:
+    """``t`` after ``qty`` of it closed at ``price`` (``fee`` paid): smaller, its PnL, exit and fees recorded."""
+    return replace(
+        t,
+        qty=t.qty - qty,
+        realized_pnl=t.realized_pnl + realized_pnl(t.side, t.entry, price, qty),
+        exit_qty=t.exit_qty + qty,
+        exit_value=t.exit_value + qty * price,
+        fees=t.fees + fee,
+    )
 
 
 def pnl_pct(side: Side, entry: Decimal, price: Decimal) -> Decimal:

@@ -54,6 +54,10 @@ class OrderUpdate:
     # The venue closed (part of) the position by force: "LIQUIDATION" or "ADL" (auto-deleveraging); None for an
     # ordinary order. Last and defaulted so every existing constructor keeps working.
     forced: str | None = None
+    # The fee the venue charged for this update's fill (Aster's ``n``) in ``commission_asset`` (``N``); 0 and ""
+    # when the venue's stream does not report one (Lighter's order updates, the in-process simulator).
+    commission: Decimal = Decimal(0)
+    commission_asset: str = ""
 
     @property
     def is_fill(self) -> bool:

@@ -9,9 +9,12 @@ from __future__ import annotations
 import functools
 import sqlite3
 from collections.abc import Callable
+from decimal import Decimal
 
+import orjson
 from sqlite_utils import Database
 
+from posmon.domain.tranche import exit_vwap
 from posmon.store.errors import StoreError
 
 
@@ -97,7 +100,42 @@ def _v2(db: Database) -> None:
     db.table("unmonitored").create({"venue": str, "symbol": str, "since": float}, pk=("venue", "symbol"))
 
 
-MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1, _v2)
+def _v3(db: Database) -> None:
+    """History: a closed tranche keeps what its exits did (closed quantity, their volume-weighted price, fees).
+
+    Plain ALTER TABLE on the connection (sqlite-utils' helpers commit on their own, splitting the migration).
+    Tranches closed before this version get their exit quantity and price back from the journal's ``fill``
+    events (posmon's own exit fills); fees were never recorded then, so theirs stay 0.
+    """
+    conn = db.conn
+    for column in ("exit_qty", "exit_value", "fees"):
+        conn.execute(f"ALTER TABLE tranches ADD COLUMN {column} TEXT NOT NULL DEFAULT '0'")
+    conn.execute("ALTER TABLE tranches ADD COLUMN exit_price TEXT")
+    conn.execute("CREATE INDEX idx_tranches_status_closed_at ON tranches (status, closed_at)")
+    exits: dict[int, tuple[Decimal, Decimal]] = {}
+    rows = conn.execute(
+        "SELECT e.tranche_id, e.data FROM events e JOIN tranches t ON t.id = e.tranche_id "
+        "WHERE e.kind = 'fill' AND t.status = 'closed' ORDER BY e.id"
+    )
+    for tranche_id, data in rows:
+        fill = orjson.loads(data)
+        try:
+            qty, price = Decimal(str(fill["qty"])), Decimal(str(fill["price"]))
+        except (KeyError, ArithmeticError):
+            continue  # a journal entry this version cannot read: that tranche's exit stays unknown
+        q, v = exits.get(tranche_id, (Decimal(0), Decimal(0)))
+        exits[tranche_id] = (q + qty, v + qty * price)
+    conn.executemany(
+        "UPDATE tranches SET exit_qty = ?, exit_value = ?, exit_price = ? WHERE id = ?",
+        [(str(q), str(v), _text(exit_vwap(q, v)), tid) for tid, (q, v) in exits.items()],
+    )
+
+
+def _text(d: Decimal | None) -> str | None:
+    return None if d is None else str(d)
+
+
+MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1, _v2, _v3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

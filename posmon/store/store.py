@@ -36,6 +36,7 @@ from posmon.domain.orders import OrderRequest, OrderSide, OrderStatus, OrderType
 from posmon.domain.protection import LocalState, OrderRecord
 from posmon.domain.tranche import Risk, Tranche
 from posmon.store.errors import StoreBusy, StoreError
+from posmon.store.history import History, query_history
 from posmon.store.schema import SCHEMA_VERSION, migrate, schema_problems
 
 log = logging.getLogger(__name__)
@@ -118,9 +119,12 @@ class Changes:
     closed: list[tuple[int, str, float]] = field(default_factory=list)  # (tranche id, reason, time)
     orders: list[OrderRecord] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    # Fees the venue reported after their tranche was closed (its exit order's answer came before the stream's
+    # trade): (tranche id, fee), added to the closed row.
+    late_fees: list[tuple[int, Decimal]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.tranches or self.closed or self.orders or self.events)
+        return bool(self.tranches or self.closed or self.orders or self.events or self.late_fees)
 
 
 def _check_location(path: Path) -> None:
@@ -209,6 +213,10 @@ def _tranche_row(t: Tranche) -> dict[str, Any]:
         "realized_pnl": str(t.realized_pnl),
         "status": "closing" if t.closing else "open",
         "close_reason": t.closing,
+        "exit_qty": str(t.exit_qty),
+        "exit_value": str(t.exit_value),
+        "exit_price": None if (price := t.exit_price) is None else str(price),
+        "fees": str(t.fees),
     }
 
 
@@ -228,6 +236,9 @@ def _tranche(row: dict[str, Any]) -> Tranche:
         seq=row["seq"],
         realized_pnl=_decimal(row["realized_pnl"]),
         closing=row["close_reason"] if row["status"] == "closing" else None,
+        exit_qty=_decimal(row["exit_qty"]),
+        exit_value=_decimal(row["exit_value"]),
+        fees=_decimal(row["fees"]),
     )
 
 
@@ -453,6 +464,10 @@ class Store:
                     "UPDATE tranches SET status = 'closed', close_reason = ?, closed_at = ? WHERE id = ?",
                     [(reason, at, tid) for tid, reason, at in changes.closed],
                 )
+            for tid, fee in changes.late_fees:
+                row = conn.execute("SELECT fees FROM tranches WHERE id = ?", [tid]).fetchone()
+                if row is not None:  # Decimal sums in Python: SQLite's arithmetic on text is binary floating point
+                    conn.execute("UPDATE tranches SET fees = ? WHERE id = ?", [str(Decimal(row[0]) + fee), tid])
             if changes.orders:
                 venue = {t.id: t.venue for t in changes.tranches}
                 rows = [
@@ -609,3 +624,14 @@ class Store:
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         rows = self.db["events"].rows_where("kind = ?" if kind else None, [kind] if kind else [], order_by="id")
         return [{**r, "data": orjson.loads(r["data"])} for r in rows]
+
+    def history(
+        self,
+        *,
+        since: float | None = None,
+        symbol: str | None = None,
+        venue: str | None = None,
+        limit: int | None = None,
+    ) -> History:
+        """Closed tranches as a trade history (``posmon.store.history.query_history``)."""
+        return query_history(self.db.conn, since=since, symbol=symbol, venue=venue, limit=limit)

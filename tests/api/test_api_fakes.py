@@ -27,6 +27,7 @@ from posmon.control import (
     TrancheView,
 )
 from posmon.domain.orders import Side
+from posmon.store.history import ClosedTranche, History
 
 NOW = 1_700_000_000.0
 TOKEN = "s3cret-token-0123456789"
@@ -56,6 +57,26 @@ def tranche(id_: int, side: Side = Side.LONG, symbol: str = "BTCUSDT") -> Tranch
     )
 
 
+def closed_tranche(id_: int, reason: str, symbol: str = "BTCUSDT") -> ClosedTranche:
+    """A closed LONG tranche of 0.002 from 60000.1: exited at 60600 by TP, at 59400 otherwise."""
+    exit_price = Decimal("60600") if reason == "TP" else Decimal("59400")
+    return ClosedTranche(
+        id=id_,
+        venue="aster",
+        symbol=symbol,
+        side=Side.LONG,
+        index=0,
+        entry=Decimal("60000.1"),
+        exit_price=exit_price,
+        qty=Decimal("0.002"),
+        exit_reason=reason,
+        realized_pnl=(exit_price - Decimal("60000.1")) * Decimal("0.002"),
+        fees=Decimal("0.048"),
+        opened_at=NOW - 600 * id_,
+        closed_at=NOW - 60 * (10 - id_),
+    )
+
+
 @dataclass
 class FakeControl:
     """Implements the ``Control`` protocol; ``calls`` lists ``(method, args)`` in order."""
@@ -66,6 +87,7 @@ class FakeControl:
     refusal: ControlError | None = None
     fill: bool = True
     status_hangs: bool = False
+    closed: list[ClosedTranche] = field(default_factory=lambda: [closed_tranche(3, "TP"), closed_tranche(4, "SL")])
 
     def refuse(self, message: str, field: str | None = None, status: int = 422) -> None:
         self.refusal = ControlError(message, field=field, status=status)
@@ -128,6 +150,14 @@ class FakeControl:
 
     async def resume_monitoring(self, symbol: str) -> None:
         self._record("resume_monitoring", symbol)
+
+    async def history(
+        self, *, since: float | None = None, symbol: str | None = None, limit: int | None = None
+    ) -> History:
+        self._record("history", since, symbol, limit)
+        rows = [t for t in self.closed if since is None or t.closed_at >= since]
+        rows = [t for t in rows if symbol is None or t.symbol == symbol]
+        return History(rows[-limit:] if limit else rows)
 
 
 @asynccontextmanager

@@ -23,6 +23,7 @@ ENDPOINTS = [
     ("POST", "/api/monitor/resume/BTCUSDT"),
     ("POST", "/api/positions/BTCUSDT/close"),
     ("POST", "/api/tranches/1/close"),
+    ("GET", "/api/history"),
 ]
 
 

@@ -267,13 +267,19 @@ async def test_config_after_the_command_is_read_and_beats_one_before_it(tmp_path
     assert "api.port" in capsys.readouterr().err
 
 
+def test_every_command_has_a_config_option():
+    from posmon.cli.parser import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert len(sub.choices) >= 10
+    assert [name for name, p in sub.choices.items() if "--config" not in p._option_string_actions] == []
+
+
 @pytest.mark.parametrize("command", ["run", "demo", "status", "open", "close", "stop", "resume", "verify", "protect"])
 def test_every_command_accepts_config_after_its_name(command):
     from posmon.cli.parser import build_parser
 
     parser = build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command")
-    assert "--config" in sub.choices[command]._option_string_actions
     required = {"open": ["LONG", "BTCUSDT", "--size-usd", "1", "--leverage", "1", "--sl-percent", "1", "--rr", "1:2"]}
     argv = [command, *required.get(command, ["BTCUSDT"] if command in ("close", "stop", "resume") else [])]
     assert parser.parse_args([*argv, "--config", "x.toml"]).config == "x.toml"

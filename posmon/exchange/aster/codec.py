@@ -452,6 +452,8 @@ def _order_update(data: dict[str, Any]) -> OrderUpdate:
         realized_pnl=fields.decimal(o, "rp") if "rp" in o else Decimal(0),
         time=fields.millis(data, "E") / 1000,
         forced=_forced(client_id, order_type, status, exec_type),
+        commission=fields.decimal(o, "n") if "n" in o else Decimal(0),
+        commission_asset=str(o.get("N") or ""),
     )
 
 

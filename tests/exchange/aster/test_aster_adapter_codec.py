@@ -488,6 +488,7 @@ def test_order_trade_update_becomes_an_order_update() -> None:
             "ap": "7100.5",
             "rp": "-1.25",
             "R": True,
+            "n": "0.0028402",  # the fee of this fill, in "N" (USDT)
         },
     }
     [update] = codec.parse_user_frame(frame(fill))
@@ -508,6 +509,8 @@ def test_order_trade_update_becomes_an_order_update() -> None:
         reduce_only=True,
         realized_pnl=D("-1.25"),
         time=1568879465.651,
+        commission=D("0.0028402"),
+        commission_asset="USDT",
     )
     assert update.is_fill
 
