@@ -29,7 +29,7 @@ needs_bash = pytest.mark.skipif(shutil.which("bash") is None, reason="no bash on
 def test_bash_completes_commands_options_and_choices(tmp_path, monkeypatch):
     script = bash_script(build_parser())
     assert complete_in_bash(script, "st") == ["status", "stop"]
-    assert complete_in_bash(script, "--config", "x.toml", "re") == ["resume"]  # past a top-level option's value
+    assert complete_in_bash(script, "--config", "x.toml", "res") == ["resume"]  # past a top-level option's value
     assert complete_in_bash(script, "status", "--j") == ["--json"]
     assert complete_in_bash(script, "status", "--c") == ["--config"]
     assert complete_in_bash(script, "open", "L") == ["LONG"]
