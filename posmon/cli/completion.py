@@ -9,6 +9,7 @@ Install it once (the README shows how); regenerate after upgrading posmon.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import sys
 from collections.abc import Iterator, Sequence
@@ -28,7 +29,7 @@ FILE_METAVARS = frozenset({"FILE", "PATH", "DIR"})  # an option with this metava
 class Option:
     names: tuple[str, ...]  # "--config", or "-h" and "--help"
     help: str
-    takes_value: bool
+    takes_value: bool  # it must be followed by a value (an optional one, ``nargs="?"``, is not completed)
     choices: tuple[str, ...]  # completed values, if any
     files: bool  # its value is a file name
 
@@ -47,8 +48,14 @@ class Command:
     positionals: tuple[Positional, ...]
 
 
-def _text(help_: str | None) -> str:
-    return "" if not help_ or help_ == argparse.SUPPRESS else " ".join(help_.split())
+def _text(help_: str | None, action: argparse.Action | None = None) -> str:
+    """A help text on one line, with argparse's ``%(default)s``-style fields filled in as ``--help`` shows them."""
+    if not help_ or help_ == argparse.SUPPRESS:
+        return ""
+    if action is not None and "%" in help_:
+        with contextlib.suppress(KeyError, ValueError, TypeError):  # a literal % sign: shown as written
+            help_ = help_ % {**vars(action), "prog": "posmon"}
+    return " ".join(help_.split())
 
 
 def _options(parser: argparse.ArgumentParser) -> tuple[Option, ...]:
@@ -56,11 +63,11 @@ def _options(parser: argparse.ArgumentParser) -> tuple[Option, ...]:
     for a in parser._actions:
         if not a.option_strings or a.help == argparse.SUPPRESS:
             continue
-        takes = a.nargs != 0
+        takes = a.nargs not in (0, "?")
         out.append(
             Option(
                 tuple(a.option_strings),
-                _text(a.help),
+                _text(a.help, a),
                 takes,
                 tuple(map(str, a.choices)) if takes and a.choices else (),
                 takes and str(a.metavar or "") in FILE_METAVARS,

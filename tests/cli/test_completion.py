@@ -32,6 +32,7 @@ def test_bash_completes_commands_options_and_choices(tmp_path, monkeypatch):
     assert complete_in_bash(script, "--config", "x.toml", "res") == ["resume"]  # past a top-level option's value
     assert complete_in_bash(script, "status", "--j") == ["--json"]
     assert complete_in_bash(script, "status", "--c") == ["--config"]
+    assert complete_in_bash(script, "status", "--watch", "--j") == ["--json"]  # its value is optional
     assert complete_in_bash(script, "open", "L") == ["LONG"]
     assert complete_in_bash(script, "completion", "") == ["--config", "--help", "-h", "bash", "fish", "zsh"]
     (tmp_path / "live.toml").write_text("")
