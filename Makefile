@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml Makefile
 run: $(STAMP)
 	$(BIN)/posmon run
 
+# The scripted demo (about 25 s); DEMO_ARGS="--open" opens the dashboard, "--fast" runs it on a virtual clock.
 demo: $(STAMP)
-	$(BIN)/posmon demo
+	$(BIN)/posmon demo $(DEMO_ARGS)
 
 # The benchmark (bench/README.md): about 7 minutes on 2 cores; BENCH_ARGS="--smoke" for the seconds-long version.
 bench: $(STAMP)
@@ -33,8 +34,8 @@ chaos: $(STAMP)
 	$(BIN)/python -m chaos --runs $(RUNS) $(if $(SEED),--seed $(SEED)) $(CHAOS_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check posmon tests chaos bench
-	$(BIN)/ruff format --check posmon tests chaos bench
+	$(BIN)/ruff check posmon tests chaos bench deploy
+	$(BIN)/ruff format --check posmon tests chaos bench deploy
 
 # mypy over posmon/ (strict on domain, actors and exchange; configured in pyproject.toml [tool.mypy]).
 typecheck: $(STAMP)

@@ -27,6 +27,7 @@ from posmon.domain.orders import OrderRequest, OrderType, Purpose, Side, SymbolR
 from posmon.domain.protection import LocalState, OrderRecord, client_order_id, worst_price
 from posmon.domain.rounding import quantize_qty
 from posmon.domain.tranche import ExitReason, Risk, exit_prices, realized_pnl
+from posmon.exchange.errors import OutcomeUnknown, RateLimited, Rejected
 from posmon.store.history import History
 
 DEFAULT_MAX_OUTSTANDING = 32  # distinct operator commands in flight; an open may wait its entry_timeout
@@ -50,7 +51,13 @@ class ControlError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class OpenRequest:
-    """Open a position at market and protect it: SL ``sl_pct`` from the fill, TP ``reward/risk`` times that."""
+    """Open a position at market and protect it: SL ``sl_pct`` from the fill, TP ``reward/risk`` times that.
+
+    ``size_usd`` is the position's **notional** in USD (quantity x price), as the specification's
+    ``position_size_usd`` and a trader's "size" mean it; ``leverage`` only decides the margin it locks
+    (``size_usd / leverage``) and is set on the venue before the entry. So what is at risk at the SL
+    (``size_usd x sl_pct / 100``) does not change with the leverage.
+    """
 
     symbol: str
     side: Side
@@ -64,6 +71,36 @@ class OpenRequest:
         risk, reward = self.rr_ratio
         return self.sl_pct * reward / risk
 
+    @property
+    def sizing(self) -> Sizing:
+        """What the request commits, computed before anything is sent (the CLI prints it first)."""
+        return Sizing.of(self.size_usd, self.leverage, self.size_usd * self.sl_pct / 100)
+
+
+@dataclass(frozen=True, slots=True)
+class Sizing:
+    """A position's notional, the margin it locks at its leverage and the USD lost if the SL fills at its price."""
+
+    notional_usd: Decimal
+    leverage: int
+    margin_usd: Decimal
+    risk_usd: Decimal
+
+    @classmethod
+    def of(cls, notional: Decimal, leverage: int, risk: Decimal) -> Sizing:
+        return cls(notional, leverage, notional / leverage, risk)
+
+    @classmethod
+    def filled(cls, qty: Decimal, entry: Decimal, sl: Decimal, leverage: int) -> Sizing:
+        """From the fill: the real quantity and price, the risk to the SL price as placed (on the tick)."""
+        return cls.of(qty * entry, leverage, qty * abs(entry - sl))
+
+
+def usd(amount: Decimal) -> str:
+    """An amount of USD for people: cents, or four places when under a dollar (a tiny position's risk)."""
+    places = Decimal("0.0001") if abs(amount) < 1 else Decimal("0.01")
+    return f"{amount.quantize(places):f}"
+
 
 @dataclass(frozen=True, slots=True)
 class OpenResult:
@@ -76,6 +113,7 @@ class OpenResult:
     tp: Decimal | None
     sl: Decimal | None
     status: str  # "FILLED", "PENDING"
+    sizing: Sizing | None = None  # from the fill when FILLED; estimated at the mark while PENDING
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +220,8 @@ class Control(Protocol):
     async def open_position(self, request: OpenRequest) -> OpenResult:
         """Places the entry; waits (bounded) for its fill and answers with the tranche and its exits.
 
-        Raises ``ControlError`` for an unknown symbol, a size below the venue's minimum, etc.
+        The leverage is set on the venue first. Raises ``ControlError`` for an unknown symbol, a size below the
+        venue's minimum, a leverage the venue refuses (422) or does not confirm (504: nothing sent), etc.
         """
         ...
 
@@ -427,17 +466,17 @@ class DaemonControl:
         mark = d.router.latest.get(symbol) if d.router is not None else None
         if mark is None:
             raise ControlError(f"no mark price for {symbol} yet; try again shortly", field="symbol", status=503)
-        notional = request.size_usd * request.leverage  # size_usd is the margin; leverage scales it
-        qty = quantize_qty(notional / mark.price, rules.step_size)
+        qty = quantize_qty(request.size_usd / mark.price, rules.step_size)  # size_usd is the notional
         if qty <= 0 or qty < rules.min_qty or qty * mark.price < rules.min_notional:
             raise ControlError(
-                f"size_usd {request.size_usd} x leverage {request.leverage} = {qty} {symbol} at {mark.price}, "
+                f"size_usd {request.size_usd} (notional) = {qty} {symbol} at {mark.price}, "
                 f"below the venue's minimum (qty {rules.min_qty}, notional {rules.min_notional})",
                 field="size_usd",
             )
         base = d.risk_of(symbol)
         risk = dataclasses.replace(base, tp_pct=request.tp_pct, sl_pct=request.sl_pct)
         check_exits(request.side, mark.price, risk, rules)
+        await self._set_leverage(symbol, request.leverage)  # before the entry is decided: refused -> nothing sent
         traits = d.venue.traits
         hedge = traits.hedge_mode(d.settings.daemon.hedge_mode)
         price = None
@@ -464,11 +503,57 @@ class DaemonControl:
             with trio.move_on_after(self._entry_timeout):
                 outcome = await recv.receive()
         if outcome is None:
-            return OpenResult(symbol, request.side, tid, entry.client_id, qty, None, None, None, "PENDING")
+            estimate = Sizing.of(qty * mark.price, request.leverage, qty * mark.price * request.sl_pct / 100)
+            return OpenResult(symbol, request.side, tid, entry.client_id, qty, None, None, None, "PENDING", estimate)
         if outcome.error is not None or outcome.tranche is None:
             raise ControlError(outcome.error or "entry ended without a fill", status=502)
         t = outcome.tranche
-        return OpenResult(symbol, request.side, tid, entry.client_id, t.qty, t.entry, t.tp, t.sl, "FILLED")
+        sizing = Sizing.filled(t.qty, t.entry, t.sl, request.leverage)
+        return OpenResult(symbol, request.side, tid, entry.client_id, t.qty, t.entry, t.tp, t.sl, "FILLED", sizing)
+
+    async def _set_leverage(self, symbol: str, leverage: int) -> None:
+        """Set ``leverage`` on the venue for ``symbol``, or refuse the open: nothing else has been sent yet.
+
+        Called on the venue directly, not through the order gateway: it is an account setting, not an order, made
+        once per operator open, and an unknown outcome is not retried here (a retry is the operator's call);
+        Lighter's adapter sends it under the same lock and nonce sequence as the gateway's orders. No answer means
+        the leverage is unknown, so the entry is not sent either.
+        """
+        d = self._d
+        venue = d.venue.name
+        timeout = 3 * d.venue.traits.request_timeout_seconds  # a backstop: the adapter's own request timeout
+        # (plus its one re-signed retry) answers OutcomeUnknown first; an in-process venue has none
+
+        def unknown(why: str) -> ControlError:
+            return ControlError(
+                f"setting leverage {leverage} on {venue} for {symbol} got no answer {why}; the leverage there is "
+                "unknown, so the entry was not sent: check the venue and retry",
+                field="leverage",
+                status=504,
+            )
+
+        try:
+            with trio.fail_after(timeout):
+                await d.venue.set_leverage(symbol, leverage)
+        except trio.TooSlowError:
+            raise unknown(f"within {timeout:g} s") from None
+        except RateLimited as exc:
+            raise ControlError(
+                f"{venue} is rate-limiting; leverage {leverage} for {symbol} was not set and nothing was sent: "
+                f"retry in {exc.retry_after:g} s",
+                field="leverage",
+                status=503,
+                retry_after=exc.retry_after,
+            ) from None
+        except OutcomeUnknown as exc:
+            raise unknown(f"({exc.msg})") from None
+        except Rejected as exc:
+            code = f" (code {exc.code})" if exc.code is not None else ""
+            raise ControlError(
+                f"{venue} refused leverage {leverage} for {symbol}: {exc.msg}{code}; nothing was sent",
+                field="leverage",
+                status=422,
+            ) from None
 
     async def close(self, symbol: str, side: Side | None = None, tranche_id: int | None = None) -> list[CloseResult]:
         symbol = self._symbol(symbol)

@@ -42,6 +42,8 @@ from posmon.domain.tranche import Risk
 from posmon.exchange.venue import Venue
 from posmon.metrics import Metrics, render
 from posmon.notify import NotifyService, NotifySettings
+from posmon.readiness import Readiness
+from posmon.sdnotify import SdNotify
 from posmon.startup import CONNECT_TIMEOUT_SECONDS, connect_venue
 from posmon.store.store import Store
 
@@ -76,6 +78,7 @@ class Daemon:
     api_url: str | None = None  # where the operator API listens, when it is served
     reconciler: AccountReconciler | None = None
     user_stream: UserStream | None = None
+    readiness: Readiness = field(default_factory=Readiness)  # start-up over? (/ready, systemd's READY=1)
 
     def risk_of(self, symbol: str) -> Risk:
         return risk_of(self.settings, symbol)
@@ -97,6 +100,24 @@ async def _freeze_after_startup(directory: PositionDirectory, limit: float = 600
     gc.collect()
     gc.freeze()
     log.info("start-up done: %d long-lived objects moved out of the collector's generations", gc.get_freeze_count())
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+async def _announce_ready(directory: PositionDirectory, readiness: Readiness, watching: str, poll: float = 1.0) -> None:
+    """Ready once every position actor has done its start-up reconcile and acts on ticks.
+
+    The list is read again after each wait: an actor restarted meanwhile is a new incarnation with its own event,
+    and an account read may have started actors for positions nobody watched yet.
+    """
+    while waiting := [a for a in directory.actors() if not a.ready.is_set()]:
+        readiness.progress(f"reconciling positions: {len(waiting)} of {len(directory.actors())} not done yet")
+        with trio.move_on_after(poll):
+            await waiting[0].ready.wait()
+    readiness.set_ready(f"{watching}, {_count(len(directory.keys()), 'position')}")
+    log.info("posmon ready: %s", readiness.detail)
 
 
 async def _account_snapshot(
@@ -158,7 +179,12 @@ async def run_daemon(
     metrics = metrics or Metrics()
     daemon = Daemon(settings, venue, store, metrics)
     daemon.control = DaemonControl(daemon, clock=clock, reply_timeout=d.request_timeout_seconds * 3)
+    metrics.set_build_info(venue.name)
+    sd_notify = SdNotify.from_env(os.environ)
+    if sd_notify is not None:
+        sd_notify.follow(daemon.readiness)  # `systemctl status` shows each start-up step
     daemon.rules = await connect_venue(venue, give_up_after=connect_timeout, log=log)
+    daemon.readiness.progress("starting the actors")
     policy = RestartPolicy(budget=d.restart_budget, window=d.restart_window_seconds, backoff=d.restart_backoff_seconds)
     gw_send, gw_recv = trio.open_memory_channel[GatewayRequest](math.inf)
     router_send, router_recv = trio.open_memory_channel[RouterRequest](math.inf)
@@ -199,6 +225,8 @@ async def run_daemon(
     with trio.CancelScope() as scope:
         daemon.cancel_scope = scope
         async with trio.open_nursery() as nursery:
+            if sd_notify is not None:
+                await nursery.start(sd_notify.run, daemon.readiness)
             directory = PositionDirectory(
                 nursery,
                 config_for,
@@ -240,6 +268,7 @@ async def run_daemon(
                 metrics,
             )
             keys = store.position_keys(venue.name)
+            daemon.readiness.progress(f"reading the account ({len(keys)} positions in the store)")
             startup = await _account_snapshot(gw_send, d.request_timeout_seconds * 6) if keys else None
             split = startup.by_symbol() if startup is not None else {}
             for symbol, side in keys:
@@ -261,10 +290,12 @@ async def run_daemon(
                 venue, directory, reconciler, store, metrics, hedge_mode=hedge_mode, prefix=d.client_id_prefix
             )
             daemon.user_stream = user_stream
+            daemon.readiness.progress("connecting the user stream and reconciling the account")
             await nursery.start(supervise, "user_stream", lambda: user_stream.run, policy, metrics)
             nursery.start_soon(_publish_book_gauges, directory, metrics, venue.name, store)
             if freeze_heap:
                 nursery.start_soon(_freeze_after_startup, directory)
+            watching = f"watching {venue.name} ({_count(len(symbols), 'symbol')})"
             log.info(
                 "posmon watching %s with %s (%d symbols, %d position keys)",
                 venue.name,
@@ -279,6 +310,7 @@ async def run_daemon(
                     token=api.token or None,
                     allowed_hosts=api.allowed_hosts,
                     health_timeout_seconds=api.health_timeout_seconds,
+                    readiness=daemon.readiness,
                 )
                 # Supervised like every actor: a server failure after start-up restarts it (within the budget).
                 daemon.api_url = await nursery.start(
@@ -291,4 +323,5 @@ async def run_daemon(
                         fail_fast=True,
                     )
                 )
+            nursery.start_soon(_announce_ready, directory, daemon.readiness, watching)
             task_status.started(daemon)

@@ -6,6 +6,11 @@ registry owned by this instance (never the global default registry, so two daemo
 clash). A typo must never crash an actor in production, so an undeclared name or label set is logged once
 and ignored; ``Metrics(strict=True)`` raises instead, for tests.
 
+The registry also carries prometheus_client's process collector (``process_cpu_seconds_total``,
+``process_resident_memory_bytes``, ``process_open_fds``, ...: read from ``/proc`` at scrape time, nothing on Linux
+elsewhere) and platform collector (``python_info``), and ``posmon_build_info`` (1, labelled with the version, the
+Python version and the venue), so a dashboard can tell which build it is looking at and how much it costs.
+
 All actors run on one trio thread; the label children are cached by call shape to keep the hot paths (a
 price frame, an order) to a dict lookup and an add.
 """
@@ -13,14 +18,17 @@ price frame, an order) to a dict lookup and an add.
 from __future__ import annotations
 
 import logging
+import platform
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import trio
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
+
+from posmon import __version__
 
 __all__ = ["METRICS", "PREFIX", "MetricError", "MetricSpec", "Metrics", "render"]
 
@@ -138,6 +146,13 @@ METRICS: tuple[MetricSpec, ...] = (
         "notify_dropped", "counter", "Notices not delivered, by reason (queue_full, failed)", ("channel", "reason")
     ),
     MetricSpec("notify_queue_depth", "gauge", "Notices waiting in a notification channel", ("channel",)),
+    # the build
+    MetricSpec(
+        "build_info",
+        "gauge",
+        "Always 1; its labels name the posmon version, the Python version and the venue",
+        ("version", "python", "venue"),
+    ),
 )
 _SPECS: dict[str, MetricSpec] = {s.name: s for s in METRICS}
 _METHOD_KINDS: dict[str, tuple[Kind, ...]] = {
@@ -167,6 +182,8 @@ class Metrics:
         self._children: dict[tuple[str, str, tuple[tuple[str, object], ...]], Any] = {}
         self._reported: set[tuple[str, str, tuple[str, ...]]] = set()
         self.registry.register(_AgeCollector(self))
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
 
     # --- writing (the actors' API) ------------------------------------------------------------------------
 
@@ -223,6 +240,10 @@ class Metrics:
             self._reported.add(marker)
             log.error("%s; ignoring it (logged once)", message)
         return None
+
+    def set_build_info(self, venue: str) -> None:
+        """``posmon_build_info{version, python, venue} 1``: set once, when the daemon knows its venue."""
+        self.set("build_info", 1, version=__version__, python=platform.python_version(), venue=venue)
 
     # --- reading (tests, status, the watchdog) ------------------------------------------------------------
 

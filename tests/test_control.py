@@ -17,7 +17,7 @@ def open_request(side=Side.LONG, **kw):
     fields = {
         "symbol": "BTCUSDT",
         "side": side,
-        "size_usd": D(900),
+        "size_usd": D(4500),
         "leverage": 5,
         "sl_pct": D(3),
         "rr_ratio": (D(1), D(2)),
@@ -32,7 +32,7 @@ async def test_open_long_places_the_entry_and_protects_it_at_sl_3_and_tp_6_perce
         await settle()
 
         assert result.status == "FILLED"
-        assert (result.qty, result.entry_price) == (D("0.1"), D("45000"))  # 900 USD x 5 at 45,000
+        assert (result.qty, result.entry_price) == (D("0.1"), D("45000"))  # 4,500 USD notional at 45,000
         assert (result.sl, result.tp) == (D("43650"), D("47700"))  # 3 % below, 6 % above the fill
         assert h.exchange.engine.position("BTCUSDT", Side.LONG).qty == D("0.1")
         assert h.resting() == {("LIMIT", "SELL", "0.1", "47700"), ("STOP_MARKET", "SELL", "0.1", "43650")}

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import ast
 import logging
+import platform
 from pathlib import Path
 
 import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
+import posmon
 from posmon.metrics import METRICS, MetricError, Metrics, render
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,3 +139,23 @@ def test_every_declared_metric_has_help_and_a_unique_exported_name() -> None:
     assert all(spec.help for spec in METRICS)
     exported = [spec.exported for spec in METRICS]
     assert len(exported) == len(set(exported))
+
+
+def test_process_and_platform_metrics_are_exported_on_posmons_own_registry() -> None:
+    m = Metrics(strict=True)
+    text = scrape(m)
+    for name in ("process_cpu_seconds_total", "process_resident_memory_bytes", "process_start_time_seconds"):
+        assert name in text and next(iter(text[name].values())) > 0, name
+    assert "process_open_fds" in text
+    (labels,) = text["python_info"]
+    assert dict(labels)["implementation"] == platform.python_implementation()
+
+
+def test_build_info_names_the_version_python_and_venue() -> None:
+    m = Metrics(strict=True)
+    assert scrape(m).get("posmon_build_info", {}) == {}
+    m.set_build_info("aster")
+    info = scrape(m)["posmon_build_info"]
+    assert info == {
+        (("python", platform.python_version()), ("venue", "aster"), ("version", posmon.__version__)): 1.0,
+    }

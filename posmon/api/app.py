@@ -1,8 +1,8 @@
 """``create_app``: the operator's HTTP API, a thin layer over the daemon's ``Control`` object.
 
 Every request goes through one pipeline: refuse what a web page elsewhere could send (a ``Host`` that is not
-this API's, a foreign ``Origin`` or ``Sec-Fetch-Site``), authenticate (everything but ``/health`` when a token
-is set), require ``Content-Type: application/json`` on every state-changing request, parse and validate the
+this API's, a foreign ``Origin`` or ``Sec-Fetch-Site``), authenticate (everything but ``/health`` and ``/ready`` when
+a token is set), require ``Content-Type: application/json`` on every state-changing request, parse and validate the
 body (read within a time limit) and path completely, and only then call the control object; refusals answer
 ``{"error": ..., "field": ...}``. The log names the method, path, status and client, never a header.
 
@@ -50,6 +50,7 @@ from posmon.api.validation import (
 )
 from posmon.control import Control, ControlError
 from posmon.domain.orders import Side
+from posmon.readiness import Readiness
 
 log = logging.getLogger(__name__)
 
@@ -74,18 +75,29 @@ def create_app(
     health_timeout_seconds: float = DEFAULT_HEALTH_TIMEOUT_SECONDS,
     body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS,
     allowed_hosts: Iterable[str] = (),
+    readiness: Readiness | None = None,
 ) -> ASGIApp:
-    """The ASGI app. ``token`` (None or '' for none) guards every endpoint but ``/health``.
+    """The ASGI app. ``token`` (None or '' for none) guards every endpoint but ``/health`` and ``/ready``.
 
     ``metrics_render`` returns ``(body, content_type)`` for ``/metrics`` (404 without it); ``/health`` waits
     at most ``health_timeout_seconds`` for ``control.status()`` so a wedged daemon answers 503, not silence.
     ``allowed_hosts``: host names (no port) accepted in the ``Host`` header besides loopback names and the
     address a connection arrived on, e.g. the DNS name remote clients use for a token-protected API.
+    ``readiness``: the daemon's start-up phase, reported by ``/health`` and required by ``/ready`` (None: a control
+    object that is ready as soon as it answers).
     """
-    api = _Api(control, metrics_render, health_timeout_seconds, body_timeout_seconds, bearer_required=bool(token))
+    api = _Api(
+        control,
+        metrics_render,
+        health_timeout_seconds,
+        body_timeout_seconds,
+        bearer_required=bool(token),
+        readiness=readiness,
+    )
     guard = _Guard(token.encode() if token else None)
     routes = [
         Route("/health", guard.wrap(api.health, public=True), methods=["GET"]),
+        Route("/ready", guard.wrap(api.ready, public=True), methods=["GET"]),
         Route("/metrics", guard.wrap(api.metrics), methods=["GET"]),
         Route("/openapi.json", guard.wrap(api.openapi), methods=["GET"]),
         Route("/api/monitor/status", guard.wrap(api.status), methods=["GET"]),
@@ -308,28 +320,42 @@ class _Api:
         body_timeout: float,
         *,
         bearer_required: bool,
+        readiness: Readiness | None = None,
     ) -> None:
         self._control = control
         self._metrics_render = metrics_render
         self._health_timeout = health_timeout
         self._body_timeout = body_timeout
         self._bearer_required = bearer_required
+        self._readiness = readiness
 
     async def _body(self, request: Request) -> bytes:
         return await _read_body(request, self._body_timeout)
 
     async def health(self, _request: Request) -> Response:
-        """200 while the daemon runs. Public and minimal: it reveals liveness, nothing about positions."""
+        """200 while the daemon runs, starting or ready. Public and minimal: liveness and the start-up phase,
+        nothing about positions."""
+        return await self._liveness(ready_required=False)
+
+    async def ready(self, _request: Request) -> Response:
+        """200 once start-up is over and the daemon answers; 503 while starting, stopped or wedged (the container's
+        ``HEALTHCHECK`` and load balancers ask this one)."""
+        return await self._liveness(ready_required=True)
+
+    async def _liveness(self, *, ready_required: bool) -> Response:
+        state = self._readiness.state if self._readiness is not None else "ready"
         try:
             with trio.move_on_after(self._health_timeout):
                 report = await self._control.status()
-                if report.running:
-                    return json_response({"status": "ok"})
-                return json_response({"status": "stopped"}, 503)
-            return json_response({"status": "unresponsive"}, 503)
+                if not report.running:
+                    return json_response({"status": "stopped", "state": state}, 503)
+                if ready_required and state != "ready":
+                    return json_response({"status": "starting", "state": state}, 503)
+                return json_response({"status": "ok", "state": state})
+            return json_response({"status": "unresponsive", "state": state}, 503)
         except Exception:
             log.exception("health check: status failed")
-            return json_response({"status": "error"}, 503)
+            return json_response({"status": "error", "state": state}, 503)
 
     async def metrics(self, _request: Request) -> Response:
         if self._metrics_render is None:
@@ -369,7 +395,11 @@ class _Api:
             "sl": result.sl,
             "sl_percent": order.sl_pct,
             "tp_percent": order.tp_pct.normalize(),
+            "leverage": order.leverage,
         }
+        if result.sizing is not None:  # notional, margin and USD at risk: from the fill (estimated while pending)
+            s = result.sizing
+            payload |= {"notional_usd": s.notional_usd, "margin_usd": s.margin_usd, "risk_usd": s.risk_usd}
         # 202: the entry is placed but not filled yet, so its exits are not placed either.
         return json_response(payload, 200 if result.entry_price is not None else 202)
 

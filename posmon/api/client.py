@@ -59,6 +59,7 @@ class ApiClient:
         sl_percent: Decimal,
         rr_ratio: tuple[Decimal, Decimal],
     ) -> dict[str, Any]:
+        """``size_usd`` is the position's notional in USD; ``leverage`` is set on the venue before the entry."""
         body = {
             "symbol": symbol,
             "size_usd": str(size_usd),

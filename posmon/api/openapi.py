@@ -22,6 +22,7 @@ from posmon.control import EXIT_STATES
 
 _DECIMAL = {"type": "string", "description": "exact decimal"}
 _NULLABLE_DECIMAL = {"type": ["string", "null"], "description": "exact decimal"}
+_HEALTH = {"$ref": "#/components/schemas/Health"}
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
 
@@ -194,7 +195,7 @@ def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
         "info": {
             "title": "posmon control API",
             "version": "1",
-            "description": "Operate a running posmon daemon. Every endpoint but /health needs "
+            "description": "Operate a running posmon daemon. Every endpoint but /health and /ready needs "
             "'Authorization: Bearer <token>' when the daemon is configured with a token "
             "(always when it listens beyond loopback); on loopback without a token none is "
             "needed, and this document then declares the bearer scheme optional. Every POST "
@@ -227,9 +228,28 @@ def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
                         "sl": _NULLABLE_DECIMAL,
                         "sl_percent": _DECIMAL,
                         "tp_percent": _DECIMAL,
+                        "leverage": {"type": "integer", "description": "set on the venue before the entry"},
+                        "notional_usd": {
+                            **_DECIMAL,
+                            "description": "qty x entry price (estimated at the mark while PENDING)",
+                        },
+                        "margin_usd": {**_DECIMAL, "description": "notional_usd / leverage"},
+                        "risk_usd": {
+                            **_DECIMAL,
+                            "description": "USD lost if the SL fills at its price: "
+                            "qty x |entry - SL| (notional_usd x sl_percent / 100 while PENDING)",
+                        },
                     },
                 },
                 "Tranche": tranche,
+                "Health": {
+                    "type": "object",
+                    "required": ["status", "state"],
+                    "properties": {
+                        "status": {"type": "string", "enum": ["ok", "starting", "stopped", "unresponsive", "error"]},
+                        "state": {"type": "string", "enum": ["starting", "ready"]},
+                    },
+                },
                 "ClosedTranche": _closed_tranche(),
                 "History": {
                     "type": "object",
@@ -272,8 +292,21 @@ def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
                     "summary": "Liveness for container health checks (never needs a token)",
                     "security": [],
                     "responses": {
-                        "200": _ok("running", {"type": "object"}),
-                        "503": _ok("stopped or not answering", {"type": "object"}),
+                        "200": _ok("running (state: starting or ready)", _HEALTH),
+                        "503": _ok("stopped or not answering", _HEALTH),
+                        **_refusals(403),
+                    },
+                }
+            },
+            "/ready": {
+                "get": {
+                    "summary": "Readiness: 200 once start-up is over (store, venue, account reconciled, every "
+                    "position actor watching) and the daemon answers; 503 while starting or wedged (never needs "
+                    "a token)",
+                    "security": [],
+                    "responses": {
+                        "200": _ok("ready", _HEALTH),
+                        "503": _ok("starting, stopped or not answering", _HEALTH),
                         **_refusals(403),
                     },
                 }

@@ -146,11 +146,24 @@ ORDER_FIELDS: tuple[BodyField, ...] = (
         _size_usd,
         {
             **_number_schema(_POSITIVE_STR, minimum=_MIN_NUMBER, maximum=1e12),
-            "description": "margin in USD, > 0 (notional = size_usd * leverage)",
+            "description": "notional value of the position in USD (qty x price), > 0; margin = size_usd / "
+            "leverage, USD at risk at the SL = size_usd x sl_percent / 100",
             "example": 100,
         },
     ),
-    BodyField("leverage", _leverage, {"type": "integer", "minimum": 1, "maximum": MAX_LEVERAGE, "example": 5}),
+    BodyField(
+        "leverage",
+        _leverage,
+        {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_LEVERAGE,
+            "example": 5,
+            "description": "set on the venue for the symbol before the entry is sent; decides the margin only "
+            "(size_usd / leverage). A leverage the venue refuses answers 422 naming leverage, no answer 504: "
+            "nothing is sent either way",
+        },
+    ),
     BodyField(
         "sl_percent",
         _sl_percent,

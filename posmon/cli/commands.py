@@ -24,6 +24,8 @@ from posmon.api.table import render_status
 from posmon.api.validation import MAX_LEVERAGE, parse_side, parse_symbol, parse_tranche_id
 from posmon.cli.exit_codes import ExitCode, exit_codes_help
 from posmon.config import ConfigError, load_settings
+from posmon.control import OpenRequest, Sizing, usd
+from posmon.domain.orders import Side
 
 if TYPE_CHECKING:
     from posmon.cli.parser import Subparsers
@@ -107,7 +109,17 @@ def _watch_seconds(text: str) -> float:
 
 
 def _open(client: ApiClient, args: argparse.Namespace) -> dict[str, Any]:
+    """Say what the order commits before it is sent (on stderr under ``--json``, which keeps stdout JSON)."""
+    request = OpenRequest(args.symbol, Side[args.side], args.size_usd, args.leverage, args.sl_percent, args.rr)
+    print(_sizing_line("sending", request.sizing, "at the SL"), file=sys.stderr if args.json else sys.stdout)
     return client.open(args.side, args.symbol, args.size_usd, args.leverage, args.sl_percent, args.rr)
+
+
+def _sizing_line(what: str, s: Sizing, risk_at: str) -> str:
+    return (
+        f"{what}: notional {usd(s.notional_usd)} USD, margin {usd(s.margin_usd)} USD at {s.leverage}x, "
+        f"{usd(s.risk_usd)} USD at risk {risk_at}"
+    )
 
 
 def _close(client: ApiClient, args: argparse.Namespace) -> dict[str, Any]:
@@ -130,10 +142,16 @@ def _opened(a: dict[str, Any]) -> str:
             f"{a['side']} {a['symbol']}: entry placed (tranche {a['tranche_id']}, qty {a['qty']}), not filled "
             f"yet; posmon protects it once it fills"
         )
-    return (
+    text = (
         f"{a['side']} {a['symbol']}: filled {a['qty']} at {a['entry_price']} (tranche {a['tranche_id']})\n"
         f"  TP {a['tp']} ({a['tp_percent']} %)   SL {a['sl']} ({a['sl_percent']} %)"
     )
+    if "notional_usd" in a:
+        sizing = Sizing(
+            Decimal(a["notional_usd"]), int(a["leverage"]), Decimal(a["margin_usd"]), Decimal(a["risk_usd"])
+        )
+        text += "\n  " + _sizing_line("filled", sizing, "at the SL price")
+    return text
 
 
 def _closing(a: dict[str, Any]) -> str:
@@ -204,8 +222,20 @@ def add_ops_commands(sub: Subparsers) -> None:
     p = add("open", "open a position at market and protect it (SL, and TP at RR times the SL distance)", _open, _opened)
     p.add_argument("side", type=str.upper, choices=["LONG", "SHORT"], help="long or short")
     p.add_argument("symbol", type=_arg(parse_symbol), help="symbol, e.g. BTCUSDT")
-    p.add_argument("--size-usd", type=_arg(_positive_decimal), required=True, help="notional in USD")
-    p.add_argument("--leverage", type=_arg(_leverage), required=True, help=f"1 to {MAX_LEVERAGE}")
+    p.add_argument(
+        "--size-usd",
+        type=_arg(_positive_decimal),
+        required=True,
+        metavar="USD",
+        help="notional value of the position in USD (qty x price); margin = notional / leverage",
+    )
+    p.add_argument(
+        "--leverage",
+        type=_arg(_leverage),
+        required=True,
+        help=f"1 to {MAX_LEVERAGE}: set on the venue for the symbol before the entry (refused: nothing is sent); "
+        "it changes the margin only, not the size or the USD at risk",
+    )
     p.add_argument(
         "--sl-percent", type=_arg(_positive_decimal), required=True, help="stop-loss distance from the entry in percent"
     )

@@ -32,6 +32,8 @@ COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     add_completion,
 )
 CONFIG_HELP = "configuration file (default: $POSMON_CONFIG or ./config.toml)"
+# Commands that read no configuration: ``--config`` with them is refused rather than silently ignored.
+WITHOUT_CONFIG = frozenset({"demo", "completion"})
 
 
 def version() -> str:
@@ -56,13 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in COMMANDS:
         register(sub)
-    for command in sub.choices.values():
+    for name, command in sub.choices.items():
+        if name in WITHOUT_CONFIG:
+            continue
         # SUPPRESS: absent after the command, the value given before it (or None) stands; given, it wins.
         command.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help=CONFIG_HELP)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in WITHOUT_CONFIG and args.config is not None:
+        parser.error(f"{args.command} reads no configuration file; drop --config")
     handler: Callable[[argparse.Namespace], int] = args.handler
     return handler(args)

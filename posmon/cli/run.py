@@ -1,7 +1,7 @@
 """``posmon run``: the daemon until SIGINT/SIGTERM, and ``posmon demo``, a scripted session on the simulator.
 
-Both validate the whole configuration before any network, and turn every expected failure into one line on
-stderr and an ``ExitCode``.
+``run`` validates the whole configuration before any network; the demo brings its own (written beside its
+store). Both turn every expected failure into one line on stderr and an ``ExitCode``.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
+import trio.testing
 
 from posmon.actors.supervisor import RestartBudgetExhausted
 from posmon.api.settings import ApiSettings
@@ -170,49 +172,67 @@ def _unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
+def _report(group: BaseException) -> int:
+    """The exit code for what ``trio.run`` raised, after one line on stderr; a bug is re-raised (traceback)."""
+    exc = _unwrap(group)
+    if isinstance(exc, KeyboardInterrupt):
+        return ExitCode.OK
+    if isinstance(exc, ConfigError):
+        print(f"posmon: configuration error: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG
+    if isinstance(exc, StartupFailure):
+        print(f"posmon: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if isinstance(exc, StoreLocked):
+        print(f"posmon: {exc}; not starting a second daemon on the same store", file=sys.stderr)
+        return ExitCode.STORE
+    if isinstance(exc, StoreError):
+        print(f"posmon: {exc}", file=sys.stderr)
+        return ExitCode.STORE
+    if isinstance(exc, RestartBudgetExhausted):
+        log.critical("posmon stopped: %s", exc)
+        return ExitCode.FAILED
+    raise group
+
+
 def _run_daemon_command(args: argparse.Namespace) -> int:
-    """``run`` and ``demo``: validate the whole configuration first, so a typo stops start-up before any network."""
+    """``run``: validate the whole configuration first, so a typo stops start-up before any network."""
     try:
         settings = load_settings(args.config)
-        api = ApiSettings.from_config(settings.api, os.environ) if args.command == "run" else None
+        api = ApiSettings.from_config(settings.api, os.environ)
         notify = NotifySettings.from_config(settings.notify, os.environ)
     except ConfigError as error:
         print(f"posmon: configuration error: {error}", file=sys.stderr)
         return ExitCode.CONFIG
-    # The demo narrates on stdout; its log shows only what needs attention.
-    log_format = getattr(args, "log_format", None) or settings.daemon.log_format
+    log_format = args.log_format or settings.daemon.log_format
     configure(
-        settings.daemon.log_level if args.command == "run" else "WARNING",
+        settings.daemon.log_level,
         json_lines=log_format == "json" or notify.json_logs,  # [notify] json_logs: the deprecated spelling
     )
+    timeout = settings.daemon.startup_timeout_seconds if args.connect_timeout is None else args.connect_timeout
     try:
-        if args.command == "run":
-            timeout = settings.daemon.startup_timeout_seconds if args.connect_timeout is None else args.connect_timeout
-            trio.run(functools.partial(run_main, settings, api, connect_timeout=timeout))
-        else:
-            from posmon.demo import run_demo
-
-            trio.run(run_demo, settings, args.seconds)
+        trio.run(functools.partial(run_main, settings, api, connect_timeout=timeout))
     except BaseException as group:
-        exc = _unwrap(group)
-        if isinstance(exc, KeyboardInterrupt):
-            return ExitCode.OK
-        if isinstance(exc, ConfigError):
-            print(f"posmon: configuration error: {exc}", file=sys.stderr)
-            return ExitCode.CONFIG
-        if isinstance(exc, StartupFailure):
-            print(f"posmon: {exc}", file=sys.stderr)
-            return exc.exit_code
-        if isinstance(exc, StoreLocked):
-            print(f"posmon: {exc}; not starting a second daemon on the same store", file=sys.stderr)
-            return ExitCode.STORE
-        if isinstance(exc, StoreError):
-            print(f"posmon: {exc}", file=sys.stderr)
-            return ExitCode.STORE
-        if isinstance(exc, RestartBudgetExhausted):
-            log.critical("posmon stopped: %s", exc)
-            return ExitCode.FAILED
-        raise
+        return _report(group)
+    return ExitCode.OK
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _demo_command(args: argparse.Namespace) -> int:
+    """``demo``: the scripted session, narrated on stdout; its summary printed from the result it returns."""
+    from posmon.demo import run_demo
+
+    configure("WARNING")  # the narration is on stdout; the log shows only what needs attention
+    # --fast: trio's virtual clock jumps over every wait once all tasks are idle, so the story needs no wall time.
+    clock = trio.testing.MockClock(autojump_threshold=0) if args.fast else None
+    try:
+        result = trio.run(functools.partial(run_demo, args.dir, emit=_say, open_browser=args.open_browser), clock=clock)
+    except BaseException as group:
+        return _report(group)
+    _say(result.summary())
     return ExitCode.OK
 
 
@@ -251,7 +271,44 @@ def _seconds(text: str) -> float:
     return value
 
 
+DEMO_EXIT_CODES_HELP = exit_codes_help(
+    {
+        ExitCode.OK: "the story ran to its end, or Ctrl-C",
+        ExitCode.FAILED: "the daemon gave up during the demo (an actor exhausted its restart budget)",
+        ExitCode.STORE: "--dir cannot hold the demo's store: it already holds one, or is not writable",
+    },
+    title="exit codes of demo",
+)
+
+
 def add_demo(sub: Subparsers) -> None:
-    p = sub.add_parser("demo", help="a short scripted session on the simulated exchange")
-    p.add_argument("--seconds", type=float, default=20.0, help="how long to replay prices (default 20)")
-    p.set_defaults(handler=_run_daemon_command, connect_timeout=None)
+    p = sub.add_parser(
+        "demo",
+        help="a scripted ~25 s session on the simulated Aster venue: every kind of exit, a merge, a restart",
+        description="posmon trades the embedded Aster-protocol simulator on 127.0.0.1 while a script plays the "
+        "market: a TP fill on the exchange, an instant close through the TP, a stop-loss, a timeout, a second "
+        "tranche at -5 %, a merge past the tranche limit, and a restart on the same store. The demo uses its own "
+        "configuration (never --config, never a live account), written beside its store so `posmon history` can "
+        "read it afterwards.",
+        epilog=DEMO_EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="run on a virtual clock: the same story in about a second (too quick to watch the dashboard)",
+    )
+    p.add_argument(
+        "--open",
+        action="store_true",
+        dest="open_browser",
+        help="open the dashboard in a graphical browser, when there is one",
+    )
+    p.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep the demo's store and configuration in DIR (default: a new temporary directory)",
+    )
+    p.set_defaults(handler=_demo_command)

@@ -89,6 +89,14 @@ class Venue(Protocol):
         """Re-measure the venue clock offset used for signed timestamps (after a ``ClockSkew``)."""
         ...
 
+    async def set_leverage(self, symbol: str, leverage: int) -> None:
+        """Set ``symbol``'s leverage on the account (one venue call), before an entry that relies on it.
+
+        Raises ``Rejected`` when the venue refuses it (out of its range for the symbol, or not allowed with the
+        position held), ``OutcomeUnknown`` when no answer says whether it took effect, ``RateLimited``.
+        """
+        ...
+
     async def place_orders(self, orders: Sequence[OrderRequest]) -> list[PlaceResult]:
         """One REST call (batch when more than one); a result per order, in order.
 

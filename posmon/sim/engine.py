@@ -9,6 +9,7 @@ price, the mark, because the sim has no order book.
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -28,6 +29,9 @@ from posmon.exchange.events import OrderUpdate, PositionUpdate
 from posmon.sim import validation as v
 
 ZERO = Decimal(0)
+DEFAULT_LEVERAGE = 20  # a symbol's leverage until the account sets one (Binance's and Aster's default)
+DEFAULT_MAX_LEVERAGE = 50  # the highest leverage a symbol accepts unless the simulator says otherwise
+HISTORY_LENGTH = 1000  # account actions kept for tests to check their order (bounded: chaos runs are long)
 
 EngineEvent = OrderUpdate | PositionUpdate
 
@@ -103,6 +107,11 @@ class MatchingEngine:
         self._realized: dict[str, Decimal] = {}
         self._events: list[EngineEvent] = []
         self.fill_listener: Callable[[Fill], None] | None = None  # told of every fill (chaos invariants)
+        self._leverage: dict[str, int] = {}
+        self._max_leverage: dict[str, int] = {}
+        # What the account was told, oldest first: ("leverage", symbol, "7") and ("order", symbol, client id).
+        # Lets a test prove a leverage change reached the venue before the entry it was meant for.
+        self.history: deque[tuple[str, str, str]] = deque(maxlen=HISTORY_LENGTH)
 
     # ---- orders -------------------------------------------------------------------------------------------------
 
@@ -114,6 +123,7 @@ class MatchingEngine:
         v.check_order(order, self.rules, mark, hedge_mode=self.hedge_mode, bounded_market=self.bounded_market)
         record = _Order(order, str(next(self._ids)))
         self._orders[order.client_id] = record
+        self.history.append(("order", order.symbol, order.client_id))
         self._emit_order(record, "NEW", now)
         if order.type is OrderType.MARKET:
             assert mark is not None  # validation rejects a market order without a mark
@@ -167,6 +177,36 @@ class MatchingEngine:
         records = [r for book in self._open.values() for r in book.values()]
         records.sort(key=lambda r: int(r.order_id))
         return [r.state() for r in records]
+
+    # ---- leverage -----------------------------------------------------------------------------------------------
+
+    def leverage(self, symbol: str) -> int:
+        """The symbol's leverage on this account (``DEFAULT_LEVERAGE`` until one is set)."""
+        return self._leverage.get(symbol, DEFAULT_LEVERAGE)
+
+    def max_leverage(self, symbol: str) -> int:
+        return self._max_leverage.get(symbol, DEFAULT_MAX_LEVERAGE)
+
+    def set_max_leverage(self, symbol: str, leverage: int) -> None:
+        """The venue's cap for ``symbol`` (a simulator's market table says it, e.g. Lighter's minimum IMF)."""
+        if leverage < 1:
+            raise ValueError(f"a maximum leverage is >= 1, got {leverage}")
+        self._max_leverage[symbol] = leverage
+
+    def set_leverage(self, symbol: str, leverage: int) -> int:
+        """Set ``symbol``'s leverage (positions of it included, as on a cross-margin account); 1..max, else -4028.
+
+        Binance's and Aster's rule: an integer from 1 to the symbol's maximum; setting the current value again
+        is a success.
+        """
+        if symbol not in self.rules:
+            raise Rejected(f"Invalid symbol {symbol!r}.", code=v.BAD_SYMBOL)
+        top = self.max_leverage(symbol)
+        if isinstance(leverage, bool) or not isinstance(leverage, int) or not 1 <= leverage <= top:
+            raise Rejected(f"Leverage {leverage} is not valid (1 to {top} for {symbol}).", code=v.BAD_LEVERAGE)
+        self._leverage[symbol] = leverage
+        self.history.append(("leverage", symbol, str(leverage)))
+        return leverage
 
     # ---- positions and prices -----------------------------------------------------------------------------------
 

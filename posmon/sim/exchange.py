@@ -292,6 +292,10 @@ class SimExchange:
 
         return self._call("cancel_orders", run)
 
+    def set_leverage(self, symbol: str, leverage: int) -> int:
+        """The symbol's leverage on the account (the engine's rule: 1 to its maximum, else ``Rejected`` -4028)."""
+        return self._call("set_leverage", lambda: self.engine.set_leverage(symbol, leverage))
+
     def query_order(self, symbol: str, client_id: str) -> OrderState:
         return self._call("query_order", lambda: self.engine.query(symbol, client_id))
 

@@ -57,7 +57,16 @@ class FaultQueue(Generic[K, F]):
 # ---- the matching engine's calls ------------------------------------------------------------------------------
 
 CALL_NAMES = frozenset(
-    {"load_rules", "place_orders", "cancel_orders", "query_order", "open_orders", "positions", "mark_prices"}
+    {
+        "load_rules",
+        "place_orders",
+        "cancel_orders",
+        "query_order",
+        "open_orders",
+        "positions",
+        "mark_prices",
+        "set_leverage",
+    }
 )
 
 

@@ -87,6 +87,11 @@ class SimVenue:
         await self._io()
         return self.exchange.hedge_mode
 
+    async def set_leverage(self, symbol: str, leverage: int) -> None:
+        """Like Aster's ``POST /fapi/v1/leverage``: 1 to the symbol's maximum, else ``Rejected`` (-4028)."""
+        await self._io()
+        self.exchange.set_leverage(symbol, leverage)
+
     async def place_orders(self, orders: Sequence[OrderRequest]) -> list[PlaceResult]:
         """Raises ``Rejected`` (-4082) for a batch bigger than the venue's limit, like the real endpoint."""
         await self._io()

@@ -70,7 +70,7 @@ async def test_long_endpoint_on_lighter_books_the_exits_without_resting_orders(t
         await settle()
         answer = await api.post(
             "/api/orders/long",
-            json={"symbol": "DOGE", "size_usd": 5, "leverage": 5, "sl_percent": 3, "rr_ratio": [1, 2]},
+            json={"symbol": "DOGE", "size_usd": 25, "leverage": 5, "sl_percent": 3, "rr_ratio": [1, 2]},
         )
         await settle()
 

@@ -21,6 +21,7 @@ from posmon.control import (
     ControlError,
     OpenRequest,
     OpenResult,
+    Sizing,
     StatusReport,
     StopResult,
     StreamView,
@@ -132,6 +133,7 @@ class FakeControl:
             tp=tp,
             sl=sl,
             status="FILLED" if entry is not None else "PENDING",
+            sizing=Sizing.filled(Decimal("0.5"), entry, sl, request.leverage) if entry is not None else None,
         )
 
     async def close(self, symbol: str, side: Side | None = None, tranche_id: int | None = None) -> list[CloseResult]:

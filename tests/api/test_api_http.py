@@ -10,6 +10,7 @@ import trio
 from posmon.api import ApiSettings, create_app, serve_api
 from posmon.config import ConfigError
 from posmon.domain.orders import Side
+from posmon.readiness import Readiness
 from tests.api.test_api_fakes import NOW, TOKEN, FakeControl, served
 
 ORDER = {"symbol": "DOGE", "size_usd": 5, "leverage": 5, "sl_percent": 3, "rr_ratio": [1, 2]}
@@ -191,8 +192,8 @@ async def test_health_is_200_while_running_and_503_when_stopped():
         up = await c.get("/health")
         control.running = False
         down = await c.get("/health")
-    assert (up.status_code, up.json()) == (200, {"status": "ok"})
-    assert (down.status_code, down.json()) == (503, {"status": "stopped"})
+    assert (up.status_code, up.json()) == (200, {"status": "ok", "state": "ready"})
+    assert (down.status_code, down.json()) == (503, {"status": "stopped", "state": "ready"})
 
 
 async def test_health_answers_503_when_the_daemon_does_not_answer_in_time(autojump_clock):
@@ -201,8 +202,33 @@ async def test_health_answers_503_when_the_daemon_does_not_answer_in_time(autoju
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as c:
         start = trio.current_time()
         r = await c.get("/health")
-    assert (r.status_code, r.json()) == (503, {"status": "unresponsive"})
+    assert (r.status_code, r.json()) == (503, {"status": "unresponsive", "state": "ready"})
     assert trio.current_time() - start == pytest.approx(5.0)
+
+
+async def test_ready_is_503_while_starting_then_200_and_health_reports_the_state():
+    control = FakeControl()
+    readiness = Readiness()
+    async with served(app_for(control, readiness=readiness)) as url, httpx.AsyncClient(base_url=url) as c:
+        starting, alive = await c.get("/ready"), await c.get("/health")
+        readiness.set_ready("watching aster")
+        ready, health = await c.get("/ready"), await c.get("/health")
+        control.running = False
+        stopped = await c.get("/ready")
+    assert (starting.status_code, starting.json()) == (503, {"status": "starting", "state": "starting"})
+    assert (alive.status_code, alive.json()) == (200, {"status": "ok", "state": "starting"})
+    assert (ready.status_code, ready.json()) == (200, {"status": "ok", "state": "ready"})
+    assert (health.status_code, health.json()) == (200, {"status": "ok", "state": "ready"})
+    assert (stopped.status_code, stopped.json()) == (503, {"status": "stopped", "state": "ready"})
+
+
+async def test_ready_answers_503_when_a_ready_daemon_wedges(autojump_clock):
+    readiness = Readiness()
+    readiness.set_ready("watching aster")
+    app = app_for(FakeControl(status_hangs=True), health_timeout_seconds=5.0, readiness=readiness)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as c:
+        r = await c.get("/ready")
+    assert (r.status_code, r.json()) == (503, {"status": "unresponsive", "state": "ready"})
 
 
 async def test_health_answers_503_when_status_fails():
@@ -210,7 +236,7 @@ async def test_health_answers_503_when_status_fails():
     control.refuse("actors are restarting", status=503)
     async with served(app_for(control)) as url, httpx.AsyncClient(base_url=url) as c:
         r = await c.get("/health")
-    assert (r.status_code, r.json()) == (503, {"status": "error"})
+    assert (r.status_code, r.json()) == (503, {"status": "error", "state": "ready"})
 
 
 async def test_metrics_are_served_in_prometheus_text_or_404_when_not_enabled():
@@ -227,7 +253,7 @@ async def test_openapi_lists_every_endpoint_with_its_request_body_fields():
     async with served(app_for(FakeControl())) as url, httpx.AsyncClient(base_url=url) as c:
         doc = (await c.get("/openapi.json")).json()
     paths = doc["paths"]
-    for method, path in [*ENDPOINTS, ("GET", "/health")]:
+    for method, path in [*ENDPOINTS, ("GET", "/health"), ("GET", "/ready")]:
         template = path.replace("BTCUSDT", "{symbol}").replace("/1/", "/{id}/")
         assert method.lower() in paths[template], template
     order = doc["components"]["schemas"]["OrderRequest"]
@@ -263,8 +289,9 @@ async def test_the_right_token_is_accepted_and_health_needs_none():
         status = await c.get("/api/monitor/status", headers={"Authorization": f"Bearer {TOKEN}"})
         opened = await c.post("/api/orders/long", json=ORDER, headers={"authorization": f"bearer {TOKEN}"})
         health = await c.get("/health")
-    assert (status.status_code, opened.status_code, health.status_code) == (200, 200, 200)
-    assert health.json() == {"status": "ok"}
+        ready = await c.get("/ready")
+    assert (status.status_code, opened.status_code, health.status_code, ready.status_code) == (200, 200, 200, 200)
+    assert health.json() == ready.json() == {"status": "ok", "state": "ready"}
 
 
 async def test_a_bad_body_without_the_token_is_refused_for_the_token_first():

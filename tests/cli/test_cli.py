@@ -10,6 +10,7 @@ import trio
 
 from posmon.cli import main
 from posmon.cli.exit_codes import ExitCode
+from posmon.config import load_settings
 from posmon.store.store import Store
 
 
@@ -73,17 +74,30 @@ async def test_run_protects_positions_and_stops_cleanly_on_sigterm(tmp_path):
         store.close()
 
 
-async def test_demo_prints_protection_exits_and_pnl(tmp_path):
-    result = await trio.run_process(
-        [sys.executable, "-m", "posmon.cli", "demo", "--seconds", "4"],
-        capture_stdout=True,
-        capture_stderr=True,
-        cwd=tmp_path,
-        check=False,
-    )
+async def test_demo_prints_its_story_summary_and_where_its_store_is(tmp_path):
+    demo = tmp_path / "demo"
+    command = [sys.executable, "-m", "posmon.cli", "demo", "--fast", "--dir", str(demo)]
+    result = await trio.run_process(command, capture_stdout=True, capture_stderr=True, cwd=tmp_path, check=False)
     out = result.stdout.decode()
     assert result.returncode == 0, result.stderr.decode()
-    assert "tranche_opened" in out and "posmon demo summary" in out and "realized PnL" in out
+    assert "dashboard: http://127.0.0.1:" in out and "=== posmon demo summary ===" in out
+    assert f"history: posmon --config {demo.resolve() / 'config.toml'} history" in out
+    # The printed command's configuration reads the demo's store.
+    settings = load_settings(demo / "config.toml", env={})
+    store = Store.open(settings.daemon.store)
+    try:
+        assert len(store.closed_tranches("aster")) == 5
+    finally:
+        store.close()
+
+
+def test_demo_refuses_a_directory_that_already_holds_a_store(tmp_path, capsys):
+    (tmp_path / "demo.sqlite").write_bytes(b"")
+    assert main(["demo", "--fast", "--dir", str(tmp_path)]) == ExitCode.STORE
+    assert capsys.readouterr().err.splitlines() == [
+        f"posmon: {tmp_path.resolve() / 'demo.sqlite'} already holds a demo's store; give the demo a new directory "
+        "(--dir)"
+    ]
 
 
 def test_bad_aster_setting_stops_startup_before_any_network(tmp_path, capsys, monkeypatch):

@@ -272,10 +272,19 @@ def test_every_command_has_a_config_option():
 
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     assert len(sub.choices) >= 10
-    assert [name for name, p in sub.choices.items() if "--config" not in p._option_string_actions] == []
+    without = [name for name, p in sub.choices.items() if "--config" not in p._option_string_actions]
+    assert without == ["demo", "completion"]  # they read no configuration ...
 
 
-@pytest.mark.parametrize("command", ["run", "demo", "status", "open", "close", "stop", "resume", "verify", "protect"])
+def test_config_with_a_command_that_reads_none_is_refused_not_ignored(capsys):
+    with pytest.raises(SystemExit) as refused:
+        main(["--config", "mine.toml", "demo"])
+    assert refused.value.code == 2 and "demo reads no configuration file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "command", ["run", "status", "open", "close", "stop", "resume", "verify", "protect", "history", "report"]
+)
 def test_every_command_accepts_config_after_its_name(command):
     from posmon.cli.parser import build_parser
 

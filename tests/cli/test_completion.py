@@ -34,7 +34,7 @@ def test_bash_completes_commands_options_and_choices(tmp_path, monkeypatch):
     assert complete_in_bash(script, "status", "--c") == ["--config"]
     assert complete_in_bash(script, "status", "--watch", "--j") == ["--json"]  # its value is optional
     assert complete_in_bash(script, "open", "L") == ["LONG"]
-    assert complete_in_bash(script, "completion", "") == ["--config", "--help", "-h", "bash", "fish", "zsh"]
+    assert complete_in_bash(script, "completion", "") == ["--help", "-h", "bash", "fish", "zsh"]
     (tmp_path / "live.toml").write_text("")
     monkeypatch.chdir(tmp_path)
     assert complete_in_bash(script, "status", "--config", "li") == ["live.toml"]

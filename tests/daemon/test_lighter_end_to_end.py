@@ -16,13 +16,14 @@ from typing import Any
 
 import trio
 
-from posmon.control import OpenRequest
+from posmon.control import OpenRequest, Sizing
 from posmon.domain.orders import Side
 from posmon.exchange.lighter.client_ids import ClientIds
 from posmon.sim.lighter.errors import LighterError
 from tests.harness import make_settings, running_lighter, settle
 
 TX_CREATE_ORDER = 14
+TX_UPDATE_LEVERAGE = 20
 MARKET_ID = {"ETH": 0, "BTC": 1, "DOGE": 3}
 
 
@@ -225,14 +226,22 @@ async def test_operator_entry_and_close_are_signed_transactions_with_the_intende
     async with running_lighter(make_settings(tmp_path, tp_pct=1.0, sl_pct=50.0)) as h:
         log = TxLog(h.lighter)
         result = await h.daemon.control.open_position(
-            OpenRequest(symbol="DOGE", side=Side.LONG, size_usd=D(5), leverage=5, sl_pct=D(3), rr_ratio=(D(1), D(2)))
+            OpenRequest(symbol="DOGE", side=Side.LONG, size_usd=D(25), leverage=5, sl_pct=D(3), rr_ratio=(D(1), D(2)))
         )
         await settle()
 
-        # $5 margin x 5 = $25 of DOGE at 0.2: 125 DOGE, SL 3 % and TP 6 % from the fill.
+        # $25 notional of DOGE at 0.2: 125 DOGE ($5 margin at 5x), SL 3 % and TP 6 % from the fill.
         assert (result.status, result.qty, result.entry_price) == ("FILLED", D(125), D("0.2"))
         assert (result.sl, result.tp) == (D("0.194"), D("0.212"))
-        [entry] = log.orders()
+        assert result.sizing == Sizing(D(25), 5, D(5), D("0.750"))  # 125 x (0.2 - 0.194) at risk
+        # The leverage went first, as its own signed transaction: initial margin fraction 10,000 / 5, cross.
+        leverage, entry = log.accepted[:2]
+        assert (leverage["tx_type"], leverage["MarketIndex"]) == (TX_UPDATE_LEVERAGE, 3)
+        assert (leverage["InitialMarginFraction"], leverage["MarginMode"]) == (2000, 0)
+        assert leverage["Nonce"] + 1 == entry["Nonce"]
+        assert h.lighter.imf[3] == 2000 and h.exchange.engine.leverage("DOGE") == 5
+        assert [e[0] for e in h.exchange.engine.history][-2:] == ["leverage", "order"]
+        assert log.orders() == [entry]
         assert entry["Sig"] and isinstance(entry["Sig"], str)  # signed by the SDK's Go signer
         assert (entry["AccountIndex"], entry["ApiKeyIndex"]) == (
             h.venue.settings.account_index,
@@ -261,14 +270,14 @@ async def test_operator_entry_and_close_are_signed_transactions_with_the_intende
         assert cid_of(close) == f"pm-{t.id}-C1"
         assert (close["IsAsk"], close["ReduceOnly"], close["BaseAmount"], close["Price"]) == (1, 1, 125, 198000)
         assert close["Nonce"] == entry["Nonce"] + 1  # nonces counted locally, in order
-        assert [c.code for c in log.calls] == [200, 200]
+        assert [c.code for c in log.calls] == [200, 200, 200]
         assert h.lighter.counters.requests["GET /api/v1/nextNonce"] == 1  # fetched once, at start
 
 
 async def test_operator_entry_reaches_its_stop_and_posmon_closes_it(tmp_path, autojump_clock):
     async with running_lighter(make_settings(tmp_path)) as h:
         result = await h.daemon.control.open_position(
-            OpenRequest(symbol="DOGE", side=Side.LONG, size_usd=D(5), leverage=5, sl_pct=D(3), rr_ratio=(D(1), D(2)))
+            OpenRequest(symbol="DOGE", side=Side.LONG, size_usd=D(25), leverage=5, sl_pct=D(3), rr_ratio=(D(1), D(2)))
         )
         await settle()
         await h.mark("DOGE", "0.1941")

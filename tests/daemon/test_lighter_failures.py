@@ -11,7 +11,7 @@ import trio
 from posmon.actors.messages import Notice
 from posmon.control import OpenRequest
 from posmon.domain.orders import Side
-from tests.daemon.test_lighter_end_to_end import TxLog, cid_of, closed, external, position
+from tests.daemon.test_lighter_end_to_end import TX_CREATE_ORDER, TxLog, cid_of, closed, external, position
 from tests.harness import drain, make_settings, running_lighter, settle
 
 LADDER = {"close_slippage_pct": 0.5, "close_slippage_step_pct": 0.5, "close_slippage_max_pct": 1.5}
@@ -86,7 +86,7 @@ async def test_nonce_refused_in_the_middle_of_a_burst_loses_and_doubles_no_order
             opened.append(
                 await h.daemon.control.open_position(
                     OpenRequest(
-                        symbol=symbol, side=Side.LONG, size_usd=D(5), leverage=5, sl_pct=D(10), rr_ratio=(D(1), D(5))
+                        symbol=symbol, side=Side.LONG, size_usd=D(25), leverage=5, sl_pct=D(10), rr_ratio=(D(1), D(5))
                     )
                 )
             )
@@ -103,7 +103,7 @@ async def test_nonce_refused_in_the_middle_of_a_burst_loses_and_doubles_no_order
         # Only the refused call fails: the late re-fetch does not hand out a nonce already in flight again.
         assert [c.code for c in log.calls].count(21104) == 1
         assert log.calls[1].code == 21104
-        sent = Counter(cid_of(tx) for c in log.calls for tx in c.txs)
+        sent = Counter(cid_of(tx) for c in log.calls for tx in c.txs if tx["tx_type"] == TX_CREATE_ORDER)
         accepted = Counter(cid_of(tx) for tx in log.orders())
         assert set(accepted.values()) == {1}  # every order accepted exactly once
         assert set(sent) == set(accepted)  # and none lost

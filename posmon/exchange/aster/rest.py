@@ -226,6 +226,23 @@ class AsterRest:
             if exc.code != NO_CHANGE_NEEDED:
                 raise
 
+    async def change_leverage(self, symbol: str, leverage: int) -> int:
+        """``POST leverage``: the symbol's initial leverage; returns the leverage the venue says it set.
+
+        An answer naming another leverage (or none) proves nothing about the account: ``OutcomeUnknown``.
+        """
+        path = f"{self._prefix}/leverage"
+        request = f"POST {path}"
+        data = await self._call("POST", path, [("symbol", symbol), ("leverage", str(leverage))])
+        set_to = data.get("leverage") if isinstance(data, dict) else None
+        if isinstance(set_to, str) and set_to.isdigit():
+            set_to = int(set_to)
+        if isinstance(set_to, bool) or not isinstance(set_to, int):
+            raise OutcomeUnknown(f"unreadable leverage answer: {fields.show(data)}", request=request)
+        if set_to != leverage:
+            raise OutcomeUnknown(f"asked for leverage {leverage}, the venue answered {set_to}", request=request)
+        return set_to
+
     # --- user data stream --------------------------------------------------------------------------------
 
     async def create_listen_key(self) -> str:

@@ -166,6 +166,12 @@ class AsterVenue:
         """True when the account is in hedge mode (compare with ``daemon.hedge_mode`` before trading)."""
         return await self.rest.position_mode()
 
+    async def set_leverage(self, symbol: str, leverage: int) -> None:
+        """``POST /fapi/v1/leverage`` (v3: ``/fapi/v3/leverage``); a refusal (-4028 out of range) is ``Rejected``."""
+        if symbol not in self.rules:
+            raise Rejected(f"{symbol} is not a symbol posmon trades on aster", request="set_leverage")
+        await self.rest.change_leverage(symbol, leverage)
+
     async def set_position_mode(self, hedge: bool) -> None:
         await self.rest.set_position_mode(hedge)
 

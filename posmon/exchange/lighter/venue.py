@@ -53,6 +53,7 @@ __all__ = ["LIMITS", "LighterVenue"]
 log = logging.getLogger(__name__)
 
 # Protocol constants (lighter-sdk SignerClient / lighter-go create_order.go).
+CROSS_MARGIN_MODE = 0  # posmon's positions share the account's collateral (UpdateLeverage's MarginMode)
 ORDER_TYPE_LIMIT, ORDER_TYPE_MARKET, ORDER_TYPE_STOP_LOSS, ORDER_TYPE_TAKE_PROFIT = 0, 1, 2, 4
 TIF_IOC, TIF_GTT = 0, 1
 NIL_TRIGGER_PRICE = 0
@@ -229,6 +230,32 @@ class LighterVenue:
         """Always one-way (False): Lighter keeps one position per market."""
         await trio.lowlevel.checkpoint()
         return False
+
+    # --- account -----------------------------------------------------------------------------------------
+
+    async def set_leverage(self, symbol: str, leverage: int) -> None:
+        """One UpdateLeverage transaction (initial margin fraction ``10_000 // leverage``, cross margin).
+
+        Accepted (``code: 200``) is all Lighter says at once, as for orders; the transaction executes before any
+        later one of this key (nonce order), so an entry sent after it trades at this leverage. A refusal (out of
+        the market's range, a margin-mode change with a position held) is ``Rejected``.
+        """
+        market = self._market(symbol, "set_leverage")
+        if leverage < 1:
+            raise Rejected(f"leverage {leverage} is not >= 1", request="set_leverage")
+        args = {"market_index": market.market_id, "leverage": leverage, "margin_mode": CROSS_MARGIN_MODE}
+        request = f"set_leverage {symbol}"
+        for attempt in range(2):
+            try:
+                (answer,) = await self._send([(self.rest.signer.update_leverage, args)], request)
+            except NonceExpired as exc:  # refused before execution: one resend with a fresh nonce is safe
+                if attempt:
+                    raise
+                log.warning("lighter: %s refused for its nonce (%s); resending once with a fresh nonce", request, exc)
+                continue
+            if answer is not None:
+                raise answer
+            return
 
     # --- orders ------------------------------------------------------------------------------------------
 

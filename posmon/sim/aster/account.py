@@ -1,4 +1,4 @@
-"""Account endpoints: positions, position mode, leverage brackets and user-stream listen keys."""
+"""Account endpoints: positions, position mode, leverage (brackets and changes) and user-stream listen keys."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from typing import Any
 from posmon.domain.orders import Side
 from posmon.sim.aster import errors as e
 from posmon.sim.aster import params as p
-from posmon.sim.aster.context import Ctx, optional_symbol
+from posmon.sim.aster.context import Ctx, optional_symbol, require_symbol
 from posmon.sim.aster.errors import ApiError, mandatory
 from posmon.sim.aster.filters import fmt
 from posmon.sim.aster.sim import ACCOUNT, AsterSim
 
-LEVERAGE = 20
+MAX_NOTIONAL = 1_000_000  # the one bracket's notional cap, at any leverage
 
 
 def position_risk(ctx: Ctx) -> list[dict[str, Any]]:
@@ -60,9 +60,22 @@ def change_position_mode(ctx: Ctx) -> dict[str, Any]:
     return {"code": 200, "msg": "success"}
 
 
+def change_leverage(ctx: Ctx) -> dict[str, Any]:
+    """``POST /fapi/v1/leverage``: the symbol's initial leverage, 1 to its bracket's maximum (else -4028)."""
+    sim = ctx.sim
+    symbol = require_symbol(sim, ctx.values)
+    if p.text(ctx.values, "leverage") is None:
+        raise mandatory("leverage")
+    leverage = p.integer(ctx.values, "leverage")
+    assert leverage is not None
+    set_to = sim.exchange.set_leverage(symbol, leverage)  # the engine's refusal answers -4028
+    return {"leverage": set_to, "maxNotionalValue": str(MAX_NOTIONAL), "symbol": symbol}
+
+
 def leverage_bracket(ctx: Ctx) -> Any:
     sim = ctx.sim
     symbol = optional_symbol(sim, ctx.values)
+    engine = sim.exchange.engine
 
     def entry(name: str) -> dict[str, Any]:
         return {
@@ -70,8 +83,8 @@ def leverage_bracket(ctx: Ctx) -> Any:
             "brackets": [
                 {
                     "bracket": 1,
-                    "initialLeverage": LEVERAGE,
-                    "notionalCap": 1_000_000,
+                    "initialLeverage": engine.max_leverage(name),
+                    "notionalCap": MAX_NOTIONAL,
                     "notionalFloor": 0,
                     "maintMarginRatio": 0.005,
                     "cum": 0.0,
@@ -109,8 +122,8 @@ def _position_row(
         "markPrice": fmt(mark, filters.tick_size),
         "unRealizedProfit": fmt(unrealized),
         "liquidationPrice": "0",
-        "leverage": str(LEVERAGE),
-        "maxNotionalValue": "1000000",
+        "leverage": str(sim.exchange.engine.leverage(symbol)),
+        "maxNotionalValue": str(MAX_NOTIONAL),
         "marginType": "cross",
         "isolatedMargin": "0",
         "isAutoAddMargin": "false",

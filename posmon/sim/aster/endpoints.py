@@ -63,6 +63,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", _v("positionSide/dual"), S, account.position_mode, _fixed(30), _fixed(0)),
     Endpoint("POST", _v("positionSide/dual"), S, account.change_position_mode, _fixed(1), _fixed(0)),
     Endpoint("GET", _v("leverageBracket"), S, account.leverage_bracket, _fixed(1), _fixed(0)),
+    Endpoint("POST", _v("leverage"), S, account.change_leverage, _fixed(1), _fixed(0)),
     Endpoint("POST", _v("listenKey"), U, account.new_listen_key, _fixed(1), _fixed(0)),
     Endpoint("PUT", _v("listenKey"), U, account.keepalive_listen_key, _fixed(1), _fixed(0)),
     Endpoint("DELETE", _v("listenKey"), U, account.close_listen_key, _fixed(1), _fixed(0)),

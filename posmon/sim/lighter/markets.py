@@ -28,6 +28,15 @@ class LighterMarket:
     default_imf: int = 500  # initial margin fraction in 1/10_000 (500 = 5 %, 20x)
 
     @property
+    def min_imf(self) -> int:
+        """The lowest initial margin fraction an UpdateLeverage may set: the market's highest leverage."""
+        return self.default_imf // 2
+
+    @property
+    def max_leverage(self) -> int:
+        return 10_000 // self.min_imf
+
+    @property
     def size_unit(self) -> Decimal:
         return Decimal(1).scaleb(-self.size_decimals)
 

@@ -26,6 +26,7 @@ import trio.lowlevel
 from posmon.domain.orders import OrderRequest, OrderSide, OrderType, Side
 from posmon.exchange.errors import Rejected, VenueError
 from posmon.exchange.lighter.signer import (
+    CROSS_MARGIN_MODE,
     ORDER_TIME_IN_FORCE_IMMEDIATE_OR_CANCEL,
     ORDER_TIME_IN_FORCE_POST_ONLY,
     ORDER_TYPE_MARKET,
@@ -130,6 +131,9 @@ class LighterSim(ProtocolSim):
         self.account = Account(exchange, self.markets, account_index, self.now_ms)
         self.limiter = RateLimiter(tier)
         self.imf: dict[int, int] = {m.market_id: m.default_imf for m in self.markets.values()}
+        self.margin_mode: dict[int, int] = {m.market_id: CROSS_MARGIN_MODE for m in self.markets.values()}
+        for m in self.markets.values():
+            exchange.engine.set_max_leverage(m.symbol, m.max_leverage)
         self._nonces: dict[int, int] = {k: first_nonce for k in self.api_key_indexes}
         self._slippage: dict[str, Decimal] = {}
         self._queue_send, self._queue_receive = trio.open_memory_channel[_Queued](math.inf)
@@ -286,6 +290,11 @@ class LighterSim(ProtocolSim):
                     raise LighterError(e.DUPLICATE_CLIENT_ORDER_INDEX, f"an open order on market {key[0]} already "
                                        f"has client order index {key[1]}")  # fmt: skip
                 seen.add(key)
+            elif isinstance(tx, txs.UpdateLeverage):
+                market = self.markets[tx.market_index]
+                if tx.margin_mode != self.margin_mode[tx.market_index] and self.account.signed_position(market.symbol):
+                    raise LighterError(e.INVALID_LEVERAGE, f"{market.symbol} holds a position: its margin mode "
+                                       "cannot change until it is closed")  # fmt: skip
             elif isinstance(tx, txs.CancelOrder):
                 known = self.account.find_open(tx.market_index, tx.index) is not None
                 if not known and not self._pending_clients[(tx.market_index, tx.index)] \
@@ -329,8 +338,11 @@ class LighterSim(ProtocolSim):
                 self.account.sync()
                 if record.is_open:
                     self.account.finish(record, "canceled")
-            else:
+            else:  # UpdateLeverage: the engine keeps the leverage too, in order with the account's orders
                 self.imf[tx.market_index] = tx.initial_margin_fraction
+                self.margin_mode[tx.market_index] = tx.margin_mode
+                symbol = self.markets[tx.market_index].symbol
+                self.exchange.set_leverage(symbol, max(1, 10_000 // tx.initial_margin_fraction))
         except VenueError as exc:  # a SimExchange-level scripted fault: the transaction is lost
             log.info("lighter sim: transaction %s failed in the engine: %s", tx_hash[:12], exc)
 

@@ -101,8 +101,12 @@ def parse(tx_type: int, tx_info: str, markets: Mapping[int, LighterMarket], now_
     if tx_type == TX_TYPE_CANCEL_ORDER:
         return CancelOrder(header, market_index, _int(info, "Index", 1))
     if tx_type == TX_TYPE_UPDATE_LEVERAGE:
-        imf = _int(info, "InitialMarginFraction", 1, 10_000)
-        mode = _int(info, "MarginMode", 0, 1)
+        market = markets[market_index]
+        imf = _int(info, "InitialMarginFraction", 1, 10_000, code=e.INVALID_LEVERAGE)
+        if imf < market.min_imf:
+            raise LighterError(e.INVALID_LEVERAGE, f"InitialMarginFraction {imf} is below {market.symbol}'s minimum "
+                               f"{market.min_imf}: leverage above {market.max_leverage}x is not allowed")  # fmt: skip
+        mode = _int(info, "MarginMode", 0, 1, code=e.INVALID_LEVERAGE)
         return UpdateLeverage(header, market_index, imf, mode)
     return _create_order(header, info, markets[market_index], now_ms)
 

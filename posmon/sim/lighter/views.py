@@ -37,7 +37,7 @@ def order_book_detail(account: Account, market: LighterMarket) -> dict[str, Any]
     detail.pop("open_interest")
     detail.update({
         "size_decimals": market.size_decimals, "price_decimals": market.price_decimals, "quote_multiplier": 1,
-        "default_initial_margin_fraction": market.default_imf, "min_initial_margin_fraction": market.default_imf // 2,
+        "default_initial_margin_fraction": market.default_imf, "min_initial_margin_fraction": market.min_imf,
         "maintenance_margin_fraction": market.default_imf * 3 // 5, "closeout_margin_fraction": market.default_imf // 3,
         "last_trade_price": price, "daily_trades_count": 0, "daily_base_token_volume": 0,
         "daily_quote_token_volume": 0, "daily_price_low": price, "daily_price_high": price, "daily_price_change": 0,
