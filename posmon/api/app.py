@@ -413,7 +413,15 @@ class _Api:
         symbol = _path_symbol(request)
         parse_fields(decode_json(await self._body(request), optional=True), ())  # an empty or {} body only
         result = await self._control.stop_monitoring(symbol)
-        return json_response({"symbol": result.symbol, "monitoring": False, "tranche_ids": result.tranche_ids})
+        return json_response(
+            {
+                "symbol": result.symbol,
+                "monitoring": False,
+                "tranche_ids": result.tranche_ids,
+                "exits": result.exits,
+                "message": result.message,
+            }
+        )
 
     async def resume(self, request: Request) -> Response:
         symbol = _path_symbol(request)
