@@ -297,3 +297,21 @@ def test_emulated_exits_are_shown_as_such_and_a_close_from_the_page_closes_at_ma
         expect(row(page, tid)).to_have_count(0)
         assert daemon.open_tranche_ids() == []
         assert position_qty(daemon, "BTCUSDT", Side.LONG) == 0
+
+
+def test_a_tranche_whose_sl_is_gone_from_the_venue_is_shown_as_not_protected(daemon: LiveDaemon, page: Page) -> None:
+    daemon.call(daemon.h.entry, "BTCUSDT", Side.LONG, "0.01", "45000")
+    [tranche] = daemon.open_tranche_ids("BTCUSDT")
+    page.goto(daemon.url)
+    expect(cell(page, tranche, "exits")).to_have_text("resting")
+
+    # Someone cancels the SL on the venue and none of posmon's attempts to put it back gets an answer.
+    def cancel_the_sl() -> None:
+        [sl] = [o for o in daemon.h.orders() if o.type.value == "STOP_MARKET"]
+        daemon.h.exchange.fail_next("place_orders", 10_000)  # every re-placement: it stays gone
+        daemon.h.exchange.cancel_orders("BTCUSDT", [sl.client_id])
+
+    daemon.run_sync(cancel_the_sl)
+
+    expect(cell(page, tranche, "exits")).to_have_text(re.compile(r"^resting: SL (MISSING|PENDING)$"))
+    expect(cell(page, tranche, "exits")).to_have_class(re.compile(r"\bdead\b"))

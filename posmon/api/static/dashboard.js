@@ -383,8 +383,14 @@ function trancheRow(t, r) {
   setDec(c.sl, t.sl, "num");
   setText(c.toSl, pct(toSl), "num" + (toSl < 1 ? " warn" : ""));
   c.range.replaceChildren(rangeBar(t));
-  setText(c.exits, t.exits === "exchange" ? "resting" : "emulated", "exits " + t.exits);
-  c.exits.title = t.exits === "exchange" ? "TP limit and SL stop rest on the exchange" : "posmon watches the mark and closes at market";
+  // exits_live: the TP and SL are working on the venue (resting) or watched by a running actor (emulated).
+  const kind = t.exits === "exchange" ? "resting" : "emulated";
+  const notLive = Object.entries(t.exit_orders || {}).filter(([, state]) => state !== "LIVE" && state !== "WATCHED");
+  const live = t.exits_live !== false;
+  setText(c.exits, live ? kind : `${kind}: ${notLive.map(([leg, state]) => `${leg.toUpperCase()} ${state}`).join(", ") || "NOT LIVE"}`,
+    "exits " + t.exits + (live ? "" : " dead"));
+  c.exits.title = (t.exits === "exchange" ? "TP limit and SL stop rest on the exchange" : "posmon watches the mark and closes at market")
+    + (live ? "" : " - NOT LIVE: this tranche is not fully protected right now");
   setText(c.held, duration(heldSeconds(t, r)), "num held");
   c.held.dataset.opened = String(t.opened_at);
   setText(c.timeout, t.remaining_seconds === null ? "-" : duration(t.remaining_seconds), "num");
