@@ -13,16 +13,16 @@ $(STAMP): pyproject.toml Makefile
 	# Lighter's signer is the Go library inside lighter-sdk; only that part is used (no aiohttp client), and the
 	# SDK pins urllib3<2.1, which ccxt's pin contradicts, so it is installed without its dependencies.
 	$(BIN)/python -m pip install --quiet --no-deps 'lighter-sdk==1.1.8'
-	$(MAKE) --no-print-directory chromium
 	touch $(STAMP)
 
 # The browser tests (tests/browser) drive the system's Chromium through Playwright, never Playwright's own
-# download: Debian's package is installed where /usr/bin/chromium is missing (as root, or with sudo if allowed).
+# download: Debian's package is installed by `make test` where /usr/bin/chromium is missing (as root, or with sudo
+# if allowed; `make run` does not need a browser).
 # Without it the browser tests skip, and fail under CI=true.
 chromium:
 	@test -x /usr/bin/chromium || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y chromium; \
-	  elif sudo -n true 2>/dev/null; then sudo apt-get update && sudo apt-get install -y chromium; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  elif sudo -n true 2>/dev/null; then sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
 	  else echo "/usr/bin/chromium is missing: run 'apt-get install chromium' as root (browser tests skip, fail under CI=true)"; fi; }
 
 run: $(STAMP)
