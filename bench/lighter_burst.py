@@ -300,11 +300,14 @@ async def run_bursts(
     requests: list[dict[str, Any]] = []
     bursts_out: list[dict[str, Any]] = []
     sim_requests: dict[str, int] = {}
+    threads: Any = None
     try:
         async with trio.open_nursery() as nursery, open_venue(settings, nursery, env=env) as venue:
             rest = venue.rest  # type: ignore[attr-defined]
             if sign_threads is not None and hasattr(rest, "sign_threads"):
                 rest.sign_threads = sign_threads
+            # Before parallel signing the adapter signed one transaction at a time (a thread hop each).
+            threads = rest.sign_threads if hasattr(rest, "sign_threads") else "1 (one hop per tx)"
             timed = StampedVenue(venue, n, paced=paced)
             await nursery.start(
                 lambda task_status: run_daemon(settings, timed, store, metrics=Metrics(), task_status=task_status)
@@ -341,7 +344,7 @@ async def run_bursts(
     return {
         "positions": n,
         "bursts": bursts,
-        "sign_threads": sign_threads if sign_threads is not None else "default",
+        "sign_threads": threads,
         "rate_limits": "the tier's (premium)" if paced else "unlimited (the gateway paces nothing)",
         "sim_requests_total": sim_requests,
         "price_to_tx": _summary(to_tx),
@@ -363,8 +366,9 @@ def _burst(
     samples: list[dict[str, Any]],
     requests: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    frames = [t for t in got["frames"] if t <= moved_ns]
-    written = frames[-1] if frames else moved_ns  # the move's market_stats/all frame, as the simulator wrote it
+    # The stamps were cleared just before the move: the first frame written since is the move's (the marks are
+    # published by the simulator's price pump after set_marks returns, so it is written after moved_ns).
+    written = got["frames"][0] if got["frames"] else moved_ns
     arrived = timed.frames[0] if timed.frames else None
     seen: set[int] = set()
     mine = []
