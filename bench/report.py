@@ -235,6 +235,12 @@ def table(out: dict[str, Any]) -> str:
         )
         lines.append("")
 
+    lb = out.get("lighter_burst")
+    if lb:
+        from bench.lighter_burst import table as lighter_table
+
+        lines += [lighter_table(lb), ""]
+
     tg = out.get("targets")
     if tg:
         lines.append("Targets")

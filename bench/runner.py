@@ -138,6 +138,7 @@ TARGETS = {
     "rest_reduction_pct": 70.0,
     "startup_12k_s": 1.0,  # the working set (12,640 tranches), every actor watching
     "kib_per_idle_tranche_after_startup": 1.5,  # both daemons measured after start-up (issue 14)
+    "lighter_burst_p50_ms": 10.0,  # the tick-to-close target, for 50 stop-outs in one frame (signing included)
 }
 
 
@@ -731,7 +732,7 @@ def rest_comparison(per_event: dict[str, Any], measured_idle_per_hour: float) ->
 # ---- the whole run -----------------------------------------------------------------------------------------------
 
 
-PHASES = ("latency", "throughput", "rest", "large_store")
+PHASES = ("latency", "throughput", "rest", "large_store", "lighter_burst")
 # Experiments, never the default: each is a change to the daemon made from outside posmon, in bench/daemon_proc.py,
 # to measure what a proposed fix would buy. name -> (environment variable for the daemon process, what it does)
 EXPERIMENTS = {
@@ -916,6 +917,11 @@ def _run(
         finally:
             big.stop()
         out["memory"].update(memory_figures(out["memory"]))
+    if "lighter_burst" in phases:  # its own simulator and daemon (bench/lighter_burst.py)
+        from bench import lighter_burst
+
+        out["lighter_burst"] = lighter_burst.run(smoke=sizes.name == "smoke")
+        log(f"lighter burst: {out['lighter_burst']['price_to_tx']}")
     out["targets"] = targets(out)
     out["duration_s"] = round(time.monotonic() - t_start, 1)
     if profile:
@@ -1033,4 +1039,19 @@ def targets(out: dict[str, Any]) -> dict[str, Any]:
             t["kib_per_idle_tranche_after_startup"],
             mem_after is not None and mem_after <= t["kib_per_idle_tranche_after_startup"],
         ),
+        **_lighter_burst_target(out, t["lighter_burst_p50_ms"], row),
     }
+
+
+def _lighter_burst_target(out: dict[str, Any], target: float, row: Any) -> dict[str, Any]:
+    """Lighter: price frame -> the close's transaction received (sendTxBatch), p50 of 50 stop-outs at once."""
+    lb = out.get("lighter_burst", {})
+    p = lb.get("price_to_tx", {})
+    p50 = p.get("p50_ms")
+    note = (
+        f"max {p.get('max_ms')} ms; {lb.get('requests_per_burst')} request(s) per burst; sign threads "
+        f"{lb.get('sign_threads')}"
+        if lb
+        else ""
+    )
+    return {"lighter_burst_p50_ms": row(p50, target, p50 is not None and p50 < target, note)}
