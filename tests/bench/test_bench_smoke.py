@@ -63,6 +63,8 @@ TARGETS = (
     "rest_calls_per_protected_fill",
     "rest_reduction_pct",
     "lighter_burst_p50_ms",
+    "startup_12k_s",
+    "kib_per_idle_tranche_after_startup",
 )
 
 
