@@ -290,10 +290,10 @@ async def _start(
         )
 
     daemon.readiness.progress("loading the positions from the store")
-    await trio.lowlevel.checkpoint()
     # Every key's rows in three queries, not three per actor; read before the streams connect, so that the
-    # seconds it takes at 100,000 tranches do not pass for a silent price stream.
-    restored = store.restore(venue.name)
+    # seconds it takes at 100,000 tranches do not pass for a silent price stream (and yielding, so /health and
+    # the progress line answer meanwhile).
+    restored = await store.restore_async(venue.name)
     directory = PositionDirectory(
         nursery,
         config_for,

@@ -21,7 +21,7 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -567,15 +567,37 @@ class Store:
         Per-actor reads were one indexed query each, 2,000 of them at start-up; reading everything at once and
         grouping it here is a fraction of that. Keys come sorted as ``position_keys`` sorts them.
         """
+        steps = self._restore(venue)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    async def restore_async(self, venue: str) -> dict[tuple[str, Side], Restored]:
+        """``restore``, yielding to other tasks every few thousand rows: at 100,000 tranches it takes seconds,
+        during which the operator API (``/health``) and the start-up's progress line must still answer."""
+        steps = self._restore(venue)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+            await trio.lowlevel.checkpoint()
+
+    def _restore(self, venue: str, every: int = 5_000) -> Generator[None, None, dict[tuple[str, Side], Restored]]:
+        """``restore``'s work, pausing (``yield``) every ``every`` rows; nothing is written meanwhile at start-up."""
         out: dict[tuple[str, Side], Restored] = {}
         cur = self.db.execute(
             "SELECT * FROM tranches WHERE status IN ('open', 'closing') AND venue = ? ORDER BY id", [venue]
         )
         cols = [c[0] for c in cur.description]
-        for values in cur:
+        for i, values in enumerate(cur, 1):
             t = _tranche(dict(zip(cols, values, strict=True)))
             key = (t.symbol, t.side)
             (out.get(key) or out.setdefault(key, Restored())).tranches.append(t)
+            if i % every == 0:
+                yield
         # Active orders of any tranche of the venue, closed ones too (e.g. merged away mid-replacement): the
         # tranche's key owns them. ``state IN`` lets SQLite use the state index rather than scan every order.
         cur = self.db.execute(
@@ -585,10 +607,12 @@ class Store:
             [venue],
         )
         cols = [c[0] for c in cur.description]
-        for values in cur:
+        for i, values in enumerate(cur, 1):
             row = dict(zip(cols, values, strict=True))
             key = (sys.intern(row["key_symbol"]), _SIDES[row["key_side"]])
             (out.get(key) or out.setdefault(key, Restored())).orders.append(_order(row))
+            if i % every == 0:
+                yield
         for key, entries in self._pending_entries(venue).items():
             if key in out:
                 out[key].entries = entries
