@@ -227,8 +227,13 @@ class CountingStore(Store):
         return out
 
     def restore(self, venue: str) -> dict[Any, Any]:
-        """posmon's one start-up read of every key (since this branch): counted as one load per key."""
-        out = super().restore(venue)
+        """posmon's one start-up read of every key (issue 14): counted as one load per key."""
+        return self._count(super().restore(venue))
+
+    async def restore_async(self, venue: str) -> dict[Any, Any]:
+        return self._count(await super().restore_async(venue))
+
+    def _count(self, out: dict[Any, Any]) -> dict[Any, Any]:
         self.loads += len(out)
         self.loaded += sum(len(r.tranches) for r in out.values())
         return out
