@@ -403,8 +403,8 @@ def parse_price_frame(frame: bytes) -> list[MarkPrice]:
             out = []
             for entry in entries:
                 price = fields.plain_decimal(entry.p)
-                if price is None:
-                    break  # an unusual notation: the field-by-field path judges it
+                if price is None or price < 0:
+                    break  # an unusual notation or a negative mark: the field-by-field path judges it
                 if price:  # "0": no mark yet, left out
                     out.append(MarkPrice(entry.s, price, entry.E / 1000))
             else:
