@@ -162,7 +162,7 @@ def _same(a: list[Any], b: list[Any]) -> bool:
 def measure(*, smoke: bool = False) -> dict[str, Any]:
     n_symbols = 40 if smoke else SYMBOLS + SPARE
     n_orders = 200 if smoke else 20_000
-    batches, per_batch = (2, 3) if smoke else (7, 20)
+    batches, per_batch = (2, 3) if smoke else (5, 20)
     paths = mark_paths(n_symbols, 2)
     markets = lighter_markets(paths)
     inputs: dict[str, tuple[int, bytes, Callable[[], list[Any]], Callable[[], list[Any]]]] = {}

@@ -227,6 +227,12 @@ def table(out: dict[str, Any]) -> str:
         )
         lines.append("")
 
+    parse = out.get("parse")
+    if parse:
+        from bench.parse import table as parse_table
+
+        lines += [*parse_table(parse), ""]
+
     tg = out.get("targets")
     if tg:
         lines.append("Targets")

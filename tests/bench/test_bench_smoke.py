@@ -45,6 +45,17 @@ POSITIVE = [  # numbers that must be there and above zero
     "startup.large_store.actors_loaded_s",
     *(f"rest.per_event.{k}.calls_per_event" for k in ("protected_fill", "tranche_update", "instant_close", "tp_fill")),
     *(f"rest.comparison.{k}.baseline" for k in ("protected_fill", "tranche_update", "instant_close")),
+    *(
+        f"parse.{i}.{f}"
+        for i in (
+            "aster_marks_doc",
+            "aster_marks_sim",
+            "lighter_market_stats",
+            "aster_open_orders",
+            "aster_position_risk",
+        )
+        for f in ("before_ms", "by_field_ms", "typed_ms")
+    ),
 ]
 NON_NEGATIVE = [
     "throughput.cpu_at_1hz_pct",
@@ -60,6 +71,7 @@ TARGETS = (
     "startup_100k_s",
     "rest_calls_per_protected_fill",
     "rest_reduction_pct",
+    "mark_frame_parse_speedup",
 )
 
 
