@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test lint typecheck bench chaos clean
+.PHONY: run demo test lint typecheck bench bench-peers chaos clean chromium
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,16 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --no-deps 'lighter-sdk==1.1.8'
 	touch $(STAMP)
 
+# The browser tests (tests/browser) drive the system's Chromium through Playwright, never Playwright's own
+# download: Debian's package is installed by `make test` where /usr/bin/chromium is missing (as root, or with sudo
+# if allowed; `make run` does not need a browser).
+# Without it the browser tests skip, and fail under CI=true.
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  elif sudo -n true 2>/dev/null; then sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else echo "/usr/bin/chromium is missing: run 'apt-get install chromium' as root (browser tests skip, fail under CI=true)"; fi; }
+
 run: $(STAMP)
 	$(BIN)/posmon run
 
@@ -26,6 +36,11 @@ demo: $(STAMP)
 # The benchmark (bench/README.md): about 7 minutes on 2 cores; BENCH_ARGS="--smoke" for the seconds-long version.
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Side by side with NautilusTrader (bench/README.md, Peers): makes bench/peers/.venv-nautilus on first use;
+# PEERS_ARGS="--smoke" runs posmon's side only, at toy sizes.
+bench-peers: $(STAMP)
+	$(BIN)/python -m bench.peers $(PEERS_ARGS)
 
 # The chaos campaign (chaos/README.md): RUNS= runs from seed SEED= over both venues, two at a time;
 # CHAOS_ARGS for more (e.g. CHAOS_ARGS="--venue aster" or "--smoke"). A failing run prints its replay command.
@@ -42,7 +57,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck chromium
 	$(BIN)/pytest
 
 clean:
