@@ -11,7 +11,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	# Lighter's signer is the Go library inside lighter-sdk; only that part is used (no aiohttp client), and the
-	# SDK pins urllib3<2.1, which ccxt's pin contradicts, so it is installed without its dependencies.
+	# SDK pins urllib3<2.1, which ccxt's pin contradicts, so it is installed without its dependencies (the
+	# `lighter` extra names the same pin for installs without the test extra: pip install '.[lighter]').
 	$(BIN)/python -m pip install --quiet --no-deps 'lighter-sdk==1.1.8'
 	touch $(STAMP)
 

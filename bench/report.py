@@ -240,6 +240,11 @@ def table(out: dict[str, Any]) -> str:
         from bench.lighter_burst import table as lighter_table
 
         lines += [lighter_table(lb), ""]
+    parse = out.get("parse")
+    if parse:
+        from bench.parse import table as parse_table
+
+        lines += [*parse_table(parse), ""]
 
     tg = out.get("targets")
     if tg:

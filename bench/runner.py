@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import analysis, report
+from bench import parse as parse_bench
 from bench.plan import Plan, PlanSpec, Window, build_plan, next_tranche_id
 from bench.proto import ROOT, Child, Interference, cpu_seconds, memory_kib
 from posmon.sim.aster import credentials as cred
@@ -139,6 +140,7 @@ TARGETS = {
     "startup_12k_s": 1.0,  # the working set (12,640 tranches), every actor watching
     "kib_per_idle_tranche_after_startup": 1.5,  # both daemons measured after start-up (issue 14)
     "lighter_burst_p50_ms": 10.0,  # the tick-to-close target, for 50 stop-outs in one frame (signing included)
+    "mark_frame_parse_speedup": 2.0,  # 1,008-symbol !markPrice@arr: field by field (before) / typed (msgspec)
 }
 
 
@@ -922,6 +924,8 @@ def _run(
 
         out["lighter_burst"] = lighter_burst.run(smoke=sizes.name == "smoke")
         log(f"lighter burst: {out['lighter_burst']['price_to_tx']}")
+    log("parsing micro-benchmark (in-process)")
+    out["parse"] = parse_bench.measure(smoke=sizes.name == "smoke")
     out["targets"] = targets(out)
     out["duration_s"] = round(time.monotonic() - t_start, 1)
     if profile:
@@ -1010,6 +1014,7 @@ def targets(out: dict[str, Any]) -> dict[str, Any]:
     rest = out.get("rest", {})
     fill = rest.get("comparison", {}).get("protected_fill", {}).get("posmon")
     red = rest.get("example_hour", {}).get("reduction_pct")
+    speedup = out.get("parse", {}).get("aster_marks_doc", {}).get("speedup")
     t = TARGETS
     return {
         "p99_tick_to_order_1hz_ms": row(
@@ -1040,6 +1045,12 @@ def targets(out: dict[str, Any]) -> dict[str, Any]:
             mem_after is not None and mem_after <= t["kib_per_idle_tranche_after_startup"],
         ),
         **_lighter_burst_target(out, t["lighter_burst_p50_ms"], row),
+        "mark_frame_parse_speedup": row(
+            speedup,
+            t["mark_frame_parse_speedup"],
+            speedup is not None and speedup >= t["mark_frame_parse_speedup"],
+            "1,008-symbol frame, in-process (bench/parse.py)",
+        ),
     }
 
 

@@ -47,6 +47,17 @@ POSITIVE = [  # numbers that must be there and above zero
     *(f"rest.comparison.{k}.baseline" for k in ("protected_fill", "tranche_update", "instant_close")),
     "lighter_burst.price_to_tx.p50_ms",
     "lighter_burst.price_to_tx.max_ms",
+    *(
+        f"parse.{i}.{f}"
+        for i in (
+            "aster_marks_doc",
+            "aster_marks_sim",
+            "lighter_market_stats",
+            "aster_open_orders",
+            "aster_position_risk",
+        )
+        for f in ("before_ms", "by_field_ms", "typed_ms")
+    ),
 ]
 NON_NEGATIVE = [
     "throughput.cpu_at_1hz_pct",
@@ -65,6 +76,7 @@ TARGETS = (
     "lighter_burst_p50_ms",
     "startup_12k_s",
     "kib_per_idle_tranche_after_startup",
+    "mark_frame_parse_speedup",
 )
 
 
