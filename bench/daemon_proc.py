@@ -43,7 +43,7 @@ from posmon.exchange.events import MarkPrice
 from posmon.logs import configure
 from posmon.metrics import Metrics
 from posmon.store.store import Store, _tranche
-from posmon.venues import open_venue
+from posmon.venues import open_venue, opened_rules
 
 
 class TimedVenue:
@@ -387,7 +387,12 @@ async def main(config: str, expected_tranches: int) -> None:
                 obs.timed = TimedVenue(venue, shared_snapshot=os.environ.get("BENCH_SHARED_SNAPSHOT") == "1")
                 obs.daemon = await nursery.start(
                     lambda task_status: run_daemon(
-                        settings, obs.timed, store, metrics=obs.metrics, task_status=task_status
+                        settings,
+                        obs.timed,
+                        store,
+                        metrics=obs.metrics,
+                        rules=opened_rules(venue),
+                        task_status=task_status,
                     )
                 )  # type: ignore[arg-type]
                 channel.event("daemon_started", keys=len(obs.actors()))

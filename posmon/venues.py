@@ -17,6 +17,7 @@ from typing import Any
 import trio
 
 from posmon.config import ConfigError, Settings
+from posmon.domain.orders import SymbolRules
 from posmon.exchange.venue import Venue
 from posmon.sim.exchange import SimExchange
 
@@ -73,6 +74,13 @@ async def open_venue(
             yield opened
     else:
         raise ConfigError(f"daemon.venue: {venue!r} is not available; expected 'sim', 'aster' or 'lighter'")
+
+
+def opened_rules(venue: Venue) -> dict[str, SymbolRules] | None:
+    """The trading rules opening ``venue`` already read (Aster, Lighter), for ``run_daemon`` not to read them twice;
+    None for a venue that reads none when opened (the in-process simulator)."""
+    rules = getattr(venue, "rules", None)
+    return dict(rules) if rules else None
 
 
 async def _check_position_mode(venue: Venue, hedge_mode: bool) -> None:

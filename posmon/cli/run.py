@@ -37,7 +37,7 @@ from posmon.startup import (
 )
 from posmon.store.errors import StoreError
 from posmon.store.store import Store
-from posmon.venues import open_venue
+from posmon.venues import open_venue, opened_rules
 
 if TYPE_CHECKING:
     from posmon.cli.parser import Subparsers
@@ -144,7 +144,9 @@ async def run_main(
             await nursery.start(_stop_on_signals, nursery.cancel_scope)
             async with AsyncExitStack() as stack:
                 venue = await _open_venue_with_retries(settings, nursery, stack, connect_timeout)
-                await run_daemon(settings, venue, store, api=api, connect_timeout=connect_timeout)
+                await run_daemon(
+                    settings, venue, store, api=api, connect_timeout=connect_timeout, rules=opened_rules(venue)
+                )
     log.info("posmon stopped")
 
 
