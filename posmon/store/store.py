@@ -209,6 +209,14 @@ def _decimal(text: str) -> Decimal:
     return Decimal(text)
 
 
+class _Decimals(dict[str, Decimal]):
+    """Stored numbers -> ``Decimal``, each distinct text converted once (a hit is a plain dict lookup)."""
+
+    def __missing__(self, text: str) -> Decimal:
+        d = self[text] = Decimal(text)
+        return d
+
+
 def _tranche_row(t: Tranche) -> dict[str, Any]:
     return {
         "id": t.id,
@@ -586,31 +594,94 @@ class Store:
             await trio.lowlevel.checkpoint()
 
     def _restore(self, venue: str, every: int = 5_000) -> Generator[None, None, dict[tuple[str, Side], Restored]]:
-        """``restore``'s work, pausing (``yield``) every ``every`` rows; nothing is written meanwhile at start-up."""
+        """``restore``'s work, pausing (``yield``) every ``every`` rows; nothing is written meanwhile at start-up.
+
+        The lean path of 300,000 rows at 100,000 tranches: named columns read as tuples (no dict per row), each
+        distinct stored number made a ``Decimal`` once (a tranche's qty, TP and SL reappear in its orders, 0
+        everywhere; the cache lives for this read only), objects built from positional arguments.
+        """
         out: dict[tuple[str, Side], Restored] = {}
+        dec = _Decimals()
+        sides, intern = _SIDES, sys.intern
+        venue = intern(venue)
         cur = self.db.execute(
-            "SELECT * FROM tranches WHERE status IN ('open', 'closing') AND venue = ? ORDER BY id", [venue]
+            "SELECT id, symbol, side, idx, entry, qty, tp, sl, opened_at, deadline, seq, realized_pnl, status, "
+            "close_reason, exit_qty, exit_value, fees FROM tranches WHERE status IN ('open', 'closing') "
+            "AND venue = ? ORDER BY id",
+            [venue],
         )
-        cols = [c[0] for c in cur.description]
-        for i, values in enumerate(cur, 1):
-            t = _tranche(dict(zip(cols, values, strict=True)))
-            key = (t.symbol, t.side)
+        for i, row in enumerate(cur, 1):
+            tid, sym, sd, idx, entry, qty, tp, sl, opened, deadline, seq, pnl, status, why, xq, xv, fees = row
+            side = sides[sd]
+            t = Tranche(
+                tid,
+                venue,
+                intern(sym),
+                side,
+                idx,
+                dec[entry],
+                dec[qty],
+                dec[tp],
+                dec[sl],
+                opened,
+                deadline,
+                seq,
+                dec[pnl],
+                why if status == "closing" else None,
+                dec[xq],
+                dec[xv],
+                dec[fees],
+            )
+            key = (t.symbol, side)
             (out.get(key) or out.setdefault(key, Restored())).tranches.append(t)
             if i % every == 0:
                 yield
         # Active orders of any tranche of the venue, closed ones too (e.g. merged away mid-replacement): the
         # tranche's key owns them. ``state IN`` lets SQLite use the state index rather than scan every order.
         cur = self.db.execute(
-            "SELECT o.*, t.symbol AS key_symbol, t.side AS key_side FROM orders o JOIN tranches t "
-            "ON t.id = o.tranche_id WHERE o.state IN ('PENDING', 'LIVE', 'CANCELING') AND t.venue = ? "
-            "ORDER BY o.rowid",
+            "SELECT o.client_id, o.tranche_id, o.symbol, o.purpose, o.side, o.position_side, o.type, o.qty, "
+            "o.price, o.stop_price, o.reduce_only, o.working_type, o.state, o.filled_qty, o.exchange_id, "
+            "o.final_status, t.symbol, t.side FROM orders o JOIN tranches t ON t.id = o.tranche_id "
+            "WHERE o.state IN ('PENDING', 'LIVE', 'CANCELING') AND t.venue = ? ORDER BY o.rowid",
             [venue],
         )
-        cols = [c[0] for c in cur.description]
-        for i, values in enumerate(cur, 1):
-            row = dict(zip(cols, values, strict=True))
-            key = (sys.intern(row["key_symbol"]), _SIDES[row["key_side"]])
-            (out.get(key) or out.setdefault(key, Restored())).orders.append(_order(row))
+        osides, types, working, purposes, states, statuses = (
+            _ORDER_SIDES,
+            _ORDER_TYPES,
+            _WORKING_TYPES,
+            _PURPOSES,
+            _LOCAL_STATES,
+            _STATUSES,
+        )
+        keys: dict[tuple[str, str], Restored] = {}  # by the tranche's stored (symbol, side): no Side per row
+        for i, row in enumerate(cur, 1):
+            cid, tid, sym, purpose, sd, pos, typ, qty, price, stop, ro, wt, state, filled, xid, final, ks, kd = row
+            req = OrderRequest(
+                cid,
+                intern(sym),
+                osides[sd],
+                intern(pos),
+                types[typ],
+                dec[qty],
+                None if price is None else dec[price],
+                None if stop is None else dec[stop],
+                bool(ro),
+                working[wt],
+            )
+            rec = OrderRecord(
+                req,
+                tid,
+                purposes[purpose],
+                states[state],
+                dec[filled],
+                xid or "",
+                None if final is None else statuses[final],
+            )
+            into = keys.get((ks, kd))
+            if into is None:
+                key = (intern(ks), sides[kd])
+                into = keys[ks, kd] = out.get(key) or out.setdefault(key, Restored())
+            into.orders.append(rec)
             if i % every == 0:
                 yield
         for key, entries in self._pending_entries(venue).items():

@@ -432,6 +432,8 @@ def test_restore_reads_for_every_key_what_each_actor_would_read_itself(store):
             stopped=symbol in store.unmonitored("sim"),
         )
     assert restored[("ETHUSDT", Side.SHORT)].entries == [entry] and restored[("ETHUSDT", Side.SHORT)].stopped
+    btc = restored[("BTCUSDT", Side.LONG)]
+    assert btc.orders[0].request.qty is btc.tranches[0].qty  # one Decimal per distinct stored number
     assert [o.client_id for o in restored[("XRPUSDT", Side.SHORT)].orders] == [sl4.client_id]
     assert [o.client_id for o in restored[("BTCUSDT", Side.LONG)].orders] == [
         tp1.client_id,
