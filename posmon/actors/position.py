@@ -1095,52 +1095,76 @@ class PositionActor:
         """Every held tranche is armed: its policy's legs rest for exactly its quantity (placed or on their way),
         its levels are watched, and no leg its policy does not want rests (it would fire natively)."""
         wanted = self.exits.legs
+        targets = set(self._merged_into.values())
         for t in list(self.tranches.values()):
             if t.closing:
                 self._continue_close(t)
                 continue
             if t.id not in self.book:
                 self.book.add(t)
-            stray = [
-                o
-                for o in self._orders_of(t.id)
-                if o.purpose in (Purpose.TP, Purpose.SL)
-                and o.purpose not in wanted
-                and o.state is not LocalState.CANCELING
-            ]
-            if stray:
-                changes = Changes()
-                self._cancel(stray, Priority.PROTECT, changes)
-                self.store.apply(changes)
-            if not wanted:
+            if t.id in targets or not self._armed(t, wanted):
+                self._protect(t, wanted)
+
+    def _armed(self, t: Tranche, wanted: tuple[Purpose, ...]) -> bool:
+        """True when ``_protect`` would leave ``t`` alone: of its TP/SL orders not being cancelled, exactly one per
+        wanted leg and none of another, each for its quantity. A restart's reconcile finds nearly every tranche so
+        (100,000 of them at 100,000 tranches): one pass over its orders instead of five."""
+        tp = sl = False
+        for o in self._orders_by_tranche.get(t.id, {}).values():
+            p = o.purpose
+            if (p is not Purpose.TP and p is not Purpose.SL) or o.state is LocalState.CANCELING:
                 continue
-            missing = []
-            now = self.links.clock()
-            for purpose in wanted:
-                cur = self._current(t, purpose)
-                if self._rejections.get((t.id, purpose), (0, now))[1] > now:
-                    continue  # refused by the venue: the next try waits for its pause
-                if cur is None or cur.request.qty - cur.filled_qty != t.qty:
-                    missing.append(purpose)
-            if not missing:
-                self._cancel_stale(t)
-                continue
-            t2, legs = self.exits.protection(t)
-            new = [o for o in legs if o.purpose in missing]
-            self.tranches[t.id] = t2
-            changes = Changes(
-                tranches=[t2],
-                orders=list(new),
-                events=[self._event("protection_placed", t2, purposes=[p.name for p in missing])],
-            )
+            if p is Purpose.TP:
+                if tp:
+                    return False
+                tp = True
+            elif sl:
+                return False
+            else:
+                sl = True
+            if p not in wanted or o.request.qty - o.filled_qty != t.qty:
+                return False
+        return tp + sl == len(wanted)
+
+    def _protect(self, t: Tranche, wanted: tuple[Purpose, ...]) -> None:
+        """Arm one held tranche: cancel legs its policy does not want, place the missing ones (or resized), and
+        once its current legs are live cancel the older ones."""
+        stray = [
+            o
+            for o in self._orders_of(t.id)
+            if o.purpose in (Purpose.TP, Purpose.SL) and o.purpose not in wanted and o.state is not LocalState.CANCELING
+        ]
+        if stray:
+            changes = Changes()
+            self._cancel(stray, Priority.PROTECT, changes)
             self.store.apply(changes)
-            for o in new:
-                self._remember(o)
-            self._send(
-                PlaceOrders(
-                    tuple(o.request for o in new), self.links.self_send, Priority.PROTECT, since=self.links.clock()
-                )
-            )
+        if not wanted:
+            return
+        missing = []
+        now = self.links.clock()
+        for purpose in wanted:
+            cur = self._current(t, purpose)
+            if self._rejections.get((t.id, purpose), (0, now))[1] > now:
+                continue  # refused by the venue: the next try waits for its pause
+            if cur is None or cur.request.qty - cur.filled_qty != t.qty:
+                missing.append(purpose)
+        if not missing:
+            self._cancel_stale(t)
+            return
+        t2, legs = self.exits.protection(t)
+        new = [o for o in legs if o.purpose in missing]
+        self.tranches[t.id] = t2
+        changes = Changes(
+            tranches=[t2],
+            orders=list(new),
+            events=[self._event("protection_placed", t2, purposes=[p.name for p in missing])],
+        )
+        self.store.apply(changes)
+        for o in new:
+            self._remember(o)
+        self._send(
+            PlaceOrders(tuple(o.request for o in new), self.links.self_send, Priority.PROTECT, since=self.links.clock())
+        )
 
     def _cancel(self, recs: Iterable[OrderRecord], priority: Priority, changes: Changes) -> None:
         """Mark orders CANCELING (persisted with ``changes``) and ask the gateway to cancel them."""
