@@ -206,7 +206,8 @@ class PositionActor:
         self.store = links.store
         self.tranches: dict[int, Tranche] = {}
         self.orders: dict[str, OrderRecord] = {}  # every active order, by client id
-        self._orders_by_tranche: dict[int, dict[str, OrderRecord]] = {}  # the same, per tranche (no scans)
+        # The same, per tranche (no scans): a tuple, not a dict per tranche (72 bytes against 200 for its two legs)
+        self._orders_by_tranche: dict[int, tuple[OrderRecord, ...]] = {}
         self.exits = cfg.exit_policy()
         self.book = self.exits.trigger_book()
         self._merged_into: dict[int, int] = {}
@@ -333,7 +334,7 @@ class PositionActor:
         for t in self.tranches.values():
             if t.closing:
                 continue
-            live = {o.purpose for o in self._orders_by_tranche.get(t.id, {}).values() if o.state is LocalState.LIVE}
+            live = {o.purpose for o in self._orders_by_tranche.get(t.id, ()) if o.state is LocalState.LIVE}
             if not live.issuperset(legs):
                 return True
         return False
@@ -873,17 +874,26 @@ class PositionActor:
             self._forget(rec)
 
     def _remember(self, rec: OrderRecord) -> None:
-        self.orders[rec.client_id] = rec
-        self._orders_by_tranche.setdefault(rec.tranche_id, {})[rec.client_id] = rec
+        cid, tid = rec.client_id, rec.tranche_id
+        self.orders[cid] = rec
+        mine = self._orders_by_tranche.get(tid, ())
+        for i, o in enumerate(mine):
+            if o.client_id == cid:  # a newer state of a known order keeps its place
+                self._orders_by_tranche[tid] = (*mine[:i], rec, *mine[i + 1 :])
+                return
+        self._orders_by_tranche[tid] = (*mine, rec)
 
     def _forget(self, rec: OrderRecord) -> None:
-        self.orders.pop(rec.client_id, None)
-        mine = self._orders_by_tranche.get(rec.tranche_id)
+        cid, tid = rec.client_id, rec.tranche_id
+        self.orders.pop(cid, None)
+        mine = self._orders_by_tranche.get(tid)
         if mine is not None:
-            mine.pop(rec.client_id, None)
-            if not mine:
-                del self._orders_by_tranche[rec.tranche_id]
-                self._merged_into.pop(rec.tranche_id, None)  # a merged-away tranche is done once its orders are
+            rest = tuple(o for o in mine if o.client_id != cid)
+            if rest:
+                self._orders_by_tranche[tid] = rest
+            else:
+                del self._orders_by_tranche[tid]
+                self._merged_into.pop(tid, None)  # a merged-away tranche is done once its orders are
 
     def _apply_own_fill(
         self, rec: OrderRecord, qty: Decimal, price: Decimal, changes: Changes, fee: Decimal = Decimal(0)
@@ -1055,7 +1065,7 @@ class PositionActor:
     # --- protection ---------------------------------------------------------------------------------------
 
     def _orders_of(self, tranche_id: int) -> list[OrderRecord]:
-        return list(self._orders_by_tranche.get(tranche_id, {}).values())
+        return list(self._orders_by_tranche.get(tranche_id, ()))
 
     def _current(self, t: Tranche, purpose: Purpose) -> OrderRecord | None:
         """The newest active order of a purpose: the one that protects the tranche now."""
@@ -1110,7 +1120,7 @@ class PositionActor:
         wanted leg and none of another, each for its quantity. A restart's reconcile finds nearly every tranche so
         (100,000 of them at 100,000 tranches): one pass over its orders instead of five."""
         tp = sl = False
-        for o in self._orders_by_tranche.get(t.id, {}).values():
+        for o in self._orders_by_tranche.get(t.id, ()):
             p = o.purpose
             if (p is not Purpose.TP and p is not Purpose.SL) or o.state is LocalState.CANCELING:
                 continue
