@@ -227,6 +227,8 @@ async def run_daemon(
         async with trio.open_nursery() as nursery:
             if sd_notify is not None:
                 await nursery.start(sd_notify.run, daemon.readiness)
+            # One writer: the actors' decisions of one scheduling round share a transaction (group commit).
+            await nursery.start(store.run_writer)
             directory = PositionDirectory(
                 nursery,
                 config_for,
