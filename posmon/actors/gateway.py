@@ -605,6 +605,16 @@ class OrderGateway:
             log.warning("gateway: clock re-sync failed: %s", exc)
 
     async def _cancel(self, symbol: str, client_ids: list[str]) -> dict[str, OrderResult]:
+        """Cancel in the venue's largest batches (one call for up to ``max_batch_cancel`` ids, each call paced)."""
+        size = max(1, self.venue.limits.max_batch_cancel)
+        results: dict[str, OrderResult] = {}
+        for n, start in enumerate(range(0, len(client_ids), size)):
+            if n:
+                await self._pace(self.venue.limits.batch_cancel_weight, 0)
+            results.update(await self._cancel_batch(symbol, client_ids[start : start + size]))
+        return results
+
+    async def _cancel_batch(self, symbol: str, client_ids: list[str]) -> dict[str, OrderResult]:
         results: dict[str, OrderResult] = {}
         todo = list(client_ids)
         for attempt in range(self.policy.max_attempts):

@@ -110,6 +110,20 @@ async def test_a_ticks_cancels_of_one_symbol_go_in_one_venue_call(nursery, autoj
     assert states == dict.fromkeys(ids, OrderStatus.CANCELED)
 
 
+async def test_a_cancel_of_more_ids_than_a_batch_holds_goes_in_the_venues_largest_batches(nursery, autojump_clock):
+    exchange, venue, gateway, inbox, reply, replies = setup()
+    ids = [f"pm-{i}-T1" for i in range(14)]  # e.g. monitoring stopped on a key with seven tranches
+    exchange.place_orders([tp(c, price=str(46000 + n)) for n, c in enumerate(ids[:5])])
+    exchange.place_orders([tp(c, price=str(46000 + n)) for n, c in enumerate(ids[5:10], 5)])
+    exchange.place_orders([tp(c, price=str(46000 + n)) for n, c in enumerate(ids[10:], 10)])
+    inbox.send_nowait(CancelOrders("BTCUSDT", tuple(ids), reply, Priority.HOUSEKEEPING))
+    await nursery.start(gateway.run)
+    await settle()
+    assert [n for _, kind, n in venue.log if kind == "cancel"] == [10, 4]
+    (answer,) = drain(replies)
+    assert [(r.client_id, r.state.status) for r in answer.results] == [(c, OrderStatus.CANCELED) for c in ids]
+
+
 async def test_a_batch_cancel_that_times_out_is_looked_up_id_by_id_never_assumed_cancelled(nursery, autojump_clock):
     policy = GatewayPolicy(request_timeout=2.0)
     exchange, venue, gateway, inbox, reply, replies = _with_venue(FirstCancelHangs, policy)
