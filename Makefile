@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test lint typecheck bench chaos clean
+.PHONY: run demo test lint typecheck bench chaos clean chromium
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,16 @@ $(STAMP): pyproject.toml Makefile
 	# SDK pins urllib3<2.1, which ccxt's pin contradicts, so it is installed without its dependencies.
 	$(BIN)/python -m pip install --quiet --no-deps 'lighter-sdk==1.1.8'
 	touch $(STAMP)
+
+# The browser tests (tests/browser) drive the system's Chromium through Playwright, never Playwright's own
+# download: Debian's package is installed by `make test` where /usr/bin/chromium is missing (as root, or with sudo
+# if allowed; `make run` does not need a browser).
+# Without it the browser tests skip, and fail under CI=true.
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  elif sudo -n true 2>/dev/null; then sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else echo "/usr/bin/chromium is missing: run 'apt-get install chromium' as root (browser tests skip, fail under CI=true)"; fi; }
 
 run: $(STAMP)
 	$(BIN)/posmon run
@@ -41,7 +51,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck chromium
 	$(BIN)/pytest
 
 clean:

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
+from posmon.logs import LOG_FORMATS, LogFormat
 from posmon.settings_fields import (
     ConfigError,
     KeySpec,
@@ -65,6 +66,7 @@ class DaemonSettings:
     hedge_mode: bool
     client_id_prefix: str
     log_level: LogLevel
+    log_format: LogFormat
     stale_stream_seconds: float
     reconcile_interval_seconds: float
     startup_timeout_seconds: float
@@ -172,6 +174,7 @@ _DAEMON_FIELDS: tuple[KeySpec, ...] = (
         lambda v: _PREFIX_RE.fullmatch(v) is not None,
     ),
     _one_of("log_level", "INFO", "DEBUG", "INFO", "WARNING", "ERROR"),
+    _one_of("log_format", "text", *LOG_FORMATS),
     # Three missed frames of the mark stream, which ticks every second (was 10: an instant close came 8.6 s late).
     numeric("stale_stream_seconds", "float", gt=0, le=HOUR, default=3.0),
     numeric("reconcile_interval_seconds", "float", ge=0, le=DAY, default=60.0, note=" (0: no periodic reconcile)"),

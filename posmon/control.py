@@ -24,7 +24,7 @@ import trio
 
 from posmon.actors.messages import CloseTranches, EntryOutcome, OpenEntry, ResumeMonitoring, StopMonitoring
 from posmon.domain.orders import OrderRequest, OrderType, Purpose, Side, SymbolRules
-from posmon.domain.protection import client_order_id, worst_price
+from posmon.domain.protection import LocalState, OrderRecord, client_order_id, worst_price
 from posmon.domain.rounding import quantize_qty
 from posmon.domain.tranche import ExitReason, Risk, exit_prices, realized_pnl
 from posmon.exchange.errors import OutcomeUnknown, RateLimited, Rejected
@@ -135,6 +135,31 @@ class TrancheView:
     unrealized_pnl: Decimal | None
     closing: str | None
     exits: str  # "exchange" (resting TP/SL orders) or "emulated" (watched by posmon)
+    exits_live: bool = False  # both exits would fire now: working on the venue, or watched by a running actor
+    exit_orders: dict[str, str] = field(default_factory=dict)  # "tp"/"sl" -> one of EXIT_STATES
+
+
+# What ``TrancheView.exit_orders`` says of each leg. Resting exits: the best state of posmon's orders for it
+# (LIVE confirmed working, PENDING sent and not yet confirmed, CANCELING on its way out, MISSING none at all);
+# emulated exits: WATCHED while the position's actor runs and holds the tranche, else UNWATCHED.
+EXIT_STATES = ("LIVE", "PENDING", "CANCELING", "MISSING", "WATCHED", "UNWATCHED")
+_ORDER_RANK = {LocalState.LIVE: 0, LocalState.PENDING: 1, LocalState.CANCELING: 2}
+_LEGS = {Purpose.TP: "tp", Purpose.SL: "sl"}
+
+
+def resting_exit_states(tranche_ids: list[int], orders: list[OrderRecord]) -> dict[int, dict[str, str]]:
+    """Per tranche, the best state of its TP and of its SL orders (a resize briefly holds an old and a new one)."""
+    best: dict[int, dict[str, LocalState]] = {tid: {} for tid in tranche_ids}
+    for o in orders:
+        leg = _LEGS.get(o.purpose)
+        legs = best.get(o.tranche_id)
+        if leg is None or legs is None or o.state not in _ORDER_RANK:
+            continue
+        if leg not in legs or _ORDER_RANK[o.state] < _ORDER_RANK[legs[leg]]:
+            legs[leg] = o.state
+    return {
+        tid: {leg: legs[leg].value if leg in legs else "MISSING" for leg in ("tp", "sl")} for tid, legs in best.items()
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +167,19 @@ class StreamView:
     name: str  # "price" or "user"
     up: bool
     last_frame_age_seconds: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitView:
+    """How much of the venue's request budget is free now, as the order gateway paces it."""
+
+    weight_headroom: float  # fraction of the request-weight burst free (1 idle, 0 at the limit or paused)
+    orders_headroom: float  # the same for the order-count budget
+    weight_per_minute: int
+    orders_per_minute: int
+    paused_seconds: float  # left of a 429 Retry-After or 418 ban (0: none)
+    paced: int  # requests delayed so far to stay inside the limits
+    throttled: int  # rate-limit refusals from the venue so far
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +191,8 @@ class StatusReport:
     tranches: list[TrancheView]
     unmonitored: list[str] = field(default_factory=list)  # symbols the operator stopped monitoring
     extra: dict[str, Any] = field(default_factory=dict)
+    now: float | None = None  # the daemon's clock when this was made (opened_at, started_at are on it)
+    rate_limit: RateLimitView | None = None  # None before the gateway has started
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +206,25 @@ class CloseResult:
 class StopResult:
     symbol: str
     tranche_ids: list[int]  # tranches no longer monitored (their posmon orders are cancelled; positions stay open)
+    exits: str = "exchange"  # "exchange": their TP/SL orders were cancelled; "emulated": posmon stopped watching
+
+    @property
+    def message(self) -> str:
+        """What ``stop`` did, said so that nobody takes the position for protected afterwards."""
+        ids = ", ".join(map(str, self.tranche_ids))
+        which = f"tranche {ids}" if len(self.tranche_ids) == 1 else f"tranches {ids}"
+        if not self.tranche_ids:
+            done = "posmon held no tranche of it, so nothing was cancelled"
+        elif self.exits == "emulated":
+            done = (
+                f"posmon no longer watches the TP and SL of {which} (they were emulated: nothing rested on the venue)"
+            )
+        else:
+            done = f"posmon cancelled its TP and SL orders of {which} on the venue"
+        return (
+            f"stopped monitoring {self.symbol}: {done}; the position is left open and UNPROTECTED (no TP, no SL "
+            f"from posmon) until you close it or run 'posmon resume {self.symbol}'"
+        )
 
 
 class Control(Protocol):
@@ -320,10 +379,29 @@ class DaemonControl:
         last = router.last_frame_at if router is not None else None
         user_last = d.user_stream.last_frame_at if d.user_stream is not None else None
         emulated = "emulated" if d.venue.traits.emulated_exits else "exchange"
+        held = d.store.open_tranches(d.venue.name)
+        resting = {}
+        if emulated == "exchange":
+            ids = [t.id for t in held]
+            resting = resting_exit_states(ids, d.store.active_orders(ids))
         views = []
-        for t in d.store.open_tranches(d.venue.name):
+        for t in held:
             mark = marks.get(t.symbol)
             price = mark.price if mark is not None else None
+            if emulated == "exchange":
+                legs = resting[t.id]
+                live = not t.closing and legs["tp"] == legs["sl"] == "LIVE"
+            else:
+                actor = d.directory.actor(t.symbol, t.side) if d.directory is not None else None
+                live = bool(
+                    actor is not None
+                    and actor.running
+                    and actor.ready.is_set()
+                    and not actor.stopped
+                    and t.id in actor.tranches
+                    and not t.closing
+                )
+                legs = dict.fromkeys(("tp", "sl"), "WATCHED" if live else "UNWATCHED")
             views.append(
                 TrancheView(
                     id=t.id,
@@ -343,6 +421,8 @@ class DaemonControl:
                     unrealized_pnl=realized_pnl(t.side, t.entry, price, t.qty) if price else None,
                     closing=t.closing,
                     exits=emulated,
+                    exits_live=live,
+                    exit_orders=legs,
                 )
             )
         name = d.venue.name
@@ -365,6 +445,24 @@ class DaemonControl:
             streams=streams,
             tranches=views,
             unmonitored=sorted(d.directory.unmonitored) if d.directory else [],
+            now=now,
+            rate_limit=self._rate_limit(trio_now),
+        )
+
+    def _rate_limit(self, trio_now: float) -> RateLimitView | None:
+        d = self._d
+        state = getattr(d, "gateway_state", None)
+        if state is None or state.weight is None or state.orders is None:
+            return None
+        limits, name = d.venue.limits, d.venue.name
+        return RateLimitView(
+            weight_headroom=round(state.weight.headroom(trio_now), 4),
+            orders_headroom=round(state.orders.headroom(trio_now), 4),
+            weight_per_minute=int(limits.weight_per_minute),
+            orders_per_minute=int(limits.orders_per_minute),
+            paused_seconds=max(0.0, state.weight.paused_until - trio_now),
+            paced=int(d.metrics.get("gateway_paced", venue=name)),
+            throttled=int(d.metrics.get("gateway_throttled", venue=name)),
         )
 
     async def history(
@@ -536,7 +634,7 @@ class DaemonControl:
                 await d.directory.inbox(symbol, side).send(StopMonitoring(send))
                 with trio.move_on_after(self._reply_timeout):
                     stopped += await recv.receive()
-        return StopResult(symbol, sorted(stopped))
+        return StopResult(symbol, sorted(stopped), "emulated" if d.venue.traits.emulated_exits else "exchange")
 
     async def resume_monitoring(self, symbol: str) -> None:
         symbol = self._symbol(symbol)

@@ -73,6 +73,7 @@ class Daemon:
     directory: PositionDirectory | None = None
     router: PriceRouter | None = None
     gateway: trio.MemorySendChannel[GatewayRequest] | None = None
+    gateway_state: GatewayState | None = None  # its rate budgets, for the status report
     cancel_scope: trio.CancelScope | None = None
     control: DaemonControl | None = None
     api_url: str | None = None  # where the operator API listens, when it is served
@@ -245,7 +246,7 @@ async def run_daemon(
             gw_policy = GatewayPolicy(request_timeout=d.request_timeout_seconds)
             # The gateway's queue outlives its incarnations: a restart sends what was waiting, and answers what was
             # in flight as outcome-unknown at once (its requesters look it up), instead of every actor reconciling.
-            gw_state = GatewayState()
+            gw_state = daemon.gateway_state = GatewayState()
             await nursery.start(
                 supervise,
                 "gateway",

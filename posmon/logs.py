@@ -1,5 +1,12 @@
 """Logging set-up for the headless daemon: one line per event on stderr, as text or as JSON lines.
 
+Every line carries its time in ISO-8601 UTC with a ``Z`` (``2026-12-06T19:40:40.123Z``): a log read beside
+an exchange's UTC timestamps, or on a host in another time zone, needs no guessing. JSON lines carry ``ts``,
+``level``, ``logger``, ``message`` and, where known, ``venue``, ``symbol``, ``side`` and ``tranche``: each
+position actor binds its (venue, symbol, side) with ``bind`` (a context variable, which trio copies into every
+task the actor spawns) and a line about one tranche passes ``extra={"tranche": id}``; ``ContextFields`` puts
+them on the record.
+
 Whatever the configured level, libraries that see request headers, URLs or bodies never log below WARNING:
 at DEBUG, ``hpack`` logs every decoded HTTP/2 header (``authorization: Bearer <token>`` included), ``h2`` and
 ``httpcore`` log frames and response headers, ``httpx`` and ``hypercorn.access`` log request lines whose query
@@ -10,11 +17,24 @@ that still reaches a message is masked.
 
 from __future__ import annotations
 
-import json
+import contextvars
 import logging
 import re
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any, Literal
+
+import orjson
+
+LogFormat = Literal["text", "json"]
+LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
+FIELDS = ("venue", "symbol", "side", "tranche")  # what a JSON line names when the code logging it knows it
+# The (venue, symbol, side) of the position actor whose task is logging; empty outside one.
+_BOUND: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
+    "posmon_log_fields", default=MappingProxyType({})
+)
 
 # Loggers (and their children) that can see headers, URLs or bodies.
 QUIET_LOGGERS = (
@@ -31,19 +51,53 @@ QUIET_LOGGERS = (
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\",;)\]}]+")
 
 
+def bind(**fields: str) -> None:
+    """Name the position this task (and every task it spawns from now on) logs about, e.g. ``venue="aster"``."""
+    _BOUND.set(MappingProxyType({**_BOUND.get(), **fields}))
+
+
+def utc_iso(created: float) -> str:
+    """``2026-12-06T19:40:40.123Z``: a record's time, ISO-8601 in UTC."""
+    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class ContextFields(logging.Filter):
+    """On the handler: copies the bound venue/symbol/side onto each record (an ``extra`` given by the caller wins)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in _BOUND.get().items():
+            if not hasattr(record, name):
+                setattr(record, name, value)
+        return True
+
+
+class TextFormatter(logging.Formatter):
+    """``<UTC time> <LEVEL> <logger>: <message>``."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return utc_iso(record.created)
+
+
 class JsonLinesFormatter(logging.Formatter):
-    """One JSON object per line (time, level, logger, message, exception) for log shippers."""
+    """One JSON object per line for log shippers: ts, level, logger, message, the known ``FIELDS``, exception."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+        line: dict[str, Any] = {
+            "ts": utc_iso(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
+        for name in FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                line[name] = value
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, ensure_ascii=False)
+        return orjson.dumps(line, default=str).decode()
 
 
 def is_quiet(name: str) -> bool:
@@ -65,11 +119,9 @@ class QuietThirdParty(logging.Filter):
 
 def configure(level: str, *, json_lines: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    if json_lines:
-        handler.setFormatter(JsonLinesFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.setFormatter(JsonLinesFormatter() if json_lines else TextFormatter())
     handler.addFilter(QuietThirdParty())
+    handler.addFilter(ContextFields())
     logging.basicConfig(level=getattr(logging, level), handlers=[handler], force=True)
     quiet_third_party()
 

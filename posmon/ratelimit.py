@@ -61,6 +61,17 @@ class TokenBucket:
         self._refill(now)
         self.tokens -= weight
 
+    def headroom(self, now: float) -> float:
+        """The fraction of the burst budget free at ``now`` (0 while paused), read without spending or refilling.
+
+        For the operator's view: the ``rate_limit_headroom`` gauge is set only when a request is paced, so an
+        idle daemon would keep showing its last burst's level.
+        """
+        if now < self.paused_until:
+            return 0.0
+        tokens = self.tokens + max(0.0, now - self.updated) * self.rate
+        return max(0.0, min(self.capacity, tokens) / self.capacity)
+
     def pause(self, until: float) -> None:
         """No tokens until ``until`` (a 429's Retry-After or a 418 ban)."""
         self.paused_until = max(self.paused_until, until)

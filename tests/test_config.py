@@ -22,6 +22,7 @@ EXPECTED_DAEMON = DaemonSettings(
     hedge_mode=True,
     client_id_prefix="pm",
     log_level="INFO",
+    log_format="text",
     stale_stream_seconds=3.0,
     reconcile_interval_seconds=60.0,
     startup_timeout_seconds=60.0,
@@ -243,7 +244,7 @@ def test_every_documented_key_can_be_overridden_from_env() -> None:
                 else str(value)
             )
             env[f"POSMON_{section}_{key}".upper()] = text
-    assert len(env) == 26
+    assert len(env) == 27
     assert_defaults(load_settings(REPO_CONFIG, env=env))
 
 

@@ -157,3 +157,80 @@ async def test_book_gauges_count_open_tranches_and_unprotected_positions(tmp_pat
         await h.daemon.control.close("ETHUSDT")
         await trio.sleep(6)
         assert h.metrics.get("open_tranches", venue="sim") == 1
+
+
+async def test_status_reports_the_request_budget_left_and_the_daemon_clock(tmp_path, autojump_clock):
+    async with running(make_settings(tmp_path)) as h:
+        await h.mark("BTCUSDT", "45000")
+        for _ in range(3):
+            await h.daemon.control.open_position(open_request())
+        await settle()
+        busy = await h.daemon.control.status()
+        await trio.sleep(5)  # no request meanwhile: the budget refills and the report says so
+        later = await h.daemon.control.status()
+
+        assert busy.rate_limit is not None and later.rate_limit is not None
+        assert busy.rate_limit.weight_headroom < later.rate_limit.weight_headroom <= 1.0
+        assert busy.rate_limit.orders_headroom < later.rate_limit.orders_headroom <= 1.0
+        assert (busy.rate_limit.weight_per_minute, busy.rate_limit.paused_seconds) == (2400, 0.0)
+        assert busy.now == pytest.approx(trio.current_time() - 5)  # the clock opened_at is on
+        assert len(busy.tranches) == 3 and all(t.opened_at <= busy.now for t in busy.tranches)
+
+
+async def test_stop_says_posmons_tp_and_sl_orders_were_cancelled_and_the_position_is_left_unprotected(
+    tmp_path, autojump_clock
+):
+    async with running(make_settings(tmp_path)) as h:
+        await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")
+        [t] = h.store.open_tranches("sim")
+        result = await h.daemon.control.stop_monitoring("BTCUSDT")
+        await settle()
+        assert h.orders() == []  # what the message says happened, happened
+    assert result.exits == "exchange"
+    assert result.message == (
+        f"stopped monitoring BTCUSDT: posmon cancelled its TP and SL orders of tranche {t.id} on the venue; the "
+        "position is left open and UNPROTECTED (no TP, no SL from posmon) until you close it or run "
+        "'posmon resume BTCUSDT'"
+    )
+
+
+async def test_stop_on_an_emulated_exits_venue_says_posmon_no_longer_watches_the_exits(tmp_path, autojump_clock):
+    settings = one_way(tmp_path)
+    exchange, venue = lighter_like(settings)
+    async with running(settings, exchange, venue=venue) as h:
+        await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")
+        [t] = h.store.open_tranches("sim")
+        result = await h.daemon.control.stop_monitoring("BTCUSDT")
+    assert result.exits == "emulated"
+    assert f"posmon no longer watches the TP and SL of tranche {t.id}" in result.message
+    assert "left open and UNPROTECTED" in result.message
+
+
+async def test_status_shows_a_tranche_whose_sl_was_cancelled_on_the_venue_as_not_live(tmp_path, autojump_clock):
+    async with running(make_settings(tmp_path)) as h:
+        await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")
+        [before] = (await h.daemon.control.status()).tranches
+        assert before.exits_live and before.exit_orders == {"tp": "LIVE", "sl": "LIVE"}
+
+        # Someone cancels the SL on the venue, and posmon's attempt to put it back gets no answer.
+        [sl] = [o for o in h.orders() if o.type.value == "STOP_MARKET"]
+        h.exchange.fail_next("place_orders")
+        h.exchange.cancel_orders("BTCUSDT", [sl.client_id])
+        await settle()
+        [after] = (await h.daemon.control.status()).tranches
+
+        assert not after.exits_live
+        assert after.exit_orders["tp"] == "LIVE" and after.exit_orders["sl"] in ("MISSING", "PENDING")
+
+
+async def test_status_shows_emulated_exits_as_watched_while_the_actor_holds_the_tranche(tmp_path, autojump_clock):
+    settings = one_way(tmp_path)
+    exchange, venue = lighter_like(settings)
+    async with running(settings, exchange, venue=venue) as h:
+        await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")
+        [t] = (await h.daemon.control.status()).tranches
+        assert t.exits == "emulated" and t.exits_live and t.exit_orders == {"tp": "WATCHED", "sl": "WATCHED"}
+
+        h.daemon.directory.actor("BTCUSDT", Side.LONG).running = False  # as while a crashed actor awaits its restart
+        [t] = (await h.daemon.control.status()).tranches
+        assert not t.exits_live and t.exit_orders == {"tp": "UNWATCHED", "sl": "UNWATCHED"}

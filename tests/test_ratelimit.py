@@ -164,3 +164,16 @@ def test_pause_during_greedy_spending_keeps_every_window_under_the_limit():
     spends += spend_greedily(bucket, 2, start=40.1, step=0.1, duration=200.0)
     assert not [t for t, _ in spends if 40.0 < t < 70.0]
     assert busiest_window(spends) <= 600
+
+
+def test_headroom_reads_the_refilled_level_without_spending_and_is_zero_while_paused():
+    bucket = TokenBucket.for_limit(1200, 0.0)
+    assert bucket.headroom(0.0) == 1.0
+    bucket.take(bucket.capacity * 0.75, 0.0)
+    assert bucket.headroom(0.0) == pytest.approx(0.25)
+    later = 0.25 * bucket.capacity / bucket.rate  # a quarter of the burst refills
+    assert bucket.headroom(later) == pytest.approx(0.5)
+    assert bucket.headroom(later) == pytest.approx(0.5)  # reading spends nothing
+    assert bucket.headroom(1e9) == 1.0  # never above a full bucket
+    bucket.pause(until=later + 5)
+    assert bucket.headroom(later + 1) == 0.0

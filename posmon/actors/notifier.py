@@ -50,6 +50,7 @@ class Notifier:
                 notice.symbol,
                 notice.side,
                 notice.text,
+                extra=_log_fields(notice),
             )
             if self.metrics is not None:
                 self.metrics.inc("notices", kind=notice.kind)
@@ -62,3 +63,14 @@ class Notifier:
                     log.warning("a notice listener is full; notice dropped for it")
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     self.listeners.remove(listener)
+
+
+def _log_fields(notice: Notice) -> dict[str, object]:
+    """The notice's position and tranche as log-record fields (``posmon.logs``: JSON lines carry them)."""
+    fields = {
+        "venue": notice.venue,
+        "symbol": notice.symbol,
+        "side": notice.side,
+        "tranche": notice.data.get("tranche_id"),
+    }
+    return {k: v for k, v in fields.items() if v not in (None, "")}

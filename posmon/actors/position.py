@@ -70,6 +70,7 @@ from posmon.domain.tranche import (
 )
 from posmon.exchange.errors import OrderNotFound, VenueError, WouldTriggerImmediately
 from posmon.exchange.events import OrderUpdate, PositionUpdate
+from posmon.logs import bind
 from posmon.metrics import Metrics
 from posmon.notify.kinds import NoticeKind
 from posmon.store.store import Changes, Event, PendingEntry, Store
@@ -203,6 +204,7 @@ class PositionActor:
         self._entry_replies: dict[str, trio.MemorySendChannel[EntryOutcome]] = {}
         self._entry_seen: dict[str, Decimal] = {}  # cumulative filled quantity already applied, per entry
         self.stopped = False  # the operator stopped monitoring this symbol: hold nothing, adopt nothing
+        self.running = False  # run() is under way (a crashed incarnation waiting for its restart is not)
         self.ready = trio.Event()  # set once the start-up reconcile is done and the actor acts on ticks
         self._nursery: trio.Nursery | None = None  # runs the reconcile's reads, so they never block a tick
         self._recon: _Reconciliation | None = None  # the reconcile under way
@@ -250,6 +252,16 @@ class PositionActor:
         return sorted({*self.tranches, *self.store.tranches_with_active_orders(c.venue, c.symbol, c.side)})
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """``_run`` with ``running`` true while it runs (status tells whether emulated exits are watched)."""
+        self.running = True
+        c = self.cfg
+        bind(venue=c.venue, symbol=c.symbol, side=c.side.value)  # every line this task and its children log
+        try:
+            await self._run(task_status)
+        finally:
+            self.running = False
+
+    async def _run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Handle messages one at a time; reconcile reads run beside the loop and come back as messages.
 
         Until the start-up reconcile is done the actor does not act on prices or hold times (its loaded state
@@ -531,7 +543,7 @@ class PositionActor:
                     )
                 ],
             )
-            self._notice(kind, t, f"tranche {t.index} {t.qty} @ {self._shown(t.entry)} TP {t.tp} SL {t.sl}")
+            self._notice(kind, t, f"tranche {t.id} {t.qty} @ {self._shown(t.entry)} TP {t.tp} SL {t.sl}")
         if status.is_final:
             self._end_entry(cid, status)
 
@@ -604,7 +616,7 @@ class PositionActor:
             ],
         )
         for t in decision.changed:
-            self._notice(kinds[t.id], t, f"tranche {t.index} {t.qty} @ {self._shown(t.entry)} TP {t.tp} SL {t.sl}")
+            self._notice(kinds[t.id], t, f"tranche {t.id} {t.qty} @ {self._shown(t.entry)} TP {t.tp} SL {t.sl}")
 
     def _on_external_reduction(
         self, qty: Decimal, *, source: str, price: Decimal | None, reason: ExitReason = ExitReason.EXTERNAL
@@ -659,7 +671,7 @@ class PositionActor:
             ],
         )
         if decision.changed:
-            shown = ", ".join(f"{t.index}: {before[t.id].qty} -> {t.qty}" for t in decision.changed)
+            shown = ", ".join(f"{t.id}: {before[t.id].qty} -> {t.qty}" for t in decision.changed)
             self._notice(
                 NoticeKind.POSITION_SHRUNK,
                 decision.changed[0],
@@ -702,7 +714,7 @@ class PositionActor:
                 self._notice(
                     NoticeKind.EXIT,
                     t,
-                    f"tranche {t.index} ({t.qty}) was closed outside posmon by "
+                    f"tranche {t.id} ({t.qty}) was closed outside posmon by "
                     f"{removed_reason}, realized PnL {t.realized_pnl:.4f}",
                     reason=removed_reason,
                     pnl=str(t.realized_pnl),
@@ -865,8 +877,8 @@ class PositionActor:
             self._notice(
                 NoticeKind.DOUBLE_EXIT,
                 None,
-                f"{rec.purpose.name} {rec.client_id} filled {qty} "
-                f"after its tranche had closed: other tranches' quantity was closed; re-protecting the rest",
+                f"{rec.purpose.name} {rec.client_id} filled {qty} after its tranche {rec.tranche_id} had closed: "
+                "other tranches' quantity was closed; re-protecting the rest",
                 needs_human=True,
                 tranche_id=rec.tranche_id,
             )
@@ -919,7 +931,7 @@ class PositionActor:
         self._notice(
             NoticeKind.EXIT,
             t,
-            f"tranche {t.index} closed by {reason}, realized PnL {t.realized_pnl:.4f}",
+            f"tranche {t.id} closed by {reason}, realized PnL {t.realized_pnl:.4f}",
             reason=reason,
             pnl=str(t.realized_pnl),
         )
@@ -944,7 +956,11 @@ class PositionActor:
             and self._is_current(rec, t)
         ):
             log.warning(
-                "%s: %s of tranche %s was cancelled on the exchange; re-protecting", self.name, rec.client_id, t.index
+                "%s: %s of tranche %s was cancelled on the exchange; re-protecting",
+                self.name,
+                rec.client_id,
+                t.id,
+                extra={"tranche": t.id},
             )
             self._ensure_protected()
 
@@ -971,7 +987,9 @@ class PositionActor:
         if t is None:
             return
         if rec.purpose is Purpose.SL and isinstance(err, WouldTriggerImmediately) and not t.closing:
-            log.warning("%s: mark already through the stop of tranche %s; closing it", self.name, t.index)
+            log.warning(
+                "%s: mark already through the stop of tranche %s; closing it", self.name, t.id, extra={"tranche": t.id}
+            )
             self._start_close(t, ExitReason.SL)
             return
         if rec.purpose is Purpose.CLOSE:
@@ -987,7 +1005,7 @@ class PositionActor:
             self._notice(
                 NoticeKind.PROTECTION_FAILED,
                 t,
-                f"{rec.purpose.name} order {rec.client_id} rejected: {err}",
+                f"{rec.purpose.name} order {rec.client_id} of tranche {t.id} rejected: {err}",
                 needs_human=True,
             )
         if self.cfg.protection_failure_action == "close" and not t.closing:
@@ -998,10 +1016,11 @@ class PositionActor:
                 "%s: %s of tranche %s refused %d times (%s); next try in %.0fs",
                 self.name,
                 rec.purpose.name,
-                t.index,
+                t.id,
                 n,
                 err,
                 pause,
+                extra={"tranche": t.id},
             )
             retry = self.links.clock() + pause
             self._rejections[key] = (n, retry)
@@ -1117,7 +1136,7 @@ class PositionActor:
         # Cancel the resting legs first: a TP filling while a market close is in flight would close twice.
         self._cancel(legs, Priority.EXIT, changes)
         self._persist(changes)
-        log.info("%s: closing tranche %s (%s) at mark %s", self.name, t.index, reason, self.mark)
+        log.info("%s: closing tranche %s (%s) at mark %s", self.name, t.id, reason, self.mark, extra={"tranche": t.id})
         if not legs:
             self._continue_close(t)
 
@@ -1132,7 +1151,16 @@ class PositionActor:
         short = self.exits.close_fell_short(t, now, why)
         n = self.exits.attempts(t.id)
         nxt = "" if short.next_bound_pct is None else f"; next close {short.next_bound_pct}% through the mark"
-        log.warning("%s: %s; tranche %s still holds %s (attempt %d)%s", self.name, why, t.index, t.qty, n, nxt)
+        log.warning(
+            "%s: %s; tranche %s still holds %s (attempt %d)%s",
+            self.name,
+            why,
+            t.id,
+            t.qty,
+            n,
+            nxt,
+            extra={"tranche": t.id},
+        )
         if short.hold_until is not None:
             self._close_hold[t.id] = short.hold_until
         if short.reconcile:

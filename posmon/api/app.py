@@ -34,6 +34,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from posmon.api.auth import Unauthorized, check_bearer
+from posmon.api.dashboard import StatusFeed, StreamSettings, page_handlers
 from posmon.api.errors import BadRequest
 from posmon.api.openapi import openapi_schema
 from posmon.api.serialize import error_response, json_response
@@ -75,6 +76,7 @@ def create_app(
     health_timeout_seconds: float = DEFAULT_HEALTH_TIMEOUT_SECONDS,
     body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS,
     allowed_hosts: Iterable[str] = (),
+    stream: StreamSettings | None = None,
     readiness: Readiness | None = None,
 ) -> ASGIApp:
     """The ASGI app. ``token`` (None or '' for none) guards every endpoint but ``/health`` and ``/ready``.
@@ -83,6 +85,7 @@ def create_app(
     at most ``health_timeout_seconds`` for ``control.status()`` so a wedged daemon answers 503, not silence.
     ``allowed_hosts``: host names (no port) accepted in the ``Host`` header besides loopback names and the
     address a connection arrived on, e.g. the DNS name remote clients use for a token-protected API.
+    ``stream``: pacing and limits of the dashboard's live feed (``posmon.api.dashboard``).
     ``readiness``: the daemon's start-up phase, reported by ``/health`` and required by ``/ready`` (None: a control
     object that is ready as soon as it answers).
     """
@@ -108,6 +111,9 @@ def create_app(
         Route("/api/positions/{symbol}/close", guard.wrap(api.close_position), methods=["POST"]),
         Route("/api/tranches/{id}/close", guard.wrap(api.close_tranche), methods=["POST"]),
         Route("/api/history", guard.wrap(api.history), methods=["GET"]),
+        # The dashboard: its files hold no data (public); its live feed is guarded like every data call.
+        Route("/api/stream", guard.wrap(StatusFeed(control, stream).stream), methods=["GET"]),
+        *(Route(path, guard.wrap(page, public=True), methods=["GET"]) for path, page in page_handlers().items()),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_exception})
     app.router.redirect_slashes = False  # a trailing slash is dropped before routing instead (no 307)
@@ -407,7 +413,15 @@ class _Api:
         symbol = _path_symbol(request)
         parse_fields(decode_json(await self._body(request), optional=True), ())  # an empty or {} body only
         result = await self._control.stop_monitoring(symbol)
-        return json_response({"symbol": result.symbol, "monitoring": False, "tranche_ids": result.tranche_ids})
+        return json_response(
+            {
+                "symbol": result.symbol,
+                "monitoring": False,
+                "tranche_ids": result.tranche_ids,
+                "exits": result.exits,
+                "message": result.message,
+            }
+        )
 
     async def resume(self, request: Request) -> Response:
         symbol = _path_symbol(request)

@@ -18,6 +18,7 @@ from posmon.api.validation import (
     TRANCHE_ID_SCHEMA,
     BodyField,
 )
+from posmon.control import EXIT_STATES
 
 _DECIMAL = {"type": "string", "description": "exact decimal"}
 _NULLABLE_DECIMAL = {"type": ["string", "null"], "description": "exact decimal"}
@@ -140,6 +141,34 @@ def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
             "unrealized_pnl": _NULLABLE_DECIMAL,
             "closing": {"type": ["string", "null"]},
             "exits": {"type": "string", "enum": ["exchange", "emulated"]},
+            "exits_live": {
+                "type": "boolean",
+                "description": "exchange: its TP and SL orders are both working on the venue; emulated: posmon is "
+                "watching its TP and SL (its actor runs, monitoring is on, it is not closing)",
+            },
+            "exit_orders": {
+                "type": "object",
+                "description": "per exit leg: LIVE (working), PENDING (sent, not confirmed), CANCELING, MISSING "
+                "(none on the venue); on an emulated venue WATCHED or UNWATCHED",
+                "properties": {
+                    "tp": {"type": "string", "enum": list(EXIT_STATES)},
+                    "sl": {"type": "string", "enum": list(EXIT_STATES)},
+                },
+            },
+        },
+    }
+    stopped = {
+        "type": "object",
+        "properties": {
+            "symbol": {"type": "string"},
+            "monitoring": {"type": "boolean", "const": False},
+            "tranche_ids": {"type": "array", "items": {"type": "integer"}, "description": "tranches forgotten"},
+            "exits": {
+                "type": "string",
+                "enum": ["exchange", "emulated"],
+                "description": "exchange: their TP/SL orders were cancelled; emulated: posmon stopped watching them",
+            },
+            "message": {"type": "string", "description": "what was cancelled; the position stays open, unprotected"},
         },
     }
     close = _ok(
@@ -252,6 +281,20 @@ def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
                         "tranches": {"type": "array", "items": {"$ref": "#/components/schemas/Tranche"}},
                         "unmonitored": {"type": "array", "items": {"type": "string"}},
                         "extra": {"type": "object"},
+                        "now": {"type": ["number", "null"], "description": "the daemon's clock (unix seconds)"},
+                        "rate_limit": {
+                            "type": ["object", "null"],
+                            "description": "request budget free now, as the order gateway paces it",
+                            "properties": {
+                                "weight_headroom": {"type": "number", "description": "0..1"},
+                                "orders_headroom": {"type": "number", "description": "0..1"},
+                                "weight_per_minute": {"type": "integer"},
+                                "orders_per_minute": {"type": "integer"},
+                                "paused_seconds": {"type": "number"},
+                                "paced": {"type": "integer"},
+                                "throttled": {"type": "integer"},
+                            },
+                        },
                     },
                 },
             },
@@ -306,6 +349,22 @@ def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
                     },
                 }
             },
+            "/api/stream": {
+                "get": {
+                    "summary": "Live status for the dashboard: server-sent events",
+                    "description": "text/event-stream. 'event: status' carries the JSON of /api/monitor/status "
+                    "whenever it changes (checked about once a second), a ': heartbeat' comment when nothing "
+                    "changed for 10 s, 'event: reconnect' when the stream ends after about 25 s (open the next "
+                    "one), 'event: end' when the daemon stops. Read it with fetch() to send the bearer token.",
+                    "responses": {
+                        "200": {
+                            "description": "the event stream",
+                            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        },
+                        **_refusals(*_READ_REFUSALS, 503),
+                    },
+                }
+            },
             "/api/orders/long": _order("LONG"),
             "/api/orders/short": _order("SHORT"),
             "/api/monitor/stop/{symbol}": {
@@ -313,7 +372,7 @@ def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
                     "summary": "Stop monitoring a symbol without closing it (its posmon orders are cancelled)",
                     "parameters": [_symbol_param()],
                     "requestBody": _body("Empty", required=True),
-                    "responses": {"200": _ok("stopped", {"type": "object"}), **_refusals(*_WRITE_REFUSALS)},
+                    "responses": {"200": _ok("stopped", stopped), **_refusals(*_WRITE_REFUSALS)},
                 }
             },
             "/api/monitor/resume/{symbol}": {

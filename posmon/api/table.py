@@ -73,8 +73,20 @@ _COLUMNS = (
     "OPENED (UTC)",
     "REMAINING",
     "EXITS",
+    "LIVE",
     "STATE",
 )
+
+
+def exits_live(t: Mapping[str, Any]) -> str:
+    """``yes`` when both exits would fire now; else ``NO`` and the legs that would not (``NO: SL MISSING``)."""
+    if "exits_live" not in t:
+        return "-"
+    if t["exits_live"]:
+        return "yes"
+    legs = t.get("exit_orders") or {}
+    down = [f"{leg.upper()} {state}" for leg, state in legs.items() if state not in ("LIVE", "WATCHED")]
+    return "NO: " + ", ".join(down) if down else "NO"
 
 
 def render_status(status: Mapping[str, Any]) -> str:
@@ -103,6 +115,7 @@ def render_status(status: Mapping[str, Any]) -> str:
                 _utc(t.get("opened_at")),
                 duration(t.get("remaining_seconds")) if t.get("max_hold_seconds") else "no limit",
                 _cell(t.get("exits")),
+                exits_live(t),
                 f"closing ({t['closing']})" if t.get("closing") else "open",
             ]
             for t in tranches

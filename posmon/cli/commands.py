@@ -11,8 +11,10 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +38,9 @@ EXIT_CODES_HELP = exit_codes_help(
         ExitCode.UNREACHABLE: "the daemon is unreachable or did not answer in time",
     }
 )
+DEFAULT_WATCH_SECONDS = 2.0
+MIN_WATCH_SECONDS = 0.1
+CLEAR_SCREEN = "\x1b[H\x1b[2J"  # cursor home, erase the screen: each refresh replaces the last one
 Call = Callable[[ApiClient, argparse.Namespace], dict[str, Any]]
 Render = Callable[[dict[str, Any]], str]
 
@@ -93,6 +98,16 @@ def _status(client: ApiClient, _args: argparse.Namespace) -> dict[str, Any]:
     return client.status()
 
 
+def _watch_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not MIN_WATCH_SECONDS <= value <= 86_400:
+        raise ValueError(f"{text!r}: expected seconds from {MIN_WATCH_SECONDS:g} to 86400")
+    return value
+
+
 def _open(client: ApiClient, args: argparse.Namespace) -> dict[str, Any]:
     """Say what the order commits before it is sent (on stderr under ``--json``, which keeps stdout JSON)."""
     request = OpenRequest(args.symbol, Side[args.side], args.size_usd, args.leverage, args.sl_percent, args.rr)
@@ -147,8 +162,7 @@ def _closing(a: dict[str, Any]) -> str:
 
 
 def _stopped(a: dict[str, Any]) -> str:
-    ids = ", ".join(map(str, a.get("tranche_ids", []))) or "none"
-    return f"stopped monitoring {a['symbol']} (tranches {ids}); its position stays open and unprotected by posmon"
+    return str(a["message"])  # the daemon says what it cancelled (control.StopResult.message)
 
 
 def _resumed(a: dict[str, Any]) -> str:
@@ -194,7 +208,16 @@ def add_ops_commands(sub: Subparsers) -> None:
         p.set_defaults(handler=run_ops_command, call=call, render=render)
         return p
 
-    add("status", "show the running daemon's tranches and stream health", _status, render_status)
+    p = add("status", "show the running daemon's tranches and stream health", _status, render_status)
+    p.add_argument(
+        "--watch",
+        nargs="?",
+        const=DEFAULT_WATCH_SECONDS,
+        type=_arg(_watch_seconds),
+        metavar="SECONDS",
+        help=f"redraw every SECONDS (default {DEFAULT_WATCH_SECONDS:g}) until Ctrl-C; an unreachable daemon is "
+        "shown and retried",
+    )
 
     p = add("open", "open a position at market and protect it (SL, and TP at RR times the SL distance)", _open, _opened)
     p.add_argument("side", type=str.upper, choices=["LONG", "SHORT"], help="long or short")
@@ -245,26 +268,82 @@ def resolve_target(args: argparse.Namespace, env: Mapping[str, str]) -> Target:
     return Target(args.api or api.client_url, api.token or None)
 
 
-def run_ops_command(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
-    """One request to the daemon; prints the answer (text or ``--json``) and returns the exit code."""
+def _refused(exc: ApiRefused) -> int:
+    field = f" [{exc.field}]" if exc.field else ""
+    print(f"posmon: the daemon refused (HTTP {exc.status}){field}: {exc}", file=sys.stderr)
+    if exc.status == 401:
+        print(f"posmon: set {TOKEN_ENV} or [api] token to the daemon's token", file=sys.stderr)
+        return ExitCode.CONFIG
+    return ExitCode.FAILED
+
+
+def run_ops_command(
+    args: argparse.Namespace,
+    env: Mapping[str, str] | None = None,
+    *,
+    client: Callable[[Target, float], ApiClient] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.time,
+) -> int:
+    """One request to the daemon; prints the answer (text or ``--json``) and returns the exit code.
+
+    ``client``, ``sleep`` and ``clock`` are for tests (an ``httpx`` mock transport, no real waits).
+    """
     env = os.environ if env is None else env
     try:
         target = resolve_target(args, env)
     except ConfigError as exc:
         print(f"posmon: configuration error: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
+    connect = client or (lambda t, timeout: ApiClient(t.base_url, t.token, timeout=timeout))
+    if getattr(args, "watch", None) is not None:
+        return _watch(args, target, connect, sleep, clock)
     try:
-        with ApiClient(target.base_url, target.token, timeout=args.timeout) as client:
-            answer = args.call(client, args)
+        with connect(target, args.timeout) as api:
+            answer = args.call(api, args)
     except ApiUnreachable as exc:
         print(f"posmon: {exc}", file=sys.stderr)
         return ExitCode.UNREACHABLE
     except ApiRefused as exc:
-        field = f" [{exc.field}]" if exc.field else ""
-        print(f"posmon: the daemon refused (HTTP {exc.status}){field}: {exc}", file=sys.stderr)
-        if exc.status == 401:
-            print(f"posmon: set {TOKEN_ENV} or [api] token to the daemon's token", file=sys.stderr)
-            return ExitCode.CONFIG
-        return ExitCode.FAILED
+        return _refused(exc)
     print(json.dumps(answer, indent=2, default=_json_number) if args.json else args.render(answer))
     return ExitCode.OK
+
+
+def _watch(
+    args: argparse.Namespace,
+    target: Target,
+    connect: Callable[[Target, float], ApiClient],
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+) -> int:
+    """``status --watch``: redraw every ``args.watch`` seconds until Ctrl-C (exit 0).
+
+    A daemon that does not answer (restarting, briefly down) is shown as one line and asked again at the next
+    refresh; only a refusal that retrying cannot fix (a wrong token: 401) ends the watch. ``--json`` prints one
+    compact JSON document per refresh (JSON lines) instead of redrawing.
+    """
+    every: float = args.watch
+    redraw = sys.stdout.isatty() and not args.json
+    try:
+        with connect(target, min(args.timeout, max(every, 1.0))) as api:
+            while True:
+                started = clock()
+                stamp = datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%d %H:%M:%S")
+                try:
+                    answer = args.call(api, args)
+                    body = json.dumps(answer, default=_json_number) if args.json else args.render(answer)
+                except ApiUnreachable as exc:
+                    body = f"posmon: {exc}; retrying every {every:g} s"
+                except ApiRefused as exc:
+                    if exc.status in (401, 403, 404):
+                        return _refused(exc)
+                    body = f"posmon: the daemon answered HTTP {exc.status}: {exc}; retrying every {every:g} s"
+                if args.json:
+                    print(body, flush=True)
+                else:
+                    header = f"posmon status at {stamp} UTC, every {every:g} s (Ctrl-C to stop)"
+                    print(f"{CLEAR_SCREEN if redraw else ''}{header}\n\n{body}\n", flush=True)
+                sleep(max(0.0, every - (clock() - started)))
+    except KeyboardInterrupt:
+        return ExitCode.OK

@@ -25,7 +25,7 @@ from posmon.api.settings import ApiSettings
 from posmon.cli.exit_codes import ExitCode, exit_codes_help
 from posmon.config import ConfigError, Settings, load_settings
 from posmon.daemon import run_daemon
-from posmon.logs import configure
+from posmon.logs import LOG_FORMATS, configure
 from posmon.notify import NotifySettings
 from posmon.ops.lock import StoreLocked, hold_store_lock
 from posmon.startup import (
@@ -204,7 +204,11 @@ def _run_daemon_command(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"posmon: configuration error: {error}", file=sys.stderr)
         return ExitCode.CONFIG
-    configure(settings.daemon.log_level, json_lines=notify.json_logs)
+    log_format = args.log_format or settings.daemon.log_format
+    configure(
+        settings.daemon.log_level,
+        json_lines=log_format == "json" or notify.json_logs,  # [notify] json_logs: the deprecated spelling
+    )
     timeout = settings.daemon.startup_timeout_seconds if args.connect_timeout is None else args.connect_timeout
     try:
         trio.run(functools.partial(run_main, settings, api, connect_timeout=timeout))
@@ -246,6 +250,13 @@ def add_run(sub: Subparsers) -> None:
         metavar="SECONDS",
         help="keep retrying an unreachable or failing exchange at start-up this long, then exit 3 "
         "(default: [daemon] startup_timeout_seconds)",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=None,
+        help="log lines as text or as JSON objects with venue, symbol, side and tranche fields "
+        "(default: [daemon] log_format)",
     )
     p.set_defaults(handler=_run_daemon_command)
 

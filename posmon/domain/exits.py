@@ -152,7 +152,7 @@ class RestingExits:
     def close_fell_short(self, t: Tranche, now: float, why: str) -> ShortClose:
         n = self._attempts.short.get(t.id, 0) + 1
         self._attempts.short[t.id] = n
-        alert = f"tranche {t.index} still open after {n} close attempts: {why}" if n >= 3 else None
+        alert = f"tranche {t.id} still open after {n} close attempts: {why}" if n >= 3 else None
         return ShortClose(hold_until=now + self.ctx.retry_seconds * n, reconcile=True, alert=alert)
 
     def attempts(self, tranche_id: int) -> int:
@@ -213,7 +213,7 @@ class EmulatedExits:
         alert = None
         if tries == 1:
             alert = (
-                f"tranche {t.index} ({t.qty}) not closed within the {self.slippage.max_pct}% slippage cap: "
+                f"tranche {t.id} ({t.qty}) not closed within the {self.slippage.max_pct}% slippage cap: "
                 f"{why}; retrying at the cap"
             )
         return ShortClose(

@@ -164,7 +164,7 @@ class _Planner:
                     "resize",
                     t.symbol,
                     t.side,
-                    f"tranche {t.index} shrinks to {_plain(t.qty)} (the position is smaller)",
+                    f"tranche {t.id} shrinks to {_plain(t.qty)} (the position is smaller)",
                     t.id,
                 )
             for t in decision.removed:
@@ -194,13 +194,13 @@ class _Planner:
                 action,
                 t.symbol,
                 t.side,
-                f"tranche {t.index}: {_plain(t.qty)} @ {_plain(t.entry)} TP "
+                f"tranche {t.id}: {_plain(t.qty)} @ {_plain(t.entry)} TP "
                 f"{_plain(t.tp)} SL {_plain(t.sl)} ({_plain(g.qty)} @ {_plain(price)} adopted)",
                 t.id,
             )
         for t in decision.removed:
             self.merged_into[t.id] = decision.changed[0].id
-            self._close(t, ExitReason.MERGED, f"merged into tranche {decision.changed[0].index}", cancel_legs=False)
+            self._close(t, ExitReason.MERGED, f"merged into tranche {decision.changed[0].id}", cancel_legs=False)
 
     def _keep(self, t: Tranche, *, resized: bool = False) -> None:
         self.tranches[t.id] = t
@@ -213,10 +213,10 @@ class _Planner:
         self.dirty.pop(t.id, None)
         self.fresh.discard(t.id)
         self.plan.changes.closed.append((t.id, reason, self.ctx.now))
-        self._step("close_tranche", t.symbol, t.side, f"tranche {t.index} ({_plain(t.qty)}) marked closed: {why}", t.id)
+        self._step("close_tranche", t.symbol, t.side, f"tranche {t.id} ({_plain(t.qty)}) marked closed: {why}", t.id)
         if cancel_legs:
             for purpose, o in self.resting.get(t.id, []):
-                self._cancel(t.symbol, t.side, o.client_id, t.id, f"{purpose.name} of closed tranche {t.index}")
+                self._cancel(t.symbol, t.side, o.client_id, t.id, f"{purpose.name} of closed tranche {t.id}")
 
     # --- legs -------------------------------------------------------------------------------------------
 
@@ -245,7 +245,7 @@ class _Planner:
                     t.symbol,
                     t.side,
                     f"{o.purpose.name} {r.type.value} {r.side.value} "
-                    f"{_plain(r.qty)} @ {_plain(price)} for tranche {t.index}",
+                    f"{_plain(r.qty)} @ {_plain(price)} for tranche {t.id}",
                     t.id,
                     r.client_id,
                 )
@@ -282,7 +282,7 @@ class _Planner:
     def _set_exits(self, t: Tranche) -> None:
         rules = self.ctx.rules.get(t.symbol)
         if rules is None:
-            self._step("skip", t.symbol, t.side, f"tranche {t.index}: no trading rules for {t.symbol}", t.id)
+            self._step("skip", t.symbol, t.side, f"tranche {t.id}: no trading rules for {t.symbol}", t.id)
             return
         risk = self.ctx.risk_of(t.symbol)
         tp, sl = exit_prices(t.side, t.entry, risk, rules)
@@ -300,7 +300,7 @@ class _Planner:
             "set_exits",
             t.symbol,
             t.side,
-            f"tranche {t.index}: TP {_plain(t2.tp)} SL {_plain(t2.sl)}"
+            f"tranche {t.id}: TP {_plain(t2.tp)} SL {_plain(t2.sl)}"
             + (f" deadline {t2.deadline:.0f}" if t2.deadline is not None else ""),
             t.id,
         )

@@ -1,8 +1,8 @@
 """The embedded default venue: a simulated exchange replaying a real recording, with another trader on it.
 
-``posmon run`` on the default config and ``posmon demo`` start one of these in
-their nursery and hand the daemon a ``SimVenue`` for it, exactly as they would
-hand it a live venue's adapter.
+``posmon run`` on the default config starts one of these in its nursery and hands
+the daemon a ``SimVenue`` for it, exactly as it would hand it a live venue's
+adapter. (``posmon demo`` plays a scripted session instead: ``posmon.demo``.)
 """
 
 from __future__ import annotations

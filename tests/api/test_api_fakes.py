@@ -53,6 +53,8 @@ def tranche(id_: int, side: Side = Side.LONG, symbol: str = "BTCUSDT") -> Tranch
         unrealized_pnl=Decimal("0.1998"),
         closing=None,
         exits="exchange",
+        exits_live=True,
+        exit_orders={"tp": "LIVE", "sl": "LIVE"},
     )
 
 

@@ -27,6 +27,7 @@ from posmon.api.server import hypercorn_config
 from posmon.control import ControlError, DaemonControl, OpenRequest, check_exits
 from posmon.domain.orders import Side, SymbolRules
 from posmon.domain.tranche import Risk
+from posmon.exchange.venue import VenueTraits
 from tests.api.test_api_fakes import TOKEN, FakeControl, served
 from tests.harness import make_settings, running, settle
 
@@ -358,6 +359,7 @@ class _Directory:
 @dataclass
 class _Venue:
     name: str = "sim"
+    traits: VenueTraits = field(default_factory=VenueTraits)
 
 
 @dataclass

@@ -66,6 +66,8 @@ async def test_status_lists_streams_and_every_tranche_with_exact_decimals():
         "unrealized_pnl": "0.1998",
         "closing": None,
         "exits": "exchange",
+        "exits_live": True,
+        "exit_orders": {"tp": "LIVE", "sl": "LIVE"},
     }
     assert second["side"] == "SHORT"
 

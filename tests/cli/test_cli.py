@@ -59,7 +59,7 @@ async def test_run_protects_positions_and_stops_cleanly_on_sigterm(tmp_path):
                     check=False,
                 )
             )
-            await _read_until(proc.stderr, b"tranche 0", seen)  # another program's entry got a tranche
+            await _read_until(proc.stderr, b": tranche 1 ", seen)  # another program's entry got tranche 1
             proc.send_signal(signal.SIGTERM)
             await _read_until(proc.stderr, b"posmon stopped", seen)
             async for chunk in proc.stderr:

@@ -56,12 +56,21 @@ async def test_status_prints_a_table_of_tranches_and_stream_health(capsys):
         "(UTC)",
         "REMAINING",
         "EXITS",
+        "LIVE",
         "STATE",
     ]
     row = next(line for line in out.splitlines() if line.startswith("1 "))
     assert row.split()[:9] == ["1", "BTCUSDT", "LONG", "0.002", "60000.1", "60100", "63600.106", "58200.097", "0.1998"]
-    assert "58m00s" in row and "exchange" in row and row.rstrip().endswith("open")
+    assert "58m00s" in row and row.split()[-3:] == ["exchange", "yes", "open"]
     assert "not monitored (stopped by the operator): ETHUSDT" in out
+
+
+async def test_status_shows_a_tranche_whose_exits_are_not_live_and_which_leg(capsys):
+    unprotected = dataclasses.replace(tranche(4), exits_live=False, exit_orders={"tp": "LIVE", "sl": "MISSING"})
+    async with served(app_for(FakeControl(tranches=[unprotected]))) as url:
+        code = await posmon("status", "--api", url)
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("4 "))
+    assert code == ExitCode.OK and "exchange  NO: SL MISSING  open" in row
 
 
 async def test_status_shows_long_averages_to_ten_digits_and_pnl_to_four_places(capsys):
@@ -210,7 +219,11 @@ async def test_stop_and_resume(capsys):
         resumed = await posmon("resume", "BTCUSDT", "--api", url)
     out = capsys.readouterr().out
     assert (stopped, resumed) == (ExitCode.OK, ExitCode.OK)
-    assert "stopped monitoring BTCUSDT (tranches 1, 2)" in out and "monitoring BTCUSDT again" in out
+    assert (
+        "stopped monitoring BTCUSDT: posmon cancelled its TP and SL orders of tranches 1, 2 on the venue; "
+        "the position is left open and UNPROTECTED" in out
+    )
+    assert "monitoring BTCUSDT again" in out
     assert control.calls == [("stop_monitoring", ("BTCUSDT",)), ("resume_monitoring", ("BTCUSDT",))]
 
 
@@ -236,6 +249,68 @@ async def test_url_and_token_come_from_the_config_without_api(tmp_path, capsys):
         config.write_text(f'[api]\nhost = "0.0.0.0"\nport = {port}\ntoken = "{TOKEN}"\n')
         code = await posmon("--config", str(config), "stop", "BTCUSDT")
     assert code == ExitCode.OK and control.calls == [("stop_monitoring", ("BTCUSDT",))]
+
+
+async def test_config_after_the_command_is_read_and_beats_one_before_it(tmp_path, capsys):
+    control = FakeControl()
+    async with served(app_for(control, TOKEN)) as url:
+        port = url.rsplit(":", 1)[1]
+        good = tmp_path / "good.toml"
+        good.write_text(f'[api]\nport = {port}\ntoken = "{TOKEN}"\n')
+        bad = tmp_path / "bad.toml"
+        bad.write_text('[api]\nport = "many"\n')
+        after = await posmon("status", "--config", str(good))
+        later_wins = await posmon("--config", str(bad), "status", "--config", str(good))
+        earlier_loses = await posmon("--config", str(good), "stop", "BTCUSDT", "--config", str(bad))
+    assert (after, later_wins, earlier_loses) == (ExitCode.OK, ExitCode.OK, ExitCode.CONFIG)
+    assert control.calls == [("status", ()), ("status", ())]
+    assert "api.port" in capsys.readouterr().err
+
+
+def test_every_command_has_a_config_option():
+    from posmon.cli.parser import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert len(sub.choices) >= 10
+    without = [name for name, p in sub.choices.items() if "--config" not in p._option_string_actions]
+    assert without == ["demo", "completion"]  # they read no configuration ...
+
+
+def test_config_with_a_command_that_reads_none_is_refused_not_ignored(capsys):
+    with pytest.raises(SystemExit) as refused:
+        main(["--config", "mine.toml", "demo"])
+    assert refused.value.code == 2 and "demo reads no configuration file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "command", ["run", "status", "open", "close", "stop", "resume", "verify", "protect", "history", "report"]
+)
+def test_every_command_accepts_config_after_its_name(command):
+    from posmon.cli.parser import build_parser
+
+    parser = build_parser()
+    required = {"open": ["LONG", "BTCUSDT", "--size-usd", "1", "--leverage", "1", "--sl-percent", "1", "--rr", "1:2"]}
+    argv = [command, *required.get(command, ["BTCUSDT"] if command in ("close", "stop", "resume") else [])]
+    assert parser.parse_args([*argv, "--config", "x.toml"]).config == "x.toml"
+    assert parser.parse_args(argv).config is None
+
+
+def test_version_comes_from_the_package_metadata(capsys, monkeypatch):
+    from importlib import metadata
+
+    import posmon
+    from posmon.cli import parser
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"posmon {metadata.version('posmon')}"
+
+    def not_installed(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(parser.metadata, "version", not_installed)
+    assert parser.version() == posmon.__version__
 
 
 async def test_a_bad_api_config_exits_2(tmp_path, capsys):

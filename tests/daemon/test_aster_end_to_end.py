@@ -65,6 +65,6 @@ async def test_secrets_never_reach_the_logs(tmp_path, autojump_clock, caplog, au
             h.aster.expire_listen_key()
             await h.mark("BTCUSDT", "45500")
     text = "\n".join(r.getMessage() for r in caplog.records) + repr(h.venue) + repr(h.venue.settings)
-    assert "tranche 0" in text  # the log did see the scenario
+    assert "tranche 1 closed by TP" in text  # the log did see the scenario
     for secret in (cred.DEFAULT_SIGNER_PRIVATE_KEY, cred.DEFAULT_SIGNER_PRIVATE_KEY[2:], cred.DEFAULT_API_SECRET):
         assert secret not in text

@@ -100,7 +100,7 @@ def test_a_resting_close_that_falls_short_waits_longer_each_time_and_tells_a_hum
     shorts = [policy.close_fell_short(t, 1000.0, "expired") for _ in range(3)]
     assert [s.hold_until for s in shorts] == [1005.0, 1010.0, 1015.0]
     assert all(s.reconcile for s in shorts) and policy.attempts(t.id) == 3
-    assert [s.alert for s in shorts] == [None, None, "tranche 0 still open after 3 close attempts: expired"]
+    assert [s.alert for s in shorts] == [None, None, "tranche 42 still open after 3 close attempts: expired"]
     policy.forget(t.id)
     assert policy.attempts(t.id) == 0
 
@@ -155,7 +155,7 @@ def test_emulated_close_retries_widen_at_once_then_pause_doubling_at_the_cap_wit
     assert [s.exhausted for s in at_cap].count(True) == 1 and at_cap[0].exhausted
     assert [s.alert is not None for s in shorts].count(True) == 1
     assert at_cap[0].alert == (
-        "tranche 0 (0.150) not closed within the 1.5% slippage cap: expired; retrying at the cap"
+        "tranche 42 (0.150) not closed within the 1.5% slippage cap: expired; retrying at the cap"
     )
 
 

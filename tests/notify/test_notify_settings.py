@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import logging
 
 import pytest
 
 from posmon.actors.messages import Notice
 from posmon.config import ConfigError
-from posmon.logs import JsonLinesFormatter
 from posmon.notify import DEFAULT_KINDS, NotifySettings
 from posmon.notify.format import batch_text, notice_json
 from posmon.notify.redact import origin, redact
@@ -98,15 +96,3 @@ def test_redaction_masks_secrets_and_origin_drops_the_path() -> None:
         == "POST https://api.telegram.org/bot***/sendMessage"
     )
     assert origin("https://hooks.example.com:8443/services/T0/B0/secret?x=1") == "https://hooks.example.com:8443"
-
-
-def test_json_lines_formatter_writes_one_object_per_record() -> None:
-    record = logging.LogRecord("posmon.notices", logging.WARNING, __file__, 1, "%s closed", ("BTCUSDT",), None)
-    line = JsonLinesFormatter().format(record)
-    assert "\n" not in line
-    assert json.loads(line) | {"time": "t"} == {
-        "time": "t",
-        "level": "WARNING",
-        "logger": "posmon.notices",
-        "message": "BTCUSDT closed",
-    }
