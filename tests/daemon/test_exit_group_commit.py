@@ -17,9 +17,8 @@ class CheckingVenue(SimVenue):
         self.cancels: list[tuple[str, tuple[str, ...], set[str]]] = []
 
     async def cancel_orders(self, symbol, client_ids):
-        closing = {
-            r["close_reason"] for r in self.store.db["tranches"].rows_where("symbol = ? AND status = 'closing'", [symbol])
-        }
+        rows = self.store.db["tranches"].rows_where("symbol = ? AND status = 'closing'", [symbol])
+        closing = {r["close_reason"] for r in rows}
         self.cancels.append((symbol, tuple(client_ids), closing))
         return await super().cancel_orders(symbol, client_ids)
 
