@@ -4,14 +4,15 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test lint typecheck bench chaos clean chromium
+.PHONY: run demo test lint typecheck bench bench-peers chaos clean chromium
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	# Lighter's signer is the Go library inside lighter-sdk; only that part is used (no aiohttp client), and the
-	# SDK pins urllib3<2.1, which ccxt's pin contradicts, so it is installed without its dependencies.
+	# SDK pins urllib3<2.1, which ccxt's pin contradicts, so it is installed without its dependencies (the
+	# `lighter` extra names the same pin for installs without the test extra: pip install '.[lighter]').
 	$(BIN)/python -m pip install --quiet --no-deps 'lighter-sdk==1.1.8'
 	touch $(STAMP)
 
@@ -35,6 +36,11 @@ demo: $(STAMP)
 # The benchmark (bench/README.md): about 7 minutes on 2 cores; BENCH_ARGS="--smoke" for the seconds-long version.
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Side by side with NautilusTrader (bench/README.md, Peers): makes bench/peers/.venv-nautilus on first use;
+# PEERS_ARGS="--smoke" runs posmon's side only, at toy sizes.
+bench-peers: $(STAMP)
+	$(BIN)/python -m bench.peers $(PEERS_ARGS)
 
 # The chaos campaign (chaos/README.md): RUNS= runs from seed SEED= over both venues, two at a time;
 # CHAOS_ARGS for more (e.g. CHAOS_ARGS="--venue aster" or "--smoke"). A failing run prints its replay command.

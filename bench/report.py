@@ -234,6 +234,17 @@ def table(out: dict[str, Any]) -> str:
         )
         lines.append("")
 
+    lb = out.get("lighter_burst")
+    if lb:
+        from bench.lighter_burst import table as lighter_table
+
+        lines += [lighter_table(lb), ""]
+    parse = out.get("parse")
+    if parse:
+        from bench.parse import table as parse_table
+
+        lines += [*parse_table(parse), ""]
+
     tg = out.get("targets")
     if tg:
         lines.append("Targets")

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import analysis, report
+from bench import parse as parse_bench
 from bench.plan import Plan, PlanSpec, Window, build_plan, next_tranche_id
 from bench.proto import ROOT, Child, Interference, cpu_seconds, memory_kib
 from posmon.sim.aster import credentials as cred
@@ -139,6 +140,8 @@ TARGETS = {
     "startup_100k_s": 5.0,
     "rest_calls_per_protected_fill": 1.0,
     "rest_reduction_pct": 70.0,
+    "lighter_burst_p50_ms": 10.0,  # the tick-to-close target, for 50 stop-outs in one frame (signing included)
+    "mark_frame_parse_speedup": 2.0,  # 1,008-symbol !markPrice@arr: field by field (before) / typed (msgspec)
 }
 
 
@@ -728,7 +731,7 @@ def rest_comparison(per_event: dict[str, Any], measured_idle_per_hour: float) ->
 # ---- the whole run -----------------------------------------------------------------------------------------------
 
 
-PHASES = ("latency", "throughput", "rest", "large_store")
+PHASES = ("latency", "throughput", "rest", "large_store", "lighter_burst")
 # Experiments, never the default: each is a change to the daemon made from outside posmon, in bench/daemon_proc.py,
 # to measure what a proposed fix would buy. name -> (environment variable for the daemon process, what it does)
 EXPERIMENTS = {
@@ -911,6 +914,13 @@ def _run(
         finally:
             big.stop()
         out["memory"].update(memory_figures(out["memory"]))
+    if "lighter_burst" in phases:  # its own simulator and daemon (bench/lighter_burst.py)
+        from bench import lighter_burst
+
+        out["lighter_burst"] = lighter_burst.run(smoke=sizes.name == "smoke")
+        log(f"lighter burst: {out['lighter_burst']['price_to_tx']}")
+    log("parsing micro-benchmark (in-process)")
+    out["parse"] = parse_bench.measure(smoke=sizes.name == "smoke")
     out["targets"] = targets(out)
     out["duration_s"] = round(time.monotonic() - t_start, 1)
     if profile:
@@ -989,6 +999,7 @@ def targets(out: dict[str, Any]) -> dict[str, Any]:
     rest = out.get("rest", {})
     fill = rest.get("comparison", {}).get("protected_fill", {}).get("posmon")
     red = rest.get("example_hour", {}).get("reduction_pct")
+    speedup = out.get("parse", {}).get("aster_marks_doc", {}).get("speedup")
     t = TARGETS
     return {
         "p99_tick_to_order_1hz_ms": row(
@@ -1015,4 +1026,25 @@ def targets(out: dict[str, Any]) -> dict[str, Any]:
             fill, t["rest_calls_per_protected_fill"], fill is not None and fill <= t["rest_calls_per_protected_fill"]
         ),
         "rest_reduction_pct": row(red, t["rest_reduction_pct"], red is not None and red >= t["rest_reduction_pct"]),
+        **_lighter_burst_target(out, t["lighter_burst_p50_ms"], row),
+        "mark_frame_parse_speedup": row(
+            speedup,
+            t["mark_frame_parse_speedup"],
+            speedup is not None and speedup >= t["mark_frame_parse_speedup"],
+            "1,008-symbol frame, in-process (bench/parse.py)",
+        ),
     }
+
+
+def _lighter_burst_target(out: dict[str, Any], target: float, row: Any) -> dict[str, Any]:
+    """Lighter: price frame -> the close's transaction received (sendTxBatch), p50 of 50 stop-outs at once."""
+    lb = out.get("lighter_burst", {})
+    p = lb.get("price_to_tx", {})
+    p50 = p.get("p50_ms")
+    note = (
+        f"max {p.get('max_ms')} ms; {lb.get('requests_per_burst')} request(s) per burst; sign threads "
+        f"{lb.get('sign_threads')}"
+        if lb
+        else ""
+    )
+    return {"lighter_burst_p50_ms": row(p50, target, p50 is not None and p50 < target, note)}

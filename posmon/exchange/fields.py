@@ -28,6 +28,8 @@ MAX_INT = 2**63 - 1  # order indexes, market ids, timestamps: a signed 64-bit in
 # Plain ASCII decimal notation: Decimal() alone also takes "٣", " 1 ", "1_000", "NaN" and 10^999999999.
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,4})?")
 
+_ZERO = Decimal(0)
+
 _repr = reprlib.Repr()
 _repr.maxlevel, _repr.maxstring, _repr.maxother, _repr.maxdict, _repr.maxlist = 3, 120, 120, 6, 6
 
@@ -82,6 +84,8 @@ def number(value: Any, what: str, *, ints: bool = False) -> Decimal:
     infinities, magnitudes above ``MAX_MAGNITUDE`` and digits finer than ``10**MIN_EXPONENT``. A zero is
     returned as plain ``Decimal(0)`` whatever exponent it was written with.
     """
+    if isinstance(value, str) and (fast := plain_decimal(value)) is not None:
+        return fast
     if ints and isinstance(value, int) and not isinstance(value, bool):
         if abs(value) > MAX_MAGNITUDE:
             raise MalformedMessage(f"{what} is out of range (|x| <= 1e15): {show(value)}")
@@ -104,6 +108,20 @@ def number(value: Any, what: str, *, ints: bool = False) -> Decimal:
     if finest < MIN_EXPONENT or parsed.copy_abs() > MAX_MAGNITUDE:
         raise MalformedMessage(f"{what} is out of range (|x| <= 1e15, at most 30 decimals): {show(value)}")
     return parsed
+
+
+def plain_decimal(value: str) -> Decimal | None:
+    """The common case of ``number``, fast: ASCII digits with at most one point and an optional minus, in bounds.
+
+    None for anything else (a plus, an exponent, more than 31 digits and point, |x| > 1e15): ``number`` then
+    judges it. At most 31 characters keeps the digits at or above 10**-30; with no exponent that is all to check.
+    """
+    digits = value[1:] if value[:1] == "-" else value
+    if len(digits) <= 31 and digits.isascii() and digits.replace(".", "", 1).isdigit():
+        parsed = Decimal(value)
+        if -MAX_MAGNITUDE <= parsed <= MAX_MAGNITUDE:
+            return parsed if parsed else _ZERO
+    return None
 
 
 def derived(value: Decimal, what: str) -> Decimal:

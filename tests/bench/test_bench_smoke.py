@@ -55,6 +55,19 @@ POSITIVE = [  # numbers that must be there and above zero
     "startup.large_store.actors_loaded_s",
     *(f"rest.per_event.{k}.calls_per_event" for k in ("protected_fill", "tranche_update", "instant_close", "tp_fill")),
     *(f"rest.comparison.{k}.baseline" for k in ("protected_fill", "tranche_update", "instant_close")),
+    "lighter_burst.price_to_tx.p50_ms",
+    "lighter_burst.price_to_tx.max_ms",
+    *(
+        f"parse.{i}.{f}"
+        for i in (
+            "aster_marks_doc",
+            "aster_marks_sim",
+            "lighter_market_stats",
+            "aster_open_orders",
+            "aster_position_risk",
+        )
+        for f in ("before_ms", "by_field_ms", "typed_ms")
+    ),
 ]
 NON_NEGATIVE = [
     "throughput.cpu_at_1hz_pct",
@@ -73,6 +86,8 @@ TARGETS = (
     "startup_100k_s",
     "rest_calls_per_protected_fill",
     "rest_reduction_pct",
+    "lighter_burst_p50_ms",
+    "mark_frame_parse_speedup",
 )
 
 
@@ -131,6 +146,7 @@ def test_smoke_benchmark_writes_every_figure_and_cleans_up(tmp_path):
     # Counted, not timed: a protected fill is one batch call (TP and SL together) on any machine.
     assert data["rest"]["per_event"]["protected_fill"]["calls_per_event"] == 1
     assert data["rest"]["failures"] == []
+    assert data["lighter_burst"]["missing"] == 0 and data["lighter_burst"]["price_to_tx"]["count"] > 0
     assert set(data["targets"]) == set(TARGETS)
     assert all(data["targets"][k]["value"] is not None for k in TARGETS)
     assert "Tick-to-order" in proc.stdout and "Targets" in proc.stdout

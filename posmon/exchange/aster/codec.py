@@ -4,16 +4,25 @@ Pure functions, no I/O. Numbers travel as decimal strings and become ``Decimal``
 going out they are written plainly (never scientific notation, never through float). Anything that is not
 what the protocol says raises ``MalformedMessage`` naming the field and the value, so a reader can count and
 skip a bad frame and the REST client can report an unreadable answer as an unknown outcome.
+
+The hot inputs (the ``!markPrice@arr`` frame, the ``openOrders`` and ``positionRisk`` lists) are first decoded
+with msgspec into typed structs, which checks types and bounds in C and skips the fields posmon does not read.
+Whatever that typed path does not accept in full (another shape, an error, an unusual number, non-ASCII bytes)
+goes to the field-by-field path, which decides as before and names the bad field: the typed path is only a
+shortcut to the same result (``tests/exchange/aster/test_aster_fast_decode.py`` checks it is), never a second
+set of rules. Prices stay decimal strings until ``Decimal`` reads them (msgspec's own ``Decimal`` decoding would
+take a JSON number, ``"NaN"`` or ``" 1_0"``, so it is not used).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
+import msgspec
 import orjson
 
 from posmon.domain.orders import (
@@ -324,13 +333,27 @@ def parse_order(data: Any) -> OrderState:
 
 
 def parse_orders(data: Any) -> list[OrderState]:
+    """The open orders answer: decoded JSON, or its raw bytes (which take the typed path first)."""
+    if isinstance(data, bytes):
+        typed = _typed(_ORDER_LIST, data, _order_state)
+        if typed is not None:
+            return typed
+        data = load_json(data, "open orders answer")
     if not isinstance(data, list):
         raise MalformedMessage(f"open orders answer is not a list: {fields.show(data)}")
     return [parse_order(item) for item in data]
 
 
 def parse_positions(data: Any) -> list[PositionState]:
-    """positionRisk entries with a non-zero amount; a negative amount is a SHORT in one-way (BOTH) mode."""
+    """positionRisk entries with a non-zero amount; a negative amount is a SHORT in one-way (BOTH) mode.
+
+    ``data``: decoded JSON, or the answer's raw bytes (which take the typed path first).
+    """
+    if isinstance(data, bytes):
+        typed = _typed(_POSITION_LIST, data, _position_state)
+        if typed is not None:
+            return [p for p in typed if p is not _FLAT]
+        data = load_json(data, "positionRisk answer")
     if not isinstance(data, list):
         raise MalformedMessage(f"positionRisk answer is not a list: {fields.show(data)}")
     out = []
@@ -371,6 +394,26 @@ def parse_mark_prices(data: Any) -> list[MarkPrice]:
 
 def parse_price_frame(frame: bytes) -> list[MarkPrice]:
     """``markPriceUpdate`` objects from a raw, array (``!markPrice@arr``) or combined-stream frame; [] for acks."""
+    if frame[:1] == b"[" and frame.isascii():
+        try:
+            entries = _MARK_ARRAY.decode(frame)
+        except (msgspec.MsgspecError, ValueError, RecursionError):
+            pass  # the field-by-field path names what is wrong
+        else:
+            out = []
+            for entry in entries:
+                price = fields.plain_decimal(entry.p)
+                if price is None or price < 0:
+                    break  # an unusual notation or a negative mark: the field-by-field path judges it
+                if price:  # "0": no mark yet, left out
+                    out.append(MarkPrice(entry.s, price, entry.E / 1000))
+            else:
+                return out
+    return parse_price_frame_by_field(frame)
+
+
+def parse_price_frame_by_field(frame: bytes) -> list[MarkPrice]:
+    """``parse_price_frame`` for any frame, checked field by field (the reference the typed path must match)."""
     data = fields.unwrap(load_json(frame, "price frame"))
     if isinstance(data, dict) and "id" in data and "result" in data:
         return []
@@ -488,6 +531,129 @@ def _position_updates(entry: dict[str, Any], time: float) -> list[PositionUpdate
     else:
         side = Side(ps)
     return [PositionUpdate(PositionState(symbol, side, abs(amount), entry_price), time)]
+
+
+# ---- typed decoding (msgspec) ------------------------------------------------------------------------------
+
+_Text = Annotated[str, msgspec.Meta(min_length=1, max_length=fields.MAX_TEXT_CHARS)]
+_Millis = Annotated[int, msgspec.Meta(ge=0, le=fields.MAX_INT)]
+
+
+class _MarkEntry(msgspec.Struct, gc=False):
+    """One ``markPriceUpdate`` of the array frame: only what posmon reads (``i``, ``P``, ``r``, ``T`` are skipped)."""
+
+    e: Literal["markPriceUpdate"]
+    E: _Millis
+    s: _Text
+    p: str
+
+
+_MARK_ARRAY = msgspec.json.Decoder(list[_MarkEntry])
+_PositionSide = Literal["BOTH", "LONG", "SHORT"]
+
+
+class _Order(msgspec.Struct, gc=False):
+    """An order object of ``openOrders`` (``parse_order``'s fields; defaults as ``parse_order`` reads absence)."""
+
+    clientOrderId: _Text
+    orderId: int | _Text
+    symbol: _Text
+    side: _Text
+    type: _Text
+    status: _Text
+    origQty: str
+    positionSide: _PositionSide = "BOTH"
+    executedQty: str = "0"
+    avgPrice: str = "0"
+    price: str = "0"
+    stopPrice: str = "0"
+    reduceOnly: bool = False
+
+
+class _Position(msgspec.Struct, gc=False):
+    """A ``positionRisk`` entry (``parse_positions``'s fields)."""
+
+    symbol: _Text
+    positionAmt: str
+    entryPrice: str
+    positionSide: _PositionSide = "BOTH"
+
+
+_ORDER_LIST = msgspec.json.Decoder(list[_Order])
+_POSITION_LIST = msgspec.json.Decoder(list[_Position])
+_SIDES: Mapping[str, OrderSide] = MappingProxyType({m.value: m for m in OrderSide})
+_TYPES: Mapping[str, OrderType] = MappingProxyType({**{m.value: m for m in OrderType}, **_FOREIGN_TYPES})
+_STATUSES: Mapping[str, OrderStatus] = MappingProxyType({**{m.value: m for m in OrderStatus}, **_FOREIGN_STATUSES})
+_FLAT = PositionState("", Side.LONG, Decimal(0), Decimal(0))  # a zero-amount entry, left out
+_T = TypeVar("_T")
+_S = TypeVar("_S", bound=msgspec.Struct)
+
+
+def _typed(decoder: msgspec.json.Decoder[list[_S]], body: bytes, build: Callable[[_S], _T | None]) -> list[_T] | None:
+    """Every item built from the typed decoding of ``body``; None when any part needs the field-by-field path."""
+    if not body.isascii():
+        return None
+    try:
+        items = decoder.decode(body)
+    except (msgspec.MsgspecError, ValueError, RecursionError):
+        return None
+    out = []
+    for item in items:
+        built = build(item)
+        if built is None:
+            return None
+        out.append(built)
+    return out
+
+
+def _order_state(o: _Order) -> OrderState | None:
+    side, kind, status = _SIDES.get(o.side), _TYPES.get(o.type), _STATUSES.get(o.status)
+    qty, filled, avg = (
+        fields.plain_decimal(o.origQty),
+        fields.plain_decimal(o.executedQty),
+        fields.plain_decimal(o.avgPrice),
+    )
+    price, stop = fields.plain_decimal(o.price), fields.plain_decimal(o.stopPrice)
+    if (
+        side is None
+        or kind is None
+        or status is None
+        or qty is None
+        or filled is None
+        or avg is None
+        or price is None
+        or stop is None
+        or min(qty, filled, avg, price, stop) < 0
+    ):
+        return None
+    return OrderState(
+        client_id=o.clientOrderId,
+        order_id=str(o.orderId),
+        symbol=o.symbol,
+        side=side,
+        position_side=o.positionSide,
+        type=kind,
+        status=status,
+        qty=qty,
+        filled_qty=filled,
+        avg_price=avg,
+        price=price if price != 0 else None,
+        stop_price=stop if stop != 0 else None,
+        reduce_only=o.reduceOnly,
+    )
+
+
+def _position_state(p: _Position) -> PositionState | None:
+    amount = fields.plain_decimal(p.positionAmt)
+    if amount is None:
+        return None
+    if amount == 0:
+        return _FLAT
+    entry_price = fields.plain_decimal(p.entryPrice)
+    if entry_price is None or entry_price < 0:
+        return None
+    side = (Side.LONG if amount > 0 else Side.SHORT) if p.positionSide == "BOTH" else Side(p.positionSide)
+    return PositionState(symbol=p.symbol, side=side, qty=abs(amount), entry_price=entry_price)
 
 
 # ---- field helpers --------------------------------------------------------------------------------------------

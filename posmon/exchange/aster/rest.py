@@ -48,8 +48,9 @@ BatchResult = OrderState | VenueError
 Parsed = TypeVar("Parsed")
 USER_AGENT = "posmon/0.1"
 NO_CHANGE_NEEDED = -4059  # "No need to change position side."
-# Answers with more items than this (a whole account's orders or positions) are parsed in a worker thread.
+# Answers larger than this (a whole account's orders or positions) are parsed in a worker thread.
 PARSE_IN_THREAD_ITEMS = 500
+PARSE_IN_THREAD_BYTES = 200_000  # about 500 orders as Aster writes them
 _USAGE_HEADER = re.compile(r"x-mbx-(used-weight|order-count)-(\w+)")
 
 
@@ -198,14 +199,14 @@ class AsterRest:
 
     async def open_orders(self, symbol: str | None = None) -> list[OrderState]:
         path = f"{self._prefix}/openOrders"
-        data = await self._call("GET", path, [("symbol", symbol)] if symbol else [])
+        data = await self._call("GET", path, [("symbol", symbol)] if symbol else [], raw_list=True)
         return await self._parsed_large(codec.parse_orders, data, f"GET {path}")
 
     # --- account -----------------------------------------------------------------------------------------
 
     async def position_risk(self, symbol: str | None = None) -> list[PositionState]:
         """Every non-zero position, or one symbol's (v2 path with v1 auth, v3 path with v3 auth)."""
-        data = await self._call("GET", self._positions_path, [("symbol", symbol)] if symbol else ())
+        data = await self._call("GET", self._positions_path, [("symbol", symbol)] if symbol else (), raw_list=True)
         return await self._parsed_large(codec.parse_positions, data, f"GET {self._positions_path}")
 
     async def position_mode(self) -> bool:
@@ -275,7 +276,12 @@ class AsterRest:
         """``_parsed``, in a worker thread for a whole account's answer: 25,000 orders take about a second to
         parse, which on the trio thread would hold every price frame and exit for that long (the periodic
         reconcile's stall); a worker shares the interpreter in short slices instead."""
-        if isinstance(data, list) and len(data) > PARSE_IN_THREAD_ITEMS:
+        large = (
+            len(data) > PARSE_IN_THREAD_BYTES
+            if isinstance(data, bytes)
+            else isinstance(data, list) and len(data) > PARSE_IN_THREAD_ITEMS
+        )
+        if large:
             return await trio.to_thread.run_sync(self._parsed, parse, data, request)
         return self._parsed(parse, data, request)
 
@@ -296,13 +302,25 @@ class AsterRest:
                 out.append(self._parsed(codec.parse_order, item, request))
         return out
 
-    async def _call(self, method: str, path: str, params: Params = (), *, security: Security = Security.SIGNED) -> Any:
-        """Send one request (re-signed on the one allowed retry) and return its decoded JSON."""
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        params: Params = (),
+        *,
+        security: Security = Security.SIGNED,
+        raw_list: bool = False,
+    ) -> Any:
+        """Send one request (re-signed on the one allowed retry) and return its decoded JSON.
+
+        ``raw_list``: a successful answer that is a JSON array comes back as its bytes, for the codec's typed
+        decoding (an array is never an error body, so nothing is lost by not parsing it here).
+        """
         request = f"{method} {path}"
         for attempt in range(2):
             prepared = await self._prepare(method, params, security)
             try:
-                return await self._send(method, path, prepared, request)
+                return await self._send(method, path, prepared, request, raw_list)
             except ClockSkew:
                 if attempt or security is Security.NONE:
                     raise
@@ -328,7 +346,7 @@ class AsterRest:
         sign = signer.sign if security is Security.SIGNED else signer.unsigned
         return sign(params, in_body=in_body)
 
-    async def _send(self, method: str, path: str, prepared: SignedRequest, request: str) -> Any:
+    async def _send(self, method: str, path: str, prepared: SignedRequest, request: str, raw_list: bool = False) -> Any:
         url = f"{path}?{prepared.query}" if prepared.query else path
         try:
             response = await self._client.request(
@@ -341,6 +359,8 @@ class AsterRest:
         except httpx.TransportError as exc:
             raise OutcomeUnknown(f"connection failed ({type(exc).__name__}: {exc})", request=request) from exc
         self.usage.update(response.headers)
+        if raw_list and 200 <= response.status_code < 300 and response.content[:1] == b"[":
+            return response.content
         return _decode(response, request)
 
 

@@ -16,6 +16,10 @@ models and the live stream):
 
 Lighter reports cumulative fills per order, posmon's ``OrderUpdate`` also wants the fill each update adds:
 ``FillTracker`` remembers each order's last cumulative amounts to tell them.
+
+The hot frame, ``update/market_stats``, is first decoded with msgspec into typed structs (types and bounds checked
+in C, the many fields posmon does not read skipped); anything that path does not accept in full goes to the
+field-by-field path, which decides as before (see ``posmon/exchange/aster/codec.py`` for the same pattern).
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
 import orjson
 
 from posmon.domain.orders import OrderSide, OrderState, OrderStatus, OrderType, PositionState, Side
@@ -349,6 +354,20 @@ def _frame_time(data: dict[str, Any], now: float) -> float:
 
 def parse_price_frame(frame: bytes, markets: MarketTable, now: float) -> list[MarkPrice]:
     """``update/market_stats`` (one market or ``all``); [] for connected/subscribed acks, pings and pongs."""
+    if frame.isascii():
+        try:
+            typed = _STATS_FRAME.decode(frame)
+        except (msgspec.MsgspecError, ValueError, RecursionError):
+            pass  # another frame type, or something wrong: the field-by-field path decides
+        else:
+            marks = _typed_marks(typed, markets, now)
+            if marks is not None:
+                return marks
+    return parse_price_frame_by_field(frame, markets, now)
+
+
+def parse_price_frame_by_field(frame: bytes, markets: MarketTable, now: float) -> list[MarkPrice]:
+    """``parse_price_frame`` for any frame, checked field by field (the reference the typed path must match)."""
     data = fields.as_object(load_json(frame, "price frame"), "price frame")
     kind = frame_type(data)
     if kind == "error" or "error" in data:
@@ -359,6 +378,41 @@ def parse_price_frame(frame: bytes, markets: MarketTable, now: float) -> list[Ma
     entries = [stats] if "market_id" in stats else [fields.as_object(v, "market stats") for v in stats.values()]
     at = _frame_time(data, now)
     return [m for e in entries if (m := _mark(e, markets, at)) is not None]
+
+
+class _Stats(msgspec.Struct, gc=False):
+    """One market's ``market_stats``: only what posmon reads."""
+
+    market_id: Annotated[int, msgspec.Meta(ge=0, le=fields.MAX_INT)]
+    mark_price: str
+
+
+class _StatsFrame(msgspec.Struct, gc=False):
+    """A ``market_stats:all`` frame; ``error``/``timestamp`` kept as given for the field-by-field path's rules."""
+
+    type: Literal["update/market_stats", "subscribed/market_stats"]
+    market_stats: dict[str, _Stats]
+    timestamp: Any = None
+    error: Any = msgspec.UNSET
+
+
+_STATS_FRAME = msgspec.json.Decoder(_StatsFrame)
+
+
+def _typed_marks(frame: _StatsFrame, markets: MarketTable, now: float) -> list[MarkPrice] | None:
+    """The marks of a typed frame; None when it needs the field-by-field path (an error, one market, a notation)."""
+    if frame.error is not msgspec.UNSET or "market_id" in frame.market_stats:
+        return None
+    at = _frame_time({"timestamp": frame.timestamp}, now)
+    out = []
+    for entry in frame.market_stats.values():
+        price = fields.plain_decimal(entry.mark_price)
+        if price is None or price < 0:
+            return None
+        symbol = markets.symbol_of(entry.market_id)
+        if symbol is not None and price:
+            out.append(MarkPrice(symbol=symbol, price=price, time=at))
+    return out
 
 
 def parse_user_frame(

@@ -1,8 +1,10 @@
 """``LighterRest``: the Lighter REST endpoints posmon uses, on one ``httpx.AsyncClient`` (httpx runs on trio).
 
 Transactions are signed by lighter-sdk's Go signer (``signer.LighterSigner``), always with an explicit nonce
-so the signer makes no network call, and off the trio thread (about 2.6 ms each) so price routing never
-stalls. Every failure becomes a typed venue error (``errors.error_for``); nothing is retried here: the
+so the signer makes no network call, and off the trio thread (0.8-2.6 ms each) so price routing never
+stalls. A batch is signed in up to ``sign_threads`` worker threads at once (``sign_many``): ctypes releases the
+GIL and the Go signer is safe to call concurrently, so 50 closes sign in about half the time on 2 cores.
+Every failure becomes a typed venue error (``errors.error_for``); nothing is retried here: the
 gateway owns retries and knows whether a resend is safe.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -33,6 +36,8 @@ R = TypeVar("R")
 USER_AGENT = "posmon/0.1"
 AUTH_TOKEN_MARGIN_SECONDS = 120.0  # a token this close to its deadline is replaced before use
 INACTIVE_ORDERS_LIMIT = 100
+#: Worker threads signing one batch: one per core, at most 4 (the Go signer is CPU-bound).
+DEFAULT_SIGN_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 class SignerLike(Protocol):
@@ -72,6 +77,7 @@ class LighterRest:
         *,
         clock: Callable[[], float] = time.time,
         sign_in_thread: bool = True,
+        sign_threads: int = DEFAULT_SIGN_THREADS,
     ) -> None:
         if settings.account_index is None:
             raise ValueError("LighterRest needs settings.account_index")
@@ -81,7 +87,7 @@ class LighterRest:
         self._client = client
         self._clock = clock
         self._sign_in_thread = sign_in_thread
-        self._sign_limiter = trio.CapacityLimiter(1)  # one signing at a time: the Go signer is one client
+        self._sign_limiter = trio.CapacityLimiter(sign_threads)  # signing threads in use at once
         self._auth: tuple[str, float] | None = None  # token and its deadline (epoch seconds)
 
     def __repr__(self) -> str:
@@ -119,6 +125,53 @@ class LighterRest:
         if not self._sign_in_thread:
             return call()
         return await trio.to_thread.run_sync(call, limiter=self._sign_limiter)
+
+    @property
+    def sign_threads(self) -> int:
+        return int(self._sign_limiter.total_tokens)
+
+    @sign_threads.setter
+    def sign_threads(self, n: int) -> None:
+        if n < 1:
+            raise ValueError(f"sign_threads must be >= 1, got {n}")
+        self._sign_limiter.total_tokens = n
+
+    async def sign_many(self, calls: Sequence[tuple[Callable[..., R], dict[str, Any]]]) -> list[R | Exception]:
+        """Run blocking signer calls, up to ``sign_threads`` at once; per call its result or its exception.
+
+        The calls are split into contiguous chunks, one worker thread each (two thread hops for a 50-order
+        batch, not 50). Arguments (nonces included) are fixed by the caller before any call runs, so the order
+        the threads finish in changes nothing. Without worker threads (``sign_in_thread=False``) they run in turn.
+        """
+        out: list[R | Exception] = []
+        if not calls:
+            return out
+
+        def run(chunk: Sequence[tuple[Callable[..., R], dict[str, Any]]]) -> list[R | Exception]:
+            done: list[R | Exception] = []
+            for fn, kwargs in chunk:
+                try:
+                    done.append(fn(**kwargs))
+                except Exception as exc:  # the signer's refusal: this call only
+                    done.append(exc)
+            return done
+
+        if not self._sign_in_thread:
+            return run(calls)
+        workers = min(self.sign_threads, len(calls))
+        size = -(-len(calls) // workers)
+        chunks = [calls[i : i + size] for i in range(0, len(calls), size)]
+        answers: list[list[R | Exception]] = [[] for _ in chunks]
+
+        async def one(k: int) -> None:
+            answers[k] = await trio.to_thread.run_sync(run, chunks[k], limiter=self._sign_limiter)
+
+        async with trio.open_nursery() as nursery:
+            for k in range(len(chunks)):
+                nursery.start_soon(one, k)
+        for part in answers:
+            out += part
+        return out
 
     async def auth_token(self) -> str:
         """A read-auth token valid for at least ``AUTH_TOKEN_MARGIN_SECONDS`` more (cached until then)."""

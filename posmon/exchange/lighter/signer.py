@@ -5,8 +5,12 @@ daemon runs on trio. Only the Go library (``lighter/signers/lighter-signer-<os>-
 located through the installed package's directory without importing the package. Every call passes an
 explicit nonce and api key index, so the Go code never fetches a nonce over the network.
 
-The calls block (about 2-3 ms per order): callers run them with ``trio.to_thread.run_sync``. Calls on one
-``LighterSigner`` are serialised by a lock because the Go side keeps per-key client state.
+The calls block (about 0.8-2.6 ms per order): callers run them with ``trio.to_thread.run_sync``. Signing calls
+may run in several threads at once (``LighterRest.sign_many``): ctypes releases the GIL around each foreign call,
+and the Go side (lighter-go 1.x ``sharedlib``/``client``) keeps its clients in a map guarded by a mutex, never
+changes a ``TxClient`` after ``CreateClient``, builds each transaction and its options afresh per call, and
+samples a fresh Schnorr nonce per signature, so concurrent calls with distinct explicit nonces share nothing
+mutable. Only ``CreateClient`` (which writes that map) is serialised here.
 The private key is held only to hand it to ``CreateClient``; it never appears in a repr, log or error.
 """
 
@@ -83,6 +87,7 @@ TX_TYPE_CREATE_GROUPED_ORDERS = 28
 TX_TYPE_UPDATE_MARGIN = 29
 
 _INSTALL_HINT = f"pip install --no-deps {PINNED_SDK}"
+_CREATE_LOCK = threading.Lock()  # CreateClient writes the Go side's client map and its default client
 _SKIP_NONCE_OFF = 0
 
 
@@ -189,15 +194,14 @@ def _tx(lib: ctypes.CDLL, result: _SignedTxResponse) -> tuple[int, str]:
 
 
 class LighterSigner:
-    """Signs Lighter transactions for one (account, api key); synchronous, run it in a worker thread."""
+    """Signs Lighter transactions for one (account, api key); blocking calls, safe from several threads at once."""
 
     def __init__(self, *, url: str, private_key: str, chain_id: int, api_key_index: int, account_index: int) -> None:
         self._lib = _load()
-        self._lock = threading.Lock()
         self.api_key_index = api_key_index
         self.account_index = account_index
         key = private_key[2:] if private_key.startswith("0x") else private_key
-        with self._lock:
+        with _CREATE_LOCK:
             err = _take(
                 self._lib,
                 self._lib.CreateClient(url.encode(), key.encode(), chain_id, api_key_index, account_index),
@@ -225,42 +229,38 @@ class LighterSigner:
     ) -> tuple[int, str]:
         """Sign a CreateOrder; returns ``(tx_type, tx_info JSON)`` for sendTx."""
         _explicit(nonce)
-        with self._lock:
-            result = self._lib.SignCreateOrder(
-                market_index, client_order_index, base_amount, price, int(is_ask), order_type, time_in_force,
-                int(reduce_only), trigger_price, order_expiry,
-                0, 0, 0, 0, 0,  # no integrator, default self-trade behaviour
-                _SKIP_NONCE_OFF, nonce, self.api_key_index, self.account_index,
-            )  # fmt: skip
-            return _tx(self._lib, result)
+        result = self._lib.SignCreateOrder(
+            market_index, client_order_index, base_amount, price, int(is_ask), order_type, time_in_force,
+            int(reduce_only), trigger_price, order_expiry,
+            0, 0, 0, 0, 0,  # no integrator, default self-trade behaviour
+            _SKIP_NONCE_OFF, nonce, self.api_key_index, self.account_index,
+        )  # fmt: skip
+        return _tx(self._lib, result)
 
     def cancel_order(self, *, market_index: int, order_index: int, nonce: int) -> tuple[int, str]:
         """Sign a CancelOrder; ``order_index`` may be the exchange's order index or the client order index."""
         _explicit(nonce)
-        with self._lock:
-            result = self._lib.SignCancelOrder(
-                market_index, order_index, _SKIP_NONCE_OFF, nonce, self.api_key_index, self.account_index
-            )
-            return _tx(self._lib, result)
+        result = self._lib.SignCancelOrder(
+            market_index, order_index, _SKIP_NONCE_OFF, nonce, self.api_key_index, self.account_index
+        )
+        return _tx(self._lib, result)
 
     def update_leverage(self, *, market_index: int, leverage: int, margin_mode: int, nonce: int) -> tuple[int, str]:
         """Sign an UpdateLeverage; the wire carries the initial margin fraction ``10_000 // leverage``."""
         _explicit(nonce)
         if leverage < 1:
             raise SignError(f"leverage must be >= 1, got {leverage}")
-        with self._lock:
-            result = self._lib.SignUpdateLeverage(
-                market_index, 10_000 // leverage, margin_mode, _SKIP_NONCE_OFF, nonce,
-                self.api_key_index, self.account_index,
-            )  # fmt: skip
-            return _tx(self._lib, result)
+        result = self._lib.SignUpdateLeverage(
+            market_index, 10_000 // leverage, margin_mode, _SKIP_NONCE_OFF, nonce,
+            self.api_key_index, self.account_index,
+        )  # fmt: skip
+        return _tx(self._lib, result)
 
     def create_auth_token(self, *, deadline: int) -> str:
         """An auth token for authenticated reads, valid until ``deadline`` (unix seconds)."""
-        with self._lock:
-            result = self._lib.CreateAuthToken(deadline, self.api_key_index, self.account_index)
-            token = _take(self._lib, result.str)
-            err = _take(self._lib, result.err)
+        result = self._lib.CreateAuthToken(deadline, self.api_key_index, self.account_index)
+        token = _take(self._lib, result.str)
+        err = _take(self._lib, result.err)
         if err:
             raise SignError(err)
         if token is None:

@@ -384,17 +384,8 @@ class LighterVenue:
             await trio.lowlevel.checkpoint()
             return []
         results: list[VenueError | None] = [None] * len(calls)
-        signed: list[tuple[int, _Signed]] = []
         async with self._send_lock:
-            for i, (fn, args) in enumerate(calls):
-                (nonce,) = await self.nonces.take(1)
-                try:
-                    tx_type, tx_info = await self.rest.sign(fn, **args, nonce=nonce)
-                except Exception as exc:  # the native signer's refusal (bad arguments): this call only
-                    self.nonces.give_back(nonce)
-                    results[i] = GiveUp(f"the signer refused: {type(exc).__name__}: {exc}", request=request)
-                    continue
-                signed.append((i, _Signed(int(tx_type), str(tx_info))))
+            signed = await self._sign(calls, results, request)
             if not signed:
                 return results
             try:
@@ -410,6 +401,40 @@ class LighterVenue:
                 for i, _ in signed:
                     results[i] = exc
         return results
+
+    async def _sign(
+        self,
+        calls: list[tuple[Callable[..., tuple[int, str]], dict[str, Any]]],
+        results: list[VenueError | None],
+        request: str,
+    ) -> list[tuple[int, _Signed]]:
+        """Sign ``calls`` in parallel with consecutive nonces, taken in order before any signing starts.
+
+        A call the signer refuses (bad arguments) gets ``GiveUp`` in ``results`` and would leave a hole in the
+        nonces (21105 for the whole batch): then every nonce goes back and the others are signed again with a
+        consecutive range. Called under the send lock; if anything else interrupts it (a cancellation) the
+        nonces' fate is left to a re-fetch.
+        """
+        pending = list(range(len(calls)))
+        try:
+            while pending:
+                taken = await self.nonces.take(len(pending))
+                answers = await self.rest.sign_many(
+                    [(calls[i][0], {**calls[i][1], "nonce": n}) for i, n in zip(pending, taken, strict=True)]
+                )
+                refused = {i for i, a in zip(pending, answers, strict=True) if isinstance(a, Exception)}
+                if not refused:
+                    return [(i, _Signed(int(a[0]), str(a[1]))) for i, a in zip(pending, answers, strict=True)]  # type: ignore[index]
+                for nonce in reversed(taken):
+                    self.nonces.give_back(nonce)
+                for i, a in zip(pending, answers, strict=True):
+                    if i in refused:
+                        results[i] = GiveUp(f"the signer refused: {type(a).__name__}: {a}", request=request)
+                pending = [i for i in pending if i not in refused]
+            return []
+        except BaseException:
+            self.nonces.invalidate(f"{request}: signing interrupted")
+            raise
 
     async def query_order(self, symbol: str, client_id: str) -> OrderState:
         """The order by client id: among the market's active orders, then its recent inactive ones.

@@ -473,9 +473,9 @@ async def test_a_whole_accounts_open_orders_are_parsed_off_the_trio_thread(monke
         await venue.place_orders([limit()])
         few = await venue.open_orders()
         template = fake.orders["pm-1-E-1"]
-        for i in range(rest.PARSE_IN_THREAD_ITEMS + 1):
+        for i in range(2 * rest.PARSE_IN_THREAD_ITEMS):  # a whole account's worth, by count and by bytes
             fake.orders[f"pm-{i + 2}-E-1"] = {**template, "clientOrderId": f"pm-{i + 2}-E-1", "orderId": 10_000 + i}
         many = await venue.open_orders()
-    assert len(few) == 1 and len(many) == rest.PARSE_IN_THREAD_ITEMS + 2
-    assert {o.client_id for o in many} >= {"pm-1-E-1", f"pm-{rest.PARSE_IN_THREAD_ITEMS + 2}-E-1"}
+    assert len(few) == 1 and len(many) == 2 * rest.PARSE_IN_THREAD_ITEMS + 1
+    assert {o.client_id for o in many} >= {"pm-1-E-1", f"pm-{2 * rest.PARSE_IN_THREAD_ITEMS + 1}-E-1"}
     assert parsed_on == [True, False]  # a few on the trio thread (no hop), a whole account in a worker

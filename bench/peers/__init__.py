@@ -1,0 +1,1 @@
+"""Side by side with NautilusTrader: the same resting emulated stops through its OrderEmulator and through posmon."""
