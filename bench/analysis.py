@@ -84,6 +84,19 @@ def gateway_cancels(calls: Sequence[Sequence[Any]]) -> dict[int, int]:
     return out
 
 
+def gateway_closes(calls: Sequence[Sequence[Any]]) -> dict[int, int]:
+    """Tranche id -> when the daemon's gateway first called the venue to place its market close."""
+    out: dict[int, int] = {}
+    for t, kind, ids in calls:
+        if kind != "place":
+            continue
+        for cid in ids:
+            m = _CID.match(cid)
+            if m is not None and m[2] == "C":
+                out.setdefault(int(m[1]), t)
+    return out
+
+
 def trigger_latency(
     expected: dict[int, int],
     data: dict[str, Any],
@@ -95,14 +108,23 @@ def trigger_latency(
     tick-to-order: the triggering frame written by the simulator -> the first request acting on the tranche (the
     batch DELETE of its TP and SL) received by the simulator; tick-to-close: -> its market close order received.
     With the daemon's ``arrivals`` and gateway ``calls``, each trigger's time is split into frame write -> router,
-    router -> gateway calls the venue, and venue call -> request received by the simulator.
+    router -> gateway calls the venue, and venue call -> request received by the simulator; the close's extra time
+    after the cancel into cancel received -> gateway places the close (the cancel's answer, the decision, its
+    commit) and close call -> close received.
     """
     label_e, pub, write = frame_times(data)
     cancel, close, kinds = first_requests(data["requests"])
     arrived = {e: t for e, t in arrivals}
     gateway = gateway_cancels(calls)
+    closing = gateway_closes(calls)
     to_order, to_close, first_in_frame = [], [], []
-    legs: dict[str, list[int]] = {"write_to_router": [], "router_to_gateway_call": [], "gateway_call_to_received": []}
+    legs: dict[str, list[int]] = {
+        "write_to_router": [],
+        "router_to_gateway_call": [],
+        "gateway_call_to_received": [],
+        "cancel_received_to_close_call": [],
+        "close_call_to_received": [],
+    }
     per_frame: dict[int, list[int]] = defaultdict(list)
     missing = 0
     for tid, label in expected.items():
@@ -121,6 +143,9 @@ def trigger_latency(
             legs["write_to_router"].append(ta - t0)
             legs["router_to_gateway_call"].append(tg - ta)
             legs["gateway_call_to_received"].append(t1 - tg)
+        if (tc := closing.get(tid)) is not None and t2 is not None:
+            legs["cancel_received_to_close_call"].append(tc - t1)
+            legs["close_call_to_received"].append(t2 - tc)
     for lat in per_frame.values():
         first_in_frame.append(min(lat))
     unexpected = sorted(set(cancel) - set(expected))

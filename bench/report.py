@@ -97,6 +97,13 @@ def table(out: dict[str, Any]) -> str:
                 f"{_f(b['gateway_call_to_received']['p50_ms'])} / "
                 f"{_f(b['gateway_call_to_received']['p99_ms'])}"
             )
+            if b.get("close_call_to_received", {}).get("count"):
+                lines.append(
+                    "    close, p50 / p99 ms: cancel received -> gateway places the close "
+                    f"{_f(b['cancel_received_to_close_call']['p50_ms'])} / "
+                    f"{_f(b['cancel_received_to_close_call']['p99_ms'])}, close call -> close received "
+                    f"{_f(b['close_call_to_received']['p50_ms'])} / {_f(b['close_call_to_received']['p99_ms'])}"
+                )
     lines.append("")
 
     thr = out.get("throughput")

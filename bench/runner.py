@@ -132,6 +132,9 @@ BASELINE = {
 EXAMPLE_HOUR = {"protected_fill": 20, "tranche_update": 10, "instant_close": 20}  # an assumed hour of trading
 TARGETS = {
     "p99_tick_to_order_1hz_ms": 5.0,
+    "p99_tick_to_close_1hz_ms": 10.0,
+    "p99_tick_to_order_10hz_ms": 5.0,
+    "p99_tick_to_close_10hz_ms": 10.0,
     "updates_per_s": 20_000,
     "kib_per_idle_tranche": 2.0,
     "startup_100k_s": 5.0,
@@ -995,6 +998,12 @@ def targets(out: dict[str, Any]) -> dict[str, Any]:
         }
 
     lat = out.get("latency", {}).get(SLOW, {}).get("tick_to_order", {}).get("p99_ms")
+
+    def p99(load: str, figure: str) -> dict[str, Any]:
+        key = f"p99_{figure}_{load}_ms"
+        v = out.get("latency", {}).get(load, {}).get(figure, {}).get("p99_ms")
+        return row(v, TARGETS[key], v is not None and v < TARGETS[key])
+
     thr = out.get("throughput", {}).get("max_updates_per_s")
     mem = out["memory"].get("kib_per_tranche_marginal", out["memory"].get("kib_per_tranche_large_store"))
     mem_after = out["memory"].get("kib_per_tranche_after_startup")
@@ -1020,6 +1029,9 @@ def targets(out: dict[str, Any]) -> dict[str, Any]:
         "p99_tick_to_order_1hz_ms": row(
             lat, t["p99_tick_to_order_1hz_ms"], lat is not None and lat < t["p99_tick_to_order_1hz_ms"]
         ),
+        "p99_tick_to_close_1hz_ms": p99(SLOW, "tick_to_close"),
+        "p99_tick_to_order_10hz_ms": p99(FAST, "tick_to_order"),
+        "p99_tick_to_close_10hz_ms": p99(FAST, "tick_to_close"),
         "updates_per_s": row(thr, t["updates_per_s"], thr is not None and thr >= t["updates_per_s"]),
         "kib_per_idle_tranche": row(
             mem, t["kib_per_idle_tranche"], mem is not None and mem < t["kib_per_idle_tranche"]

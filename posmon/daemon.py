@@ -208,6 +208,8 @@ async def run_daemon(
         async with trio.open_nursery() as nursery:
             if sd_notify is not None:
                 await nursery.start(sd_notify.run, daemon.readiness)
+            # One writer: the actors' decisions of one scheduling round share a transaction (group commit).
+            await nursery.start(store.run_writer)
             # The operator API first: while a large book starts, /health says "starting", /ready answers 503 and
             # commands that need the actors answer 503 with Retry-After (DaemonControl) instead of nothing.
             if api is not None and api.enabled:

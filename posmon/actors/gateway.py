@@ -35,6 +35,7 @@ from posmon.actors.messages import (
     OrderResult,
     OrderResults,
     PlaceOrders,
+    Priority,
     QueryOrders,
 )
 from posmon.domain.orders import OrderRequest, OrderState, SymbolRules
@@ -69,6 +70,11 @@ class _Job:
     order_count: int = 0
 
     @property
+    def exit(self) -> bool:
+        """Led by an exit (or by a placement an exit waits for): it goes in the exit lane."""
+        return self.queued[0].priority <= Priority.EXIT
+
+    @property
     def requests(self) -> list[GatewayRequest]:
         return [q.request for q in self.queued]
 
@@ -90,6 +96,9 @@ class GatewayPolicy:
     backoff_base: float = 0.2
     backoff_max: float = 5.0
     max_in_flight: int = 4
+    # Exits have their own lane: a frame's closes never queue behind protection or reads, nor behind each
+    # other. The token buckets still count every call, so the venue's rate limits hold as before.
+    max_exits_in_flight: int = 16
 
 
 @dataclass(order=True, slots=True)
@@ -155,6 +164,8 @@ class OrderGateway:
         self._orders: TokenBucket = self.state.orders
         self._queue = self.state.queue  # the same list: only ever changed in place
         self._limiter = trio.CapacityLimiter(self.policy.max_in_flight)
+        self._exit_limiter = trio.CapacityLimiter(self.policy.max_exits_in_flight)
+        self._slot_freed = trio.Event()  # set (and replaced) whenever a call ends
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self._recover()
@@ -212,11 +223,33 @@ class OrderGateway:
                 except trio.WouldBlock:
                     break
             self.metrics.set("gateway_queue_depth", len(self._queue), venue=self.venue.name)
+            if self._queue[0].priority > Priority.EXIT and not self._limiter.available_tokens:
+                # Every ordinary slot is taken: wait for one, but let an exit that arrives meanwhile go first.
+                await self._slot_or_request()
+                continue
             job = self._next_job()
             self.state.unsent.add(job)
             await self._pace(job.weight, job.order_count)
-            await self._limiter.acquire_on_behalf_of(job)
+            await self._lane(job).acquire_on_behalf_of(job)
             nursery.start_soon(self._execute, job)
+
+    def _lane(self, job: _Job) -> trio.CapacityLimiter:
+        return self._exit_limiter if job.exit else self._limiter
+
+    async def _slot_or_request(self) -> None:
+        """Return once a call ends or a new request has been queued (it may be an exit: its lane is free)."""
+        async with trio.open_nursery() as race:
+
+            async def request() -> None:
+                self._push(await self.inbox.receive())  # a receive is all or nothing: nothing is lost when cancelled
+                race.cancel_scope.cancel()
+
+            async def slot() -> None:
+                await self._slot_freed.wait()
+                race.cancel_scope.cancel()
+
+            race.start_soon(request)
+            race.start_soon(slot)
 
     def _next_job(self) -> _Job:
         limits = self.venue.limits
@@ -392,7 +425,9 @@ class OrderGateway:
                 case unexpected:
                     assert_never(unexpected)
         finally:
-            self._limiter.release_on_behalf_of(job)
+            self._lane(job).release_on_behalf_of(job)
+            self._slot_freed.set()
+            self._slot_freed = trio.Event()
 
     async def _reply(self, request: GatewayRequest, reply_to: trio.MemorySendChannel[T], message: T) -> None:
         """Answer ``request`` (``reply_to``: its reply channel, typed for its answer)."""
@@ -570,6 +605,16 @@ class OrderGateway:
             log.warning("gateway: clock re-sync failed: %s", exc)
 
     async def _cancel(self, symbol: str, client_ids: list[str]) -> dict[str, OrderResult]:
+        """Cancel in the venue's largest batches (one call for up to ``max_batch_cancel`` ids, each call paced)."""
+        size = max(1, self.venue.limits.max_batch_cancel)
+        results: dict[str, OrderResult] = {}
+        for n, start in enumerate(range(0, len(client_ids), size)):
+            if n:
+                await self._pace(self.venue.limits.batch_cancel_weight, 0)
+            results.update(await self._cancel_batch(symbol, client_ids[start : start + size]))
+        return results
+
+    async def _cancel_batch(self, symbol: str, client_ids: list[str]) -> dict[str, OrderResult]:
         results: dict[str, OrderResult] = {}
         todo = list(client_ids)
         for attempt in range(self.policy.max_attempts):
@@ -580,7 +625,9 @@ class OrderGateway:
                 answers = await self._call("cancel_orders", functools.partial(self.venue.cancel_orders, symbol, todo))
             except (OutcomeUnknown, RateLimited) as exc:
                 log.warning("gateway: cancelling %s: %s; will look the orders up", todo, exc)
-                gone = list(todo)
+                # Each id is now unknown: only a look-up says which are still open and go again (resending the
+                # whole batch would repeat ids already settled and could pass the venue's batch maximum).
+                gone, todo = list(todo), []
             except (ClockSkew, NonceExpired):
                 await self._sync_time()
                 await trio.sleep(self._backoff(attempt))

@@ -16,6 +16,7 @@ closed at market.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 from collections.abc import Callable, Iterable
@@ -231,6 +232,9 @@ class PositionActor:
         self._settled_through: float | None = None  # a confirmed gap was settled from a read asked at this time
         self._frame_qty: Decimal | None = None  # the venue's position as the newest position frame showed it
         self._frame_check_at: float | None = None
+        # While the loop handles a turn: its decisions, committed together before ``_after_commit`` runs.
+        self._deferred: list[Changes] | None = None
+        self._after_commit: list[Callable[[], None]] = []
         # Protection orders the venue refused, per tranche leg: how often, and no new try before when.
         self._rejections: dict[tuple[int, Purpose], tuple[int, float]] = {}
 
@@ -309,14 +313,21 @@ class PositionActor:
                 msg = None
                 with trio.move_on_after(max(0.0, wake - self.links.clock()) if wake < math.inf else math.inf):
                     msg = await self.links.inbox.receive()
-                if msg is not None:
-                    self._handle(msg)
-                self._on_clock()
-                if self.ready.is_set() and self.links.slot.latest is not None:
-                    self._on_price()
-                # Only a mark that reaches the nearest TP or SL wakes this actor again (hold deadlines and
-                # retries wake it by the clock).
-                self.links.slot.gate = self.book.price_gates()
+                # One turn: decide on everything, then commit it in one go and act (``_settle``).
+                self._deferred = []
+                try:
+                    if msg is not None:
+                        self._handle(msg)
+                    self._on_clock()
+                    if self.ready.is_set() and self.links.slot.latest is not None:
+                        self._on_price()
+                    # Only a mark that reaches the nearest TP or SL wakes this actor again (hold deadlines and
+                    # retries wake it by the clock).
+                    self.links.slot.gate = self.book.price_gates()
+                except BaseException:
+                    self._settle_now()
+                    raise
+                await self._settle()
 
     def _become_ready(self) -> None:
         if self.ready.is_set():
@@ -491,7 +502,7 @@ class PositionActor:
         """A fee reported after the fill it belongs to was applied: onto the tranche, open or closed."""
         changes = Changes(events=[replace(self._event("fee", None, fee=fee), tranche_id=tranche_id)])
         self._add_fee(tranche_id, fee, changes)
-        self.store.apply(changes)
+        self._persist(changes)
 
     def _add_fee(self, tranche_id: int, fee: Decimal, changes: Changes) -> None:
         tid = self._merged_into.get(tranche_id, tranche_id)
@@ -577,11 +588,11 @@ class PositionActor:
     def _end_entry(self, cid: str, status: OrderStatus, error: str | None = None) -> None:
         e = self._entries.pop(cid)
         self._entry_seen.pop(cid, None)
-        self.store.end_entry(cid, status.value)
+        self._persist(Changes(entries_ended=[(cid, status.value)]))
         t = self.tranches.get(e.tranche_id)
         if t is None and error is None:
             error = f"entry {cid} ended {status.value} without a fill"
-        _reply(self._entry_replies.pop(cid, None), EntryOutcome(t, error))
+        self._act(functools.partial(_reply, self._entry_replies.pop(cid, None), EntryOutcome(t, error)))
 
     def _stop_monitoring(self, msg: StopMonitoring) -> None:
         """Forget every tranche without closing the position; posmon's resting orders for them are cancelled."""
@@ -596,13 +607,13 @@ class PositionActor:
         self._cancel(
             [o for o in self.orders.values() if o.purpose is not Purpose.ENTRY], Priority.HOUSEKEEPING, changes
         )
-        self.store.apply(changes)
+        self._persist(changes)
         self.stopped = True
         self._pending_diff = None
         log.warning(
             "%s: monitoring stopped by the operator; %d tranches forgotten, position left open", self.name, len(stopped)
         )
-        _reply(msg.reply_to, stopped)
+        self._act(functools.partial(_reply, msg.reply_to, stopped))
 
     def _on_entry_fill(self, qty: Decimal, price: Decimal, *, source: str, at: float | None = None) -> None:
         """``at``: when the fill happened (the venue's time), so the oldest exposure is protected first."""
@@ -751,7 +762,7 @@ class PositionActor:
                 self._merged_into[t.id] = survivor  # its orders go once the survivor's legs are live
             else:
                 self._cancel(self._orders_of(t.id), Priority.EXIT, changes)
-        self.store.apply(changes)
+        self._persist(changes)
         for legs in to_place:
             for o in legs:
                 self._remember(o)
@@ -788,7 +799,7 @@ class PositionActor:
             rec = replace(rec, request=r.sent)
             changes = Changes()
             self._track(rec, changes)
-            self.store.apply(changes)
+            self._persist(changes)
         if r.state is not None:
             s = r.state
             self._observe(r.client_id, s.status, s.filled_qty, s.avg_price, s.order_id)
@@ -859,7 +870,7 @@ class PositionActor:
             self._apply_own_fill(rec, delta, price, changes, fee)
         elif fee:
             self._add_fee(rec.tranche_id, fee, changes)
-        self.store.apply(changes)
+        self._persist(changes)
         if delta > 0:
             # A partial fill leaves legs sized for the old quantity: resize them (new ones first, then the
             # old ones go), so a stop never covers more or less than is held.
@@ -1010,15 +1021,15 @@ class PositionActor:
         if action is Action.CANCEL:
             if isinstance(err, OrderNotFound):  # never reached the exchange: nothing to cancel
                 self._track(replace(rec, state=LocalState.DONE, final_status=OrderStatus.CANCELED), changes)
-                self.store.apply(changes)
+                self._persist(changes)
                 if t is not None and t.closing:
                     self._continue_close(t)
                 return
-            self.store.apply(changes)
+            self._persist(changes)
             self._retry_at = self.links.clock() + self.cfg.retry_seconds
             return
         self._track(replace(rec, state=LocalState.DONE, final_status=OrderStatus.REJECTED), changes)
-        self.store.apply(changes)
+        self._persist(changes)
         self.links.metrics.inc("orders_rejected", venue=self.cfg.venue, purpose=rec.purpose.value)
         if t is None:
             return
@@ -1099,7 +1110,7 @@ class PositionActor:
         if stale:
             changes = Changes()
             self._cancel(stale, Priority.PROTECT, changes)
-            self.store.apply(changes)
+            self._persist(changes)
 
     def _ensure_protected(self) -> None:
         """Every held tranche is armed: its policy's legs rest for exactly its quantity (placed or on their way),
@@ -1147,7 +1158,7 @@ class PositionActor:
         if stray:
             changes = Changes()
             self._cancel(stray, Priority.PROTECT, changes)
-            self.store.apply(changes)
+            self._persist(changes)
         if not wanted:
             return
         missing = []
@@ -1169,7 +1180,7 @@ class PositionActor:
             orders=list(new),
             events=[self._event("protection_placed", t2, purposes=[p.name for p in missing])],
         )
-        self.store.apply(changes)
+        self._persist(changes)
         for o in new:
             self._remember(o)
         self._send(
@@ -1197,7 +1208,7 @@ class PositionActor:
         legs = [o for o in self._orders_of(t.id) if o.purpose in (Purpose.TP, Purpose.SL)]
         # Cancel the resting legs first: a TP filling while a market close is in flight would close twice.
         self._cancel(legs, Priority.EXIT, changes)
-        self.store.apply(changes)
+        self._persist(changes)
         log.info("%s: closing tranche %s (%s) at mark %s", self.name, t.id, reason, self.mark, extra={"tranche": t.id})
         if not legs:
             self._continue_close(t)
@@ -1251,7 +1262,7 @@ class PositionActor:
         t, rec = close.tranche, close.record
         self.tranches[t.id] = t
         self._remember(rec)
-        self.store.apply(
+        self._persist(
             Changes(
                 tranches=[t],
                 orders=[rec],
@@ -1411,8 +1422,7 @@ class PositionActor:
             handled.add(cid)
             if s.order_id != old.exchange_id:  # else nothing new: no write, and (as in _observe) no follow-up
                 self._track(replace(old, exchange_id=s.order_id), changes)
-        if changes:
-            self.store.apply(changes)
+        self._persist(changes)  # in order with this turn's other decisions (the store writer's group commit)
         return handled, changes.orders
 
     def _settle_known(self, cid: str, state: OrderState) -> None:
@@ -1429,7 +1439,7 @@ class PositionActor:
         """
         changes = Changes()
         self._track(replace(rec, state=LocalState.DONE, final_status=OrderStatus.CANCELED), changes)
-        self.store.apply(changes)
+        self._persist(changes)
 
     def _cancel_orphans(self, open_orders: Iterable[OrderState]) -> None:
         mine = [
@@ -1519,9 +1529,47 @@ class PositionActor:
 
     # --- plumbing -----------------------------------------------------------------------------------------
 
+    def _persist(self, changes: Changes) -> None:
+        """Write a decision: at once outside the loop, else with the rest of this turn's (see ``_settle``)."""
+        if not changes:
+            return
+        if self._deferred is None:
+            self.store.apply(changes)
+        else:
+            self._deferred.append(changes)
+
+    def _act(self, action: Callable[[], None]) -> None:
+        """Do what a decision causes (send, answer) once the decisions before it are written."""
+        if self._deferred is None:
+            action()
+        else:
+            self._after_commit.append(action)
+
+    async def _settle(self) -> None:
+        """Commit this turn's decisions (one transaction, shared with other actors' of the same round by the
+        store's writer), then act on them in the order decided: decide, persist, act, per actor."""
+        decisions, self._deferred = self._deferred, None
+        actions, self._after_commit = self._after_commit, []
+        if decisions:
+            await self.store.commit(decisions)
+        for action in actions:
+            action()
+
+    def _settle_now(self) -> None:
+        """A turn that failed part-way keeps what it decided before the failure (written, then sent)."""
+        decisions, self._deferred = self._deferred, None
+        actions, self._after_commit = self._after_commit, []
+        if decisions:
+            self.store.apply_many(decisions)
+        for action in actions:
+            action()
+
     def _send(self, request: GatewayRequest) -> None:
         if isinstance(request, PlaceOrders):
             self._awaiting.update(o.client_id for o in request.orders)
+        self._act(functools.partial(self._send_now, request))
+
+    def _send_now(self, request: GatewayRequest) -> None:
         try:
             self.links.gateway.send_nowait(request)
         except trio.WouldBlock:
@@ -1544,17 +1592,21 @@ class PositionActor:
         return format(price.quantize(self.cfg.rules.tick_size / 100).normalize(), "f")
 
     def _notice(self, kind: str, t: Tranche | None, text: str, *, needs_human: bool = False, **data: Any) -> None:
+        """Tell the operator, once the decisions of this turn are written (``_act``): whoever reads the store or
+        ``status`` on a notice finds what it says."""
+        notice = Notice(
+            kind,
+            self.cfg.venue,
+            self.cfg.symbol,
+            self.cfg.side.value,
+            text,
+            needs_human,
+            {"tranche_id": t.id if t else None, **data},
+        )
+        self._act(lambda: self._emit(notice))
+
+    def _emit(self, notice: Notice) -> None:
         try:
-            self.links.notices.send_nowait(
-                Notice(
-                    kind,
-                    self.cfg.venue,
-                    self.cfg.symbol,
-                    self.cfg.side.value,
-                    text,
-                    needs_human,
-                    {"tranche_id": t.id if t else None, **data},
-                )
-            )
+            self.links.notices.send_nowait(notice)
         except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
-            log.warning("%s: notice dropped: %s", self.name, text)
+            log.warning("%s: notice dropped: %s", self.name, notice.text)

@@ -27,8 +27,8 @@ from posmon.domain.protection import parse_client_order_id
 from posmon.metrics import Metrics
 
 log = logging.getLogger(__name__)
-
-RECONCILES_PER_BATCH = 50
+# Actors a sweep hands their slice to before it lets trio poll the network again.
+HAND_OVER_BATCH = 50
 
 
 class AccountReconciler:
@@ -79,11 +79,11 @@ class AccountReconciler:
             self.metrics.inc("reconcile_sweeps", venue=self.venue, result="failed")
             return False
         split = snap.by_symbol()
-        for i, (symbol, side) in enumerate(self.directory, 1):
+        for n, (symbol, side) in enumerate(list(self.directory), 1):
             self.directory.inbox(symbol, side).send_nowait(Reconcile(snap.of(symbol, split), read_at))
-            if i % RECONCILES_PER_BATCH == 0:
-                # Let these actors fold their slices in before waking more: 2,000 woken at once would run in one
-                # scheduler batch, seconds without reading a socket (the price stream then looks silent).
+            if n % HAND_OVER_BATCH == 0:
+                # Actors woken together all run before trio next reads a socket: 2,000 at once held every price
+                # frame and exit for a second. A few dozen at a time keep the stream flowing meanwhile.
                 await trio.lowlevel.checkpoint()
         for p in snap.positions:
             if p.qty <= 0 or p.symbol in self.directory.unmonitored or (p.symbol, p.side) in self.directory:

@@ -30,6 +30,16 @@ LATENCIES = [
     for w in ("1hz", "10hz")
     for fig in ("tick_to_order", "tick_to_close")
     for k in ("p50_ms", "p99_ms", "max_ms")
+] + [  # the per-stage breakdown, the close's two stages included
+    f"latency.{w}.breakdown.{stage}.p99_ms"
+    for w in ("1hz", "10hz")
+    for stage in (
+        "write_to_router",
+        "router_to_gateway_call",
+        "gateway_call_to_received",
+        "cancel_received_to_close_call",
+        "close_call_to_received",
+    )
 ]
 POSITIVE = [  # numbers that must be there and above zero
     *LATENCIES,
@@ -68,6 +78,9 @@ NON_NEGATIVE = [
 ]
 TARGETS = (
     "p99_tick_to_order_1hz_ms",
+    "p99_tick_to_close_1hz_ms",
+    "p99_tick_to_order_10hz_ms",
+    "p99_tick_to_close_10hz_ms",
     "updates_per_s",
     "kib_per_idle_tranche",
     "startup_100k_s",
