@@ -700,3 +700,41 @@ def _position_side(obj: dict[str, Any], key: str, *, default: str | None) -> str
     if value not in _POSITION_SIDES:
         raise MalformedMessage(f"unknown position side {key!r} {fields.show(value)}")
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """A typed list answer parsed in two steps: ``decode`` (one C call), then ``build`` item by item in Python.
+
+    A whole account's 25,000 orders take ~35 ms to decode and ~220 ms to build; the caller builds them in
+    slices with the event loop running in between (``AsterRest``). ``build`` returns None for an item the
+    typed path does not accept in full: the caller then parses the whole answer field by field, as
+    ``parse_orders``/``parse_positions`` would; ``keep`` leaves an item out of the result (a flat position).
+    """
+
+    decoder: msgspec.json.Decoder[Any]
+    build: Callable[[Any], Any]
+    keep: Callable[[Any], bool]
+
+    def decode(self, body: bytes) -> list[Any] | None:
+        """The decoded items, or None when the body needs the field-by-field path."""
+        if not body.isascii():
+            return None
+        try:
+            items: list[Any] = self.decoder.decode(body)
+        except (msgspec.MsgspecError, ValueError, RecursionError):
+            return None
+        return items
+
+
+def _kept(item: Any) -> bool:
+    return True
+
+
+# The list parsers that can be staged, by parser: the answers a whole-account read brings.
+STAGED: Mapping[Callable[[Any], Any], Staged] = MappingProxyType(
+    {
+        parse_orders: Staged(_ORDER_LIST, _order_state, _kept),
+        parse_positions: Staged(_POSITION_LIST, _position_state, lambda p: p is not _FLAT),
+    }
+)
