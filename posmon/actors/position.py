@@ -1558,17 +1558,21 @@ class PositionActor:
         return format(price.quantize(self.cfg.rules.tick_size / 100).normalize(), "f")
 
     def _notice(self, kind: str, t: Tranche | None, text: str, *, needs_human: bool = False, **data: Any) -> None:
+        """Tell the operator, once the decisions of this turn are written (``_act``): whoever reads the store or
+        ``status`` on a notice finds what it says."""
+        notice = Notice(
+            kind,
+            self.cfg.venue,
+            self.cfg.symbol,
+            self.cfg.side.value,
+            text,
+            needs_human,
+            {"tranche_id": t.id if t else None, **data},
+        )
+        self._act(lambda: self._emit(notice))
+
+    def _emit(self, notice: Notice) -> None:
         try:
-            self.links.notices.send_nowait(
-                Notice(
-                    kind,
-                    self.cfg.venue,
-                    self.cfg.symbol,
-                    self.cfg.side.value,
-                    text,
-                    needs_human,
-                    {"tranche_id": t.id if t else None, **data},
-                )
-            )
+            self.links.notices.send_nowait(notice)
         except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
-            log.warning("%s: notice dropped: %s", self.name, text)
+            log.warning("%s: notice dropped: %s", self.name, notice.text)
