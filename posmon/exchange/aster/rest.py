@@ -48,10 +48,9 @@ BatchResult = OrderState | VenueError
 Parsed = TypeVar("Parsed")
 USER_AGENT = "posmon/0.1"
 NO_CHANGE_NEEDED = -4059  # "No need to change position side."
-# Answers larger than this (a whole account's orders or positions) are parsed in slices (see _parsed_large).
+# Answers larger than this (a whole account's orders or positions) are parsed in a worker thread.
 PARSE_IN_THREAD_ITEMS = 500
 PARSE_IN_THREAD_BYTES = 200_000  # about 500 orders as Aster writes them
-PARSE_SLICE = 250  # records built between two looks at the network (~2 ms)
 _USAGE_HEADER = re.compile(r"x-mbx-(used-weight|order-count)-(\w+)")
 
 
@@ -281,36 +280,17 @@ class AsterRest:
             raise OutcomeUnknown(f"unreadable answer: {exc}", request=request) from exc
 
     async def _parsed_large(self, parse: Callable[[Any], Parsed], data: Any, request: str) -> Parsed:
-        """``_parsed``, for a whole account's answer without holding the event loop: 25,000 orders take ~250 ms.
-
-        The typed decoding is one C call (~35 ms for 25,000 orders); the records are then built on the trio
-        thread ``PARSE_SLICE`` at a time, letting every price frame and exit run in between. (A worker thread
-        did not help: it takes the interpreter lock back each time the trio thread makes a system call, so
-        every send of an exit's request waited up to the 5 ms switch interval while a sweep was parsed.)
-        An answer the typed path does not take whole is parsed field by field in a worker thread.
-        """
+        """``_parsed``, in a worker thread for a whole account's answer: 25,000 orders take about a second to
+        parse, which on the trio thread would hold every price frame and exit for that long (the periodic
+        reconcile's stall); a worker shares the interpreter in short slices instead."""
         large = (
             len(data) > PARSE_IN_THREAD_BYTES
             if isinstance(data, bytes)
             else isinstance(data, list) and len(data) > PARSE_IN_THREAD_ITEMS
         )
-        if not large:
-            return self._parsed(parse, data, request)
-        staged = codec.STAGED.get(parse) if isinstance(data, bytes) else None
-        items = staged.decode(data) if staged is not None else None
-        if staged is not None and items is not None:
-            out: list[Any] = []
-            for n, item in enumerate(items, 1):
-                built = staged.build(item)
-                if built is None:
-                    break
-                if staged.keep(built):
-                    out.append(built)
-                if n % PARSE_SLICE == 0:
-                    await trio.lowlevel.checkpoint()
-            else:
-                return out  # type: ignore[return-value]  # what ``parse`` returns, built the same way
-        return await trio.to_thread.run_sync(self._parsed, parse, data, request)
+        if large:
+            return await trio.to_thread.run_sync(self._parsed, parse, data, request)
+        return self._parsed(parse, data, request)
 
     def _batch_items(self, data: Any, expected: int, request: str) -> list[BatchResult]:
         if not isinstance(data, list) or len(data) != expected:
