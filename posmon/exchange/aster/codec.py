@@ -589,12 +589,31 @@ _T = TypeVar("_T")
 _S = TypeVar("_S", bound=msgspec.Struct)
 
 
+_RAW_LIST = msgspec.json.Decoder(list[msgspec.Raw])
+DECODE_CHUNK_BYTES = 1_000_000  # a larger list is decoded ~1,000 items at a time
+DECODE_CHUNK_ITEMS = 1000
+
+
+def _decode_list(decoder: msgspec.json.Decoder[list[_S]], body: bytes) -> list[_S]:
+    """``decoder.decode(body)``, in chunks for a large list: one decode is one C call holding the interpreter
+    lock (a whole account's 25,000 orders: ~35 ms quiet, 75-100 ms on a busy machine, every price frame and
+    exit waiting); splitting the array into raw items first holds it about a third as long, and each chunk's
+    decode a few milliseconds. The same items either way: each chunk is the same items, decoded the same way."""
+    if len(body) <= DECODE_CHUNK_BYTES:
+        return decoder.decode(body)
+    raws = _RAW_LIST.decode(body)
+    items: list[_S] = []
+    for start in range(0, len(raws), DECODE_CHUNK_ITEMS):
+        items.extend(decoder.decode(b"[" + b",".join(raws[start : start + DECODE_CHUNK_ITEMS]) + b"]"))
+    return items
+
+
 def _typed(decoder: msgspec.json.Decoder[list[_S]], body: bytes, build: Callable[[_S], _T | None]) -> list[_T] | None:
     """Every item built from the typed decoding of ``body``; None when any part needs the field-by-field path."""
     if not body.isascii():
         return None
     try:
-        items = decoder.decode(body)
+        items = _decode_list(decoder, body)
     except (msgspec.MsgspecError, ValueError, RecursionError):
         return None
     out = []

@@ -104,6 +104,13 @@ class AsterRest:
         self.clock = ServerClock(clock)
         self.usage = UsageGauge()
         self._client = client
+        # Requests go straight to the client's connection pool (keep-alive, one per venue): the client's own
+        # layers (merging URL and default headers, auth, redirects, cookie jar, building the response) cost
+        # about a third of each call's CPU, and exits are one call after another on the event loop.
+        self._transport = client._transport_for_url(client.base_url)
+        self._base = str(client.base_url).rstrip("/")
+        self._headers = dict(client.headers)  # User-Agent, Accept, Accept-Encoding, Connection: keep-alive
+        self._extensions = {"timeout": httpx.Timeout(settings.request_timeout_seconds).as_dict()}
         self._signer = make_signer(settings, self.clock)
         self._v3 = settings.auth == "v3"
         self._prefix = "/fapi/v3" if self._v3 else "/fapi/v1"
@@ -347,11 +354,17 @@ class AsterRest:
         return sign(params, in_body=in_body)
 
     async def _send(self, method: str, path: str, prepared: SignedRequest, request: str, raw_list: bool = False) -> Any:
-        url = f"{path}?{prepared.query}" if prepared.query else path
+        url = f"{self._base}{path}?{prepared.query}" if prepared.query else self._base + path
+        headers = {**self._headers, **prepared.headers} if prepared.headers else self._headers
+        request_ = httpx.Request(
+            method, url, content=prepared.body or None, headers=headers, extensions=self._extensions
+        )
         try:
-            response = await self._client.request(
-                method, url, content=prepared.body or None, headers=dict(prepared.headers)
-            )
+            response = await self._transport.handle_async_request(request_)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
         except httpx.TimeoutException as exc:
             raise OutcomeUnknown(
                 f"no answer within {self.settings.request_timeout_seconds}s ({type(exc).__name__})", request=request

@@ -21,6 +21,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 from urllib.parse import quote
 
+import coincurve
 from eth_hash.auto import keccak
 from eth_keys import keys
 
@@ -150,7 +151,11 @@ class Eip712Signer:
     def __init__(
         self, signer_private_key: str, signer: str, user: str, chain_id: int, *, clock: ServerClock | None = None
     ) -> None:
-        self._key = keys.PrivateKey(bytes.fromhex(signer_private_key.removeprefix("0x")))
+        secret = bytes.fromhex(signer_private_key.removeprefix("0x"))
+        self._key = keys.PrivateKey(secret)
+        # One coincurve key for the signer's lifetime: 0.14 ms a signature instead of eth-keys' 0.43 ms, which
+        # derives the public key again on each call (a frame's eight exits sign eight cancels and eight closes).
+        self._fast_key: coincurve.PrivateKey | None = coincurve.PrivateKey(secret)
         self.signer = signer
         self.user = user
         self.chain_id = chain_id
@@ -186,7 +191,11 @@ class Eip712Signer:
 
     def signature(self, msg: str) -> str:
         """``0x`` + r + s + v (v = 27/28), as eth-account writes it."""
-        raw = self._key.sign_msg_hash(self.digest(msg)).to_bytes()
+        digest = self.digest(msg)
+        if self._fast_key is not None:
+            raw = self._fast_key.sign_recoverable(digest, hasher=None)  # r + s + recovery id, as eth-keys' bytes
+        else:
+            raw = self._key.sign_msg_hash(digest).to_bytes()
         return "0x" + (raw[:64] + bytes([raw[64] + 27])).hex()
 
     def typed_data(self, msg: str) -> dict[str, Any]:

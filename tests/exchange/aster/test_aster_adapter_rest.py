@@ -479,3 +479,25 @@ async def test_a_whole_accounts_open_orders_are_parsed_off_the_trio_thread(monke
     assert len(few) == 1 and len(many) == 2 * rest.PARSE_IN_THREAD_ITEMS + 1
     assert {o.client_id for o in many} >= {"pm-1-E-1", f"pm-{2 * rest.PARSE_IN_THREAD_ITEMS + 1}-E-1"}
     assert parsed_on == [True, False]  # a few on the trio thread (no hop), a whole account in a worker
+
+
+async def test_requests_bypass_the_client_layers_but_keep_its_headers_and_timeout() -> None:
+    """Calls go straight to the client's connection pool: what reaches it is what the client would have sent."""
+    seen: list[httpx.Request] = []
+    fake = FakeAster()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return fake.handle(request)
+
+    async with AsterVenue.open(settings(), transport=httpx.MockTransport(handler), clock=lambda: NOW) as venue:
+        answers = await venue.cancel_orders("BTCUSDT", ["pm-1-T-1", "pm-1-S-1"])
+    assert all(isinstance(a, OrderNotFound) for a in answers)
+    call = seen[-1]
+    assert (call.method, str(call.url).split("?")[0]) == ("DELETE", "http://127.0.0.1:9/fapi/v1/batchOrders")
+    assert call.headers["user-agent"] == "posmon/0.1" and call.headers["connection"] == "keep-alive"
+    assert call.headers["x-mbx-apikey"] and call.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert call.headers["host"] == "127.0.0.1:9" and call.headers["content-length"] == str(len(call.content))
+    assert b"origClientOrderIdList=" in call.content and b"&signature=" in call.content
+    assert call.extensions["timeout"] == httpx.Timeout(settings().request_timeout_seconds).as_dict()
+    assert "x-mbx-apikey" not in seen[0].headers  # an unsigned call carries only the client's own headers

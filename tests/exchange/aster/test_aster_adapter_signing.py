@@ -122,6 +122,19 @@ def test_v3_precomputed_digest_equals_eth_accounts_typed_data_hash() -> None:
         assert signer.digest(msg) == _eth_account_hash(msg)
 
 
+def test_v3_fast_coincurve_signature_equals_eth_keys_and_eth_account() -> None:
+    """The signer keeps one coincurve key (eth-keys rebuilds one per call); eth-keys signs identically."""
+    fast, slow = v3_signer(), v3_signer()
+    assert fast._fast_key is not None
+    slow._fast_key = None
+    for n in range(20):
+        msg = f"symbol=BTCUSDT&origClientOrderIdList=%5B%22pm-{n}%22%5D&nonce={n}"
+        signature = fast.signature(msg)
+        assert signature == slow.signature(msg)
+        signable = encode_typed_data(full_message=typed_data(msg))
+        assert signature == "0x" + Account.sign_message(signable, PRIVATE_KEY).signature.hex()
+
+
 def _eth_account_hash(msg: str) -> bytes:
     """EIP-191: keccak(0x19 || version || header || body) of eth-account's encoding."""
     signable = encode_typed_data(full_message=typed_data(msg))

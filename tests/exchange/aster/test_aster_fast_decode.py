@@ -305,3 +305,30 @@ def test_plain_decimal_reads_exactly_what_number_reads(text: str) -> None:
     if fast is None:
         return
     assert repr(fast) == repr(fields.number(text, "x")) and fast.is_finite() and abs(fast) <= fields.MAX_MAGNITUDE
+
+
+def test_a_large_order_list_is_decoded_in_chunks_to_the_same_orders(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A whole account's list is decoded ~1,000 items at a time (one C call holds the interpreter lock): chunks
+    split on the items themselves, so ids full of brackets, commas and quotes come through unchanged."""
+    body = open_orders_answer(mark_paths(7, 2), 60)
+    odd = orjson.loads(body)
+    for n, item in enumerate(odd):
+        item["clientOrderId"] = f'pm-{n}-T-1"}},{{"x":[1,2]}}],[' if n % 3 == 0 else item["clientOrderId"]
+    odd_body = orjson.dumps(odd)
+    whole = codec.parse_orders(body), codec.parse_orders(odd_body)
+    splits: list[int] = []
+
+    class CountingRaw:
+        def decode(self, data: bytes) -> Any:
+            raws = raw_list.decode(data)
+            splits.append(len(raws))
+            return raws
+
+    raw_list = codec._RAW_LIST
+    monkeypatch.setattr(codec, "_RAW_LIST", CountingRaw())
+    monkeypatch.setattr(codec, "DECODE_CHUNK_BYTES", 0)
+    monkeypatch.setattr(codec, "DECODE_CHUNK_ITEMS", 7)
+    chunked = codec.parse_orders(body), codec.parse_orders(odd_body)
+    assert chunked == whole and len(chunked[0]) == 60
+    assert [o.client_id for o in chunked[1]][:4] == [o["clientOrderId"] for o in odd][:4]
+    assert splits == [60, 60]  # both went the chunked way (and no fallback to the field-by-field path)
