@@ -48,9 +48,6 @@ BatchResult = OrderState | VenueError
 Parsed = TypeVar("Parsed")
 USER_AGENT = "posmon/0.1"
 NO_CHANGE_NEEDED = -4059  # "No need to change position side."
-# Answers larger than this (a whole account's orders or positions) are parsed in a worker thread.
-PARSE_IN_THREAD_ITEMS = 500
-PARSE_IN_THREAD_BYTES = 200_000  # about 500 orders as Aster writes them
 _USAGE_HEADER = re.compile(r"x-mbx-(used-weight|order-count)-(\w+)")
 
 
@@ -207,14 +204,14 @@ class AsterRest:
     async def open_orders(self, symbol: str | None = None) -> list[OrderState]:
         path = f"{self._prefix}/openOrders"
         data = await self._call("GET", path, [("symbol", symbol)] if symbol else [], raw_list=True)
-        return await self._parsed_large(codec.parse_orders, data, f"GET {path}")
+        return self._parsed(codec.parse_orders, data, f"GET {path}")
 
     # --- account -----------------------------------------------------------------------------------------
 
     async def position_risk(self, symbol: str | None = None) -> list[PositionState]:
         """Every non-zero position, or one symbol's (v2 path with v1 auth, v3 path with v3 auth)."""
         data = await self._call("GET", self._positions_path, [("symbol", symbol)] if symbol else (), raw_list=True)
-        return await self._parsed_large(codec.parse_positions, data, f"GET {self._positions_path}")
+        return self._parsed(codec.parse_positions, data, f"GET {self._positions_path}")
 
     async def position_mode(self) -> bool:
         """True when the account is in hedge (dual-side) mode."""
@@ -278,19 +275,6 @@ class AsterRest:
             return parse(data)
         except MalformedMessage as exc:
             raise OutcomeUnknown(f"unreadable answer: {exc}", request=request) from exc
-
-    async def _parsed_large(self, parse: Callable[[Any], Parsed], data: Any, request: str) -> Parsed:
-        """``_parsed``, in a worker thread for a whole account's answer: 25,000 orders take about a second to
-        parse, which on the trio thread would hold every price frame and exit for that long (the periodic
-        reconcile's stall); a worker shares the interpreter in short slices instead."""
-        large = (
-            len(data) > PARSE_IN_THREAD_BYTES
-            if isinstance(data, bytes)
-            else isinstance(data, list) and len(data) > PARSE_IN_THREAD_ITEMS
-        )
-        if large:
-            return await trio.to_thread.run_sync(self._parsed, parse, data, request)
-        return self._parsed(parse, data, request)
 
     def _batch_items(self, data: Any, expected: int, request: str) -> list[BatchResult]:
         if not isinstance(data, list) or len(data) != expected:

@@ -454,33 +454,6 @@ async def test_gateway_looks_orders_up_by_client_id_after_a_503_before_resending
     ]
 
 
-async def test_a_whole_accounts_open_orders_are_parsed_off_the_trio_thread(monkeypatch) -> None:
-    """Parsing thousands of orders on the trio thread would hold every price frame and exit meanwhile."""
-    import threading
-
-    from posmon.exchange.aster import codec, rest
-
-    parsed_on: list[bool] = []
-    parse = codec.parse_orders
-
-    def recording(data: Any) -> Any:
-        parsed_on.append(threading.current_thread() is threading.main_thread())
-        return parse(data)
-
-    monkeypatch.setattr(codec, "parse_orders", recording)
-    fake = FakeAster()
-    async with venue_on(fake) as venue:
-        await venue.place_orders([limit()])
-        few = await venue.open_orders()
-        template = fake.orders["pm-1-E-1"]
-        for i in range(2 * rest.PARSE_IN_THREAD_ITEMS):  # a whole account's worth, by count and by bytes
-            fake.orders[f"pm-{i + 2}-E-1"] = {**template, "clientOrderId": f"pm-{i + 2}-E-1", "orderId": 10_000 + i}
-        many = await venue.open_orders()
-    assert len(few) == 1 and len(many) == 2 * rest.PARSE_IN_THREAD_ITEMS + 1
-    assert {o.client_id for o in many} >= {"pm-1-E-1", f"pm-{2 * rest.PARSE_IN_THREAD_ITEMS + 1}-E-1"}
-    assert parsed_on == [True, False]  # a few on the trio thread (no hop), a whole account in a worker
-
-
 async def test_requests_bypass_the_client_layers_but_keep_its_headers_and_timeout() -> None:
     """Calls go straight to the client's connection pool: what reaches it is what the client would have sent."""
     seen: list[httpx.Request] = []
