@@ -201,6 +201,13 @@ class Metrics:
         else:
             child.set(value)
 
+    def set_function(self, name: str, read: Callable[[], float], **labels: object) -> None:
+        """A gauge read when scraped (``read()``), for a value that changes with time alone, such as a rate
+        budget that refills while nothing is sent (a value set only on activity would go stale while idle)."""
+        child = self._child("set", name, labels)
+        if child is not None and not isinstance(child, dict):
+            child.set_function(read)
+
     def observe(self, name: str, value: float, **labels: object) -> None:
         """Record one observation of a histogram (e.g. ``tick_to_order_seconds``, in seconds)."""
         child = self._child("observe", name, labels)

@@ -64,8 +64,8 @@ class TokenBucket:
     def headroom(self, now: float) -> float:
         """The fraction of the burst budget free at ``now`` (0 while paused), read without spending or refilling.
 
-        For the operator's view: the ``rate_limit_headroom`` gauge is set only when a request is paced, so an
-        idle daemon would keep showing its last burst's level.
+        For the operator's view (the status report, the dashboard and the ``rate_limit_headroom`` gauge, which
+        reads it at each scrape): an idle daemon's budget refills with no request to update it.
         """
         if now < self.paused_until:
             return 0.0

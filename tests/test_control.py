@@ -234,3 +234,23 @@ async def test_status_shows_emulated_exits_as_watched_while_the_actor_holds_the_
         h.daemon.directory.actor("BTCUSDT", Side.LONG).running = False  # as while a crashed actor awaits its restart
         [t] = (await h.daemon.control.status()).tranches
         assert not t.exits_live and t.exit_orders == {"tp": "UNWATCHED", "sl": "UNWATCHED"}
+
+
+async def test_the_headroom_metric_refills_while_the_daemon_is_idle(tmp_path, autojump_clock):
+    """The gauge is read at each scrape: a budget spent by a burst shows as refilled once nothing is sent."""
+    from posmon.metrics import render
+
+    def scraped() -> float:
+        body, _ = render(h.metrics)
+        [line] = [ln for ln in body.decode().splitlines() if ln.startswith("posmon_rate_limit_headroom{")]
+        return float(line.rsplit(" ", 1)[1])
+
+    async with running(make_settings(tmp_path)) as h:
+        await h.mark("BTCUSDT", "45000")
+        for _ in range(3):
+            await h.daemon.control.open_position(open_request())
+        await settle()
+        busy = scraped()
+        await trio.sleep(60)  # nothing sent meanwhile
+        idle = scraped()
+    assert busy < idle == 1.0

@@ -169,9 +169,18 @@ class OrderGateway:
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self._recover()
+        # Read at each scrape: the budget refills while nothing is sent, so a value set per request goes stale.
+        self.metrics.set_function("rate_limit_headroom", self._weight_headroom, venue=self.venue.name)
         async with trio.open_nursery() as nursery:
             task_status.started()
             await self._dispatch(nursery)
+
+    def _weight_headroom(self) -> float:
+        try:
+            now = trio.current_time()
+        except RuntimeError:  # scraped from outside the daemon's trio run (it has stopped): the last level
+            return self._weight.tokens / self._weight.capacity
+        return self._weight.headroom(now)
 
     def _recover(self) -> None:
         """Take over what a crashed incarnation left: unsent requests queue again, in-flight ones answer unknown.
@@ -357,9 +366,6 @@ class OrderGateway:
                 self._weight.take(weight, now)
                 if orders:
                     self._orders.take(orders, now)
-                self.metrics.set(
-                    "rate_limit_headroom", self._weight.tokens / self._weight.capacity, venue=self.venue.name
-                )
                 return
             self.metrics.inc("gateway_paced", venue=self.venue.name)
             await trio.sleep(wait)
