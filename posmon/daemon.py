@@ -382,8 +382,7 @@ async def _start(
     )
     if all(a.ready.is_set() for a in directory.actors()):
         # Nothing to reconcile (or all done): ready before run_daemon returns, so commands work at once.
-        daemon.readiness.set_ready(f"{watching}, {_count(len(directory.keys()), 'position')}")
-        log.info("posmon ready: %s", daemon.readiness.detail)
+        await _announce_ready(directory, daemon.readiness, watching)
     else:
         nursery.start_soon(_announce_ready, directory, daemon.readiness, watching)
 
