@@ -174,3 +174,25 @@ async def test_the_stream_says_end_and_closes_when_the_daemon_shuts_down(autojum
             assert (await feed.next()).kind == "end"
             assert [chunk async for chunk in feed._chunks] == []
     assert server.cancelled_caught  # the server, stream included, finished within the test
+
+
+async def test_a_slow_status_read_is_polled_less_often_so_the_feed_never_hogs_the_daemon(autojump_clock):
+    """On a large book a status read is real work on the daemon's thread: the feed keeps it to a tenth."""
+    from posmon.api.dashboard import StatusFeed
+
+    class SlowStatus(FakeControl):
+        async def status(self):
+            await trio.sleep(0.5)  # what reading 100,000 tranches costs
+            return await super().status()
+
+    control = SlowStatus()
+    sent: list[bytes] = []
+
+    async def send(chunk: bytes) -> None:
+        sent.append(chunk)
+
+    with trio.move_on_after(30):
+        await StatusFeed(control, SETTINGS).pump(send)
+    reads = sum(1 for name, _ in control.calls if name == "status")
+    # 0.5 s read + 4.5 s wait: 6 reads in 30 s (a fixed 1 s interval would read 20 times, a third of the time)
+    assert reads == 6
