@@ -53,9 +53,7 @@ def _level_one_filled(settings: Settings, exchange: SimExchange) -> set[str]:
         state = exchange.engine.place(resized, trio.current_time())
         store.apply(
             Changes(
-                tranches=[
-                    dataclasses.replace(t, plan=LADDER, qty=D("0.07"), level=1, tp=D("45900"), seq=t.seq + 1)
-                ],
+                tranches=[dataclasses.replace(t, plan=LADDER, qty=D("0.07"), level=1, tp=D("45900"), seq=t.seq + 1)],
                 orders=[
                     *(dataclasses.replace(r, state=LocalState.DONE) for r in old),
                     OrderRecord(resized, t.id, Purpose.SL, LocalState.LIVE, exchange_id=state.order_id),
