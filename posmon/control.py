@@ -24,12 +24,12 @@ import trio
 
 from posmon.actors.messages import CloseTranches, EntryOutcome, OpenEntry, ResumeMonitoring, StopMonitoring
 from posmon.domain.exitplan import (  # the plan's own rules, so status says exactly what the actor acts on
-    _breakeven_earned,
-    _pct,
-    _trailing_active,
+    breakeven_earned,
     breakeven_stop,
     level_price,
     level_qty,
+    pct_text,
+    trailing_active,
 )
 from posmon.domain.orders import OrderRequest, OrderType, Purpose, Side, SymbolRules
 from posmon.domain.protection import LocalState, OrderRecord, client_order_id, worst_price
@@ -223,15 +223,15 @@ def plan_view(t: Tranche, rules: SymbolRules | None) -> PlanView | None:
             ],
         )
     if (tr := plan.trailing) is not None:
-        active = _trailing_active(t)
-        parts.append("TRAIL" if active else f"TRAIL@+{_pct(tr.activation_pct)}%")
+        active = trailing_active(t)
+        parts.append("TRAIL" if active else f"TRAIL@+{pct_text(tr.activation_pct)}%")
         trailing = TrailingView(
             active, tr.activation_pct, tr.callback_pct, tr.min_step_pct, t.best_mark, t.sl if active else None
         )
     if (be := plan.breakeven) is not None:
-        earned = _breakeven_earned(t)
+        earned = breakeven_earned(t)
         when = ([f"TP{be.after_tp}"] if be.after_tp else []) + (
-            [f"+{_pct(be.trigger_pct)}%"] if be.trigger_pct is not None else []
+            [f"+{pct_text(be.trigger_pct)}%"] if be.trigger_pct is not None else []
         )
         parts.append("BE" if earned else "BE@" + "/".join(when))
         stop = None if rules is None else breakeven_stop(t.side, t.entry, be.offset_pct, rules)
