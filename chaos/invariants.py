@@ -4,7 +4,8 @@ State invariants hold once the daemon has settled (the campaign polls them until
 the settle time runs out); history invariants are read from every fill the venue executed during the run.
 
 - ``covered``: every open position is protected exactly. Aster: each of the position's open tranches has one
-  resting TP and one resting SL of its own, each for the tranche's quantity. Lighter (exits are emulated): each
+  resting TP and one resting SL of its own at the tranche's prices, the SL for the tranche's quantity and the TP
+  for its current ladder level's share (the whole tranche without a ladder). Lighter (exits are emulated): each
   open tranche holds its TP and SL prices, and the mark is not left through either of them.
 - ``store_matches_venue``: the store's open tranches of each (symbol, side) sum to the venue's position, and a
   flat side has none.
@@ -26,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from chaos.venues import FillLog, Venue
-from posmon.domain.orders import Side
+from posmon.domain.exitplan import level_qty, plan_from_text
+from posmon.domain.orders import Side, SymbolRules
+from posmon.domain.tranche import Tranche
 
 STATE_INVARIANTS = ("covered", "store_matches_venue", "no_orphan_order")
 HISTORY_INVARIANTS = ("no_double_execution", "no_close_past_zero")
@@ -50,6 +53,20 @@ class StoreTranche:
     tp: str
     sl: str
     status: str
+    entry: Decimal = ZERO
+    plan: str | None = None  # the stored exit plan (``domain.exitplan``), None: one TP, one SL
+    level: int = 0
+
+    def tp_qty(self, rules: SymbolRules) -> Decimal:
+        """What its resting TP must cover: the current ladder level's share, or the whole tranche."""
+        plan = plan_from_text(self.plan)
+        if not plan.tp_levels:
+            return self.qty
+        t = Tranche(
+            self.id, "", self.symbol, self.side, 0, self.entry, self.qty, _dec(self.tp), _dec(self.sl), 0.0,
+            plan=plan, level=self.level,
+        )  # fmt: skip
+        return level_qty(t, rules)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +92,21 @@ def read_store(path: Path) -> StoreView | None:
         return None
     try:
         conn.row_factory = sqlite3.Row
-        rows = conn.execute(
-            "SELECT id, symbol, side, qty, tp, sl, status FROM tranches WHERE status IN ('open', 'closing') ORDER BY id"
-        ).fetchall()
+        cur = conn.execute("SELECT * FROM tranches WHERE status IN ('open', 'closing') ORDER BY id")
+        planned = "plan" in {d[0] for d in cur.description}  # an older posmon's store (--daemon-src) has none
+        rows = cur.fetchall()
         tranches = [
             StoreTranche(
-                r["id"], r["symbol"], Side(r["side"]), _dec(r["qty"]), r["tp"] or "", r["sl"] or "", r["status"]
+                r["id"],
+                r["symbol"],
+                Side(r["side"]),
+                _dec(r["qty"]),
+                r["tp"] or "",
+                r["sl"] or "",
+                r["status"],
+                _dec(r["entry"]),
+                r["plan"] if planned else None,
+                r["level"] if planned else 0,
             )
             for r in rows
         ]
@@ -134,8 +160,10 @@ def check_state(venue: Venue, store: StoreView | None) -> list[Violation]:
             if not venue.hedge:
                 out += _held(t, venue.exchange.engine.mark(symbol))
                 continue
+            want = {"T": (t.tp_qty(venue.rules(symbol)), _dec(t.tp)), "S": (t.qty, _dec(t.sl))}
             for purpose, label in (("T", "TP"), ("S", "SL")):
                 orders = legs.get((t.id, purpose), [])
+                qty, price = want[purpose]
                 if len(orders) != 1:
                     out.append(
                         Violation(
@@ -144,12 +172,21 @@ def check_state(venue: Venue, store: StoreView | None) -> list[Violation]:
                             f"resting {label} ({', '.join(o.client_id for o in orders) or 'none'})",
                         )
                     )
-                elif orders[0].qty != t.qty:
+                elif orders[0].qty != qty:
                     out.append(
                         Violation(
                             "covered",
                             f"{symbol} {side.value} #{t.id}: {label} {orders[0].client_id} "
-                            f"for {orders[0].qty}, tranche {t.qty}",
+                            f"for {orders[0].qty}, tranche {t.qty} wants {qty}",
+                        )
+                    )
+                elif (orders[0].price if purpose == "T" else orders[0].stop_price) != price:
+                    at = orders[0].price if purpose == "T" else orders[0].stop_price
+                    out.append(
+                        Violation(
+                            "covered",
+                            f"{symbol} {side.value} #{t.id}: {label} {orders[0].client_id} at {at}, "
+                            f"the tranche's {label} is {price}",
                         )
                     )
         if not by_key.get((symbol, side)):

@@ -58,6 +58,31 @@ class Schedule:
     kills: list[tuple[float, str, float, float]]  # (at, wait for, extra wait, restart delay)
     instant_tp: bool
     late: list[Action] = field(default_factory=list)  # after the faults, the daemon connected: no restart helps
+    plans: dict[str, dict[str, Any]] = field(default_factory=dict)  # symbol -> its [risk.symbols.X] exit plan
+
+
+# The exit plans a run's symbols may get (issue 15), sized to the marks' moves: offsets drift by ~0.3 % a step and
+# jump 1.2-2.6 %, so ladder levels fill one by one or several at once, trails activate and move, stops get to
+# break-even, and plain 1 % / 2 % tranches stay in the mix.
+PLANS: tuple[dict[str, Any], ...] = (
+    {},
+    {"tp_levels": [[0.5, 30], [1.0, 30], [1.5, 40]]},
+    {"tp_levels": [[0.6, 50], [1.2, 50]], "breakeven_after_tp": 1, "breakeven_offset_pct": 0.1},
+    {"trailing_activation_pct": 0.3, "trailing_callback_pct": 0.6, "trailing_min_step_pct": 0.1},
+    {"breakeven_trigger_pct": 0.8, "breakeven_offset_pct": 0.1},
+    {
+        "tp_levels": [[0.8, 50], [1.6, 50]],
+        "trailing_activation_pct": 0.5,
+        "trailing_callback_pct": 0.7,
+        "breakeven_after_tp": 1,
+    },
+)
+
+
+def plans_for(seed: int, symbols: list[str]) -> dict[str, dict[str, Any]]:
+    """Each symbol's exit plan, drawn from its own stream so the rest of a seed's schedule stays as it was."""
+    rng = random.Random(f"{seed}-plans")
+    return {s: p for s in symbols if (p := rng.choice(PLANS))}
 
 
 @dataclass
@@ -211,7 +236,9 @@ def plan(seed: int, venue: Venue, opts: Options) -> Schedule:
                 },
             )
         )
-    return Schedule(seed, venue.name, pre, actions, kills, instant_tp=instant_tp, late=late)
+    return Schedule(
+        seed, venue.name, pre, actions, kills, instant_tp=instant_tp, late=late, plans=plans_for(seed, symbols)
+    )
 
 
 def _has_reconcile_key(src: Path) -> bool:
@@ -221,11 +248,30 @@ def _has_reconcile_key(src: Path) -> bool:
         return False
 
 
+def _has_plan_keys(src: Path) -> bool:
+    """An older posmon (``--daemon-src``) refuses exit-plan keys it does not know: it runs without plans."""
+    return (src / "posmon" / "domain" / "exitplan.py").exists()
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _plan_sections(plans: dict[str, dict[str, Any]]) -> str:
+    return "".join(
+        f"\n[risk.symbols.{symbol}]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in fields.items())
+        for symbol, fields in sorted(plans.items())
+    )
+
+
 def write_config(
     path: Path, store: Path, venue: Venue, rest_url: str, ws_url: str, schedule: Schedule, opts: Options
 ) -> None:
     has_key = _has_reconcile_key(opts.daemon_src or ROOT)
     reconcile = f"reconcile_interval_seconds = {opts.reconcile_interval}\n" if has_key else ""
+    plans = _plan_sections(schedule.plans) if _has_plan_keys(opts.daemon_src or ROOT) else ""
     path.write_text(f"""[daemon]
 venue = "{venue.name}"
 store = "{store}"
@@ -240,7 +286,7 @@ restart_budget = 50
 tp_pct = 1.0
 sl_pct = 2.0
 instant_tp_enabled = {str(schedule.instant_tp).lower()}
-
+{plans}
 [api]
 enabled = false
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import trio
 
-from posmon.domain.orders import Side
+from posmon.domain.orders import Side, SymbolRules
 from posmon.domain.protection import parse_client_order_id
 from posmon.exchange.lighter.client_ids import ClientIds
 from posmon.sim.aster import AsterSim, RateLimitConfig, serve_aster_sim
@@ -40,6 +40,8 @@ class Resting:
     tranche_id: int | None
     purpose: str  # "T", "S", "C", "E" or "?"
     qty: Decimal
+    price: Decimal | None = None  # a limit's price (a TP)
+    stop_price: Decimal | None = None  # a stop's trigger (an SL)
 
 
 @dataclass
@@ -93,6 +95,10 @@ class Venue:
         raise NotImplementedError
 
     def tick(self, symbol: str) -> Decimal:
+        raise NotImplementedError
+
+    def rules(self, symbol: str) -> SymbolRules:
+        """The symbol's trading rules (for what a ladder level's TP must cover)."""
         raise NotImplementedError
 
     # ---- workload -----------------------------------------------------------------------------------------------
@@ -189,6 +195,9 @@ class AsterVenue(Venue):
     def tick(self, symbol: str) -> Decimal:
         return market(symbol).rules.tick_size
 
+    def rules(self, symbol: str) -> SymbolRules:
+        return market(symbol).rules
+
     def resting(self) -> list[Resting]:
         out = []
         for order in self.exchange.engine.open_orders():
@@ -204,6 +213,8 @@ class AsterVenue(Venue):
                     parsed[0] if parsed else None,
                     parsed[1].value if parsed else "?",
                     order.qty - order.filled_qty,
+                    order.price,
+                    order.stop_price,
                 )
             )
         return out
