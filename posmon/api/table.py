@@ -63,6 +63,7 @@ def grid(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 _COLUMNS = (
     "ID",
     "SYMBOL",
+    "INSTRUMENT",
     "SIDE",
     "QTY",
     "ENTRY",
@@ -105,6 +106,7 @@ def render_status(status: Mapping[str, Any]) -> str:
             [
                 _cell(t.get("id")),
                 _cell(t.get("symbol")),
+                _cell(t.get("instrument")),
                 _cell(t.get("side")),
                 _num(t.get("qty")),
                 _num(t.get("entry")),
