@@ -63,7 +63,6 @@ def grid(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 _COLUMNS = (
     "ID",
     "SYMBOL",
-    "INSTRUMENT",
     "SIDE",
     "QTY",
     "ENTRY",
@@ -90,6 +89,17 @@ def exits_live(t: Mapping[str, Any]) -> str:
     return "NO: " + ", ".join(down) if down else "NO"
 
 
+def _with_instruments(
+    headers: Sequence[str], rows: list[list[str]], tranches: Sequence[Mapping[str, Any]]
+) -> tuple[Sequence[str], list[list[str]]]:
+    """An INSTRUMENT column after SYMBOL (the unified name, ``BTC/USDT:USDT``) when any tranche has one."""
+    if not any(t.get("instrument") for t in tranches):
+        return headers, rows
+    at = list(headers).index("SYMBOL") + 1
+    named = [[*r[:at], _cell(t.get("instrument")), *r[at:]] for r, t in zip(rows, tranches, strict=True)]
+    return (*headers[:at], "INSTRUMENT", *headers[at:]), named
+
+
 def render_status(status: Mapping[str, Any]) -> str:
     state = "running" if status.get("running") else "NOT RUNNING"
     out = [f"posmon on {status.get('venue', '?')}: {state} since {_utc(status.get('started_at'))} UTC", ""]
@@ -106,7 +116,6 @@ def render_status(status: Mapping[str, Any]) -> str:
             [
                 _cell(t.get("id")),
                 _cell(t.get("symbol")),
-                _cell(t.get("instrument")),
                 _cell(t.get("side")),
                 _num(t.get("qty")),
                 _num(t.get("entry")),
@@ -122,7 +131,7 @@ def render_status(status: Mapping[str, Any]) -> str:
             ]
             for t in tranches
         ]
-        out.append(grid(_COLUMNS, rows))
+        out.append(grid(*_with_instruments(_COLUMNS, rows, tranches)))
     else:
         out.append("no open tranches")
     unmonitored = status.get("unmonitored") or []
