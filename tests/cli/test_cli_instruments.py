@@ -5,10 +5,12 @@ import dataclasses
 
 import pytest
 
+from posmon.cli import main
 from posmon.cli.exit_codes import ExitCode
 from posmon.domain.orders import Side
 from tests.api.test_api_fakes import FakeControl, served, tranche
 from tests.cli.test_cli_ops import _no_api_environment, app_for, posmon  # noqa: F401 (autouse fixture)
+from tests.harness import make_settings
 
 
 async def test_open_close_stop_and_resume_pass_a_unified_name_through_unchanged(capsys):
@@ -48,3 +50,12 @@ async def test_status_shows_the_instrument_beside_the_symbol_when_the_daemon_nam
     assert next(line for line in lines if line.startswith("ID")).split()[:4] == ["ID", "SYMBOL", "INSTRUMENT", "SIDE"]
     assert next(line for line in lines if line.startswith("1 ")).split()[:3] == ["1", "BTCUSDT", "BTC/USDT:USDT"]
     assert next(line for line in lines if line.startswith("2 ")).split()[2] == "-"
+
+
+def test_offline_history_refuses_a_unified_name_saying_what_to_give_instead(tmp_path, capsys):
+    # The store records venue symbols and `posmon history` reads it without the venue's market list: a unified
+    # name there would silently match nothing, so it is refused with what to do instead.
+    config = str(make_settings(tmp_path).source)
+    assert main(["--config", config, "history", "--symbol", "BTC/USDT:USDT"]) == ExitCode.CONFIG
+    err = capsys.readouterr().err
+    assert "--symbol: BTC/USDT:USDT is a unified name" in err and "GET /api/history?symbol=BTC/USDT:USDT" in err
