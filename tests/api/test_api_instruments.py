@@ -7,10 +7,12 @@ from decimal import Decimal as D
 import pytest
 import trio
 
+from posmon.config import load_settings
+from posmon.control import OpenRequest
 from posmon.domain.instruments import InstrumentError, InstrumentTable
 from posmon.domain.orders import Side
 from tests.api.test_api_end_to_end import BODY, api_of
-from tests.harness import make_settings, running_aster, running_lighter, settle
+from tests.harness import make_settings, running, running_aster, running_lighter, settle
 
 LIGHTER_SYMBOLS = ("BTC", "ETH", "DOGE")
 
@@ -129,3 +131,23 @@ async def test_a_unified_name_opens_and_closes_on_lighter_in_either_path_spellin
         assert (encoded.status_code, raw.status_code) == (200, 200), (encoded.text, raw.text)
         assert held(h, "DOGE", Side.LONG) == 0
         assert held(h, "ETH", Side.SHORT) == 0
+
+
+async def test_configured_overrides_name_the_daemons_symbols_and_an_unused_one_is_logged(
+    tmp_path, autojump_clock, caplog
+):
+    make_settings(tmp_path, symbols=("BTCUSDT", "XRPUSDT"))
+    path = tmp_path / "config.toml"
+    path.write_text(path.read_text() + '\n[instruments.sim]\nXRPUSDT = "RIPPLE"\nGONEUSDT = "GONE/USDT:USDT"\n')
+    async with running(load_settings(path, env={})) as h:
+        await h.mark("XRPUSDT", "1.0")
+        result = await h.daemon.control.open_position(
+            OpenRequest("RIPPLE/USDT:USDT", Side.LONG, D(100), 5, D(3), (D(1), D(2)))
+        )
+        await settle()
+
+        assert (result.symbol, result.instrument, result.status) == ("XRPUSDT", "RIPPLE/USDT:USDT", "FILLED")
+        assert held(h, "XRPUSDT", Side.LONG) == result.qty
+        [t] = (await h.daemon.control.status()).tranches
+        assert (t.symbol, t.instrument) == ("XRPUSDT", "RIPPLE/USDT:USDT")
+    assert "instruments: instruments.sim.GONEUSDT: sim does not list GONEUSDT; the override is unused" in caplog.text
