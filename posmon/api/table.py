@@ -89,6 +89,12 @@ def exits_live(t: Mapping[str, Any]) -> str:
     return "NO: " + ", ".join(down) if down else "NO"
 
 
+def plan_cell(t: Mapping[str, Any]) -> str:
+    """The exit plan's state in short (``TP 2/3 TRAIL BE``); ``-`` for one TP and one SL."""
+    plan = t.get("plan")
+    return str(plan.get("summary") or "-") if isinstance(plan, Mapping) else "-"
+
+
 def _with_instruments(
     headers: Sequence[str], rows: list[list[str]], tranches: Sequence[Mapping[str, Any]]
 ) -> tuple[Sequence[str], list[list[str]]]:
@@ -131,7 +137,12 @@ def render_status(status: Mapping[str, Any]) -> str:
             ]
             for t in tranches
         ]
-        out.append(grid(*_with_instruments(_COLUMNS, rows, tranches)))
+        columns = list(_COLUMNS)
+        if any(t.get("plan") for t in tranches):  # a column only where some tranche has an exit plan
+            for t, r in zip(tranches, rows, strict=True):
+                r.insert(_COLUMNS.index("SL") + 1, plan_cell(t))
+            columns.insert(_COLUMNS.index("SL") + 1, "PLAN")
+        out.append(grid(*_with_instruments(columns, rows, tranches)))
     else:
         out.append("no open tranches")
     unmonitored = status.get("unmonitored") or []
