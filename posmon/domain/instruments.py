@@ -283,10 +283,3 @@ class InstrumentTable:
             f"{other} lists {instrument.base} as several symbols ({', '.join(candidates)}); "
             f"name the {other} symbol for {venue} {symbol}"
         )
-
-    def listings(self, venue: str | None = None) -> list[Listing]:
-        """Every symbol with a unified name (of one venue when given), by venue and symbol."""
-        return sorted(
-            (Listing(v, s, i) for (v, s), i in self._by_symbol.items() if venue is None or v == venue),
-            key=lambda item: (item.venue, item.symbol),
-        )
