@@ -249,6 +249,7 @@ class PositionActor:
         # Ladder levels being closed at market (a mark ran through their TP): what each still has to close. Lost
         # on a restart, where the level's close order (or its share) says it again.
         self._level_left: dict[int, Decimal] = {}
+        self._mark_again = False  # a level advanced: look at the newest mark again (it may be through the next)
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
@@ -331,7 +332,7 @@ class PositionActor:
                     if msg is not None:
                         self._handle(msg)
                     self._on_clock()
-                    if self.ready.is_set() and self.links.slot.latest is not None:
+                    if self.ready.is_set() and (self.links.slot.latest is not None or self._mark_again):
                         self._on_price()
                     # Only a mark that reaches the nearest TP or SL wakes this actor again (hold deadlines and
                     # retries wake it by the clock).
@@ -427,6 +428,9 @@ class PositionActor:
     def _on_price(self) -> None:
         received_at = self.links.slot.received_at
         mark = self.links.slot.take()
+        if mark is None and self._mark_again:
+            mark = self.links.slot.last
+        self._mark_again = False
         if mark is None:
             return
         if not self.book:
@@ -1067,6 +1071,7 @@ class PositionActor:
         self._level_left.pop(t.id, None)
         self._close_hold.pop(t.id, None)
         self.exits.forget(t.id)
+        self._mark_again = True
         changes.events.append(self._event("level_filled", t, level=t.level, qty=t.qty, tp=t.tp, sl=t.sl))
         if t.sl != old_sl:
             changes.events.append(
