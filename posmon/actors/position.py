@@ -1011,6 +1011,8 @@ class PositionActor:
         before = t
         t = booked_exit(t, qty, price, fee)  # closed quantity, exit price and fee kept for the history
         reason = t.closing or {Purpose.TP: ExitReason.TP, Purpose.SL: ExitReason.SL}.get(rec.purpose, ExitReason.CLOSE)
+        if rec.purpose is Purpose.SL and self._level_closing(before):
+            reason = ExitReason.SL  # the stop kept resting while a level closed, and fired first
         changes.events.append(
             self._event(
                 "fill", t, client_id=rec.client_id, purpose=rec.purpose.value, qty=qty, price=price, pnl=pnl, fee=fee

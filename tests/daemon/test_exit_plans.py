@@ -380,3 +380,49 @@ async def test_no_plan_keeps_one_tp_and_one_sl_for_the_whole_tranche(tmp_path, a
         await h.mark("BTCUSDT", "45449")
         assert h.resting() == {("LIMIT", "SELL", "0.1", "45450"), ("STOP_MARKET", "SELL", "0.1", "42750")}
         assert moves(h) == [] and events(h, "partial_close") == []
+
+
+# --- restarts -------------------------------------------------------------------------------------------------
+
+
+async def test_a_stop_move_persisted_but_never_sent_is_placed_after_a_restart(tmp_path, autojump_clock, plan):
+    plan(trailing_activation_pct=1, trailing_callback_pct=1, trailing_min_step_pct=0)
+    settings = make_settings(tmp_path, tp_pct=10.0, sl_pct=5.0)
+    exchange = new_exchange(settings)
+    async with running(settings, exchange) as h:
+        await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")
+        exchange.fail_next("place_orders", 1000)  # the new stop never reaches the exchange
+        exchange.fail_next("query_order", 1000)
+        await h.mark("BTCUSDT", "45900")
+        assert h.store.open_tranches()[0].sl == D("45441")  # decided and written first
+        assert ("STOP_MARKET", "SELL", "0.1", "42750") in h.resting()
+
+    exchange.faults.clear()
+    async with running(settings, exchange) as h:
+        await trio.sleep(3)
+        await settle()
+        # The leg is checked by price: the old stop is replaced by the one the tranche holds.
+        assert h.resting() == {("LIMIT", "SELL", "0.1", "49500"), ("STOP_MARKET", "SELL", "0.1", "45441")}
+        assert_legs_match_the_plan(h, "BTCUSDT")
+
+
+async def test_restart_mid_ladder_keeps_the_current_level_and_places_nothing(tmp_path, autojump_clock, plan):
+    plan(tp_levels=LADDER, breakeven_after_tp=1)
+    settings = make_settings(tmp_path, tp_pct=10.0, sl_pct=5.0, instant_tp_enabled=False)
+    exchange = new_exchange(settings)
+    async with running(settings, exchange) as h:
+        await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")
+        await h.mark("BTCUSDT", "45450")
+        resting = h.resting()
+        assert resting == {("LIMIT", "SELL", "0.03", "45900"), ("STOP_MARKET", "SELL", "0.07", "45000")}
+        ids = {o.client_id for o in h.orders()}
+
+    async with running(settings, exchange) as h:
+        await trio.sleep(3)
+        await settle()
+        [t] = h.store.open_tranches()
+        assert (t.level, t.qty, t.tp, t.sl) == (1, D("0.07"), D("45900"), D("45000"))
+        assert {o.client_id for o in h.orders()} == ids
+        await h.mark("BTCUSDT", "45900")
+        assert h.resting() == {("LIMIT", "SELL", "0.04", "46350"), ("STOP_MARKET", "SELL", "0.04", "45000")}
+        assert_legs_match_the_plan(h, "BTCUSDT")
