@@ -177,8 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"no recordings found in {args.data}", file=sys.stderr)
         return 2
     rows = [row for rec in recs for row in measure(rec)]
-    head = ("recording", "resolution", "callback_pct", "min_step_pct", "tranches", "mean_hours_held")
-    head += ("moves_per_hour", "p95_moves_per_hour", "max_moves_in_one_hour")
+    head = [*("recording", "resolution", "callback_pct", "min_step_pct", "tranches", "mean_hours_held")]
+    head += ["moves_per_hour", "p95_moves_per_hour", "max_moves_in_one_hour"]
     print(" | ".join(head))
     for row in rows:
         print(" | ".join(str(row[k]) for k in head))
