@@ -147,11 +147,14 @@ def _trigger_qty(t: Tranche, reason: ExitReason, rules: SymbolRules) -> Decimal:
 def _leg_ok(t: Tranche, rec: OrderRecord, rules: SymbolRules) -> bool:
     req = rec.request
     left = req.qty - rec.filled_qty
-    if rec.purpose is Purpose.SL:
+    if not t.plan:
         # A tranche without a plan never changes its prices without its quantity: only the quantity is checked
-        # (today's rule; an order re-rounded by the gateway onto a changed grid stays accepted).
-        return left == t.qty and (not t.plan or req.stop_price == t.sl)
-    if t.plan and req.price != t.tp:
+        # (today's rule; an order re-rounded by the gateway onto a changed grid stays accepted). A restart's
+        # reconcile asks this of every leg: the fast path first.
+        return left == t.qty
+    if rec.purpose is Purpose.SL:
+        return left == t.qty and req.stop_price == t.sl
+    if req.price != t.tp:
         return False
     want = level_qty(t, rules)
     # A ladder level partly filled keeps resting for the rest of its share (the level is done when its order
