@@ -23,6 +23,7 @@ from posmon.domain.exitplan import level_qty, make_plan
 from posmon.domain.orders import Side
 from posmon.domain.protection import parse_client_order_id
 from posmon.sim.lighter import build_exchange
+from tests.emulated import lighter_like, one_way
 from tests.harness import make_settings, new_exchange, running, running_aster, running_lighter, settle, trio_clock
 
 LADDER = [[1, 30], [2, 30], [3, 40]]
@@ -426,3 +427,24 @@ async def test_restart_mid_ladder_keeps_the_current_level_and_places_nothing(tmp
         await h.mark("BTCUSDT", "45900")
         assert h.resting() == {("LIMIT", "SELL", "0.04", "46350"), ("STOP_MARKET", "SELL", "0.04", "45000")}
         assert_legs_match_the_plan(h, "BTCUSDT")
+
+
+async def test_a_level_close_that_cannot_fill_within_its_bound_is_retried_for_the_same_share(
+    tmp_path, autojump_clock, plan
+):
+    plan(tp_levels=LADDER)
+    settings = one_way(tmp_path, tp_pct=10.0, sl_pct=5.0)
+    exchange, venue = lighter_like(settings)
+    async with running(settings, exchange, venue=venue) as h:
+        await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")
+        exchange.engine.set_market_impact("BTCUSDT", D("0.8"))  # a thin book: market sells fill 0.8 % under
+        await h.mark("BTCUSDT", "45500")  # through level 1
+
+        # 0.5 % expires unfilled, 1.0 % fills: both for the level's 0.03, never for the whole tranche.
+        assert [(D(e["qty"]), D(e["worst_price"])) for e in events(h, "close_sent")] == [
+            (D("0.03"), D("45272.5")),
+            (D("0.03"), D("45045")),
+        ]
+        [t] = h.store.open_tranches()
+        assert (t.qty, t.level, t.closing) == (D("0.07"), 1, None)
+        assert h.exchange.engine.position("BTCUSDT", Side.LONG).qty == D("0.07")
