@@ -448,3 +448,23 @@ async def test_a_level_close_that_cannot_fill_within_its_bound_is_retried_for_th
         [t] = h.store.open_tranches()
         assert (t.qty, t.level, t.closing) == (D("0.07"), 1, None)
         assert h.exchange.engine.position("BTCUSDT", Side.LONG).qty == D("0.07")
+
+
+async def test_operator_close_during_a_level_close_closes_the_whole_tranche(tmp_path, autojump_clock, plan):
+    plan(tp_levels=LADDER)
+    settings = one_way(tmp_path, tp_pct=10.0, sl_pct=5.0)
+    exchange, venue = lighter_like(settings)
+    async with running(settings, exchange, venue=venue) as h:
+        await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")
+        exchange.engine.set_market_impact("BTCUSDT", D("4"))  # the level's close cannot fill within the cap
+        await h.mark("BTCUSDT", "45500")
+        [t] = h.store.open_tranches()
+        assert (t.closing, t.qty) == ("TP", D("0.1"))
+
+        await h.daemon.control.close("BTCUSDT", tranche_id=t.id)
+        exchange.engine.set_market_impact("BTCUSDT", D("0"))
+        await trio.sleep(130)  # past the pause at the slippage cap
+        await settle()
+        assert [(r, q) for r, q, _ in closed(h, "sim")] == [("MANUAL", D("0.1"))]
+        assert h.exchange.engine.position("BTCUSDT", Side.LONG) is None
+        assert D(events(h, "close_sent")[-1]["qty"]) == D("0.1")
