@@ -741,7 +741,8 @@ class DaemonControl:
             ids = tuple(t.id for t in held if t.side is s)
             if not ids:
                 continue
-            if any(not t.closing for t in held if t.side is s):  # all closing already: the actor is on it
+            # All closing already: the actor is on it (a ladder level closing at TP is not the whole tranche).
+            if any(not t.closing or (t.closing == ExitReason.TP and t.plan.tp_levels) for t in held if t.side is s):
                 await d.directory.inbox(symbol, s).send(
                     CloseTranches(ids if tranche_id is not None else (), ExitReason.MANUAL)
                 )

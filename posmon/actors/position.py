@@ -11,6 +11,14 @@ old pair is cancelled (no unprotected gap). A mark through a tranche's TP (or
 past its hold time) closes it: its TP and SL are cancelled first (so a TP that
 fills meanwhile cannot be doubled by the market close), then the rest is
 closed at market.
+
+A tranche with an exit plan (``domain.exitplan``) runs it here through the same
+paths: a TP before the last ladder level closes that level's share (its TP leg
+filling, or a mark through it closing the share at market once that leg is
+cancelled; the SL keeps protecting meanwhile) and the tranche goes on, advanced
+to the next level and re-protected; a mark that reaches a tranche's stop gate
+may move its stop (trailing, break-even), persisted before the new stop is
+placed.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ from posmon.actors.messages import (
     StopMonitoring,
 )
 from posmon.actors.price_slot import PriceSlot
+from posmon.domain.exitplan import after_level_filled, moved_stop, trailing_stop
 from posmon.domain.exits import CloseSlippage, EmulatedExits, ExitContext, ExitPolicy, RestingExits
 from posmon.domain.orders import OrderState, OrderStatus, Purpose, Side, SymbolRules, WorkingType
 from posmon.domain.protection import (
@@ -237,6 +246,10 @@ class PositionActor:
         self._after_commit: list[Callable[[], None]] = []
         # Protection orders the venue refused, per tranche leg: how often, and no new try before when.
         self._rejections: dict[tuple[int, Purpose], tuple[int, float]] = {}
+        # Ladder levels being closed at market (a mark ran through their TP): what each still has to close. Lost
+        # on a restart, where the level's close order (or its share) says it again.
+        self._level_left: dict[int, Decimal] = {}
+        self._mark_again = False  # a level advanced: look at the newest mark again (it may be through the next)
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
@@ -319,7 +332,7 @@ class PositionActor:
                     if msg is not None:
                         self._handle(msg)
                     self._on_clock()
-                    if self.ready.is_set() and self.links.slot.latest is not None:
+                    if self.ready.is_set() and (self.links.slot.latest is not None or self._mark_again):
                         self._on_price()
                     # Only a mark that reaches the nearest TP or SL wakes this actor again (hold deadlines and
                     # retries wake it by the clock).
@@ -387,7 +400,7 @@ class PositionActor:
                 self._request_reconcile()
             case CloseTranches():
                 for tid in msg.tranche_ids or tuple(self.tranches):
-                    if (t := self.tranches.get(tid)) is not None and not t.closing:
+                    if (t := self.tranches.get(tid)) is not None and (not t.closing or self._level_closing(t)):
                         self._start_close(t, msg.reason)
             case _:
                 assert_never(msg)
@@ -415,6 +428,9 @@ class PositionActor:
     def _on_price(self) -> None:
         received_at = self.links.slot.received_at
         mark = self.links.slot.take()
+        if mark is None and self._mark_again:
+            mark = self.links.slot.last
+        self._mark_again = False
         if mark is None:
             return
         if not self.book:
@@ -424,8 +440,46 @@ class PositionActor:
             for tid, reason in list(self.book.pop_triggered(mark.price, self.links.clock())):
                 self.links.metrics.inc("exits_triggered", venue=self.cfg.venue, reason=reason)
                 self._start_close(self.tranches[tid], reason)
+            for tid in list(self.book.pop_gated(mark.price)):
+                self._maybe_move_stop(self.tranches[tid], mark.price)
         finally:
             self._tick_at = None
+
+    def _maybe_move_stop(self, t: Tranche, mark: Decimal) -> None:
+        """The mark reached ``t``'s stop gate: move its stop if the plan says so (``moved_stop``), else watch the
+        gate again beyond this mark. Decide, persist the new stop and best mark, then replace the resting stop
+        (new one placed, the old cancelled once it is live) or, emulated, watch the new level."""
+        moved = moved_stop(t, mark, self.cfg.rules)
+        if moved is None:
+            self.book.regate(t, mark)
+            return
+        tr = t.plan.trailing
+        trailing = (
+            tr is not None
+            and moved.best_mark is not None
+            and moved.sl == trailing_stop(t.side, moved.best_mark, tr.callback_pct, self.cfg.rules)
+        )
+        why = "trailing" if trailing else "break-even"
+        self.tranches[t.id] = moved
+        self.book.add(moved)
+        self._persist(
+            Changes(
+                tranches=[moved],
+                events=[self._event("stop_moved", moved, old=t.sl, new=moved.sl, best_mark=moved.best_mark, why=why)],
+            )
+        )
+        log.info(
+            "%s: stop of tranche %s moved %s -> %s (%s, best mark %s)",
+            self.name,
+            t.id,
+            t.sl,
+            moved.sl,
+            why,
+            moved.best_mark,
+            extra={"tranche": t.id},
+        )
+        if self.exits.legs:
+            self._protect(moved, self.exits.legs)
 
     # --- order updates from the user stream ----------------------------------------------------------------
 
@@ -610,6 +664,7 @@ class PositionActor:
         self._persist(changes)
         self.stopped = True
         self._pending_diff = None
+        self._level_left.clear()
         log.warning(
             "%s: monitoring stopped by the operator; %d tranches forgotten, position left open", self.name, len(stopped)
         )
@@ -796,9 +851,10 @@ class PositionActor:
             return
         if r.sent is not None and r.sent != rec.request:
             # The gateway re-rounded the order onto a changed grid: remember what is really on the exchange.
-            rec = replace(rec, request=r.sent)
+            old, rec = rec, replace(rec, request=r.sent)
             changes = Changes()
             self._track(rec, changes)
+            self._held_price_follows(old, rec, changes)
             self._persist(changes)
         if r.state is not None:
             s = r.state
@@ -809,6 +865,23 @@ class PositionActor:
             log.error("%s: %s of %s has an unknown outcome; will reconcile", self.name, r.action, r.client_id)
             self._retry_at = self.links.clock() + self.cfg.retry_seconds
             self._confirm_at = self.links.clock() + self.cfg.retry_seconds
+
+    def _held_price_follows(self, old: OrderRecord, rec: OrderRecord, changes: Changes) -> None:
+        """A re-rounded leg of a tranche with a plan: the tranche holds the price that rests (its legs are checked
+        by price too, and the plan's grid is the old one: re-placing at the old price would be refused again)."""
+        t = self.tranches.get(rec.tranche_id)
+        if t is None or not t.plan or t.closing:
+            return
+        was, now = old.request, rec.request
+        if rec.purpose is Purpose.TP and was.price == t.tp and now.price is not None and now.price != t.tp:
+            t = replace(t, tp=now.price)
+        elif rec.purpose is Purpose.SL and was.stop_price == t.sl and now.stop_price not in (None, t.sl):
+            t = replace(t, sl=now.stop_price)
+        else:
+            return
+        self.tranches[t.id] = t
+        self.book.add(t)
+        changes.tranches.append(t)
 
     def _on_untracked_result(self, r: OrderResult) -> None:
         """A placement answered for an order no longer tracked (written off as never placed meanwhile).
@@ -935,8 +1008,11 @@ class PositionActor:
             return
         qty = min(qty, t.qty)
         pnl = realized_pnl(t.side, t.entry, price, qty)
+        before = t
         t = booked_exit(t, qty, price, fee)  # closed quantity, exit price and fee kept for the history
         reason = t.closing or {Purpose.TP: ExitReason.TP, Purpose.SL: ExitReason.SL}.get(rec.purpose, ExitReason.CLOSE)
+        if rec.purpose is Purpose.SL and self._level_closing(before):
+            reason = ExitReason.SL  # the stop kept resting while a level closed, and fired first
         changes.events.append(
             self._event(
                 "fill", t, client_id=rec.client_id, purpose=rec.purpose.value, qty=qty, price=price, pnl=pnl, fee=fee
@@ -945,15 +1021,81 @@ class PositionActor:
         if t.qty <= 0:
             self._finish(t, reason, changes)
             return
+        if self._fills_level(before, rec):
+            # A ladder level before the last: a partial close of the tranche, journaled with its PnL.
+            left = self._level_left.get(t.id)
+            left = rec.request.qty - rec.filled_qty if left is None else left - qty
+            done = left <= 0
+            changes.events.append(
+                self._event(
+                    "partial_close",
+                    t,
+                    level=before.level + 1,
+                    qty=qty,
+                    price=price,
+                    pnl=pnl,
+                    left=t.qty,
+                    level_done=done,
+                    client_id=rec.client_id,
+                )
+            )
+            if done:
+                t = self._advance_level(t, changes)
+            elif self._level_closing(before):
+                self._level_left[t.id] = left
         self.tranches[t.id] = t
         changes.tranches.append(t)
         if not t.closing:
             self.book.add(t)
 
+    def _level_closing(self, t: Tranche) -> bool:
+        """A close under way closes only ``t``'s current ladder level (the mark ran through its TP)."""
+        return t.id in self._level_left or (
+            t.closing == ExitReason.TP and self.exits.trigger_qty(t, ExitReason.TP) < t.qty
+        )
+
+    def _fills_level(self, t: Tranche, rec: OrderRecord) -> bool:
+        """A fill of ``rec`` is a fill of ``t``'s current ladder level before the last: its TP leg (at the level's
+        price), or the close of the level under way."""
+        if not t.plan.tp_levels or self.exits.trigger_qty(t, ExitReason.TP) >= t.qty:
+            return False
+        if t.closing and not self._level_closing(t):
+            return False  # a whole close under way: the rest goes at market anyway
+        if rec.purpose is Purpose.TP:
+            return rec.request.price == t.tp
+        return rec.purpose is Purpose.CLOSE and t.closing is not None
+
+    def _advance_level(self, t: Tranche, changes: Changes) -> Tranche:
+        """``t``'s level filled: held again, at its next level (its TP), its stop re-derived (break-even may be
+        earned now); the caller's re-protection places the next TP and the resized SL before the old ones go."""
+        old_sl = t.sl
+        t = after_level_filled(replace(t, closing=None), t.sl, self.cfg.rules)
+        self._level_left.pop(t.id, None)
+        self._close_hold.pop(t.id, None)
+        self.exits.forget(t.id)
+        self._mark_again = True
+        changes.events.append(self._event("level_filled", t, level=t.level, qty=t.qty, tp=t.tp, sl=t.sl))
+        if t.sl != old_sl:
+            changes.events.append(
+                self._event("stop_moved", t, old=old_sl, new=t.sl, best_mark=t.best_mark, why="break-even")
+            )
+        log.info(
+            "%s: ladder level %d of tranche %s filled; %s left, TP %s SL %s",
+            self.name,
+            t.level,
+            t.id,
+            t.qty,
+            t.tp,
+            t.sl,
+            extra={"tranche": t.id},
+        )
+        return t
+
     def _finish(self, t: Tranche, reason: str, changes: Changes) -> None:
         """The tranche is flat: record it, cancel whatever still rests for it (siblings first, urgently)."""
         now = self.links.clock()
         self._close_hold.pop(t.id, None)
+        self._level_left.pop(t.id, None)
         self.exits.forget(t.id)
         for purpose in (Purpose.TP, Purpose.SL):
             self._rejections.pop((t.id, purpose), None)
@@ -1128,8 +1270,9 @@ class PositionActor:
 
     def _armed(self, t: Tranche, wanted: tuple[Purpose, ...]) -> bool:
         """True when ``_protect`` would leave ``t`` alone: of its TP/SL orders not being cancelled, exactly one per
-        wanted leg and none of another, each for its quantity. A restart's reconcile finds nearly every tranche so
-        (100,000 of them at 100,000 tranches): one pass over its orders instead of five."""
+        wanted leg and none of another, each for its quantity and price (``ExitPolicy.leg_ok``). A restart's
+        reconcile finds nearly every tranche so (100,000 of them at 100,000 tranches): one pass over its orders
+        instead of five."""
         tp = sl = False
         for o in self._orders_by_tranche.get(t.id, ()):
             p = o.purpose
@@ -1143,7 +1286,7 @@ class PositionActor:
                 return False
             else:
                 sl = True
-            if p not in wanted or o.request.qty - o.filled_qty != t.qty:
+            if p not in wanted or not self.exits.leg_ok(t, o):
                 return False
         return tp + sl == len(wanted)
 
@@ -1167,7 +1310,7 @@ class PositionActor:
             cur = self._current(t, purpose)
             if self._rejections.get((t.id, purpose), (0, now))[1] > now:
                 continue  # refused by the venue: the next try waits for its pause
-            if cur is None or cur.request.qty - cur.filled_qty != t.qty:
+            if cur is None or not self.exits.leg_ok(t, cur):
                 missing.append(purpose)
         if not missing:
             self._cancel_stale(t)
@@ -1201,15 +1344,35 @@ class PositionActor:
     # --- exits --------------------------------------------------------------------------------------------
 
     def _start_close(self, t: Tranche, reason: str) -> None:
+        """Close ``t`` at market once its resting legs are gone; a TP before the last ladder level closes only
+        that level's share, and the SL keeps resting meanwhile: the rest stays protected, and should the stop
+        fire during the close, reduce-only bounds the overlap to the level's share."""
+        share = self.exits.trigger_qty(t, ExitReason.TP) if reason == ExitReason.TP and not t.closing else t.qty
+        level = share < t.qty
+        if level:
+            # A level partly filled by its TP leg closes the rest of its share (that leg's remainder).
+            tp = self._current(t, Purpose.TP)
+            if tp is not None and tp.filled_qty > 0 and tp.request.price == t.tp:
+                share = tp.request.qty - tp.filled_qty
+            self._level_left[t.id] = share
+        else:
+            self._level_left.pop(t.id, None)
         t = replace(t, closing=reason)
         self.tranches[t.id] = t
         self.book.discard(t.id)
-        changes = Changes(tranches=[t], events=[self._event("close_started", t, reason=reason, mark=self.mark)])
-        legs = [o for o in self._orders_of(t.id) if o.purpose in (Purpose.TP, Purpose.SL)]
+        changes = Changes(
+            tranches=[t],
+            events=[self._event("close_started", t, reason=reason, mark=self.mark, qty=share, level=t.level + 1)]
+            if level
+            else [self._event("close_started", t, reason=reason, mark=self.mark)],
+        )
+        cancel = (Purpose.TP,) if level else (Purpose.TP, Purpose.SL)
+        legs = [o for o in self._orders_of(t.id) if o.purpose in cancel]
         # Cancel the resting legs first: a TP filling while a market close is in flight would close twice.
         self._cancel(legs, Priority.EXIT, changes)
         self._persist(changes)
-        log.info("%s: closing tranche %s (%s) at mark %s", self.name, t.id, reason, self.mark, extra={"tranche": t.id})
+        what = f"level {t.level + 1} ({share}) of tranche" if level else "tranche"
+        log.info("%s: closing %s %s (%s) at mark %s", self.name, what, t.id, reason, self.mark, extra={"tranche": t.id})
         if not legs:
             self._continue_close(t)
 
@@ -1246,7 +1409,9 @@ class PositionActor:
     def _continue_close(self, t: Tranche) -> None:
         """Once no TP/SL leg is left resting, close what remains at market (once at a time)."""
         mine = self._orders_of(t.id)
-        if any(o.purpose in (Purpose.TP, Purpose.SL) for o in mine):
+        level = self._level_closing(t)
+        waits = (Purpose.TP,) if level else (Purpose.TP, Purpose.SL)  # a level's close leaves the SL resting
+        if any(o.purpose in waits for o in mine):
             return
         if any(o.purpose is Purpose.CLOSE for o in mine):
             return
@@ -1254,7 +1419,10 @@ class PositionActor:
         if hold is not None and self.links.clock() < hold:
             self._retry_at = hold if self._retry_at is None else min(self._retry_at, hold)
             return
-        close = self.exits.close(t, self.mark)
+        qty = None
+        if level:
+            qty = min(self._level_left.get(t.id) or self.exits.trigger_qty(t, ExitReason.TP), t.qty)
+        close = self.exits.close(t, self.mark, qty)
         if close is None:  # it cannot be written yet (no price to bound it by): try again shortly
             hold = self.links.clock() + self.cfg.retry_seconds
             self._retry_at = hold if self._retry_at is None else min(self._retry_at, hold)
@@ -1267,7 +1435,9 @@ class PositionActor:
                 tranches=[t],
                 orders=[rec],
                 events=[
-                    self._event("close_sent", t, client_id=rec.client_id, qty=t.qty, worst_price=rec.request.price)
+                    self._event(
+                        "close_sent", t, client_id=rec.client_id, qty=rec.request.qty, worst_price=rec.request.price
+                    )
                 ],
             )
         )

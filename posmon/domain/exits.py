@@ -7,6 +7,13 @@ mark (``EmulatedExits``, Lighter). The actor asks its policy which legs a tranch
 watches, how to close and what follows a close that fell short; it never asks which kind it holds. A new exit
 kind is a new class here.
 
+A tranche's exit plan (``domain.exitplan``: a TP ladder, a trailing stop, break-even) runs on either policy: the
+TP leg covers the current ladder level's share (``level_qty``), a TP trigger before the last level closes that
+share only (``trigger_qty``), and a stop moved by price is a new SL price (resting: a new STOP_MARKET placed
+before the old one goes; emulated: the trigger book's SL level). ``leg_ok`` says whether a resting leg is still
+the one the tranche wants, price and quantity, so a changed tranche is re-protected and a restart places nothing
+when the legs already match.
+
 Policies are pure: they decide order records and pauses, the actor persists and sends them.
 """
 
@@ -16,6 +23,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
 
+from posmon.domain.exitplan import level_qty
 from posmon.domain.orders import Purpose, Side, SymbolRules, WorkingType
 from posmon.domain.protection import (
     OrderRecord,
@@ -23,7 +31,7 @@ from posmon.domain.protection import (
     close_order,
     protection_orders,
 )
-from posmon.domain.tranche import Tranche
+from posmon.domain.tranche import ExitReason, Tranche
 from posmon.domain.triggers import TriggerBook
 
 LEGS = (Purpose.TP, Purpose.SL)  # the purposes of the orders that protect a tranche
@@ -93,8 +101,18 @@ class ExitPolicy(Protocol):
         """The resting legs of a held tranche (its order sequence advanced when there are any)."""
         ...
 
-    def close(self, t: Tranche, mark: Decimal | None) -> CloseOrder | None:
-        """The order that closes what the tranche holds; None while it cannot be written yet (no mark)."""
+    def leg_ok(self, t: Tranche, rec: OrderRecord) -> bool:
+        """Whether ``rec`` (a resting TP or SL of ``t``) is what the tranche wants now: its price, and what is
+        left of it for the quantity (the TP the current ladder level's share, the SL all of ``t.qty``)."""
+        ...
+
+    def trigger_qty(self, t: Tranche, reason: ExitReason) -> Decimal:
+        """What a triggered exit closes: a TP before the last ladder level its level's share, else everything."""
+        ...
+
+    def close(self, t: Tranche, mark: Decimal | None, qty: Decimal | None = None) -> CloseOrder | None:
+        """The order that closes ``qty`` of the tranche (None: all it holds); None while it cannot be written
+        yet (no mark)."""
         ...
 
     def close_fell_short(self, t: Tranche, now: float, why: str) -> ShortClose:
@@ -122,6 +140,28 @@ class _Attempts:
         self.at_cap.pop(tranche_id, None)
 
 
+def _trigger_qty(t: Tranche, reason: ExitReason, rules: SymbolRules) -> Decimal:
+    return level_qty(t, rules) if reason is ExitReason.TP else t.qty
+
+
+def _leg_ok(t: Tranche, rec: OrderRecord, rules: SymbolRules) -> bool:
+    req = rec.request
+    left = req.qty - rec.filled_qty
+    if not t.plan:
+        # A tranche without a plan never changes its prices without its quantity: only the quantity is checked
+        # (today's rule; an order re-rounded by the gateway onto a changed grid stays accepted). A restart's
+        # reconcile asks this of every leg: the fast path first.
+        return left == t.qty
+    if rec.purpose is Purpose.SL:
+        return left == t.qty and req.stop_price == t.sl
+    if req.price != t.tp:
+        return False
+    want = level_qty(t, rules)
+    # A ladder level partly filled keeps resting for the rest of its share (the level is done when its order
+    # is); recomputing the share of the smaller tranche would replace it for a slightly different quantity.
+    return left == want or (want < t.qty and rec.filled_qty > 0 and 0 < left < t.qty)
+
+
 class RestingExits:
     """The venue holds the exits: a reduce-only TP limit and a stop-market SL rest for every tranche.
 
@@ -138,15 +178,27 @@ class RestingExits:
 
     def trigger_book(self) -> TriggerBook:
         c = self.ctx
-        return TriggerBook(c.side, take_profit=c.instant_tp, stop_loss=False, timeout=c.watch_hold_time)
+        return TriggerBook(c.side, take_profit=c.instant_tp, stop_loss=False, timeout=c.watch_hold_time, rules=c.rules)
 
     def protection(self, t: Tranche) -> tuple[Tranche, tuple[OrderRecord, ...]]:
         c = self.ctx
-        t, tp, sl = protection_orders(t, prefix=c.prefix, working_type=c.working_type, hedge_mode=c.hedge_mode)
+        t, tp, sl = protection_orders(
+            t,
+            prefix=c.prefix,
+            working_type=c.working_type,
+            hedge_mode=c.hedge_mode,
+            tp_qty=level_qty(t, c.rules) if t.plan else None,
+        )
         return t, (tp, sl)
 
-    def close(self, t: Tranche, mark: Decimal | None) -> CloseOrder | None:
-        t, rec = close_order(t, t.qty, prefix=self.ctx.prefix, hedge_mode=self.ctx.hedge_mode)
+    def leg_ok(self, t: Tranche, rec: OrderRecord) -> bool:
+        return _leg_ok(t, rec, self.ctx.rules)
+
+    def trigger_qty(self, t: Tranche, reason: ExitReason) -> Decimal:
+        return _trigger_qty(t, reason, self.ctx.rules)
+
+    def close(self, t: Tranche, mark: Decimal | None, qty: Decimal | None = None) -> CloseOrder | None:
+        t, rec = close_order(t, t.qty if qty is None else qty, prefix=self.ctx.prefix, hedge_mode=self.ctx.hedge_mode)
         return CloseOrder(t, rec)
 
     def close_fell_short(self, t: Tranche, now: float, why: str) -> ShortClose:
@@ -180,18 +232,25 @@ class EmulatedExits:
         self._attempts = _Attempts()
 
     def trigger_book(self) -> TriggerBook:
-        return TriggerBook(self.ctx.side, take_profit=True, stop_loss=True, timeout=self.ctx.watch_hold_time)
+        c = self.ctx
+        return TriggerBook(c.side, take_profit=True, stop_loss=True, timeout=c.watch_hold_time, rules=c.rules)
 
     def protection(self, t: Tranche) -> tuple[Tranche, tuple[OrderRecord, ...]]:
         return t, ()
 
-    def close(self, t: Tranche, mark: Decimal | None) -> CloseOrder | None:
+    def leg_ok(self, t: Tranche, rec: OrderRecord) -> bool:
+        return _leg_ok(t, rec, self.ctx.rules)
+
+    def trigger_qty(self, t: Tranche, reason: ExitReason) -> Decimal:
+        return _trigger_qty(t, reason, self.ctx.rules)
+
+    def close(self, t: Tranche, mark: Decimal | None, qty: Decimal | None = None) -> CloseOrder | None:
         if mark is None:  # no price to bound the close by yet
             return None
         c = self.ctx
         t, rec = bounded_close_order(
             t,
-            t.qty,
+            t.qty if qty is None else qty,
             prefix=c.prefix,
             hedge_mode=c.hedge_mode,
             mark=mark,
