@@ -197,6 +197,7 @@ _DAEMON_FIELDS: tuple[KeySpec, ...] = (
     _one_of("protection_failure_action", "alert", "alert", "close"),
 )
 
+
 def _plan_key(f: PlanField) -> KeySpec:
     """An exit-plan key: unset by default (no plan); alone, only its type and range are checked here, the whole
     plan by ``_with_plan`` once the section is merged."""
