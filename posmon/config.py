@@ -209,8 +209,15 @@ def _plan_key(f: PlanField) -> KeySpec:
         return KeySpec(f.name, "pairs", allowed, levels_ok)
     b = f.bounds
     assert f.kind != "pairs"
-    ends = {"gt" if b.low_open else "ge": b.low, "lt" if b.high_open else "le": b.high}
-    return numeric(f.name, f.kind, note=f" ({f.off})" if f.off else "", **ends)
+    return numeric(
+        f.name,
+        f.kind,
+        gt=b.low if b.low_open else None,
+        ge=None if b.low_open else b.low,
+        lt=b.high if b.high_open else None,
+        le=None if b.high_open else b.high,
+        note=f" ({f.off})" if f.off else "",
+    )
 
 
 _RISK_FIELDS: tuple[KeySpec, ...] = (
