@@ -199,11 +199,11 @@ def _plan_schema(f: PlanField) -> Mapping[str, Any]:
     b = f.bounds
     if f.kind == "int":
         return {"type": "integer", "minimum": b.low, "maximum": b.high, "description": words}
+    # 0 (off, or the least), else from ``least`` (or the smallest magnitude _decimal takes) up to the range's end.
     high = {"exclusiveMaximum" if b.high_open else "maximum": float(b.high)}
-    if f.least is not None:  # 0 (off), or from ``least``
-        number = {"type": "number", "minimum": float(f.least), **high}
-        return {"anyOf": [{"const": 0}, number, {"type": "string", "pattern": _PLAN_STR[f.name]}], "description": words}
-    return {**_number_schema(_PLAN_STR.get(f.name, _PCT_STR), minimum=float(b.low), **high), "description": words}
+    number = {"type": "number", "minimum": float(f.least) if f.least is not None else _MIN_NUMBER, **high}
+    string = {"type": "string", "pattern": _PLAN_STR.get(f.name, _PCT_STR)}
+    return {"anyOf": [{"const": 0}, number, string], "description": words}
 
 
 PLAN_BODY_FIELDS: tuple[BodyField, ...] = tuple(
