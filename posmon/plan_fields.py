@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
-from posmon.domain.exitplan import CALLBACK_MAX_PCT, CALLBACK_MIN_PCT, MAX_LEVELS, ExitPlan, make_plan
+from posmon.domain.exitplan import CALLBACK_MAX_PCT, CALLBACK_MIN_PCT, MAX_LEVELS, NO_PLAN, ExitPlan, make_plan
 from posmon.settings_fields import Bounds
 
 __all__ = ["PLAN_FIELDS", "PLAN_FIELD_NAMES", "Levels", "PlanField", "fields_of", "levels_ok", "merged", "plan_of"]
@@ -144,4 +144,5 @@ def plan_of(fields: Mapping[str, Any]) -> ExitPlan:
         del f[name]
     if off and "breakeven_after_tp" not in f and "breakeven_trigger_pct" not in f:
         f.pop("breakeven_offset_pct", None)
-    return make_plan(**f)
+    plan = make_plan(**f)
+    return plan if plan else NO_PLAN  # the one shared empty plan
