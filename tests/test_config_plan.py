@@ -14,6 +14,7 @@ from posmon.cli.exit_codes import ExitCode
 from posmon.config import ConfigError, Settings, load_settings
 from posmon.daemon import risk_of
 from posmon.domain.exitplan import NO_PLAN, BreakEven, ExitPlan, TpLevel, Trailing
+from posmon.plan_fields import PLAN_FIELD_NAMES
 
 BASE = '[daemon]\nvenue = "sim"\n[sim]\nsymbols = ["BTCUSDT", "ETHUSDT"]\n'
 LADDER = "tp_levels = [[1.1, 30], [2.0, 30], [3, 40]]"
@@ -126,3 +127,15 @@ def test_posmon_run_with_a_bad_ladder_exits_with_the_config_code_and_one_line(tm
     err = capsys.readouterr().err
     assert "risk.tp_levels: shares sum to 90, expected 100" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_readme_and_config_toml_document_every_plan_key():
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Configuration") :]
+    section = section[: section.index("\n## ")]
+    config = (root / "config.toml").read_text(encoding="utf-8")
+    for name in PLAN_FIELD_NAMES:
+        assert f"`risk.{name}`" in section or f"`risk.{name}`," in section, name
+        assert f"\n# {name} = " in config, name
+    assert "`tp_pct` is **not** used for the TP" in section
