@@ -92,9 +92,9 @@ def test_repo_config_lists_every_key() -> None:
     # The exit-plan keys are unset by default (no plan): documented as commented-out examples; ``plan`` is theirs.
     text = REPO_CONFIG.read_text(encoding="utf-8")
     assert all(f"\n# {name} = " in text for name in PLAN_FIELD_NAMES)
-    assert set(raw["risk"]) | set(PLAN_FIELD_NAMES) | {"plan"} == {
-        f.name for f in dataclasses.fields(RiskSettings)
-    } | {"symbols"}
+    assert set(raw["risk"]) | set(PLAN_FIELD_NAMES) | {"plan"} == {f.name for f in dataclasses.fields(RiskSettings)} | {
+        "symbols"
+    }
     assert set(raw["sim"]) == {f.name for f in dataclasses.fields(SimSettings)}
 
 
