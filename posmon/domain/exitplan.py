@@ -108,20 +108,20 @@ class ExitPlan:
         """One line for logs and notices."""
         parts = []
         if self.tp_levels:
-            parts.append("ladder " + " ".join(f"{_pct(lv.pct)}%x{_pct(lv.share)}%" for lv in self.tp_levels))
+            parts.append("ladder " + " ".join(f"{pct_text(lv.pct)}%x{pct_text(lv.share)}%" for lv in self.tp_levels))
         if (tr := self.trailing) is not None:
-            parts.append(f"trailing {_pct(tr.callback_pct)}% from +{_pct(tr.activation_pct)}%")
+            parts.append(f"trailing {pct_text(tr.callback_pct)}% from +{pct_text(tr.activation_pct)}%")
         if (be := self.breakeven) is not None:
             when = [f"after TP{be.after_tp}"] if be.after_tp else []
-            when += [f"at +{_pct(be.trigger_pct)}%"] if be.trigger_pct is not None else []
-            parts.append(f"break-even +{_pct(be.offset_pct)}% {' or '.join(when)}")
+            when += [f"at +{pct_text(be.trigger_pct)}%"] if be.trigger_pct is not None else []
+            parts.append(f"break-even +{pct_text(be.offset_pct)}% {' or '.join(when)}")
         return ", ".join(parts) or "one TP, one SL"
 
 
 NO_PLAN = ExitPlan()
 
 
-def _pct(d: Decimal) -> str:
+def pct_text(d: Decimal) -> str:
     return format(d.normalize(), "f")
 
 
@@ -183,25 +183,26 @@ def make_plan(
                 raise PlanError(f"tp_levels: level {i} must be [pct, share], got {pair!r}", "tp_levels")
             pct, share = _decimal(pair[0], "tp_levels"), _decimal(pair[1], "tp_levels")
             if not 0 < pct < HUNDRED:
-                raise PlanError(f"tp_levels: level {i} pct {_pct(pct)} must be > 0 and < 100", "tp_levels")
+                raise PlanError(f"tp_levels: level {i} pct {pct_text(pct)} must be > 0 and < 100", "tp_levels")
             if share <= 0:
-                raise PlanError(f"tp_levels: level {i} share {_pct(share)} must be > 0", "tp_levels")
+                raise PlanError(f"tp_levels: level {i} share {pct_text(share)} must be > 0", "tp_levels")
             if out and pct <= out[-1].pct:
                 raise PlanError(
-                    f"tp_levels: level {i} pct {_pct(pct)} must be above level {i - 1}'s {_pct(out[-1].pct)}",
+                    f"tp_levels: level {i} pct {pct_text(pct)} must be above level {i - 1}'s {pct_text(out[-1].pct)}",
                     "tp_levels",
                 )
             out.append(TpLevel(pct, share))
         total = sum((lv.share for lv in out), Decimal(0))
         if total != HUNDRED:
-            raise PlanError(f"tp_levels: shares sum to {_pct(total)}, expected 100", "tp_levels")
+            raise PlanError(f"tp_levels: shares sum to {pct_text(total)}, expected 100", "tp_levels")
         levels = tuple(out)
     trailing = None
     if trailing_callback_pct is not None:
         cb = _decimal(trailing_callback_pct, "trailing_callback_pct")
         if not CALLBACK_MIN_PCT <= cb <= CALLBACK_MAX_PCT:
             raise PlanError(
-                f"trailing_callback_pct {_pct(cb)} is outside {_pct(CALLBACK_MIN_PCT)}-{_pct(CALLBACK_MAX_PCT)} %",
+                f"trailing_callback_pct {pct_text(cb)} is outside "
+                f"{pct_text(CALLBACK_MIN_PCT)}-{pct_text(CALLBACK_MAX_PCT)} %",
                 "trailing_callback_pct",
             )
         act = (
@@ -210,14 +211,16 @@ def make_plan(
             else _decimal(trailing_activation_pct, "trailing_activation_pct")
         )
         if not 0 <= act < HUNDRED:
-            raise PlanError(f"trailing_activation_pct {_pct(act)} must be >= 0 and < 100", "trailing_activation_pct")
+            raise PlanError(
+                f"trailing_activation_pct {pct_text(act)} must be >= 0 and < 100", "trailing_activation_pct"
+            )
         step = (
             Decimal("0.1")
             if trailing_min_step_pct is None
             else _decimal(trailing_min_step_pct, "trailing_min_step_pct")
         )
         if not 0 <= step < HUNDRED:
-            raise PlanError(f"trailing_min_step_pct {_pct(step)} must be >= 0 and < 100", "trailing_min_step_pct")
+            raise PlanError(f"trailing_min_step_pct {pct_text(step)} must be >= 0 and < 100", "trailing_min_step_pct")
         trailing = Trailing(act, cb, step)
     elif trailing_activation_pct is not None or trailing_min_step_pct is not None:
         raise PlanError("a trailing stop needs trailing_callback_pct", "trailing_callback_pct")
@@ -240,11 +243,12 @@ def make_plan(
                 )
         offset = Decimal(0) if breakeven_offset_pct is None else _decimal(breakeven_offset_pct, "breakeven_offset_pct")
         if not 0 <= offset < 10:
-            raise PlanError(f"breakeven_offset_pct {_pct(offset)} must be >= 0 and < 10", "breakeven_offset_pct")
+            raise PlanError(f"breakeven_offset_pct {pct_text(offset)} must be >= 0 and < 10", "breakeven_offset_pct")
         trigger = None if breakeven_trigger_pct is None else _decimal(breakeven_trigger_pct, "breakeven_trigger_pct")
         if trigger is not None and not offset < trigger < HUNDRED:
             raise PlanError(
-                f"breakeven_trigger_pct {_pct(trigger)} must be above breakeven_offset_pct ({_pct(offset)}) and < 100",
+                f"breakeven_trigger_pct {pct_text(trigger)} must be above breakeven_offset_pct "
+                f"({pct_text(offset)}) and < 100",
                 "breakeven_trigger_pct",
             )
         if not after and trigger is None:
@@ -298,7 +302,7 @@ def _gained(side: Side, entry: Decimal, mark: Decimal, pct: Decimal) -> bool:
     return side.sign * (mark - entry) * HUNDRED >= pct * entry
 
 
-def _breakeven_earned(t: Tranche) -> bool:
+def breakeven_earned(t: Tranche) -> bool:
     be = t.plan.breakeven
     if be is None:
         return False
@@ -309,7 +313,7 @@ def _breakeven_earned(t: Tranche) -> bool:
     )
 
 
-def _trailing_active(t: Tranche) -> bool:
+def trailing_active(t: Tranche) -> bool:
     tr = t.plan.trailing
     return tr is not None and t.best_mark is not None and _gained(t.side, t.entry, t.best_mark, tr.activation_pct)
 
@@ -324,10 +328,10 @@ def planned_exits(t: Tranche, base_sl: Decimal, rules: SymbolRules) -> tuple[Dec
         lv = plan.tp_levels[min(t.level, len(plan.tp_levels) - 1)]
         tp = level_price(t.side, t.entry, lv.pct, rules)
     sl = base_sl
-    if _breakeven_earned(t):
+    if breakeven_earned(t):
         assert plan.breakeven is not None
         sl = _tighter(t.side, sl, breakeven_stop(t.side, t.entry, plan.breakeven.offset_pct, rules))
-    if _trailing_active(t):
+    if trailing_active(t):
         assert plan.trailing is not None and t.best_mark is not None
         sl = _tighter(t.side, sl, trailing_stop(t.side, t.best_mark, plan.trailing.callback_pct, rules))
     return tp, sl
@@ -368,7 +372,7 @@ def stop_gate(t: Tranche, rules: SymbolRules) -> Decimal | None:
     plan, side, entry = t.plan, t.side, t.entry
     gates: list[Decimal] = []
     be = plan.breakeven
-    if be is not None and be.trigger_pct is not None and not _breakeven_earned(t):
+    if be is not None and be.trigger_pct is not None and not breakeven_earned(t):
         gates.append(entry * (HUNDRED + side.sign * be.trigger_pct) / HUNDRED)
     tr = plan.trailing
     if tr is not None:
@@ -409,11 +413,11 @@ def moved_stop(t: Tranche, mark: Decimal, rules: SymbolRules) -> Tranche | None:
     best = mark
     moved = replace(t, best_mark=best)
     sl = t.sl
-    if _breakeven_earned(moved) and not _breakeven_earned(t):
+    if breakeven_earned(moved) and not breakeven_earned(t):
         assert plan.breakeven is not None
         sl = _tighter(t.side, sl, breakeven_stop(t.side, t.entry, plan.breakeven.offset_pct, rules))
     tr = plan.trailing
-    if tr is not None and _trailing_active(moved):
+    if tr is not None and trailing_active(moved):
         trail = trailing_stop(t.side, best, tr.callback_pct, rules)
         step_ok = t.side.sign * (trail - t.sl) * HUNDRED >= tr.min_step_pct * t.sl
         if _better(t.side, trail, sl) and step_ok:
