@@ -132,6 +132,7 @@ class OpenResult:
     status: str  # "FILLED", "PENDING"
     sizing: Sizing | None = None  # from the fill when FILLED; estimated at the mark while PENDING
     plan: ExitPlan = NO_PLAN  # the tranche's exit plan: the entry's fields merged over its symbol's
+    plan_view: PlanView | None = None  # once FILLED: the plan as status shows it (levels and their prices)
 
 
 @dataclass(frozen=True, slots=True)
@@ -677,7 +678,18 @@ class DaemonControl:
         t = outcome.tranche
         sizing = Sizing.filled(t.qty, t.entry, t.sl, request.leverage)
         return OpenResult(
-            symbol, request.side, tid, entry.client_id, t.qty, t.entry, t.tp, t.sl, "FILLED", sizing, t.plan
+            symbol,
+            request.side,
+            tid,
+            entry.client_id,
+            t.qty,
+            t.entry,
+            t.tp,
+            t.sl,
+            "FILLED",
+            sizing,
+            t.plan,
+            plan_view(t, rules),
         )
 
     async def _set_leverage(self, symbol: str, leverage: int) -> None:

@@ -296,9 +296,10 @@ def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
                         },
                         "leverage": {"type": "integer", "description": "set on the venue before the entry"},
                         "plan": {
-                            "type": "string",
-                            "description": "the tranche's exit plan in words: the entry's plan fields over the "
-                            "symbol's configured ones ('one TP, one SL' when there is none)",
+                            **_exit_plan(),
+                            "description": "the tranche's exit plan (the entry's plan fields over the symbol's "
+                            "configured ones) as the status shows it; while PENDING only 'describe'; null: one TP, "
+                            "one SL",
                         },
                         "notional_usd": {
                             **_DECIMAL,

@@ -25,7 +25,7 @@ from posmon.api.validation import MAX_LEVERAGE, parse_side, parse_symbol, parse_
 from posmon.cli.exit_codes import ExitCode, exit_codes_help
 from posmon.config import ConfigError, load_settings
 from posmon.control import OpenRequest, Sizing, usd
-from posmon.domain.exitplan import NO_PLAN, make_plan
+from posmon.domain.exitplan import make_plan
 from posmon.domain.orders import Side
 from posmon.plan_fields import LEVELS_TEXT_EXAMPLE, PLAN_FIELDS, PlanField, levels_ok
 from posmon.settings_fields import pairs_from_text
@@ -177,7 +177,7 @@ def _resume(client: ApiClient, args: argparse.Namespace) -> dict[str, Any]:
 
 def _opened(a: dict[str, Any]) -> str:
     plan = a.get("plan")
-    plan_line = f"\n  exit plan: {plan}" if plan and plan != NO_PLAN.describe() else ""
+    plan_line = f"\n  exit plan: {plan['describe']}" if isinstance(plan, dict) and "describe" in plan else ""
     if a.get("entry_price") is None:
         return (
             f"{a['side']} {a['symbol']}: entry placed (tranche {a['tranche_id']}, qty {a['qty']}), not filled "

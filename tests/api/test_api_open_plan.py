@@ -49,7 +49,10 @@ async def test_entry_fields_over_the_symbols_plan_reach_the_tranche_its_fill_mak
         assert t.plan == want and t.level == 0
         rules = h.daemon.rules["BTCUSDT"]
         assert t.tp == level_price(Side.LONG, t.entry, D(1), rules) == D(body["tp"]) == D("45450")
-        assert body["tp_percent"] == "1" and body["plan"] == want.describe()
+        assert body["tp_percent"] == "1" and body["plan"]["describe"] == want.describe()
+        ladder = body["plan"]["ladder"]  # as status shows it: level 0 of 3, each level's price
+        assert (ladder["level"], ladder["of"], D(ladder["tp"])) == (0, 3, t.tp)
+        assert [D(lv["price"]) for lv in ladder["levels"]] == [D(45450), D(45900), D(46350)]
         resting = {(o.type.value, o.price or o.stop_price) for o in h.orders("BTCUSDT")}
         assert ("LIMIT", t.tp) in resting  # level 1 rests on the venue
 
@@ -63,7 +66,7 @@ async def test_an_entry_switches_off_the_symbols_ladder_with_an_empty_list(tmp_p
         assert answer.status_code == 200, answer.text
         [t] = h.store.open_tranches("aster")
         assert t.plan is NO_PLAN and t.tp == D("47700")  # rr_ratio's 6 %: today's single TP
-        assert answer.json()["plan"] == "one TP, one SL" and answer.json()["tp_percent"] == "6"
+        assert answer.json()["plan"] is None and answer.json()["tp_percent"] == "6"
 
 
 @pytest.mark.parametrize(
@@ -125,7 +128,7 @@ async def test_the_fields_reach_the_open_request_exactly_and_the_answer_shows_th
         "breakeven_trigger_pct": D("1.9"),
     }
     body = answer.json()
-    assert body["plan"].startswith("ladder 1.1%x30% 2.2%x70%, trailing 1.7% from +0.3%")
+    assert body["plan"]["describe"].startswith("ladder 1.1%x30% 2.2%x70%, trailing 1.7% from +0.3%")
     assert body["tp_percent"] == "1.1" and D(body["tp"]) == D("98.9")  # a SHORT's first level, 1.1 % below 100
 
 
@@ -134,7 +137,7 @@ async def test_an_entry_without_plan_fields_sends_none():
     async with in_process(control) as c:
         answer = await c.post("/api/orders/long", json=BODY)
     [(_, (request,))] = control.mutations()
-    assert answer.status_code == 200 and request.plan_fields == {} and answer.json()["plan"] == "one TP, one SL"
+    assert answer.status_code == 200 and request.plan_fields == {} and answer.json()["plan"] is None
 
 
 async def test_openapi_lists_every_plan_field_as_optional_with_its_range():

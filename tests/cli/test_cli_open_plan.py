@@ -133,3 +133,11 @@ def test_help_lists_the_plan_flags_and_says_the_others_stay(capsys):
     for flag in ("--tp-levels", "--trailing-callback-pct", "--breakeven-trigger-pct", "--trailing-min-step-pct"):
         assert flag in text
     assert "an entry giving only --trailing-callback-pct keeps the symbol's ladder" in text
+
+
+async def test_a_pending_entry_shows_its_plan_too(capsys):
+    async with served(app_for(FakeControl(fill=False))) as url:
+        code = await posmon(*OPEN, "--breakeven-trigger-pct", "2", "--api", url)
+    out = capsys.readouterr().out.splitlines()
+    assert code == ExitCode.OK and "not filled yet" in out[1]
+    assert out[-1] == "  exit plan: break-even +0% at +2%"
