@@ -16,11 +16,14 @@ import httpx
 import pytest
 
 from posmon.api import create_app
+from posmon.control import ControlError, check_exits
 from posmon.domain.exitplan import NO_PLAN, BreakEven, ExitPlan, TpLevel, Trailing, level_price
 from posmon.domain.orders import Side
+from posmon.domain.tranche import Risk
 from posmon.plan_fields import PLAN_FIELD_NAMES
 from tests.api.test_api_end_to_end import api_of
 from tests.api.test_api_fakes import FakeControl
+from tests.api.test_api_hostile import PricedRules
 from tests.harness import make_settings, running_aster, settle
 
 BODY = {"symbol": "BTCUSDT", "size_usd": 4500, "leverage": 5, "sl_percent": 3, "rr_ratio": [1, 2]}
@@ -154,3 +157,13 @@ async def test_openapi_lists_every_plan_field_as_optional_with_its_range():
     pattern = callback[2]["pattern"]
     assert all(re.fullmatch(pattern, ok) for ok in ("0", "0.1", "2.5", "49.99", "50"))
     assert not any(re.fullmatch(pattern, bad) for bad in ("0.05", "50.1", "51", "-1"))
+
+
+def test_with_a_ladder_its_levels_are_the_tps_the_venues_price_filter_must_accept():
+    rules = PricedRules("BTCUSDT", tick_size=D("0.1"), step_size=D("0.001"), max_price=D("46000"))
+    ladder = ExitPlan((TpLevel(D(1), D(50)), TpLevel(D(3), D(50))))
+    with pytest.raises(ControlError) as high:  # level 2 at 46,350 > 46,000; rr_ratio's 1 % TP would have passed
+        check_exits(Side.LONG, D(45000), Risk(tp_pct=D(1), sl_pct=D(3), plan=ladder), rules)
+    assert high.value.field == "tp_levels" and "TP2 would be at 46350" in str(high.value)
+    # rr_ratio's TP (200 %: past the filter) is not used where a ladder is set.
+    check_exits(Side.LONG, D(45000), Risk(tp_pct=D(200), sl_pct=D(3), plan=ExitPlan((TpLevel(D(2), D(100)),))), rules)
