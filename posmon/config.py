@@ -20,8 +20,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, get_args
 
+from posmon.domain.exitplan import MAX_LEVELS, NO_PLAN, ExitPlan, PlanError
 from posmon.domain.instruments import NO_OVERRIDES, InstrumentError, InstrumentOverrides, parse_overrides
 from posmon.logs import LOG_FORMATS, LogFormat
+from posmon.plan_fields import LEVELS_EXAMPLE, PLAN_FIELDS, Levels, PlanField, fields_of, levels_ok, plan_of
 from posmon.settings_fields import (
     ConfigError,
     KeySpec,
@@ -89,6 +91,15 @@ class RiskSettings:
     instant_tp_enabled: bool
     working_type: WorkingType
     max_hold_seconds: int
+    # Exit plan (issue 15, ``posmon.plan_fields``): None = not set; ``plan`` is what they make, built at load.
+    tp_levels: Levels | None = None
+    trailing_activation_pct: Decimal | None = None
+    trailing_callback_pct: Decimal | None = None
+    trailing_min_step_pct: Decimal | None = None
+    breakeven_after_tp: int | None = None
+    breakeven_offset_pct: Decimal | None = None
+    breakeven_trigger_pct: Decimal | None = None
+    plan: ExitPlan = NO_PLAN
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +199,29 @@ _DAEMON_FIELDS: tuple[KeySpec, ...] = (
     _one_of("protection_failure_action", "alert", "alert", "close"),
 )
 
+
+def _plan_key(f: PlanField) -> KeySpec:
+    """An exit-plan key: unset by default (no plan); alone, only its type and range are checked here, the whole
+    plan by ``_with_plan`` once the section is merged."""
+    if f.bounds is None:
+        allowed = (
+            "expected a list of [pct, share] pairs (pct > 0 and < 100, share > 0 and <= 100, at most "
+            f"{MAX_LEVELS} levels; [] for none), e.g. {LEVELS_EXAMPLE}"
+        )
+        return KeySpec(f.name, "pairs", allowed, levels_ok)
+    b = f.bounds
+    assert f.kind != "pairs"
+    return numeric(
+        f.name,
+        f.kind,
+        gt=b.low if b.low_open else None,
+        ge=None if b.low_open else b.low,
+        lt=b.high if b.high_open else None,
+        le=None if b.high_open else b.high,
+        note=f" ({f.off})" if f.off else "",
+    )
+
+
 _RISK_FIELDS: tuple[KeySpec, ...] = (
     # A SHORT's TP lies tp_pct below its entry: it must stay above zero, so tp_pct < 100 for both sides.
     numeric("tp_pct", "decimal", gt=0, lt=100, default=Decimal("1.0"), note=" (a SHORT's TP must stay above 0)"),
@@ -198,6 +232,7 @@ _RISK_FIELDS: tuple[KeySpec, ...] = (
     _boolean("instant_tp_enabled", True),
     _one_of("working_type", "MARK_PRICE", "MARK_PRICE", "CONTRACT_PRICE"),
     numeric("max_hold_seconds", "int", ge=0, le=YEAR, default=0, note=" (0: no limit; at most 365 days)"),
+    *(_plan_key(f) for f in PLAN_FIELDS),
 )
 
 _SIM_FIELDS: tuple[KeySpec, ...] = (
@@ -307,8 +342,17 @@ def _risk_symbols(
             )
         if not isinstance(table, dict):
             raise ConfigError(f"{at}: invalid value {shown(at, table)}; expected a table of risk keys")
-        merged[symbol] = replace(base, **parse_table(table, _RISK_FIELDS, at))
+        merged[symbol] = _with_plan(replace(base, **parse_table(table, _RISK_FIELDS, at)), at)
     return MappingProxyType(merged)
+
+
+def _with_plan(risk: RiskSettings, section: str) -> RiskSettings:
+    """``risk`` with the exit plan its keys make; a plan that cannot be followed is a ConfigError naming the key."""
+    try:
+        return replace(risk, plan=plan_of(fields_of(risk)))
+    except PlanError as exc:
+        detail = str(exc).removeprefix(exc.field).removeprefix(":").strip()
+        raise ConfigError(f"{section}.{exc.field}: {detail}") from None
 
 
 def _build(raw: Mapping[str, Any], env: Mapping[str, str], source: str) -> Settings:
@@ -323,7 +367,7 @@ def _build(raw: Mapping[str, Any], env: Mapping[str, str], source: str) -> Setti
         values[section].update(parse_table(raw.get(section, {}), spec, section, skip=skip))
     _apply_env(values, env)
     daemon = DaemonSettings(**values["daemon"])
-    risk = RiskSettings(**values["risk"])
+    risk = _with_plan(RiskSettings(**values["risk"]), "risk")
     sim = SimSettings(**values["sim"])
     free = {name: dict(raw.get(name, {})) for name in _FREE_FORM_SECTIONS}
     where_listed, listed = _venue_symbols(daemon, sim, free)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -24,6 +24,9 @@ import trio
 
 from posmon.actors.messages import CloseTranches, EntryOutcome, OpenEntry, ResumeMonitoring, StopMonitoring
 from posmon.domain.exitplan import (  # the plan's own rules, so status says exactly what the actor acts on
+    NO_PLAN,
+    ExitPlan,
+    PlanError,
     breakeven_earned,
     breakeven_stop,
     level_price,
@@ -37,6 +40,7 @@ from posmon.domain.protection import LocalState, OrderRecord, client_order_id, w
 from posmon.domain.rounding import quantize_qty
 from posmon.domain.tranche import ExitReason, Risk, Tranche, exit_prices, realized_pnl
 from posmon.exchange.errors import OutcomeUnknown, RateLimited, Rejected
+from posmon.plan_fields import fields_of, merged, plan_of
 from posmon.store.history import History
 
 DEFAULT_MAX_OUTSTANDING = 32  # distinct operator commands in flight; an open may wait its entry_timeout
@@ -67,6 +71,9 @@ class OpenRequest:
     ``position_size_usd`` and a trader's "size" mean it; ``leverage`` only decides the margin it locks
     (``size_usd / leverage``) and is set on the venue before the entry. So what is at risk at the SL
     (``size_usd x sl_pct / 100``) does not change with the leverage.
+
+    ``plan_fields``: the exit-plan fields the entry gives (``posmon.plan_fields``), each overriding its symbol's
+    configured key; the merged plan is validated before anything is sent. With a ladder, its first level is the TP.
     """
 
     symbol: str
@@ -75,6 +82,7 @@ class OpenRequest:
     leverage: int
     sl_pct: Decimal
     rr_ratio: tuple[Decimal, Decimal]  # (risk, reward)
+    plan_fields: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def tp_pct(self) -> Decimal:
@@ -124,6 +132,8 @@ class OpenResult:
     sl: Decimal | None
     status: str  # "FILLED", "PENDING"
     sizing: Sizing | None = None  # from the fill when FILLED; estimated at the mark while PENDING
+    plan: ExitPlan = NO_PLAN  # the tranche's exit plan: the entry's fields merged over its symbol's
+    plan_view: PlanView | None = None  # once FILLED: the plan as status shows it (levels and their prices)
     instrument: str | None = None  # the symbol's unified name (BASE/QUOTE:SETTLE), None when it has none
 
 
@@ -382,16 +392,22 @@ def check_exits(side: Side, mark: Decimal, risk: Risk, rules: SymbolRules) -> No
         raise ControlError(
             f"sl_percent {risk.sl_pct} puts the SL at or beyond zero; expected > 0 and < 100", field="sl_percent"
         )
-    if side is Side.SHORT and risk.tp_pct >= 100:
+    if side is Side.SHORT and risk.tp_pct >= 100 and not risk.plan.tp_levels:
         raise ControlError(
             f"TP {risk.tp_pct.normalize():f} % below a SHORT's entry is at or below zero; "
             "sl_percent x reward / risk must stay under 100",
             field="rr_ratio",
         )
     tp, sl = exit_prices(side, mark, risk, rules)
+    exits = [("TP", tp, "rr_ratio"), ("SL", sl, "sl_percent")]
+    if risk.plan.tp_levels:  # the ladder's levels are the TPs (its pcts are < 100: above zero for a SHORT)
+        exits[:1] = [
+            (f"TP{i}", level_price(side, mark, lv.pct, rules), "tp_levels")
+            for i, lv in enumerate(risk.plan.tp_levels, 1)
+        ]
     low = rules.min_price
     high = rules.max_price or None
-    for name, price, fld in (("TP", tp, "rr_ratio"), ("SL", sl, "sl_percent")):
+    for name, price, fld in exits:
         if price <= 0 or price < low or (high is not None and price > high):
             limits = f"{low} to {high}" if high is not None else f"above {max(low, Decimal(0))}"
             raise ControlError(
@@ -643,7 +659,11 @@ class DaemonControl:
                 field="size_usd",
             )
         base = d.risk_of(symbol)
-        risk = dataclasses.replace(base, tp_pct=request.tp_pct, sl_pct=request.sl_pct)
+        try:  # the entry's plan fields over its symbol's, key by key
+            plan = plan_of(merged(fields_of(d.settings.risk_for(symbol)), request.plan_fields))
+        except PlanError as exc:
+            raise ControlError(f"{exc}; nothing was sent", field=exc.field) from None
+        risk = dataclasses.replace(base, tp_pct=request.tp_pct, sl_pct=request.sl_pct, plan=plan)
         check_exits(request.side, mark.price, risk, rules)
         await self._set_leverage(symbol, request.leverage)  # before the entry is decided: refused -> nothing sent
         traits = d.venue.traits
@@ -673,12 +693,27 @@ class DaemonControl:
                 outcome = await recv.receive()
         if outcome is None:
             estimate = Sizing.of(qty * mark.price, request.leverage, qty * mark.price * request.sl_pct / 100)
-            return OpenResult(symbol, request.side, tid, entry.client_id, qty, None, None, None, "PENDING", estimate)
+            return OpenResult(
+                symbol, request.side, tid, entry.client_id, qty, None, None, None, "PENDING", estimate, plan=plan
+            )
         if outcome.error is not None or outcome.tranche is None:
             raise ControlError(outcome.error or "entry ended without a fill", status=502)
         t = outcome.tranche
         sizing = Sizing.filled(t.qty, t.entry, t.sl, request.leverage)
-        return OpenResult(symbol, request.side, tid, entry.client_id, t.qty, t.entry, t.tp, t.sl, "FILLED", sizing)
+        return OpenResult(
+            symbol,
+            request.side,
+            tid,
+            entry.client_id,
+            t.qty,
+            t.entry,
+            t.tp,
+            t.sl,
+            "FILLED",
+            sizing,
+            plan=t.plan,
+            plan_view=plan_view(t, rules),
+        )
 
     async def _set_leverage(self, symbol: str, leverage: int) -> None:
         """Set ``leverage`` on the venue for ``symbol``, or refuse the open: nothing else has been sent yet.

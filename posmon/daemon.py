@@ -61,6 +61,7 @@ def risk_of(settings: Settings, symbol: str) -> Risk:
         tranche_pnl_increment_pct=r.tranche_pnl_increment_pct,
         max_tranches=r.max_tranches_per_symbol_side,
         max_hold_seconds=r.max_hold_seconds,
+        plan=r.plan,
     )
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "looks_secret",
     "numeric",
     "one_line",
+    "pairs_from_text",
     "parse_env",
     "parse_section",
     "parse_table",
@@ -138,8 +139,9 @@ def shown(
 
 
 # str/bool/int/float/decimal: scalars; symbols: a list (environment: comma-separated, blank means none);
-# names: a list (environment: comma-separated, blank items dropped); headers: a table of strings (environment: JSON).
-Kind = Literal["str", "bool", "int", "float", "decimal", "symbols", "names", "headers"]
+# names: a list (environment: comma-separated, blank items dropped); headers: a table of strings (environment: JSON);
+# pairs: a list of [number, number] pairs as Decimals (environment: ``A:B,C:D``), e.g. a take-profit ladder.
+Kind = Literal["str", "bool", "int", "float", "decimal", "symbols", "names", "headers", "pairs"]
 
 
 Number = int | float | Decimal
@@ -262,6 +264,28 @@ def _decimal(v: Any) -> Decimal:
     return d
 
 
+def _decimal_pair(pair: Any) -> tuple[Decimal, Decimal]:
+    if not isinstance(pair, list | tuple) or len(pair) != 2:
+        raise ValueError("not a pair")
+    if any(isinstance(x, bool) or not isinstance(x, int | float | str | Decimal) for x in pair):
+        raise ValueError("not numbers")
+    return _decimal(pair[0]), _decimal(pair[1])
+
+
+def pairs_from_text(text: str) -> tuple[tuple[Decimal, Decimal], ...]:
+    """``'1:30,2:70'`` -> ((1, 30), (2, 70)): the text form of a list of number pairs (an environment variable, a
+    CLI flag); blank is the empty list. Each number goes straight from its text to ``Decimal``."""
+    if not text.strip():
+        return ()
+    out = []
+    for part in text.split(","):
+        first, sep, second = part.partition(":")
+        if not sep:
+            raise ValueError(f"{part.strip()!r} is not A:B")
+        out.append(_decimal_pair([first, second]))
+    return tuple(out)
+
+
 def toml_value(kind: Kind, v: Any, *, int_as_str: bool = False) -> Any:
     """A TOML value of the right type, normalised (floats never survive into Decimal keys); else ValueError."""
     if kind == "str" and isinstance(v, str):
@@ -280,6 +304,8 @@ def toml_value(kind: Kind, v: Any, *, int_as_str: bool = False) -> Any:
         return tuple(v)
     if kind == "headers" and isinstance(v, Mapping) and all(isinstance(x, str) for x in (*v.keys(), *v.values())):
         return dict(v)
+    if kind == "pairs" and isinstance(v, list):
+        return tuple(_decimal_pair(pair) for pair in v)  # a float via its str: 1.1 -> Decimal("1.1")
     raise ValueError(f"wrong type for {kind}")
 
 
@@ -311,6 +337,8 @@ def env_value(kind: Kind, s: str, *, bools: Mapping[str, bool] = ENV_BOOLS) -> A
                 return toml_value("headers", json.loads(s))
             except json.JSONDecodeError:
                 raise ValueError("not JSON") from None
+        case "pairs":
+            return pairs_from_text(s)
     raise AssertionError(kind)
 
 
@@ -319,6 +347,8 @@ def _allowed(key: KeySpec, from_env: bool, style: Style) -> str:
         return style.env_bool_allowed
     if from_env and key.kind == "symbols":
         return key.allowed.replace(" list", " comma-separated list", 1)
+    if from_env and key.kind == "pairs":
+        return f"{key.allowed.partition(', e.g.')[0]} written A:B,C:D, e.g. 1:30,2:70"
     return key.allowed
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from posmon.config import ConfigError, DaemonSettings, RiskSettings, Settings, SimSettings, load_settings
 from posmon.exchange.aster.settings import AsterSettings
+from posmon.plan_fields import PLAN_FIELD_NAMES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REPO_CONFIG = REPO_ROOT / "config.toml"
@@ -88,7 +89,12 @@ def test_repo_config_lists_every_key() -> None:
     assert set(raw) == {"daemon", "risk", "sim", "api", "notify", "aster", "lighter", "instruments"}
     assert set(raw["daemon"]) == {f.name for f in dataclasses.fields(DaemonSettings)}
     assert set(raw["aster"]) <= {f.name for f in dataclasses.fields(AsterSettings)}
-    assert set(raw["risk"]) == {f.name for f in dataclasses.fields(RiskSettings)} | {"symbols"}
+    # The exit-plan keys are unset by default (no plan): documented as commented-out examples; ``plan`` is theirs.
+    text = REPO_CONFIG.read_text(encoding="utf-8")
+    assert all(f"\n# {name} = " in text for name in PLAN_FIELD_NAMES)
+    assert set(raw["risk"]) | set(PLAN_FIELD_NAMES) | {"plan"} == {f.name for f in dataclasses.fields(RiskSettings)} | {
+        "symbols"
+    }
     assert set(raw["sim"]) == {f.name for f in dataclasses.fields(SimSettings)}
 
 

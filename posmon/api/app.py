@@ -402,8 +402,11 @@ class _Api:
             "tp": result.tp,
             "sl": result.sl,
             "sl_percent": order.sl_pct,
-            "tp_percent": order.tp_pct.normalize(),
+            # With a ladder the TP is its first level's (the next level's, as each fills).
+            "tp_percent": (levels[0].pct if (levels := result.plan.tp_levels) else order.tp_pct).normalize(),
             "leverage": order.leverage,
+            # As status shows it (null: one TP, one SL); while PENDING (no tranche yet) only its description.
+            "plan": result.plan_view or ({"describe": result.plan.describe()} if result.plan else None),
         }
         if result.sizing is not None:  # notional, margin and USD at risk: from the fill (estimated while pending)
             s = result.sizing

@@ -7,6 +7,7 @@ Decimals go out as strings and come back as ``Decimal`` so no value passes throu
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
@@ -58,15 +59,19 @@ class ApiClient:
         leverage: int,
         sl_percent: Decimal,
         rr_ratio: tuple[Decimal, Decimal],
+        plan: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """``size_usd`` is the position's notional in USD; ``leverage`` is set on the venue before the entry."""
-        body = {
+        """``size_usd`` is the position's notional in USD; ``leverage`` is set on the venue before the entry;
+        ``plan``: exit-plan fields (``posmon.plan_fields``) overriding the symbol's configured ones."""
+        body: dict[str, Any] = {
             "symbol": symbol,
             "size_usd": str(size_usd),
             "leverage": leverage,
             "sl_percent": str(sl_percent),
             "rr_ratio": [str(rr_ratio[0]), str(rr_ratio[1])],
         }
+        for name, value in (plan or {}).items():
+            body[name] = _exact(value)
         return self._call("POST", f"/api/orders/{side.lower()}", body)
 
     def close_position(self, symbol: str, side: str | None = None) -> dict[str, Any]:
@@ -107,3 +112,12 @@ class ApiClient:
 
 def _seg(value: str) -> str:
     return quote(value, safe="")
+
+
+def _exact(value: Any) -> Any:
+    """Decimals as strings (no binary floating point on the way), in lists too; integers as they are."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [_exact(v) for v in value]
+    return value

@@ -94,7 +94,10 @@ def _order(side: str) -> dict[str, Any]:
     return {
         "post": {
             "summary": f"Open a {side} position at market and protect it",
-            "description": "SL at sl_percent from the fill, TP at sl_percent * reward / risk from the fill.",
+            "description": "SL at sl_percent from the fill, TP at sl_percent * reward / risk from the fill, or "
+            "the first level of a take-profit ladder (tp_levels). The optional exit-plan fields (ladder, trailing "
+            "stop, break-even) override the symbol's configured keys one by one ([] or 0 switches one off); the "
+            "plan they make is validated before anything is sent (422 naming the field).",
             "requestBody": _body("OrderRequest", required=True),
             "responses": {
                 "200": _ok("entry filled; exits placed", {"$ref": "#/components/schemas/OpenResult"}),
@@ -297,8 +300,17 @@ def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
                         "tp": _NULLABLE_DECIMAL,
                         "sl": _NULLABLE_DECIMAL,
                         "sl_percent": _DECIMAL,
-                        "tp_percent": _DECIMAL,
+                        "tp_percent": {
+                            **_DECIMAL,
+                            "description": "TP distance from the entry (a ladder's first level)",
+                        },
                         "leverage": {"type": "integer", "description": "set on the venue before the entry"},
+                        "plan": {
+                            **_exit_plan(),
+                            "description": "the tranche's exit plan (the entry's plan fields over the symbol's "
+                            "configured ones) as the status shows it; while PENDING only 'describe'; null: one TP, "
+                            "one SL",
+                        },
                         "notional_usd": {
                             **_DECIMAL,
                             "description": "qty x entry price (estimated at the mark while PENDING)",

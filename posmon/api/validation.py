@@ -16,7 +16,9 @@ from typing import Any
 
 from posmon.api.errors import BadRequest
 from posmon.control import OpenRequest
+from posmon.domain.exitplan import MAX_LEVELS
 from posmon.domain.orders import Side
+from posmon.plan_fields import LEVELS_EXAMPLE, PLAN_FIELDS, Levels, PlanField, levels_ok
 from posmon.store.history import MAX_LIMIT as MAX_HISTORY_LIMIT
 from posmon.store.history import parse_limit, parse_since
 
@@ -139,6 +141,80 @@ def _number_schema(string_pattern: str, **bounds: float) -> Mapping[str, Any]:
     return {"oneOf": [{"type": "number", **bounds}, {"type": "string", "pattern": string_pattern}]}
 
 
+# ---- exit-plan fields (issue 15): optional, each overriding the symbol's configured key ---------------------------
+# Each field alone is checked here (type, range); the plan they make with the symbol's keys is checked by the
+# control object before anything is sent (422 naming the field): shares summing to 100, a callback of 0.1 at least,
+# break-even needing a ladder... which a schema cannot say.
+
+_PCT_STR = r"^(?:0|[1-9][0-9]?)(?:\.[0-9]{1,8})?$"  # >= 0 and < 100
+_OFFSET_STR = r"^[0-9](?:\.[0-9]{1,8})?$"  # >= 0 and < 10
+_CALLBACK_STR = r"^(?:0|0\.[1-9][0-9]{0,7}|[1-9](?:\.[0-9]{1,8})?|[1-4][0-9](?:\.[0-9]{1,8})?|50)$"  # 0, 0.1 to 50
+_PLAN_STR = {"breakeven_offset_pct": _OFFSET_STR, "trailing_callback_pct": _CALLBACK_STR}
+
+
+def _tp_levels(v: Any) -> Levels:
+    expected = (
+        "expected a list of [pct, share] pairs of numbers (pct > 0 and < 100, share > 0 and <= 100, at most "
+        f"{MAX_LEVELS} levels; [] for none), e.g. {LEVELS_EXAMPLE}"
+    )
+    if not isinstance(v, list) or not all(isinstance(p, list) and len(p) == 2 for p in v):
+        raise ValueError(expected)
+    levels = tuple((_decimal(p[0]), _decimal(p[1])) for p in v)
+    if not levels_ok(levels):
+        raise ValueError(expected)
+    return levels
+
+
+def _plan_value(f: PlanField) -> Callable[[Any], Any]:
+    """The parser of one numeric plan field: its kind, within its range (the table's, as in the config)."""
+    b = f.bounds
+    assert b is not None
+    off = f" ({f.off})" if f.off else ""
+
+    def parse(v: Any) -> Decimal | int:
+        if f.kind == "int":
+            integral = isinstance(v, Decimal) and v.is_finite() and v == v.to_integral_value()
+            if (integral or (isinstance(v, int) and not isinstance(v, bool))) and int(v) in b:
+                return int(v)
+            raise ValueError(f"expected an integer {b.text(True)}{off}")
+        d = _decimal(v)
+        if d not in b:
+            raise ValueError(f"expected a number {b.text()}{off}")
+        return d
+
+    return parse
+
+
+def _plan_schema(f: PlanField) -> Mapping[str, Any]:
+    words = f"{f.text}{f'; {f.off}' if f.off else ''}. Overrides the symbol's configured {f.name}"
+    if f.bounds is None:
+        level = {
+            "type": "array",
+            "minItems": 2,
+            "maxItems": 2,
+            "items": _number_schema(_PERCENT_STR, minimum=_MIN_NUMBER, exclusiveMaximum=100),
+        }
+        return {
+            "type": "array",
+            "maxItems": MAX_LEVELS,
+            "items": level,
+            "description": words,
+            "example": [[1, 30], [2, 70]],
+        }
+    b = f.bounds
+    if f.kind == "int":
+        return {"type": "integer", "minimum": b.low, "maximum": b.high, "description": words}
+    # 0 (off, or the least), else from ``least`` (or the smallest magnitude _decimal takes) up to the range's end.
+    high = {"exclusiveMaximum" if b.high_open else "maximum": float(b.high)}
+    number = {"type": "number", "minimum": float(f.least) if f.least is not None else _MIN_NUMBER, **high}
+    string = {"type": "string", "pattern": _PLAN_STR.get(f.name, _PCT_STR)}
+    return {"anyOf": [{"const": 0}, number, string], "description": words}
+
+
+PLAN_BODY_FIELDS: tuple[BodyField, ...] = tuple(
+    BodyField(f.name, _tp_levels if f.bounds is None else _plan_value(f), _plan_schema(f), required=False)
+    for f in PLAN_FIELDS
+)
 TRANCHE_ID_SCHEMA: Mapping[str, Any] = {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}
 SYMBOL_SCHEMA: Mapping[str, Any] = {"type": "string", "pattern": _SYMBOL_RE.pattern}
 
@@ -200,6 +276,7 @@ ORDER_FIELDS: tuple[BodyField, ...] = (
             "example": [1, 2],
         },
     ),
+    *PLAN_BODY_FIELDS,
 )
 POSITION_CLOSE_FIELDS: tuple[BodyField, ...] = (
     BodyField(
@@ -290,6 +367,7 @@ def parse_order(body: Mapping[str, Any], side: Side) -> OpenRequest:
         leverage=v["leverage"],
         sl_pct=v["sl_percent"],
         rr_ratio=v["rr_ratio"],
+        plan_fields={f.name: v[f.name] for f in PLAN_BODY_FIELDS if f.name in v},
     )
     if side is Side.SHORT and order.tp_pct >= 100:
         raise BadRequest(

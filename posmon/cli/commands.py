@@ -25,7 +25,10 @@ from posmon.api.validation import MAX_LEVERAGE, parse_side, parse_symbol, parse_
 from posmon.cli.exit_codes import ExitCode, exit_codes_help
 from posmon.config import ConfigError, load_settings
 from posmon.control import OpenRequest, Sizing, usd
+from posmon.domain.exitplan import make_plan
 from posmon.domain.orders import Side
+from posmon.plan_fields import LEVELS_TEXT_EXAMPLE, PLAN_FIELDS, PlanField, levels_ok
+from posmon.settings_fields import pairs_from_text
 
 if TYPE_CHECKING:
     from posmon.cli.parser import Subparsers
@@ -91,6 +94,41 @@ def _rr(text: str) -> tuple[Decimal, Decimal]:
     return _positive_decimal(risk), _positive_decimal(reward)
 
 
+def _plan_flag(f: PlanField) -> Callable[[str], Any]:
+    """The parser of an exit-plan flag: the field alone, as far as it can be checked without the symbol's keys (a
+    ladder entirely); the plan it makes with them is checked by the daemon (refused: exit 1 naming the field)."""
+    off = f" ({f.off})" if f.off else ""
+
+    def parse(text: str) -> Any:
+        if f.bounds is None:
+            expected = f"{text!r}: expected PCT:SHARE levels, e.g. {LEVELS_TEXT_EXAMPLE} ('' for none)"
+            try:
+                levels = pairs_from_text(text)
+            except ValueError:
+                raise ValueError(expected) from None
+            if not levels_ok(levels):
+                raise ValueError(expected)
+            if levels:
+                make_plan(tp_levels=levels)  # PlanError (a ValueError): "tp_levels: shares sum to 90, expected 100"
+            return levels
+        b = f.bounds
+        try:
+            value: Decimal | int = int(text) if f.kind == "int" else Decimal(text)
+        except (ValueError, ArithmeticError):
+            raise ValueError(f"{text!r} is not {'an integer' if f.kind == 'int' else 'a number'}") from None
+        if not (isinstance(value, int) or value.is_finite()) or value not in b:
+            raise ValueError(f"{text!r}: expected {b.text(f.kind == 'int')}{off}")
+        if f.least is not None and 0 < value < f.least:
+            raise ValueError(f"{text!r}: expected 0 or {f.least} to {b.high}{off}")
+        return value
+
+    return parse
+
+
+def _plan_fields(args: argparse.Namespace) -> dict[str, Any]:
+    return {f.name: v for f in PLAN_FIELDS if (v := getattr(args, f.name, None)) is not None}
+
+
 # ---- the commands -----------------------------------------------------------------------------------------------
 
 
@@ -110,9 +148,10 @@ def _watch_seconds(text: str) -> float:
 
 def _open(client: ApiClient, args: argparse.Namespace) -> dict[str, Any]:
     """Say what the order commits before it is sent (on stderr under ``--json``, which keeps stdout JSON)."""
-    request = OpenRequest(args.symbol, Side[args.side], args.size_usd, args.leverage, args.sl_percent, args.rr)
+    plan = _plan_fields(args)
+    request = OpenRequest(args.symbol, Side[args.side], args.size_usd, args.leverage, args.sl_percent, args.rr, plan)
     print(_sizing_line("sending", request.sizing, "at the SL"), file=sys.stderr if args.json else sys.stdout)
-    return client.open(args.side, args.symbol, args.size_usd, args.leverage, args.sl_percent, args.rr)
+    return client.open(args.side, args.symbol, args.size_usd, args.leverage, args.sl_percent, args.rr, plan)
 
 
 def _sizing_line(what: str, s: Sizing, risk_at: str) -> str:
@@ -137,10 +176,12 @@ def _resume(client: ApiClient, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _opened(a: dict[str, Any]) -> str:
+    plan = a.get("plan")
+    plan_line = f"\n  exit plan: {plan['describe']}" if isinstance(plan, dict) and "describe" in plan else ""
     if a.get("entry_price") is None:
         return (
             f"{a['side']} {a['symbol']}: entry placed (tranche {a['tranche_id']}, qty {a['qty']}), not filled "
-            f"yet; posmon protects it once it fills"
+            f"yet; posmon protects it once it fills{plan_line}"
         )
     text = (
         f"{a['side']} {a['symbol']}: filled {a['qty']} at {a['entry_price']} (tranche {a['tranche_id']})\n"
@@ -151,7 +192,7 @@ def _opened(a: dict[str, Any]) -> str:
             Decimal(a["notional_usd"]), int(a["leverage"]), Decimal(a["margin_usd"]), Decimal(a["risk_usd"])
         )
         text += "\n  " + _sizing_line("filled", sizing, "at the SL price")
-    return text
+    return text + plan_line
 
 
 def _closing(a: dict[str, Any]) -> str:
@@ -244,8 +285,26 @@ def add_ops_commands(sub: Subparsers) -> None:
         type=_arg(_rr),
         required=True,
         metavar="RISK:REWARD",
-        help="risk:reward, e.g. 1:2 puts the TP at twice the SL distance",
+        help="risk:reward, e.g. 1:2 puts the TP at twice the SL distance (with a ladder, its first level is the TP)",
     )
+    plan = p.add_argument_group(
+        "exit plan",
+        "each overrides the symbol's configured key of the same name ([risk], [risk.symbols.X]), the others stay: "
+        "an entry giving only --trailing-callback-pct keeps the symbol's ladder",
+    )
+    for f in PLAN_FIELDS:
+        metavar = "PCT:SHARE,..." if f.bounds is None else ("N" if f.kind == "int" else "PCT")
+        plan.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            type=_arg(_plan_flag(f)),
+            metavar=metavar,
+            help=(
+                f"{f.text}; e.g. {LEVELS_TEXT_EXAMPLE}, '' for no ladder"
+                if f.bounds is None
+                else f"{f.text}{f'; {f.off}' if f.off else ''}"
+            ).replace("%", "%%"),  # argparse formats help with %
+        )
 
     p = add("close", "close a symbol's tranches now (all, one side, or one tranche)", _close, _closing)
     p.add_argument("symbol", type=_arg(parse_symbol), help="symbol, e.g. BTCUSDT, or unified name BTC/USDT:USDT")

@@ -27,7 +27,9 @@ from posmon.control import (
     StreamView,
     TrancheView,
 )
+from posmon.domain.exitplan import NO_PLAN, PlanError
 from posmon.domain.orders import Side
+from posmon.plan_fields import plan_of
 from posmon.store.history import ClosedTranche, History
 
 NOW = 1_700_000_000.0
@@ -118,11 +120,16 @@ class FakeControl:
 
     async def open_position(self, request: OpenRequest) -> OpenResult:
         self._record("open_position", request)
+        try:  # the entry's fields alone (the fake has no configured ones); it refuses nothing, unlike the daemon
+            plan = plan_of(request.plan_fields)
+        except PlanError:
+            plan = NO_PLAN
+        tp_pct = plan.tp_levels[0].pct if plan.tp_levels else request.tp_pct
         entry = Decimal("100") if self.fill else None
-        tp = entry * (1 + request.tp_pct / 100) if entry is not None else None
+        tp = entry * (1 + tp_pct / 100) if entry is not None else None
         sl = entry * (1 - request.sl_pct / 100) if entry is not None else None
         if request.side is Side.SHORT and entry is not None:
-            tp, sl = entry * (1 - request.tp_pct / 100), entry * (1 + request.sl_pct / 100)
+            tp, sl = entry * (1 - tp_pct / 100), entry * (1 + request.sl_pct / 100)
         return OpenResult(
             symbol=request.symbol,
             side=request.side,
@@ -134,6 +141,7 @@ class FakeControl:
             sl=sl,
             status="FILLED" if entry is not None else "PENDING",
             sizing=Sizing.filled(Decimal("0.5"), entry, sl, request.leverage) if entry is not None else None,
+            plan=plan,
         )
 
     async def close(self, symbol: str, side: Side | None = None, tranche_id: int | None = None) -> list[CloseResult]:

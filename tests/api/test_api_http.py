@@ -10,6 +10,7 @@ import trio
 from posmon.api import ApiSettings, create_app, serve_api
 from posmon.config import ConfigError
 from posmon.domain.orders import Side
+from posmon.plan_fields import PLAN_FIELD_NAMES
 from posmon.readiness import Readiness
 from tests.api.test_api_fakes import NOW, TOKEN, FakeControl, served
 
@@ -259,8 +260,9 @@ async def test_openapi_lists_every_endpoint_with_its_request_body_fields():
         template = path.replace("BTCUSDT", "{symbol}").replace("/1/", "/{id}/")
         assert method.lower() in paths[template], template
     order = doc["components"]["schemas"]["OrderRequest"]
-    assert sorted(order["properties"]) == ["leverage", "rr_ratio", "size_usd", "sl_percent", "symbol"]
-    assert sorted(order["required"]) == sorted(order["properties"]) and order["additionalProperties"] is False
+    required = ["leverage", "rr_ratio", "size_usd", "sl_percent", "symbol"]
+    assert sorted(order["properties"]) == sorted([*required, *PLAN_FIELD_NAMES])  # the exit plan's are optional
+    assert sorted(order["required"]) == required and order["additionalProperties"] is False
     assert paths["/api/orders/long"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "/OrderRequest"
     )
