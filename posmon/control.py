@@ -23,6 +23,8 @@ from typing import Any, Protocol
 import trio
 
 from posmon.actors.messages import CloseTranches, EntryOutcome, OpenEntry, ResumeMonitoring, StopMonitoring
+from posmon.actors.risk_guard import BalanceUnavailable
+from posmon.domain.limits import Entry, loss_at_sl
 from posmon.domain.orders import OrderRequest, OrderType, Purpose, Side, SymbolRules
 from posmon.domain.protection import LocalState, OrderRecord, client_order_id, worst_price
 from posmon.domain.rounding import quantize_qty
@@ -522,6 +524,7 @@ class DaemonControl:
         base = d.risk_of(symbol)
         risk = dataclasses.replace(base, tp_pct=request.tp_pct, sl_pct=request.sl_pct)
         check_exits(request.side, mark.price, risk, rules)
+        await self._check_limits(symbol, request.side, qty, mark.price, risk, rules)
         await self._set_leverage(symbol, request.leverage)  # before the entry is decided: refused -> nothing sent
         traits = d.venue.traits
         hedge = traits.hedge_mode(d.settings.daemon.hedge_mode)
@@ -556,6 +559,38 @@ class DaemonControl:
         t = outcome.tranche
         sizing = Sizing.filled(t.qty, t.entry, t.sl, request.leverage)
         return OpenResult(symbol, request.side, tid, entry.client_id, t.qty, t.entry, t.tp, t.sl, "FILLED", sizing)
+
+    async def _check_limits(
+        self, symbol: str, side: Side, qty: Decimal, mark: Decimal, risk: Risk, rules: SymbolRules
+    ) -> None:
+        """Refuse (422, ``field`` the limit's key) an entry that would break a risk limit; nothing is sent.
+
+        Judged at the mark (where the market entry fills): its notional, and its loss at the SL as it would be
+        placed (on the tick). A balance that cannot be read while ``max_risk_per_position_pct`` is set refuses
+        it too (503): an entry must not go out unjudged.
+        """
+        guard = getattr(self._d, "risk_guard", None)
+        if guard is None:
+            return
+        _, sl = exit_prices(side, mark, risk, rules)
+        entry = Entry(symbol, side, qty * mark, loss_at_sl(side, mark, sl, qty))
+        try:
+            breach = await guard.check_operator_entry(entry)
+        except BalanceUnavailable as exc:
+            raise ControlError(
+                f"the account's balance could not be read to check max_risk_per_position_pct ({exc}); "
+                "nothing was sent: retry shortly",
+                field="max_risk_per_position_pct",
+                status=503,
+                retry_after=STARTING_RETRY_AFTER_SECONDS,
+            ) from None
+        if breach is not None:
+            raise ControlError(
+                f"refused by the risk limits: {breach.text} (a {side.value} of {qty} {symbol}: {usd(entry.notional)} "
+                f"USD notional at the mark {mark}, {usd(entry.loss_at_sl)} USD lost at the SL {sl}); nothing was sent",
+                field=breach.name,
+                status=422,
+            )
 
     async def _set_leverage(self, symbol: str, leverage: int) -> None:
         """Set ``leverage`` on the venue for ``symbol``, or refuse the open: nothing else has been sent yet.

@@ -84,7 +84,7 @@ class Breach:
         """``max_notional_per_symbol is 5000 USD; this would make it 7250 USD``: for a person, one line."""
         unit = {"max_notional_per_symbol": " USD", "max_risk_per_position_pct": " %"}.get(self.name, "")
         if not self.value.is_finite():
-            return f"{self.name} is {_plain(self.limit)}{unit}; the account's balance is 0, so any loss at the SL breaks it"
+            return f"{self.name} is {_plain(self.limit)}{unit}; the balance is 0: any loss at the SL breaks it"
         return f"{self.name} is {_plain(self.limit)}{unit}; this would make it {_plain(self.value)}{unit}"
 
 
