@@ -721,7 +721,7 @@ class PositionActor:
         self._persist(
             Changes(
                 tranches=[t],
-                events=[self._event(NoticeKind.TRANCHE_OPENED, t, qty=qty, price=price, source=source, **data)],
+                events=[self._event(NoticeKind.TRANCHE_OPENED, t, qty=qty, price=price, entry=t.entry, **data)],
             )
         )
         self._notice(

@@ -104,9 +104,10 @@ class RiskGuard:
         """The balance last read (whatever its age), None before the first answer."""
         return self._balance
 
-    async def balance(self) -> Decimal:
-        """A balance no older than ``max_age``, read now if need be; ``BalanceUnavailable`` when none came."""
-        if trio.current_time() - self._read_at <= self.max_age and self._balance is not None:
+    async def balance(self, *, fresh: bool = False) -> Decimal:
+        """A balance no older than ``max_age`` (``fresh``: read now), read if need be; ``BalanceUnavailable``
+        when none came."""
+        if not fresh and trio.current_time() - self._read_at <= self.max_age and self._balance is not None:
             return self._balance
         if self._reading is not None:  # another caller's read is under way: its answer serves both
             await self._reading.wait()
@@ -140,7 +141,7 @@ class RiskGuard:
             return
         while True:
             try:
-                balance = await self.balance()
+                balance = await self.balance(fresh=True)
                 log.debug("risk limits: balance %s", balance)
             except BalanceUnavailable as exc:
                 log.warning(
