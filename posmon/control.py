@@ -586,8 +586,9 @@ class DaemonControl:
             ) from None
         if breach is not None:
             raise ControlError(
-                f"refused by the risk limits: {breach.text} (a {side.value} of {qty} {symbol}: {usd(entry.notional)} "
-                f"USD notional at the mark {mark}, {usd(entry.loss_at_sl)} USD lost at the SL {sl}); nothing was sent",
+                f"refused by the risk limits: {breach.text} (a {side.value} of {qty.normalize():f} {symbol}: "
+                f"{usd(entry.notional)} USD notional at the mark {mark}, {usd(entry.loss_at_sl)} USD lost at the SL "
+                f"{sl.normalize():f}); nothing was sent",
                 field=breach.name,
                 status=422,
             )
