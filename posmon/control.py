@@ -238,8 +238,9 @@ class Control(Protocol):
     async def open_position(self, request: OpenRequest) -> OpenResult:
         """Places the entry; waits (bounded) for its fill and answers with the tranche and its exits.
 
-        The leverage is set on the venue first. Raises ``ControlError`` for an unknown symbol, a size below the
-        venue's minimum, a leverage the venue refuses (422) or does not confirm (504: nothing sent), etc.
+        The risk limits are checked first, then the leverage is set on the venue. Raises ``ControlError`` for an
+        unknown symbol, a size below the venue's minimum, an entry that would break a risk limit (422, ``field``
+        the limit's key), a leverage the venue refuses (422) or does not confirm (504: nothing sent), etc.
         """
         ...
 
