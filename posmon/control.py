@@ -506,7 +506,11 @@ class DaemonControl:
 
     async def open_position(self, request: OpenRequest) -> OpenResult:
         self._need_actors()
-        return await self._bounded(lambda: self._open_position(request))  # two opens are two positions: no merging
+        try:
+            return await self._bounded(lambda: self._open_position(request))  # two opens are two positions
+        finally:
+            if (guard := getattr(self._d, "risk_guard", None)) is not None:
+                guard.release(id(request))  # its fill (if any) is in its actor's tranches by now
 
     async def _open_position(self, request: OpenRequest) -> OpenResult:
         d = self._d
@@ -525,7 +529,7 @@ class DaemonControl:
         base = d.risk_of(symbol)
         risk = dataclasses.replace(base, tp_pct=request.tp_pct, sl_pct=request.sl_pct)
         check_exits(request.side, mark.price, risk, rules)
-        await self._check_limits(symbol, request.side, qty, mark.price, risk, rules)
+        await self._check_limits(request, symbol, qty, mark.price, risk, rules)
         await self._set_leverage(symbol, request.leverage)  # before the entry is decided: refused -> nothing sent
         traits = d.venue.traits
         hedge = traits.hedge_mode(d.settings.daemon.hedge_mode)
@@ -562,17 +566,19 @@ class DaemonControl:
         return OpenResult(symbol, request.side, tid, entry.client_id, t.qty, t.entry, t.tp, t.sl, "FILLED", sizing)
 
     async def _check_limits(
-        self, symbol: str, side: Side, qty: Decimal, mark: Decimal, risk: Risk, rules: SymbolRules
+        self, request: OpenRequest, symbol: str, qty: Decimal, mark: Decimal, risk: Risk, rules: SymbolRules
     ) -> None:
         """Refuse (422, ``field`` the limit's key) an entry that would break a risk limit; nothing is sent.
 
         Judged at the mark (where the market entry fills): its notional, and its loss at the SL as it would be
         placed (on the tick). A balance that cannot be read while ``max_risk_per_position_pct`` is set refuses
-        it too (503): an entry must not go out unjudged.
+        it too (503): an entry must not go out unjudged. An entry that passes counts toward the limits until
+        ``open_position`` returns (two opens at once cannot both slip under one limit).
         """
         guard = getattr(self._d, "risk_guard", None)
         if guard is None:
             return
+        side = request.side
         _, sl = exit_prices(side, mark, risk, rules)
         entry = Entry(symbol, side, qty * mark, loss_at_sl(side, mark, sl, qty))
         try:
@@ -593,6 +599,7 @@ class DaemonControl:
                 field=breach.name,
                 status=422,
             )
+        guard.reserve(id(request), entry)
 
     async def _set_leverage(self, symbol: str, leverage: int) -> None:
         """Set ``leverage`` on the venue for ``symbol``, or refuse the open: nothing else has been sent yet.

@@ -71,6 +71,7 @@ class RiskGuard:
         self._balance: Decimal | None = None
         self._read_at = -math.inf  # trio time of the last balance read that answered
         self._reading: trio.Event | None = None  # a read under way: later askers wait for it (one call, not many)
+        self._reserved: dict[int, Entry] = {}  # operator entries judged and not yet answered, by request
 
     @staticmethod
     def wanted(settings: Settings) -> bool:
@@ -91,13 +92,23 @@ class RiskGuard:
 
     def positions(self) -> dict[Key, Exposure]:
         """Every (symbol, side) posmon holds tranches of, with its exposure (closing tranches still count: their
-        quantity is still on the venue)."""
+        quantity is still on the venue), plus the operator entries under way."""
         out: dict[Key, Exposure] = {}
         for actor in self.holdings.actors() if self.holdings is not None else ():
             if actor.tranches:
                 c = actor.cfg
                 out[(c.symbol, c.side)] = exposure_of(c.side, ((t.qty, t.entry, t.sl) for t in actor.tranches.values()))
+        for e in self._reserved.values():
+            held = out.get((e.symbol, e.side), Exposure(Decimal(0), Decimal(0)))
+            out[(e.symbol, e.side)] = Exposure(held.notional + e.notional, held.loss_at_sl + e.loss_at_sl)
         return out
+
+    def reserve(self, token: int, entry: Entry) -> None:
+        """An operator entry that passed counts toward the limits until ``release`` (its outcome is known)."""
+        self._reserved[token] = entry
+
+    def release(self, token: int) -> None:
+        self._reserved.pop(token, None)
 
     @property
     def last_balance(self) -> Decimal | None:

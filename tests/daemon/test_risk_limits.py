@@ -220,3 +220,25 @@ async def test_with_close_breaching_fills_only_the_breaking_fill_is_closed_as_it
         assert (eth.qty if eth is not None else None) == kept
         protected = {("LIMIT", "SELL", "0.5", "3300"), ("STOP_MARKET", "SELL", "0.5", "1500")}
         assert h.resting("ETHUSDT") == (protected if kept else set())
+
+
+async def test_two_operator_entries_at_once_cannot_both_slip_under_a_limit(tmp_path, autojump_clock):
+    async with running(make_settings(tmp_path, max_open_positions=1)) as h:
+        await h.mark("BTCUSDT", "45000")
+        await h.mark("ETHUSDT", "3000")
+        outcomes: dict[str, object] = {}
+
+        async def open_one(symbol: str) -> None:
+            request = OpenRequest(symbol, Side.LONG, D(4500), 5, D(3), (D(1), D(2)))
+            try:
+                outcomes[symbol] = (await h.daemon.control.open_position(request)).status
+            except ControlError as exc:
+                outcomes[symbol] = exc.field
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(open_one, "BTCUSDT")
+            nursery.start_soon(open_one, "ETHUSDT")
+
+        assert outcomes == {"BTCUSDT": "FILLED", "ETHUSDT": "max_open_positions"}
+        assert [p.symbol for p in h.exchange.engine.positions()] == ["BTCUSDT"]
+        assert h.daemon.risk_guard.positions().keys() == {("BTCUSDT", Side.LONG)}  # nothing left reserved
