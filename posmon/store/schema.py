@@ -131,11 +131,21 @@ def _v3(db: Database) -> None:
     )
 
 
+def _v4(db: Database) -> None:
+    """Exit plans (``domain.exitplan``): a tranche's plan (JSON, NULL: one TP, one SL), its ladder level and best
+    mark; an operator entry's plan, for the tranche its fill makes."""
+    conn = db.conn
+    conn.execute("ALTER TABLE tranches ADD COLUMN plan TEXT")
+    conn.execute("ALTER TABLE tranches ADD COLUMN level INTEGER NOT NULL DEFAULT 0")
+    conn.execute("ALTER TABLE tranches ADD COLUMN best_mark TEXT")
+    conn.execute("ALTER TABLE entries ADD COLUMN plan TEXT")
+
+
 def _text(d: Decimal | None) -> str | None:
     return None if d is None else str(d)
 
 
-MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1, _v2, _v3)
+MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1, _v2, _v3, _v4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
