@@ -100,6 +100,11 @@ class RiskSettings:
     breakeven_offset_pct: Decimal | None = None
     breakeven_trigger_pct: Decimal | None = None
     plan: ExitPlan = NO_PLAN
+    # Risk limits (0: no limit; see posmon.domain.limits). max_open_positions is account-wide: [risk] only.
+    max_open_positions: int = 0
+    max_notional_per_symbol: Decimal = Decimal(0)
+    max_risk_per_position_pct: Decimal = Decimal(0)
+    close_breaching_fills: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +238,15 @@ _RISK_FIELDS: tuple[KeySpec, ...] = (
     _one_of("working_type", "MARK_PRICE", "MARK_PRICE", "CONTRACT_PRICE"),
     numeric("max_hold_seconds", "int", ge=0, le=YEAR, default=0, note=" (0: no limit; at most 365 days)"),
     *(_plan_key(f) for f in PLAN_FIELDS),
+    # Risk limits: an operator entry that would break one is refused, a fill from elsewhere that breaks one is
+    # noticed (and closed with close_breaching_fills). 0 turns each off.
+    numeric("max_open_positions", "int", ge=0, le=100_000, default=0, note=" (0: no limit)"),
+    numeric("max_notional_per_symbol", "decimal", ge=0, le=10**12, default=Decimal(0), note=" (USD; 0: no limit)"),
+    numeric("max_risk_per_position_pct", "decimal", ge=0, le=100, default=Decimal(0), note=" (0: no limit)"),
+    _boolean("close_breaching_fills", False),
 )
+# Keys that hold for the whole account: a [risk.symbols.<SYMBOL>] table may not set them.
+_ACCOUNT_WIDE_RISK_KEYS = ("max_open_positions",)
 
 _SIM_FIELDS: tuple[KeySpec, ...] = (
     _field(
@@ -342,6 +355,12 @@ def _risk_symbols(
             )
         if not isinstance(table, dict):
             raise ConfigError(f"{at}: invalid value {shown(at, table)}; expected a table of risk keys")
+        for key in _ACCOUNT_WIDE_RISK_KEYS:
+            if key in table:
+                raise ConfigError(
+                    f"{at}.{key}: invalid value {shown(key, table[key])}; it limits the whole account, "
+                    f"so set it in [risk], not per symbol"
+                )
         merged[symbol] = _with_plan(replace(base, **parse_table(table, _RISK_FIELDS, at)), at)
     return MappingProxyType(merged)
 

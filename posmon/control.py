@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import trio
 
 from posmon.actors.messages import CloseTranches, EntryOutcome, OpenEntry, ResumeMonitoring, StopMonitoring
+from posmon.actors.risk_guard import BalanceUnavailable
 from posmon.domain.exitplan import (  # the plan's own rules, so status says exactly what the actor acts on
     NO_PLAN,
     ExitPlan,
@@ -35,6 +36,7 @@ from posmon.domain.exitplan import (  # the plan's own rules, so status says exa
     trailing_active,
 )
 from posmon.domain.instruments import NO_OVERRIDES, InstrumentError, InstrumentTable, is_unified
+from posmon.domain.limits import Entry, loss_at_sl
 from posmon.domain.orders import OrderRequest, OrderType, Purpose, Side, SymbolRules
 from posmon.domain.protection import LocalState, OrderRecord, client_order_id, worst_price
 from posmon.domain.rounding import quantize_qty
@@ -348,8 +350,9 @@ class Control(Protocol):
     async def open_position(self, request: OpenRequest) -> OpenResult:
         """Places the entry; waits (bounded) for its fill and answers with the tranche and its exits.
 
-        The leverage is set on the venue first. Raises ``ControlError`` for an unknown symbol, a size below the
-        venue's minimum, a leverage the venue refuses (422) or does not confirm (504: nothing sent), etc.
+        The risk limits are checked first, then the leverage is set on the venue. Raises ``ControlError`` for an
+        unknown symbol, a size below the venue's minimum, an entry that would break a risk limit (422, ``field``
+        the limit's key), a leverage the venue refuses (422) or does not confirm (504: nothing sent), etc.
         """
         ...
 
@@ -641,7 +644,11 @@ class DaemonControl:
 
     async def open_position(self, request: OpenRequest) -> OpenResult:
         self._need_actors()
-        result: OpenResult = await self._bounded(lambda: self._open_position(request))  # two opens: two positions
+        try:
+            result: OpenResult = await self._bounded(lambda: self._open_position(request))  # two opens: two positions
+        finally:
+            if (guard := getattr(self._d, "risk_guard", None)) is not None:
+                guard.release(id(request))  # its fill (if any) is in its actor's tranches by now
         return dataclasses.replace(result, instrument=self._instruments().name(self._d.venue.name, result.symbol))
 
     async def _open_position(self, request: OpenRequest) -> OpenResult:
@@ -665,6 +672,7 @@ class DaemonControl:
             raise ControlError(f"{exc}; nothing was sent", field=exc.field) from None
         risk = dataclasses.replace(base, tp_pct=request.tp_pct, sl_pct=request.sl_pct, plan=plan)
         check_exits(request.side, mark.price, risk, rules)
+        await self._check_limits(request, symbol, qty, mark.price, risk, rules)
         await self._set_leverage(symbol, request.leverage)  # before the entry is decided: refused -> nothing sent
         traits = d.venue.traits
         hedge = traits.hedge_mode(d.settings.daemon.hedge_mode)
@@ -714,6 +722,42 @@ class DaemonControl:
             plan=t.plan,
             plan_view=plan_view(t, rules),
         )
+
+    async def _check_limits(
+        self, request: OpenRequest, symbol: str, qty: Decimal, mark: Decimal, risk: Risk, rules: SymbolRules
+    ) -> None:
+        """Refuse (422, ``field`` the limit's key) an entry that would break a risk limit; nothing is sent.
+
+        Judged at the mark (where the market entry fills): its notional, and its loss at the SL as it would be
+        placed (on the tick). A balance that cannot be read while ``max_risk_per_position_pct`` is set refuses
+        it too (503): an entry must not go out unjudged. An entry that passes counts toward the limits until
+        ``open_position`` returns (two opens at once cannot both slip under one limit).
+        """
+        guard = getattr(self._d, "risk_guard", None)
+        if guard is None:
+            return
+        side = request.side
+        _, sl = exit_prices(side, mark, risk, rules)
+        entry = Entry(symbol, side, qty * mark, loss_at_sl(side, mark, sl, qty))
+        try:
+            breach = await guard.check_operator_entry(entry)
+        except BalanceUnavailable as exc:
+            raise ControlError(
+                f"the account's balance could not be read to check max_risk_per_position_pct ({exc}); "
+                "nothing was sent: retry shortly",
+                field="max_risk_per_position_pct",
+                status=503,
+                retry_after=STARTING_RETRY_AFTER_SECONDS,
+            ) from None
+        if breach is not None:
+            raise ControlError(
+                f"refused by the risk limits: {breach.text} (a {side.value} of {qty.normalize():f} {symbol}: "
+                f"{usd(entry.notional)} USD notional at the mark {mark}, {usd(entry.loss_at_sl)} USD lost at the SL "
+                f"{sl.normalize():f}); nothing was sent",
+                field=breach.name,
+                status=422,
+            )
+        guard.reserve(id(request), entry)
 
     async def _set_leverage(self, symbol: str, leverage: int) -> None:
         """Set ``leverage`` on the venue for ``symbol``, or refuse the open: nothing else has been sent yet.

@@ -32,6 +32,7 @@ from posmon.actors.notifier import Notifier
 from posmon.actors.position import ActorConfig
 from posmon.actors.price_router import PriceRouter, RouterRequest
 from posmon.actors.reconciler import AccountReconciler
+from posmon.actors.risk_guard import RiskGuard
 from posmon.actors.supervisor import RestartPolicy, supervise
 from posmon.actors.user_stream import UserStream
 from posmon.api.app import create_app
@@ -92,6 +93,7 @@ class Daemon:
     api_url: str | None = None  # where the operator API listens, when it is served
     reconciler: AccountReconciler | None = None
     user_stream: UserStream | None = None
+    risk_guard: RiskGuard | None = None  # the risk limits' account-wide view; None when no limit is set
     readiness: Readiness = field(default_factory=Readiness)  # start-up over? (/ready, systemd's READY=1)
 
     def risk_of(self, symbol: str) -> Risk:
@@ -316,6 +318,8 @@ async def _start(
     # seconds it takes at 100,000 tranches do not pass for a silent price stream (and yielding, so /health and
     # the progress line answer meanwhile).
     restored = await store.restore_async(venue.name)
+    if RiskGuard.wanted(settings):
+        daemon.risk_guard = RiskGuard(settings, gw_send, reply_timeout=d.request_timeout_seconds * 3)
     directory = PositionDirectory(
         nursery,
         config_for,
@@ -327,6 +331,7 @@ async def _start(
         clock=clock,
         policy=policy,
         unmonitored=store.unmonitored(venue.name),
+        risk=daemon.risk_guard,
     )
     daemon.directory = directory
     gw_policy = GatewayPolicy(request_timeout=d.request_timeout_seconds)
@@ -346,6 +351,9 @@ async def _start(
         return daemon.router.run
 
     await nursery.start(supervise, "price_router", make_router, policy, metrics)
+    if (guard := daemon.risk_guard) is not None:
+        guard.holdings = directory
+        await nursery.start(supervise, "risk_guard", lambda: guard.run, policy, metrics)
     await nursery.start(supervise, "notify", lambda: notify.run, policy, metrics)
     await nursery.start(
         supervise,

@@ -130,6 +130,12 @@ METRICS: tuple[MetricSpec, ...] = (
         "forced_exits", "counter", "Tranches closed by the venue's liquidation or auto-deleveraging", ("venue", "kind")
     ),
     MetricSpec("close_slippage_exhausted", "counter", "Closes still unfilled at the slippage cap (needs a human)", _V),
+    MetricSpec(
+        "risk_limit_breaches",
+        "counter",
+        "Fills from outside posmon that broke a risk limit, by limit (operator entries are refused instead)",
+        ("venue", "limit"),
+    ),
     # supervision
     MetricSpec("actor_restarts", "counter", "Actor restarts after a failure", ("actor",)),
     MetricSpec("store_busy_waits", "counter", "Actors that waited for another process's lock on the store", ("actor",)),

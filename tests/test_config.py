@@ -250,7 +250,7 @@ def test_every_documented_key_can_be_overridden_from_env() -> None:
                 else str(value)
             )
             env[f"POSMON_{section}_{key}".upper()] = text
-    assert len(env) == 27
+    assert len(env) == 31  # 27 + the four risk-limit keys
     assert_defaults(load_settings(REPO_CONFIG, env=env))
 
 

@@ -20,6 +20,7 @@ from posmon.actors.messages import AccountSnapshot, GatewayRequest, Notice, Posi
 from posmon.actors.position import ActorConfig, ActorInbox, ActorLinks, PositionActor
 from posmon.actors.price_router import RouterRequest, Subscribe
 from posmon.actors.price_slot import PriceSlot
+from posmon.actors.risk_guard import RiskGuard
 from posmon.actors.supervisor import RestartPolicy, supervise
 from posmon.domain.orders import Side
 from posmon.metrics import Metrics
@@ -59,6 +60,7 @@ class PositionDirectory:
         clock: Callable[[], float],
         policy: RestartPolicy,
         unmonitored: set[str] | None = None,
+        risk: RiskGuard | None = None,
     ) -> None:
         self._nursery = nursery
         self._config_for = config_for
@@ -72,6 +74,7 @@ class PositionDirectory:
         self._actors: dict[Key, _Entry] = {}
         # Symbols the operator stopped monitoring (mirrors the store): no actor is started for them.
         self.unmonitored: set[str] = set(unmonitored or ())
+        self._risk = risk
 
     def __contains__(self, key: Key) -> bool:
         return key in self._actors
@@ -143,6 +146,7 @@ class PositionDirectory:
             store=self._store,
             metrics=self._metrics,
             clock=self._clock,
+            risk=self._risk,
         )
 
         def make_run() -> Callable[..., Any]:

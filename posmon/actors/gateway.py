@@ -29,8 +29,10 @@ import trio
 from posmon.actors.messages import (
     AccountSnapshot,
     Action,
+    BalanceAnswer,
     CancelOrders,
     FetchAccount,
+    FetchBalance,
     GatewayRequest,
     OrderResult,
     OrderResults,
@@ -58,7 +60,7 @@ from posmon.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-R = TypeVar("R", PlaceOrders, CancelOrders, QueryOrders, FetchAccount)
+R = TypeVar("R", PlaceOrders, CancelOrders, QueryOrders, FetchAccount, FetchBalance)
 
 
 @dataclass(slots=True, eq=False)  # identity-hashed: it borrows a CapacityLimiter token
@@ -292,6 +294,8 @@ class OrderGateway:
                 return _Job([first], 0)  # each lookup is paced on its own
             case FetchAccount() as head:
                 return self._account_job(first, head)
+            case FetchBalance():
+                return _Job([first], limits.balance_weight)
             case unexpected:
                 assert_never(unexpected)
 
@@ -428,6 +432,8 @@ class OrderGateway:
                         split = snapshot.by_symbol()
                         for f in job.all_of(FetchAccount):
                             await self._reply(f, f.reply_to, snapshot.of(f.symbol, split))
+                case FetchBalance() as head:
+                    await self._reply(head, head.reply_to, await self._fetch_balance())
                 case unexpected:
                     assert_never(unexpected)
         finally:
@@ -450,6 +456,9 @@ class OrderGateway:
                 self._reply_nowait(request, request.reply_to, _unknown_answer(request))
             case FetchAccount():
                 self._reply_nowait(request, request.reply_to, _unknown_answer(request))
+            case FetchBalance():
+                error = OutcomeUnknown("the gateway restarted before the answer came", request="balance")
+                self._reply_nowait(request, request.reply_to, BalanceAnswer(None, error))
             case unexpected:
                 assert_never(unexpected)
 
@@ -685,12 +694,21 @@ class OrderGateway:
             return AccountSnapshot(tuple(positions), tuple(orders))
         return AccountSnapshot((), (), error=last)
 
+    async def _fetch_balance(self) -> BalanceAnswer:
+        """One try: whoever asked (an operator's entry) is waiting, and a later check asks again."""
+        try:
+            return BalanceAnswer(await self._call("balance", self.venue.balance))
+        except VenueError as exc:
+            if isinstance(exc, ClockSkew | NonceExpired):
+                await self._sync_time()
+            return BalanceAnswer(None, exc)
+
 
 @overload
 def _unknown_answer(request: PlaceOrders | CancelOrders | QueryOrders) -> OrderResults: ...
 @overload
 def _unknown_answer(request: FetchAccount) -> AccountSnapshot: ...
-def _unknown_answer(request: GatewayRequest) -> OrderResults | AccountSnapshot:
+def _unknown_answer(request: PlaceOrders | CancelOrders | QueryOrders | FetchAccount) -> OrderResults | AccountSnapshot:
     """What a request's requester hears when the gateway died with it in flight: every outcome unknown."""
     match request:
         case PlaceOrders():

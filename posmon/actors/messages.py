@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import trio
@@ -65,7 +66,15 @@ class FetchAccount:
     priority: Priority = Priority.PROTECT
 
 
-GatewayRequest = PlaceOrders | CancelOrders | QueryOrders | FetchAccount
+@dataclass(frozen=True, slots=True)
+class FetchBalance:
+    """The account's balance, for the risk limits (one venue call, paced like every other)."""
+
+    reply_to: trio.MemorySendChannel[BalanceAnswer]
+    priority: Priority = Priority.PROTECT
+
+
+GatewayRequest = PlaceOrders | CancelOrders | QueryOrders | FetchAccount | FetchBalance
 
 
 # --- from the order gateway -------------------------------------------------------------------------------
@@ -125,6 +134,14 @@ class AccountSnapshot:
             return self
         split = self.by_symbol() if split is None else split
         return split.get(symbol) or AccountSnapshot((), (), self.error)
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceAnswer:
+    """The balance the venue reported, or why there is none."""
+
+    balance: Decimal | None
+    error: VenueError | None = None
 
 
 # --- to a position actor ----------------------------------------------------------------------------------

@@ -56,6 +56,7 @@ from posmon.actors.messages import (
     StopMonitoring,
 )
 from posmon.actors.price_slot import PriceSlot
+from posmon.actors.risk_guard import RiskGuard, growth
 from posmon.domain.exitplan import after_level_filled, moved_stop, trailing_stop
 from posmon.domain.exits import CloseSlippage, EmulatedExits, ExitContext, ExitPolicy, RestingExits
 from posmon.domain.orders import OrderState, OrderStatus, Purpose, Side, SymbolRules, WorkingType
@@ -188,6 +189,7 @@ class ActorLinks:
     store: Store
     metrics: Metrics
     clock: Callable[[], float]
+    risk: RiskGuard | None = None  # the account-wide risk limits; None when none is configured
 
 
 class PositionActor:
@@ -686,6 +688,8 @@ class PositionActor:
             symbol=c.symbol,
             side=c.side,
         )
+        if self.links.risk is not None and self._breaches_limit(qty, price, decision, source=source, at=at):
+            return
         kinds = {
             t.id: (NoticeKind.TRANCHE_OPENED if t.id not in self.tranches else NoticeKind.TRANCHE_EXTENDED)
             for t in decision.changed
@@ -710,6 +714,80 @@ class PositionActor:
         )
         for t in decision.changed:
             self._notice(kinds[t.id], t, f"tranche {t.id} {t.qty} @ {self._shown(t.entry)} TP {t.tp} SL {t.sl}")
+
+    def _breaches_limit(
+        self, qty: Decimal, price: Decimal, decision: EntryDecision, *, source: str, at: float | None
+    ) -> bool:
+        """A fill from elsewhere that breaks a risk limit is told to the operator; with ``close_breaching_fills``
+        it becomes its own tranche, closed at once through the normal close (True: the fill is dealt with).
+
+        Its own tranche, not the one it would have joined: only the fill's quantity is closed, never the older
+        exposure that kept inside the limits.
+        """
+        guard, c = self.links.risk, self.cfg
+        assert guard is not None
+        after = {t.id: t for t in self.tranches.values()}
+        after.update((t.id, t) for t in decision.changed)
+        for t in decision.removed:
+            after.pop(t.id, None)
+        entry = growth(
+            c.symbol,
+            c.side,
+            qty,
+            price,
+            ((t.qty, t.entry, t.sl) for t in self.tranches.values()),
+            ((t.qty, t.entry, t.sl) for t in after.values()),
+        )
+        breach = guard.check_fill(entry)
+        if breach is None:
+            return False
+        close = guard.closes_breaching_fills(c.symbol)
+        self.links.metrics.inc("risk_limit_breaches", venue=c.venue, limit=breach.name)
+        log.warning("%s: fill %s of %s @ %s from outside posmon breaks %s", self.name, source, qty, price, breach.text)
+        data: dict[str, Any] = {
+            "limit": breach.name,
+            "limit_value": str(breach.limit),
+            "value": str(breach.value),
+            "source": source,
+        }
+        if not close:
+            self._notice(
+                NoticeKind.RISK_LIMIT,
+                None,
+                f"a fill of {qty} @ {price} from outside posmon breaks {breach.text}; left open "
+                "(close_breaching_fills is off)",
+                needs_human=True,
+                **data,
+            )
+            return False
+        t = new_tranche(
+            id=self.store.allocate_tranche_id(),
+            venue=c.venue,
+            symbol=c.symbol,
+            side=c.side,
+            index=max((t.index for t in self.tranches.values()), default=-1) + 1,
+            qty=qty,
+            price=price,
+            now=self.links.clock(),
+            risk=c.risk,
+            rules=c.rules,
+        )
+        self.tranches[t.id] = t
+        self._persist(
+            Changes(
+                tranches=[t],
+                events=[self._event(NoticeKind.TRANCHE_OPENED, t, qty=qty, price=price, entry=t.entry, **data)],
+            )
+        )
+        self._notice(
+            NoticeKind.RISK_LIMIT,
+            t,
+            f"a fill of {qty} @ {price} from outside posmon breaks {breach.text}; closing it at market "
+            f"(tranche {t.id})",
+            **data,
+        )
+        self._start_close(t, ExitReason.RISK_LIMIT)
+        return True
 
     def _on_external_reduction(
         self, qty: Decimal, *, source: str, price: Decimal | None, reason: ExitReason = ExitReason.EXTERNAL

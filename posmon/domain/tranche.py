@@ -33,6 +33,7 @@ class ExitReason(enum.StrEnum):
     PROTECTION_FAILED = "PROTECTION_FAILED"  # its TP/SL was refused and protection_failure_action is "close"
     CLOSE = "CLOSE"  # a close order of posmon's filled for a tranche not marked closing
     UNMONITORED = "UNMONITORED"  # the operator stopped monitoring the symbol: forgotten, the position left open
+    RISK_LIMIT = "RISK_LIMIT"  # a fill from elsewhere broke a risk limit and close_breaching_fills closed it
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Protocol
 
 from posmon.domain.exits import CloseSlippage
@@ -48,6 +49,7 @@ class RateLimits:
     max_batch_place: int = 5
     max_batch_cancel: int = 10
     mark_prices_weight: int = 1  # one REST read of every mark (the price router's fallback while its stream is stale)
+    balance_weight: int = 5  # one read of the account's balance (the risk limits' max_risk_per_position_pct)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +122,12 @@ class Venue(Protocol):
 
     async def mark_prices(self) -> list[MarkPrice]:
         """REST snapshot of mark prices, used while the price stream is down."""
+        ...
+
+    async def balance(self) -> Decimal:
+        """The account's balance in the quote currency (one REST call), which ``max_risk_per_position_pct`` is a
+        share of: Aster's USDT wallet balance, Lighter's collateral. Raises like any read (``OutcomeUnknown``,
+        ``RateLimited``, ...)."""
         ...
 
     def connect_prices(self, symbols: Sequence[str]) -> AbstractAsyncContextManager[FrameStream]: ...

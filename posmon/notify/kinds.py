@@ -18,6 +18,7 @@ class NoticeKind(enum.StrEnum):
     CLOSE_FAILED = "close_failed"  # a close could not fill (attempts used up, or the slippage cap)
     POSITION_SHRUNK = "position_shrunk"  # the position was reduced outside posmon; tranches resized
     DOUBLE_EXIT = "double_exit"  # both legs of a tranche filled (needs a human)
+    RISK_LIMIT = "risk_limit"  # a fill from elsewhere broke a risk limit (closed with close_breaching_fills)
     # raised by the notify package
     STREAM_DOWN = "stream_down"  # a venue's price stream silent for stream_down_seconds
     STREAM_RESTORED = "stream_restored"  # ... and back

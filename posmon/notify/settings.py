@@ -26,6 +26,7 @@ DEFAULT_KINDS = (
     NoticeKind.EXIT,
     NoticeKind.PROTECTION_FAILED,
     NoticeKind.CLOSE_FAILED,
+    NoticeKind.RISK_LIMIT,
     NoticeKind.STREAM_DOWN,
     NoticeKind.STREAM_RESTORED,
     NoticeKind.RESTART_BUDGET_EXHAUSTED,

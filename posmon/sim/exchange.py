@@ -30,6 +30,9 @@ from posmon.sim.faults import CallFaults
 _T = TypeVar("_T")
 
 
+DEFAULT_DEPOSIT = Decimal(100_000)
+
+
 def _ms(t: float) -> int:
     return round(t * 1000)
 
@@ -56,6 +59,8 @@ class SimExchange:
         self._user_subscribers: list[trio.MemorySendChannel[bytes]] = []
         self._mark_times: dict[str, float] = {}
         self._external_ids = itertools.count(1)
+        # What the account was funded with, in the quote currency; its balance adds every realized PnL.
+        self.deposit = DEFAULT_DEPOSIT
 
     # ---- streams ------------------------------------------------------------------------------------------------
 
@@ -304,6 +309,14 @@ class SimExchange:
 
     def positions(self) -> list[PositionState]:
         return self._call("positions", self.engine.positions)
+
+    def balance(self) -> Decimal:
+        """The account's wallet balance: its deposit plus the realized PnL of every closing fill."""
+
+        def run() -> Decimal:
+            return self.deposit + sum((self.engine.realized_pnl(s) for s in self.engine.rules), Decimal(0))
+
+        return self._call("balance", run)
 
     def mark_prices(self) -> list[MarkPrice]:
         def run() -> list[MarkPrice]:

@@ -59,6 +59,7 @@ class FaultQueue(Generic[K, F]):
 CALL_NAMES = frozenset(
     {
         "load_rules",
+        "balance",
         "place_orders",
         "cancel_orders",
         "query_order",

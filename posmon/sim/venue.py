@@ -129,6 +129,11 @@ class SimVenue:
         await self._io()
         return self.exchange.mark_prices()
 
+    async def balance(self) -> Decimal:
+        """Like Aster's ``GET /fapi/v3/balance``: the wallet balance."""
+        await self._io()
+        return self.exchange.balance()
+
     @asynccontextmanager
     async def connect_prices(self, symbols: Sequence[str]) -> AsyncIterator[FrameStream]:
         """All symbols' marks, like ``!markPrice@arr@1s``; the caller keeps the ones it wants."""

@@ -28,6 +28,7 @@ def test_close_reasons_keep_the_strings_the_store_holds() -> None:
             "PROTECTION_FAILED",
             "CLOSE",
             "UNMONITORED",
+            "RISK_LIMIT",
         )
     }
 
@@ -41,6 +42,7 @@ def test_notice_kinds_keep_their_strings_and_every_one_can_be_chosen() -> None:
         "close_failed",
         "position_shrunk",
         "double_exit",
+        "risk_limit",
         "stream_down",
         "stream_restored",
         "restart_budget_exhausted",

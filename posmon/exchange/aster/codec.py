@@ -399,6 +399,22 @@ def parse_positions(data: Any) -> list[PositionState]:
     return out
 
 
+def parse_balance(data: Any, asset: str = "USDT") -> Decimal:
+    """``GET /fapi/v2/balance`` (v3: ``/fapi/v3/balance``): ``asset``'s wallet balance (``balance``).
+
+    The wallet balance, not the margin balance (wallet plus unrealized PnL): the risk limits measure a stop's
+    loss against what the account holds, not against what its open positions happen to show this second. An
+    account without the asset holds 0 of it.
+    """
+    if not isinstance(data, list):
+        raise MalformedMessage(f"balance answer is not a list: {fields.show(data)}")
+    for item in data:
+        entry = fields.as_object(item, "balance entry")
+        if entry.get("asset") == asset:
+            return fields.decimal(entry, "balance")
+    return Decimal(0)
+
+
 def parse_mark_prices(data: Any) -> list[MarkPrice]:
     """premiumIndex (one object or the all-symbols array); symbols without a mark yet ("0") are left out."""
     items = data if isinstance(data, list) else [data]

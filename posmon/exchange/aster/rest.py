@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import httpx
@@ -112,6 +113,7 @@ class AsterRest:
         self._v3 = settings.auth == "v3"
         self._prefix = "/fapi/v3" if self._v3 else "/fapi/v1"
         self._positions_path = "/fapi/v3/positionRisk" if self._v3 else "/fapi/v2/positionRisk"
+        self._balance_path = "/fapi/v3/balance" if self._v3 else "/fapi/v2/balance"
 
     def __repr__(self) -> str:
         return f"AsterRest({self.settings.rest_url!r}, auth={self.settings.auth!r})"
@@ -212,6 +214,11 @@ class AsterRest:
         """Every non-zero position, or one symbol's (v2 path with v1 auth, v3 path with v3 auth)."""
         data = await self._call("GET", self._positions_path, [("symbol", symbol)] if symbol else (), raw_list=True)
         return self._parsed(codec.parse_positions, data, f"GET {self._positions_path}")
+
+    async def balance(self) -> Decimal:
+        """The USDT wallet balance (v2 path with v1 auth, v3 path with v3 auth; weight 5)."""
+        data = await self._call("GET", self._balance_path)
+        return self._parsed(codec.parse_balance, data, f"GET {self._balance_path}")
 
     async def position_mode(self) -> bool:
         """True when the account is in hedge (dual-side) mode."""

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from decimal import Decimal
 
 import httpx
 
@@ -161,6 +162,10 @@ class AsterVenue:
             wanted = set(self.settings.symbols)
             marks = [m for m in marks if m.symbol in wanted]
         return marks
+
+    async def balance(self) -> Decimal:
+        """The USDT wallet balance: ``GET /fapi/v2/balance`` (v3: ``/fapi/v3/balance``)."""
+        return await self.rest.balance()
 
     async def position_mode(self) -> bool:
         """True when the account is in hedge mode (compare with ``daemon.hedge_mode`` before trading)."""

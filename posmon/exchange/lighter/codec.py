@@ -295,6 +295,19 @@ def parse_account_positions(data: Any, markets: MarketTable) -> list[PositionSta
     return [p for item in positions for p in _position(fields.as_object(item, "position"), markets) if p.qty > 0]
 
 
+def parse_account_collateral(data: Any) -> Decimal:
+    """``GET /api/v1/account?by=index``: the (first) account's ``collateral``, what it holds in USDC.
+
+    Collateral, not the total asset value (collateral plus unrealized PnL): the risk limits measure a stop's
+    loss against what the account holds, as Aster's wallet balance does.
+    """
+    answer = fields.as_object(data, "account answer")
+    accounts = fields.required(answer, "accounts")
+    if not isinstance(accounts, list) or not accounts:
+        raise MalformedMessage(f"'accounts' is not a non-empty list: {fields.show(accounts)}")
+    return fields.decimal(fields.as_object(accounts[0], "account"), "collateral")
+
+
 def open_order_markets(data: Any) -> list[int]:
     """Market ids where the account answer says orders are open (``open_order_count`` / ``pending_order_count``)."""
     answer = fields.as_object(data, "account answer")

@@ -78,6 +78,7 @@ LIMITS: dict[str, RateLimits] = {
         open_orders_weight=4,
         open_orders_symbol_weight=1,
         positions_weight=1,
+        balance_weight=1,  # the same account read
         max_batch_place=MAX_BATCH,
         max_batch_cancel=MAX_BATCH,
         mark_prices_weight=1,
@@ -93,6 +94,7 @@ LIMITS: dict[str, RateLimits] = {
         open_orders_weight=1200,
         open_orders_symbol_weight=300,
         positions_weight=300,
+        balance_weight=300,  # the same account read
         max_batch_place=MAX_BATCH,
         max_batch_cancel=MAX_BATCH,
         mark_prices_weight=300,
@@ -487,6 +489,12 @@ class LighterVenue:
             codec.parse_account_positions, data, "GET /api/v1/account", self.markets
         )
         return [p for p in positions if symbol is None or p.symbol == symbol]
+
+    async def balance(self) -> Decimal:
+        """The account's collateral (``GET /api/v1/account``, the read ``positions`` makes)."""
+        data = await self.rest.account()
+        collateral: Decimal = parsed(codec.parse_account_collateral, data, "GET /api/v1/account")
+        return collateral
 
     async def mark_prices(self) -> list[MarkPrice]:
         data = await self.rest.order_book_details()

@@ -40,6 +40,35 @@ def position_risk(ctx: Ctx) -> list[dict[str, Any]]:
     return rows
 
 
+def balance(ctx: Ctx) -> list[dict[str, Any]]:
+    """``GET /fapi/v2/balance`` (v3 the same): the USDT asset (the wallet balance, and with unrealized PnL)."""
+    sim = ctx.sim
+    wallet = sim.exchange.balance()
+    engine = sim.exchange.engine
+    unrealized = sum(
+        (
+            (mark - pos.entry_price) * pos.qty * pos.side.sign
+            for pos in engine.positions()
+            if (mark := engine.mark(pos.symbol)) is not None
+        ),
+        Decimal(0),
+    )
+    available = wallet + unrealized
+    return [
+        {
+            "accountAlias": "SgsR",
+            "asset": "USDT",
+            "balance": fmt(wallet),
+            "crossWalletBalance": fmt(wallet),
+            "crossUnPnl": fmt(unrealized),
+            "availableBalance": fmt(available),
+            "maxWithdrawAmount": fmt(available),
+            "marginAvailable": True,
+            "updateTime": sim.now_ms(),
+        }
+    ]
+
+
 def position_mode(ctx: Ctx) -> dict[str, Any]:
     return {"dualSidePosition": ctx.sim.exchange.hedge_mode}
 

@@ -60,6 +60,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("DELETE", _v("batchOrders"), S, trading.cancel_batch, _fixed(1), _fixed(0)),
     Endpoint("DELETE", _v("allOpenOrders"), S, trading.cancel_all, _fixed(1), _fixed(0)),
     Endpoint("GET", _v("positionRisk", v1="v2"), S, account.position_risk, _fixed(5), _fixed(0)),
+    Endpoint("GET", _v("balance", v1="v2"), S, account.balance, _fixed(5), _fixed(0)),
     Endpoint("GET", _v("positionSide/dual"), S, account.position_mode, _fixed(30), _fixed(0)),
     Endpoint("POST", _v("positionSide/dual"), S, account.change_position_mode, _fixed(1), _fixed(0)),
     Endpoint("GET", _v("leverageBracket"), S, account.leverage_bracket, _fixed(1), _fixed(0)),
