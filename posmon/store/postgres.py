@@ -159,6 +159,7 @@ def _check_url(url: str) -> None:
 class PgStore(Store):
     """``Store`` on a PostgreSQL database (see the module's docstring for what differs from SQLite)."""
 
+    dialect = POSTGRES
     _errors = (psycopg.Error,) if psycopg is not None else ()
 
     def __init__(self, db: PgConn, writer: PgConn, *, clock: Any = time.time, url: str, threaded: bool = True) -> None:

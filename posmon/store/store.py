@@ -39,7 +39,7 @@ from posmon.domain.tranche import Risk, Tranche
 from posmon.store.errors import StoreBusy, StoreError, StoreUnavailable
 from posmon.store.history import History, query_history
 from posmon.store.location import is_url
-from posmon.store.schema import SCHEMA_VERSION, Connection, migrate, schema_problems
+from posmon.store.schema import SCHEMA_VERSION, SQLITE, Connection, migrate, schema_problems
 
 log = logging.getLogger(__name__)
 
@@ -474,6 +474,7 @@ class Store:
             log.warning("store %s is writable again after %.1f s", self.path, time.monotonic() - self.busy_since)
             self.busy_since = None
 
+    dialect = SQLITE  # how the schema is spelled on this backend (``posmon.store.schema``)
     # The driver's error class, turned into one-line ``StoreError``s by ``_failed``.
     _errors: tuple[type[Exception], ...] = (sqlite3.Error,)
 
