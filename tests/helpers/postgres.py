@@ -13,6 +13,7 @@ Without the binaries (or psycopg) the tests that need the server skip, except un
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import pwd
@@ -46,7 +47,10 @@ def find_bindir() -> Path | None:
 
 def unavailable(why: str) -> None:
     """Skip (or fail under ``CI=true``) a test that needs the server."""
-    message = f"{why}: PostgreSQL tests need Debian's postgresql package (make test installs it; or apt-get install postgresql)"
+    message = (
+        f"{why}: PostgreSQL tests need Debian's postgresql package (make test installs it; or apt-get install "
+        "postgresql)"
+    )
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
@@ -114,10 +118,8 @@ class PostgresServer:
         return f"{self.admin_url()}&options={quote(f'-c search_path={schema}')}"
 
     def cleanup(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.SubprocessError):
             self.stop()
-        except subprocess.SubprocessError:
-            pass
         shutil.rmtree(self.root, ignore_errors=True)
 
 

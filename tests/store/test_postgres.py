@@ -31,9 +31,10 @@ def opened(tid: int, symbol: str) -> Changes:
     )
 
 
-async def until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
-    with trio.fail_after(timeout):
-        while not condition():
+async def until(condition: Callable[[], bool]) -> None:
+    """A bounded wait for what a worker thread sets (no trio event to wait on there)."""
+    with trio.fail_after(WAIT):
+        while not condition():  # noqa: ASYNC110
             await trio.sleep(0.01)
 
 
@@ -63,7 +64,7 @@ def test_a_database_of_another_application_is_refused(postgres, pg_url):
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("CREATE TABLE invoices (id INTEGER)")
-    with pytest.raises(StoreError, match="not a posmon store .* invoices"):
+    with pytest.raises(StoreError, match=r"not a posmon store .* invoices"):
         Store.open(pg_url)
 
 
