@@ -173,7 +173,7 @@ class PgStore(Store):
         self._doubt = False  # the writer lost its connection during a transaction: check its marker first
 
     @classmethod
-    def open(  # type: ignore[override]
+    def open(
         cls,
         path: Any,
         *,

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 import trio
@@ -40,6 +40,9 @@ from posmon.store.errors import StoreBusy, StoreError, StoreUnavailable
 from posmon.store.history import History, query_history
 from posmon.store.location import is_url
 from posmon.store.schema import SCHEMA_VERSION, SQLITE, Connection, migrate, schema_problems
+
+if TYPE_CHECKING:
+    from posmon.store.postgres import PgConn
 
 log = logging.getLogger(__name__)
 
@@ -370,7 +373,7 @@ class Store:
 
     def __init__(
         self,
-        db: Database,
+        db: Database | PgConn,
         *,
         clock=time.time,
         path: str | Path = ":memory:",
