@@ -109,11 +109,22 @@ class _Table:
         name = name or f"idx_{self.name}_{'_'.join(columns)}"
         self.m.execute(f"CREATE INDEX {_q(name)} ON {_q(self.name)} ({', '.join(map(_q, columns))})")
 
+    def add_column(self, name: str, col_type: type = str, *, not_null_default: Any = None) -> None:
+        """sqlite-utils' spelling of ``Migration.add_column`` (a NOT NULL column needs its default)."""
+        default = None if not_null_default is None else _literal(not_null_default)
+        self.m.add_column(self.name, name, col_type, not_null=default is not None, default=default)
+
     def insert(self, row: dict[str, Any]) -> None:
         self.m.execute(
             f"INSERT INTO {_q(self.name)} ({', '.join(map(_q, row))}) VALUES ({', '.join('?' * len(row))})",
             list(row.values()),
         )
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, bool | int | float):
+        return str(int(value) if isinstance(value, bool) else value)
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 class Migration:

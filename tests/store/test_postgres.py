@@ -166,3 +166,10 @@ async def test_the_fence_runs_inside_every_write_transaction_and_refusing_writes
         store.apply(opened(3, "CUSDT"))
     assert seen == [True, True, True]
     assert [t.id for t in store.open_tranches()] == [1, 2]
+
+
+def test_both_backends_get_the_same_tables_and_columns_from_the_one_definition(store):
+    from posmon.store.schema import POSTGRES, _table_columns, expected_columns
+
+    on_postgres = {t: cols - {"rowid"} for t, cols in _table_columns(store.db, POSTGRES).items()}
+    assert on_postgres == {t: set(cols) for t, cols in expected_columns().items()}  # SQLite's, from the same code
