@@ -12,9 +12,13 @@ import trio
 
 from posmon.cli.exit_codes import ExitCode
 from posmon.store.schema import SCHEMA_VERSION
+from tests.helpers.postgres import require_psycopg
 from tests.test_startup_failures import assert_nothing_started, assert_one_line_failure, run_posmon, write_config
 
-pytest.importorskip("psycopg")  # a declared dependency: absent only from an install that predates it
+
+@pytest.fixture(autouse=True)
+def _driver():
+    require_psycopg()
 
 
 async def test_a_malformed_postgresql_url_is_one_line_and_exit_4(tmp_path):

@@ -45,12 +45,8 @@ def find_bindir() -> Path | None:
     return None
 
 
-def unavailable(why: str) -> None:
-    """Skip (or fail under ``CI=true``) a test that needs the server."""
-    message = (
-        f"{why}: PostgreSQL tests need Debian's postgresql package (make test installs it; or apt-get install "
-        "postgresql)"
-    )
+def unavailable(message: str) -> None:
+    """Skip (or fail under ``CI=true``) a test that needs the server or the driver."""
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
@@ -123,15 +119,22 @@ class PostgresServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def require_psycopg() -> None:
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        unavailable("psycopg is not installed: pip install 'psycopg[binary]' (a posmon dependency; make installs it)")
+
+
 def start_server() -> PostgresServer:
     """initdb and start a server in a fresh temporary directory (skips without binaries or psycopg)."""
     bindir = find_bindir()
     if bindir is None:
-        unavailable("initdb/pg_ctl not found on PATH or under /usr/lib/postgresql/*/bin")
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        unavailable("psycopg is not installed (pip install 'psycopg[binary]', a posmon dependency)")
+        unavailable(
+            "initdb/pg_ctl not found on PATH or under /usr/lib/postgresql/*/bin: PostgreSQL tests need Debian's "
+            "postgresql package (make test installs it; or apt-get install postgresql)"
+        )
+    require_psycopg()
     root = Path(tempfile.mkdtemp(prefix="posmon-pg-"))
     if os.geteuid() == 0:
         nobody = pwd.getpwnam("nobody")

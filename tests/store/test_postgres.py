@@ -17,6 +17,7 @@ from posmon.domain.orders import Side
 from posmon.domain.tranche import Tranche
 from posmon.store.errors import StoreBusy, StoreError, StoreUnavailable
 from posmon.store.store import Changes, Event, Store
+from tests.helpers.postgres import require_psycopg
 
 WAIT = 30.0  # seconds: generous for a loaded 2-core machine
 
@@ -36,6 +37,11 @@ async def until(condition: Callable[[], bool]) -> None:
     with trio.fail_after(WAIT):
         while not condition():  # noqa: ASYNC110
             await trio.sleep(0.01)
+
+
+@pytest.fixture(autouse=True)
+def _driver():
+    require_psycopg()
 
 
 @pytest.fixture
