@@ -23,10 +23,18 @@ from typing import Any, Protocol
 import trio
 
 from posmon.actors.messages import CloseTranches, EntryOutcome, OpenEntry, ResumeMonitoring, StopMonitoring
+from posmon.domain.exitplan import (  # the plan's own rules, so status says exactly what the actor acts on
+    breakeven_earned,
+    breakeven_stop,
+    level_price,
+    level_qty,
+    pct_text,
+    trailing_active,
+)
 from posmon.domain.orders import OrderRequest, OrderType, Purpose, Side, SymbolRules
 from posmon.domain.protection import LocalState, OrderRecord, client_order_id, worst_price
 from posmon.domain.rounding import quantize_qty
-from posmon.domain.tranche import ExitReason, Risk, exit_prices, realized_pnl
+from posmon.domain.tranche import ExitReason, Risk, Tranche, exit_prices, realized_pnl
 from posmon.exchange.errors import OutcomeUnknown, RateLimited, Rejected
 from posmon.store.history import History
 
@@ -138,6 +146,97 @@ class TrancheView:
     exits: str  # "exchange" (resting TP/SL orders) or "emulated" (watched by posmon)
     exits_live: bool = False  # both exits would fire now: working on the venue, or watched by a running actor
     exit_orders: dict[str, str] = field(default_factory=dict)  # "tp"/"sl" -> one of EXIT_STATES
+    plan: PlanView | None = None  # its exit plan and what it did so far; None: one TP, one SL
+
+
+@dataclass(frozen=True, slots=True)
+class LadderLevelView:
+    pct: Decimal  # from the entry
+    share: Decimal  # percent of the tranche
+    price: Decimal | None  # its TP (None: no trading rules for the symbol)
+    filled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LadderView:
+    level: int  # levels filled so far
+    of: int  # levels in all
+    tp: Decimal  # the current level's TP (the tranche's ``tp``)
+    level_qty: Decimal | None  # what the current level closes (None: no trading rules to size it)
+    levels: list[LadderLevelView]
+
+
+@dataclass(frozen=True, slots=True)
+class TrailingView:
+    active: bool  # the profit reached the activation: the stop follows the best mark
+    activation_pct: Decimal
+    callback_pct: Decimal
+    min_step_pct: Decimal
+    best_mark: Decimal | None  # as of the last time it moved the stop
+    stop: Decimal | None  # the stop held now while active, else None
+
+
+@dataclass(frozen=True, slots=True)
+class BreakEvenView:
+    earned: bool  # the stop has been moved to the entry plus the offset
+    after_tp: int  # ladder levels that earn it (0: not on fills)
+    offset_pct: Decimal
+    trigger_pct: Decimal | None  # the gain that earns it (None: not on the mark)
+    stop: Decimal | None  # the break-even stop price (None: no trading rules for the symbol)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanView:
+    """A tranche's exit plan for people: ``describe`` the plan, ``summary`` its state in a few characters
+    ("TP 2/3 TRAIL BE@TP2"), and each part's state in fields."""
+
+    describe: str
+    summary: str
+    ladder: LadderView | None
+    trailing: TrailingView | None
+    breakeven: BreakEvenView | None
+
+
+def plan_view(t: Tranche, rules: SymbolRules | None) -> PlanView | None:
+    """What status shows of ``t``'s plan (None for the empty plan: the fields stay as they always were)."""
+    plan = t.plan
+    if not plan:
+        return None
+    parts = []
+    ladder = trailing = breakeven = None
+    if levels := plan.tp_levels:
+        n = len(levels)
+        parts.append(f"TP {min(t.level + 1, n)}/{n}")
+        ladder = LadderView(
+            level=t.level,
+            of=n,
+            tp=t.tp,
+            level_qty=None if rules is None else level_qty(t, rules),
+            levels=[
+                LadderLevelView(
+                    lv.pct,
+                    lv.share,
+                    None if rules is None else level_price(t.side, t.entry, lv.pct, rules),
+                    i < t.level,
+                )
+                for i, lv in enumerate(levels)
+            ],
+        )
+    if (tr := plan.trailing) is not None:
+        active = trailing_active(t)
+        parts.append("TRAIL" if active else f"TRAIL@+{pct_text(tr.activation_pct)}%")
+        trailing = TrailingView(
+            active, tr.activation_pct, tr.callback_pct, tr.min_step_pct, t.best_mark, t.sl if active else None
+        )
+    if (be := plan.breakeven) is not None:
+        earned = breakeven_earned(t)
+        when = ([f"TP{be.after_tp}"] if be.after_tp else []) + (
+            [f"+{pct_text(be.trigger_pct)}%"] if be.trigger_pct is not None else []
+        )
+        parts.append("BE" if earned else "BE@" + "/".join(when))
+        stop = None if rules is None else breakeven_stop(t.side, t.entry, be.offset_pct, rules)
+        breakeven = BreakEvenView(earned, be.after_tp, be.offset_pct, be.trigger_pct, stop)
+    return PlanView(plan.describe(), " ".join(parts), ladder, trailing, breakeven)
 
 
 # What ``TrancheView.exit_orders`` says of each leg. Resting exits: the best state of posmon's orders for it
@@ -435,6 +534,7 @@ class DaemonControl:
                     exits=emulated,
                     exits_live=live,
                     exit_orders=legs,
+                    plan=plan_view(t, d.rules.get(t.symbol)) if t.plan else None,
                 )
             )
         name = d.venue.name

@@ -119,6 +119,65 @@ def _closed_tranche() -> dict[str, Any]:
     return {"type": "object", "required": list(properties), "properties": properties}
 
 
+def _exit_plan() -> dict[str, Any]:
+    """A tranche's ``plan`` in the status: null for one TP and one SL, else the plan and what it did so far."""
+    pct = {**_DECIMAL, "description": "percent"}
+    ladder = {
+        "type": ["object", "null"],
+        "description": "take-profit ladder: one level rests at a time",
+        "properties": {
+            "level": {"type": "integer", "description": "levels filled so far"},
+            "of": {"type": "integer", "description": "levels in all"},
+            "tp": {**_DECIMAL, "description": "the current level's TP (the tranche's tp)"},
+            "level_qty": {**_NULLABLE_DECIMAL, "description": "what the current level closes"},
+            "levels": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "pct": pct,
+                        "share": {**_DECIMAL, "description": "percent of the tranche"},
+                        "price": _NULLABLE_DECIMAL,
+                        "filled": {"type": "boolean"},
+                    },
+                },
+            },
+        },
+    }
+    trailing = {
+        "type": ["object", "null"],
+        "properties": {
+            "active": {"type": "boolean", "description": "the stop follows the best mark"},
+            "activation_pct": pct,
+            "callback_pct": pct,
+            "min_step_pct": pct,
+            "best_mark": {**_NULLABLE_DECIMAL, "description": "as of the last time it moved the stop"},
+            "stop": {**_NULLABLE_DECIMAL, "description": "the stop held now while active"},
+        },
+    }
+    breakeven = {
+        "type": ["object", "null"],
+        "properties": {
+            "earned": {"type": "boolean", "description": "the stop was moved to the entry plus the offset"},
+            "after_tp": {"type": "integer", "description": "ladder levels that earn it (0: not on fills)"},
+            "offset_pct": pct,
+            "trigger_pct": {**_NULLABLE_DECIMAL, "description": "gain that earns it (null: not on the mark)"},
+            "stop": {**_NULLABLE_DECIMAL, "description": "the break-even stop price"},
+        },
+    }
+    return {
+        "type": ["object", "null"],
+        "description": "its exit plan; null: one TP, one SL",
+        "properties": {
+            "describe": {"type": "string"},
+            "summary": {"type": "string", "description": "its state in short, e.g. 'TP 2/3 TRAIL BE@TP2'"},
+            "ladder": ladder,
+            "trailing": trailing,
+            "breakeven": breakeven,
+        },
+    }
+
+
 def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
     """The document; ``bearer_required``: whether this daemon has a token (else the bearer scheme is optional)."""
     tranche = {
@@ -155,6 +214,7 @@ def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
                     "sl": {"type": "string", "enum": list(EXIT_STATES)},
                 },
             },
+            "plan": _exit_plan(),
         },
     }
     stopped = {

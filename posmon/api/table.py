@@ -89,6 +89,12 @@ def exits_live(t: Mapping[str, Any]) -> str:
     return "NO: " + ", ".join(down) if down else "NO"
 
 
+def plan_cell(t: Mapping[str, Any]) -> str:
+    """The exit plan's state in short (``TP 2/3 TRAIL BE``); ``-`` for one TP and one SL."""
+    plan = t.get("plan")
+    return str(plan.get("summary") or "-") if isinstance(plan, Mapping) else "-"
+
+
 def render_status(status: Mapping[str, Any]) -> str:
     state = "running" if status.get("running") else "NOT RUNNING"
     out = [f"posmon on {status.get('venue', '?')}: {state} since {_utc(status.get('started_at'))} UTC", ""]
@@ -120,7 +126,14 @@ def render_status(status: Mapping[str, Any]) -> str:
             ]
             for t in tranches
         ]
-        out.append(grid(_COLUMNS, rows))
+        if any(t.get("plan") for t in tranches):  # a column only where some tranche has an exit plan
+            for t, r in zip(tranches, rows, strict=True):
+                r.insert(_COLUMNS.index("SL") + 1, plan_cell(t))
+            columns = list(_COLUMNS)
+            columns.insert(_COLUMNS.index("SL") + 1, "PLAN")
+            out.append(grid(columns, rows))
+        else:
+            out.append(grid(_COLUMNS, rows))
     else:
         out.append("no open tranches")
     unmonitored = status.get("unmonitored") or []

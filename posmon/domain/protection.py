@@ -71,8 +71,13 @@ def protection_orders(
     prefix: str,
     working_type: WorkingType,
     hedge_mode: bool,
+    tp_qty: Decimal | None = None,
 ) -> tuple[Tranche, OrderRecord, OrderRecord]:
-    """A reduce-only TP limit and a stop-market SL for the whole tranche; returns the tranche with seq advanced."""
+    """A reduce-only TP limit and a stop-market SL; returns the tranche with seq advanced.
+
+    The SL covers the whole tranche; the TP ``tp_qty`` of it (a ladder level's share, ``exitplan.level_qty``),
+    the whole tranche when not given.
+    """
     seq = t.seq + 1
     side = t.side.closing_order_side
     ps = _position_side(t, hedge_mode)
@@ -84,7 +89,7 @@ def protection_orders(
         side=side,
         position_side=ps,
         type=OrderType.LIMIT,
-        qty=t.qty,
+        qty=t.qty if tp_qty is None else tp_qty,
         price=t.tp,
         reduce_only=reduce_only,
     )

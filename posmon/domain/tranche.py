@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
+from posmon.domain.exitplan import NO_PLAN, ExitPlan, planned_exits
 from posmon.domain.orders import Side, SymbolRules
 from posmon.domain.rounding import quantize_qty, round_down, round_toward, round_up
 
@@ -43,6 +44,7 @@ class Risk:
     tranche_pnl_increment_pct: Decimal = Decimal(5)
     max_tranches: int = 5
     max_hold_seconds: int = 0
+    plan: ExitPlan = NO_PLAN  # ladder, trailing stop, break-even (``domain.exitplan``); empty: one TP, one SL
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,11 @@ class Tranche:
     exit_qty: Decimal = Decimal(0)
     exit_value: Decimal = Decimal(0)
     fees: Decimal = Decimal(0)
+    # Its exit plan and what the plan has done so far (``domain.exitplan``): ladder levels filled, and the most
+    # favourable mark as of the last time it moved the stop.
+    plan: ExitPlan = NO_PLAN
+    level: int = 0
+    best_mark: Decimal | None = None
 
     @property
     def exit_price(self) -> Decimal | None:
@@ -164,7 +171,21 @@ def _deadline(opened_at: float, risk: Risk) -> float | None:
 
 def _repriced(t: Tranche, entry: Decimal, qty: Decimal, risk: Risk, rules: SymbolRules) -> Tranche:
     tp, sl = exit_prices(t.side, entry, risk, rules)
-    return replace(t, entry=entry, qty=qty, tp=tp, sl=sl)
+    if not t.plan and not risk.plan:
+        return replace(t, entry=entry, qty=qty, tp=tp, sl=sl)
+    # The plan's state carries over while the plan is the same; another plan starts from its first level.
+    same = t.plan == risk.plan
+    t = replace(
+        t,
+        entry=entry,
+        qty=qty,
+        tp=tp,
+        plan=risk.plan,
+        level=t.level if same else 0,
+        best_mark=t.best_mark if same else None,
+    )
+    tp, sl = planned_exits(t, sl, rules)
+    return replace(t, tp=tp, sl=sl)
 
 
 def extend_tranche(t: Tranche, *, qty: Decimal, price: Decimal, risk: Risk, rules: SymbolRules) -> Tranche:
@@ -186,7 +207,7 @@ def new_tranche(
     rules: SymbolRules,
 ) -> Tranche:
     tp, sl = exit_prices(side, price, risk, rules)
-    return Tranche(
+    t = Tranche(
         id=id,
         venue=venue,
         symbol=symbol,
@@ -198,7 +219,12 @@ def new_tranche(
         sl=sl,
         opened_at=now,
         deadline=_deadline(now, risk),
+        plan=risk.plan,
     )
+    if not risk.plan:
+        return t
+    tp, sl = planned_exits(t, sl, rules)
+    return replace(t, tp=tp, sl=sl)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,14 +4,16 @@ It applies the daemon's own start-up reconciliation rules (``PositionActor._reco
 ``posmon verify`` reports exactly what the daemon would repair and nothing it would leave alone:
 
 - per (symbol, side) the open tranches add up to the live position (``_check_position_size``);
-- every held tranche has one current TP and one current SL resting for exactly its quantity, at its own
-  prices (``_ensure_protected``; "current" = the newest seq the store knows and has not asked to cancel);
+- every held tranche has one current TP and one current SL resting, at its own prices (``_ensure_protected``;
+  "current" = the newest seq the store knows and has not asked to cancel): the SL for exactly its quantity, the
+  TP for what its current ladder level closes (``tp_leg_qty``: the whole tranche without a ladder);
 - a resting order with posmon's prefix that the store does not hold as an active order of an open
   tranche is an orphan (``_cancel_orphans``), and so is an older leg superseded by a newer one;
 - a symbol the operator stopped monitoring (the store's ``unmonitored``) is the operator's: its positions
   are not posmon's to cover (the daemon never re-adopts them);
 - where posmon emulates exits itself (Lighter) no TP/SL may rest at all, and each tranche needs its TP,
-  SL (and deadline, with a hold limit) set.
+  SL (and deadline, with a hold limit) set, on the right sides of its entry; a stop its exit plan moved to the
+  entry or past it (break-even, trailing) is on the right side (``plan_moved_stop``).
 
 Entry orders (``<prefix>-<id>-E<n>``) are the operator's, placed before their tranche exists: never
 orphans here.
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from posmon.domain.exitplan import level_qty, planned_exits
 from posmon.domain.orders import OrderRequest, OrderState, PositionState, Purpose, Side, SymbolRules
 from posmon.domain.protection import LocalState, OrderRecord, parse_client_order_id, reround_exit
 from posmon.domain.tranche import Tranche
@@ -40,7 +43,7 @@ class GapKind(enum.StrEnum):
     NO_POSITION = "no_position"  # an open tranche whose (symbol, side) holds nothing on the exchange
     MISSING_TP = "missing_tp"
     MISSING_SL = "missing_sl"
-    WRONG_SIZE = "wrong_size"  # a TP/SL leg covering more or less than its tranche
+    WRONG_SIZE = "wrong_size"  # an SL leg covering more or less than its tranche, a TP more or less than its level
     WRONG_PRICE = "wrong_price"  # a TP/SL leg not at its tranche's TP/SL
     ORPHAN_ORDER = "orphan_order"  # a posmon order protecting no open tranche, or a superseded duplicate
     CLOSING_STUCK = "closing_stuck"  # a close was started and has not finished
@@ -155,7 +158,7 @@ def find_gaps(
                 )
             )
         elif emulated_exits:
-            gaps += _emulated_gaps(t, (max_hold_of or (lambda _s: 0))(t.symbol))
+            gaps += _emulated_gaps(t, (max_hold_of or (lambda _s: 0))(t.symbol), (rules or {}).get(t.symbol))
         else:
             for purpose in (Purpose.TP, Purpose.SL):
                 found = sorted(legs.get((t.id, purpose), []), key=lambda x: x[0])
@@ -263,9 +266,43 @@ def _position_gaps(tranches: Sequence[Tranche], positions: Sequence[PositionStat
     return gaps
 
 
+def tp_leg_qty(t: Tranche, rules: SymbolRules | None) -> Decimal | None:
+    """What the tranche's TP leg closes, as the daemon sizes it: its current ladder level's share
+    (``exitplan.level_qty``), the whole tranche without a ladder or on its last level; None when a level's share
+    cannot be known (no trading rules for the symbol, so no step to round it to)."""
+    if len(t.plan.tp_levels) - t.level <= 1:
+        return t.qty
+    return None if rules is None else level_qty(t, rules)
+
+
+def plan_moved_stop(t: Tranche, rules: SymbolRules | None) -> bool:
+    """``t.sl`` may sit at or beyond the entry because its exit plan put it there: the plan's break-even is
+    earned or its trailing stop active, and the SL is no tighter than the stop the plan derives from the
+    tranche's state (``planned_exits``; a trailing stop moved in steps may lag it, never lead it)."""
+    plan = t.plan
+    if rules is None or not t.sl or (plan.breakeven is None and plan.trailing is None):
+        return False
+    loosest = ZERO if t.side is Side.LONG else Decimal("Infinity")  # no configured SL: only the plan's stops
+    stop = planned_exits(t, loosest, rules)[1]
+    return stop != loosest and t.side.sign * (t.sl - stop) <= 0
+
+
+def sl_ok(t: Tranche, rules: SymbolRules | None) -> bool:
+    """The SL is set on the loss side of the entry, or where the tranche's exit plan moved it."""
+    return bool(t.sl) and (t.side.sign * (t.entry - t.sl) > 0 or plan_moved_stop(t, rules))
+
+
+def _level_text(t: Tranche) -> str:
+    """`` (level 2 of 3)`` for a ladder tranche's TP, else nothing."""
+    n = len(t.plan.tp_levels)
+    return f" (level {min(t.level + 1, n)} of {n})" if n > 1 else ""
+
+
 def _leg_gaps(t: Tranche, purpose: Purpose, found: list[OrderState], rules: SymbolRules | None) -> list[Gap]:
     """The newest leg of a purpose is the tranche's; older ones are superseded duplicates."""
     name = purpose.name
+    want_qty = t.qty if purpose is Purpose.SL else tp_leg_qty(t, rules)
+    level = _level_text(t) if purpose is Purpose.TP else ""
     if not found:
         kind = GapKind.MISSING_TP if purpose is Purpose.TP else GapKind.MISSING_SL
         return [
@@ -273,10 +310,10 @@ def _leg_gaps(t: Tranche, purpose: Purpose, found: list[OrderState], rules: Symb
                 kind,
                 t.symbol,
                 t.side,
-                f"tranche {t.id} ({_plain(t.qty)}) has no {name} resting",
+                f"tranche {t.id} ({_plain(t.qty)}) has no {name}{level} resting",
                 tranche_id=t.id,
                 purpose=purpose,
-                qty=t.qty,
+                qty=t.qty if want_qty is None else want_qty,
             )
         ]
     *older, cur = found
@@ -294,18 +331,23 @@ def _leg_gaps(t: Tranche, purpose: Purpose, found: list[OrderState], rules: Symb
         for o in older
     ]
     left = cur.qty - cur.filled_qty
-    if left != t.qty:
+    if want_qty is not None and left != want_qty:
+        holds = (
+            f"tranche {t.id}{level} closes {_plain(want_qty)} of {_plain(t.qty)}"
+            if want_qty != t.qty
+            else f"tranche {t.id} holds {_plain(t.qty)}"
+        )
         gaps.append(
             Gap(
                 GapKind.WRONG_SIZE,
                 t.symbol,
                 t.side,
-                f"{name} {cur.client_id} covers {_plain(left)}, tranche {t.id} holds {_plain(t.qty)}",
+                f"{name} {cur.client_id} covers {_plain(left)}, {holds}",
                 tranche_id=t.id,
                 client_id=cur.client_id,
                 purpose=purpose,
-                qty=t.qty,
-                expected=t.qty,
+                qty=want_qty,
+                expected=want_qty,
                 actual=left,
             )
         )
@@ -317,7 +359,7 @@ def _leg_gaps(t: Tranche, purpose: Purpose, found: list[OrderState], rules: Symb
                 GapKind.WRONG_PRICE,
                 t.symbol,
                 t.side,
-                f"{name} {cur.client_id} at {price}, tranche {t.id}'s {name} is {_plain(want)}",
+                f"{name} {cur.client_id} at {price}, tranche {t.id}'s {name}{level} is {_plain(want)}",
                 tranche_id=t.id,
                 client_id=cur.client_id,
                 purpose=purpose,
@@ -351,13 +393,14 @@ def _same_price(price: Decimal | None, want: Decimal, o: OrderState, rules: Symb
     return price in (fixed.price, fixed.stop_price)
 
 
-def _emulated_gaps(t: Tranche, max_hold: int) -> list[Gap]:
-    """posmon watches TP, SL and the hold time itself: all three must be set, on the right sides of the entry."""
+def _emulated_gaps(t: Tranche, max_hold: int, rules: SymbolRules | None) -> list[Gap]:
+    """posmon watches TP, SL and the hold time itself: all three must be set, on the right sides of the entry
+    (a stop the tranche's plan moved to break-even or trailed past the entry is on the right side)."""
     sign = t.side.sign
     bad = []
     if not t.tp or sign * (t.tp - t.entry) <= 0:
         bad.append(f"TP {_plain(t.tp)}")
-    if not t.sl or sign * (t.entry - t.sl) <= 0:
+    if not sl_ok(t, rules):
         bad.append(f"SL {_plain(t.sl)}")
     if max_hold > 0 and t.deadline is None:
         bad.append("no deadline")

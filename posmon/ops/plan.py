@@ -4,8 +4,9 @@ build the same plan without writing anything.
 
 The plan follows the daemon's rules: an adopted position is an entry fill at the price implied by the
 exchange's average entry (``apply_entry_fill``), an excess is shed newest tranche first
-(``apply_reduction``), legs come from ``protection_orders`` (ids and prices as the daemon makes them), and a
-wrong leg is cancelled only after its replacement is confirmed live (no unprotected gap).
+(``apply_reduction``), legs come from ``protection_orders`` (ids, prices and a ladder level's TP quantity as the
+daemon makes them), and a wrong leg is cancelled only after its replacement is confirmed live (no unprotected
+gap).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from posmon.domain.exitplan import planned_exits
 from posmon.domain.orders import OrderState, PositionState, Purpose, Side, SymbolRules, WorkingType
 from posmon.domain.protection import OrderRecord, parse_client_order_id, protection_orders
 from posmon.domain.tranche import (
@@ -26,7 +28,7 @@ from posmon.domain.tranche import (
     exit_prices,
     implied_entry,
 )
-from posmon.ops.gaps import Account, Book, Gap, GapKind, _plain
+from posmon.ops.gaps import Account, Book, Gap, GapKind, _plain, sl_ok, tp_leg_qty
 from posmon.store.store import Changes, Event
 
 _LEG_GAPS = {GapKind.MISSING_TP, GapKind.MISSING_SL, GapKind.WRONG_SIZE, GapKind.WRONG_PRICE}
@@ -230,6 +232,16 @@ class _Planner:
             need = {Purpose.TP, Purpose.SL} if tid in self.fresh else wrong.get(tid, set())
             if t.closing or not need:
                 continue
+            if Purpose.TP in need and tp_leg_qty(t, self.ctx.rules.get(t.symbol)) is None:
+                self._step(
+                    "skip",
+                    t.symbol,
+                    t.side,
+                    f"tranche {t.id}: {self.ctx.venue} gives no trading rules for {t.symbol}, so its ladder "
+                    "level's share cannot be sized; repair it by hand",
+                    t.id,
+                )
+                continue
             t, tp, sl = self._legs(t)
             while any(o.client_id in self.resting_ids or self.ctx.taken(o.client_id) for o in (tp, sl)):
                 t, tp, sl = self._legs(t)  # a seq the store lags behind: never reuse a client id
@@ -255,8 +267,13 @@ class _Planner:
                     self._cancel(t.symbol, t.side, resting.client_id, tid, f"replaced {purpose.name}", after=after)
 
     def _legs(self, t: Tranche) -> tuple[Tranche, OrderRecord, OrderRecord]:
+        """Both legs as the daemon makes them: the TP for the current ladder level's share, the SL for it all."""
         return protection_orders(
-            t, prefix=self.ctx.prefix, working_type=self.ctx.working_type_of(t.symbol), hedge_mode=self.ctx.hedge_mode
+            t,
+            prefix=self.ctx.prefix,
+            working_type=self.ctx.working_type_of(t.symbol),
+            hedge_mode=self.ctx.hedge_mode,
+            tp_qty=tp_leg_qty(t, self.ctx.rules.get(t.symbol)),
         )
 
     def _merged_cancels(self) -> None:
@@ -286,11 +303,12 @@ class _Planner:
             return
         risk = self.ctx.risk_of(t.symbol)
         tp, sl = exit_prices(t.side, t.entry, risk, rules)
+        tp, sl = planned_exits(replace(t, tp=tp), sl, rules)  # a ladder's current level; a stop the plan moved
         sign = t.side.sign
         t2 = replace(
             t,
             tp=t.tp if t.tp and sign * (t.tp - t.entry) > 0 else tp,
-            sl=t.sl if t.sl and sign * (t.entry - t.sl) > 0 else sl,
+            sl=t.sl if sl_ok(t, rules) else sl,
             deadline=t.deadline
             if t.deadline is not None or risk.max_hold_seconds <= 0
             else t.opened_at + risk.max_hold_seconds,

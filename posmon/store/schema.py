@@ -265,11 +265,20 @@ def _v3(m: Migration) -> None:
     )
 
 
+def _v4(m: Migration) -> None:
+    """Exit plans (``domain.exitplan``): a tranche's plan (JSON, NULL: one TP, one SL), its ladder level and best
+    mark; an operator entry's plan, for the tranche its fill makes."""
+    m.add_column("tranches", "plan", str)
+    m.add_column("tranches", "level", int, not_null=True, default="0")
+    m.add_column("tranches", "best_mark", str)
+    m.add_column("entries", "plan", str)
+
+
 def _text(d: Decimal | None) -> str | None:
     return None if d is None else str(d)
 
 
-MIGRATIONS: tuple[Callable[[Migration], None], ...] = (_v1, _v2, _v3)
+MIGRATIONS: tuple[Callable[[Migration], None], ...] = (_v1, _v2, _v3, _v4)
 SCHEMA_VERSION = len(MIGRATIONS)
 # PostgreSQL: the table holding the schema version (SQLite keeps it in the file header, ``PRAGMA user_version``).
 PG_VERSION_TABLE = "posmon_schema"

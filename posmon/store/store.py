@@ -33,6 +33,7 @@ import orjson
 import trio
 from sqlite_utils import Database
 
+from posmon.domain.exitplan import plan_from_text
 from posmon.domain.orders import OrderRequest, OrderSide, OrderStatus, OrderType, Purpose, Side, WorkingType
 from posmon.domain.protection import LocalState, OrderRecord
 from posmon.domain.tranche import Risk, Tranche
@@ -278,6 +279,9 @@ def _tranche_row(t: Tranche) -> dict[str, Any]:
         "exit_value": str(t.exit_value),
         "exit_price": None if (price := t.exit_price) is None else str(price),
         "fees": str(t.fees),
+        "plan": t.plan.to_text(),
+        "level": t.level,
+        "best_mark": None if t.best_mark is None else str(t.best_mark),
     }
 
 
@@ -300,6 +304,9 @@ def _tranche(row: dict[str, Any]) -> Tranche:
         exit_qty=_decimal(row["exit_qty"]),
         exit_value=_decimal(row["exit_value"]),
         fees=_decimal(row["fees"]),
+        plan=plan_from_text(row["plan"]),
+        level=row["level"],
+        best_mark=_dec(row["best_mark"]),
     )
 
 
@@ -790,12 +797,34 @@ class Store:
         venue = intern(venue)
         cur = self.db.execute(
             "SELECT id, symbol, side, idx, entry, qty, tp, sl, opened_at, deadline, seq, realized_pnl, status, "
-            "close_reason, exit_qty, exit_value, fees FROM tranches WHERE status IN ('open', 'closing') "
+            "close_reason, exit_qty, exit_value, fees, plan, level, best_mark FROM tranches "
+            "WHERE status IN ('open', 'closing') "
             "AND venue = ? ORDER BY id",
             [venue],
         )
         for i, row in enumerate(cur, 1):
-            tid, sym, sd, idx, entry, qty, tp, sl, opened, deadline, seq, pnl, status, why, xq, xv, fees = row
+            (
+                tid,
+                sym,
+                sd,
+                idx,
+                entry,
+                qty,
+                tp,
+                sl,
+                opened,
+                deadline,
+                seq,
+                pnl,
+                status,
+                why,
+                xq,
+                xv,
+                fees,
+                plan,
+                lv,
+                best,
+            ) = row
             side = sides[sd]
             t = Tranche(
                 tid,
@@ -815,6 +844,9 @@ class Store:
                 dec[xq],
                 dec[xv],
                 dec[fees],
+                plan_from_text(plan),
+                lv,
+                None if best is None else dec[best],
             )
             key = (t.symbol, side)
             (out.get(key) or out.setdefault(key, Restored())).tranches.append(t)
@@ -914,7 +946,7 @@ class Store:
         with self._transaction() as conn:
             conn.execute(
                 "INSERT INTO entries (client_id, tranche_id, venue, symbol, side, qty, tp_pct, sl_pct, "
-                "max_hold_seconds, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', ?)",
+                "max_hold_seconds, plan, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', ?)",
                 [
                     entry.client_id,
                     entry.tranche_id,
@@ -925,6 +957,7 @@ class Store:
                     str(entry.risk.tp_pct),
                     str(entry.risk.sl_pct),
                     entry.risk.max_hold_seconds,
+                    entry.risk.plan.to_text(),
                     self._clock(),
                 ],
             )
@@ -945,12 +978,12 @@ class Store:
             where += " AND symbol = ? AND side = ?"
             args += [symbol, side.value]
         rows = self.db.execute(
-            "SELECT client_id, tranche_id, symbol, side, qty, tp_pct, sl_pct, max_hold_seconds FROM entries "
+            "SELECT client_id, tranche_id, symbol, side, qty, tp_pct, sl_pct, max_hold_seconds, plan FROM entries "
             f"WHERE {where} ORDER BY rowid",
             args,
         ).fetchall()
         out: dict[tuple[str, Side], list[PendingEntry]] = {}
-        for cid, tid, sym, sd, qty, tp, sl, hold in rows:
+        for cid, tid, sym, sd, qty, tp, sl, hold, plan in rows:
             key = (sym, Side(sd))
             out.setdefault(key, []).append(
                 PendingEntry(
@@ -960,7 +993,7 @@ class Store:
                     sym,
                     key[1],
                     Decimal(qty),
-                    Risk(tp_pct=Decimal(tp), sl_pct=Decimal(sl), max_hold_seconds=hold),
+                    Risk(tp_pct=Decimal(tp), sl_pct=Decimal(sl), max_hold_seconds=hold, plan=plan_from_text(plan)),
                 )
             )
         return out

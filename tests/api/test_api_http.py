@@ -68,6 +68,7 @@ async def test_status_lists_streams_and_every_tranche_with_exact_decimals():
         "exits": "exchange",
         "exits_live": True,
         "exit_orders": {"tp": "LIVE", "sl": "LIVE"},
+        "plan": None,  # one TP, one SL
     }
     assert second["side"] == "SHORT"
 

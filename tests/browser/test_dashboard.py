@@ -6,6 +6,7 @@ and leaves a screenshot in tests/artifacts/.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from decimal import Decimal as D
 from pathlib import Path
@@ -15,7 +16,9 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from posmon.domain.exitplan import make_plan
 from posmon.domain.orders import Side
+from posmon.store.store import Changes
 from tests.browser.conftest import LiveDaemon, live_daemon
 
 TOKEN = "dash-token-0123456789abcdef"
@@ -315,3 +318,42 @@ def test_a_tranche_whose_sl_is_gone_from_the_venue_is_shown_as_not_protected(dae
 
     expect(cell(page, tranche, "exits")).to_have_text(re.compile(r"^resting: SL (MISSING|PENDING)$"))
     expect(cell(page, tranche, "exits")).to_have_class(re.compile(r"\bdead\b"))
+
+
+def test_a_tranche_with_an_exit_plan_shows_it_in_a_plan_column(daemon: LiveDaemon, page: Page) -> None:
+    """The Plan column appears only once a tranche has a plan; the plan's state in short, the plan in its title."""
+    daemon.call(daemon.h.entry, "BTCUSDT", Side.LONG, "0.1", "45000")
+    daemon.call(daemon.h.entry, "ETHUSDT", Side.SHORT, "0.5", "3000")
+    [btc] = daemon.open_tranche_ids("BTCUSDT")
+    [eth] = daemon.open_tranche_ids("ETHUSDT")
+    page.goto(daemon.url)
+    expect(row(page, btc)).to_be_visible()
+    expect(page.locator("#positions th.plan-col")).to_be_hidden()
+    expect(cell(page, btc, "plan")).to_be_hidden()
+    assert_group_row_spans_the_table(page)
+
+    plan = make_plan(tp_levels=[[1, 30], [2, 30], [3, 40]], trailing_callback_pct=1, breakeven_after_tp=1)
+
+    def give_plan() -> None:  # level 1 filled, break-even earned, the stop trailing the best mark of 46000
+        store = daemon.h.store
+        [t] = store.open_tranches(daemon.h.venue.name, "BTCUSDT")
+        moved = dataclasses.replace(t, plan=plan, level=1, tp=D("45900"), sl=D("45540"), best_mark=D("46000"))
+        store.apply(Changes(tranches=[moved]))
+
+    daemon.run_sync(give_plan)
+
+    expect(page.locator("#positions th.plan-col")).to_be_visible()
+    expect(cell(page, btc, "plan")).to_have_text("TP 2/3 TRAIL BE")
+    expect(cell(page, btc, "plan")).to_have_attribute("title", re.compile("^" + re.escape(plan.describe())))
+    expect(cell(page, btc, "plan")).to_have_attribute("title", re.compile(r"level 2 TP 45900 for 0\.042"))
+    expect(cell(page, btc, "tp")).to_have_text("45900")
+    expect(cell(page, btc, "sl")).to_have_text("45540")
+    expect(cell(page, eth, "plan")).to_have_text("-")
+    assert_group_row_spans_the_table(page)
+
+
+def assert_group_row_spans_the_table(page: Page) -> None:
+    """A position's row lines up with the columns shown: its uPnL sits under the uPnL header."""
+    header = page.locator("#positions th", has_text="uPnL").bounding_box()
+    group_upnl = page.locator('#positions tr[data-position="BTCUSDT LONG"] td').nth(1).bounding_box()
+    assert header is not None and group_upnl is not None and abs(header["x"] - group_upnl["x"]) < 1

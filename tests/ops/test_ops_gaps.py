@@ -8,6 +8,7 @@ from decimal import Decimal as D
 
 import pytest
 
+from posmon.domain.exitplan import level_qty, make_plan
 from posmon.domain.orders import (
     OrderSide,
     OrderState,
@@ -253,3 +254,125 @@ def test_plan_places_before_cancelling_and_never_reuses_a_client_id():
 def test_a_symbol_the_operator_stopped_monitoring_is_not_a_gap():
     book = Book([], [], frozenset({"BTCUSDT"}))
     assert find_gaps(book, Account([pos()], []), prefix="pm", hedge_mode=True) == []
+
+
+# --- exit plans (issue 15): a ladder's TP covers its level's share; a stop the plan moved is not a bad exit ---------
+
+LADDER = make_plan(tp_levels=[[1, 30], [2, 30], [3, 40]])
+
+
+def ladder_legs(t: Tranche) -> tuple[Tranche, list[OrderRecord], list[OrderState]]:
+    """Legs as the daemon places them for a ladder tranche: the TP for the current level's share."""
+    rules = RULES[t.symbol]
+    t, tp, sl = protection_orders(
+        t, prefix="pm", working_type=WorkingType.MARK_PRICE, hedge_mode=True, tp_qty=level_qty(t, rules)
+    )
+    recs = [OrderRecord(o.request, o.tranche_id, o.purpose, LocalState.LIVE) for o in (tp, sl)]
+    return t, recs, [on_exchange(r) for r in recs]
+
+
+def test_a_ladder_tp_for_its_levels_share_is_clean_and_one_for_the_whole_tranche_is_a_wrong_size():
+    t, recs, orders = ladder_legs(tranche(plan=LADDER))
+    assert orders[0].qty == D("0.03")  # 30 % of 0.1
+    assert gaps([t], recs, [pos()], orders) == []
+
+    _, plain, _ = protected()  # a TP for all of it, as before the plan
+    (g,) = gaps([t], recs, [pos()], [on_exchange(plain[0]), orders[1]])
+    assert (g.kind, g.purpose, g.expected, g.actual) == (GapKind.WRONG_SIZE, Purpose.TP, D("0.03"), D("0.1"))
+    assert "level 1 of 3" in g.detail and "closes 0.03 of 0.1" in g.detail
+
+
+def test_a_missing_ladder_level_is_a_gap_for_its_share_and_a_level_at_the_wrong_price_too():
+    # Level 1 filled: 0.07 left, level 2 (2 %, 30 of the 70 left) rests next at 45900.
+    t = tranche(qty="0.07", plan=LADDER, level=1, tp=D("45900"))
+    t, recs, orders = ladder_legs(t)
+    assert (orders[0].qty, orders[0].price) == (D("0.03"), D("45900"))
+    assert gaps([t], recs, [pos("0.07")], orders) == []
+
+    (g,) = gaps([t], recs, [pos("0.07")], orders[1:])
+    assert (g.kind, g.qty) == (GapKind.MISSING_TP, D("0.03")) and "level 2 of 3" in g.detail
+    (g,) = gaps([t], recs, [pos("0.07")], [on_exchange(recs[0], price=D("45450")), orders[1]])
+    assert (g.kind, g.expected, g.actual) == (GapKind.WRONG_PRICE, D("45900"), D("45450"))
+
+
+def test_the_last_ladder_level_takes_the_rest():
+    t, recs, orders = ladder_legs(tranche(qty="0.04", plan=LADDER, level=2, tp=D("46350")))
+    assert orders[0].qty == D("0.04")
+    assert gaps([t], recs, [pos("0.04")], orders) == []
+
+
+def test_protect_places_a_ladder_tp_for_its_levels_share_first_and_never_reuses_an_id():
+    t, recs, orders = ladder_legs(tranche(plan=LADDER))
+    _, plain, _ = protected()
+    wrong = on_exchange(plain[0])  # pm-1-T1 for all 0.1
+    book, account = Book([t], [plain[0], recs[1]]), Account([pos()], [wrong, orders[1]])
+    found = find_gaps(book, account, prefix="pm", hedge_mode=True, rules=RULES)
+    assert [g.kind for g in found] == [GapKind.WRONG_SIZE]
+    plan = plan_repairs(found, book, account, _ctx(taken=lambda cid: cid == "pm-1-T2"))
+    (group,) = plan.place
+    ((tp),) = group
+    assert (tp.client_id, tp.request.qty, tp.request.price) == ("pm-1-T3", D("0.03"), D("45450"))
+    (cancel,) = plan.cancels
+    assert (cancel.client_id, cancel.after) == ("pm-1-T1", ("pm-1-T3",))
+
+
+def test_protect_renews_a_resized_ladder_tranche_with_the_levels_share():
+    t, recs, orders = ladder_legs(tranche(plan=LADDER))
+    book, account = Book([t], recs), Account([pos("0.06")], orders)  # 0.04 closed outside posmon
+    found = find_gaps(book, account, prefix="pm", hedge_mode=True, rules=RULES)
+    plan = plan_repairs(found, book, account, _ctx())
+    (group,) = plan.place
+    assert {(o.purpose, o.request.qty) for o in group} == {(Purpose.TP, D("0.018")), (Purpose.SL, D("0.06"))}
+
+
+# Break-even after TP1 at entry + 0.1 % (45045), a trailing stop 1 % behind the best mark from +0.5 %.
+BE = make_plan(tp_levels=[[1, 50], [2, 50]], breakeven_after_tp=1, breakeven_offset_pct="0.1")
+TRAIL = make_plan(trailing_activation_pct="0.5", trailing_callback_pct=1)
+
+
+@pytest.mark.parametrize(
+    ("t", "flagged"),
+    [
+        (tranche(qty="0.05", plan=BE, level=1, tp=D("45900"), sl=D("45045"), deadline=60.0), False),
+        (tranche(plan=TRAIL, best_mark=D("46000"), sl=D("45540"), deadline=60.0), False),
+        (tranche(plan=TRAIL, best_mark=D("46000"), sl=D("45500"), deadline=60.0), False),  # a trail that lags
+        (tranche(plan=TRAIL, best_mark=D("46000"), sl=D("45600"), deadline=60.0), True),  # tighter than the plan's
+        (tranche(plan=TRAIL, sl=D("45045"), deadline=60.0), True),  # never activated
+        (tranche(qty="0.1", plan=BE, level=0, sl=D("45045"), deadline=60.0), True),  # not earned yet
+        (tranche(sl=D("45045"), deadline=60.0), True),  # a plain tranche
+        (tranche(sl=D("45000"), deadline=60.0), True),
+    ],
+    ids=["break-even", "trailed", "trail-lags", "tighter", "inactive", "unearned", "plain", "plain-at-entry"],
+)
+def test_an_sl_past_the_entry_is_a_bad_exit_unless_the_plan_moved_it_there(t, flagged):
+    found = gaps([t], [], [pos(str(t.qty))], [], emulated_exits=True, max_hold_of=lambda s: 60)
+    assert [g.kind for g in found] == ([GapKind.EXITS_UNSET] if flagged else [])
+    if flagged:
+        assert f"SL {t.sl.normalize():f}" in found[0].detail
+
+
+def test_a_short_trailed_stop_below_its_entry_is_not_a_bad_exit():
+    t = tranche(side=Side.SHORT, plan=TRAIL, best_mark=D("44000"), sl=D("44440"), deadline=60.0)
+    assert gaps([t], [], [pos(side=Side.SHORT)], [], emulated_exits=True, max_hold_of=lambda s: 60) == []
+    plain = tranche(side=Side.SHORT, sl=D("44440"), deadline=60.0)
+    (g,) = gaps([plain], [], [pos(side=Side.SHORT)], [], emulated_exits=True, max_hold_of=lambda s: 60)
+    assert g.kind is GapKind.EXITS_UNSET and "SL 44440" in g.detail
+
+
+def test_protect_keeps_a_break_even_stop_when_it_sets_a_missing_deadline():
+    t = tranche(qty="0.05", plan=BE, level=1, tp=D("45900"), sl=D("45045"))
+    book, account = Book([t], []), Account([pos("0.05")], [])
+    risk = Risk(tp_pct=D(1), sl_pct=D(50), max_hold_seconds=60)
+    found = find_gaps(
+        book, account, prefix="pm", hedge_mode=True, emulated_exits=True, rules=RULES, max_hold_of=lambda s: 60
+    )
+    plan = plan_repairs(found, book, account, _ctx(emulated_exits=True, risk_of=lambda s: risk))
+    (written,) = plan.changes.tranches
+    assert (written.tp, written.sl, written.deadline) == (D("45900"), D("45045"), 60.0)
+    plain = tranche(sl=D("45045"))  # a plain tranche's stop past the entry is replaced by the configured one
+    book = Book([plain], [])
+    found = find_gaps(
+        book, account, prefix="pm", hedge_mode=True, emulated_exits=True, rules=RULES, max_hold_of=lambda s: 60
+    )
+    (written,) = plan_repairs(found, book, account, _ctx(emulated_exits=True, risk_of=lambda s: risk)).changes.tranches
+    assert written.sl == D("22500")

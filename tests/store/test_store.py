@@ -7,6 +7,7 @@ from decimal import Decimal as D
 
 import pytest
 
+from posmon.domain.exitplan import NO_PLAN, make_plan
 from posmon.domain.orders import OrderRequest, OrderSide, OrderStatus, OrderType, Purpose, Side, WorkingType
 from posmon.domain.protection import LocalState, OrderRecord, protection_orders
 from posmon.domain.tranche import Tranche
@@ -501,3 +502,20 @@ def test_restore_reads_for_every_key_what_each_actor_would_read_itself(store):
         sl1.client_id,
         sl2.client_id,
     ]
+
+
+def test_a_tranches_exit_plan_and_its_state_round_trip_through_both_reads(store):
+    plan = make_plan(
+        tp_levels=[["1", "30"], ["2", "30"], ["3", "40"]],
+        trailing_activation_pct="1",
+        trailing_callback_pct="0.5",
+        breakeven_after_tp=1,
+        breakeven_offset_pct="0.1",
+    )
+    t = replace(tranche(1), plan=plan, level=1, best_mark=D("45500.5"))
+    plain = tranche(2, index=1)
+    store.apply(Changes(tranches=[t, plain]))
+    assert store.open_tranches() == [t, plain]
+    restored = store.restore("sim")[("BTCUSDT", Side.LONG)].tranches
+    assert restored == [t, plain]
+    assert restored[0].plan is restored[0].plan and restored[1].plan is NO_PLAN

@@ -325,7 +325,7 @@ function renderHeader(r) {
 // ---------------------------------------------------------------- positions and tranches
 
 const TRANCHE_CELLS = ["id", "symbol", "side", "qty", "entry", "mark", "tp", "toTp", "sl", "toSl", "range",
-  "exits", "held", "timeout", "upnl", "action"];
+  "exits", "plan", "held", "timeout", "upnl", "action"];
 const rows = new Map(); // key -> <tr>, reused so a button under the pointer survives an update
 
 function distances(t) {
@@ -357,6 +357,25 @@ function rangeBar(t) {
   tick("entry", t.entry);
   if (t.mark) tick(signOf(t.unrealized_pnl) >= 0 ? "up" : "down", t.mark);
   return bar;
+}
+
+// The exit plan in words for the Plan cell's tooltip: the plan, then where each part stands.
+function planTitle(p) {
+  if (!p) return "one TP, one SL";
+  const lines = [p.describe];
+  const l = p.ladder;
+  if (l) {
+    const current = Math.min(l.level + 1, l.of);
+    lines.push(`ladder: ${l.level} of ${l.of} levels filled; level ${current} TP ${l.tp} for ${l.level_qty ?? "?"}`);
+  }
+  const tr = p.trailing;
+  if (tr) {
+    lines.push(tr.active ? `trailing: active, best mark ${tr.best_mark}, stop ${tr.stop}`
+      : `trailing: waits for +${tr.activation_pct} %`);
+  }
+  const be = p.breakeven;
+  if (be) lines.push(`break-even at ${be.stop ?? "?"}: ${be.earned ? "earned" : "not yet"}`);
+  return lines.join("\n");
 }
 
 function trancheRow(t, r) {
@@ -391,6 +410,8 @@ function trancheRow(t, r) {
     "exits " + t.exits + (live ? "" : " dead"));
   c.exits.title = (t.exits === "exchange" ? "TP limit and SL stop rest on the exchange" : "posmon watches the mark and closes at market")
     + (live ? "" : " - NOT LIVE: this tranche is not fully protected right now");
+  setText(c.plan, t.plan ? t.plan.summary : "-", "plan-col");
+  c.plan.title = planTitle(t.plan);
   setText(c.held, duration(heldSeconds(t, r)), "num held");
   c.held.dataset.opened = String(t.opened_at);
   setText(c.timeout, t.remaining_seconds === null ? "-" : duration(t.remaining_seconds), "num");
@@ -405,11 +426,11 @@ function trancheRow(t, r) {
   return tr;
 }
 
-function groupRow(symbol, side, tranches) {
+function groupRow(symbol, side, tranches, withPlan) {
   const key = `g${symbol}|${side}`;
   let tr = rows.get(key);
   if (!tr) {
-    const label = el("td", { colspan: String(TRANCHE_CELLS.length - 2), class: "group-label" });
+    const label = el("td", { class: "group-label" });
     const upnl = el("td", { class: "num" });
     const actions = el("td", { class: "actions" },
       el("button", { type: "button", class: "danger small", data: { action: "close-position", symbol, side },
@@ -419,6 +440,7 @@ function groupRow(symbol, side, tranches) {
     rows.set(key, tr);
   }
   const [label, upnl] = tr.children;
+  label.colSpan = TRANCHE_CELLS.length - (withPlan ? 2 : 3); // the Plan column is hidden when no tranche has a plan
   const qty = decSum(tranches.map((t) => t.qty));
   const pnl = decSum(tranches.map((t) => t.unrealized_pnl));
   const n = tranches.length;
@@ -434,9 +456,10 @@ function renderPositions(r) {
     if (!groups.has(key)) groups.set(key, []);
     groups.get(key).push(t);
   }
+  const withPlan = r.tranches.some((t) => t.plan);
   const wanted = [];
   for (const list of groups.values()) {
-    wanted.push(groupRow(list[0].symbol, list[0].side, list));
+    wanted.push(groupRow(list[0].symbol, list[0].side, list, withPlan));
     for (const t of list) wanted.push(trancheRow(t, r));
   }
   for (const [key, tr] of rows) if (!wanted.includes(tr)) rows.delete(key);
@@ -444,6 +467,7 @@ function renderPositions(r) {
   const current = [...body.children];
   if (current.length !== wanted.length || current.some((tr, i) => tr !== wanted[i])) body.replaceChildren(...wanted);
   $("positions").hidden = wanted.length === 0;
+  $("positions").classList.toggle("with-plan", withPlan);
   $("no-positions").hidden = wanted.length !== 0;
   const total = decSum(r.tranches.map((t) => t.unrealized_pnl));
   $("positions-summary").textContent = r.tranches.length
