@@ -30,6 +30,7 @@ import functools
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -75,7 +76,12 @@ class PgConn:
     def __init__(self, url: str, name: str, connect_timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
         self.url, self.name, self._timeout = url, name, connect_timeout
         self.raw: Any = None
+        #: Given to every ``StoreUnavailable`` raised here (``PgStore.wait_writable``): the supervisor awaits it.
+        self.wait_writable: Callable[[], Awaitable[None]] | None = None
         self._connect()
+
+    def _unavailable(self, what: str, exc: BaseException) -> StoreUnavailable:
+        return StoreUnavailable(f"{self.name}: {what} ({_first_line(exc)})", wait_writable=self.wait_writable)
 
     @property
     def conn(self) -> PgConn:
@@ -88,7 +94,7 @@ class PgConn:
             self.raw = psycopg.connect(self.url, autocommit=True, connect_timeout=max(1, round(self._timeout)))
         except psycopg.Error as exc:
             self.raw = None
-            raise StoreUnavailable(f"{self.name}: cannot connect ({_first_line(exc)})") from exc
+            raise self._unavailable("cannot connect", exc) from exc
 
     def _lost(self) -> bool:
         return self.raw is None or self.raw.closed or self.raw.broken
@@ -130,8 +136,8 @@ class PgConn:
                 except psycopg.OperationalError as again:
                     if not self._lost():
                         raise
-                    raise StoreUnavailable(f"{self.name}: connection lost ({_first_line(again)})") from again
-            raise StoreUnavailable(f"{self.name}: connection lost ({_first_line(exc)})") from exc
+                    raise self._unavailable("connection lost", again) from again
+            raise self._unavailable("connection lost", exc) from exc
 
     def table_names(self) -> list[str]:
         rows = self.execute(
@@ -166,6 +172,7 @@ class PgStore(Store):
         super().__init__(db, clock=clock, path=redacted(url))
         self._url = url
         self._wconn = writer
+        db.wait_writable = writer.wait_writable = self.wait_writable
         #: False runs the group commit on the trio thread: for tests that step a virtual clock (a worker
         #: thread is invisible to ``wait_all_tasks_blocked`` and to MockClock's autojump).
         self.threaded = threaded

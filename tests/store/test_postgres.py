@@ -116,7 +116,7 @@ async def test_the_supervisors_wait_returns_once_the_server_is_back(postgres, st
     try:
         with pytest.raises(StoreUnavailable) as caught:
             store.apply(opened(1, "AUSDT"))
-        assert caught.value.wait_writable is None or callable(caught.value.wait_writable)
+        assert caught.value.wait_writable == store.wait_writable  # what the actors' supervisor awaits
         with trio.move_on_after(0.3) as waited:  # bounded: it must still be waiting while the server is down
             await store.wait_writable()
         assert waited.cancelled_caught
@@ -179,3 +179,38 @@ def test_both_backends_get_the_same_tables_and_columns_from_the_one_definition(s
 
     on_postgres = {t: cols - {"rowid"} for t, cols in _table_columns(store.db, POSTGRES).items()}
     assert on_postgres == {t: set(cols) for t, cols in expected_columns().items()}  # SQLite's, from the same code
+
+
+async def test_an_actor_meeting_the_outage_waits_for_the_server_without_spending_its_restart_budget(
+    postgres, store, nursery
+):
+    from posmon.actors.supervisor import RestartPolicy, supervise
+    from posmon.metrics import Metrics
+
+    starts: list[int] = []
+    ids: list[int] = []
+
+    async def actor(task_status=trio.TASK_STATUS_IGNORED) -> None:
+        starts.append(1)
+        task_status.started()
+        ids.append(store.allocate_tranche_id())  # a synchronous write, as an actor's reload or a new tranche
+
+    await trio.to_thread.run_sync(postgres.stop)
+    try:
+        metrics = Metrics()
+        policy = RestartPolicy(budget=0, backoff=0.01)  # any counted restart would stop it
+        done = trio.Event()
+
+        async def supervised() -> None:
+            await supervise("position:AUSDT", lambda: actor, policy, metrics)
+            done.set()
+
+        nursery.start_soon(supervised)
+        await until(lambda: len(starts) == 1)
+        await trio.sleep(0.3)  # bounded: it waits while the server is down, neither restarting nor giving up
+        assert not done.is_set() and len(starts) == 1
+    finally:
+        await trio.to_thread.run_sync(postgres.start)
+    with trio.fail_after(WAIT):
+        await done.wait()
+    assert len(starts) == 2 and ids == [1]
