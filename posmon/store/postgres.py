@@ -35,10 +35,11 @@ from typing import Any
 
 import trio
 
+from posmon.domain.orders import Side
 from posmon.store.errors import StoreError, StoreUnavailable
 from posmon.store.location import redacted
 from posmon.store.schema import POSTGRES, SCHEMA_VERSION, migrate, schema_problems
-from posmon.store.store import _LOG_EVERY, Store, _Commit, _release
+from posmon.store.store import _LOG_EVERY, Restored, Store, _Commit, _release
 
 try:
     import psycopg
@@ -252,6 +253,25 @@ class PgStore(Store):
 
     def _probe_server(self) -> None:
         PgConn(self._url, self.path, CONNECT_TIMEOUT_SECONDS).close()
+
+    # --- reads off the trio thread ------------------------------------------------------------------------
+
+    async def restore_async(self, venue: str) -> dict[tuple[str, Side], Restored]:
+        """``restore`` in a worker thread on a connection of its own: psycopg fetches a result whole, so at
+        100,000 tranches the start-up read would hold the event loop (``/health``, the progress line) for it."""
+        return await trio.to_thread.run_sync(self._restore_on_own_connection, venue)
+
+    def _restore_on_own_connection(self, venue: str) -> dict[tuple[str, Side], Restored]:
+        conn = PgConn(self._url, self.path)
+        try:
+            steps = self._restore(venue, db=conn)
+            while True:
+                try:
+                    next(steps)
+                except StopIteration as done:
+                    return done.value
+        finally:
+            conn.close()
 
     # --- group commit: off the trio thread, retried through outages -----------------------------------
 

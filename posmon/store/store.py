@@ -784,18 +784,21 @@ class Store:
                 return done.value
             await trio.lowlevel.checkpoint()
 
-    def _restore(self, venue: str, every: int = 5_000) -> Generator[None, None, dict[tuple[str, Side], Restored]]:
+    def _restore(
+        self, venue: str, every: int = 5_000, db: Any = None
+    ) -> Generator[None, None, dict[tuple[str, Side], Restored]]:
         """``restore``'s work, pausing (``yield``) every ``every`` rows; nothing is written meanwhile at start-up.
 
         The lean path of 300,000 rows at 100,000 tranches: named columns read as tuples (no dict per row), each
         distinct stored number made a ``Decimal`` once (a tranche's qty, TP and SL reappear in its orders, 0
         everywhere; the cache lives for this read only), objects built from positional arguments.
         """
+        db = self.db if db is None else db  # PostgreSQL reads on a connection of the worker thread's own
         out: dict[tuple[str, Side], Restored] = {}
         dec = _Decimals()
         sides, intern = _SIDES, sys.intern
         venue = intern(venue)
-        cur = self.db.execute(
+        cur = db.execute(
             "SELECT id, symbol, side, idx, entry, qty, tp, sl, opened_at, deadline, seq, realized_pnl, status, "
             "close_reason, exit_qty, exit_value, fees, plan, level, best_mark FROM tranches "
             "WHERE status IN ('open', 'closing') "
@@ -854,7 +857,7 @@ class Store:
                 yield
         # Active orders of any tranche of the venue, closed ones too (e.g. merged away mid-replacement): the
         # tranche's key owns them. ``state IN`` lets SQLite use the state index rather than scan every order.
-        cur = self.db.execute(
+        cur = db.execute(
             "SELECT o.client_id, o.tranche_id, o.symbol, o.purpose, o.side, o.position_side, o.type, o.qty, "
             "o.price, o.stop_price, o.reduce_only, o.working_type, o.state, o.filled_qty, o.exchange_id, "
             "o.final_status, t.symbol, t.side FROM orders o JOIN tranches t ON t.id = o.tranche_id "
@@ -900,10 +903,10 @@ class Store:
             into.orders.append(rec)
             if i % every == 0:
                 yield
-        for key, entries in self._pending_entries(venue).items():
+        for key, entries in self._pending_entries(venue, db=db).items():
             if key in out:
                 out[key].entries = entries
-        stopped = self.unmonitored(venue)
+        stopped = {r[0] for r in db.execute("SELECT symbol FROM unmonitored WHERE venue = ?", [venue])}
         for (symbol, _side), r in out.items():
             r.stopped = symbol in stopped
         return dict(sorted(out.items(), key=lambda kv: (kv[0][0], kv[0][1].value)))
@@ -970,14 +973,15 @@ class Store:
         return self._pending_entries(venue, symbol, side).get((symbol, side), [])
 
     def _pending_entries(
-        self, venue: str, symbol: str | None = None, side: Side | None = None
+        self, venue: str, symbol: str | None = None, side: Side | None = None, db: Any = None
     ) -> dict[tuple[str, Side], list[PendingEntry]]:
         """Operator entries not yet ended, per key (one key, or every key of the venue)."""
+        db = self.db if db is None else db
         where, args = "state = 'PENDING' AND venue = ?", [venue]
         if symbol is not None and side is not None:
             where += " AND symbol = ? AND side = ?"
             args += [symbol, side.value]
-        rows = self.db.execute(
+        rows = db.execute(
             "SELECT client_id, tranche_id, symbol, side, qty, tp_pct, sl_pct, max_hold_seconds, plan FROM entries "
             f"WHERE {where} ORDER BY rowid",
             args,

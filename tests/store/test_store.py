@@ -519,3 +519,14 @@ def test_a_tranches_exit_plan_and_its_state_round_trip_through_both_reads(store)
     restored = store.restore("sim")[("BTCUSDT", Side.LONG)].tranches
     assert restored == [t, plain]
     assert restored[0].plan is restored[0].plan and restored[1].plan is NO_PLAN
+
+
+async def test_restore_async_reads_what_restore_reads(store):
+    """PostgreSQL's start-up read runs in a worker thread on its own connection: the same rows, the same order."""
+    t1, tp1, sl1 = protected(tranche(1))
+    t2, tp2, sl2 = protected(tranche(2, symbol="ETHUSDT", side=Side.SHORT))
+    store.apply(Changes(tranches=[t1, t2], orders=[tp1, sl1, tp2, sl2]))
+    store.set_monitored("sim", "ETHUSDT", False)
+    restored = await store.restore_async("sim")
+    assert restored == store.restore("sim")
+    assert restored[("BTCUSDT", Side.LONG)].orders == [tp1, sl1] and restored[("ETHUSDT", Side.SHORT)].stopped
