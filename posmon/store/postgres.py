@@ -79,10 +79,15 @@ class PgConn:
         self.raw: Any = None
         #: Given to every ``StoreUnavailable`` raised here (``PgStore.wait_writable``): the supervisor awaits it.
         self.wait_writable: Callable[[], Awaitable[None]] | None = None
+        #: Called with each ``StoreUnavailable`` before it is raised (``PgStore`` notes the outage's start).
+        self.on_unavailable: Callable[[StoreUnavailable], None] | None = None
         self._connect()
 
     def _unavailable(self, what: str, exc: BaseException) -> StoreUnavailable:
-        return StoreUnavailable(f"{self.name}: {what} ({_first_line(exc)})", wait_writable=self.wait_writable)
+        error = StoreUnavailable(f"{self.name}: {what} ({_first_line(exc)})", wait_writable=self.wait_writable)
+        if self.on_unavailable is not None:
+            self.on_unavailable(error)
+        return error
 
     @property
     def conn(self) -> PgConn:
@@ -174,6 +179,7 @@ class PgStore(Store):
         self._url = url
         self._wconn = writer
         db.wait_writable = writer.wait_writable = self.wait_writable
+        db.on_unavailable = writer.on_unavailable = self._unreachable
         #: False runs the group commit on the trio thread: for tests that step a virtual clock (a worker
         #: thread is invisible to ``wait_all_tasks_blocked`` and to MockClock's autojump).
         self.threaded = threaded
@@ -251,6 +257,13 @@ class PgStore(Store):
                 await trio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
 
+    def _unreachable(self, error: StoreUnavailable) -> None:
+        """The outage starts (either connection, any thread): ``busy_seconds`` counts it from now, and the first
+        line says what waits; the next successful write transaction ends it (``Store._transaction``)."""
+        if self.busy_since is None:
+            self.busy_since = time.monotonic()
+            self._busy_logged_at = 0.0
+
     def _probe_server(self) -> None:
         PgConn(self._url, self.path, CONNECT_TIMEOUT_SECONDS).close()
 
@@ -291,29 +304,22 @@ class PgStore(Store):
                     self._attempt(group, token, now)
             except StoreUnavailable as exc:
                 _release(group)  # requests settled before the connection was lost (each in its own transaction)
-                now = time.monotonic()
+                mono = time.monotonic()
                 if self.busy_since is None:
-                    self.busy_since = now
-                if now - self._busy_logged_at >= _LOG_EVERY:
-                    self._busy_logged_at = now
+                    self.busy_since = mono
+                if mono - self._busy_logged_at >= _LOG_EVERY:
+                    self._busy_logged_at = mono
                     log.warning(
                         "%s (unreachable for %.1f s); %d commit(s) wait and are retried until it is back, "
                         "nothing they decide is sent meanwhile",
                         exc,
-                        now - self.busy_since,
+                        mono - self.busy_since,
                         sum(not r.settled for r in group),
                     )
                 await trio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
                 continue
-            if self.busy_since is not None:
-                log.warning(
-                    "%s is reachable again after %.1f s; the waiting commits are written",
-                    self.path,
-                    time.monotonic() - self.busy_since,
-                )
-                self.busy_since = None
-                self._busy_logged_at = 0.0
+            # The first write that lands ends the outage (``Store._transaction`` logs "writable again").
             _release(group)
             return
 
