@@ -11,6 +11,10 @@ Another process holding the write lock must not freeze the event loop: the busy 
 ``allocate_tranche_id_async`` wait for the lock in short tries that yield to trio. Opening checks what the
 daemon is about to trust: the file is writable, not corrupt (``PRAGMA quick_check``), posmon's own schema and
 not newer; each failure is one ``StoreError`` line naming the file.
+
+A ``postgresql://`` location opens the same store on PostgreSQL (``posmon.store.postgres.PgStore``: the same SQL,
+the group commit in a worker thread, a server outage waited out); ``Store.fence`` is where a cluster's lease
+check runs, inside every write transaction of either backend.
 """
 
 from __future__ import annotations
@@ -400,6 +404,8 @@ class Store:
         #: The one place a cluster's lease check goes (issue 17): called first inside every write transaction of
         #: this store (decisions, tranche ids, entries, monitoring), on the connection that will commit it, so a
         #: check that raises rolls the write back and the caller sends nothing. None: no check (one instance).
+        #: On PostgreSQL the group commit calls it in the writer's worker thread: keep it a plain SQL check
+        #: (e.g. ``SELECT .. FROM leases WHERE account = ? AND token = ? FOR SHARE``), no trio calls.
         self.fence: Fence | None = None
 
     @classmethod
