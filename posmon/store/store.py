@@ -699,14 +699,20 @@ class Store:
         group's transaction (0) and of each request's own (i >= 1), for ``PgStore``'s retry after a lost
         acknowledgement. ``StoreUnavailable`` (the server is gone) propagates to that retry: nothing finishes.
         """
-        conn = self.db.conn if conn is None else conn
+
+        def write(decisions: Sequence[Changes], index: int) -> None:
+            if conn is None:
+                self.apply_many(decisions)  # the loop's connection, through the public seam
+            else:
+                self._apply_many(conn, decisions, mark and mark(index), now)
+
         live = [r for r in group if not r.settled]
         try:
-            self._apply_many(conn, [c for r in live for c in r.decisions], mark and mark(0), now)
+            write([c for r in live for c in r.decisions], 0)
         except StoreUnavailable:
             raise
         except StoreBusy as exc:
-            for r in group:
+            for r in live:
                 r.finish(exc)
             return
         except Exception:
@@ -714,7 +720,7 @@ class Store:
                 if r.settled:  # finished in an attempt before the connection was lost
                     continue
                 try:
-                    self._apply_many(conn, r.decisions, mark and mark(i), now)
+                    write(r.decisions, i)
                 except StoreUnavailable:
                     raise
                 except Exception as one:
