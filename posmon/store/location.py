@@ -6,6 +6,7 @@ import re
 
 _URL_RE = re.compile(r"^postgres(ql)?://", re.IGNORECASE)
 _PASSWORD_RE = re.compile(r"^(postgres(?:ql)?://[^:/@]*:)[^@]*@", re.IGNORECASE)
+_PASSWORD_PARAM_RE = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
 
 
 def is_url(location: str) -> bool:
@@ -14,5 +15,6 @@ def is_url(location: str) -> bool:
 
 
 def redacted(location: str) -> str:
-    """The location fit for a log line or an error: a password in the URL becomes ``***``."""
-    return _PASSWORD_RE.sub(r"\1***@", location)
+    """The location fit for a log line or an error: a password in the URL (``user:pw@`` or ``?password=``)
+    becomes ``***``."""
+    return _PASSWORD_PARAM_RE.sub(r"\1***", _PASSWORD_RE.sub(r"\1***@", location))

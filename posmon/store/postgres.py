@@ -124,7 +124,8 @@ class PgConn:
 
     def _run(self, call: Any) -> Any:
         """Outside a transaction a lost connection is replaced and the statement tried once more (a read, or
-        ``BEGIN``: nothing was written); inside one, the transaction is gone: ``StoreUnavailable``."""
+        ``BEGIN``: the store writes only inside transactions, so nothing was written); inside one, the
+        transaction is gone: ``StoreUnavailable``."""
         fresh = False
         if self._lost():
             self._connect()

@@ -217,3 +217,17 @@ async def test_an_actor_meeting_the_outage_waits_for_the_server_without_spending
     with trio.fail_after(WAIT):
         await done.wait()
     assert len(starts) == 2 and ids == [1]
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://posmon:s3cret@db:5432/posmon", "postgresql://posmon:***@db:5432/posmon"),
+        ("postgres://u@db/p?sslmode=require&password=s3cret&x=1", "postgres://u@db/p?sslmode=require&password=***&x=1"),
+        ("postgresql://posmon@/posmon?host=/run/pg", "postgresql://posmon@/posmon?host=/run/pg"),
+    ],
+)
+def test_a_password_in_the_url_never_reaches_a_line(url, shown):
+    from posmon.store.location import redacted
+
+    assert redacted(url) == shown
