@@ -18,8 +18,9 @@ from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
+from posmon.domain.instruments import NO_OVERRIDES, InstrumentError, InstrumentOverrides, parse_overrides
 from posmon.logs import LOG_FORMATS, LogFormat
 from posmon.settings_fields import (
     ConfigError,
@@ -115,6 +116,7 @@ class Settings:
     source: str
     api: dict[str, Any] = field(default_factory=dict)
     notify: dict[str, Any] = field(default_factory=dict)
+    instruments: InstrumentOverrides = NO_OVERRIDES  # [instruments]: unified-name overrides (domain.instruments)
 
     def risk_for(self, symbol: str) -> RiskSettings:
         """The risk settings for ``symbol``: its override section merged over ``[risk]``, else ``[risk]``."""
@@ -218,7 +220,8 @@ _SIM_FIELDS: tuple[KeySpec, ...] = (
 _TYPED_SECTIONS: Mapping[str, tuple[KeySpec, ...]] = MappingProxyType(
     {"daemon": _DAEMON_FIELDS, "risk": _RISK_FIELDS, "sim": _SIM_FIELDS}
 )
-_ALL_SECTIONS = (*_TYPED_SECTIONS, *_FREE_FORM_SECTIONS)
+_INSTRUMENTS_SECTION = "instruments"  # validated by posmon.domain.instruments; no environment overrides
+_ALL_SECTIONS = (*_TYPED_SECTIONS, *_FREE_FORM_SECTIONS, _INSTRUMENTS_SECTION)
 _RISK_SYMBOLS_KEY = "symbols"
 
 
@@ -253,7 +256,7 @@ def _apply_env(values: dict[str, dict[str, Any]], env: Mapping[str, str]) -> Non
 
 
 def _quoted_sections() -> str:
-    return ", ".join(f"[{name}]" for name in _ALL_SECTIONS)
+    return ", ".join(f"[{name}]" for name in (*_TYPED_SECTIONS, *_FREE_FORM_SECTIONS))
 
 
 def _foreign_variables() -> list[str]:
@@ -335,7 +338,15 @@ def _build(raw: Mapping[str, Any], env: Mapping[str, str], source: str) -> Setti
         api=free["api"],
         notify=free["notify"],
         source=source,
+        instruments=_instruments(raw.get(_INSTRUMENTS_SECTION, {})),
     )
+
+
+def _instruments(raw: Any) -> InstrumentOverrides:
+    try:
+        return parse_overrides(raw, get_args(Venue), _INSTRUMENTS_SECTION)
+    except InstrumentError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 # ---------------------------------------------------------------------------------------------------------------

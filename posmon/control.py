@@ -31,6 +31,7 @@ from posmon.domain.exitplan import (  # the plan's own rules, so status says exa
     pct_text,
     trailing_active,
 )
+from posmon.domain.instruments import NO_OVERRIDES, InstrumentError, InstrumentTable, is_unified
 from posmon.domain.orders import OrderRequest, OrderType, Purpose, Side, SymbolRules
 from posmon.domain.protection import LocalState, OrderRecord, client_order_id, worst_price
 from posmon.domain.rounding import quantize_qty
@@ -123,6 +124,7 @@ class OpenResult:
     sl: Decimal | None
     status: str  # "FILLED", "PENDING"
     sizing: Sizing | None = None  # from the fill when FILLED; estimated at the mark while PENDING
+    instrument: str | None = None  # the symbol's unified name (BASE/QUOTE:SETTLE), None when it has none
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +148,7 @@ class TrancheView:
     exits: str  # "exchange" (resting TP/SL orders) or "emulated" (watched by posmon)
     exits_live: bool = False  # both exits would fire now: working on the venue, or watched by a running actor
     exit_orders: dict[str, str] = field(default_factory=dict)  # "tp"/"sl" -> one of EXIT_STATES
+    instrument: str | None = None  # the symbol's unified name (BASE/QUOTE:SETTLE), None when it has none
     plan: PlanView | None = None  # its exit plan and what it did so far; None: one TP, one SL
 
 
@@ -491,6 +494,7 @@ class DaemonControl:
         user_last = d.user_stream.last_frame_at if d.user_stream is not None else None
         emulated = "emulated" if d.venue.traits.emulated_exits else "exchange"
         held = d.store.open_tranches(d.venue.name)
+        instruments = self._instruments()
         resting = {}
         if emulated == "exchange":
             ids = [t.id for t in held]
@@ -534,6 +538,7 @@ class DaemonControl:
                     exits=emulated,
                     exits_live=live,
                     exit_orders=legs,
+                    instrument=instruments.name(t.venue, t.symbol),
                     plan=plan_view(t, d.rules.get(t.symbol)) if t.plan else None,
                 )
             )
@@ -591,7 +596,8 @@ class DaemonControl:
     # --- acting -------------------------------------------------------------------------------------------
 
     def _symbol(self, given: str) -> str:
-        """A listed symbol for ``given`` (a symbol, or a venue's own market id such as Lighter's)."""
+        """A listed symbol for ``given``: a symbol, a venue's own market id such as Lighter's, or a unified
+        instrument name (``BTC/USDT:USDT``, see ``posmon.domain.instruments``)."""
         d = self._d
         if given in d.rules:
             return given
@@ -599,11 +605,28 @@ class DaemonControl:
             symbol = d.venue.symbol_for(given)
             if symbol in d.rules:
                 return symbol
+        if is_unified(given):
+            try:
+                return self._instruments().symbol(d.venue.name, given)
+            except InstrumentError as exc:
+                raise ControlError(
+                    f"{given!r} is not a symbol {d.venue.name} lists ({exc})", field="symbol", status=404
+                ) from None
         raise ControlError(f"{given!r} is not a symbol {d.venue.name} lists", field="symbol", status=404)
+
+    def _instruments(self) -> InstrumentTable:
+        """The daemon's instrument table; before it has one (starting), one from the rules it holds."""
+        d = self._d
+        table = getattr(d, "instruments", None)
+        if table is None:
+            overrides = getattr(d.settings, "instruments", NO_OVERRIDES)
+            table = InstrumentTable.build({d.venue.name: d.rules}, overrides)
+        return table
 
     async def open_position(self, request: OpenRequest) -> OpenResult:
         self._need_actors()
-        return await self._bounded(lambda: self._open_position(request))  # two opens are two positions: no merging
+        result: OpenResult = await self._bounded(lambda: self._open_position(request))  # two opens: two positions
+        return dataclasses.replace(result, instrument=self._instruments().name(self._d.venue.name, result.symbol))
 
     async def _open_position(self, request: OpenRequest) -> OpenResult:
         d = self._d

@@ -39,6 +39,7 @@ from posmon.api.server import serve_api
 from posmon.api.settings import ApiSettings
 from posmon.config import Settings
 from posmon.control import DaemonControl
+from posmon.domain.instruments import InstrumentTable
 from posmon.domain.orders import Side, SymbolRules, WorkingType
 from posmon.domain.tranche import Risk
 from posmon.exchange.venue import Venue
@@ -63,6 +64,14 @@ def risk_of(settings: Settings, symbol: str) -> Risk:
     )
 
 
+def instruments_of(venue: str, rules: Mapping[str, SymbolRules], settings: Settings) -> InstrumentTable:
+    """The unified names of ``venue``'s symbols (with the ``[instruments]`` overrides); what is off is logged."""
+    table = InstrumentTable.build({venue: rules}, settings.instruments)
+    for problem in table.problems:
+        log.warning("instruments: %s", problem)
+    return table
+
+
 @dataclass(slots=True)
 class Daemon:
     """The running daemon's parts, for status, control and tests."""
@@ -72,6 +81,7 @@ class Daemon:
     store: Store
     metrics: Metrics
     rules: dict[str, SymbolRules] = field(default_factory=dict)
+    instruments: InstrumentTable | None = None  # unified names of the venue's symbols, built with the rules
     directory: PositionDirectory | None = None
     router: PriceRouter | None = None
     gateway: trio.MemorySendChannel[GatewayRequest] | None = None
@@ -272,6 +282,7 @@ async def _start(
         daemon.rules = dict(rules)
     else:
         daemon.rules = await connect_venue(venue, give_up_after=connect_timeout, log=log)
+    daemon.instruments = instruments_of(venue.name, daemon.rules, settings)
     daemon.readiness.progress("starting the actors")
     symbols = sorted(daemon.rules)
     # A venue with only one position mode (Lighter: one-way) says so; otherwise the configuration does.

@@ -85,7 +85,7 @@ def test_repo_config_loads_documented_defaults() -> None:
 
 def test_repo_config_lists_every_key() -> None:
     raw = tomllib.loads(REPO_CONFIG.read_text(encoding="utf-8"))
-    assert set(raw) == {"daemon", "risk", "sim", "api", "notify", "aster", "lighter"}
+    assert set(raw) == {"daemon", "risk", "sim", "api", "notify", "aster", "lighter", "instruments"}
     assert set(raw["daemon"]) == {f.name for f in dataclasses.fields(DaemonSettings)}
     assert set(raw["aster"]) <= {f.name for f in dataclasses.fields(AsterSettings)}
     assert set(raw["risk"]) == {f.name for f in dataclasses.fields(RiskSettings)} | {"symbols"}

@@ -106,9 +106,10 @@ def create_app(
         Route("/api/monitor/status", guard.wrap(api.status), methods=["GET"]),
         Route("/api/orders/long", guard.wrap(api.open_long), methods=["POST"]),
         Route("/api/orders/short", guard.wrap(api.open_short), methods=["POST"]),
-        Route("/api/monitor/stop/{symbol}", guard.wrap(api.stop), methods=["POST"]),
-        Route("/api/monitor/resume/{symbol}", guard.wrap(api.resume), methods=["POST"]),
-        Route("/api/positions/{symbol}/close", guard.wrap(api.close_position), methods=["POST"]),
+        # {symbol:path}: a unified name's "/" (sent as %2F, which the server decodes before routing) stays in it
+        Route("/api/monitor/stop/{symbol:path}", guard.wrap(api.stop), methods=["POST"]),
+        Route("/api/monitor/resume/{symbol:path}", guard.wrap(api.resume), methods=["POST"]),
+        Route("/api/positions/{symbol:path}/close", guard.wrap(api.close_position), methods=["POST"]),
         Route("/api/tranches/{id}/close", guard.wrap(api.close_tranche), methods=["POST"]),
         Route("/api/history", guard.wrap(api.history), methods=["GET"]),
         # The dashboard: its files hold no data (public); its live feed is guarded like every data call.
@@ -391,6 +392,7 @@ class _Api:
         result = await self._control.open_position(order)
         payload: dict[str, Any] = {
             "symbol": result.symbol,
+            "instrument": result.instrument,
             "side": result.side,
             "status": result.status,
             "tranche_id": result.tranche_id,

@@ -64,6 +64,13 @@ _READ_REFUSALS = (401, 403)
 _WRITE_REFUSALS = (400, 401, 403, 404, 408, 413, 415, 422, 500, 503)
 
 
+_INSTRUMENT = {
+    "type": ["string", "null"],
+    "description": "the symbol's unified name BASE/QUOTE:SETTLE (e.g. BTC/USDT:USDT; Lighter's BTC is "
+    "BTC/USDC:USDC); null when the venue's market list does not say what it is",
+}
+
+
 def _ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -74,7 +81,8 @@ def _symbol_param() -> dict[str, Any]:
         "in": "path",
         "required": True,
         "schema": dict(SYMBOL_SCHEMA),
-        "description": "venue symbol, or a Lighter market id",
+        "description": "venue symbol, a Lighter market id, or a unified name such as BTC/USDT:USDT (send its '/' "
+        "as %2F)",
     }
 
 
@@ -199,6 +207,7 @@ def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
             "mark": _NULLABLE_DECIMAL,
             "unrealized_pnl": _NULLABLE_DECIMAL,
             "closing": {"type": ["string", "null"]},
+            "instrument": _INSTRUMENT,
             "exits": {"type": "string", "enum": ["exchange", "emulated"]},
             "exits_live": {
                 "type": "boolean",
@@ -278,6 +287,7 @@ def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
                     "type": "object",
                     "properties": {
                         "symbol": {"type": "string"},
+                        "instrument": _INSTRUMENT,
                         "side": {"type": "string"},
                         "status": {"type": "string", "enum": ["FILLED", "PENDING"]},
                         "tranche_id": {"type": "integer"},

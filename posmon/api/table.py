@@ -95,6 +95,17 @@ def plan_cell(t: Mapping[str, Any]) -> str:
     return str(plan.get("summary") or "-") if isinstance(plan, Mapping) else "-"
 
 
+def _with_instruments(
+    headers: Sequence[str], rows: list[list[str]], tranches: Sequence[Mapping[str, Any]]
+) -> tuple[Sequence[str], list[list[str]]]:
+    """An INSTRUMENT column after SYMBOL (the unified name, ``BTC/USDT:USDT``) when any tranche has one."""
+    if not any(t.get("instrument") for t in tranches):
+        return headers, rows
+    at = list(headers).index("SYMBOL") + 1
+    named = [[*r[:at], _cell(t.get("instrument")), *r[at:]] for r, t in zip(rows, tranches, strict=True)]
+    return (*headers[:at], "INSTRUMENT", *headers[at:]), named
+
+
 def render_status(status: Mapping[str, Any]) -> str:
     state = "running" if status.get("running") else "NOT RUNNING"
     out = [f"posmon on {status.get('venue', '?')}: {state} since {_utc(status.get('started_at'))} UTC", ""]
@@ -126,14 +137,12 @@ def render_status(status: Mapping[str, Any]) -> str:
             ]
             for t in tranches
         ]
+        columns = list(_COLUMNS)
         if any(t.get("plan") for t in tranches):  # a column only where some tranche has an exit plan
             for t, r in zip(tranches, rows, strict=True):
                 r.insert(_COLUMNS.index("SL") + 1, plan_cell(t))
-            columns = list(_COLUMNS)
             columns.insert(_COLUMNS.index("SL") + 1, "PLAN")
-            out.append(grid(columns, rows))
-        else:
-            out.append(grid(_COLUMNS, rows))
+        out.append(grid(*_with_instruments(columns, rows, tranches)))
     else:
         out.append("no open tranches")
     unmonitored = status.get("unmonitored") or []

@@ -30,7 +30,11 @@ MAX_RR = Decimal(100)
 MAX_RR_COMPONENT = Decimal(1000)
 # Every pattern is anchored: JSON Schema patterns match anywhere unless they say otherwise, and the server
 # matches whole values.
-_SYMBOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
+# A venue symbol or market id, or a unified instrument name BASE/QUOTE:SETTLE (posmon.domain.instruments).
+_SYMBOL_RE = re.compile(
+    r"^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,39}"
+    r"|[A-Za-z0-9][A-Za-z0-9._-]{0,19}/[A-Za-z0-9][A-Za-z0-9._-]{0,19}:[A-Za-z0-9][A-Za-z0-9._-]{0,19})$"
+)
 _DECIMAL_RE = re.compile(r"^-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?$")
 _TRANCHE_ID_RE = re.compile(r"^[0-9]{1,18}$")
 # What the OpenAPI document promises for numbers sent as strings: a subset of what the parsers accept, so a
@@ -71,11 +75,12 @@ def _decimal(v: Any) -> Decimal:
 
 
 def parse_symbol(v: Any) -> str:
-    """A venue symbol (``BTCUSDT``) or a Lighter market id (``7``), upper-cased as posmon's config writes them."""
+    """A venue symbol (``BTCUSDT``), a Lighter market id (``7``) or a unified name (``BTC/USDT:USDT``), upper-cased
+    as posmon's config writes them."""
     if not isinstance(v, str) or not _SYMBOL_RE.fullmatch(v):
         raise ValueError(
-            "expected a symbol such as 'BTCUSDT' or a market id such as '7' (letters, digits, "
-            "'.', '_' or '-', at most 40 characters)"
+            "expected a symbol such as 'BTCUSDT', a market id such as '7' (letters, digits, "
+            "'.', '_' or '-', at most 40 characters) or a unified name BASE/QUOTE:SETTLE such as 'BTC/USDT:USDT'"
         )
     return v.upper()
 
@@ -139,7 +144,13 @@ SYMBOL_SCHEMA: Mapping[str, Any] = {"type": "string", "pattern": _SYMBOL_RE.patt
 
 ORDER_FIELDS: tuple[BodyField, ...] = (
     BodyField(
-        "symbol", parse_symbol, {**SYMBOL_SCHEMA, "example": "BTCUSDT", "description": "venue symbol (upper-cased)"}
+        "symbol",
+        parse_symbol,
+        {
+            **SYMBOL_SCHEMA,
+            "example": "BTCUSDT",
+            "description": "venue symbol, or unified name such as BTC/USDT:USDT (upper-cased)",
+        },
     ),
     BodyField(
         "size_usd",
@@ -298,7 +309,7 @@ HISTORY_PARAMS: dict[str, tuple[Callable[[str], Any], Mapping[str, Any], str]] =
         {"type": "string"},
         "closed at or after: unix seconds, or an ISO-8601 date or date-time (UTC unless it carries an offset)",
     ),
-    "symbol": (parse_symbol, SYMBOL_SCHEMA, "only this symbol (or Lighter market id)"),
+    "symbol": (parse_symbol, SYMBOL_SCHEMA, "only this symbol (or Lighter market id, or unified name)"),
     "limit": (
         parse_limit,
         {"type": "integer", "minimum": 1, "maximum": MAX_HISTORY_LIMIT},

@@ -221,7 +221,7 @@ def add_ops_commands(sub: Subparsers) -> None:
 
     p = add("open", "open a position at market and protect it (SL, and TP at RR times the SL distance)", _open, _opened)
     p.add_argument("side", type=str.upper, choices=["LONG", "SHORT"], help="long or short")
-    p.add_argument("symbol", type=_arg(parse_symbol), help="symbol, e.g. BTCUSDT")
+    p.add_argument("symbol", type=_arg(parse_symbol), help="symbol, e.g. BTCUSDT, or unified name BTC/USDT:USDT")
     p.add_argument(
         "--size-usd",
         type=_arg(_positive_decimal),
@@ -248,7 +248,7 @@ def add_ops_commands(sub: Subparsers) -> None:
     )
 
     p = add("close", "close a symbol's tranches now (all, one side, or one tranche)", _close, _closing)
-    p.add_argument("symbol", type=_arg(parse_symbol), help="symbol, e.g. BTCUSDT")
+    p.add_argument("symbol", type=_arg(parse_symbol), help="symbol, e.g. BTCUSDT, or unified name BTC/USDT:USDT")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--side", type=_arg(parse_side), help="close only this side: LONG or SHORT")
     which.add_argument("--tranche", type=_arg(parse_tranche_id), metavar="ID", help="close only this tranche")

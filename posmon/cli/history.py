@@ -20,6 +20,7 @@ from posmon.analytics import duration, render_summary, summarize
 from posmon.api.validation import parse_symbol
 from posmon.cli.exit_codes import ExitCode, exit_codes_help
 from posmon.config import ConfigError, load_settings
+from posmon.domain.instruments import is_unified
 from posmon.store.errors import StoreError
 from posmon.store.history import FIELDS, ClosedTranche, History, parse_since
 from posmon.store.location import is_url
@@ -55,6 +56,12 @@ def _load(args: argparse.Namespace) -> History:
         symbol = None if args.symbol is None else parse_symbol(args.symbol)
     except ValueError as exc:
         raise _Refused(f"--symbol: {exc}", ExitCode.CONFIG) from None
+    if symbol is not None and is_unified(symbol):  # the store records venue symbols; only the daemon maps names
+        raise _Refused(
+            f"--symbol: {symbol} is a unified name, and the store records each venue's own symbol (BTCUSDT on "
+            f"Aster, BTC on Lighter): give that, or ask the running daemon (GET /api/history?symbol={symbol})",
+            ExitCode.CONFIG,
+        )
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:

@@ -129,3 +129,8 @@ class SymbolRules:
     min_notional: Decimal = Decimal(0)
     min_price: Decimal = Decimal(0)  # the venue's price filter (0: none published)
     max_price: Decimal = Decimal(0)
+    # What the symbol is, as the venue's market list says ("" where it says nothing): the base asset traded, the
+    # quote it is priced in and the asset it settles (margins) in; ``posmon.domain.instruments`` names it from them.
+    base_asset: str = ""
+    quote_asset: str = ""
+    settle_asset: str = ""

@@ -69,6 +69,7 @@ async def test_status_lists_streams_and_every_tranche_with_exact_decimals():
         "exits_live": True,
         "exit_orders": {"tp": "LIVE", "sl": "LIVE"},
         "plan": None,  # one TP, one SL
+        "instrument": None,  # the fake names no instrument (a daemon: "BTC/USDT:USDT", test_api_instruments)
     }
     assert second["side"] == "SHORT"
 

@@ -16,6 +16,7 @@ take a JSON number, ``"NaN"`` or ``" 1_0"``, so it is not used).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -245,6 +246,7 @@ def _symbol_rules(symbol: str, entry: dict[str, Any]) -> SymbolRules:
         for name, key in (("min_price", "minPrice"), ("max_price", "maxPrice"))
         if key in price_filter
     }
+    base, quote, settle = _assets(entry)
     return SymbolRules(
         symbol=symbol,
         tick_size=tick,
@@ -252,7 +254,29 @@ def _symbol_rules(symbol: str, entry: dict[str, Any]) -> SymbolRules:
         min_qty=fields.non_negative(lot_size, "minQty"),
         min_notional=min_notional,
         **bounds,
+        base_asset=base,
+        quote_asset=quote,
+        settle_asset=settle,
     )
+
+
+_ASSET_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,19}")
+
+
+def _assets(entry: dict[str, Any]) -> tuple[str, str, str]:
+    """A perpetual's baseAsset, quoteAsset and marginAsset (the settle asset), for its unified instrument name.
+
+    Only perpetuals (a dated contract would need its expiry in the name) and only well-formed names; anything else
+    leaves them out: the symbol still trades, it just has no unified name (``posmon.domain.instruments``).
+    """
+    if entry.get("contractType", "PERPETUAL") != "PERPETUAL":
+        return "", "", ""
+    base, quote = entry.get("baseAsset"), entry.get("quoteAsset")
+    settle = entry.get("marginAsset", quote)  # Binance's USD-M contracts margin in their quote asset
+    named = (base, quote, settle)
+    if not all(isinstance(v, str) and _ASSET_RE.fullmatch(v) for v in named):
+        return "", "", ""
+    return str(base), str(quote), str(settle)
 
 
 def parse_rate_limits(items: Any, base: RateLimits = DEFAULT_LIMITS) -> RateLimits | None:

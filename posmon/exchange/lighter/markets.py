@@ -22,6 +22,7 @@ __all__ = ["MAX_BASE_AMOUNT", "MAX_PRICE", "Market", "MarketTable", "OffGrid", "
 
 MAX_PRICE = 2**32 - 1  # the signer's Price / TriggerPrice are uint32
 MAX_BASE_AMOUNT = 2**63 - 1  # BaseAmount is an int64
+SETTLE_ASSET = "USDC"  # every Lighter perpetual is quoted and margined in USDC
 
 
 class OffGrid(ValueError):
@@ -42,12 +43,17 @@ class Market:
 
     @property
     def rules(self) -> SymbolRules:
+        """The market's filters; its assets: a Lighter perpetual is named by its base and priced and settled in
+        USDC (orderBookDetails gives only asset ids), so ``BTC`` is ``BTC/USDC:USDC`` as ccxt names it."""
         return SymbolRules(
             symbol=self.symbol,
             tick_size=Decimal(1).scaleb(-self.price_decimals),
             step_size=Decimal(1).scaleb(-self.size_decimals),
             min_qty=self.min_base_amount,
             min_notional=self.min_quote_amount,
+            base_asset=self.symbol,
+            quote_asset=SETTLE_ASSET,
+            settle_asset=SETTLE_ASSET,
         )
 
     def base_amount(self, qty: Decimal) -> int:
