@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test lint typecheck bench bench-peers chaos clean chromium
+.PHONY: run demo test lint typecheck bench bench-peers chaos clean chromium postgresql
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,15 @@ chromium:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
 	  elif sudo -n true 2>/dev/null; then sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
 	  else echo "/usr/bin/chromium is missing: run 'apt-get install chromium' as root (browser tests skip, fail under CI=true)"; fi; }
+
+# The PostgreSQL store's tests (tests/helpers/postgres.py) start a throwaway server from the machine's initdb and
+# pg_ctl: Debian's package is installed where initdb is missing (on PATH or under /usr/lib/postgresql/*/bin), as
+# for chromium. Without it those tests skip, and fail under CI=true.
+postgresql:
+	@{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; \
+	  elif sudo -n true 2>/dev/null; then sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; \
+	  else echo "initdb is missing: run 'apt-get install postgresql' as root (PostgreSQL store tests skip, fail under CI=true)"; fi; }
 
 run: $(STAMP)
 	$(BIN)/posmon run
@@ -57,7 +66,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck chromium
+test: lint typecheck chromium postgresql
 	$(BIN)/pytest
 
 clean:

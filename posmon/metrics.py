@@ -140,7 +140,10 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("actor_restarts", "counter", "Actor restarts after a failure", ("actor",)),
     MetricSpec("store_busy_waits", "counter", "Actors that waited for another process's lock on the store", ("actor",)),
     MetricSpec(
-        "store_locked_seconds", "gauge", "Seconds the store has been locked by another process (0: writable)", _V
+        "store_locked_seconds",
+        "gauge",
+        "Seconds the store has been locked by another process, or its PostgreSQL server unreachable (0: writable)",
+        _V,
     ),
     MetricSpec("restart_budget_exhausted", "counter", "Actors that exhausted their restart budget", ("actor",)),
     # notifications

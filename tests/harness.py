@@ -38,14 +38,16 @@ def make_settings(
     *,
     symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT"),
     daemon: dict[str, Any] | None = None,
+    store: str | Path | None = None,
     **risk: Any,
 ) -> Settings:
-    """A sim-venue configuration; ``daemon``: extra ``[daemon]`` keys, ``risk``: ``[risk]`` keys."""
+    """A sim-venue configuration; ``daemon``: extra ``[daemon]`` keys, ``risk``: ``[risk]`` keys; ``store``: an
+    SQLite file or a PostgreSQL URL (default: posmon.sqlite in ``tmp_path``)."""
     risk_lines = "\n".join(f"{k} = {_toml(v)}" for k, v in {"tp_pct": 1.0, "sl_pct": 50.0, **risk}.items())
     text = f"""
 [daemon]
 venue = "sim"
-store = "{tmp_path / "posmon.sqlite"}"
+store = "{store or tmp_path / "posmon.sqlite"}"
 restart_backoff_seconds = 0.5
 # The in-process exchange publishes a mark only when a test sets one (no 1 Hz cadence): not stale in between.
 stale_stream_seconds = 600.0
@@ -234,6 +236,10 @@ async def _daemon(
     notices: Any = None,
 ) -> AsyncIterator[Harness]:
     store = Store.open(settings.daemon.store, clock=trio_clock)
+    if hasattr(store, "threaded"):
+        # PostgreSQL under a virtual clock: a commit in a worker thread is invisible to ``settle`` (all tasks
+        # blocked) and MockClock's autojump would move time during it; on trio's thread the steps stay exact.
+        store.threaded = not isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
     metrics = Metrics()
     try:
         async with trio.open_nursery() as nursery:

@@ -1,7 +1,8 @@
-"""``posmon history`` and ``posmon report``: the closed tranches of the store, read from its file directly.
+"""``posmon history`` and ``posmon report``: the closed tranches of the store, read from it directly.
 
-They need no running daemon (the store is opened like ``verify`` does, from the config's ``daemon.store``), so a
-stopped daemon's history is still there; with the daemon running, SQLite's WAL lets both read at once.
+They need no running daemon (the store is opened like ``verify`` does, from the config's ``daemon.store``: an
+SQLite file or a ``postgresql://`` URL), so a stopped daemon's history is still there; with the daemon running,
+SQLite's WAL (or PostgreSQL) lets both read at once.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from posmon.config import ConfigError, load_settings
 from posmon.domain.instruments import is_unified
 from posmon.store.errors import StoreError
 from posmon.store.history import FIELDS, ClosedTranche, History, parse_since
+from posmon.store.location import is_url
 from posmon.store.store import Store
 
 if TYPE_CHECKING:
@@ -64,11 +66,11 @@ def _load(args: argparse.Namespace) -> History:
         settings = load_settings(args.config)
     except ConfigError as exc:
         raise _Refused(f"configuration error: {exc}", ExitCode.CONFIG) from None
-    path = Path(settings.daemon.store)
-    if not path.is_file():
-        raise _Refused(f"no store at {path} (daemon.store): nothing has been recorded there", ExitCode.STORE)
+    location = settings.daemon.store
+    if not is_url(location) and not Path(location).is_file():
+        raise _Refused(f"no store at {location} (daemon.store): nothing has been recorded there", ExitCode.STORE)
     try:
-        store = Store.open(path)
+        store = Store.open(location)
     except StoreError as exc:
         raise _Refused(str(exc), ExitCode.STORE) from None
     try:

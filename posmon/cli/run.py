@@ -7,6 +7,7 @@ store). Both turn every expected failure into one line on stderr and an ``ExitCo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import logging
 import os
@@ -52,7 +53,7 @@ RUN_EXIT_CODES_HELP = exit_codes_help(
         ExitCode.UNREACHABLE: "the exchange could not be reached within --connect-timeout, refused start-up, or "
         "rejected the credentials",
         ExitCode.STORE: "the store cannot be used: locked by another process, read-only, disk full, corrupt, not "
-        "posmon's, newer",
+        "posmon's, newer; a PostgreSQL store: a malformed URL, the server unreachable at start-up",
     },
     title="exit codes of run",
 )
@@ -201,6 +202,10 @@ def _run_daemon_command(args: argparse.Namespace) -> int:
     """``run``: validate the whole configuration first, so a typo stops start-up before any network."""
     try:
         settings = load_settings(args.config)
+        if args.store is not None:
+            if not args.store.strip():
+                raise ConfigError("--store: expected an SQLite file path or a postgresql:// URL")
+            settings = dataclasses.replace(settings, daemon=dataclasses.replace(settings.daemon, store=args.store))
         api = ApiSettings.from_config(settings.api, os.environ)
         notify = NotifySettings.from_config(settings.notify, os.environ)
     except ConfigError as error:
@@ -252,6 +257,13 @@ def add_run(sub: Subparsers) -> None:
         metavar="SECONDS",
         help="keep retrying an unreachable or failing exchange at start-up this long, then exit 3 "
         "(default: [daemon] startup_timeout_seconds)",
+    )
+    p.add_argument(
+        "--store",
+        default=None,
+        metavar="PATH_OR_URL",
+        help="the store: an SQLite file, or postgresql://user@host:port/db for a PostgreSQL one "
+        "(default: [daemon] store)",
     )
     p.add_argument(
         "--log-format",

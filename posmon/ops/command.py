@@ -31,6 +31,7 @@ from posmon.ops.plan import PlanContext, plan_repairs
 from posmon.ops.protect import carry_out
 from posmon.ops.verify import Snapshot, take_snapshot
 from posmon.store.errors import StoreError
+from posmon.store.location import is_url
 from posmon.store.store import Store
 from posmon.venues import open_venue
 
@@ -46,7 +47,7 @@ def _unwrap(exc: BaseException) -> BaseException:
 def _open_store(settings: Settings, *, write: bool) -> Store:
     """The daemon's store; a read that finds no store file reads an empty one instead of creating it."""
     path = settings.daemon.store
-    if not write and path != ":memory:" and not Path(path).exists():
+    if not write and path != ":memory:" and not is_url(path) and not Path(path).exists():
         return Store.open(":memory:")
     return Store.open(path)
 

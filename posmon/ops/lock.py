@@ -14,14 +14,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from posmon.store.location import is_url
+
 
 class StoreLocked(Exception):
     """Another process (a running daemon, another ``protect``) holds the store."""
 
 
 def lock_path(store: str | Path) -> Path | None:
-    """Where the lock of ``store`` lives; None for an in-memory store."""
-    return None if str(store) == ":memory:" else Path(f"{store}.lock")
+    """Where the lock of ``store`` lives; None for an in-memory store and for a PostgreSQL store (shared by
+    design: a cluster's leases, issue 17, take the lock's place there)."""
+    return None if str(store) == ":memory:" or is_url(str(store)) else Path(f"{store}.lock")
 
 
 @contextmanager

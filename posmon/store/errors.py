@@ -21,3 +21,11 @@ class StoreBusy(StoreError):
     def __init__(self, message: str, *, wait_writable: Callable[[], Awaitable[None]] | None = None) -> None:
         super().__init__(message)
         self.wait_writable = wait_writable
+
+
+class StoreUnavailable(StoreBusy):
+    """The store's server cannot be reached (PostgreSQL restarted, network down): nothing was written.
+
+    A ``StoreBusy`` so the actors' supervisor waits (``wait_writable``) until the server is back instead of
+    spending its restart budget; the group commit (``Store.commit``) retries on its own and never raises it.
+    """

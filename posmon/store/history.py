@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import sqlite3
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from posmon.domain.orders import Side
+from posmon.store.schema import Connection
 
 _UNIX_RE = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,9})?$")
 MAX_LIMIT = 100_000  # more rows than any screen or CSV reader wants; a typo beyond it is refused
@@ -140,7 +140,7 @@ def parse_limit(text: str) -> int:
 
 
 def query_history(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     since: float | None = None,
     symbol: str | None = None,

@@ -11,6 +11,10 @@ Another process holding the write lock must not freeze the event loop: the busy 
 ``allocate_tranche_id_async`` wait for the lock in short tries that yield to trio. Opening checks what the
 daemon is about to trust: the file is writable, not corrupt (``PRAGMA quick_check``), posmon's own schema and
 not newer; each failure is one ``StoreError`` line naming the file.
+
+A ``postgresql://`` location opens the same store on PostgreSQL (``posmon.store.postgres.PgStore``: the same SQL,
+the group commit in a worker thread, a server outage waited out); ``Store.fence`` is where a cluster's lease
+check runs, inside every write transaction of either backend.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 import trio
@@ -37,9 +41,13 @@ from posmon.domain.exitplan import plan_from_text
 from posmon.domain.orders import OrderRequest, OrderSide, OrderStatus, OrderType, Purpose, Side, WorkingType
 from posmon.domain.protection import LocalState, OrderRecord
 from posmon.domain.tranche import Risk, Tranche
-from posmon.store.errors import StoreBusy, StoreError
+from posmon.store.errors import StoreBusy, StoreError, StoreUnavailable
 from posmon.store.history import History, query_history
-from posmon.store.schema import SCHEMA_VERSION, migrate, schema_problems
+from posmon.store.location import is_url
+from posmon.store.schema import SCHEMA_VERSION, SQLITE, Connection, migrate, schema_problems
+
+if TYPE_CHECKING:
+    from posmon.store.postgres import PgConn
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +62,9 @@ _RETRY_MIN, _RETRY_MAX, _LOG_EVERY = 0.05, 1.0, 10.0
 MIN_FREE_BYTES = 4 << 20
 
 _T = TypeVar("_T")
+
+#: Called first in every write transaction with its connection (``Store.fence``); raising aborts the write.
+Fence = Callable[[Connection], None]
 
 
 def describe(path: str | Path, exc: sqlite3.Error, doing: str) -> StoreError:
@@ -151,10 +162,18 @@ class _Commit:
     decisions: list[Changes]
     done: trio.Event = field(default_factory=trio.Event)
     error: Exception | None = None
+    settled: bool = False  # the outcome is known (set by the thread that wrote it; ``done`` by trio's)
 
     def finish(self, error: Exception | None) -> None:
+        """Record the outcome (from any thread); ``release`` wakes the caller on trio's thread."""
         self.error = error
-        self.done.set()
+        self.settled = True
+
+
+def _release(group: list[_Commit]) -> None:
+    for r in group:
+        if r.settled:
+            r.done.set()
 
 
 def _drain(recv: trio.MemoryReceiveChannel[_Commit]) -> list[_Commit]:
@@ -206,7 +225,7 @@ def _prepare(db: Database, path: str | Path, *, memory: bool) -> None:
             f"store {path} is corrupt (PRAGMA quick_check: {'; '.join(problems)}); restore it from a "
             "backup or move it aside"
         )
-    migrate(db, name=f"store {path}")
+    migrate(conn, name=f"store {path}")
     if missing := schema_problems(conn):
         raise StoreError(
             f"store {path} is not a posmon store (schema version {SCHEMA_VERSION}, but "
@@ -360,11 +379,12 @@ def _order(row: dict[str, Any]) -> OrderRecord:
 
 
 class Store:
-    """SQLite store of one daemon (one file per account set; never shared by two live daemons)."""
+    """The store of one daemon: SQLite (one file per account set; never shared by two live daemons), or
+    PostgreSQL through the subclass ``posmon.store.postgres.PgStore`` (``Store.open`` picks it for a URL)."""
 
     def __init__(
         self,
-        db: Database,
+        db: Database | PgConn,
         *,
         clock=time.time,
         path: str | Path = ":memory:",
@@ -374,12 +394,19 @@ class Store:
         self._clock = clock
         self.path = str(path)
         self._busy_ms = round(busy_timeout * 1000)
-        db.conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+        if isinstance(db, Database):
+            db.conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
         #: ``time.monotonic()`` when a write first found the store locked by another process; None while writable.
         self.busy_since: float | None = None
         self._busy_logged_at = 0.0
         self._writer: trio.MemorySendChannel[_Commit] | None = None  # set while ``run_writer`` runs
         self.commits = 0  # write transactions committed (what group commit saves shows here)
+        #: The one place a cluster's lease check goes (issue 17): called first inside every write transaction of
+        #: this store (decisions, tranche ids, entries, monitoring), on the connection that will commit it, so a
+        #: check that raises rolls the write back and the caller sends nothing. None: no check (one instance).
+        #: On PostgreSQL the group commit calls it in the writer's worker thread: keep it a plain SQL check
+        #: (e.g. ``SELECT .. FROM leases WHERE account = ? AND token = ? FOR SHARE``), no trio calls.
+        self.fence: Fence | None = None
 
     @classmethod
     def open(
@@ -395,6 +422,10 @@ class Store:
         A store another process holds locked is retried for ``open_wait`` seconds (logged once), then
         ``StoreBusy``: the daemon stops with a message instead of hanging on its first write.
         """
+        if cls is Store and is_url(str(path)):
+            from posmon.store.postgres import PgStore
+
+            return PgStore.open(str(path), clock=clock)
         memory = str(path) == ":memory:"
         if not memory:
             _check_location(Path(path))
@@ -431,33 +462,44 @@ class Store:
     # --- writes -------------------------------------------------------------------------------------------
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, conn: Any = None) -> Iterator[Any]:
         """BEGIN IMMEDIATE .. COMMIT, or ROLLBACK on any error: one decision is written whole or not at all.
 
         Writes inside go through plain ``execute``/``executemany``: sqlite-utils' bulk helpers commit on
         their own, which would split a decision. SQLite errors come out as one-line ``StoreError``s
         (``StoreBusy`` when another process holds the lock beyond the short busy timeout).
         """
-        conn = self.db.conn
+        conn = self.db.conn if conn is None else conn
+        errors = self._errors
         try:
             self._begin(conn)
-        except sqlite3.Error as exc:
+        except errors as exc:
             raise self._failed(exc) from exc
         try:
+            if self.fence is not None:
+                self.fence(conn)
             yield conn
             conn.execute("COMMIT")
             self.commits += 1
         except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
+            self._rollback(conn)
+            if isinstance(exc, errors):
                 raise self._failed(exc) from exc
             raise
         if self.busy_since is not None:
             log.warning("store %s is writable again after %.1f s", self.path, time.monotonic() - self.busy_since)
             self.busy_since = None
 
-    def _begin(self, conn: sqlite3.Connection) -> None:
+    dialect = SQLITE  # how the schema is spelled on this backend (``posmon.store.schema``)
+    # The driver's error class, turned into one-line ``StoreError``s by ``_failed``.
+    _errors: tuple[type[Exception], ...] = (sqlite3.Error,)
+
+    @staticmethod
+    def _rollback(conn: Any) -> None:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+
+    def _begin(self, conn: Any) -> None:
         """Take the write lock; once the store is known to be locked by another process, only try (no wait),
         so several actors retrying do not each hold the event loop for the busy timeout."""
         if self.busy_since is None:
@@ -469,7 +511,8 @@ class Store:
         finally:
             conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
 
-    def _failed(self, exc: sqlite3.Error) -> StoreError:
+    def _failed(self, exc: Exception) -> StoreError:
+        assert isinstance(exc, sqlite3.Error)
         error = describe(self.path, exc, "write")
         if isinstance(error, StoreBusy):
             error.wait_writable = self.wait_writable
@@ -533,15 +576,28 @@ class Store:
         One commit costs about as much as the writes it holds when they are few; a frame that triggers eight
         exits pays for one instead of eight before the first of them may act.
         """
+        self._apply_many(self.db.conn, decisions)
+
+    def _apply_many(
+        self,
+        conn: Any,
+        decisions: Sequence[Changes],
+        commit_mark: Callable[[Any], None] | None = None,
+        now: float | None = None,
+    ) -> None:
+        """``apply_many`` on ``conn``; ``commit_mark`` writes the transaction's marker (``PgStore``'s in-doubt
+        check); ``now``: the time to record, read on trio's thread when this runs in another."""
         decisions = [c for c in decisions if c]
         if not decisions:
             return
-        now = self._clock()
-        with self._transaction() as conn:
+        now = self._clock() if now is None else now
+        with self._transaction(conn) as conn:
             for changes in decisions:
                 self._write(conn, changes, now)
+            if commit_mark is not None:
+                commit_mark(conn)
 
-    def _write(self, conn: sqlite3.Connection, changes: Changes, now: float) -> None:
+    def _write(self, conn: Any, changes: Changes, now: float) -> None:
         if changes.tranches:
             _upsert(conn, "tranches", "id", [_tranche_row(t) for t in changes.tranches])
         if changes.closed:
@@ -555,7 +611,10 @@ class Store:
                 conn.execute("UPDATE tranches SET fees = ? WHERE id = ?", [str(Decimal(row[0]) + fee), tid])
         if changes.orders:
             venue = {t.id: t.venue for t in changes.tranches}
-            rows = [_order_row(venue.get(o.tranche_id) or self._venue_of(o.tranche_id), o, now) for o in changes.orders]
+            rows = [
+                _order_row(venue.get(o.tranche_id) or self._venue_of(conn, o.tranche_id), o, now)
+                for o in changes.orders
+            ]
             _upsert(conn, "orders", "client_id", rows)
         if changes.entries_ended:
             conn.executemany(
@@ -589,13 +648,18 @@ class Store:
                 # Actors woken by the same frame hand theirs over in this round: let them all in first.
                 await trio.lowlevel.checkpoint()
                 group += _drain(recv)
-                self._commit_group(group)
+                await self._write_group(group)
                 group = []
         finally:
             if self._writer is send:
                 self._writer = None
             for c in [*group, *_drain(recv)]:
-                self._commit_group([c])
+                if not c.settled:
+                    try:
+                        self._commit_group([c])
+                    except StoreUnavailable as exc:  # stopping while the server is gone: the actor stops too
+                        c.finish(exc)
+                _release([c])
             send.close()
             recv.close()
 
@@ -616,29 +680,59 @@ class Store:
         if request.error is not None:
             raise request.error
 
-    def _commit_group(self, group: list[_Commit]) -> None:
+    async def _write_group(self, group: list[_Commit]) -> None:
+        """Commit one group: inline for SQLite (a commit without fsync costs less than a thread hop)."""
+        self._commit_group(group)
+        _release(group)
+
+    def _commit_group(
+        self,
+        group: list[_Commit],
+        conn: Any = None,
+        mark: Callable[[int], Callable[[Any], None] | None] | None = None,
+        now: float | None = None,
+    ) -> None:
         """One transaction for the whole group; if that fails for another reason than a lock, each on its own
-        (one faulty decision fails its own actor, as ``apply`` would, never the others or the writer)."""
+        (one faulty decision fails its own actor, as ``apply`` would, never the others or the writer).
+
+        ``conn``: the connection to write on (the loop's by default); ``mark(i)``: the marker writer of the
+        group's transaction (0) and of each request's own (i >= 1), for ``PgStore``'s retry after a lost
+        acknowledgement. ``StoreUnavailable`` (the server is gone) propagates to that retry: nothing finishes.
+        """
+
+        def write(decisions: Sequence[Changes], index: int) -> None:
+            if conn is None:
+                self.apply_many(decisions)  # the loop's connection, through the public seam
+            else:
+                self._apply_many(conn, decisions, mark and mark(index), now)
+
+        live = [r for r in group if not r.settled]
         try:
-            self.apply_many([c for r in group for c in r.decisions])
+            write([c for r in live for c in r.decisions], 0)
+        except StoreUnavailable:
+            raise
         except StoreBusy as exc:
-            for r in group:
+            for r in live:
                 r.finish(exc)
             return
         except Exception:
-            for r in group:
+            for i, r in enumerate(group, 1):
+                if r.settled:  # finished in an attempt before the connection was lost
+                    continue
                 try:
-                    self.apply_many(r.decisions)
+                    write(r.decisions, i)
+                except StoreUnavailable:
+                    raise
                 except Exception as one:
                     r.finish(one)
                 else:
                     r.finish(None)
             return
-        for r in group:
+        for r in live:
             r.finish(None)
 
-    def _venue_of(self, tranche_id: int) -> str:
-        row = self.db.execute("SELECT venue FROM tranches WHERE id = ?", [tranche_id]).fetchone()
+    def _venue_of(self, conn: Any, tranche_id: int) -> str:
+        row = conn.execute("SELECT venue FROM tranches WHERE id = ?", [tranche_id]).fetchone()
         if row is None:
             raise StoreError(f"order for unknown tranche {tranche_id}")
         return row[0]
@@ -654,15 +748,15 @@ class Store:
             if val is not None:
                 where.append(f"{col} = ?")
                 args.append(val)
-        rows = self.db["tranches"].rows_where(" AND ".join(where), args, order_by="id")
+        rows = self._dicts(f"SELECT * FROM tranches WHERE {' AND '.join(where)} ORDER BY id", args)
         return [_tranche(r) for r in rows]
 
     def active_orders(self, tranche_ids: Sequence[int]) -> list[OrderRecord]:
         if not tranche_ids:
             return []
         marks = ",".join("?" * len(tranche_ids))
-        rows = self.db["orders"].rows_where(
-            f"state != 'DONE' AND tranche_id IN ({marks})", list(tranche_ids), order_by="rowid"
+        rows = self._dicts(
+            f"SELECT * FROM orders WHERE state != 'DONE' AND tranche_id IN ({marks}) ORDER BY rowid", list(tranche_ids)
         )
         return [_order(r) for r in rows]
 
@@ -702,18 +796,21 @@ class Store:
                 return done.value
             await trio.lowlevel.checkpoint()
 
-    def _restore(self, venue: str, every: int = 5_000) -> Generator[None, None, dict[tuple[str, Side], Restored]]:
+    def _restore(
+        self, venue: str, every: int = 5_000, db: Any = None
+    ) -> Generator[None, None, dict[tuple[str, Side], Restored]]:
         """``restore``'s work, pausing (``yield``) every ``every`` rows; nothing is written meanwhile at start-up.
 
         The lean path of 300,000 rows at 100,000 tranches: named columns read as tuples (no dict per row), each
         distinct stored number made a ``Decimal`` once (a tranche's qty, TP and SL reappear in its orders, 0
         everywhere; the cache lives for this read only), objects built from positional arguments.
         """
+        db = self.db if db is None else db  # PostgreSQL reads on a connection of the worker thread's own
         out: dict[tuple[str, Side], Restored] = {}
         dec = _Decimals()
         sides, intern = _SIDES, sys.intern
         venue = intern(venue)
-        cur = self.db.execute(
+        cur = db.execute(
             "SELECT id, symbol, side, idx, entry, qty, tp, sl, opened_at, deadline, seq, realized_pnl, status, "
             "close_reason, exit_qty, exit_value, fees, plan, level, best_mark FROM tranches "
             "WHERE status IN ('open', 'closing') "
@@ -772,7 +869,7 @@ class Store:
                 yield
         # Active orders of any tranche of the venue, closed ones too (e.g. merged away mid-replacement): the
         # tranche's key owns them. ``state IN`` lets SQLite use the state index rather than scan every order.
-        cur = self.db.execute(
+        cur = db.execute(
             "SELECT o.client_id, o.tranche_id, o.symbol, o.purpose, o.side, o.position_side, o.type, o.qty, "
             "o.price, o.stop_price, o.reduce_only, o.working_type, o.state, o.filled_qty, o.exchange_id, "
             "o.final_status, t.symbol, t.side FROM orders o JOIN tranches t ON t.id = o.tranche_id "
@@ -818,16 +915,16 @@ class Store:
             into.orders.append(rec)
             if i % every == 0:
                 yield
-        for key, entries in self._pending_entries(venue).items():
+        for key, entries in self._pending_entries(venue, db=db).items():
             if key in out:
                 out[key].entries = entries
-        stopped = self.unmonitored(venue)
+        stopped = {r[0] for r in db.execute("SELECT symbol FROM unmonitored WHERE venue = ?", [venue])}
         for (symbol, _side), r in out.items():
             r.stopped = symbol in stopped
         return dict(sorted(out.items(), key=lambda kv: (kv[0][0], kv[0][1].value)))
 
     def order(self, client_id: str) -> OrderRecord | None:
-        rows = list(self.db["orders"].rows_where("client_id = ?", [client_id]))
+        rows = self._dicts("SELECT * FROM orders WHERE client_id = ?", [client_id])
         return _order(rows[0]) if rows else None
 
     def position_keys(self, venue: str) -> list[tuple[str, Side]]:
@@ -856,7 +953,7 @@ class Store:
         if venue is not None:
             where += " AND venue = ?"
             args.append(venue)
-        return list(self.db["tranches"].rows_where(where, args, order_by="closed_at"))
+        return self._dicts(f"SELECT * FROM tranches WHERE {where} ORDER BY closed_at", args)
 
     # --- operator entries and unmonitored symbols ---------------------------------------------------------
 
@@ -888,14 +985,15 @@ class Store:
         return self._pending_entries(venue, symbol, side).get((symbol, side), [])
 
     def _pending_entries(
-        self, venue: str, symbol: str | None = None, side: Side | None = None
+        self, venue: str, symbol: str | None = None, side: Side | None = None, db: Any = None
     ) -> dict[tuple[str, Side], list[PendingEntry]]:
         """Operator entries not yet ended, per key (one key, or every key of the venue)."""
+        db = self.db if db is None else db
         where, args = "state = 'PENDING' AND venue = ?", [venue]
         if symbol is not None and side is not None:
             where += " AND symbol = ? AND side = ?"
             args += [symbol, side.value]
-        rows = self.db.execute(
+        rows = db.execute(
             "SELECT client_id, tranche_id, symbol, side, qty, tp_pct, sl_pct, max_hold_seconds, plan FROM entries "
             f"WHERE {where} ORDER BY rowid",
             args,
@@ -922,7 +1020,7 @@ class Store:
                 conn.execute("DELETE FROM unmonitored WHERE venue = ? AND symbol = ?", [venue, symbol])
             else:
                 conn.execute(
-                    "INSERT OR IGNORE INTO unmonitored (venue, symbol, since) VALUES (?, ?, ?)",
+                    "INSERT INTO unmonitored (venue, symbol, since) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                     [venue, symbol, self._clock()],
                 )
 
@@ -930,8 +1028,19 @@ class Store:
         return {r[0] for r in self.db.execute("SELECT symbol FROM unmonitored WHERE venue = ?", [venue])}
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
-        rows = self.db["events"].rows_where("kind = ?" if kind else None, [kind] if kind else [], order_by="id")
+        where = "WHERE kind = ? " if kind else ""
+        rows = self._dicts(f"SELECT * FROM events {where}ORDER BY id", [kind] if kind else [])
         return [{**r, "data": orjson.loads(r["data"])} for r in rows]
+
+    def _dicts(self, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+        """Rows as dicts by column name (the driver's own ``rowid`` column left out: not part of the schema)."""
+        cur = self.db.execute(sql, args)
+        names = [d[0] for d in cur.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        if "rowid" in names:
+            for r in rows:
+                del r["rowid"]
+        return rows
 
     def history(
         self,

@@ -1,4 +1,5 @@
-"""``posmon history`` and ``posmon report``: read the store file named by the config, with no daemon running."""
+"""``posmon history`` and ``posmon report``: read the store named by the config (an SQLite file or a PostgreSQL
+URL), with no daemon running."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from posmon.cli import main
 from posmon.cli.exit_codes import ExitCode
+from posmon.config import load_settings
 from posmon.plots import EQUITY_PNG, INSTALL_HINT, REASONS_PNG
 from posmon.store.store import Store
 from tests.harness import make_settings
@@ -19,10 +21,17 @@ from tests.store.history_fixtures import T0, write_history
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture
-def config(tmp_path):
-    """A config whose daemon.store holds the hand-built history (4 closed tranches, realized PnL -25)."""
+@pytest.fixture(params=["sqlite", "postgresql"])
+def config(tmp_path, request):
+    """A config whose daemon.store (an SQLite file or a PostgreSQL URL) holds the hand-built history (4 closed
+    tranches, realized PnL -25)."""
     settings = make_settings(tmp_path)
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres").new_store_url()
+        path = tmp_path / "config.toml"
+        path.write_text(path.read_text().replace(f'store = "{settings.daemon.store}"', f'store = "{url}"'))
+        settings = load_settings(path, env={})
+        assert settings.daemon.store == url
     store = Store.open(settings.daemon.store)
     write_history(store)
     store.close()

@@ -1,12 +1,22 @@
-"""Restarts: the store plus reconciliation bring back the same tranches and orders, never duplicates."""
+"""Restarts: the store plus reconciliation bring back the same tranches and orders, never duplicates (the first
+two on both store backends: an SQLite file and PostgreSQL)."""
 
 from decimal import Decimal as D
 
+import pytest
 import trio
 
 from posmon.domain.orders import Side
-from tests.harness import make_settings, new_exchange, running, settle
+from tests.harness import make_settings, new_exchange, running, running_aster, settle
 from tests.scenario import assert_protected_and_no_orphans
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    """Where the daemon keeps its state: an SQLite file, or a fresh store on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return tmp_path / "posmon.sqlite"
+    return request.getfixturevalue("postgres").new_store_url()
 
 
 def snapshot(h):
@@ -14,8 +24,8 @@ def snapshot(h):
     return tranches, sorted((o.client_id, o.order_id) for o in h.exchange.engine.open_orders())
 
 
-async def test_restart_on_same_store_keeps_tranches_and_orders_without_duplicates(tmp_path, autojump_clock):
-    settings = make_settings(tmp_path)
+async def test_restart_on_same_store_keeps_tranches_and_orders_without_duplicates(tmp_path, autojump_clock, store):
+    settings = make_settings(tmp_path, store=store)
     exchange = new_exchange(settings)
     async with running(settings, exchange) as h:
         await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")
@@ -37,6 +47,25 @@ async def test_restart_on_same_store_keeps_tranches_and_orders_without_duplicate
         h.exchange.set_marks({"BTCUSDT": D("42800")}, trade=False)
         await settle()
         assert [t.index for t in h.store.open_tranches("sim", "BTCUSDT", Side.LONG)] == [0]
+        assert_protected_and_no_orphans(h)
+
+
+async def test_restart_over_the_aster_protocol_keeps_tranches_and_places_nothing_again(tmp_path, autojump_clock, store):
+    settings = make_settings(tmp_path, store=store)
+    exchange = new_exchange(settings)
+    async with running_aster(settings, exchange) as h:
+        await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")
+        await h.entry("BTCUSDT", Side.LONG, "0.05", "44550")
+        await h.entry("ETHUSDT", Side.SHORT, "1", "3000")
+        before = snapshot(h)
+        assert len(before[0]) == 2 and len(before[1]) == 4  # BTC merged into one tranche, ETH one: TP+SL each
+        sent = exchange.orders_sent
+
+    async with running_aster(settings, exchange) as h:
+        await trio.sleep(3)  # past the reconcile grace period
+        await settle()
+        assert snapshot(h) == before
+        assert exchange.orders_sent == sent  # nothing placed again
         assert_protected_and_no_orphans(h)
 
 

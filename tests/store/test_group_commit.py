@@ -1,5 +1,6 @@
 """The store's writer: decisions handed over in one scheduling round share one transaction, each caller still
-returns only once its own decision is written, and one faulty decision fails only its own caller."""
+returns only once its own decision is written, and one faulty decision fails only its own caller. On both
+backends (PostgreSQL's writer commits from a worker thread)."""
 
 from decimal import Decimal as D
 
@@ -34,8 +35,8 @@ def closing(tid: int, symbol: str) -> Changes:
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store.open(tmp_path / "s.sqlite")
+def store(location):
+    s = Store.open(location)
     yield s
     s.close()
 

@@ -17,8 +17,8 @@ from tests.store.history_fixtures import T0, write_history
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store.open(tmp_path / "h.sqlite")
+def store(location):
+    s = Store.open(location)
     write_history(s)
     yield s
     s.close()

@@ -1,4 +1,5 @@
-"""The SQLite store: schema and versioning, ids, atomic decisions, recovery queries, exact round-trips."""
+"""The store on both backends (``location``: an SQLite file or a PostgreSQL URL): schema and versioning, ids,
+atomic decisions, recovery queries, exact round-trips. Tests of SQLite's file take ``sqlite_path``."""
 
 import sqlite3
 from dataclasses import replace
@@ -11,14 +12,19 @@ from posmon.domain.orders import OrderRequest, OrderSide, OrderStatus, OrderType
 from posmon.domain.protection import LocalState, OrderRecord, protection_orders
 from posmon.domain.tranche import Tranche
 from posmon.store.errors import StoreError
-from posmon.store.schema import SCHEMA_VERSION
+from posmon.store.schema import POSTGRES, SCHEMA_VERSION, schema_version
 from posmon.store.store import Changes, Event, Store
 
 NOW = 1_700_000_000.0
 
 
 @pytest.fixture
-def path(tmp_path):
+def path(location):
+    return location
+
+
+@pytest.fixture
+def sqlite_path(tmp_path):
     return tmp_path / "state" / "posmon.sqlite"
 
 
@@ -67,13 +73,35 @@ def row_count(store: Store, table: str) -> int:
 # --- opening ----------------------------------------------------------------------------------------------------
 
 
-def test_open_creates_the_schema_in_wal_mode(store, path):
-    assert path.exists()
-    assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert {"tranches", "orders", "events", "meta"} <= set(store.db.table_names())
-    assert store.open_tranches() == []
-    assert store.events() == []
+def test_open_creates_the_schema_in_wal_mode(sqlite_path):
+    store = Store.open(sqlite_path)
+    try:
+        assert sqlite_path.exists()
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert {"tranches", "orders", "events", "meta"} <= set(store.db.table_names())
+        assert store.open_tranches() == []
+        assert store.events() == []
+    finally:
+        store.close()
+
+
+def test_open_creates_the_schema_on_postgresql(pg_url):
+    store = Store.open(pg_url)
+    try:
+        assert schema_version(store.db, POSTGRES) == SCHEMA_VERSION
+        assert {"tranches", "orders", "events", "meta", "entries", "unmonitored"} <= set(store.db.table_names())
+        # Timestamps are 8-byte floats (PostgreSQL's REAL would be 4), ids 8-byte integers, money text.
+        types = dict(
+            store.db.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = 'tranches'"
+            ).fetchall()
+        )
+        assert (types["opened_at"], types["id"], types["qty"]) == ("double precision", "bigint", "text")
+        assert store.open_tranches() == []
+    finally:
+        store.close()
 
 
 def test_reopening_keeps_the_data(path):
@@ -90,7 +118,7 @@ def test_reopening_keeps_the_data(path):
 
     s = Store.open(path, clock=lambda: NOW)
     try:
-        assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert schema_version(s.db.conn, s.dialect) == SCHEMA_VERSION
         assert s.open_tranches() == [t]
         assert s.active_orders([t.id]) == [tp, sl]
         (ev,) = s.events()
@@ -99,7 +127,8 @@ def test_reopening_keeps_the_data(path):
         s.close()
 
 
-def test_a_store_from_a_newer_posmon_is_refused(path):
+def test_a_store_from_a_newer_posmon_is_refused(sqlite_path):
+    path = sqlite_path
     s = Store.open(path)
     s.apply(Changes(tranches=[tranche(1)]))
     s.close()
@@ -116,6 +145,20 @@ def test_a_store_from_a_newer_posmon_is_refused(path):
         assert conn.execute("SELECT count(*) FROM tranches").fetchone()[0] == 1
     finally:
         conn.close()
+
+
+def test_a_postgresql_store_from_a_newer_posmon_is_refused_untouched(pg_url):
+    s = Store.open(pg_url)
+    s.apply(Changes(tranches=[tranche(1)]))
+    s.db.execute("UPDATE posmon_schema SET version = ?", [SCHEMA_VERSION + 1])
+    s.close()
+    with pytest.raises(StoreError, match="newer"):
+        Store.open(pg_url)
+    import psycopg
+
+    with psycopg.connect(pg_url) as conn:  # refused, not rewritten
+        assert conn.execute("SELECT version FROM posmon_schema").fetchone()[0] == SCHEMA_VERSION + 1
+        assert conn.execute("SELECT count(*) FROM tranches").fetchone()[0] == 1
 
 
 def test_an_unopenable_path_raises_store_error(tmp_path):
@@ -360,7 +403,7 @@ def test_an_order_update_replaces_the_row_by_client_id(store):
     ],
     ids=["tp-live-partial", "sl-done-expired", "close-pending"],
 )
-def test_order_record_round_trips_every_field_exactly(store, record):
+def test_order_record_round_trips_every_field_exactly(store, record, backend):
     store.apply(Changes(tranches=[tranche(1)], orders=[record]))
     back = store.order(record.client_id)
     assert back == record
@@ -370,6 +413,9 @@ def test_order_record_round_trips_every_field_exactly(store, record):
     for sent, got in pairs:
         assert str(sent) == str(got)
     # Stored as text, never as a float.
+    if backend == "postgresql":
+        assert declared_types(store, "orders", "qty", "price", "stop_price", "filled_qty") == ("text",) * 4
+        return
     types = store.db.execute(
         "SELECT typeof(qty), typeof(price), typeof(stop_price), typeof(filled_qty) FROM orders WHERE client_id = ?",
         [record.client_id],
@@ -377,11 +423,26 @@ def test_order_record_round_trips_every_field_exactly(store, record):
     assert types == tuple("null" if v is None else "text" for v in (r.qty, r.price, r.stop_price, record.filled_qty))
 
 
-def test_tranche_decimals_are_stored_as_text(store):
+def declared_types(store: Store, table: str, *columns: str) -> tuple[str, ...]:
+    """PostgreSQL: each column's declared type (its values cannot have another)."""
+    types = dict(
+        store.db.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = ?",
+            [table],
+        ).fetchall()
+    )
+    return tuple(types[c] for c in columns)
+
+
+def test_tranche_decimals_are_stored_as_text(store, backend):
     store.apply(Changes(tranches=[tranche(1)]))
-    types = store.db.execute(
-        "SELECT typeof(entry), typeof(qty), typeof(tp), typeof(sl), typeof(realized_pnl) FROM tranches"
-    ).fetchone()
+    if backend == "postgresql":
+        types = declared_types(store, "tranches", "entry", "qty", "tp", "sl", "realized_pnl")
+    else:
+        types = store.db.execute(
+            "SELECT typeof(entry), typeof(qty), typeof(tp), typeof(sl), typeof(realized_pnl) FROM tranches"
+        ).fetchone()
     assert types == ("text",) * 5
     (raw,) = store.db.execute("SELECT qty FROM tranches").fetchone()
     assert raw == "0.150"
@@ -458,3 +519,14 @@ def test_a_tranches_exit_plan_and_its_state_round_trip_through_both_reads(store)
     restored = store.restore("sim")[("BTCUSDT", Side.LONG)].tranches
     assert restored == [t, plain]
     assert restored[0].plan is restored[0].plan and restored[1].plan is NO_PLAN
+
+
+async def test_restore_async_reads_what_restore_reads(store):
+    """PostgreSQL's start-up read runs in a worker thread on its own connection: the same rows, the same order."""
+    t1, tp1, sl1 = protected(tranche(1))
+    t2, tp2, sl2 = protected(tranche(2, symbol="ETHUSDT", side=Side.SHORT))
+    store.apply(Changes(tranches=[t1, t2], orders=[tp1, sl1, tp2, sl2]))
+    store.set_monitored("sim", "ETHUSDT", False)
+    restored = await store.restore_async("sim")
+    assert restored == store.restore("sim")
+    assert restored[("BTCUSDT", Side.LONG)].orders == [tp1, sl1] and restored[("ETHUSDT", Side.SHORT)].stopped
