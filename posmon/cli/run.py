@@ -38,7 +38,7 @@ from posmon.startup import (
 )
 from posmon.store.errors import StoreError
 from posmon.store.store import Store
-from posmon.venues import open_venue, opened_rules
+from posmon.venues import open_venue, opened_rules, venue_openers
 
 if TYPE_CHECKING:
     from posmon.cli.parser import Subparsers
@@ -143,11 +143,14 @@ async def run_main(
     with _store_for_run(settings.daemon.store) as store:
         async with trio.open_nursery() as nursery:
             await nursery.start(_stop_on_signals, nursery.cancel_scope)
-            async with AsyncExitStack() as stack:
-                venue = await _open_venue_with_retries(settings, nursery, stack, connect_timeout)
-                await run_daemon(
-                    settings, venue, store, api=api, connect_timeout=connect_timeout, rules=opened_rules(venue)
-                )
+            if len(settings.daemon.venues) > 1:  # each account opens its venue itself, none waiting for another
+                await run_daemon(settings, venue_openers(settings), store, api=api, connect_timeout=connect_timeout)
+            else:
+                async with AsyncExitStack() as stack:
+                    venue = await _open_venue_with_retries(settings, nursery, stack, connect_timeout)
+                    await run_daemon(
+                        settings, venue, store, api=api, connect_timeout=connect_timeout, rules=opened_rules(venue)
+                    )
     log.info("posmon stopped")
 
 
