@@ -1,15 +1,15 @@
 """Assembles the actors for each venue account and runs them in one supervised nursery.
 
-Process-wide parts (the store and its writer, metrics, notices, the operator API, readiness) are started once;
-each venue account (``AccountRuntime``: its venue, rules, gateway, router, user stream, reconciler and position
-actors keyed by (venue, symbol, side)) starts under its own nursery, concurrently with the others, so one
-unreachable venue never holds another's start-up or exits. Within an account, start order matters: the operator API first (``/health`` answers "starting" while a large book loads), then
-the venue's rules, the gateway (everything else talks to it), the price router, the notifier, an actor for every
-(symbol, side) the store still holds tranches or unfinished orders for (all read from the store at once), the
-account sweep (a whole-account read for every actor on a timer), and last the user stream, which sweeps on
-every connection: its first read is the restored actors' start-up reconcile, and it discovers positions nobody
-watches yet. Stopping the daemon cancels the nursery: nothing is sent on the way out, and the store already
-holds every decision.
+Process-wide parts (the store and its writer, metrics, notices and notifier, the operator API, readiness) are
+started once, the API first (``/health`` answers "starting" while a large book loads). Each venue account
+(``AccountRuntime``: its venue, rules, gateway, router, user stream, reconciler and position actors keyed by
+(venue, symbol, side)) starts under its own nursery, concurrently with the others, so one unreachable venue never
+holds another's start-up or exits. Within an account start order matters: the venue's rules, the gateway
+(everything else talks to it), the price router, an actor for every (symbol, side) the store still holds tranches
+or unfinished orders for (all read from the store at once), the account sweep (a whole-account read for every
+actor on a timer), and last the user stream, which sweeps on every connection: its first read is the restored
+actors' start-up reconcile, and it discovers positions nobody watches yet. Stopping the daemon cancels the
+nursery: nothing is sent on the way out, and the store already holds every decision.
 """
 
 from __future__ import annotations
