@@ -106,7 +106,7 @@ METRICS: tuple[MetricSpec, ...] = (
         _V,
     ),
     # positions
-    MetricSpec("position_actors", "gauge", "Position actors running (one per symbol and side)"),
+    MetricSpec("position_actors", "gauge", "Position actors running (one per symbol and side)", _V),
     MetricSpec("open_tranches", "gauge", "Tranches currently monitored", _V),
     MetricSpec("unprotected_positions", "gauge", "Positions lacking a live TP or SL", _V),
     MetricSpec("exits_triggered", "counter", "Exits triggered by the monitor, by reason", ("venue", "reason")),
