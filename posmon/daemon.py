@@ -457,8 +457,8 @@ async def _reach(
             if isinstance(source, VenueOpener) and source.embedded:
                 raise  # a simulator posmon starts itself: a second start would be a second simulator
             account.state = "unreachable"
-            account.readiness.progress(f"unreachable, retrying (try {attempt}): {exc}")
-            log.warning("%s: %s; the other venues keep running; retrying in %.1f s", account.name, exc, delay)
+            account.readiness.progress(f"unreachable, retrying (try {attempt})")
+            log.warning("%s; the other venues keep running; retrying in %.1f s", exc, delay)
             account.started.set()  # the daemon's start does not wait for it
             await trio.sleep(delay)
             delay = min(delay * 2, MAX_BACKOFF_SECONDS)
