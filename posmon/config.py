@@ -64,12 +64,11 @@ ProtectionFailureAction = Literal["alert", "close"]
 class DaemonSettings:
     """``[daemon]``: which venue to watch and how the process itself behaves.
 
-    ``venues``: every venue account the daemon runs (``[daemon] venues``, else just ``venue``); ``venue`` is the
-    first of them, so what speaks of "the" venue keeps working with one.
+    ``venues``: ``[daemon] venues`` as configured (empty when only ``venue`` is); ``venue`` is its first, so what
+    speaks of "the" venue keeps working; ``venue_names`` every venue account the daemon runs.
     """
 
     venue: Venue
-    venues: tuple[Venue, ...]
     store: str
     hedge_mode: bool
     client_id_prefix: str
@@ -83,6 +82,12 @@ class DaemonSettings:
     restart_window_seconds: float
     restart_backoff_seconds: float
     protection_failure_action: ProtectionFailureAction
+    venues: tuple[Venue, ...] = ()
+
+    @property
+    def venue_names(self) -> tuple[str, ...]:
+        """Every venue account the daemon runs: ``venues``, else just ``venue``."""
+        return self.venues or (self.venue,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,9 +348,7 @@ def _venues(daemon: DaemonSettings, table: Mapping[str, Any], env: Mapping[str, 
             f"daemon.venues: invalid value {list(daemon.venues)!r} together with daemon.venue = {daemon.venue!r}; "
             "expected one of the two (venues for several venue accounts, venue for one)"
         )
-    if daemon.venues:
-        return replace(daemon, venue=daemon.venues[0])
-    return replace(daemon, venues=(daemon.venue,))
+    return replace(daemon, venue=daemon.venues[0]) if daemon.venues else daemon
 
 
 def _venue_symbols(
@@ -355,7 +358,7 @@ def _venue_symbols(
     list them (yet)."""
     wheres: list[str] = []
     symbols: list[str] = []
-    for venue in daemon.venues:
+    for venue in daemon.venue_names:
         where, listed = _one_venue_symbols(venue, sim, tables)
         if listed is None:
             return where, None

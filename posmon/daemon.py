@@ -443,7 +443,9 @@ async def _reach(
                 assert isinstance(source, VenueOpener)
                 account.venue = await source.open_once(nursery, stack, per_try=per_try, log=log)
             venue = account.venue
-            return opened_rules(venue) or await retry_startup(
+            if opened := opened_rules(venue):
+                return opened
+            return await retry_startup(
                 venue.load_rules,
                 venue=venue.name,
                 what="loading the trading rules",

@@ -223,7 +223,7 @@ def check_recording(settings: Settings, env: Mapping[str, str] | None = None) ->
     """A mistyped ``sim.recording`` stops start-up before anything runs (only where the recording is replayed)."""
     if not any(
         name == "sim" or (name == "aster" and venue_is_embedded(settings, env, name="aster"))
-        for name in settings.daemon.venues
+        for name in settings.daemon.venue_names
     ):
         return  # the Lighter simulator replays its own recording; a real venue none
     recording = settings.sim.recording

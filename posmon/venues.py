@@ -126,7 +126,7 @@ def venue_openers(
     """An opener per venue of ``[daemon] venues``, for ``run_daemon`` to open each in its account's nursery."""
     return [
         VenueOpener(settings, name, venue_is_embedded(settings, env, name=name), env, clock)
-        for name in settings.daemon.venues
+        for name in settings.daemon.venue_names
     ]
 
 

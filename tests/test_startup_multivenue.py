@@ -101,11 +101,11 @@ def test_venues_and_venue_together_are_one_configuration_error(tmp_path):
 
 def test_venues_names_each_venue_once_and_keeps_venue_as_the_first(tmp_path):
     settings = load_settings(config(tmp_path), env={})
-    assert (settings.daemon.venues, settings.daemon.venue) == (("aster", "lighter"), "aster")
+    assert (settings.daemon.venue_names, settings.daemon.venue) == (("aster", "lighter"), "aster")
     single = tmp_path / "single.toml"
     single.write_text('[daemon]\nvenue = "lighter"\n')
-    assert load_settings(single, env={}).daemon.venues == ("lighter",)
-    with pytest.raises(ConfigError, match="daemon.venues"):  # the file's venue and the environment's venues
+    assert load_settings(single, env={}).daemon.venue_names == ("lighter",)
+    with pytest.raises(ConfigError, match=r"daemon\.venues"):  # the file's venue and the environment's venues
         load_settings(single, env={"POSMON_DAEMON_VENUES": "aster,lighter"})
 
 

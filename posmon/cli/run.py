@@ -143,7 +143,7 @@ async def run_main(
     with _store_for_run(settings.daemon.store) as store:
         async with trio.open_nursery() as nursery:
             await nursery.start(_stop_on_signals, nursery.cancel_scope)
-            if len(settings.daemon.venues) > 1:  # each account opens its venue itself, none waiting for another
+            if len(settings.daemon.venue_names) > 1:  # each account opens its venue itself, none waiting for another
                 await run_daemon(settings, venue_openers(settings), store, api=api, connect_timeout=connect_timeout)
             else:
                 async with AsyncExitStack() as stack:

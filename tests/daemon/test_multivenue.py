@@ -348,3 +348,19 @@ async def test_restart_with_positions_on_both_venues_keeps_the_tranches_and_send
             assert lighter_sim.counters.requests["POST /api/v1/sendTx"] == txs
             assert order_posts(aster_sim) == placed
             assert [a.state for a in daemon.accounts.values()] == ["ready", "ready"]
+
+
+async def test_one_venues_streams_dropping_never_stops_the_other_venues_exits(tmp_path, autojump_clock):
+    async with running_both(two_venue_settings(tmp_path)) as h:
+        await h.aster_entry("BTCUSDT", Side.LONG, "0.1", "45000")
+        await h.lighter_entry("BTC", Side.LONG, "0.1", "45000")
+        opened = h.lighter.counters.ws_opened
+        assert h.lighter.drop_websockets() >= 1  # Lighter's price and account streams go down
+        await h.aster_mark("BTCUSDT", "42700")  # meanwhile Aster's SL fills on the venue
+        assert h.closed("aster") == [("BTCUSDT", "SL")] and h.closed("lighter") == []
+
+        await trio.sleep(5)  # Lighter's streams reconnect on their own, and its exits work again
+        await settle()
+        assert h.lighter.counters.ws_opened > opened
+        await h.lighter_mark("BTC", "45500")
+        assert h.closed("lighter") == [("BTC", "TP")]
