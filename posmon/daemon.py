@@ -235,7 +235,9 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-async def _announce_ready(directory: PositionDirectory, readiness: Readiness, watching: str, poll: float = 1.0) -> None:
+async def _announce_ready(
+    directory: PositionDirectory, readiness: Readiness, watching: str, poll: float = 1.0, *, who: str = "posmon"
+) -> None:
     """Ready once every position actor has done its start-up reconcile and acts on ticks.
 
     The list is read again after each wait: an actor restarted meanwhile is a new incarnation with its own event,
@@ -246,7 +248,7 @@ async def _announce_ready(directory: PositionDirectory, readiness: Readiness, wa
         with trio.move_on_after(poll):
             await waiting[0].ready.wait()
     readiness.set_ready(f"{watching}, {_count(len(directory.keys()), 'position')}")
-    log.info("posmon ready: %s", readiness.detail)
+    log.info("%s ready: %s", who, readiness.detail)
 
 
 async def _publish_book_gauges(
@@ -405,7 +407,9 @@ def _follow_accounts(daemon: Daemon) -> None:
     def changed(_: Readiness) -> None:
         accounts = daemon.accounts.values()
         if all(a.readiness.is_ready for a in accounts):
-            daemon.readiness.set_ready("; ".join(a.readiness.detail for a in accounts))
+            if not daemon.readiness.is_ready:
+                daemon.readiness.set_ready("; ".join(a.readiness.detail for a in accounts))
+                log.info("posmon ready: %s", daemon.readiness.detail)
         else:
             daemon.readiness.progress(
                 "; ".join(f"{a.name}: {a.readiness.detail}" for a in accounts if not a.readiness.is_ready)
@@ -605,14 +609,14 @@ async def _start(
     )
     if all(a.ready.is_set() for a in directory.actors()):
         # Nothing to reconcile (or all done): ready before run_daemon returns, so commands work at once.
-        await _announce_ready(directory, account.readiness, watching)
+        await _announce_ready(directory, account.readiness, watching, who=shared.label("posmon", venue.name))
         account.state = "ready"
     else:
-        nursery.start_soon(_ready_then_mark, account, directory, watching)
+        nursery.start_soon(_ready_then_mark, account, directory, watching, shared.label("posmon", venue.name))
 
 
-async def _ready_then_mark(account: AccountRuntime, directory: PositionDirectory, watching: str) -> None:
-    await _announce_ready(directory, account.readiness, watching)
+async def _ready_then_mark(account: AccountRuntime, directory: PositionDirectory, watching: str, who: str) -> None:
+    await _announce_ready(directory, account.readiness, watching, who=who)
     account.state = "ready"
 
 
