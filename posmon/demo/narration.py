@@ -186,8 +186,13 @@ class Narrator:
             elif e["kind"] == "stop_moved":
                 new, best = Decimal(d["new"]), d.get("best_mark")
                 if d["why"] == "trailing" and best is not None:
+                    moved = f"to {price(new, r)} (best mark {price(Decimal(best), r)})"
+                    text = f"trailing stop moved {moved}"
+                    if t.id not in self.trailed:
+                        gain = (Decimal(best) - t.entry) * t.side.sign * 100 / t.entry
+                        old = price(Decimal(d["old"]), r)
+                        text = f"trailing stop active at {gain:+.2f} %: SL moved from {old} {moved}"
                     self.trailed[t.id] = (new, Decimal(best))
-                    text = f"trailing stop moved to {price(new, r)} (best mark {price(Decimal(best), r)})"
                     self.say(Happening.TRAILING, t.symbol, t.side.value, text, tranche_id=t.id)
                 else:
                     be = t.plan.breakeven

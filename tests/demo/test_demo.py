@@ -135,13 +135,14 @@ async def test_the_ladder_fills_level_by_level_with_break_even_after_tp1(tmp_pat
 async def test_the_trailing_stop_follows_the_best_mark_and_stops_out_on_the_callback(tmp_path, autojump_clock):
     result = await run_demo(tmp_path / "demo", emit=lambda _: None)
     trail = [e for e in result.events if e.kind is Happening.TRAILING]
-    stops = [Decimal(re.findall(r"moved to (\S+)", e.line)[0]) for e in trail]
+    stops = [Decimal(re.findall(r"to (\S+) \(best mark", e.line)[0]) for e in trail]
     bests = [Decimal(re.findall(r"best mark (\S+)\)", e.line)[0]) for e in trail]
     assert len(trail) >= 3 and stops == sorted(set(stops)) and bests == sorted(set(bests))  # never loosens
     assert all(
         s == (b * Decimal("0.99")).quantize(Decimal("0.01"), rounding="ROUND_UP")
         for s, b in zip(stops, bests, strict=True)
     )
+    assert "trailing stop active at +1.02 %: SL moved from 136.22 to 139.02 (best mark 140.42)" in trail[0].line
     [out] = [e for e in result.events if e.kind is Happening.TRAIL_OUT]
     assert out.tranche_id == trail[0].tranche_id and out.reason == "SL"
     [sol] = [c for c in result.history.tranches if c.id == out.tranche_id]
