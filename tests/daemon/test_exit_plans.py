@@ -25,6 +25,7 @@ from posmon.domain.protection import parse_client_order_id
 from posmon.sim.lighter import build_exchange
 from tests.emulated import lighter_like, one_way
 from tests.harness import make_settings, new_exchange, running, running_aster, running_lighter, settle, trio_clock
+from tests.scenario import assert_protected_and_no_orphans
 
 LADDER = [[1, 30], [2, 30], [3, 40]]
 
@@ -242,9 +243,12 @@ async def test_three_level_ladder_fills_each_share_resizes_the_stop_and_the_last
         await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")
         assert h.resting() == {("LIMIT", "SELL", "0.03", "45450"), ("STOP_MARKET", "SELL", "0.1", "42750")}
 
+        assert_protected_and_no_orphans(h)  # the end-of-scenario check knows a ladder's TP is for one level
+
         await h.mark("BTCUSDT", "45460")  # level 1's limit trades
         assert h.resting() == {("LIMIT", "SELL", "0.03", "45900"), ("STOP_MARKET", "SELL", "0.07", "42750")}
         assert_legs_match_the_plan(h, "BTCUSDT")
+        assert_protected_and_no_orphans(h)
         await h.mark("BTCUSDT", "45910")
         assert h.resting() == {("LIMIT", "SELL", "0.04", "46350"), ("STOP_MARKET", "SELL", "0.04", "42750")}
         assert_legs_match_the_plan(h, "BTCUSDT")
@@ -340,6 +344,7 @@ async def test_break_even_after_tp1_moves_the_stop_to_entry_plus_offset_once_lev
         await h.mark("BTCUSDT", "45450")  # level 1 fills
         assert h.resting() == {("LIMIT", "SELL", "0.05", "45900"), ("STOP_MARKET", "SELL", "0.05", "45045")}
         assert moves(h) == [(D("42750"), D("45045"), "break-even")]
+        assert_protected_and_no_orphans(h)
         assert h.metrics.get("stop_moves", venue="aster", reason="breakeven") == 1
         assert h.metrics.get("stop_moves", reason="trailing") == 0
         assert_legs_match_the_plan(h, "BTCUSDT")
