@@ -32,7 +32,7 @@ import trio
 from posmon.actors.messages import CloseTranches, EntryOutcome, Notice, OpenEntry
 from posmon.domain import pairs as dp
 from posmon.domain.orders import Side
-from posmon.domain.pairs import Act, LegCommand, Pair, PairStatus
+from posmon.domain.pairs import ZERO, Act, LegCommand, Pair, PairStatus
 from posmon.store.store import Changes, Event, PendingEntry, Store
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,12 @@ class ClosePair:
     reply_to: trio.MemorySendChannel[PairAnswer] | None = None
 
 
-PairMessage = LegExited | LegEntered | LegMark | LegFunding | OpenPair | LinkPair | ClosePair
+@dataclass(frozen=True, slots=True)
+class CheckEntries:
+    """Look in the store for opening pairs' entries whose replies this incarnation will never get (a restart)."""
+
+
+PairMessage = LegExited | LegEntered | LegMark | LegFunding | OpenPair | LinkPair | ClosePair | CheckEntries
 
 
 # --- messages: to a leg's position actor (beyond CloseTranches) ---------------------------------------------------
@@ -232,10 +237,13 @@ class PairCoordinator:
         clock: Callable[[], float],
         *,
         stale_seconds: float = 30.0,
+        entry_poll_seconds: float = 5.0,
     ) -> None:
         self.inbox, self.self_send, self.legs = inbox, self_send, legs
         self.store, self.notices, self.clock = store, notices, clock
         self.stale_seconds = stale_seconds
+        self.entry_poll_seconds = entry_poll_seconds
+        self._forwarding: set[int] = set()  # opening pairs whose entry replies this incarnation awaits
         self.pairs: dict[int, Pair] = {}
         self._marks: dict[tuple[str, str], tuple[Decimal, float]] = {}
         self._alarmed: set[int] = set()  # pairs whose imbalance alarm was raised (once per breach)
@@ -261,8 +269,16 @@ class PairCoordinator:
             await self._restore()
             self.ready.set()
             task_status.started()
+            nursery.start_soon(self._poll_entries)
             async for msg in self.inbox:
                 await self._handle(msg)
+
+    async def _poll_entries(self) -> None:
+        """While an opening pair's entries can only be learnt from the store (restored), look now and then."""
+        while True:
+            await trio.sleep(self.entry_poll_seconds)
+            if any(p.status is PairStatus.OPENING and p.id not in self._forwarding for p in self.pairs.values()):
+                self.self_send.send_nowait(CheckEntries())
 
     # --- start-up -----------------------------------------------------------------------------------------------
 
@@ -271,11 +287,15 @@ class PairCoordinator:
         self.pairs = {p.id: p for p in self.store.open_pairs()}
         ids = [t for p in self.pairs.values() for leg in p.legs for t in leg.tranche_ids]
         states = self.store.tranche_states(ids)
+        entries = self.store.entry_states(ids)
         changes, commands = Changes(), []
         for pair in list(self.pairs.values()):
             before = pair
             if pair.status is PairStatus.OPENING:
-                pair = self._entries_from_store(pair, states)
+                settled = dp.settle_entries(self._entries_from_store(pair, states, entries))
+                pair = settled.pair
+                # Its trims; an unwind's close is sent below with every close that must still go out.
+                commands += [(pair, c) for c in settled.commands if c.act is Act.TRIM]
             for i, leg in enumerate(pair.legs):
                 for tid in leg.tranche_ids:
                     st = states.get(tid)
@@ -298,16 +318,29 @@ class PairCoordinator:
             self._send(pair, cmd)
         log.info("pair coordinator: %d open pair(s) restored", sum(p.active for p in self.pairs.values()))
 
-    def _entries_from_store(self, pair: Pair, states: Mapping[int, Any]) -> Pair:
-        """An opening pair after a restart: an entry whose tranche exists has filled (its reply was lost)."""
+    def _entries_from_store(self, pair: Pair, states: Mapping[int, Any], entries: Mapping[int, str]) -> Pair:
+        """An opening pair whose entry replies were lost (a restart): an entry the store says ended filled what its
+        tranche holds (and has closed since), nothing when it made no tranche."""
         for i, leg in enumerate(pair.legs):
             if leg.entry_done:
                 continue
             for tid in leg.tranche_ids:
+                if entries.get(tid, "PENDING") == "PENDING":
+                    continue
                 st = states.get(tid)
-                if st is not None:
-                    pair = dp.entry_ended(pair, i, st.qty + st.exit_qty, leg.entry, tid)
+                filled = ZERO if st is None else st.qty + st.exit_qty
+                price = None if st is None else st.entry
+                pair = dp.entry_ended(pair, i, filled, price, tid)
         return pair
+
+    async def _on_check_entries(self) -> None:
+        opening = [p for p in self.pairs.values() if p.status is PairStatus.OPENING and p.id not in self._forwarding]
+        ids = [t for p in opening for leg in p.legs for t in leg.tranche_ids]
+        states, entries = self.store.tranche_states(ids), self.store.entry_states(ids)
+        for pair in opening:
+            settled = dp.settle_entries(self._entries_from_store(pair, states, entries))
+            if settled.pair != pair:
+                await self._settled(pair, settled)
 
     def _close_command(self, pair: Pair, index: int) -> LegCommand:
         reason = pair.close_reason or dp.PairReason.MANUAL
@@ -332,6 +365,8 @@ class PairCoordinator:
                 await self._on_link(msg)
             case ClosePair():
                 await self._on_close(msg)
+            case CheckEntries():
+                await self._on_check_entries()
 
     async def _on_leg_exit(self, msg: LegExited) -> None:
         found = self._pair_of(msg.tranche_id)
@@ -376,11 +411,15 @@ class PairCoordinator:
         pair = self.pairs.get(msg.pair_id)
         if pair is None or pair.status is not PairStatus.OPENING:
             return
-        pair = dp.entry_ended(pair, msg.leg, msg.filled_qty, msg.price, msg.tranche_id)
-        settled = dp.settle_entries(pair)
+        updated = dp.entry_ended(pair, msg.leg, msg.filled_qty, msg.price, msg.tranche_id)
+        await self._settled(updated, dp.settle_entries(updated))
+
+    async def _settled(self, pair: Pair, settled: dp.Settlement) -> None:
+        """An entry ended: write it, and once both have, act by the entry rule and answer the opener."""
         changes = Changes(pairs=[settled.pair])
         new = settled.pair
         if new.status is not PairStatus.OPENING:
+            self._forwarding.discard(new.id)
             self._journal(
                 changes,
                 "pair_entries",
@@ -392,7 +431,7 @@ class PairCoordinator:
                 residue=[str(r) for r in new.residue],
             )
             if new.status in (PairStatus.BROKEN, PairStatus.CLOSED) or settled.commands:
-                failed = [f"{leg.venue} {leg.symbol}" for leg in pair.legs if leg.flat]
+                failed = [f"{leg.venue} {leg.symbol}" for leg in pair.legs if leg.entry_done and leg.flat]
                 what = ", ".join(
                     f"{new.legs[c.leg].venue} leg {c.act.value} {c.qty or ''}".rstrip() for c in settled.commands
                 )
@@ -461,6 +500,7 @@ class PairCoordinator:
         self._remember(pair)
         if msg.reply_to is not None:
             self._waiting[pair.id] = msg.reply_to
+        self._forwarding.add(pair.id)
         for i, entry in enumerate(msg.entries):  # ... then sent together
             leg = pair.legs[i]
             reply_send, reply_recv = trio.open_memory_channel[EntryOutcome](1)

@@ -143,7 +143,8 @@ class TrancheState:
     status: str  # open | closing | closed
     close_reason: str | None
     exit_qty: Decimal
-    qty: Decimal
+    qty: Decimal  # held now (an entry filled qty + exit_qty)
+    entry: Decimal
 
 
 def read_tranche_states(db: Any, tranche_ids: Sequence[int]) -> dict[int, TrancheState]:
@@ -151,9 +152,21 @@ def read_tranche_states(db: Any, tranche_ids: Sequence[int]) -> dict[int, Tranch
         return {}
     marks = ",".join("?" * len(tranche_ids))
     rows = db.execute(
-        f"SELECT id, status, close_reason, exit_qty, qty FROM tranches WHERE id IN ({marks})", list(tranche_ids)
+        f"SELECT id, status, close_reason, exit_qty, qty, entry FROM tranches WHERE id IN ({marks})",
+        list(tranche_ids),
     ).fetchall()
-    return {tid: TrancheState(st, why, Decimal(xq), Decimal(q)) for tid, st, why, xq, q in rows}
+    return {tid: TrancheState(st, why, Decimal(xq), Decimal(q), Decimal(e)) for tid, st, why, xq, q, e in rows}
+
+
+def read_entry_states(db: Any, tranche_ids: Sequence[int]) -> dict[int, str]:
+    """The state of the operator entry of each tranche (PENDING until it ended: FILLED, REJECTED, CANCELED...)."""
+    if not tranche_ids:
+        return {}
+    marks = ",".join("?" * len(tranche_ids))
+    rows = db.execute(
+        f"SELECT tranche_id, state FROM entries WHERE tranche_id IN ({marks}) ORDER BY rowid", list(tranche_ids)
+    ).fetchall()
+    return {tid: state for tid, state in rows}
 
 
 def pair_of_tranche(db: Any, tranche_id: int) -> int | None:

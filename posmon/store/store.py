@@ -45,7 +45,14 @@ from posmon.domain.tranche import Risk, Tranche
 from posmon.store.errors import StoreBusy, StoreError, StoreUnavailable
 from posmon.store.history import History, query_history
 from posmon.store.location import is_url
-from posmon.store.pairs import TrancheState, pair_of_tranche, read_pairs, read_tranche_states, write_pairs
+from posmon.store.pairs import (
+    TrancheState,
+    pair_of_tranche,
+    read_entry_states,
+    read_pairs,
+    read_tranche_states,
+    write_pairs,
+)
 from posmon.store.schema import SCHEMA_VERSION, SQLITE, Connection, migrate, schema_problems
 
 if TYPE_CHECKING:
@@ -1030,6 +1037,10 @@ class Store:
     def tranche_states(self, tranche_ids: Sequence[int]) -> dict[int, TrancheState]:
         """Status, close reason and quantities of these tranches (a leg's exit while the coordinator was down)."""
         return read_tranche_states(self.db, tranche_ids)
+
+    def entry_states(self, tranche_ids: Sequence[int]) -> dict[int, str]:
+        """The state of each tranche's operator entry (``PENDING`` until it ended), for an opening pair's legs."""
+        return read_entry_states(self.db, tranche_ids)
 
     def end_entry(self, client_id: str, state: str) -> None:
         with self._transaction() as conn:

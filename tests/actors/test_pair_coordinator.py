@@ -375,3 +375,48 @@ def test_directories_by_venue_and_exit_notices_feed_the_coordinator():
     )
     assert leg_exit_from_notice(notice) == LegExited("aster", "BTCUSDT", Side.LONG, 11, "SL")
     assert leg_exit_from_notice(replace(notice, kind="tranche_opened")) is None
+
+
+async def test_an_opening_pair_restarted_settles_from_the_entries_the_store_recorded(store, autojump_clock):
+    pair = new_pair(
+        1,
+        Leg(*ASTER, D("0.150"), D("0.001"), tranche_ids=(11,)),
+        Leg(*LIGHTER, D("0.15000"), D("0.00001"), tranche_ids=(12,)),
+    )
+    _, pending = entries_for(pair)
+    store.apply(Changes(pairs=[pair], entries_added=list(pending)))
+    # While the coordinator was down Aster's entry filled (its tranche) and Lighter's was rejected.
+    store.apply(
+        Changes(tranches=[tranche(11, ASTER)], entries_ended=[("pm-11-E1", "FILLED"), ("pm-12-E1", "REJECTED")])
+    )
+    legs = FakeLegs()
+    async with trio.open_nursery() as nursery:
+        await started(nursery, store, legs)
+        assert legs.taken(ASTER) == [CloseTranches((11,), "ENTRY_REJECTED")]
+        assert store.pair(1).status is PairStatus.BROKEN
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_opening_pair_whose_replies_were_lost_is_settled_by_the_poll(store, nursery, autojump_clock):
+    pair = new_pair(
+        1,
+        Leg(*ASTER, D("0.150"), D("0.001"), tranche_ids=(11,)),
+        Leg(*LIGHTER, D("0.15000"), D("0.00001"), tranche_ids=(12,)),
+    )
+    _, pending = entries_for(pair)
+    store.apply(Changes(pairs=[pair], entries_added=list(pending)))
+    legs = FakeLegs()
+    coordinator, _, _ = await started(nursery, store, legs)
+    assert store.pair(1).status is PairStatus.OPENING  # nothing ended yet
+    # Both entries fill after the restart; their restored actors have no reply channel to the coordinator.
+    store.apply(
+        Changes(
+            tranches=[tranche(11, ASTER), tranche(12, LIGHTER, "0.12345")],
+            entries_ended=[("pm-11-E1", "FILLED"), ("pm-12-E1", "FILLED")],
+        )
+    )
+    await trio.sleep(coordinator.entry_poll_seconds + 0.1)
+    assert store.pair(1).status is PairStatus.OPEN
+    from posmon.actors.pairs import TrimTranche
+
+    assert legs.taken(ASTER) == [TrimTranche(11, D("0.027"), "TRIM")]  # trimmed to Lighter's partial fill

@@ -112,3 +112,14 @@ def test_a_pair_survives_reopening_the_store(location):
         assert s.allocate_pair_id() == 1
     finally:
         s.close()
+
+
+def test_entry_states_say_whether_a_legs_entry_ended(store):
+    risk = Risk(tp_pct=D(1), sl_pct=D(2), plan=NO_PLAN)
+    entries = [
+        PendingEntry("pm-11-E1", 11, "aster", "BTCUSDT", Side.LONG, D("0.150"), risk),
+        PendingEntry("pm-12-E1", 12, "lighter", "BTC", Side.SHORT, D("0.15000"), risk),
+    ]
+    store.apply(Changes(pairs=[a_pair()], entries_added=entries))
+    store.apply(Changes(entries_ended=[("pm-12-E1", "REJECTED")]))
+    assert store.entry_states([11, 12, 13]) == {11: "PENDING", 12: "REJECTED"}
