@@ -409,7 +409,11 @@ class PairCoordinator:
 
     async def _on_entered(self, msg: LegEntered) -> None:
         pair = self.pairs.get(msg.pair_id)
-        if pair is None or pair.status is not PairStatus.OPENING:
+        if pair is None or pair.legs[msg.leg].entry_done:
+            return
+        if pair.status is not PairStatus.OPENING:  # the other leg exited before this entry ended
+            late = dp.late_entry(pair, msg.leg, msg.filled_qty, msg.price, msg.tranche_id)
+            await self._decide(late.pair, late.commands, Changes(pairs=[late.pair]))
             return
         updated = dp.entry_ended(pair, msg.leg, msg.filled_qty, msg.price, msg.tranche_id)
         await self._settled(updated, dp.settle_entries(updated))
@@ -530,7 +534,8 @@ class PairCoordinator:
         self.self_send.send_nowait(msg)
 
     async def _on_link(self, msg: LinkPair) -> None:
-        pair = dataclasses.replace(msg.pair, status=PairStatus.OPEN)
+        legs = tuple(dataclasses.replace(leg, entry_done=True) for leg in msg.pair.legs)  # no entry of posmon's
+        pair = dataclasses.replace(msg.pair, legs=(legs[0], legs[1]), status=PairStatus.OPEN)
         taken = [t for leg in pair.legs for t in leg.tranche_ids if self._pair_of(t) is not None]
         if pair.id in self.pairs or taken:
             if msg.reply_to is not None:

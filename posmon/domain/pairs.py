@@ -235,6 +235,20 @@ def entry_ended(pair: Pair, index: int, filled_qty: Decimal, price: Decimal | No
     )
 
 
+def late_entry(
+    pair: Pair, index: int, filled_qty: Decimal, price: Decimal | None, tranche_id: int | None
+) -> Settlement:
+    """An entry that ended after its pair began closing (the other leg exited first): what it filled is closed
+    at once, so the closing pair never keeps a leg."""
+    pair = entry_ended(pair, index, filled_qty, price, tranche_id)
+    if pair.status not in (PairStatus.CLOSING, PairStatus.BROKEN):
+        return Settlement(pair)
+    if filled_qty <= 0:
+        done = all(leg.flat and leg.entry_done for leg in pair.legs)
+        return Settlement(replace(pair, status=PairStatus.CLOSED) if done else pair)
+    return Settlement(pair, (LegCommand(index, Act.CLOSE, pair.close_reason or PairReason.ENTRY_REJECTED),))
+
+
 def settle_entries(pair: Pair) -> Settlement:
     """The entry rule (module docstring) once both entries have ended; the pair unchanged before."""
     if pair.status is not PairStatus.OPENING or not all(leg.entry_done for leg in pair.legs):
@@ -291,7 +305,7 @@ def leg_exited(pair: Pair, tranche_id: int, reason: str, qty: Decimal | None) ->
     other_i = 1 - index
     other = pair.legs[other_i]
     if leg.flat:
-        if other.flat:
+        if other.flat and other.entry_done:  # an entry still out may fill yet: the pair is closing, not closed
             return ExitDecision(
                 replace(pair, status=PairStatus.CLOSED, close_reason=pair.close_reason or f"LEG_{reason}")
             )

@@ -420,3 +420,25 @@ async def test_an_opening_pair_whose_replies_were_lost_is_settled_by_the_poll(st
     from posmon.actors.pairs import TrimTranche
 
     assert legs.taken(ASTER) == [TrimTranche(11, D("0.027"), "TRIM")]  # trimmed to Lighter's partial fill
+
+
+async def test_an_entry_filling_after_its_partner_exited_is_closed(store, nursery, autojump_clock):
+    pair = new_pair(
+        1,
+        Leg(*ASTER, D("0.150"), D("0.001"), tranche_ids=(11,)),
+        Leg(*LIGHTER, D("0.15000"), D("0.00001"), tranche_ids=(12,)),
+    )
+    legs = FakeLegs()
+    _, inbox, _ = await started(nursery, store, legs)
+    inbox.send_nowait(OpenPair(pair, *entries_for(pair)))
+    await trio.testing.wait_all_tasks_blocked()
+    (a_entry,), (b_entry,) = legs.taken(ASTER), legs.taken(LIGHTER)
+    a_entry.reply_to.send_nowait(EntryOutcome(tranche(11, ASTER)))
+    await trio.testing.wait_all_tasks_blocked()
+    inbox.send_nowait(LegExited(*ASTER, 11, "LIQUIDATION"))  # before Lighter's entry ended
+    await trio.testing.wait_all_tasks_blocked()
+    assert legs.taken(LIGHTER) == [CloseTranches((12,), "LEG_LIQUIDATION")]  # a no-op there: no tranche yet
+    b_entry.reply_to.send_nowait(EntryOutcome(tranche(12, LIGHTER)))
+    await trio.testing.wait_all_tasks_blocked()
+    assert legs.taken(LIGHTER) == [CloseTranches((12,), "LEG_LIQUIDATION")]  # now it holds one: closed
+    assert store.pair(1).legs[1].filled_qty == D("0.150")

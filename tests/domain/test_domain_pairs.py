@@ -23,6 +23,7 @@ from posmon.domain.pairs import (
     close_pair,
     entry_ended,
     imbalance_pct,
+    late_entry,
     leg_exited,
     new_pair,
     pair_exit,
@@ -230,3 +231,13 @@ def test_closing_a_pair_closes_every_leg_that_holds_something_once():
     assert d.pair.status is PairStatus.CLOSING
     assert d.commands == (LegCommand(0, Act.CLOSE, "PAIR_TP"), LegCommand(1, Act.CLOSE, "PAIR_TP"))
     assert close_pair(d.pair, PairReason.MANUAL).commands == ()
+
+
+def test_an_entry_that_fills_after_the_other_leg_exited_is_closed_at_once():
+    p = entry_ended(pair(), 0, D("0.150"), D(100), 11)
+    d = leg_exited(p, 11, "SL", None)  # Aster's leg stopped out before Lighter's entry ended
+    assert d.pair.status is PairStatus.CLOSING
+    late = late_entry(d.pair, 1, D("0.15000"), D(101), 12)
+    assert late.commands == (LegCommand(1, Act.CLOSE, "LEG_SL"),)
+    rejected = late_entry(d.pair, 1, D(0), None, 12)  # rejected instead: both legs flat, the pair is closed
+    assert (rejected.commands, rejected.pair.status) == ((), PairStatus.CLOSED)
