@@ -5,7 +5,8 @@ It hears what happens to the legs (``LegExited`` from a leg's position actor, ``
 (``Changes.pairs``) and only then tells the other leg's position actor what to do, through a ``LegDirectory``
 (``inbox(venue, symbol, side)``): the multi-venue daemon plugs its per-account position directories in
 (``DirectoriesByVenue``). A leg's close is a ``CloseTranches`` of its tranches with the pair's reason, so the leg's
-own position actor closes it at market with its venue's bounded slippage; nothing else places orders here.
+own position actor closes it at market with its venue's bounded slippage (exit reason ``PAIR``; the pair keeps why);
+nothing here places orders.
 
 Start-up (``run``): the open pairs are read from the store with their legs' tranches, and a leg whose tranche closed
 while the coordinator was down is caught here: the other leg is closed (again, if its close never reached its
@@ -33,17 +34,19 @@ from posmon.actors.messages import CloseTranches, EntryOutcome, Notice, OpenEntr
 from posmon.domain import pairs as dp
 from posmon.domain.orders import Side
 from posmon.domain.pairs import ZERO, Act, LegCommand, Pair, PairStatus
+from posmon.domain.tranche import ExitReason
+from posmon.notify.kinds import NoticeKind
 from posmon.store.store import Changes, Event, PendingEntry, Store
 
 log = logging.getLogger(__name__)
 
-# Notice kinds raised here (the notifier's kinds list may name them).
-PAIR_LEG_EXIT = "pair_leg_exit"  # a leg's tranche exited; says what the other leg gets
-PAIR_EXIT = "pair_exit"  # a pair-level TP or SL on the combined PnL closes both legs
-PAIR_CLOSED = "pair_closed"  # both legs flat
-PAIR_IMBALANCE = "pair_imbalance"  # the legs differ by more than max_leg_imbalance_pct
-PAIR_ENTRY_FAILED = "pair_entry_failed"  # an entry was rejected: the other unwound (or trimmed)
-PAIR_LEG_UNREACHABLE = "pair_leg_unreachable"  # the other leg's actor could not be told (needs a human)
+# Notice kinds raised here.
+PAIR_LEG_EXIT = NoticeKind.PAIR_LEG_EXIT
+PAIR_EXIT = NoticeKind.PAIR_EXIT
+PAIR_CLOSED = NoticeKind.PAIR_CLOSED
+PAIR_IMBALANCE = NoticeKind.PAIR_IMBALANCE
+PAIR_ENTRY_FAILED = NoticeKind.PAIR_ENTRY_FAILED
+PAIR_LEG_UNREACHABLE = NoticeKind.PAIR_LEG_UNREACHABLE
 
 
 # --- messages: to the coordinator ---------------------------------------------------------------------------------
@@ -597,12 +600,13 @@ class PairCoordinator:
     def _send(self, pair: Pair, cmd: LegCommand) -> None:
         leg = pair.legs[cmd.leg]
         message: Any
+        # The leg's tranche closes with reason PAIR; why the pair acted (LEG_SL, PAIR_TP...) is the pair's own.
         if cmd.act is Act.CLOSE:
-            message = CloseTranches(leg.tranche_ids, cmd.reason)
+            message = CloseTranches(leg.tranche_ids, ExitReason.PAIR)
         elif cmd.act is Act.PROTECT:
-            message = ProtectTranches(leg.tranche_ids, pair.rules.protect_stop_pct, cmd.reason)
+            message = ProtectTranches(leg.tranche_ids, pair.rules.protect_stop_pct, ExitReason.PAIR)
         else:
-            message = TrimTranche(leg.tranche_ids[-1], cmd.qty, cmd.reason)
+            message = TrimTranche(leg.tranche_ids[-1], cmd.qty, ExitReason.PAIR)
         if not leg.tranche_ids:
             log.warning("pair %d: %s leg holds no tranche; %s not sent", pair.id, leg.venue, cmd.act.value)
             return

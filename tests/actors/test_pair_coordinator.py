@@ -131,14 +131,14 @@ async def test_a_leg_stopped_out_closes_the_other_leg_in_the_same_tick(
     inbox.send_nowait(LegExited(*exited, tid, "SL"))
     await trio.testing.wait_all_tasks_blocked()
     assert trio.current_time() == at  # no time passed: sent in the turn that heard the exit
-    assert legs.taken(other) == [CloseTranches((other_tid,), "LEG_SL")]
+    assert legs.taken(other) == [CloseTranches((other_tid,), "PAIR")]
     assert legs.taken(exited) == []
     (pair,) = legs.pair_at_send  # decided and written before the close was sent
     assert pair.status is PairStatus.CLOSING and pair.close_reason == "LEG_SL"
     (notice,) = drained(notices)
     assert notice.kind == "pair_leg_exit" and f"tranche {tid} exited by SL" in notice.text
     # The other leg's close fills: the pair is closed, nothing more is sent.
-    inbox.send_nowait(LegExited(*other, other_tid, "LEG_SL"))
+    inbox.send_nowait(LegExited(*other, other_tid, "PAIR"))
     await trio.testing.wait_all_tasks_blocked()
     assert store.open_pairs() == [] and store.pair(1).status is PairStatus.CLOSED
     assert legs.taken(other) == [] and legs.taken(exited) == []
@@ -152,7 +152,8 @@ async def test_a_liquidated_leg_closes_the_other_and_asks_for_a_human(store, nur
     _, inbox, notices = await started(nursery, store, legs)
     inbox.send_nowait(LegExited(*LIGHTER, 12, "LIQUIDATION"))
     await trio.testing.wait_all_tasks_blocked()
-    assert legs.taken(ASTER) == [CloseTranches((11,), "LEG_LIQUIDATION")]
+    assert legs.taken(ASTER) == [CloseTranches((11,), "PAIR")]
+    assert store.open_pairs()[0].close_reason == "LEG_LIQUIDATION"
     (notice,) = drained(notices)
     assert notice.needs_human and "LIQUIDATION" in notice.text
 
@@ -163,7 +164,7 @@ async def test_protect_option_sends_a_tight_stop_instead_of_a_close(store, nurse
     _, inbox, _ = await started(nursery, store, legs)
     inbox.send_nowait(LegExited(*ASTER, 11, "TP"))
     await trio.testing.wait_all_tasks_blocked()
-    assert legs.taken(LIGHTER) == [ProtectTranches((12,), D("0.3"), "LEG_TP")]
+    assert legs.taken(LIGHTER) == [ProtectTranches((12,), D("0.3"), "PAIR")]
 
 
 async def test_an_exit_from_another_key_or_an_unpaired_tranche_is_ignored(store, nursery, autojump_clock):
@@ -183,12 +184,12 @@ async def test_a_leg_exit_while_down_is_caught_at_start_up_and_sent_once(store, 
     legs = FakeLegs()
     async with trio.open_nursery() as nursery:
         _, _, notices = await started(nursery, store, legs)
-        assert legs.taken(LIGHTER) == [CloseTranches((12,), "LEG_SL")]
+        assert legs.taken(LIGHTER) == [CloseTranches((12,), "PAIR")]
         assert "while posmon was down" in drained(notices)[0].text
         assert store.open_pairs()[0].status is PairStatus.CLOSING
         nursery.cancel_scope.cancel()
     # Restarted again: Lighter's tranche is closing now (its actor took the close): nothing is sent twice.
-    store.db.execute("UPDATE tranches SET status = 'closing', close_reason = 'LEG_SL' WHERE id = 12")
+    store.db.execute("UPDATE tranches SET status = 'closing', close_reason = 'PAIR' WHERE id = 12")
     async with trio.open_nursery() as nursery:
         await started(nursery, store, legs)
         assert legs.taken(LIGHTER) == []
@@ -197,10 +198,10 @@ async def test_a_leg_exit_while_down_is_caught_at_start_up_and_sent_once(store, 
     store.db.execute("UPDATE tranches SET status = 'open', close_reason = NULL WHERE id = 12")
     async with trio.open_nursery() as nursery:
         await started(nursery, store, legs)
-        assert legs.taken(LIGHTER) == [CloseTranches((12,), "LEG_SL")]
+        assert legs.taken(LIGHTER) == [CloseTranches((12,), "PAIR")]
         nursery.cancel_scope.cancel()
     # Its close filled while down: the pair is closed at start-up.
-    store.apply(Changes(closed=[(12, "LEG_SL", NOW)]))
+    store.apply(Changes(closed=[(12, "PAIR", NOW)]))
     async with trio.open_nursery() as nursery:
         coordinator, _, _ = await started(nursery, store, legs)
         assert store.pair(1).status is PairStatus.CLOSED and coordinator.views() == []
@@ -217,8 +218,8 @@ async def test_pair_tp_on_the_combined_pnl_closes_both_legs(store, nursery, auto
     assert legs.taken(ASTER) == []
     inbox.send_nowait(LegMark("lighter", "BTC", D("102")))  # short -0.3: combined +0.6
     await trio.testing.wait_all_tasks_blocked()
-    assert legs.taken(ASTER) == [CloseTranches((11,), "PAIR_TP")]
-    assert legs.taken(LIGHTER) == [CloseTranches((12,), "PAIR_TP")]
+    assert legs.taken(ASTER) == [CloseTranches((11,), "PAIR")]
+    assert legs.taken(LIGHTER) == [CloseTranches((12,), "PAIR")]
     assert store.open_pairs()[0].close_reason == "PAIR_TP"
     (notice,) = drained(notices)
     assert notice.kind == "pair_exit" and "combined PnL 0.6000" in notice.text
@@ -270,7 +271,7 @@ async def test_auto_rebalance_trims_the_larger_leg(store, nursery, autojump_cloc
     _, inbox, _ = await started(nursery, store, legs)
     inbox.send_nowait(LegExited(*ASTER, 13, "TP", D("0.015")))
     await trio.testing.wait_all_tasks_blocked()
-    assert legs.taken(LIGHTER) == [TrimTranche(12, D("0.01500"), "REBALANCE")]
+    assert legs.taken(LIGHTER) == [TrimTranche(12, D("0.01500"), "PAIR")]
 
 
 def entries_for(pair: Pair) -> tuple[tuple[OpenEntry, OpenEntry], tuple[PendingEntry, PendingEntry]]:
@@ -307,13 +308,13 @@ async def test_open_persists_pair_and_entries_first_then_unwinds_a_lone_fill(sto
     a_entry.reply_to.send_nowait(EntryOutcome(tranche(11, ASTER)))
     b_entry.reply_to.send_nowait(EntryOutcome(None, "rejected: insufficient margin"))
     await trio.testing.wait_all_tasks_blocked()
-    assert legs.taken(ASTER) == [CloseTranches((11,), "ENTRY_REJECTED")]
+    assert legs.taken(ASTER) == [CloseTranches((11,), "PAIR")]
     assert legs.taken(LIGHTER) == []
     answer = reply.receive_nowait()
     assert answer.pair.status is PairStatus.BROKEN and answer.error == "ENTRY_REJECTED"
     assert [n.kind for n in drained(notices)] == ["pair_entry_failed"]
     # The unwind fills: the pair is closed with nothing left on either venue.
-    inbox.send_nowait(LegExited(*ASTER, 11, "ENTRY_REJECTED"))
+    inbox.send_nowait(LegExited(*ASTER, 11, "PAIR"))
     await trio.testing.wait_all_tasks_blocked()
     assert store.pair(1).status is PairStatus.CLOSED
 
@@ -349,8 +350,8 @@ async def test_link_and_close_a_pair_by_hand(store, nursery, autojump_clock):
     linked, refused, closed = drained(reply)
     assert linked.pair.status is PairStatus.OPEN and "already belong" in refused.error
     assert closed.pair.status is PairStatus.CLOSING
-    assert legs.taken(ASTER) == [CloseTranches((11,), "MANUAL")]
-    assert legs.taken(LIGHTER) == [CloseTranches((12,), "MANUAL")]
+    assert legs.taken(ASTER) == [CloseTranches((11,), "PAIR")]
+    assert legs.taken(LIGHTER) == [CloseTranches((12,), "PAIR")]
 
 
 async def test_an_unreachable_leg_is_a_notice_for_a_human(store, nursery, autojump_clock):
@@ -392,7 +393,7 @@ async def test_an_opening_pair_restarted_settles_from_the_entries_the_store_reco
     legs = FakeLegs()
     async with trio.open_nursery() as nursery:
         await started(nursery, store, legs)
-        assert legs.taken(ASTER) == [CloseTranches((11,), "ENTRY_REJECTED")]
+        assert legs.taken(ASTER) == [CloseTranches((11,), "PAIR")]
         assert store.pair(1).status is PairStatus.BROKEN
         nursery.cancel_scope.cancel()
 
@@ -419,7 +420,7 @@ async def test_an_opening_pair_whose_replies_were_lost_is_settled_by_the_poll(st
     assert store.pair(1).status is PairStatus.OPEN
     from posmon.actors.pairs import TrimTranche
 
-    assert legs.taken(ASTER) == [TrimTranche(11, D("0.027"), "TRIM")]  # trimmed to Lighter's partial fill
+    assert legs.taken(ASTER) == [TrimTranche(11, D("0.027"), "PAIR")]  # trimmed to Lighter's partial fill
 
 
 async def test_an_entry_filling_after_its_partner_exited_is_closed(store, nursery, autojump_clock):
@@ -437,8 +438,8 @@ async def test_an_entry_filling_after_its_partner_exited_is_closed(store, nurser
     await trio.testing.wait_all_tasks_blocked()
     inbox.send_nowait(LegExited(*ASTER, 11, "LIQUIDATION"))  # before Lighter's entry ended
     await trio.testing.wait_all_tasks_blocked()
-    assert legs.taken(LIGHTER) == [CloseTranches((12,), "LEG_LIQUIDATION")]  # a no-op there: no tranche yet
+    assert legs.taken(LIGHTER) == [CloseTranches((12,), "PAIR")]  # a no-op there: no tranche yet
     b_entry.reply_to.send_nowait(EntryOutcome(tranche(12, LIGHTER)))
     await trio.testing.wait_all_tasks_blocked()
-    assert legs.taken(LIGHTER) == [CloseTranches((12,), "LEG_LIQUIDATION")]  # now it holds one: closed
+    assert legs.taken(LIGHTER) == [CloseTranches((12,), "PAIR")]  # now it holds one: closed
     assert store.pair(1).legs[1].filled_qty == D("0.150")
