@@ -30,11 +30,13 @@ from typing import Any, Protocol
 
 import trio
 
-from posmon.actors.messages import CloseTranches, EntryOutcome, Notice, OpenEntry
+from posmon.actors.messages import CloseTranches, EntryOutcome, Notice, OpenEntry, PriceWake
+from posmon.actors.price_slot import PriceSlot
 from posmon.domain import pairs as dp
 from posmon.domain.orders import Side
 from posmon.domain.pairs import ZERO, Act, LegCommand, Pair, PairStatus
 from posmon.domain.tranche import ExitReason
+from posmon.exchange.events import MarkPrice
 from posmon.notify.kinds import NoticeKind
 from posmon.store.store import Changes, Event, PendingEntry, Store
 
@@ -79,11 +81,31 @@ class LegEntered:
 
 @dataclass(frozen=True, slots=True)
 class LegMark:
-    """A mark price of one venue's symbol (conflated by the sender: the newest is what counts)."""
+    """A mark price of one venue's symbol. From a ``LegMarkSlot`` (``source``) it is a wake-up: the coordinator
+    takes the slot's newest mark, so a busy coordinator never works through a backlog of old ticks."""
 
     venue: str
     symbol: str
     mark: Decimal
+    source: LegMarkSlot | None = None
+
+
+class LegMarkSlot(PriceSlot):
+    """A price router's slot for the coordinator (``Subscribe(symbol, LegMarkSlot(venue, inbox))`` on that venue's
+    router): it keeps the newest mark and queues at most one ``LegMark`` until the coordinator takes it."""
+
+    def __init__(self, venue: str, inbox: trio.MemorySendChannel[PairMessage]) -> None:
+        super().__init__(trio.open_memory_channel[PriceWake](0)[0])  # never used: ``put`` sends to ``inbox``
+        self.venue, self._pairs = venue, inbox
+
+    def put(self, mark: MarkPrice, received_at: float) -> None:
+        self.last = self.latest = mark
+        self.received_at = received_at
+        if self._armed:
+            return
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            self._pairs.send_nowait(LegMark(self.venue, mark.symbol, mark.price, self))
+            self._armed = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,7 +477,13 @@ class PairCoordinator:
             _answer(reply, PairAnswer(new, None if new.status is PairStatus.OPEN else new.close_reason))
 
     async def _on_mark(self, msg: LegMark) -> None:
-        self._marks[msg.venue, msg.symbol] = (msg.mark, self.clock())
+        mark = msg.mark
+        if msg.source is not None:
+            newest = msg.source.take()
+            if newest is None:
+                return
+            mark = newest.price
+        self._marks[msg.venue, msg.symbol] = (mark, self.clock())
         for pair in list(self.pairs.values()):
             if not any((leg.venue, leg.symbol) == (msg.venue, msg.symbol) for leg in pair.legs):
                 continue

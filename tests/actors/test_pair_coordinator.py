@@ -443,3 +443,21 @@ async def test_an_entry_filling_after_its_partner_exited_is_closed(store, nurser
     await trio.testing.wait_all_tasks_blocked()
     assert legs.taken(LIGHTER) == [CloseTranches((12,), "PAIR")]  # now it holds one: closed
     assert store.pair(1).legs[1].filled_qty == D("0.150")
+
+
+async def test_a_router_slot_feeds_the_newest_mark_without_a_backlog(store, nursery, autojump_clock):
+    from posmon.actors.pairs import LegMarkSlot
+    from posmon.exchange.events import MarkPrice
+
+    stored(store, open_pair(PairRules(tp_quote=D("0.5"), sl_quote=D(1))))
+    legs = FakeLegs()
+    coordinator, inbox, _ = await started(nursery, store, legs)
+    aster, lighter = LegMarkSlot("aster", inbox), LegMarkSlot("lighter", inbox)
+    lighter.put(MarkPrice("BTC", D("102"), NOW), trio.current_time())
+    # Three frames before the coordinator runs: it sees only the newest (at 90 the pair's SL would have fired).
+    for price in ("90", "95", "106"):
+        aster.put(MarkPrice("BTCUSDT", D(price), NOW), trio.current_time())
+    await trio.testing.wait_all_tasks_blocked()
+    assert [leg.mark for leg in coordinator.views()[0].legs] == [D("106"), D("102")]
+    assert legs.taken(ASTER) == [CloseTranches((11,), "PAIR")]
+    assert store.open_pairs()[0].close_reason == "PAIR_TP"  # combined +0.6 >= 0.5
