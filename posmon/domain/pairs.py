@@ -34,7 +34,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
-from posmon.domain.orders import Side
+from posmon.domain.instruments import InstrumentTable
+from posmon.domain.orders import Side, SymbolRules
 from posmon.domain.rounding import round_down
 
 ZERO = Decimal(0)
@@ -191,6 +192,48 @@ def size_pair(base_qty: Decimal, step_a: Decimal, step_b: Decimal) -> Sizing:
     common = min(round_down(base_qty, step_a), round_down(base_qty, step_b))
     qa, qb = round_down(common, step_a), round_down(common, step_b)
     return Sizing((qa, qb), common, (base_qty - qa, base_qty - qb))
+
+
+@dataclass(frozen=True, slots=True)
+class PairPlan:
+    """The two legs an open request makes (not yet entered) and how the request was sized."""
+
+    legs: tuple[Leg, Leg]
+    sizing: Sizing
+
+
+def plan_legs(
+    table: InstrumentTable,
+    rules: Mapping[str, Mapping[str, SymbolRules]],
+    venue: str,
+    symbol: str,
+    side: Side,
+    other_venue: str,
+    base_qty: Decimal,
+    *,
+    mark: Decimal | None = None,
+) -> PairPlan:
+    """A pair request (``side`` on ``venue``'s ``symbol``, the opposite side of the same asset on ``other_venue``)
+    sized on both venues' steps; ``PairError`` (one line naming the field) when it cannot be a pair: no counterpart,
+    a leg below its venue's minimum quantity or (with ``mark``) minimum notional.
+
+    ``rules``: venue -> symbol -> the venue's published filters; ``table`` maps the asset across venues
+    (``InstrumentTable.counterpart``, its ``InstrumentError`` is a ``ValueError`` the caller shows as it is)."""
+    other_symbol = table.counterpart(venue, symbol, other_venue)
+    ra, rb = rules[venue][symbol], rules[other_venue][other_symbol]
+    sizing = size_pair(base_qty, ra.step_size, rb.step_size)
+    for qty, r, v in ((sizing.qty[0], ra, venue), (sizing.qty[1], rb, other_venue)):
+        if qty <= 0 or qty < r.min_qty:
+            raise PairError(
+                f"qty: {base_qty} is {qty} on {v} {r.symbol} (step {r.step_size}), below its minimum "
+                f"{max(r.min_qty, r.step_size)}"
+            )
+        if mark is not None and r.min_notional > 0 and qty * mark < r.min_notional:
+            raise PairError(f"qty: {qty} {r.symbol} is {qty * mark} at the mark, below {v}'s minimum {r.min_notional}")
+    other_side = Side.SHORT if side is Side.LONG else Side.LONG
+    a = Leg(venue, symbol, side, sizing.qty[0], ra.step_size)
+    b = Leg(other_venue, other_symbol, other_side, sizing.qty[1], rb.step_size)
+    return PairPlan((a, b), sizing)
 
 
 def matched(qty: Decimal, other: Decimal, step: Decimal) -> Decimal:

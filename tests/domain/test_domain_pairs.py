@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from posmon.domain.orders import Side
+from posmon.domain.instruments import InstrumentError, InstrumentTable
+from posmon.domain.orders import Side, SymbolRules
 from posmon.domain.pairs import (
     Act,
     Leg,
@@ -28,6 +29,7 @@ from posmon.domain.pairs import (
     new_pair,
     pair_exit,
     pair_pnl,
+    plan_legs,
     settle_entries,
     size_pair,
 )
@@ -241,3 +243,32 @@ def test_an_entry_that_fills_after_the_other_leg_exited_is_closed_at_once():
     assert late.commands == (LegCommand(1, Act.CLOSE, "LEG_SL"),)
     rejected = late_entry(d.pair, 1, D(0), None, 12)  # rejected instead: both legs flat, the pair is closed
     assert (rejected.commands, rejected.pair.status) == ((), PairStatus.CLOSED)
+
+
+RULES = {
+    "aster": {
+        "BTCUSDT": SymbolRules("BTCUSDT", D("0.1"), D("0.001"), min_qty=D("0.001"), min_notional=D(5)),
+        "ETHUSDT": SymbolRules("ETHUSDT", D("0.01"), D("0.01")),
+    },
+    "lighter": {"BTC": SymbolRules("BTC", D("0.1"), D("0.00001"), base_asset="BTC", quote_asset="USDC")},
+}
+
+
+def test_a_plan_finds_the_other_venues_symbol_and_sizes_both_legs():
+    plan = plan_legs(InstrumentTable.build(RULES), RULES, "aster", "BTCUSDT", Side.LONG, "lighter", D("0.12345"))
+    a, b = plan.legs
+    assert (a.venue, a.symbol, a.side, a.target_qty, a.step) == ("aster", "BTCUSDT", Side.LONG, D("0.123"), D("0.001"))
+    assert (b.venue, b.symbol, b.side, b.target_qty) == ("lighter", "BTC", Side.SHORT, D("0.12300"))
+    assert plan.sizing.residue == (D("0.00045"), D("0.00045"))
+    # A new pair from the plan (ids allocated by the caller).
+    assert new_pair(7, *plan.legs).status is PairStatus.OPENING
+
+
+def test_a_plan_refuses_what_a_venue_could_not_trade():
+    table = InstrumentTable.build(RULES)
+    with pytest.raises(PairError, match=r"qty: 0.0005 is 0.000 on aster BTCUSDT"):
+        plan_legs(table, RULES, "aster", "BTCUSDT", Side.LONG, "lighter", D("0.0005"))
+    with pytest.raises(PairError, match="below aster's minimum 5"):
+        plan_legs(table, RULES, "aster", "BTCUSDT", Side.LONG, "lighter", D("0.002"), mark=D(1000))
+    with pytest.raises(InstrumentError, match="lighter lists no ETH"):
+        plan_legs(table, RULES, "aster", "ETHUSDT", Side.LONG, "lighter", D(1))
