@@ -989,9 +989,12 @@ class Store:
 
     @staticmethod
     def _insert_entries(conn: Any, entries: Sequence[PendingEntry], now: float) -> None:
+        """Insert entries; one already written is kept as it is (a pair's entries are written with the pair
+        before they are sent, and the position actor that sends one writes it again)."""
         conn.executemany(
             "INSERT INTO entries (client_id, tranche_id, venue, symbol, side, qty, tp_pct, sl_pct, "
-            "max_hold_seconds, plan, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', ?)",
+            "max_hold_seconds, plan, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', ?) "
+            "ON CONFLICT(client_id) DO NOTHING",
             [
                 (
                     entry.client_id,

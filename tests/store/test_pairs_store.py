@@ -10,7 +10,6 @@ from posmon.domain.exitplan import NO_PLAN
 from posmon.domain.orders import Side
 from posmon.domain.pairs import Leg, OnLegExit, PairRules, PairStatus, new_pair
 from posmon.domain.tranche import Risk, Tranche
-from posmon.store.errors import StoreError
 from posmon.store.store import Changes, PendingEntry, Store
 
 NOW = 1_700_000_000.0
@@ -80,10 +79,21 @@ def test_a_pair_and_both_its_entries_are_one_write(store):
     store.apply(Changes(pairs=[a_pair()], entries_added=entries))
     assert store.pending_entries("aster", "BTCUSDT", Side.LONG) == entries[:1]
     assert store.pending_entries("lighter", "BTC", Side.SHORT) == entries[1:]
-    # The same entry again fails the whole decision: the second pair is not written either.
-    with pytest.raises(StoreError):
-        store.apply(Changes(pairs=[a_pair(2, a_ids=(21,), b_ids=(22,))], entries_added=entries[:1]))
-    assert [p.id for p in store.open_pairs()] == [1]
+    # The position actor that sends an entry writes it again (``add_entry``): kept as it is, even once ended.
+    store.apply(Changes(entries_ended=[("pm-12-E1", "FILLED")]))
+    store.add_entry(entries[0])
+    store.add_entry(entries[1])
+    assert store.pending_entries("aster", "BTCUSDT", Side.LONG) == entries[:1]
+    assert store.entry_states([11, 12]) == {11: "PENDING", 12: "FILLED"}
+
+
+def test_a_failing_decision_writes_neither_the_pair_nor_its_entries(store):
+    risk = Risk(tp_pct=D(1), sl_pct=D(2), plan=NO_PLAN)
+    entry = PendingEntry("pm-21-E1", 21, "aster", "BTCUSDT", Side.LONG, D("0.150"), risk)
+    bad = replace(a_pair(2, a_ids=(21,), b_ids=(22,)), rules=None)  # cannot be written: the decision fails whole
+    with pytest.raises(AttributeError):
+        store.apply(Changes(pairs=[bad], entries_added=[entry]))
+    assert store.open_pairs() == [] and store.entry_states([21]) == {}
 
 
 def test_leg_tranche_states_say_which_leg_exited_while_down(store):
