@@ -15,6 +15,14 @@ actor: ``CloseTranches`` of a tranche already closing is a no-op there, so nothi
 Where leg exits come from: the position actors already raise an ``exit`` notice for every tranche they close
 (venue, symbol, side, tranche id, reason): ``leg_exit_from_notice`` turns one into a ``LegExited``, so the daemon's
 notice fan-out feeds this actor without a change to the position actor.
+
+Wiring (the multi-venue daemon): ``coordinator, inbox = PairCoordinator.create(DirectoriesByVenue({venue:
+directory}), store, notices, clock)``, started under the supervisor with ``nursery.start(coordinator.run)``; every
+``exit`` notice also goes through ``leg_exit_from_notice`` into ``inbox``; each pair symbol's router gets
+``Subscribe(symbol, LegMarkSlot(venue, inbox))``; funding events become ``LegFunding``. ``POST /api/pairs`` /
+``posmon pair open``: ``plan_legs`` -> ids (``store.allocate_pair_id``, one ``allocate_tranche_id`` per leg) ->
+``new_pair`` -> ``OpenPair`` (both ``OpenEntry`` and their ``PendingEntry``) with a reply channel; ``pair link``:
+``LinkPair``; close: ``ClosePair``; status, API and metrics: ``coordinator.views()``.
 """
 
 from __future__ import annotations
