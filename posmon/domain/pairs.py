@@ -14,7 +14,10 @@ Entries (``settle_entries``), the documented rule so that nothing is left unhedg
    the filled one is **unwound** (closed in full at market) and the pair ends ``broken``; both rejected -> ``closed``
    with nothing to do; one filled partially -> the other is **trimmed** down to the same base quantity, rounded
    down to its step, and the pair is ``open`` at the smaller size. A residue below one step of the coarser venue
-   cannot be traded away and is reported (``Settlement.residue``), never left as a whole unhedged leg.
+   cannot be traded away and is reported (``Pair.residue``: per leg, what the request lost to rounding and
+   trims), never left as a whole unhedged leg. A partial fill smaller than one step of the other venue hedges
+   nothing: both legs are unwound (``broken``). A ``broken`` pair is ``closed`` once the unwind filled;
+3. an entry that ends after the other leg already exited (``late_entry``) is closed at once.
 
 A leg exit (``leg_exited``): a leg's tranche closed for any reason (TP, SL, TIMEOUT, LIQUIDATION, MANUAL, EXTERNAL).
 When the leg is flat, the other leg is closed at market with the venue's bounded slippage (``on_leg_exit="close"``,
