@@ -105,7 +105,8 @@ class AccountRuntime:
     rules: dict[str, SymbolRules] = field(default_factory=dict)
     instruments: InstrumentTable | None = None  # unified names of the venue's symbols, built with the rules
     directory: PositionDirectory | None = None
-    router: PriceRouter | None = None
+    router: PriceRouter | None = None  # the current incarnation (replaced when it restarts)
+    router_requests: trio.MemorySendChannel[RouterRequest] | None = None  # Subscribe/... to its router, any incarnation
     gateway: trio.MemorySendChannel[GatewayRequest] | None = None
     gateway_state: GatewayState | None = None  # its rate budgets, for the status report
     reconciler: AccountReconciler | None = None
@@ -495,7 +496,7 @@ async def _start(
     account.state = "starting"
     gw_send, gw_recv = trio.open_memory_channel[GatewayRequest](math.inf)
     router_send, router_recv = trio.open_memory_channel[RouterRequest](math.inf)
-    account.gateway = gw_send
+    account.gateway, account.router_requests = gw_send, router_send
     if rules:
         account.rules = dict(rules)
     else:
