@@ -631,8 +631,10 @@ async def _sweep_unless(stream_up: trio.Event, reconciler: AccountReconciler, wi
     await reconciler.sweep()
 
 
-async def _log_progress(daemon: Daemon, every: float = 1.0) -> None:
-    """One line a second while starting: the step, and the actors loaded and reconciled of how many."""
+async def _log_progress(daemon: Daemon, every: float = 1.0, quiet_repeat: float = 30.0) -> None:
+    """One line a second while starting: the step, and the actors loaded and reconciled of how many. With several
+    accounts the same line again (one venue out for minutes while the others run) only every ``quiet_repeat`` s."""
+    last, last_at = "", -math.inf
     while not daemon.readiness.is_ready:
         with trio.move_on_after(every):
             await daemon.readiness.wait()
@@ -641,11 +643,11 @@ async def _log_progress(daemon: Daemon, every: float = 1.0) -> None:
         actors = [a for acc in daemon.accounts.values() if acc.directory is not None for a in acc.directory.actors()]
         loaded = sum(1 for a in actors if a.loaded)
         done = sum(1 for a in actors if a.ready.is_set())
-        log.info(
-            "starting: %s; %d of %d actors loaded, %d of %d reconciled",
-            daemon.readiness.detail,
-            loaded,
-            len(actors),
-            done,
-            len(actors),
+        line = (
+            f"starting: {daemon.readiness.detail}; {loaded} of {len(actors)} actors loaded, "
+            f"{done} of {len(actors)} reconciled"
         )
+        now = trio.current_time()
+        if len(daemon.accounts) == 1 or line != last or now - last_at >= quiet_repeat:
+            log.info("%s", line)
+            last, last_at = line, now
