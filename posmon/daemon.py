@@ -19,7 +19,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -186,6 +186,7 @@ async def run_daemon(
     freeze_heap: bool = True,
     connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
     rules: Mapping[str, SymbolRules] | None = None,
+    order_gate: Callable[[], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run until cancelled (or until an actor exhausts its restart budget, which raises).
@@ -195,6 +196,7 @@ async def run_daemon(
     ``connect_timeout``: how long the venue's trading rules are asked for (with backoff) before start-up gives up.
     ``rules``: the rules opening the venue just read (``opened_rules``); asked for again only when not given
     (at 1,000 symbols a second read of exchangeInfo costs about half a second of start-up).
+    ``order_gate``: the order gateway awaits it before every venue call (a cluster's lease: ``posmon.cluster``).
     """
     d = settings.daemon
     metrics = metrics or Metrics()
@@ -257,6 +259,7 @@ async def run_daemon(
                 freeze_heap=freeze_heap,
                 connect_timeout=connect_timeout,
                 rules=rules,
+                order_gate=order_gate,
             )
             task_status.started(daemon)
 
@@ -273,6 +276,7 @@ async def _start(
     freeze_heap: bool,
     connect_timeout: float,
     rules: Mapping[str, SymbolRules] | None,
+    order_gate: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Reach the venue, start the actors and restore every (symbol, side) the store holds; returns once the
     user stream is up (readiness follows when every restored actor has reconciled)."""
@@ -341,7 +345,7 @@ async def _start(
     await nursery.start(
         supervise,
         "gateway",
-        lambda: OrderGateway(venue, gw_recv, metrics, gw_policy, clock=clock, state=gw_state).run,
+        lambda: OrderGateway(venue, gw_recv, metrics, gw_policy, clock=clock, state=gw_state, gate=order_gate).run,
         policy,
         metrics,
     )

@@ -23,3 +23,6 @@ class NoticeKind(enum.StrEnum):
     STREAM_DOWN = "stream_down"  # a venue's price stream silent for stream_down_seconds
     STREAM_RESTORED = "stream_restored"  # ... and back
     RESTART_BUDGET_EXHAUSTED = "restart_budget_exhausted"  # an actor failed too often: the daemon is stopping
+    # raised by the cluster (posmon.cluster)
+    TAKEOVER = "takeover"  # this instance took over an account another instance owned (its lease had expired)
+    LEASE_LOST = "lease_lost"  # this instance lost an account's lease and stopped it (standing by again)
