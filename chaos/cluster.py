@@ -11,16 +11,14 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections import Counter
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import trio
 
 from chaos.invariants import StoreTranche, StoreView, Violation, check_history, check_state
 from chaos.run import Daemon
-from chaos.venues import PREFIX, Venue
+from chaos.venues import Venue
 from posmon.domain.orders import Side
 
 
@@ -110,9 +108,6 @@ class Cluster:
                 work / f"{name}.toml", url, venue, rest_url, ws_url, instance=name, lease=lease, renew=renew
             )
             self.instances[name] = Daemon(config, work / f"{name}.log", env)
-        #: Every placement the venue accepted under posmon's client ids, counted by client id.
-        self.placed: Counter[str] = Counter()
-        self._sent_before = 0
 
     def start(self, name: str) -> None:
         self.instances[name].start()
@@ -135,9 +130,9 @@ class Cluster:
     def owner(self) -> tuple[str, int, float] | None:
         return lease(self.url, self.venue.name)
 
-    async def until_owner(self, *, other_than: str | None = None, timeout: float = 60.0) -> tuple[str, int]:
+    async def until_owner(self, *, other_than: str | None = None, within: float = 60.0) -> tuple[str, int]:
         """Wait (bounded) until a live instance other than ``other_than`` holds the lease with time left."""
-        with trio.fail_after(timeout):
+        with trio.fail_after(within):
             while True:
                 got = await trio.to_thread.run_sync(self.owner)
                 if got is not None and got[0] != other_than and got[2] > 0:
@@ -148,9 +143,9 @@ class Cluster:
         """The account's state invariants now (every position covered once, no orphan) and the fills' history."""
         return check_state(self.venue, read_pg_store(self.url)) + check_history(self.venue.fill_log)
 
-    async def until_protected(self, timeout: float = 60.0) -> float:
+    async def until_protected(self, within: float = 60.0) -> float:
         """Wait (bounded) until ``violations`` is empty; returns when that first held (monotonic seconds)."""
-        with trio.fail_after(timeout):
+        with trio.fail_after(within):
             while True:
                 if self.venue.positions() and not await trio.to_thread.run_sync(self.violations):
                     return time.monotonic()
@@ -160,17 +155,3 @@ class Cluster:
         path = self.instances[name].log
         return path.read_text(errors="replace") if path.exists() else ""
 
-
-def resting_of(venue: Venue) -> list[str]:
-    """posmon's orders resting on the venue, by client id."""
-    return sorted(o.client_id for o in venue.resting() if o.client_id.startswith(PREFIX))
-
-
-def accepted_placements(venue: Any) -> Counter[str]:
-    """How many times the venue accepted each of posmon's client order ids (a doubled order shows as 2)."""
-    engine = venue.exchange.engine
-    counts: Counter[str] = Counter()
-    for order in engine.all_orders() if hasattr(engine, "all_orders") else engine.open_orders():
-        if order.client_id.startswith(PREFIX):
-            counts[order.client_id] += 1
-    return counts
