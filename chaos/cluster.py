@@ -139,6 +139,19 @@ class Cluster:
                     return got[0], got[1]
                 await trio.sleep(0.02)
 
+    async def until_registered(self, *names: str, within: float = 60.0) -> None:
+        """Wait (bounded) until every instance in ``names`` has registered in the store (it is past start-up)."""
+
+        def registered() -> set[str]:
+            import psycopg
+
+            with psycopg.connect(self.url, connect_timeout=3) as conn:
+                return {r[0] for r in conn.execute("SELECT id FROM instances").fetchall()}
+
+        with trio.fail_after(within):
+            while not set(names) <= await trio.to_thread.run_sync(registered):  # noqa: ASYNC110 - another process's rows
+                await trio.sleep(0.05)
+
     def violations(self) -> list[Violation]:
         """The account's state invariants now (every position covered once, no orphan) and the fills' history."""
         return check_state(self.venue, read_pg_store(self.url)) + check_history(self.venue.fill_log)
@@ -154,4 +167,3 @@ class Cluster:
     def log(self, name: str) -> str:
         path = self.instances[name].log
         return path.read_text(errors="replace") if path.exists() else ""
-
