@@ -38,7 +38,7 @@ postgresql:
 run: $(STAMP)
 	$(BIN)/posmon run
 
-# The scripted demo (about 25 s); DEMO_ARGS="--open" opens the dashboard, "--fast" runs it on a virtual clock.
+# The scripted demo (about 30 s); DEMO_ARGS="--open" opens the dashboard, "--fast" runs it on a virtual clock.
 demo: $(STAMP)
 	$(BIN)/posmon demo $(DEMO_ARGS)
 

@@ -131,6 +131,13 @@ METRICS: tuple[MetricSpec, ...] = (
     ),
     MetricSpec("close_slippage_exhausted", "counter", "Closes still unfilled at the slippage cap (needs a human)", _V),
     MetricSpec(
+        "stop_moves",
+        "counter",
+        "Stops an exit plan moved, by reason (trailing, breakeven); on Aster each is one STOP_MARKET cancel-replace",
+        ("venue", "reason"),
+    ),
+    MetricSpec("partial_closes", "counter", "Fills of a take-profit ladder level before the last (partial closes)", _V),
+    MetricSpec(
         "risk_limit_breaches",
         "counter",
         "Fills from outside posmon that broke a risk limit, by limit (operator entries are refused instead)",

@@ -462,6 +462,7 @@ class PositionActor:
             and moved.sl == trailing_stop(t.side, moved.best_mark, tr.callback_pct, self.cfg.rules)
         )
         why = "trailing" if trailing else "break-even"
+        self.links.metrics.inc("stop_moves", venue=self.cfg.venue, reason="trailing" if trailing else "breakeven")
         self.tranches[t.id] = moved
         self.book.add(moved)
         self._persist(
@@ -1104,6 +1105,7 @@ class PositionActor:
             left = self._level_left.get(t.id)
             left = rec.request.qty - rec.filled_qty if left is None else left - qty
             done = left <= 0
+            self.links.metrics.inc("partial_closes", venue=self.cfg.venue)
             changes.events.append(
                 self._event(
                     "partial_close",
@@ -1154,6 +1156,7 @@ class PositionActor:
         self._mark_again = True
         changes.events.append(self._event("level_filled", t, level=t.level, qty=t.qty, tp=t.tp, sl=t.sl))
         if t.sl != old_sl:
+            self.links.metrics.inc("stop_moves", venue=self.cfg.venue, reason="breakeven")
             changes.events.append(
                 self._event("stop_moved", t, old=old_sl, new=t.sl, best_mark=t.best_mark, why="break-even")
             )

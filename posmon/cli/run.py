@@ -319,10 +319,12 @@ DEMO_EXIT_CODES_HELP = exit_codes_help(
 def add_demo(sub: Subparsers) -> None:
     p = sub.add_parser(
         "demo",
-        help="a scripted ~25 s session on the simulated Aster venue: every kind of exit, a merge, a restart",
+        help="a scripted ~30 s session on the simulated Aster venue: every kind of exit, a merge, a restart, "
+        "exit plans and a risk limit",
         description="posmon trades the embedded Aster-protocol simulator on 127.0.0.1 while a script plays the "
         "market: a TP fill on the exchange, an instant close through the TP, a stop-loss, a timeout, a second "
-        "tranche at -5 %, a merge past the tranche limit, and a restart on the same store. The demo uses its own "
+        "tranche at -5 %, a merge past the tranche limit, a restart on the same store, a TP ladder with break-even, a "
+        "trailing stop and a risk limit refusing an operator entry. The demo uses its own "
         "configuration (never --config, never a live account), written beside its store so `posmon history` can "
         "read it afterwards.",
         epilog=DEMO_EXIT_CODES_HELP,

@@ -1,8 +1,10 @@
 """Telling the demo as it happens: what the daemon did, read from its store, one line per event.
 
 The narrator never guesses from the script: it diffs the store's tranches after every notice the daemon sends,
-so a merge, an exit while posmon was down or a timeout read exactly as ``posmon history`` will show them. Prices
-are shown on the symbol's tick and quantities on its step; an average entry is rounded to the nearest tick.
+so a merge, an exit while posmon was down or a timeout read exactly as ``posmon history`` will show them; what an
+exit plan did (a ladder level's partial close, a stop moved to break-even or by the trail) it reads from the
+journal's ``partial_close``, ``level_filled`` and ``stop_moved`` events. Prices are shown on the symbol's tick and
+quantities on its step; an average entry is rounded to the nearest tick.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from __future__ import annotations
 import enum
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from posmon.domain.exitplan import level_price, level_qty, pct_text
 from posmon.domain.orders import Purpose, SymbolRules
+from posmon.domain.protection import parse_client_order_id
 from posmon.domain.rounding import quantize_qty, round_down
 from posmon.domain.tranche import ExitReason, Tranche, position_pnl_pct
 from posmon.store.history import ClosedTranche, History
@@ -40,10 +44,24 @@ class Happening(enum.StrEnum):
     STARTED = "started"  # posmon was started again on the same store (the script)
     RESTART = "restart"  # the restarted posmon picked up where it stopped
     ALERT = "alert"  # a notice that needs a human
+    OPERATOR = "operator"  # the operator asked posmon to open a position (the script)
+    REFUSED = "refused"  # a risk limit refused the operator's entry: nothing sent
+    LEVEL = "TP level"  # a ladder level before the last filled: a partial close, the SL resized
+    BREAK_EVEN = "break-even"  # the SL moved to the entry plus the offset
+    TRAILING = "trailing"  # the trailing stop followed the best mark
+    TRAIL_OUT = "trail stop"  # the trailing stop triggered
 
 
 # What the script did, and who it was: the rest is the daemon's doing, which the summary counts.
-SCRIPTED = {Happening.ENTRY: "market", Happening.MOVE: "market", Happening.STOPPED: "demo", Happening.STARTED: "demo"}
+SCRIPTED = {
+    Happening.ENTRY: "market",
+    Happening.MOVE: "market",
+    Happening.STOPPED: "demo",
+    Happening.STARTED: "demo",
+    Happening.OPERATOR: "you",
+}
+# The journal events an exit plan leaves (``posmon.actors.position``).
+PLAN_EVENTS = ("partial_close", "level_filled", "stop_moved")
 DAEMON_EVENTS = frozenset(Happening) - set(SCRIPTED)
 
 
@@ -85,10 +103,13 @@ class Narrator:
     increment_pct: Callable[[str], Decimal]
     elapsed: Callable[[], float]
     emit: Callable[[str], None] = print
+    prefix: str = "pm"  # posmon's client order id prefix (a fill's purpose is in its id)
     store: Store | None = None  # None while posmon is down
     events: list[DemoEvent] = field(default_factory=list)
     open: dict[int, Tranche] = field(default_factory=dict)
     closed: set[int] = field(default_factory=set)
+    journal_seen: int = 0  # the last journal event id read
+    trailed: dict[int, tuple[Decimal, Decimal]] = field(default_factory=dict)  # tranche -> (stop, best mark)
 
     def say(
         self,
@@ -117,6 +138,7 @@ class Narrator:
         now_open = {t.id: t for t in self.store.open_tranches(self.venue) if t.closing is None}
         rows = [c for c in self.store.history(venue=self.venue).tranches if c.id not in self.closed]
         before = dict(self.open)
+        leveled = self._plan_events({**before, **now_open})
         merged = [c for c in rows if c.exit_reason == ExitReason.MERGED]
         survivors = {c.id: self._survivor(c, before, now_open) for c in merged}
         grown = {t.id for t in survivors.values() if t is not None}
@@ -125,20 +147,84 @@ class Narrator:
             if old is None:
                 self._opened(t, before)
             elif t.qty < old.qty:
-                self._shrunk(t, old)
+                if t.id not in leveled:  # a ladder level's close is narrated from the journal
+                    self._shrunk(t, old)
             elif (old.qty, old.entry) != (t.qty, t.entry) and t.id not in grown:
                 self._added(t, old)
         for c in merged:
             self._merged(c, survivors[c.id])
         exits = [c for c in rows if c.exit_reason != ExitReason.MERGED]
-        purposes = self._fill_purposes() if exits else {}
+        fills = self._fill_purposes() if exits else {}
         for c in exits:
-            self._exited(c, before.get(c.id), purposes.get(c.id, set()))
+            self._exited(c, before.get(c.id), fills.get(c.id))
         self.closed.update(c.id for c in rows)
         self.open = {**{k: v for k, v in before.items() if k not in self.closed}, **now_open}
         # A tranche still closing stays known under its last open state (its exit is narrated when it closes).
 
     # --- one kind of change each ----------------------------------------------------------------------------
+
+    def _plan_events(self, known: Mapping[int, Tranche]) -> set[int]:
+        """Narrate the exit plans' journal events since the last look; the tranches a ladder level shrank."""
+        assert self.store is not None
+        fresh = sorted(
+            (e for kind in PLAN_EVENTS for e in self.store.events(kind) if e["id"] > self.journal_seen),
+            key=lambda e: e["id"],
+        )
+        leveled: set[int] = set()
+        for i, e in enumerate(fresh):
+            t = known.get(e["tranche_id"])
+            if t is None:
+                continue
+            r, d = self.rules[t.symbol], e["data"]
+            if e["kind"] == "partial_close":
+                leveled.add(t.id)
+                after = next(
+                    (f["data"] for f in fresh[i + 1 :] if f["kind"] == "level_filled" and f["tranche_id"] == t.id),
+                    None,
+                )
+                self._level(t, d, after, r)
+            elif e["kind"] == "stop_moved":
+                new, best = Decimal(d["new"]), d.get("best_mark")
+                if d["why"] == "trailing" and best is not None:
+                    moved = f"to {price(new, r)} (best mark {price(Decimal(best), r)})"
+                    text = f"trailing stop moved {moved}"
+                    if t.id not in self.trailed:
+                        gain = (Decimal(best) - t.entry) * t.side.sign * 100 / t.entry
+                        old = price(Decimal(d["old"]), r)
+                        text = f"trailing stop active at {gain:+.2f} %: SL moved from {old} {moved}"
+                    self.trailed[t.id] = (new, Decimal(best))
+                    self.say(Happening.TRAILING, t.symbol, t.side.value, text, tranche_id=t.id)
+                else:
+                    be = t.plan.breakeven
+                    offset = f" + {pct_text(be.offset_pct)} %" if be is not None and be.offset_pct else ""
+                    text = (
+                        f"SL moved from {price(Decimal(d['old']), r)} to break-even {price(new, r)} "
+                        f"(entry {price(t.entry, r)}{offset})"
+                    )
+                    self.say(Happening.BREAK_EVEN, t.symbol, t.side.value, text, tranche_id=t.id)
+        if fresh:
+            self.journal_seen = fresh[-1]["id"]
+        return leveled
+
+    def _level(self, t: Tranche, d: Mapping[str, Any], after: Mapping[str, Any] | None, r: SymbolRules) -> None:
+        """One fill of a ladder level before the last: by its resting TP limit, or closed at market because the
+        mark ran through it; once the level is done, the SL resized and the next level's TP."""
+        n, lv = len(t.plan.tp_levels), int(d["level"])
+        done, px, pnl = f"{qty(Decimal(d['qty']), r)} @ {price(Decimal(d['price']), r)}", "", usdt(Decimal(d["pnl"]))
+        parsed = parse_client_order_id(self.prefix, d.get("client_id") or "")
+        if parsed is not None and parsed[1] is Purpose.TP:
+            text = f"level {lv} of {n} filled: the resting TP limit traded {done}, PnL {pnl}"
+        else:
+            px = price(level_price(t.side, t.entry, t.plan.tp_levels[lv - 1].pct, r), r)
+            text = f"the mark ran through level {lv} of {n} (TP {px}): closed {done} at market, PnL {pnl}"
+        if after is not None:
+            left = Decimal(after["qty"])
+            nxt = level_qty(replace(t, qty=left, level=int(after["level"])), r)
+            tp = price(Decimal(after["tp"]), r)
+            text += f"; SL resized to {qty(left, r)}, level {lv + 1} rests: TP {qty(nxt, r)} @ {tp}"
+        elif not d.get("level_done", True):
+            text += "; the rest of the level keeps resting"
+        self.say(Happening.LEVEL, t.symbol, t.side.value, text, tranche_id=t.id)
 
     def _legs(self, t: Tranche) -> str:
         r = self.rules[t.symbol]
@@ -153,7 +239,7 @@ class Narrator:
                 Happening.OPENED,
                 t.symbol,
                 t.side.value,
-                f"{size}, protected: {self._legs(t)} resting on the exchange",
+                f"{size}, protected: {self._legs(t)} resting on the exchange{self._plan(t)}",
                 tranche_id=t.id,
             )
             return
@@ -166,6 +252,10 @@ class Narrator:
             f"own with {self._legs(t)}",
             tranche_id=t.id,
         )
+
+    @staticmethod
+    def _plan(t: Tranche) -> str:
+        return f"; {t.plan.describe()}" if t.plan else ""
 
     def _added(self, t: Tranche, old: Tranche) -> None:
         r = self.rules[t.symbol]
@@ -203,19 +293,37 @@ class Narrator:
             )
         self.say(Happening.MERGED, c.symbol, c.side.value, text, tranche_id=c.id, reason=c.exit_reason)
 
-    def _fill_purposes(self) -> dict[int, set[str]]:
-        """Which of its orders closed each tranche (the journal's fills): a TP limit, a stop, a market close."""
+    def _fill_purposes(self) -> dict[int, tuple[set[str], Mapping[str, Any]]]:
+        """Which of its orders closed each tranche (the journal's fills: a TP limit, a stop, a market close), and
+        its last fill."""
         assert self.store is not None
-        out: dict[int, set[str]] = {}
+        out: dict[int, tuple[set[str], Mapping[str, Any]]] = {}
         for e in self.store.events("fill"):
             if e["tranche_id"] is not None:
-                out.setdefault(e["tranche_id"], set()).add(e["data"]["purpose"])
+                purposes = out.get(e["tranche_id"], (set(), {}))[0]
+                purposes.add(e["data"]["purpose"])
+                out[e["tranche_id"]] = (purposes, e["data"])
         return out
 
-    def _exited(self, c: ClosedTranche, last: Tranche | None, purposes: set[str]) -> None:
+    def _exited(self, c: ClosedTranche, last: Tranche | None, fills: tuple[set[str], Mapping[str, Any]] | None) -> None:
         r = self.rules[c.symbol]
+        purposes, final = fills or (set(), {})
         how = f"{qty(c.qty, r)} @ {price(c.exit_price, r)}" if c.exit_price is not None else "closed"
-        if c.exit_reason == ExitReason.TP and Purpose.TP.value in purposes:
+        if last is not None and last.plan.tp_levels and last.level and final and c.exit_price is not None:
+            # The last ladder level: its own fill, then the tranche as a whole (exit price averaged over levels).
+            n = len(last.plan.tp_levels)
+            how = (
+                f"{qty(Decimal(final['qty']), r)} @ {price(Decimal(final['price']), r)} (level {n} of {n}); "
+                f"{qty(c.qty, r)} closed in all, averaging {price(c.exit_price, r)}"
+            )
+        if c.exit_reason == ExitReason.SL and c.id in self.trailed and c.exit_price is not None:
+            stop, best = self.trailed[c.id]
+            kind, text = (
+                Happening.TRAIL_OUT,
+                f"stopped out by the trail at {price(c.exit_price, r)} (stop {price(stop, r)}, best mark "
+                f"{price(best, r)}): {qty(c.qty, r)} closed",
+            )
+        elif c.exit_reason == ExitReason.TP and Purpose.TP.value in purposes:
             kind, text = Happening.TP_FILL, f"the resting TP limit traded: {how}"
         elif c.exit_reason == ExitReason.TP:
             kind, text = (

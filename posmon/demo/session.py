@@ -25,6 +25,7 @@ import trio
 from posmon.actors.messages import Notice
 from posmon.api.settings import ApiSettings
 from posmon.config import Settings, load_settings
+from posmon.control import ControlError, OpenRequest
 from posmon.daemon import Daemon, run_daemon
 from posmon.demo import script
 from posmon.demo.narration import DemoResult, Happening, Narrator, price, qty
@@ -80,6 +81,10 @@ def risk_line(settings: Settings) -> str:
             for f in names
             if (v := getattr(own, f)) != getattr(r, f)
         ]
+        if own.plan != r.plan:
+            changed.append(own.plan.describe())
+        if own.max_notional_per_symbol != r.max_notional_per_symbol:
+            changed.append(f"at most {own.max_notional_per_symbol} USDT notional")
         parts.append(f"{symbol}: {', '.join(changed)}")
     return "; ".join(parts)
 
@@ -189,12 +194,18 @@ class _Session:
         while t <= script.END_AT:
             await trio.sleep_until(started + float(t))
             self.step(t)
+            for e in script.OPERATOR_ENTRIES:
+                if e.at == t:
+                    await self.operator_entry(e)
             if t == script.RESTART_DOWN_AT:
                 await self.go_down()
             elif t == script.RESTART_UP_AT:
                 await self.come_back()
             elif t == script.RESTART_CHECK_AT:
                 self.check_restart()
+            # Stop moves and ladder levels send no notice: look at the store once the tick has been acted on.
+            await trio.sleep_until(started + float(t + script.LOOK_AFTER))
+            self.narrator.observe()
             t += script.TICK_SECONDS
         self.narrator.observe()
 
@@ -215,6 +226,27 @@ class _Session:
                 text = f"another program {verb} {qty(e.qty, rules[e.symbol])} at market (mark {mark})"
                 say(Happening.ENTRY, e.symbol, e.side.value, text)
                 self.exchange.external_entry(e.symbol, e.side, e.qty)
+
+    async def operator_entry(self, e: script.OperatorEntry) -> None:
+        """The operator's ``posmon open`` (the daemon's control, as the API and CLI reach it): opened and narrated
+        from the store, or refused in one line with nothing sent."""
+        assert self.daemon is not None and self.daemon.control is not None
+        self.narrator.say(Happening.OPERATOR, e.symbol, e.side.value, e.command())
+        request = OpenRequest(e.symbol, e.side, e.size_usd, e.leverage, e.sl_pct, (Decimal(1), e.reward), e.plan_fields)
+        sent = self.exchange.orders_sent
+        try:
+            await self.daemon.control.open_position(request)
+        except ControlError as exc:
+            why = str(exc).split(" (a ", 1)[0]  # the limit and the figure, without the request repeated
+            self.narrator.say(
+                Happening.REFUSED,
+                e.symbol,
+                e.side.value,
+                f"{why}: HTTP {exc.status}, nothing sent",
+                data={"field": exc.field, "status": exc.status, "sent": self.exchange.orders_sent - sent},
+            )
+            return
+        self.narrator.observe()
 
     async def go_down(self) -> None:
         self.narrator.observe()
@@ -302,6 +334,7 @@ async def run_demo(
         increment_pct=lambda s: settings.risk_for(s).tranche_pnl_increment_pct,
         elapsed=lambda: trio.current_time() - started,
         emit=emit,
+        prefix=settings.daemon.client_id_prefix,
     )
     notices_send, notices_recv = trio.open_memory_channel[Notice](1000)
 

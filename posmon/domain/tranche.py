@@ -34,6 +34,7 @@ class ExitReason(enum.StrEnum):
     CLOSE = "CLOSE"  # a close order of posmon's filled for a tranche not marked closing
     UNMONITORED = "UNMONITORED"  # the operator stopped monitoring the symbol: forgotten, the position left open
     RISK_LIMIT = "RISK_LIMIT"  # a fill from elsewhere broke a risk limit and close_breaching_fills closed it
+    PAIR = "PAIR"  # its hedge pair closed it: the other leg exited, a pair TP/SL, an unwind or a trim
 
 
 @dataclass(frozen=True, slots=True)

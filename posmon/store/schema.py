@@ -274,18 +274,63 @@ def _v4(m: Migration) -> None:
     m.add_column("entries", "plan", str)
 
 
+def _v5(m: Migration) -> None:
+    """Hedge pairs (``domain.pairs``): the pair, its two legs, and which tranches make each leg (``active`` 0 once
+    the tranche left the leg), so a leg's exit is found from its tranche and a restart knows every pair."""
+    m.table("pairs").create(
+        {
+            "id": int,
+            "status": str,
+            "rules": str,
+            "opened_at": float,
+            "close_reason": str,
+            "updated_at": float,
+        },
+        pk="id",
+        not_null={"status", "rules"},
+    )
+    m.table("pairs").create_index(["status"])
+    m.table("pair_legs").create(
+        {
+            "pair_id": int,
+            "leg": int,
+            "venue": str,
+            "symbol": str,
+            "side": str,
+            "target_qty": str,
+            "step": str,
+            "filled_qty": str,
+            "entry": str,
+            "funding": str,
+            "entry_done": int,
+            "exit_reason": str,
+            "residue": str,
+        },
+        pk=("pair_id", "leg"),
+        not_null={"venue", "symbol", "side", "target_qty", "step", "filled_qty", "funding", "residue"},
+        foreign_keys=[("pair_id", "pairs", "id")],
+    )
+    m.table("pair_tranches").create(
+        {"tranche_id": int, "pair_id": int, "leg": int, "active": int},
+        pk=("tranche_id", "pair_id"),
+        not_null={"leg", "active"},
+    )
+    m.table("pair_tranches").create_index(["pair_id"])
+    m.table("meta").insert({"key": "next_pair_id", "value": "1"})
+
+
 def _text(d: Decimal | None) -> str | None:
     return None if d is None else str(d)
 
 
-def _v5(m: Migration) -> None:
+def _v6(m: Migration) -> None:
     """The cluster's leases and instances (issue 17; ``posmon.cluster.schema``)."""
     from posmon.cluster.schema import leases_and_instances
 
     leases_and_instances(m)
 
 
-MIGRATIONS: tuple[Callable[[Migration], None], ...] = (_v1, _v2, _v3, _v4, _v5)
+MIGRATIONS: tuple[Callable[[Migration], None], ...] = (_v1, _v2, _v3, _v4, _v5, _v6)
 SCHEMA_VERSION = len(MIGRATIONS)
 # PostgreSQL: the table holding the schema version (SQLite keeps it in the file header, ``PRAGMA user_version``).
 PG_VERSION_TABLE = "posmon_schema"

@@ -39,11 +39,20 @@ from sqlite_utils import Database
 
 from posmon.domain.exitplan import plan_from_text
 from posmon.domain.orders import OrderRequest, OrderSide, OrderStatus, OrderType, Purpose, Side, WorkingType
+from posmon.domain.pairs import Pair
 from posmon.domain.protection import LocalState, OrderRecord
 from posmon.domain.tranche import Risk, Tranche
 from posmon.store.errors import StoreBusy, StoreError, StoreUnavailable
 from posmon.store.history import History, query_history
 from posmon.store.location import is_url
+from posmon.store.pairs import (
+    TrancheState,
+    pair_of_tranche,
+    read_entry_states,
+    read_pairs,
+    read_tranche_states,
+    write_pairs,
+)
 from posmon.store.schema import SCHEMA_VERSION, SQLITE, Connection, migrate, schema_problems
 
 if TYPE_CHECKING:
@@ -150,9 +159,22 @@ class Changes:
     late_fees: list[tuple[int, Decimal]] = field(default_factory=list)
     # Operator entries that ended with this decision: (client id, final state), as ``Store.end_entry``.
     entries_ended: list[tuple[str, str]] = field(default_factory=list)
+    # Operator entries decided with this decision (a pair's two entries, written with the pair), as ``add_entry``.
+    entries_added: list[PendingEntry] = field(default_factory=list)
+    # Hedge pairs as the pair coordinator decided them (``posmon.store.pairs``).
+    pairs: list[Pair] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.tranches or self.closed or self.orders or self.events or self.late_fees or self.entries_ended)
+        return bool(
+            self.tranches
+            or self.closed
+            or self.orders
+            or self.events
+            or self.late_fees
+            or self.entries_ended
+            or self.entries_added
+            or self.pairs
+        )
 
 
 @dataclass(slots=True, eq=False)
@@ -616,6 +638,10 @@ class Store:
                 for o in changes.orders
             ]
             _upsert(conn, "orders", "client_id", rows)
+        if changes.entries_added:
+            self._insert_entries(conn, changes.entries_added, now)
+        if changes.pairs:
+            write_pairs(conn, changes.pairs, now)
         if changes.entries_ended:
             conn.executemany(
                 "UPDATE entries SET state = ? WHERE client_id = ?", [(st, cid) for cid, st in changes.entries_ended]
@@ -959,10 +985,18 @@ class Store:
 
     def add_entry(self, entry: PendingEntry) -> None:
         with self._transaction() as conn:
-            conn.execute(
-                "INSERT INTO entries (client_id, tranche_id, venue, symbol, side, qty, tp_pct, sl_pct, "
-                "max_hold_seconds, plan, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', ?)",
-                [
+            self._insert_entries(conn, [entry], self._clock())
+
+    @staticmethod
+    def _insert_entries(conn: Any, entries: Sequence[PendingEntry], now: float) -> None:
+        """Insert entries; one already written is kept as it is (a pair's entries are written with the pair
+        before they are sent, and the position actor that sends one writes it again)."""
+        conn.executemany(
+            "INSERT INTO entries (client_id, tranche_id, venue, symbol, side, qty, tp_pct, sl_pct, "
+            "max_hold_seconds, plan, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', ?) "
+            "ON CONFLICT(client_id) DO NOTHING",
+            [
+                (
                     entry.client_id,
                     entry.tranche_id,
                     entry.venue,
@@ -973,9 +1007,43 @@ class Store:
                     str(entry.risk.sl_pct),
                     entry.risk.max_hold_seconds,
                     entry.risk.plan.to_text(),
-                    self._clock(),
-                ],
-            )
+                    now,
+                )
+                for entry in entries
+            ],
+        )
+
+    # --- hedge pairs (``posmon.store.pairs``; written through ``Changes.pairs``) ----------------------------
+
+    def allocate_pair_id(self) -> int:
+        """A fresh pair id, committed at once (as ``allocate_tranche_id``)."""
+        with self._transaction() as conn:
+            (value,) = conn.execute("SELECT value FROM meta WHERE key = 'next_pair_id'").fetchone()
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'next_pair_id'", [str(int(value) + 1)])
+        return int(value)
+
+    async def allocate_pair_id_async(self) -> int:
+        return await self._until_written(self.allocate_pair_id)
+
+    def open_pairs(self) -> list[Pair]:
+        """Every pair not closed, by id, with its legs' current tranches: the pair coordinator's start-up read."""
+        return read_pairs(self.db)
+
+    def pair(self, pair_id: int) -> Pair | None:
+        found = read_pairs(self.db, active_only=False, pair_id=pair_id)
+        return found[0] if found else None
+
+    def pair_of_tranche(self, tranche_id: int) -> int | None:
+        """The pair whose leg holds ``tranche_id`` now (None: not a leg)."""
+        return pair_of_tranche(self.db, tranche_id)
+
+    def tranche_states(self, tranche_ids: Sequence[int]) -> dict[int, TrancheState]:
+        """Status, close reason and quantities of these tranches (a leg's exit while the coordinator was down)."""
+        return read_tranche_states(self.db, tranche_ids)
+
+    def entry_states(self, tranche_ids: Sequence[int]) -> dict[int, str]:
+        """The state of each tranche's operator entry (``PENDING`` until it ended), for an opening pair's legs."""
+        return read_entry_states(self.db, tranche_ids)
 
     def end_entry(self, client_id: str, state: str) -> None:
         with self._transaction() as conn:

@@ -86,7 +86,7 @@ async def test_demo_prints_its_story_summary_and_where_its_store_is(tmp_path):
     settings = load_settings(demo / "config.toml", env={})
     store = Store.open(settings.daemon.store)
     try:
-        assert len(store.closed_tranches("aster")) == 5
+        assert len(store.closed_tranches("aster")) == 7  # the summary's "over 7 closed tranches"
     finally:
         store.close()
 

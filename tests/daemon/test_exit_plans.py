@@ -25,6 +25,7 @@ from posmon.domain.protection import parse_client_order_id
 from posmon.sim.lighter import build_exchange
 from tests.emulated import lighter_like, one_way
 from tests.harness import make_settings, new_exchange, running, running_aster, running_lighter, settle, trio_clock
+from tests.scenario import assert_protected_and_no_orphans
 
 LADDER = [[1, 30], [2, 30], [3, 40]]
 
@@ -116,6 +117,8 @@ async def test_trailing_stop_rests_as_posmons_own_stop_market_following_the_best
             assert_legs_match_the_plan(h, symbol)
         assert [new for _, new, _ in moves(h)] == sorted({D(sl) for _, sl in steps} - {D(sl0)}, reverse=side.sign < 0)
         assert {why for *_, why in moves(h)} == {"trailing"}
+        assert h.metrics.get("stop_moves", venue="aster", reason="trailing") == len(moves(h)) == 3
+        assert h.metrics.get("stop_moves", reason="breakeven") == 0
 
         await h.mark(symbol, trigger[0])  # a tick short of the stop: held
         assert h.store.open_tranches() != []
@@ -240,9 +243,12 @@ async def test_three_level_ladder_fills_each_share_resizes_the_stop_and_the_last
         await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")
         assert h.resting() == {("LIMIT", "SELL", "0.03", "45450"), ("STOP_MARKET", "SELL", "0.1", "42750")}
 
+        assert_protected_and_no_orphans(h)  # the end-of-scenario check knows a ladder's TP is for one level
+
         await h.mark("BTCUSDT", "45460")  # level 1's limit trades
         assert h.resting() == {("LIMIT", "SELL", "0.03", "45900"), ("STOP_MARKET", "SELL", "0.07", "42750")}
         assert_legs_match_the_plan(h, "BTCUSDT")
+        assert_protected_and_no_orphans(h)
         await h.mark("BTCUSDT", "45910")
         assert h.resting() == {("LIMIT", "SELL", "0.04", "46350"), ("STOP_MARKET", "SELL", "0.04", "42750")}
         assert_legs_match_the_plan(h, "BTCUSDT")
@@ -253,6 +259,7 @@ async def test_three_level_ladder_fills_each_share_resizes_the_stop_and_the_last
             (1, D("0.03"), D("13.5")),
             (2, D("0.03"), D("27")),
         ]
+        assert h.metrics.get("partial_closes", venue="aster") == 2  # the last level closes the tranche
         assert h.orders() == [] and h.exchange.engine.position("BTCUSDT", Side.LONG) is None
 
 
@@ -317,6 +324,7 @@ async def test_emulated_ladder_closes_each_share_with_a_bounded_order(tmp_path, 
 
         assert closed(h, "lighter") == [("TP", D("0.1"), D("13.5") + D("27") + D("54"))]
         assert [D(e["qty"]) for e in events(h, "close_sent")] == [D("0.03"), D("0.03"), D("0.04")]
+        assert h.metrics.get("partial_closes", venue="lighter") == 2
         assert h.lighter.account.signed_position("BTC") == 0 and h.lighter.account.open_orders() == []
 
 
@@ -336,6 +344,9 @@ async def test_break_even_after_tp1_moves_the_stop_to_entry_plus_offset_once_lev
         await h.mark("BTCUSDT", "45450")  # level 1 fills
         assert h.resting() == {("LIMIT", "SELL", "0.05", "45900"), ("STOP_MARKET", "SELL", "0.05", "45045")}
         assert moves(h) == [(D("42750"), D("45045"), "break-even")]
+        assert_protected_and_no_orphans(h)
+        assert h.metrics.get("stop_moves", venue="aster", reason="breakeven") == 1
+        assert h.metrics.get("stop_moves", reason="trailing") == 0
         assert_legs_match_the_plan(h, "BTCUSDT")
 
         await h.mark("BTCUSDT", "45045")
@@ -369,6 +380,7 @@ async def test_break_even_on_a_gain_moves_the_stop_once(tmp_path, autojump_clock
         assert moves(h) == []
         await h.mark("BTCUSDT", "45225")  # +0.5 %
         assert moves(h) == [(D("42750"), D("45045"), "break-even")]
+        assert h.metrics.get("stop_moves", venue="sim", reason="breakeven") == 1
         sent = h.exchange.orders_sent
         await h.mark("BTCUSDT", "45400")
         assert len(moves(h)) == 1 and h.exchange.orders_sent == sent
@@ -381,6 +393,7 @@ async def test_no_plan_keeps_one_tp_and_one_sl_for_the_whole_tranche(tmp_path, a
         await h.mark("BTCUSDT", "45449")
         assert h.resting() == {("LIMIT", "SELL", "0.1", "45450"), ("STOP_MARKET", "SELL", "0.1", "42750")}
         assert moves(h) == [] and events(h, "partial_close") == []
+        assert h.metrics.get("stop_moves") == h.metrics.get("partial_closes") == 0
 
 
 # --- restarts -------------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ def test_close_reasons_keep_the_strings_the_store_holds() -> None:
             "CLOSE",
             "UNMONITORED",
             "RISK_LIMIT",
+            "PAIR",
         )
     }
 
@@ -46,6 +47,12 @@ def test_notice_kinds_keep_their_strings_and_every_one_can_be_chosen() -> None:
         "stream_down",
         "stream_restored",
         "restart_budget_exhausted",
+        "pair_leg_exit",
+        "pair_exit",
+        "pair_closed",
+        "pair_imbalance",
+        "pair_entry_failed",
+        "pair_leg_unreachable",
     ]
     assert tuple(NoticeKind) == KINDS and set(DEFAULT_KINDS) <= set(KINDS)
 
