@@ -23,9 +23,6 @@ class NoticeKind(enum.StrEnum):
     STREAM_DOWN = "stream_down"  # a venue's price stream silent for stream_down_seconds
     STREAM_RESTORED = "stream_restored"  # ... and back
     RESTART_BUDGET_EXHAUSTED = "restart_budget_exhausted"  # an actor failed too often: the daemon is stopping
-    # raised by the cluster (posmon.cluster)
-    TAKEOVER = "takeover"  # this instance took over an account another instance owned (its lease had expired)
-    LEASE_LOST = "lease_lost"  # this instance lost an account's lease and stopped it (standing by again)
     # raised by the pair coordinator (posmon.actors.pairs)
     PAIR_LEG_EXIT = "pair_leg_exit"  # a hedge pair's leg exited; says what its other leg gets
     PAIR_EXIT = "pair_exit"  # a pair-level TP or SL on the combined PnL closes both legs
@@ -33,3 +30,6 @@ class NoticeKind(enum.StrEnum):
     PAIR_IMBALANCE = "pair_imbalance"  # a pair's legs differ by more than max_leg_imbalance_pct
     PAIR_ENTRY_FAILED = "pair_entry_failed"  # a pair's entry was rejected or filled partially: unwound or trimmed
     PAIR_LEG_UNREACHABLE = "pair_leg_unreachable"  # a leg's position actor could not be told (needs a human)
+    # raised by the cluster (posmon.cluster)
+    TAKEOVER = "takeover"  # this instance took over an account another instance owned (its lease had expired)
+    LEASE_LOST = "lease_lost"  # this instance lost an account's lease and stopped it (standing by again)
