@@ -13,7 +13,8 @@ import pytest
 import trio
 
 from chaos.cluster import Cluster, read_pg_store
-from chaos.venues import AsterVenue
+from chaos.invariants import check_history
+from chaos.venues import AsterVenue, LighterVenue
 from posmon.domain.orders import Side
 from posmon.store.postgres import PgStore
 
@@ -129,3 +130,46 @@ async def test_a_database_restart_keeps_one_owner_loses_nothing_and_doubles_noth
     assert sorted(t.side for t in read_pg_store(cluster.url).tranches) == [Side.LONG, Side.SHORT]
     for name in cluster.instances:  # both instances outlived the outage
         assert cluster.instances[name].alive(), cluster.log(name)[-3000:]
+
+
+async def test_on_lighter_the_standby_that_took_over_closes_the_position_at_its_stop(tmp_path, postgres, nursery):
+    """Lighter's exits are posmon's own: the position is protected again once the new owner watches it, which it
+    proves by closing the tranche when the mark crosses the stop (once: no doubled close)."""
+    venue = LighterVenue(("BTC",))
+    rest_url, ws_url = await venue.serve(nursery)
+    url = postgres.new_store_url()
+    PgStore.open(url).close()
+    cluster = Cluster(tmp_path, url, venue, rest_url, ws_url, lease=LEASE, renew=RENEW)
+    base = venue.base_price("BTC")
+
+    async def marks() -> None:  # the mark stream keeps ticking, as a live venue's does
+        while True:
+            venue.set_marks({"BTC": mark[0]})
+            await trio.sleep(0.25)
+
+    mark = [base]
+    nursery.start_soon(marks)
+    try:
+        cluster.start("a")
+        await cluster.until_owner()
+        cluster.start("b")
+        await cluster.until_registered("a", "b")
+        venue.entry("BTC", Side.LONG, D("100"))
+        with trio.fail_after(60):
+            while not read_pg_store(url).tranches:  # noqa: ASYNC110 - a adopted the fill as a tranche
+                await trio.sleep(0.05)
+
+        cluster.kill("a")
+        assert await cluster.until_owner(other_than="a") == ("b", 2)
+        with trio.fail_after(60):
+            while "posmon ready" not in cluster.log("b"):  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        mark[0] = base * D("0.97")  # through the 2 % stop
+        with trio.fail_after(60):
+            while venue.positions() or read_pg_store(url).tranches:  # noqa: ASYNC110 - b closes it, records it
+                await trio.sleep(0.05)
+        assert not check_history(venue.fill_log)  # one close, never past zero
+        assert "Traceback" not in cluster.log("b")
+    finally:
+        with trio.CancelScope(shield=True):
+            await cluster.stop_all()
