@@ -52,7 +52,8 @@ PACKAGED_CONFIG = "default_config.toml"
 # These sections are validated by the module that owns them (the venue adapters, the HTTP API, the
 # notifiers), each naming its own keys; their POSMON_ variables are not ours to reject.
 _FOREIGN_ENV_PREFIXES = ("POSMON_ASTER_", "POSMON_LIGHTER_", "POSMON_API_", "POSMON_NOTIFY_")
-_FREE_FORM_SECTIONS = ("aster", "lighter", "api", "notify")
+# [cluster] is validated by posmon.cluster.settings (issue 17).
+_FREE_FORM_SECTIONS = ("aster", "lighter", "api", "notify", "cluster")
 
 Venue = Literal["sim", "aster", "lighter"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -142,6 +143,7 @@ class Settings:
     source: str
     api: dict[str, Any] = field(default_factory=dict)
     notify: dict[str, Any] = field(default_factory=dict)
+    cluster: dict[str, Any] = field(default_factory=dict)  # [cluster]: posmon.cluster.settings validates it
     instruments: InstrumentOverrides = NO_OVERRIDES  # [instruments]: unified-name overrides (domain.instruments)
 
     def risk_for(self, symbol: str) -> RiskSettings:
@@ -447,6 +449,7 @@ def _build(raw: Mapping[str, Any], env: Mapping[str, str], source: str) -> Setti
         lighter=free["lighter"],
         api=free["api"],
         notify=free["notify"],
+        cluster=free["cluster"],
         source=source,
         instruments=_instruments(raw.get(_INSTRUMENTS_SECTION, {})),
     )

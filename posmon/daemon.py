@@ -23,7 +23,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -282,6 +282,7 @@ class _Shared:
     freeze_heap: bool
     connect_timeout: float
     per_try: float  # one try at reaching a venue of several (opening it, reading its rules)
+    order_gate: Callable[[], Awaitable[None]] | None  # awaited by the order gateways before every venue call
     label: Callable[[str, str], str]  # a supervised task's name for an account ("gateway", "gateway:lighter")
 
 
@@ -297,6 +298,7 @@ async def run_daemon(
     freeze_heap: bool = True,
     connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
     rules: Mapping[str, SymbolRules] | None = None,
+    order_gate: Callable[[], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run until cancelled (or until an actor exhausts its restart budget, which raises).
@@ -312,6 +314,8 @@ async def run_daemon(
     (one venue) or the account says it is unreachable and keeps trying (several).
     ``rules``: the rules opening the (single) venue just read (``opened_rules``); asked for again only when not
     given (at 1,000 symbols a second read of exchangeInfo costs about half a second of start-up).
+    ``order_gate``: every account's order gateway awaits it before every venue call (a cluster's lease:
+    ``posmon.cluster``).
     """
     d = settings.daemon
     metrics = metrics or Metrics()
@@ -349,6 +353,7 @@ async def run_daemon(
         freeze_heap,
         connect_timeout,
         d.request_timeout_seconds * 4,
+        order_gate,
         (lambda what, _venue: what) if single else (lambda what, venue_name: f"{what}:{venue_name}"),
     )
 
@@ -557,7 +562,9 @@ async def _start(
     await nursery.start(
         supervise,
         label("gateway"),
-        lambda: OrderGateway(venue, gw_recv, metrics, gw_policy, clock=clock, state=gw_state).run,
+        lambda: (
+            OrderGateway(venue, gw_recv, metrics, gw_policy, clock=clock, state=gw_state, gate=shared.order_gate).run
+        ),
         policy,
         metrics,
     )

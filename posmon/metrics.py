@@ -153,6 +153,16 @@ METRICS: tuple[MetricSpec, ...] = (
         _V,
     ),
     MetricSpec("restart_budget_exhausted", "counter", "Actors that exhausted their restart budget", ("actor",)),
+    # the cluster (posmon.cluster): leases per account
+    MetricSpec("lease_owner", "gauge", "1 while this instance owns the account's lease, else 0", ("account",)),
+    MetricSpec(
+        "lease_seconds_to_expiry",
+        "gauge",
+        "Seconds until this instance stops sending for the account unless its lease is renewed",
+        ("account",),
+    ),
+    MetricSpec("lease_age_seconds", "gauge", "Seconds since the account's lease was last renewed", ("account",)),
+    MetricSpec("lease_takeovers", "counter", "Leases this instance took over from another instance", ("account",)),
     # notifications
     MetricSpec("notices", "counter", "Operator notices raised, by kind", ("kind",)),
     MetricSpec("notify_sent", "counter", "Notification messages delivered, by channel", ("channel",)),

@@ -141,8 +141,14 @@ class OrderGateway:
         *,
         clock: Callable[[], float] = time.time,
         state: GatewayState | None = None,
+        gate: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        """``state``: shared by every incarnation so a restart loses nothing queued (None: this one only)."""
+        """``state``: shared by every incarnation so a restart loses nothing queued (None: this one only).
+
+        ``gate``: awaited before every venue call; a cluster's lease (``posmon.cluster.leases.HeldLease.gate``)
+        never lets a call through once this instance may no longer own the account (its run is cancelled then).
+        """
+        self.gate = gate
         self.venue = venue
         self.inbox = inbox
         self.metrics = metrics
@@ -471,6 +477,8 @@ class OrderGateway:
 
     async def _call(self, name: str, fn: Callable[[], Awaitable[T]]) -> T:
         """One venue call under the request timeout; a timeout is an unknown outcome, a 429 pauses pacing."""
+        if self.gate is not None:
+            await self.gate()  # outside the timeout: a closed gate is not an unknown outcome
         self.metrics.inc("rest_calls", venue=self.venue.name, call=name)
         try:
             with trio.fail_after(self.policy.request_timeout):

@@ -17,6 +17,7 @@ from posmon.cli.completion import add_completion
 from posmon.cli.history import add_history
 from posmon.cli.ops import add_verify_protect
 from posmon.cli.run import add_demo, add_run
+from posmon.cluster.status import add_cluster
 
 __all__ = ["COMMANDS", "Subparsers", "build_parser", "main", "version"]
 
@@ -29,6 +30,7 @@ COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     add_ops_commands,
     add_verify_protect,
     add_history,
+    add_cluster,
     add_completion,
 )
 CONFIG_HELP = "configuration file (default: $POSMON_CONFIG or ./config.toml)"

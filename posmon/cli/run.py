@@ -24,6 +24,8 @@ import trio.testing
 from posmon.actors.supervisor import RestartBudgetExhausted
 from posmon.api.settings import ApiSettings
 from posmon.cli.exit_codes import ExitCode, exit_codes_help
+from posmon.cluster.run import run_clustered
+from posmon.cluster.settings import ClusterSettings
 from posmon.config import ConfigError, Settings, load_settings
 from posmon.daemon import run_daemon
 from posmon.logs import LOG_FORMATS, configure
@@ -130,27 +132,45 @@ async def _open_venue_with_retries(
     )
 
 
+async def _run_account(
+    settings: Settings, store: Store, api: ApiSettings | None, connect_timeout: float, **daemon: Any
+) -> None:
+    """Open the venue (with retries) and run the daemon on it until cancelled; ``daemon``: more ``run_daemon``
+    arguments (a cluster's ``order_gate`` and ``metrics``)."""
+    if len(settings.daemon.venue_names) > 1:  # each account opens its venue itself, none waiting for another
+        await run_daemon(settings, venue_openers(settings), store, api=api, connect_timeout=connect_timeout, **daemon)
+        return
+    async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
+        venue = await _open_venue_with_retries(settings, nursery, stack, connect_timeout)
+        await run_daemon(
+            settings, venue, store, api=api, connect_timeout=connect_timeout, rules=opened_rules(venue), **daemon
+        )
+
+
 async def run_main(
-    settings: Settings, api: ApiSettings | None = None, *, connect_timeout: float = CONNECT_TIMEOUT_SECONDS
+    settings: Settings,
+    api: ApiSettings | None = None,
+    *,
+    connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+    cluster: ClusterSettings | None = None,
 ) -> None:
     """The daemon until SIGINT/SIGTERM; ``api`` (validated before any network) serves the operator API.
 
     The store's lock is held for the whole run: a second daemon (or ``posmon protect``) on the same store and
     account would be a second writer and a second order sender. The store is opened and checked before the
-    venue: a store that cannot be used stops start-up before anything is sent.
+    venue: a store that cannot be used stops start-up before anything is sent. ``cluster`` enabled: the account
+    runs only while this instance holds its lease (``posmon.cluster.run``), on a shared PostgreSQL store.
     """
     check_recording(settings)
     with _store_for_run(settings.daemon.store) as store:
         async with trio.open_nursery() as nursery:
             await nursery.start(_stop_on_signals, nursery.cancel_scope)
-            if len(settings.daemon.venue_names) > 1:  # each account opens its venue itself, none waiting for another
-                await run_daemon(settings, venue_openers(settings), store, api=api, connect_timeout=connect_timeout)
+            start = functools.partial(_run_account, settings, store, api, connect_timeout)
+            if cluster is not None and cluster.enabled:
+                await run_clustered(settings, store, cluster, start)
             else:
-                async with AsyncExitStack() as stack:
-                    venue = await _open_venue_with_retries(settings, nursery, stack, connect_timeout)
-                    await run_daemon(
-                        settings, venue, store, api=api, connect_timeout=connect_timeout, rules=opened_rules(venue)
-                    )
+                await start()
+            nursery.cancel_scope.cancel()
     log.info("posmon stopped")
 
 
@@ -211,6 +231,7 @@ def _run_daemon_command(args: argparse.Namespace) -> int:
             settings = dataclasses.replace(settings, daemon=dataclasses.replace(settings.daemon, store=args.store))
         api = ApiSettings.from_config(settings.api, os.environ)
         notify = NotifySettings.from_config(settings.notify, os.environ)
+        cluster = ClusterSettings.from_config(settings.cluster, settings.daemon.store)
     except ConfigError as error:
         print(f"posmon: configuration error: {error}", file=sys.stderr)
         return ExitCode.CONFIG
@@ -221,7 +242,7 @@ def _run_daemon_command(args: argparse.Namespace) -> int:
     )
     timeout = settings.daemon.startup_timeout_seconds if args.connect_timeout is None else args.connect_timeout
     try:
-        trio.run(functools.partial(run_main, settings, api, connect_timeout=timeout))
+        trio.run(functools.partial(run_main, settings, api, connect_timeout=timeout, cluster=cluster))
     except BaseException as group:
         return _report(group)
     return ExitCode.OK

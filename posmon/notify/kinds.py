@@ -30,3 +30,6 @@ class NoticeKind(enum.StrEnum):
     PAIR_IMBALANCE = "pair_imbalance"  # a pair's legs differ by more than max_leg_imbalance_pct
     PAIR_ENTRY_FAILED = "pair_entry_failed"  # a pair's entry was rejected or filled partially: unwound or trimmed
     PAIR_LEG_UNREACHABLE = "pair_leg_unreachable"  # a leg's position actor could not be told (needs a human)
+    # raised by the cluster (posmon.cluster)
+    TAKEOVER = "takeover"  # this instance took over an account another instance owned (its lease had expired)
+    LEASE_LOST = "lease_lost"  # this instance lost an account's lease and stopped it (standing by again)

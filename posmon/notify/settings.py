@@ -30,6 +30,8 @@ DEFAULT_KINDS = (
     NoticeKind.STREAM_DOWN,
     NoticeKind.STREAM_RESTORED,
     NoticeKind.RESTART_BUDGET_EXHAUSTED,
+    NoticeKind.TAKEOVER,
+    NoticeKind.LEASE_LOST,
 )
 
 _Key = KeySpec

@@ -323,7 +323,14 @@ def _text(d: Decimal | None) -> str | None:
     return None if d is None else str(d)
 
 
-MIGRATIONS: tuple[Callable[[Migration], None], ...] = (_v1, _v2, _v3, _v4, _v5)
+def _v6(m: Migration) -> None:
+    """The cluster's leases and instances (issue 17; ``posmon.cluster.schema``)."""
+    from posmon.cluster.schema import leases_and_instances
+
+    leases_and_instances(m)
+
+
+MIGRATIONS: tuple[Callable[[Migration], None], ...] = (_v1, _v2, _v3, _v4, _v5, _v6)
 SCHEMA_VERSION = len(MIGRATIONS)
 # PostgreSQL: the table holding the schema version (SQLite keeps it in the file header, ``PRAGMA user_version``).
 PG_VERSION_TABLE = "posmon_schema"

@@ -53,6 +53,8 @@ def test_notice_kinds_keep_their_strings_and_every_one_can_be_chosen() -> None:
         "pair_imbalance",
         "pair_entry_failed",
         "pair_leg_unreachable",
+        "takeover",
+        "lease_lost",
     ]
     assert tuple(NoticeKind) == KINDS and set(DEFAULT_KINDS) <= set(KINDS)
 

@@ -257,7 +257,9 @@ def test_a_foreign_sqlite_file_with_posmons_user_version_is_refused_untouched(pa
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     conn.commit()
     conn.close()
-    with pytest.raises(StoreError, match=r"is not a posmon store .* lacks table\(s\) entries, events, meta, orders"):
+    with pytest.raises(
+        StoreError, match=r"is not a posmon store .* lacks table\(s\) entries, events, instances, leases, meta, orders"
+    ):
         Store.open(path)
     conn = sqlite3.connect(path)
     try:

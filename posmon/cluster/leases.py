@@ -1,0 +1,413 @@
+"""Leases with fencing tokens: which instance owns an account, and how an owner that lost it is stopped.
+
+The rules (issue 17):
+
+- **Acquire** an account when its lease row is absent, expired or released, in one transaction that takes the row
+  (``FOR UPDATE``), sets the owner and increments the fencing token. Expiries are on the database server's clock
+  (``clock_timestamp()``), so no two hosts' clocks are ever compared.
+- **Renew** every ``lease_renew_seconds`` while the row still has this owner and token (a renewal that finds
+  another token means the account was taken over: the run stops).
+- **Stop sending before the lease can expire**: the renewal deadline is when the last successful renewal was
+  *sent* plus ``lease_seconds`` minus ``margin`` (the server counts the lease from when it *received* it, later).
+  Past the deadline the order gateway's gate holds every venue call and the account's run is cancelled at once;
+  a paused process (SIGSTOP, a long GC, a partition) finds the deadline passed the moment it runs again.
+- **Fence every write**: ``Store.fence`` checks, first inside each write transaction and on the connection that
+  will commit it, that the lease row still has this owner and token (``FOR SHARE``: a takeover waits for the
+  write, or the write waits for the takeover and then finds the new token). A fenced write raises ``LeaseLost``,
+  rolls back, and cancels the account's run.
+
+What can still reach a venue after a takeover is a request already on the wire when the owner stopped (it was
+gated before its deadline, so it left before the lease expired); the README ("Failover") says per venue what
+such a late request can do.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import trio
+
+from posmon.actors.messages import Notice
+from posmon.cluster.settings import ClusterSettings
+from posmon.metrics import Metrics
+from posmon.notify.kinds import NoticeKind
+from posmon.store.errors import StoreError
+from posmon.store.postgres import PgConn
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# The database server's clock, in seconds since the epoch: every expiry is written and compared on it.
+NOW = "EXTRACT(EPOCH FROM clock_timestamp())"
+
+
+class LeaseLost(StoreError):
+    """A write of an instance that no longer owns the account's lease (fenced off): rolled back, the run stops."""
+
+
+@dataclass(frozen=True, slots=True)
+class Acquired:
+    """A lease just taken: its token, and whom it was taken from (None: the account had never been owned)."""
+
+    account: str
+    token: int
+    previous_owner: str | None
+    previous_token: int | None
+
+
+# --- the SQL: synchronous, on one connection (a worker thread's) ---------------------------------------------
+
+
+def register(conn: PgConn, instance: str) -> None:
+    conn.execute(
+        f"INSERT INTO instances (id, host, pid, started_at, last_seen) VALUES (?, ?, ?, {NOW}, {NOW}) "
+        f"ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, started_at = excluded.started_at, "
+        f"last_seen = excluded.last_seen",
+        [instance, socket.gethostname(), os.getpid()],
+    )
+
+
+def heartbeat(conn: PgConn, instance: str) -> None:
+    conn.execute(f"UPDATE instances SET last_seen = {NOW} WHERE id = ?", [instance])
+
+
+def unregister(conn: PgConn, instance: str) -> None:
+    conn.execute("DELETE FROM instances WHERE id = ?", [instance])
+
+
+def try_acquire(conn: PgConn, account: str, instance: str, lease_seconds: float) -> Acquired | None:
+    """Take ``account``'s lease if it is free (no row, expired, released); None while another instance holds it."""
+    conn.execute("BEGIN")
+    try:
+        row = conn.execute(
+            f"SELECT owner, token, expires_at <= {NOW} FROM leases WHERE account = ? FOR UPDATE", [account]
+        ).fetchone()
+        if row is None:
+            got = conn.execute(
+                f"INSERT INTO leases (account, owner, token, expires_at, acquired_at, renewed_at) "
+                f"VALUES (?, ?, 1, {NOW} + ?, {NOW}, {NOW}) ON CONFLICT (account) DO NOTHING RETURNING token",
+                [account, instance, lease_seconds],
+            ).fetchone()
+            previous: tuple[str | None, int | None] = (None, None)
+        elif row[2]:
+            got = conn.execute(
+                f"UPDATE leases SET owner = ?, token = token + 1, expires_at = {NOW} + ?, acquired_at = {NOW}, "
+                f"renewed_at = {NOW} WHERE account = ? RETURNING token",
+                [instance, lease_seconds, account],
+            ).fetchone()
+            previous = (row[0], int(row[1]))
+        else:
+            got = None
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return None if got is None else Acquired(account, int(got[0]), *previous)
+
+
+def renew(conn: PgConn, account: str, instance: str, token: int, lease_seconds: float) -> bool:
+    """Extend the lease; False when the row no longer has this owner and token (taken over). Heartbeats too."""
+    row = conn.execute(
+        f"WITH renewed AS (UPDATE leases SET expires_at = {NOW} + ?, renewed_at = {NOW} "
+        f"WHERE account = ? AND owner = ? AND token = ? RETURNING 1), "
+        f"seen AS (UPDATE instances SET last_seen = {NOW} WHERE id = ? RETURNING 1) "
+        f"SELECT (SELECT count(*) FROM renewed), (SELECT count(*) FROM seen)",
+        [lease_seconds, account, instance, token, instance],
+    ).fetchone()
+    return bool(row[0])
+
+
+def release(conn: PgConn, account: str, instance: str, token: int) -> None:
+    """Expire the lease now (a clean stop): a standby takes it at its next try instead of waiting it out."""
+    conn.execute(
+        "UPDATE leases SET expires_at = 0 WHERE account = ? AND owner = ? AND token = ?", [account, instance, token]
+    )
+
+
+def check_fence(conn: Any, account: str, instance: str, token: int) -> None:
+    """Inside a write transaction: raise ``LeaseLost`` unless the lease row still has this owner and token.
+
+    ``FOR SHARE`` holds the row until the write commits: a takeover (``FOR UPDATE``) waits for it, so a write
+    that passed the fence lands before the new owner reads the store."""
+    row = conn.execute(
+        "SELECT 1 FROM leases WHERE account = ? AND owner = ? AND token = ? FOR SHARE", [account, instance, token]
+    ).fetchone()
+    if row is None:
+        raise LeaseLost(f"lease of {account} lost (token {token} of {instance} is no longer current): write refused")
+
+
+# --- one held lease ------------------------------------------------------------------------------------------
+
+
+class HeldLease:
+    """The lease of one account while this instance runs it: the gate of its order gateway and its store fence.
+
+    ``lose(reason)`` (from any thread) cancels the account's run; the gate holds every venue call from the
+    renewal deadline on, or once the lease is lost.
+    """
+
+    def __init__(self, account: str, instance: str, token: int, deadline: float, scope: trio.CancelScope) -> None:
+        self.account, self.instance, self.token = account, instance, token
+        self.deadline = deadline  # trio time after which nothing is sent (moved on by each renewal)
+        self.renewed_at = trio.current_time()
+        self.lost_reason: str | None = None
+        self._scope = scope
+        self._trio_token = trio.lowlevel.current_trio_token()
+
+    def lose(self, reason: str) -> None:
+        """The run stops now; thread-safe (the fence runs in the store's writer thread)."""
+
+        def on_trio() -> None:
+            if self.lost_reason is None:
+                self.lost_reason = reason
+                log.error(
+                    "cluster: %s: %s; stopping the account (nothing more is sent or written)", self.account, reason
+                )
+            self._scope.cancel()
+
+        self._trio_token.run_sync_soon(on_trio)
+
+    async def gate(self) -> None:
+        """Before each venue call of the order gateway: past the deadline (or lost) the call never goes out; the
+        run is cancelled at the same moment, which ends the wait."""
+        if self.lost_reason is None and trio.current_time() < self.deadline:
+            return
+        self.lose(self.lost_reason or "renewal deadline passed before the lease could be renewed")
+        await trio.sleep_forever()
+
+    def fence(self, conn: Any) -> None:
+        """``Store.fence``: the lease check in every write transaction."""
+        try:
+            check_fence(conn, self.account, self.instance, self.token)
+        except LeaseLost as exc:
+            self.lose(str(exc))
+            raise
+
+
+# --- the node: registration, standby, ownership --------------------------------------------------------------
+
+RunAccount = Callable[[str, HeldLease], Awaitable[None]]
+
+
+class ClusterNode:
+    """One instance of a cluster: registers, waits for each account's lease, runs it while held.
+
+    Its own connection to the store (not the store's: a renewal never queues behind the actors' commits), used by
+    one worker thread at a time; a call that hangs (a paused server) is abandoned and the connection replaced.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        settings: ClusterSettings,
+        metrics: Metrics,
+        *,
+        notices: Callable[[Notice], None] = lambda _notice: None,
+    ) -> None:
+        self.url, self.settings, self.metrics = url, settings, metrics
+        self.instance = settings.instance
+        self._notices = notices
+        self._conn: PgConn | None = None
+        self._lock = trio.Lock()
+        self.held: dict[str, HeldLease] = {}
+
+    # -- database calls
+
+    async def _db(self, what: str, call: Callable[[PgConn], T], within: float | None = None) -> T:
+        """``call`` on the node's connection in a worker thread, within ``within`` seconds, else ``StoreError``."""
+        timeout = self.settings.lease_seconds / 2 if within is None else within
+        async with self._lock:
+
+            def run() -> T:
+                if self._conn is None or self._conn._lost():
+                    self._conn = PgConn(self.url, f"cluster {self.instance}", connect_timeout=timeout)
+                return call(self._conn)
+
+            with trio.move_on_after(timeout):
+                return await trio.to_thread.run_sync(run, abandon_on_cancel=True)
+            self._conn = None  # the abandoned thread may still use it: the next call connects anew
+            raise StoreError(f"cluster: {what} took longer than {timeout:.1f} s")
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- the instance
+
+    async def run(self, accounts: list[str], run_account: RunAccount) -> None:
+        """Register, then own (or stand by for) every account in ``accounts`` until cancelled."""
+        await self._until_done("registering", lambda c: register(c, self.instance))
+        log.info(
+            "cluster: instance %s registered (lease %.1f s, renewed every %.1f s); standing by for %s",
+            self.instance,
+            self.settings.lease_seconds,
+            self.settings.lease_renew_seconds,
+            ", ".join(accounts),
+        )
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._heartbeat)
+                for account in accounts:
+                    self.metrics.set("lease_owner", 0, account=account)
+                    nursery.start_soon(self._own, account, run_account)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(self.settings.lease_seconds / 2):
+                try:
+                    await self._db("unregistering", lambda c: unregister(c, self.instance))
+                except StoreError as exc:
+                    log.warning("cluster: could not unregister %s: %s", self.instance, exc)
+            self.close()
+
+    async def _until_done(self, what: str, call: Callable[[PgConn], T]) -> T:
+        """Retry ``call`` while the store is unreachable (a server restart), logging every ten seconds."""
+        logged = float("-inf")
+        while True:
+            try:
+                return await self._db(what, call)
+            except StoreError as exc:
+                if time.monotonic() - logged >= 10:
+                    logged = time.monotonic()
+                    log.warning("cluster: %s: %s; retrying", what, exc)
+                await trio.sleep(self.settings.lease_renew_seconds)
+
+    async def _heartbeat(self) -> None:
+        """``instances.last_seen`` while standing by (an owner's renewals heartbeat too)."""
+        while True:
+            await trio.sleep(self.settings.lease_renew_seconds)
+            if not self.held:
+                try:
+                    await self._db("heartbeat", lambda c: heartbeat(c, self.instance))
+                except StoreError as exc:
+                    log.debug("cluster: heartbeat failed: %s", exc)
+
+    async def _acquire(self, account: str) -> tuple[Acquired, float]:
+        """Wait until this instance holds ``account``'s lease: (what was acquired, trio time the request left)."""
+        s = self.settings
+        while True:
+            sent = trio.current_time()
+            try:
+                got = await self._db(
+                    f"acquiring {account}", lambda c: try_acquire(c, account, self.instance, s.lease_seconds)
+                )
+            except StoreError as exc:
+                log.warning("cluster: %s", exc)
+                got = None
+            if got is not None:
+                return got, sent
+            await trio.sleep(s.lease_renew_seconds)
+
+    async def _own(self, account: str, run_account: RunAccount) -> None:
+        """Standby until the lease is ours, run the account while it is, and stand by again when it is lost."""
+        s = self.settings
+        while True:
+            got, sent = await self._acquire(account)
+            with trio.CancelScope() as scope:
+                lease = HeldLease(account, self.instance, got.token, sent + s.lease_seconds - s.margin, scope)
+                lease.renewed_at = sent
+                self.held[account] = lease
+                self._announce(got)
+                try:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._keep, lease)
+                        await run_account(account, lease)
+                        nursery.cancel_scope.cancel()
+                except BaseException:
+                    await self._release(lease)
+                    raise
+                finally:
+                    del self.held[account]
+                    self.metrics.set("lease_owner", 0, account=account)
+            if lease.lost_reason is None:  # the run ended by itself: let a standby have the account at once
+                await self._release(lease)
+                return
+            self._notices(
+                Notice(
+                    NoticeKind.LEASE_LOST,
+                    account,
+                    "",
+                    "",
+                    f"{self.instance} lost the lease of {account} (token {lease.token}): {lease.lost_reason}; "
+                    "standing by",
+                    False,
+                    {"account": account, "instance": self.instance, "token": lease.token},
+                )
+            )
+            log.warning("cluster: %s stopped on %s; standing by for its lease again", account, self.instance)
+
+    async def _release(self, lease: HeldLease) -> None:
+        with trio.CancelScope(shield=True):
+            try:
+                await self._db(
+                    f"releasing {lease.account}", lambda c: release(c, lease.account, self.instance, lease.token)
+                )
+                log.info("cluster: released the lease of %s (token %d)", lease.account, lease.token)
+            except StoreError as exc:
+                log.warning("cluster: could not release %s (%s); it expires by itself", lease.account, exc)
+
+    def _announce(self, got: Acquired) -> None:
+        account = got.account
+        self.metrics.set("lease_owner", 1, account=account)
+        lease = self.held[account]
+        self.metrics.set_function(
+            "lease_seconds_to_expiry", lambda: max(0.0, lease.deadline - trio.current_time()), account=account
+        )
+        self.metrics.set_function("lease_age_seconds", lambda: trio.current_time() - lease.renewed_at, account=account)
+        if got.previous_owner is None:
+            log.info("cluster: %s owns %s (token %d, first owner)", self.instance, account, got.token)
+            return
+        self.metrics.inc("lease_takeovers", account=account)
+        text = (
+            f"{self.instance} took over {account} from {got.previous_owner} (token {got.previous_token} -> "
+            f"{got.token}); starting it from the store and reconciling with the venue"
+        )
+        log.warning("cluster: %s", text)
+        self._notices(
+            Notice(
+                NoticeKind.TAKEOVER,
+                account,
+                "",
+                "",
+                text,
+                False,
+                {"account": account, "from": got.previous_owner, "to": self.instance, "token": got.token},
+            )
+        )
+
+    async def _keep(self, lease: HeldLease) -> None:
+        """Renew every ``lease_renew_seconds``; the run is cancelled when a renewal finds the lease taken, or
+        when the renewal deadline passes without a successful one."""
+        s = self.settings
+        next_at = lease.renewed_at + s.lease_renew_seconds
+        while True:
+            with trio.move_on_at(lease.deadline):
+                await trio.sleep_until(next_at)
+                sent = trio.current_time()
+                try:
+                    ok = await self._db(
+                        f"renewing {lease.account}",
+                        lambda c: renew(c, lease.account, self.instance, lease.token, s.lease_seconds),
+                        within=max(0.0, lease.deadline - sent),
+                    )
+                except StoreError as exc:
+                    log.warning("cluster: %s (deadline in %.1f s)", exc, lease.deadline - trio.current_time())
+                    next_at = trio.current_time() + min(s.lease_renew_seconds, 0.25)
+                    continue
+                if not ok:
+                    lease.lose(
+                        f"the lease of {lease.account} was taken over (token {lease.token} is no longer current)"
+                    )
+                    return
+                lease.deadline = sent + s.lease_seconds - s.margin
+                lease.renewed_at = sent
+                next_at = sent + s.lease_renew_seconds
+                continue
+            lease.lose("the renewal deadline passed without a successful renewal")
+            return

@@ -1,0 +1,104 @@
+"""The lease SQL on a real PostgreSQL server: acquire when free, one owner at a time, the token grows on every
+takeover, a renewal by a deposed owner fails, and the fence rolls back a deposed owner's write."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal as D
+
+import pytest
+import trio
+
+from posmon.cluster import leases
+from posmon.cluster.leases import HeldLease, LeaseLost
+from posmon.domain.orders import Side
+from posmon.domain.tranche import Tranche
+from posmon.store.postgres import PgConn, PgStore
+from posmon.store.store import Changes
+
+
+@pytest.fixture
+def url(postgres):
+    url = postgres.new_store_url()
+    PgStore.open(url).close()  # migrated: the cluster's tables exist
+    return url
+
+
+@pytest.fixture
+def conn(url):
+    c = PgConn(url, "test")
+    yield c
+    c.close()
+
+
+def expire(conn: PgConn, account: str) -> None:
+    conn.execute("UPDATE leases SET expires_at = 1 WHERE account = ?", [account])
+
+
+def test_the_first_instance_takes_a_free_account_with_token_1_and_the_second_waits(conn):
+    got = leases.try_acquire(conn, "aster", "a", 10)
+    assert got is not None and (got.token, got.previous_owner) == (1, None)
+    assert leases.try_acquire(conn, "aster", "b", 10) is None  # held: b stands by
+    assert leases.try_acquire(conn, "lighter", "b", 10).token == 1  # another account is free
+
+
+def test_an_expired_lease_is_taken_over_with_the_next_token_and_the_old_owner_can_no_longer_renew(conn):
+    leases.try_acquire(conn, "aster", "a", 10)
+    assert leases.renew(conn, "aster", "a", 1, 10)
+    expire(conn, "aster")
+    got = leases.try_acquire(conn, "aster", "b", 10)
+    assert (got.token, got.previous_owner, got.previous_token) == (2, "a", 1)
+    assert not leases.renew(conn, "aster", "a", 1, 10)  # deposed: its run stops
+    assert leases.renew(conn, "aster", "b", 2, 10)
+    expire(conn, "aster")
+    assert leases.try_acquire(conn, "aster", "a", 10).token == 3  # every takeover, even back, grows the token
+
+
+def test_a_released_lease_is_free_at_once(conn):
+    leases.try_acquire(conn, "aster", "a", 10)
+    leases.release(conn, "aster", "a", 1)
+    assert leases.try_acquire(conn, "aster", "b", 10).token == 2
+
+
+def test_expiry_is_on_the_servers_clock(conn):
+    leases.try_acquire(conn, "aster", "a", 10)
+    (left,) = conn.execute(f"SELECT expires_at - {leases.NOW} FROM leases WHERE account = 'aster'").fetchone()
+    assert 9 < left <= 10
+
+
+def tranche(tid: int) -> Tranche:
+    return Tranche(tid, "aster", "BTCUSDT", Side.LONG, 0, D("45000"), D("0.1"), D("45450"), D("44100"), time.time())
+
+
+async def test_the_fence_rolls_back_a_deposed_owners_write_and_stops_its_run(url, conn):
+    store = PgStore.open(url, threaded=False)
+    try:
+        leases.try_acquire(conn, "aster", "a", 10)
+        with trio.CancelScope() as scope:
+            held = HeldLease("aster", "a", 1, trio.current_time() + 10, scope)
+            store.fence = held.fence
+            await store.commit([Changes(tranches=[tranche(1)])])  # the owner writes
+            expire(conn, "aster")
+            leases.try_acquire(conn, "aster", "b", 10)  # b takes over: token 2
+            with pytest.raises(LeaseLost, match="lease of aster lost"):
+                await store.commit([Changes(tranches=[tranche(2)])])
+            with pytest.raises(LeaseLost):
+                store.allocate_tranche_id()
+            await trio.sleep_forever()  # the fence cancelled the run
+        assert scope.cancelled_caught and held.lost_reason is not None
+        assert [t.id for t in store.open_tranches()] == [1]  # tranche 2 was rolled back
+    finally:
+        store.close()
+
+
+async def test_the_gate_holds_a_venue_call_past_the_renewal_deadline_and_cancels_the_run(autojump_clock):
+    sent = []
+    with trio.CancelScope() as scope:
+        held = HeldLease("aster", "a", 1, trio.current_time() + 7.5, scope)
+        await held.gate()
+        sent.append("before the deadline")
+        await trio.sleep(8)
+        await held.gate()
+        sent.append("after the deadline")  # never reached
+    assert scope.cancelled_caught and sent == ["before the deadline"]
+    assert "renewal deadline" in held.lost_reason
