@@ -142,6 +142,11 @@ class Daemon:
         except KeyError:
             raise KeyError(f"no account on {venue!r}; this daemon runs {', '.join(self.accounts)}") from None
 
+    def instrument_table(self) -> InstrumentTable:
+        """Unified names across every account that has its rules (the same base pairs over venues: a hedge)."""
+        rules = {name: a.rules for name, a in self.accounts.items() if a.rules}
+        return InstrumentTable.build(rules, self.settings.instruments)
+
     @property
     def only(self) -> AccountRuntime:
         """The one account of a single-venue daemon; ``Unaddressed`` when it runs several."""

@@ -288,6 +288,8 @@ async def test_the_operator_opens_on_each_venue_by_name_and_status_shows_both(tm
         with pytest.raises(ControlError) as unaddressed_close:
             await control.close("BTCUSDT")
         assert unaddressed_close.value.field == "venue"
+        table = h.daemon.instrument_table()  # across venues: one base, each venue's own symbol
+        assert (table.symbol("aster", "BTC/USDT:USDT"), table.symbol("lighter", "BTC/USDC:USDC")) == ("BTCUSDT", "BTC")
         with pytest.raises(Unaddressed):
             _ = h.daemon.directory  # "the" account's parts are the single-venue daemon's only
 
