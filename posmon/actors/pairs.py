@@ -38,7 +38,15 @@ from typing import Any, Protocol
 
 import trio
 
-from posmon.actors.messages import CloseTranches, EntryOutcome, Notice, OpenEntry, PriceWake
+from posmon.actors.messages import (
+    CloseTranches,
+    EntryOutcome,
+    Notice,
+    OpenEntry,
+    PriceWake,
+    ProtectTranches,
+    TrimTranche,
+)
 from posmon.actors.price_slot import PriceSlot
 from posmon.domain import pairs as dp
 from posmon.domain.orders import Side
@@ -65,7 +73,8 @@ PAIR_LEG_UNREACHABLE = NoticeKind.PAIR_LEG_UNREACHABLE
 @dataclass(frozen=True, slots=True)
 class LegExited:
     """A tranche of (venue, symbol, side) closed by ``reason`` (TP, SL, TIMEOUT, LIQUIDATION, MANUAL, EXTERNAL...);
-    ``qty``: how much it closed (None: all of the tranche)."""
+    ``qty``: how much it closed (None: all of the tranche); ``partial``: only ``qty`` closed, the tranche holds the
+    rest (a ladder level, a trim)."""
 
     venue: str
     symbol: str
@@ -73,6 +82,7 @@ class LegExited:
     tranche_id: int
     reason: str
     qty: Decimal | None = None
+    partial: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,27 +176,7 @@ class CheckEntries:
 PairMessage = LegExited | LegEntered | LegMark | LegFunding | OpenPair | LinkPair | ClosePair | CheckEntries
 
 
-# --- messages: to a leg's position actor (beyond CloseTranches) ---------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TrimTranche:
-    """Close ``qty`` of tranche ``tranche_id`` at market (a trimmed entry, a rebalance). The position actor does not
-    handle it yet: the wiring adds it (a partial close through the tranche's own close path)."""
-
-    tranche_id: int
-    qty: Decimal
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class ProtectTranches:
-    """Give these tranches a stop ``stop_pct`` % from the mark (``on_leg_exit = "protect"``); like ``TrimTranche``,
-    for the wiring to teach the position actor."""
-
-    tranche_ids: tuple[int, ...]
-    stop_pct: Decimal
-    reason: str
+# To a leg's position actor: ``CloseTranches``, ``TrimTranche``, ``ProtectTranches`` (``posmon.actors.messages``).
 
 
 # --- where the legs are --------------------------------------------------------------------------------------------
@@ -213,8 +203,10 @@ class DirectoriesByVenue:
 
 
 def leg_exit_from_notice(notice: Notice) -> LegExited | None:
-    """The ``LegExited`` of a position actor's ``exit`` notice (None for any other notice)."""
-    if notice.kind != "exit" or notice.data.get("tranche_id") is None:
+    """The ``LegExited`` of a position actor's ``exit`` or ``partial_exit`` notice (None for any other notice): the
+    one way leg exits, whole or partial, reach the coordinator."""
+    partial = notice.kind == NoticeKind.PARTIAL_EXIT
+    if (notice.kind != NoticeKind.EXIT and not partial) or notice.data.get("tranche_id") is None:
         return None
     qty = notice.data.get("qty")
     return LegExited(
@@ -224,6 +216,7 @@ def leg_exit_from_notice(notice: Notice) -> LegExited | None:
         int(notice.data["tranche_id"]),
         str(notice.data.get("reason") or "EXTERNAL"),
         None if qty is None else Decimal(str(qty)),
+        partial,
     )
 
 
@@ -297,6 +290,11 @@ class PairCoordinator:
         return cls(recv, send, legs, store, notices, clock, **kwargs), send
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """One incarnation: supervised as ``supervise("pairs", lambda: coordinator.run, ...)``, a restart runs this
+        again on the same object, so the inbox (and every sender's handle on it) outlives it, as a position
+        actor's ``ActorLinks`` do; what it decided is rebuilt from the store (``_restore``), replies still owed to
+        openers are kept, and entries whose forwarding tasks died are polled from the store."""
+        self.pairs, self._forwarding, self._alarmed = {}, set(), set()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             await self._restore()
@@ -417,7 +415,13 @@ class PairCoordinator:
                 msg.side.value,
             )
             return
-        decision = dp.leg_exited(pair, msg.tranche_id, msg.reason, msg.qty)
+        if msg.partial and msg.reason == ExitReason.PAIR:
+            # The coordinator's own trim: the leg's quantity already went down when the trim was decided.
+            log.info("pair %d: trim of tranche %d filled %s", pair.id, msg.tranche_id, msg.qty)
+            return
+        decision = dp.leg_exited(pair, msg.tranche_id, msg.reason, msg.qty, partial=msg.partial)
+        if msg.partial and decision.pair == pair:
+            return
         changes = Changes(pairs=[decision.pair])
         self._leg_exit_notice(pair, index, msg.tranche_id, msg.reason, decision, changes, False)
         await self._decide(decision.pair, decision.commands, changes, alarm=decision.imbalance_alarm)
