@@ -271,6 +271,9 @@ class PositionActor:
         # on a restart, where the level's close order (or its share) says it again.
         self._level_left: dict[int, Decimal] = {}
         self._mark_again = False  # a level advanced: look at the newest mark again (it may be through the next)
+        # A pair's tight stops asked for before any mark was known: (stop_pct, reason) per tranche, applied at the
+        # next mark (every mark wakes the actor meanwhile). Lost on a restart, where the pair's restore asks again.
+        self._protect_waiting: dict[int, tuple[Decimal, str]] = {}
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
@@ -356,8 +359,8 @@ class PositionActor:
                     if self.ready.is_set() and (self.links.slot.latest is not None or self._mark_again):
                         self._on_price()
                     # Only a mark that reaches the nearest TP or SL wakes this actor again (hold deadlines and
-                    # retries wake it by the clock).
-                    self.links.slot.gate = self.book.price_gates()
+                    # retries wake it by the clock); any mark while a tight stop waits for one.
+                    self.links.slot.gate = None if self._protect_waiting else self.book.price_gates()
                 except BaseException:
                     self._settle_now()
                     raise
@@ -459,6 +462,8 @@ class PositionActor:
         self._mark_again = False
         if mark is None:
             return
+        for tid, (pct, reason) in list(self._protect_waiting.items()):
+            self._tighten_stop(tid, pct, reason)
         if not self.book:
             return
         self._tick_at = received_at
@@ -516,18 +521,15 @@ class PositionActor:
     def _tighten_stop(self, tid: int, stop_pct: Decimal, reason: str) -> None:
         """A hedge pair's protect: ``tid``'s stop ``stop_pct`` % behind the newest mark (at least a tick), only
         if that is tighter than the stop it has; through the stop-move path (persisted, then re-placed)."""
+        self._protect_waiting.pop(tid, None)
         t = self.tranches.get(tid)
         mark = self.mark
         if t is None or t.closing:
             log.info("%s: protect of tranche %s ignored (%s)", self.name, tid, "closing" if t else "not held")
             return
         if mark is None:
-            self._notice(
-                NoticeKind.PROTECTION_FAILED,
-                t,
-                f"tranche {t.id}: no mark to put the pair's tight stop ({stop_pct} %) behind; it keeps SL {t.sl}",
-                needs_human=True,
-            )
+            log.warning("%s: no mark yet for tranche %s's tight stop; placing it at the first mark", self.name, tid)
+            self._protect_waiting[tid] = (stop_pct, reason)
             return
         sl = trailing_stop(t.side, mark, stop_pct, self.cfg.rules)
         if t.side.sign * (sl - t.sl) <= 0:
@@ -1029,10 +1031,10 @@ class PositionActor:
             self._confirm_at = self.links.clock() + self.cfg.retry_seconds
 
     def _held_price_follows(self, old: OrderRecord, rec: OrderRecord, changes: Changes) -> None:
-        """A re-rounded leg of a tranche with a plan: the tranche holds the price that rests (its legs are checked
-        by price too, and the plan's grid is the old one: re-placing at the old price would be refused again)."""
+        """A re-rounded leg of a tranche with a plan, or a re-rounded stop: the tranche holds the price that rests
+        (those legs are checked by price too, and the old grid's price would be refused again)."""
         t = self.tranches.get(rec.tranche_id)
-        if t is None or not t.plan or t.closing:
+        if t is None or t.closing or not (t.plan or rec.purpose is Purpose.SL):
             return
         was, now = old.request, rec.request
         if rec.purpose is Purpose.TP and was.price == t.tp and now.price is not None and now.price != t.tp:
