@@ -12,14 +12,18 @@ Start-up (``run``): the open pairs are read from the store with their legs' tran
 while the coordinator was down is caught here: the other leg is closed (again, if its close never reached its
 actor: ``CloseTranches`` of a tranche already closing is a no-op there, so nothing is sent twice).
 
-Where leg exits come from: the position actors already raise an ``exit`` notice for every tranche they close
-(venue, symbol, side, tranche id, reason): ``leg_exit_from_notice`` turns one into a ``LegExited``, so the daemon's
-notice fan-out feeds this actor without a change to the position actor.
+Where leg exits come from: the position actors raise an ``exit`` notice for every tranche they close (venue,
+symbol, side, tranche id, reason) and a ``partial_exit`` notice with the quantity for every partial close (a ladder
+level, a trim): ``leg_exit_from_notice`` turns either into a ``LegExited``, so the daemon's notice fan-out is the one
+path from the legs to this actor. A trim this actor decided lowered the leg when it was decided: its partial exit
+(reason ``PAIR``) is not counted again. What a leg's actor does with ``TrimTranche`` and ``ProtectTranches``: see
+``posmon.actors.messages`` and the position actor.
 
 Wiring (the multi-venue daemon): ``coordinator, inbox = PairCoordinator.create(DirectoriesByVenue({venue:
 directory}), store, notices, clock)``, started under the supervisor with ``nursery.start(coordinator.run)``; every
 ``exit`` notice also goes through ``leg_exit_from_notice`` into ``inbox``; each pair symbol's router gets
-``Subscribe(symbol, LegMarkSlot(venue, inbox))``; funding events become ``LegFunding``. ``POST /api/pairs`` /
+``Subscribe(symbol, LegMarkSlot(venue, inbox))``; funding events become ``LegFunding``; supervised as
+``supervise("pairs", lambda: coordinator.run, ...)`` (a restart runs ``run`` again on the same inbox). ``POST /api/pairs`` /
 ``posmon pair open``: ``plan_legs`` -> ids (``store.allocate_pair_id``, one ``allocate_tranche_id`` per leg) ->
 ``new_pair`` -> ``OpenPair`` (both ``OpenEntry`` and their ``PendingEntry``) with a reply channel; ``pair link``:
 ``LinkPair``; close: ``ClosePair``; status, API and metrics: ``coordinator.views()``.

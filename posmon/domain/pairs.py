@@ -335,9 +335,7 @@ class ExitDecision:
     imbalance_alarm: bool = False
 
 
-def leg_exited(
-    pair: Pair, tranche_id: int, reason: str, qty: Decimal | None, *, partial: bool = False
-) -> ExitDecision:
+def leg_exited(pair: Pair, tranche_id: int, reason: str, qty: Decimal | None, *, partial: bool = False) -> ExitDecision:
     """Leg tranche ``tranche_id`` closed by ``reason`` (``qty``: how much; None: the whole tranche, i.e. the leg's
     share of it); ``partial``: only ``qty`` of it closed and the tranche holds the rest (a ladder level, a trim).
     The other leg's close (or stop) when this leg went flat; the imbalance check otherwise."""

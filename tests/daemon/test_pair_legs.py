@@ -22,7 +22,16 @@ from posmon.domain.orders import Side
 from posmon.domain.pairs import Leg, PairRules, PairStatus, new_pair
 from posmon.domain.tranche import Tranche
 from posmon.store.store import Changes
-from tests.harness import drain, make_settings, new_exchange, running, running_aster, running_lighter, settle, trio_clock
+from tests.harness import (
+    drain,
+    make_settings,
+    new_exchange,
+    running,
+    running_aster,
+    running_lighter,
+    settle,
+    trio_clock,
+)
 
 
 def events(h, kind: str) -> list[dict[str, Any]]:
@@ -134,9 +143,7 @@ async def test_a_trim_of_all_a_tranche_holds_is_its_close(tmp_path, autojump_clo
 # --- protect ---------------------------------------------------------------------------------------------------
 
 
-async def test_protect_on_aster_replaces_the_stop_market_at_the_tight_price_and_never_loosens(
-    tmp_path, autojump_clock
-):
+async def test_protect_on_aster_replaces_the_stop_market_at_the_tight_price_and_never_loosens(tmp_path, autojump_clock):
     async with running_aster(make_settings(tmp_path, tp_pct=10.0, sl_pct=5.0)) as h:
         await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")
         [t] = h.store.open_tranches()
