@@ -24,8 +24,8 @@ directory}), store, notices, clock)``, started under the supervisor with ``nurse
 ``exit`` notice also goes through ``leg_exit_from_notice`` into ``inbox``; each pair symbol's router gets
 ``Subscribe(symbol, LegMarkSlot(venue, inbox))``; funding events become ``LegFunding``; supervised as
 ``supervise("pairs", lambda: coordinator.run, ...)`` (a restart runs ``run`` again on the same inbox).
-``POST /api/pairs`` / ``posmon pair open``: ``plan_legs`` -> ids (``store.allocate_pair_id``, one ``allocate_tranche_id`` per leg) ->
-``new_pair`` -> ``OpenPair`` (both ``OpenEntry`` and their ``PendingEntry``) with a reply channel; ``pair link``:
+``POST /api/pairs`` / ``posmon pair open``: ``plan_legs`` -> ids (``store.allocate_pair_id``, one
+``allocate_tranche_id`` per leg) -> ``new_pair`` -> ``OpenPair`` (both ``OpenEntry`` and their ``PendingEntry``) with a reply channel; ``pair link``:
 ``LinkPair``; close: ``ClosePair``; status, API and metrics: ``coordinator.views()``.
 """
 
