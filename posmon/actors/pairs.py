@@ -20,13 +20,13 @@ path from the legs to this actor. A trim this actor decided lowered the leg when
 ``posmon.actors.messages`` and the position actor.
 
 Wiring (the multi-venue daemon): ``coordinator, inbox = PairCoordinator.create(DirectoriesByVenue({venue:
-directory}), store, notices, clock)``, started under the supervisor with ``nursery.start(coordinator.run)``; every
-``exit`` notice also goes through ``leg_exit_from_notice`` into ``inbox``; each pair symbol's router gets
-``Subscribe(symbol, LegMarkSlot(venue, inbox))``; funding events become ``LegFunding``; supervised as
-``supervise("pairs", lambda: coordinator.run, ...)`` (a restart runs ``run`` again on the same inbox).
-``POST /api/pairs`` / ``posmon pair open``: ``plan_legs`` -> ids (``store.allocate_pair_id``, one
-``allocate_tranche_id`` per leg) -> ``new_pair`` -> ``OpenPair`` (both ``OpenEntry`` and their ``PendingEntry``) with a reply channel; ``pair link``:
-``LinkPair``; close: ``ClosePair``; status, API and metrics: ``coordinator.views()``.
+directory}), store, notices, clock)``, supervised as ``supervise("pairs", lambda: coordinator.run, ...)`` (a
+restart runs ``run`` again on the same inbox); every ``exit`` and ``partial_exit`` notice also goes through
+``leg_exit_from_notice`` into ``inbox``; each pair symbol's router gets ``Subscribe(symbol, LegMarkSlot(venue,
+inbox))``; funding events become ``LegFunding``. ``POST /api/pairs`` / ``posmon pair open``: ``plan_legs`` -> ids
+(``store.allocate_pair_id``, one ``allocate_tranche_id`` per leg) -> ``new_pair`` -> ``OpenPair`` (both
+``OpenEntry`` and their ``PendingEntry``) with a reply channel; ``pair link``: ``LinkPair``; close: ``ClosePair``;
+status, API and metrics: ``coordinator.views()``.
 """
 
 from __future__ import annotations
