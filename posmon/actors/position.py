@@ -927,6 +927,9 @@ class PositionActor:
                 )
             ],
         )
+        for t in decision.changed:  # a tranche that kept part: a leg event with what it lost (hedge pairs)
+            if (gone := before[t.id].qty - t.qty) > 0:
+                self._partial_notice(t, gone, t.realized_pnl - before[t.id].realized_pnl, reason)
         if decision.changed:
             shown = ", ".join(f"{t.id}: {before[t.id].qty} -> {t.qty}" for t in decision.changed)
             self._notice(

@@ -268,3 +268,18 @@ async def test_a_ladder_level_of_a_real_leg_is_seen_by_the_imbalance_check_and_r
             [view] = coordinator.views()
             assert [leg.qty for leg in view.legs] == [D("0.07"), D("0.07")] and view.status == "open"
             nursery.cancel_scope.cancel()
+
+
+async def test_a_partial_liquidation_of_a_real_leg_is_seen_by_the_imbalance_check(tmp_path, autojump_clock):
+    send, notices = trio.open_memory_channel[Notice](math.inf)
+    async with running(make_settings(tmp_path, tp_pct=10.0, sl_pct=5.0), notices=send) as h:
+        await h.entry("BTCUSDT", Side.LONG, "0.1", "45000")
+        async with trio.open_nursery() as nursery:
+            lighter, coordinator, _ = await _paired(nursery, h, notices, PairRules(auto_rebalance=True))
+            h.exchange.liquidate("BTCUSDT", Side.LONG, D("0.04"))  # the venue takes 0.04 of the leg
+            await settle()
+            assert h.store.open_tranches()[0].qty == D("0.06")
+            assert lighter.taken("BTC", Side.SHORT) == [TrimTranche(900, D("0.04"), "PAIR")]
+            [view] = coordinator.views()
+            assert [leg.qty for leg in view.legs] == [D("0.06"), D("0.06")]
+            nursery.cancel_scope.cancel()
