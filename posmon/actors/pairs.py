@@ -339,6 +339,9 @@ class PairCoordinator:
                         decision = dp.leg_exited(pair, tid, st.close_reason or "EXTERNAL", qty)
                         self._leg_exit_notice(pair, i, tid, st.close_reason or "EXTERNAL", decision, changes, True)
                         pair = decision.pair
+            if pair.status is PairStatus.OPEN:
+                pair, cmds = self._caught_partials(pair, states, changes)
+                commands += [(pair, c) for c in cmds]
             # Every leg that must close but whose tranches are still plainly open: its close never arrived.
             if pair.status in (PairStatus.CLOSING, PairStatus.BROKEN):
                 for i, leg in enumerate(pair.legs):
@@ -352,6 +355,38 @@ class PairCoordinator:
         for pair, cmd in commands:
             self._send(pair, cmd)
         log.info("pair coordinator: %d open pair(s) restored", sum(p.active for p in self.pairs.values()))
+
+    def _caught_partials(
+        self, pair: Pair, states: Mapping[int, Any], changes: Changes
+    ) -> tuple[Pair, tuple[LegCommand, ...]]:
+        """Partial exits while the coordinator was down: a leg whose tranches hold less than the pair thinks (a
+        level, a partial liquidation) is lowered to what they hold, and the imbalance check runs (a trim of the
+        pair's own was counted when decided: its tranche holds more, never less)."""
+        commands: tuple[LegCommand, ...] = ()
+        for i, leg in enumerate(pair.legs):
+            held = [states.get(t) for t in leg.tranche_ids]
+            if not held or any(st is None or st.status == "closed" for st in held):
+                continue
+            have = sum((st.qty for st in held if st is not None), ZERO)
+            if have >= leg.filled_qty:
+                continue
+            decision = dp.leg_exited(pair, leg.tranche_ids[0], "EXTERNAL", leg.filled_qty - have, partial=True)
+            self._journal(changes, "pair_leg_reduced", pair, i, None, was=str(leg.filled_qty), now=str(have))
+            log.warning(
+                "pair %d: %s leg holds %s, not %s (reduced while down)", pair.id, leg.venue, have, leg.filled_qty
+            )
+            pair, commands = decision.pair, commands + decision.commands
+            if decision.imbalance_alarm:
+                self._alarmed.discard(pair.id)
+                self._notice(
+                    PAIR_IMBALANCE,
+                    pair,
+                    i,
+                    f"pair {pair.id}: the {leg.venue} leg was reduced to {have} while posmon was down"
+                    + ("; rebalancing" if decision.commands else ""),
+                    needs_human=not decision.commands,
+                )
+        return pair, commands
 
     def _entries_from_store(self, pair: Pair, states: Mapping[int, Any], entries: Mapping[int, str]) -> Pair:
         """An opening pair whose entry replies were lost (a restart): an entry the store says ended filled what its

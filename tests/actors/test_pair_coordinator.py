@@ -520,3 +520,21 @@ async def test_a_partial_exit_notice_lowers_the_leg_and_a_trim_of_the_pairs_own_
     [view] = coordinator.views()
     assert [leg.qty for leg in view.legs] == [D("0.1"), D("0.1")] and view.status == "open"
     assert [leg.tranche_ids for leg in view.legs] == [(11,), (12,)]
+
+
+async def test_a_leg_reduced_while_the_coordinator_was_down_is_rebalanced_at_start_up(store, autojump_clock):
+    stored(store, open_pair(PairRules(auto_rebalance=True)))
+    # While down: a ladder level closed 0.05 of Aster's tranche (it holds 0.100 now, the pair thinks 0.150).
+    store.apply(Changes(tranches=[replace(tranche(11, ASTER, "0.100"), exit_qty=D("0.05"))]))
+    legs = FakeLegs()
+    async with trio.open_nursery() as nursery:
+        _, _, notices = await started(nursery, store, legs)
+        [trim] = legs.taken(LIGHTER)
+        assert (trim.tranche_id, trim.qty) == (12, D("0.05"))
+        assert [leg.filled_qty for leg in store.open_pairs()[0].legs] == [D("0.100"), D("0.10000")]
+        assert [n.kind for n in drained(notices)] == ["pair_imbalance"]
+        nursery.cancel_scope.cancel()
+    async with trio.open_nursery() as nursery:  # restarted again: nothing more to do
+        await started(nursery, store, legs)
+        assert legs.taken(LIGHTER) == [] and legs.taken(ASTER) == []
+        nursery.cancel_scope.cancel()
