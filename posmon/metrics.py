@@ -133,10 +133,13 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
         "stop_moves",
         "counter",
-        "Stops an exit plan moved, by reason (trailing, breakeven); on Aster each is one STOP_MARKET cancel-replace",
+        "Stops moved, by reason (trailing, breakeven, protect: a hedge pair's tight stop); on Aster each is one "
+        "STOP_MARKET cancel-replace",
         ("venue", "reason"),
     ),
-    MetricSpec("partial_closes", "counter", "Fills of a take-profit ladder level before the last (partial closes)", _V),
+    MetricSpec(
+        "partial_closes", "counter", "Partial closes: fills of a ladder level before the last, or of a trim", _V
+    ),
     MetricSpec(
         "risk_limit_breaches",
         "counter",
