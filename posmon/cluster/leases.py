@@ -131,6 +131,13 @@ def release(conn: PgConn, account: str, instance: str, token: int) -> None:
     )
 
 
+def idle_transaction_bound(lease_seconds: float) -> float:
+    """How long a cluster member's session may sit inside a transaction before the server ends it: half a lease,
+    so a member paused mid-transaction (its fence holding the lease row ``FOR SHARE``, or its takeover holding it
+    ``FOR UPDATE``) releases the row before the lease it may hold expires, and a takeover is not held up."""
+    return lease_seconds / 2
+
+
 def check_fence(conn: Any, account: str, instance: str, token: int) -> None:
     """Inside a write transaction: raise ``LeaseLost`` unless the lease row still has this owner and token.
 
@@ -227,7 +234,12 @@ class ClusterNode:
 
             def run() -> T:
                 if self._conn is None or self._conn._lost():
-                    self._conn = PgConn(self.url, f"cluster {self.instance}", connect_timeout=timeout)
+                    self._conn = PgConn(
+                        self.url,
+                        f"cluster {self.instance}",
+                        connect_timeout=timeout,
+                        idle_transaction_timeout=idle_transaction_bound(self.settings.lease_seconds),
+                    )
                 return call(self._conn)
 
             with trio.move_on_after(timeout):

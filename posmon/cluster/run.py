@@ -15,11 +15,12 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from posmon.actors.messages import Notice
-from posmon.cluster.leases import ClusterNode, HeldLease
+from posmon.cluster.leases import ClusterNode, HeldLease, idle_transaction_bound
 from posmon.cluster.settings import ClusterSettings
 from posmon.config import Settings
 from posmon.metrics import Metrics
 from posmon.notify import NotifyService, NotifySettings
+from posmon.store.postgres import PgStore
 from posmon.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ async def run_clustered(settings: Settings, store: Store, cluster: ClusterSettin
         notify.offer(n)
 
     node = ClusterNode(settings.daemon.store, cluster, metrics, notices=notice)
+    if isinstance(store, PgStore):  # a write paused mid-transaction must not hold the lease row past the lease
+        store.bound_idle_transactions(idle_transaction_bound(cluster.lease_seconds))
 
     async def run_account(account: str, lease: HeldLease) -> None:
         store.fence = lease.fence

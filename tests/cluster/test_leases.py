@@ -102,3 +102,38 @@ async def test_the_gate_holds_a_venue_call_past_the_renewal_deadline_and_cancels
         sent.append("after the deadline")  # never reached
     assert scope.cancelled_caught and sent == ["before the deadline"]
     assert "renewal deadline" in held.lost_reason
+
+
+def test_an_owner_paused_inside_a_write_does_not_hold_up_the_takeover(url, conn):
+    """A SIGSTOP can land between a write's fence (the lease row ``FOR SHARE``) and its COMMIT: the server ends the
+    paused session after ``idle_transaction_bound`` so the standby's ``FOR UPDATE`` takes the expired lease instead
+    of waiting on the paused owner for as long as it stays paused (seen in a loaded CI run: no takeover in 60 s)."""
+    lease = 2.0
+    owner = PgConn(url, "owner", idle_transaction_timeout=leases.idle_transaction_bound(lease))
+    try:
+        assert leases.try_acquire(owner, "aster", "a", lease).token == 1
+        owner.execute("BEGIN")
+        leases.check_fence(owner, "aster", "a", 1)  # ... and then the process is paused: no COMMIT comes
+        started = time.monotonic()
+        while (got := _try_acquire_within(url, "b", lease)) is None:
+            assert time.monotonic() - started < 4 * lease, "the paused owner's lock held up the takeover"
+            time.sleep(0.1)
+        assert got.token == 2 and got.previous_owner == "a"
+        assert time.monotonic() - started < 2 * lease + 1
+    finally:
+        owner.close()
+
+
+def _try_acquire_within(url: str, instance: str, lease: float) -> leases.Acquired | None:
+    """One takeover attempt on a fresh connection that gives up waiting for a row lock after a second."""
+    c = PgConn(url, instance)
+    try:
+        c.execute("SET lock_timeout = 1000")
+        try:
+            return leases.try_acquire(c, "aster", instance, lease)
+        except Exception as exc:  # the lock wait timed out: the row is still held
+            if "lock timeout" not in str(exc):
+                raise
+            return None
+    finally:
+        c.close()
