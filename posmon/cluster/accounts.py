@@ -98,7 +98,11 @@ def _account(settings: Settings, name: str, section: Any, env: Mapping[str, str]
     for key, value in env.items():  # the account's own variables win over everything
         if key.startswith(mine):
             merged[venue_prefix + key[len(mine) :]] = value
-    account_settings = dataclasses.replace(_for_venue(settings, venue), **{venue: table})
+    base = _for_venue(settings, venue)
+    if venue == "aster":
+        account_settings = dataclasses.replace(base, aster=table)
+    else:
+        account_settings = dataclasses.replace(base, lighter=table)
     try:
         _check(venue, table, merged)
     except ConfigError as exc:
@@ -132,7 +136,7 @@ class AccountOpener(VenueOpener):
             opener = open_venue(self.settings, nursery, env=self.env, clock=self.clock, name=self.kind)
             venue = await opener.__aenter__()
             stack.push_async_exit(opener.__aexit__)
-            venue.name = self.name  # type: ignore[misc]  # the account's key (a class attribute, shadowed)
+            venue.name = self.name  # the account's key (the adapter's class attribute, shadowed)
             return venue
 
         auth = None

@@ -22,9 +22,9 @@ from posmon.cluster.leases import ClusterNode, HeldLease
 from posmon.cluster.settings import ClusterSettings
 from posmon.config import Settings
 from posmon.daemon import run_daemon
+from posmon.exchange.venue import Venue
 from posmon.metrics import Metrics
 from posmon.notify import NotifyService, NotifySettings
-from posmon.exchange.venue import Venue
 from posmon.startup import (
     CONNECT_TIMEOUT_SECONDS,
     FIRST_BACKOFF_SECONDS,
@@ -32,8 +32,8 @@ from posmon.startup import (
     MIN_TRY_SECONDS,
     VenueUnreachable,
 )
-from posmon.venues import VenueOpener, opened_rules
 from posmon.store.store import Store
+from posmon.venues import VenueOpener, opened_rules
 
 log = logging.getLogger(__name__)
 

@@ -107,7 +107,7 @@ async def test_an_aster_and_a_lighter_account_each_taken_over_when_its_owner_is_
             cluster.kill(owner)
             killed = time.monotonic()
             with trio.fail_after(2 * LEASE + 2):
-                while (await trio.to_thread.run_sync(cluster.owners)).get(account, ("",))[0] != standby:
+                while (await trio.to_thread.run_sync(cluster.owners)).get(account, ("",))[0] != standby:  # noqa: ASYNC110
                     await trio.sleep(0.02)
             assert time.monotonic() - killed < 2 * LEASE + 2
             with trio.fail_after(90):
