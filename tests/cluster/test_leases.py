@@ -102,3 +102,41 @@ async def test_the_gate_holds_a_venue_call_past_the_renewal_deadline_and_cancels
         sent.append("after the deadline")  # never reached
     assert scope.cancelled_caught and sent == ["before the deadline"]
     assert "renewal deadline" in held.lost_reason
+
+
+# --- sharding: at most a fair share each, and a gone owner's accounts go to anyone ---------------------------
+
+
+def test_four_accounts_over_two_live_instances_at_most_two_each(conn):
+    leases.register(conn, "a")
+    leases.register(conn, "b")
+    names = ["acc1", "acc2", "acc3", "acc4"]
+    taken_by_a = [n for n in names if leases.try_acquire(conn, n, "a", 10, accounts=4) is not None]
+    assert taken_by_a == ["acc1", "acc2"]  # ceil(4 / 2) = 2: the rest wait for b
+    taken_by_b = [n for n in names if leases.try_acquire(conn, n, "b", 10, accounts=4) is not None]
+    assert taken_by_b == ["acc3", "acc4"]
+    assert leases.census(conn, "a", 10) == (2, ["acc1", "acc2"])
+
+
+def test_alone_an_instance_takes_every_account(conn):
+    leases.register(conn, "a")
+    assert all(leases.try_acquire(conn, f"acc{i}", "a", 10, accounts=4) for i in range(4))
+
+
+def test_an_expired_lease_of_a_gone_owner_is_taken_even_beyond_the_share_but_a_live_owner_s_only_with_room(conn):
+    leases.register(conn, "a")
+    leases.register(conn, "b")
+    for n in ("acc1", "acc2"):
+        assert leases.try_acquire(conn, n, "a", 10, accounts=4)
+    for n in ("acc3", "acc4"):
+        assert leases.try_acquire(conn, n, "b", 10, accounts=4)
+    expire(conn, "acc3")  # b missed its renewal but still heartbeats: a is full, so it waits
+    assert leases.try_acquire(conn, "acc3", "a", 10, accounts=4) is None
+    conn.execute("UPDATE instances SET last_seen = 1 WHERE id = 'b'")  # b is gone
+    got = leases.try_acquire(conn, "acc3", "a", 10, accounts=4)
+    assert got is not None and (got.token, got.previous_owner) == (2, "b")
+
+
+def test_fair_share_is_the_ceiling_and_at_least_one():
+    assert [leases.fair_share(4, n) for n in (1, 2, 3, 4, 5)] == [4, 2, 2, 1, 1]
+    assert leases.fair_share(0, 0) == 1
