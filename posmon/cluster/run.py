@@ -32,6 +32,7 @@ from posmon.startup import (
     MIN_TRY_SECONDS,
     VenueUnreachable,
 )
+from posmon.store.errors import StoreError
 from posmon.store.store import Store
 from posmon.venues import VenueOpener, opened_rules
 
@@ -78,7 +79,7 @@ async def run_clustered(
                 store.fence = None
             return
         account = by_name[name]
-        own = await trio.to_thread.run_sync(Store.open, settings.daemon.store)
+        own = await _open_store(settings.daemon.store)
         own.fence = lease.fence
         try:
             async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
@@ -114,6 +115,18 @@ async def _reach(opener: VenueOpener, nursery: trio.Nursery, stack: AsyncExitSta
         except VenueUnreachable as exc:
             if opener.embedded:
                 raise
+            log.warning("%s; retrying in %.1f s", exc, delay)
+            await trio.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+
+
+async def _open_store(url: str) -> Store:
+    """The account's own connections to the shared store, retried while the server is unreachable (a restart)."""
+    delay = FIRST_BACKOFF_SECONDS
+    while True:
+        try:
+            return await trio.to_thread.run_sync(Store.open, url)
+        except StoreError as exc:
             log.warning("%s; retrying in %.1f s", exc, delay)
             await trio.sleep(delay)
             delay = min(delay * 2, MAX_BACKOFF_SECONDS)
