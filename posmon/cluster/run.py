@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
 
 import trio
 
@@ -22,19 +21,15 @@ from posmon.cluster.leases import ClusterNode, HeldLease
 from posmon.cluster.settings import ClusterSettings
 from posmon.config import Settings
 from posmon.daemon import run_daemon
-from posmon.exchange.venue import Venue
 from posmon.metrics import Metrics
 from posmon.notify import NotifyService, NotifySettings
 from posmon.startup import (
     CONNECT_TIMEOUT_SECONDS,
     FIRST_BACKOFF_SECONDS,
     MAX_BACKOFF_SECONDS,
-    MIN_TRY_SECONDS,
-    VenueUnreachable,
 )
 from posmon.store.errors import StoreError
 from posmon.store.store import Store
-from posmon.venues import VenueOpener, opened_rules
 
 log = logging.getLogger(__name__)
 
@@ -82,18 +77,15 @@ async def run_clustered(
         own = await _open_store(settings.daemon.store)
         own.fence = lease.fence
         try:
-            async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
-                venue = await _reach(opener_of(account), nursery, stack)
-                await run_daemon(
-                    account.settings,
-                    venue,
-                    own,
-                    metrics=metrics,
-                    order_gate=lease.gate,
-                    freeze_heap=False,
-                    connect_timeout=connect_timeout,
-                    rules=opened_rules(venue),
-                )
+            await run_daemon(  # opens the venue itself, retrying while it is unreachable
+                account.settings,
+                [opener_of(account)],
+                own,
+                metrics=metrics,
+                order_gate=lease.gate,
+                freeze_heap=False,
+                connect_timeout=connect_timeout,
+            )
         finally:
             own.fence = None
             own.close()
@@ -102,22 +94,6 @@ async def run_clustered(
         await nursery.start(notify.run)
         await node.run([a.name for a in accounts], run_account)
         nursery.cancel_scope.cancel()
-
-
-async def _reach(opener: VenueOpener, nursery: trio.Nursery, stack: AsyncExitStack) -> Venue:
-    """Open an account's venue, retrying with backoff for as long as it takes (the lease is held meanwhile: the
-    account is nobody else's to run); refused credentials and configuration errors are raised."""
-    delay = FIRST_BACKOFF_SECONDS
-    per_try = max(opener.settings.daemon.request_timeout_seconds * 4, MIN_TRY_SECONDS)
-    while True:
-        try:
-            return await opener.open_once(nursery, stack, per_try=per_try, log=log)
-        except VenueUnreachable as exc:
-            if opener.embedded:
-                raise
-            log.warning("%s; retrying in %.1f s", exc, delay)
-            await trio.sleep(delay)
-            delay = min(delay * 2, MAX_BACKOFF_SECONDS)
 
 
 async def _open_store(url: str) -> Store:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,54 @@ def test_a_bad_section_is_one_line_naming_it(tmp_path, section, env, expected):
         load(tmp_path, BASE + section, env)
     text = str(info.value)
     assert expected in text and "\n" not in text and "0x12" not in text
+
+
+async def test_without_a_cluster_one_daemon_runs_a_named_account_and_keys_its_rows_by_the_name(tmp_path, nursery):
+    """``posmon run`` with one ``[accounts.main]`` on Aster's simulator: the account's tranche carries ``main``."""
+    import trio
+
+    from chaos.venues import AsterVenue
+    from posmon.cli.run import run_main
+    from posmon.domain.orders import Side
+    from posmon.store.store import Store
+
+    venue = AsterVenue(("BTCUSDT",))
+    rest_url, ws_url = await venue.serve(nursery)
+    store = tmp_path / "posmon.sqlite"
+    text = f"""[daemon]
+store = "{store}"
+hedge_mode = true
+[api]
+enabled = false
+[aster]
+auth = "v3"
+user = "{USER}"
+symbols = ["BTCUSDT"]
+[accounts.main]
+venue = "aster"
+rest_url = "{rest_url}"
+ws_url = "{ws_url}"
+"""
+    env = {"POSMON_ACCOUNTS_MAIN_SIGNER_PRIVATE_KEY": cred.DEFAULT_SIGNER_PRIVATE_KEY}
+    path = tmp_path / "posmon.toml"
+    path.write_text(text)
+    settings = load_settings(path, env={})
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        async with trio.open_nursery() as inner:
+            inner.start_soon(run_main, settings)
+            with trio.fail_after(30):
+                while not venue.connected():  # noqa: ASYNC110 - the simulator, in this process
+                    await trio.sleep(0.02)
+            venue.entry("BTCUSDT", Side.LONG, D("100"))
+            with trio.fail_after(30):
+                while len(venue.resting()) < 2:  # noqa: ASYNC110 - TP and SL rest
+                    await trio.sleep(0.02)
+            inner.cancel_scope.cancel()
+    opened = Store.open(store)
+    try:
+        assert {t.venue for t in opened.open_tranches()} == {"main"}
+        assert all(o.client_id.startswith("pm-") for o in venue.resting())
+    finally:
+        opened.close()
