@@ -400,7 +400,7 @@ async def run_daemon(
                 policy,
                 metrics,
             )
-            if single:
+            if single and not isinstance(sources[0], VenueOpener):  # opened by the caller
                 account = daemon.only
                 await _start(daemon, account, nursery, shared=shared, rules=rules)
                 account.started.set()

@@ -157,6 +157,7 @@ METRICS: tuple[MetricSpec, ...] = (
     ),
     MetricSpec("restart_budget_exhausted", "counter", "Actors that exhausted their restart budget", ("actor",)),
     # the cluster (posmon.cluster): leases per account
+    MetricSpec("cluster_live_instances", "gauge", "Instances of the cluster heard of within the live window", ()),
     MetricSpec("lease_owner", "gauge", "1 while this instance owns the account's lease, else 0", ("account",)),
     MetricSpec(
         "lease_seconds_to_expiry",
