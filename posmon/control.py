@@ -38,7 +38,7 @@ from posmon.domain.exitplan import (  # the plan's own rules, so status says exa
 from posmon.domain.instruments import NO_OVERRIDES, InstrumentError, InstrumentTable, is_unified
 from posmon.domain.limits import Entry, loss_at_sl
 from posmon.domain.orders import OrderRequest, OrderType, Purpose, Side, SymbolRules
-from posmon.domain.pairs import Leg, PairError, PairRules, new_pair, plan_legs
+from posmon.domain.pairs import FUNDING_SOURCE, Leg, PairError, PairRules, new_pair, plan_legs
 from posmon.domain.protection import LocalState, OrderRecord, client_order_id, worst_price
 from posmon.domain.rounding import quantize_qty
 from posmon.domain.tranche import ExitReason, Risk, Tranche, exit_prices, realized_pnl
@@ -408,6 +408,7 @@ class PairLegStatus:
     funding: Decimal  # paid (-) or received (+) on this venue
     stale: bool  # no recent mark, or its account's streams are down (its exits may lag)
     tranche_ids: list[int]
+    funding_source: str = FUNDING_SOURCE  # how ``funding`` is known: estimated, the venue's ledger is the truth
 
 
 @dataclass(frozen=True, slots=True)
@@ -577,6 +578,7 @@ class PairsControl:
                     leg.funding,
                     leg.stale or leg.venue in down,
                     list(leg.tranche_ids),
+                    leg.funding_source,
                 )
                 for leg in v.legs
             ]

@@ -119,10 +119,18 @@ class LegMarkSlot(PriceSlot):
     def __init__(self, venue: str, inbox: trio.MemorySendChannel[PairMessage]) -> None:
         super().__init__(trio.open_memory_channel[PriceWake](0)[0])  # never used: ``put`` sends to ``inbox``
         self.venue, self._pairs = venue, inbox
+        self._funding: dict[str, dp.FundingWatch] = {}  # by symbol: every mark is seen here, none conflated away
 
     def put(self, mark: MarkPrice, received_at: float) -> None:
         self.last = self.latest = mark
         self.received_at = received_at
+        watch, due = self._funding.get(mark.symbol, dp.FundingWatch()).see(
+            mark.time, mark.price, mark.funding_rate, mark.next_funding_time
+        )
+        self._funding[mark.symbol] = watch
+        if due is not None:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                self._pairs.send_nowait(FundingTime(self.venue, mark.symbol, due))
         if self._armed:
             return
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
@@ -132,12 +140,24 @@ class LegMarkSlot(PriceSlot):
 
 @dataclass(frozen=True, slots=True)
 class LegFunding:
-    """A funding payment on one venue's position: + received, - paid, in the quote currency."""
+    """A funding payment on one venue's position: + received, - paid, in the quote currency. ``at``, the funding
+    time it is for, keys it: a leg counts each funding time once, across restarts too (``Leg.funded_at``)."""
 
     venue: str
     symbol: str
     side: Side
     amount: Decimal
+    at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FundingTime:
+    """A funding time passed on a venue's symbol (from a ``LegMarkSlot``, which sees every mark): the coordinator
+    turns it into one ``LegFunding`` per pair leg holding that symbol, ``dp.funding_payment`` of what it holds."""
+
+    venue: str
+    symbol: str
+    due: dp.FundingDue
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +197,9 @@ class CheckEntries:
     """Look in the store for opening pairs' entries whose replies this incarnation will never get (a restart)."""
 
 
-PairMessage = LegExited | LegEntered | LegMark | LegFunding | OpenPair | LinkPair | ClosePair | CheckEntries
+PairMessage = (
+    LegExited | LegEntered | LegMark | LegFunding | FundingTime | OpenPair | LinkPair | ClosePair | CheckEntries
+)
 
 
 # To a leg's position actor: ``CloseTranches``, ``TrimTranche``, ``ProtectTranches`` (``posmon.actors.messages``).
@@ -239,6 +261,7 @@ class LegView:
     funding: Decimal
     stale: bool  # no mark within ``stale_seconds``
     tranche_ids: tuple[int, ...]
+    funding_source: str = dp.FUNDING_SOURCE
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,6 +452,8 @@ class PairCoordinator:
                 await self._on_mark(msg)
             case LegFunding():
                 await self._on_funding(msg)
+            case FundingTime():
+                await self._on_funding_time(msg)
             case OpenPair():
                 await self._on_open(msg)
             case LinkPair():
@@ -555,12 +580,29 @@ class PairCoordinator:
             )
             await self._decide(decision.pair, decision.commands, changes)
 
-    async def _on_funding(self, msg: LegFunding) -> None:
+    async def _on_funding_time(self, msg: FundingTime) -> None:
+        """Each pair leg of the symbol gets the funding estimated from what it holds now (one ``LegFunding``)."""
+        legs = {
+            (leg.side, leg.filled_qty)
+            for pair in self.pairs.values()
+            if pair.active
+            for leg in pair.legs
+            if (leg.venue, leg.symbol) == (msg.venue, msg.symbol) and not leg.flat
+        }
+        for side, qty in sorted(legs, key=lambda x: (x[0].value, x[1])):
+            amount = dp.funding_payment(side, qty, msg.due.mark, msg.due.rate)
+            await self._on_funding(LegFunding(msg.venue, msg.symbol, side, amount, msg.due.time), qty)
+
+    async def _on_funding(self, msg: LegFunding, qty: Decimal | None = None) -> None:
+        """``qty``: only the legs holding this much (an estimate is per leg's quantity); None: every matching leg."""
         changes = Changes()
         for pair in self.pairs.values():
             for i, leg in enumerate(pair.legs):
                 if (leg.venue, leg.symbol, leg.side) == (msg.venue, msg.symbol, msg.side) and pair.active:
-                    changes.pairs.append(dp.add_funding(pair, i, msg.amount))
+                    if qty is not None and leg.filled_qty != qty:
+                        continue
+                    if (funded := dp.add_funding(pair, i, msg.amount, msg.at)) is not None:
+                        changes.pairs.append(funded)
         if changes:
             await self.store.commit([changes])
             for p in changes.pairs:

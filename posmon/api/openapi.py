@@ -34,6 +34,7 @@ _PAIR_LEG = {
         "mark": {"type": ["string", "null"]},
         "pnl": {"type": "string", "description": "unrealized at the mark plus funding"},
         "funding": {"type": "string", "description": "funding received (+) or paid (-) on this venue"},
+        "funding_source": {"type": "string", "description": "how funding is known: estimated from the venue's rate"},
         "stale": {"type": "boolean", "description": "no recent mark, or its account's streams are down"},
         "tranche_ids": {"type": "array", "items": {"type": "integer"}},
     },

@@ -111,6 +111,7 @@ class Leg:
     funding: Decimal = ZERO  # funding received (+) or paid (-) on this venue, in the quote currency
     entry_done: bool = False  # the entry has ended (filled, partially filled or rejected)
     exit_reason: str | None = None  # set once the leg went flat by an exit
+    funded_at: float | None = None  # the last funding time counted in ``funding`` (epoch s): never counted twice
 
     @property
     def flat(self) -> bool:
@@ -440,7 +441,62 @@ def close_pair(pair: Pair, reason: str) -> ExitDecision:
     return ExitDecision(replace(pair, status=status, close_reason=reason), commands)
 
 
-def add_funding(pair: Pair, index: int, amount: Decimal) -> Pair:
-    """A funding payment on leg ``index``'s venue: + received, - paid."""
+def add_funding(pair: Pair, index: int, amount: Decimal, at: float | None = None) -> Pair | None:
+    """A funding payment on leg ``index``'s venue: + received, - paid. ``at``, the funding time it is for, keys it:
+    a time not after the leg's ``funded_at`` was counted already (None: a payment without a time, always added)."""
     leg = pair.legs[index]
-    return pair.with_leg(index, replace(leg, funding=leg.funding + amount))
+    if at is not None and leg.funded_at is not None and at <= leg.funded_at:
+        return None
+    funded_at = leg.funded_at if at is None else at
+    return pair.with_leg(index, replace(leg, funding=leg.funding + amount, funded_at=funded_at))
+
+
+# --- funding estimated from the venue's rate ------------------------------------------------------------------------
+
+FUNDING_SOURCE = "estimated from the venue's funding rate"  # the venue's ledger is the truth; posmon does not read it
+
+
+def funding_payment(side: Side, qty: Decimal, mark: Decimal, rate: Decimal) -> Decimal:
+    """What a position of ``qty`` gets at one funding time: ``qty * mark * rate``, paid by longs when the rate is
+    positive (received by shorts), the other way when negative; + received, - paid, in the quote currency, exact
+    (no rounding: the venue rounds its own ledger)."""
+    return -side.sign * qty * mark * rate
+
+
+@dataclass(frozen=True, slots=True)
+class FundingDue:
+    """A funding time passed on a symbol: ``rate`` was in force for it, ``mark`` is the first mark at or after it."""
+
+    time: float
+    rate: Decimal
+    mark: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class FundingWatch:
+    """One symbol's funding schedule as its marks announce it: the rate in force, the next funding time, and the
+    last funding time seen passing (an announcement not after it is stale)."""
+
+    rate: Decimal | None = None
+    next_time: float | None = None
+    passed: float | None = None
+
+    def see(
+        self, time: float, mark: Decimal, rate: Decimal | None, next_time: float | None
+    ) -> tuple[FundingWatch, FundingDue | None]:
+        """The watch after a mark at ``time`` (carrying ``rate``/``next_time``, or None), and the funding time it
+        shows passed: the mark's time reached the announced time, or the mark announces a later one. The rate in
+        force is the last announced before that time. Only marks seen count: a funding time passed while posmon
+        saw no mark (down, or started after it) is not estimated."""
+        watch, due = self, None
+        at, rate_then = self.next_time, self.rate
+        if at is not None and rate_then is not None and (time >= at or (next_time is not None and next_time > at)):
+            due = FundingDue(at, rate_then, mark)
+            watch = FundingWatch(passed=at)
+        if rate is None or next_time is None:
+            return watch, due
+        if watch.passed is not None and next_time <= watch.passed:
+            return watch, due  # still announcing a time already passed
+        if watch.next_time is not None and next_time < watch.next_time:
+            return watch, due  # an older frame arriving late does not move the schedule back
+        return FundingWatch(rate, next_time, watch.passed), due

@@ -25,6 +25,11 @@ class MarkPrice:
     symbol: str
     price: Decimal
     time: float  # venue event time, epoch seconds
+    # The funding rate in force for the next funding time (a fraction: 0.0001 = 0.01%) and that time (epoch
+    # seconds), where the venue's price frame carries them (Aster's ``r``/``T``, Lighter's ``current_funding_rate``/
+    # ``funding_timestamp``); None otherwise. Defaulted so every existing constructor keeps working.
+    funding_rate: Decimal | None = None
+    next_funding_time: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,10 +46,10 @@ def write_pairs(conn: Any, pairs: Sequence[Pair], now: float) -> None:
     )
     conn.executemany(
         "INSERT INTO pair_legs (pair_id, leg, venue, symbol, side, target_qty, step, filled_qty, entry, funding, "
-        "entry_done, exit_reason, residue) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "entry_done, exit_reason, residue, funded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT(pair_id, leg) DO UPDATE SET filled_qty = excluded.filled_qty, entry = excluded.entry, "
         "funding = excluded.funding, entry_done = excluded.entry_done, exit_reason = excluded.exit_reason, "
-        "residue = excluded.residue, target_qty = excluded.target_qty",
+        "residue = excluded.residue, target_qty = excluded.target_qty, funded_at = excluded.funded_at",
         [
             (
                 p.id,
@@ -65,6 +65,7 @@ def write_pairs(conn: Any, pairs: Sequence[Pair], now: float) -> None:
                 int(leg.entry_done),
                 leg.exit_reason,
                 str(p.residue[i]),
+                leg.funded_at,
             )
             for p in pairs
             for i, leg in enumerate(p.legs)
@@ -97,9 +98,9 @@ def read_pairs(db: Any, *, active_only: bool = True, pair_id: int | None = None)
     ids = [r[0] for r in rows]
     marks = ",".join("?" * len(ids))
     legs: dict[tuple[int, int], tuple[Leg, Decimal]] = {}
-    for pid, i, venue, symbol, side, target, step, filled, entry, funding, done, why, residue in db.execute(
+    for pid, i, venue, symbol, side, target, step, filled, entry, funding, done, why, residue, funded in db.execute(
         "SELECT pair_id, leg, venue, symbol, side, target_qty, step, filled_qty, entry, funding, entry_done, "
-        f"exit_reason, residue FROM pair_legs WHERE pair_id IN ({marks})",
+        f"exit_reason, residue, funded_at FROM pair_legs WHERE pair_id IN ({marks})",
         ids,
     ).fetchall():
         leg = Leg(
@@ -114,6 +115,7 @@ def read_pairs(db: Any, *, active_only: bool = True, pair_id: int | None = None)
             Decimal(funding),
             bool(done),
             why,
+            None if funded is None else float(funded),
         )
         legs[pid, i] = (leg, Decimal(residue))
     tranches: dict[tuple[int, int], list[int]] = {}

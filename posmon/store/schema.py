@@ -330,7 +330,12 @@ def _v6(m: Migration) -> None:
     leases_and_instances(m)
 
 
-MIGRATIONS: tuple[Callable[[Migration], None], ...] = (_v1, _v2, _v3, _v4, _v5, _v6)
+def _v7(m: Migration) -> None:
+    """A pair leg's last funding time counted (issue 16): funding estimated from the venue's rate, keyed by it."""
+    m.add_column("pair_legs", "funded_at", float)
+
+
+MIGRATIONS: tuple[Callable[[Migration], None], ...] = (_v1, _v2, _v3, _v4, _v5, _v6, _v7)
 SCHEMA_VERSION = len(MIGRATIONS)
 # PostgreSQL: the table holding the schema version (SQLite keeps it in the file header, ``PRAGMA user_version``).
 PG_VERSION_TABLE = "posmon_schema"

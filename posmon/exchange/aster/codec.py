@@ -423,10 +423,19 @@ def parse_mark_prices(data: Any) -> list[MarkPrice]:
         entry = fields.as_object(item, "premiumIndex entry")
         price = fields.non_negative(entry, "markPrice")  # "0": no mark yet, left out
         if price > 0:
-            out.append(
-                MarkPrice(symbol=fields.text(entry, "symbol"), price=price, time=fields.millis(entry, "time") / 1000)
-            )
+            rate, next_time = funding_of(entry.get("lastFundingRate"), entry.get("nextFundingTime"))
+            at = fields.millis(entry, "time") / 1000
+            out.append(MarkPrice(fields.text(entry, "symbol"), price, at, rate, next_time))
     return out
+
+
+def funding_of(rate: Any, next_ms: Any) -> tuple[Decimal | None, float | None]:
+    """The funding rate and next funding time (epoch seconds) of a mark entry, both or neither: a missing or
+    unreadable field leaves the mark without funding (the mark itself still counts)."""
+    value = fields.plain_decimal(rate) if isinstance(rate, str) else None
+    if value is None or isinstance(next_ms, bool) or not isinstance(next_ms, int) or not 0 < next_ms <= fields.MAX_INT:
+        return None, None
+    return value, next_ms / 1000
 
 
 # ---- websocket frames -----------------------------------------------------------------------------------------
@@ -446,7 +455,7 @@ def parse_price_frame(frame: bytes) -> list[MarkPrice]:
                 if price is None or price < 0:
                     break  # an unusual notation or a negative mark: the field-by-field path judges it
                 if price:  # "0": no mark yet, left out
-                    out.append(MarkPrice(entry.s, price, entry.E / 1000))
+                    out.append(MarkPrice(entry.s, price, entry.E / 1000, *funding_of(entry.r, entry.T)))
             else:
                 return out
     return parse_price_frame_by_field(frame)
@@ -467,7 +476,8 @@ def parse_price_frame_by_field(frame: bytes) -> list[MarkPrice]:
             raise MalformedMessage(f"not a markPriceUpdate: {fields.show(entry)}")
         price = fields.non_negative(entry, "p")  # "0": no mark yet, left out
         if price > 0:
-            out.append(MarkPrice(symbol=fields.text(entry, "s"), price=price, time=fields.millis(entry, "E") / 1000))
+            at = fields.millis(entry, "E") / 1000
+            out.append(MarkPrice(fields.text(entry, "s"), price, at, *funding_of(entry.get("r"), entry.get("T"))))
     return out
 
 
@@ -580,12 +590,15 @@ _Millis = Annotated[int, msgspec.Meta(ge=0, le=fields.MAX_INT)]
 
 
 class _MarkEntry(msgspec.Struct, gc=False):
-    """One ``markPriceUpdate`` of the array frame: only what posmon reads (``i``, ``P``, ``r``, ``T`` are skipped)."""
+    """One ``markPriceUpdate`` of the array frame: only what posmon reads (``i`` and ``P`` are skipped; ``r`` and
+    ``T`` kept as given, ``funding_of`` judges them as the field-by-field path does)."""
 
     e: Literal["markPriceUpdate"]
     E: _Millis
     s: _Text
     p: str
+    r: Any = None
+    T: Any = None
 
 
 _MARK_ARRAY = msgspec.json.Decoder(list[_MarkEntry])

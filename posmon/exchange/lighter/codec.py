@@ -345,7 +345,17 @@ def _mark(entry: dict[str, Any], markets: MarketTable, now: float) -> MarkPrice 
     price = _amount(entry, "mark_price")  # "0": no mark yet, left out
     if symbol is None or price == 0:
         return None
-    return MarkPrice(symbol=symbol, price=price, time=now)
+    return MarkPrice(symbol, price, now, *funding_of(entry.get("current_funding_rate"), entry.get("funding_timestamp")))
+
+
+def funding_of(rate: Any, next_ms: Any) -> tuple[Decimal | None, float | None]:
+    """``market_stats``' funding rate in force (``current_funding_rate``, read as a fraction of the notional) and
+    the next funding time (``funding_timestamp``, ms), both or neither: a missing or unreadable field leaves the
+    mark without funding (the mark itself still counts)."""
+    value = fields.plain_decimal(rate) if isinstance(rate, str) else None
+    if value is None or isinstance(next_ms, bool) or not isinstance(next_ms, int) or not 0 < next_ms <= fields.MAX_INT:
+        return None, None
+    return value, _epoch_seconds(next_ms)
 
 
 # ---- websocket frames -----------------------------------------------------------------------------------------
@@ -398,6 +408,8 @@ class _Stats(msgspec.Struct, gc=False):
 
     market_id: Annotated[int, msgspec.Meta(ge=0, le=fields.MAX_INT)]
     mark_price: str
+    current_funding_rate: Any = None  # judged by ``funding_of``, as the field-by-field path does
+    funding_timestamp: Any = None
 
 
 class _StatsFrame(msgspec.Struct, gc=False):
@@ -424,7 +436,8 @@ def _typed_marks(frame: _StatsFrame, markets: MarketTable, now: float) -> list[M
             return None
         symbol = markets.symbol_of(entry.market_id)
         if symbol is not None and price:
-            out.append(MarkPrice(symbol=symbol, price=price, time=at))
+            funding = funding_of(entry.current_funding_rate, entry.funding_timestamp)
+            out.append(MarkPrice(symbol, price, at, *funding))
     return out
 
 

@@ -146,12 +146,15 @@ class Connection:
         sim = self.sim
         now = sim.now_ms()
         if arg == "all":
-            stats = {str(m.market_id): views.market_stats(sim.account, m, now) for m in sim.markets.values()}
+            stats = {
+                str(m.market_id): views.market_stats(sim.account, m, now, sim.funding_rate)
+                for m in sim.markets.values()
+            }
             return {"channel": "market_stats:all", "market_stats": {k: v for k, v in stats.items() if v is not None},
                     "type": "subscribed/market_stats"}  # fmt: skip
         if not arg.isdigit() or int(arg) not in sim.markets:
             return None
-        payload = views.market_stats(sim.account, sim.markets[int(arg)], now)
+        payload = views.market_stats(sim.account, sim.markets[int(arg)], now, sim.funding_rate)
         return {"channel": f"market_stats:{arg}", "market_stats": payload or {}, "type": "subscribed/market_stats"}
 
     def _error(self, code: int, message: str) -> None:

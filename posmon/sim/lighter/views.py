@@ -49,16 +49,23 @@ def order_book_detail(account: Account, market: LighterMarket) -> dict[str, Any]
     return detail
 
 
-def market_stats(account: Account, market: LighterMarket, time_ms: int) -> dict[str, Any] | None:
-    """The ``market_stats`` payload of one market, or None before it has a mark."""
+FUNDING_INTERVAL_MS = 3_600_000  # Lighter funds every hour
+
+
+def market_stats(
+    account: Account, market: LighterMarket, time_ms: int, funding_rate: Decimal = ZERO
+) -> dict[str, Any] | None:
+    """The ``market_stats`` payload of one market, or None before it has a mark; ``funding_rate`` (a fraction, the
+    simulator's ``funding_rate``) is the rate in force for the next hourly ``funding_timestamp``."""
     mark = _mark(account, market)
     if mark is None:
         return None
     price = market.price_str(mark)
     return {
         "symbol": market.symbol, "market_id": market.market_id, "index_price": price, "mark_price": price,
-        "last_trade_price": price, "open_interest": "0", "current_funding_rate": "0.0000", "funding_rate": "0.0000",
-        "funding_timestamp": time_ms - time_ms % 3_600_000 + 3_600_000, "daily_base_token_volume": 0,
+        "last_trade_price": price, "open_interest": "0", "current_funding_rate": f"{funding_rate:.6f}",
+        "funding_rate": f"{funding_rate:.6f}", "daily_base_token_volume": 0,
+        "funding_timestamp": time_ms - time_ms % FUNDING_INTERVAL_MS + FUNDING_INTERVAL_MS,
         "daily_quote_token_volume": 0, "daily_price_low": float(mark), "daily_price_high": float(mark),
         "daily_price_change": 0,
     }  # fmt: skip
