@@ -350,12 +350,13 @@ def _mark(entry: dict[str, Any], markets: MarketTable, now: float) -> MarkPrice 
 
 def funding_of(rate: Any, next_ms: Any) -> tuple[Decimal | None, float | None]:
     """``market_stats``' funding rate in force (``current_funding_rate``, read as a fraction of the notional) and
-    the next funding time (``funding_timestamp``, ms), both or neither: a missing or unreadable field leaves the
+    the next funding time (``funding_timestamp``, always milliseconds: not told apart by size, a simulator's early
+    clock would read as seconds), both or neither: a missing or unreadable field leaves the
     mark without funding (the mark itself still counts)."""
     value = fields.plain_decimal(rate) if isinstance(rate, str) else None
     if value is None or isinstance(next_ms, bool) or not isinstance(next_ms, int) or not 0 < next_ms <= fields.MAX_INT:
         return None, None
-    return value, _epoch_seconds(next_ms)
+    return value, next_ms / 1000
 
 
 # ---- websocket frames -----------------------------------------------------------------------------------------
