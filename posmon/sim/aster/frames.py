@@ -22,13 +22,16 @@ FUNDING_RATE = "0.00010000"
 INTEREST_RATE = "0.00010000"
 
 
-def next_funding_ms(now_ms: int) -> int:
-    """The venue funds every 8 hours from midnight UTC."""
-    return (now_ms // FUNDING_INTERVAL_MS + 1) * FUNDING_INTERVAL_MS
+def next_funding_ms(now_ms: int, interval_ms: int = FUNDING_INTERVAL_MS) -> int:
+    """The venue funds every 8 hours from midnight UTC (a simulator's ``funding_interval_ms`` may say otherwise)."""
+    return (now_ms // interval_ms + 1) * interval_ms
 
 
-def mark_updates(frame: bytes) -> list[dict[str, Any]] | None:
-    """The entries of a ``!markPrice@arr`` frame in full shape, or None when the frame is not one."""
+def mark_updates(
+    frame: bytes, funding_rate: str = FUNDING_RATE, funding_interval_ms: int = FUNDING_INTERVAL_MS
+) -> list[dict[str, Any]] | None:
+    """The entries of a ``!markPrice@arr`` frame in full shape, or None when the frame is not one; ``r`` and ``T``:
+    the simulator's funding rate and next funding time."""
     try:
         data = orjson.loads(frame)
     except orjson.JSONDecodeError:
@@ -47,8 +50,8 @@ def mark_updates(frame: bytes) -> list[dict[str, Any]] | None:
                 "p": price,
                 "i": price,
                 "P": price,
-                "r": FUNDING_RATE,
-                "T": next_funding_ms(event_ms),
+                "r": funding_rate,
+                "T": next_funding_ms(event_ms, funding_interval_ms),
             }
         )
     return out

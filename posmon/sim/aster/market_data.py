@@ -12,7 +12,7 @@ from posmon.sim.aster import params as p
 from posmon.sim.aster.context import Ctx, optional_symbol
 from posmon.sim.aster.errors import invalid
 from posmon.sim.aster.filters import fmt
-from posmon.sim.aster.frames import FUNDING_INTERVAL_MS, FUNDING_RATE, INTEREST_RATE, next_funding_ms
+from posmon.sim.aster.frames import INTEREST_RATE, next_funding_ms
 from posmon.sim.aster.sim import AsterSim
 
 
@@ -72,9 +72,9 @@ def premium_index(ctx: Ctx) -> Any:
             "markPrice": price,
             "indexPrice": price,
             "estimatedSettlePrice": price,
-            "lastFundingRate": FUNDING_RATE,
+            "lastFundingRate": sim.funding_rate,
             "interestRate": INTEREST_RATE,
-            "nextFundingTime": next_funding_ms(now_ms),
+            "nextFundingTime": next_funding_ms(now_ms, sim.funding_interval_ms),
             "time": round(mark.time * 1000) if mark else now_ms,
         }
 
@@ -90,11 +90,12 @@ def funding_rate(ctx: Ctx) -> list[dict[str, Any]]:
     limit = p.integer(ctx.values, "limit") or 100
     if not 1 <= limit <= 1000:
         raise invalid("limit")
-    last = next_funding_ms(sim.now_ms()) - FUNDING_INTERVAL_MS
-    times = [last - i * FUNDING_INTERVAL_MS for i in reversed(range(limit))]
+    interval = sim.funding_interval_ms
+    last = next_funding_ms(sim.now_ms(), interval) - interval
+    times = [last - i * interval for i in reversed(range(limit))]
     symbols = [symbol] if symbol is not None else list(sim.filters)
     rows = [
-        {"symbol": s, "fundingRate": FUNDING_RATE, "fundingTime": t, "markPrice": _mark_text(sim, s)}
+        {"symbol": s, "fundingRate": sim.funding_rate, "fundingTime": t, "markPrice": _mark_text(sim, s)}
         for t in times
         for s in symbols
     ]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from posmon.sim.aster.frames import FUNDING_INTERVAL_MS, FUNDING_RATE
 from posmon.sim.aster.auth import MAINNET_CHAIN_ID, Authenticator
 from posmon.sim.aster.book import OrderIndex
 from posmon.sim.aster.credentials import DEFAULT_API_KEYS, DEFAULT_API_WALLETS, ApiKey, ApiWallet
@@ -79,6 +80,10 @@ class AsterSim(ProtocolSim):
         self.limiter = RateLimiter(self.limits, self.counters)
         self.filters = filters_for(exchange.engine.rules, filters)
         self.ws = ws if ws is not None else WsConfig()
+        # Funding published on the mark stream and premiumIndex: a constant rate (text, as the venue writes it)
+        # every ``funding_interval_ms`` from the epoch; set freely (a test's short interval, a negative rate).
+        self.funding_rate = FUNDING_RATE
+        self.funding_interval_ms = FUNDING_INTERVAL_MS
         self.listen_keys = ListenKeys(self.clock, listen_key_ttl, seed=seed)
         self.orders = OrderIndex(exchange)
         self.http_faults = HttpFaults(fault_error)

@@ -202,7 +202,7 @@ class Connection:
         self.drop(CLOSE_GOING_AWAY)  # SimExchange.drop_streams: the venue dropped the connection
 
     async def _send_prices(self, frame: bytes) -> None:
-        updates = frames.mark_updates(frame)
+        updates = frames.mark_updates(frame, self.sim.funding_rate, self.sim.funding_interval_ms)
         if updates is None:  # not a mark frame (a test's malformed one): every subscriber gets it as it is
             await self._send(frame)
             return

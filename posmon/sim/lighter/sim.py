@@ -116,7 +116,10 @@ class LighterSim(ProtocolSim):
         ``ExpiredAt`` / ``OrderExpiry`` and auth-token deadlines with (None: not checked)."""
         super().__init__(exchange, SimCounters(), clock)
         self.markets = by_id(markets)
-        self.funding_rate = Decimal(0)  # published in ``market_stats`` for the next hourly funding; set freely
+        # Published in ``market_stats``: the rate in force for the next funding time, every ``funding_interval_ms``
+        # (hourly, as the venue); set freely.
+        self.funding_rate = Decimal(0)
+        self.funding_interval_ms = views.FUNDING_INTERVAL_MS
         missing = [m.symbol for m in self.markets.values() if m.symbol not in exchange.engine.rules]
         if missing:
             raise ValueError(f"the SimExchange does not list {missing}; build it with sim.lighter.markets.rules_for")
@@ -485,7 +488,7 @@ class LighterSim(ProtocolSim):
         stats: dict[str, dict] = {}
         for market in self.markets.values():
             if market.symbol in symbols:
-                payload = views.market_stats(self.account, market, now, self.funding_rate)
+                payload = views.market_stats(self.account, market, now, self.funding_rate, self.funding_interval_ms)
                 if payload is not None:
                     stats[str(market.market_id)] = payload
         if not stats:

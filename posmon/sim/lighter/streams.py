@@ -147,14 +147,14 @@ class Connection:
         now = sim.now_ms()
         if arg == "all":
             stats = {
-                str(m.market_id): views.market_stats(sim.account, m, now, sim.funding_rate)
+                str(m.market_id): views.market_stats(sim.account, m, now, sim.funding_rate, sim.funding_interval_ms)
                 for m in sim.markets.values()
             }
             return {"channel": "market_stats:all", "market_stats": {k: v for k, v in stats.items() if v is not None},
                     "type": "subscribed/market_stats"}  # fmt: skip
         if not arg.isdigit() or int(arg) not in sim.markets:
             return None
-        payload = views.market_stats(sim.account, sim.markets[int(arg)], now, sim.funding_rate)
+        payload = views.market_stats(sim.account, sim.markets[int(arg)], now, sim.funding_rate, sim.funding_interval_ms)
         return {"channel": f"market_stats:{arg}", "market_stats": payload or {}, "type": "subscribed/market_stats"}
 
     def _error(self, code: int, message: str) -> None:

@@ -53,7 +53,11 @@ FUNDING_INTERVAL_MS = 3_600_000  # Lighter funds every hour
 
 
 def market_stats(
-    account: Account, market: LighterMarket, time_ms: int, funding_rate: Decimal = ZERO
+    account: Account,
+    market: LighterMarket,
+    time_ms: int,
+    funding_rate: Decimal = ZERO,
+    funding_interval_ms: int = FUNDING_INTERVAL_MS,
 ) -> dict[str, Any] | None:
     """The ``market_stats`` payload of one market, or None before it has a mark; ``funding_rate`` (a fraction, the
     simulator's ``funding_rate``) is the rate in force for the next hourly ``funding_timestamp``."""
@@ -65,7 +69,7 @@ def market_stats(
         "symbol": market.symbol, "market_id": market.market_id, "index_price": price, "mark_price": price,
         "last_trade_price": price, "open_interest": "0", "current_funding_rate": f"{funding_rate:.6f}",
         "funding_rate": f"{funding_rate:.6f}", "daily_base_token_volume": 0,
-        "funding_timestamp": time_ms - time_ms % FUNDING_INTERVAL_MS + FUNDING_INTERVAL_MS,
+        "funding_timestamp": time_ms - time_ms % funding_interval_ms + funding_interval_ms,
         "daily_quote_token_volume": 0, "daily_price_low": float(mark), "daily_price_high": float(mark),
         "daily_price_change": 0,
     }  # fmt: skip
