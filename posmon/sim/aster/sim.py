@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from posmon.sim.aster.frames import FUNDING_INTERVAL_MS, FUNDING_RATE
 from posmon.sim.aster.auth import MAINNET_CHAIN_ID, Authenticator
 from posmon.sim.aster.book import OrderIndex
 from posmon.sim.aster.credentials import DEFAULT_API_KEYS, DEFAULT_API_WALLETS, ApiKey, ApiWallet
 from posmon.sim.aster.errors import fault_error
 from posmon.sim.aster.filters import SymbolFilters, filters_for
+from posmon.sim.aster.frames import FUNDING_INTERVAL_MS, FUNDING_RATE
 from posmon.sim.aster.limits import RateCounters, RateLimitConfig, RateLimiter
 from posmon.sim.aster.listen_keys import ListenKeys
 from posmon.sim.exchange import SimExchange
