@@ -119,7 +119,7 @@ def test_a_v2_store_upgrades_in_place_and_recovers_exit_prices_from_its_journal(
     _v2_store(path)
     store = Store.open(path)
     try:
-        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
         (t,) = store.history().tranches
         assert (t.id, t.exit_reason, t.realized_pnl) == (1, "TP", D("47.5"))
         assert t.qty == D("0.10")

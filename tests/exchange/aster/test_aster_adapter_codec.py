@@ -3,6 +3,7 @@ order requests into exactly the wire parameters their type takes."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 import orjson
@@ -275,7 +276,7 @@ def test_premium_index_single_and_array() -> None:
         "interestRate": "0.00010000",
         "time": 1597370495002,
     }
-    mark = MarkPrice("BTCUSDT", D("11793.63104562"), 1597370495.002)
+    mark = MarkPrice("BTCUSDT", D("11793.63104562"), 1597370495.002, D("0.00038246"), 1597392000.0)
     assert codec.parse_mark_prices(doc) == [mark]
     unlisted = {**doc, "symbol": "NEWUSDT", "markPrice": "0"}
     assert codec.parse_mark_prices([doc, unlisted]) == [mark]
@@ -397,7 +398,7 @@ MARK = {
     "r": "0.00038167",
     "T": 1562306400000,
 }
-BTC_MARK = MarkPrice("BTCUSDT", D("11794.15000000"), 1562305380.0)
+BTC_MARK = MarkPrice("BTCUSDT", D("11794.15000000"), 1562305380.0, D("0.00038167"), 1562306400.0)
 
 
 def frame(data: object) -> bytes:
@@ -407,7 +408,10 @@ def frame(data: object) -> bytes:
 def test_single_array_and_combined_mark_frames() -> None:
     eth = {**MARK, "s": "ETHUSDT", "p": "3000.1"}
     assert codec.parse_price_frame(frame(MARK)) == [BTC_MARK]
-    assert codec.parse_price_frame(frame([MARK, eth])) == [BTC_MARK, MarkPrice("ETHUSDT", D("3000.1"), 1562305380.0)]
+    assert codec.parse_price_frame(frame([MARK, eth])) == [
+        BTC_MARK,
+        replace(BTC_MARK, symbol="ETHUSDT", price=D("3000.1")),
+    ]
     assert codec.parse_price_frame(frame({"stream": "btcusdt@markPrice@1s", "data": MARK})) == [BTC_MARK]
     assert codec.parse_price_frame(frame({"stream": "!markPrice@arr@1s", "data": [MARK]})) == [BTC_MARK]
 

@@ -56,7 +56,7 @@ async def test_symbols_mode_connects_one_combined_stream_and_delivers_bytes_unti
             first, second = await stream.receive(), await stream.receive()
             with pytest.raises(StreamClosed):
                 await stream.receive()
-        mark = MarkPrice("BTCUSDT", Decimal("11794.15000000"), 1562305380.0)
+        mark = MarkPrice("BTCUSDT", Decimal("11794.15000000"), 1562305380.0, Decimal("0.00038167"), 1562306400.0)
         assert venue.parse_price_frame(first) == venue.parse_price_frame(second) == [mark]
     assert first == combined  # a text message arrives as its UTF-8 bytes
     assert paths == ["/stream?streams=btcusdt@markPrice@1s/ethusdt@markPrice@1s"]

@@ -136,7 +136,9 @@ def test_an_unread_number_beyond_a_double_no_longer_drops_the_frame() -> None:
     raw = orjson.dumps([ASTER_MARK]).replace(b'"i":"11784.62659091"', b'"i":1e400')
     with pytest.raises(MalformedMessage, match="not JSON"):
         codec.parse_price_frame_by_field(raw)
-    assert codec.parse_price_frame(raw) == [MarkPrice("BTCUSDT", D("11794.15000000"), 1562305380.0)]
+    assert codec.parse_price_frame(raw) == [
+        MarkPrice("BTCUSDT", D("11794.15000000"), 1562305380.0, D("0.00038167"), 1562306400.0)
+    ]
 
 
 def test_deep_nesting_in_an_unread_field_is_refused_or_skipped_never_a_crash() -> None:
@@ -254,7 +256,7 @@ def test_a_huge_frame_with_one_bad_entry_at_the_end_gives_nothing() -> None:
 
 def test_unusual_but_valid_frames_still_parse_through_the_field_by_field_path() -> None:
     """A leading space, a non-ASCII symbol, an exponent, a repeated key: read as before, not refused."""
-    expected = [MarkPrice("BTCUSDT", D("11794.15000000"), 1562305380.0)]
+    expected = [MarkPrice("BTCUSDT", D("11794.15000000"), 1562305380.0, D("0.00038167"), 1562306400.0)]
     assert codec.parse_price_frame(b" " + orjson.dumps([ASTER_MARK])) == expected
     assert codec.parse_price_frame(orjson.dumps([{**ASTER_MARK, "p": "1.179415E4"}])) == expected
     (other,) = codec.parse_price_frame(orjson.dumps([{**ASTER_MARK, "s": "BTC€USDT"}]))
