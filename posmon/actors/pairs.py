@@ -23,9 +23,10 @@ Wiring (the multi-venue daemon): ``coordinator, inbox = PairCoordinator.create(D
 directory}), store, notices, clock)``, supervised as ``supervise("pairs", lambda: coordinator.run, ...)`` (a
 restart runs ``run`` again on the same inbox); every ``exit`` and ``partial_exit`` notice also goes through
 ``leg_exit_from_notice`` into ``inbox``; each pair symbol's router gets ``Subscribe(symbol, LegMarkSlot(venue,
-inbox))``; funding events become ``LegFunding``. ``POST /api/pairs`` / ``posmon pair open``: ``plan_legs`` -> ids
-(``store.allocate_pair_id``, one ``allocate_tranche_id`` per leg) -> ``new_pair`` -> ``OpenPair`` (both
-``OpenEntry`` and their ``PendingEntry``) with a reply channel; ``pair link``: ``LinkPair``; close: ``ClosePair``;
+inbox))``; that slot sees every mark and, when a funding time the venue announced passes, sends ``FundingTime``,
+which becomes one ``LegFunding`` per leg (estimated from the rate, keyed by the funding time). ``POST /api/pairs``
+/ ``posmon pair open``: ``plan_legs`` -> ids (``store.allocate_pair_id``, one ``allocate_tranche_id`` per leg) ->
+``new_pair`` -> ``OpenPair`` (both ``OpenEntry`` and their ``PendingEntry``) with a reply channel; ``pair link``: ``LinkPair``; close: ``ClosePair``;
 status, API and metrics: ``coordinator.views()``.
 """
 
