@@ -26,7 +26,8 @@ restart runs ``run`` again on the same inbox); every ``exit`` and ``partial_exit
 inbox))``; that slot sees every mark and, when a funding time the venue announced passes, sends ``FundingTime``,
 which becomes one ``LegFunding`` per leg (estimated from the rate, keyed by the funding time). ``POST /api/pairs``
 / ``posmon pair open``: ``plan_legs`` -> ids (``store.allocate_pair_id``, one ``allocate_tranche_id`` per leg) ->
-``new_pair`` -> ``OpenPair`` (both ``OpenEntry`` and their ``PendingEntry``) with a reply channel; ``pair link``: ``LinkPair``; close: ``ClosePair``;
+``new_pair`` -> ``OpenPair`` (both ``OpenEntry`` and their ``PendingEntry``) with a reply channel; ``pair link``:
+``LinkPair``; close: ``ClosePair``;
 status, API and metrics: ``coordinator.views()``.
 """
 
