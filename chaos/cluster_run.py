@@ -191,7 +191,7 @@ class ClusterRunner(Runner):
             faults_done = trio.Event()
 
             async def faults() -> None:
-                await self._faults(chaos)
+                await self._faults(nursery)  # takeover timers outlive the chaos phase (each is bounded)
                 faults_done.set()
 
             chaos.start_soon(faults)
