@@ -105,6 +105,8 @@ def _quietly(call: Any, *args: Any) -> Any:
 class ClusterRunner(Runner):
     """Runs one schedule against a cluster; the campaign makes one per run."""
 
+    result: ClusterRunResult
+
     def __init__(self, schedule: Schedule, venue: Venue, opts: Options, faults: list[ClusterFault]) -> None:
         super().__init__(schedule, venue, opts)
         self.faults = faults
