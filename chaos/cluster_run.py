@@ -272,6 +272,8 @@ class ClusterRunner(Runner):
                 cluster.start(victim)
                 self._note(f"instance {victim} restarted")
                 continue
+            if not await self._standby_up(owner):
+                self._note(f"{fault.kind}: no standby registered within {self.opts.start_timeout:.0f} s")
             readies = {n: cluster.log(n).count("posmon ready") for n in cluster.instances}
             hit = time.monotonic()
             if fault.kind == "kill_owner":
@@ -292,6 +294,23 @@ class ClusterRunner(Runner):
                 self.paused.discard(owner)
                 self._note(f"SIGCONT {owner}")
             self._changed()  # a takeover is a change: the time to protect runs until the new owner protects it
+
+    async def _standby_up(self, owner: str) -> bool:
+        """Wait (bounded) until another instance runs and has registered since its last start: the takeover time
+        measures the failover, not a restarted standby's own start-up (seconds of imports on a loaded machine)."""
+        cluster = self.cluster
+        assert cluster is not None
+
+        def up(name: str) -> bool:
+            text = cluster.log(name)
+            last_start = text.rfind("=== chaos: daemon start")
+            return cluster.instances[name].alive() and text.find("registered (lease", last_start) > last_start
+
+        with trio.move_on_after(self.opts.start_timeout):
+            while not any(up(n) for n in cluster.instances if n != owner and n not in self.paused):  # noqa: ASYNC110
+                await trio.sleep(0.05)
+            return True
+        return False
 
     async def _db_restart(self, down: float) -> None:
         server = self.server
