@@ -63,7 +63,11 @@ ProtectionFailureAction = Literal["alert", "close"]
 
 @dataclass(frozen=True, slots=True)
 class DaemonSettings:
-    """``[daemon]``: which venue to watch and how the process itself behaves."""
+    """``[daemon]``: which venue to watch and how the process itself behaves.
+
+    ``venues``: ``[daemon] venues`` as configured (empty when only ``venue`` is); ``venue`` is its first, so what
+    speaks of "the" venue keeps working; ``venue_names`` every venue account the daemon runs.
+    """
 
     venue: Venue
     store: str
@@ -79,6 +83,12 @@ class DaemonSettings:
     restart_window_seconds: float
     restart_backoff_seconds: float
     protection_failure_action: ProtectionFailureAction
+    venues: tuple[Venue, ...] = ()
+
+    @property
+    def venue_names(self) -> tuple[str, ...]:
+        """Every venue account the daemon runs: ``venues``, else just ``venue``."""
+        return self.venues or (self.venue,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +194,14 @@ def _symbols_ok(v: tuple[str, ...]) -> bool:
 
 _DAEMON_FIELDS: tuple[KeySpec, ...] = (
     _one_of("venue", "sim", "sim", "aster", "lighter"),
+    # Several venue accounts in one daemon; instead of ``venue``, never with it (resolved by _venues).
+    _field(
+        "venues",
+        "symbols",
+        (),
+        "expected a non-empty list of distinct venues from 'sim', 'aster', 'lighter', e.g. [\"aster\", \"lighter\"]",
+        lambda v: bool(v) and len(set(v)) == len(v) and all(x in get_args(Venue) for x in v),
+    ),
     _text("store", "var/posmon.sqlite"),
     _boolean("hedge_mode", True),
     _field(
@@ -321,20 +339,49 @@ def _foreign_variables() -> list[str]:
     return [f"{ENV_PREFIX}{section}_{key.name.upper()}" for section, keys in sections.items() for key in keys]
 
 
+def _venues(daemon: DaemonSettings, table: Mapping[str, Any], env: Mapping[str, str]) -> DaemonSettings:
+    """``venues`` or ``venue``, never both (one clear error); ``venue`` becomes the first of ``venues``."""
+
+    def given(key: str) -> bool:
+        return key in table or f"{ENV_PREFIX}DAEMON_{key.upper()}" in env
+
+    if given("venues") and given("venue"):
+        raise ConfigError(
+            f"daemon.venues: invalid value {list(daemon.venues)!r} together with daemon.venue = {daemon.venue!r}; "
+            "expected one of the two (venues for several venue accounts, venue for one)"
+        )
+    return replace(daemon, venue=daemon.venues[0]) if daemon.venues else daemon
+
+
 def _venue_symbols(
     daemon: DaemonSettings, sim: SimSettings, tables: Mapping[str, dict[str, Any]]
 ) -> tuple[str, tuple[str, ...] | None]:
-    """Where the active venue lists its symbols, and the list; None when that venue does not list them (yet)."""
-    if daemon.venue == "sim":
+    """Where the active venues list their symbols, and the list (all of them); None when one of them does not
+    list them (yet)."""
+    wheres: list[str] = []
+    symbols: list[str] = []
+    for venue in daemon.venue_names:
+        where, listed = _one_venue_symbols(venue, sim, tables)
+        if listed is None:
+            return where, None
+        wheres.append(where)
+        symbols += [s for s in listed if s not in symbols]
+    return " / ".join(dict.fromkeys(wheres)), tuple(symbols)
+
+
+def _one_venue_symbols(
+    venue: str, sim: SimSettings, tables: Mapping[str, dict[str, Any]]
+) -> tuple[str, tuple[str, ...] | None]:
+    if venue == "sim":
         return "sim.symbols", sim.symbols
-    table = tables[daemon.venue]
+    table = tables[venue]
     listed = table.get("symbols")
     if isinstance(listed, list) and listed and all(isinstance(s, str) for s in listed):
-        return f"{daemon.venue}.symbols", tuple(listed)
+        return f"{venue}.symbols", tuple(listed)
     if table.get("rest_url") == "" and table.get("ws_url") == "":
         return "sim.symbols", sim.symbols  # the embedded simulator lists the [sim] symbols
     # An empty list means "every symbol the venue lists", which only the venue knows: nothing to check here.
-    return f"{daemon.venue}.symbols", None
+    return f"{venue}.symbols", None
 
 
 def _risk_symbols(
@@ -387,7 +434,7 @@ def _build(raw: Mapping[str, Any], env: Mapping[str, str], source: str) -> Setti
         skip = _RISK_SYMBOLS_KEY if section == "risk" else ""
         values[section].update(parse_table(raw.get(section, {}), spec, section, skip=skip))
     _apply_env(values, env)
-    daemon = DaemonSettings(**values["daemon"])
+    daemon = _venues(DaemonSettings(**values["daemon"]), raw.get("daemon", {}), env)
     risk = _with_plan(RiskSettings(**values["risk"]), "risk")
     sim = SimSettings(**values["sim"])
     free = {name: dict(raw.get(name, {})) for name in _FREE_FORM_SECTIONS}

@@ -85,6 +85,7 @@ class OpenRequest:
     sl_pct: Decimal
     rr_ratio: tuple[Decimal, Decimal]  # (risk, reward)
     plan_fields: Mapping[str, Any] = field(default_factory=dict)
+    venue: str | None = None  # the venue account; required when the daemon runs several
 
     @property
     def tp_pct(self) -> Decimal:
@@ -137,6 +138,7 @@ class OpenResult:
     plan: ExitPlan = NO_PLAN  # the tranche's exit plan: the entry's fields merged over its symbol's
     plan_view: PlanView | None = None  # once FILLED: the plan as status shows it (levels and their prices)
     instrument: str | None = None  # the symbol's unified name (BASE/QUOTE:SETTLE), None when it has none
+    venue: str | None = None  # the venue account it was opened on
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +300,20 @@ class RateLimitView:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountView:
+    """One venue account of the daemon: whether it is up, its streams and its request budget."""
+
+    venue: str
+    state: str  # "connecting", "unreachable" (retrying), "starting" (reconciling), "ready"
+    detail: str  # its start-up step, or what it is watching once ready
+    exits: str | None  # "exchange" (resting TP/SL) or "emulated"; None until the venue is reached
+    streams: list[StreamView]
+    rate_limit: RateLimitView | None
+    unmonitored: list[str]
+    positions: int  # open tranches posmon holds on it
+
+
+@dataclass(frozen=True, slots=True)
 class StatusReport:
     running: bool
     venue: str
@@ -308,6 +324,7 @@ class StatusReport:
     extra: dict[str, Any] = field(default_factory=dict)
     now: float | None = None  # the daemon's clock when this was made (opened_at, started_at are on it)
     rate_limit: RateLimitView | None = None  # None before the gateway has started
+    accounts: list[AccountView] = field(default_factory=list)  # every venue account (one entry with one venue)
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +339,7 @@ class StopResult:
     symbol: str
     tranche_ids: list[int]  # tranches no longer monitored (their posmon orders are cancelled; positions stay open)
     exits: str = "exchange"  # "exchange": their TP/SL orders were cancelled; "emulated": posmon stopped watching
+    venue: str | None = None
 
     @property
     def message(self) -> str:
@@ -356,22 +374,30 @@ class Control(Protocol):
         """
         ...
 
-    async def close(self, symbol: str, side: Side | None = None, tranche_id: int | None = None) -> list[CloseResult]:
+    async def close(
+        self, symbol: str, side: Side | None = None, tranche_id: int | None = None, *, venue: str | None = None
+    ) -> list[CloseResult]:
         """Start closing one tranche, one side, or every tranche of ``symbol`` now (at market / bounded price)."""
         ...
 
-    async def stop_monitoring(self, symbol: str) -> StopResult:
+    async def stop_monitoring(self, symbol: str, *, venue: str | None = None) -> StopResult:
         """Forget ``symbol`` (a symbol, or a Lighter market id) without closing it; it is not re-adopted."""
         ...
 
-    async def resume_monitoring(self, symbol: str) -> None:
+    async def resume_monitoring(self, symbol: str, *, venue: str | None = None) -> None:
         """Undo ``stop_monitoring``: the position is adopted again at the next reconcile."""
         ...
 
     async def history(
-        self, *, since: float | None = None, symbol: str | None = None, limit: int | None = None
+        self,
+        *,
+        since: float | None = None,
+        symbol: str | None = None,
+        limit: int | None = None,
+        venue: str | None = None,
     ) -> History:
-        """Closed tranches closed at or after ``since`` (unix seconds), oldest first; ``limit``: the newest N."""
+        """Closed tranches closed at or after ``since`` (unix seconds), oldest first; ``limit``: the newest N;
+        ``venue``: one venue account's (default: every account's)."""
         ...
 
 
@@ -453,13 +479,53 @@ class DaemonControl:
             )
         self._outstanding += 1
 
-    def _need_actors(self) -> None:
-        """503 with Retry-After while start-up is not over: the actors that carry out a command are not all
-        loaded and reconciled yet (the API answers from the first second of start-up)."""
-        readiness = getattr(self._d, "readiness", None)
-        if readiness is not None and not readiness.is_ready:
+    def _accounts(self) -> list[Any]:
+        """Every venue account (``posmon.daemon.AccountRuntime``); a stand-in daemon holding one account's parts
+        itself (tests) is its own account."""
+        accounts = getattr(self._d, "accounts", None)
+        return [self._d] if accounts is None else list(accounts.values())
+
+    def _account(self, venue: str | None) -> Any:
+        """The account a command addresses: ``venue`` by name, or the only one when ``venue`` is not given.
+
+        Refused (422 naming ``venue``) when the daemon runs several and none is named, or names one it does not
+        run; 503 with Retry-After while the named account has not reached its venue yet.
+        """
+        accounts = self._accounts()
+        names = [_name_of(a) for a in accounts]
+        if venue is None:
+            if len(accounts) > 1:
+                raise ControlError(
+                    f"this daemon runs several venue accounts ({', '.join(names)}): name the venue", field="venue"
+                )
+            account = accounts[0]
+        else:
+            found = [a for a, n in zip(accounts, names, strict=True) if n == venue.lower()]
+            if not found:
+                raise ControlError(
+                    f"venue {venue!r} is not run by this daemon; expected one of {', '.join(map(repr, names))}",
+                    field="venue",
+                )
+            account = found[0]
+        if getattr(account, "venue", None) is None:
             raise ControlError(
-                f"the daemon is starting ({readiness.detail}); retry in {STARTING_RETRY_AFTER_SECONDS:g} s",
+                f"{_name_of(account)} is not reached yet ({account.readiness.detail}); retry in "
+                f"{STARTING_RETRY_AFTER_SECONDS:g} s",
+                field="venue",
+                status=503,
+                retry_after=STARTING_RETRY_AFTER_SECONDS,
+            )
+        return account
+
+    def _need_actors(self, account: Any | None = None) -> None:
+        """503 with Retry-After while start-up is not over: the actors that carry out a command are not all
+        loaded and reconciled yet (the API answers from the first second of start-up). With several accounts,
+        the addressed account's start-up counts: one venue still starting never holds commands to another."""
+        readiness = getattr(account if account is not None else self._d, "readiness", None)
+        if readiness is not None and not readiness.is_ready:
+            where = "the daemon" if account is None or len(self._accounts()) == 1 else _name_of(account)
+            raise ControlError(
+                f"{where} is starting ({readiness.detail}); retry in {STARTING_RETRY_AFTER_SECONDS:g} s",
                 status=503,
                 retry_after=STARTING_RETRY_AFTER_SECONDS,
             )
@@ -507,13 +573,48 @@ class DaemonControl:
         d = self._d
         await trio.lowlevel.checkpoint()
         now, trio_now = self._clock(), trio.current_time()
-        router = d.router
+        accounts = self._accounts()
+        views: list[TrancheView] = []
+        summaries: list[AccountView] = []
+        for account in accounts:
+            tranches, summary = self._account_status(account, now, trio_now)
+            views += tranches
+            summaries.append(summary)
+        several = len(accounts) > 1
+        first = summaries[0]
+        return StatusReport(
+            running=d.cancel_scope is not None and not d.cancel_scope.cancel_called,
+            venue=",".join(a.venue for a in summaries),
+            started_at=self.started_at,
+            # One venue: its two streams, as always; several: each named for its venue ("lighter price").
+            streams=[
+                dataclasses.replace(st, name=f"{a.venue} {st.name}") if several else st
+                for a in summaries
+                for st in a.streams
+            ],
+            tranches=views,
+            unmonitored=[f"{a.venue}:{sym}" for a in summaries for sym in a.unmonitored]
+            if several
+            else first.unmonitored,
+            now=now,
+            rate_limit=None if several else first.rate_limit,
+            accounts=summaries,
+        )
+
+    def _account_status(self, a: Any, now: float, trio_now: float) -> tuple[list[TrancheView], AccountView]:
+        """One account's tranches (from the store, with its marks and exit states) and its summary."""
+        d = self._d
+        name = _name_of(a)
+        venue = getattr(a, "venue", None)
+        router = a.router
         marks = router.latest if router is not None else {}
         last = router.last_frame_at if router is not None else None
-        user_last = d.user_stream.last_frame_at if d.user_stream is not None else None
-        emulated = "emulated" if d.venue.traits.emulated_exits else "exchange"
-        held = d.store.open_tranches(d.venue.name)
-        instruments = self._instruments()
+        user_last = a.user_stream.last_frame_at if a.user_stream is not None else None
+        emulated: str | None = None
+        if venue is not None:
+            emulated = "emulated" if venue.traits.emulated_exits else "exchange"
+        held = d.store.open_tranches(name)
+        instruments = self._instruments(a)
         resting = {}
         if emulated == "exchange":
             ids = [t.id for t in held]
@@ -526,7 +627,7 @@ class DaemonControl:
                 legs = resting[t.id]
                 live = not t.closing and legs["tp"] == legs["sl"] == "LIVE"
             else:
-                actor = d.directory.actor(t.symbol, t.side) if d.directory is not None else None
+                actor = a.directory.actor(t.symbol, t.side) if a.directory is not None else None
                 live = bool(
                     actor is not None
                     and actor.running
@@ -554,14 +655,13 @@ class DaemonControl:
                     mark=price,
                     unrealized_pnl=realized_pnl(t.side, t.entry, price, t.qty) if price else None,
                     closing=t.closing,
-                    exits=emulated,
+                    exits=emulated or "unknown",
                     exits_live=live,
                     exit_orders=legs,
                     instrument=instruments.name(t.venue, t.symbol),
-                    plan=plan_view(t, d.rules.get(t.symbol)) if t.plan else None,
+                    plan=plan_view(t, a.rules.get(t.symbol)) if t.plan else None,
                 )
             )
-        name = d.venue.name
         streams = [
             StreamView(
                 "price",
@@ -574,50 +674,61 @@ class DaemonControl:
                 None if user_last is None else max(0.0, trio_now - user_last),
             ),
         ]
-        return StatusReport(
-            running=d.cancel_scope is not None and not d.cancel_scope.cancel_called,
+        readiness = getattr(a, "readiness", None)
+        state = getattr(a, "state", None) or (readiness.state if readiness is not None else "ready")
+        summary = AccountView(
             venue=name,
-            started_at=self.started_at,
+            state="ready" if readiness is not None and readiness.is_ready else state,
+            detail=readiness.detail if readiness is not None else "",
+            exits=emulated,
             streams=streams,
-            tranches=views,
-            unmonitored=sorted(d.directory.unmonitored) if d.directory else [],
-            now=now,
-            rate_limit=self._rate_limit(trio_now),
+            rate_limit=self._rate_limit(a, trio_now),
+            unmonitored=sorted(a.directory.unmonitored) if a.directory else [],
+            positions=len(held),
         )
+        return views, summary
 
-    def _rate_limit(self, trio_now: float) -> RateLimitView | None:
-        d = self._d
-        state = getattr(d, "gateway_state", None)
-        if state is None or state.weight is None or state.orders is None:
+    def _rate_limit(self, a: Any, trio_now: float) -> RateLimitView | None:
+        state = getattr(a, "gateway_state", None)
+        if state is None or state.weight is None or state.orders is None or a.venue is None:
             return None
-        limits, name = d.venue.limits, d.venue.name
+        limits, name, metrics = a.venue.limits, a.venue.name, self._d.metrics
         return RateLimitView(
             weight_headroom=round(state.weight.headroom(trio_now), 4),
             orders_headroom=round(state.orders.headroom(trio_now), 4),
             weight_per_minute=int(limits.weight_per_minute),
             orders_per_minute=int(limits.orders_per_minute),
             paused_seconds=max(0.0, state.weight.paused_until - trio_now),
-            paced=int(d.metrics.get("gateway_paced", venue=name)),
-            throttled=int(d.metrics.get("gateway_throttled", venue=name)),
+            paced=int(metrics.get("gateway_paced", venue=name)),
+            throttled=int(metrics.get("gateway_throttled", venue=name)),
         )
 
     async def history(
-        self, *, since: float | None = None, symbol: str | None = None, limit: int | None = None
+        self,
+        *,
+        since: float | None = None,
+        symbol: str | None = None,
+        limit: int | None = None,
+        venue: str | None = None,
     ) -> History:
-        """From the store, on the event loop: one indexed read, short like the actors' own reads."""
+        """From the store, on the event loop: one indexed read, short like the actors' own reads.
+
+        Every account's when ``venue`` is not given (a symbol is then matched as given, except with one venue)."""
         await trio.lowlevel.checkpoint()
         d = self._d
+        if venue is None and len(self._accounts()) > 1:
+            return d.store.history(since=since, symbol=symbol, venue=None, limit=limit)
+        a = self._account(venue)
         if symbol is not None:
             with contextlib.suppress(ControlError):  # a symbol no longer listed still has its history
-                symbol = self._symbol(symbol)
-        return d.store.history(since=since, symbol=symbol, venue=d.venue.name, limit=limit)
+                symbol = self._symbol(a, symbol)
+        return d.store.history(since=since, symbol=symbol, venue=_name_of(a), limit=limit)
 
     # --- acting -------------------------------------------------------------------------------------------
 
-    def _symbol(self, given: str) -> str:
-        """A listed symbol for ``given``: a symbol, a venue's own market id such as Lighter's, or a unified
-        instrument name (``BTC/USDT:USDT``, see ``posmon.domain.instruments``)."""
-        d = self._d
+    def _symbol(self, d: Any, given: str) -> str:
+        """A symbol account ``d`` lists for ``given``: a symbol, a venue's own market id such as Lighter's, or a
+        unified instrument name (``BTC/USDT:USDT``, see ``posmon.domain.instruments``), resolved on its venue."""
         if given in d.rules:
             return given
         with contextlib.suppress(KeyError, ValueError):  # not a market the venue lists
@@ -626,36 +737,37 @@ class DaemonControl:
                 return symbol
         if is_unified(given):
             try:
-                return self._instruments().symbol(d.venue.name, given)
+                return self._instruments(d).symbol(d.venue.name, given)
             except InstrumentError as exc:
                 raise ControlError(
                     f"{given!r} is not a symbol {d.venue.name} lists ({exc})", field="symbol", status=404
                 ) from None
         raise ControlError(f"{given!r} is not a symbol {d.venue.name} lists", field="symbol", status=404)
 
-    def _instruments(self) -> InstrumentTable:
-        """The daemon's instrument table; before it has one (starting), one from the rules it holds."""
-        d = self._d
-        table = getattr(d, "instruments", None)
+    def _instruments(self, a: Any) -> InstrumentTable:
+        """Account ``a``'s instrument table; before it has one (starting), one from the rules it holds."""
+        table = getattr(a, "instruments", None)
         if table is None:
-            overrides = getattr(d.settings, "instruments", NO_OVERRIDES)
-            table = InstrumentTable.build({d.venue.name: d.rules}, overrides)
+            overrides = getattr(getattr(self._d, "settings", None), "instruments", NO_OVERRIDES)
+            table = InstrumentTable.build({_name_of(a): a.rules}, overrides)
         return table
 
     async def open_position(self, request: OpenRequest) -> OpenResult:
-        self._need_actors()
+        a = self._account(request.venue)
+        self._need_actors(a)
         try:
-            result: OpenResult = await self._bounded(lambda: self._open_position(request))  # two opens: two positions
+            result: OpenResult = await self._bounded(lambda: self._open_position(a, request))  # two opens: two
         finally:
-            if (guard := getattr(self._d, "risk_guard", None)) is not None:
+            if (guard := getattr(a, "risk_guard", None)) is not None:
                 guard.release(id(request))  # its fill (if any) is in its actor's tranches by now
-        return dataclasses.replace(result, instrument=self._instruments().name(self._d.venue.name, result.symbol))
+        name = _name_of(a)
+        return dataclasses.replace(result, instrument=self._instruments(a).name(name, result.symbol), venue=name)
 
-    async def _open_position(self, request: OpenRequest) -> OpenResult:
+    async def _open_position(self, a: Any, request: OpenRequest) -> OpenResult:
         d = self._d
-        symbol = self._symbol(request.symbol)
-        rules = d.rules[symbol]
-        mark = d.router.latest.get(symbol) if d.router is not None else None
+        symbol = self._symbol(a, request.symbol)
+        rules = a.rules[symbol]
+        mark = a.router.latest.get(symbol) if a.router is not None else None
         if mark is None:
             raise ControlError(f"no mark price for {symbol} yet; try again shortly", field="symbol", status=503)
         qty = quantize_qty(request.size_usd / mark.price, rules.step_size)  # size_usd is the notional
@@ -672,9 +784,9 @@ class DaemonControl:
             raise ControlError(f"{exc}; nothing was sent", field=exc.field) from None
         risk = dataclasses.replace(base, tp_pct=request.tp_pct, sl_pct=request.sl_pct, plan=plan)
         check_exits(request.side, mark.price, risk, rules)
-        await self._check_limits(request, symbol, qty, mark.price, risk, rules)
-        await self._set_leverage(symbol, request.leverage)  # before the entry is decided: refused -> nothing sent
-        traits = d.venue.traits
+        await self._check_limits(a, request, symbol, qty, mark.price, risk, rules)
+        await self._set_leverage(a, symbol, request.leverage)  # before the entry is decided: refused -> nothing sent
+        traits = a.venue.traits
         hedge = traits.hedge_mode(d.settings.daemon.hedge_mode)
         price = None
         if traits.emulated_exits:  # market orders there need a worst acceptable price
@@ -691,11 +803,11 @@ class DaemonControl:
             qty=qty,
             price=price,
         )
-        if symbol in d.directory.unmonitored:  # an explicit open means: watch it again
-            await self._resume(symbol)
+        if symbol in a.directory.unmonitored:  # an explicit open means: watch it again
+            await self._resume(a, symbol)
         send, recv = trio.open_memory_channel[EntryOutcome](1)
         async with send, recv:
-            await d.directory.inbox(symbol, request.side).send(OpenEntry(entry, tid, risk, send))
+            await a.directory.inbox(symbol, request.side).send(OpenEntry(entry, tid, risk, send))
             outcome = None
             with trio.move_on_after(self._entry_timeout):
                 outcome = await recv.receive()
@@ -724,7 +836,7 @@ class DaemonControl:
         )
 
     async def _check_limits(
-        self, request: OpenRequest, symbol: str, qty: Decimal, mark: Decimal, risk: Risk, rules: SymbolRules
+        self, a: Any, request: OpenRequest, symbol: str, qty: Decimal, mark: Decimal, risk: Risk, rules: SymbolRules
     ) -> None:
         """Refuse (422, ``field`` the limit's key) an entry that would break a risk limit; nothing is sent.
 
@@ -733,7 +845,7 @@ class DaemonControl:
         it too (503): an entry must not go out unjudged. An entry that passes counts toward the limits until
         ``open_position`` returns (two opens at once cannot both slip under one limit).
         """
-        guard = getattr(self._d, "risk_guard", None)
+        guard = getattr(a, "risk_guard", None)
         if guard is None:
             return
         side = request.side
@@ -759,7 +871,7 @@ class DaemonControl:
             )
         guard.reserve(id(request), entry)
 
-    async def _set_leverage(self, symbol: str, leverage: int) -> None:
+    async def _set_leverage(self, a: Any, symbol: str, leverage: int) -> None:
         """Set ``leverage`` on the venue for ``symbol``, or refuse the open: nothing else has been sent yet.
 
         Called on the venue directly, not through the order gateway: it is an account setting, not an order, made
@@ -767,9 +879,8 @@ class DaemonControl:
         Lighter's adapter sends it under the same lock and nonce sequence as the gateway's orders. No answer means
         the leverage is unknown, so the entry is not sent either.
         """
-        d = self._d
-        venue = d.venue.name
-        timeout = 3 * d.venue.traits.request_timeout_seconds  # a backstop: the adapter's own request timeout
+        venue = a.venue.name
+        timeout = 3 * a.venue.traits.request_timeout_seconds  # a backstop: the adapter's own request timeout
         # (plus its one re-signed retry) answers OutcomeUnknown first; an in-process venue has none
 
         def unknown(why: str) -> ControlError:
@@ -782,7 +893,7 @@ class DaemonControl:
 
         try:
             with trio.fail_after(timeout):
-                await d.venue.set_leverage(symbol, leverage)
+                await a.venue.set_leverage(symbol, leverage)
         except trio.TooSlowError:
             raise unknown(f"within {timeout:g} s") from None
         except RateLimited as exc:
@@ -803,14 +914,19 @@ class DaemonControl:
                 status=422,
             ) from None
 
-    async def close(self, symbol: str, side: Side | None = None, tranche_id: int | None = None) -> list[CloseResult]:
-        self._need_actors()
-        symbol = self._symbol(symbol)
-        return await self._coalesced(("close", symbol, side, tranche_id), lambda: self._close(symbol, side, tranche_id))
+    async def close(
+        self, symbol: str, side: Side | None = None, tranche_id: int | None = None, *, venue: str | None = None
+    ) -> list[CloseResult]:
+        a = self._account(venue)
+        self._need_actors(a)
+        symbol = self._symbol(a, symbol)
+        key = ("close", _name_of(a), symbol, side, tranche_id)
+        return await self._coalesced(key, lambda: self._close(a, symbol, side, tranche_id))
 
-    async def _close(self, symbol: str, side: Side | None, tranche_id: int | None) -> list[CloseResult]:
+    async def _close(self, a: Any, symbol: str, side: Side | None, tranche_id: int | None) -> list[CloseResult]:
         d = self._d
-        held = d.store.open_tranches(d.venue.name, symbol)
+        name = _name_of(a)
+        held = d.store.open_tranches(name, symbol)
         if tranche_id is not None:
             held = [t for t in held if t.id == tranche_id]
             if not held:
@@ -822,7 +938,7 @@ class DaemonControl:
                 continue
             # All closing already: the actor is on it (a ladder level closing at TP is not the whole tranche).
             if any(not t.closing or (t.closing == ExitReason.TP and t.plan.tp_levels) for t in held if t.side is s):
-                await d.directory.inbox(symbol, s).send(
+                await a.directory.inbox(symbol, s).send(
                     CloseTranches(ids if tranche_id is not None else (), ExitReason.MANUAL)
                 )
             results.append(CloseResult(symbol, s, list(ids)))
@@ -834,44 +950,54 @@ class DaemonControl:
             )
         return results
 
-    async def stop_monitoring(self, symbol: str) -> StopResult:
-        self._need_actors()
-        symbol = self._symbol(symbol)
-        return await self._coalesced(("stop", symbol), lambda: self._stop(symbol))
+    async def stop_monitoring(self, symbol: str, *, venue: str | None = None) -> StopResult:
+        a = self._account(venue)
+        self._need_actors(a)
+        symbol = self._symbol(a, symbol)
+        return await self._coalesced(("stop", _name_of(a), symbol), lambda: self._stop(a, symbol))
 
-    async def _stop(self, symbol: str) -> StopResult:
+    async def _stop(self, a: Any, symbol: str) -> StopResult:
         d = self._d
-        d.store.set_monitored(d.venue.name, symbol, False)
-        d.directory.unmonitored.add(symbol)
+        name = _name_of(a)
+        d.store.set_monitored(name, symbol, False)
+        a.directory.unmonitored.add(symbol)
         stopped: list[int] = []
         for side in Side:
-            if (symbol, side) not in d.directory:
+            if (symbol, side) not in a.directory:
                 continue
             send, recv = trio.open_memory_channel[list[int]](1)
             async with send, recv:
-                await d.directory.inbox(symbol, side).send(StopMonitoring(send))
+                await a.directory.inbox(symbol, side).send(StopMonitoring(send))
                 with trio.move_on_after(self._reply_timeout):
                     stopped += await recv.receive()
-        return StopResult(symbol, sorted(stopped), "emulated" if d.venue.traits.emulated_exits else "exchange")
+        exits = "emulated" if a.venue.traits.emulated_exits else "exchange"
+        return StopResult(symbol, sorted(stopped), exits, name)
 
-    async def resume_monitoring(self, symbol: str) -> None:
-        self._need_actors()
-        symbol = self._symbol(symbol)
-        await self._coalesced(("resume", symbol), lambda: self._resume(symbol))
+    async def resume_monitoring(self, symbol: str, *, venue: str | None = None) -> None:
+        a = self._account(venue)
+        self._need_actors(a)
+        symbol = self._symbol(a, symbol)
+        await self._coalesced(("resume", _name_of(a), symbol), lambda: self._resume(a, symbol))
 
-    async def _resume(self, symbol: str) -> None:
+    async def _resume(self, a: Any, symbol: str) -> None:
         """Only a stopped symbol's actors are told (each then reconciles once); a monitored one needs nothing.
 
         Sending ``ResumeMonitoring`` to a monitored actor would only queue another full reconcile (two account
         reads) ahead of its ticks: 300 resumes used to stall a close for tens of seconds.
         """
         d = self._d
-        stopped = symbol in d.directory.unmonitored
+        stopped = symbol in a.directory.unmonitored
         if stopped:
-            d.store.set_monitored(d.venue.name, symbol, True)
-            d.directory.unmonitored.discard(symbol)
+            d.store.set_monitored(_name_of(a), symbol, True)
+            a.directory.unmonitored.discard(symbol)
         for side in Side:
-            known = (symbol, side) in d.directory
-            inbox = d.directory.inbox(symbol, side)  # a new actor reconciles at start and adopts what it finds
+            known = (symbol, side) in a.directory
+            inbox = a.directory.inbox(symbol, side)  # a new actor reconciles at start and adopts what it finds
             if known and stopped:
                 await inbox.send(ResumeMonitoring())
+
+
+def _name_of(account: Any) -> str:
+    """An account's venue name (a stand-in daemon's: its venue's)."""
+    name = getattr(account, "name", None)
+    return name if isinstance(name, str) else str(account.venue.name)

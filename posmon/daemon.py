@@ -1,12 +1,15 @@
-"""Assembles the actors for one venue account and runs them in one supervised nursery.
+"""Assembles the actors for each venue account and runs them in one supervised nursery.
 
-Start order matters: the operator API first (``/health`` answers "starting" while a large book loads), then
-the venue's rules, the gateway (everything else talks to it), the price router, the notifier, an actor for every
-(symbol, side) the store still holds tranches or unfinished orders for (all read from the store at once), the
-account sweep (a whole-account read for every actor on a timer), and last the user stream, which sweeps on
-every connection: its first read is the restored actors' start-up reconcile, and it discovers positions nobody
-watches yet. Stopping the daemon cancels the nursery: nothing is sent on the way out, and the store already
-holds every decision.
+Process-wide parts (the store and its writer, metrics, notices and notifier, the operator API, readiness) are
+started once, the API first (``/health`` answers "starting" while a large book loads). Each venue account
+(``AccountRuntime``: its venue, rules, gateway, router, user stream, reconciler and position actors keyed by
+(venue, symbol, side)) starts under its own nursery, concurrently with the others, so one unreachable venue never
+holds another's start-up or exits. Within an account start order matters: the venue's rules, the gateway
+(everything else talks to it), the price router, an actor for every (symbol, side) the store still holds tranches
+or unfinished orders for (all read from the store at once), the account sweep (a whole-account read for every
+actor on a timer), and last the user stream, which sweeps on every connection: its first read is the restored
+actors' start-up reconcile, and it discovers positions nobody watches yet. Stopping the daemon cancels the
+nursery: nothing is sent on the way out, and the store already holds every decision.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ import ctypes
 import ctypes.util
 import functools
 import gc
+import itertools
 import logging
 import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -48,8 +53,17 @@ from posmon.metrics import Metrics, render
 from posmon.notify import NotifyService, NotifySettings
 from posmon.readiness import Readiness
 from posmon.sdnotify import SdNotify
-from posmon.startup import CONNECT_TIMEOUT_SECONDS, connect_venue
+from posmon.startup import (
+    CONNECT_TIMEOUT_SECONDS,
+    FIRST_BACKOFF_SECONDS,
+    MAX_BACKOFF_SECONDS,
+    MIN_TRY_SECONDS,
+    VenueUnreachable,
+    connect_venue,
+    retry_startup,
+)
 from posmon.store.store import Store
+from posmon.venues import VenueOpener, opened_rules
 
 log = logging.getLogger(__name__)
 
@@ -74,27 +88,114 @@ def instruments_of(venue: str, rules: Mapping[str, SymbolRules], settings: Setti
     return table
 
 
-@dataclass(slots=True)
-class Daemon:
-    """The running daemon's parts, for status, control and tests."""
+class Unaddressed(LookupError):
+    """A part of "the" account asked of a daemon running several (``Daemon.venue`` with two venues)."""
 
-    settings: Settings
-    venue: Venue
-    store: Store
-    metrics: Metrics
+
+@dataclass(slots=True)
+class AccountRuntime:
+    """One venue account's parts: its venue adapter, rules, actors, gateway (its own rate budget) and streams.
+
+    Each runs under its own nursery inside the daemon's one supervisor, so one venue's outage (unreachable at
+    start-up, streams down later) never stalls another's. ``venue`` is None while the account connects.
+    """
+
+    name: str
+    venue: Venue | None = None
     rules: dict[str, SymbolRules] = field(default_factory=dict)
     instruments: InstrumentTable | None = None  # unified names of the venue's symbols, built with the rules
     directory: PositionDirectory | None = None
-    router: PriceRouter | None = None
+    router: PriceRouter | None = None  # the current incarnation (replaced when it restarts)
+    router_requests: trio.MemorySendChannel[RouterRequest] | None = None  # Subscribe/... to its router, any incarnation
     gateway: trio.MemorySendChannel[GatewayRequest] | None = None
     gateway_state: GatewayState | None = None  # its rate budgets, for the status report
-    cancel_scope: trio.CancelScope | None = None
-    control: DaemonControl | None = None
-    api_url: str | None = None  # where the operator API listens, when it is served
     reconciler: AccountReconciler | None = None
     user_stream: UserStream | None = None
     risk_guard: RiskGuard | None = None  # the risk limits' account-wide view; None when no limit is set
-    readiness: Readiness = field(default_factory=Readiness)  # start-up over? (/ready, systemd's READY=1)
+    readiness: Readiness = field(default_factory=Readiness)  # this account's start-up (the daemon's when alone)
+    state: str = "connecting"  # "connecting", "starting" (actors reconciling), "ready"
+    started: trio.Event = field(default_factory=trio.Event)  # up, or its first connect attempt failed
+
+
+@dataclass(slots=True)
+class Daemon:
+    """The running daemon's parts, for status, control and tests.
+
+    Process-wide: settings, the one store (tranches carry their venue), metrics (venue-labelled), the operator
+    API and readiness. Per venue account: ``accounts[name]`` (``account(name)``). With one account,
+    ``daemon.venue``, ``.rules``, ``.directory``... are that account's.
+    """
+
+    settings: Settings
+    store: Store
+    metrics: Metrics
+    accounts: dict[str, AccountRuntime] = field(default_factory=dict)  # by venue name, in configured order
+    cancel_scope: trio.CancelScope | None = None
+    control: DaemonControl | None = None
+    api_url: str | None = None  # where the operator API listens, when it is served
+    readiness: Readiness = field(default_factory=Readiness)  # every account up? (/ready, systemd's READY=1)
+
+    def account(self, venue: str) -> AccountRuntime:
+        """The account trading ``venue`` (KeyError naming the venues run when there is none)."""
+        try:
+            return self.accounts[venue]
+        except KeyError:
+            raise KeyError(f"no account on {venue!r}; this daemon runs {', '.join(self.accounts)}") from None
+
+    def instrument_table(self) -> InstrumentTable:
+        """Unified names across every account that has its rules (the same base pairs over venues: a hedge)."""
+        rules = {name: a.rules for name, a in self.accounts.items() if a.rules}
+        return InstrumentTable.build(rules, self.settings.instruments)
+
+    @property
+    def only(self) -> AccountRuntime:
+        """The one account of a single-venue daemon; ``Unaddressed`` when it runs several."""
+        if len(self.accounts) != 1:
+            raise Unaddressed(f"this daemon runs {', '.join(self.accounts)}: name the venue (daemon.account(name))")
+        return next(iter(self.accounts.values()))
+
+    @property
+    def venue(self) -> Venue:
+        venue = self.only.venue
+        assert venue is not None, "the venue is not open yet"
+        return venue
+
+    # A single-venue daemon's account parts, as before there were several (tests and tools use them).
+    @property
+    def rules(self) -> dict[str, SymbolRules]:
+        return self.only.rules
+
+    @property
+    def instruments(self) -> InstrumentTable | None:
+        return self.only.instruments
+
+    @property
+    def directory(self) -> PositionDirectory | None:
+        return self.only.directory
+
+    @property
+    def router(self) -> PriceRouter | None:
+        return self.only.router
+
+    @property
+    def gateway(self) -> trio.MemorySendChannel[GatewayRequest] | None:
+        return self.only.gateway
+
+    @property
+    def gateway_state(self) -> GatewayState | None:
+        return self.only.gateway_state
+
+    @property
+    def reconciler(self) -> AccountReconciler | None:
+        return self.only.reconciler
+
+    @property
+    def user_stream(self) -> UserStream | None:
+        return self.only.user_stream
+
+    @property
+    def risk_guard(self) -> RiskGuard | None:
+        return self.only.risk_guard
 
     def risk_of(self, symbol: str) -> Risk:
         return risk_of(self.settings, symbol)
@@ -140,7 +241,9 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-async def _announce_ready(directory: PositionDirectory, readiness: Readiness, watching: str, poll: float = 1.0) -> None:
+async def _announce_ready(
+    directory: PositionDirectory, readiness: Readiness, watching: str, poll: float = 1.0, *, who: str = "posmon"
+) -> None:
     """Ready once every position actor has done its start-up reconcile and acts on ticks.
 
     The list is read again after each wait: an actor restarted meanwhile is a new incarnation with its own event,
@@ -151,7 +254,7 @@ async def _announce_ready(directory: PositionDirectory, readiness: Readiness, wa
         with trio.move_on_after(poll):
             await waiting[0].ready.wait()
     readiness.set_ready(f"{watching}, {_count(len(directory.keys()), 'position')}")
-    log.info("posmon ready: %s", readiness.detail)
+    log.info("%s ready: %s", who, readiness.detail)
 
 
 async def _publish_book_gauges(
@@ -174,9 +277,23 @@ async def _publish_book_gauges(
         await trio.sleep(every)
 
 
+@dataclass(frozen=True, slots=True)
+class _Shared:
+    """What every account's actors share: the restart policy, the notices' channel and the operator's sinks."""
+
+    policy: RestartPolicy
+    notice_send: trio.MemorySendChannel[Notice]
+    clock: Callable[[], float]
+    freeze_heap: bool
+    connect_timeout: float
+    per_try: float  # one try at reaching a venue of several (opening it, reading its rules)
+    order_gate: Callable[[], Awaitable[None]] | None  # awaited by the order gateways before every venue call
+    label: Callable[[str, str], str]  # a supervised task's name for an account ("gateway", "gateway:lighter")
+
+
 async def run_daemon(
     settings: Settings,
-    venue: Venue,
+    venue: Venue | Sequence[Venue | VenueOpener],
     store: Store,
     *,
     metrics: Metrics | None = None,
@@ -191,32 +308,59 @@ async def run_daemon(
 ) -> None:
     """Run until cancelled (or until an actor exhausts its restart budget, which raises).
 
+    ``venue``: one opened venue (one account, as always), or several venue accounts, each an opened venue or a
+    ``VenueOpener`` the account opens itself (``posmon run`` with ``[daemon] venues``). Several accounts start
+    concurrently; one whose venue is unreachable keeps retrying (backoff up to 15 s, no give-up: the others are
+    protecting positions meanwhile) while the rest run, and the daemon is ready once every account is. Refused
+    credentials or a configuration error still stop the daemon, as they do with one venue.
     ``api``: serve the operator HTTP API (status, open, close, stop, /metrics) with these settings.
     ``freeze_heap``: ``gc.freeze()`` once start-up is done (off for daemons sharing a process, e.g. in tests).
-    ``connect_timeout``: how long the venue's trading rules are asked for (with backoff) before start-up gives up.
-    ``rules``: the rules opening the venue just read (``opened_rules``); asked for again only when not given
-    (at 1,000 symbols a second read of exchangeInfo costs about half a second of start-up).
-    ``order_gate``: the order gateway awaits it before every venue call (a cluster's lease: ``posmon.cluster``).
+    ``connect_timeout``: how long the venue's trading rules are asked for (with backoff) before start-up gives up
+    (one venue) or the account says it is unreachable and keeps trying (several).
+    ``rules``: the rules opening the (single) venue just read (``opened_rules``); asked for again only when not
+    given (at 1,000 symbols a second read of exchangeInfo costs about half a second of start-up).
+    ``order_gate``: every account's order gateway awaits it before every venue call (a cluster's lease:
+    ``posmon.cluster``).
     """
     d = settings.daemon
     metrics = metrics or Metrics()
-    daemon = Daemon(settings, venue, store, metrics)
+    sources: list[Venue | VenueOpener] = list(venue) if isinstance(venue, Sequence) else [venue]
+    names = [src.name for src in sources]
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"run_daemon: expected one account per venue, got {names}")
+    single = len(sources) == 1
+    daemon = Daemon(settings, store, metrics)
+    for src in sources:
+        daemon.accounts[src.name] = AccountRuntime(
+            src.name,
+            venue=None if isinstance(src, VenueOpener) else src,
+            readiness=daemon.readiness if single else Readiness(f"connecting to {src.name}"),
+        )
+    if not single:
+        _follow_accounts(daemon)
     daemon.control = DaemonControl(daemon, clock=clock, reply_timeout=d.request_timeout_seconds * 3)
-    metrics.set_build_info(venue.name)
+    metrics.set_build_info(",".join(names))
     sd_notify = SdNotify.from_env(os.environ)
     if sd_notify is not None:
         sd_notify.follow(daemon.readiness)  # `systemctl status` shows each start-up step
     policy = RestartPolicy(budget=d.restart_budget, window=d.restart_window_seconds, backoff=d.restart_backoff_seconds)
-    gw_send, gw_recv = trio.open_memory_channel[GatewayRequest](math.inf)
-    router_send, router_recv = trio.open_memory_channel[RouterRequest](math.inf)
     notice_send, notice_recv = trio.open_memory_channel[Notice](10_000)
     # Telegram/webhook channels and the stream watchdog from [notify]; an actor exhausting its restart budget
     # hands its notice straight to the channels and waits (bounded) for it to go out before the daemon stops.
     notify = NotifyService(
-        NotifySettings.from_config(settings.notify, os.environ), metrics, notices=notice_send, venues=[venue.name]
+        NotifySettings.from_config(settings.notify, os.environ), metrics, notices=notice_send, venues=names
     )
     policy = replace(policy, on_exhausted=notify.restart_budget_exhausted)
-    daemon.gateway = gw_send
+    shared = _Shared(
+        policy,
+        notice_send,
+        clock,
+        freeze_heap,
+        connect_timeout,
+        d.request_timeout_seconds * 4,
+        order_gate,
+        (lambda what, _venue: what) if single else (lambda what, venue_name: f"{what}:{venue_name}"),
+    )
 
     with trio.CancelScope() as scope:
         daemon.cancel_scope = scope
@@ -248,55 +392,133 @@ async def run_daemon(
                     )
                 )
             nursery.start_soon(_log_progress, daemon)
-            await _start(
-                daemon,
-                nursery,
-                policy=policy,
-                notify=notify,
-                channels=(gw_recv, router_send, router_recv, notice_send, notice_recv),
-                clock=clock,
-                notice_listeners=notice_listeners,
-                freeze_heap=freeze_heap,
-                connect_timeout=connect_timeout,
-                rules=rules,
-                order_gate=order_gate,
+            await nursery.start(supervise, "notify", lambda: notify.run, policy, metrics)
+            await nursery.start(
+                supervise,
+                "notifier",
+                lambda: Notifier(notice_recv, list(notice_listeners), sinks=[notify], metrics=metrics).run,
+                policy,
+                metrics,
             )
+            if single:
+                account = daemon.only
+                await _start(daemon, account, nursery, shared=shared, rules=rules)
+                account.started.set()
+            else:
+                for src in sources:
+                    nursery.start_soon(_run_account, daemon, daemon.accounts[src.name], src, shared)
+                for account in daemon.accounts.values():
+                    await account.started.wait()  # up, or not reachable on its first try (it keeps trying)
             task_status.started(daemon)
+
+
+def _follow_accounts(daemon: Daemon) -> None:
+    """The daemon's readiness from its accounts': ready once every account is, the laggards' steps meanwhile."""
+
+    def changed(_: Readiness) -> None:
+        accounts = daemon.accounts.values()
+        if all(a.readiness.is_ready for a in accounts):
+            if not daemon.readiness.is_ready:
+                daemon.readiness.set_ready("; ".join(a.readiness.detail for a in accounts))
+                log.info("posmon ready: %s", daemon.readiness.detail)
+        else:
+            daemon.readiness.progress(
+                "; ".join(f"{a.name}: {a.readiness.detail}" for a in accounts if not a.readiness.is_ready)
+            )
+
+    for account in daemon.accounts.values():
+        account.readiness.subscribe(changed)
+
+
+async def _run_account(daemon: Daemon, account: AccountRuntime, source: Venue | VenueOpener, shared: _Shared) -> None:
+    """One account of several, under its own nursery: reach its venue (retrying until it answers, however long:
+    the other accounts run meanwhile), start its actors, and keep its venue open until the daemon stops."""
+    async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
+        rules = await _reach(account, source, nursery, stack, shared)
+        await _start(daemon, account, nursery, shared=shared, rules=rules)
+        account.started.set()
+        await trio.sleep_forever()
+
+
+async def _reach(
+    account: AccountRuntime,
+    source: Venue | VenueOpener,
+    nursery: trio.Nursery,
+    stack: AsyncExitStack,
+    shared: _Shared,
+) -> dict[str, SymbolRules]:
+    """Open ``source`` (when it is an opener) and read its trading rules, one try at a time with backoff until the
+    venue answers. Refused credentials, a missing signer and configuration errors are raised: they need the
+    operator, and retrying would only hide them."""
+    delay = FIRST_BACKOFF_SECONDS
+    per_try = max(shared.per_try, MIN_TRY_SECONDS)
+    for attempt in itertools.count(1):
+        try:
+            if account.venue is None:
+                assert isinstance(source, VenueOpener)
+                account.venue = await source.open_once(nursery, stack, per_try=per_try, log=log)
+            venue = account.venue
+            if opened := opened_rules(venue):
+                return opened
+            return await retry_startup(
+                venue.load_rules,
+                venue=venue.name,
+                what="loading the trading rules",
+                give_up_after=per_try,
+                log=log,
+                per_try=per_try,
+                auth=venue.traits.auth,
+                retry=False,
+            )
+        except VenueUnreachable as exc:
+            if isinstance(source, VenueOpener) and source.embedded:
+                raise  # a simulator posmon starts itself: a second start would be a second simulator
+            account.state = "unreachable"
+            account.readiness.progress(f"unreachable, retrying (try {attempt})")
+            log.warning("%s; the other venues keep running; retrying in %.1f s", exc, delay)
+            account.started.set()  # the daemon's start does not wait for it
+            await trio.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+    raise AssertionError("unreachable")
 
 
 async def _start(
     daemon: Daemon,
+    account: AccountRuntime,
     nursery: trio.Nursery,
     *,
-    policy: RestartPolicy,
-    notify: NotifyService,
-    channels: tuple[Any, ...],
-    clock: Callable[[], float],
-    notice_listeners: Sequence[trio.MemorySendChannel[Notice]],
-    freeze_heap: bool,
-    connect_timeout: float,
+    shared: _Shared,
     rules: Mapping[str, SymbolRules] | None,
-    order_gate: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Reach the venue, start the actors and restore every (symbol, side) the store holds; returns once the
-    user stream is up (readiness follows when every restored actor has reconciled)."""
-    settings, venue, store, metrics = daemon.settings, daemon.venue, daemon.store, daemon.metrics
+    """Reach the venue, start the account's actors and restore every (symbol, side) the store holds for it;
+    returns once the user stream is up (the account's readiness follows when every restored actor has
+    reconciled)."""
+    settings, store, metrics = daemon.settings, daemon.store, daemon.metrics
+    venue = account.venue
+    assert venue is not None
     d = settings.daemon
-    gw_recv, router_send, router_recv, notice_send, notice_recv = channels
-    gw_send = daemon.gateway
-    assert gw_send is not None
+    policy, clock = shared.policy, shared.clock
+    notice_send = shared.notice_send
+
+    def label(what: str) -> str:
+        return shared.label(what, venue.name)
+
+    account.state = "starting"
+    gw_send, gw_recv = trio.open_memory_channel[GatewayRequest](math.inf)
+    router_send, router_recv = trio.open_memory_channel[RouterRequest](math.inf)
+    account.gateway, account.router_requests = gw_send, router_send
     if rules:
-        daemon.rules = dict(rules)
+        account.rules = dict(rules)
     else:
-        daemon.rules = await connect_venue(venue, give_up_after=connect_timeout, log=log)
-    daemon.instruments = instruments_of(venue.name, daemon.rules, settings)
-    daemon.readiness.progress("starting the actors")
-    symbols = sorted(daemon.rules)
+        account.rules = await connect_venue(venue, give_up_after=shared.connect_timeout, log=log)
+    account.instruments = instruments_of(venue.name, account.rules, settings)
+    account.readiness.progress("starting the actors")
+    symbols = sorted(account.rules)
     # A venue with only one position mode (Lighter: one-way) says so; otherwise the configuration does.
     hedge_mode = venue.traits.hedge_mode(d.hedge_mode)
 
     def config_for(symbol: str, side: Side) -> ActorConfig:
-        if symbol not in daemon.rules:
+        if symbol not in account.rules:
             raise KeyError(f"{venue.name} does not list {symbol}")
         r = settings.risk_for(symbol)
         # Venues that cannot be trusted with conditional orders (Lighter) say so; posmon then holds the exits.
@@ -305,7 +527,7 @@ async def _start(
             venue=venue.name,
             symbol=symbol,
             side=side,
-            rules=daemon.rules[symbol],
+            rules=account.rules[symbol],
             risk=risk_of(settings, symbol),
             instant_tp=r.instant_tp_enabled,
             working_type=WorkingType(r.working_type),
@@ -317,13 +539,13 @@ async def _start(
             close_slippage=traits.close_slippage,
         )
 
-    daemon.readiness.progress("loading the positions from the store")
+    account.readiness.progress("loading the positions from the store")
     # Every key's rows in three queries, not three per actor; read before the streams connect, so that the
     # seconds it takes at 100,000 tranches do not pass for a silent price stream (and yielding, so /health and
     # the progress line answer meanwhile).
     restored = await store.restore_async(venue.name)
     if RiskGuard.wanted(settings):
-        daemon.risk_guard = RiskGuard(settings, gw_send, reply_timeout=d.request_timeout_seconds * 3)
+        account.risk_guard = RiskGuard(settings, gw_send, reply_timeout=d.request_timeout_seconds * 3)
     directory = PositionDirectory(
         nursery,
         config_for,
@@ -335,37 +557,31 @@ async def _start(
         clock=clock,
         policy=policy,
         unmonitored=store.unmonitored(venue.name),
-        risk=daemon.risk_guard,
+        risk=account.risk_guard,
     )
-    daemon.directory = directory
+    account.directory = directory
     gw_policy = GatewayPolicy(request_timeout=d.request_timeout_seconds)
     # The gateway's queue outlives its incarnations: a restart sends what was waiting, and answers what was
     # in flight as outcome-unknown at once (its requesters look it up), instead of every actor reconciling.
-    gw_state = daemon.gateway_state = GatewayState()
+    gw_state = account.gateway_state = GatewayState()
     await nursery.start(
         supervise,
-        "gateway",
-        lambda: OrderGateway(venue, gw_recv, metrics, gw_policy, clock=clock, state=gw_state, gate=order_gate).run,
+        label("gateway"),
+        lambda: (
+            OrderGateway(venue, gw_recv, metrics, gw_policy, clock=clock, state=gw_state, gate=shared.order_gate).run
+        ),
         policy,
         metrics,
     )
 
     def make_router() -> Callable[..., Any]:
-        daemon.router = PriceRouter(venue, router_recv, metrics, symbols=symbols, stale_after=d.stale_stream_seconds)
-        return daemon.router.run
+        account.router = PriceRouter(venue, router_recv, metrics, symbols=symbols, stale_after=d.stale_stream_seconds)
+        return account.router.run
 
-    await nursery.start(supervise, "price_router", make_router, policy, metrics)
-    if (guard := daemon.risk_guard) is not None:
+    await nursery.start(supervise, label("price_router"), make_router, policy, metrics)
+    if (guard := account.risk_guard) is not None:
         guard.holdings = directory
-        await nursery.start(supervise, "risk_guard", lambda: guard.run, policy, metrics)
-    await nursery.start(supervise, "notify", lambda: notify.run, policy, metrics)
-    await nursery.start(
-        supervise,
-        "notifier",
-        lambda: Notifier(notice_recv, list(notice_listeners), sinks=[notify], metrics=metrics).run,
-        policy,
-        metrics,
-    )
+        await nursery.start(supervise, label("risk_guard"), lambda: guard.run, policy, metrics)
     reconciler = AccountReconciler(
         venue.name,
         directory,
@@ -376,25 +592,25 @@ async def _start(
         prefix=d.client_id_prefix,
         clock=clock,
     )
-    daemon.reconciler = reconciler
+    account.reconciler = reconciler
     # Restored actors reconcile from the user stream's first whole-account read (made once the stream is
     # connected, so nothing between the read and the stream's first frame is missed): one read of the account
     # for the whole start-up, not one more before it.
     for (symbol, side), rows in restored.items():
         directory.inbox(symbol, side, restored=rows, await_sweep=True)
     del restored  # each actor drops its rows once loaded
-    await nursery.start(supervise, "reconciler", lambda: reconciler.run, policy, metrics)
+    await nursery.start(supervise, label("reconciler"), lambda: reconciler.run, policy, metrics)
     user_stream = UserStream(
         venue, directory, reconciler, store, metrics, hedge_mode=hedge_mode, prefix=d.client_id_prefix
     )
-    daemon.user_stream = user_stream
-    daemon.readiness.progress("connecting the user stream and reconciling the account")
+    account.user_stream = user_stream
+    account.readiness.progress("connecting the user stream and reconciling the account")
     stream_up = trio.Event()
     nursery.start_soon(_sweep_unless, stream_up, reconciler, d.request_timeout_seconds * 3)
-    await nursery.start(supervise, "user_stream", lambda: user_stream.run, policy, metrics)
+    await nursery.start(supervise, label("user_stream"), lambda: user_stream.run, policy, metrics)
     stream_up.set()
     nursery.start_soon(_publish_book_gauges, directory, metrics, venue.name, store)
-    if freeze_heap:
+    if shared.freeze_heap:
         nursery.start_soon(_freeze_after_startup, directory)
     watching = f"watching {venue.name} ({_count(len(symbols), 'symbol')})"
     log.info(
@@ -406,9 +622,15 @@ async def _start(
     )
     if all(a.ready.is_set() for a in directory.actors()):
         # Nothing to reconcile (or all done): ready before run_daemon returns, so commands work at once.
-        await _announce_ready(directory, daemon.readiness, watching)
+        await _announce_ready(directory, account.readiness, watching, who=shared.label("posmon", venue.name))
+        account.state = "ready"
     else:
-        nursery.start_soon(_announce_ready, directory, daemon.readiness, watching)
+        nursery.start_soon(_ready_then_mark, account, directory, watching, shared.label("posmon", venue.name))
+
+
+async def _ready_then_mark(account: AccountRuntime, directory: PositionDirectory, watching: str, who: str) -> None:
+    await _announce_ready(directory, account.readiness, watching, who=who)
+    account.state = "ready"
 
 
 async def _sweep_unless(stream_up: trio.Event, reconciler: AccountReconciler, within: float) -> None:
@@ -421,21 +643,23 @@ async def _sweep_unless(stream_up: trio.Event, reconciler: AccountReconciler, wi
     await reconciler.sweep()
 
 
-async def _log_progress(daemon: Daemon, every: float = 1.0) -> None:
-    """One line a second while starting: the step, and the actors loaded and reconciled of how many."""
+async def _log_progress(daemon: Daemon, every: float = 1.0, quiet_repeat: float = 30.0) -> None:
+    """One line a second while starting: the step, and the actors loaded and reconciled of how many. With several
+    accounts the same line again (one venue out for minutes while the others run) only every ``quiet_repeat`` s."""
+    last, last_at = "", -math.inf
     while not daemon.readiness.is_ready:
         with trio.move_on_after(every):
             await daemon.readiness.wait()
         if daemon.readiness.is_ready:
             return
-        actors = daemon.directory.actors() if daemon.directory is not None else []
+        actors = [a for acc in daemon.accounts.values() if acc.directory is not None for a in acc.directory.actors()]
         loaded = sum(1 for a in actors if a.loaded)
         done = sum(1 for a in actors if a.ready.is_set())
-        log.info(
-            "starting: %s; %d of %d actors loaded, %d of %d reconciled",
-            daemon.readiness.detail,
-            loaded,
-            len(actors),
-            done,
-            len(actors),
+        line = (
+            f"starting: {daemon.readiness.detail}; {loaded} of {len(actors)} actors loaded, "
+            f"{done} of {len(actors)} reconciled"
         )
+        now = trio.current_time()
+        if len(daemon.accounts) == 1 or line != last or now - last_at >= quiet_repeat:
+            log.info("%s", line)
+            last, last_at = line, now

@@ -106,7 +106,7 @@ METRICS: tuple[MetricSpec, ...] = (
         _V,
     ),
     # positions
-    MetricSpec("position_actors", "gauge", "Position actors running (one per symbol and side)"),
+    MetricSpec("position_actors", "gauge", "Position actors running (one per symbol and side)", _V),
     MetricSpec("open_tranches", "gauge", "Tranches currently monitored", _V),
     MetricSpec("unprotected_positions", "gauge", "Positions lacking a live TP or SL", _V),
     MetricSpec("exits_triggered", "counter", "Exits triggered by the monitor, by reason", ("venue", "reason")),
@@ -133,10 +133,13 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
         "stop_moves",
         "counter",
-        "Stops an exit plan moved, by reason (trailing, breakeven); on Aster each is one STOP_MARKET cancel-replace",
+        "Stops moved, by reason (trailing, breakeven, protect: a hedge pair's tight stop); on Aster each is one "
+        "STOP_MARKET cancel-replace",
         ("venue", "reason"),
     ),
-    MetricSpec("partial_closes", "counter", "Fills of a take-profit ladder level before the last (partial closes)", _V),
+    MetricSpec(
+        "partial_closes", "counter", "Partial closes: fills of a ladder level before the last, or of a trim", _V
+    ),
     MetricSpec(
         "risk_limit_breaches",
         "counter",

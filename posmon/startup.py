@@ -203,10 +203,11 @@ async def connect_venue(
     )
 
 
-def venue_is_embedded(settings: Settings, env: Mapping[str, str] | None = None) -> bool:
-    """True when the venue is a simulator posmon starts itself (no URLs configured): nothing to wait for."""
+def venue_is_embedded(settings: Settings, env: Mapping[str, str] | None = None, *, name: str | None = None) -> bool:
+    """True when the venue (``name``, default ``[daemon] venue``) is a simulator posmon starts itself (no URLs
+    configured): nothing to wait for."""
     env = os.environ if env is None else env
-    name = settings.daemon.venue
+    name = name or settings.daemon.venue
     if name == "aster":
         from posmon.exchange.aster.settings import AsterSettings
 
@@ -220,8 +221,10 @@ def venue_is_embedded(settings: Settings, env: Mapping[str, str] | None = None) 
 
 def check_recording(settings: Settings, env: Mapping[str, str] | None = None) -> None:
     """A mistyped ``sim.recording`` stops start-up before anything runs (only where the recording is replayed)."""
-    name = settings.daemon.venue
-    if name == "lighter" or (name == "aster" and not venue_is_embedded(settings, env)):
+    if not any(
+        name == "sim" or (name == "aster" and venue_is_embedded(settings, env, name="aster"))
+        for name in settings.daemon.venue_names
+    ):
         return  # the Lighter simulator replays its own recording; a real venue none
     recording = settings.sim.recording
     file = recording if recording.endswith(".json") else recording + ".json"

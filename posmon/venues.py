@@ -1,7 +1,8 @@
-"""Opening the configured venue: the in-process simulator, or Aster over its real protocol.
+"""Opening the configured venues: the in-process simulator, or Aster and Lighter over their real protocols.
 
 With ``venue = "aster"`` and no URLs, the Aster-protocol simulator is started on 127.0.0.1 first and the
-adapter trades it over real HTTP and websockets, so the default run exercises the code a live account uses.
+adapter trades it over real HTTP and websockets, so the default run exercises the code a live account uses;
+likewise Lighter's. ``venues = ["aster", "lighter"]`` with no URLs starts both simulators in-process.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -20,6 +22,7 @@ from posmon.config import ConfigError, Settings
 from posmon.domain.orders import SymbolRules
 from posmon.exchange.venue import Venue
 from posmon.sim.exchange import SimExchange
+from posmon.startup import retry_startup, venue_is_embedded
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +35,16 @@ async def open_venue(
     env: Mapping[str, str] | None = None,
     clock: Callable[[], float] = time.time,
     exchange: SimExchange | None = None,
+    name: str | None = None,
 ) -> AsyncIterator[Venue]:
-    """The venue the daemon trades, with any embedded simulator running in ``nursery``.
+    """The venue the daemon trades (``name``, default ``[daemon] venue``), with any embedded simulator running in
+    ``nursery``.
 
     ``exchange``: a simulated exchange the caller drives itself (the demo); otherwise one replaying the
     configured recording is started when the configuration asks for a simulator.
     """
     env = os.environ if env is None else env
-    venue = settings.daemon.venue
+    venue = name or settings.daemon.venue
     if venue == "sim":
         from posmon.sim.session import start_replay
         from posmon.sim.venue import SimVenue
@@ -74,6 +79,55 @@ async def open_venue(
             yield opened
     else:
         raise ConfigError(f"daemon.venue: {venue!r} is not available; expected 'sim', 'aster' or 'lighter'")
+
+
+@dataclass(frozen=True, slots=True)
+class VenueOpener:
+    """One venue account that ``run_daemon`` opens itself, in the account's own nursery (``[daemon] venues``):
+    a venue that is down at start-up then holds up only its own account, never the others."""
+
+    settings: Settings
+    name: str
+    embedded: bool  # a simulator posmon starts itself: opened once, never retried
+    env: Mapping[str, str] | None = None
+    clock: Callable[[], float] = time.time
+
+    async def open_once(
+        self, nursery: trio.Nursery, stack: AsyncExitStack, *, per_try: float, log: logging.Logger
+    ) -> Venue:
+        """One try at opening the venue (bounded by ``per_try``), closed by ``stack``; ``StartupFailure`` else."""
+
+        async def attempt() -> Venue:
+            opener = open_venue(self.settings, nursery, env=self.env, clock=self.clock, name=self.name)
+            venue = await opener.__aenter__()
+            stack.push_async_exit(opener.__aexit__)
+            return venue
+
+        auth = None
+        if self.name == "aster":
+            from posmon.exchange.aster.settings import AsterSettings
+
+            auth = AsterSettings.from_config(self.settings.aster, os.environ if self.env is None else self.env).auth
+        return await retry_startup(
+            attempt,
+            venue=self.name,
+            what="connecting",
+            give_up_after=per_try,
+            log=log,
+            per_try=per_try,
+            auth=auth,
+            retry=False,
+        )
+
+
+def venue_openers(
+    settings: Settings, *, env: Mapping[str, str] | None = None, clock: Callable[[], float] = time.time
+) -> list[VenueOpener]:
+    """An opener per venue of ``[daemon] venues``, for ``run_daemon`` to open each in its account's nursery."""
+    return [
+        VenueOpener(settings, name, venue_is_embedded(settings, env, name=name), env, clock)
+        for name in settings.daemon.venue_names
+    ]
 
 
 def opened_rules(venue: Venue) -> dict[str, SymbolRules] | None:

@@ -87,7 +87,9 @@ def test_repo_config_loads_documented_defaults() -> None:
 def test_repo_config_lists_every_key() -> None:
     raw = tomllib.loads(REPO_CONFIG.read_text(encoding="utf-8"))
     assert set(raw) == {"daemon", "risk", "sim", "api", "notify", "aster", "lighter", "instruments"}
-    assert set(raw["daemon"]) == {f.name for f in dataclasses.fields(DaemonSettings)}
+    # ``venues`` (several venue accounts) is unset by default: documented as a commented-out example.
+    assert "\n# venues = " in REPO_CONFIG.read_text(encoding="utf-8")
+    assert set(raw["daemon"]) | {"venues"} == {f.name for f in dataclasses.fields(DaemonSettings)}
     assert set(raw["aster"]) <= {f.name for f in dataclasses.fields(AsterSettings)}
     # The exit-plan keys are unset by default (no plan): documented as commented-out examples; ``plan`` is theirs.
     text = REPO_CONFIG.read_text(encoding="utf-8")

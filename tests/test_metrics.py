@@ -46,7 +46,7 @@ def test_get_reads_one_label_set_or_sums_a_counter_over_label_sets() -> None:
     m.inc("actor_restarts", actor="position")
     m.inc("actor_restarts", 2, actor="gateway")
     m.set("gateway_queue_depth", 7, venue="sim")
-    m.set("position_actors", 3)
+    m.set("position_actors", 3, venue="sim")
     assert m.get("actor_restarts", actor="position") == 1
     assert m.get("actor_restarts") == 3
     assert m.get("actor_restarts", actor="never") == 0

@@ -165,6 +165,6 @@ class PositionDirectory:
 
         name = f"position:{cfg.venue}:{symbol}:{side.value}"
         self._nursery.start_soon(supervise, name, make_run, self._policy, self._metrics)
-        self._metrics.set("position_actors", len(self._actors))
+        self._metrics.set("position_actors", len(self._actors), venue=cfg.venue)  # one directory per venue
         log.debug("started %s", name)
         return entry

@@ -174,6 +174,26 @@ class CloseTranches:
 
 
 @dataclass(frozen=True, slots=True)
+class TrimTranche:
+    """Close ``qty`` of tranche ``tranche_id`` at market, the rest kept (a hedge pair's trimmed entry or rebalance):
+    a partial close through the tranche's own close path, booked like a ladder level's."""
+
+    tranche_id: int
+    qty: Decimal
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProtectTranches:
+    """Tighten these tranches' stops to ``stop_pct`` % from the mark (a pair's ``on_leg_exit = "protect"``): the
+    price is the position actor's, from its own newest mark; a stop already tighter stays."""
+
+    tranche_ids: tuple[int, ...]
+    stop_pct: Decimal
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class OpenEntry:
     """Place an entry at market for a new tranche with its own risk (the operator's open command).
 
@@ -231,6 +251,8 @@ PositionMessage = (
     | Reconcile
     | OpenEntry
     | CloseTranches
+    | TrimTranche
+    | ProtectTranches
     | StopMonitoring
     | ResumeMonitoring
 )

@@ -12,17 +12,21 @@ Start-up (``run``): the open pairs are read from the store with their legs' tran
 while the coordinator was down is caught here: the other leg is closed (again, if its close never reached its
 actor: ``CloseTranches`` of a tranche already closing is a no-op there, so nothing is sent twice).
 
-Where leg exits come from: the position actors already raise an ``exit`` notice for every tranche they close
-(venue, symbol, side, tranche id, reason): ``leg_exit_from_notice`` turns one into a ``LegExited``, so the daemon's
-notice fan-out feeds this actor without a change to the position actor.
+Where leg exits come from: the position actors raise an ``exit`` notice for every tranche they close (venue,
+symbol, side, tranche id, reason) and a ``partial_exit`` notice with the quantity for every partial close (a ladder
+level, a trim): ``leg_exit_from_notice`` turns either into a ``LegExited``, so the daemon's notice fan-out is the one
+path from the legs to this actor. A trim this actor decided lowered the leg when it was decided: its partial exit
+(reason ``PAIR``) is not counted again. What a leg's actor does with ``TrimTranche`` and ``ProtectTranches``: see
+``posmon.actors.messages`` and the position actor.
 
 Wiring (the multi-venue daemon): ``coordinator, inbox = PairCoordinator.create(DirectoriesByVenue({venue:
-directory}), store, notices, clock)``, started under the supervisor with ``nursery.start(coordinator.run)``; every
-``exit`` notice also goes through ``leg_exit_from_notice`` into ``inbox``; each pair symbol's router gets
-``Subscribe(symbol, LegMarkSlot(venue, inbox))``; funding events become ``LegFunding``. ``POST /api/pairs`` /
-``posmon pair open``: ``plan_legs`` -> ids (``store.allocate_pair_id``, one ``allocate_tranche_id`` per leg) ->
-``new_pair`` -> ``OpenPair`` (both ``OpenEntry`` and their ``PendingEntry``) with a reply channel; ``pair link``:
-``LinkPair``; close: ``ClosePair``; status, API and metrics: ``coordinator.views()``.
+directory}), store, notices, clock)``, supervised as ``supervise("pairs", lambda: coordinator.run, ...)`` (a
+restart runs ``run`` again on the same inbox); every ``exit`` and ``partial_exit`` notice also goes through
+``leg_exit_from_notice`` into ``inbox``; each pair symbol's router gets ``Subscribe(symbol, LegMarkSlot(venue,
+inbox))``; funding events become ``LegFunding``. ``POST /api/pairs`` / ``posmon pair open``: ``plan_legs`` -> ids
+(``store.allocate_pair_id``, one ``allocate_tranche_id`` per leg) -> ``new_pair`` -> ``OpenPair`` (both
+``OpenEntry`` and their ``PendingEntry``) with a reply channel; ``pair link``: ``LinkPair``; close: ``ClosePair``;
+status, API and metrics: ``coordinator.views()``.
 """
 
 from __future__ import annotations
@@ -38,7 +42,15 @@ from typing import Any, Protocol
 
 import trio
 
-from posmon.actors.messages import CloseTranches, EntryOutcome, Notice, OpenEntry, PriceWake
+from posmon.actors.messages import (
+    CloseTranches,
+    EntryOutcome,
+    Notice,
+    OpenEntry,
+    PriceWake,
+    ProtectTranches,
+    TrimTranche,
+)
 from posmon.actors.price_slot import PriceSlot
 from posmon.domain import pairs as dp
 from posmon.domain.orders import Side
@@ -65,7 +77,8 @@ PAIR_LEG_UNREACHABLE = NoticeKind.PAIR_LEG_UNREACHABLE
 @dataclass(frozen=True, slots=True)
 class LegExited:
     """A tranche of (venue, symbol, side) closed by ``reason`` (TP, SL, TIMEOUT, LIQUIDATION, MANUAL, EXTERNAL...);
-    ``qty``: how much it closed (None: all of the tranche)."""
+    ``qty``: how much it closed (None: all of the tranche); ``partial``: only ``qty`` closed, the tranche holds the
+    rest (a ladder level, a trim)."""
 
     venue: str
     symbol: str
@@ -73,6 +86,7 @@ class LegExited:
     tranche_id: int
     reason: str
     qty: Decimal | None = None
+    partial: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,27 +180,7 @@ class CheckEntries:
 PairMessage = LegExited | LegEntered | LegMark | LegFunding | OpenPair | LinkPair | ClosePair | CheckEntries
 
 
-# --- messages: to a leg's position actor (beyond CloseTranches) ---------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TrimTranche:
-    """Close ``qty`` of tranche ``tranche_id`` at market (a trimmed entry, a rebalance). The position actor does not
-    handle it yet: the wiring adds it (a partial close through the tranche's own close path)."""
-
-    tranche_id: int
-    qty: Decimal
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class ProtectTranches:
-    """Give these tranches a stop ``stop_pct`` % from the mark (``on_leg_exit = "protect"``); like ``TrimTranche``,
-    for the wiring to teach the position actor."""
-
-    tranche_ids: tuple[int, ...]
-    stop_pct: Decimal
-    reason: str
+# To a leg's position actor: ``CloseTranches``, ``TrimTranche``, ``ProtectTranches`` (``posmon.actors.messages``).
 
 
 # --- where the legs are --------------------------------------------------------------------------------------------
@@ -213,8 +207,10 @@ class DirectoriesByVenue:
 
 
 def leg_exit_from_notice(notice: Notice) -> LegExited | None:
-    """The ``LegExited`` of a position actor's ``exit`` notice (None for any other notice)."""
-    if notice.kind != "exit" or notice.data.get("tranche_id") is None:
+    """The ``LegExited`` of a position actor's ``exit`` or ``partial_exit`` notice (None for any other notice): the
+    one way leg exits, whole or partial, reach the coordinator."""
+    partial = notice.kind == NoticeKind.PARTIAL_EXIT
+    if (notice.kind != NoticeKind.EXIT and not partial) or notice.data.get("tranche_id") is None:
         return None
     qty = notice.data.get("qty")
     return LegExited(
@@ -224,6 +220,7 @@ def leg_exit_from_notice(notice: Notice) -> LegExited | None:
         int(notice.data["tranche_id"]),
         str(notice.data.get("reason") or "EXTERNAL"),
         None if qty is None else Decimal(str(qty)),
+        partial,
     )
 
 
@@ -297,6 +294,11 @@ class PairCoordinator:
         return cls(recv, send, legs, store, notices, clock, **kwargs), send
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """One incarnation: supervised as ``supervise("pairs", lambda: coordinator.run, ...)``, a restart runs this
+        again on the same object, so the inbox (and every sender's handle on it) outlives it, as a position
+        actor's ``ActorLinks`` do; what it decided is rebuilt from the store (``_restore``), replies still owed to
+        openers are kept, and entries whose forwarding tasks died are polled from the store."""
+        self.pairs, self._forwarding, self._alarmed = {}, set(), set()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             await self._restore()
@@ -337,6 +339,9 @@ class PairCoordinator:
                         decision = dp.leg_exited(pair, tid, st.close_reason or "EXTERNAL", qty)
                         self._leg_exit_notice(pair, i, tid, st.close_reason or "EXTERNAL", decision, changes, True)
                         pair = decision.pair
+            if pair.status is PairStatus.OPEN:
+                pair, cmds = self._caught_partials(pair, states, changes)
+                commands += [(pair, c) for c in cmds]
             # Every leg that must close but whose tranches are still plainly open: its close never arrived.
             if pair.status in (PairStatus.CLOSING, PairStatus.BROKEN):
                 for i, leg in enumerate(pair.legs):
@@ -350,6 +355,38 @@ class PairCoordinator:
         for pair, cmd in commands:
             self._send(pair, cmd)
         log.info("pair coordinator: %d open pair(s) restored", sum(p.active for p in self.pairs.values()))
+
+    def _caught_partials(
+        self, pair: Pair, states: Mapping[int, Any], changes: Changes
+    ) -> tuple[Pair, tuple[LegCommand, ...]]:
+        """Partial exits while the coordinator was down: a leg whose tranches hold less than the pair thinks (a
+        level, a partial liquidation) is lowered to what they hold, and the imbalance check runs (a trim of the
+        pair's own was counted when decided: its tranche holds more, never less)."""
+        commands: tuple[LegCommand, ...] = ()
+        for i, leg in enumerate(pair.legs):
+            held = [states.get(t) for t in leg.tranche_ids]
+            if not held or any(st is None or st.status == "closed" for st in held):
+                continue
+            have = sum((st.qty for st in held if st is not None), ZERO)
+            if have >= leg.filled_qty:
+                continue
+            decision = dp.leg_exited(pair, leg.tranche_ids[0], "EXTERNAL", leg.filled_qty - have, partial=True)
+            self._journal(changes, "pair_leg_reduced", pair, i, None, was=str(leg.filled_qty), now=str(have))
+            log.warning(
+                "pair %d: %s leg holds %s, not %s (reduced while down)", pair.id, leg.venue, have, leg.filled_qty
+            )
+            pair, commands = decision.pair, commands + decision.commands
+            if decision.imbalance_alarm:
+                self._alarmed.discard(pair.id)
+                self._notice(
+                    PAIR_IMBALANCE,
+                    pair,
+                    i,
+                    f"pair {pair.id}: the {leg.venue} leg was reduced to {have} while posmon was down"
+                    + ("; rebalancing" if decision.commands else ""),
+                    needs_human=not decision.commands,
+                )
+        return pair, commands
 
     def _entries_from_store(self, pair: Pair, states: Mapping[int, Any], entries: Mapping[int, str]) -> Pair:
         """An opening pair whose entry replies were lost (a restart): an entry the store says ended filled what its
@@ -417,7 +454,13 @@ class PairCoordinator:
                 msg.side.value,
             )
             return
-        decision = dp.leg_exited(pair, msg.tranche_id, msg.reason, msg.qty)
+        if msg.partial and msg.reason == ExitReason.PAIR:
+            # The coordinator's own trim: the leg's quantity already went down when the trim was decided.
+            log.info("pair %d: trim of tranche %d filled %s", pair.id, msg.tranche_id, msg.qty)
+            return
+        decision = dp.leg_exited(pair, msg.tranche_id, msg.reason, msg.qty, partial=msg.partial)
+        if msg.partial and decision.pair == pair:
+            return
         changes = Changes(pairs=[decision.pair])
         self._leg_exit_notice(pair, index, msg.tranche_id, msg.reason, decision, changes, False)
         await self._decide(decision.pair, decision.commands, changes, alarm=decision.imbalance_alarm)

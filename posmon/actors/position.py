@@ -50,10 +50,12 @@ from posmon.actors.messages import (
     PositionMessage,
     PriceWake,
     Priority,
+    ProtectTranches,
     QueryOrders,
     Reconcile,
     ResumeMonitoring,
     StopMonitoring,
+    TrimTranche,
 )
 from posmon.actors.price_slot import PriceSlot
 from posmon.actors.risk_guard import RiskGuard, growth
@@ -65,6 +67,7 @@ from posmon.domain.protection import (
     OrderRecord,
     parse_client_order_id,
 )
+from posmon.domain.rounding import round_down
 from posmon.domain.tranche import (
     EntryDecision,
     ExitReason,
@@ -87,6 +90,22 @@ from posmon.store.store import Changes, Event, PendingEntry, Restored, Store
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+
+# A trim under way is persisted in the tranche's ``closing`` as ``TRIM:<quantity still to close>:<reason>``: a
+# restart finds what is left to close there (its close order, if one went out, is settled by the reconcile first).
+_TRIM = "TRIM:"
+
+
+def _trim_marker(left: Decimal, reason: str) -> str:
+    return f"{_TRIM}{left}:{reason}"
+
+
+def _trim_of(closing: str | None) -> tuple[Decimal, str] | None:
+    """(quantity still to close, reason) of a trim under way; None for no trim."""
+    if closing is None or not closing.startswith(_TRIM):
+        return None
+    left, _, reason = closing[len(_TRIM) :].partition(":")
+    return Decimal(left), reason
 
 
 def _reply(channel: trio.MemorySendChannel[_T] | None, answer: _T) -> None:
@@ -252,6 +271,9 @@ class PositionActor:
         # on a restart, where the level's close order (or its share) says it again.
         self._level_left: dict[int, Decimal] = {}
         self._mark_again = False  # a level advanced: look at the newest mark again (it may be through the next)
+        # A pair's tight stops asked for before any mark was known: (stop_pct, reason) per tranche, applied at the
+        # next mark (every mark wakes the actor meanwhile). Lost on a restart, where the pair's restore asks again.
+        self._protect_waiting: dict[int, tuple[Decimal, str]] = {}
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
@@ -337,8 +359,8 @@ class PositionActor:
                     if self.ready.is_set() and (self.links.slot.latest is not None or self._mark_again):
                         self._on_price()
                     # Only a mark that reaches the nearest TP or SL wakes this actor again (hold deadlines and
-                    # retries wake it by the clock).
-                    self.links.slot.gate = self.book.price_gates()
+                    # retries wake it by the clock); any mark while a tight stop waits for one.
+                    self.links.slot.gate = None if self._protect_waiting else self.book.price_gates()
                 except BaseException:
                     self._settle_now()
                     raise
@@ -402,8 +424,13 @@ class PositionActor:
                 self._request_reconcile()
             case CloseTranches():
                 for tid in msg.tranche_ids or tuple(self.tranches):
-                    if (t := self.tranches.get(tid)) is not None and (not t.closing or self._level_closing(t)):
+                    if (t := self.tranches.get(tid)) is not None and (not t.closing or self._partial_closing(t)):
                         self._start_close(t, msg.reason)
+            case TrimTranche():
+                self._trim(msg)
+            case ProtectTranches():
+                for tid in msg.tranche_ids:
+                    self._tighten_stop(tid, msg.stop_pct, msg.reason)
             case _:
                 assert_never(msg)
 
@@ -435,6 +462,8 @@ class PositionActor:
         self._mark_again = False
         if mark is None:
             return
+        for tid, (pct, reason) in list(self._protect_waiting.items()):
+            self._tighten_stop(tid, pct, reason)
         if not self.book:
             return
         self._tick_at = received_at
@@ -462,7 +491,12 @@ class PositionActor:
             and moved.sl == trailing_stop(t.side, moved.best_mark, tr.callback_pct, self.cfg.rules)
         )
         why = "trailing" if trailing else "break-even"
-        self.links.metrics.inc("stop_moves", venue=self.cfg.venue, reason="trailing" if trailing else "breakeven")
+        self._move_stop(t, moved, why, "trailing" if trailing else "breakeven")
+
+    def _move_stop(self, t: Tranche, moved: Tranche, why: str, metric: str) -> None:
+        """Persist ``t``'s new stop (``moved``), then replace the resting stop (new one placed, the old cancelled
+        once it is live) or, emulated, watch the new level."""
+        self.links.metrics.inc("stop_moves", venue=self.cfg.venue, reason=metric)
         self.tranches[t.id] = moved
         self.book.add(moved)
         self._persist(
@@ -483,6 +517,57 @@ class PositionActor:
         )
         if self.exits.legs:
             self._protect(moved, self.exits.legs)
+
+    def _tighten_stop(self, tid: int, stop_pct: Decimal, reason: str) -> None:
+        """A hedge pair's protect: ``tid``'s stop ``stop_pct`` % behind the newest mark (at least a tick), only
+        if that is tighter than the stop it has; through the stop-move path (persisted, then re-placed)."""
+        self._protect_waiting.pop(tid, None)
+        t = self.tranches.get(tid)
+        mark = self.mark
+        if t is None or t.closing:
+            log.info("%s: protect of tranche %s ignored (%s)", self.name, tid, "closing" if t else "not held")
+            return
+        if mark is None:
+            log.warning("%s: no mark yet for tranche %s's tight stop; placing it at the first mark", self.name, tid)
+            self._protect_waiting[tid] = (stop_pct, reason)
+            return
+        sl = trailing_stop(t.side, mark, stop_pct, self.cfg.rules)
+        if t.side.sign * (sl - t.sl) <= 0:
+            log.info("%s: tranche %s keeps its tighter stop %s (protect asked %s)", self.name, t.id, t.sl, sl)
+            return
+        self._move_stop(t, replace(t, sl=sl), f"protect ({reason})", "protect")
+
+    def _trim(self, msg: TrimTranche) -> None:
+        """Close ``msg.qty`` of a tranche (rounded down to the step), keep the rest: decided and persisted in the
+        tranche (``_trim_marker``), its TP cancelled (the SL keeps resting, as for a ladder level), then closed
+        through the exit policy's close; each fill is booked as a partial close and the rest re-protected."""
+        t = self.tranches.get(msg.tranche_id)
+        if t is None:
+            log.warning("%s: trim of tranche %s ignored (not held)", self.name, msg.tranche_id)
+            return
+        held = _trim_of(t.closing)
+        if t.closing and held is None:
+            log.warning("%s: trim of tranche %s ignored (closing: %s)", self.name, t.id, t.closing)
+            return
+        qty = round_down(min(msg.qty + (held[0] if held else 0), t.qty), self.cfg.rules.step_size)
+        if qty <= 0:
+            log.warning("%s: trim of %s of tranche %s is under one step; nothing to close", self.name, msg.qty, t.id)
+            return
+        if qty >= t.qty:
+            self._start_close(t, msg.reason)
+            return
+        t = replace(t, closing=_trim_marker(qty, msg.reason))
+        self.tranches[t.id] = t
+        self.book.discard(t.id)
+        changes = Changes(
+            tranches=[t], events=[self._event("trim_started", t, qty=qty, reason=msg.reason, mark=self.mark)]
+        )
+        tp = [o for o in self._orders_of(t.id) if o.purpose is Purpose.TP]
+        self._cancel(tp, Priority.EXIT, changes)  # a TP filling beside the close would close twice
+        self._persist(changes)
+        log.info("%s: trimming %s of tranche %s (%s)", self.name, qty, t.id, msg.reason, extra={"tranche": t.id})
+        if not tp:
+            self._continue_close(t)
 
     # --- order updates from the user stream ----------------------------------------------------------------
 
@@ -842,6 +927,9 @@ class PositionActor:
                 )
             ],
         )
+        for t in decision.changed:  # a tranche that kept part: a leg event with what it lost (hedge pairs)
+            if (gone := before[t.id].qty - t.qty) > 0:
+                self._partial_notice(t, gone, t.realized_pnl - before[t.id].realized_pnl, reason)
         if decision.changed:
             shown = ", ".join(f"{t.id}: {before[t.id].qty} -> {t.qty}" for t in decision.changed)
             self._notice(
@@ -946,10 +1034,10 @@ class PositionActor:
             self._confirm_at = self.links.clock() + self.cfg.retry_seconds
 
     def _held_price_follows(self, old: OrderRecord, rec: OrderRecord, changes: Changes) -> None:
-        """A re-rounded leg of a tranche with a plan: the tranche holds the price that rests (its legs are checked
-        by price too, and the plan's grid is the old one: re-placing at the old price would be refused again)."""
+        """A re-rounded leg of a tranche with a plan, or a re-rounded stop: the tranche holds the price that rests
+        (those legs are checked by price too, and the old grid's price would be refused again)."""
         t = self.tranches.get(rec.tranche_id)
-        if t is None or not t.plan or t.closing:
+        if t is None or t.closing or not (t.plan or rec.purpose is Purpose.SL):
             return
         was, now = old.request, rec.request
         if rec.purpose is Purpose.TP and was.price == t.tp and now.price is not None and now.price != t.tp:
@@ -1089,9 +1177,12 @@ class PositionActor:
         pnl = realized_pnl(t.side, t.entry, price, qty)
         before = t
         t = booked_exit(t, qty, price, fee)  # closed quantity, exit price and fee kept for the history
-        reason = t.closing or {Purpose.TP: ExitReason.TP, Purpose.SL: ExitReason.SL}.get(rec.purpose, ExitReason.CLOSE)
-        if rec.purpose is Purpose.SL and self._level_closing(before):
-            reason = ExitReason.SL  # the stop kept resting while a level closed, and fired first
+        trim = _trim_of(before.closing)
+        reason = (trim[1] if trim else t.closing) or {Purpose.TP: ExitReason.TP, Purpose.SL: ExitReason.SL}.get(
+            rec.purpose, ExitReason.CLOSE
+        )
+        if rec.purpose is Purpose.SL and self._partial_closing(before):
+            reason = ExitReason.SL  # the stop kept resting while a level or trim closed, and fired first
         changes.events.append(
             self._event(
                 "fill", t, client_id=rec.client_id, purpose=rec.purpose.value, qty=qty, price=price, pnl=pnl, fee=fee
@@ -1100,7 +1191,29 @@ class PositionActor:
         if t.qty <= 0:
             self._finish(t, reason, changes)
             return
-        if self._fills_level(before, rec):
+        if trim is not None and rec.purpose is Purpose.CLOSE:
+            to_trim = trim[0] - qty
+            self.links.metrics.inc("partial_closes", venue=self.cfg.venue)
+            changes.events.append(
+                self._event(
+                    "partial_close",
+                    t,
+                    qty=qty,
+                    price=price,
+                    pnl=pnl,
+                    left=t.qty,
+                    reason=trim[1],
+                    trim_left=max(to_trim, Decimal(0)),
+                    client_id=rec.client_id,
+                )
+            )
+            self._partial_notice(t, qty, pnl, trim[1])
+            t = replace(t, closing=_trim_marker(to_trim, trim[1]) if to_trim > 0 else None)
+            if to_trim <= 0:  # trimmed: held again at its smaller size, re-protected by the caller
+                self._close_hold.pop(t.id, None)
+                self.exits.forget(t.id)
+                self._mark_again = True
+        elif self._fills_level(before, rec):
             # A ladder level before the last: a partial close of the tranche, journaled with its PnL.
             left = self._level_left.get(t.id)
             left = rec.request.qty - rec.filled_qty if left is None else left - qty
@@ -1119,6 +1232,7 @@ class PositionActor:
                     client_id=rec.client_id,
                 )
             )
+            self._partial_notice(t, qty, pnl, ExitReason.TP, level=before.level + 1)
             if done:
                 t = self._advance_level(t, changes)
             elif self._level_closing(before):
@@ -1127,6 +1241,24 @@ class PositionActor:
         changes.tranches.append(t)
         if not t.closing:
             self.book.add(t)
+
+    def _partial_notice(self, t: Tranche, qty: Decimal, pnl: Decimal, reason: str, **data: Any) -> None:
+        """Part of ``t`` closed, the rest held: the operator's notice and a hedge pair's leg event (the pair
+        coordinator reads it with ``leg_exit_from_notice``: its imbalance check sees what the leg lost)."""
+        self._notice(
+            NoticeKind.PARTIAL_EXIT,
+            t,
+            f"tranche {t.id}: {qty} closed by {reason}, {t.qty} held; realized PnL {pnl:.4f}",
+            reason=reason,
+            qty=str(qty),
+            left=str(t.qty),
+            pnl=str(pnl),
+            **data,
+        )
+
+    def _partial_closing(self, t: Tranche) -> bool:
+        """A close under way closes only part of ``t`` (a ladder level or a trim): its SL keeps resting."""
+        return _trim_of(t.closing) is not None or self._level_closing(t)
 
     def _level_closing(self, t: Tranche) -> bool:
         """A close under way closes only ``t``'s current ladder level (the mark ran through its TP)."""
@@ -1490,8 +1622,9 @@ class PositionActor:
     def _continue_close(self, t: Tranche) -> None:
         """Once no TP/SL leg is left resting, close what remains at market (once at a time)."""
         mine = self._orders_of(t.id)
-        level = self._level_closing(t)
-        waits = (Purpose.TP,) if level else (Purpose.TP, Purpose.SL)  # a level's close leaves the SL resting
+        trim = _trim_of(t.closing)
+        level = trim is not None or self._level_closing(t)
+        waits = (Purpose.TP,) if level else (Purpose.TP, Purpose.SL)  # a partial close leaves the SL resting
         if any(o.purpose in waits for o in mine):
             return
         if any(o.purpose is Purpose.CLOSE for o in mine):
@@ -1501,7 +1634,9 @@ class PositionActor:
             self._retry_at = hold if self._retry_at is None else min(self._retry_at, hold)
             return
         qty = None
-        if level:
+        if trim is not None:
+            qty = min(trim[0], t.qty)
+        elif level:
             qty = min(self._level_left.get(t.id) or self.exits.trigger_qty(t, ExitReason.TP), t.qty)
         close = self.exits.close(t, self.mark, qty)
         if close is None:  # it cannot be written yet (no price to bound it by): try again shortly

@@ -20,7 +20,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -48,6 +48,7 @@ from posmon.api.validation import (
     parse_symbol,
     parse_tranche_id,
     parse_value,
+    parse_venue,
 )
 from posmon.control import Control, ControlError
 from posmon.domain.orders import Side
@@ -316,6 +317,22 @@ def _path_symbol(request: Request) -> str:
     return parse_value("symbol", parse_symbol, request.path_params["symbol"])
 
 
+def _venue(request: Request, body: Mapping[str, Any] | None = None) -> str | None:
+    """The venue account a command addresses: ``?venue=`` or the body's ``venue`` (the same if both)."""
+    venue: str | None = (body or {}).get("venue")
+    if "venue" in request.query_params:
+        query_venue = parse_value("venue", parse_venue, request.query_params["venue"])
+        if venue is not None and venue != query_venue:
+            raise BadRequest("venue given twice with different values", field="venue")
+        venue = query_venue
+    return venue
+
+
+def _addressed(venue: str | None) -> dict[str, str]:
+    """``venue=`` for the control call when a venue was named (a control serving one venue needs none)."""
+    return {} if venue is None else {"venue": venue}
+
+
 class _Api:
     """The handlers; each validates everything it was sent before it calls the control object."""
 
@@ -392,6 +409,7 @@ class _Api:
         result = await self._control.open_position(order)
         payload: dict[str, Any] = {
             "symbol": result.symbol,
+            **({"venue": result.venue} if result.venue is not None else {}),
             "instrument": result.instrument,
             "side": result.side,
             "status": result.status,
@@ -417,7 +435,7 @@ class _Api:
     async def stop(self, request: Request) -> Response:
         symbol = _path_symbol(request)
         parse_fields(decode_json(await self._body(request), optional=True), ())  # an empty or {} body only
-        result = await self._control.stop_monitoring(symbol)
+        result = await self._control.stop_monitoring(symbol, **_addressed(_venue(request)))
         return json_response(
             {
                 "symbol": result.symbol,
@@ -431,7 +449,7 @@ class _Api:
     async def resume(self, request: Request) -> Response:
         symbol = _path_symbol(request)
         parse_fields(decode_json(await self._body(request), optional=True), ())  # an empty or {} body only
-        await self._control.resume_monitoring(symbol)
+        await self._control.resume_monitoring(symbol, **_addressed(_venue(request)))
         return json_response({"symbol": symbol, "monitoring": True})
 
     async def close_position(self, request: Request) -> Response:
@@ -444,13 +462,15 @@ class _Api:
             if side is not None and side is not query_side:
                 raise BadRequest("side given twice with different values", field="side")
             side = query_side
-        return await self._close(symbol, side, None, f"no open tranche of {symbol}" + (f" {side}" if side else ""))
+        nothing = f"no open tranche of {symbol}" + (f" {side}" if side else "")
+        return await self._close(symbol, side, None, nothing, _venue(request, body))
 
     async def close_tranche(self, request: Request) -> Response:
         """Close one tranche now; its symbol comes from the body or, when absent, from the status."""
         tranche_id = parse_value("id", parse_tranche_id, request.path_params["id"])
         body = parse_fields(decode_json(await self._body(request), optional=True), TRANCHE_CLOSE_FIELDS)
         symbol: str | None = body.get("symbol")
+        venue = _venue(request, body)
         side: Side | None = None
         if symbol is None:
             report = await self._control.status()
@@ -458,10 +478,14 @@ class _Api:
             if found is None:
                 raise BadRequest(f"no open tranche {tranche_id}", field="id", status=404)
             symbol, side = found.symbol, found.side
-        return await self._close(symbol, side, tranche_id, f"no open tranche {tranche_id} of {symbol}")
+            if venue is None and len(report.accounts) > 1:  # tranche ids are unique over venues: its own venue
+                venue = found.venue
+        return await self._close(symbol, side, tranche_id, f"no open tranche {tranche_id} of {symbol}", venue)
 
-    async def _close(self, symbol: str, side: Side | None, tranche_id: int | None, nothing: str) -> Response:
-        results = await self._control.close(symbol, side, tranche_id)
+    async def _close(
+        self, symbol: str, side: Side | None, tranche_id: int | None, nothing: str, venue: str | None = None
+    ) -> Response:
+        results = await self._control.close(symbol, side, tranche_id, **_addressed(venue))
         if not results or not any(r.tranche_ids for r in results):
             raise BadRequest(nothing, field="id" if tranche_id is not None else "symbol", status=404)
         return json_response({"closing": results})

@@ -60,6 +60,7 @@ class ApiClient:
         sl_percent: Decimal,
         rr_ratio: tuple[Decimal, Decimal],
         plan: Mapping[str, Any] | None = None,
+        venue: str | None = None,
     ) -> dict[str, Any]:
         """``size_usd`` is the position's notional in USD; ``leverage`` is set on the venue before the entry;
         ``plan``: exit-plan fields (``posmon.plan_fields``) overriding the symbol's configured ones."""
@@ -72,19 +73,23 @@ class ApiClient:
         }
         for name, value in (plan or {}).items():
             body[name] = _exact(value)
+        if venue:
+            body["venue"] = venue
         return self._call("POST", f"/api/orders/{side.lower()}", body)
 
-    def close_position(self, symbol: str, side: str | None = None) -> dict[str, Any]:
-        return self._call("POST", f"/api/positions/{_seg(symbol)}/close", {"side": side} if side else {})
+    def close_position(self, symbol: str, side: str | None = None, venue: str | None = None) -> dict[str, Any]:
+        body = {k: v for k, v in (("side", side), ("venue", venue)) if v}
+        return self._call("POST", f"/api/positions/{_seg(symbol)}/close", body)
 
-    def close_tranche(self, tranche_id: int, symbol: str | None = None) -> dict[str, Any]:
-        return self._call("POST", f"/api/tranches/{tranche_id}/close", {"symbol": symbol} if symbol else {})
+    def close_tranche(self, tranche_id: int, symbol: str | None = None, venue: str | None = None) -> dict[str, Any]:
+        body = {k: v for k, v in (("symbol", symbol), ("venue", venue)) if v}
+        return self._call("POST", f"/api/tranches/{tranche_id}/close", body)
 
-    def stop(self, symbol: str) -> dict[str, Any]:
-        return self._call("POST", f"/api/monitor/stop/{_seg(symbol)}")
+    def stop(self, symbol: str, venue: str | None = None) -> dict[str, Any]:
+        return self._call("POST", f"/api/monitor/stop/{_seg(symbol)}{_venue_query(venue)}")
 
-    def resume(self, symbol: str) -> dict[str, Any]:
-        return self._call("POST", f"/api/monitor/resume/{_seg(symbol)}")
+    def resume(self, symbol: str, venue: str | None = None) -> dict[str, Any]:
+        return self._call("POST", f"/api/monitor/resume/{_seg(symbol)}{_venue_query(venue)}")
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """A GET has no body; every other request sends JSON (``{}`` when empty): the API demands that type."""
@@ -108,6 +113,10 @@ class ApiClient:
                 response.status_code, str(payload.get("error") or response.reason_phrase), payload.get("field")
             )
         return payload
+
+
+def _venue_query(venue: str | None) -> str:
+    return f"?venue={_seg(venue)}" if venue else ""
 
 
 def _seg(value: str) -> str:

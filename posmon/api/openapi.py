@@ -16,6 +16,7 @@ from posmon.api.validation import (
     SYMBOL_SCHEMA,
     TRANCHE_CLOSE_FIELDS,
     TRANCHE_ID_SCHEMA,
+    VENUE_SCHEMA,
     BodyField,
 )
 from posmon.control import EXIT_STATES
@@ -211,7 +212,7 @@ def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
             "unrealized_pnl": _NULLABLE_DECIMAL,
             "closing": {"type": ["string", "null"]},
             "instrument": _INSTRUMENT,
-            "exits": {"type": "string", "enum": ["exchange", "emulated"]},
+            "exits": {"type": "string", "enum": ["exchange", "emulated", "unknown"]},
             "exits_live": {
                 "type": "boolean",
                 "description": "exchange: its TP and SL orders are both working on the venue; emulated: posmon is "
@@ -377,6 +378,26 @@ def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
                                 "throttled": {"type": "integer"},
                             },
                         },
+                        "accounts": {
+                            "type": "array",
+                            "description": "every venue account: its state, streams and request budget",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "venue": {"type": "string"},
+                                    "state": {
+                                        "type": "string",
+                                        "enum": ["connecting", "unreachable", "starting", "ready"],
+                                    },
+                                    "detail": {"type": "string"},
+                                    "exits": {"type": ["string", "null"], "enum": ["exchange", "emulated", None]},
+                                    "streams": {"type": "array", "items": {"type": "object"}},
+                                    "rate_limit": {"type": ["object", "null"]},
+                                    "unmonitored": {"type": "array", "items": {"type": "string"}},
+                                    "positions": {"type": "integer", "description": "open tranches on it"},
+                                },
+                            },
+                        },
                     },
                 },
             },
@@ -452,7 +473,10 @@ def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
             "/api/monitor/stop/{symbol}": {
                 "post": {
                     "summary": "Stop monitoring a symbol without closing it (its posmon orders are cancelled)",
-                    "parameters": [_symbol_param()],
+                    "parameters": [
+                        _symbol_param(),
+                        {"name": "venue", "in": "query", "required": False, "schema": dict(VENUE_SCHEMA)},
+                    ],
                     "requestBody": _body("Empty", required=True),
                     "responses": {"200": _ok("stopped", stopped), **_refusals(*_WRITE_REFUSALS)},
                 }
@@ -460,7 +484,10 @@ def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
             "/api/monitor/resume/{symbol}": {
                 "post": {
                     "summary": "Resume monitoring a symbol (adopted again at the next reconcile)",
-                    "parameters": [_symbol_param()],
+                    "parameters": [
+                        _symbol_param(),
+                        {"name": "venue", "in": "query", "required": False, "schema": dict(VENUE_SCHEMA)},
+                    ],
                     "requestBody": _body("Empty", required=True),
                     "responses": {"200": _ok("resumed", {"type": "object"}), **_refusals(*_WRITE_REFUSALS)},
                 }
@@ -476,6 +503,7 @@ def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
                             "required": False,
                             "schema": {"type": "string", "enum": ["LONG", "SHORT"]},
                         },
+                        {"name": "venue", "in": "query", "required": False, "schema": dict(VENUE_SCHEMA)},
                     ],
                     "requestBody": _body("PositionClose", required=True),
                     "responses": {"200": close, **_refusals(*_WRITE_REFUSALS)},

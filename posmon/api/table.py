@@ -114,7 +114,11 @@ def render_status(status: Mapping[str, Any]) -> str:
         age = _seconds(s.get("last_frame_age_seconds"))
         seen = "no frame yet" if age is None else f"last frame {age:.1f} s ago"
         out.append(f"stream {s.get('name', '?'):<6} {'up' if s.get('up') else 'DOWN':<4}  {seen}")
-    if streams:
+    accounts = status.get("accounts") or []
+    if len(accounts) > 1:  # several venue accounts: each one's state (one venue: the first line says it)
+        for a in accounts:
+            out.append(f"account {a.get('venue', '?'):<8} {a.get('state', '?'):<11} {a.get('detail', '')}")
+    if streams or len(accounts) > 1:
         out.append("")
     tranches = status.get("tranches") or []
     if tranches:
@@ -142,6 +146,10 @@ def render_status(status: Mapping[str, Any]) -> str:
             for t, r in zip(tranches, rows, strict=True):
                 r.insert(_COLUMNS.index("SL") + 1, plan_cell(t))
             columns.insert(_COLUMNS.index("SL") + 1, "PLAN")
+        if len(accounts) > 1:  # which venue each tranche is on
+            for t, r in zip(tranches, rows, strict=True):
+                r.insert(1, _cell(t.get("venue")))
+            columns.insert(1, "VENUE")
         out.append(grid(*_with_instruments(columns, rows, tranches)))
     else:
         out.append("no open tranches")

@@ -87,6 +87,17 @@ def parse_symbol(v: Any) -> str:
     return v.upper()
 
 
+_VENUE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,19}$")
+
+
+def parse_venue(v: Any) -> str:
+    """A venue account's name (``aster``, ``lighter``), lower-cased; whether the daemon runs it is the control
+    object's call (422 naming ``venue`` otherwise)."""
+    if not isinstance(v, str) or not _VENUE_RE.fullmatch(v):
+        raise ValueError("expected a venue name such as 'aster' or 'lighter'")
+    return v.lower()
+
+
 def parse_side(v: Any) -> Side:
     if isinstance(v, str) and v.upper() in Side.__members__:
         return Side[v.upper()]
@@ -216,6 +227,13 @@ PLAN_BODY_FIELDS: tuple[BodyField, ...] = tuple(
     for f in PLAN_FIELDS
 )
 TRANCHE_ID_SCHEMA: Mapping[str, Any] = {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}
+VENUE_SCHEMA: Mapping[str, Any] = {
+    "type": "string",
+    "pattern": _VENUE_RE.pattern,
+    "example": "aster",
+    "description": "the venue account (aster, lighter); required when the daemon runs several, else optional",
+}
+VENUE_FIELD = BodyField("venue", parse_venue, VENUE_SCHEMA, required=False)
 SYMBOL_SCHEMA: Mapping[str, Any] = {"type": "string", "pattern": _SYMBOL_RE.pattern}
 
 ORDER_FIELDS: tuple[BodyField, ...] = (
@@ -277,6 +295,7 @@ ORDER_FIELDS: tuple[BodyField, ...] = (
         },
     ),
     *PLAN_BODY_FIELDS,
+    VENUE_FIELD,
 )
 POSITION_CLOSE_FIELDS: tuple[BodyField, ...] = (
     BodyField(
@@ -285,12 +304,19 @@ POSITION_CLOSE_FIELDS: tuple[BodyField, ...] = (
         {"type": "string", "enum": ["LONG", "SHORT"], "description": "close only this side (default: both)"},
         required=False,
     ),
+    VENUE_FIELD,
 )
 TRANCHE_CLOSE_FIELDS: tuple[BodyField, ...] = (
     BodyField(
         "symbol",
         parse_symbol,
         {**SYMBOL_SCHEMA, "description": "the tranche's symbol (default: looked up in the status)"},
+        required=False,
+    ),
+    BodyField(
+        "venue",
+        parse_venue,
+        {**VENUE_SCHEMA, "description": "the tranche's venue account (default: looked up in the status)"},
         required=False,
     ),
 )
@@ -368,6 +394,7 @@ def parse_order(body: Mapping[str, Any], side: Side) -> OpenRequest:
         sl_pct=v["sl_percent"],
         rr_ratio=v["rr_ratio"],
         plan_fields={f.name: v[f.name] for f in PLAN_BODY_FIELDS if f.name in v},
+        venue=v.get("venue"),
     )
     if side is Side.SHORT and order.tp_pct >= 100:
         raise BadRequest(
@@ -393,6 +420,7 @@ HISTORY_PARAMS: dict[str, tuple[Callable[[str], Any], Mapping[str, Any], str]] =
         {"type": "integer", "minimum": 1, "maximum": MAX_HISTORY_LIMIT},
         "keep only the most recent N closed tranches",
     ),
+    "venue": (parse_venue, VENUE_SCHEMA, "only this venue account's (default: every account's)"),
 }
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from posmon.api.client import DEFAULT_TIMEOUT_SECONDS, ApiClient, ApiRefused, ApiUnreachable
 from posmon.api.settings import TOKEN_ENV, ApiSettings
 from posmon.api.table import render_status
-from posmon.api.validation import MAX_LEVERAGE, parse_side, parse_symbol, parse_tranche_id
+from posmon.api.validation import MAX_LEVERAGE, parse_side, parse_symbol, parse_tranche_id, parse_venue
 from posmon.cli.exit_codes import ExitCode, exit_codes_help
 from posmon.config import ConfigError, load_settings
 from posmon.control import OpenRequest, Sizing, usd
@@ -151,7 +151,9 @@ def _open(client: ApiClient, args: argparse.Namespace) -> dict[str, Any]:
     plan = _plan_fields(args)
     request = OpenRequest(args.symbol, Side[args.side], args.size_usd, args.leverage, args.sl_percent, args.rr, plan)
     print(_sizing_line("sending", request.sizing, "at the SL"), file=sys.stderr if args.json else sys.stdout)
-    return client.open(args.side, args.symbol, args.size_usd, args.leverage, args.sl_percent, args.rr, plan)
+    return client.open(
+        args.side, args.symbol, args.size_usd, args.leverage, args.sl_percent, args.rr, plan, venue=args.venue
+    )
 
 
 def _sizing_line(what: str, s: Sizing, risk_at: str) -> str:
@@ -163,16 +165,16 @@ def _sizing_line(what: str, s: Sizing, risk_at: str) -> str:
 
 def _close(client: ApiClient, args: argparse.Namespace) -> dict[str, Any]:
     if args.tranche is not None:
-        return client.close_tranche(args.tranche, args.symbol)
-    return client.close_position(args.symbol, args.side)
+        return client.close_tranche(args.tranche, args.symbol, args.venue)
+    return client.close_position(args.symbol, args.side, args.venue)
 
 
 def _stop(client: ApiClient, args: argparse.Namespace) -> dict[str, Any]:
-    return client.stop(args.symbol)
+    return client.stop(args.symbol, args.venue)
 
 
 def _resume(client: ApiClient, args: argparse.Namespace) -> dict[str, Any]:
-    return client.resume(args.symbol)
+    return client.resume(args.symbol, args.venue)
 
 
 def _opened(a: dict[str, Any]) -> str:
@@ -247,6 +249,13 @@ def add_ops_commands(sub: Subparsers) -> None:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         p.set_defaults(handler=run_ops_command, call=call, render=render)
+        if name != "status":
+            p.add_argument(
+                "--venue",
+                type=_arg(parse_venue),
+                default=None,
+                help="the venue account (aster, lighter): needed when the daemon runs several",
+            )
         return p
 
     p = add("status", "show the running daemon's tranches and stream health", _status, render_status)

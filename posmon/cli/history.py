@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from posmon.analytics import duration, render_summary, summarize
-from posmon.api.validation import parse_symbol
+from posmon.api.validation import parse_symbol, parse_venue
 from posmon.cli.exit_codes import ExitCode, exit_codes_help
 from posmon.config import ConfigError, load_settings
 from posmon.domain.instruments import is_unified
@@ -63,6 +63,10 @@ def _load(args: argparse.Namespace) -> History:
             ExitCode.CONFIG,
         )
     try:
+        venue = None if getattr(args, "venue", None) is None else parse_venue(args.venue)
+    except ValueError as exc:
+        raise _Refused(f"--venue: {exc}", ExitCode.CONFIG) from None
+    try:
         settings = load_settings(args.config)
     except ConfigError as exc:
         raise _Refused(f"configuration error: {exc}", ExitCode.CONFIG) from None
@@ -74,7 +78,7 @@ def _load(args: argparse.Namespace) -> History:
     except StoreError as exc:
         raise _Refused(str(exc), ExitCode.STORE) from None
     try:
-        return store.history(since=since, symbol=symbol)
+        return store.history(since=since, symbol=symbol, venue=venue)
     finally:
         store.close()
 
@@ -170,6 +174,7 @@ def _filters(p: argparse.ArgumentParser) -> None:
     # Parsed in the handler, not by argparse: a bad value is one line and exit 2, not a usage dump.
     p.add_argument("--since", help="closed at or after: unix seconds or an ISO-8601 date/time (UTC unless given)")
     p.add_argument("--symbol", help="only this symbol")
+    p.add_argument("--venue", help="only this venue account's (aster, lighter; default: every one's)")
 
 
 def add_history(sub: Subparsers) -> None:

@@ -40,7 +40,7 @@ from posmon.startup import (
 )
 from posmon.store.errors import StoreError, StoreUnavailable
 from posmon.store.store import Store
-from posmon.venues import open_venue, opened_rules
+from posmon.venues import open_venue, opened_rules, venue_openers
 
 if TYPE_CHECKING:
     from posmon.cli.parser import Subparsers
@@ -162,6 +162,9 @@ async def _run_account(
 ) -> None:
     """Open the venue (with retries) and run the daemon on it until cancelled; ``daemon``: more ``run_daemon``
     arguments (a cluster's ``order_gate`` and ``metrics``)."""
+    if len(settings.daemon.venue_names) > 1:  # each account opens its venue itself, none waiting for another
+        await run_daemon(settings, venue_openers(settings), store, api=api, connect_timeout=connect_timeout, **daemon)
+        return
     async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
         venue = await _open_venue_with_retries(settings, nursery, stack, connect_timeout)
         await run_daemon(

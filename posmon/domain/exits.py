@@ -148,10 +148,11 @@ def _leg_ok(t: Tranche, rec: OrderRecord, rules: SymbolRules) -> bool:
     req = rec.request
     left = req.qty - rec.filled_qty
     if not t.plan:
-        # A tranche without a plan never changes its prices without its quantity: only the quantity is checked
-        # (today's rule; an order re-rounded by the gateway onto a changed grid stays accepted). A restart's
-        # reconcile asks this of every leg: the fast path first.
-        return left == t.qty
+        # A tranche without a plan changes its TP only with its quantity: the TP's quantity is checked (an order
+        # re-rounded by the gateway onto a changed grid stays accepted); its stop may move alone (a hedge pair's
+        # tight stop), so the SL's price is checked too (a re-rounded stop is followed by the tranche). A
+        # restart's reconcile asks this of every leg: the fast path first.
+        return left == t.qty and (rec.purpose is not Purpose.SL or req.stop_price == t.sl)
     if rec.purpose is Purpose.SL:
         return left == t.qty and req.stop_price == t.sl
     if req.price != t.tp:

@@ -335,15 +335,16 @@ class ExitDecision:
     imbalance_alarm: bool = False
 
 
-def leg_exited(pair: Pair, tranche_id: int, reason: str, qty: Decimal | None) -> ExitDecision:
+def leg_exited(pair: Pair, tranche_id: int, reason: str, qty: Decimal | None, *, partial: bool = False) -> ExitDecision:
     """Leg tranche ``tranche_id`` closed by ``reason`` (``qty``: how much; None: the whole tranche, i.e. the leg's
-    share of it). The other leg's close (or stop) when this leg went flat; the imbalance check otherwise."""
+    share of it); ``partial``: only ``qty`` of it closed and the tranche holds the rest (a ladder level, a trim).
+    The other leg's close (or stop) when this leg went flat; the imbalance check otherwise."""
     index = pair.leg_of(tranche_id)
-    if index is None or not pair.active:
+    if index is None or not pair.active or (partial and not qty):
         return ExitDecision(pair)
     leg = pair.legs[index]
-    ids = tuple(t for t in leg.tranche_ids if t != tranche_id)
-    # With another tranche of the leg left, only what this one closed is gone.
+    ids = leg.tranche_ids if partial else tuple(t for t in leg.tranche_ids if t != tranche_id)
+    # With another tranche of the leg left (or this one, after a partial close), only what closed is gone.
     kept = leg.filled_qty if qty is None else max(ZERO, leg.filled_qty - qty)
     left = kept if ids else ZERO
     leg = replace(leg, tranche_ids=ids, filled_qty=left, exit_reason=reason if left <= 0 else leg.exit_reason)

@@ -19,6 +19,7 @@ class NoticeKind(enum.StrEnum):
     POSITION_SHRUNK = "position_shrunk"  # the position was reduced outside posmon; tranches resized
     DOUBLE_EXIT = "double_exit"  # both legs of a tranche filled (needs a human)
     RISK_LIMIT = "risk_limit"  # a fill from elsewhere broke a risk limit (closed with close_breaching_fills)
+    PARTIAL_EXIT = "partial_exit"  # part of a tranche was closed (a ladder level, a pair's trim), the rest held
     # raised by the notify package
     STREAM_DOWN = "stream_down"  # a venue's price stream silent for stream_down_seconds
     STREAM_RESTORED = "stream_restored"  # ... and back

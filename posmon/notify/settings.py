@@ -32,6 +32,14 @@ DEFAULT_KINDS = (
     NoticeKind.RESTART_BUDGET_EXHAUSTED,
     NoticeKind.TAKEOVER,
     NoticeKind.LEASE_LOST,
+    # A hedge pair's notices: a leg exit, the other leg's close or stop, a pair TP/SL, a failed entry, legs out of
+    # balance, a leg that could not be told: each says a hedge changed shape, and each is rare (once per pair event).
+    NoticeKind.PAIR_LEG_EXIT,
+    NoticeKind.PAIR_EXIT,
+    NoticeKind.PAIR_CLOSED,
+    NoticeKind.PAIR_IMBALANCE,
+    NoticeKind.PAIR_ENTRY_FAILED,
+    NoticeKind.PAIR_LEG_UNREACHABLE,
 )
 
 _Key = KeySpec

@@ -135,14 +135,19 @@ class PgConn:
             return call(self.raw)
         except psycopg.OperationalError as exc:
             if not self._lost():
-                raise
+                # An operational error the driver did not mark as a broken connection (a server restart in the
+                # middle of ``executemany``'s pipeline reads "cannot exit pipeline mode while busy"): the
+                # connection's state is unknown, so it is dropped and treated as lost; a write in doubt is then
+                # settled by its commit marker like any lost connection.
+                assert self.raw is not None
+                self.raw.close()
             if was_idle and not fresh:
                 self._connect()
                 try:
                     return call(self.raw)
                 except psycopg.OperationalError as again:
                     if not self._lost():
-                        raise
+                        self.raw.close()
                     raise self._unavailable("connection lost", again) from again
             raise self._unavailable("connection lost", exc) from exc
 

@@ -26,10 +26,12 @@ from posmon.actors.pairs import (
     ProtectTranches,
     leg_exit_from_notice,
 )
+from posmon.actors.supervisor import RestartPolicy, supervise
 from posmon.domain.exitplan import NO_PLAN
 from posmon.domain.orders import OrderRequest, OrderType, Side
 from posmon.domain.pairs import Leg, OnLegExit, Pair, PairRules, PairStatus, new_pair
 from posmon.domain.tranche import Risk, Tranche
+from posmon.metrics import Metrics
 from posmon.store.store import Changes, PendingEntry, Store
 
 NOW = 1_700_000_000.0
@@ -461,3 +463,78 @@ async def test_a_router_slot_feeds_the_newest_mark_without_a_backlog(store, nurs
     assert [leg.mark for leg in coordinator.views()[0].legs] == [D("106"), D("102")]
     assert legs.taken(ASTER) == [CloseTranches((11,), "PAIR")]
     assert store.open_pairs()[0].close_reason == "PAIR_TP"  # combined +0.6 >= 0.5
+
+
+class _FailsOnce(FakeLegs):
+    """A leg directory whose first look-up crashes the coordinator (a bug, not a missing key)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    def inbox(self, venue: str, symbol: str, side: Side) -> trio.MemorySendChannel:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("boom")
+        return super().inbox(venue, symbol, side)
+
+
+async def test_a_supervised_restart_serves_the_same_inbox_and_resends_the_close_it_had_decided(
+    store, nursery, autojump_clock
+):
+    stored(store, open_pair())
+    legs = _FailsOnce()
+    notices_send, _ = trio.open_memory_channel[Notice](math.inf)
+    coordinator, inbox = PairCoordinator.create(legs, store, notices_send, trio.current_time)
+    metrics = Metrics()
+    await nursery.start(supervise, "pairs", lambda: coordinator.run, RestartPolicy(backoff=0.5), metrics)
+    inbox.send_nowait(LegExited(*ASTER, 11, "SL"))  # decided and written, then the send crashes the coordinator
+    await trio.testing.wait_all_tasks_blocked()
+    assert store.pair(1).status is PairStatus.CLOSING and legs.taken(LIGHTER) == []
+    await trio.sleep(1)  # the supervisor's backoff: the next incarnation restores and sends the decided close
+    assert legs.taken(LIGHTER) == [CloseTranches((12,), "PAIR")]
+    assert metrics.get("actor_restarts") == 1
+    inbox.send_nowait(LegExited(*LIGHTER, 12, "PAIR"))  # the same inbox, served by the new incarnation
+    await trio.testing.wait_all_tasks_blocked()
+    assert store.pair(1).status is PairStatus.CLOSED and coordinator.views() == []
+
+
+async def test_a_partial_exit_notice_lowers_the_leg_and_a_trim_of_the_pairs_own_is_not_counted_twice(
+    store, nursery, autojump_clock
+):
+    stored(store, open_pair(PairRules(auto_rebalance=True)))
+    legs = FakeLegs()
+    coordinator, inbox, _ = await started(nursery, store, legs)
+    notice = Notice(
+        "partial_exit", *ASTER[:2], "LONG", "level 1", data={"tranche_id": 11, "reason": "TP", "qty": "0.05"}
+    )
+    exit_ = leg_exit_from_notice(notice)
+    assert exit_ == LegExited(*ASTER, 11, "TP", D("0.05"), partial=True)
+    inbox.send_nowait(exit_)
+    await trio.testing.wait_all_tasks_blocked()
+    [trim] = legs.taken(LIGHTER)  # the larger leg trimmed to the smaller, its tranche kept
+    assert (trim.tranche_id, trim.qty, trim.reason) == (12, D("0.05"), "PAIR")
+    # The trim fills on Lighter and its partial exit comes back: already counted when decided.
+    inbox.send_nowait(LegExited(*LIGHTER, 12, "PAIR", D("0.05"), partial=True))
+    await trio.testing.wait_all_tasks_blocked()
+    [view] = coordinator.views()
+    assert [leg.qty for leg in view.legs] == [D("0.1"), D("0.1")] and view.status == "open"
+    assert [leg.tranche_ids for leg in view.legs] == [(11,), (12,)]
+
+
+async def test_a_leg_reduced_while_the_coordinator_was_down_is_rebalanced_at_start_up(store, autojump_clock):
+    stored(store, open_pair(PairRules(auto_rebalance=True)))
+    # While down: a ladder level closed 0.05 of Aster's tranche (it holds 0.100 now, the pair thinks 0.150).
+    store.apply(Changes(tranches=[replace(tranche(11, ASTER, "0.100"), exit_qty=D("0.05"))]))
+    legs = FakeLegs()
+    async with trio.open_nursery() as nursery:
+        _, _, notices = await started(nursery, store, legs)
+        [trim] = legs.taken(LIGHTER)
+        assert (trim.tranche_id, trim.qty) == (12, D("0.05"))
+        assert [leg.filled_qty for leg in store.open_pairs()[0].legs] == [D("0.100"), D("0.10000")]
+        assert [n.kind for n in drained(notices)] == ["pair_imbalance"]
+        nursery.cancel_scope.cancel()
+    async with trio.open_nursery() as nursery:  # restarted again: nothing more to do
+        await started(nursery, store, legs)
+        assert legs.taken(LIGHTER) == [] and legs.taken(ASTER) == []
+        nursery.cancel_scope.cancel()

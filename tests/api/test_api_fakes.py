@@ -144,7 +144,9 @@ class FakeControl:
             plan=plan,
         )
 
-    async def close(self, symbol: str, side: Side | None = None, tranche_id: int | None = None) -> list[CloseResult]:
+    async def close(
+        self, symbol: str, side: Side | None = None, tranche_id: int | None = None, *, venue: str | None = None
+    ) -> list[CloseResult]:
         self._record("close", symbol, side, tranche_id)
         hits = [
             t for t in self.tranches if t.symbol == symbol and side in (None, t.side) and tranche_id in (None, t.id)
@@ -154,15 +156,20 @@ class FakeControl:
             by_side.setdefault(t.side, []).append(t.id)
         return [CloseResult(symbol, s, ids) for s, ids in by_side.items()]
 
-    async def stop_monitoring(self, symbol: str) -> StopResult:
+    async def stop_monitoring(self, symbol: str, *, venue: str | None = None) -> StopResult:
         self._record("stop_monitoring", symbol)
         return StopResult(symbol, [t.id for t in self.tranches if t.symbol == symbol])
 
-    async def resume_monitoring(self, symbol: str) -> None:
+    async def resume_monitoring(self, symbol: str, *, venue: str | None = None) -> None:
         self._record("resume_monitoring", symbol)
 
     async def history(
-        self, *, since: float | None = None, symbol: str | None = None, limit: int | None = None
+        self,
+        *,
+        since: float | None = None,
+        symbol: str | None = None,
+        limit: int | None = None,
+        venue: str | None = None,
     ) -> History:
         self._record("history", since, symbol, limit)
         rows = [t for t in self.closed if since is None or t.closed_at >= since]

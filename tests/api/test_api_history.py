@@ -91,6 +91,6 @@ async def test_the_schema_documents_the_endpoint_and_its_row():
     async with served(app_for(FakeControl())) as url, httpx.AsyncClient(base_url=url) as c:
         doc = (await c.get("/openapi.json")).json()
     op = doc["paths"]["/api/history"]["get"]
-    assert [p["name"] for p in op["parameters"]] == ["since", "symbol", "limit"]
+    assert [p["name"] for p in op["parameters"]] == ["since", "symbol", "limit", "venue"]
     assert doc["components"]["schemas"]["ClosedTranche"]["required"] == ROW_KEYS
     assert list(r.json()["tranches"][0]) == ROW_KEYS

@@ -261,13 +261,14 @@ async def test_openapi_lists_every_endpoint_with_its_request_body_fields():
         assert method.lower() in paths[template], template
     order = doc["components"]["schemas"]["OrderRequest"]
     required = ["leverage", "rr_ratio", "size_usd", "sl_percent", "symbol"]
-    assert sorted(order["properties"]) == sorted([*required, *PLAN_FIELD_NAMES])  # the exit plan's are optional
+    # the exit plan's fields and the venue (required only by a daemon running several) are optional
+    assert sorted(order["properties"]) == sorted([*required, *PLAN_FIELD_NAMES, "venue"])
     assert sorted(order["required"]) == required and order["additionalProperties"] is False
     assert paths["/api/orders/long"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "/OrderRequest"
     )
-    assert list(doc["components"]["schemas"]["PositionClose"]["properties"]) == ["side"]
-    assert list(doc["components"]["schemas"]["TrancheClose"]["properties"]) == ["symbol"]
+    assert list(doc["components"]["schemas"]["PositionClose"]["properties"]) == ["side", "venue"]
+    assert list(doc["components"]["schemas"]["TrancheClose"]["properties"]) == ["symbol", "venue"]
 
 
 # ---- the bearer token (an app with a token behaves as it does when bound off loopback) ---------------------------

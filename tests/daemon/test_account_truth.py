@@ -79,7 +79,8 @@ async def test_position_that_shrinks_with_only_a_frame_resizes_the_exits_and_boo
         assert t.qty == D("0.04")
         assert t.realized_pnl == D("0.06") * (D("44000") - D("45000"))
         assert {(o.type.value, o.qty) for o in h.orders()} == {("LIMIT", D("0.04")), ("STOP_MARKET", D("0.04"))}
-        assert [n.kind for n in drain(notices)] == ["position_shrunk"]
+        # The tranche's partial exit (a hedge pair's leg event), then the operator's notice of the whole reduction.
+        assert [n.kind for n in drain(notices)] == ["partial_exit", "position_shrunk"]
 
 
 async def test_position_that_vanishes_with_only_a_frame_closes_the_tranche_and_its_orders(tmp_path, autojump_clock):

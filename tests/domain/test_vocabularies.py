@@ -44,6 +44,7 @@ def test_notice_kinds_keep_their_strings_and_every_one_can_be_chosen() -> None:
         "position_shrunk",
         "double_exit",
         "risk_limit",
+        "partial_exit",
         "stream_down",
         "stream_restored",
         "restart_budget_exhausted",
