@@ -107,6 +107,7 @@ async def run_clustered(
                 control.started(name, daemon)
         finally:
             control.released(name)
+            metrics.forget(name)  # its streams' and book's gauges are the new owner's to report
             own.fence = None
             own.close()
 

@@ -163,6 +163,15 @@ async def test_an_instance_serves_the_accounts_it_holds_and_a_standby_says_so(tm
         status, refused = await call(a, f"/api/monitor/resume/{symbol}?venue={gone}", {})
         assert status == 409 and "posmon cluster status" in refused["error"], refused
         await until(ports["b"], "/ready", lambda s, b: s == 200 and list(b["accounts"]) == [gone])
+        # a no longer reports the streams of the account it gave away (they would alert as down), b does.
+        status, metrics = await call(a, "/metrics")
+        assert sample(metrics, "posmon_price_stream_up", venue=gone) is None
+        assert sample(metrics, "posmon_price_last_frame_age_seconds", venue=gone) is None
+        assert sample(metrics, "posmon_price_stream_up", venue=kept) == 1
+        assert sample(metrics, "posmon_lease_owner", account=gone) == 0
+        await until(
+            ports["b"], "/metrics", lambda s, m: s == 200 and sample(m, "posmon_price_stream_up", venue=gone) == 1
+        )
 
         # c joins holding nothing: alive and ready as a standby (a health check must not restart it).
         cluster.start("c")
