@@ -115,7 +115,7 @@ class InstanceControl:
             unmonitored += [f"{name}:{sym}" for sym in report.unmonitored]
         return StatusReport(
             running=True,  # the instance: a held account that stopped is lost and released, not shown as running
-            venue=",".join(self.held),
+            venue=",".join(self.held) or f"{self.instance} (standby)",  # `posmon status`: "posmon on a (standby)"
             started_at=self.started_at,
             streams=streams,
             tranches=tranches,
