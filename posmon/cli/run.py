@@ -169,7 +169,7 @@ async def run_main(
             await nursery.start(_stop_on_signals, nursery.cancel_scope)
             start = functools.partial(_run_account, settings, store, api, connect_timeout)
             if cluster is not None and cluster.enabled:
-                await run_clustered(settings, store, cluster, start, connect_timeout=connect_timeout)
+                await run_clustered(settings, store, cluster, start, connect_timeout=connect_timeout, api=api)
             else:
                 await start()
             nursery.cancel_scope.cancel()
