@@ -37,6 +37,7 @@ from posmon.api.auth import Unauthorized, check_bearer
 from posmon.api.dashboard import StatusFeed, StreamSettings, page_handlers
 from posmon.api.errors import BadRequest
 from posmon.api.openapi import openapi_schema
+from posmon.api.pair_validation import parse_link, parse_pair
 from posmon.api.serialize import error_response, json_response
 from posmon.api.validation import (
     POSITION_CLOSE_FIELDS,
@@ -79,6 +80,7 @@ def create_app(
     allowed_hosts: Iterable[str] = (),
     stream: StreamSettings | None = None,
     readiness: Readiness | None = None,
+    describe: Callable[[], Mapping[str, Any]] | None = None,
 ) -> ASGIApp:
     """The ASGI app. ``token`` (None or '' for none) guards every endpoint but ``/health`` and ``/ready``.
 
@@ -89,6 +91,7 @@ def create_app(
     ``stream``: pacing and limits of the dashboard's live feed (``posmon.api.dashboard``).
     ``readiness``: the daemon's start-up phase, reported by ``/health`` and required by ``/ready`` (None: a control
     object that is ready as soon as it answers).
+    ``describe``: more fields for the ``/health`` and ``/ready`` bodies (a cluster instance's role and accounts).
     """
     api = _Api(
         control,
@@ -97,6 +100,7 @@ def create_app(
         body_timeout_seconds,
         bearer_required=bool(token),
         readiness=readiness,
+        describe=describe,
     )
     guard = _Guard(token.encode() if token else None)
     routes = [
@@ -113,6 +117,10 @@ def create_app(
         Route("/api/positions/{symbol:path}/close", guard.wrap(api.close_position), methods=["POST"]),
         Route("/api/tranches/{id}/close", guard.wrap(api.close_tranche), methods=["POST"]),
         Route("/api/history", guard.wrap(api.history), methods=["GET"]),
+        Route("/api/pairs", guard.wrap(api.pairs), methods=["GET"]),
+        Route("/api/pairs", guard.wrap(api.open_pair), methods=["POST"]),
+        Route("/api/pairs/link", guard.wrap(api.link_pair), methods=["POST"]),
+        Route("/api/pairs/{id}/close", guard.wrap(api.close_pair), methods=["POST"]),
         # The dashboard: its files hold no data (public); its live feed is guarded like every data call.
         Route("/api/stream", guard.wrap(StatusFeed(control, stream).stream), methods=["GET"]),
         *(Route(path, guard.wrap(page, public=True), methods=["GET"]) for path, page in page_handlers().items()),
@@ -345,8 +353,10 @@ class _Api:
         *,
         bearer_required: bool,
         readiness: Readiness | None = None,
+        describe: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self._control = control
+        self._describe = describe
         self._metrics_render = metrics_render
         self._health_timeout = health_timeout
         self._body_timeout = body_timeout
@@ -368,18 +378,19 @@ class _Api:
 
     async def _liveness(self, *, ready_required: bool) -> Response:
         state = self._readiness.state if self._readiness is not None else "ready"
+        more = dict(self._describe()) if self._describe is not None else {}
         try:
             with trio.move_on_after(self._health_timeout):
                 report = await self._control.status()
                 if not report.running:
-                    return json_response({"status": "stopped", "state": state}, 503)
+                    return json_response({"status": "stopped", "state": state, **more}, 503)
                 if ready_required and state != "ready":
-                    return json_response({"status": "starting", "state": state}, 503)
-                return json_response({"status": "ok", "state": state})
-            return json_response({"status": "unresponsive", "state": state}, 503)
+                    return json_response({"status": "starting", "state": state, **more}, 503)
+                return json_response({"status": "ok", "state": state, **more})
+            return json_response({"status": "unresponsive", "state": state, **more}, 503)
         except Exception:
             log.exception("health check: status failed")
-            return json_response({"status": "error", "state": state}, 503)
+            return json_response({"status": "error", "state": state, **more}, 503)
 
     async def metrics(self, _request: Request) -> Response:
         if self._metrics_render is None:
@@ -431,6 +442,24 @@ class _Api:
             payload |= {"notional_usd": s.notional_usd, "margin_usd": s.margin_usd, "risk_usd": s.risk_usd}
         # 202: the entry is placed but not filled yet, so its exits are not placed either.
         return json_response(payload, 200 if result.entry_price is not None else 202)
+
+    async def pairs(self, _request: Request) -> Response:
+        return json_response({"pairs": await self._control.pairs()})
+
+    async def open_pair(self, request: Request) -> Response:
+        """Both entries decided and persisted, then sent together; 200 once both ended (the pair as status shows
+        it, or closed/broken when an entry was rejected), 202 while still opening."""
+        result = await self._control.open_pair(parse_pair(decode_json(await self._body(request))))
+        status = result.get("status") if isinstance(result, dict) else result.status
+        return json_response(result, 202 if status == "opening" else 200)
+
+    async def link_pair(self, request: Request) -> Response:
+        return json_response(await self._control.link_pair(parse_link(decode_json(await self._body(request)))))
+
+    async def close_pair(self, request: Request) -> Response:
+        pair_id = parse_value("id", parse_tranche_id, request.path_params["id"])
+        parse_fields(decode_json(await self._body(request), optional=True), ())  # an empty or {} body only
+        return json_response(await self._control.close_pair(pair_id))
 
     async def stop(self, request: Request) -> Response:
         symbol = _path_symbol(request)
