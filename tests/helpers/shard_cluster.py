@@ -23,7 +23,16 @@ from posmon.sim.aster import credentials as aster_cred
 from posmon.sim.lighter import credentials as lighter_cred
 
 
-def _config(url: str, accounts: dict[str, tuple[Venue, str, str]], *, instance: str, lease: float, renew: float) -> str:
+def _config(
+    url: str,
+    accounts: dict[str, tuple[Venue, str, str]],
+    *,
+    instance: str,
+    lease: float,
+    renew: float,
+    api_port: int | None = None,
+) -> str:
+    api = "enabled = false" if api_port is None else f'enabled = true\nhost = "127.0.0.1"\nport = {api_port}'
     sections = []
     for name, (venue, rest_url, ws_url) in accounts.items():
         sections.append(f'[accounts.{name}]\nvenue = "{venue.name}"\nrest_url = "{rest_url}"\nws_url = "{ws_url}"\n')
@@ -42,7 +51,7 @@ tp_pct = 1.0
 sl_pct = 2.0
 
 [api]
-enabled = false
+{api}
 
 [cluster]
 enabled = true
@@ -89,7 +98,8 @@ def read_account(url: str, account: str) -> StoreView:
 
 
 class ShardCluster:
-    """Instances ``names`` running the accounts ``venues`` (account name -> simulator), started and killed by name."""
+    """Instances ``names`` running the accounts ``venues`` (account name -> simulator), started and killed by name;
+    ``api_ports``: instance -> the loopback port its operator API listens on (none: no API)."""
 
     def __init__(
         self,
@@ -101,6 +111,7 @@ class ShardCluster:
         names: tuple[str, ...] = ("a", "b"),
         lease: float = 2.0,
         renew: float = 0.5,
+        api_ports: dict[str, int] | None = None,
     ) -> None:
         self.url, self.venues, self.lease_seconds = url, venues, lease
         env = {k: v for k, v in os.environ.items() if not k.startswith("POSMON_")}
@@ -111,7 +122,8 @@ class ShardCluster:
         self.instances: dict[str, Daemon] = {}
         for name in names:
             config = work / f"{name}.toml"
-            config.write_text(_config(url, accounts, instance=name, lease=lease, renew=renew))
+            port = (api_ports or {}).get(name)
+            config.write_text(_config(url, accounts, instance=name, lease=lease, renew=renew, api_port=port))
             self.instances[name] = Daemon(config, work / f"{name}.log", env)
 
     def start(self, name: str) -> None:
