@@ -1,8 +1,9 @@
-"""``python -m chaos --runs N --seed S [--venue aster|lighter|both] [--smoke]``: the campaign, its table and JSON.
+"""``python -m chaos --runs N --seed S [--venue aster|lighter|both | --two-venue] [--smoke]``: the campaign.
 
-Run ``i`` (0-based) uses seed ``S + i``; a failing run prints ``--seed <its seed> --runs 1 --venue <venue>``,
-which replays exactly its random choices. Results go to ``chaos/results/chaos-<time>.json`` (git-ignored) and
-failing runs' directories (config, store, daemon log) to ``chaos/results/runs/``.
+Run ``i`` (0-based) uses seed ``S + i``; a failing run prints ``--seed <its seed> --runs 1 --venue <venue>``
+(or ``--two-venue``: both simulators, one daemon, hedge pairs), which replays exactly its random choices.
+Results go to ``chaos/results/chaos-<time>.json`` (git-ignored) and failing runs' directories (config, store,
+daemon log) to ``chaos/results/runs/``.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ import orjson
 import trio
 import trio.lowlevel
 
-from chaos.invariants import INVARIANTS
+from chaos.invariants import INVARIANTS, PAIR_INVARIANTS
 from chaos.run import Options, RunResult, one_run, venue_for
+from chaos.twovenue import TWO_VENUE, two_venue_run
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SMOKE_RUNS = 4
+SMOKE_TWO_VENUE_RUNS = 2
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -37,6 +40,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=("aster", "lighter", "both"),
         default="both",
         help="simulator to run against; both alternates by seed (default)",
+    )
+    p.add_argument(
+        "--two-venue",
+        action="store_true",
+        help="both simulators in one daemon (venues = aster, lighter) with hedge pairs opened over the API",
     )
     p.add_argument("--duration", type=float, default=5.0, help="seconds of trading and faults per run (default 5)")
     p.add_argument("--settle", type=float, default=30.0, help="seconds the daemon gets to settle (default 30)")
@@ -59,7 +67,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.duration <= 0 or args.settle <= 0:
         p.error("--duration and --settle must be > 0")
     if args.smoke:
-        args.runs, args.venue, args.duration, args.jobs = SMOKE_RUNS, "both", min(args.duration, 4.0), 2
+        runs = SMOKE_TWO_VENUE_RUNS if args.two_venue else SMOKE_RUNS
+        args.runs, args.venue, args.duration, args.jobs = runs, "both", min(args.duration, 4.0), 2
+    if args.two_venue:
+        args.venue = TWO_VENUE
     if args.seed is None:
         args.seed = int(time.time()) % 1_000_000
     return args
@@ -105,7 +116,8 @@ def commit() -> str:
 def summarize(results: list[RunResult], args: argparse.Namespace, wall: float, at_commit: str = "") -> dict[str, Any]:
     faults: Counter[str] = Counter()
     workload: Counter[str] = Counter()
-    violations: Counter[str] = Counter({name: 0 for name in INVARIANTS})
+    checked = INVARIANTS + (PAIR_INVARIANTS if args.venue == TWO_VENUE else ())
+    violations: Counter[str] = Counter({name: 0 for name in checked})
     by_venue: dict[str, dict[str, int]] = {}
     for r in results:
         faults.update(r.faults)
@@ -134,7 +146,7 @@ def summarize(results: list[RunResult], args: argparse.Namespace, wall: float, a
         "failed_runs": sum(1 for r in results if not r.ok),
         "campaign_errors": sum(1 for r in results if r.error is not None),
         "violations_by_invariant": dict(violations),
-        "invariants_checked": list(INVARIANTS),
+        "invariants_checked": list(checked),
         "time_to_protect_s": percentiles(protect),
         "settle_s": percentiles(settle),
         "by_venue": by_venue,
@@ -156,6 +168,8 @@ def summarize(results: list[RunResult], args: argparse.Namespace, wall: float, a
 
 
 def replay(r: RunResult) -> str:
+    if r.venue == TWO_VENUE:
+        return f"python -m chaos --seed {r.seed} --runs 1 --two-venue"
     return f"python -m chaos --seed {r.seed} --runs 1 --venue {r.venue}"
 
 
@@ -202,7 +216,7 @@ async def campaign(args: argparse.Namespace) -> list[RunResult]:
     async def one(i: int) -> None:
         async with limiter:
             seed = args.seed + i
-            r = await one_run(seed, args.venue, opts)
+            r = await (two_venue_run(seed, opts) if args.venue == TWO_VENUE else one_run(seed, args.venue, opts))
         results.append(r)
         if not args.quiet:
             status = (
