@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import random
 import socket
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ import trio
 from chaos.invariants import Violation, check_pairs, read_pairs
 from chaos.run import Action, Options, Runner, RunResult, Schedule, _price, plan, write_config
 from chaos.venues import AsterVenue, LighterVenue, Venue
-from posmon.domain.orders import Side
 
 TWO_VENUE = "two-venue"  # the run's label (``RunResult.venue``, ``--venue`` value, kept directory's prefix)
 
@@ -56,7 +54,12 @@ def plan_two(seed: int, venues: list[Venue], opts: Options) -> Schedule:
             Action(
                 rng.uniform(0, d * 0.5),
                 "pair_open",
-                {"base": rng.choice(bases), "long": long_on, "notional": rng.randint(60, 200)},
+                {
+                    "base": rng.choice(bases),
+                    "long": long_on,
+                    "notional": rng.randint(60, 200),
+                    "second_symbol": rng.random() < 0.5,  # or left to the daemon (the same asset there)
+                },
             )
         )
     for _ in range(rng.choice((0, 1, 1, 2))):  # one leg's mark alone through its TP (1 %) or SL (2 %)
@@ -174,23 +177,36 @@ class TwoVenueRunner(Runner):
             self._changed()
 
     async def _open_pair(self, a: dict[str, Any]) -> None:
-        """``POST /api/pairs``: long on one venue, short on the other, the base asset's notional."""
+        """``POST /api/pairs``: long on one venue, short on the other, the notional at the first leg's mark.
+
+        ``auto_rebalance``: the workload shrinks and grows legs behind posmon's back, and the invariant wants the
+        legs within a step of each other once settled.
+        """
         if self.pairs_supported is False:
             return
-        legs = []
-        for venue in self.venues.values():
-            side = Side.LONG if venue.name == a["long"] else Side.SHORT
-            legs.append({"venue": venue.name, "symbol": venue.symbol_of(a["base"]), "side": side.value})
-        body = {"legs": legs, "notional": str(Decimal(a["notional"])), "on_leg_exit": "close"}
+        first, second = list(self.venues.values())
+        legs: list[dict[str, str]] = [
+            {"venue": first.name, "symbol": first.symbol_of(a["base"])},
+            {"venue": second.name},
+        ]
+        if a.get("second_symbol", True):
+            legs[1]["symbol"] = second.symbol_of(a["base"])
+        body = {
+            "legs": legs,
+            "side": "LONG" if first.name == a["long"] else "SHORT",
+            "notional_usd": a["notional"],
+            "on_leg_exit": "close",
+            "auto_rebalance": True,
+        }
         try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.api_port}", timeout=5.0) as client:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.api_port}", timeout=10.0) as client:
                 response = await client.post("/api/pairs", json=body)
         except httpx.HTTPError as exc:  # the daemon killed or restarting: the pair was not asked for
             self.result.workload["pair_open_unanswered"] += 1
             self._note(f"pair_open {body}: {type(exc).__name__}")
             return
-        if response.status_code == 404 and "pairs" not in response.text:
-            self.pairs_supported = False
+        if response.status_code in (404, 405) and "/api/pairs" not in response.text:
+            self.pairs_supported = False  # a daemon without pairs: the run goes on without them
         outcome = "pair_open" if response.status_code < 300 else f"pair_open_{response.status_code}"
         self.result.workload[outcome] += 1
         self._note(f"pair_open {body}: {response.status_code} {response.text[:300]}")
