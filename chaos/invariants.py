@@ -12,7 +12,8 @@ the settle time runs out); history invariants are read from every fill the venue
 - ``no_orphan_order``: no posmon order (client id prefix) rests that is not an open tranche's current exit
   (Lighter: none rests at all; its exits are market orders).
 - ``no_double_execution``: no posmon client order id traded under two venue orders, nor beyond its quantity.
-- ``no_close_past_zero``: no posmon fill grew a position or flipped it (reduce-only never goes past zero).
+- ``no_close_past_zero``: no posmon close grew a position or flipped it (reduce-only never goes past zero); entries
+  (a pair's, ``E`` in the client id) open positions by design.
 - ``daemon_alive``: the daemon process is running at the end (the campaign's own kills are restarted).
 - ``no_traceback``: no traceback in the daemon's log.
 - ``no_pair_with_one_leg`` (two-venue runs): every pair has settled ``open`` or ``closed``; an open pair's legs are
@@ -326,10 +327,11 @@ def check_history(log: FillLog) -> list[Violation]:
     totals: Counter[str] = Counter()
     for fill in log.fills:
         totals[fill.client_id] += 1
-        entry = _purpose(fill.client_id) == "E"  # a pair's entry (over the API) opens or grows by design
-        grew = abs(fill.after) > abs(fill.before) and not entry
+        if _purpose(fill.client_id) == "E":
+            continue  # an entry (a pair's, over the API) is no close: it opens, grows or (one-way) flips by design
+        grew = abs(fill.after) > abs(fill.before)
         flipped = fill.after != 0 and fill.before != 0 and (fill.after > 0) != (fill.before > 0)
-        opened = fill.before == 0 and fill.after != 0 and not entry
+        opened = fill.before == 0 and fill.after != 0
         if grew or flipped or opened:
             out.append(
                 Violation(

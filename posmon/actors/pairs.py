@@ -309,11 +309,20 @@ class PairCoordinator:
                 await self._handle(msg)
 
     async def _poll_entries(self) -> None:
-        """While an opening pair's entries can only be learnt from the store (restored), look now and then."""
+        """While a pair's entries can only be learnt from the store (restored), look now and then."""
         while True:
             await trio.sleep(self.entry_poll_seconds)
-            if any(p.status is PairStatus.OPENING and p.id not in self._forwarding for p in self.pairs.values()):
+            if self._entries_unheard():
                 self.self_send.send_nowait(CheckEntries())
+
+    def _entries_unheard(self) -> list[Pair]:
+        """Pairs with an entry still out and no task forwarding its outcome (restored): opening ones, and closing
+        or broken ones whose other leg exited before this entry ended (its fill must be closed when it comes)."""
+        return [
+            p
+            for p in self.pairs.values()
+            if p.active and p.id not in self._forwarding and not all(leg.entry_done for leg in p.legs)
+        ]
 
     # --- start-up -----------------------------------------------------------------------------------------------
 
@@ -404,13 +413,26 @@ class PairCoordinator:
         return pair
 
     async def _on_check_entries(self) -> None:
-        opening = [p for p in self.pairs.values() if p.status is PairStatus.OPENING and p.id not in self._forwarding]
-        ids = [t for p in opening for leg in p.legs for t in leg.tranche_ids]
+        waiting = self._entries_unheard()
+        ids = [t for p in waiting for leg in p.legs for t in leg.tranche_ids]
         states, entries = self.store.tranche_states(ids), self.store.entry_states(ids)
-        for pair in opening:
-            settled = dp.settle_entries(self._entries_from_store(pair, states, entries))
-            if settled.pair != pair:
-                await self._settled(pair, settled)
+        for pair in waiting:
+            if pair.status is PairStatus.OPENING:
+                settled = dp.settle_entries(self._entries_from_store(pair, states, entries))
+                if settled.pair != pair:
+                    await self._settled(pair, settled)
+                continue
+            for i, leg in enumerate(pair.legs):  # an entry ending after its pair began closing (``_on_entered``)
+                for tid in leg.tranche_ids if not leg.entry_done else ():
+                    if entries.get(tid, "PENDING") == "PENDING":
+                        continue
+                    st = states.get(tid)
+                    filled = ZERO if st is None else st.qty + st.exit_qty
+                    late = dp.late_entry(pair, i, filled, None if st is None else st.entry, tid)
+                    pair, commands = late.pair, late.commands
+                    if st is not None and st.status == "closed":  # and its tranche closed since: nothing to close
+                        pair, commands = dp.leg_exited(pair, tid, st.close_reason or "EXTERNAL", None).pair, ()
+                    await self._decide(pair, commands, Changes(pairs=[pair]))
 
     def _close_command(self, pair: Pair, index: int) -> LegCommand:
         reason = pair.close_reason or dp.PairReason.MANUAL
