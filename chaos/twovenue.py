@@ -198,12 +198,25 @@ class TwoVenueRunner(Runner):
             "on_leg_exit": "close",
             "auto_rebalance": True,
         }
-        try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.api_port}", timeout=10.0) as client:
-                response = await client.post("/api/pairs", json=body)
-        except httpx.HTTPError as exc:  # the daemon killed or restarting: the pair was not asked for
+        response = None
+        with trio.move_on_after(8.0):  # an operator retries while the daemon restarts (nothing reached it)
+            while response is None:
+                try:
+                    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.api_port}", timeout=10.0) as c:
+                        response = await c.post("/api/pairs", json=body)
+                except httpx.ConnectError:
+                    await trio.sleep(0.5)
+                except httpx.HTTPError as exc:  # killed mid-request: the pair may or may not have been made
+                    self.result.workload["pair_open_unanswered"] += 1
+                    self._note(f"pair_open {body}: {type(exc).__name__}")
+                    return
+                else:
+                    if response.status_code == 503:  # starting, or no mark yet: asked again
+                        response = None
+                        await trio.sleep(0.5)
+        if response is None:
             self.result.workload["pair_open_unanswered"] += 1
-            self._note(f"pair_open {body}: {type(exc).__name__}")
+            self._note(f"pair_open {body}: the API did not answer for 8 s")
             return
         if response.status_code in (404, 405) and "/api/pairs" not in response.text:
             self.pairs_supported = False  # a daemon without pairs: the run goes on without them
