@@ -18,7 +18,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
@@ -38,12 +38,14 @@ from posmon.domain.exitplan import (  # the plan's own rules, so status says exa
 from posmon.domain.instruments import NO_OVERRIDES, InstrumentError, InstrumentTable, is_unified
 from posmon.domain.limits import Entry, loss_at_sl
 from posmon.domain.orders import OrderRequest, OrderType, Purpose, Side, SymbolRules
+from posmon.domain.pairs import Leg, PairError, PairRules, new_pair, plan_legs
 from posmon.domain.protection import LocalState, OrderRecord, client_order_id, worst_price
 from posmon.domain.rounding import quantize_qty
 from posmon.domain.tranche import ExitReason, Risk, Tranche, exit_prices, realized_pnl
 from posmon.exchange.errors import OutcomeUnknown, RateLimited, Rejected
 from posmon.plan_fields import fields_of, merged, plan_of
 from posmon.store.history import History
+from posmon.store.store import PendingEntry
 
 DEFAULT_MAX_OUTSTANDING = 32  # distinct operator commands in flight; an open may wait its entry_timeout
 BUSY_RETRY_AFTER_SECONDS = 1.0
@@ -325,6 +327,7 @@ class StatusReport:
     now: float | None = None  # the daemon's clock when this was made (opened_at, started_at are on it)
     rate_limit: RateLimitView | None = None  # None before the gateway has started
     accounts: list[AccountView] = field(default_factory=list)  # every venue account (one entry with one venue)
+    pairs: list[PairStatusView] = field(default_factory=list)  # hedge pairs not closed (several venues only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,6 +361,69 @@ class StopResult:
             f"stopped monitoring {self.symbol}: {done}; the position is left open and UNPROTECTED (no TP, no SL "
             f"from posmon) until you close it or run 'posmon resume {self.symbol}'"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class PairLegRef:
+    """One leg of a pair request: its venue account and symbol (a venue symbol, a market id or a unified name;
+    None on the second leg of an open: the first leg's asset on that venue). ``side``: a link's leg (None: the one
+    side posmon holds of it)."""
+
+    venue: str
+    symbol: str | None = None
+    side: Side | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PairRequest:
+    """Open a hedge pair (``POST /api/pairs``): ``side`` on the first leg, the opposite on the second, the same
+    base quantity on both (``qty``, or ``notional_usd`` at the first leg's mark), each leg protected by its
+    symbol's configured TP/SL in its venue's exit style; ``rules``: the pair's own TP/SL and leg-exit rule."""
+
+    legs: tuple[PairLegRef, PairLegRef]
+    side: Side
+    qty: Decimal | None = None
+    notional_usd: Decimal | None = None
+    rules: PairRules = field(default_factory=PairRules)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRequest:
+    """Make a pair of two positions posmon already holds (``POST /api/pairs/link``)."""
+
+    legs: tuple[PairLegRef, PairLegRef]
+    rules: PairRules = field(default_factory=PairRules)
+
+
+@dataclass(frozen=True, slots=True)
+class PairLegStatus:
+    venue: str
+    symbol: str
+    instrument: str | None
+    side: str
+    qty: Decimal
+    entry: Decimal | None
+    mark: Decimal | None
+    pnl: Decimal  # unrealized at the mark, plus the funding below
+    funding: Decimal  # paid (-) or received (+) on this venue
+    stale: bool  # no recent mark, or its account's streams are down (its exits may lag)
+    tranche_ids: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class PairStatusView:
+    """A hedge pair as status, the API and the CLI show it."""
+
+    id: int
+    status: str  # opening, open, closing, broken
+    legs: list[PairLegStatus]
+    pnl: Decimal  # combined: both legs at their marks plus funding
+    pnl_pct: Decimal | None  # of the pair's notional
+    imbalance_pct: Decimal
+    imbalance_breached: bool
+    residue: list[Decimal]  # per leg: what rounding or a trim left out of the request
+    close_reason: str | None
+    rules: dict[str, Any] = field(default_factory=dict)
 
 
 class Control(Protocol):
@@ -398,6 +464,22 @@ class Control(Protocol):
     ) -> History:
         """Closed tranches closed at or after ``since`` (unix seconds), oldest first; ``limit``: the newest N;
         ``venue``: one venue account's (default: every account's)."""
+        ...
+
+    async def pairs(self) -> list[PairStatusView]:
+        """Every hedge pair not closed: both legs, per-leg and combined PnL, funding, imbalance, stale legs."""
+        ...
+
+    async def open_pair(self, request: PairRequest) -> PairStatusView | dict[str, Any]:
+        """Open a hedge pair over two venue accounts (both entries persisted first, then sent together)."""
+        ...
+
+    async def link_pair(self, request: LinkRequest) -> PairStatusView | dict[str, Any]:
+        """Pair two positions posmon already holds."""
+        ...
+
+    async def close_pair(self, pair_id: int) -> PairStatusView | dict[str, Any]:
+        """Close both legs of a pair now."""
         ...
 
 
@@ -446,7 +528,276 @@ def check_exits(side: Side, mark: Decimal, risk: Risk, rules: SymbolRules) -> No
             )
 
 
-class DaemonControl:
+class PairsControl:
+    """The hedge-pair commands of ``DaemonControl``: validated in full (422 naming the field, nothing sent), then
+    handed to the pair coordinator (``posmon.actors.pairs``), the one writer of pairs."""
+
+    _d: Any
+    _clock: Callable[[], float]
+    _entry_timeout: float
+    _reply_timeout: float
+
+    if TYPE_CHECKING:  # DaemonControl's
+
+        def _account(self, venue: str | None) -> Any: ...
+        def _accounts(self) -> list[Any]: ...
+        def _need_actors(self, account: Any | None = None) -> None: ...
+        def _symbol(self, d: Any, given: str) -> str: ...
+        def _account_status(self, a: Any, now: float, trio_now: float) -> tuple[list[TrancheView], AccountView]: ...
+        async def status(self) -> StatusReport: ...
+
+    def _coordinator(self) -> tuple[Any, Any]:
+        coordinator, inbox = getattr(self._d, "pairs", None), getattr(self._d, "pairs_inbox", None)
+        if coordinator is None or inbox is None:
+            raise ControlError(
+                'hedge pairs need a daemon running two venues ([daemon] venues = ["aster", "lighter"])',
+                field="legs",
+                status=409,
+            )
+        return coordinator, inbox
+
+    def _pair_views(self, accounts: list[AccountView]) -> list[PairStatusView]:
+        coordinator = getattr(self._d, "pairs", None)
+        if coordinator is None:
+            return []
+        down = {a.venue for a in accounts if a.state != "ready" or not all(st.up for st in a.streams)}
+        table = self._d.instrument_table()
+        out = []
+        for v in coordinator.views():
+            legs = [
+                PairLegStatus(
+                    leg.venue,
+                    leg.symbol,
+                    table.name(leg.venue, leg.symbol),
+                    leg.side,
+                    leg.qty,
+                    leg.entry,
+                    leg.mark,
+                    leg.pnl,
+                    leg.funding,
+                    leg.stale or leg.venue in down,
+                    list(leg.tranche_ids),
+                )
+                for leg in v.legs
+            ]
+            pair = coordinator.pairs.get(v.id)
+            rules = dataclasses.asdict(pair.rules) if pair is not None else {}
+            out.append(
+                PairStatusView(
+                    v.id,
+                    v.status,
+                    legs,
+                    v.pnl,
+                    v.pnl_pct,
+                    v.imbalance_pct,
+                    v.imbalance_breached,
+                    list(v.residue),
+                    v.close_reason,
+                    rules,
+                )
+            )
+        return out
+
+    async def pairs(self) -> list[PairStatusView]:
+        """Every pair not closed, with both legs, PnL, funding, imbalance and stale legs."""
+        return (await self.status()).pairs
+
+    def _pair_account(self, ref: PairLegRef, i: int) -> Any:
+        try:
+            a = self._account(ref.venue)
+            self._need_actors(a)
+        except ControlError as exc:
+            raise ControlError(
+                str(exc), field=f"legs[{i}].venue", status=exc.status, retry_after=exc.retry_after
+            ) from None
+        return a
+
+    def _leg_symbol(self, a: Any, ref: PairLegRef, i: int) -> str:
+        assert ref.symbol is not None
+        try:
+            return str(self._symbol(a, ref.symbol))
+        except ControlError as exc:
+            raise ControlError(str(exc), field=f"legs[{i}].symbol", status=exc.status) from None
+
+    async def open_pair(self, request: PairRequest) -> PairStatusView | dict[str, Any]:
+        """Both entries decided and persisted, then sent together; answers once both ended (bounded: a pair still
+        opening is answered as such). 422 naming the field for anything that cannot be a pair; nothing is sent."""
+        _, inbox = self._coordinator()
+        (ra, rb), d = request.legs, self._d
+        a, b = self._pair_account(ra, 0), self._pair_account(rb, 1)
+        if _name_of(a) == _name_of(b):
+            raise ControlError(f"both legs on {_name_of(a)}; a pair hedges across two venues", field="legs[1].venue")
+        if ra.symbol is None:
+            raise ControlError("the first leg needs a symbol (or a unified name)", field="legs[0].symbol")
+        symbol = self._leg_symbol(a, ra, 0)
+        marks = []
+        for acc in (a, b):
+            router = acc.router
+            marks.append(router.latest if router is not None else {})
+        mark_a = marks[0].get(symbol)
+        if mark_a is None:
+            raise ControlError(f"no mark price for {symbol} yet; try again shortly", field="legs[0].symbol", status=503)
+        qty = request.qty if request.qty is not None else (request.notional_usd or Decimal(0)) / mark_a.price
+        table = d.instrument_table()
+        rules = {_name_of(acc): acc.rules for acc in (a, b)}
+        try:
+            plan = plan_legs(table, rules, _name_of(a), symbol, request.side, _name_of(b), qty, mark=mark_a.price)
+        except PairError as exc:
+            name = str(exc).partition(":")[0]
+            raise ControlError(
+                f"{exc}; nothing was sent",
+                field=("notional_usd" if request.qty is None else "qty") if name == "qty" else "legs",
+            ) from None
+        except ValueError as exc:  # no counterpart on the other venue (InstrumentError)
+            raise ControlError(f"{exc}; nothing was sent", field="legs[1].symbol") from None
+        leg_a, leg_b = plan.legs
+        if rb.symbol is not None and self._leg_symbol(b, rb, 1) != leg_b.symbol:
+            raise ControlError(
+                f"{rb.symbol} on {_name_of(b)} is not {symbol}'s asset (its counterpart there is {leg_b.symbol})",
+                field="legs[1].symbol",
+            )
+        if marks[1].get(leg_b.symbol) is None:
+            raise ControlError(
+                f"no mark price for {leg_b.symbol} on {_name_of(b)} yet; try again shortly",
+                field="legs[1].symbol",
+                status=503,
+            )
+        try:
+            request.rules.check()
+        except PairError as exc:
+            raise ControlError(str(exc), field=str(exc).partition(":")[0]) from None
+        pair_id = d.store.allocate_pair_id()
+        entries, pending, legs = [], [], []
+        for acc, leg, leg_marks in ((a, leg_a, marks[0]), (b, leg_b, marks[1])):
+            tid = d.store.allocate_tranche_id()
+            risk = d.risk_of(leg.symbol)
+            order = self._pair_entry(acc, leg, tid, leg_marks[leg.symbol].price)
+            entries.append(OpenEntry(order, tid, risk))
+            pending.append(PendingEntry(order.client_id, tid, leg.venue, leg.symbol, leg.side, leg.target_qty, risk))
+            legs.append(dataclasses.replace(leg, tranche_ids=(tid,)))
+        pair = new_pair(pair_id, legs[0], legs[1], request.rules, opened_at=self._clock(), residue=plan.sizing.residue)
+        from posmon.actors.pairs import OpenPair, PairAnswer  # the actors import this module's types
+
+        send, recv = trio.open_memory_channel[PairAnswer](1)
+        async with send, recv:
+            inbox.send_nowait(OpenPair(pair, (entries[0], entries[1]), (pending[0], pending[1]), send))
+            answer = None
+            with trio.move_on_after(self._entry_timeout):
+                answer = await recv.receive()
+        d.follow_pair_marks()
+        return self._answered(pair_id, answer, opening=answer is None)
+
+    def _pair_entry(self, a: Any, leg: Leg, tid: int, mark: Decimal) -> OrderRequest:
+        """A leg's entry order, as ``open_position`` makes one (its venue's position mode and worst price)."""
+        d = self._d
+        traits = a.venue.traits
+        price = None
+        if traits.emulated_exits:
+            price = worst_price(
+                leg.side.opening_order_side, mark, traits.close_slippage.first_pct, a.rules[leg.symbol].tick_size
+            )
+        return OrderRequest(
+            client_id=client_order_id(d.settings.daemon.client_id_prefix, tid, Purpose.ENTRY, 1),
+            symbol=leg.symbol,
+            side=leg.side.opening_order_side,
+            position_side=leg.side.value if traits.hedge_mode(d.settings.daemon.hedge_mode) else "BOTH",
+            type=OrderType.MARKET,
+            qty=leg.target_qty,
+            price=price,
+        )
+
+    def _answered(self, pair_id: int, answer: Any, *, opening: bool = False) -> PairStatusView | dict[str, Any]:
+        if answer is not None and answer.pair is None:
+            raise ControlError(answer.error or f"pair {pair_id} refused", field="id", status=409)
+        for view in self._pair_views_now():
+            if view.id == pair_id:
+                return view
+        # Closed already (both entries rejected, or a broken pair unwound at once): what the store says.
+        pair = answer.pair if answer is not None else self._d.store.pair(pair_id)
+        return {
+            "id": pair_id,
+            "status": "opening" if opening and pair is None else (pair.status.value if pair else "unknown"),
+            "close_reason": None if pair is None else pair.close_reason,
+        }
+
+    def _pair_views_now(self) -> list[PairStatusView]:
+        accounts = []
+        now, trio_now = self._clock(), trio.current_time()
+        for account in self._accounts():
+            accounts.append(self._account_status(account, now, trio_now)[1])
+        return self._pair_views(accounts)
+
+    async def link_pair(self, request: LinkRequest) -> PairStatusView | dict[str, Any]:
+        """A pair of two positions posmon holds: each leg is every open tranche of its (venue, symbol, side)."""
+        _, inbox = self._coordinator()
+        d = self._d
+        accounts = [self._pair_account(ref, i) for i, ref in enumerate(request.legs)]
+        if _name_of(accounts[0]) == _name_of(accounts[1]):
+            raise ControlError("both legs on one venue; a pair hedges across two venues", field="legs[1].venue")
+        legs = []
+        for i, (acc, ref) in enumerate(zip(accounts, request.legs, strict=True)):
+            if ref.symbol is None:
+                raise ControlError("each leg of a link needs its symbol", field=f"legs[{i}].symbol")
+            symbol = self._leg_symbol(acc, ref, i)
+            held = d.store.open_tranches(_name_of(acc), symbol)
+            sides = {t.side for t in held} if ref.side is None else {ref.side}
+            if len(sides) != 1:
+                raise ControlError(
+                    f"posmon holds {'both sides' if sides else 'no open tranche'} of {symbol} on {_name_of(acc)}"
+                    + ("; name the side" if sides else ""),
+                    field=f"legs[{i}].side" if sides else f"legs[{i}].symbol",
+                    status=422 if sides else 404,
+                )
+            (side,) = sides
+            mine = [t for t in held if t.side is side and not t.closing]
+            if not mine:
+                raise ControlError(
+                    f"posmon holds no open {side.value} tranche of {symbol} on {_name_of(acc)}",
+                    field=f"legs[{i}].symbol",
+                    status=404,
+                )
+            qty = sum((t.qty for t in mine), Decimal(0))
+            entry = sum((t.entry * t.qty for t in mine), Decimal(0)) / qty
+            step = acc.rules[symbol].step_size
+            ids = tuple(t.id for t in mine)
+            legs.append(Leg(_name_of(acc), symbol, side, qty, step, qty, entry, ids, entry_done=True))
+        try:
+            pair = new_pair(d.store.allocate_pair_id(), legs[0], legs[1], request.rules, opened_at=self._clock())
+        except PairError as exc:
+            name = str(exc).partition(":")[0]
+            raise ControlError(str(exc), field=name if name in PairRules.__slots__ else "legs") from None
+        from posmon.actors.pairs import LinkPair, PairAnswer
+
+        send, recv = trio.open_memory_channel[PairAnswer](1)
+        async with send, recv:
+            inbox.send_nowait(LinkPair(pair, send))
+            answer = None
+            with trio.move_on_after(self._reply_timeout):
+                answer = await recv.receive()
+        if answer is None:
+            raise ControlError("the pair coordinator did not answer; check status", status=503, retry_after=5.0)
+        d.follow_pair_marks()
+        return self._answered(pair.id, answer)
+
+    async def close_pair(self, pair_id: int) -> PairStatusView | dict[str, Any]:
+        """Close both legs of a pair now (at market, each venue's bounded slippage)."""
+        _, inbox = self._coordinator()
+        from posmon.actors.pairs import ClosePair, PairAnswer
+
+        send, recv = trio.open_memory_channel[PairAnswer](1)
+        async with send, recv:
+            inbox.send_nowait(ClosePair(pair_id, reply_to=send))
+            answer = None
+            with trio.move_on_after(self._reply_timeout):
+                answer = await recv.receive()
+        if answer is None:
+            raise ControlError("the pair coordinator did not answer; check status", status=503, retry_after=5.0)
+        if answer.pair is None:
+            raise ControlError(answer.error or f"no open pair {pair_id}", field="id", status=404)
+        return self._answered(pair_id, answer)
+
+
+class DaemonControl(PairsControl):
     """``Control`` over a running daemon: answers from the store and the router, changes through the actors."""
 
     def __init__(
@@ -599,6 +950,7 @@ class DaemonControl:
             now=now,
             rate_limit=None if several else first.rate_limit,
             accounts=summaries,
+            pairs=self._pair_views(summaries),
         )
 
     def _account_status(self, a: Any, now: float, trio_now: float) -> tuple[list[TrancheView], AccountView]:

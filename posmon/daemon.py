@@ -34,8 +34,9 @@ from posmon.actors.directory import PositionDirectory
 from posmon.actors.gateway import GatewayPolicy, GatewayState, OrderGateway
 from posmon.actors.messages import GatewayRequest, Notice
 from posmon.actors.notifier import Notifier
+from posmon.actors.pairs import LegMarkSlot, PairCoordinator, PairMessage, leg_exit_from_notice
 from posmon.actors.position import ActorConfig
-from posmon.actors.price_router import PriceRouter, RouterRequest
+from posmon.actors.price_router import PriceRouter, RouterRequest, Subscribe
 from posmon.actors.reconciler import AccountReconciler
 from posmon.actors.risk_guard import RiskGuard
 from posmon.actors.supervisor import RestartPolicy, supervise
@@ -51,6 +52,7 @@ from posmon.domain.tranche import Risk
 from posmon.exchange.venue import Venue
 from posmon.metrics import Metrics, render
 from posmon.notify import NotifyService, NotifySettings
+from posmon.notify.kinds import NoticeKind
 from posmon.readiness import Readiness
 from posmon.sdnotify import SdNotify
 from posmon.startup import (
@@ -90,6 +92,34 @@ def instruments_of(venue: str, rules: Mapping[str, SymbolRules], settings: Setti
 
 class Unaddressed(LookupError):
     """A part of "the" account asked of a daemon running several (``Daemon.venue`` with two venues)."""
+
+
+class AccountDirectories:
+    """The pair coordinator's ``LegDirectory`` over the daemon's accounts, looked up at each use: an account's
+    position directory exists only once it is up (a venue unreachable at start-up comes up later)."""
+
+    def __init__(self, accounts: Mapping[str, AccountRuntime]) -> None:
+        self._accounts = accounts
+
+    def inbox(self, venue: str, symbol: str, side: Side) -> trio.MemorySendChannel[Any]:
+        account = self._accounts.get(venue)
+        if account is None or account.directory is None:
+            raise KeyError(f"the {venue} account is not up")
+        return account.directory.inbox(symbol, side)
+
+
+class LegExitTee:
+    """A notice sink: every ``exit``/``partial_exit`` a position actor raises, as a ``LegExited`` to the pair
+    coordinator (the one path from the legs to it; the coordinator ignores tranches of no pair)."""
+
+    def __init__(self, inbox: trio.MemorySendChannel[PairMessage], metrics: Metrics) -> None:
+        self._inbox, self._metrics = inbox, metrics
+
+    def offer(self, notice: Notice) -> None:
+        if (leg := leg_exit_from_notice(notice)) is not None:
+            self._inbox.send_nowait(leg)
+        elif notice.kind == NoticeKind.PAIR_CLOSED:
+            self._metrics.inc("pair_exits", reason=str(notice.data.get("reason") or "UNKNOWN"))
 
 
 @dataclass(slots=True)
@@ -134,6 +164,23 @@ class Daemon:
     control: DaemonControl | None = None
     api_url: str | None = None  # where the operator API listens, when it is served
     readiness: Readiness = field(default_factory=Readiness)  # every account up? (/ready, systemd's READY=1)
+    pairs: PairCoordinator | None = None  # hedge pairs across the accounts (a daemon running several venues)
+    pairs_inbox: trio.MemorySendChannel[PairMessage] | None = None
+    _pair_marks: set[tuple[str, str]] = field(default_factory=set)  # (venue, symbol) the coordinator gets marks of
+
+    def follow_pair_marks(self) -> None:
+        """Subscribe the coordinator to the marks of every pair leg's symbol it does not hear yet, on each account
+        whose router is up (called when pairs are restored or made, and when an account comes up)."""
+        if self.pairs is None or self.pairs_inbox is None:
+            return
+        for pair in list(self.pairs.pairs.values()):
+            for leg in pair.legs:
+                account = self.accounts.get(leg.venue)
+                key = (leg.venue, leg.symbol)
+                if key in self._pair_marks or account is None or account.router_requests is None:
+                    continue
+                account.router_requests.send_nowait(Subscribe(leg.symbol, LegMarkSlot(leg.venue, self.pairs_inbox)))
+                self._pair_marks.add(key)
 
     def account(self, venue: str) -> AccountRuntime:
         """The account trading ``venue`` (KeyError naming the venues run when there is none)."""
@@ -277,6 +324,22 @@ async def _publish_book_gauges(
         await trio.sleep(every)
 
 
+async def _publish_pair_gauges(daemon: Daemon, metrics: Metrics, every: float = 5.0) -> None:
+    """Open pairs and each pair's leg imbalance, from the coordinator's own state (no I/O)."""
+    seen: set[str] = set()
+    while True:
+        if daemon.pairs is not None:
+            views = daemon.pairs.views()
+            metrics.set("open_pairs", len(views))
+            now = {str(v.id) for v in views}
+            for v in views:
+                metrics.set("pair_leg_imbalance_pct", float(v.imbalance_pct), pair=str(v.id))
+            for gone in seen - now:
+                metrics.set("pair_leg_imbalance_pct", 0.0, pair=gone)
+            seen = now
+        await trio.sleep(every)
+
+
 @dataclass(frozen=True, slots=True)
 class _Shared:
     """What every account's actors share: the restart policy, the notices' channel and the operator's sinks."""
@@ -351,6 +414,14 @@ async def run_daemon(
         NotifySettings.from_config(settings.notify, os.environ), metrics, notices=notice_send, venues=names
     )
     policy = replace(policy, on_exhausted=notify.restart_budget_exhausted)
+    sinks: list[Any] = [notify]
+    if not single:
+        # Hedge pairs need two venues: the coordinator is made now (its inbox hears leg exits from the first
+        # notice on) and runs once every account has started (its start-up closes reach the legs' actors).
+        daemon.pairs, daemon.pairs_inbox = PairCoordinator.create(
+            AccountDirectories(daemon.accounts), store, notice_send, clock, stale_seconds=d.stale_stream_seconds
+        )
+        sinks.append(LegExitTee(daemon.pairs_inbox, metrics))
     shared = _Shared(
         policy,
         notice_send,
@@ -396,7 +467,7 @@ async def run_daemon(
             await nursery.start(
                 supervise,
                 "notifier",
-                lambda: Notifier(notice_recv, list(notice_listeners), sinks=[notify], metrics=metrics).run,
+                lambda: Notifier(notice_recv, list(notice_listeners), sinks=sinks, metrics=metrics).run,
                 policy,
                 metrics,
             )
@@ -409,6 +480,10 @@ async def run_daemon(
                     nursery.start_soon(_run_account, daemon, daemon.accounts[src.name], src, shared)
                 for account in daemon.accounts.values():
                     await account.started.wait()  # up, or not reachable on its first try (it keeps trying)
+                if (coordinator := daemon.pairs) is not None:
+                    await nursery.start(supervise, "pairs", lambda: coordinator.run, policy, metrics)
+                    daemon.follow_pair_marks()
+                    nursery.start_soon(_publish_pair_gauges, daemon, metrics)
             task_status.started(daemon)
 
 
@@ -579,6 +654,7 @@ async def _start(
         return account.router.run
 
     await nursery.start(supervise, label("price_router"), make_router, policy, metrics)
+    daemon.follow_pair_marks()  # an account up after the pairs were restored: its legs' marks
     if (guard := account.risk_guard) is not None:
         guard.holdings = directory
         await nursery.start(supervise, label("risk_guard"), lambda: guard.run, policy, metrics)

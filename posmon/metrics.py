@@ -137,6 +137,19 @@ METRICS: tuple[MetricSpec, ...] = (
         "STOP_MARKET cancel-replace",
         ("venue", "reason"),
     ),
+    MetricSpec("open_pairs", "gauge", "Hedge pairs not closed yet (opening, open, closing or broken)"),
+    MetricSpec(
+        "pair_leg_imbalance_pct",
+        "gauge",
+        "A hedge pair's leg imbalance: how much its legs' quantities differ, in % of the larger",
+        ("pair",),
+    ),
+    MetricSpec(
+        "pair_exits",
+        "counter",
+        "Hedge pairs closed, by reason (LEG_SL, LEG_LIQUIDATION..., PAIR_TP, PAIR_SL, ENTRY_REJECTED, MANUAL)",
+        ("reason",),
+    ),
     MetricSpec(
         "partial_closes", "counter", "Partial closes: fills of a ladder level before the last, or of a trim", _V
     ),

@@ -682,7 +682,13 @@ class PairCoordinator:
         for cmd in commands:
             self._send(pair, cmd)
         if pair.status is PairStatus.CLOSED:
-            self._notice(PAIR_CLOSED, pair, 0, f"pair {pair.id} closed ({pair.close_reason}): both legs flat")
+            self._notice(
+                PAIR_CLOSED,
+                pair,
+                0,
+                f"pair {pair.id} closed ({pair.close_reason}): both legs flat",
+                reason=pair.close_reason,
+            )
         if alarm and pair.id not in self._alarmed:
             self._alarmed.add(pair.id)
             a, b = pair.legs

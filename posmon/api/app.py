@@ -37,6 +37,7 @@ from posmon.api.auth import Unauthorized, check_bearer
 from posmon.api.dashboard import StatusFeed, StreamSettings, page_handlers
 from posmon.api.errors import BadRequest
 from posmon.api.openapi import openapi_schema
+from posmon.api.pair_validation import parse_link, parse_pair
 from posmon.api.serialize import error_response, json_response
 from posmon.api.validation import (
     POSITION_CLOSE_FIELDS,
@@ -113,6 +114,10 @@ def create_app(
         Route("/api/positions/{symbol:path}/close", guard.wrap(api.close_position), methods=["POST"]),
         Route("/api/tranches/{id}/close", guard.wrap(api.close_tranche), methods=["POST"]),
         Route("/api/history", guard.wrap(api.history), methods=["GET"]),
+        Route("/api/pairs", guard.wrap(api.pairs), methods=["GET"]),
+        Route("/api/pairs", guard.wrap(api.open_pair), methods=["POST"]),
+        Route("/api/pairs/link", guard.wrap(api.link_pair), methods=["POST"]),
+        Route("/api/pairs/{id}/close", guard.wrap(api.close_pair), methods=["POST"]),
         # The dashboard: its files hold no data (public); its live feed is guarded like every data call.
         Route("/api/stream", guard.wrap(StatusFeed(control, stream).stream), methods=["GET"]),
         *(Route(path, guard.wrap(page, public=True), methods=["GET"]) for path, page in page_handlers().items()),
@@ -431,6 +436,24 @@ class _Api:
             payload |= {"notional_usd": s.notional_usd, "margin_usd": s.margin_usd, "risk_usd": s.risk_usd}
         # 202: the entry is placed but not filled yet, so its exits are not placed either.
         return json_response(payload, 200 if result.entry_price is not None else 202)
+
+    async def pairs(self, _request: Request) -> Response:
+        return json_response({"pairs": await self._control.pairs()})
+
+    async def open_pair(self, request: Request) -> Response:
+        """Both entries decided and persisted, then sent together; 200 once both ended (the pair as status shows
+        it, or closed/broken when an entry was rejected), 202 while still opening."""
+        result = await self._control.open_pair(parse_pair(decode_json(await self._body(request))))
+        status = result.get("status") if isinstance(result, dict) else result.status
+        return json_response(result, 202 if status == "opening" else 200)
+
+    async def link_pair(self, request: Request) -> Response:
+        return json_response(await self._control.link_pair(parse_link(decode_json(await self._body(request)))))
+
+    async def close_pair(self, request: Request) -> Response:
+        pair_id = parse_value("id", parse_tranche_id, request.path_params["id"])
+        parse_fields(decode_json(await self._body(request), optional=True), ())  # an empty or {} body only
+        return json_response(await self._control.close_pair(pair_id))
 
     async def stop(self, request: Request) -> Response:
         symbol = _path_symbol(request)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from posmon.api.pair_validation import LINK_FIELDS, PAIR_FIELDS
 from posmon.api.validation import (
     HISTORY_PARAMS,
     ORDER_FIELDS,
@@ -20,6 +21,39 @@ from posmon.api.validation import (
     BodyField,
 )
 from posmon.control import EXIT_STATES
+
+_PAIR_LEG = {
+    "type": "object",
+    "properties": {
+        "venue": {"type": "string"},
+        "symbol": {"type": "string"},
+        "instrument": {"type": ["string", "null"]},
+        "side": {"type": "string", "enum": ["LONG", "SHORT"]},
+        "qty": {"type": "string", "description": "exact decimal: held now"},
+        "entry": {"type": ["string", "null"]},
+        "mark": {"type": ["string", "null"]},
+        "pnl": {"type": "string", "description": "unrealized at the mark plus funding"},
+        "funding": {"type": "string", "description": "funding received (+) or paid (-) on this venue"},
+        "stale": {"type": "boolean", "description": "no recent mark, or its account's streams are down"},
+        "tranche_ids": {"type": "array", "items": {"type": "integer"}},
+    },
+}
+_PAIR = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "status": {"type": "string", "enum": ["opening", "open", "closing", "broken", "closed", "unknown"]},
+        "legs": {"type": "array", "items": _PAIR_LEG, "minItems": 2, "maxItems": 2},
+        "pnl": {"type": "string", "description": "combined PnL of both legs plus funding"},
+        "pnl_pct": {"type": ["string", "null"], "description": "in % of the pair's notional"},
+        "imbalance_pct": {"type": "string"},
+        "imbalance_breached": {"type": "boolean"},
+        "residue": {"type": "array", "items": {"type": "string"}, "description": "per leg: lost to rounding/trims"},
+        "close_reason": {"type": ["string", "null"]},
+        "rules": {"type": "object"},
+    },
+    "required": ["id", "status"],
+}
 
 _DECIMAL = {"type": "string", "description": "exact decimal"}
 _NULLABLE_DECIMAL = {"type": ["string", "null"], "description": "exact decimal"}
@@ -282,6 +316,9 @@ def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
                 "PositionClose": _body_schema(POSITION_CLOSE_FIELDS),
                 "TrancheClose": _body_schema(TRANCHE_CLOSE_FIELDS),
                 "Empty": _body_schema(()),
+                "PairRequest": _body_schema(PAIR_FIELDS),
+                "PairLink": _body_schema(LINK_FIELDS),
+                "Pair": _PAIR,
                 "Error": {
                     "type": "object",
                     "required": ["error", "field"],
@@ -377,6 +414,11 @@ def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
                                 "paced": {"type": "integer"},
                                 "throttled": {"type": "integer"},
                             },
+                        },
+                        "pairs": {
+                            "type": "array",
+                            "description": "hedge pairs not closed (a daemon running several venues)",
+                            "items": _PAIR,
                         },
                         "accounts": {
                             "type": "array",
@@ -520,6 +562,47 @@ def openapi_schema(*, bearer_required: bool = True) -> dict[str, Any]:
                         "200": _ok("history", {"$ref": "#/components/schemas/History"}),
                         **_refusals(400, *_READ_REFUSALS, 500),
                     },
+                }
+            },
+            "/api/pairs": {
+                "get": {
+                    "summary": "Hedge pairs not closed: both legs, per-leg and combined PnL, funding, imbalance",
+                    "responses": {
+                        "200": _ok(
+                            "pairs",
+                            {"type": "object", "properties": {"pairs": {"type": "array", "items": _PAIR}}},
+                        ),
+                        **_refusals(*_READ_REFUSALS, 503),
+                    },
+                },
+                "post": {
+                    "summary": "Open a hedge pair: one leg on each venue, opposite sides, the same base quantity",
+                    "description": "Both entries are decided and persisted first, then sent together; each leg is "
+                    "protected by its symbol's TP/SL in its venue's exit style. One entry rejected: the other is "
+                    "unwound (status broken, then closed); one filled partially: the other is trimmed to match. "
+                    "When one leg exits (TP, SL, liquidation, manual...), the other is closed at market "
+                    "(on_leg_exit=close) or given a tight stop (protect). 409: the daemon runs one venue.",
+                    "requestBody": _body("PairRequest", required=True),
+                    "responses": {
+                        "200": _ok("both entries ended", _PAIR),
+                        "202": _ok("entries sent, not both ended yet", _PAIR),
+                        **_refusals(*_WRITE_REFUSALS),
+                    },
+                },
+            },
+            "/api/pairs/link": {
+                "post": {
+                    "summary": "Pair two positions posmon already holds (one per venue, opposite sides)",
+                    "requestBody": _body("PairLink", required=True),
+                    "responses": {"200": _ok("linked", _PAIR), **_refusals(*_WRITE_REFUSALS)},
+                }
+            },
+            "/api/pairs/{id}/close": {
+                "post": {
+                    "summary": "Close both legs of a pair now (at market, each venue's bounded slippage)",
+                    "parameters": [{"name": "id", "in": "path", "required": True, "schema": dict(TRANCHE_ID_SCHEMA)}],
+                    "requestBody": _body("Empty", required=True),
+                    "responses": {"200": _ok("closing", _PAIR), **_refusals(*_WRITE_REFUSALS)},
                 }
             },
             "/api/tranches/{id}/close": {
