@@ -78,7 +78,7 @@ PAIR_LEG_UNREACHABLE = NoticeKind.PAIR_LEG_UNREACHABLE
 class LegExited:
     """A tranche of (venue, symbol, side) closed by ``reason`` (TP, SL, TIMEOUT, LIQUIDATION, MANUAL, EXTERNAL...);
     ``qty``: how much it closed (None: all of the tranche); ``partial``: only ``qty`` closed, the tranche holds the
-    rest (a ladder level, a trim)."""
+    rest (a ladder level, a trim); ``left``: what the tranche holds after it (None: not said)."""
 
     venue: str
     symbol: str
@@ -87,6 +87,7 @@ class LegExited:
     reason: str
     qty: Decimal | None = None
     partial: bool = False
+    left: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +213,7 @@ def leg_exit_from_notice(notice: Notice) -> LegExited | None:
     partial = notice.kind == NoticeKind.PARTIAL_EXIT
     if (notice.kind != NoticeKind.EXIT and not partial) or notice.data.get("tranche_id") is None:
         return None
-    qty = notice.data.get("qty")
+    qty, left = notice.data.get("qty"), notice.data.get("left")
     return LegExited(
         notice.venue,
         notice.symbol,
@@ -221,6 +222,7 @@ def leg_exit_from_notice(notice: Notice) -> LegExited | None:
         str(notice.data.get("reason") or "EXTERNAL"),
         None if qty is None else Decimal(str(qty)),
         partial,
+        None if left is None or not partial else Decimal(str(left)),
     )
 
 
@@ -480,7 +482,17 @@ class PairCoordinator:
             # The coordinator's own trim: the leg's quantity already went down when the trim was decided.
             log.info("pair %d: trim of tranche %d filled %s", pair.id, msg.tranche_id, msg.qty)
             return
-        decision = dp.leg_exited(pair, msg.tranche_id, msg.reason, msg.qty, partial=msg.partial)
+        qty = msg.qty
+        if msg.partial and msg.left is not None and qty is not None and leg.tranche_ids == (msg.tranche_id,):
+            # The leg's one tranche may hold more than the leg (an external fill adopted into it): the leg loses
+            # only what takes the tranche below the leg's quantity.
+            qty = min(qty, max(ZERO, leg.filled_qty - msg.left))
+            if qty <= 0:
+                log.info(
+                    "pair %d: tranche %d still holds %s, the leg %s", pair.id, msg.tranche_id, msg.left, leg.filled_qty
+                )
+                return
+        decision = dp.leg_exited(pair, msg.tranche_id, msg.reason, qty, partial=msg.partial)
         if msg.partial and decision.pair == pair:
             return
         changes = Changes(pairs=[decision.pair])

@@ -6,10 +6,22 @@ from decimal import Decimal as D
 
 import trio
 
-from posmon.actors.pairs import LegExited
-from posmon.domain.pairs import Leg, PairStatus, new_pair
+from posmon.actors.messages import Notice
+from posmon.actors.pairs import LegExited, leg_exit_from_notice
+from posmon.domain.pairs import Leg, PairRules, PairStatus, new_pair
 from posmon.store.store import Changes
-from tests.actors.test_pair_coordinator import ASTER, LIGHTER, FakeLegs, entries_for, started, store, tranche
+from tests.actors.test_pair_coordinator import (
+    ASTER,
+    LIGHTER,
+    FakeLegs,
+    drained,
+    entries_for,
+    open_pair,
+    started,
+    store,
+    stored,
+    tranche,
+)
 
 __all__ = ["store"]  # the fixture
 
@@ -88,3 +100,48 @@ async def test_a_restored_closing_pair_whose_late_entry_filled_and_closed_since_
     )
     await trio.sleep(coordinator.entry_poll_seconds + 0.1)
     assert store.pair(1).status is PairStatus.CLOSED
+
+
+def partial_exit(key: tuple, tid: int, qty: str, left: str, reason: str = "TP") -> Notice:
+    venue, symbol, side = key
+    text = f"tranche {tid}: {qty} closed by {reason}, {left} held"
+    return Notice(
+        "partial_exit",
+        venue,
+        symbol,
+        side.value,
+        text,
+        data={"tranche_id": tid, "reason": reason, "qty": qty, "left": left},
+    )
+
+
+async def test_a_ladder_level_of_a_leg_tranche_grown_by_adoption_leaves_the_pair_whole(store, nursery, autojump_clock):
+    """Seed 302: the Lighter leg's tranche (the pair's 0.015 after trims) grew to 0.0855 by an external fill
+    adopted into it; its first ladder level closed 0.0256 and the coordinator took all of it from the leg, found
+    the leg flat and closed the pair, leaving 0.0599 on a leg of a closed pair. The tranche still holds more than
+    the leg: the pair lost nothing."""
+    stored(store, open_pair(PairRules(max_leg_imbalance_pct=D(1), auto_rebalance=True)))
+    legs = FakeLegs()
+    _, inbox, notices = await started(nursery, store, legs)
+    exited = leg_exit_from_notice(partial_exit(LIGHTER, 12, "0.05000", "0.20000"))  # it held 0.25 with growth
+    assert exited is not None
+    inbox.send_nowait(exited)
+    await trio.testing.wait_all_tasks_blocked()
+    assert store.pair(1).status is PairStatus.OPEN and store.pair(1).legs[1].filled_qty == D("0.15000")
+    assert legs.taken(ASTER) == [] and drained(notices) == []
+
+
+async def test_a_ladder_level_taking_a_grown_tranche_below_its_leg_lowers_the_leg_to_what_it_holds(
+    store, nursery, autojump_clock
+):
+    from posmon.actors.pairs import TrimTranche
+
+    stored(store, open_pair(PairRules(max_leg_imbalance_pct=D(1), auto_rebalance=True)))
+    legs = FakeLegs()
+    _, inbox, _ = await started(nursery, store, legs)
+    exited = leg_exit_from_notice(partial_exit(LIGHTER, 12, "0.08000", "0.12000"))  # it held 0.20 with growth
+    assert exited is not None
+    inbox.send_nowait(exited)
+    await trio.testing.wait_all_tasks_blocked()
+    assert store.pair(1).status is PairStatus.OPEN and store.pair(1).legs[1].filled_qty == D("0.12000")
+    assert legs.taken(ASTER) == [TrimTranche(11, D("0.030"), "PAIR")]
