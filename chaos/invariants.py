@@ -17,8 +17,8 @@ the settle time runs out); history invariants are read from every fill the venue
 - ``daemon_alive``: the daemon process is running at the end (the campaign's own kills are restarted).
 - ``no_traceback``: no traceback in the daemon's log.
 - ``no_pair_with_one_leg`` (two-venue runs): every pair has settled ``open`` or ``closed``; an open pair's legs are
-  both held (each leg's open tranches, summed, held on its venue) in base quantities within one step of the
-  coarser venue; a closed pair holds no open tranche on either leg.
+  both held (the pair's record of each leg within one step of the coarser venue of the other, each leg's open
+  tranches holding at least its record, the venue at least those); a closed pair holds no open tranche on a leg.
 """
 
 from __future__ import annotations
@@ -138,6 +138,7 @@ class StoreLeg:
     step: Decimal
     held: Decimal  # the leg's open tranches (``pair_tranches.active``), summed
     tranches: tuple[int, ...]
+    qty: Decimal = ZERO  # the pair's own record of the leg (``pair_legs.filled_qty``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +175,7 @@ def read_pairs(path: Path) -> list[StorePair] | None:
                     _dec(r["step"]),
                     sum((q for _, q in mine), ZERO),
                     tuple(t for t, _ in mine),
+                    _dec(r["filled_qty"]),
                 )
             )
         return [
@@ -192,7 +194,8 @@ def check_pairs(venues: dict[str, Venue], pairs: list[StorePair] | None) -> list
 
     def bad(p: StorePair, what: str) -> None:
         legs = "; ".join(
-            f"{leg.venue} {leg.symbol} {leg.side.value} holds {leg.held} (#{', #'.join(map(str, leg.tranches)) or '-'})"
+            f"{leg.venue} {leg.symbol} {leg.side.value} {leg.qty}, its tranches hold {leg.held} "
+            f"(#{', #'.join(map(str, leg.tranches)) or '-'})"
             for leg in p.legs
         )
         out.append(Violation("no_pair_with_one_leg", f"pair #{p.id} {p.status}: {what} [{legs}]"))
@@ -203,15 +206,17 @@ def check_pairs(venues: dict[str, Venue], pairs: list[StorePair] | None) -> list
         elif p.status == "closed":
             if any(leg.held for leg in p.legs):
                 bad(p, "closed with a leg still open")
-        elif len(p.legs) != 2 or not all(leg.held for leg in p.legs):
+        elif len(p.legs) != 2 or not all(leg.qty > 0 and leg.held > 0 for leg in p.legs):
             bad(p, "open with a leg flat")
-        elif abs(p.legs[0].held - p.legs[1].held) > max(leg.step for leg in p.legs):
+        elif abs(p.legs[0].qty - p.legs[1].qty) > max(leg.step for leg in p.legs):
             bad(p, "legs differ by more than a step")
         else:
-            for leg in p.legs:
+            for leg in p.legs:  # an external fill adopted into a leg's tranche makes it hold more, never less
                 venue = venues.get(leg.venue)
                 on_venue = venue.positions().get((leg.symbol, leg.side), ZERO) if venue is not None else ZERO
-                if on_venue < leg.held:
+                if leg.held < leg.qty:
+                    bad(p, f"the {leg.venue} leg's tranches hold less than the leg")
+                elif on_venue < leg.held:
                     bad(p, f"{leg.venue} holds {on_venue} of {leg.symbol} {leg.side.value}, less than its leg")
     return out
 

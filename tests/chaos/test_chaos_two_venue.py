@@ -34,8 +34,8 @@ def pair_store(path: Path, status: str, legs: list[tuple[str, str, str, str, str
     for i, (venue, symbol, side, step, qty) in enumerate(legs):
         conn.execute(
             "INSERT INTO pair_legs (pair_id, leg, venue, symbol, side, target_qty, step, filled_qty, funding, residue) "
-            "VALUES (1, ?, ?, ?, ?, '0.002', ?, '0.002', '0', '0')",
-            (i, venue, symbol, side, step),
+            "VALUES (1, ?, ?, ?, ?, '0.002', ?, ?, '0', '0')",
+            (i, venue, symbol, side, step, (qty or "0") if status == "open" else "0"),
         )
         tid = 10 + i
         conn.execute(
@@ -76,7 +76,7 @@ def test_an_open_pair_with_both_legs_held_and_equal_passes(tmp_path: Path):
 
 def test_an_open_pair_with_one_leg_flat_is_a_pair_with_one_leg(tmp_path: Path):
     (v,) = leg_violations(tmp_path, "open", "0.002", None)
-    assert v.invariant == "no_pair_with_one_leg" and "leg flat" in v.detail and "lighter BTC SHORT holds 0" in v.detail
+    assert v.invariant == "no_pair_with_one_leg" and "leg flat" in v.detail and "tranches hold 0 (#-)" in v.detail
 
 
 def test_a_closed_pair_with_a_leg_still_open_is_a_violation(tmp_path: Path):
@@ -95,6 +95,24 @@ def test_legs_further_apart_than_the_coarser_step_are_a_violation(tmp_path: Path
     (v,) = leg_violations(tmp_path, "open", "0.002", "0.00099", aster_leg="0.002", lighter_leg="0.00099")
     assert "differ by more than a step" in v.detail
     assert leg_violations(tmp_path / "within", "open", "0.002", "0.00101") == []  # within Aster's 0.001
+
+
+def test_a_leg_tranche_grown_by_an_adopted_fill_is_no_violation_and_one_short_of_its_leg_is(tmp_path: Path):
+    store = pair_store(
+        tmp_path / "s.sqlite",
+        "open",
+        [("aster", "BTCUSDT", "LONG", "0.001", "0.005"), ("lighter", "BTC", "SHORT", "0.00001", "0.002")],
+    )
+    conn = sqlite3.connect(store)
+    conn.execute("UPDATE pair_legs SET filled_qty = '0.002'")  # the pair's legs: 0.002 each; Aster's tranche grew
+    conn.commit()
+    assert check_pairs(venues_holding("0.005", "0.002"), read_pairs(store)) == []
+    conn.execute("UPDATE pair_legs SET filled_qty = '0.006' WHERE leg = 0")
+    conn.execute("UPDATE pair_legs SET filled_qty = '0.00600' WHERE leg = 1")
+    conn.commit()
+    conn.close()
+    details = [v.detail for v in check_pairs(venues_holding("0.005", "0.002"), read_pairs(store))]
+    assert details and "leg's tranches hold less than the leg" in details[0]
 
 
 def test_a_leg_the_venue_does_not_hold_is_a_violation(tmp_path: Path):
