@@ -145,3 +145,29 @@ async def test_a_ladder_level_taking_a_grown_tranche_below_its_leg_lowers_the_le
     await trio.testing.wait_all_tasks_blocked()
     assert store.pair(1).status is PairStatus.OPEN and store.pair(1).legs[1].filled_qty == D("0.12000")
     assert legs.taken(ASTER) == [TrimTranche(11, D("0.030"), "PAIR")]
+
+
+async def test_both_legs_of_a_restored_opening_pair_exiting_before_their_entries_are_heard_close_it(
+    store, nursery, autojump_clock
+):
+    """Seed 300: killed while opening; after the restart both entries filled (restored actors: no reply reaches the
+    coordinator), then the Lighter leg was closed outside posmon and the Aster leg closed by the pair before the
+    poll read the entries. A leg whose tranche exited has had its entry end, but the pair still waited on both
+    entries and stayed closing with both legs flat."""
+    pair = new_pair(
+        1,
+        Leg(*ASTER, D("0.150"), D("0.001"), tranche_ids=(11,)),
+        Leg(*LIGHTER, D("0.15000"), D("0.00001"), tranche_ids=(12,)),
+    )
+    _, pending = entries_for(pair)
+    store.apply(Changes(pairs=[pair], entries_added=list(pending)))
+    legs = FakeLegs()
+    coordinator, inbox, notices = await started(nursery, store, legs)
+    inbox.send_nowait(LegExited(*LIGHTER, 12, "EXTERNAL"))
+    await trio.testing.wait_all_tasks_blocked()
+    assert store.pair(1).status is PairStatus.CLOSING
+    inbox.send_nowait(LegExited(*ASTER, 11, "PAIR"))
+    await trio.testing.wait_all_tasks_blocked()
+    await trio.sleep(coordinator.entry_poll_seconds + 0.1)
+    assert store.pair(1).status is PairStatus.CLOSED
+    assert "pair_closed" in [n.kind for n in drained(notices)]
