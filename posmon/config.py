@@ -51,9 +51,9 @@ DEFAULT_CONFIG_FILE = "config.toml"
 PACKAGED_CONFIG = "default_config.toml"
 # These sections are validated by the module that owns them (the venue adapters, the HTTP API, the
 # notifiers), each naming its own keys; their POSMON_ variables are not ours to reject.
-_FOREIGN_ENV_PREFIXES = ("POSMON_ASTER_", "POSMON_LIGHTER_", "POSMON_API_", "POSMON_NOTIFY_")
-# [cluster] is validated by posmon.cluster.settings (issue 17).
-_FREE_FORM_SECTIONS = ("aster", "lighter", "api", "notify", "cluster")
+_FOREIGN_ENV_PREFIXES = ("POSMON_ASTER_", "POSMON_LIGHTER_", "POSMON_API_", "POSMON_NOTIFY_", "POSMON_ACCOUNTS_")
+# [cluster] and [accounts.<name>] are validated by posmon.cluster (issue 17).
+_FREE_FORM_SECTIONS = ("aster", "lighter", "api", "notify", "cluster", "accounts")
 
 Venue = Literal["sim", "aster", "lighter"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -144,6 +144,7 @@ class Settings:
     api: dict[str, Any] = field(default_factory=dict)
     notify: dict[str, Any] = field(default_factory=dict)
     cluster: dict[str, Any] = field(default_factory=dict)  # [cluster]: posmon.cluster.settings validates it
+    accounts: dict[str, Any] = field(default_factory=dict)  # [accounts.<name>]: posmon.cluster.accounts validates
     instruments: InstrumentOverrides = NO_OVERRIDES  # [instruments]: unified-name overrides (domain.instruments)
 
     def risk_for(self, symbol: str) -> RiskSettings:
@@ -450,6 +451,7 @@ def _build(raw: Mapping[str, Any], env: Mapping[str, str], source: str) -> Setti
         api=free["api"],
         notify=free["notify"],
         cluster=free["cluster"],
+        accounts=free["accounts"],
         source=source,
         instruments=_instruments(raw.get(_INSTRUMENTS_SECTION, {})),
     )

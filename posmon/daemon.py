@@ -10,6 +10,12 @@ or unfinished orders for (all read from the store at once), the account sweep (a
 actor on a timer), and last the user stream, which sweeps on every connection: its first read is the restored
 actors' start-up reconcile, and it discovers positions nobody watches yet. Stopping the daemon cancels the
 nursery: nothing is sent on the way out, and the store already holds every decision.
+
+With several accounts the hedge-pair coordinator (``posmon.actors.pairs``) runs too: made before the accounts start
+(every ``exit``/``partial_exit`` notice is teed into its inbox from the first one on), started once every account
+has started or found its venue out (its restore sends the closes of legs that exited while down), subscribed to the
+marks of every pair leg's symbol (``Daemon.follow_pair_marks``), and finding a leg's actor through its account's
+directory at each use (``AccountDirectories``).
 """
 
 from __future__ import annotations
@@ -471,7 +477,7 @@ async def run_daemon(
                 policy,
                 metrics,
             )
-            if single:
+            if single and not isinstance(sources[0], VenueOpener):  # opened by the caller
                 account = daemon.only
                 await _start(daemon, account, nursery, shared=shared, rules=rules)
                 account.started.set()

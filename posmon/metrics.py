@@ -17,6 +17,7 @@ price frame, an order) to a dict lookup and an add.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import platform
 from collections.abc import Callable, Iterable, Iterator
@@ -170,6 +171,7 @@ METRICS: tuple[MetricSpec, ...] = (
     ),
     MetricSpec("restart_budget_exhausted", "counter", "Actors that exhausted their restart budget", ("actor",)),
     # the cluster (posmon.cluster): leases per account
+    MetricSpec("cluster_live_instances", "gauge", "Instances of the cluster heard of within the live window", ()),
     MetricSpec("lease_owner", "gauge", "1 while this instance owns the account's lease, else 0", ("account",)),
     MetricSpec(
         "lease_seconds_to_expiry",
@@ -293,6 +295,25 @@ class Metrics:
     def set_build_info(self, venue: str) -> None:
         """``posmon_build_info{version, python, venue} 1``: set once, when the daemon knows its venue."""
         self.set("build_info", 1, version=__version__, python=platform.python_version(), venue=venue)
+
+    def forget(self, venue: str) -> None:
+        """Drop the gauges (and frame ages) of a venue account this process no longer runs: a cluster's account
+        handed over or lost. Left behind, its stream "down" or its frame age growing would alert on an instance no
+        longer responsible for it. Counters and histograms stay: they are what happened here."""
+        for shape in list(self._children):
+            _method, name, labels = shape
+            spec = _SPECS.get(name)
+            values = {k: str(v) for k, v in labels}
+            if spec is None or spec.kind != "gauge" or set(values) != set(spec.labels):
+                continue
+            if values.get("venue") != venue:
+                continue
+            del self._children[shape]
+            with contextlib.suppress(KeyError):
+                self._families[name].remove(*(values[k] for k in spec.labels))
+        for stamps in self._stamps.values():
+            for key in [k for k in stamps if dict(k[1]).get("venue") == venue]:
+                del stamps[key]
 
     # --- reading (tests, status, the watchdog) ------------------------------------------------------------
 

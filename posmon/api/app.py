@@ -80,6 +80,7 @@ def create_app(
     allowed_hosts: Iterable[str] = (),
     stream: StreamSettings | None = None,
     readiness: Readiness | None = None,
+    describe: Callable[[], Mapping[str, Any]] | None = None,
 ) -> ASGIApp:
     """The ASGI app. ``token`` (None or '' for none) guards every endpoint but ``/health`` and ``/ready``.
 
@@ -90,6 +91,7 @@ def create_app(
     ``stream``: pacing and limits of the dashboard's live feed (``posmon.api.dashboard``).
     ``readiness``: the daemon's start-up phase, reported by ``/health`` and required by ``/ready`` (None: a control
     object that is ready as soon as it answers).
+    ``describe``: more fields for the ``/health`` and ``/ready`` bodies (a cluster instance's role and accounts).
     """
     api = _Api(
         control,
@@ -98,6 +100,7 @@ def create_app(
         body_timeout_seconds,
         bearer_required=bool(token),
         readiness=readiness,
+        describe=describe,
     )
     guard = _Guard(token.encode() if token else None)
     routes = [
@@ -350,8 +353,10 @@ class _Api:
         *,
         bearer_required: bool,
         readiness: Readiness | None = None,
+        describe: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self._control = control
+        self._describe = describe
         self._metrics_render = metrics_render
         self._health_timeout = health_timeout
         self._body_timeout = body_timeout
@@ -373,18 +378,19 @@ class _Api:
 
     async def _liveness(self, *, ready_required: bool) -> Response:
         state = self._readiness.state if self._readiness is not None else "ready"
+        more = dict(self._describe()) if self._describe is not None else {}
         try:
             with trio.move_on_after(self._health_timeout):
                 report = await self._control.status()
                 if not report.running:
-                    return json_response({"status": "stopped", "state": state}, 503)
+                    return json_response({"status": "stopped", "state": state, **more}, 503)
                 if ready_required and state != "ready":
-                    return json_response({"status": "starting", "state": state}, 503)
-                return json_response({"status": "ok", "state": state})
-            return json_response({"status": "unresponsive", "state": state}, 503)
+                    return json_response({"status": "starting", "state": state, **more}, 503)
+                return json_response({"status": "ok", "state": state, **more})
+            return json_response({"status": "unresponsive", "state": state, **more}, 503)
         except Exception:
             log.exception("health check: status failed")
-            return json_response({"status": "error", "state": state}, 503)
+            return json_response({"status": "error", "state": state, **more}, 503)
 
     async def metrics(self, _request: Request) -> Response:
         if self._metrics_render is None:

@@ -91,6 +91,19 @@ class ApiClient:
     def resume(self, symbol: str, venue: str | None = None) -> dict[str, Any]:
         return self._call("POST", f"/api/monitor/resume/{_seg(symbol)}{_venue_query(venue)}")
 
+    def pairs(self) -> dict[str, Any]:
+        return self._call("GET", "/api/pairs")
+
+    def open_pair(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``body``: ``POST /api/pairs``'s (``posmon.api.pair_validation``); Decimals go out as strings."""
+        return self._call("POST", "/api/pairs", {k: _exact(v) for k, v in body.items()})
+
+    def link_pair(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/api/pairs/link", {k: _exact(v) for k, v in body.items()})
+
+    def close_pair(self, pair_id: int) -> dict[str, Any]:
+        return self._call("POST", f"/api/pairs/{pair_id}/close")
+
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """A GET has no body; every other request sends JSON (``{}`` when empty): the API demands that type."""
         try:

@@ -156,4 +156,43 @@ def render_status(status: Mapping[str, Any]) -> str:
     unmonitored = status.get("unmonitored") or []
     if unmonitored:
         out += ["", "not monitored (stopped by the operator): " + ", ".join(map(str, unmonitored))]
+    pairs = status.get("pairs") or []
+    if pairs:
+        out += ["", render_pairs({"pairs": pairs})]
     return "\n".join(out)
+
+
+_PAIR_COLUMNS = ("PAIR", "STATUS", "VENUE", "SYMBOL", "SIDE", "QTY", "ENTRY", "MARK", "PNL", "FUNDING", "LEG")
+
+
+def render_pairs(answer: Mapping[str, Any]) -> str:
+    """Hedge pairs: one row per leg (its PnL with funding, STALE when its venue's streams are down), then the
+    pair's combined PnL and imbalance."""
+    pairs = answer.get("pairs") or []
+    if not pairs:
+        return "no open pairs"
+    rows, notes = [], []
+    for p in pairs:
+        for leg in p.get("legs") or []:
+            rows.append(
+                [
+                    _cell(p.get("id")),
+                    _cell(p.get("status")),
+                    _cell(leg.get("venue")),
+                    _cell(leg.get("symbol")),
+                    _cell(leg.get("side")),
+                    _num(leg.get("qty")),
+                    _num(leg.get("entry")),
+                    _num(leg.get("mark")),
+                    _num(leg.get("pnl"), places=4),
+                    _num(leg.get("funding"), places=4),
+                    "STALE" if leg.get("stale") else "live",
+                ]
+            )
+        alarm = " (over the limit)" if p.get("imbalance_breached") else ""
+        notes.append(
+            f"pair {p.get('id')}: combined PnL {_num(p.get('pnl'), places=4)}, imbalance "
+            f"{_num(p.get('imbalance_pct'), places=2)} %{alarm}"
+            + (f", closing: {p['close_reason']}" if p.get("close_reason") else "")
+        )
+    return "\n".join([grid(list(_PAIR_COLUMNS), rows), *notes])

@@ -21,12 +21,14 @@ if TYPE_CHECKING:
 EXIT_HELP = exit_codes_help(
     {
         ExitCode.OK: "clean (protect: clean after the repair)",
-        ExitCode.FAILED: "gaps found (protect: gaps left, or a dry run with something to do)",
+        ExitCode.FAILED: "gaps found on any venue (protect: gaps left, or a dry run with something to do)",
         ExitCode.CONFIG: "configuration or store error",
-        ExitCode.UNREACHABLE: "exchange unreachable",
+        ExitCode.UNREACHABLE: "an exchange unreachable (the other venues' accounts are still checked)",
         ExitCode.STORE: "the store is held by another process (a running daemon): protect refused",
     }
 )
+
+VENUE_HELP = "only this venue account (one of daemon.venues); default: every configured one"
 
 
 def _handler(args: argparse.Namespace) -> int:
@@ -37,30 +39,36 @@ def _handler(args: argparse.Namespace) -> int:
         return ExitCode.CONFIG
     configure("WARNING")  # the report is the output; the log shows only what needs attention
     if args.command == "verify":
-        return trio.run(functools.partial(verify_command, settings, as_json=args.json))
-    return trio.run(functools.partial(protect_command, settings, dry_run=args.dry_run, as_json=args.json))
+        return trio.run(functools.partial(verify_command, settings, as_json=args.json, venue=args.venue))
+    return trio.run(
+        functools.partial(protect_command, settings, dry_run=args.dry_run, as_json=args.json, venue=args.venue)
+    )
 
 
 def add_verify_protect(sub: Subparsers) -> None:
-    """``posmon verify [--json]`` and ``posmon protect [--dry-run] [--json]``."""
+    """``posmon verify [--venue V] [--json]`` and ``posmon protect [--venue V] [--dry-run] [--json]``."""
     v = sub.add_parser(
         "verify",
         help="compare the exchange with the store; non-zero on any gap",
         description="Every position covered by tranches that add up, every tranche protected, "
-        "no orphan orders. Read-only.",
+        "no orphan orders. Read-only. With several venues (daemon.venues) every account is checked against its "
+        "own venue, the report grouped per venue.",
         epilog=EXIT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    v.add_argument("--venue", help=VENUE_HELP)
     v.add_argument("--json", action="store_true", help="print a JSON document instead of the report")
     v.set_defaults(handler=_handler)
     p = sub.add_parser(
         "protect",
         help="adopt unknown positions, place missing protection, cancel orphans",
         description="Repairs what verify finds. Writes the store and trades the account: never run "
-        "it while the daemon runs on the same store/account (it refuses when the store is locked).",
+        "it while the daemon runs on the same store/account (it refuses when the store is locked). With several "
+        "venues every account is repaired on its own venue.",
         epilog=EXIT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--venue", help=VENUE_HELP)
     p.add_argument("--dry-run", action="store_true", help="print the plan; change neither the store nor the exchange")
     p.add_argument("--json", action="store_true", help="print a JSON document instead of the report")
     p.set_defaults(handler=_handler)

@@ -16,6 +16,7 @@ from posmon.cli.commands import EXIT_CODES_HELP, add_ops_commands
 from posmon.cli.completion import add_completion
 from posmon.cli.history import add_history
 from posmon.cli.ops import add_verify_protect
+from posmon.cli.pairs import add_pair
 from posmon.cli.run import add_demo, add_run
 from posmon.cluster.status import add_cluster
 
@@ -30,6 +31,7 @@ COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     add_ops_commands,
     add_verify_protect,
     add_history,
+    add_pair,
     add_cluster,
     add_completion,
 )

@@ -24,6 +24,7 @@ import trio.testing
 from posmon.actors.supervisor import RestartBudgetExhausted
 from posmon.api.settings import ApiSettings
 from posmon.cli.exit_codes import ExitCode, exit_codes_help
+from posmon.cluster.accounts import accounts_of, opener_of
 from posmon.cluster.run import run_clustered
 from posmon.cluster.settings import ClusterSettings
 from posmon.config import ConfigError, Settings, load_settings
@@ -137,8 +138,9 @@ async def _run_account(
 ) -> None:
     """Open the venue (with retries) and run the daemon on it until cancelled; ``daemon``: more ``run_daemon``
     arguments (a cluster's ``order_gate`` and ``metrics``)."""
-    if len(settings.daemon.venue_names) > 1:  # each account opens its venue itself, none waiting for another
-        await run_daemon(settings, venue_openers(settings), store, api=api, connect_timeout=connect_timeout, **daemon)
+    if settings.accounts or len(settings.daemon.venue_names) > 1:  # each account opens its venue itself
+        openers = [opener_of(a) for a in accounts_of(settings)] if settings.accounts else venue_openers(settings)
+        await run_daemon(settings, openers, store, api=api, connect_timeout=connect_timeout, **daemon)
         return
     async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
         venue = await _open_venue_with_retries(settings, nursery, stack, connect_timeout)
@@ -167,7 +169,7 @@ async def run_main(
             await nursery.start(_stop_on_signals, nursery.cancel_scope)
             start = functools.partial(_run_account, settings, store, api, connect_timeout)
             if cluster is not None and cluster.enabled:
-                await run_clustered(settings, store, cluster, start)
+                await run_clustered(settings, store, cluster, start, connect_timeout=connect_timeout, api=api)
             else:
                 await start()
             nursery.cancel_scope.cancel()
@@ -232,6 +234,7 @@ def _run_daemon_command(args: argparse.Namespace) -> int:
         api = ApiSettings.from_config(settings.api, os.environ)
         notify = NotifySettings.from_config(settings.notify, os.environ)
         cluster = ClusterSettings.from_config(settings.cluster, settings.daemon.store)
+        accounts_of(settings)  # [accounts.<name>]: a bad section stops start-up here
     except ConfigError as error:
         print(f"posmon: configuration error: {error}", file=sys.stderr)
         return ExitCode.CONFIG

@@ -81,35 +81,72 @@ def unregister(conn: PgConn, instance: str) -> None:
     conn.execute("DELETE FROM instances WHERE id = ?", [instance])
 
 
-def try_acquire(conn: PgConn, account: str, instance: str, lease_seconds: float) -> Acquired | None:
-    """Take ``account``'s lease if it is free (no row, expired, released); None while another instance holds it."""
+def live_window(lease_seconds: float) -> float:
+    """How recently an instance must have been heard of to count as live: ``lease - margin``. An instance silent
+    for that long has passed the renewal deadline of every lease it held and stopped sending for them all."""
+    return lease_seconds * 3 / 4
+
+
+def fair_share(accounts: int, live: int) -> int:
+    """How many accounts one instance may hold: ``ceil(accounts / live instances)`` (at least one)."""
+    return max(1, -(-accounts // max(1, live)))
+
+
+def census(conn: PgConn, instance: str, lease_seconds: float) -> tuple[int, list[str]]:
+    """(live instances, counting this one; the accounts this instance holds unexpired leases of)."""
+    row = conn.execute(
+        f"SELECT count(*) FROM instances WHERE last_seen > {NOW} - ? OR id = ?", [live_window(lease_seconds), instance]
+    ).fetchone()
+    held = conn.execute(
+        f"SELECT account FROM leases WHERE owner = ? AND expires_at > {NOW} ORDER BY account", [instance]
+    ).fetchall()
+    return max(1, int(row[0])), [r[0] for r in held]
+
+
+def try_acquire(conn: PgConn, account: str, instance: str, lease_seconds: float, accounts: int = 1) -> Acquired | None:
+    """Take ``account``'s lease if it is free (no row, expired, released) and this instance has room for it: it
+    holds fewer than its fair share of the ``accounts`` over the live instances, or the lease's owner is gone
+    (not heard of within ``live_window``: no share to keep for it). None otherwise."""
     conn.execute("BEGIN")
     try:
         row = conn.execute(
             f"SELECT owner, token, expires_at <= {NOW} FROM leases WHERE account = ? FOR UPDATE", [account]
         ).fetchone()
-        if row is None:
-            got = conn.execute(
-                f"INSERT INTO leases (account, owner, token, expires_at, acquired_at, renewed_at) "
-                f"VALUES (?, ?, 1, {NOW} + ?, {NOW}, {NOW}) ON CONFLICT (account) DO NOTHING RETURNING token",
-                [account, instance, lease_seconds],
-            ).fetchone()
-            previous: tuple[str | None, int | None] = (None, None)
-        elif row[2]:
-            got = conn.execute(
-                f"UPDATE leases SET owner = ?, token = token + 1, expires_at = {NOW} + ?, acquired_at = {NOW}, "
-                f"renewed_at = {NOW} WHERE account = ? RETURNING token",
-                [instance, lease_seconds, account],
-            ).fetchone()
-            previous = (row[0], int(row[1]))
-        else:
-            got = None
+        got = None
+        if row is None or row[2]:
+            live, held = census(conn, instance, lease_seconds)
+            owner_gone = row is not None and row[0] != instance and not _is_live(conn, row[0], lease_seconds)
+            room = len([a for a in held if a != account]) < fair_share(accounts, live)
+            if room or owner_gone:
+                got = _take(conn, account, instance, lease_seconds, row)
+        previous: tuple[str | None, int | None] = (None, None) if row is None else (row[0], int(row[1]))
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
     return None if got is None else Acquired(account, int(got[0]), *previous)
+
+
+def _is_live(conn: PgConn, instance: str, lease_seconds: float) -> bool:
+    row = conn.execute(
+        f"SELECT 1 FROM instances WHERE id = ? AND last_seen > {NOW} - ?", [instance, live_window(lease_seconds)]
+    ).fetchone()
+    return row is not None
+
+
+def _take(conn: PgConn, account: str, instance: str, lease_seconds: float, row: Any) -> Any:
+    if row is None:
+        return conn.execute(
+            f"INSERT INTO leases (account, owner, token, expires_at, acquired_at, renewed_at) "
+            f"VALUES (?, ?, 1, {NOW} + ?, {NOW}, {NOW}) ON CONFLICT (account) DO NOTHING RETURNING token",
+            [account, instance, lease_seconds],
+        ).fetchone()
+    return conn.execute(
+        f"UPDATE leases SET owner = ?, token = token + 1, expires_at = {NOW} + ?, acquired_at = {NOW}, "
+        f"renewed_at = {NOW} WHERE account = ? RETURNING token",
+        [instance, lease_seconds, account],
+    ).fetchone()
 
 
 def renew(conn: PgConn, account: str, instance: str, token: int, lease_seconds: float) -> bool:
@@ -129,6 +166,13 @@ def release(conn: PgConn, account: str, instance: str, token: int) -> None:
     conn.execute(
         "UPDATE leases SET expires_at = 0 WHERE account = ? AND owner = ? AND token = ?", [account, instance, token]
     )
+
+
+def idle_transaction_bound(lease_seconds: float) -> float:
+    """How long a cluster member's session may sit inside a transaction before the server ends it: half a lease,
+    so a member paused mid-transaction (its fence holding the lease row ``FOR SHARE``, or its takeover holding it
+    ``FOR UPDATE``) releases the row before the lease it may hold expires, and a takeover is not held up."""
+    return lease_seconds / 2
 
 
 def check_fence(conn: Any, account: str, instance: str, token: int) -> None:
@@ -158,6 +202,8 @@ class HeldLease:
         self.deadline = deadline  # trio time after which nothing is sent (moved on by each renewal)
         self.renewed_at = trio.current_time()
         self.lost_reason: str | None = None
+        self.handed_over = False  # stopped to give the account to an instance with room (rebalancing)
+        self.released = False
         self._scope = scope
         self._trio_token = trio.lowlevel.current_trio_token()
 
@@ -173,6 +219,11 @@ class HeldLease:
             self._scope.cancel()
 
         self._trio_token.run_sync_soon(on_trio)
+
+    def hand_over(self) -> None:
+        """Stop the run cleanly (nothing is sent on the way out) so that the lease can be released to another."""
+        self.handed_over = True
+        self._scope.cancel()
 
     async def gate(self) -> None:
         """Before each venue call of the order gateway: past the deadline (or lost) the call never goes out; the
@@ -217,6 +268,7 @@ class ClusterNode:
         self._conn: PgConn | None = None
         self._lock = trio.Lock()
         self.held: dict[str, HeldLease] = {}
+        self.accounts = 1  # how many accounts the cluster shares out (the fair share's numerator)
 
     # -- database calls
 
@@ -227,7 +279,12 @@ class ClusterNode:
 
             def run() -> T:
                 if self._conn is None or self._conn._lost():
-                    self._conn = PgConn(self.url, f"cluster {self.instance}", connect_timeout=timeout)
+                    self._conn = PgConn(
+                        self.url,
+                        f"cluster {self.instance}",
+                        connect_timeout=timeout,
+                        idle_transaction_timeout=idle_transaction_bound(self.settings.lease_seconds),
+                    )
                 return call(self._conn)
 
             with trio.move_on_after(timeout):
@@ -243,7 +300,9 @@ class ClusterNode:
     # -- the instance
 
     async def run(self, accounts: list[str], run_account: RunAccount) -> None:
-        """Register, then own (or stand by for) every account in ``accounts`` until cancelled."""
+        """Register, then own (or stand by for) every account in ``accounts`` until cancelled: at most a fair share
+        of them (``fair_share``) while other instances are live, handing surplus ones over as instances join."""
+        self.accounts = len(accounts)
         await self._until_done("registering", lambda c: register(c, self.instance))
         log.info(
             "cluster: instance %s registered (lease %.1f s, renewed every %.1f s); standing by for %s",
@@ -279,14 +338,35 @@ class ClusterNode:
                 await trio.sleep(self.settings.lease_renew_seconds)
 
     async def _heartbeat(self) -> None:
-        """``instances.last_seen`` while standing by (an owner's renewals heartbeat too)."""
+        """``instances.last_seen`` every renewal period, and the census: an instance holding more than its fair
+        share (another instance joined) hands one account over per period until it holds its share."""
+        s = self.settings
+
+        def beat(c: PgConn) -> tuple[int, list[str]]:
+            heartbeat(c, self.instance)
+            return census(c, self.instance, s.lease_seconds)
+
         while True:
-            await trio.sleep(self.settings.lease_renew_seconds)
-            if not self.held:
-                try:
-                    await self._db("heartbeat", lambda c: heartbeat(c, self.instance))
-                except StoreError as exc:
-                    log.debug("cluster: heartbeat failed: %s", exc)
+            await trio.sleep(s.lease_renew_seconds)
+            try:
+                live, held = await self._db("heartbeat", beat)
+            except StoreError as exc:
+                log.debug("cluster: heartbeat failed: %s", exc)
+                continue
+            self.metrics.set("cluster_live_instances", live)
+            share = fair_share(self.accounts, live)
+            running = [a for a in held if a in self.held and not self.held[a].handed_over]
+            if len(held) > share and running:
+                account = running[-1]
+                log.info(
+                    "cluster: %s holds %d accounts, more than its share of %d (%d live instances): handing %s over",
+                    self.instance,
+                    len(held),
+                    share,
+                    live,
+                    account,
+                )
+                self.held[account].hand_over()
 
     async def _acquire(self, account: str) -> tuple[Acquired, float]:
         """Wait until this instance holds ``account``'s lease: (what was acquired, trio time the request left)."""
@@ -295,7 +375,8 @@ class ClusterNode:
             sent = trio.current_time()
             try:
                 got = await self._db(
-                    f"acquiring {account}", lambda c: try_acquire(c, account, self.instance, s.lease_seconds)
+                    f"acquiring {account}",
+                    lambda c: try_acquire(c, account, self.instance, s.lease_seconds, self.accounts),
                 )
             except StoreError as exc:
                 log.warning("cluster: %s", exc)
@@ -325,9 +406,12 @@ class ClusterNode:
                 finally:
                     del self.held[account]
                     self.metrics.set("lease_owner", 0, account=account)
-            if lease.lost_reason is None:  # the run ended by itself: let a standby have the account at once
+            if lease.lost_reason is None:  # ended by itself or handed over: a standby may have it at once
                 await self._release(lease)
-                return
+                if not lease.handed_over:
+                    return
+                log.info("cluster: %s handed over by %s; standing by for it", account, self.instance)
+                continue
             self._notices(
                 Notice(
                     NoticeKind.LEASE_LOST,
@@ -343,6 +427,9 @@ class ClusterNode:
             log.warning("cluster: %s stopped on %s; standing by for its lease again", account, self.instance)
 
     async def _release(self, lease: HeldLease) -> None:
+        if lease.released:
+            return
+        lease.released = True
         with trio.CancelScope(shield=True):
             try:
                 await self._db(

@@ -56,12 +56,18 @@ def render_status(status: dict[str, Any], where: str) -> str:
     live = {i["id"] for i in status["instances"]}
     lines = [f"cluster on {where} (server time {_when(now)} UTC)", ""]
     lines.append(f"instances: {len(status['instances'])}")
+    holds: dict[str, list[str]] = {}  # the accounts each instance holds a live lease of (sharding)
+    for row in status["leases"]:
+        if row["expires_at"] > now:
+            holds.setdefault(row["owner"], []).append(row["account"])
     if status["instances"]:
-        lines.append(f"  {'INSTANCE':<28} {'HOST':<20} {'PID':>7}  {'STARTED (UTC)':<19}  LAST SEEN")
+        lines.append(f"  {'INSTANCE':<28} {'HOST':<20} {'PID':>7}  {'STARTED (UTC)':<19}  {'ACCOUNTS':<24} LAST SEEN")
         for i in status["instances"]:
             seen = "-" if i["last_seen"] is None else f"{now - i['last_seen']:.1f} s ago"
+            held = ",".join(holds.get(i["id"], [])) or "-"
             lines.append(
-                f"  {i['id']:<28} {i['host'] or '-':<20} {i['pid'] or 0:>7}  {_when(i['started_at']):<19}  {seen}"
+                f"  {i['id']:<28} {i['host'] or '-':<20} {i['pid'] or 0:>7}  {_when(i['started_at']):<19}  "
+                f"{held:<24} {seen}"
             )
     lines += ["", f"leases: {len(status['leases'])}"]
     if status["leases"]:

@@ -74,9 +74,21 @@ class PgConn:
     Used by one thread at a time. ``db.conn`` is itself, as ``sqlite_utils.Database.conn`` is for SQLite.
     """
 
-    def __init__(self, url: str, name: str, connect_timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        url: str,
+        name: str,
+        connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+        idle_transaction_timeout: float | None = None,
+    ) -> None:
         self.url, self.name, self._timeout = url, name, connect_timeout
         self.raw: Any = None
+        #: The server ends this session when it sits inside a transaction this long (seconds; None: never), so a
+        #: paused process (SIGSTOP, a frozen VM) cannot hold a row lock past it: in a cluster the owner's fence
+        #: holds the lease row ``FOR SHARE`` in every write, and a takeover's ``FOR UPDATE`` would wait on a
+        #: paused owner forever. Applied on every (re)connection, and before the next statement when changed.
+        self.idle_transaction_timeout = idle_transaction_timeout
+        self._applied_idle_timeout: float | None = None
         #: Given to every ``StoreUnavailable`` raised here (``PgStore.wait_writable``): the supervisor awaits it.
         self.wait_writable: Callable[[], Awaitable[None]] | None = None
         #: Called with each ``StoreUnavailable`` before it is raised (``PgStore`` notes the outage's start).
@@ -101,6 +113,16 @@ class PgConn:
         except psycopg.Error as exc:
             self.raw = None
             raise self._unavailable("cannot connect", exc) from exc
+        self._applied_idle_timeout = None  # a new session: the bound is set again before its first statement
+
+    def _apply_idle_timeout(self) -> None:
+        seconds = self.idle_transaction_timeout
+        millis = 0 if seconds is None else max(1, round(seconds * 1000))
+        try:
+            self.raw.execute(f"SET idle_in_transaction_session_timeout = {millis}")
+        except psycopg.OperationalError:
+            return  # the statement that follows meets the lost connection and handles it
+        self._applied_idle_timeout = seconds
 
     def _lost(self) -> bool:
         return self.raw is None or self.raw.closed or self.raw.broken
@@ -131,18 +153,25 @@ class PgConn:
             self._connect()
             fresh = True
         was_idle = not self.in_transaction
+        if was_idle and self._applied_idle_timeout != self.idle_transaction_timeout:
+            self._apply_idle_timeout()
         try:
             return call(self.raw)
         except psycopg.OperationalError as exc:
             if not self._lost():
-                raise
+                # An operational error the driver did not mark as a broken connection (a server restart in the
+                # middle of ``executemany``'s pipeline reads "cannot exit pipeline mode while busy"): the
+                # connection's state is unknown, so it is dropped and treated as lost; a write in doubt is then
+                # settled by its commit marker like any lost connection.
+                assert self.raw is not None
+                self.raw.close()
             if was_idle and not fresh:
                 self._connect()
                 try:
                     return call(self.raw)
                 except psycopg.OperationalError as again:
                     if not self._lost():
-                        raise
+                        self.raw.close()
                     raise self._unavailable("connection lost", again) from again
             raise self._unavailable("connection lost", exc) from exc
 
@@ -177,6 +206,7 @@ class PgStore(Store):
 
     def __init__(self, db: PgConn, writer: PgConn, *, clock: Any = time.time, url: str, threaded: bool = True) -> None:
         super().__init__(db, clock=clock, path=redacted(url))
+        self._rconn = db  # ``self.db``, typed as the base class's
         self._url = url
         self._wconn = writer
         db.wait_writable = writer.wait_writable = self.wait_writable
@@ -229,6 +259,11 @@ class PgStore(Store):
             pass  # a marker left behind is one small row, never read by another session
         self._wconn.close()
         self.db.close()
+
+    def bound_idle_transactions(self, seconds: float) -> None:
+        """Have the server end either connection's session when it sits inside a transaction ``seconds`` long:
+        a cluster member paused mid-write must not hold the lease row's lock past its lease (``PgConn``)."""
+        self._rconn.idle_transaction_timeout = self._wconn.idle_transaction_timeout = seconds
 
     # --- writes ------------------------------------------------------------------------------------------
 

@@ -19,8 +19,12 @@ from posmon.api import ApiSettings, serve_api
 from posmon.control import (
     CloseResult,
     ControlError,
+    LinkRequest,
     OpenRequest,
     OpenResult,
+    PairLegStatus,
+    PairRequest,
+    PairStatusView,
     Sizing,
     StatusReport,
     StopResult,
@@ -175,6 +179,53 @@ class FakeControl:
         rows = [t for t in self.closed if since is None or t.closed_at >= since]
         rows = [t for t in rows if symbol is None or t.symbol == symbol]
         return History(rows[-limit:] if limit else rows)
+
+    async def pairs(self) -> list[PairStatusView]:
+        self._record("pairs")
+        return [pair_view(1)]
+
+    async def open_pair(self, request: PairRequest) -> PairStatusView:
+        self._record("open_pair", request)
+        return pair_view(2)
+
+    async def link_pair(self, request: LinkRequest) -> PairStatusView:
+        self._record("link_pair", request)
+        return pair_view(3)
+
+    async def close_pair(self, pair_id: int) -> PairStatusView:
+        self._record("close_pair", pair_id)
+        return pair_view(pair_id, status="closing")
+
+
+def pair_view(id_: int, status: str = "open") -> PairStatusView:
+    """A BTC pair: 0.01 LONG on Aster, 0.01 SHORT on Lighter."""
+
+    def leg(venue: str, symbol: str, side: str, pnl: str) -> PairLegStatus:
+        return PairLegStatus(
+            venue,
+            symbol,
+            None,
+            side,
+            Decimal("0.01"),
+            Decimal(45000),
+            Decimal(45100),
+            Decimal(pnl),
+            Decimal(0),
+            False,
+            [id_ * 10],
+        )
+
+    return PairStatusView(
+        id_,
+        status,
+        [leg("aster", "BTCUSDT", "LONG", "1"), leg("lighter", "BTC", "SHORT", "-1")],
+        Decimal(0),
+        Decimal(0),
+        Decimal(0),
+        False,
+        [Decimal(0), Decimal(0)],
+        None,
+    )
 
 
 @asynccontextmanager

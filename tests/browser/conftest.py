@@ -16,8 +16,8 @@ import dataclasses
 import os
 import queue
 import threading
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,7 +60,7 @@ class LiveDaemon:
     """A running daemon: ``url`` of its API (and dashboard), ``h`` its harness (touch only through ``call``)."""
 
     url: str
-    h: Harness
+    h: Harness | Any  # with two venues: tests.daemon.test_multivenue's ``Both``
     token: str | None
     _trio_token: trio.lowlevel.TrioToken
 
@@ -87,15 +87,53 @@ def live_daemon(tmp_path: Path, *, token: str | None = None, emulated: bool = Fa
     if emulated:
         settings = dataclasses.replace(settings, daemon=dataclasses.replace(settings.daemon, hedge_mode=False))
         exchange, venue = lighter_like(settings)
+
+    @asynccontextmanager
+    async def one_venue() -> AsyncIterator[Harness]:
+        async with running(settings, exchange, venue=venue) as h:
+            await h.mark("BTCUSDT", "45000")
+            await h.mark("ETHUSDT", "3000")
+            yield h
+
+    with _served(one_venue, token) as d:
+        yield d
+
+
+@contextmanager
+def live_two_venues(tmp_path: Path) -> Iterator[LiveDaemon]:
+    """One daemon running an Aster and a Lighter account (``[daemon] venues``) on both protocol simulators over
+    loopback, marks BTCUSDT / BTC 45000 and ETHUSDT / ETH 3000 (TP 1 %, SL 5 %); ``h`` is a
+    ``tests.daemon.test_multivenue.Both``."""
+    from tests.daemon.test_multivenue import Both, daemon_on, simulators, two_venue_settings
+
+    settings = two_venue_settings(tmp_path)
+
+    @asynccontextmanager
+    async def two_venues() -> AsyncIterator[Both]:
+        async with AsyncExitStack() as stack:
+            aster, lighter, aster_x, lighter_x, lighter_sim, _ = await stack.enter_async_context(simulators(settings))
+            daemon, store, metrics = await stack.enter_async_context(daemon_on(settings, [aster, lighter]))
+            h = Both(settings, store, metrics, daemon, aster_x, lighter_x, lighter_sim, lighter)
+            await h.aster_mark("BTCUSDT", "45000")
+            await h.aster_mark("ETHUSDT", "3000")
+            await h.lighter_mark("BTC", "45000")
+            await h.lighter_mark("ETH", "3000")
+            yield h
+
+    with _served(two_venues, None) as d:
+        yield d
+
+
+@contextmanager
+def _served(start: Callable[[], AbstractAsyncContextManager[Any]], token: str | None) -> Iterator[LiveDaemon]:
+    """The daemon ``start`` runs, with its API served on a thread of its own until the block ends."""
     ready: queue.Queue[LiveDaemon | BaseException] = queue.Queue()
     stop: list[trio.CancelScope] = []
 
     async def main() -> None:
         with trio.CancelScope() as scope:
             stop.append(scope)
-            async with running(settings, exchange, venue=venue) as h:
-                await h.mark("BTCUSDT", "45000")
-                await h.mark("ETHUSDT", "3000")
+            async with start() as h:
                 app = create_app(h.daemon.control, metrics_render=None, token=token, stream=StreamSettings())
                 async with trio.open_nursery() as nursery:
                     api = ApiSettings(host="127.0.0.1", port=0, token=token or "")

@@ -73,6 +73,10 @@ def test_the_page_shows_every_tranche_the_api_shows_with_its_exact_prices(daemon
     expect(cell(page, first["id"], "toTp")).to_have_text(f"+{to_tp:.2f} %")
     expect(page.locator("#streams")).to_contain_text("price up")
     expect(page.locator("#ratelimit")).to_contain_text(re.compile(r"weight \d+%"))
+    # One venue: no accounts table and no Venue column (the header names the venue).
+    expect(page.locator("#accounts-section")).to_be_hidden()
+    expect(page.locator("#positions th.venue-col")).to_be_hidden()
+    expect(page.locator("#exits th.venue-col")).to_be_hidden()
 
 
 def test_the_page_follows_a_tranche_opening_and_exiting_without_a_reload(daemon: LiveDaemon, page: Page) -> None:

