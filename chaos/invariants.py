@@ -221,8 +221,9 @@ def check_pairs(venues: dict[str, Venue], pairs: list[StorePair] | None) -> list
     return out
 
 
-def check_state(venue: Venue, store: StoreView | None) -> list[Violation]:
-    """``covered``, ``store_matches_venue`` and ``no_orphan_order`` against the venue's account right now."""
+def check_state(venue: Venue, store: StoreView | None, *, by_venue: bool = False) -> list[Violation]:
+    """``covered``, ``store_matches_venue`` and ``no_orphan_order`` against the venue's account right now;
+    ``by_venue``: the store holds several venues' tranches (a two-venue run), only this venue's are its."""
     out: list[Violation] = []
     positions = venue.positions()
     resting = venue.resting()
@@ -230,7 +231,7 @@ def check_state(venue: Venue, store: StoreView | None) -> list[Violation]:
         if positions:
             out.append(Violation("store_matches_venue", f"store unreadable with positions {_fmt(positions)}"))
         return out
-    mine = [t for t in store.tranches if t.venue in ("", venue.name)]  # a two-venue store holds both venues'
+    mine = [t for t in store.tranches if t.venue == venue.name] if by_venue else store.tranches
     by_key: dict[tuple[str, Side], list[StoreTranche]] = defaultdict(list)
     for t in mine:
         by_key[(t.symbol, t.side)].append(t)

@@ -460,7 +460,7 @@ class Runner:
         return [
             Violation(v.invariant, f"{venue.name}: {v.detail}")
             for venue in self.venues.values()
-            for v in check_state(venue, store)
+            for v in check_state(venue, store, by_venue=True)
         ]
 
     def check_history(self) -> list[Violation]:

@@ -128,9 +128,10 @@ def test_state_invariants_read_only_the_venues_own_tranches_from_a_two_venue_sto
     )
     venues = venues_holding("0.002", "0.002")
     view = read_store(store)
-    lighter = check_state(venues["lighter"], view)
+    lighter = check_state(venues["lighter"], view, by_venue=True)
     assert lighter == []  # the Aster tranche is not taken for a Lighter one
-    assert {v.invariant for v in check_state(venues["aster"], view)} == {"covered"}  # no TP/SL rests on Aster
+    assert {v.invariant for v in check_state(venues["aster"], view, by_venue=True)} == {"covered"}  # no TP/SL rests
+    assert "store_matches_venue" in {v.invariant for v in check_state(venues["lighter"], view)}  # both taken as one
 
 
 def test_a_two_venue_seed_replays_moves_a_base_on_both_venues_together_and_has_pair_events():

@@ -50,3 +50,14 @@ def test_demo_pair_refuses_a_directory_that_holds_a_store_in_one_line(tmp_path, 
     code = main(["demo", "--pair", "--fast", "--dir", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and "already holds a demo's store" in err[0]
+
+
+def test_posmon_demo_pair_fast_prints_the_story_and_a_history_command_that_reads_it(tmp_path, capsys):
+    demo = tmp_path / "demo"
+    assert main(["demo", "--pair", "--fast", "--dir", str(demo)]) == 0
+    out = capsys.readouterr().out
+    assert "pair #1: closed; legs aster SL" in out and "lighter PAIR" in out and "both venues flat" in out
+    [history] = [line for line in out.splitlines() if line.startswith("history: ")]
+    argv = history.removeprefix("history: posmon ").split()
+    assert main(argv) == 0
+    assert "PAIR" in capsys.readouterr().out  # the Lighter leg's close, read from the demo's store
