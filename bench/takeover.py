@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.takeover                 # 20 kills, lease 2 s renewed every 0.5 s
     .venv/bin/python -m bench.takeover --kills 40 --lease 10 --renew 3
 
-Two ``posmon run`` instances (``chaos.cluster``) share a throwaway PostgreSQL server (``tests/helpers/postgres.py``:
+Two ``posmon run`` instances (``chaos.cluster``) share a throwaway PostgreSQL server (``chaos/postgres.py``:
 initdb + pg_ctl on a unix socket) and trade one account on the Aster simulator served in this process, holding a
 long and a short position. Each round kills the owner and measures, from the kill:
 
@@ -47,7 +47,7 @@ def _ready_lines(cluster: Cluster, name: str) -> int:
 
 
 async def run(kills: int, lease: float, renew: float, sharded: bool = False) -> dict[str, Any]:
-    from tests.helpers.postgres import start_server
+    from chaos.postgres import start_server
 
     server = start_server()
     work = Path(tempfile.mkdtemp(prefix="posmon-takeover-"))

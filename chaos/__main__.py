@@ -1,4 +1,7 @@
-"""``python -m chaos --runs N --seed S [--venue aster|lighter|both | --two-venue] [--smoke]``: the campaign.
+"""``python -m chaos --runs N --seed S [--venue aster|lighter|both] [--smoke] [--cluster | --two-venue]``: the
+campaign, its table and JSON. ``--cluster`` runs each seed against two or three instances of one cluster on a
+throwaway PostgreSQL server (``chaos/cluster_run.py``), with instance kills, pauses and database restarts among the
+faults; ``--two-venue`` runs both simulators in one daemon with hedge pairs (``chaos/twovenue.py``).
 
 Run ``i`` (0-based) uses seed ``S + i``; a failing run prints ``--seed <its seed> --runs 1 --venue <venue>``
 (or ``--two-venue``: both simulators, one daemon, hedge pairs), which replays exactly its random choices.
@@ -22,6 +25,7 @@ import orjson
 import trio
 import trio.lowlevel
 
+from chaos.cluster_run import CLUSTER_INVARIANTS, ClusterRunResult, one_cluster_run
 from chaos.invariants import INVARIANTS, PAIR_INVARIANTS
 from chaos.run import Options, RunResult, one_run, venue_for
 from chaos.twovenue import TWO_VENUE, two_venue_run
@@ -29,6 +33,7 @@ from chaos.twovenue import TWO_VENUE, two_venue_run
 RESULTS = Path(__file__).resolve().parent / "results"
 SMOKE_RUNS = 4
 SMOKE_TWO_VENUE_RUNS = 2
+CLUSTER_SMOKE_RUNS = 2
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -46,11 +51,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="both simulators in one daemon (venues = aster, lighter) with hedge pairs opened over the API",
     )
-    p.add_argument("--duration", type=float, default=5.0, help="seconds of trading and faults per run (default 5)")
+    p.add_argument(
+        "--duration", type=float, default=None, help="seconds of trading and faults per run (default 5; cluster 10)"
+    )
     p.add_argument("--settle", type=float, default=30.0, help="seconds the daemon gets to settle (default 30)")
     p.add_argument("--smoke", action="store_true", help=f"CI smoke: {SMOKE_RUNS} short runs over both venues")
     p.add_argument("--out", type=Path, default=None, help="JSON file to write (default chaos/results/...)")
-    p.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2; each run is two processes)")
+    p.add_argument(
+        "--jobs", type=int, default=None, help="runs at a time (default 2, cluster 1; a run is 2 to 5 processes)"
+    )
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="two or three instances of one cluster on a throwaway PostgreSQL server per run (issue 17)",
+    )
     p.add_argument("--quiet", action="store_true", help="no line per run")
     p.add_argument(
         "--daemon-src",
@@ -60,13 +74,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--keep-all", action="store_true", help="keep every run's directory, not only failing ones")
     args = p.parse_args(argv)
+    if args.duration is None:
+        args.duration = 10.0 if args.cluster else 5.0
+    if args.jobs is None:
+        args.jobs = 1 if args.cluster else 2
     if args.runs < 1:
         p.error(f"--runs: expected a number >= 1, got {args.runs}")
     if args.jobs < 1:
         p.error(f"--jobs: expected a number >= 1, got {args.jobs}")
     if args.duration <= 0 or args.settle <= 0:
         p.error("--duration and --settle must be > 0")
-    if args.smoke:
+    if args.cluster and args.two_venue:
+        p.error("--cluster and --two-venue: choose one")
+    if args.smoke and args.cluster:
+        args.runs, args.venue, args.duration = CLUSTER_SMOKE_RUNS, "both", min(args.duration, 6.0)
+    elif args.smoke:
         runs = SMOKE_TWO_VENUE_RUNS if args.two_venue else SMOKE_RUNS
         args.runs, args.venue, args.duration, args.jobs = runs, "both", min(args.duration, 4.0), 2
     if args.two_venue:
@@ -116,7 +138,9 @@ def commit() -> str:
 def summarize(results: list[RunResult], args: argparse.Namespace, wall: float, at_commit: str = "") -> dict[str, Any]:
     faults: Counter[str] = Counter()
     workload: Counter[str] = Counter()
-    checked = INVARIANTS + (PAIR_INVARIANTS if args.venue == TWO_VENUE else ())
+    checked = (
+        INVARIANTS + (CLUSTER_INVARIANTS if args.cluster else ()) + (PAIR_INVARIANTS if args.venue == TWO_VENUE else ())
+    )
     violations: Counter[str] = Counter({name: 0 for name in checked})
     by_venue: dict[str, dict[str, int]] = {}
     for r in results:
@@ -164,18 +188,37 @@ def summarize(results: list[RunResult], args: argparse.Namespace, wall: float, a
         ],
         "seeds": [r.seed for r in results],
         "results": [r.to_json() for r in results],
+    } | (cluster_summary(results) if args.cluster else {"cluster": False})
+
+
+def cluster_summary(results: list[RunResult]) -> dict[str, Any]:
+    """The cluster campaign's own figures: its faults and the takeover times after each kill or pause."""
+    rs = [r for r in results if isinstance(r, ClusterRunResult)]
+    return {
+        "cluster": True,
+        "instances": dict(sorted(Counter(str(r.instances) for r in rs).items())),
+        "owner_kills": sum(r.kills for r in rs),
+        "standby_kills": sum(r.standby_kills for r in rs),
+        "pauses": sum(r.pauses for r in rs),
+        "db_restarts": sum(r.db_restarts for r in rs),
+        "takeovers": sum(r.takeovers for r in rs),
+        "audited_writes": sum(r.audited_writes for r in rs),
+        "takeover_lease_s": percentiles([t for r in rs for t in r.takeover_lease_s]),
+        "takeover_ready_s": percentiles([t for r in rs for t in r.takeover_ready_s]),
     }
 
 
 def replay(r: RunResult) -> str:
     if r.venue == TWO_VENUE:
         return f"python -m chaos --seed {r.seed} --runs 1 --two-venue"
-    return f"python -m chaos --seed {r.seed} --runs 1 --venue {r.venue}"
+    cluster = " --cluster" if isinstance(r, ClusterRunResult) else ""
+    return f"python -m chaos{cluster} --seed {r.seed} --runs 1 --venue {r.venue}"
 
 
 def table(s: dict[str, Any]) -> str:
     lines = [
-        f"chaos: {s['runs']} runs (seed {s['seed']}, venue {s['venue']}, {s['duration_s']} s each), "
+        f"chaos{' --cluster' if s.get('cluster') else ''}: {s['runs']} runs (seed {s['seed']}, venue {s['venue']}, "
+        f"{s['duration_s']} s each), "
         f"wall {s['wall_s']} s, commit {s['commit']}"
     ]
     rows: list[tuple[str, str]] = [
@@ -187,6 +230,19 @@ def table(s: dict[str, Any]) -> str:
         ("faults", str(s["faults"])),
     ]
     rows += [(f"  fault {k}", str(v)) for k, v in s["faults_by_kind"].items()]
+    if s.get("cluster"):
+        rows += [
+            ("instances per run", ", ".join(f"{k}: {v} runs" for k, v in s["instances"].items())),
+            ("owner SIGKILLs", str(s["owner_kills"])),
+            ("standby SIGKILLs", str(s["standby_kills"])),
+            ("owner pauses (SIGSTOP)", str(s["pauses"])),
+            ("PostgreSQL restarts", str(s["db_restarts"])),
+            ("takeovers", str(s["takeovers"])),
+            ("audited writes", str(s["audited_writes"])),
+        ]
+        for name, key in (("takeover, lease (s)", "takeover_lease_s"), ("takeover, ready (s)", "takeover_ready_s")):
+            p = s[key]
+            rows.append((name, f"n={p['count']} p50={p['p50']} max={p['max']}"))
     rows += [(f"  workload {k}", str(v)) for k, v in s["workload"].items()]
     rows += [(f"violations {k}", str(v)) for k, v in s["violations_by_invariant"].items()]
     for name, key in (("time to protect (s)", "time_to_protect_s"), ("settle (s)", "settle_s")):
@@ -216,7 +272,10 @@ async def campaign(args: argparse.Namespace) -> list[RunResult]:
     async def one(i: int) -> None:
         async with limiter:
             seed = args.seed + i
-            r = await (two_venue_run(seed, opts) if args.venue == TWO_VENUE else one_run(seed, args.venue, opts))
+            if args.venue == TWO_VENUE:
+                r = await two_venue_run(seed, opts)
+            else:
+                r = await (one_cluster_run if args.cluster else one_run)(seed, args.venue, opts)
         results.append(r)
         if not args.quiet:
             status = (
@@ -261,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     at_commit = commit()  # when the campaign starts: the code its runs used
     results = trio.run(campaign, args)
     summary = summarize(results, args, time.monotonic() - t0, at_commit)
-    out = args.out or RESULTS / f"chaos-{time.strftime('%Y%m%d-%H%M%S')}-seed{args.seed}.json"
+    kind = "chaos-cluster" if args.cluster else "chaos"
+    out = args.out or RESULTS / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-seed{args.seed}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
     print(table(summary))

@@ -39,7 +39,7 @@ from posmon.startup import (
     retry_startup,
     venue_is_embedded,
 )
-from posmon.store.errors import StoreError
+from posmon.store.errors import StoreError, StoreUnavailable
 from posmon.store.store import Store
 from posmon.venues import open_venue, opened_rules, venue_openers
 
@@ -56,7 +56,8 @@ RUN_EXIT_CODES_HELP = exit_codes_help(
         ExitCode.UNREACHABLE: "the exchange could not be reached within --connect-timeout, refused start-up, or "
         "rejected the credentials",
         ExitCode.STORE: "the store cannot be used: locked by another process, read-only, disk full, corrupt, not "
-        "posmon's, newer; a PostgreSQL store: a malformed URL, the server unreachable at start-up",
+        "posmon's, newer; a PostgreSQL store: a malformed URL, the server unreachable at start-up (a cluster's "
+        "instance waits up to --connect-timeout for it first)",
     },
     title="exit codes of run",
 )
@@ -97,6 +98,30 @@ def _store_for_run(path: str) -> Iterator[Store]:
             store.close()
     finally:
         lock.__exit__(None, None, None)
+
+
+async def _wait_for_store(url: str, within: float) -> None:
+    """A cluster's instance (re)started while its PostgreSQL server restarts waits for the server, up to ``within``
+    seconds (``--connect-timeout``, as for the venue), instead of exiting: its peers ride the restart out too.
+    Anything but an unreachable server (a bad URL, not posmon's) is left for ``Store.open`` to report."""
+    from posmon.store.location import redacted
+    from posmon.store.postgres import PgConn
+
+    deadline = trio.current_time() + within
+    logged = False
+    while True:
+        try:
+            await trio.to_thread.run_sync(lambda: PgConn(url, f"store {redacted(url)}").close())
+            return
+        except StoreUnavailable as exc:
+            if trio.current_time() >= deadline:
+                return  # Store.open says why, in one line
+            if not logged:
+                log.warning("%s; waiting for it (up to %.0f s)", exc, within)
+                logged = True
+        except Exception:  # not an outage (a bad URL, no driver): Store.open reports it in one line
+            return
+        await trio.sleep(0.5)
 
 
 async def _open_venue_with_retries(
@@ -164,6 +189,8 @@ async def run_main(
     runs only while this instance holds its lease (``posmon.cluster.run``), on a shared PostgreSQL store.
     """
     check_recording(settings)
+    if cluster is not None and cluster.enabled:
+        await _wait_for_store(settings.daemon.store, connect_timeout)
     with _store_for_run(settings.daemon.store) as store:
         async with trio.open_nursery() as nursery:
             await nursery.start(_stop_on_signals, nursery.cancel_scope)

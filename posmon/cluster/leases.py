@@ -187,6 +187,23 @@ def check_fence(conn: Any, account: str, instance: str, token: int) -> None:
         raise LeaseLost(f"lease of {account} lost (token {token} of {instance} is no longer current): write refused")
 
 
+def _store_failure(exc: BaseException) -> StoreError | None:
+    """The ``StoreError`` an account's run failed with (alone, or with the cancellations it caused in its
+    nurseries), or None for anything else (a bug, a cancellation from outside: re-raised)."""
+    leaves: list[BaseException] = []
+    pending = [exc]
+    while pending:
+        e = pending.pop()
+        if isinstance(e, BaseExceptionGroup):
+            pending += e.exceptions
+        else:
+            leaves.append(e)
+    failures = [e for e in leaves if isinstance(e, StoreError)]
+    if failures and all(isinstance(e, (StoreError, trio.Cancelled)) for e in leaves):
+        return failures[0]
+    return None
+
+
 # --- one held lease ------------------------------------------------------------------------------------------
 
 
@@ -400,9 +417,16 @@ class ClusterNode:
                         nursery.start_soon(self._keep, lease)
                         await run_account(account, lease)
                         nursery.cancel_scope.cancel()
-                except BaseException:
+                except BaseException as exc:
+                    failure = _store_failure(exc)
                     await self._release(lease)
-                    raise
+                    if failure is None:
+                        raise
+                    # The store failed under the account (a server restart during its start-up, say): the
+                    # instance lives on and stands by; whoever takes the lease next starts it from the store.
+                    if lease.lost_reason is None:  # a fenced write (``LeaseLost``) has said why already
+                        lease.lost_reason = f"the account's run failed on the store ({failure})"
+                        log.error("cluster: %s: %s; stopping the account", account, lease.lost_reason)
                 finally:
                     del self.held[account]
                     self.metrics.set("lease_owner", 0, account=account)

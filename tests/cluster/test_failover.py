@@ -170,3 +170,22 @@ async def test_on_lighter_the_standby_that_took_over_closes_the_position_at_its_
     finally:
         with trio.CancelScope(shield=True):
             await cluster.stop_all()
+
+
+async def test_an_instance_started_while_the_database_restarts_waits_for_it_and_owns_the_account(cluster, postgres):
+    """Found by ``python -m chaos --cluster --seed 113 --venue lighter``: an instance restarted during a PostgreSQL
+    restart exited at once (exit 4, "cannot connect") instead of waiting for the server as it does for the venue."""
+    await trio.to_thread.run_sync(postgres.stop)
+    try:
+        cluster.start("a")
+        with trio.fail_after(60):  # a's start-up meets the outage: it waits, or (the bug) exits
+            while "waiting for it" not in cluster.log("a") and cluster.instances["a"].alive():  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        await trio.sleep(0.5)  # bounded: the outage goes on a little while a waits
+        assert cluster.instances["a"].alive(), cluster.log("a")[-2000:]
+    finally:
+        await trio.to_thread.run_sync(postgres.start)
+    assert await cluster.until_owner() == ("a", 1)
+    cluster.venue.entry("BTCUSDT", Side.LONG, D("100"))
+    await cluster.until_protected()
+    assert_clean(cluster)

@@ -104,3 +104,29 @@ async def test_a_renewal_that_finds_its_token_gone_stops_the_run_and_stands_by_a
         assert runs == [1, 3]  # a owns it again, with a new token
         assert [n.kind for n in notices] == [NoticeKind.LEASE_LOST, NoticeKind.TAKEOVER]
         nursery.cancel_scope.cancel()
+
+
+async def test_an_account_run_failing_on_the_store_stands_the_instance_by_and_runs_the_account_again(url):
+    """Found by ``python -m chaos --cluster --seed 1 --venue lighter``: a PostgreSQL restart while a new owner was
+    starting the account ended the whole instance (exit 4, "cannot connect") instead of standing it by."""
+    from posmon.store.errors import StoreUnavailable
+
+    runs: list[int] = []
+    notices: list[Notice] = []
+    a = node(url, "a", notices)
+
+    async def run_account(account: str, lease: HeldLease) -> None:
+        runs.append(lease.token)
+        if len(runs) == 1:  # the server went away under the account's start-up (raised from its nursery)
+            raise ExceptionGroup("account", [StoreUnavailable("store: cannot connect (server restarting)")])
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(a.run, ["aster"], run_account)
+        with trio.fail_after(WAIT):
+            while len(runs) < 2:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        assert runs == [1, 2]  # the instance lived on, stood by, and owns the account again with a new token
+        assert [n.kind for n in notices] == [NoticeKind.LEASE_LOST, NoticeKind.TAKEOVER]
+        assert "store" in notices[0].text
+        nursery.cancel_scope.cancel()
