@@ -52,7 +52,8 @@ bench-peers: $(STAMP)
 	$(BIN)/python -m bench.peers $(PEERS_ARGS)
 
 # The chaos campaign (chaos/README.md): RUNS= runs from seed SEED= over both venues, two at a time;
-# CHAOS_ARGS for more (e.g. CHAOS_ARGS="--venue aster" or "--smoke"). A failing run prints its replay command.
+# CHAOS_ARGS for more (e.g. CHAOS_ARGS="--venue aster" or "--smoke"; CHAOS_ARGS="--two-venue": both simulators in
+# one daemon with hedge pairs). A failing run prints its replay command.
 RUNS ?= 20
 SEED ?=
 chaos: $(STAMP)

@@ -1,10 +1,12 @@
-"""``python -m chaos --runs N --seed S [--venue aster|lighter|both] [--smoke] [--cluster]``: the campaign, its
-table and JSON. ``--cluster`` runs each seed against two or three instances of one cluster on a throwaway
-PostgreSQL server (``chaos/cluster_run.py``), with instance kills, pauses and database restarts among the faults.
+"""``python -m chaos --runs N --seed S [--venue aster|lighter|both] [--smoke] [--cluster | --two-venue]``: the
+campaign, its table and JSON. ``--cluster`` runs each seed against two or three instances of one cluster on a
+throwaway PostgreSQL server (``chaos/cluster_run.py``), with instance kills, pauses and database restarts among the
+faults; ``--two-venue`` runs both simulators in one daemon with hedge pairs (``chaos/twovenue.py``).
 
-Run ``i`` (0-based) uses seed ``S + i``; a failing run prints ``--seed <its seed> --runs 1 --venue <venue>``,
-which replays exactly its random choices. Results go to ``chaos/results/chaos-<time>.json`` (git-ignored) and
-failing runs' directories (config, store, daemon log) to ``chaos/results/runs/``.
+Run ``i`` (0-based) uses seed ``S + i``; a failing run prints ``--seed <its seed> --runs 1 --venue <venue>``
+(or ``--two-venue``: both simulators, one daemon, hedge pairs), which replays exactly its random choices.
+Results go to ``chaos/results/chaos-<time>.json`` (git-ignored) and failing runs' directories (config, store,
+daemon log) to ``chaos/results/runs/``.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ import trio
 import trio.lowlevel
 
 from chaos.cluster_run import CLUSTER_INVARIANTS, ClusterRunResult, one_cluster_run
-from chaos.invariants import INVARIANTS
+from chaos.invariants import INVARIANTS, PAIR_INVARIANTS
 from chaos.run import Options, RunResult, one_run, venue_for
+from chaos.twovenue import TWO_VENUE, two_venue_run
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SMOKE_RUNS = 4
+SMOKE_TWO_VENUE_RUNS = 2
 CLUSTER_SMOKE_RUNS = 2
 
 
@@ -41,6 +45,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=("aster", "lighter", "both"),
         default="both",
         help="simulator to run against; both alternates by seed (default)",
+    )
+    p.add_argument(
+        "--two-venue",
+        action="store_true",
+        help="both simulators in one daemon (venues = aster, lighter) with hedge pairs opened over the API",
     )
     p.add_argument(
         "--duration", type=float, default=None, help="seconds of trading and faults per run (default 5; cluster 10)"
@@ -75,10 +84,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--jobs: expected a number >= 1, got {args.jobs}")
     if args.duration <= 0 or args.settle <= 0:
         p.error("--duration and --settle must be > 0")
+    if args.cluster and args.two_venue:
+        p.error("--cluster and --two-venue: choose one")
     if args.smoke and args.cluster:
         args.runs, args.venue, args.duration = CLUSTER_SMOKE_RUNS, "both", min(args.duration, 6.0)
     elif args.smoke:
-        args.runs, args.venue, args.duration, args.jobs = SMOKE_RUNS, "both", min(args.duration, 4.0), 2
+        runs = SMOKE_TWO_VENUE_RUNS if args.two_venue else SMOKE_RUNS
+        args.runs, args.venue, args.duration, args.jobs = runs, "both", min(args.duration, 4.0), 2
+    if args.two_venue:
+        args.venue = TWO_VENUE
     if args.seed is None:
         args.seed = int(time.time()) % 1_000_000
     return args
@@ -124,7 +138,9 @@ def commit() -> str:
 def summarize(results: list[RunResult], args: argparse.Namespace, wall: float, at_commit: str = "") -> dict[str, Any]:
     faults: Counter[str] = Counter()
     workload: Counter[str] = Counter()
-    checked = INVARIANTS + (CLUSTER_INVARIANTS if args.cluster else ())
+    checked = (
+        INVARIANTS + (CLUSTER_INVARIANTS if args.cluster else ()) + (PAIR_INVARIANTS if args.venue == TWO_VENUE else ())
+    )
     violations: Counter[str] = Counter({name: 0 for name in checked})
     by_venue: dict[str, dict[str, int]] = {}
     for r in results:
@@ -193,6 +209,8 @@ def cluster_summary(results: list[RunResult]) -> dict[str, Any]:
 
 
 def replay(r: RunResult) -> str:
+    if r.venue == TWO_VENUE:
+        return f"python -m chaos --seed {r.seed} --runs 1 --two-venue"
     cluster = " --cluster" if isinstance(r, ClusterRunResult) else ""
     return f"python -m chaos{cluster} --seed {r.seed} --runs 1 --venue {r.venue}"
 
@@ -254,7 +272,10 @@ async def campaign(args: argparse.Namespace) -> list[RunResult]:
     async def one(i: int) -> None:
         async with limiter:
             seed = args.seed + i
-            r = await (one_cluster_run if args.cluster else one_run)(seed, args.venue, opts)
+            if args.venue == TWO_VENUE:
+                r = await two_venue_run(seed, opts)
+            else:
+                r = await (one_cluster_run if args.cluster else one_run)(seed, args.venue, opts)
         results.append(r)
         if not args.quiet:
             status = (

@@ -12,9 +12,13 @@ the settle time runs out); history invariants are read from every fill the venue
 - ``no_orphan_order``: no posmon order (client id prefix) rests that is not an open tranche's current exit
   (Lighter: none rests at all; its exits are market orders).
 - ``no_double_execution``: no posmon client order id traded under two venue orders, nor beyond its quantity.
-- ``no_close_past_zero``: no posmon fill grew a position or flipped it (reduce-only never goes past zero).
+- ``no_close_past_zero``: no posmon close grew a position or flipped it (reduce-only never goes past zero); entries
+  (a pair's, ``E`` in the client id) open positions by design.
 - ``daemon_alive``: the daemon process is running at the end (the campaign's own kills are restarted).
 - ``no_traceback``: no traceback in the daemon's log.
+- ``no_pair_with_one_leg`` (two-venue runs): every pair has settled ``open`` or ``closed``; an open pair's legs are
+  both held (the pair's record of each leg within one step of the coarser venue of the other, each leg's open
+  tranches holding at least its record, the venue at least those); a closed pair holds no open tranche on a leg.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ STATE_INVARIANTS = ("covered", "store_matches_venue", "no_orphan_order")
 HISTORY_INVARIANTS = ("no_double_execution", "no_close_past_zero")
 PROCESS_INVARIANTS = ("daemon_alive", "no_traceback")
 INVARIANTS = STATE_INVARIANTS + HISTORY_INVARIANTS + PROCESS_INVARIANTS
+PAIR_INVARIANTS = ("no_pair_with_one_leg",)  # two-venue runs only
 ZERO = Decimal(0)
 
 
@@ -56,6 +61,7 @@ class StoreTranche:
     entry: Decimal = ZERO
     plan: str | None = None  # the stored exit plan (``domain.exitplan``), None: one TP, one SL
     level: int = 0
+    venue: str = ""
 
     def tp_qty(self, rules: SymbolRules) -> Decimal:
         """What its resting TP must cover: the current ladder level's share, or the whole tranche."""
@@ -107,6 +113,7 @@ def read_store(path: Path) -> StoreView | None:
                 _dec(r["entry"]),
                 r["plan"] if planned else None,
                 r["level"] if planned else 0,
+                r["venue"],
             )
             for r in rows
         ]
@@ -123,8 +130,100 @@ def read_store(path: Path) -> StoreView | None:
         conn.close()
 
 
-def check_state(venue: Venue, store: StoreView | None) -> list[Violation]:
-    """``covered``, ``store_matches_venue`` and ``no_orphan_order`` against the venue's account right now."""
+@dataclass(frozen=True, slots=True)
+class StoreLeg:
+    venue: str
+    symbol: str
+    side: Side
+    step: Decimal
+    held: Decimal  # the leg's open tranches (``pair_tranches.active``), summed
+    tranches: tuple[int, ...]
+    qty: Decimal = ZERO  # the pair's own record of the leg (``pair_legs.filled_qty``)
+
+
+@dataclass(frozen=True, slots=True)
+class StorePair:
+    id: int
+    status: str
+    legs: tuple[StoreLeg, ...]
+
+
+def read_pairs(path: Path) -> list[StorePair] | None:
+    """Every pair with its legs and what each leg's open tranches hold; None while unreadable (or no pairs table)."""
+    if not path.exists():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+    except sqlite3.Error:
+        return None
+    try:
+        conn.row_factory = sqlite3.Row
+        held: dict[tuple[int, int], list[tuple[int, Decimal]]] = defaultdict(list)
+        for r in conn.execute(
+            "SELECT pt.pair_id, pt.leg, t.id, t.qty FROM pair_tranches pt JOIN tranches t ON t.id = pt.tranche_id "
+            "WHERE pt.active = 1 AND t.status IN ('open', 'closing')"
+        ):
+            held[(r["pair_id"], r["leg"])].append((r["id"], _dec(r["qty"])))
+        legs: dict[int, list[StoreLeg]] = defaultdict(list)
+        for r in conn.execute("SELECT * FROM pair_legs ORDER BY pair_id, leg"):
+            mine = held.get((r["pair_id"], r["leg"]), [])
+            legs[r["pair_id"]].append(
+                StoreLeg(
+                    r["venue"],
+                    r["symbol"],
+                    Side(r["side"]),
+                    _dec(r["step"]),
+                    sum((q for _, q in mine), ZERO),
+                    tuple(t for t, _ in mine),
+                    _dec(r["filled_qty"]),
+                )
+            )
+        return [
+            StorePair(r["id"], r["status"], tuple(legs.get(r["id"], ())))
+            for r in conn.execute("SELECT id, status FROM pairs ORDER BY id")
+        ]
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+
+
+def check_pairs(venues: dict[str, Venue], pairs: list[StorePair] | None) -> list[Violation]:
+    """``no_pair_with_one_leg``: pairs settled open (both legs held, equal within a step) or closed (both flat)."""
+    out: list[Violation] = []
+
+    def bad(p: StorePair, what: str) -> None:
+        legs = "; ".join(
+            f"{leg.venue} {leg.symbol} {leg.side.value} {leg.qty}, its tranches hold {leg.held} "
+            f"(#{', #'.join(map(str, leg.tranches)) or '-'})"
+            for leg in p.legs
+        )
+        out.append(Violation("no_pair_with_one_leg", f"pair #{p.id} {p.status}: {what} [{legs}]"))
+
+    for p in pairs or ():
+        if p.status not in ("open", "closed"):
+            bad(p, "not settled")
+        elif p.status == "closed":
+            if any(leg.held for leg in p.legs):
+                bad(p, "closed with a leg still open")
+        elif len(p.legs) != 2 or not all(leg.qty > 0 and leg.held > 0 for leg in p.legs):
+            bad(p, "open with a leg flat")
+        elif abs(p.legs[0].qty - p.legs[1].qty) > max(leg.step for leg in p.legs):
+            bad(p, "legs differ by more than a step")
+        else:
+            for leg in p.legs:  # an external fill adopted into a leg's tranche makes it hold more, never less
+                venue = venues.get(leg.venue)
+                on_venue = venue.positions().get((leg.symbol, leg.side), ZERO) if venue is not None else ZERO
+                if leg.held < leg.qty:
+                    bad(p, f"the {leg.venue} leg's tranches hold less than the leg")
+                elif on_venue < leg.held:
+                    bad(p, f"{leg.venue} holds {on_venue} of {leg.symbol} {leg.side.value}, less than its leg")
+    return out
+
+
+def check_state(venue: Venue, store: StoreView | None, *, by_venue: bool = False) -> list[Violation]:
+    """``covered``, ``store_matches_venue`` and ``no_orphan_order`` against the venue's account right now;
+    ``by_venue``: the store holds several venues' tranches (a two-venue run), only this venue's are its."""
     out: list[Violation] = []
     positions = venue.positions()
     resting = venue.resting()
@@ -132,8 +231,9 @@ def check_state(venue: Venue, store: StoreView | None) -> list[Violation]:
         if positions:
             out.append(Violation("store_matches_venue", f"store unreadable with positions {_fmt(positions)}"))
         return out
+    mine = [t for t in store.tranches if t.venue == venue.name] if by_venue else store.tranches
     by_key: dict[tuple[str, Side], list[StoreTranche]] = defaultdict(list)
-    for t in store.tranches:
+    for t in mine:
         by_key[(t.symbol, t.side)].append(t)
     for key in sorted(set(positions) | set(by_key)):
         qty = positions.get(key, ZERO)
@@ -146,7 +246,7 @@ def check_state(venue: Venue, store: StoreView | None) -> list[Violation]:
                     f"{held} ({', '.join(f'#{t.id} {t.qty} {t.status}' for t in by_key.get(key, []))})",
                 )
             )
-    open_ids = {t.id: t for t in store.tranches}
+    open_ids = {t.id: t for t in mine}
     legs: dict[tuple[int, str], list[Any]] = defaultdict(list)
     for order in resting:
         tranche = open_ids.get(order.tranche_id) if order.tranche_id is not None else None
@@ -233,6 +333,8 @@ def check_history(log: FillLog) -> list[Violation]:
     totals: Counter[str] = Counter()
     for fill in log.fills:
         totals[fill.client_id] += 1
+        if _purpose(fill.client_id) == "E":
+            continue  # an entry (a pair's, over the API) is no close: it opens, grows or (one-way) flips by design
         grew = abs(fill.after) > abs(fill.before)
         flipped = fill.after != 0 and fill.before != 0 and (fill.after > 0) != (fill.before > 0)
         opened = fill.before == 0 and fill.after != 0
@@ -246,6 +348,12 @@ def check_history(log: FillLog) -> list[Violation]:
                 )
             )
     return out
+
+
+def _purpose(client_id: str) -> str:
+    """The purpose letter of a posmon client id (``pm-12-E1`` -> ``E``); "" for another's."""
+    tail = client_id.rsplit("-", 1)[-1]
+    return tail[:1] if tail[:1].isalpha() and tail[1:].isdigit() else ""
 
 
 def check_log(text: str) -> list[Violation]:

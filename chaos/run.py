@@ -45,8 +45,9 @@ class Options:
 @dataclass(frozen=True)
 class Action:
     t: float
-    kind: str  # "marks" | "entry" | "silent" | "liquidate" | "fault"
+    kind: str  # "marks" | "entry" | "silent" | "liquidate" | "fault" | "partial_tp" | pair events (chaos.pairs)
     args: dict[str, Any]
+    venue: str = ""  # the venue it acts on in a two-venue run ("": the run's only venue)
 
 
 @dataclass
@@ -127,8 +128,9 @@ def venue_for(seed: int, venue: str) -> str:
     return ("aster", "lighter")[seed % 2] if venue == "both" else venue
 
 
-def plan(seed: int, venue: Venue, opts: Options) -> Schedule:
-    rng = random.Random(seed)
+def plan(seed: int, venue: Venue, opts: Options, stream: str = "") -> Schedule:
+    """A venue's schedule; ``stream`` names an independent draw from the same seed (a two-venue run's venue)."""
+    rng = random.Random(f"{seed}-{stream}" if stream else seed)
     d = opts.duration
     symbols = list(venue.symbols)
     actions: list[Action] = []
@@ -190,7 +192,9 @@ def plan(seed: int, venue: Venue, opts: Options) -> Schedule:
         )
     for i in range(rng.randint(2, 5)):
         actions.append(
-            Action(rng.uniform(0, d), "fault", {"kind": rng.choice(venue.fault_kinds), "seed": f"{seed}-fault-{i}"})
+            Action(
+                rng.uniform(0, d), "fault", {"kind": rng.choice(venue.fault_kinds), "seed": f"{seed}{stream}-fault-{i}"}
+            )
         )
     actions.sort(key=lambda a: a.t)
     # (at, after: "alive" = any moment of the process, "connected" = during its start-up reconcile, extra delay,
@@ -267,13 +271,27 @@ def _plan_sections(plans: dict[str, dict[str, Any]]) -> str:
 
 
 def write_config(
-    path: Path, store: Path, venue: Venue, rest_url: str, ws_url: str, schedule: Schedule, opts: Options
+    path: Path,
+    store: Path,
+    venue: Venue,
+    rest_url: str,
+    ws_url: str,
+    schedule: Schedule,
+    opts: Options,
+    *,
+    others: tuple[tuple[Venue, str, str], ...] = (),
+    api_port: int | None = None,
 ) -> None:
+    """The daemon's config; ``others`` are more venues in the same daemon, ``api_port`` enables the API on it."""
+    venues = [venue.name] + [v.name for v, _, _ in others]
+    which = f"venues = {venues!r}".replace("'", '"') if others else f'venue = "{venue.name}"'
+    api = "enabled = false" if api_port is None else f'enabled = true\nhost = "127.0.0.1"\nport = {api_port}'
+    sections = "\n".join(v.config(r, w) for v, r, w in others)
     has_key = _has_reconcile_key(opts.daemon_src or ROOT)
     reconcile = f"reconcile_interval_seconds = {opts.reconcile_interval}\n" if has_key else ""
     plans = _plan_sections(schedule.plans) if _has_plan_keys(opts.daemon_src or ROOT) else ""
     path.write_text(f"""[daemon]
-venue = "{venue.name}"
+{which}
 store = "{store}"
 hedge_mode = {str(venue.hedge).lower()}
 log_level = "INFO"
@@ -288,9 +306,9 @@ sl_pct = 2.0
 instant_tp_enabled = {str(schedule.instant_tp).lower()}
 {plans}
 [api]
-enabled = false
+{api}
 
-{venue.config(rest_url, ws_url)}""")
+{venue.config(rest_url, ws_url)}{sections}""")
 
 
 def _daemon_command(config: Path, src: Path | None = None) -> list[str]:
@@ -377,15 +395,19 @@ def _price(venue: Venue, symbol: str, offset_pct: float) -> Decimal:
 class Runner:
     """Runs one schedule; the campaign makes one per run."""
 
-    def __init__(self, schedule: Schedule, venue: Venue, opts: Options) -> None:
-        self.schedule, self.venue, self.opts = schedule, venue, opts
-        self.result = RunResult(schedule.seed, venue.name)
+    def __init__(self, schedule: Schedule, venue: Venue | list[Venue], opts: Options) -> None:
+        venues = venue if isinstance(venue, list) else [venue]
+        self.schedule, self.venue, self.opts = schedule, venues[0], opts
+        self.venues = {v.name: v for v in venues}
+        self.result = RunResult(schedule.seed, schedule.venue)
         self.work = Path(tempfile.mkdtemp(prefix=f"chaos-{schedule.seed}-"))
         self.store = self.work / "posmon.sqlite"
         self.log = self.work / "daemon.log"
         self.daemon: Daemon | None = None
         self.unprotected_since: float | None = None
-        self.marks: dict[str, Decimal] = {s: venue.base_price(s) for s in venue.symbols}
+        self.marks: dict[str, dict[str, Decimal]] = {
+            v.name: {s: v.base_price(s) for s in v.symbols} for v in self.venues.values()
+        }
         self.chaos_over = False
         self.journal: list[str] = []
         self._did = ""
@@ -396,11 +418,12 @@ class Runner:
         t0 = time.monotonic()
         try:
             async with trio.open_nursery() as nursery:
-                rest_url, ws_url = await self.venue.serve(nursery)
+                urls = [(v, *await v.serve(nursery)) for v in self.venues.values()]
                 config = self.work / "config.toml"
-                write_config(config, self.store, self.venue, rest_url, ws_url, self.schedule, self.opts)
+                self.write_config(config, urls)
                 env = {k: v for k, v in os.environ.items() if not k.startswith("POSMON_")}
-                env.update(self.venue.env())
+                for v in self.venues.values():
+                    env.update(v.env())
                 self.daemon = Daemon(config, self.log, env, self.opts.daemon_src)
                 try:
                     await self._run(nursery)
@@ -418,11 +441,42 @@ class Runner:
         self._finish()
         return self.result
 
+    def write_config(self, path: Path, urls: list[tuple[Venue, str, str]]) -> None:
+        venue, rest_url, ws_url = urls[0]
+        write_config(path, self.store, venue, rest_url, ws_url, self.schedule, self.opts)
+
+    def _v(self, name: str) -> Venue:
+        """The venue an action or entry names ("": the run's only venue)."""
+        return self.venues[name] if name else self.venue
+
+    def connected(self) -> bool:
+        return all(v.connected() for v in self.venues.values())
+
+    def check_state(self) -> list[Violation]:
+        """The state invariants on every venue (a two-venue run's details name the venue)."""
+        store = read_store(self.store)
+        if len(self.venues) == 1:
+            return check_state(self.venue, store)
+        return [
+            Violation(v.invariant, f"{venue.name}: {v.detail}")
+            for venue in self.venues.values()
+            for v in check_state(venue, store, by_venue=True)
+        ]
+
+    def check_history(self) -> list[Violation]:
+        if len(self.venues) == 1:
+            return check_history(self.venue.fill_log)
+        return [
+            Violation(v.invariant, f"{venue.name}: {v.detail}")
+            for venue in self.venues.values()
+            for v in check_history(venue.fill_log)
+        ]
+
     async def _run(self, nursery: trio.Nursery) -> None:
-        venue, daemon = self.venue, self.daemon
+        daemon = self.daemon
         assert daemon is not None
         for entry in self.schedule.pre_entries:
-            venue.entry(entry["symbol"], Side(entry["side"]), Decimal(entry["notional"]))
+            self._v(entry.get("venue", "")).entry(entry["symbol"], Side(entry["side"]), Decimal(entry["notional"]))
             self.result.workload["entry_before_start"] += 1
         nursery.start_soon(self._heartbeat)
         daemon.start()
@@ -444,7 +498,8 @@ class Runner:
                 await kills_done.wait()
             chaos.cancel_scope.cancel()
         self.chaos_over = True
-        venue.clear_faults()
+        for venue in self.venues.values():
+            venue.clear_faults()
         self._note("faults cleared")
         if not daemon.alive() and not daemon.died:
             daemon.start()
@@ -456,7 +511,7 @@ class Runner:
                 if sum(self.result.workload.values()) > before:  # it changed the account (not a no-op)
                     self.result.workload[f"late_{action.kind}"] += 1
         await self._settle()
-        self.result.violations += check_history(venue.fill_log)
+        self.result.violations += self.check_history()
         if not daemon.alive():
             self.result.violations.append(Violation("daemon_alive", "; ".join(daemon.died) or "not running"))
         await daemon.stop()
@@ -466,13 +521,13 @@ class Runner:
         daemon = self.daemon
         assert daemon is not None
         with trio.move_on_after(self.opts.start_timeout):
-            while not (daemon.alive() and self.venue.connected()):
+            while not (daemon.alive() and self.connected()):
                 if daemon.died:
                     break
                 await trio.sleep(0.05)
             else:
                 return True
-        if daemon.alive() and self.venue.connected():
+        if daemon.alive() and self.connected():
             return True
         self.result.violations.append(
             Violation(
@@ -485,7 +540,8 @@ class Runner:
         """The current marks again every half second, so quiet streams are not taken for dead ones."""
         while True:
             await trio.sleep(0.5)
-            self.venue.set_marks(dict(self.marks))
+            for name, venue in self.venues.items():
+                venue.set_marks(dict(self.marks[name]))
 
     async def _workload(self, nursery: trio.Nursery) -> None:
         start = trio.current_time()
@@ -498,20 +554,25 @@ class Runner:
         """One line of the run's journal (``chaos.log`` in a kept run directory), timed like the daemon's log."""
         now = time.time()
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f",{int(now % 1 * 1000):03d}"
-        positions = ", ".join(f"{s} {side.value} {q}" for (s, side), q in sorted(self.venue.positions().items()))
+        positions = ", ".join(
+            (f"{venue.name} " if len(self.venues) > 1 else "") + f"{s} {side.value} {q}"
+            for venue in self.venues.values()
+            for (s, side), q in sorted(venue.positions().items())
+        )
         self.journal.append(f"{stamp} {text} | positions: {positions or 'none'}")
 
     def _apply(self, action: Action, nursery: trio.Nursery) -> None:
         self._did = ""
         self._apply_action(action, nursery)
         if action.kind != "marks":
-            self._note(f"{action.kind} {action.args}{': ' + self._did if self._did else ''}")
+            where = f"{action.venue} " if action.venue else ""
+            self._note(f"{where}{action.kind} {action.args}{': ' + self._did if self._did else ''}")
 
     def _apply_action(self, action: Action, nursery: trio.Nursery) -> None:
-        venue, a, counts = self.venue, action.args, self.result.workload
+        venue, a, counts = self._v(action.venue), action.args, self.result.workload
         if action.kind == "marks":
-            self.marks = {s: _price(venue, s, o) for s, o in a["offsets"].items()}
-            venue.set_marks(dict(self.marks))
+            self.marks[venue.name] = {s: _price(venue, s, o) for s, o in a["offsets"].items()}
+            venue.set_marks(dict(self.marks[venue.name]))
             return
         if action.kind == "fault":
             venue.inject(a["kind"], random.Random(a["seed"]), nursery)
@@ -524,7 +585,7 @@ class Runner:
             return
         symbol, side = a["symbol"], Side(a["side"])
         if action.kind == "liquidate" or (action.kind == "silent" and a["how"] != "appear"):
-            symbol, side = self._held_or(symbol, side, a["pick"])
+            symbol, side = self._held_or(venue, symbol, side, a["pick"])
         if action.kind == "entry":
             if venue.entry(symbol, side, Decimal(a["notional"])):
                 counts["entry"] += 1
@@ -567,9 +628,9 @@ class Runner:
                 counts["adl" if a["adl"] else "liquidation"] += 1
                 self._changed()
 
-    def _held_or(self, symbol: str, side: Side, pick: float) -> tuple[str, Side]:
+    def _held_or(self, venue: Venue, symbol: str, side: Side, pick: float) -> tuple[str, Side]:
         """``(symbol, side)`` if a position is held there, else one of the positions held (by ``pick``)."""
-        held = sorted(self.venue.positions())
+        held = sorted(venue.positions())
         if not held or (symbol, side) in held:
             return symbol, side
         return held[min(len(held) - 1, int(pick * len(held)))]
@@ -584,7 +645,7 @@ class Runner:
         start = trio.current_time()
         for at, wait_for, extra, restart_delay in self.schedule.kills:
             await trio.sleep_until(start + at)
-            while not daemon.alive() or (wait_for == "connected" and not self.venue.connected()):
+            while not daemon.alive() or (wait_for == "connected" and not self.connected()):
                 if daemon.died:
                     return
                 await trio.sleep(0.02)
@@ -602,7 +663,7 @@ class Runner:
             self._check_protected()
 
     def _check_protected(self) -> bool:
-        ok = not check_state(self.venue, read_store(self.store))
+        ok = not self.check_state()
         if ok and self.unprotected_since is not None:
             self.result.protect_times.append(trio.current_time() - self.unprotected_since)
             self.unprotected_since = None
@@ -626,7 +687,7 @@ class Runner:
                     return
             else:
                 passes = 0
-        self.result.violations += check_state(self.venue, read_store(self.store))
+        self.result.violations += self.check_state()
         self._note(f"not settled after {self.opts.settle_timeout:.0f} s")
 
     def _finish(self) -> None:
@@ -638,7 +699,7 @@ class Runner:
         except OSError:
             text = ""
         self.result.violations += check_log(text)
-        resting = "\n".join(f"  resting {o}" for o in self.venue.resting())
+        resting = "\n".join(f"  resting {v.name} {o}" for v in self.venues.values() for o in v.resting())
         (self.work / "chaos.log").write_text(
             "\n".join(self.journal)
             + "\n"
@@ -648,7 +709,7 @@ class Runner:
             + "\n"
         )
         if (self.result.violations or self.opts.keep_all) and self.opts.keep is not None:
-            dest = self.opts.keep / f"{self.venue.name}-seed-{self.schedule.seed}"
+            dest = self.opts.keep / f"{self.result.venue}-seed-{self.schedule.seed}"
             shutil.rmtree(dest, ignore_errors=True)
             shutil.copytree(self.work, dest, ignore=shutil.ignore_patterns("*.lock"))
             self.result.kept = str(dest)

@@ -101,6 +101,13 @@ class Venue:
         """The symbol's trading rules (for what a ladder level's TP must cover)."""
         raise NotImplementedError
 
+    def base(self, symbol: str) -> str:
+        """The asset a symbol trades (Aster ``BTCUSDT``, Lighter ``BTC``: both ``BTC``); a hedge's legs share it."""
+        return symbol
+
+    def symbol_of(self, base: str) -> str:
+        return next(s for s in self.symbols if self.base(s) == base)
+
     # ---- workload -----------------------------------------------------------------------------------------------
 
     def set_marks(self, prices: dict[str, Decimal]) -> None:
@@ -127,6 +134,24 @@ class Venue:
 
     def partial_tp(self, pick: float, factor: float) -> bool:
         return False  # emulated exits (Lighter): no TP rests on the venue
+
+    def go_down(self, seconds: float, nursery: trio.Nursery) -> None:
+        """The venue's streams down for ``seconds`` (dropped, then silent: no mark, no account frame), REST up."""
+        self.stall_user_stream(True)
+        self.exchange.stall_prices(True)
+        self.drop_websockets()
+
+        def back() -> None:
+            self.exchange.stall_prices(False)
+            self.stall_user_stream(False)
+
+        self._later(nursery, seconds, back)
+
+    def stall_user_stream(self, on: bool) -> None:
+        raise NotImplementedError
+
+    def drop_websockets(self) -> None:
+        raise NotImplementedError
 
     @staticmethod
     def _later(nursery: trio.Nursery, seconds: float, action: Callable[[], None]) -> None:
@@ -197,6 +222,15 @@ class AsterVenue(Venue):
 
     def rules(self, symbol: str) -> SymbolRules:
         return market(symbol).rules
+
+    def base(self, symbol: str) -> str:
+        return symbol.removesuffix("USDT")
+
+    def stall_user_stream(self, on: bool) -> None:
+        self.sim.stall_user_stream(on)
+
+    def drop_websockets(self) -> None:
+        self.sim.drop_websockets()
 
     def resting(self) -> list[Resting]:
         out = []
@@ -355,6 +389,15 @@ class LighterVenue(Venue):
     def set_marks(self, prices: dict[str, Decimal]) -> None:
         self.exchange.set_marks(prices)
         self.sim.flush()
+
+    def rules(self, symbol: str) -> SymbolRules:
+        return self.exchange.engine.rules[symbol]
+
+    def stall_user_stream(self, on: bool) -> None:
+        self.sim.stall_account_pushes(on)
+
+    def drop_websockets(self) -> None:
+        self.sim.drop_websockets()
 
     def client_id(self, client_order_index: int) -> str | None:
         try:

@@ -80,7 +80,7 @@ PAIR_LEG_UNREACHABLE = NoticeKind.PAIR_LEG_UNREACHABLE
 class LegExited:
     """A tranche of (venue, symbol, side) closed by ``reason`` (TP, SL, TIMEOUT, LIQUIDATION, MANUAL, EXTERNAL...);
     ``qty``: how much it closed (None: all of the tranche); ``partial``: only ``qty`` closed, the tranche holds the
-    rest (a ladder level, a trim)."""
+    rest (a ladder level, a trim); ``left``: what the tranche holds after it (None: not said)."""
 
     venue: str
     symbol: str
@@ -89,6 +89,7 @@ class LegExited:
     reason: str
     qty: Decimal | None = None
     partial: bool = False
+    left: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +237,7 @@ def leg_exit_from_notice(notice: Notice) -> LegExited | None:
     partial = notice.kind == NoticeKind.PARTIAL_EXIT
     if (notice.kind != NoticeKind.EXIT and not partial) or notice.data.get("tranche_id") is None:
         return None
-    qty = notice.data.get("qty")
+    qty, left = notice.data.get("qty"), notice.data.get("left")
     return LegExited(
         notice.venue,
         notice.symbol,
@@ -245,6 +246,7 @@ def leg_exit_from_notice(notice: Notice) -> LegExited | None:
         str(notice.data.get("reason") or "EXTERNAL"),
         None if qty is None else Decimal(str(qty)),
         partial,
+        None if left is None or not partial else Decimal(str(left)),
     )
 
 
@@ -334,11 +336,20 @@ class PairCoordinator:
                 await self._handle(msg)
 
     async def _poll_entries(self) -> None:
-        """While an opening pair's entries can only be learnt from the store (restored), look now and then."""
+        """While a pair's entries can only be learnt from the store (restored), look now and then."""
         while True:
             await trio.sleep(self.entry_poll_seconds)
-            if any(p.status is PairStatus.OPENING and p.id not in self._forwarding for p in self.pairs.values()):
+            if self._entries_unheard():
                 self.self_send.send_nowait(CheckEntries())
+
+    def _entries_unheard(self) -> list[Pair]:
+        """Pairs with an entry still out and no task forwarding its outcome (restored): opening ones, and closing
+        or broken ones whose other leg exited before this entry ended (its fill must be closed when it comes)."""
+        return [
+            p
+            for p in self.pairs.values()
+            if p.active and p.id not in self._forwarding and not all(leg.entry_done for leg in p.legs)
+        ]
 
     # --- start-up -----------------------------------------------------------------------------------------------
 
@@ -429,13 +440,26 @@ class PairCoordinator:
         return pair
 
     async def _on_check_entries(self) -> None:
-        opening = [p for p in self.pairs.values() if p.status is PairStatus.OPENING and p.id not in self._forwarding]
-        ids = [t for p in opening for leg in p.legs for t in leg.tranche_ids]
+        waiting = self._entries_unheard()
+        ids = [t for p in waiting for leg in p.legs for t in leg.tranche_ids]
         states, entries = self.store.tranche_states(ids), self.store.entry_states(ids)
-        for pair in opening:
-            settled = dp.settle_entries(self._entries_from_store(pair, states, entries))
-            if settled.pair != pair:
-                await self._settled(pair, settled)
+        for pair in waiting:
+            if pair.status is PairStatus.OPENING:
+                settled = dp.settle_entries(self._entries_from_store(pair, states, entries))
+                if settled.pair != pair:
+                    await self._settled(pair, settled)
+                continue
+            for i, leg in enumerate(pair.legs):  # an entry ending after its pair began closing (``_on_entered``)
+                for tid in leg.tranche_ids if not leg.entry_done else ():
+                    if entries.get(tid, "PENDING") == "PENDING":
+                        continue
+                    st = states.get(tid)
+                    filled = ZERO if st is None else st.qty + st.exit_qty
+                    late = dp.late_entry(pair, i, filled, None if st is None else st.entry, tid)
+                    pair, commands = late.pair, late.commands
+                    if st is not None and st.status == "closed":  # and its tranche closed since: nothing to close
+                        pair, commands = dp.leg_exited(pair, tid, st.close_reason or "EXTERNAL", None).pair, ()
+                    await self._decide(pair, commands, Changes(pairs=[pair]))
 
     def _close_command(self, pair: Pair, index: int) -> LegCommand:
         reason = pair.close_reason or dp.PairReason.MANUAL
@@ -485,7 +509,17 @@ class PairCoordinator:
             # The coordinator's own trim: the leg's quantity already went down when the trim was decided.
             log.info("pair %d: trim of tranche %d filled %s", pair.id, msg.tranche_id, msg.qty)
             return
-        decision = dp.leg_exited(pair, msg.tranche_id, msg.reason, msg.qty, partial=msg.partial)
+        qty = msg.qty
+        if msg.partial and msg.left is not None and qty is not None and leg.tranche_ids == (msg.tranche_id,):
+            # The leg's one tranche may hold more than the leg (an external fill adopted into it): the leg loses
+            # only what takes the tranche below the leg's quantity.
+            qty = min(qty, max(ZERO, leg.filled_qty - msg.left))
+            if qty <= 0:
+                log.info(
+                    "pair %d: tranche %d still holds %s, the leg %s", pair.id, msg.tranche_id, msg.left, leg.filled_qty
+                )
+                return
+        decision = dp.leg_exited(pair, msg.tranche_id, msg.reason, qty, partial=msg.partial)
         if msg.partial and decision.pair == pair:
             return
         changes = Changes(pairs=[decision.pair])

@@ -290,7 +290,13 @@ def _demo_command(args: argparse.Namespace) -> int:
     # --fast: trio's virtual clock jumps over every wait once all tasks are idle, so the story needs no wall time.
     clock = trio.testing.MockClock(autojump_threshold=0) if args.fast else None
     try:
-        result = trio.run(functools.partial(run_demo, args.dir, emit=_say, open_browser=args.open_browser), clock=clock)
+        if args.pair:
+            from posmon.demo.pair import run_pair_demo
+
+            story: Any = functools.partial(run_pair_demo, args.dir, emit=_say)
+        else:
+            story = functools.partial(run_demo, args.dir, emit=_say, open_browser=args.open_browser)
+        result = trio.run(story, clock=clock)
     except BaseException as group:
         return _report(group)
     _say(result.summary())
@@ -380,5 +386,11 @@ def add_demo(sub: Subparsers) -> None:
         default=None,
         metavar="DIR",
         help="keep the demo's store and configuration in DIR (default: a new temporary directory)",
+    )
+    p.add_argument(
+        "--pair",
+        action="store_true",
+        help="the hedge-pair scenario instead (~10 s): BTC long on the Aster simulator, short on the Lighter one, "
+        "one daemon watching both; the Aster leg is stopped out on the venue and posmon closes the Lighter leg",
     )
     p.set_defaults(handler=_demo_command)

@@ -348,7 +348,10 @@ def leg_exited(pair: Pair, tranche_id: int, reason: str, qty: Decimal | None, *,
     # With another tranche of the leg left (or this one, after a partial close), only what closed is gone.
     kept = leg.filled_qty if qty is None else max(ZERO, leg.filled_qty - qty)
     left = kept if ids else ZERO
-    leg = replace(leg, tranche_ids=ids, filled_qty=left, exit_reason=reason if left <= 0 else leg.exit_reason)
+    # A tranche of the leg exists, so its entry has ended (a restored pair may not have heard it yet).
+    leg = replace(
+        leg, tranche_ids=ids, filled_qty=left, exit_reason=reason if left <= 0 else leg.exit_reason, entry_done=True
+    )
     pair = pair.with_leg(index, leg)
     other_i = 1 - index
     other = pair.legs[other_i]

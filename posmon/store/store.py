@@ -942,8 +942,9 @@ class Store:
             if i % every == 0:
                 yield
         for key, entries in self._pending_entries(venue, db=db).items():
-            if key in out:
-                out[key].entries = entries
+            # A key with only an entry still out (killed before it reached the venue) gets its actor too: it
+            # looks the entry up and ends it (a pair waits on it).
+            out.setdefault(key, Restored()).entries = entries
         stopped = {r[0] for r in db.execute("SELECT symbol FROM unmonitored WHERE venue = ?", [venue])}
         for (symbol, _side), r in out.items():
             r.stopped = symbol in stopped
@@ -954,8 +955,9 @@ class Store:
         return _order(rows[0]) if rows else None
 
     def position_keys(self, venue: str) -> list[tuple[str, Side]]:
-        """Every (symbol, side) an actor must be restored for: open tranches, and closed tranches whose orders
-        are not all done (a sibling cancel persisted as CANCELING on a side that went flat must still go out).
+        """Every (symbol, side) an actor must be restored for: open tranches, closed tranches whose orders are not
+        all done (a sibling cancel persisted as CANCELING on a side that went flat must still go out), and
+        operator entries not yet ended.
 
         Both halves start from the (status, venue, ...) index: closed tranches are joined to their orders only
         through ``orders(tranche_id)``, never by scanning the whole order table.
@@ -965,8 +967,10 @@ class Store:
             "UNION "
             "SELECT t.symbol, t.side FROM tranches t WHERE t.status = 'closed' AND t.venue = ? AND EXISTS "
             "(SELECT 1 FROM orders o WHERE o.tranche_id = t.id AND o.state != 'DONE') "
+            "UNION "
+            "SELECT symbol, side FROM entries WHERE state = 'PENDING' AND venue = ? "
             "ORDER BY 1, 2",
-            [venue, venue],
+            [venue, venue, venue],
         ).fetchall()
         return [(s, Side(side)) for s, side in rows]
 
