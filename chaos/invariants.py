@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from chaos.venues import FillLog, Venue
-from posmon.domain.exitplan import level_qty, plan_from_text
+from posmon.domain.exitplan import level_qty, plan_from_text, tp_leg_covers
 from posmon.domain.orders import Side, SymbolRules
 from posmon.domain.tranche import Tranche
 
@@ -65,14 +65,22 @@ class StoreTranche:
 
     def tp_qty(self, rules: SymbolRules) -> Decimal:
         """What its resting TP must cover: the current ladder level's share, or the whole tranche."""
-        plan = plan_from_text(self.plan)
-        if not plan.tp_levels:
-            return self.qty
-        t = Tranche(
+        t = self.tranche()
+        return level_qty(t, rules) if t.plan.tp_levels else self.qty
+
+    def tp_covered_by(self, left: Decimal, filled: Decimal, rules: SymbolRules) -> bool:
+        """A resting TP with ``left`` of it open (``filled`` filled) covers the tranche's current level (the
+        daemon's own rule, ``exitplan.tp_leg_covers``: a level partly filled rests for the rest of its share)."""
+        t = self.tranche()
+        if not t.plan.tp_levels:
+            return left == self.qty
+        return tp_leg_covers(t, left + filled, filled, rules)
+
+    def tranche(self) -> Tranche:
+        return Tranche(
             self.id, "", self.symbol, self.side, 0, self.entry, self.qty, _dec(self.tp), _dec(self.sl), 0.0,
-            plan=plan, level=self.level,
+            plan=plan_from_text(self.plan), level=self.level,
         )  # fmt: skip
-        return level_qty(t, rules)
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +280,11 @@ def check_state(venue: Venue, store: StoreView | None, *, by_venue: bool = False
                             f"resting {label} ({', '.join(o.client_id for o in orders) or 'none'})",
                         )
                     )
-                elif orders[0].qty != qty:
+                elif (
+                    orders[0].qty != qty
+                    if purpose == "S"
+                    else not t.tp_covered_by(orders[0].qty, orders[0].filled, venue.rules(symbol))
+                ):
                     out.append(
                         Violation(
                             "covered",

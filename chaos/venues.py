@@ -42,6 +42,7 @@ class Resting:
     qty: Decimal
     price: Decimal | None = None  # a limit's price (a TP)
     stop_price: Decimal | None = None  # a stop's trigger (an SL)
+    filled: Decimal = Decimal(0)  # of the order, already filled (``qty`` is what is left)
 
 
 @dataclass
@@ -249,6 +250,7 @@ class AsterVenue(Venue):
                     order.qty - order.filled_qty,
                     order.price,
                     order.stop_price,
+                    order.filled_qty,
                 )
             )
         return out

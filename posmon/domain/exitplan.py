@@ -349,6 +349,16 @@ def level_qty(t: Tranche, rules: SymbolRules) -> Decimal:
     return t.qty if qty >= t.qty else qty
 
 
+def tp_leg_covers(t: Tranche, qty: Decimal, filled: Decimal, rules: SymbolRules) -> bool:
+    """Whether a resting TP leg of ``qty`` (``filled`` of it already filled) is the one ``t``'s current level wants:
+    for the level's share of what ``t`` holds; or, a level partly filled, for the rest of its share, whatever that is
+    below the whole tranche (the level is done when its order is; recomputing the share of the smaller tranche would
+    replace the order for a slightly different quantity). One rule for the actor, ``verify`` and the chaos check."""
+    left = qty - filled
+    want = level_qty(t, rules)
+    return left == want or (want < t.qty and filled > 0 and 0 < left < t.qty)
+
+
 def is_partial(t: Tranche, rules: SymbolRules) -> bool:
     """The current TP closes only part of the tranche (a ladder level before the last)."""
     return level_qty(t, rules) < t.qty

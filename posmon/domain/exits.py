@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
 
-from posmon.domain.exitplan import level_qty
+from posmon.domain.exitplan import level_qty, tp_leg_covers
 from posmon.domain.orders import Purpose, Side, SymbolRules, WorkingType
 from posmon.domain.protection import (
     OrderRecord,
@@ -155,12 +155,7 @@ def _leg_ok(t: Tranche, rec: OrderRecord, rules: SymbolRules) -> bool:
         return left == t.qty and (rec.purpose is not Purpose.SL or req.stop_price == t.sl)
     if rec.purpose is Purpose.SL:
         return left == t.qty and req.stop_price == t.sl
-    if req.price != t.tp:
-        return False
-    want = level_qty(t, rules)
-    # A ladder level partly filled keeps resting for the rest of its share (the level is done when its order
-    # is); recomputing the share of the smaller tranche would replace it for a slightly different quantity.
-    return left == want or (want < t.qty and rec.filled_qty > 0 and 0 < left < t.qty)
+    return req.price == t.tp and tp_leg_covers(t, req.qty, rec.filled_qty, rules)
 
 
 class RestingExits:

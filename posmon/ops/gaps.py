@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from posmon.domain.exitplan import level_qty, planned_exits
+from posmon.domain.exitplan import level_qty, planned_exits, tp_leg_covers
 from posmon.domain.orders import OrderRequest, OrderState, PositionState, Purpose, Side, SymbolRules
 from posmon.domain.protection import LocalState, OrderRecord, parse_client_order_id, reround_exit
 from posmon.domain.tranche import Tranche
@@ -331,7 +331,13 @@ def _leg_gaps(t: Tranche, purpose: Purpose, found: list[OrderState], rules: Symb
         for o in older
     ]
     left = cur.qty - cur.filled_qty
-    if want_qty is not None and left != want_qty:
+    covered = left == want_qty or (
+        purpose is Purpose.TP
+        and rules is not None
+        and bool(t.plan.tp_levels)
+        and tp_leg_covers(t, cur.qty, cur.filled_qty, rules)  # a level partly filled rests for the rest of its share
+    )
+    if want_qty is not None and not covered:
         holds = (
             f"tranche {t.id}{level} closes {_plain(want_qty)} of {_plain(t.qty)}"
             if want_qty != t.qty

@@ -19,6 +19,7 @@ from posmon.domain.exitplan import (
     moved_stop,
     plan_from_text,
     stop_gate,
+    tp_leg_covers,
 )
 from posmon.domain.orders import Side, SymbolRules
 from posmon.domain.tranche import Risk, Tranche, extend_tranche, new_tranche
@@ -198,3 +199,13 @@ def test_the_gate_is_never_late_and_the_stop_never_loosens(side, callback, step,
         assert side.sign * (moved.sl - t.sl) > 0
         assert side.sign * (mark - moved.sl) > 0  # the stop stays behind the mark
         t = moved
+
+
+def test_a_level_tp_covers_its_share_or_once_partly_filled_the_rest_of_it():
+    t = opened(Side.LONG, make_plan(tp_levels=LADDER), qty="1.000")  # level 1: 0.300
+    assert tp_leg_covers(t, D("0.300"), D(0), RULES)
+    assert not tp_leg_covers(t, D("1.000"), D(0), RULES)  # a TP for the whole tranche
+    smaller = replace(t, qty=D("0.800"))  # 0.200 of the level filled: its order rests for 0.100
+    assert tp_leg_covers(smaller, D("0.300"), D("0.200"), RULES)
+    assert not tp_leg_covers(smaller, D("0.300"), D(0), RULES)  # unfilled: it must be the share of 0.800 (0.240)
+    assert not tp_leg_covers(smaller, D("1.000"), D("0.200"), RULES)  # what is left covers the whole tranche
