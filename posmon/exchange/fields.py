@@ -167,3 +167,14 @@ def millis(obj: dict[str, Any], key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
         raise MalformedMessage(f"field {key!r} is not a millisecond timestamp: {show(value)}")
     return value
+
+
+def funding(rate: Any, next_ms: Any, what: str) -> tuple[Decimal | None, float | None]:
+    """A mark's funding rate (judged like every number: ``number``) and next funding time (epoch milliseconds, to
+    seconds), both or neither: a missing or unreadable field leaves the mark without funding, never drops the mark."""
+    if isinstance(next_ms, bool) or not isinstance(next_ms, int) or not 0 < next_ms <= MAX_INT:
+        return None, None
+    try:
+        return number(rate, what), next_ms / 1000
+    except MalformedMessage:
+        return None, None

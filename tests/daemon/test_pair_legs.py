@@ -87,9 +87,11 @@ async def test_lighter_trim_sends_one_bounded_close_for_the_share_and_tells_the_
         assert (t.qty, t.closing, t.sl, t.tp) == (D("0.06544"), None, D("42750"), D("49500"))
         [e] = events(h, "partial_close")
         assert D(e["qty"]) == D("0.03456") and D(e["pnl"]) == (D(e["price"]) - 45000) * D("0.03456")
-        # The leg event the coordinator reads: a partial exit of the quantity, the tranche kept.
+        # The leg event the coordinator reads: a partial exit of the quantity, the tranche kept with what it holds.
         [leg] = [x for n in drain(notices) if (x := leg_exit_from_notice(n)) is not None]
-        assert leg == LegExited("lighter", "BTC", Side.LONG, t.id, "REBALANCE", D("0.03456"), partial=True)
+        assert leg == LegExited(
+            "lighter", "BTC", Side.LONG, t.id, "REBALANCE", D("0.03456"), partial=True, left=D("0.06544")
+        )
 
         await h.mark("BTC", "42750")  # the watched stop closes what is left
         [row] = h.store.closed_tranches("lighter")

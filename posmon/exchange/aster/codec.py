@@ -430,12 +430,8 @@ def parse_mark_prices(data: Any) -> list[MarkPrice]:
 
 
 def funding_of(rate: Any, next_ms: Any) -> tuple[Decimal | None, float | None]:
-    """The funding rate and next funding time (epoch seconds) of a mark entry, both or neither: a missing or
-    unreadable field leaves the mark without funding (the mark itself still counts)."""
-    value = fields.plain_decimal(rate) if isinstance(rate, str) else None
-    if value is None or isinstance(next_ms, bool) or not isinstance(next_ms, int) or not 0 < next_ms <= fields.MAX_INT:
-        return None, None
-    return value, next_ms / 1000
+    """The funding rate (``r`` / ``lastFundingRate``) and next funding time (``T`` / ``nextFundingTime``) of a mark."""
+    return fields.funding(rate, next_ms, "lastFundingRate")
 
 
 # ---- websocket frames -----------------------------------------------------------------------------------------

@@ -353,10 +353,7 @@ def funding_of(rate: Any, next_ms: Any) -> tuple[Decimal | None, float | None]:
     the next funding time (``funding_timestamp``, always milliseconds: not told apart by size, a simulator's early
     clock would read as seconds), both or neither: a missing or unreadable field leaves the
     mark without funding (the mark itself still counts)."""
-    value = fields.plain_decimal(rate) if isinstance(rate, str) else None
-    if value is None or isinstance(next_ms, bool) or not isinstance(next_ms, int) or not 0 < next_ms <= fields.MAX_INT:
-        return None, None
-    return value, next_ms / 1000
+    return fields.funding(rate, next_ms, "current_funding_rate")
 
 
 # ---- websocket frames -----------------------------------------------------------------------------------------
