@@ -92,19 +92,27 @@ class VenueOpener:
     env: Mapping[str, str] | None = None
     clock: Callable[[], float] = time.time
 
+    @property
+    def venue_kind(self) -> str:
+        """Which venue this opens; the account's ``name`` is the same here (``cluster.accounts`` names others)."""
+        return self.name
+
     async def open_once(
         self, nursery: trio.Nursery, stack: AsyncExitStack, *, per_try: float, log: logging.Logger
     ) -> Venue:
-        """One try at opening the venue (bounded by ``per_try``), closed by ``stack``; ``StartupFailure`` else."""
+        """One try at opening the venue (bounded by ``per_try``), closed by ``stack``; ``StartupFailure`` else.
+        The opened venue is named after the account, so ``run_daemon`` keys actors, store rows and metrics by it."""
 
         async def attempt() -> Venue:
-            opener = open_venue(self.settings, nursery, env=self.env, clock=self.clock, name=self.name)
+            opener = open_venue(self.settings, nursery, env=self.env, clock=self.clock, name=self.venue_kind)
             venue = await opener.__aenter__()
             stack.push_async_exit(opener.__aexit__)
+            if self.name != self.venue_kind:
+                venue.name = self.name  # the account's key (the adapter's class attribute, shadowed)
             return venue
 
         auth = None
-        if self.name == "aster":
+        if self.venue_kind == "aster":
             from posmon.exchange.aster.settings import AsterSettings
 
             auth = AsterSettings.from_config(self.settings.aster, os.environ if self.env is None else self.env).auth

@@ -18,20 +18,14 @@ tranche ids are allocated store-wide, so two accounts sharing one store never ma
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import re
 from collections.abc import Mapping
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
-import trio
-
 from posmon.config import ConfigError, Settings
-from posmon.exchange.venue import Venue
-from posmon.startup import retry_startup
-from posmon.venues import VenueOpener, open_venue
+from posmon.venues import VenueOpener
 
 ENV_PREFIX = "POSMON_ACCOUNTS_"
 VENUE_KINDS = ("aster", "lighter")
@@ -129,31 +123,9 @@ class AccountOpener(VenueOpener):
 
     kind: str = ""
 
-    async def open_once(
-        self, nursery: trio.Nursery, stack: AsyncExitStack, *, per_try: float, log: logging.Logger
-    ) -> Venue:
-        async def attempt() -> Venue:
-            opener = open_venue(self.settings, nursery, env=self.env, clock=self.clock, name=self.kind)
-            venue = await opener.__aenter__()
-            stack.push_async_exit(opener.__aexit__)
-            venue.name = self.name  # the account's key (the adapter's class attribute, shadowed)
-            return venue
-
-        auth = None
-        if self.kind == "aster":
-            from posmon.exchange.aster.settings import AsterSettings
-
-            auth = AsterSettings.from_config(self.settings.aster, os.environ if self.env is None else self.env).auth
-        return await retry_startup(
-            attempt,
-            venue=self.name,
-            what="connecting",
-            give_up_after=per_try,
-            log=log,
-            per_try=per_try,
-            auth=auth,
-            retry=False,
-        )
+    @property
+    def venue_kind(self) -> str:
+        return self.kind
 
 
 def opener_of(account: Account) -> AccountOpener:
